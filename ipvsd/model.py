@@ -81,6 +81,9 @@ class ServiceFlag(enum.IntFlag):
     SCHED3 = 0x0020
 
 
+NO_FLAGS = ServiceFlag(0)
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class ServiceKey:
     """Identity of a virtual service.
@@ -118,7 +121,7 @@ class ServiceAttrs:
     """
 
     scheduler: str = "wlc"
-    flags: ServiceFlag = ServiceFlag(0)
+    flags: ServiceFlag = NO_FLAGS
     timeout: int = 0
     netmask: int = 32
     pe_name: str = ""
