@@ -158,8 +158,10 @@ class IpvsClient:
         """
         family_id = await resolve_family_id()
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
-        for option, fallback in ((SO_RCVBUFFORCE, socket.SO_RCVBUF),
-                                 (SO_SNDBUFFORCE, socket.SO_SNDBUF)):  # fmt: skip
+        for option, fallback in (
+            (SO_RCVBUFFORCE, socket.SO_RCVBUF),
+            (SO_SNDBUFFORCE, socket.SO_SNDBUF),
+        ):
             try:
                 sock.setsockopt(socket.SOL_SOCKET, option, _BUFFER_BYTES)
             except PermissionError:

@@ -295,8 +295,18 @@ def _address(family: int, value: memoryview) -> IPAddress:
     return IPv4Address(bytes(value[:4]))
 
 
-_STATS_FIELDS = ("conns", "inpkts", "outpkts", "inbytes", "outbytes",
-                 "cps", "inpps", "outpps", "inbps", "outbps")  # fmt: skip
+_STATS_FIELDS = (
+    "conns",
+    "inpkts",
+    "outpkts",
+    "inbytes",
+    "outbytes",
+    "cps",
+    "inpps",
+    "outpps",
+    "inbps",
+    "outbps",
+)
 
 
 def parse_stats(value: memoryview) -> Stats:

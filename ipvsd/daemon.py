@@ -1,0 +1,184 @@
+"""The composition root: builds the components from the config and runs them.
+
+Signals: SIGHUP re-reads the config (a bad config is refused, its errors are
+logged, and the running state is kept); SIGTERM / SIGINT stop gracefully and
+leave the IPVS table in place (unless ``ipvs.cleanup_on_exit``), so a restart
+adopts it without dropping a connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from ipvsd import __version__
+from ipvsd.config import Config, desired_table, load_config
+from ipvsd.errors import ConfigError, IpvsUnavailable, KernelError
+from ipvsd.netlink.ipvs import IpvsClient, Timeouts
+from ipvsd.netlink.reconcile import DeleteService
+from ipvsd.netlink.reconciler import Reconciler
+
+log = structlog.get_logger("ipvsd.daemon")
+
+
+class Daemon:
+    """One running ipvsd. `run()` returns the process exit code."""
+
+    def __init__(self, config_path: Path, config: Config) -> None:
+        self._config_path = config_path
+        self._config = config
+        self._client: IpvsClient | None = None
+        self._reconciler: Reconciler | None = None
+        self._stop = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        # Long-running components run in this group, so an unexpected exception
+        # in one of them (a bug) ends the daemon non-zero and systemd restarts it.
+        self._group: asyncio.TaskGroup | None = None
+        self._components: set[asyncio.Task[None]] = set()
+        self._reloads: set[asyncio.Task[list[str]]] = set()
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    @property
+    def reconciler(self) -> Reconciler | None:
+        return self._reconciler
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, self._spawn_reload)
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        log.info(
+            "daemon.start",
+            version=__version__,
+            config=str(self._config_path),
+            node=self._config.node_name,
+            services=len(self._config.ipvs.services),
+        )
+        if self._config.vrrp.instances:
+            # TODO(ipvsd): VRRP (issue #3). Until then the VIPs must be managed elsewhere.
+            log.warning(
+                "vrrp.not_implemented",
+                instances=[instance.name for instance in self._config.vrrp.instances],
+            )
+        try:
+            if self._config.ipvs.services:
+                await self._start_ipvs(self._config)
+        except IpvsUnavailable as exc:
+            log.error("daemon.ipvs_unavailable", error=str(exc))
+            raise
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                if self._reconciler is not None:
+                    self._start_component(self._reconciler.run())
+                await self._stop.wait()
+                for task in (*self._components, *self._reloads):
+                    task.cancel()
+        finally:
+            self._group = None
+            await self._shutdown()
+        return 0
+
+    def _start_component(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        assert self._group is not None
+        task = self._group.create_task(coroutine)
+        self._components.add(task)
+        task.add_done_callback(self._components.discard)
+
+    async def _start_ipvs(self, config: Config) -> None:
+        self._client = await IpvsClient.open()
+        await self._apply_timeouts(config)
+        self._reconciler = Reconciler(self._client, resync_interval_s=config.ipvs.resync_interval)
+        self._reconciler.set_desired(desired_table(config), reason="start")
+
+    async def _apply_timeouts(self, config: Config) -> None:
+        timeouts = config.ipvs.timeouts
+        if timeouts is None or self._client is None:
+            return
+        wanted = Timeouts(tcp=timeouts.tcp or 0, tcpfin=timeouts.tcpfin or 0, udp=timeouts.udp or 0)
+        try:
+            await self._client.set_timeouts(wanted)
+        except KernelError as exc:
+            log.error("ipvs.timeouts_error", error=str(exc))
+
+    def _spawn_reload(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.reload())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def reload(self) -> list[str]:
+        """Re-read the config; apply it, or keep the running one and return the errors."""
+        async with self._reload_lock:
+            try:
+                new = load_config(self._config_path)
+            except ConfigError as exc:
+                errors = [str(issue) for issue in exc.issues]
+                log.error("config.reload_refused", errors=errors)
+                return errors
+            except OSError as exc:
+                log.error("config.reload_refused", errors=[str(exc)])
+                return [str(exc)]
+            refusal = await self._check_reload(new)
+            if refusal:
+                log.error("config.reload_refused", errors=[refusal])
+                return [refusal]
+            self._config = new
+            if self._reconciler is None and new.ipvs.services:
+                await self._start_ipvs(new)
+                if self._reconciler is not None and self._group is not None:
+                    self._start_component(self._reconciler.run())
+            elif self._reconciler is not None:
+                await self._apply_timeouts(new)
+                self._reconciler.set_desired(desired_table(new), reason="reload")
+            log.info("config.reloaded", config=str(self._config_path))
+            return []
+
+    async def _check_reload(self, new: Config) -> str | None:
+        """A reason to refuse `new`, or None: IPVS must exist, and the delete guard must pass."""
+        if new.ipvs.services and self._reconciler is None:
+            try:
+                client = await IpvsClient.open()
+                client.close()
+            except IpvsUnavailable as exc:
+                return str(exc)
+        if self._reconciler is not None and new.ipvs.max_deletes is not None:
+            try:
+                _plan, refusal = await self._reconciler.preview(
+                    desired_table(new), new.ipvs.max_deletes
+                )
+            except KernelError as exc:
+                return f"cannot check the reload against the kernel: {exc}"
+            return refusal
+        return None
+
+    async def _shutdown(self) -> None:
+        if self._client is not None and self._reconciler is not None:
+            if self._config.ipvs.cleanup_on_exit:
+                keys = sorted(self._reconciler.desired.services)
+                result = await self._client.apply([DeleteService(key) for key in keys])
+                log.info(
+                    "ipvs.cleanup_on_exit",
+                    deleted=result.applied,
+                    errors=[str(f.error) for f in result.failures],
+                )
+            self._client.close()
+        log.info("daemon.stop")
+
+
+async def run(config_path: Path) -> int:
+    """Load the config and run the daemon until SIGTERM/SIGINT.
+
+    Raises:
+        ConfigError: the config is invalid (nothing was touched).
+        IpvsUnavailable: services are configured but the kernel has no IPVS.
+    """
+    config = load_config(config_path)
+    return await Daemon(config_path, config).run()

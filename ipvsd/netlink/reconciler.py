@@ -1,0 +1,168 @@
+"""The async driver of the pure planner: dump → plan → apply, on change and periodically.
+
+One writer per kernel table: nothing else in ipvsd writes IPVS. Changes of the
+desired table (a reload, later health and admin drains) wake the loop at once;
+several changes that arrive while a pass runs are coalesced into the next
+pass. A periodic pass repairs drift (an operator's ``ipvsadm -C``) and logs
+what it repaired. The first pass at start adopts whatever already matches, so
+restarting ipvsd touches no connection.
+
+Ownership: services in the desired table are ours; services that were in an
+earlier desired table stay ours until they are gone from the kernel, so a
+reload that drops a service deletes it. Anything else in the kernel is
+foreign and left alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import structlog
+
+from ipvsd.errors import KernelError
+from ipvsd.model import ServiceKey, Table
+from ipvsd.netlink.ipvs import describe
+from ipvsd.netlink.reconcile import OPERATION_LABELS, IpvsBackend, Plan, guard, plan
+
+log = structlog.get_logger("ipvsd.reconciler")
+
+#: How many operations a repair/refusal log event lists by name.
+LOGGED_OPERATIONS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class PassReport:
+    """What one reconcile pass did."""
+
+    reason: str
+    operations: dict[str, int]
+    errors: tuple[str, ...]
+    duration_s: float
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.operations)
+
+
+@dataclass(slots=True)
+class ReconcileCounters:
+    """Running totals, read by the metrics module."""
+
+    passes: int = 0
+    operations: Counter[str] = field(default_factory=Counter)
+    errors: int = 0
+    last_pass_ok: bool = False
+
+
+class Reconciler:
+    """Keeps the kernel's IPVS table equal to the desired table."""
+
+    def __init__(self, backend: IpvsBackend, *, resync_interval_s: float) -> None:
+        self._backend = backend
+        self._resync_interval_s = resync_interval_s
+        self._desired = Table()
+        self._managed: set[ServiceKey] = set()
+        self._wake = asyncio.Event()
+        self._reason = "start"
+        self._lock = asyncio.Lock()
+        self._first_pass_done = asyncio.Event()
+        self.counters = ReconcileCounters()
+
+    @property
+    def desired(self) -> Table:
+        return self._desired
+
+    @property
+    def first_pass_done(self) -> asyncio.Event:
+        """Set once the first pass (adoption) has completed."""
+        return self._first_pass_done
+
+    def set_desired(self, table: Table, *, reason: str) -> None:
+        """Replace the desired table and wake the loop (coalesced)."""
+        self._desired = table
+        self._managed.update(table.services)
+        self._reason = reason
+        self._wake.set()
+
+    def owns(self, key: ServiceKey) -> bool:
+        return key in self._managed or key in self._desired.services
+
+    async def preview(self, table: Table, max_deletes: int | None) -> tuple[Plan, str | None]:
+        """The plan that `table` would cause now, and the guard's refusal reason if any."""
+        actual = await self._backend.dump()
+        owned = self._managed | set(table.services)
+        proposed = plan(table, actual, owns=lambda key: key in owned)
+        return proposed, guard(proposed, max_deletes)
+
+    async def reconcile(self, reason: str) -> PassReport:
+        """One pass: dump, plan, apply, log. Kernel errors are logged and counted, not raised."""
+        async with self._lock:
+            started = time.perf_counter()
+            desired = self._desired
+            errors: list[str] = []
+            counts: dict[str, int] = {}
+            try:
+                actual = await self._backend.dump()
+                todo = plan(desired, actual, owns=self.owns)
+                if not todo.is_empty():
+                    counts = todo.counts()
+                    result = await self._backend.apply(todo.operations)
+                    errors = [str(failure.error) for failure in result.failures]
+                    self.counters.operations.update(counts)
+                    self._log_changes(reason, todo)
+                self._forget_deleted(actual)
+            except KernelError as exc:
+                errors.append(str(exc))
+            self.counters.passes += 1
+            self.counters.errors += len(errors)
+            self.counters.last_pass_ok = not errors
+            report = PassReport(reason, counts, tuple(errors), time.perf_counter() - started)
+        for error in errors[:LOGGED_OPERATIONS]:
+            log.error("ipvs.reconcile_error", reason=reason, error=error)
+        if report.changed or errors:
+            log.info(
+                "ipvs.reconcile",
+                reason=reason,
+                operations=report.operations,
+                errors=len(errors),
+                duration_s=round(report.duration_s, 3),
+            )
+        self._first_pass_done.set()
+        return report
+
+    def _log_changes(self, reason: str, todo: Plan) -> None:
+        names = [describe(op) for op in todo.operations[:LOGGED_OPERATIONS]]
+        if reason == "resync":
+            # Nothing asked for a change, so the kernel drifted (ipvsadm -C, a deleted dest).
+            log.warning("ipvs.drift_repaired", operations=todo.counts(), repaired=names)
+        elif reason == "start":
+            log.info("ipvs.start_changes", operations=todo.counts(), changes=names)
+
+    def _forget_deleted(self, actual: Table) -> None:
+        """Stop owning services that left the desired table and are gone from the kernel."""
+        stale = self._managed - set(self._desired.services)
+        self._managed -= {key for key in stale if key not in actual.services}
+
+    async def run(self) -> None:
+        """Reconcile on every change and every resync interval, forever."""
+        self._wake.clear()
+        reason = self._reason
+        while True:
+            await self.reconcile(reason)
+            try:
+                async with asyncio.timeout(self._resync_interval_s):
+                    await self._wake.wait()
+                reason = self._reason
+            except TimeoutError:
+                reason = "resync"
+            # Cleared before the pass reads the desired table: a change that
+            # arrives during the pass wakes the next one.
+            self._wake.clear()
+
+
+def operation_label_names() -> list[str]:
+    """Every operation label, for pre-creating metric series."""
+    return sorted(OPERATION_LABELS.values())
