@@ -319,10 +319,17 @@ def parse_stats(value: memoryview) -> Stats:
 
 
 def parse_service(payload: memoryview, *, with_stats: bool = True) -> Service:
-    """A GET_SERVICE dump record → Service (without dests)."""
+    """A GET_SERVICE dump record → Service (without dests).
+
+    Raises:
+        WireError: the record is malformed.
+    """
     for attr_type, value in iter_attrs(payload):
         if attr_type == ATTR_SERVICE:
-            return _parse_service_attrs(value, with_stats)
+            try:
+                return _parse_service_attrs(value, with_stats)
+            except (ValueError, struct.error) as exc:
+                raise WireError(f"malformed service record: {exc}") from exc
     raise WireError("service record without IPVS_CMD_ATTR_SERVICE")
 
 
@@ -377,10 +384,17 @@ def _parse_service_attrs(buf: memoryview, with_stats: bool) -> Service:
 
 
 def parse_dest(payload: memoryview, service_family: int, *, with_stats: bool = True) -> Dest:
-    """A GET_DEST dump record → Dest (with counters)."""
+    """A GET_DEST dump record → Dest (with counters).
+
+    Raises:
+        WireError: the record is malformed.
+    """
     for attr_type, value in iter_attrs(payload):
         if attr_type == ATTR_DEST:
-            return _parse_dest_attrs(value, service_family, with_stats)
+            try:
+                return _parse_dest_attrs(value, service_family, with_stats)
+            except (ValueError, struct.error) as exc:
+                raise WireError(f"malformed dest record: {exc}") from exc
     raise WireError("dest record without IPVS_CMD_ATTR_DEST")
 
 
