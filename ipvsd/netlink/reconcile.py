@@ -31,12 +31,12 @@ This module is pure: no I/O, no clock, no logging.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol as TypingProtocol
 
 from ipvsd.errors import KernelError
-from ipvsd.model import DestAttrs, DestKey, ServiceAttrs, ServiceKey, Table
+from ipvsd.model import DestAttrs, DestKey, IPAddress, ServiceAttrs, ServiceKey, Table
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,3 +122,153 @@ class IpvsBackend(TypingProtocol):
 
 
 OwnsService = Callable[[ServiceKey], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The ordered operations that turn the kernel's table into the desired one.
+
+    `operations` are in phase order (rule 4): add/edit services, add/edit dests,
+    delete dests, delete services; within a phase they are sorted by key, so the
+    same two tables always give the same plan. Operations within one phase never
+    depend on each other and may be sent concurrently; the phases may not be
+    reordered.
+
+    Attributes:
+        operations: what to send to the kernel, in order.
+        implicit_dest_deletes: dests that disappear with a `DeleteService` in
+            this plan and therefore have no `DeleteDest` of their own.
+    """
+
+    operations: tuple[Operation, ...] = ()
+    implicit_dest_deletes: int = 0
+
+    def __len__(self) -> int:
+        return len(self.operations)
+
+    def __iter__(self) -> Iterator[Operation]:
+        return iter(self.operations)
+
+    def is_empty(self) -> bool:
+        """True when the kernel already matches (nothing to send)."""
+        return not self.operations
+
+    @property
+    def deletes(self) -> int:
+        """Kernel objects this plan removes: services, their dests, and other dests.
+
+        This is the number the guard rail compares, so a service deleted with
+        its 40 dests counts 41, not 1.
+        """
+        explicit = sum(isinstance(op, DeleteService | DeleteDest) for op in self.operations)
+        return explicit + self.implicit_dest_deletes
+
+    def counts(self) -> dict[str, int]:
+        """Operations per `OPERATION_LABELS` label, every label present (zeros included)."""
+        counts = dict.fromkeys(OPERATION_LABELS.values(), 0)
+        for operation in self.operations:
+            counts[OPERATION_LABELS[type(operation)]] += 1
+        return counts
+
+
+def _address_order(address: IPAddress | None) -> tuple[int, int]:
+    # IPv4Address and IPv6Address refuse to compare with each other or with None,
+    # so the dataclasses' own ordering raises TypeError on a mixed table.
+    if address is None:
+        return (0, 0)
+    return (address.version, int(address))
+
+
+def service_order(key: ServiceKey) -> tuple[int, int, int, int, int, int]:
+    """Total sort key for service keys (IPv4 and IPv6 addresses and fwmark keys mixed)."""
+    return (key.family, key.protocol, *_address_order(key.address), key.port, key.fwmark)
+
+
+def dest_order(key: DestKey) -> tuple[int, int, int]:
+    """Total sort key for dest keys (a tunnel service may mix IPv4 and IPv6 dests)."""
+    return (*_address_order(key.address), key.port)
+
+
+def plan(desired: Table, actual: Table, *, owns: OwnsService) -> Plan:
+    """Minimal ordered operations turning `actual` into `desired` for services we own.
+
+    Every service in `desired` is ours by definition; `owns` is asked only about
+    services that are in `actual` and not in `desired`, and those it refuses
+    (foreign services) get no operation at all. Attributes are compared with
+    ``==``; kernel counters never take part (see `ipvsd.model`).
+
+    Args:
+        desired: the table we want (config + health overrides + drains).
+        actual: the kernel's dump.
+        owns: whether a service found only in the kernel is ours to delete.
+    """
+    upsert_services: list[Operation] = []
+    upsert_dests: list[Operation] = []
+    delete_dests: list[Operation] = []
+    delete_services: list[Operation] = []
+
+    for key in sorted(desired.services, key=service_order):
+        want = desired.services[key]
+        have = actual.services.get(key)
+        if have is None:
+            upsert_services.append(AddService(key, want.attrs))
+            upsert_dests.extend(
+                AddDest(key, dest_key, want.dests[dest_key].attrs)
+                for dest_key in sorted(want.dests, key=dest_order)
+            )
+            continue
+        if have.attrs != want.attrs:
+            upsert_services.append(EditService(key, want.attrs))
+        for dest_key in sorted(want.dests.keys() | have.dests.keys(), key=dest_order):
+            want_dest = want.dests.get(dest_key)
+            have_dest = have.dests.get(dest_key)
+            if have_dest is None:
+                assert want_dest is not None
+                upsert_dests.append(AddDest(key, dest_key, want_dest.attrs))
+            elif want_dest is None:
+                delete_dests.append(DeleteDest(key, dest_key))
+            elif have_dest.attrs != want_dest.attrs:
+                upsert_dests.append(EditDest(key, dest_key, want_dest.attrs))
+
+    implicit_dest_deletes = 0
+    for key in sorted(actual.services.keys() - desired.services.keys(), key=service_order):
+        if owns(key):
+            delete_services.append(DeleteService(key))
+            implicit_dest_deletes += len(actual.services[key].dests)
+
+    return Plan(
+        (*upsert_services, *upsert_dests, *delete_dests, *delete_services),
+        implicit_dest_deletes,
+    )
+
+
+def guard(plan: Plan, max_deletes: int | None) -> str | None:
+    """Refuse a plan that deletes more than `max_deletes` kernel objects.
+
+    A truncated or mistaken config looks exactly like "delete most services";
+    seesaw's ``rateLimitVS`` is the model. The caller applies the plan anyway
+    only when forced.
+
+    Args:
+        plan: the plan to check.
+        max_deletes: the most objects (services + dests, see `Plan.deletes`) a
+            plan may delete; None for no limit.
+
+    Returns:
+        None when the plan may go ahead, else the reason for refusing it.
+
+    Raises:
+        ValueError: max_deletes is negative.
+    """
+    if max_deletes is None:
+        return None
+    if max_deletes < 0:
+        raise ValueError(f"max_deletes must be >= 0, not {max_deletes}")
+    if plan.deletes <= max_deletes:
+        return None
+    counts = plan.counts()
+    return (
+        f"plan deletes {plan.deletes} objects, more than max_deletes={max_deletes} "
+        f"({counts['delete_service']} services with {plan.implicit_dest_deletes} dests, "
+        f"and {counts['delete_dest']} other dests); force to apply it"
+    )
