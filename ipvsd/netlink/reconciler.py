@@ -108,7 +108,7 @@ class Reconciler:
                 actual = await self._backend.dump()
                 todo = plan(desired, actual, owns=self.owns)
                 if not todo.is_empty():
-                    counts = todo.counts()
+                    counts = {op: n for op, n in todo.counts().items() if n}
                     result = await self._backend.apply(todo.operations)
                     errors = [str(failure.error) for failure in result.failures]
                     self.counters.operations.update(counts)
@@ -137,9 +137,9 @@ class Reconciler:
         names = [describe(op) for op in todo.operations[:LOGGED_OPERATIONS]]
         if reason == "resync":
             # Nothing asked for a change, so the kernel drifted (ipvsadm -C, a deleted dest).
-            log.warning("ipvs.drift_repaired", operations=todo.counts(), repaired=names)
+            log.warning("ipvs.drift_repaired", operations=len(todo), repaired=names)
         elif reason == "start":
-            log.info("ipvs.start_changes", operations=todo.counts(), changes=names)
+            log.info("ipvs.start_changes", operations=len(todo), changes=names)
 
     def _forget_deleted(self, actual: Table) -> None:
         """Stop owning services that left the desired table and are gone from the kernel."""
