@@ -147,7 +147,7 @@ class IpvsClient:
         self._seq = 0
         self._lock = asyncio.Lock()
         self._buf = bytearray(_RECV_SIZE)
-        self._identity_cache: dict[ServiceKey, bytes] = {}
+        self._encoder = wire.Encoder(family_id)
 
     @classmethod
     async def open(cls, *, batch_size: int = DEFAULT_BATCH_SIZE) -> IpvsClient:
@@ -248,7 +248,7 @@ class IpvsClient:
 
     async def dump_dests(self, service: Service, *, with_stats: bool = True) -> Service:
         """`service` with its dests filled in from the kernel."""
-        payload = wire.nla(wire.ATTR_SERVICE, self._identity(service.key))
+        payload = wire.nla(wire.ATTR_SERVICE, self._encoder.identity(service.key))
         family = service.key.family
         async with self._lock:
             dests = {}
@@ -264,43 +264,6 @@ class IpvsClient:
         return Table.of(full)
 
     # --- changes --------------------------------------------------------------------------
-
-    def _identity(self, key: ServiceKey) -> bytes:
-        cached = self._identity_cache.get(key)
-        if cached is None:
-            if len(self._identity_cache) > 100_000:
-                self._identity_cache.clear()
-            cached = self._identity_cache[key] = wire.service_identity(key)
-        return cached
-
-    def encode(self, operation: Operation, seq: int) -> bytes:
-        """The netlink message for one operation."""
-        flags = wire.NLM_F_REQUEST | wire.NLM_F_ACK
-        match operation:
-            case AddService(key=key, attrs=attrs) | EditService(key=key, attrs=attrs):
-                cmd = (
-                    wire.CMD_NEW_SERVICE
-                    if isinstance(operation, AddService)
-                    else (wire.CMD_SET_SERVICE)
-                )
-                payload = wire.nla(wire.ATTR_SERVICE, wire.service_attrs(key, attrs))
-            case DeleteService(key=key):
-                cmd = wire.CMD_DEL_SERVICE
-                payload = wire.nla(wire.ATTR_SERVICE, self._identity(key))
-            case (
-                AddDest(service=svc, key=key, attrs=attrs)
-                | EditDest(service=svc, key=key, attrs=attrs)
-            ):
-                cmd = wire.CMD_NEW_DEST if isinstance(operation, AddDest) else wire.CMD_SET_DEST
-                payload = wire.nla(wire.ATTR_SERVICE, self._identity(svc)) + wire.nla(
-                    wire.ATTR_DEST, wire.dest_attrs(key, attrs)
-                )
-            case DeleteDest(service=svc, key=key):
-                cmd = wire.CMD_DEL_DEST
-                payload = wire.nla(wire.ATTR_SERVICE, self._identity(svc)) + wire.nla(
-                    wire.ATTR_DEST, wire.dest_identity(key)
-                )
-        return wire.message(self._family, cmd, payload, flags, seq)
 
     async def apply(self, operations: Sequence[Operation]) -> ApplyResult:
         """Send the operations in order, in batches; collect every ack.
@@ -324,7 +287,7 @@ class IpvsClient:
         for operation in batch:
             seq = self._next_seq()
             pending[seq] = operation
-            chunks.append(self.encode(operation, seq))
+            chunks.append(self._encoder.encode(operation, seq))
         data = b"".join(chunks)
         if len(batch) >= THREAD_SEND_THRESHOLD:
             # Netlink requests to the kernel never wait for buffer space, so the
@@ -381,7 +344,9 @@ class IpvsClient:
 
     async def zero(self, service: ServiceKey | None = None) -> None:
         """Zero the counters of one service (and its dests), or of every service."""
-        payload = b"" if service is None else wire.nla(wire.ATTR_SERVICE, self._identity(service))
+        payload = (
+            b"" if service is None else wire.nla(wire.ATTR_SERVICE, self._encoder.identity(service))
+        )
         what = f"zero counters of {service}" if service else "zero all counters"
         async with self._lock:
             await self._request(wire.CMD_ZERO, payload, what)

@@ -43,6 +43,15 @@ from ipvsd.model import (
     ServiceKey,
     Stats,
 )
+from ipvsd.netlink.reconcile import (
+    AddDest,
+    AddService,
+    DeleteDest,
+    DeleteService,
+    EditDest,
+    EditService,
+    Operation,
+)
 
 # Netlink header constants (include/uapi/linux/netlink.h).
 NLM_F_REQUEST = 0x1
@@ -443,3 +452,52 @@ def _parse_dest_attrs(buf: memoryview, family: int, with_stats: bool) -> Dest:
 def parse_u32_attrs(payload: memoryview) -> dict[int, int]:
     """A flat list of u32 attributes (GET_CONFIG timeouts, GET_INFO)."""
     return {attr_type: _u(value) for attr_type, value in iter_attrs(payload)}
+
+
+# --- operations ---------------------------------------------------------------------------
+
+
+class Encoder:
+    """Encodes reconcile operations into IPVS requests for one family id.
+
+    The nested service identity is cached per key: every dest operation carries
+    it, and a service's dests are usually changed together.
+    """
+
+    _CACHE_LIMIT = 100_000
+
+    def __init__(self, family_id: int) -> None:
+        self._family = family_id
+        self._identities: dict[ServiceKey, bytes] = {}
+
+    def identity(self, key: ServiceKey) -> bytes:
+        cached = self._identities.get(key)
+        if cached is None:
+            if len(self._identities) >= self._CACHE_LIMIT:
+                self._identities.clear()
+            cached = self._identities[key] = service_identity(key)
+        return cached
+
+    def encode(self, operation: Operation, seq: int) -> bytes:
+        """The netlink request (with NLM_F_ACK) for one operation."""
+        match operation:
+            case AddService(key=key, attrs=attrs):
+                cmd, payload = CMD_NEW_SERVICE, nla(ATTR_SERVICE, service_attrs(key, attrs))
+            case EditService(key=key, attrs=attrs):
+                cmd, payload = CMD_SET_SERVICE, nla(ATTR_SERVICE, service_attrs(key, attrs))
+            case DeleteService(key=key):
+                cmd, payload = CMD_DEL_SERVICE, nla(ATTR_SERVICE, self.identity(key))
+            case AddDest(service=svc, key=key, attrs=attrs):
+                cmd = CMD_NEW_DEST
+                payload = nla(ATTR_SERVICE, self.identity(svc)) + nla(
+                    ATTR_DEST, dest_attrs(key, attrs)
+                )
+            case EditDest(service=svc, key=key, attrs=attrs):
+                cmd = CMD_SET_DEST
+                payload = nla(ATTR_SERVICE, self.identity(svc)) + nla(
+                    ATTR_DEST, dest_attrs(key, attrs)
+                )
+            case DeleteDest(service=svc, key=key):
+                cmd = CMD_DEL_DEST
+                payload = nla(ATTR_SERVICE, self.identity(svc)) + nla(ATTR_DEST, dest_identity(key))
+        return message(self._family, cmd, payload, NLM_F_REQUEST | NLM_F_ACK, seq)
