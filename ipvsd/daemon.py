@@ -17,7 +17,8 @@ from typing import Any
 import structlog
 
 from ipvsd import __version__
-from ipvsd.config import Config, desired_table, load_config
+from ipvsd.config import Config, load_config
+from ipvsd.desired import desired_table
 from ipvsd.errors import ConfigError, IpvsUnavailable, KernelError
 from ipvsd.netlink.ipvs import IpvsClient, Timeouts
 from ipvsd.netlink.reconcile import DeleteService
@@ -79,6 +80,7 @@ class Daemon:
                 self._group = group
                 if self._reconciler is not None:
                     self._start_component(self._reconciler.run())
+                self._start_component(self._announce_ready())
                 await self._stop.wait()
                 for task in (*self._components, *self._reloads):
                     task.cancel()
@@ -86,6 +88,12 @@ class Daemon:
             self._group = None
             await self._shutdown()
         return 0
+
+    async def _announce_ready(self) -> None:
+        """Log `daemon.ready` once the first reconcile (adoption) has completed."""
+        if self._reconciler is not None:
+            await self._reconciler.first_pass_done.wait()
+        log.info("daemon.ready", services=len(self._config.ipvs.services))
 
     def _start_component(self, coroutine: Coroutine[Any, Any, None]) -> None:
         assert self._group is not None
