@@ -1,0 +1,26 @@
+# make test: everything (what CI runs). See scripts/test.sh.
+PY := .venv/bin/python
+
+.PHONY: test demo lint unit netns kernel venv
+
+test:
+	@bash scripts/test.sh
+
+demo:
+	@bash scripts/demo.sh
+
+venv:
+	@bash scripts/setup.sh venv
+
+lint: venv
+	.venv/bin/ruff check .
+	.venv/bin/mypy ipvsd
+
+unit: venv
+	$(PY) -m pytest tests/unit
+
+netns: venv
+	$(PY) -m pytest tests/netns
+
+kernel: venv
+	$(PY) -m lab.uml --timeout 900 -- $(PY) -m pytest tests/kernel -p no:cacheprovider -v

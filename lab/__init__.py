@@ -1,0 +1,7 @@
+"""Test-bed tooling for ipvsd (not part of the installed package).
+
+- :mod:`lab.uml` runs a command on a kernel with IPVS: the running kernel when it
+  has IPVS, otherwise a User-Mode Linux kernel booted for that one command.
+- :mod:`lab.netns` builds throw-away network topologies (namespaces, bridges,
+  veth pairs) with iproute2 and tears them down again.
+"""

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The project's test command (`make test`, `.ci/run`).
+#
+# Installs what it needs, then runs every step even when an earlier one fails:
+#   ruff, mypy, the unit + netns tiers on this kernel, and the kernel tier on a
+#   kernel with IPVS (User-Mode Linux, booted once, when this kernel has none).
+# Ends with a summary table and a closing `N passed, N failed` line; exits
+# non-zero when any step failed.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/setup.sh
+source scripts/setup.sh
+ensure_apt_packages
+ensure_venv
+
+RESULTS=build/test-results
+rm -rf "$RESULTS"
+mkdir -p "$RESULTS"
+: >"$RESULTS/steps.tsv"
+
+# step NAME JUNIT_XML|- CMD...: run CMD, record its status, time and JUnit report.
+step() {
+    local name=$1 junit=$2 rc=0 start=$SECONDS
+    shift 2
+    printf '\n=== %s: %s\n' "$name" "$*"
+    "$@" || rc=$?
+    printf '%s\t%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - start))" "$junit" >>"$RESULTS/steps.tsv"
+}
+
+step ruff - .venv/bin/ruff check .
+step mypy - .venv/bin/mypy ipvsd
+step "pytest unit+netns" "$RESULTS/host.xml" \
+    .venv/bin/python -m pytest tests/unit tests/netns --junitxml="$RESULTS/host.xml"
+step "pytest kernel (IPVS)" "$RESULTS/kernel.xml" \
+    .venv/bin/python -m lab.uml --timeout 900 -- \
+    .venv/bin/python -m pytest tests/kernel -p no:cacheprovider -v --junitxml="$RESULTS/kernel.xml"
+
+echo
+exec .venv/bin/python scripts/summarize_steps.py "$RESULTS/steps.tsv"
