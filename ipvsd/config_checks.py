@@ -1,0 +1,328 @@
+"""Configuration rules that relate several fields or objects, each reported at its line.
+
+Theory of operation
+-------------------
+pydantic validates each field on its own (`ipvsd.config_model`). The rules
+here need more than one field or more than one object:
+
+- a service is ``address`` + ``port`` *or* ``fwmark``; ``family`` and a
+  non-TCP ``protocol`` only make sense for fwmark services, and the
+  persistence netmask range depends on the family;
+- services are unique by their kernel key (`ServiceKey`), reals by `DestKey`
+  within their service; a duplicate is reported on the *second* object's
+  line, and the message names the first one's line;
+- a real has its service's address family unless it is forwarded by
+  ``tunnel`` (IPIP/GUE can carry IPv4 in IPv6 and back); DR and tunnel
+  cannot change the destination port;
+- a real's merged check (`merge_check`) is complete: it has a type, exec
+  checks have a command, and port checks have a port to connect to;
+- VRRP instance names are unique; a (interface, vrid) pair is one virtual
+  router (RFC 3768 §5.3.3), so two instances cannot share it; a VIP belongs
+  to one instance;
+- sync groups and the sync daemon name existing instances; an instance is in
+  at most one sync group (as in keepalived).
+
+`check_parts` takes the parts of the config that validated on their own, with
+their list indices, so that it still runs when pydantic rejected something
+elsewhere: the user sees every problem in one pass. Instance names are taken
+from the raw data, so a sync group naming an instance whose *other* fields
+are wrong is not reported as naming an unknown instance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+
+from ipvsd.config_model import (
+    CheckConfig,
+    RealConfig,
+    ServiceConfig,
+    SyncDaemonConfig,
+    SyncGroupConfig,
+    VrrpInstanceConfig,
+)
+from ipvsd.config_types import CheckType
+from ipvsd.errors import ConfigIssue
+from ipvsd.model import DestKey, Family, ForwardMethod, IPAddress, Protocol, ServiceKey
+from ipvsd.yaml_lines import FieldPath, LineMap, dotted
+
+_PORT_CHECKS = (CheckType.TCP, CheckType.HTTP, CheckType.HTTPS)
+_FAMILY_NAME = {Family.INET: "IPv4", Family.INET6: "IPv6"}
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePart:
+    """A service that validated, perhaps after dropping its invalid reals.
+
+    Attributes:
+        index: its position in ``ipvs.services``.
+        service: the validated service.
+        real_indices: the position in the file of each of ``service.reals``.
+    """
+
+    index: int
+    service: ServiceConfig
+    real_indices: Sequence[int]
+
+    @classmethod
+    def whole(cls, index: int, service: ServiceConfig) -> ServicePart:
+        """A service that validated with all its reals."""
+        return cls(index, service, range(len(service.reals)))
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """The pieces of a config that validated on their own, with their list indices.
+
+    Attributes:
+        instances: ``vrrp.instances`` items.
+        instance_names: name → index of every raw instance that has a string name.
+        sync_groups: ``vrrp.sync_groups`` items.
+        services: ``ipvs.services`` items.
+        sync_daemon: ``ipvs.sync_daemon``, if set and valid.
+    """
+
+    instances: Sequence[tuple[int, VrrpInstanceConfig]] = ()
+    instance_names: Mapping[str, int] = field(default_factory=dict)
+    sync_groups: Sequence[tuple[int, SyncGroupConfig]] = ()
+    services: Sequence[ServicePart] = ()
+    sync_daemon: SyncDaemonConfig | None = None
+
+
+def check_parts(parts: Parts, path: str, lines: LineMap) -> list[ConfigIssue]:
+    """Apply the cross-field rules.
+
+    Args:
+        parts: what to check.
+        path: the config file's name, for the issues.
+        lines: where each field is written.
+
+    Returns:
+        One issue per broken rule, in discovery order.
+    """
+    report = _Report(path, lines)
+    _check_instances(parts.instances, report)
+    _check_sync_groups(parts.sync_groups, parts.instance_names, report)
+    if (
+        parts.sync_daemon is not None
+        and parts.sync_daemon.vrrp_instance not in parts.instance_names
+    ):
+        report.add(
+            ("ipvs", "sync_daemon", "vrrp_instance"),
+            _unknown_instance(parts.sync_daemon.vrrp_instance, parts.instance_names),
+        )
+    services: dict[ServiceKey, FieldPath] = {}
+    for part in parts.services:
+        service = part.service
+        base: FieldPath = ("ipvs", "services", part.index)
+        if not _check_shape(service, base, report):
+            continue
+        key = service.key
+        if key in services:
+            report.add(
+                base, f"duplicate service {key} (first on line {report.line(services[key])})"
+            )
+        else:
+            services[key] = base
+        _check_service(service, base, part.real_indices, report)
+    return report.issues
+
+
+class _Report:
+    def __init__(self, path: str, lines: LineMap) -> None:
+        self._path = path
+        self._lines = lines
+        self.issues: list[ConfigIssue] = []
+
+    def line(self, field: FieldPath) -> int:
+        return self._lines.line(field)
+
+    def add(self, field: FieldPath, message: str) -> None:
+        self.issues.append(ConfigIssue(self._path, self.line(field), dotted(field), message))
+
+
+def _unknown_instance(name: str, known: Mapping[str, int]) -> str:
+    if not known:
+        return f"unknown VRRP instance '{name}' (vrrp.instances is empty)"
+    return f"unknown VRRP instance '{name}' (known: {', '.join(sorted(known))})"
+
+
+def _check_instances(instances: Sequence[tuple[int, VrrpInstanceConfig]], report: _Report) -> None:
+    names: dict[str, FieldPath] = {}
+    routers: dict[tuple[str, int], tuple[str, FieldPath]] = {}
+    vips: dict[IPv4Address, tuple[str, FieldPath]] = {}
+    for index, instance in instances:
+        base: FieldPath = ("vrrp", "instances", index)
+        if instance.name in names:
+            first = report.line(names[instance.name])
+            report.add(
+                (*base, "name"),
+                f"duplicate instance name '{instance.name}' (first on line {first})",
+            )
+        else:
+            names[instance.name] = (*base, "name")
+        router = (instance.interface, instance.vrid)
+        if router in routers:
+            other, where = routers[router]
+            report.add(
+                (*base, "vrid"),
+                f"vrid {instance.vrid} on {instance.interface} is already instance '{other}' "
+                f"(line {report.line(where)})",
+            )
+        else:
+            routers[router] = (instance.name, (*base, "vrid"))
+        for position, vip in enumerate(instance.virtual_ipaddresses):
+            vip_path: FieldPath = (*base, "virtual_ipaddresses", position)
+            if vip.ip in vips:
+                other, where = vips[vip.ip]
+                report.add(
+                    vip_path,
+                    f"{vip.ip} is already a VIP of instance '{other}' (line {report.line(where)})",
+                )
+            else:
+                vips[vip.ip] = (instance.name, vip_path)
+
+
+def _check_sync_groups(
+    groups: Sequence[tuple[int, SyncGroupConfig]], known: Mapping[str, int], report: _Report
+) -> None:
+    names: dict[str, FieldPath] = {}
+    member_of: dict[str, tuple[str, FieldPath]] = {}
+    for index, group in groups:
+        base: FieldPath = ("vrrp", "sync_groups", index)
+        if group.name in names:
+            first = report.line(names[group.name])
+            report.add(
+                (*base, "name"), f"duplicate sync group name '{group.name}' (first on line {first})"
+            )
+        else:
+            names[group.name] = (*base, "name")
+        for position, name in enumerate(group.instances):
+            where: FieldPath = (*base, "instances", position)
+            if name not in known:
+                report.add(where, _unknown_instance(name, known))
+            elif name in member_of:
+                other, first_where = member_of[name]
+                report.add(
+                    where,
+                    f"instance '{name}' is already in sync group '{other}' "
+                    f"(line {report.line(first_where)})",
+                )
+            else:
+                member_of[name] = (group.name, where)
+
+
+def _check_shape(service: ServiceConfig, base: FieldPath, report: _Report) -> bool:
+    """Address + port, or fwmark. False when the service has no usable key."""
+    if service.fwmark is not None:
+        if service.address is not None or service.port is not None:
+            report.add(
+                (*base, "fwmark"), "cannot be combined with address/port (use one or the other)"
+            )
+            return False
+        if service.protocol is not Protocol.TCP:
+            report.add(
+                (*base, "protocol"),
+                "does not apply to fwmark services (the mark selects the packets)",
+            )
+        return True
+    if service.address is None and service.port is None:
+        report.add(base, "a service needs address and port, or fwmark")
+        return False
+    if service.address is None:
+        report.add((*base, "address"), "is required with port")
+        return False
+    if service.port is None:
+        report.add((*base, "port"), "is required with address")
+        return False
+    if service.family is not None and service.family is not Family.of(service.address):
+        report.add(
+            (*base, "family"),
+            f"{_FAMILY_NAME[service.family]} does not match address {service.address}",
+        )
+    return True
+
+
+def _check_service(
+    service: ServiceConfig, base: FieldPath, real_indices: Sequence[int], report: _Report
+) -> None:
+    family = service.address_family
+    if service.persistence_netmask is not None:
+        limit = 32 if family is Family.INET else 128
+        if not 1 <= service.persistence_netmask <= limit:
+            report.add(
+                (*base, "persistence_netmask"),
+                f"must be between 1 and {limit} for an {_FAMILY_NAME[family]} service",
+            )
+    sorry = service.sorry_server
+    if (
+        sorry is not None
+        and Family.of(sorry.address) is not family
+        and service.forward is not ForwardMethod.TUNNEL
+    ):
+        report.add((*base, "sorry_server", "address"), _cross_family(sorry.address, family))
+    inherited = _check_problems(service.check) if service.check is not None else []
+    for relative, message in inherited:
+        report.add((*base, "check", *relative), message)
+    dests: dict[DestKey, FieldPath] = {}
+    for index, real in zip(real_indices, service.reals, strict=True):
+        real_path: FieldPath = (*base, "reals", index)
+        dest = service.dest_key(real)
+        if dest in dests:
+            first = report.line(dests[dest])
+            report.add(real_path, f"duplicate real {dest} (first on line {first})")
+        else:
+            dests[dest] = real_path
+        _check_real(service, real, real_path, inherited, report)
+
+
+def _check_real(
+    service: ServiceConfig,
+    real: RealConfig,
+    real_path: FieldPath,
+    inherited: list[tuple[FieldPath, str]],
+    report: _Report,
+) -> None:
+    """Family, port and merged check of one real; `inherited`: its service check's problems."""
+    dest = service.dest_key(real)
+    forward = service.forward_of(real)
+    if dest.family is not service.address_family and forward is not ForwardMethod.TUNNEL:
+        report.add((*real_path, "address"), _cross_family(dest.address, service.address_family))
+    # DR rewrites only the MAC, tunnel encapsulates: neither can change the port.
+    port = service.port
+    if forward is not ForwardMethod.NAT and port is not None and real.port not in (0, port):
+        report.add(
+            (*real_path, "port"),
+            f"forward {forward.value} cannot change the port: use {port} (or 0), or forward: nat",
+        )
+    check = service.check_for(real)
+    if real.check is not None:
+        if check is None:
+            report.add(
+                (*real_path, "check", "type"),
+                "is required (the service has no check to inherit it from)",
+            )
+        for relative, message in _check_problems(check) if check is not None else []:
+            if (relative, message) not in inherited:  # already reported on the service
+                report.add((*real_path, "check", *relative), message)
+    if check is not None and check.type in _PORT_CHECKS and check.port is None and dest.port == 0:
+        report.add(
+            (*real_path, "port"),
+            f"is 0 (the packet's port), so the {check.type.value} check needs check.port",
+        )
+
+
+def _cross_family(address: IPAddress, family: Family) -> str:
+    return (
+        f"{address} is {_FAMILY_NAME[Family.of(address)]} but the service is "
+        f"{_FAMILY_NAME[family]} (only forward: tunnel can cross families)"
+    )
+
+
+def _check_problems(check: CheckConfig) -> list[tuple[FieldPath, str]]:
+    """Rules within one (merged) check, as (path relative to the check, message)."""
+    if check.type is CheckType.EXEC and not check.command:
+        return [(("command",), "is required for type exec")]
+    return []

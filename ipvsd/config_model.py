@@ -1,0 +1,356 @@
+"""The configuration model: one frozen, strict pydantic model per YAML section.
+
+Field names are the contract in design.md ("Contract: configuration (YAML)").
+Every model forbids unknown keys and is strict: ``"80"`` is not a port, ``1``
+is not ``true``. Values are converted at this boundary into the program's own
+types (`IPv4Address`, `IPv4Interface`, `Protocol`, `ForwardMethod`, `Family`;
+see `ipvsd.config_types`), and sequences are tuples, so a `Config` is
+immutable and hashable throughout.
+
+Validation here is per field: types, ranges, address syntax, names from fixed
+sets. Rules that relate several fields or objects (fwmark vs address/port,
+duplicate services, a real's family, sync groups naming instances) are in
+`ipvsd.config_checks`, which can point at the exact line of each object
+involved. A `Config` is therefore only fully valid when it comes from
+`ipvsd.config.parse_config` / `load_config`.
+
+Durations are seconds, int or float, unless a field says otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ipvsd.config_types import (
+    SCHEDULER_FLAGS,
+    AuthPass,
+    CheckTypeName,
+    Command,
+    Count,
+    Endpoint,
+    FamilyName,
+    ForwardName,
+    Fwmark,
+    GarpDelay,
+    GarpRepeat,
+    HttpPath,
+    Interface,
+    Interval,
+    IPAny,
+    IPv4,
+    Name,
+    Names,
+    Netmask,
+    NonNegative,
+    NonZeroByte,
+    OnFailure,
+    OnFailureName,
+    Port,
+    PortOrZero,
+    PreemptDelay,
+    ProtocolName,
+    Regex,
+    Scheduler,
+    SchedulerFlag,
+    Seconds32,
+    Statuses,
+    SyncId,
+    Threshold,
+    TrackWeight,
+    Vips,
+    Weight,
+)
+from ipvsd.model import (
+    DestKey,
+    Family,
+    ForwardMethod,
+    Protocol,
+    ServiceFlag,
+    ServiceKey,
+    fwmark_key,
+)
+
+
+class _Model(BaseModel):
+    """Frozen, strict, no unknown keys; attribute docstrings become field descriptions."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, use_attribute_docstrings=True
+    )
+
+
+class ControlConfig(_Model):
+    """The control socket that ``ipvsd status`` / ``reload`` / ``drain`` talk to."""
+
+    socket: Name = "/run/ipvsd/ipvsd.sock"
+    """Path of the unix socket."""
+    group: Name | None = None
+    """Group that may use the socket besides root; None: root only."""
+
+
+class MetricsConfig(_Model):
+    """The Prometheus endpoint."""
+
+    listen: Endpoint | None = "127.0.0.1:9477"
+    """``ADDRESS:PORT`` to serve /metrics on (IPv6 in brackets); None disables it."""
+
+
+class TrackInterface(_Model):
+    """An interface whose link state changes the instance's priority."""
+
+    interface: Interface
+    weight: TrackWeight = 0
+    """Added to the priority while the link is down; 0: link down means FAULT."""
+
+
+class VrrpInstanceConfig(_Model):
+    """One VRRPv2 virtual router (RFC 3768)."""
+
+    name: Name
+    interface: Interface
+    vrid: NonZeroByte
+    """Virtual Router ID, 1-255 (RFC 3768 §5.3.3)."""
+    priority: NonZeroByte = 100
+    """1-254 backup, 255 address owner (RFC 3768 §5.3.4)."""
+    advert_int: NonZeroByte = 1
+    """Advertisement interval in whole seconds (VRRPv2 has no finer unit)."""
+    preempt: bool = True
+    preempt_delay: PreemptDelay = 0.0
+    """Seconds after start-up during which a higher priority does not preempt."""
+    auth_pass: AuthPass | None = None
+    """Simple-text password (auth type 1, RFC 3768 §5.3.6), 1-8 characters."""
+    unicast_peers: tuple[IPv4, ...] = ()
+    """Send adverts to these addresses; empty: multicast to 224.0.0.18."""
+    unicast_src: IPv4 | None = None
+    """Source address of unicast adverts; None: the interface's primary address."""
+    virtual_ipaddresses: Vips
+    """VIPs as ``ADDRESS[/PREFIX]``; no prefix means /32."""
+    track_interfaces: tuple[TrackInterface, ...] = ()
+    notify: Name | None = None
+    """Program run as ``notify TYPE NAME STATE PRIORITY`` on every transition."""
+    garp_repeat: GarpRepeat = 5
+    """Gratuitous ARPs per burst on becoming MASTER."""
+    garp_delay: GarpDelay = 5.0
+    """Seconds after becoming MASTER until the second GARP burst; 0: none."""
+
+
+class SyncGroupConfig(_Model):
+    """Instances that always change state together (keepalived's vrrp_sync_group)."""
+
+    name: Name
+    instances: Names
+
+
+class VrrpConfig(_Model):
+    """The ``vrrp`` section; without instances ipvsd owns no VIPs."""
+
+    instances: tuple[VrrpInstanceConfig, ...] = ()
+    sync_groups: tuple[SyncGroupConfig, ...] = ()
+
+
+class CheckConfig(_Model):
+    """A health check. Address and port default to the real's."""
+
+    type: CheckTypeName
+    interval: Interval = 2.0
+    """Seconds between the starts of two checks."""
+    timeout: Interval = 1.0
+    """Seconds one check may take before it counts as failed."""
+    rise: Count = 2
+    """Consecutive successes that make a down real up."""
+    fall: Count = 3
+    """Consecutive failures that make an up real down."""
+    port: Port | None = None
+    address: IPAny | None = None
+    path: HttpPath = "/"
+    expected_status: Statuses = (200,)
+    body_regex: Regex | None = None
+    """http/https: the body must match (``re.search``)."""
+    host: Name | None = None
+    """http/https: Host header and TLS server name; None: the address."""
+    verify_tls: bool = False
+    ca_file: Name | None = None
+    command: Command | None = None
+    """exec: argv of the command (no shell); required for type exec."""
+    source_address: IPAny | None = None
+
+
+class CheckOverride(_Model):
+    """A real's check fields; each one set replaces the service check's field."""
+
+    type: CheckTypeName | None = None
+    interval: Interval | None = None
+    timeout: Interval | None = None
+    rise: Count | None = None
+    fall: Count | None = None
+    port: Port | None = None
+    address: IPAny | None = None
+    path: HttpPath | None = None
+    expected_status: Statuses | None = None
+    body_regex: Regex | None = None
+    host: Name | None = None
+    verify_tls: bool | None = None
+    ca_file: Name | None = None
+    command: Command | None = None
+    source_address: IPAny | None = None
+
+
+def merge_check(base: CheckConfig | None, override: CheckOverride | None) -> CheckConfig | None:
+    """The check a real gets: `override`'s non-null fields over `base`.
+
+    Returns None when there is no check at all, or when `override` has no type
+    and there is no `base` to take it from (config_checks reports that).
+    """
+    if override is None:
+        return base
+    updates: dict[str, Any] = {
+        name: getattr(override, name)
+        for name in override.model_fields_set
+        if getattr(override, name) is not None
+    }
+    if base is None:
+        if override.type is None:
+            return None
+        base = CheckConfig(type=override.type)
+    return base.model_copy(update=updates)
+
+
+class SorryServerConfig(_Model):
+    """Where traffic goes when no real is available."""
+
+    address: IPAny
+    port: PortOrZero = 0
+    """0: the service's port."""
+
+
+class RealConfig(_Model):
+    """A real server of a service."""
+
+    address: IPAny
+    port: PortOrZero = 0
+    """0: the service's port (for fwmark services: the packet's port)."""
+    weight: Weight = 1
+    forward: ForwardName | None = None
+    """Overrides the service's forwarding method."""
+    upper_threshold: Threshold = 0
+    """Connections above which the real gets no new ones; 0: no limit."""
+    lower_threshold: Threshold = 0
+    """Connections below which it gets new ones again; 0: no limit."""
+    check: CheckOverride | None = None
+
+
+class ServiceConfig(_Model):
+    """A virtual service: ``address`` + ``port``, or ``fwmark``."""
+
+    address: IPAny | None = None
+    port: Port | None = None
+    fwmark: Fwmark | None = None
+    family: FamilyName | None = None
+    """Only for fwmark services (default ipv4); otherwise the address's family."""
+    protocol: ProtocolName = Protocol.TCP
+    scheduler: Scheduler = "wlc"
+    scheduler_flags: tuple[SchedulerFlag, ...] = ()
+    forward: ForwardName = ForwardMethod.NAT
+    """Default forwarding method of the reals."""
+    persistence_timeout: Seconds32 = 0
+    """Seconds a client sticks to its real; 0: not persistent."""
+    persistence_netmask: Netmask | None = None
+    """Prefix length grouping clients for persistence; None: 32 (IPv4) / 128 (IPv6)."""
+    persistence_engine: Name | None = None
+    check: CheckConfig | None = None
+    on_failure: OnFailureName = OnFailure.DRAIN
+    sorry_server: SorryServerConfig | None = None
+    reals: tuple[RealConfig, ...] = ()
+
+    @property
+    def address_family(self) -> Family:
+        """The service's address family (from the address, or `family` for fwmark)."""
+        if self.address is not None:
+            return Family.of(self.address)
+        return self.family or Family.INET
+
+    @property
+    def flags(self) -> ServiceFlag:
+        """IP_VS_SVC_F_* bits: PERSISTENT iff persistence_timeout > 0, plus scheduler_flags."""
+        flags = ServiceFlag.PERSISTENT if self.persistence_timeout > 0 else ServiceFlag(0)
+        for name in self.scheduler_flags:
+            flags |= SCHEDULER_FLAGS[name]
+        return flags
+
+    @property
+    def netmask(self) -> int:
+        """Persistence granularity as a prefix length."""
+        if self.persistence_netmask is not None:
+            return self.persistence_netmask
+        return 32 if self.address_family is Family.INET else 128
+
+    @property
+    def key(self) -> ServiceKey:
+        """The kernel identity of this service.
+
+        Raises:
+            ValueError: the service has neither fwmark nor address and port
+                (impossible once config_checks accepted it).
+        """
+        if self.fwmark is not None:
+            return fwmark_key(self.address_family, self.fwmark)
+        if self.address is None or self.port is None:
+            raise ValueError("a service needs address and port, or fwmark")
+        return ServiceKey(Family.of(self.address), self.protocol, self.address, self.port)
+
+    def dest_key(self, real: RealConfig) -> DestKey:
+        """The kernel identity of `real`: port 0 stands for the service's port."""
+        return DestKey(real.address, real.port or (self.port or 0))
+
+    def forward_of(self, real: RealConfig) -> ForwardMethod:
+        """The forwarding method of `real` (its own, else the service's)."""
+        return real.forward or self.forward
+
+    def check_for(self, real: RealConfig) -> CheckConfig | None:
+        """The check of `real`: its override merged over the service's check."""
+        return merge_check(self.check, real.check)
+
+
+class TimeoutsConfig(_Model):
+    """IPVS connection timeouts (``ipvsadm --set``); 0 leaves the kernel's value."""
+
+    tcp: Seconds32 = 0
+    tcpfin: Seconds32 = 0
+    udp: Seconds32 = 0
+
+
+class SyncDaemonConfig(_Model):
+    """The IPVS connection-sync daemon: master while the instance is MASTER, else backup."""
+
+    vrrp_instance: Name
+    interface: Interface | None = None
+    """Multicast interface; None: the VRRP instance's interface."""
+    sync_id: SyncId | None = None
+    """Sync ID; None: the VRRP instance's vrid (as keepalived's lvs_sync_daemon)."""
+
+
+class IpvsConfig(_Model):
+    """The ``ipvs`` section; without services ipvsd is a pure VRRP daemon."""
+
+    services: tuple[ServiceConfig, ...] = ()
+    resync_interval: Interval = 30.0
+    """Seconds between two periodic reconciles (drift repair)."""
+    cleanup_on_exit: bool = False
+    """Delete our services on a graceful stop (default: leave them, drop no connection)."""
+    max_deletes: NonNegative | None = None
+    """Refuse a reload whose plan deletes more objects than this; None: no limit."""
+    timeouts: TimeoutsConfig | None = None
+    sync_daemon: SyncDaemonConfig | None = None
+
+
+class Config(_Model):
+    """A whole, validated ipvsd configuration."""
+
+    node_name: Name
+    """This director's name in status and logs (default: the host name)."""
+    control: ControlConfig = Field(default_factory=ControlConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    vrrp: VrrpConfig = Field(default_factory=VrrpConfig)
+    ipvs: IpvsConfig = Field(default_factory=IpvsConfig)
