@@ -84,6 +84,8 @@ class Netns:
 
     def __enter__(self) -> Netns:
         subprocess.run(["ip", "netns", "add", self.name], check=True)
+        # IPVS refuses dests while the namespace has no local routing table (lo down).
+        subprocess.run(["ip", "-n", self.name, "link", "set", "lo", "up"], check=True)
         return self
 
     def __exit__(self, *exc: object) -> None:

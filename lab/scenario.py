@@ -1,4 +1,4 @@
-"""The reference scenario's hosts as namespaces, for the kernel tier (one director, no VRRP yet).
+"""The reference scenario's hosts as namespaces (one director, no VRRP yet), for tests and the demo.
 
 NAT: the client segment 192.168.1.0/24 (director 192.168.1.10 + VIP .200,
 client .50) and a real-server segment 192.168.2.0/24 (director .1, reals .30
@@ -146,6 +146,36 @@ def dr_scenario(topo: Topology, workdir: Path) -> Scenario:
         topo.sysctl(ns, "net.ipv4.conf.all.arp_announce", 2)
         topo.veth(ns, "eth0", bridge="br0", bridge_ns=segment, address=f"{address}/24")
         topo.address(ns, "lo", f"{VIP}/32")
+        reals[ns] = address
+    return Scenario(topo, director, client, reals, workdir)
+
+
+def one_arm_nat_scenario(topo: Topology, workdir: Path) -> Scenario:
+    """design.md's one segment: director .10 + VIP, reals .30/.40, client .50, NAT.
+
+    Replies must pass the director to be un-NATed, so each real holds its
+    address as /32 (no on-link route to the client) with an on-link route to
+    the director and the director as default gateway; the director forwards
+    without ICMP redirects. (With VRRP, the gateway becomes a second VIP.)
+    """
+    segment = topo.netns("seg")
+    topo.bridge("br0", ns=segment)
+    director = topo.netns("director1")
+    client = topo.netns("client")
+    topo.veth(
+        director, "eth1", bridge="br0", bridge_ns=segment, address=["192.168.1.10/24", f"{VIP}/24"]
+    )
+    topo.sysctl(director, "net.ipv4.ip_forward", 1)
+    for key in ("all", "default", "eth1"):
+        topo.sysctl(director, f"net.ipv4.conf.{key}.send_redirects", 0)
+    topo.veth(client, "eth0", bridge="br0", bridge_ns=segment, address="192.168.1.50/24")
+    reals = {}
+    for name, address in (("real1", "192.168.1.30"), ("real2", "192.168.1.40")):
+        ns = topo.netns(name)
+        topo.sysctl(ns, "net.ipv4.conf.all.accept_redirects", 0)
+        topo.veth(ns, "eth0", bridge="br0", bridge_ns=segment, address=f"{address}/32")
+        topo.route(ns, "192.168.1.10", dev="eth0")
+        topo.route(ns, "default", via="192.168.1.10")
         reals[ns] = address
     return Scenario(topo, director, client, reals, workdir)
 

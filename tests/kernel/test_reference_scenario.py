@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from ipvsd.model import DestKey, Family, Protocol, ServiceKey
+from lab.daemon import DaemonProcess, kernel_table
 from lab.netns import Topology, in_netns
 from lab.scenario import VIP, Scenario, dr_scenario, nat_scenario, wait_until
-from tests.kernel.daemon import DaemonProcess, kernel_table
 
 WEB = ServiceKey(Family.INET, Protocol.TCP, ip_address(VIP), 80)
 ECHO = ServiceKey(Family.INET, Protocol.TCP, ip_address(VIP), 9000)
