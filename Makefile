@@ -1,13 +1,16 @@
 # make test: everything (what CI runs). See scripts/test.sh.
 PY := .venv/bin/python
 
-.PHONY: test demo lint unit netns kernel venv
+.PHONY: test demo bench lint unit netns kernel venv
 
 test:
 	@bash scripts/test.sh
 
 demo:
 	@bash scripts/demo.sh
+
+bench:
+	@bash scripts/bench.sh
 
 venv:
 	@bash scripts/setup.sh venv
