@@ -25,7 +25,14 @@ import structlog
 from ipvsd.errors import KernelError
 from ipvsd.model import ServiceKey, Table
 from ipvsd.netlink.ipvs import describe
-from ipvsd.netlink.reconcile import OPERATION_LABELS, IpvsBackend, Plan, guard, plan
+from ipvsd.netlink.reconcile import (
+    OPERATION_LABELS,
+    DeleteService,
+    IpvsBackend,
+    Plan,
+    guard,
+    plan,
+)
 
 log = structlog.get_logger("ipvsd.reconciler")
 
@@ -113,6 +120,13 @@ class Reconciler:
                     errors = [str(failure.error) for failure in result.failures]
                     self.counters.operations.update(counts)
                     self._log_changes(reason, todo)
+                    refused = {failure.operation for failure in result.failures}
+                    deleted = {
+                        op.key
+                        for op in todo.operations
+                        if isinstance(op, DeleteService) and op not in refused
+                    }
+                    actual = Table({k: s for k, s in actual.services.items() if k not in deleted})
                 self._forget_deleted(actual)
             except KernelError as exc:
                 errors.append(str(exc))

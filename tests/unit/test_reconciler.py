@@ -1,0 +1,97 @@
+"""The reconcile loop's bookkeeping (ownership, drift logging, errors) over FakeIpvs."""
+
+from __future__ import annotations
+
+from ipaddress import ip_address
+
+from structlog.testing import capture_logs
+
+from ipvsd.errors import SchedulerUnavailable
+from ipvsd.model import (
+    Dest,
+    DestAttrs,
+    DestKey,
+    Family,
+    Protocol,
+    ServiceAttrs,
+    ServiceKey,
+    Table,
+    make_service,
+)
+from ipvsd.netlink.reconcile import AddService, EditDest
+from ipvsd.netlink.reconciler import Reconciler
+from tests.fakes.ipvs import FakeIpvs
+
+A = ServiceKey(Family.INET, Protocol.TCP, ip_address("10.0.0.1"), 80)
+B = ServiceKey(Family.INET, Protocol.TCP, ip_address("10.0.0.2"), 80)
+FOREIGN = ServiceKey(Family.INET, Protocol.UDP, ip_address("10.0.0.9"), 53)
+R = DestKey(ip_address("10.1.0.1"), 80)
+
+
+def table(*keys: ServiceKey, weight: int = 1) -> Table:
+    return Table.of(
+        [make_service(k, ServiceAttrs("rr"), [Dest(R, DestAttrs(weight=weight))]) for k in keys]
+    )
+
+
+async def test_adopts_a_matching_kernel_without_operations() -> None:
+    kernel = FakeIpvs(table(A, B))
+    reconciler = Reconciler(kernel, resync_interval_s=60)
+    reconciler.set_desired(table(A, B), reason="start")
+    with capture_logs() as logs:
+        report = await reconciler.reconcile("start")
+    assert not report.changed
+    assert kernel.operations_seen == 0
+    assert logs == []
+
+
+async def test_service_dropped_by_a_reload_is_deleted_but_foreign_ones_stay() -> None:
+    kernel = FakeIpvs(table(A, B, FOREIGN))
+    reconciler = Reconciler(kernel, resync_interval_s=60)
+    reconciler.set_desired(table(A, B), reason="start")
+    await reconciler.reconcile("start")
+    reconciler.set_desired(table(A), reason="reload")
+    report = await reconciler.reconcile("reload")
+    assert report.operations == {"delete_service": 1}
+    assert set(kernel.table.services) == {A, FOREIGN}
+    assert not reconciler.owns(B)  # gone from the kernel: no longer tracked
+
+
+async def test_drift_is_repaired_and_logged() -> None:
+    kernel = FakeIpvs(table(A))
+    reconciler = Reconciler(kernel, resync_interval_s=60)
+    reconciler.set_desired(table(A, weight=3), reason="start")
+    await reconciler.reconcile("start")
+    kernel.apply_sync([EditDest(A, R, DestAttrs(weight=9))])  # an operator's edit
+    with capture_logs() as logs:
+        report = await reconciler.reconcile("resync")
+    assert report.operations == {"edit_dest": 1}
+    assert kernel.table.services[A].dests[R].attrs.weight == 3
+    drift = [log for log in logs if log["event"] == "ipvs.drift_repaired"]
+    assert drift[0]["repaired"] == ["edit real 10.1.0.1:80 of 10.0.0.1:80"]
+
+
+async def test_kernel_refusals_are_logged_counted_and_retried() -> None:
+    kernel = FakeIpvs(Table())
+    kernel.fail_next[AddService] = SchedulerUnavailable("rr")
+    reconciler = Reconciler(kernel, resync_interval_s=60)
+    reconciler.set_desired(table(A), reason="start")
+    with capture_logs() as logs:
+        first = await reconciler.reconcile("start")
+    assert first.errors
+    assert reconciler.counters.errors >= 1
+    assert any(log["event"] == "ipvs.reconcile_error" for log in logs)
+    second = await reconciler.reconcile("resync")
+    assert not second.errors
+    assert A in kernel.table.services
+
+
+async def test_guard_refuses_a_plan_that_deletes_too_much() -> None:
+    kernel = FakeIpvs(table(A, B))
+    reconciler = Reconciler(kernel, resync_interval_s=60)
+    reconciler.set_desired(table(A, B), reason="start")
+    await reconciler.reconcile("start")
+    _plan, refusal = await reconciler.preview(Table(), max_deletes=1)
+    assert refusal is not None
+    _plan, refusal = await reconciler.preview(table(A), max_deletes=2)
+    assert refusal is None
