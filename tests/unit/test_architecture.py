@@ -20,6 +20,7 @@ PURE_MODULES = [
     "config_checks.py",
     "yaml_lines.py",
     "render.py",
+    "vrrp/packet.py",
 ]
 IO_MODULES = {"asyncio", "socket", "time", "pyroute2", "structlog", "subprocess", "threading"}
 
