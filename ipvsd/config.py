@@ -6,25 +6,34 @@ A configuration goes through four steps. Each step collects problems instead
 of stopping at the first, so ``ipvsd check-config`` lists them all, one line
 each: ``PATH:LINE: dotted.field.path: message`` (`ConfigIssue`).
 
-1. **Compose** (`ipvsd.yaml_lines`). ``yaml.compose`` with the SafeLoader
-   gives the node tree with a source mark on every node. One walk turns it
-   into plain data (dicts, tuples, scalars) and a `LineMap` from *field path*
-   (``("ipvs", "services", 0, "port")``) to the line of that key or list
-   item. YAML syntax errors stop here, with the line of the YAML mark;
-   duplicate keys are recorded and the walk goes on.
+1. **Read** the YAML into plain data (dicts, tuples, scalars) and the line
+   of every *field path* (``("ipvs", "services", 0, "port")``): the line of
+   that key or list item. `ipvsd.config_events` builds both from the parser's
+   events; for what only a walk over the node tree reports exactly (YAML
+   syntax errors, with the line of the YAML mark; aliases to themselves; bad
+   tags; ...), `ipvsd.yaml_lines` composes the tree and walks it. Duplicate
+   keys are recorded and reading goes on.
 2. **Validate fields** (`ipvsd.config_model`, pydantic v2, strict, unknown
    keys forbidden). A pydantic error's ``loc`` has the same shape as a field
-   path, so its line is a look-up in the `LineMap`; a path that is not written
-   in the file (a missing required key) takes the line of its nearest written
-   parent. Messages are rewritten short ("must be an integer, not a string",
+   path, so its line is a look-up (`ipvsd.yaml_lines.Lines`); a path that is
+   not written in the file (a missing required key) takes the line of its
+   nearest written parent. Messages are rewritten short ("must be an integer, not a string",
    "unknown key 'prority' (did you mean 'priority'?)").
 3. **Cross-check** (`ipvsd.config_checks`): rules between fields and objects
    (fwmark vs address/port, duplicate services and reals, a real's family,
    sync groups naming instances, ...). They run on every list item that
-   validated on its own, so they are reported even when step 2 failed
-   somewhere else.
+   validated on its own (`ipvsd.config_parts`), so they are reported even
+   when step 2 failed somewhere else.
 4. Any problem → `ConfigError` with all issues sorted by line. Otherwise the
    frozen `Config`.
+
+Most configurations are valid, and tracking lines is what makes reading a
+big one slow (10,000 services: 180,000 field paths). So `parse_config`
+first takes a fast path: steps 1-3 without lines, the YAML read from events
+with libyaml's C parser, each service validated as soon as it is read (so
+the plain data of all services never exists at once), and the cyclic
+garbage collector paused. Only if that finds a problem, or YAML the fast
+reader leaves to the exact one, does it start again with lines, as above.
 
 `desired_table` (in `ipvsd.desired`, re-exported here) turns a `Config` into
 the IPVS `Table` the reconciler converges the kernel to.
@@ -36,15 +45,18 @@ reading the host name there, through ``os.uname``).
 from __future__ import annotations
 
 import difflib
+import gc
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar, get_args
+from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from ipvsd.config_checks import Parts, ServicePart, check_parts
+from ipvsd.config_checks import check_parts
+from ipvsd.config_events import ItemHook, Unusual, read
 from ipvsd.config_model import (
     CheckConfig,
     CheckOverride,
@@ -63,10 +75,20 @@ from ipvsd.config_model import (
     VrrpInstanceConfig,
     merge_check,
 )
+from ipvsd.config_parts import parts
 from ipvsd.config_types import SCHEDULER_FLAGS, SCHEDULERS, CheckType, OnFailure
 from ipvsd.desired import desired_table
 from ipvsd.errors import ConfigError, ConfigIssue
-from ipvsd.yaml_lines import ROOT_FIELD, YAML_FIELD, FieldPath, LineMap, compose_document, dotted
+from ipvsd.yaml_lines import (
+    ROOT_FIELD,
+    YAML_FIELD,
+    Document,
+    FieldPath,
+    Lines,
+    LineTree,
+    compose_document,
+    dotted,
+)
 
 __all__ = [
     "SCHEDULERS",
@@ -94,8 +116,6 @@ __all__ = [
     "parse_config",
     "validation_issues",
 ]
-
-M = TypeVar("M", bound=BaseModel)
 
 
 def load_config(path: str | Path) -> Config:
@@ -142,7 +162,32 @@ def parse_config(
     Raises:
         ConfigError: with every problem found, sorted by line.
     """
-    document = compose_document(text, path)
+    with _gc_paused():
+        config = _parse_fast(text, default_node_name)
+        if config is not None:
+            return config
+        return _parse_with_lines(text, path, default_node_name)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector: parsing makes ~10 objects per field, no cycles.
+
+    Left on, it would walk the growing config again and again (a fifth of the
+    time for 10,000 services); it resumes, if it was on, when parsing is done.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _parse_with_lines(text: str, path: str, default_node_name: str | None) -> Config:
+    """`parse_config` with line tracking: it finds every problem and says where it is."""
+    document = _read_with_lines(text, path)
     issues = list(document.issues)
     data = document.data
     if not isinstance(data, dict):
@@ -150,21 +195,61 @@ def parse_config(
         message = f"the configuration must be a mapping of settings, not {what}"
         issues.append(ConfigIssue(path, document.lines.line(()), ROOT_FIELD, message))
         raise ConfigError(issues)
-    if "node_name" not in data:
-        data = {**data, "node_name": default_node_name or os.uname().nodename}
+    data = _with_node_name(data, default_node_name)
     config: Config | None = None
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
         issues.extend(validation_issues(exc, path, document.lines))
-    issues.extend(check_parts(_parts(config, data), path, document.lines))
+    issues.extend(check_parts(parts(config, data), path, document.lines))
     if issues:
         raise ConfigError(sorted(issues, key=lambda issue: issue.line))
     assert config is not None
     return config
 
 
-def validation_issues(exc: ValidationError, path: str, lines: LineMap) -> list[ConfigIssue]:
+_NO_LINES = LineTree(0, None)
+
+# Validated while the YAML is read, so the plain data of all services never exists at once.
+_HOOKS: dict[FieldPath, ItemHook] = {("ipvs", "services"): ServiceConfig.model_validate}
+
+
+def _parse_fast(text: str, default_node_name: str | None) -> Config | None:
+    """The configuration if it is valid, else None; no line is tracked."""
+    try:
+        data = read(text, hooks=_HOOKS).data
+    except Unusual:  # also when a service is invalid
+        return None
+    if not isinstance(data, dict):
+        return None
+    data = _with_node_name(data, default_node_name)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError:
+        return None
+    if check_parts(parts(config, data), "", _NO_LINES):
+        return None
+    return config
+
+
+def _read_with_lines(text: str, path: str) -> Document:
+    """The document with the line of every field: from events, else from the node tree."""
+    try:
+        got = read(text, lines=True)
+    except Unusual:
+        return compose_document(text, path)
+    assert got.lines is not None
+    issues = tuple(ConfigIssue(path, line, dotted(field), msg) for field, line, msg in got.issues)
+    return Document(got.data, got.lines, issues)
+
+
+def _with_node_name(data: dict[str, Any], default_node_name: str | None) -> dict[str, Any]:
+    if "node_name" in data:
+        return data
+    return {**data, "node_name": default_node_name or os.uname().nodename}
+
+
+def validation_issues(exc: ValidationError, path: str, lines: Lines) -> list[ConfigIssue]:
     """Turn a pydantic error from validating `Config` into line-numbered issues.
 
     Args:
@@ -254,93 +339,3 @@ def _find_model(annotation: object) -> type[BaseModel] | None:
         if found is not None:
             return found
     return None
-
-
-def _parts(config: Config | None, data: dict[str, Any]) -> Parts:
-    """What the cross-checks look at: the whole config, or what can be salvaged of it."""
-    raw_instances = _raw(data, "vrrp", "instances")
-    names: dict[str, int] = {}
-    for index, item in enumerate(_items(raw_instances)):
-        if isinstance(item, dict) and isinstance(item.get("name"), str):
-            names.setdefault(item["name"], index)
-    if config is not None:
-        return Parts(
-            instances=list(enumerate(config.vrrp.instances)),
-            instance_names=names,
-            sync_groups=list(enumerate(config.vrrp.sync_groups)),
-            services=[ServicePart.whole(*item) for item in enumerate(config.ipvs.services)],
-            sync_daemon=config.ipvs.sync_daemon,
-        )
-    instances = [
-        (i, _salvage(VrrpInstanceConfig, item)) for i, item in enumerate(_items(raw_instances))
-    ]
-    groups = [
-        (i, _salvage(SyncGroupConfig, item))
-        for i, item in enumerate(_items(_raw(data, "vrrp", "sync_groups")))
-    ]
-    services = [
-        _salvage_service(i, item) for i, item in enumerate(_items(_raw(data, "ipvs", "services")))
-    ]
-    return Parts(
-        instances=[(i, instance) for i, instance in instances if instance is not None],
-        instance_names=names,
-        sync_groups=[(i, group) for i, group in groups if group is not None],
-        services=[part for part in services if part is not None],
-        sync_daemon=_salvage(SyncDaemonConfig, _raw(data, "ipvs", "sync_daemon")),
-    )
-
-
-def _raw(data: object, *keys: str) -> object:
-    for key in keys:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data
-
-
-def _items(value: object) -> tuple[object, ...]:
-    return value if isinstance(value, tuple) else ()
-
-
-# Fields whose invalid value cannot be replaced by its default without
-# inventing problems (a dropped `forward` would make a tunnel real look wrong).
-_SERVICE_KEEP = frozenset({"address", "port", "fwmark", "family", "protocol", "forward", "check"})
-_REAL_KEEP = frozenset({"address", "port", "forward"})
-
-
-def _salvage(model: type[M], item: object, keep: frozenset[str] = frozenset()) -> M | None:
-    """Validate `item`; failing that, retry without its invalid optional fields.
-
-    Returns None when a required field or one of `keep` is invalid. The
-    problems themselves were already reported by validating the whole config.
-    """
-    if not isinstance(item, dict):
-        return None
-    try:
-        return model.model_validate(item)
-    except ValidationError as exc:
-        bad = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
-    fields = model.model_fields
-    if bad & keep or any(name in fields and fields[name].is_required() for name in bad):
-        return None
-    try:
-        return model.model_validate({k: v for k, v in item.items() if k not in bad})
-    except ValidationError:
-        return None
-
-
-def _salvage_service(index: int, item: object) -> ServicePart | None:
-    """A service with its valid reals, so one bad real hides no other problem."""
-    if not isinstance(item, dict):
-        return None
-    reals = [
-        (i, _salvage(RealConfig, real, _REAL_KEEP))
-        for i, real in enumerate(_items(item.get("reals")))
-    ]
-    good = [(i, real) for i, real in reals if real is not None]
-    if "reals" in item and isinstance(item["reals"], tuple):
-        item = {**item, "reals": tuple(real for _, real in good)}
-    service = _salvage(ServiceConfig, item, _SERVICE_KEEP)
-    if service is None:
-        return None
-    return ServicePart(index, service, [i for i, _ in good])

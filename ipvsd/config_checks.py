@@ -46,7 +46,7 @@ from ipvsd.config_model import (
 from ipvsd.config_types import CheckType
 from ipvsd.errors import ConfigIssue
 from ipvsd.model import DestKey, Family, ForwardMethod, IPAddress, Protocol, ServiceKey
-from ipvsd.yaml_lines import FieldPath, LineMap, dotted
+from ipvsd.yaml_lines import FieldPath, Lines, dotted
 
 _PORT_CHECKS = (CheckType.TCP, CheckType.HTTP, CheckType.HTTPS)
 _FAMILY_NAME = {Family.INET: "IPv4", Family.INET6: "IPv6"}
@@ -91,7 +91,7 @@ class Parts:
     sync_daemon: SyncDaemonConfig | None = None
 
 
-def check_parts(parts: Parts, path: str, lines: LineMap) -> list[ConfigIssue]:
+def check_parts(parts: Parts, path: str, lines: Lines) -> list[ConfigIssue]:
     """Apply the cross-field rules.
 
     Args:
@@ -131,7 +131,7 @@ def check_parts(parts: Parts, path: str, lines: LineMap) -> list[ConfigIssue]:
 
 
 class _Report:
-    def __init__(self, path: str, lines: LineMap) -> None:
+    def __init__(self, path: str, lines: Lines) -> None:
         self._path = path
         self._lines = lines
         self.issues: list[ConfigIssue] = []
@@ -266,30 +266,30 @@ def _check_service(
     inherited = _check_problems(service.check) if service.check is not None else []
     for relative, message in inherited:
         report.add((*base, "check", *relative), message)
-    dests: dict[DestKey, FieldPath] = {}
+    dests: dict[DestKey, int] = {}
     for index, real in zip(real_indices, service.reals, strict=True):
-        real_path: FieldPath = (*base, "reals", index)
         dest = service.dest_key(real)
-        if dest in dests:
-            first = report.line(dests[dest])
-            report.add(real_path, f"duplicate real {dest} (first on line {first})")
-        else:
-            dests[dest] = real_path
-        _check_real(service, real, real_path, inherited, report)
+        first = dests.setdefault(dest, index)
+        if first != index:
+            first_line = report.line((*base, "reals", first))
+            message = f"duplicate real {dest} (first on line {first_line})"
+            report.add((*base, "reals", index), message)
+        _check_real(service, family, real, dest, (*base, "reals", index), inherited, report)
 
 
 def _check_real(
     service: ServiceConfig,
+    family: Family,
     real: RealConfig,
+    dest: DestKey,
     real_path: FieldPath,
     inherited: list[tuple[FieldPath, str]],
     report: _Report,
 ) -> None:
     """Family, port and merged check of one real; `inherited`: its service check's problems."""
-    dest = service.dest_key(real)
     forward = service.forward_of(real)
-    if dest.family is not service.address_family and forward is not ForwardMethod.TUNNEL:
-        report.add((*real_path, "address"), _cross_family(dest.address, service.address_family))
+    if forward is not ForwardMethod.TUNNEL and Family.of(dest.address) is not family:
+        report.add((*real_path, "address"), _cross_family(dest.address, family))
     # DR rewrites only the MAC, tunnel encapsulates: neither can change the port.
     port = service.port
     if forward is not ForwardMethod.NAT and port is not None and real.port not in (0, port):
@@ -297,6 +297,8 @@ def _check_real(
             (*real_path, "port"),
             f"forward {forward.value} cannot change the port: use {port} (or 0), or forward: nat",
         )
+    if real.check is None and service.check is None:
+        return
     check = service.check_for(real)
     if real.check is not None:
         if check is None:

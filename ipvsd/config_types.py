@@ -124,12 +124,38 @@ def _choice(what: str, options: Mapping[str, T]) -> PlainValidator:
     def check(value: object) -> T:
         if isinstance(value, str) and value in options:
             return options[value]
-        if not isinstance(value, str) and value in values:
-            return value  # already one of the values
+        if not isinstance(value, str | dict | tuple) and value in values:
+            return value  # already one of the values (a mapping or a list cannot be)
         names = ", ".join(dict.fromkeys(options))
         raise fail("choice", f"unknown {what} {value!r} (expected one of: {names})")
 
     return PlainValidator(check)
+
+
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
+_DOTTED_QUAD = re.compile(r"\.".join([_OCTET] * 4))
+"""Exactly the IPv4 addresses `ipaddress` accepts as strings (no leading zeros)."""
+
+
+def _dotted_quad(text: str) -> IPv4Address | None:
+    """`text` as `ipaddress` reads a dotted quad, about five times faster; None if not one."""
+    match = _DOTTED_QUAD.fullmatch(text)
+    if match is None:
+        return None
+    a, b, c, d = match.groups()
+    return IPv4Address(int(a) << 24 | int(b) << 16 | int(c) << 8 | int(d))
+
+
+def _ipv4(text: str) -> IPv4Address:
+    """``IPv4Address(text)``, fast for the usual dotted quad."""
+    address = _dotted_quad(text)
+    return IPv4Address(text) if address is None else address  # the exact error, if any
+
+
+def _ip_any(text: str) -> IPAddress:
+    """``ip_address(text)``, fast for the usual dotted quad."""
+    address = _dotted_quad(text)
+    return ip_address(text) if address is None else address
 
 
 def _regex(value: str) -> str:
@@ -194,12 +220,12 @@ NonZeroByte = Annotated[int, _int_range(1, 255)]
 NonNegative = Annotated[int, _at_least(0)]
 IPAny = Annotated[
     IPAddress,
-    _parsed("IPv4 or IPv6 address", ip_address, (IPv4Address, IPv6Address)),
+    _parsed("IPv4 or IPv6 address", _ip_any, (IPv4Address, IPv6Address)),
     PlainSerializer(str, when_used="json"),
 ]
 IPv4 = Annotated[
     IPv4Address,
-    _parsed("IPv4 address", IPv4Address, (IPv4Address,)),
+    _parsed("IPv4 address", _ipv4, (IPv4Address,)),
     PlainSerializer(str, when_used="json"),
 ]
 Vip = Annotated[

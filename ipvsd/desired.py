@@ -17,6 +17,10 @@ Health checks and ``ipvsd drain`` do not edit the config: they pass
 `weight_overrides` (a failed or drained real at weight 0) and `excluded`
 (reals removed by ``on_failure: remove``). The sorry server is not part of
 this table; whoever decides that every real is down adds it.
+
+Services and reals with equal attributes share one (frozen) `ServiceAttrs` /
+`DestAttrs` object: a table of 10,000 services x 4 reals has a handful of
+distinct ones.
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ from ipvsd.model import (
     Dest,
     DestAttrs,
     DestKey,
+    ForwardMethod,
     Service,
     ServiceAttrs,
+    ServiceFlag,
     ServiceKey,
     Table,
     make_service,
@@ -55,27 +61,32 @@ def desired_table(
     """
     overrides = weight_overrides or {}
     skipped = excluded or frozenset()
+    # Most services and reals have the same attributes: share one (frozen) object per value.
+    service_attrs: dict[tuple[str, ServiceFlag, int, int, str], ServiceAttrs] = {}
+    shared: dict[tuple[ForwardMethod, int, int, int], DestAttrs] = {}
     services: list[Service] = []
     for service in config.ipvs.services:
         key = service.key
-        attrs = ServiceAttrs(
-            scheduler=service.scheduler,
-            flags=service.flags,
-            timeout=service.persistence_timeout,
-            netmask=service.netmask,
-            pe_name=service.persistence_engine or "",
+        fields = (
+            service.scheduler,
+            service.flags,
+            service.persistence_timeout,
+            service.netmask,
+            service.persistence_engine or "",
         )
+        attrs = service_attrs.get(fields)
+        if attrs is None:
+            attrs = service_attrs[fields] = ServiceAttrs(*fields)
         dests: list[Dest] = []
         for real in service.reals:
             dest_key = service.dest_key(real)
-            if (key, dest_key) in skipped:
+            if skipped and (key, dest_key) in skipped:
                 continue
-            dest_attrs = DestAttrs(
-                forward=service.forward_of(real),
-                weight=overrides.get((key, dest_key), real.weight),
-                upper_threshold=real.upper_threshold,
-                lower_threshold=real.lower_threshold,
-            )
+            weight = overrides.get((key, dest_key), real.weight) if overrides else real.weight
+            values = (service.forward_of(real), weight, real.upper_threshold, real.lower_threshold)
+            dest_attrs = shared.get(values)
+            if dest_attrs is None:
+                dest_attrs = shared[values] = DestAttrs(*values)
             dests.append(Dest(dest_key, dest_attrs))
         services.append(make_service(key, attrs, dests))
     return Table.of(services)

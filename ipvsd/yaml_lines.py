@@ -30,6 +30,11 @@ Rules beyond plain PyYAML:
 - Aliases are expanded; an alias to one of its own ancestors, or an expansion
   beyond `MAX_NODES`, is an error rather than a hang (billion laughs).
 
+This walk is the reference, but slow and big for big files (a node and two
+marks per value): `ipvsd.config_events` reads the same data, and the same
+lines as a `LineTree`, straight from the parser's events, and leaves to
+`compose_document` only what it cannot reproduce exactly.
+
 This module is pure: it parses a string and never touches the file system.
 """
 
@@ -37,6 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import yaml
 from yaml.constructor import SafeConstructor
@@ -64,6 +70,14 @@ def dotted(path: Sequence[str | int]) -> str:
     return ".".join(str(part) for part in path) or ROOT_FIELD
 
 
+class Lines(Protocol):
+    """Where fields are written: `LineMap` here, `ipvsd.config_events.LineTree` there."""
+
+    def line(self, path: Sequence[str | int]) -> int:
+        """Line of `path`, else of its nearest recorded parent, else of the document."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class LineMap:
     """Field path → 1-based line where the field is written."""
@@ -82,6 +96,37 @@ class LineMap:
 
 
 @dataclass(frozen=True, slots=True)
+class LineTree:
+    """Field path → 1-based line, as a tree shaped like the data (`ipvsd.config_events`).
+
+    A mapping's lines are a dict ``key → line`` (scalar value) or ``key →
+    (line, subtree)``; a sequence's, a tuple of the same entries per item. An
+    alias shares the subtree of its anchor instead of copying its lines.
+    """
+
+    root_line: int
+    tree: object
+
+    def line(self, path: Sequence[str | int]) -> int:
+        """Line of `path`, else of its nearest recorded parent: as `LineMap.line`."""
+        found, node = self.root_line, self.tree
+        for part in path:
+            if isinstance(node, dict):
+                entry = node.get(part)
+            elif isinstance(node, tuple) and isinstance(part, int) and 0 <= part < len(node):
+                entry = node[part]
+            else:
+                break
+            if entry is None:
+                break
+            if isinstance(entry, tuple):
+                found, node = entry
+            else:
+                found, node = entry, None
+        return found
+
+
+@dataclass(frozen=True, slots=True)
 class Document:
     """A composed YAML document.
 
@@ -93,7 +138,7 @@ class Document:
     """
 
     data: object
-    lines: LineMap
+    lines: Lines
     issues: tuple[ConfigIssue, ...]
 
 
@@ -125,7 +170,7 @@ def compose_document(text: str, path: str) -> Document:
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
         raise ConfigError([ConfigIssue(path, line, YAML_FIELD, f"YAML: {exc.reason}")]) from None
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError, OverflowError) as exc:  # the latter two: "\UFFFFFFFF"
         raise ConfigError([ConfigIssue(path, 0, YAML_FIELD, f"YAML: {exc}")]) from None
     if root is None:
         return Document(None, LineMap({(): 1}), ())
@@ -176,21 +221,25 @@ class _Builder:
     def _scalar(self, node: Node, path: FieldPath) -> object:
         try:
             return self._constructor.construct_object(node, deep=True)
-        except (yaml.YAMLError, ValueError, TypeError) as exc:
-            # An unknown tag (``!foo``) or a bad explicit one (``!!int x``): report it,
-            # and go on with the text so the field is not reported a second time.
+        except Exception as exc:  # any constructor error is a bad value in the file
+            # An unknown tag (``!foo``) or a bad explicit one (``!!int x``, ``!!bool maybe``):
+            # report it, and go on with the text so the field is not reported a second time.
             detail = getattr(exc, "problem", None) or str(exc)
             self._issue(path, node.start_mark.line + 1, f"cannot read value: {detail}")
             return node.value
 
     def _mapping(self, node: MappingNode, path: FieldPath) -> dict[str, object]:
         result: dict[str, object] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == _MERGE_TAG:
-                for source in reversed(self._merge_sources(value_node, path)):
-                    merged = self.build(source, path, None)
-                    if isinstance(merged, dict):
-                        result.update(merged)
+        lines, self.lines = self.lines, {}  # the merged values' lines, kept apart
+        try:
+            for key_node, value_node in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    for source in reversed(self._merge_sources(value_node, path)):
+                        merged = self.build(source, path, None)
+                        if isinstance(merged, dict):
+                            result.update(merged)
+        finally:
+            lines, self.lines = self.lines, lines
         first_line: dict[str, int] = {}
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
@@ -206,10 +255,10 @@ class _Builder:
                 )
                 continue
             first_line[key] = line
-            if key in result:  # overrides a merged key: forget the merged value's lines
-                for stale in [p for p in self.lines if p[: len(path) + 1] == (*path, key)]:
-                    del self.lines[stale]
             result[key] = self.build(value_node, (*path, key), line)
+        # A key written here overrides a merged one: forget the merged value's lines.
+        depth = len(path)
+        self.lines.update((p, n) for p, n in lines.items() if p[depth] not in first_line)
         return result
 
     def _merge_sources(self, node: Node, path: FieldPath) -> list[Node]:

@@ -19,6 +19,8 @@ PURE_MODULES = [
     "config_types.py",
     "config_checks.py",
     "yaml_lines.py",
+    "config_events.py",
+    "config_parts.py",
     "render.py",
     "vrrp/packet.py",
 ]
