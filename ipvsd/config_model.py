@@ -120,7 +120,8 @@ class TrackInterface(_Model):
 
     interface: Interface
     weight: TrackWeight = 0
-    """Added to the priority while the link is down; 0: link down means FAULT."""
+    """keepalived semantics: > 0 is added while the link is up, < 0 while it is down;
+    0: link down means FAULT."""
 
 
 class VrrpInstanceConfig(_Model):

@@ -23,6 +23,9 @@ PURE_MODULES = [
     "config_parts.py",
     "render.py",
     "vrrp/packet.py",
+    "vrrp/machine.py",
+    "vrrp/sync_group.py",
+    "vrrp/arp.py",
 ]
 IO_MODULES = {"asyncio", "socket", "time", "pyroute2", "structlog", "subprocess", "threading"}
 

@@ -1,0 +1,498 @@
+"""The VRRPv2 state machine (RFC 3768 §6), sans-IO.
+
+Theory of operation
+-------------------
+`VrrpMachine.handle(event, now)` takes one `Event` and the monotonic time in
+seconds and returns the `Action` list the runner must carry out, in order.
+`next_deadline()` says when the runner must next deliver `TimerFired()`. The
+machine owns its timers; the runner only asks (aioquic's ``get_timer()``).
+There is no I/O, clock or logging here: transitions come back as
+`Transitioned` facts for the runner to log and count.
+
+Rules:
+
+1. States are RFC 3768 §6.4 Initialize (`INIT`), Backup and Master, plus
+   keepalived's FAULT: the instance's own interface, or a tracked interface
+   of weight 0, is down. A machine in FAULT neither sends nor listens.
+2. Timers (§6.1, §6.2) use the *effective* priority:
+   Skew_Time = (256 - priority) / 256 s, not scaled by the advert interval in
+   v2, and Master_Down_Interval = 3 * Advertisement_Interval + Skew_Time.
+3. Every handled timer re-checks ``now >= deadline``: a spurious or early
+   `TimerFired` does nothing, a late one acts as if on time.
+4. Going to Master: the advert goes out *before* the VIPs are added and the
+   GARP burst is sent, so the old master steps down first (keepalived
+   ``vrrp_state_master_tx``). A second GARP burst follows ``garp_delay`` s
+   later if still Master (keepalived ``vrrp_garp_master_delay``).
+5. Leaving Master for FAULT or INIT sends a priority-0 advert first (§6.4.3
+   Shutdown; keepalived ``vrrp_state_leave_master``), then removes the VIPs.
+6. Every transition emits `Transitioned(old, new, reason)` then
+   `Notify(new, effective_priority)`, after the wire and VIP actions.
+7. keepalived behaviour beyond the RFC (vrrp-notes §2, §3): a master answers
+   a lower-priority advert with an advert and a GARP burst (plus a delayed
+   one); tracked-interface weights; ``preempt_delay``; VIPs are removed at
+   start-up in case a crash left them behind (vrrp-notes §1.7).
+
+Link state is assumed up until a `LinkChanged` says otherwise; the runner
+sends `LinkChanged` for down links before `Startup`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from types import MappingProxyType
+from typing import Literal, assert_never
+
+OWNER_PRIORITY = 255
+"""RFC 3768 §5.3.4: the router that owns the VIPs as interface addresses."""
+RESIGN_PRIORITY = 0
+"""RFC 3768 §5.3.4: the master is leaving; backups take over after Skew_Time."""
+MAX_BACKUP_PRIORITY = 254
+MAX_TRACK_WEIGHT = 254
+
+
+class VrrpState(enum.Enum):
+    #: RFC 3768 §6.4.1 Initialize: not started, or shut down.
+    INIT = "INIT"
+    #: §6.4.2: monitoring the master, Master_Down_Timer running.
+    BACKUP = "BACKUP"
+    #: §6.4.3: owns the VIPs and advertises every Advertisement_Interval.
+    MASTER = "MASTER"
+    #: keepalived: a required link is down; no adverts, no VIPs.
+    FAULT = "FAULT"
+
+
+TransitionReason = Literal[
+    "startup",
+    "startup_owner",
+    "master_down_timer",
+    "preempt",
+    "higher_priority_advert",
+    "equal_priority_higher_ip",
+    "link_down",
+    "track_interface",
+    "link_up",
+    "shutdown",
+    "sync_group",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MachineConfig:
+    """One virtual router's settings. Durations are seconds.
+
+    Raises:
+        ValueError: a value outside its RFC or keepalived range.
+    """
+
+    name: str
+    interface: str
+    """The instance's own interface; its link down means FAULT."""
+    vrid: int
+    """Virtual Router ID, 1-255 (RFC 3768 §5.3.3)."""
+    priority: int
+    """1-254 backup, 255 address owner (RFC 3768 §5.3.4)."""
+    advert_int: float
+    """Advertisement_Interval in seconds (RFC 3768 §5.3.7)."""
+    primary_ip: IPv4Address
+    """Our advert source address; decides equal-priority ties (§6.4.3)."""
+    preempt: bool = True
+    """Preempt_Mode (§6.1). The owner always preempts."""
+    preempt_delay: float = 0.0
+    """Seconds after `Startup` before a lower-priority master is preempted."""
+    track_interfaces: Mapping[str, int] = field(default_factory=dict)
+    """Interface → weight. 0: down means FAULT. > 0: added while up.
+    < 0: added (subtracted) while down. Ignored for the owner (keepalived)."""
+    garp_delay: float = 5.0
+    """Seconds from becoming master to the second GARP burst; 0: none."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.vrid <= OWNER_PRIORITY:
+            raise ValueError(f"{self.name}: vrid {self.vrid} is not in 1..255")
+        if not 1 <= self.priority <= OWNER_PRIORITY:
+            raise ValueError(f"{self.name}: priority {self.priority} is not in 1..255")
+        if self.advert_int <= 0:
+            raise ValueError(f"{self.name}: advert_int must be positive")
+        if self.preempt_delay < 0 or self.garp_delay < 0:
+            raise ValueError(f"{self.name}: preempt_delay and garp_delay must be >= 0")
+        for iface, weight in self.track_interfaces.items():
+            if abs(weight) > MAX_TRACK_WEIGHT:
+                raise ValueError(f"{self.name}: weight {weight} of {iface} is not in -254..254")
+        object.__setattr__(self, "track_interfaces", MappingProxyType(dict(self.track_interfaces)))
+
+
+@dataclass(frozen=True, slots=True)
+class Startup:
+    """The instance starts (RFC 3768 §6.4.1 Startup event)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """The instance stops (§6.4.2, §6.4.3 Shutdown event)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AdvertReceived:
+    """A valid advert for our VRID (the codec has applied every §7.1 check)."""
+
+    src: IPv4Address
+    priority: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    """`next_deadline()` has (probably) passed; the machine re-checks."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkChanged:
+    """The link of `interface` (ours, tracked, or neither) went up or down."""
+
+    interface: str
+    up: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SyncForce:
+    """A sync group moves this instance with another member (`SyncGroup`)."""
+
+    state: VrrpState
+
+    def __post_init__(self) -> None:
+        if self.state is VrrpState.INIT:
+            raise ValueError("a sync group forces BACKUP, MASTER or FAULT, never INIT")
+
+
+Event = Startup | Shutdown | AdvertReceived | TimerFired | LinkChanged | SyncForce
+
+
+@dataclass(frozen=True, slots=True)
+class SendAdvert:
+    """Send one advert; priority 0 resigns (RFC 3768 §5.3.4)."""
+
+    priority: int
+
+
+@dataclass(frozen=True, slots=True)
+class AddVips:
+    """Add every configured VIP (idempotent)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveVips:
+    """Remove every configured VIP (idempotent)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendGarp:
+    """One gratuitous-ARP burst for every VIP; the transport knows the count."""
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """Run the notify hook (TYPE NAME STATE PRIORITY)."""
+
+    state: VrrpState
+    priority: int
+
+
+@dataclass(frozen=True, slots=True)
+class Transitioned:
+    """A fact for the runner to log and count; it asks for nothing."""
+
+    old: VrrpState
+    new: VrrpState
+    reason: TransitionReason
+
+
+Action = SendAdvert | AddVips | RemoveVips | SendGarp | Notify | Transitioned
+
+
+class VrrpMachine:
+    """One virtual router: `handle(event, now) -> actions`, `next_deadline()`."""
+
+    def __init__(self, config: MachineConfig) -> None:
+        self._cfg = config
+        self._state = VrrpState.INIT
+        self._links: dict[str, bool] = {}
+        self._sync_fault = False
+        self._reason: TransitionReason | None = None
+        self._adver_at: float | None = None  # Adver_Timer (Master)
+        self._master_down_at: float | None = None  # Master_Down_Timer (Backup)
+        self._garp_at: list[float] = []  # delayed GARP bursts (Master)
+        self._preempt_after = 0.0  # Startup + preempt_delay
+        self._held_master: int | None = None  # lower master spared by preempt_delay
+        self._preempting = False  # the last advert came from a lower master we discarded
+
+    @property
+    def config(self) -> MachineConfig:
+        return self._cfg
+
+    @property
+    def state(self) -> VrrpState:
+        return self._state
+
+    @property
+    def last_transition_reason(self) -> TransitionReason | None:
+        return self._reason
+
+    @property
+    def effective_priority(self) -> int:
+        """The configured priority moved by tracked-interface weights.
+
+        keepalived ``vrrp_set_effective_priority``: clamped to 1..254; the
+        owner keeps 255 whatever its tracked interfaces do.
+        """
+        base = self._cfg.priority
+        if base == OWNER_PRIORITY:
+            return OWNER_PRIORITY
+        total = base
+        for iface, weight in self._cfg.track_interfaces.items():
+            up = self._link_up(iface)
+            if (weight > 0 and up) or (weight < 0 and not up):
+                total += weight
+        return max(1, min(MAX_BACKUP_PRIORITY, total))
+
+    @property
+    def skew_time(self) -> float:
+        """RFC 3768 §6.1: (256 - Priority) / 256 seconds (v2: not scaled)."""
+        return (256 - self.effective_priority) / 256
+
+    @property
+    def master_down_interval(self) -> float:
+        """RFC 3768 §6.1: 3 * Advertisement_Interval + Skew_Time, in seconds."""
+        return 3 * self._cfg.advert_int + self.skew_time
+
+    def next_deadline(self) -> float | None:
+        """The earliest pending timer (monotonic seconds), or None.
+
+        Adver_Timer and the delayed GARPs when Master; Master_Down_Timer and
+        the preempt-delay deadline when Backup.
+        """
+        deadlines = [*self._garp_at]
+        for at in (self._adver_at, self._master_down_at):
+            if at is not None:
+                deadlines.append(at)
+        if self._held_master is not None:
+            deadlines.append(self._preempt_after)
+        return min(deadlines, default=None)
+
+    def handle(self, event: Event, now: float) -> list[Action]:
+        """Apply one event at monotonic time `now` (seconds).
+
+        Returns:
+            The actions to carry out, in order.
+        """
+        match event:
+            case Startup():
+                return self._on_startup(now)
+            case Shutdown():
+                return self._on_shutdown()
+            case AdvertReceived():
+                return self._on_advert(event, now)
+            case TimerFired():
+                return self._on_timer(now)
+            case LinkChanged():
+                return self._on_link(event, now)
+            case SyncForce():
+                return self._on_sync(event.state, now)
+            case _:
+                assert_never(event)
+
+    def _on_startup(self, now: float) -> list[Action]:
+        if self._state is not VrrpState.INIT:
+            return []
+        self._sync_fault = False
+        self._preempt_after = now + self._cfg.preempt_delay
+        # vrrp-notes §1.7: keepalived removes configured VIPs at start, in case
+        # a crash left them; skipped only when we take them at once.
+        if self._link_fault():
+            return [RemoveVips(), *self._become_fault(self._fault_reason())]
+        if self._cfg.priority == OWNER_PRIORITY:
+            # RFC 3768 §6.4.1: the owner sends an advert, GARPs, becomes Master.
+            return self._become_master(now, "startup_owner")
+        # §6.4.1: anyone else starts as Backup with Master_Down_Timer running.
+        return [RemoveVips(), *self._become_backup(now, "startup")]
+
+    def _on_shutdown(self) -> list[Action]:
+        if self._state is VrrpState.INIT:
+            return []
+        # §6.4.3 Shutdown: a Master resigns with priority 0 (keepalived: then
+        # removes the VIPs). §6.4.2: a Backup just stops its timer.
+        actions = self._leave_master()
+        self._clear_timers()
+        return [*actions, *self._transition(VrrpState.INIT, "shutdown")]
+
+    def _on_advert(self, adv: AdvertReceived, now: float) -> list[Action]:
+        if self._state is VrrpState.BACKUP:
+            return self._backup_advert(adv, now)
+        if self._state is VrrpState.MASTER:
+            return self._master_advert(adv, now)
+        return []  # INIT and FAULT do not listen
+
+    def _backup_advert(self, adv: AdvertReceived, now: float) -> list[Action]:
+        prio = self.effective_priority
+        self._preempting = False
+        if adv.priority == RESIGN_PRIORITY:
+            # RFC 3768 §6.4.2: the master resigned; take over after Skew_Time.
+            self._held_master = None
+            self._master_down_at = now + self.skew_time
+        elif not self._preempts() or adv.priority >= prio:
+            # §6.4.2: a master we do not preempt is alive; reset the timer.
+            self._held_master = None
+            self._master_down_at = now + self.master_down_interval
+        elif now < self._preempt_after:
+            # keepalived preempt_delay: spare the lower master until
+            # Startup + preempt_delay, then preempt it (see _on_timer).
+            self._held_master = adv.priority
+            self._master_down_at = now + self.master_down_interval
+        else:
+            # §6.4.2: discard; Master_Down_Timer keeps running and we preempt.
+            self._preempting = True
+        return []
+
+    def _master_advert(self, adv: AdvertReceived, now: float) -> list[Action]:
+        prio = self.effective_priority
+        if self._cfg.priority == OWNER_PRIORITY:
+            # RFC 3768 §7.1: the owner discards adverts for its VRID.
+            return []
+        if adv.priority == RESIGN_PRIORITY:
+            # §6.4.3: answer a priority-0 advert at once, reset Adver_Timer.
+            self._adver_at = now + self._cfg.advert_int
+            return [SendAdvert(prio)]
+        ours, theirs = int(self._cfg.primary_ip), int(adv.src)
+        if adv.priority > prio:
+            # §6.4.3: a higher priority wins.
+            return self._become_backup(now, "higher_priority_advert")
+        if adv.priority == prio and theirs > ours:
+            # §6.4.3: equal priority -> the higher primary IP (unsigned) wins.
+            return self._become_backup(now, "equal_priority_higher_ip")
+        if theirs == ours:
+            return []  # our own advert looped back
+        # The RFC discards a lower-priority advert. keepalived
+        # (vrrp_lower_prio_no_advert off, vrrp_garp_lower_prio_repeat/_delay)
+        # answers at once and re-GARPs now and after garp_delay, so ARP
+        # caches converge after a split brain (vrrp-notes §2).
+        self._schedule_garp(now)
+        return [SendAdvert(prio), SendGarp()]
+
+    def _on_timer(self, now: float) -> list[Action]:
+        actions: list[Action] = []
+        if self._adver_at is not None and now >= self._adver_at:
+            # RFC 3768 §6.4.3: Adver_Timer fired: advertise and re-arm.
+            self._adver_at = now + self._cfg.advert_int
+            actions.append(SendAdvert(self.effective_priority))
+        if any(at <= now for at in self._garp_at):
+            # Only armed while Master; cleared on leaving (keepalived skips the
+            # burst unless the VIPs are still set, vrrp-notes §2).
+            self._garp_at = [at for at in self._garp_at if at > now]
+            actions.append(SendGarp())
+        if self._master_down_at is not None and now >= self._master_down_at:
+            # §6.4.2: Master_Down_Timer fired.
+            reason: TransitionReason = "preempt" if self._preempting else "master_down_timer"
+            return self._become_master(now, reason)
+        if self._held_master is not None and now >= self._preempt_after:
+            if self._held_master < self.effective_priority:
+                return self._become_master(now, "preempt")
+            self._held_master = None
+        return actions
+
+    def _on_link(self, change: LinkChanged, now: float) -> list[Action]:
+        old_mdi = self.master_down_interval
+        self._links[change.interface] = change.up
+        if self._state is VrrpState.INIT:
+            return []  # recorded for Startup
+        if self._link_fault():
+            if self._state is VrrpState.FAULT:
+                return []
+            return self._become_fault(self._fault_reason())
+        if self._state is VrrpState.FAULT:
+            if self._sync_fault:
+                return []  # the sync group holds us in FAULT
+            if self._cfg.priority == OWNER_PRIORITY:
+                # As at §6.4.1 Startup: the owner takes over at once.
+                return self._become_master(now, "link_up")
+            # keepalived: FAULT -> BACKUP, preempting after Master_Down_Interval.
+            return self._become_backup(now, "link_up")
+        if self._state is VrrpState.BACKUP and self._master_down_at is not None:
+            # keepalived vrrp_set_effective_priority: a new priority moves the
+            # running Master_Down_Timer by the change in Master_Down_Interval.
+            # A Master just advertises the new priority from its next advert.
+            self._master_down_at += self.master_down_interval - old_mdi
+        return []
+
+    def _on_sync(self, target: VrrpState, now: float) -> list[Action]:
+        if self._state is VrrpState.INIT:
+            return []
+        if target is VrrpState.FAULT:
+            self._sync_fault = True
+            if self._state is VrrpState.FAULT:
+                return []
+            return self._become_fault("sync_group")
+        self._sync_fault = False
+        if self._state is target or self._link_fault():
+            return []  # nothing to do, or our own link keeps us in FAULT
+        if target is VrrpState.MASTER:
+            # As if Master_Down_Timer had fired (§6.4.2).
+            return self._become_master(now, "sync_group")
+        # As if a higher-priority advert had arrived (§6.4.3).
+        return self._become_backup(now, "sync_group")
+
+    def _become_master(self, now: float, reason: TransitionReason) -> list[Action]:
+        # RFC 3768 §6.4.1 / §6.4.2: send an advert, broadcast gratuitous ARP,
+        # start Adver_Timer, go to Master. Advert first (keepalived).
+        self._clear_timers()
+        self._adver_at = now + self._cfg.advert_int
+        self._schedule_garp(now)
+        actions: list[Action] = [SendAdvert(self.effective_priority), AddVips(), SendGarp()]
+        return [*actions, *self._transition(VrrpState.MASTER, reason)]
+
+    def _become_backup(self, now: float, reason: TransitionReason) -> list[Action]:
+        # RFC 3768 §6.4.3: Master -> Backup sets Master_Down_Timer; the VIPs go.
+        actions = [RemoveVips()] if self._state is VrrpState.MASTER else []
+        self._clear_timers()
+        self._master_down_at = now + self.master_down_interval
+        return [*actions, *self._transition(VrrpState.BACKUP, reason)]
+
+    def _become_fault(self, reason: TransitionReason) -> list[Action]:
+        # keepalived vrrp_state_leave_master: FAULT resigns with priority 0
+        # (sent even on a dead link), then removes the VIPs (vrrp-notes §2.4).
+        actions = self._leave_master()
+        self._clear_timers()
+        return [*actions, *self._transition(VrrpState.FAULT, reason)]
+
+    def _leave_master(self) -> list[Action]:
+        if self._state is not VrrpState.MASTER:
+            return []
+        return [SendAdvert(RESIGN_PRIORITY), RemoveVips()]
+
+    def _transition(self, new: VrrpState, reason: TransitionReason) -> list[Action]:
+        old, self._state, self._reason = self._state, new, reason
+        return [Transitioned(old, new, reason), Notify(new, self.effective_priority)]
+
+    def _clear_timers(self) -> None:
+        self._adver_at = self._master_down_at = self._held_master = None
+        self._garp_at = []
+        self._preempting = False
+
+    def _schedule_garp(self, now: float) -> None:
+        if self._cfg.garp_delay > 0:
+            self._garp_at.append(now + self._cfg.garp_delay)
+
+    def _preempts(self) -> bool:
+        # RFC 3768 §6.1: the owner always preempts, whatever Preempt_Mode says.
+        return self._cfg.preempt or self._cfg.priority == OWNER_PRIORITY
+
+    def _link_up(self, interface: str) -> bool:
+        return self._links.get(interface, True)
+
+    def _link_fault(self) -> bool:
+        if not self._link_up(self._cfg.interface):
+            return True
+        tracked = self._cfg.track_interfaces.items()
+        return any(weight == 0 and not self._link_up(iface) for iface, weight in tracked)
+
+    def _fault_reason(self) -> TransitionReason:
+        return "link_down" if not self._link_up(self._cfg.interface) else "track_interface"
