@@ -20,9 +20,11 @@ from ipvsd import __version__
 from ipvsd.config import Config, load_config
 from ipvsd.desired import desired_table
 from ipvsd.errors import ConfigError, IpvsUnavailable, KernelError
+from ipvsd.netlink.addresses import AddressManager
 from ipvsd.netlink.ipvs import IpvsClient, Timeouts
 from ipvsd.netlink.reconcile import DeleteService
 from ipvsd.netlink.reconciler import Reconciler
+from ipvsd.vrrp.runtime import VrrpRuntime
 
 log = structlog.get_logger("ipvsd.daemon")
 
@@ -34,6 +36,8 @@ class Daemon:
         self._config_path = config_path
         self._config = config
         self._client: IpvsClient | None = None
+        self._addresses: AddressManager | None = None
+        self._vrrp: VrrpRuntime | None = None
         self._reconciler: Reconciler | None = None
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
@@ -63,12 +67,6 @@ class Daemon:
             node=self._config.node_name,
             services=len(self._config.ipvs.services),
         )
-        if self._config.vrrp.instances:
-            # TODO(ipvsd): VRRP (issue #3). Until then the VIPs must be managed elsewhere.
-            log.warning(
-                "vrrp.not_implemented",
-                instances=[instance.name for instance in self._config.vrrp.instances],
-            )
         try:
             if self._config.ipvs.services:
                 await self._start_ipvs(self._config)
@@ -80,6 +78,9 @@ class Daemon:
                 self._group = group
                 if self._reconciler is not None:
                     self._start_component(self._reconciler.run())
+                    # IPVS services exist on every director before VRRP moves VIPs.
+                    await self._reconciler.first_pass_done.wait()
+                await self._start_vrrp(self._config)
                 self._start_component(self._announce_ready())
                 await self._stop.wait()
                 for task in (*self._components, *self._reloads):
@@ -88,6 +89,13 @@ class Daemon:
             self._group = None
             await self._shutdown()
         return 0
+
+    async def _start_vrrp(self, config: Config) -> None:
+        if not config.vrrp.instances:
+            return
+        self._addresses = await AddressManager.open()
+        self._vrrp = VrrpRuntime(self._addresses)
+        await self._vrrp.start(config.vrrp.instances, config.vrrp.sync_groups)
 
     async def _announce_ready(self) -> None:
         """Log `daemon.ready` once the first reconcile (adoption) has completed."""
@@ -146,6 +154,10 @@ class Daemon:
             elif self._reconciler is not None:
                 await self._apply_timeouts(new)
                 self._reconciler.set_desired(desired_table(new), reason="reload")
+            if self._vrrp is not None:
+                await self._vrrp.update(new.vrrp.instances, new.vrrp.sync_groups)
+            elif new.vrrp.instances and self._group is not None:
+                await self._start_vrrp(new)
             log.info("config.reloaded", config=str(self._config_path))
             return []
 
@@ -168,6 +180,10 @@ class Daemon:
         return None
 
     async def _shutdown(self) -> None:
+        if self._vrrp is not None:
+            await self._vrrp.stop()
+        if self._addresses is not None:
+            self._addresses.close()
         if self._client is not None and self._reconciler is not None:
             if self._config.ipvs.cleanup_on_exit:
                 keys = sorted(self._reconciler.desired.services)

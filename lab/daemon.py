@@ -76,6 +76,17 @@ class DaemonProcess:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGHUP)
 
+    def kill(self) -> None:
+        """SIGKILL: a crash, nothing cleaned up."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def terminate(self) -> None:
+        """SIGTERM without waiting (graceful stop: priority 0, VIPs removed)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+
     def stop(self, timeout: float = 30) -> int:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)

@@ -1,0 +1,185 @@
+"""Notify hooks: run the operator's script on each VRRP transition, keepalived-style.
+
+keepalived runs ``notify`` scripts as ``SCRIPT TYPE NAME STATE PRIORITY``,
+where TYPE is ``INSTANCE`` (or ``GROUP``), NAME the instance's name, STATE one
+of ``MASTER``, ``BACKUP``, ``FAULT``, ``STOP``, and PRIORITY its priority.
+Operators' existing scripts parse exactly that, so ipvsd passes the same
+arguments.
+
+A hook must never hold VRRP up or take it down, so:
+
+* it runs without blocking the loop (``asyncio.create_subprocess_exec``);
+* it gets ``/dev/null`` as stdin, and its stdout and stderr go to one pipe,
+  of which only the last `OUTPUT_LIMIT` bytes are kept, for the log;
+* it runs in a session and process group of its own (``start_new_session``),
+  so that on timeout ``killpg(SIGKILL)`` takes its children too, and it is
+  then reaped: no orphans left running, no zombies;
+* every failure is a value: `run_notify` returns a `NotifyResult` whether the
+  script exits 0, exits non-zero, hangs, or does not exist.
+
+After a script exits, its output is read for at most `DRAIN_S` more seconds: a
+background process it started may still hold the pipe, and is then left alone
+(its later writes fail with EPIPE). A script that starts a daemon should
+redirect that daemon's output. A process that leaves the group (``setsid``)
+escapes the timeout kill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from dataclasses import dataclass
+
+import structlog
+
+__all__ = ["NOTIFY_STATES", "NotifyResult", "run_notify"]
+
+log = structlog.get_logger("ipvsd.vrrp.notify")
+
+#: The STATE argument values keepalived passes.
+NOTIFY_STATES = frozenset({"MASTER", "BACKUP", "FAULT", "STOP"})
+#: Bytes of combined stdout/stderr kept (the tail).
+OUTPUT_LIMIT = 4096
+#: Seconds to keep reading output after the script has exited.
+DRAIN_S = 1.0
+_CHUNK = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyResult:
+    """What happened to one notify run.
+
+    Attributes:
+        argv: the command as run.
+        returncode: the exit status (negative: killed by that signal); None if
+            the script timed out or could not be started.
+        duration_s: wall time from start to reaping, in seconds.
+        output: the last `OUTPUT_LIMIT` bytes of stdout and stderr, decoded
+            (invalid UTF-8 replaced).
+        timed_out: the script ran past the timeout and its process group was killed.
+        error: why the script could not be started (missing, not executable), else None.
+    """
+
+    argv: tuple[str, ...]
+    returncode: int | None
+    duration_s: float
+    output: str = ""
+    timed_out: bool = False
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """The script ran and exited 0."""
+        return self.returncode == 0
+
+
+async def run_notify(
+    argv0: str,
+    instance: str,
+    state: str,
+    priority: int,
+    *,
+    timeout: float = 10,  # noqa: ASYNC109 - the script's limit, enforced with killpg
+) -> NotifyResult:
+    """Run ``argv0 INSTANCE <instance> <state> <priority>`` and wait for it, up to ``timeout``.
+
+    Args:
+        argv0: the script (a path, or a name looked up in PATH).
+        instance: the VRRP instance's name.
+        state: ``MASTER``, ``BACKUP``, ``FAULT`` or ``STOP``.
+        priority: the instance's priority, passed as a decimal string.
+        timeout: seconds before the script's whole process group is killed.
+
+    Returns:
+        The outcome; this never raises for the script's own failures.
+
+    Raises:
+        ValueError: ``state`` is not one of `NOTIFY_STATES` (a bug in the caller).
+    """
+    if state not in NOTIFY_STATES:
+        raise ValueError(f"notify state must be one of {sorted(NOTIFY_STATES)}, not {state!r}")
+    argv = (argv0, "INSTANCE", instance, state, str(priority))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    read_fd, write_fd = os.pipe()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=write_fd,
+            stderr=write_fd,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        os.close(read_fd)
+        error = f"cannot run {argv0!r}: {exc.strerror or exc}"
+        result = NotifyResult(argv, None, loop.time() - started, error=error)
+        log.warning("vrrp.notify_failed", instance=instance, state=state, error=error)
+        return result
+    finally:
+        os.close(write_fd)
+
+    tail = bytearray()
+    pipe = os.fdopen(read_fd, "rb", buffering=0)
+    reader = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+    collector = asyncio.create_task(_collect(reader, tail))
+    timed_out = False
+    try:
+        try:
+            async with asyncio.timeout(timeout):
+                await proc.wait()
+        except TimeoutError:
+            timed_out = True
+            _kill_group(proc.pid)
+            await proc.wait()
+        await asyncio.wait({collector}, timeout=DRAIN_S)
+    except asyncio.CancelledError:
+        if proc.returncode is None:  # once reaped, its pid may belong to another process
+            _kill_group(proc.pid)
+            await proc.wait()
+        raise
+    finally:
+        collector.cancel()
+        transport.close()
+
+    result = NotifyResult(
+        argv=argv,
+        returncode=None if timed_out else proc.returncode,
+        duration_s=loop.time() - started,
+        output=bytes(tail).decode(errors="replace"),
+        timed_out=timed_out,
+    )
+    _log(result, instance, state, timeout)
+    return result
+
+
+async def _collect(reader: asyncio.StreamReader, tail: bytearray) -> None:
+    """Read to EOF, keeping the last OUTPUT_LIMIT bytes in ``tail``."""
+    while chunk := await reader.read(_CHUNK):
+        tail += chunk
+        del tail[:-OUTPUT_LIMIT]
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL the script's process group (its pid: it leads its own session)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _log(result: NotifyResult, instance: str, state: str, timeout: float) -> None:
+    fields = {
+        "instance": instance,
+        "state": state,
+        "script": result.argv[0],
+        "duration_s": round(result.duration_s, 3),
+        "output": result.output,
+    }
+    if result.timed_out:
+        log.warning("vrrp.notify_timeout", timeout_s=timeout, **fields)
+    elif result.returncode != 0:
+        log.warning("vrrp.notify_failed", returncode=result.returncode, **fields)
+    else:
+        log.info("vrrp.notify", returncode=0, **fields)

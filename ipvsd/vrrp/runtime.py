@@ -1,0 +1,205 @@
+"""Every VRRP instance of the daemon, with the I/O they share.
+
+One raw socket and one GARP sender per interface (instances on the same
+interface share them), one rtnetlink link watcher, one receive task per
+socket. The receive task decodes and validates each packet for the instance
+its VRID names; a packet that fails gets dropped and counted by
+(interface, reason) — it never reaches a state machine. Sync groups couple
+instances: a transition of one member forces the others (`SyncGroup`).
+
+Reloads compare each instance's config: an unchanged instance is not touched
+(no transition, no advert burst); a changed one is stopped (priority-0 advert
+if master) and started again with its new config; removed ones are stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Sequence
+
+import structlog
+
+from ipvsd.config_model import SyncGroupConfig, VrrpInstanceConfig
+from ipvsd.errors import KernelError, PacketError
+from ipvsd.netlink.addresses import AddressManager
+from ipvsd.vrrp.instance import VrrpInstance
+from ipvsd.vrrp.machine import AdvertReceived, LinkChanged, Shutdown, Transitioned, VrrpState
+from ipvsd.vrrp.packet import RejectReason, decode, reject_reason, validate
+from ipvsd.vrrp.sync_group import SyncGroup
+from ipvsd.vrrp.transport import GarpSender, InterfaceSockets, VrrpSocket
+
+log = structlog.get_logger("ipvsd.vrrp")
+
+#: A rejected-packet log line per (interface, reason) at most this often.
+REJECT_LOG_INTERVAL_S = 10.0
+STOP_TIMEOUT_S = 5.0
+
+
+class VrrpRuntime:
+    """Runs the configured instances; `start`, `update` (reload) and `stop`."""
+
+    def __init__(self, addresses: AddressManager) -> None:
+        self._addresses = addresses
+        self._sockets = InterfaceSockets()
+        self._garps: dict[str, GarpSender] = {}
+        self._instances: dict[str, VrrpInstance] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._receivers: dict[str, asyncio.Task[None]] = {}
+        self._groups: dict[str, SyncGroup] = {}
+        self._group_of: dict[str, str] = {}
+        self._watcher: asyncio.Task[None] | None = None
+        self._last_reject_log: dict[tuple[str, str], float] = {}
+        self._suppressed: Counter[tuple[str, str]] = Counter()
+        self.invalid_packets: Counter[tuple[str, str]] = Counter()
+        self.transitions: Counter[tuple[str, str]] = Counter()
+
+    @property
+    def instances(self) -> dict[str, VrrpInstance]:
+        return self._instances
+
+    async def start(
+        self, instances: Sequence[VrrpInstanceConfig], groups: Sequence[SyncGroupConfig]
+    ) -> None:
+        """Start every instance (each removes its stale VIPs before entering BACKUP).
+
+        Raises:
+            KernelError: an interface is missing or has no IPv4 address.
+        """
+        self._set_groups(groups)
+        for config in instances:
+            await self._start_instance(config)
+        if self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch_links())
+
+    async def update(
+        self, instances: Sequence[VrrpInstanceConfig], groups: Sequence[SyncGroupConfig]
+    ) -> None:
+        """Apply a reloaded config: only instances whose config changed are restarted."""
+        wanted = {config.name: config for config in instances}
+        for name, instance in list(self._instances.items()):
+            if wanted.get(name) != instance.config:
+                await self._stop_instance(name)
+        self._set_groups(groups)
+        for name, config in wanted.items():
+            if name not in self._instances:
+                await self._start_instance(config)
+
+    async def stop(self) -> None:
+        """Graceful stop: priority-0 adverts from masters, VIPs removed, sockets closed."""
+        for name in list(self._instances):
+            await self._stop_instance(name)
+        if self._watcher is not None:
+            self._watcher.cancel()
+        for task in self._receivers.values():
+            task.cancel()
+        self._sockets.close()
+        for garp in self._garps.values():
+            garp.close()
+
+    def states(self) -> dict[str, VrrpState]:
+        return {name: inst.status.state for name, inst in self._instances.items()}
+
+    def _set_groups(self, groups: Sequence[SyncGroupConfig]) -> None:
+        self._groups = {group.name: SyncGroup(list(group.instances)) for group in groups}
+        self._group_of = {m: group.name for group in groups for m in group.instances}
+
+    async def _start_instance(self, config: VrrpInstanceConfig) -> None:
+        sock = self._sockets.acquire(config.interface, unicast=bool(config.unicast_peers))
+        if config.interface not in self._garps:
+            self._garps[config.interface] = GarpSender.open(config.interface)
+        instance = VrrpInstance(
+            config,
+            addresses=self._addresses,
+            sock=sock,
+            garp=self._garps[config.interface],
+            on_transition=self._transitioned,
+        )
+        self._instances[config.name] = instance
+        if config.interface not in self._receivers:
+            self._receivers[config.interface] = asyncio.get_running_loop().create_task(
+                self._receive(config.interface, sock)
+            )
+        task = asyncio.get_running_loop().create_task(instance.run())
+        self._tasks[config.name] = task
+        task.add_done_callback(self._instance_done)
+
+    def _instance_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("vrrp.instance_failed", error=str(task.exception()))
+
+    async def _stop_instance(self, name: str) -> None:
+        instance = self._instances.pop(name)
+        task = self._tasks.pop(name)
+        instance.inbox.put_nowait(Shutdown())
+        try:
+            await asyncio.wait_for(asyncio.shield(task), STOP_TIMEOUT_S)
+        except (TimeoutError, KernelError) as exc:
+            log.error("vrrp.stop_failed", instance=name, error=str(exc))
+            task.cancel()
+        self._sockets.release(instance.socket)
+
+    def _transitioned(self, instance: VrrpInstance, action: Transitioned) -> None:
+        self.transitions[(instance.name, action.new.value)] += 1
+        group = self._groups.get(self._group_of.get(instance.name, ""))
+        if group is None:
+            return
+        for member, force in group.on_transition(instance.name, action.new):
+            target = self._instances.get(member)
+            if target is not None:
+                target.inbox.put_nowait(force)
+
+    async def _receive(self, interface: str, sock: VrrpSocket) -> None:
+        async for packet in sock.packets():
+            try:
+                received = decode(packet.packet)
+                instance = self._for_vrid(interface, received.advert.vrid)
+                if instance is None:
+                    raise PacketError(
+                        RejectReason.UNKNOWN_VRID.value, f"vrid {received.advert.vrid}"
+                    )
+                validate(received, instance.expectation)
+            except PacketError as exc:
+                self._rejected(interface, reject_reason(exc), exc, packet.source)
+                continue
+            log.debug("vrrp.advert_received", interface=interface, vrid=received.advert.vrid,
+                      src=str(received.src), priority=received.advert.priority)
+            instance.inbox.put_nowait(AdvertReceived(received.src, received.advert.priority))
+
+    def _for_vrid(self, interface: str, vrid: int) -> VrrpInstance | None:
+        for instance in self._instances.values():
+            if instance.config.interface == interface and instance.config.vrid == vrid:
+                return instance
+        return None
+
+    def _rejected(
+        self, interface: str, reason: RejectReason, exc: PacketError, source: object
+    ) -> None:
+        key = (interface, reason.value)
+        self.invalid_packets[key] += 1
+        now = time.monotonic()
+        if now - self._last_reject_log.get(key, -REJECT_LOG_INTERVAL_S) < REJECT_LOG_INTERVAL_S:
+            self._suppressed[key] += 1
+            return
+        self._last_reject_log[key] = now
+        level = log.debug if reason is RejectReason.UNKNOWN_VRID else log.warning
+        level(
+            "vrrp.packet_rejected",
+            interface=interface,
+            reason=reason.value,
+            detail=exc.detail,
+            source=str(source),
+            suppressed=self._suppressed.pop(key, 0),
+        )
+
+    async def _watch_links(self) -> None:
+        try:
+            async for link in self._addresses.watch_links():
+                for instance in self._instances.values():
+                    if link.name in instance.interested_in:
+                        instance.inbox.put_nowait(
+                            LinkChanged(link.name, link.up and not link.deleted)
+                        )
+        except KernelError as exc:
+            log.error("vrrp.link_watch_failed", error=str(exc))

@@ -1,0 +1,474 @@
+"""VRRP's sockets: raw IPv4 protocol 112 for adverts, AF_PACKET for gratuitous ARP.
+
+This is the I/O edge of VRRP (style G1): it moves bytes and nothing else. The
+codec (`vrrp.packet`) validates and decodes what `VrrpSocket.recv` returns,
+and encodes what `VrrpSocket.send` sends. Everything runs on the asyncio loop
+with non-blocking sockets and ``loop.add_reader``; there are no threads.
+
+Advert socket (`VrrpSocket`), one per interface, set up as keepalived sets up
+its own (``keepalived/vrrp/vrrp.c`` ``open_vrrp_*_socket``, ``vrrp_if.c``):
+
+* ``SOCK_RAW`` protocol 112 **without** IP_HDRINCL: the kernel builds the IP
+  header, with IP_TTL and IP_MULTICAST_TTL 255 (RFC 3768 §5.2.3, also in
+  unicast mode), IP_TOS 0xc0 and no DF bit (IP_PMTUDISC_DONT), which is the
+  header keepalived writes by hand (vrrp-notes §1.1).
+* SO_BINDTODEVICE: only this interface's packets are received, and sends
+  leave through it whatever the routing table says.
+* IP_MULTICAST_IF (``ip_mreqn`` with the ifindex) and IP_ADD_MEMBERSHIP of
+  224.0.0.18 on the interface (vrrp-notes §1.7). Without the membership the
+  kernel does not deliver the group's packets at all. IP_MULTICAST_ALL 0 makes
+  the socket see only groups *it* joined; in unicast mode it therefore sees no
+  multicast at all (keepalived rejects multicast adverts in unicast mode).
+* IP_MULTICAST_LOOP 0: our own adverts are not delivered back to us, or to
+  any other socket of this namespace.
+* Receiving a raw IPv4 socket yields the whole IP packet, header included,
+  which the codec needs for the TTL check (RFC 3768 §7.1).
+
+The source address. RFC 3768 §5.2.1 requires the interface's primary address.
+``bind(2)`` would set it, but a raw socket bound to an address only receives
+packets *addressed to* that address (``raw_v4_match`` compares the bound
+address with the destination), so it would stop receiving 224.0.0.18.
+keepalived avoids this with a second, send-only socket. Here each send carries
+an ``IP_PKTINFO`` control message with ``ipi_spec_dst`` = the source, which
+raw sockets honour like a bind but per packet (`VrrpSocket.bind_source`).
+
+Sharing. Several VRRP instances (VRIDs) on one interface share its socket: a
+raw socket receives every protocol-112 packet on the interface anyway. Use
+`InterfaceSockets` to share them, and run **one reader task per socket** that
+decodes each packet and routes it to the instance by VRID (the decoded advert
+carries it). Two readers on one socket would steal each other's packets. The
+header's destination tells multicast from unicast adverts, which the receiver
+must check (a multicast socket also receives unicast adverts addressed to us).
+
+Errors. A send on a link that is down, or gone, is expected (the instance is
+in FAULT and keepalived still "sends" its priority-0 advert there): sends
+return False, count the failure, and log at debug. A failure on a link that
+is up logs a warning. Which case it is comes from the interface's flags at the
+time of the failure, not from the errno (see `_link_down`). Note that on a link
+that is administratively up but has lost its carrier, an IP send *succeeds*:
+the kernel drops the packet later, silently.
+
+Opening a socket raises `KernelError`. If an interface is deleted and created
+again, open new sockets: memberships and the bound device belong to the old
+ifindex.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import os
+import socket
+import struct
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+import structlog
+
+from ipvsd.errors import KernelError
+
+__all__ = [
+    "VRRP_GROUP",
+    "VRRP_PROTOCOL",
+    "GarpSender",
+    "InterfaceSockets",
+    "ReceivedPacket",
+    "VrrpSocket",
+]
+
+log = structlog.get_logger("ipvsd.vrrp.transport")
+
+VRRP_PROTOCOL = 112  # RFC 3768 §5.2.4
+VRRP_GROUP = IPv4Address("224.0.0.18")  # RFC 3768 §5.2.2
+VRRP_TTL = 255  # RFC 3768 §5.2.3
+VRRP_TOS = 0xC0  # keepalived's vrrp_build_ip4: precedence "internetwork control"
+
+# Linux <linux/in.h> values the socket module does not export (Python 3.11).
+IP_PKTINFO = 8
+IP_MTU_DISCOVER = 10
+IP_PMTUDISC_DONT = 0
+IP_MULTICAST_ALL = 49
+ETH_P_ARP = 0x0806
+
+SIOCGIFFLAGS = 0x8913
+IFF_UP = 0x1
+IFF_RUNNING = 0x40
+_RECV_SIZE = 65535
+_ANY = b"\x00\x00\x00\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedPacket:
+    """One packet from a `VrrpSocket`.
+
+    Attributes:
+        packet: the whole IPv4 packet, header included (TTL, source and
+            destination are in it), for `vrrp.packet` to validate.
+        source: the sender's address, as the kernel reported it.
+    """
+
+    packet: bytes
+    source: IPv4Address
+
+
+def _ip_mreqn(group: bytes, ifindex: int) -> bytes:
+    """``struct ip_mreqn {in_addr multiaddr; in_addr address; int ifindex}`` (12 bytes)."""
+    return struct.pack("=4s4si", group, _ANY, ifindex)
+
+
+def _open_error(interface: str, what: str, exc: OSError) -> KernelError:
+    code = exc.errno or 0
+    if code in (errno.ENODEV, errno.ENXIO):
+        return KernelError(f"no interface {interface!r}", errno=code, operation=what)
+    if code == errno.EPERM:
+        return KernelError(
+            f"{what} on {interface!r}: operation not permitted (needs CAP_NET_RAW)",
+            errno=code,
+            operation=what,
+        )
+    return KernelError(
+        f"{what} on {interface!r}: {os.strerror(code)} (errno {code})", errno=code, operation=what
+    )
+
+
+def _ifindex(interface: str) -> int:
+    try:
+        return socket.if_nametoindex(interface)
+    except OSError as exc:
+        raise KernelError(
+            f"no interface {interface!r}", errno=exc.errno or errno.ENODEV, operation="ifindex"
+        ) from None
+
+
+def _link_down(sock: socket.socket, interface: str) -> bool:
+    """Whether ``interface`` is down or gone, asked through ``sock`` (so in its namespace).
+
+    Used after a failed send to tell the expected (link down: FAULT) from the
+    surprising; errnos alone cannot: a down link gives ENETUNREACH for IP and
+    ENETDOWN for packet sockets, a lost carrier ENOBUFS for packet sockets, and
+    a source address that is not local also gives ENETUNREACH.
+    """
+    request = struct.pack("16sH14x", interface.encode()[:15], 0)
+    try:
+        reply = fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, request)
+    except OSError:
+        return True  # no such interface (any more)
+    flags: int = struct.unpack_from("H", reply, 16)[0]
+    return (flags & (IFF_UP | IFF_RUNNING)) != (IFF_UP | IFF_RUNNING)
+
+
+class _Readable:
+    """Wait for a non-blocking socket to become readable, via ``loop.add_reader``.
+
+    `close` (called before the socket is closed) unregisters the reader and
+    wakes the waiter: a stale registration would make the loop's selector
+    refuse the next socket that reuses the file descriptor number.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._fd = sock.fileno()
+        self._waiting: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
+
+    async def wait(self) -> None:
+        if self._waiting is not None:
+            raise RuntimeError("another task is already reading this socket")
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+
+        def ready() -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        loop.add_reader(self._fd, ready)
+        self._waiting = (loop, waiter)
+        try:
+            await waiter
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._waiting is None:
+            return
+        loop, waiter = self._waiting
+        self._waiting = None
+        loop.remove_reader(self._fd)
+        if not waiter.done():
+            waiter.set_result(None)
+
+
+class VrrpSocket:
+    """The raw protocol-112 socket of one interface. Use `open()`."""
+
+    def __init__(self, sock: socket.socket, interface: str, ifindex: int, unicast: bool) -> None:
+        self._sock = sock
+        self._readable = _Readable(sock)
+        self._source: IPv4Address | None = None
+        self._closed = False
+        self.interface = interface
+        self.ifindex = ifindex
+        self.unicast = unicast
+        #: Sends that failed (link down, no route...), for metrics.
+        self.send_failures = 0
+
+    @classmethod
+    def open(cls, interface: str, *, unicast: bool = False) -> VrrpSocket:
+        """Open and configure the socket in the current network namespace.
+
+        Synchronous, so that a caller can open it inside ``lab.netns.in_netns``.
+
+        Args:
+            interface: the interface VRRP runs on, e.g. ``eth1``.
+            unicast: unicast-peer mode: do not join 224.0.0.18 (and so receive
+                no multicast adverts at all).
+
+        Raises:
+            KernelError: no such interface, no CAP_NET_RAW, or a socket option failed.
+        """
+        ifindex = _ifindex(interface)
+        try:
+            sock = socket.socket(
+                socket.AF_INET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, VRRP_PROTOCOL
+            )
+        except OSError as exc:
+            raise _open_error(interface, "open raw socket", exc) from None
+        group = VRRP_GROUP.packed
+        options: list[tuple[str, int, bytes | int]] = [
+            ("SO_BINDTODEVICE", socket.SO_BINDTODEVICE, interface.encode()),
+            ("IP_TTL", socket.IP_TTL, VRRP_TTL),
+            ("IP_MULTICAST_TTL", socket.IP_MULTICAST_TTL, VRRP_TTL),
+            ("IP_TOS", socket.IP_TOS, VRRP_TOS),
+            ("IP_MTU_DISCOVER", IP_MTU_DISCOVER, IP_PMTUDISC_DONT),
+            ("IP_MULTICAST_LOOP", socket.IP_MULTICAST_LOOP, 0),
+            ("IP_MULTICAST_ALL", IP_MULTICAST_ALL, 0),
+            ("IP_MULTICAST_IF", socket.IP_MULTICAST_IF, _ip_mreqn(_ANY, ifindex)),
+        ]
+        if not unicast:
+            options.append(
+                ("IP_ADD_MEMBERSHIP", socket.IP_ADD_MEMBERSHIP, _ip_mreqn(group, ifindex))
+            )
+        try:
+            for name, option, value in options:
+                level = socket.SOL_SOCKET if name.startswith("SO_") else socket.IPPROTO_IP
+                try:
+                    sock.setsockopt(level, option, value)
+                except OSError as exc:
+                    raise _open_error(interface, f"setsockopt {name}", exc) from None
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        log.debug("vrrp.socket_opened", interface=interface, ifindex=ifindex, unicast=unicast)
+        return cls(sock, interface, ifindex, unicast)
+
+    @property
+    def source(self) -> IPv4Address | None:
+        """The source address adverts are sent from (None: the kernel chooses)."""
+        return self._source
+
+    def bind_source(self, ip: IPv4Address | None) -> None:
+        """Send every advert from ``ip``, the interface's primary address (RFC 3768 §5.2.1).
+
+        Applied per packet with IP_PKTINFO (see the module docstring for why not
+        ``bind(2)``); call it again when the primary address changes. An
+        address that is not local makes sends fail (logged, counted).
+        """
+        self._source = ip
+
+    def send(self, payload: bytes, dst: IPv4Address = VRRP_GROUP) -> bool:
+        """Send one VRRP message (no IP header: the kernel adds it).
+
+        Args:
+            payload: the encoded advert.
+            dst: 224.0.0.18, or a peer's address in unicast mode.
+
+        Returns:
+            True if the kernel took the packet; False if the send failed. A link
+            down or gone is logged at debug, anything else as a warning.
+
+        Raises:
+            KernelError: the socket is closed (errno EBADF): a bug in the caller.
+        """
+        if self._closed:
+            raise KernelError(
+                f"VRRP socket on {self.interface!r} is closed", errno=errno.EBADF, operation="send"
+            )
+        ancillary = []
+        if self._source is not None:
+            pktinfo = struct.pack("=i4s4s", 0, self._source.packed, _ANY)
+            ancillary.append((socket.IPPROTO_IP, IP_PKTINFO, pktinfo))
+        try:
+            self._sock.sendmsg([payload], ancillary, 0, (str(dst), 0))
+        except OSError as exc:
+            self.send_failures += 1
+            code = exc.errno or 0
+            link_down = _link_down(self._sock, self.interface)
+            report = log.debug if link_down else log.warning
+            report(
+                "vrrp.send_failed",
+                link_down=link_down,
+                interface=self.interface,
+                dst=str(dst),
+                source=str(self._source) if self._source else None,
+                error=os.strerror(code),
+                errno=code,
+            )
+            return False
+        return True
+
+    async def recv(self) -> ReceivedPacket:
+        """The next packet received on the interface.
+
+        Raises:
+            KernelError: the socket is closed (errno EBADF) or the receive failed.
+            RuntimeError: another task is already waiting in `recv`.
+        """
+        while not self._closed:
+            try:
+                data, address = self._sock.recvfrom(_RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                await self._readable.wait()
+                continue
+            except OSError as exc:
+                if self._closed:
+                    break
+                raise _open_error(self.interface, "receive", exc) from exc
+            return ReceivedPacket(data, IPv4Address(address[0]))
+        raise KernelError(
+            f"VRRP socket on {self.interface!r} is closed", errno=errno.EBADF, operation="receive"
+        )
+
+    async def packets(self) -> AsyncIterator[ReceivedPacket]:
+        """`recv` in a loop; ends when the socket is closed."""
+        while not self._closed:
+            try:
+                packet = await self.recv()
+            except KernelError:
+                if self._closed:
+                    return
+                raise
+            yield packet
+
+    def close(self) -> None:
+        """Close the socket; a pending `recv` raises, `packets` ends."""
+        if self._closed:
+            return
+        self._closed = True
+        self._readable.close()
+        self._sock.close()
+
+
+class InterfaceSockets:
+    """Shares one `VrrpSocket` per (interface, mode) among the instances using it.
+
+    Reference-counted: the socket opens at the first `acquire` and closes at
+    the last `release`. The runner starts one reader task per socket it gets
+    for the first time (``count == 1``) and routes decoded adverts by VRID.
+    """
+
+    def __init__(self, opener: Callable[..., VrrpSocket] = VrrpSocket.open) -> None:
+        self._opener = opener
+        self._sockets: dict[tuple[str, bool], tuple[VrrpSocket, int]] = {}
+
+    def acquire(self, interface: str, *, unicast: bool = False) -> VrrpSocket:
+        """The interface's socket for that mode, opened if needed.
+
+        Raises:
+            KernelError: opening failed.
+        """
+        key = (interface, unicast)
+        sock, count = self._sockets.get(key) or (self._opener(interface, unicast=unicast), 0)
+        self._sockets[key] = (sock, count + 1)
+        return sock
+
+    def users(self, sock: VrrpSocket) -> int:
+        """How many instances hold ``sock``."""
+        entry = self._sockets.get((sock.interface, sock.unicast))
+        return entry[1] if entry and entry[0] is sock else 0
+
+    def release(self, sock: VrrpSocket) -> None:
+        """Give back a socket from `acquire`; the last release closes it."""
+        key = (sock.interface, sock.unicast)
+        entry = self._sockets.get(key)
+        if entry is None or entry[0] is not sock:
+            return
+        if entry[1] > 1:
+            self._sockets[key] = (sock, entry[1] - 1)
+            return
+        del self._sockets[key]
+        sock.close()
+
+    def close(self) -> None:
+        """Close every socket."""
+        for sock, _ in self._sockets.values():
+            sock.close()
+        self._sockets.clear()
+
+
+class GarpSender:
+    """Sends gratuitous ARP frames on one interface. Use `open()`.
+
+    An ``AF_PACKET``/``SOCK_RAW`` socket with protocol 0, so it receives nothing;
+    frames come from `vrrp.arp.gratuitous_arp`.
+    """
+
+    def __init__(self, sock: socket.socket, interface: str) -> None:
+        self._sock = sock
+        self.interface = interface
+        #: Bursts cut short by a failed send, for metrics.
+        self.send_failures = 0
+
+    @classmethod
+    def open(cls, interface: str) -> GarpSender:
+        """Open the packet socket, bound to ``interface``, in the current namespace.
+
+        Raises:
+            KernelError: no such interface, or no CAP_NET_RAW.
+        """
+        try:
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+        except OSError as exc:
+            raise _open_error(interface, "open packet socket", exc) from None
+        try:
+            sock.bind((interface, 0))
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            raise _open_error(interface, "bind packet socket", exc) from None
+        return cls(sock, interface)
+
+    def send_burst(self, frames: Sequence[bytes], count: int = 5) -> int:
+        """Send each frame ``count`` times, back to back (keepalived: 5, no interval).
+
+        Rounds, as keepalived's ``vrrp_send_link_update`` does: every frame once,
+        then every frame again, ``count`` rounds. The first failure ends the
+        burst: on a link that is down every later send would fail the same way.
+
+        Returns:
+            How many frames were sent.
+        """
+        sent = 0
+        for _ in range(count):
+            for frame in frames:
+                try:
+                    self._sock.sendto(frame, (self.interface, ETH_P_ARP))
+                except OSError as exc:
+                    self.send_failures += 1
+                    code = exc.errno or 0
+                    link_down = _link_down(self._sock, self.interface)
+                    report = log.debug if link_down else log.warning
+                    report(
+                        "vrrp.garp_failed",
+                        link_down=link_down,
+                        interface=self.interface,
+                        sent=sent,
+                        error=os.strerror(code),
+                        errno=code,
+                    )
+                    return sent
+                sent += 1
+        return sent
+
+    def close(self) -> None:
+        self._sock.close()

@@ -1,0 +1,222 @@
+"""Two VRRP routers and an observer on one bridge, for tests, the benchmark and the demo.
+
+Addresses follow design.md: routers 192.168.1.10 and .20 on ``eth1``, the VIP
+192.168.1.200, the observer .50. A router runs ipvsd (`DaemonProcess`) or
+keepalived (`KeepalivedProcess`) with the same instance settings.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import textwrap
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.daemon import DaemonProcess
+from lab.netns import Topology, ip
+
+VIP = "192.168.1.200"
+ROUTERS = {"d1": "192.168.1.10", "d2": "192.168.1.20"}
+OBSERVER = "192.168.1.50"
+
+
+def ipvsd_config(
+    name: str,
+    priority: int,
+    workdir: Path,
+    *,
+    preempt: bool = True,
+    unicast_peers: tuple[str, ...] = (),
+    vips: tuple[str, ...] = (f"{VIP}/24",),
+) -> str:
+    peers = ", ".join(unicast_peers)
+    return textwrap.dedent(
+        f"""\
+        node_name: {name}
+        metrics: {{listen: null}}
+        control: {{socket: {workdir / (name + ".sock")}}}
+        vrrp:
+          instances:
+            - name: VI_1
+              interface: eth1
+              vrid: 51
+              priority: {priority}
+              advert_int: 1
+              preempt: {str(preempt).lower()}
+              unicast_peers: [{peers}]
+              virtual_ipaddresses: [{", ".join(vips)}]
+        ipvs: {{services: []}}
+        """
+    )
+
+
+def keepalived_config(name: str, priority: int, *, vips: tuple[str, ...] = (f"{VIP}/24",)) -> str:
+    addresses = "\n".join(f"    {vip}" for vip in vips)
+    return textwrap.dedent(
+        f"""\
+        global_defs {{
+          router_id {name}
+        }}
+        vrrp_instance VI_1 {{
+          state BACKUP
+          interface eth1
+          virtual_router_id 51
+          priority {priority}
+          advert_int 1
+          virtual_ipaddress {{
+        {addresses}
+          }}
+        }}
+        """
+    )
+
+
+class KeepalivedProcess:
+    """keepalived (VRRP only) in a namespace, logging to a file."""
+
+    def __init__(self, topo: Topology, ns: str, config: Path, log: Path) -> None:
+        self.topo, self.ns, self.config, self.log = topo, ns, config, log
+        self.proc: subprocess.Popen[Any] | None = None
+
+    def start(self) -> None:
+        run = self.config.parent
+        out = self.log.open("ab")
+        self.proc = self.topo.popen(
+            self.ns,
+            [
+                "keepalived",
+                "--vrrp",
+                "--dont-fork",
+                "--log-console",
+                "--log-detail",
+                "-f",
+                str(self.config),
+                "-p",
+                str(run / f"{self.ns}.pid"),
+                "-r",
+                str(run / f"{self.ns}.vrrp.pid"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        out.close()
+
+    def stop(self, sig: int = signal.SIGTERM, *, wait: bool = True) -> None:
+        """Signal keepalived's whole process group (parent and VRRP child)."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, sig)
+        if wait:
+            self.proc.wait(15)
+
+    def wait(self) -> None:
+        assert self.proc is not None
+        self.proc.wait(15)
+
+    def kill(self) -> None:
+        """A crash of the whole process group (SIGKILL to the parent alone lets
+        the VRRP child shut down gracefully, vrrp-notes §2.4)."""
+        self.stop(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        """SIGTERM without waiting: keepalived sends priority 0 and exits."""
+        self.stop(signal.SIGTERM, wait=False)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def holds_vip(topo: Topology, ns: str, vip: str = VIP) -> bool:
+    """Whether `ns` has `vip` on eth1 (``ip -n``: no mount namespace, cheap to poll)."""
+    out = ip("-o", "-4", "addr", "show", "dev", "eth1", ns=ns, check=False).stdout
+    return f" {vip}/" in out
+
+
+@dataclass
+class OwnershipMonitor:
+    """Samples which routers hold the VIP every `interval` s; records dual ownership."""
+
+    topo: Topology
+    routers: list[str]
+    interval: float = 0.02
+    samples: list[tuple[float, tuple[bool, ...]]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> OwnershipMonitor:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            state = tuple(holds_vip(self.topo, ns) for ns in self.routers)
+            self.samples.append((time.monotonic(), state))
+            time.sleep(self.interval)
+
+    def longest_dual_ownership(self) -> float:
+        longest, since = 0.0, None
+        for at, state in self.samples:
+            if all(state):
+                since = at if since is None else since
+                longest = max(longest, at - since)
+            else:
+                since = None
+        return longest
+
+
+@dataclass
+class VrrpLab:
+    topo: Topology
+    workdir: Path
+    routers: dict[str, str]  # short name -> namespace
+    observer: str
+
+    def daemon(self, short: str, priority: int, **kwargs: Any) -> DaemonProcess:
+        config = self.workdir / f"{short}.yaml"
+        config.write_text(ipvsd_config(short, priority, self.workdir, **kwargs))
+        return DaemonProcess(self.topo, self.routers[short], config, self.workdir / f"{short}.log")
+
+    def keepalived(self, short: str, priority: int, **kwargs: Any) -> KeepalivedProcess:
+        config = self.workdir / f"{short}.keepalived.conf"
+        config.write_text(keepalived_config(short, priority, **kwargs))
+        return KeepalivedProcess(
+            self.topo, self.routers[short], config, self.workdir / f"{short}.keepalived.log"
+        )
+
+    def holder(self) -> list[str]:
+        return [short for short, ns in self.routers.items() if holds_vip(self.topo, ns)]
+
+    def mac(self, short: str) -> str:
+        out = self.topo.exec(self.routers[short], ["cat", "/sys/class/net/eth1/address"])
+        return out.stdout.strip()
+
+    def observer_neighbour(self) -> str:
+        out = self.topo.exec(
+            self.observer, ["ip", "neigh", "show", VIP, "dev", "eth0"], check=False
+        )
+        parts = out.stdout.split()
+        return parts[parts.index("lladdr") + 1] if "lladdr" in parts else ""
+
+
+def build(topo: Topology, workdir: Path) -> VrrpLab:
+    segment = topo.netns("seg")
+    topo.bridge("br0", ns=segment)
+    routers = {}
+    for short, address in ROUTERS.items():
+        ns = topo.netns(short)
+        topo.veth(ns, "eth1", bridge="br0", bridge_ns=segment, address=f"{address}/24")
+        routers[short] = ns
+    observer = topo.netns("obs")
+    topo.veth(observer, "eth0", bridge="br0", bridge_ns=segment, address=f"{OBSERVER}/24")
+    return VrrpLab(topo, workdir, routers, observer)

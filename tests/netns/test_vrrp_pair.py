@@ -1,0 +1,165 @@
+"""Two ipvsd processes running VRRP in namespaces of the host kernel (and an observer).
+
+Bounds come from RFC 3768: a backup of priority 90 with advert_int 1 takes
+over at most Master_Down_Interval = 3 + (256-90)/256 = 3.648 s after the
+master's last advert; the tests allow 0.5 s for process and polling latency.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ipvsd.vrrp.packet import Advertisement, AuthType, encode_ip
+from lab.daemon import DaemonProcess
+from lab.netns import Topology
+from lab.scenario import wait_until
+from lab.vrrp_pair import VIP, OwnershipMonitor, VrrpLab, build
+
+MDI_90 = 3 + (256 - 90) / 256
+SKEW_90 = (256 - 90) / 256
+SLACK = 0.5
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[VrrpLab]:
+    with Topology() as topo:
+        yield build(topo, tmp_path)
+
+
+def elect(lab: VrrpLab, **kwargs: Any) -> tuple[DaemonProcess, DaemonProcess]:
+    d1 = lab.daemon("d1", 100, **kwargs)
+    d2 = lab.daemon("d2", 90, **kwargs)
+    d1.start()
+    d2.start()
+    wait_until(lambda: lab.holder() == ["d1"], timeout=MDI_90 + 2)
+    return d1, d2
+
+
+def test_election_garp_and_sigkill_failover(lab: VrrpLab) -> None:
+    d1, _d2 = elect(lab)
+    with OwnershipMonitor(lab.topo, list(lab.routers.values())) as monitor:
+        time.sleep(1.5)  # steady state: adverts flow, d2 stays backup
+        assert lab.holder() == ["d1"]
+        # The observer learned the VIP from d1's gratuitous ARPs.
+        lab.topo.exec(lab.observer, ["ping", "-c", "1", "-W", "1", VIP])
+        assert lab.observer_neighbour() == lab.mac("d1")
+        assert monitor.longest_dual_ownership() == 0
+    d1.kill()  # a crash: no priority-0 advert, the VIP stays on d1's interface
+    took_over = wait_until(lambda: "d2" in lab.holder(), timeout=MDI_90 + SLACK + 1)
+    assert took_over <= MDI_90 + SLACK, took_over
+    wait_until(lambda: lab.observer_neighbour() == lab.mac("d2"), timeout=2)
+    # The crashed d1 left the VIP on eth1 (a stale VIP); on restart it removes it
+    # before entering BACKUP, then preempts after Master_Down_Interval.
+    d1.start()
+    assert lab.holder() == ["d2"]
+    wait_until(lambda: lab.holder() == ["d1"], timeout=MDI_90 + 3)
+
+
+def test_sigterm_hands_over_within_skew_time(lab: VrrpLab) -> None:
+    d1, _d2 = elect(lab)
+    with OwnershipMonitor(lab.topo, list(lab.routers.values())) as monitor:
+        stopped = time.monotonic()
+        assert d1.stop() == 0
+        wait_until(lambda: lab.holder() == ["d2"], timeout=2)
+        gap = time.monotonic() - stopped
+    assert gap < 1.0, gap
+    assert monitor.longest_dual_ownership() < 1.0
+
+
+def test_link_down_moves_the_vip_and_link_up_preempts(lab: VrrpLab) -> None:
+    d1, _d2 = elect(lab)
+    down = time.monotonic()
+    lab.topo.exec(lab.routers["d1"], ["ip", "link", "set", "eth1", "down"])
+    wait_until(lambda: "d2" in lab.holder(), timeout=MDI_90 + SLACK + 1)
+    assert time.monotonic() - down <= MDI_90 + SLACK
+    assert "d1" not in lab.holder()  # FAULT removed it
+    d1.wait_event("vrrp.transition", timeout=5)
+    lab.topo.exec(lab.routers["d1"], ["ip", "link", "set", "eth1", "up"])
+    wait_until(lambda: lab.holder() == ["d1"], timeout=MDI_90 + 3)
+
+
+def test_no_preempt_keeps_the_backup_as_master(lab: VrrpLab) -> None:
+    d1, _d2 = elect(lab, preempt=False)
+    assert d1.stop() == 0
+    wait_until(lambda: lab.holder() == ["d2"], timeout=2)
+    d1.start()
+    time.sleep(MDI_90 + 1.5)
+    assert lab.holder() == ["d2"]
+
+
+def test_unicast_peers(lab: VrrpLab) -> None:
+    d1 = lab.daemon("d1", 100, unicast_peers=("192.168.1.20",))
+    d2 = lab.daemon("d2", 90, unicast_peers=("192.168.1.10",))
+    d1.start()
+    d2.start()
+    wait_until(lambda: lab.holder() == ["d1"], timeout=MDI_90 + 2)
+    time.sleep(1.5)
+    assert lab.holder() == ["d1"]
+    d1.kill()
+    wait_until(lambda: "d2" in lab.holder(), timeout=MDI_90 + SLACK + 1)
+
+
+def inject(lab: VrrpLab, packet: bytes) -> None:
+    """Send a raw IPv4 packet (header included) from the observer to 224.0.0.18."""
+    script = (
+        "import socket,sys;s=socket.socket(socket.AF_INET,socket.SOCK_RAW,socket.IPPROTO_RAW);"
+        "s.setsockopt(socket.SOL_SOCKET,25,b'eth0');"
+        "s.sendto(bytes.fromhex(sys.argv[1]),('224.0.0.18',0))"
+    )
+    lab.topo.exec(lab.observer, ["python3", "-c", script, packet.hex()])
+
+
+VIP_ADDR = IPv4Address(VIP)
+OBS = IPv4Address("192.168.1.50")
+
+
+def advert(priority: int, **changes: Any) -> Advertisement:
+    base = Advertisement(vrid=51, priority=priority, advert_int=1, addresses=(VIP_ADDR,))
+    return replace(base, **changes)
+
+
+def malformed_packets() -> dict[str, bytes]:
+    good = encode_ip(advert(254), OBS)
+    bad_checksum = bytearray(good)
+    bad_checksum[20 + 6] ^= 0xFF
+    wrong_version = bytearray(good)
+    wrong_version[20] = 0x31
+    truncated = good[:-6]
+    return {
+        "bad_checksum_high_priority": bytes(bad_checksum),
+        "ttl_64": encode_ip(advert(254), OBS, ttl=64),
+        "wrong_version": bytes(wrong_version),
+        "wrong_vrid": encode_ip(advert(254, vrid=52), OBS),
+        "wrong_password": encode_ip(
+            advert(254, auth_type=AuthType.SIMPLE, auth_data=b"nope\0\0\0\0"), OBS
+        ),
+        "truncated": truncated,
+        "count_mismatch": encode_ip(advert(254, addresses=(VIP_ADDR, OBS)), OBS),
+        "priority_0_wrong_interval": encode_ip(advert(0, advert_int=3), OBS),
+    }
+
+
+def test_malformed_packets_change_nothing(lab: VrrpLab) -> None:
+    d1, d2 = elect(lab)
+    before = {name: len(d.events()) for name, d in (("d1", d1), ("d2", d2))}
+    with OwnershipMonitor(lab.topo, list(lab.routers.values())) as monitor:
+        for _ in range(3):
+            for packet in malformed_packets().values():
+                inject(lab, packet)
+        time.sleep(MDI_90 + 0.5)
+    assert lab.holder() == ["d1"]
+    assert not any(d2_holds for _, (_d1_holds, d2_holds) in monitor.samples)
+    for name, d in (("d1", d1), ("d2", d2)):
+        events = d.events()[before[name] :]
+        assert not [e for e in events if e.get("event") == "vrrp.transition"], events
+        reasons = {e.get("reason") for e in events if e.get("event") == "vrrp.packet_rejected"}
+        assert {"checksum", "ttl", "version", "auth_type", "length", "vip_mismatch"} <= reasons, (
+            reasons
+        )
