@@ -541,7 +541,8 @@ def validate(received: ReceivedAdvert, expect: Expectation) -> None:
     if len(advert.addresses) != len(expect.addresses):
         raise _reject(
             RejectReason.VIP_MISMATCH,
-            f"{len(advert.addresses)} addresses, we have {len(expect.addresses)}",
+            f"{len(advert.addresses)} addresses {_addresses(advert.addresses)}, "
+            f"we have {len(expect.addresses)}: {_addresses(expect.addresses)}",
         )
     if not unicast and received.dst != VRRP_GROUP:
         raise _reject(

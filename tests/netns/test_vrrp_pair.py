@@ -20,7 +20,7 @@ from ipvsd.vrrp.packet import Advertisement, AuthType, encode_ip
 from lab.daemon import DaemonProcess
 from lab.netns import Topology
 from lab.scenario import wait_until
-from lab.vrrp_pair import VIP, OwnershipMonitor, VrrpLab, build
+from lab.vrrp_pair import VIP, OwnershipMonitor, VrrpLab, build, holds_vip
 
 MDI_90 = 3 + (256 - 90) / 256
 SKEW_90 = (256 - 90) / 256
@@ -163,3 +163,72 @@ def test_malformed_packets_change_nothing(lab: VrrpLab) -> None:
         assert {"checksum", "ttl", "version", "auth_type", "length", "vip_mismatch"} <= reasons, (
             reasons
         )
+
+
+def test_reload_that_does_not_touch_an_instance_leaves_it_undisturbed(lab: VrrpLab) -> None:
+    d1, d2 = elect(lab)
+    config = d1.config.read_text()
+    before = {name: len(d.events()) for name, d in (("d1", d1), ("d2", d2))}
+    # Unrelated change: VRRP untouched.
+    d1.config.write_text(
+        config.replace("ipvs: {services: []}", "ipvs: {services: [], resync_interval: 5}")
+    )
+    d1.reload()
+    d1.wait_event("config.reloaded", timeout=10, after=before["d1"])
+    time.sleep(1.5)
+    for name, d in (("d1", d1), ("d2", d2)):
+        events = d.events()[before[name] :]
+        assert not [
+            e for e in events if e.get("event", "").startswith(("vrrp.transition", "netlink.vip"))
+        ], events
+    assert lab.holder() == ["d1"]
+    # A changed instance is restarted: priority 100 -> 80 hands the VIP to d2.
+    d1.config.write_text(config.replace("priority: 100", "priority: 80"))
+    d1.reload()
+    wait_until(lambda: lab.holder() == ["d2"], timeout=MDI_90 + 2)
+
+
+SYNC_GROUP_CONFIG = """\
+node_name: {name}
+metrics: {{listen: null}}
+vrrp:
+  sync_groups: [{{name: G1, instances: [VI_1, VI_2]}}]
+  instances:
+    - {{name: VI_1, interface: eth1, vrid: 51, priority: {priority},
+       virtual_ipaddresses: [192.168.1.200/24]}}
+    - {{name: VI_2, interface: eth1, vrid: 52, priority: {priority},
+       virtual_ipaddresses: [192.168.1.201/24],
+       track_interfaces: [{{interface: eth2, weight: 0}}]}}
+ipvs: {{services: []}}
+"""
+
+
+def test_sync_group_moves_instances_together(lab: VrrpLab) -> None:
+    # eth2 on each router is a link of its own that the test can cut.
+    for short, ns in lab.routers.items():
+        lab.topo.veth(ns, "eth2", peer_ns=lab.observer, peer_name=f"o{short}")
+    daemons = []
+    for short, priority in (("d1", 100), ("d2", 90)):
+        config = lab.workdir / f"{short}-sync.yaml"
+        config.write_text(SYNC_GROUP_CONFIG.format(name=short, priority=priority))
+        daemon = DaemonProcess(
+            lab.topo, lab.routers[short], config, lab.workdir / f"{short}-sync.log"
+        )
+        daemon.start()
+        daemons.append(daemon)
+
+    def holders(vip: str) -> list[str]:
+        return [s for s, ns in lab.routers.items() if holds_vip(lab.topo, ns, vip)]
+
+    wait_until(
+        lambda: holders(VIP) == ["d1"] and holders("192.168.1.201") == ["d1"], timeout=MDI_90 + 2
+    )
+    # Only VI_2 tracks eth2, but the group takes VI_1 along into FAULT.
+    lab.topo.exec(lab.routers["d1"], ["ip", "link", "set", "eth2", "down"])
+    wait_until(
+        lambda: holders(VIP) == ["d2"] and holders("192.168.1.201") == ["d2"], timeout=MDI_90 + 2
+    )
+    lab.topo.exec(lab.routers["d1"], ["ip", "link", "set", "eth2", "up"])
+    wait_until(
+        lambda: holders(VIP) == ["d1"] and holders("192.168.1.201") == ["d1"], timeout=MDI_90 + 4
+    )
