@@ -178,36 +178,38 @@ def _tree(pid: int) -> list[int]:
 
 async def _reconciler_rounds(n: int) -> dict[str, float]:
     from ipvsd.config import desired_table, parse_config
-    from ipvsd.model import DestAttrs, ForwardMethod
+    from ipvsd.model import DestAttrs, ForwardMethod, Service, Table
     from ipvsd.netlink.ipvs import IpvsClient
-    from ipvsd.netlink.reconcile import plan
+    from ipvsd.netlink.reconciler import Reconciler
 
     desired = desired_table(parse_config(ipvsd_yaml(n), "bench.yaml"))
     results: dict[str, float] = {}
     async with await IpvsClient.open() as client:
+        reconciler = Reconciler(client, resync_interval_s=3600)
+        reconciler.set_desired(desired, reason="start")
         started = time.monotonic()
-        todo = plan(desired, await client.dump(), owns=lambda key: True)
-        result = await client.apply(todo.operations)
+        report = await reconciler.reconcile("start")  # dump (empty), plan, batched apply
         results["program_s"] = time.monotonic() - started
-        assert result.ok, result.failures[:3]
-        assert result.applied == n * (1 + REALS_PER_SERVICE)
+        assert not report.errors, report.errors[:3]
+        assert sum(report.operations.values()) == n * (1 + REALS_PER_SERVICE)
         started = time.monotonic()
-        noop = plan(desired, await client.dump(), owns=lambda key: True)
+        report = await reconciler.reconcile("resync")  # full dump + diff, nothing to do
         results["noop_s"] = time.monotonic() - started
-        assert noop.is_empty()
-        # One real's weight changes (a health drain): exactly one operation.
+        assert not report.changed
+        # One real drained (a health change): planned against the believed table.
         service = next(iter(desired))
         dest = next(iter(service.dests.values()))
-        services = dict(desired.services)
-        dests = dict(service.dests)
-        dests[dest.key] = type(dest)(dest.key, DestAttrs(ForwardMethod.DR, 0))
-        services[service.key] = type(service)(service.key, service.attrs, dests)
-        changed = type(desired)(services)
+        dests = {**service.dests, dest.key: type(dest)(dest.key, DestAttrs(ForwardMethod.DR, 0))}
+        changed = Table(
+            {**desired.services, service.key: Service(service.key, service.attrs, dests)}
+        )
+        reconciler.set_desired(changed, reason="health")
         started = time.monotonic()
-        todo = plan(changed, await client.dump(), owns=lambda key: True)
-        result = await client.apply(todo.operations)
+        report = await reconciler.reconcile("health")
         results["one_change_s"] = time.monotonic() - started
-        results["one_change_ops"] = len(todo)
+        results["one_change_ops"] = sum(report.operations.values())
+        check = await client.dump_dests(service)
+        assert check.dests[dest.key].attrs.weight == 0
     return results
 
 
@@ -220,7 +222,8 @@ def bench_reconciler(n: int) -> dict[str, float]:
             capture_output=True,
             text=True,
         )
-    return {k: float(v) for k, v in (item.split("=") for item in out.stdout.split())}
+    line = next(x for x in out.stdout.splitlines() if x.startswith("RESULTS "))
+    return {k: float(v) for k, v in (item.split("=") for item in line.split()[1:])}
 
 
 def bench_daemon(n: int) -> tuple[float, float]:
@@ -259,7 +262,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.child_reconciler:
         results = asyncio.run(_reconciler_rounds(args.child_reconciler))
-        print(" ".join(f"{k}={v}" for k, v in results.items()))
+        print("RESULTS", " ".join(f"{k}={v}" for k, v in results.items()))
         return 0
     rows: list[Row] = []
     for n in (int(size) for size in args.sizes.split(",")):
@@ -303,7 +306,7 @@ def main() -> int:
                 f"one weight change {n}x4",
                 "ipvsd reconciler",
                 rec["one_change_s"],
-                f"{rec['one_change_ops']:.0f} netlink op(s) (dump + diff + apply)",
+                f"{rec['one_change_ops']:.0f} netlink op(s) (diff vs believed table + apply)",
             )
         )
         daemon_s, daemon_rss = bench_daemon(n)

@@ -36,6 +36,9 @@ from ipvsd.netlink.reconcile import (
 
 log = structlog.get_logger("ipvsd.reconciler")
 
+#: Pass reasons that always read the kernel (see `Reconciler._actual`).
+FULL_DUMP_REASONS = frozenset({"start", "resync"})
+
 #: How many operations a repair/refusal log event lists by name.
 LOGGED_OPERATIONS = 20
 
@@ -76,6 +79,7 @@ class Reconciler:
         self._reason = "start"
         self._lock = asyncio.Lock()
         self._first_pass_done = asyncio.Event()
+        self._believed: Table | None = None
         self.counters = ReconcileCounters()
 
     @property
@@ -112,8 +116,9 @@ class Reconciler:
             errors: list[str] = []
             counts: dict[str, int] = {}
             try:
-                actual = await self._backend.dump()
+                actual = await self._actual(reason)
                 todo = plan(desired, actual, owns=self.owns)
+                self._believed = None
                 if not todo.is_empty():
                     counts = {op: n for op, n in todo.counts().items() if n}
                     result = await self._backend.apply(todo.operations)
@@ -128,6 +133,8 @@ class Reconciler:
                     }
                     actual = Table({k: s for k, s in actual.services.items() if k not in deleted})
                 self._forget_deleted(actual)
+                if not errors:
+                    self._believed = self._after(desired, actual)
             except KernelError as exc:
                 errors.append(str(exc))
             self.counters.passes += 1
@@ -146,6 +153,26 @@ class Reconciler:
             )
         self._first_pass_done.set()
         return report
+
+    async def _actual(self, reason: str) -> Table:
+        """The kernel's table: dumped, or believed after a clean pass.
+
+        A full dump of 10,000 services takes seconds (one dest dump per
+        service), too slow for a health change that must drain one real at
+        once. After a pass that applied cleanly the kernel's table is known —
+        the owned services equal the desired table just applied, the foreign
+        ones are as dumped — so change-driven passes plan against that, and the
+        start and the periodic resync dump the kernel for real (drift repair).
+        """
+        if reason in FULL_DUMP_REASONS or self._believed is None:
+            return await self._backend.dump()
+        return self._believed
+
+    def _after(self, applied: Table, dumped: Table) -> Table:
+        """The kernel's table after `applied` went in cleanly over `dumped`."""
+        services = {k: s for k, s in dumped.services.items() if not self.owns(k)}
+        services.update(applied.services)
+        return Table(services)
 
     def _log_changes(self, reason: str, todo: Plan) -> None:
         names = [describe(op) for op in todo.operations[:LOGGED_OPERATIONS]]

@@ -95,3 +95,40 @@ async def test_guard_refuses_a_plan_that_deletes_too_much() -> None:
     assert refusal is not None
     _plan, refusal = await reconciler.preview(table(A), max_deletes=2)
     assert refusal is None
+
+
+class CountingFake(FakeIpvs):
+    dumps = 0
+
+    async def dump(self) -> Table:
+        self.dumps += 1
+        return await super().dump()
+
+
+async def test_change_passes_plan_against_the_believed_table_without_dumping() -> None:
+    kernel = CountingFake(Table())
+    reconciler = Reconciler(kernel, resync_interval_s=60)
+    reconciler.set_desired(table(A, B), reason="start")
+    await reconciler.reconcile("start")
+    assert kernel.dumps == 1
+    reconciler.set_desired(table(A, B, weight=0), reason="health")
+    report = await reconciler.reconcile("health")
+    assert report.operations == {"edit_dest": 2}
+    assert kernel.dumps == 1  # one real drained at once, no full dump
+    assert kernel.table == table(A, B, weight=0)
+    await reconciler.reconcile("resync")
+    assert kernel.dumps == 2  # the periodic pass always reads the kernel
+
+
+async def test_a_refused_operation_makes_the_next_pass_dump_again() -> None:
+    kernel = CountingFake(Table())
+    reconciler = Reconciler(kernel, resync_interval_s=60)
+    reconciler.set_desired(table(A), reason="start")
+    await reconciler.reconcile("start")
+    kernel.fail_next[EditDest] = SchedulerUnavailable("rr")
+    reconciler.set_desired(table(A, weight=5), reason="reload")
+    assert (await reconciler.reconcile("reload")).errors
+    dumps = kernel.dumps
+    await reconciler.reconcile("reload")
+    assert kernel.dumps == dumps + 1
+    assert kernel.table == table(A, weight=5)
