@@ -15,8 +15,8 @@ objects become kernel objects:
 
 Health checks and ``ipvsd drain`` do not edit the config: they pass
 `weight_overrides` (a failed or drained real at weight 0) and `excluded`
-(reals removed by ``on_failure: remove``). The sorry server is not part of
-this table; whoever decides that every real is down adds it.
+(reals removed by ``on_failure: remove``); `sorry` names the services whose
+sorry server is to be in the table (`ipvsd.health.policy` decides when).
 
 Services and reals with equal attributes share one (frozen) `ServiceAttrs` /
 `DestAttrs` object: a table of 10,000 services x 4 reals has a handful of
@@ -47,6 +47,7 @@ def desired_table(
     *,
     weight_overrides: Mapping[tuple[ServiceKey, DestKey], int] | None = None,
     excluded: Set[tuple[ServiceKey, DestKey]] | None = None,
+    sorry: Set[ServiceKey] | None = None,
 ) -> Table:
     """Build the IPVS table the configuration asks for.
 
@@ -55,6 +56,7 @@ def desired_table(
         weight_overrides: weight to use instead of the configured one, per
             (service, real); health failures and admin drains set 0.
         excluded: (service, real) pairs to leave out of the table.
+        sorry: services that get their sorry server as a real (weight 1).
 
     Returns:
         One service per configured service, each with its (non-excluded) reals.
@@ -88,5 +90,10 @@ def desired_table(
             if dest_attrs is None:
                 dest_attrs = shared[values] = DestAttrs(*values)
             dests.append(Dest(dest_key, dest_attrs))
+        if sorry and key in sorry and service.sorry_server is not None:
+            sorry_key = DestKey(
+                service.sorry_server.address, service.sorry_server.port or service.port or 0
+            )
+            dests.append(Dest(sorry_key, DestAttrs(service.forward, 1)))
         services.append(make_service(key, attrs, dests))
     return Table.of(services)

@@ -14,6 +14,7 @@ PURE_MODULES = [
     "netlink/wire.py",
     "model.py",
     "desired.py",
+    "health/policy.py",
     "config.py",
     "config_model.py",
     "config_types.py",

@@ -1,0 +1,72 @@
+"""What health and admin drains do to the desired table (pure).
+
+Rules, per service (issue #4, keepalived's checker semantics where it has them):
+
+- A real without a check, or with ``type: none``, is always up.
+- A real whose health is UNKNOWN (a fresh start, no successful check yet) is
+  left out of the kernel: it enters only after its first successful check.
+  A real adopted from the kernel at start begins UP instead (its checks
+  decide later, without removing it first).
+- A DOWN real is drained (``on_failure: drain``, weight 0: its established
+  connections finish, new ones go elsewhere) or removed (``on_failure:
+  remove``). Recovery restores the configured weight.
+- An administratively drained real (``ipvsd drain``) has weight 0 whatever
+  its health.
+- The sorry server is in the table while no real of the service is UP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Set
+from dataclasses import dataclass, field
+
+from ipvsd.config_model import Config, RealConfig, ServiceConfig
+from ipvsd.config_types import CheckType, OnFailure
+from ipvsd.health.tracker import Health
+from ipvsd.model import DestKey, ServiceKey
+
+RealId = tuple[ServiceKey, DestKey]
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """The arguments `desired_table` takes besides the config."""
+
+    weights: dict[RealId, int] = field(default_factory=dict)
+    excluded: set[RealId] = field(default_factory=set)
+    sorry: set[ServiceKey] = field(default_factory=set)
+
+
+def has_check(service: ServiceConfig, real: RealConfig) -> bool:
+    """Whether the real is health-checked (a check whose type is not ``none``)."""
+    check = service.check_for(real)
+    return check is not None and check.type is not CheckType.NONE
+
+
+def overrides(
+    config: Config, states: Mapping[RealId, Health], drained: Set[RealId] = frozenset()
+) -> Overrides:
+    """Weights, exclusions and sorry servers for the current health and drains.
+
+    Args:
+        config: the running configuration.
+        states: health of each checked real (absent = UNKNOWN).
+        drained: reals an operator drained.
+    """
+    result = Overrides()
+    for service in config.ipvs.services:
+        any_up = False
+        for real in service.reals:
+            real_id = (service.key, service.dest_key(real))
+            health = states.get(real_id, Health.UNKNOWN) if has_check(service, real) else Health.UP
+            if health is Health.UP:
+                any_up = True
+            elif health is Health.UNKNOWN or service.on_failure is OnFailure.REMOVE:
+                result.excluded.add(real_id)
+            else:
+                result.weights[real_id] = 0
+            if real_id in drained:
+                result.weights[real_id] = 0
+        if service.sorry_server is not None and not any_up:
+            result.sorry.add(service.key)
+    return result

@@ -1,0 +1,85 @@
+"""Health and admin drains → weights, exclusions and sorry servers in the desired table."""
+
+from __future__ import annotations
+
+import textwrap
+from ipaddress import ip_address
+
+from ipvsd.config import parse_config
+from ipvsd.desired import desired_table
+from ipvsd.health.policy import overrides
+from ipvsd.health.tracker import Health
+from ipvsd.model import DestKey, Family, Protocol, ServiceKey
+
+CONFIG = parse_config(
+    textwrap.dedent(
+        """\
+        ipvs:
+          services:
+            - address: 10.0.0.1
+              port: 80
+              check: {type: tcp}
+              sorry_server: {address: 10.0.9.9}
+              reals:
+                - {address: 10.0.1.1, weight: 3}
+                - {address: 10.0.1.2, weight: 2}
+            - address: 10.0.0.2
+              port: 80
+              on_failure: remove
+              check: {type: tcp}
+              reals:
+                - {address: 10.0.2.1}
+                - {address: 10.0.2.2, check: {type: none}}
+            - address: 10.0.0.3
+              port: 80
+              reals: [{address: 10.0.3.1}]
+        """
+    ),
+    "t.yaml",
+)
+S1 = ServiceKey(Family.INET, Protocol.TCP, ip_address("10.0.0.1"), 80)
+S2 = ServiceKey(Family.INET, Protocol.TCP, ip_address("10.0.0.2"), 80)
+S3 = ServiceKey(Family.INET, Protocol.TCP, ip_address("10.0.0.3"), 80)
+R11 = (S1, DestKey(ip_address("10.0.1.1"), 80))
+R12 = (S1, DestKey(ip_address("10.0.1.2"), 80))
+R21 = (S2, DestKey(ip_address("10.0.2.1"), 80))
+R22 = (S2, DestKey(ip_address("10.0.2.2"), 80))
+SORRY = DestKey(ip_address("10.0.9.9"), 80)
+
+
+def table(states: dict[tuple[ServiceKey, DestKey], Health], drained: frozenset = frozenset()):  # type: ignore[type-arg]
+    o = overrides(CONFIG, states, drained)
+    return desired_table(CONFIG, weight_overrides=o.weights, excluded=o.excluded, sorry=o.sorry)
+
+
+def weights(t, service: ServiceKey) -> dict[DestKey, int]:  # type: ignore[no-untyped-def]
+    return {k: d.attrs.weight for k, d in t.services[service].dests.items()}
+
+
+def test_fresh_start_unknown_reals_stay_out_and_the_sorry_server_answers() -> None:
+    t = table({})
+    assert weights(t, S1) == {SORRY: 1}
+    assert weights(t, S2) == {R22[1]: 1}  # type none: always up
+    assert weights(t, S3) == {DestKey(ip_address("10.0.3.1"), 80): 1}  # no check: always up
+
+
+def test_up_reals_have_their_weights_and_no_sorry_server() -> None:
+    t = table({R11: Health.UP, R12: Health.UP, R21: Health.UP})
+    assert weights(t, S1) == {R11[1]: 3, R12[1]: 2}
+    assert weights(t, S2) == {R21[1]: 1, R22[1]: 1}
+
+
+def test_down_drains_or_removes() -> None:
+    t = table({R11: Health.DOWN, R12: Health.UP, R21: Health.DOWN})
+    assert weights(t, S1) == {R11[1]: 0, R12[1]: 2}
+    assert weights(t, S2) == {R22[1]: 1}
+
+
+def test_all_down_brings_the_sorry_server_in() -> None:
+    t = table({R11: Health.DOWN, R12: Health.DOWN})
+    assert weights(t, S1) == {R11[1]: 0, R12[1]: 0, SORRY: 1}
+
+
+def test_admin_drain_wins_over_health() -> None:
+    t = table({R11: Health.UP, R12: Health.UP}, frozenset({R11}))
+    assert weights(t, S1) == {R11[1]: 0, R12[1]: 2}
