@@ -163,8 +163,13 @@ class VrrpRuntime:
             except PacketError as exc:
                 self._rejected(interface, reject_reason(exc), exc, packet.source)
                 continue
-            log.debug("vrrp.advert_received", interface=interface, vrid=received.advert.vrid,
-                      src=str(received.src), priority=received.advert.priority)
+            log.debug(
+                "vrrp.advert_received",
+                interface=interface,
+                vrid=received.advert.vrid,
+                src=str(received.src),
+                priority=received.advert.priority,
+            )
             instance.inbox.put_nowait(AdvertReceived(received.src, received.advert.priority))
 
     def _for_vrid(self, interface: str, vrid: int) -> VrrpInstance | None:
