@@ -1,0 +1,404 @@
+"""Health checks: probe one real server once and say whether it is up, as a value.
+
+Why it is shaped this way:
+
+* **A probe, not a monitor.** `run_check` connects (or runs a command) once
+  and returns a `CheckResult`. Intervals, jitter and rise/fall counting belong
+  to ``ipvsd.health.monitor``. With them kept out, each checker can be tested
+  against a real listener, with no clock tricks.
+* **A failing real is the expected case, so it is a value** (style G9). Every
+  `OSError` (TLS errors included), malformed HTTP response and timeout becomes
+  ``CheckResult(ok=False, reason=...)`` with a short reason for humans:
+  ``connection refused``, ``HTTP 500 (expected 200)``, ``timeout after 1.0 s
+  (connect)``. An exception that escapes `run_check` is a bug in ipvsd.
+* **One hard deadline per probe.** ``asyncio.timeout(check.timeout)`` covers
+  bind, connect, TLS handshake, request and response (or the whole command),
+  so a blackholed or hung real costs at most its timeout. A timeout reason
+  names the phase that hung: a dead host times out in ``connect``, a stuck
+  application in ``response``.
+* **HTTP is parsed by h11** (in ``ipvsd.health.http``), a real HTTP/1.1
+  parser, not string matching: see that module for why.
+* **TLS verification is off by default.** Reals often serve self-signed or
+  internal certificates. The check asks whether the service answers, not
+  whether its certificate is trusted. ``verify_tls`` turns on chain *and*
+  hostname verification against ``ca_file`` (or the system CAs).
+  `tls_context` builds the context. A verifying context costs about 17 ms to
+  build (it parses the CA bundle), so callers that check often should build
+  one per distinct ``(verify_tls, ca_file)`` and pass it to `target_for`.
+* **Exec checks never leave processes behind.** A command runs in a session
+  and process group of its own. On timeout, or when the check is cancelled,
+  the whole group gets SIGKILL and the command is reaped, so a hung script
+  does not pile up children every interval (as in ``ipvsd.vrrp.notify``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import ssl
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
+from typing import assert_never
+
+import structlog
+
+from ipvsd.config_model import CheckConfig
+from ipvsd.config_types import CheckType
+from ipvsd.health import http
+from ipvsd.health.http import BODY_LIMIT, USER_AGENT, Progress
+from ipvsd.model import format_endpoint
+
+__all__ = [
+    "BODY_LIMIT",
+    "USER_AGENT",
+    "CheckResult",
+    "CheckTarget",
+    "run_check",
+    "target_for",
+    "tls_context",
+]
+
+log = structlog.get_logger("ipvsd.health.checks")
+
+OUTPUT_LIMIT = 4096
+"""exec: bytes of combined stdout/stderr kept (the tail) for the reason."""
+OUTPUT_IN_REASON = 200
+"""exec: characters of the output's last line that go into a failure reason."""
+DRAIN_S = 0.2
+"""exec: seconds to keep reading output after the command has exited."""
+CLOSE_GRACE_S = 1.0
+"""Seconds to wait for a graceful close (TLS close_notify) before aborting."""
+_PORT_CHECKS = (CheckType.TCP, CheckType.HTTP, CheckType.HTTPS)
+_DEFAULT_PORT = {CheckType.HTTP: 80, CheckType.HTTPS: 443}
+
+
+@dataclass(frozen=True, slots=True)
+class CheckTarget:
+    """What one check probes: an endpoint and the check's settings.
+
+    Attributes:
+        address: the address to check (the check's ``address``, else the real's).
+        port: the port to check (the check's ``port``, else the real's); 0 only
+            for exec and none checks.
+        check: the check's configuration.
+        real: the real server as ``ADDRESS:PORT``, for logs.
+        tls: for https checks, a context to reuse (see `tls_context`); None
+            builds one on every check.
+    """
+
+    address: IPv4Address | IPv6Address
+    port: int
+    check: CheckConfig
+    real: str
+    tls: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """The outcome of one check.
+
+    Attributes:
+        ok: the real passed the check.
+        reason: a short explanation for humans, e.g. ``connection refused``,
+            ``HTTP 500 (expected 200)``, ``exit status 1: <last output line>``.
+        duration_s: seconds from the start of the check to its outcome.
+    """
+
+    ok: bool
+    reason: str
+    duration_s: float
+
+
+def target_for(
+    check: CheckConfig,
+    real_address: IPv4Address | IPv6Address,
+    real_port: int,
+    *,
+    tls: ssl.SSLContext | None = None,
+) -> CheckTarget:
+    """The target of `check` for one real: the check's address/port overrides applied.
+
+    Args:
+        check: the real's (merged) check.
+        real_address: the real's address.
+        real_port: the real's port (0: the packet's port, fwmark services).
+        tls: an https context to share between targets (see `tls_context`).
+
+    Returns:
+        The target to pass to `run_check`.
+
+    Raises:
+        ValueError: a tcp/http/https check has no port to connect to (a bug:
+            config validation requires ``check.port`` when the real's port is 0).
+    """
+    port = check.port or real_port
+    if check.type in _PORT_CHECKS and not port:
+        raise ValueError(f"{check.type.value} check of {real_address} has no port")
+    return CheckTarget(
+        address=check.address or real_address,
+        port=port,
+        check=check,
+        real=format_endpoint(real_address, real_port),
+        tls=tls,
+    )
+
+
+def tls_context(check: CheckConfig) -> ssl.SSLContext:
+    """The client TLS context for an https check.
+
+    Without ``verify_tls``: no certificate or hostname verification. With it:
+    the chain must lead to ``ca_file`` (or a system CA when it is unset) and
+    the certificate must match the server name (``host``, else the address).
+
+    Args:
+        check: the check (``verify_tls``, ``ca_file``).
+
+    Returns:
+        A new context; it does not depend on the address, so it can be shared.
+
+    Raises:
+        OSError: ``ca_file`` cannot be read.
+        ssl.SSLError: ``ca_file`` holds no usable certificate.
+    """
+    if check.verify_tls:
+        return ssl.create_default_context(cafile=check.ca_file)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+async def run_check(target: CheckTarget) -> CheckResult:
+    """Run `target`'s check once, within its timeout.
+
+    Args:
+        target: what to check and how.
+
+    Returns:
+        The outcome. A real that is down, unreachable, slow or speaks nonsense
+        gives ``ok=False`` with a reason; this never raises for it.
+    """
+    check = target.check
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    progress = Progress()
+    deadline = asyncio.timeout(check.timeout)
+    async with contextlib.AsyncExitStack() as cleanup:
+        try:
+            async with deadline:
+                ok, reason = await _probe(target, progress, cleanup)
+        except TimeoutError as exc:
+            ok, reason = False, _timeout_reason(exc, deadline, check.timeout, progress.phase)
+        except OSError as exc:  # ssl.SSLError included
+            ok, reason = False, _os_reason(exc, progress.phase)
+        result = CheckResult(ok, reason, loop.time() - started)
+    log.debug(
+        "health.check",
+        real=target.real,
+        target=format_endpoint(target.address, target.port),
+        type=check.type.value,
+        ok=result.ok,
+        reason=result.reason,
+        duration_s=round(result.duration_s, 6),
+    )
+    return result
+
+
+async def _probe(
+    target: CheckTarget, progress: Progress, cleanup: contextlib.AsyncExitStack
+) -> tuple[bool, str]:
+    """Dispatch on the check type; `cleanup` closes connections after the deadline scope."""
+    kind = target.check.type
+    match kind:
+        case CheckType.NONE:
+            return True, "no check"
+        case CheckType.TCP:
+            sock = await _connect(target, progress)
+            sock.close()
+            return True, "connected"
+        case CheckType.HTTP | CheckType.HTTPS:
+            return await _http(target, progress, cleanup)
+        case CheckType.EXEC:
+            return await _exec(target, progress)
+        case _:
+            assert_never(kind)
+
+
+async def _connect(target: CheckTarget, progress: Progress) -> socket.socket:
+    """A non-blocking TCP socket connected to the target (from ``source_address`` if set)."""
+    family = socket.AF_INET if target.address.version == 4 else socket.AF_INET6
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        source = target.check.source_address
+        if source is not None:
+            progress.phase = f"bind to {source}"
+            sock.bind((str(source), 0))
+        progress.phase = "connect"
+        await asyncio.get_running_loop().sock_connect(sock, (str(target.address), target.port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def _http(
+    target: CheckTarget, progress: Progress, cleanup: contextlib.AsyncExitStack
+) -> tuple[bool, str]:
+    """GET ``check.path`` over HTTP/1.1 (TLS for https) and judge status and body."""
+    check = target.check
+    context: ssl.SSLContext | None = None
+    if check.type is CheckType.HTTPS:
+        context = target.tls
+        if context is None:
+            progress.phase = f"loading CA file {check.ca_file}" if check.ca_file else "TLS setup"
+            context = tls_context(check)
+    sock = await _connect(target, progress)
+    try:
+        if context is None:
+            reader, writer = await asyncio.open_connection(sock=sock)
+        else:
+            progress.phase = "TLS handshake"
+            reader, writer = await asyncio.open_connection(
+                sock=sock,
+                ssl=context,
+                server_hostname=check.host or str(target.address),
+                ssl_shutdown_timeout=CLOSE_GRACE_S,
+            )
+    except BaseException:
+        sock.close()  # the transport may own it already: closing twice is harmless
+        raise
+    cleanup.push_async_callback(_close, writer)
+
+    return await http.get(
+        reader,
+        writer,
+        path=check.path,
+        host=http.host_header(check.host, target.address, target.port, _DEFAULT_PORT[check.type]),
+        expected_status=check.expected_status,
+        body_regex=check.body_regex,
+        progress=progress,
+    )
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    """Close gracefully, giving up after CLOSE_GRACE_S; how the peer closes changes nothing."""
+    writer.close()
+    try:
+        async with asyncio.timeout(CLOSE_GRACE_S):
+            await writer.wait_closed()
+    except (OSError, TimeoutError):
+        writer.transport.abort()
+
+
+async def _exec(target: CheckTarget, progress: Progress) -> tuple[bool, str]:
+    """Run ``check.command``; exit status 0 means up."""
+    argv = target.check.command
+    assert argv, "config validation requires a command for exec checks"
+    env = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "IPVSD_REAL_ADDRESS": str(target.address),
+        "IPVSD_REAL_PORT": str(target.port),
+    }
+    loop = asyncio.get_running_loop()
+    progress.phase = "start"
+    read_fd, write_fd = os.pipe()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=write_fd,
+            stderr=write_fd,
+            env=env,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        os.close(read_fd)
+        return False, f"cannot run {argv[0]!r}: {_errno_text(exc)}"
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+
+    # Our own pipe, not asyncio's PIPE: Process.wait() also waits for its pipes
+    # to close, which a background child of the command may hold open forever.
+    tail = bytearray()
+    reader = asyncio.StreamReader()
+    pipe = os.fdopen(read_fd, "rb", buffering=0)
+    transport: asyncio.BaseTransport | None = None
+    collector: asyncio.Task[None] | None = None
+    try:
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), pipe
+        )
+        collector = asyncio.create_task(_collect(reader, tail))
+        progress.phase = "running"
+        returncode = await proc.wait()
+        progress.phase = "reading output"
+        await asyncio.wait({collector}, timeout=DRAIN_S)
+    except BaseException:  # the deadline, or the monitor stopping: leave nothing running
+        if proc.returncode is None:  # once reaped, its pid may be another process's
+            progress.phase = "killed"
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+        raise
+    finally:
+        if collector is not None:
+            collector.cancel()
+        if transport is not None:
+            transport.close()
+        else:
+            pipe.close()
+    return _exit_outcome(returncode, bytes(tail))
+
+
+async def _collect(reader: asyncio.StreamReader, tail: bytearray) -> None:
+    """Read to EOF, keeping the last OUTPUT_LIMIT bytes in ``tail``."""
+    while chunk := await reader.read(OUTPUT_LIMIT):
+        tail += chunk
+        del tail[:-OUTPUT_LIMIT]
+
+
+def _exit_outcome(returncode: int, output: bytes) -> tuple[bool, str]:
+    if returncode == 0:
+        return True, "exit status 0"
+    if returncode < 0:
+        reason = f"killed by {signal.Signals(-returncode).name}"
+    else:
+        reason = f"exit status {returncode}"
+    lines = [line.strip() for line in output.decode(errors="replace").splitlines()]
+    last = next((line for line in reversed(lines) if line), "")
+    if last:
+        reason = f"{reason}: {last[:OUTPUT_IN_REASON]}"
+    return False, reason
+
+
+def _timeout_reason(
+    exc: TimeoutError, deadline: asyncio.Timeout, timeout_s: float, phase: str
+) -> str:
+    if not deadline.expired():  # ETIMEDOUT from the kernel, not our deadline
+        return _os_reason(exc, phase)
+    if phase == "killed":
+        return f"killed after {timeout_s} s timeout"
+    return f"timeout after {timeout_s} s ({phase})"
+
+
+def _os_reason(exc: OSError, phase: str) -> str:
+    """``connection refused``; other phases than connect are named: ``... (response)``."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS: certificate verify failed ({exc.verify_message})"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {(exc.reason or str(exc)).replace('_', ' ').lower()}"
+    text = _errno_text(exc)
+    return text if phase == "connect" else f"{text} ({phase})"
+
+
+def _errno_text(exc: OSError) -> str:
+    if exc.errno is not None:
+        return os.strerror(exc.errno).lower()
+    return str(exc) or type(exc).__name__
