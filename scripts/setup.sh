@@ -7,7 +7,7 @@
 #                        (re-run when pyproject.toml is newer than the venv's stamp)
 
 APT_PACKAGES=(
-    user-mode-linux kmod ipvsadm iproute2 iputils-ping curl keepalived nginx-light
+    user-mode-linux kmod ipvsadm iproute2 iputils-ping curl keepalived nginx-light systemd
     make python3 python3-venv
 )
 VENV_STAMP=.venv/.ipvsd-installed
