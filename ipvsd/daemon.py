@@ -20,10 +20,12 @@ from ipvsd import __version__
 from ipvsd.config import Config, load_config
 from ipvsd.desired import desired_table
 from ipvsd.errors import ConfigError, IpvsUnavailable, KernelError
+from ipvsd.health.runtime import HealthRuntime, adopted_reals
 from ipvsd.netlink.addresses import AddressManager
 from ipvsd.netlink.ipvs import IpvsClient, Timeouts
 from ipvsd.netlink.reconcile import DeleteService
 from ipvsd.netlink.reconciler import Reconciler
+from ipvsd.systemd import Notifier
 from ipvsd.vrrp.runtime import VrrpRuntime
 
 log = structlog.get_logger("ipvsd.daemon")
@@ -37,6 +39,9 @@ class Daemon:
         self._config = config
         self._client: IpvsClient | None = None
         self._addresses: AddressManager | None = None
+        self._health = HealthRuntime(on_change=self._health_changed)
+        self._notifier = Notifier()
+        self._ready = False
         self._vrrp: VrrpRuntime | None = None
         self._reconciler: Reconciler | None = None
         self._stop = asyncio.Event()
@@ -77,11 +82,13 @@ class Daemon:
             async with asyncio.TaskGroup() as group:
                 self._group = group
                 if self._reconciler is not None:
+                    self._start_component(self._health.monitor.run())
                     self._start_component(self._reconciler.run())
                     # IPVS services exist on every director before VRRP moves VIPs.
                     await self._reconciler.first_pass_done.wait()
                 await self._start_vrrp(self._config)
                 self._start_component(self._announce_ready())
+                self._start_component(self._notifier.watchdog())
                 await self._stop.wait()
                 for task in (*self._components, *self._reloads):
                     task.cancel()
@@ -94,14 +101,27 @@ class Daemon:
         if not config.vrrp.instances:
             return
         self._addresses = await AddressManager.open()
-        self._vrrp = VrrpRuntime(self._addresses)
+        self._vrrp = VrrpRuntime(self._addresses, on_transition=self._vrrp_transitioned)
         await self._vrrp.start(config.vrrp.instances, config.vrrp.sync_groups)
 
     async def _announce_ready(self) -> None:
-        """Log `daemon.ready` once the first reconcile (adoption) has completed."""
+        """READY=1 once the config is loaded, IPVS reconciled and VRRP started."""
         if self._reconciler is not None:
             await self._reconciler.first_pass_done.wait()
+        self._ready = True
         log.info("daemon.ready", services=len(self._config.ipvs.services))
+        self._notifier.ready(self.status_line())
+
+    def status_line(self) -> str:
+        """systemd's STATUS=: the VRRP states and the service count."""
+        states = self._vrrp.states() if self._vrrp is not None else {}
+        vrrp = ", ".join(f"{name} {state.value}" for name, state in sorted(states.items()))
+        services = f"{len(self._config.ipvs.services)} services"
+        return f"{vrrp}; {services}" if vrrp else services
+
+    def _vrrp_transitioned(self, _instance: object, _action: object) -> None:
+        if self._ready:
+            self._notifier.status(self.status_line())
 
     def _start_component(self, coroutine: Coroutine[Any, Any, None]) -> None:
         assert self._group is not None
@@ -113,7 +133,16 @@ class Daemon:
         self._client = await IpvsClient.open()
         await self._apply_timeouts(config)
         self._reconciler = Reconciler(self._client, resync_interval_s=config.ipvs.resync_interval)
-        self._reconciler.set_desired(desired_table(config), reason="start")
+        # Reals already in the kernel are adopted UP: a restart must not pull
+        # them out until their checks have run.
+        actual = await self._client.dump(with_stats=False)
+        self._health.configure(config, adopted=adopted_reals(config, actual))
+        self._reconciler.prime(actual)
+        self._reconciler.set_desired(self._health.desired(), reason="adopt")
+
+    def _health_changed(self) -> None:
+        if self._reconciler is not None:
+            self._reconciler.set_desired(self._health.desired(), reason="health")
 
     async def _apply_timeouts(self, config: Config) -> None:
         timeouts = config.ipvs.timeouts
@@ -132,6 +161,13 @@ class Daemon:
 
     async def reload(self) -> list[str]:
         """Re-read the config; apply it, or keep the running one and return the errors."""
+        self._notifier.send(RELOADING=1)
+        try:
+            return await self._reload()
+        finally:
+            self._notifier.ready(self.status_line())
+
+    async def _reload(self) -> list[str]:
         async with self._reload_lock:
             try:
                 new = load_config(self._config_path)
@@ -150,10 +186,12 @@ class Daemon:
             if self._reconciler is None and new.ipvs.services:
                 await self._start_ipvs(new)
                 if self._reconciler is not None and self._group is not None:
+                    self._start_component(self._health.monitor.run())
                     self._start_component(self._reconciler.run())
             elif self._reconciler is not None:
                 await self._apply_timeouts(new)
-                self._reconciler.set_desired(desired_table(new), reason="reload")
+                self._health.configure(new)
+                self._reconciler.set_desired(self._health.desired(), reason="reload")
             if self._vrrp is not None:
                 await self._vrrp.update(new.vrrp.instances, new.vrrp.sync_groups)
             elif new.vrrp.instances and self._group is not None:
@@ -180,6 +218,8 @@ class Daemon:
         return None
 
     async def _shutdown(self) -> None:
+        self._notifier.stopping()
+        self._health.monitor.stop()
         if self._vrrp is not None:
             await self._vrrp.stop()
         if self._addresses is not None:

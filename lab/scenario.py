@@ -85,18 +85,31 @@ class Scenario:
     client: str
     reals: dict[str, str]  # namespace -> address
     workdir: Path
-    servers: list[subprocess.Popen[Any]] = field(default_factory=list)
+    servers: dict[str, subprocess.Popen[Any]] = field(default_factory=dict)
 
     def start_real_servers(self) -> None:
+        for ns in self.reals:
+            self.start_server(ns)
+
+    def start_server(self, ns: str, name: str | None = None) -> None:
+        """Start the web + echo server in namespace `ns`, answering `name` (its address)."""
         script = self.workdir / "real_server.py"
         script.write_text(REAL_SERVER)
-        for ns, address in self.reals.items():
-            proc = self.topo.popen(
-                ns, [sys.executable, str(script), address], stdout=subprocess.PIPE, text=True
-            )
-            assert proc.stdout is not None
-            assert proc.stdout.readline().strip() == "ready"
-            self.servers.append(proc)
+        proc = self.topo.popen(
+            ns,
+            [sys.executable, str(script), name or self.reals[ns]],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        self.servers[ns] = proc
+
+    def stop_server(self, ns: str) -> None:
+        """Stop the server in `ns` (connections to it are then refused)."""
+        proc = self.servers.pop(ns)
+        proc.terminate()
+        proc.wait(10)
 
     def requests(self, count: int) -> list[tuple[int, str]]:
         """`count` HTTP requests from the client to the VIP, each on its own connection."""
@@ -108,7 +121,7 @@ class Scenario:
         return [(status, body) for status, body in json.loads(out.stdout)]
 
 
-def nat_scenario(topo: Topology, workdir: Path) -> Scenario:
+def nat_scenario(topo: Topology, workdir: Path, *, sorry: str | None = None) -> Scenario:
     front = topo.netns("front")
     back = topo.netns("back")
     topo.bridge("br0", ns=front)
@@ -127,7 +140,14 @@ def nat_scenario(topo: Topology, workdir: Path) -> Scenario:
         topo.veth(ns, "eth0", bridge="br0", bridge_ns=back, address=f"{address}/24")
         topo.route(ns, "default", via="192.168.2.1")
         reals[ns] = address
-    return Scenario(topo, director, client, reals, workdir)
+    scenario = Scenario(topo, director, client, reals, workdir)
+    if sorry is not None:
+        # A sorry server on the real-server segment (not one of `reals`).
+        ns = topo.netns("sorry")
+        topo.veth(ns, "eth0", bridge="br0", bridge_ns=back, address=f"{sorry}/24")
+        topo.route(ns, "default", via="192.168.2.1")
+        scenario.start_server(ns, name="sorry")
+    return scenario
 
 
 def dr_scenario(topo: Topology, workdir: Path) -> Scenario:

@@ -98,6 +98,14 @@ class Reconciler:
         self._reason = reason
         self._wake.set()
 
+    def prime(self, actual: Table) -> None:
+        """Use `actual` (a dump just taken) for the next pass instead of dumping again.
+
+        The daemon dumps once at start to find the reals to adopt; the first
+        pass (reason ``adopt``) plans against that same dump.
+        """
+        self._believed = actual
+
     def owns(self, key: ServiceKey) -> bool:
         return key in self._managed or key in self._desired.services
 
@@ -179,7 +187,7 @@ class Reconciler:
         if reason == "resync":
             # Nothing asked for a change, so the kernel drifted (ipvsadm -C, a deleted dest).
             log.warning("ipvs.drift_repaired", operations=len(todo), repaired=names)
-        elif reason == "start":
+        elif reason in ("start", "adopt"):
             log.info("ipvs.start_changes", operations=len(todo), changes=names)
 
     def _forget_deleted(self, actual: Table) -> None:

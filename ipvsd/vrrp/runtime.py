@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 
@@ -40,8 +40,13 @@ STOP_TIMEOUT_S = 5.0
 class VrrpRuntime:
     """Runs the configured instances; `start`, `update` (reload) and `stop`."""
 
-    def __init__(self, addresses: AddressManager) -> None:
+    def __init__(
+        self,
+        addresses: AddressManager,
+        on_transition: Callable[[VrrpInstance, Transitioned], None] | None = None,
+    ) -> None:
         self._addresses = addresses
+        self._on_transition = on_transition
         self._sockets = InterfaceSockets()
         self._garps: dict[str, GarpSender] = {}
         self._instances: dict[str, VrrpInstance] = {}
@@ -142,6 +147,8 @@ class VrrpRuntime:
 
     def _transitioned(self, instance: VrrpInstance, action: Transitioned) -> None:
         self.transitions[(instance.name, action.new.value)] += 1
+        if self._on_transition is not None:
+            self._on_transition(instance, action)
         group = self._groups.get(self._group_of.get(instance.name, ""))
         if group is None:
             return

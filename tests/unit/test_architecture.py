@@ -15,6 +15,7 @@ PURE_MODULES = [
     "model.py",
     "desired.py",
     "health/policy.py",
+    "health/tracker.py",
     "config.py",
     "config_model.py",
     "config_types.py",

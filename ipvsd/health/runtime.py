@@ -1,0 +1,108 @@
+"""Health checking as the daemon runs it: watches from the config, health → desired table.
+
+`HealthRuntime` owns the `HealthMonitor`, builds one watch per checked real
+from the config (a reload keeps the state of reals whose check did not
+change: no re-warm-up, no flap), remembers administrative drains, and turns
+health and drains into the `desired_table` overrides (`health.policy`). Every
+health change calls `on_change` at once, so the reconciler acts on it in the
+same tick instead of at its next periodic pass.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable, Set
+
+import structlog
+
+from ipvsd.config_model import CheckConfig, Config
+from ipvsd.config_types import CheckType
+from ipvsd.desired import desired_table
+from ipvsd.health.checks import CheckTarget, run_check, target_for, tls_context
+from ipvsd.health.monitor import HealthMonitor, Watch
+from ipvsd.health.policy import RealId, has_check, overrides
+from ipvsd.health.tracker import Health
+from ipvsd.model import Table
+
+log = structlog.get_logger("ipvsd.health")
+
+#: Checks running at once, at most (file descriptors and CPU stay bounded).
+MAX_IN_FLIGHT = 2_000
+
+
+class HealthRuntime:
+    """Health of every checked real, and the desired IPVS table that follows from it."""
+
+    def __init__(self, on_change: Callable[[], None]) -> None:
+        self._on_change = on_change
+        self.monitor: HealthMonitor[CheckTarget] = HealthMonitor(
+            run_check, self._changed, max_in_flight=MAX_IN_FLIGHT
+        )
+        self.drained: set[RealId] = set()
+        self._config: Config | None = None
+        self._tls: dict[tuple[bool, str | None], ssl.SSLContext] = {}
+
+    def configure(self, config: Config, adopted: Set[RealId] = frozenset()) -> None:
+        """Watch the checked reals of `config`.
+
+        Args:
+            config: the (new) configuration.
+            adopted: reals found in the kernel at start; they begin UP and keep
+                their weight until their checks decide.
+        """
+        self._config = config
+        self._tls.clear()  # a CA file may have changed on disk
+        watches: dict[RealId, Watch[CheckTarget]] = {}
+        for service in config.ipvs.services:
+            for real in service.reals:
+                check = service.check_for(real)
+                if check is None or not has_check(service, real):
+                    continue
+                dest = service.dest_key(real)
+                real_id = (service.key, dest)
+                tls = self._tls_for(check) if check.type is CheckType.HTTPS else None
+                target = target_for(check, real.address, dest.port, tls=tls)
+                watches[real_id] = Watch(real_id, target, check.interval, check.rise, check.fall)
+        self.monitor.update(watches, {real_id: Health.UP for real_id in adopted})
+        configured = {(s.key, s.dest_key(r)) for s in config.ipvs.services for r in s.reals}
+        self.drained &= configured
+
+    def _tls_for(self, check: CheckConfig) -> ssl.SSLContext:
+        """One TLS context per distinct setting: a verifying one costs ~17 ms to build."""
+        key = (check.verify_tls, check.ca_file)
+        context = self._tls.get(key)
+        if context is None:
+            context = self._tls[key] = tls_context(check)
+        return context
+
+    def desired(self) -> Table:
+        """The IPVS table for the current config, health and drains."""
+        assert self._config is not None
+        extra = overrides(self._config, self.monitor.states(), self.drained)
+        return desired_table(
+            self._config, weight_overrides=extra.weights, excluded=extra.excluded, sorry=extra.sorry
+        )
+
+    def health(self, real_id: RealId) -> Health:
+        """UP for unchecked reals, else the monitor's state."""
+        return self.monitor.states().get(real_id, Health.UP)
+
+    def _changed(self, real_id: RealId, health: Health, reason: str) -> None:
+        service, dest = real_id
+        log.info("health.change", service=str(service), real=str(dest), health=health.value,
+                 reason=reason)  # fmt: skip
+        self._on_change()
+
+
+def adopted_reals(config: Config, actual: Table) -> set[RealId]:
+    """The configured reals that the kernel already holds."""
+    found = set()
+    for service in config.ipvs.services:
+        kernel = actual.services.get(service.key)
+        if kernel is None:
+            continue
+        for real in service.reals:
+            dest = service.dest_key(real)
+            if dest in kernel.dests:
+                found.add((service.key, dest))
+    return found
