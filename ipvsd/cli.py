@@ -6,10 +6,14 @@ import argparse
 import asyncio
 import json
 import sys
+import textwrap
 from pathlib import Path
+from typing import Any
 
 from ipvsd import __version__
+from ipvsd.control_client import DEFAULT_SOCKET, DaemonNotRunning, request
 from ipvsd.errors import ConfigError, IpvsdError, IpvsUnavailable
+from ipvsd.model import parse_endpoint, parse_service_spec
 
 DEFAULT_CONFIG = "/etc/ipvsd/ipvsd.yaml"
 
@@ -19,21 +23,68 @@ table over generic netlink (the job of ipvsadm), and will own the virtual IPs
 with VRRPv2 and health-check the real servers (the job of keepalived).
 """
 
+STATUS_EPILOG = """\
+examples:
+  ipvsd status                         # human tables
+  ipvsd status --json                  # the status JSON (node, version, vrrp, services)
+  ipvsd status --check master          # e.g. in a cron job that only the master runs
+  ipvsd status --check ready           # e.g. ExecStartPost= / a deployment gate
+
+The tables: VRRP instances with their configured and effective priority, then
+per service (as ipvsadm -Ln) each real's Forward method, Weight (in the kernel
+now), CfgWeight (configured), Health (up, down or unknown; ",drained" when an
+operator drained it), ActiveConn, InActConn (TIME_WAIT/FIN connections kept by
+IPVS) and PersistConn (persistence templates).
+
+With --check, a daemon that is not running means exit 1, silently; with no
+VRRP instance configured, neither master nor backup holds.
+"""
+
+CONTROL_EPILOG = """
+Anyone who can connect to the socket may ask for status; reload, drain and
+undrain need root. The socket is 0600 (root only), or 0660 when control.group
+names a group.
+
+exit status:
+  0 success
+  1 the daemon is not running, refused the request, or is unreachable
+    (one line on stderr)
+  2 usage error
+"""
+
 EPILOG = """\
 commands:
   run            run the daemon in the foreground (what systemd starts)
   check-config   validate a config file; print PATH:LINE: field: message per error
   list           print the kernel's IPVS table like `ipvsadm -Ln`, read over netlink
+  status         ask the running daemon: VRRP instances, services, reals, health, counters
+  reload         make the running daemon re-read its config (same as SIGHUP)
+  drain          set one real's weight to 0 until `undrain` (connections finish)
+  undrain        give a drained real its configured weight back
+
+  `ipvsd COMMAND --help` describes each command.
+
+examples:
+  ipvsd check-config --config /etc/ipvsd/ipvsd.yaml
+  ipvsd status                          # VRRP table, then services like ipvsadm -Ln
+  ipvsd status --json | jq '.vrrp[].state'
+  ipvsd status --check master && echo "this director holds the VIPs"
+  ipvsd drain 192.168.1.200:80 192.168.1.30:80
+  ipvsd reload
 
 signals (to `ipvsd run`):
   SIGHUP         re-read the config; a bad config is refused and the running one kept
   SIGTERM/INT    stop; the IPVS table is left in place (unless ipvs.cleanup_on_exit)
 
 exit status:
-  0 success, 1 invalid config or runtime error (one line on stderr), 2 usage error
+  0 success; for `status --check`, the condition holds
+  1 invalid config, runtime error, daemon not running, request or reload refused
+    (one line per problem on stderr); for `status --check`, the condition does not hold
+  2 usage error
 
 files:
   /etc/ipvsd/ipvsd.yaml   default configuration (see etc/ipvsd.yaml in the sources)
+  /run/ipvsd/ipvsd.sock   control socket of the running daemon (control.socket)
 """
 
 
@@ -99,7 +150,120 @@ def build_parser() -> argparse.ArgumentParser:
         help="show connection, packet and byte counters (ipvsadm --stats)",
     )
     listing.add_argument("--json", action="store_true", help="print JSON")
+    _add_control_commands(commands)
     return parser
+
+
+def _add_control_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """status / reload / drain / undrain: thin clients of the daemon's control socket."""
+    status = _control_parser(
+        commands,
+        "status",
+        summary="ask the running daemon for its state",
+        description="Ask the running daemon for its state: the VRRP instances (state, "
+        "priority, VIPs), then each service and its reals like `ipvsadm -Ln`, with the "
+        "configured weight, the health verdict and the kernel's connection counters read "
+        "at this moment.",
+        epilog=STATUS_EPILOG,
+    )
+    output = status.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the status JSON")
+    output.add_argument(
+        "--check",
+        choices=["master", "backup", "ready"],
+        help="print nothing; exit 0 if every VRRP instance is MASTER (master), every one is "
+        "BACKUP (backup), or the daemon is ready (ready: first reconcile done, no instance "
+        "in INIT); else exit 1",
+    )
+    _control_parser(
+        commands,
+        "reload",
+        summary="make the running daemon re-read its config",
+        description="Make the running daemon re-read its config file, as SIGHUP does, and "
+        "wait for the verdict. A bad config is refused and the running one kept; its "
+        "errors are printed one per line on stderr (PATH:LINE: field: message) and the "
+        "exit status is 1. Needs root.",
+        epilog="example:\n  ipvsd check-config -c /etc/ipvsd/ipvsd.yaml && ipvsd reload\n",
+    )
+    for name, does in (
+        (
+            "drain",
+            "Drain one real server: its kernel weight becomes 0, so it gets no new "
+            "connections while the existing ones finish. It stays drained (across reloads "
+            "and health changes) until `ipvsd undrain`. Needs root.",
+        ),
+        (
+            "undrain",
+            "Give a drained real server its configured weight back (while its "
+            "health check says it is up). Needs root.",
+        ),
+    ):
+        parser = _control_parser(
+            commands,
+            name,
+            summary=f"{name} one real server of a service",
+            description=does,
+            epilog=f"examples:\n  ipvsd {name} 192.168.1.200:80 192.168.1.30:80\n"
+            f"  ipvsd {name} udp/[2001:db8::200]:53 [2001:db8::30]:53\n"
+            f"  ipvsd {name} fwmark:10 192.168.1.30:80\n",
+        )
+        parser.add_argument(
+            "service",
+            metavar="SERVICE",
+            type=_service_argument,
+            help="ADDRESS:PORT (tcp), udp/ADDRESS:PORT, sctp/ADDRESS:PORT or fwmark:N; "
+            "IPv6 addresses in brackets",
+        )
+        parser.add_argument(
+            "real", metavar="REAL", type=_real_argument, help="the real's ADDRESS:PORT"
+        )
+
+
+def _control_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    *,
+    summary: str,
+    description: str,
+    epilog: str,
+) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        name,
+        help=summary,
+        description=textwrap.fill(description, 79),
+        epilog=epilog + CONTROL_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--socket",
+        "-s",
+        metavar="PATH",
+        help=f"the daemon's control socket (default: control.socket of --config, "
+        f"else {DEFAULT_SOCKET})",
+    )
+    parser.add_argument(
+        "--config",
+        "-c",
+        metavar="PATH",
+        help="read the socket path (control.socket) from this config file",
+    )
+    return parser
+
+
+def _service_argument(text: str) -> str:
+    try:
+        parse_service_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _real_argument(text: str) -> str:
+    try:
+        parse_endpoint(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,6 +275,19 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "list":
             return asyncio.run(_list(stats=args.stats, as_json=args.json))
+        if args.command == "status":
+            return _status(args)
+        if args.command == "reload":
+            return _reload(args)
+        if args.command in ("drain", "undrain"):
+            return _drain(args)
+    except DaemonNotRunning as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        return 1
     except IpvsdError as exc:
         print(f"ipvsd: {exc}", file=sys.stderr)
         return 1
@@ -166,4 +343,76 @@ async def _list(*, stats: bool, as_json: bool) -> int:
     else:
         print(f"IP Virtual Server version {info.version} (size={info.conn_tab_size})")
         print(ipvsadm_table(table, stats=stats))
+    return 0
+
+
+def _socket_path(args: argparse.Namespace) -> str:
+    """--socket, else control.socket of --config, else the default."""
+    if args.socket:
+        return str(args.socket)
+    if args.config:
+        from ipvsd.config import load_config
+
+        try:
+            return load_config(args.config).control.socket
+        except OSError as exc:
+            raise IpvsdError(f"cannot read {args.config}: {exc.strerror}") from None
+    return DEFAULT_SOCKET
+
+
+def _ask(path: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The result of a request the daemon accepted.
+
+    Raises:
+        IpvsdError: the daemon is unreachable or refused the request.
+    """
+    answer = request(path, payload)
+    if not answer["ok"]:
+        raise IpvsdError(str(answer.get("error", "request refused")))
+    result: dict[str, Any] = answer.get("result") or {}
+    return result
+
+
+def _status(args: argparse.Namespace) -> int:
+    from ipvsd.render import status_text
+
+    path = _socket_path(args)
+    if args.check:
+        return 0 if _check(path, args.check) else 1
+    status = _ask(path, {"command": "status"})
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        print(status_text(status))
+    return 0
+
+
+def _check(path: str, condition: str) -> bool:
+    """`status --check`: whether the condition holds; any failure to ask means no."""
+    try:
+        if condition == "ready":
+            return _ask(path, {"command": "ready"}).get("ready") is True
+        instances = _ask(path, {"command": "status"}).get("vrrp") or []
+    except IpvsdError:
+        return False
+    wanted = condition.upper()
+    return bool(instances) and all(instance.get("state") == wanted for instance in instances)
+
+
+def _reload(args: argparse.Namespace) -> int:
+    answer = request(_socket_path(args), {"command": "reload"})
+    if answer["ok"]:
+        return 0
+    if "errors" not in answer:  # not a refused config: e.g. not root
+        raise IpvsdError(str(answer.get("error", "reload refused")))
+    for error in answer["errors"]:
+        print(error, file=sys.stderr)
+    return 1
+
+
+def _drain(args: argparse.Namespace) -> int:
+    _ask(
+        _socket_path(args),
+        {"command": args.command, "service": args.service, "real": args.real},
+    )
     return 0

@@ -1,8 +1,15 @@
-"""Human tables in the layout operators know from ``ipvsadm -Ln``."""
+"""Human tables in the layout operators know from ``ipvsadm -Ln``.
+
+`ipvsadm_table` renders a kernel `Table` (``ipvsd list``); `status_text`
+renders the daemon's status JSON (``ipvsd status``), which adds the VRRP
+instances and, per real, the configured weight and the health verdict.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
+from typing import Any
 
 from ipvsd.model import ForwardMethod, Service, ServiceFlag, Stats, Table
 
@@ -117,3 +124,118 @@ def service_json(service: Service) -> dict[str, object]:
 
 def table_json(table: Table) -> list[dict[str, object]]:
     return [service_json(service) for service in sorted(table, key=lambda svc: svc.key)]
+
+
+_FORWARD_LABELS = {method.value: name for method, name in _FORWARD_NAMES.items()}
+_VRRP_HEADER = ("Instance", "State", "Interface", "VRID", "Priority", "EffPriority", "VIPs")
+_REAL_HEADER = (
+    "RemoteAddress:Port",
+    "Forward",
+    "Weight",
+    "CfgWeight",
+    "Health",
+    "ActiveConn",
+    "InActConn",
+    "PersistConn",
+)
+# ipvsadm -Ln's own column widths, kept as minimums so the familiar layout survives.
+_REAL_MIN_WIDTHS = (28, 7, 6, 9, 6, 10, 9, 11)
+
+
+def status_text(status: Mapping[str, Any]) -> str:
+    """The daemon's status for humans: VRRP instances, then services like ``ipvsadm -Ln``.
+
+    Args:
+        status: the status JSON contract (``ipvsd status --json``).
+
+    Returns:
+        Lines without a trailing newline; each real shows Forward, Weight
+        (the kernel's now), CfgWeight, Health (``,drained`` when an operator
+        drained it), ActiveConn, InActConn and PersistConn.
+    """
+    return "\n".join([*_vrrp_lines(status.get("vrrp") or []), "", *_service_lines(status)])
+
+
+def _vrrp_lines(instances: Sequence[Mapping[str, Any]]) -> list[str]:
+    if not instances:
+        return ["VRRP: no instances configured"]
+    rows = [
+        (
+            _cell(instance.get("name")),
+            _cell(instance.get("state")),
+            _cell(instance.get("interface")),
+            _cell(instance.get("vrid")),
+            _cell(instance.get("priority")),
+            _cell(instance.get("effective_priority")),
+            ",".join(str(vip) for vip in instance.get("virtual_ipaddresses") or []),
+        )
+        for instance in instances
+    ]
+    return _grid([_VRRP_HEADER, *rows], (0,) * len(_VRRP_HEADER))
+
+
+def _service_lines(status: Mapping[str, Any]) -> list[str]:
+    services: Sequence[Mapping[str, Any]] = status.get("services") or []
+    if not services:
+        return ["IPVS: no services configured"]
+    rows = [[_real_row(real) for real in service.get("reals") or []] for service in services]
+    widths = _widths([_REAL_HEADER, *(row for reals in rows for row in reals)], _REAL_MIN_WIDTHS)
+    lines = ["Prot LocalAddress:Port Scheduler Flags", "  -> " + _line(_REAL_HEADER, widths)]
+    for service, reals in zip(services, rows, strict=True):
+        lines.append(_service_head(service))
+        lines.extend("  -> " + _line(row, widths) for row in reals)
+    return lines
+
+
+def _service_head(service: Mapping[str, Any]) -> str:
+    fwmark = service.get("fwmark")
+    if fwmark:
+        head = f"FWM  {fwmark}" + (" IPv6" if service.get("family") == "ipv6" else "")
+    else:
+        protocol = str(service.get("protocol") or "tcp").upper()
+        head = f"{protocol:<4} {_endpoint(service.get('address'), service.get('port'))}"
+    parts = [head, _cell(service.get("scheduler"))]
+    timeout = service.get("persistence_timeout")
+    if timeout:
+        parts.append(f"persistent {timeout}")
+    return " ".join(parts)
+
+
+def _real_row(real: Mapping[str, Any]) -> tuple[str, ...]:
+    health = _cell(real.get("health"))
+    if real.get("drained"):
+        health += ",drained"
+    forward = real.get("forward")
+    return (
+        _endpoint(real.get("address"), real.get("port")),
+        _FORWARD_LABELS.get(str(forward), _cell(forward)),
+        _cell(real.get("weight")),
+        _cell(real.get("configured_weight")),
+        health,
+        _cell(real.get("active_conns")),
+        _cell(real.get("inactive_conns")),
+        _cell(real.get("persistent_conns")),
+    )
+
+
+def _endpoint(address: object, port: object) -> str:
+    host = "*" if address is None else str(address)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _cell(value: object) -> str:
+    """A JSON value as a table cell; a missing one is shown as ``-``."""
+    return "-" if value is None else str(value)
+
+
+def _widths(rows: Sequence[Sequence[str]], minimums: Sequence[int]) -> list[int]:
+    return [max(minimum, *(len(row[i]) for row in rows)) for i, minimum in enumerate(minimums)]
+
+
+def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
+    return " ".join(f"{cell:<{width}}" for cell, width in zip(cells, widths, strict=True)).rstrip()
+
+
+def _grid(rows: Sequence[Sequence[str]], minimums: Sequence[int]) -> list[str]:
+    widths = _widths(rows, minimums)
+    return [_line(row, widths) for row in rows]

@@ -1,0 +1,522 @@
+"""The control socket: the pure request handler, then the server on a real unix socket."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import grp
+import json
+import os
+import re
+import shutil
+import socket
+import stat
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from ipaddress import ip_address
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from ipvsd.control import (
+    MAX_REQUEST_BYTES,
+    ControlServer,
+    ControlSocketError,
+    PeerCredentials,
+    evaluate_request,
+    handle_request,
+)
+from ipvsd.control_client import ControlClientError, DaemonNotRunning, request
+from ipvsd.errors import ControlRequestError, KernelError
+from ipvsd.model import DestKey, Family, Protocol, ServiceKey, fwmark_key
+
+REPO = Path(__file__).resolve().parents[2]
+ROOT = PeerCredentials(pid=100, uid=0, gid=0)
+USER = PeerCredentials(pid=200, uid=1000, gid=1000)
+WEB = ServiceKey(Family.INET, Protocol.TCP, ip_address("192.168.1.200"), 80)
+REAL_30 = DestKey(ip_address("192.168.1.30"), 80)
+
+STATUS: dict[str, Any] = {
+    "node": "director1",
+    "version": "9.9.9",
+    "vrrp": [
+        {
+            "name": "VI_1",
+            "state": "MASTER",
+            "interface": "eth1",
+            "vrid": 51,
+            "priority": 100,
+            "effective_priority": 100,
+            "virtual_ipaddresses": ["192.168.1.200/24"],
+        }
+    ],
+    "services": [
+        {
+            "address": "192.168.1.200",
+            "port": 80,
+            "protocol": "tcp",
+            "fwmark": None,
+            "scheduler": "rr",
+            "reals": [
+                {
+                    "address": "192.168.1.30",
+                    "port": 80,
+                    "forward": "nat",
+                    "weight": 1,
+                    "configured_weight": 1,
+                    "health": "up",
+                    "active_conns": 0,
+                    "inactive_conns": 25,
+                    "persistent_conns": 0,
+                }
+            ],
+        }
+    ],
+}
+
+
+class FakeView:
+    """A daemon with one service and one real, which records drains and reloads."""
+
+    version = "9.9.9"
+
+    def __init__(self) -> None:
+        self.status_doc = copy.deepcopy(STATUS)
+        self.configured = {(WEB, REAL_30)}
+        self.drained: set[tuple[ServiceKey, DestKey]] = set()
+        self.reload_errors: list[str] = []
+        self.reloads = 0
+        self.is_ready = True
+        self.status_error: Exception | None = None
+
+    async def status(self) -> dict[str, Any]:
+        if self.status_error is not None:
+            raise self.status_error
+        return copy.deepcopy(self.status_doc)
+
+    async def reload(self) -> list[str]:
+        self.reloads += 1
+        return list(self.reload_errors)
+
+    def _check(self, service: ServiceKey, real: DestKey) -> None:
+        if (service, real) not in self.configured:
+            raise ControlRequestError(f"{real} is not a configured real of {service}")
+
+    def drain(self, service: ServiceKey, real: DestKey) -> None:
+        self._check(service, real)
+        self.drained.add((service, real))
+
+    def undrain(self, service: ServiceKey, real: DestKey) -> None:
+        self._check(service, real)
+        self.drained.discard((service, real))
+
+    def ready(self) -> bool:
+        return self.is_ready
+
+
+def line(**request: object) -> bytes:
+    return json.dumps(request).encode() + b"\n"
+
+
+DRAIN = {"service": "192.168.1.200:80", "real": "192.168.1.30:80"}
+
+
+# --- the pure handler --------------------------------------------------------------------
+
+
+async def test_read_only_commands() -> None:
+    view = FakeView()
+    assert await handle_request(line(command="status"), view, USER) == {
+        "ok": True,
+        "result": STATUS,
+    }
+    assert await handle_request(line(command="version"), view, USER) == {
+        "ok": True,
+        "result": {"version": "9.9.9"},
+    }
+    assert await handle_request(line(command="ready"), view, USER) == {
+        "ok": True,
+        "result": {"ready": True},
+    }
+    view.is_ready = False
+    answer = await handle_request(line(command="ready"), view, USER)
+    assert answer["result"] == {"ready": False}
+
+
+async def test_reload_reports_the_refused_configs_errors() -> None:
+    view = FakeView()
+    assert await handle_request(line(command="reload"), view, ROOT) == {
+        "ok": True,
+        "result": {"reloaded": True},
+    }
+    view.reload_errors = ["a.yaml:3: vrrp.instances.0.vrid: bad", "a.yaml:9: ipvs: bad"]
+    answer = await handle_request(line(command="reload"), view, ROOT)
+    assert answer["ok"] is False
+    assert "running config is kept" in answer["error"]
+    assert answer["errors"] == view.reload_errors
+    assert view.reloads == 2
+
+
+async def test_drain_and_undrain() -> None:
+    view = FakeView()
+    answer = await handle_request(line(command="drain", **DRAIN), view, ROOT)
+    assert answer == {"ok": True, "result": {**DRAIN, "drained": True}}
+    assert view.drained == {(WEB, REAL_30)}
+    answer = await handle_request(line(command="undrain", **DRAIN), view, ROOT)
+    assert answer == {"ok": True, "result": {**DRAIN, "drained": False}}
+    assert view.drained == set()
+
+
+async def test_drain_parses_every_service_form() -> None:
+    view = FakeView()
+    v6_real = DestKey(ip_address("2001:db8::30"), 53)
+    udp6 = ServiceKey(Family.INET6, Protocol.UDP, ip_address("2001:db8::200"), 53)
+    mark = fwmark_key(Family.INET, 10)
+    view.configured |= {(udp6, v6_real), (mark, REAL_30)}
+    requests = [
+        ("udp/[2001:db8::200]:53", "[2001:db8::30]:53"),
+        ("fwmark:10", "192.168.1.30:80"),
+    ]
+    for service, real in requests:
+        answer = await handle_request(line(command="drain", service=service, real=real), view, ROOT)
+        assert answer["ok"], answer
+    assert view.drained == {(udp6, v6_real), (mark, REAL_30)}
+
+
+async def test_drain_of_an_unconfigured_real_is_the_views_error() -> None:
+    answer = await handle_request(
+        line(command="drain", service="192.168.1.200:80", real="192.168.1.99:80"), FakeView(), ROOT
+    )
+    assert answer == {
+        "ok": False,
+        "error": "192.168.1.99:80 is not a configured real of 192.168.1.200:80",
+    }
+
+
+@pytest.mark.parametrize("command", ["reload", "drain", "undrain"])
+async def test_non_root_cannot_change_anything(command: str) -> None:
+    view = FakeView()
+    answer = await handle_request(line(command=command, **DRAIN), view, USER)
+    assert answer == {
+        "ok": False,
+        "error": f"permission denied: {command} needs root (you are uid 1000)",
+    }
+    assert view.reloads == 0
+    assert view.drained == set()
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"status\n", "request is not valid JSON"),
+        (b"{'command': 'status'}\n", "request is not valid JSON"),
+        (b"\xff\xfe\n", "not valid UTF-8"),
+        (b'["status"]\n', "must be a JSON object"),
+        (b'"status"\n', "must be a JSON object"),
+        (b"{" + b" " * MAX_REQUEST_BYTES + b"}\n", "longer than 65536 bytes"),
+    ],
+)
+async def test_malformed_requests_are_answered_and_hung_up_on(raw: bytes, message: str) -> None:
+    outcome = await evaluate_request(raw, FakeView(), ROOT)
+    assert outcome.response["ok"] is False
+    assert message in outcome.response["error"]
+    assert outcome.close
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        ({}, 'missing "command"'),
+        ({"command": 7}, 'missing "command"'),
+        ({"command": "flush"}, "unknown command 'flush' (one of: drain, ready, reload, status"),
+        ({"command": "drain"}, '"service" is required, as a string'),
+        ({"command": "drain", "service": "192.168.1.200:80"}, '"real" is required'),
+        ({"command": "drain", **DRAIN, "real": 30}, '"real" is required, as a string'),
+        (
+            {"command": "drain", **DRAIN, "service": "192.168.1.200"},
+            "service: '192.168.1.200': expected ADDRESS:PORT",
+        ),
+        (
+            {"command": "drain", **DRAIN, "service": "icmp/192.168.1.200:80"},
+            "service: 'icmp/192.168.1.200:80': protocol must be tcp, udp or sctp",
+        ),
+        ({"command": "undrain", **DRAIN, "real": "192.168.1.300:80"}, "real: "),
+        ({"command": "drain", **DRAIN, "real": "192.168.1.30:99999"}, "port must be 0..65535"),
+    ],
+)
+async def test_invalid_requests_keep_the_connection(request_: dict[str, Any], message: str) -> None:
+    view = FakeView()
+    outcome = await evaluate_request(json.dumps(request_).encode(), view, ROOT)
+    assert outcome.response["ok"] is False
+    assert message in outcome.response["error"]
+    assert not outcome.close
+    assert view.drained == set()
+
+
+async def test_a_kernel_error_behind_status_is_an_answer() -> None:
+    view = FakeView()
+    view.status_error = KernelError("netlink timeout")
+    answer = await handle_request(line(command="status"), view, ROOT)
+    assert answer == {"ok": False, "error": "status failed: netlink timeout"}
+
+
+# --- the server on a real socket ----------------------------------------------------------
+
+
+@pytest.fixture
+def socket_dir() -> Iterator[Path]:
+    """A short directory (unix socket paths are limited to 107 bytes), readable by anyone."""
+    path = Path(tempfile.mkdtemp(prefix="ipvsd-ctl-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def view() -> FakeView:
+    return FakeView()
+
+
+@pytest.fixture
+async def server(socket_dir: Path, view: FakeView) -> AsyncIterator[ControlServer]:
+    async with ControlServer(socket_dir / "ipvsd.sock", view, idle_timeout_s=0.5) as srv:
+        yield srv
+
+
+async def exchange(path: Path, *requests: bytes) -> list[dict[str, Any]]:
+    """Send the lines on one connection; return the answers until the server hangs up."""
+    reader, writer = await asyncio.open_unix_connection(str(path))
+    try:
+        writer.write(b"".join(requests))
+        await writer.drain()
+        answers = []
+        for _ in requests:
+            raw = await asyncio.wait_for(reader.readline(), 5)
+            if not raw:
+                break
+            answers.append(json.loads(raw))
+        return answers
+    finally:
+        writer.close()
+
+
+async def test_status_round_trip_with_the_blocking_client(server: ControlServer) -> None:
+    answer = await asyncio.to_thread(request, server.path, {"command": "status"})
+    assert answer == {"ok": True, "result": STATUS}
+
+
+async def test_several_requests_on_one_connection(server: ControlServer, view: FakeView) -> None:
+    with capture_logs() as logs:
+        answers = await exchange(
+            server.path,
+            line(command="version"),
+            line(command="drain", **DRAIN),
+            line(command="ready"),
+        )
+    assert [answer["result"] for answer in answers] == [
+        {"version": "9.9.9"},
+        {**DRAIN, "drained": True},
+        {"ready": True},
+    ]
+    assert view.drained == {(WEB, REAL_30)}  # the test runs as root
+    audit = [entry for entry in logs if entry["event"] == "control.command"]
+    assert [(entry["command"], entry["uid"], entry["log_level"]) for entry in audit] == [
+        ("version", 0, "debug"),
+        ("drain", 0, "info"),
+        ("ready", 0, "debug"),
+    ]
+
+
+async def test_fifty_concurrent_clients(server: ControlServer) -> None:
+    results = await asyncio.gather(
+        *(exchange(server.path, line(command="status")) for _ in range(50))
+    )
+    assert all(answers == [{"ok": True, "result": STATUS}] for answers in results)
+
+
+async def test_a_silent_client_blocks_nobody_and_is_timed_out(server: ControlServer) -> None:
+    reader, writer = await asyncio.open_unix_connection(str(server.path))
+    try:
+        answers = await asyncio.wait_for(exchange(server.path, line(command="version")), 2)
+        assert answers[0]["ok"]
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # idle_timeout_s = 0.5
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    "garbage", [b"hello\n", b"\x00\x01\x02\n", b"x" * (MAX_REQUEST_BYTES + 10) + b"\n"]
+)
+async def test_garbage_gets_an_error_and_the_server_goes_on(
+    server: ControlServer, garbage: bytes
+) -> None:
+    reader, writer = await asyncio.open_unix_connection(str(server.path))
+    writer.write(garbage + line(command="version"))
+    answer = json.loads(await asyncio.wait_for(reader.readline(), 5))
+    assert answer["ok"] is False
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # hung up: no second answer
+    writer.close()
+    assert (await exchange(server.path, line(command="version")))[0]["ok"]
+
+
+async def test_over_the_connection_cap_the_answer_is_busy(socket_dir: Path, view: FakeView) -> None:
+    async with ControlServer(socket_dir / "s", view, max_connections=2) as server:
+        held = [await asyncio.open_unix_connection(str(server.path)) for _ in range(2)]
+        for reader, writer in held:  # make sure both are being served
+            writer.write(line(command="version"))
+            assert json.loads(await reader.readline())["ok"]
+        answers = await exchange(server.path, line(command="version"))
+        assert answers == [{"ok": False, "error": "busy: too many control connections; try again"}]
+        for _, writer in held:
+            writer.close()
+
+
+async def test_a_bug_behind_status_is_logged_and_answered(
+    server: ControlServer, view: FakeView
+) -> None:
+    view.status_error = RuntimeError("boom")
+    with capture_logs() as logs:
+        answers = await exchange(server.path, line(command="status"))
+    assert answers[0]["ok"] is False
+    assert "internal error" in answers[0]["error"]
+    assert any(entry["event"] == "control.error" for entry in logs)
+    view.status_error = None
+    assert (await exchange(server.path, line(command="status")))[0]["ok"]
+
+
+async def test_socket_mode_and_directory(socket_dir: Path, view: FakeView) -> None:
+    path = socket_dir / "run" / "ipvsd" / "ipvsd.sock"
+    async with ControlServer(path, view):
+        mode = path.stat().st_mode
+        assert stat.S_ISSOCK(mode)
+        assert stat.S_IMODE(mode) == 0o600
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o755
+    assert not path.exists()  # close() removes it
+    with pytest.raises(DaemonNotRunning, match=f"no daemon at {path}"):
+        request(path, {"command": "status"})
+
+
+async def test_group_mode(socket_dir: Path, view: FakeView) -> None:
+    gid = grp.getgrnam("nogroup").gr_gid
+    async with ControlServer(socket_dir / "s", view, group="nogroup") as server:
+        info = server.path.stat()
+        assert (stat.S_IMODE(info.st_mode), info.st_gid) == (0o660, gid)
+
+
+async def test_unknown_group_is_a_clear_error(socket_dir: Path, view: FakeView) -> None:
+    server = ControlServer(socket_dir / "s", view, group="no-such-group-ipvsd")
+    with pytest.raises(ControlSocketError, match=r"control\.group: unknown group"):
+        await server.start()
+    assert not server.path.exists()
+
+
+async def test_a_stale_socket_file_is_replaced(socket_dir: Path, view: FakeView) -> None:
+    path = socket_dir / "s"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as dead:
+        dead.bind(str(path))  # left behind, nobody listening: a daemon that died
+    async with ControlServer(path, view):
+        assert (await exchange(path, line(command="version")))[0]["ok"]
+
+
+async def test_a_live_daemon_is_not_replaced(server: ControlServer, view: FakeView) -> None:
+    with pytest.raises(ControlSocketError, match="another ipvsd is already listening"):
+        await ControlServer(server.path, view).start()
+    assert (await exchange(server.path, line(command="version")))[0]["ok"]
+
+
+async def test_a_file_that_is_not_a_socket_is_left_alone(socket_dir: Path, view: FakeView) -> None:
+    path = socket_dir / "s"
+    path.write_text("precious")
+    with pytest.raises(ControlSocketError, match="exists and is not a socket"):
+        await ControlServer(path, view).start()
+    assert path.read_text() == "precious"
+
+
+# --- a peer that is not root ---------------------------------------------------------------
+
+AS_NOBODY = """
+import json, sys
+from ipvsd.control_client import ControlClientError, request
+answers = {}
+for command in ("status", "drain"):
+    payload = {"command": command, "service": "192.168.1.200:80", "real": "192.168.1.30:80"}
+    try:
+        answers[command] = request(sys.argv[1], payload)
+    except ControlClientError as exc:
+        answers[command] = {"exception": str(exc)}
+print(json.dumps(answers))
+"""
+
+
+async def run_as_nobody(path: Path) -> dict[str, Any]:
+    """Ask the server from a process running as uid/gid 65534 (nobody/nogroup)."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to run a client as another user")
+    argv = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        sys.executable,
+        "-c",
+        AS_NOBODY,
+        str(path),
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    answers: dict[str, Any] = json.loads(out)
+    return answers
+
+
+async def test_a_group_member_may_read_but_not_drain(socket_dir: Path, view: FakeView) -> None:
+    async with ControlServer(socket_dir / "s", view, group="nogroup") as server:
+        answers = await run_as_nobody(server.path)
+    assert answers["status"] == {"ok": True, "result": STATUS}
+    assert answers["drain"] == {
+        "ok": False,
+        "error": "permission denied: drain needs root (you are uid 65534)",
+    }
+    assert view.drained == set()
+
+
+async def test_without_the_group_the_socket_keeps_others_out(
+    socket_dir: Path, view: FakeView
+) -> None:
+    async with ControlServer(socket_dir / "s", view) as server:
+        answers = await run_as_nobody(server.path)
+    assert answers["status"]["exception"].startswith(f"permission denied on {server.path}")
+
+
+# --- the blocking client against servers that misbehave ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (b"not json\n", "answer that is not JSON"),
+        (b"[1]\n", 'answer without "ok"'),
+        (b"", "closed without an answer"),
+        (None, "did not answer within 0.3 s"),
+    ],
+)
+async def test_the_client_explains_a_bad_answer(
+    socket_dir: Path, reply: bytes | None, message: str
+) -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        if reply is None:
+            await asyncio.sleep(5)
+        writer.write(reply or b"")
+        writer.close()
+
+    path = socket_dir / "s"
+    server = await asyncio.start_unix_server(answer, str(path))
+    try:
+        with pytest.raises(ControlClientError, match=re.escape(message)):
+            await asyncio.to_thread(request, path, {"command": "status"}, 0.3)
+    finally:
+        server.close()
