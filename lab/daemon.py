@@ -24,7 +24,7 @@ class DaemonProcess:
         self.proc: subprocess.Popen[Any] | None = None
         self._log_offset = 0
 
-    def start(self, *, wait_ready: bool = True) -> None:
+    def start(self, *, wait_ready: bool = True, env: dict[str, str] | None = None) -> None:
         self._log_offset = self.log.stat().st_size if self.log.exists() else 0
         stderr = self.log.open("ab")
         self.proc = self.topo.popen(
