@@ -18,14 +18,18 @@ import structlog
 
 from ipvsd import __version__
 from ipvsd.config import Config, load_config
+from ipvsd.control import ControlServer
 from ipvsd.desired import desired_table
-from ipvsd.errors import ConfigError, IpvsUnavailable, KernelError
+from ipvsd.errors import ConfigError, ControlRequestError, IpvsUnavailable, KernelError
 from ipvsd.health.runtime import HealthRuntime, adopted_reals
+from ipvsd.model import DestKey, ServiceKey
 from ipvsd.netlink.addresses import AddressManager
 from ipvsd.netlink.ipvs import IpvsClient, Timeouts
 from ipvsd.netlink.reconcile import DeleteService
 from ipvsd.netlink.reconciler import Reconciler
+from ipvsd.status import VrrpView, status_document
 from ipvsd.systemd import Notifier
+from ipvsd.vrrp.machine import VrrpState
 from ipvsd.vrrp.runtime import VrrpRuntime
 
 log = structlog.get_logger("ipvsd.daemon")
@@ -42,6 +46,7 @@ class Daemon:
         self._health = HealthRuntime(on_change=self._health_changed)
         self._notifier = Notifier()
         self._ready = False
+        self._control: ControlServer | None = None
         self._vrrp: VrrpRuntime | None = None
         self._reconciler: Reconciler | None = None
         self._stop = asyncio.Event()
@@ -87,6 +92,7 @@ class Daemon:
                     # IPVS services exist on every director before VRRP moves VIPs.
                     await self._reconciler.first_pass_done.wait()
                 await self._start_vrrp(self._config)
+                await self._start_control(self._config)
                 self._start_component(self._announce_ready())
                 self._start_component(self._notifier.watchdog())
                 await self._stop.wait()
@@ -103,6 +109,69 @@ class Daemon:
         self._addresses = await AddressManager.open()
         self._vrrp = VrrpRuntime(self._addresses, on_transition=self._vrrp_transitioned)
         await self._vrrp.start(config.vrrp.instances, config.vrrp.sync_groups)
+
+    async def _start_control(self, config: Config) -> None:
+        self._control = ControlServer(config.control.socket, self, group=config.control.group)
+        await self._control.start()
+
+    # --- ControlView (what `ipvsd status / reload / drain` see) ------------------------
+
+    version = __version__
+
+    async def status(self) -> dict[str, Any]:
+        """The status document, with the kernel's counters read now."""
+        kernel = await self._client.dump() if self._client is not None else None
+        return status_document(
+            node=self._config.node_name,
+            version=__version__,
+            config=self._config,
+            kernel=kernel,
+            health=self._health.monitor.states(),
+            drained=self._health.drained,
+            vrrp=self._vrrp_views(),
+        )
+
+    def _vrrp_views(self) -> list[VrrpView]:
+        if self._vrrp is None:
+            return []
+        return [
+            VrrpView(
+                name=inst.name,
+                state=inst.status.state.value,
+                interface=inst.config.interface,
+                vrid=inst.config.vrid,
+                priority=inst.config.priority,
+                effective_priority=inst.status.effective_priority,
+                virtual_ipaddresses=inst.vips,
+            )
+            for inst in self._vrrp.instances.values()
+        ]
+
+    def drain(self, service: ServiceKey, real: DestKey) -> None:
+        """Administrative drain: weight 0 until undrained; survives reloads."""
+        self._configured_real(service, real)
+        self._health.drained.add((service, real))
+        log.info("ipvs.drained", service=str(service), real=str(real))
+        self._health_changed()
+
+    def undrain(self, service: ServiceKey, real: DestKey) -> None:
+        self._configured_real(service, real)
+        self._health.drained.discard((service, real))
+        log.info("ipvs.undrained", service=str(service), real=str(real))
+        self._health_changed()
+
+    def _configured_real(self, service: ServiceKey, real: DestKey) -> None:
+        for configured in self._config.ipvs.services:
+            if configured.key == service:
+                if any(configured.dest_key(r) == real for r in configured.reals):
+                    return
+                raise ControlRequestError(f"service {service} has no real {real}")
+        raise ControlRequestError(f"no service {service} is configured")
+
+    def ready(self) -> bool:
+        """First reconcile done, VRRP started, and no instance in INIT."""
+        states = self._vrrp.states() if self._vrrp is not None else {}
+        return self._ready and all(state is not VrrpState.INIT for state in states.values())
 
     async def _announce_ready(self) -> None:
         """READY=1 once the config is loaded, IPVS reconciled and VRRP started."""
@@ -219,6 +288,8 @@ class Daemon:
 
     async def _shutdown(self) -> None:
         self._notifier.stopping()
+        if self._control is not None:
+            await self._control.close()
         self._health.monitor.stop()
         if self._vrrp is not None:
             await self._vrrp.stop()

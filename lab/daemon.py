@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -41,6 +42,7 @@ class DaemonProcess:
             ],
             stderr=stderr,
             stdout=subprocess.DEVNULL,
+            env=None if env is None else {**os.environ, **env},
         )
         stderr.close()
         if wait_ready:

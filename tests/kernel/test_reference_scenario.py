@@ -6,8 +6,12 @@ namespace of the UML kernel. Requests are real TCP connections through IPVS.
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import sys
 import textwrap
+import time
 from collections import Counter
 from collections.abc import Iterator
 from ipaddress import ip_address
@@ -24,7 +28,13 @@ WEB = ServiceKey(Family.INET, Protocol.TCP, ip_address(VIP), 80)
 ECHO = ServiceKey(Family.INET, Protocol.TCP, ip_address(VIP), 9000)
 
 
-def config_text(forward: str, reals: list[str], *, echo_weights: tuple[int, int] = (1, 1)) -> str:
+def config_text(
+    forward: str,
+    reals: list[str],
+    *,
+    echo_weights: tuple[int, int] = (1, 1),
+    socket: str = "/run/ipvsd/ipvsd.sock",
+) -> str:
     web = ", ".join(f"{{address: {r}, port: 80}}" for r in reals)
     echo = ", ".join(
         f"{{address: {r}, port: 9000, weight: {w}}}"
@@ -34,6 +44,7 @@ def config_text(forward: str, reals: list[str], *, echo_weights: tuple[int, int]
         f"""\
         node_name: director1
         metrics: {{listen: null}}
+        control: {{socket: {socket}}}
         ipvs:
           resync_interval: 1
           services:
@@ -47,6 +58,7 @@ class Lab:
     def __init__(self, scenario: Scenario, daemon: DaemonProcess, forward: str) -> None:
         self.scenario, self.daemon, self.forward = scenario, daemon, forward
         self.reals = list(scenario.reals.values())
+        self.socket = str(scenario.workdir / "ipvsd.sock")
 
     def write_config(self, text: str) -> None:
         self.daemon.config.write_text(text)
@@ -83,7 +95,9 @@ def dr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 def _start(scenario: Scenario, workdir: Path, forward: str) -> Lab:
     config = workdir / "ipvsd.yaml"
-    config.write_text(config_text(forward, list(scenario.reals.values())))
+    config.write_text(
+        config_text(forward, list(scenario.reals.values()), socket=str(workdir / "ipvsd.sock"))
+    )
     daemon = DaemonProcess(scenario.topo, scenario.director, config, workdir / "ipvsd.log")
     daemon.start()
     return Lab(scenario, daemon, forward)
@@ -111,7 +125,7 @@ def test_weight_edit_is_in_place_and_keeps_connections(nat: Lab) -> None:
     serving = echo(conn, "before").split()[0]
     before = len(nat.daemon.events())
     weights = tuple(5 if real == serving else 1 for real in nat.reals)
-    nat.write_config(config_text("nat", nat.reals, echo_weights=weights))
+    nat.write_config(config_text("nat", nat.reals, echo_weights=weights, socket=nat.socket))
     nat.daemon.reload()
     nat.daemon.wait_event("config.reloaded", timeout=30, after=before)
     key = DestKey(ip_address(serving), 9000)
@@ -127,8 +141,11 @@ def test_weight_edit_is_in_place_and_keeps_connections(nat: Lab) -> None:
     assert dest.counters.active_conns == 1  # the same dest object: its connection is still on it
     assert echo(conn, "after") == f"{serving} after"
     conn.close()
-    nat.write_config(config_text("nat", nat.reals))
+    before = len(nat.daemon.events())
+    nat.write_config(config_text("nat", nat.reals, socket=nat.socket))
     nat.daemon.reload()
+    nat.daemon.wait_event("config.reloaded", timeout=30, after=before)
+    wait_until(lambda: not weight_is_5(), timeout=10)
 
 
 def test_restart_adopts_the_table_and_keeps_a_live_connection(nat: Lab) -> None:
@@ -179,3 +196,99 @@ def test_dr_50_requests_all_succeed_on_both_reals(dr: Lab) -> None:
     assert all(count >= 20 for count in served.values()), served
     table = kernel_table(dr.scenario.director)
     assert {d.attrs.forward.value for d in table.services[WEB].dests.values()} == {"dr"}
+
+
+def ipvsd_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ipvsd", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def ipvsadm_counts(ns: str) -> dict[str, tuple[int, int, int]]:
+    """`ipvsadm -Ln` of the web service: real -> (weight, ActiveConn, InActConn)."""
+    out = subprocess.run(
+        ["ip", "netns", "exec", ns, "ipvsadm", "-Ln", "-t", f"{VIP}:80"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    counts = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if parts[:1] == ["->"] and parts[1][0].isdigit():
+            counts[parts[1]] = (int(parts[3]), int(parts[4]), int(parts[5]))
+    return counts
+
+
+def test_status_json_and_tables_show_the_kernel_counters(nat: Lab) -> None:
+    assert _served_by(nat.scenario.requests(20))
+    result = ipvsd_cli("status", "--json", "--socket", nat.socket)
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    expected = ipvsadm_counts(nat.scenario.director)
+    assert status["node"] == "director1"
+    assert status["vrrp"] == []
+    web = next(s for s in status["services"] if s["port"] == 80)
+    assert web["protocol"] == "tcp"
+    assert web["fwmark"] is None
+    assert web["scheduler"] == "rr"
+    for real in web["reals"]:
+        name = f"{real['address']}:{real['port']}"
+        assert (real["weight"], real["active_conns"], real["inactive_conns"]) == expected[name]
+        assert real["inactive_conns"] > 0
+        assert real["health"] == "up"
+        assert real["configured_weight"] == 1
+        assert real["forward"] == "nat"
+    text = ipvsd_cli("status", "--socket", nat.socket).stdout
+    assert "InActConn" in text
+    assert "192.168.2.30:80" in text
+    assert ipvsd_cli("status", "--check", "ready", "--socket", nat.socket).returncode == 0
+    assert ipvsd_cli("status", "--check", "master", "--socket", nat.socket).returncode == 1
+
+
+def test_drain_survives_reload_and_undrain_restores(nat: Lab) -> None:
+    real = nat.reals[0]
+    weight = lambda: ipvsadm_counts(nat.scenario.director)[f"{real}:80"][0]  # noqa: E731
+    result = ipvsd_cli("drain", f"{VIP}:80", f"{real}:80", "--socket", nat.socket)
+    assert result.returncode == 0, result.stderr
+    wait_until(lambda: weight() == 0, timeout=5)
+    before = len(nat.daemon.events())
+    assert ipvsd_cli("reload", "--socket", nat.socket).returncode == 0
+    nat.daemon.wait_event("config.reloaded", timeout=10, after=before)
+    time.sleep(0.5)
+    assert weight() == 0
+    bad = ipvsd_cli("drain", f"{VIP}:80", "192.168.2.99:80", "--socket", nat.socket)
+    assert bad.returncode == 1
+    assert "no real" in bad.stderr
+    assert ipvsd_cli("undrain", f"{VIP}:80", f"{real}:80", "--socket", nat.socket).returncode == 0
+    wait_until(lambda: weight() == 1, timeout=5)
+
+
+def test_sd_notify_ready_only_after_reconcile_and_watchdog_pings(nat: Lab) -> None:
+    assert nat.daemon.stop() == 0
+    nat.scenario.topo.exec(nat.scenario.director, ["ipvsadm", "-C"])
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    path = str(nat.scenario.workdir / "notify.sock")
+    notify.bind(path)
+    notify.settimeout(30)
+    try:
+        nat.daemon.start(wait_ready=False, env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"})
+        try:
+            first = notify.recv(4096).decode()
+        except TimeoutError:
+            raise AssertionError(f"no READY: {nat.daemon.events()}") from None
+        table = kernel_table(nat.scenario.director)  # at the moment READY arrived
+        assert first.startswith("READY=1"), first
+        assert set(table.services) == {WEB, ECHO}
+        assert table.dest_count() == 4
+        pings = 0
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and pings < 2:
+            pings += notify.recv(4096) == b"WATCHDOG=1"
+        assert pings >= 2
+    finally:
+        notify.close()

@@ -44,7 +44,10 @@ def test_services_without_ipvs_exit_with_one_clear_line(tmp_path: Path) -> None:
 
 def test_no_services_runs_without_ipvs_and_stops_cleanly(tmp_path: Path) -> None:
     config = tmp_path / "ipvsd.yaml"
-    config.write_text("metrics: {listen: null}\nipvs: {services: []}\n")
+    config.write_text(
+        f"metrics: {{listen: null}}\ncontrol: {{socket: {tmp_path}/ipvsd.sock}}\n"
+        "ipvs: {services: []}\n"
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "ipvsd", "run", "--config", str(config), "--log-format", "json"],
         stderr=subprocess.PIPE,
