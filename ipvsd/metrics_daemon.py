@@ -1,0 +1,277 @@
+"""Push-style metrics of the daemon's own events, and the event-loop lag probe.
+
+`DaemonMetrics` holds ordinary prometheus-client ``Counter`` / ``Gauge`` /
+``Histogram`` objects on a registry the daemon injects (faucet's
+``FaucetMetrics(reg=...)``, style G10); never the global ``REGISTRY``, so
+tests and several daemons in one process do not share series. Its methods are
+small and typed, so call sites read as events (``metrics.config_reload(ok)``)
+and label spelling lives here.
+
+`EventLoopLag` measures how late the event loop runs a timer. VRRP depends on
+it: a master whose loop stalls for Master_Down_Interval (3 advert_int plus
+skew) lets the backup take over. The daemon passes a quarter of the smallest
+``advert_int`` as the warning threshold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import types
+from collections.abc import Mapping
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from ipvsd.metrics_labels import BACKEND_LABELS, backend_labels
+from ipvsd.model import DestKey, ServiceKey
+
+log = structlog.get_logger("ipvsd.metrics")
+
+#: ``ipvsd_vrrp_state`` values (design contract), keyed by ``VrrpState.value``.
+VRRP_STATE_VALUES: Mapping[str, int] = types.MappingProxyType(
+    {"INIT": 0, "BACKUP": 1, "MASTER": 2, "FAULT": 3}
+)
+
+#: Health checks take from about a millisecond (TCP connect on a LAN) to their
+#: timeout (seconds).
+HEALTH_CHECK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+#: Loop lag: anything above a few ms is worth seeing; 1 s (the default
+#: advert_int) and beyond threatens VRRP.
+LOOP_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+class DaemonMetrics:
+    """The daemon's counters and gauges on an injected registry.
+
+    Series (design contract, plus the ones marked *extra*):
+
+    - ``ipvsd_vrrp_state{instance,interface,vrid}``: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT
+    - ``ipvsd_vrrp_priority{instance}``: current (tracked) priority
+    - ``ipvsd_vrrp_transitions_total{instance,to}``
+    - ``ipvsd_vrrp_invalid_packets_total{interface,reason}``
+    - ``ipvsd_backend_up{local_address,local_port,remote_address,remote_port,proto,local_mark}``
+    - ``ipvsd_health_check_duration_seconds`` (histogram)
+    - ``ipvsd_reconcile_operations_total{op}``, ``ipvsd_reconcile_errors_total``
+    - ``ipvsd_config_reloads_total{result}``: result is ``success`` or ``failure``
+    - *extra* ``ipvsd_event_loop_lag_seconds``: lag of the latest probe (gauge)
+    - *extra* ``ipvsd_event_loop_wakeup_lag_seconds``: every probe (histogram), so
+      stalls between two scrapes are not lost
+    - *extra* ``ipvsd_info{version,node}`` = 1
+
+    Counters also export prometheus-client's ``*_created`` series.
+    """
+
+    def __init__(self, registry: CollectorRegistry, *, version: str, node: str) -> None:
+        """Create every series on `registry`.
+
+        Args:
+            registry: the daemon's private registry (never the global one).
+            version: ipvsd's version, for ``ipvsd_info``.
+            node: this director's node name, for ``ipvsd_info``.
+        """
+        self.registry = registry
+        self._vrrp_state = Gauge(
+            "ipvsd_vrrp_state",
+            "VRRP state: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT.",
+            ["instance", "interface", "vrid"],
+            registry=registry,
+        )
+        self._vrrp_priority = Gauge(
+            "ipvsd_vrrp_priority", "Current VRRP priority.", ["instance"], registry=registry
+        )
+        self._vrrp_transitions = Counter(
+            "ipvsd_vrrp_transitions_total",
+            "VRRP state transitions, by new state.",
+            ["instance", "to"],
+            registry=registry,
+        )
+        self._invalid_packets = Counter(
+            "ipvsd_vrrp_invalid_packets_total",
+            "Received VRRP packets dropped as invalid, by reason.",
+            ["interface", "reason"],
+            registry=registry,
+        )
+        self._backend_up = Gauge(
+            "ipvsd_backend_up",
+            "1 if the real server passes its health checks, else 0.",
+            BACKEND_LABELS,
+            registry=registry,
+        )
+        self._health_duration = Histogram(
+            "ipvsd_health_check_duration_seconds",
+            "How long health checks took, failed ones included.",
+            buckets=HEALTH_CHECK_BUCKETS,
+            registry=registry,
+        )
+        self._reconcile_ops = Counter(
+            "ipvsd_reconcile_operations_total",
+            "IPVS operations applied by the reconciler, by kind.",
+            ["op"],
+            registry=registry,
+        )
+        self._reconcile_errors = Counter(
+            "ipvsd_reconcile_errors_total",
+            "IPVS operations or passes of the reconciler that failed.",
+            registry=registry,
+        )
+        self._config_reloads = Counter(
+            "ipvsd_config_reloads_total",
+            "Configuration reloads, by result (success or failure).",
+            ["result"],
+            registry=registry,
+        )
+        for result in ("success", "failure"):
+            self._config_reloads.labels(result)  # export 0 before the first reload
+        self._loop_lag = Gauge(
+            "ipvsd_event_loop_lag_seconds",
+            "How late the event loop ran the latest lag probe's timer.",
+            registry=registry,
+        )
+        self._loop_lag_histogram = Histogram(
+            "ipvsd_event_loop_wakeup_lag_seconds",
+            "How late the event loop ran each lag probe's timer.",
+            buckets=LOOP_LAG_BUCKETS,
+            registry=registry,
+        )
+        info = Gauge(
+            "ipvsd_info", "ipvsd's version and node name.", ["version", "node"], registry=registry
+        )
+        info.labels(version, node).set(1)
+
+    def vrrp_state(self, instance: str, interface: str, vrid: int, state_name: str) -> None:
+        """Record an instance's current state.
+
+        Args:
+            instance: the instance name.
+            interface: its interface.
+            vrid: its virtual router id.
+            state_name: ``VrrpState.value``: INIT, BACKUP, MASTER or FAULT.
+
+        Raises:
+            ValueError: `state_name` is not one of those.
+        """
+        value = VRRP_STATE_VALUES.get(state_name)
+        if value is None:
+            raise ValueError(f"unknown VRRP state {state_name!r}")
+        self._vrrp_state.labels(instance, interface, str(vrid)).set(value)
+
+    def vrrp_priority(self, instance: str, priority: int) -> None:
+        """Record an instance's current priority (after interface tracking)."""
+        self._vrrp_priority.labels(instance).set(priority)
+
+    def vrrp_transition(self, instance: str, to: str) -> None:
+        """Count a transition of `instance` into state `to` (``VrrpState.value``)."""
+        self._vrrp_transitions.labels(instance, to).inc()
+
+    def forget_vrrp(self, instance: str, interface: str, vrid: int) -> None:
+        """Drop an instance's state and priority series (removed by a reload).
+
+        Its transition counts stay: counters must not go back.
+        """
+        self._vrrp_state.remove(instance, interface, str(vrid))
+        self._vrrp_priority.remove(instance)
+
+    def invalid_packet(self, interface: str, reason: str) -> None:
+        """Count a dropped VRRP packet; `reason` is a ``RejectReason`` value."""
+        self._invalid_packets.labels(interface, reason).inc()
+
+    def backend_up(self, service: ServiceKey, real: DestKey, up: bool) -> None:
+        """Record a real server's health: 1 up, 0 down."""
+        self._backend_up.labels(*backend_labels(service, real)).set(1 if up else 0)
+
+    def forget_backend(self, service: ServiceKey, real: DestKey) -> None:
+        """Drop a real server's ``ipvsd_backend_up`` series (it left the config)."""
+        self._backend_up.remove(*backend_labels(service, real))
+
+    def health_check_duration(self, seconds: float) -> None:
+        """Observe how long one health check took."""
+        self._health_duration.observe(seconds)
+
+    def reconcile_operations(self, counts: Mapping[str, int]) -> None:
+        """Count the operations of a reconcile pass, e.g. ``{"add_dest": 3}``."""
+        for op, count in counts.items():
+            if count:
+                self._reconcile_ops.labels(op).inc(count)
+
+    def reconcile_error(self, n: int = 1) -> None:
+        """Count `n` reconcile failures."""
+        self._reconcile_errors.inc(n)
+
+    def config_reload(self, ok: bool) -> None:
+        """Count a reload, applied (`ok`) or refused."""
+        self._config_reloads.labels("success" if ok else "failure").inc()
+
+    def loop_lag(self, seconds: float) -> None:
+        """Record one lag probe (see `EventLoopLag`)."""
+        self._loop_lag.set(seconds)
+        self._loop_lag_histogram.observe(seconds)
+
+
+class EventLoopLag:
+    """Probes how late the event loop wakes a sleeping task.
+
+    Every `interval_s` it sleeps and measures, with ``loop.time()``, how much
+    later than asked it woke up. That delay is what every timer suffers,
+    VRRP's advert and Master_Down timers included. Each probe goes to
+    `DaemonMetrics.loop_lag`; a lag above `threshold_s` logs a ``loop.lag``
+    warning, at most once per `warn_every_s` (with the number suppressed
+    since the last one), so a stalled host does not also flood the journal.
+
+    Run `run` as a task of the daemon; cancel it to stop.
+    """
+
+    def __init__(
+        self,
+        metrics: DaemonMetrics,
+        *,
+        threshold_s: float,
+        interval_s: float = 0.25,
+        warn_every_s: float = 10.0,
+    ) -> None:
+        """Create the probe.
+
+        Args:
+            metrics: where each probe is recorded.
+            threshold_s: lag above which to warn (the daemon: a quarter of the
+                smallest VRRP advert_int).
+            interval_s: time between probes.
+            warn_every_s: minimum time between two ``loop.lag`` warnings.
+        """
+        if interval_s <= 0 or threshold_s < 0 or warn_every_s < 0:
+            raise ValueError("interval_s must be > 0, threshold_s and warn_every_s >= 0")
+        self._metrics = metrics
+        self._threshold_s = threshold_s
+        self._interval_s = interval_s
+        self._warn_every_s = warn_every_s
+        self._last_warning: float | None = None
+        self._suppressed = 0
+        self.max_lag_s = 0.0
+        """The largest lag seen since the probe started, in seconds."""
+
+    async def run(self) -> None:
+        """Probe forever (until cancelled)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + self._interval_s
+            await asyncio.sleep(self._interval_s)
+            now = loop.time()
+            # asyncio may run a timer up to one clock resolution early.
+            lag = max(0.0, now - due)
+            self._metrics.loop_lag(lag)
+            self.max_lag_s = max(self.max_lag_s, lag)
+            if lag > self._threshold_s:
+                self._warn(lag, now)
+
+    def _warn(self, lag: float, now: float) -> None:
+        if self._last_warning is not None and now - self._last_warning < self._warn_every_s:
+            self._suppressed += 1
+            return
+        log.warning(
+            "loop.lag",
+            lag_s=round(lag, 4),
+            threshold_s=self._threshold_s,
+            suppressed=self._suppressed,
+        )
+        self._last_warning = now
+        self._suppressed = 0

@@ -1,0 +1,527 @@
+"""Prometheus metrics: the IPVS collector over fixture tables, the daemon's push
+metrics, the event-loop lag probe and the HTTP endpoint.
+
+Label values are node_exporter's (collector/ipvs_linux.go over procfs's
+/proc/net/ip_vs parser): proto "TCP"/"UDP"/"FWM", local_mark "%08X" for fwmark
+services (local_address "", local_port "0"), IPv6 without brackets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import itertools
+import socket
+import time
+import urllib.request
+from collections.abc import Iterator
+from ipaddress import ip_address
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest
+from structlog.testing import capture_logs
+
+from ipvsd.errors import KernelError
+from ipvsd.metrics import (
+    BACKEND_LABELS,
+    METRIC_NAMES,
+    SERVICE_LABELS,
+    DaemonMetrics,
+    EventLoopLag,
+    IpvsCollector,
+    backend_label_dict,
+    backend_labels,
+    serve,
+    service_labels,
+)
+from ipvsd.model import (
+    Dest,
+    DestAttrs,
+    DestCounters,
+    DestKey,
+    Family,
+    Protocol,
+    Service,
+    ServiceAttrs,
+    ServiceKey,
+    Stats,
+    Table,
+    fwmark_key,
+    make_service,
+)
+
+TCP = ServiceKey(Family.INET, Protocol.TCP, ip_address("192.0.2.10"), 80)
+UDP6 = ServiceKey(Family.INET6, Protocol.UDP, ip_address("2001:db8::10"), 53)
+FWM = fwmark_key(Family.INET, 10)
+FWM6 = fwmark_key(Family.INET6, 10)
+
+REAL1 = DestKey(ip_address("10.1.0.1"), 8080)
+REAL2 = DestKey(ip_address("10.1.0.2"), 8080)  # no counters: only its weight is known
+REAL6 = DestKey(ip_address("2001:db8:1::2"), 53)
+REAL_FWM = DestKey(ip_address("10.1.0.5"), 0)
+REAL6_S = "2001:db8:1::2"
+
+TCP_LABELS = {"local_address": "192.0.2.10", "local_port": "80", "proto": "TCP", "local_mark": ""}
+UDP6_LABELS = {
+    "local_address": "2001:db8::10",
+    "local_port": "53",
+    "proto": "UDP",
+    "local_mark": "",
+}
+FWM_LABELS = {"local_address": "", "local_port": "0", "proto": "FWM", "local_mark": "0000000A"}
+
+
+def remote(labels: dict[str, str], address: str, port: int) -> dict[str, str]:
+    return {**labels, "remote_address": address, "remote_port": str(port)}
+
+
+def counters(active: int, inactive: int, persistent: int, base: int) -> DestCounters:
+    return DestCounters(active, inactive, persistent, stats(base))
+
+
+def stats(base: int) -> Stats:
+    """Distinct values per counter: conns base, inpkts base+1, ... outbytes base+4."""
+    return Stats(conns=base, inpkts=base + 1, outpkts=base + 2, inbytes=base + 3, outbytes=base + 4)
+
+
+def service(key: ServiceKey, base: int | None, *dests: Dest) -> Service:
+    made = make_service(key, ServiceAttrs("wlc"), dests)
+    return Service(made.key, made.attrs, made.dests, stats(base) if base is not None else None)
+
+
+FIXTURE = Table.of(
+    [
+        service(
+            TCP,
+            1000,
+            Dest(REAL1, DestAttrs(weight=5), counters(3, 50, 2, 100)),
+            Dest(REAL2, DestAttrs(weight=0)),
+        ),
+        service(UDP6, 2000, Dest(REAL6, DestAttrs(weight=1), counters(0, 7, 0, 200))),
+        # 2**40 bytes: counters are exported without loss of precision up to 2**53.
+        service(FWM, None, Dest(REAL_FWM, DestAttrs(weight=3), counters(9, 1, 4, 2**40))),
+    ]
+)
+
+TRAFFIC = (
+    "connections",
+    "incoming_packets",
+    "outgoing_packets",
+    "incoming_bytes",
+    "outgoing_bytes",
+)
+
+
+def scrape(table: Table) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(IpvsCollector(lambda: table))
+    return registry
+
+
+def value(registry: CollectorRegistry, name: str, labels: dict[str, str] | None = None) -> float:
+    found = registry.get_sample_value(name, labels or {})
+    assert found is not None, f"no sample {name}{labels}"
+    return found
+
+
+def all_samples(registry: CollectorRegistry) -> list[tuple[str, dict[str, str], float]]:
+    return [(s.name, s.labels, s.value) for m in registry.collect() for s in m.samples]
+
+
+# --- labels ------------------------------------------------------------------
+
+
+def test_label_values_copy_node_exporter() -> None:
+    assert service_labels(TCP) == ("192.0.2.10", "80", "TCP", "")
+    assert service_labels(UDP6) == ("2001:db8::10", "53", "UDP", "")
+    assert service_labels(FWM) == ("", "0", "FWM", "0000000A")
+    assert service_labels(fwmark_key(Family.INET, 0x10001000))[3] == "10001000"
+    sctp = ServiceKey(Family.INET, Protocol.SCTP, ip_address("192.0.2.1"), 9)
+    assert service_labels(sctp)[2] == "SCTP"
+    assert backend_labels(UDP6, REAL6) == ("2001:db8::10", "53", "2001:db8:1::2", "53", "UDP", "")
+
+
+@pytest.mark.parametrize(("key", "real"), [(TCP, REAL1), (UDP6, REAL6), (FWM, REAL_FWM)])
+def test_the_collector_fast_path_builds_the_same_labels(key: ServiceKey, real: DestKey) -> None:
+    as_dict = backend_label_dict(service_labels(key), real)
+    assert tuple(as_dict) == BACKEND_LABELS
+    assert tuple(as_dict.values()) == backend_labels(key, real)
+
+
+# --- IpvsCollector -----------------------------------------------------------
+
+
+def test_backend_gauges_and_counters_of_every_service_kind() -> None:
+    registry = scrape(FIXTURE)
+    real1 = remote(TCP_LABELS, "10.1.0.1", 8080)
+    real6 = remote(UDP6_LABELS, REAL6_S, 53)
+    real_fwm = remote(FWM_LABELS, "10.1.0.5", 0)
+    for labels, (active, inactive, persistent, weight, base) in [
+        (real1, (3, 50, 2, 5, 100)),
+        (real6, (0, 7, 0, 1, 200)),
+        (real_fwm, (9, 1, 4, 3, 2**40)),
+    ]:
+        assert value(registry, "ipvs_backend_connections_active", labels) == active
+        assert value(registry, "ipvs_backend_connections_inactive", labels) == inactive
+        assert value(registry, "ipvs_backend_connections_persistent", labels) == persistent
+        assert value(registry, "ipvs_backend_weight", labels) == weight
+        for offset, name in enumerate(TRAFFIC):
+            assert value(registry, f"ipvs_backend_{name}_total", labels) == base + offset
+
+
+def test_service_counters_use_service_labels() -> None:
+    registry = scrape(FIXTURE)
+    for labels, base in [(TCP_LABELS, 1000), (UDP6_LABELS, 2000)]:
+        assert tuple(labels) == SERVICE_LABELS
+        for offset, name in enumerate(TRAFFIC):
+            assert value(registry, f"ipvs_service_{name}_total", labels) == base + offset
+
+
+def test_exactly_the_expected_series_and_nothing_for_missing_stats() -> None:
+    samples = all_samples(scrape(FIXTURE))
+    ipvs = [(name, labels) for name, labels, _ in samples if name.startswith("ipvs_")]
+    real2 = remote(TCP_LABELS, "10.1.0.2", 8080)
+    # The dest without counters has only its weight; the fwmark service without stats
+    # has no service series.
+    assert [name for name, labels in ipvs if labels == real2] == ["ipvs_backend_weight"]
+    assert not [name for name, labels in ipvs if labels == FWM_LABELS]
+    assert len(ipvs) == 3 * 9 + 1 + 2 * 5
+    assert len(set(map(repr, ipvs))) == len(ipvs)  # no duplicate series
+    assert dict((name, v) for name, _, v in samples if not name.startswith("ipvs_")).keys() == {
+        "ipvsd_scrape_error",
+        "ipvsd_scrape_errors_total",
+        "ipvsd_scrape_duration_seconds",
+    }
+
+
+def test_text_exposition_matches_node_exporter_lines() -> None:
+    text = generate_latest(scrape(FIXTURE)).decode()
+    assert (
+        'ipvs_backend_connections_active{local_address="",local_mark="0000000A",local_port="0",'
+        'proto="FWM",remote_address="10.1.0.5",remote_port="0"} 9.0\n'
+    ) in text
+    assert (
+        'ipvs_backend_connections_inactive{local_address="2001:db8::10",local_mark="",'
+        'local_port="53",proto="UDP",remote_address="2001:db8:1::2",remote_port="53"} 7.0\n'
+    ) in text
+    assert "# TYPE ipvs_backend_incoming_bytes_total counter\n" in text
+    assert "# TYPE ipvs_backend_weight gauge\n" in text
+    assert "[" not in text
+
+
+def test_describe_names_every_family_without_reading_the_kernel() -> None:
+    def refuse() -> Table:
+        raise AssertionError("read_table called at registration")
+
+    collector = IpvsCollector(refuse)
+    registry = CollectorRegistry()  # auto_describe=True: would call collect() without describe
+    registry.register(collector)
+    described = {m.name + ("_total" if m.type == "counter" else "") for m in collector.describe()}
+    assert described == set(METRIC_NAMES)
+    emitted = {
+        m.name + ("_total" if m.type == "counter" else "")
+        for m in IpvsCollector(lambda: FIXTURE).collect()
+    }
+    assert emitted == set(METRIC_NAMES)
+
+
+def test_ipv4_and_ipv6_fwmark_services_with_one_mark_are_summed() -> None:
+    # /proc/net/ip_vs shows both as "FWM 0000000A": node_exporter sums colliding series.
+    table = Table.of(
+        [
+            service(FWM, 10, Dest(REAL_FWM, DestAttrs(weight=3), counters(1, 2, 0, 100))),
+            service(
+                FWM6,
+                20,
+                Dest(REAL_FWM, DestAttrs(weight=4), counters(10, 20, 1, 1000)),
+                Dest(REAL6, DestAttrs(weight=1), counters(5, 0, 0, 0)),
+            ),
+        ]
+    )
+    registry = scrape(table)
+    real_fwm = remote(FWM_LABELS, "10.1.0.5", 0)
+    assert value(registry, "ipvs_backend_connections_active", real_fwm) == 11
+    assert value(registry, "ipvs_backend_weight", real_fwm) == 7
+    assert value(registry, "ipvs_backend_incoming_bytes_total", real_fwm) == 103 + 1003
+    assert value(registry, "ipvs_backend_connections_active", remote(FWM_LABELS, REAL6_S, 53)) == 5
+    assert value(registry, "ipvs_service_connections_total", FWM_LABELS) == 30
+    names = [(n, repr(labels)) for n, labels, _ in all_samples(registry)]
+    assert len(names) == len(set(names))
+
+
+def test_a_successful_scrape_reports_no_error_and_its_duration() -> None:
+    ticks = itertools.count(10.0, 0.25)  # each read takes 0.25 s
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(IpvsCollector(lambda: FIXTURE, clock=lambda: next(ticks)))
+    assert value(registry, "ipvsd_scrape_error") == 0
+    assert value(registry, "ipvsd_scrape_errors_total") == 0
+    assert value(registry, "ipvsd_scrape_duration_seconds") == 0.25
+
+
+@pytest.mark.parametrize(
+    "error",
+    [KernelError("dump failed", errno=errno.EBUSY), TimeoutError(), RuntimeError("a bug")],
+)
+def test_a_failed_read_emits_no_ipvs_series_and_counts_the_error(error: Exception) -> None:
+    failing = True
+
+    def read_table() -> Table:
+        if failing:
+            raise error
+        return FIXTURE
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(IpvsCollector(read_table))
+    with capture_logs() as logs:
+        samples = all_samples(registry)
+    assert not [name for name, _, _ in samples if name.startswith("ipvs_")]
+    assert value(registry, "ipvsd_scrape_error") == 1
+    # Every get_sample_value scrapes again: this is the third failure.
+    assert value(registry, "ipvsd_scrape_errors_total") == 3
+    assert [(e["event"], e["log_level"]) for e in logs] == [("metrics.scrape_error", "warning")]
+    failing = False
+    assert value(registry, "ipvsd_scrape_error") == 0
+    assert value(registry, "ipvsd_scrape_errors_total") == 3
+    assert value(registry, "ipvs_backend_weight", remote(TCP_LABELS, "10.1.0.1", 8080)) == 5
+
+
+# --- DaemonMetrics -----------------------------------------------------------
+
+
+@pytest.fixture
+def daemon() -> tuple[CollectorRegistry, DaemonMetrics]:
+    registry = CollectorRegistry(auto_describe=False)
+    return registry, DaemonMetrics(registry, version="1.2.3", node="director1")
+
+
+def test_info_and_zeroed_reload_counters(daemon: tuple[CollectorRegistry, DaemonMetrics]) -> None:
+    registry, _ = daemon
+    assert value(registry, "ipvsd_info", {"version": "1.2.3", "node": "director1"}) == 1
+    for result in ("success", "failure"):
+        assert value(registry, "ipvsd_config_reloads_total", {"result": result}) == 0
+
+
+def test_vrrp_metrics(daemon: tuple[CollectorRegistry, DaemonMetrics]) -> None:
+    registry, metrics = daemon
+    vi = {"instance": "VI_1", "interface": "eth1", "vrid": "51"}
+    for state, expected in [("INIT", 0), ("BACKUP", 1), ("MASTER", 2), ("FAULT", 3)]:
+        metrics.vrrp_state("VI_1", "eth1", 51, state)
+        assert value(registry, "ipvsd_vrrp_state", vi) == expected
+    with pytest.raises(ValueError, match="unknown VRRP state 'master'"):
+        metrics.vrrp_state("VI_1", "eth1", 51, "master")
+    metrics.vrrp_priority("VI_1", 90)
+    assert value(registry, "ipvsd_vrrp_priority", {"instance": "VI_1"}) == 90
+    metrics.vrrp_transition("VI_1", "MASTER")
+    metrics.vrrp_transition("VI_1", "MASTER")
+    metrics.vrrp_transition("VI_1", "BACKUP")
+    transitions = "ipvsd_vrrp_transitions_total"
+    assert value(registry, transitions, {"instance": "VI_1", "to": "MASTER"}) == 2
+    assert value(registry, transitions, {"instance": "VI_1", "to": "BACKUP"}) == 1
+    metrics.invalid_packet("eth1", "ttl")
+    invalid = {"interface": "eth1", "reason": "ttl"}
+    assert value(registry, "ipvsd_vrrp_invalid_packets_total", invalid) == 1
+    metrics.forget_vrrp("VI_1", "eth1", 51)
+    assert registry.get_sample_value("ipvsd_vrrp_state", vi) is None
+    assert registry.get_sample_value("ipvsd_vrrp_priority", {"instance": "VI_1"}) is None
+
+
+def test_backend_up_joins_the_collector_series(
+    daemon: tuple[CollectorRegistry, DaemonMetrics],
+) -> None:
+    registry, metrics = daemon
+    metrics.backend_up(FWM, REAL_FWM, True)
+    metrics.backend_up(UDP6, REAL6, False)
+    real_fwm = remote(FWM_LABELS, "10.1.0.5", 0)
+    assert value(registry, "ipvsd_backend_up", real_fwm) == 1
+    assert value(registry, "ipvsd_backend_up", remote(UDP6_LABELS, REAL6_S, 53)) == 0
+    # The same label set as the kernel series of that real.
+    assert value(scrape(FIXTURE), "ipvs_backend_weight", real_fwm) == 3
+    metrics.forget_backend(FWM, REAL_FWM)
+    assert registry.get_sample_value("ipvsd_backend_up", real_fwm) is None
+    metrics.forget_backend(FWM, REAL_FWM)  # already gone: no error
+
+
+def test_health_reconcile_reload_and_loop_lag(
+    daemon: tuple[CollectorRegistry, DaemonMetrics],
+) -> None:
+    registry, metrics = daemon
+    for seconds in (0.0005, 0.02, 0.02, 12.0):
+        metrics.health_check_duration(seconds)
+    health = "ipvsd_health_check_duration_seconds"
+    assert value(registry, f"{health}_count") == 4
+    assert value(registry, f"{health}_bucket", {"le": "0.001"}) == 1
+    assert value(registry, f"{health}_bucket", {"le": "0.025"}) == 3
+    assert value(registry, f"{health}_bucket", {"le": "10.0"}) == 3
+    assert value(registry, f"{health}_bucket", {"le": "+Inf"}) == 4
+
+    metrics.reconcile_operations({"add_dest": 3, "edit_dest": 0, "delete_service": 1})
+    metrics.reconcile_operations({"add_dest": 2})
+    ops = "ipvsd_reconcile_operations_total"
+    assert value(registry, ops, {"op": "add_dest"}) == 5
+    assert value(registry, ops, {"op": "delete_service"}) == 1
+    assert registry.get_sample_value(ops, {"op": "edit_dest"}) is None
+    metrics.reconcile_error()
+    metrics.reconcile_error(2)
+    assert value(registry, "ipvsd_reconcile_errors_total") == 3
+
+    metrics.config_reload(True)
+    metrics.config_reload(False)
+    metrics.config_reload(False)
+    assert value(registry, "ipvsd_config_reloads_total", {"result": "success"}) == 1
+    assert value(registry, "ipvsd_config_reloads_total", {"result": "failure"}) == 2
+
+    metrics.loop_lag(0.3)
+    metrics.loop_lag(0.002)
+    assert value(registry, "ipvsd_event_loop_lag_seconds") == 0.002
+    assert value(registry, "ipvsd_event_loop_wakeup_lag_seconds_count") == 2
+    assert value(registry, "ipvsd_event_loop_wakeup_lag_seconds_sum") == pytest.approx(0.302)
+
+
+def test_daemon_and_ipvs_metrics_share_one_registry_without_name_clashes() -> None:
+    registry = CollectorRegistry()  # auto_describe=True checks for duplicate names
+    DaemonMetrics(registry, version="1", node="n")
+    registry.register(IpvsCollector(lambda: FIXTURE))
+    assert value(registry, "ipvsd_info", {"version": "1", "node": "n"}) == 1
+
+
+# --- EventLoopLag ------------------------------------------------------------
+
+
+async def _block(seconds: float) -> None:
+    time.sleep(seconds)  # noqa: ASYNC251 - the point: a coroutine that blocks the loop
+
+
+async def test_loop_lag_detects_a_blocked_loop_and_warns_once(
+    daemon: tuple[CollectorRegistry, DaemonMetrics],
+) -> None:
+    registry, metrics = daemon
+    probe = EventLoopLag(metrics, threshold_s=0.1, interval_s=0.01, warn_every_s=10.0)
+    with capture_logs() as logs:
+        task = asyncio.create_task(probe.run())
+        await asyncio.sleep(0.05)
+        await _block(0.3)
+        await asyncio.sleep(0.05)
+        await _block(0.15)  # also late, but within warn_every_s of the first warning
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert probe.max_lag_s >= 0.2
+    assert value(registry, "ipvsd_event_loop_wakeup_lag_seconds_sum") >= 0.2 + 0.1
+    assert value(registry, "ipvsd_event_loop_wakeup_lag_seconds_count") >= 5
+    warnings = [e for e in logs if e["event"] == "loop.lag"]
+    assert len(warnings) == 1
+    assert warnings[0]["log_level"] == "warning"
+    assert warnings[0]["lag_s"] >= 0.2
+    assert warnings[0]["threshold_s"] == 0.1
+
+
+async def test_loop_lag_stays_quiet_on_an_idle_loop(
+    daemon: tuple[CollectorRegistry, DaemonMetrics],
+) -> None:
+    _, metrics = daemon
+    # A generous threshold: a busy CI machine may delay a timer by some tens of ms.
+    probe = EventLoopLag(metrics, threshold_s=1.0, interval_s=0.01)
+    with capture_logs() as logs:
+        task = asyncio.create_task(probe.run())
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert 0 <= probe.max_lag_s < 1.0
+    assert logs == []
+
+
+def test_loop_lag_rejects_a_zero_interval(daemon: tuple[CollectorRegistry, DaemonMetrics]) -> None:
+    with pytest.raises(ValueError, match="interval_s"):
+        EventLoopLag(daemon[1], threshold_s=0.1, interval_s=0)
+
+
+# --- serve -------------------------------------------------------------------
+
+
+def _get(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.status, response.read().decode()
+
+
+@pytest.fixture
+def listening_socket() -> Iterator[socket.socket]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    yield sock
+    sock.close()
+
+
+def test_serve_exports_the_registry_over_http() -> None:
+    registry = CollectorRegistry(auto_describe=False)
+    DaemonMetrics(registry, version="1.2.3", node="director1")
+    registry.register(IpvsCollector(lambda: FIXTURE))
+    server = serve(registry, "127.0.0.1:0")
+    try:
+        status, body = _get(f"http://127.0.0.1:{server.port}/metrics")
+    finally:
+        server.shutdown()
+    assert status == 200
+    assert 'ipvsd_info{node="director1",version="1.2.3"} 1.0' in body
+    assert 'ipvs_backend_weight{local_address="192.0.2.10"' in body
+    server.shutdown()  # idempotent
+
+
+def test_shutdown_releases_the_port() -> None:
+    # prometheus/client_python#1068: shutdown() alone leaves the socket open.
+    registry = CollectorRegistry(auto_describe=False)
+    first = serve(registry, "127.0.0.1:0")
+    first.shutdown()
+    second = serve(registry, f"127.0.0.1:{first.port}")
+    second.shutdown()
+
+
+def test_serve_on_ipv6_loopback() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no ::1")
+    registry = CollectorRegistry(auto_describe=False)
+    DaemonMetrics(registry, version="1", node="n")
+    server = serve(registry, "[::1]:0")
+    try:
+        status, body = _get(f"http://[::1]:{server.port}/metrics")
+    finally:
+        server.shutdown()
+    assert status == 200
+    assert "ipvsd_info" in body
+
+
+def test_a_scrape_whose_read_fails_still_answers_200() -> None:
+    def fail() -> Table:
+        raise KernelError("netlink timeout")
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(IpvsCollector(fail))
+    server = serve(registry, "127.0.0.1:0")
+    try:
+        status, body = _get(f"http://127.0.0.1:{server.port}/metrics")
+    finally:
+        server.shutdown()
+    assert status == 200
+    assert "ipvsd_scrape_error 1.0" in body
+    assert "ipvs_backend" not in body
+
+
+def test_serve_reports_a_port_in_use_clearly(listening_socket: socket.socket) -> None:
+    port = listening_socket.getsockname()[1]
+    listen = f"127.0.0.1:{port}"
+    with pytest.raises(OSError, match=f"cannot listen on {listen}: Address already in use") as exc:
+        serve(CollectorRegistry(auto_describe=False), listen)
+    assert exc.value.errno == errno.EADDRINUSE
+
+
+def test_serve_rejects_a_malformed_listen_address() -> None:
+    with pytest.raises(ValueError, match="expected ADDRESS:PORT"):
+        serve(CollectorRegistry(auto_describe=False), "localhost")
