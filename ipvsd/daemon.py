@@ -15,24 +15,37 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from prometheus_client import CollectorRegistry
 
 from ipvsd import __version__
 from ipvsd.config import Config, load_config
 from ipvsd.control import ControlServer
 from ipvsd.desired import desired_table
-from ipvsd.errors import ConfigError, ControlRequestError, IpvsUnavailable, KernelError
+from ipvsd.errors import (
+    ConfigError,
+    ControlRequestError,
+    IpvsdError,
+    IpvsUnavailable,
+    KernelError,
+)
 from ipvsd.health.runtime import HealthRuntime, adopted_reals
-from ipvsd.model import DestKey, ServiceKey
+from ipvsd.health.tracker import Health
+from ipvsd.metrics import DaemonMetrics, EventLoopLag, IpvsCollector, MetricsServer, serve
+from ipvsd.model import DestKey, ServiceKey, Table
 from ipvsd.netlink.addresses import AddressManager
 from ipvsd.netlink.ipvs import IpvsClient, Timeouts
 from ipvsd.netlink.reconcile import DeleteService
-from ipvsd.netlink.reconciler import Reconciler
+from ipvsd.netlink.reconciler import PassReport, Reconciler
 from ipvsd.status import VrrpView, status_document
 from ipvsd.systemd import Notifier
-from ipvsd.vrrp.machine import VrrpState
+from ipvsd.vrrp.instance import VrrpInstance
+from ipvsd.vrrp.machine import Transitioned, VrrpState
 from ipvsd.vrrp.runtime import VrrpRuntime
 
 log = structlog.get_logger("ipvsd.daemon")
+
+#: Seconds a scrape waits for its kernel dump before it reports a scrape error.
+SCRAPE_TIMEOUT_S = 60.0
 
 
 class Daemon:
@@ -43,7 +56,15 @@ class Daemon:
         self._config = config
         self._client: IpvsClient | None = None
         self._addresses: AddressManager | None = None
-        self._health = HealthRuntime(on_change=self._health_changed)
+        self._registry = CollectorRegistry(auto_describe=False)
+        self.metrics = DaemonMetrics(self._registry, version=__version__, node=config.node_name)
+        self._metrics_server: MetricsServer | None = None
+        self._scrape_client: IpvsClient | None = None
+        self._health = HealthRuntime(
+            on_change=self._health_changed,
+            on_health=lambda real, health: self.metrics.backend_up(*real, health is Health.UP),
+            on_check=self.metrics.health_check_duration,
+        )
         self._notifier = Notifier()
         self._ready = False
         self._control: ControlServer | None = None
@@ -93,6 +114,7 @@ class Daemon:
                     await self._reconciler.first_pass_done.wait()
                 await self._start_vrrp(self._config)
                 await self._start_control(self._config)
+                self._start_metrics(self._config)
                 self._start_component(self._announce_ready())
                 self._start_component(self._notifier.watchdog())
                 await self._stop.wait()
@@ -107,8 +129,43 @@ class Daemon:
         if not config.vrrp.instances:
             return
         self._addresses = await AddressManager.open()
-        self._vrrp = VrrpRuntime(self._addresses, on_transition=self._vrrp_transitioned)
+        self._vrrp = VrrpRuntime(
+            self._addresses,
+            on_transition=self._vrrp_transitioned,
+            on_reject=self.metrics.invalid_packet,
+        )
         await self._vrrp.start(config.vrrp.instances, config.vrrp.sync_groups)
+
+    def _start_metrics(self, config: Config) -> None:
+        """The /metrics endpoint (its own thread) and the event-loop lag probe."""
+        intervals = [instance.advert_int for instance in config.vrrp.instances]
+        lag = EventLoopLag(self.metrics, threshold_s=min(intervals, default=1) / 4)
+        self._start_component(lag.run())
+        if config.metrics.listen is None:
+            return
+        if config.ipvs.services:
+            loop = asyncio.get_running_loop()
+            self._registry.register(IpvsCollector(lambda: self._scrape_table(loop)))
+        try:
+            self._metrics_server = serve(self._registry, config.metrics.listen)
+        except OSError as exc:
+            raise IpvsdError(f"metrics.listen: {exc}") from exc
+
+    def _scrape_table(self, loop: asyncio.AbstractEventLoop) -> Table:
+        """Runs in the HTTP thread: a fresh dump on the loop, never a cached one."""
+        future = asyncio.run_coroutine_threadsafe(self._scrape_dump(), loop)
+        return future.result(timeout=SCRAPE_TIMEOUT_S)
+
+    async def _scrape_dump(self) -> Table:
+        # A socket of its own: a scrape's dump never queues behind a reconcile.
+        if self._scrape_client is None:
+            self._scrape_client = await IpvsClient.open()
+        return await self._scrape_client.dump()
+
+    def _reconcile_report(self, report: PassReport) -> None:
+        self.metrics.reconcile_operations(report.operations)
+        if report.errors:
+            self.metrics.reconcile_error(len(report.errors))
 
     async def _start_control(self, config: Config) -> None:
         self._control = ControlServer(config.control.socket, self, group=config.control.group)
@@ -188,7 +245,11 @@ class Daemon:
         services = f"{len(self._config.ipvs.services)} services"
         return f"{vrrp}; {services}" if vrrp else services
 
-    def _vrrp_transitioned(self, _instance: object, _action: object) -> None:
+    def _vrrp_transitioned(self, instance: VrrpInstance, action: Transitioned) -> None:
+        config = instance.config
+        self.metrics.vrrp_transition(instance.name, action.new.value)
+        self.metrics.vrrp_state(instance.name, config.interface, config.vrid, action.new.value)
+        self.metrics.vrrp_priority(instance.name, instance.status.effective_priority)
         if self._ready:
             self._notifier.status(self.status_line())
 
@@ -201,7 +262,11 @@ class Daemon:
     async def _start_ipvs(self, config: Config) -> None:
         self._client = await IpvsClient.open()
         await self._apply_timeouts(config)
-        self._reconciler = Reconciler(self._client, resync_interval_s=config.ipvs.resync_interval)
+        self._reconciler = Reconciler(
+            self._client,
+            resync_interval_s=config.ipvs.resync_interval,
+            on_report=self._reconcile_report,
+        )
         # Reals already in the kernel are adopted UP: a restart must not pull
         # them out until their checks have run.
         actual = await self._client.dump(with_stats=False)
@@ -237,6 +302,11 @@ class Daemon:
             self._notifier.ready(self.status_line())
 
     async def _reload(self) -> list[str]:
+        errors = await self._reload_config()
+        self.metrics.config_reload(not errors)
+        return errors
+
+    async def _reload_config(self) -> list[str]:
         async with self._reload_lock:
             try:
                 new = load_config(self._config_path)
@@ -288,6 +358,10 @@ class Daemon:
 
     async def _shutdown(self) -> None:
         self._notifier.stopping()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+        if self._scrape_client is not None:
+            self._scrape_client.close()
         if self._control is not None:
             await self._control.close()
         self._health.monitor.stop()

@@ -18,7 +18,7 @@ import structlog
 from ipvsd.config_model import CheckConfig, Config
 from ipvsd.config_types import CheckType
 from ipvsd.desired import desired_table
-from ipvsd.health.checks import CheckTarget, run_check, target_for, tls_context
+from ipvsd.health.checks import CheckResult, CheckTarget, run_check, target_for, tls_context
 from ipvsd.health.monitor import HealthMonitor, Watch
 from ipvsd.health.policy import RealId, has_check, overrides
 from ipvsd.health.tracker import Health
@@ -33,10 +33,18 @@ MAX_IN_FLIGHT = 2_000
 class HealthRuntime:
     """Health of every checked real, and the desired IPVS table that follows from it."""
 
-    def __init__(self, on_change: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        on_change: Callable[[], None],
+        *,
+        on_health: Callable[[RealId, Health], None] | None = None,
+        on_check: Callable[[float], None] | None = None,
+    ) -> None:
         self._on_change = on_change
+        self._on_health = on_health
+        self._on_check = on_check
         self.monitor: HealthMonitor[CheckTarget] = HealthMonitor(
-            run_check, self._changed, max_in_flight=MAX_IN_FLIGHT
+            self._timed_check, self._changed, max_in_flight=MAX_IN_FLIGHT
         )
         self.drained: set[RealId] = set()
         self._config: Config | None = None
@@ -66,6 +74,10 @@ class HealthRuntime:
         self.monitor.update(watches, {real_id: Health.UP for real_id in adopted})
         configured = {(s.key, s.dest_key(r)) for s in config.ipvs.services for r in s.reals}
         self.drained &= configured
+        if self._on_health is not None:
+            states = self.monitor.states()
+            for real_id in configured:
+                self._on_health(real_id, states.get(real_id, Health.UP))
 
     def _tls_for(self, check: CheckConfig) -> ssl.SSLContext:
         """One TLS context per distinct setting: a verifying one costs ~17 ms to build."""
@@ -87,7 +99,15 @@ class HealthRuntime:
         """UP for unchecked reals, else the monitor's state."""
         return self.monitor.states().get(real_id, Health.UP)
 
+    async def _timed_check(self, target: CheckTarget) -> CheckResult:
+        result = await run_check(target)
+        if self._on_check is not None:
+            self._on_check(result.duration_s)
+        return result
+
     def _changed(self, real_id: RealId, health: Health, reason: str) -> None:
+        if self._on_health is not None:
+            self._on_health(real_id, health)
         service, dest = real_id
         log.info("health.change", service=str(service), real=str(dest), health=health.value,
                  reason=reason)  # fmt: skip

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -70,8 +71,15 @@ class ReconcileCounters:
 class Reconciler:
     """Keeps the kernel's IPVS table equal to the desired table."""
 
-    def __init__(self, backend: IpvsBackend, *, resync_interval_s: float) -> None:
+    def __init__(
+        self,
+        backend: IpvsBackend,
+        *,
+        resync_interval_s: float,
+        on_report: Callable[[PassReport], None] | None = None,
+    ) -> None:
         self._backend = backend
+        self._on_report = on_report
         self._resync_interval_s = resync_interval_s
         self._desired = Table()
         self._managed: set[ServiceKey] = set()
@@ -160,6 +168,8 @@ class Reconciler:
                 duration_s=round(report.duration_s, 3),
             )
         self._first_pass_done.set()
+        if self._on_report is not None:
+            self._on_report(report)
         return report
 
     async def _actual(self, reason: str) -> Table:

@@ -44,9 +44,11 @@ class VrrpRuntime:
         self,
         addresses: AddressManager,
         on_transition: Callable[[VrrpInstance, Transitioned], None] | None = None,
+        on_reject: Callable[[str, str], None] | None = None,
     ) -> None:
         self._addresses = addresses
         self._on_transition = on_transition
+        self._on_reject = on_reject
         self._sockets = InterfaceSockets()
         self._garps: dict[str, GarpSender] = {}
         self._instances: dict[str, VrrpInstance] = {}
@@ -190,6 +192,8 @@ class VrrpRuntime:
     ) -> None:
         key = (interface, reason.value)
         self.invalid_packets[key] += 1
+        if self._on_reject is not None:
+            self._on_reject(interface, reason.value)
         now = time.monotonic()
         if now - self._last_reject_log.get(key, -REJECT_LOG_INTERVAL_S) < REJECT_LOG_INTERVAL_S:
             self._suppressed[key] += 1

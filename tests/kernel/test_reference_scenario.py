@@ -43,7 +43,7 @@ def config_text(
     return textwrap.dedent(
         f"""\
         node_name: director1
-        metrics: {{listen: null}}
+        metrics: {{listen: "127.0.0.1:9477"}}
         control: {{socket: {socket}}}
         ipvs:
           resync_interval: 1
@@ -292,3 +292,51 @@ def test_sd_notify_ready_only_after_reconcile_and_watchdog_pings(nat: Lab) -> No
         assert pings >= 2
     finally:
         notify.close()
+
+
+def scrape(ns: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """GET /metrics inside the director's namespace, parsed into (name, labels) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with in_netns(ns):
+        conn = socket.create_connection(("127.0.0.1", 9477), timeout=30)
+    conn.sendall(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+    data = b""
+    while chunk := conn.recv(65536):
+        data += chunk
+    conn.close()
+    body = data.split(b"\r\n\r\n", 1)[1].decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+    }
+
+
+def test_metrics_show_inactconn_as_ipvsadm_does(nat: Lab) -> None:
+    assert _served_by(nat.scenario.requests(20))
+    samples = scrape(nat.scenario.director)
+    expected = ipvsadm_counts(nat.scenario.director)
+    for real in nat.reals:
+        labels = frozenset(
+            {
+                "local_address": VIP,
+                "local_port": "80",
+                "remote_address": real,
+                "remote_port": "80",
+                "proto": "TCP",
+                "local_mark": "",
+            }.items()
+        )
+        weight, active, inactive = expected[f"{real}:80"]
+        assert samples[("ipvs_backend_connections_inactive", labels)] == inactive
+        assert samples[("ipvs_backend_connections_active", labels)] == active
+        assert samples[("ipvs_backend_weight", labels)] == weight
+        assert inactive > 0
+        assert (
+            samples[("ipvsd_backend_up", labels)] == 1
+            or ("ipvsd_backend_up", labels) not in samples
+        )
+    assert samples[("ipvsd_scrape_error", frozenset())] == 0
+    reloads = [v for (name, _), v in samples.items() if name == "ipvsd_config_reloads_total"]
+    assert reloads
