@@ -170,7 +170,7 @@ def dr_scenario(topo: Topology, workdir: Path) -> Scenario:
     return Scenario(topo, director, client, reals, workdir)
 
 
-def one_arm_nat_scenario(topo: Topology, workdir: Path) -> Scenario:
+def one_arm_nat_scenario(topo: Topology, workdir: Path, *, with_vip: bool = True) -> Scenario:
     """design.md's one segment: director .10 + VIP, reals .30/.40, client .50, NAT.
 
     Replies must pass the director to be un-NATed, so each real holds its
@@ -183,7 +183,11 @@ def one_arm_nat_scenario(topo: Topology, workdir: Path) -> Scenario:
     director = topo.netns("director1")
     client = topo.netns("client")
     topo.veth(
-        director, "eth1", bridge="br0", bridge_ns=segment, address=["192.168.1.10/24", f"{VIP}/24"]
+        director,
+        "eth1",
+        bridge="br0",
+        bridge_ns=segment,
+        address=["192.168.1.10/24", f"{VIP}/24"] if with_vip else "192.168.1.10/24",
     )
     topo.sysctl(director, "net.ipv4.ip_forward", 1)
     for key in ("all", "default", "eth1"):
