@@ -112,14 +112,21 @@ class Daemon:
                     self._start_component(self._reconciler.run())
                     # IPVS services exist on every director before VRRP moves VIPs.
                     await self._reconciler.first_pass_done.wait()
-                await self._start_vrrp(self._config)
+                # The socket first: a second daemon fails here, before touching VIPs.
                 await self._start_control(self._config)
+                await self._start_vrrp(self._config)
                 self._start_metrics(self._config)
                 self._start_component(self._announce_ready())
                 self._start_component(self._notifier.watchdog())
                 await self._stop.wait()
                 for task in (*self._components, *self._reloads):
                     task.cancel()
+        except ExceptionGroup as group:
+            # An expected start-up failure (socket in use, no IPVS, bad interface)
+            # becomes its one-line error; anything else is a bug and propagates.
+            if all(isinstance(exc, IpvsdError) for exc in group.exceptions):
+                raise group.exceptions[0] from None
+            raise
         finally:
             self._group = None
             await self._shutdown()

@@ -66,3 +66,35 @@ def test_no_services_runs_without_ipvs_and_stops_cleanly(tmp_path: Path) -> None
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_second_daemon_on_the_same_socket_exits_with_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "ipvsd.yaml"
+    config.write_text(
+        f"metrics: {{listen: null}}\ncontrol: {{socket: {tmp_path}/ipvsd.sock}}\n"
+        "ipvs: {services: []}\n"
+    )
+    first = subprocess.Popen(
+        [sys.executable, "-m", "ipvsd", "run", "--config", str(config), "--log-format", "json"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert first.stderr is not None
+        for line in first.stderr:
+            if '"daemon.ready"' in line:
+                break
+        second = subprocess.run(
+            [sys.executable, "-m", "ipvsd", "run", "--config", str(config), "--log-level", "error"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode == 1
+        last = second.stderr.strip().splitlines()[-1]
+        assert last == f"ipvsd: another ipvsd is already listening on {tmp_path}/ipvsd.sock"
+        assert first.poll() is None  # the running one is unaffected
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(30)

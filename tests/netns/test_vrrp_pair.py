@@ -191,6 +191,7 @@ def test_reload_that_does_not_touch_an_instance_leaves_it_undisturbed(lab: VrrpL
 SYNC_GROUP_CONFIG = """\
 node_name: {name}
 metrics: {{listen: null}}
+control: {{socket: {workdir}/{name}-sync.sock}}
 vrrp:
   sync_groups: [{{name: G1, instances: [VI_1, VI_2]}}]
   instances:
@@ -210,7 +211,9 @@ def test_sync_group_moves_instances_together(lab: VrrpLab) -> None:
     daemons = []
     for short, priority in (("d1", 100), ("d2", 90)):
         config = lab.workdir / f"{short}-sync.yaml"
-        config.write_text(SYNC_GROUP_CONFIG.format(name=short, priority=priority))
+        config.write_text(
+            SYNC_GROUP_CONFIG.format(name=short, priority=priority, workdir=lab.workdir)
+        )
         daemon = DaemonProcess(
             lab.topo, lab.routers[short], config, lab.workdir / f"{short}-sync.log"
         )
