@@ -28,7 +28,8 @@ Why it is shaped this way:
 * **Exec checks never leave processes behind.** A command runs in a session
   and process group of its own. On timeout, or when the check is cancelled,
   the whole group gets SIGKILL and the command is reaped, so a hung script
-  does not pile up children every interval (as in ``ipvsd.vrrp.notify``).
+  does not pile up children every interval (``ipvsd.process``, shared with
+  ``ipvsd.vrrp.notify``).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from ipvsd.config_types import CheckType
 from ipvsd.health import http
 from ipvsd.health.http import BODY_LIMIT, USER_AGENT, Progress
 from ipvsd.model import format_endpoint
+from ipvsd.process import run_bounded
 
 __all__ = [
     "BODY_LIMIT",
@@ -303,65 +305,24 @@ async def _exec(target: CheckTarget, progress: Progress) -> tuple[bool, str]:
         "IPVSD_REAL_ADDRESS": str(target.address),
         "IPVSD_REAL_PORT": str(target.port),
     }
-    loop = asyncio.get_running_loop()
     progress.phase = "start"
-    read_fd, write_fd = os.pipe()
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=write_fd,
-            stderr=write_fd,
-            env=env,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        os.close(read_fd)
-        return False, f"cannot run {argv[0]!r}: {_errno_text(exc)}"
-    except BaseException:
-        os.close(read_fd)
-        raise
-    finally:
-        os.close(write_fd)
 
-    # Our own pipe, not asyncio's PIPE: Process.wait() also waits for its pipes
-    # to close, which a background child of the command may hold open forever.
-    tail = bytearray()
-    reader = asyncio.StreamReader()
-    pipe = os.fdopen(read_fd, "rb", buffering=0)
-    transport: asyncio.BaseTransport | None = None
-    collector: asyncio.Task[None] | None = None
-    try:
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), pipe
-        )
-        collector = asyncio.create_task(_collect(reader, tail))
-        progress.phase = "running"
-        returncode = await proc.wait()
-        progress.phase = "reading output"
-        await asyncio.wait({collector}, timeout=DRAIN_S)
-    except BaseException:  # the deadline, or the monitor stopping: leave nothing running
-        if proc.returncode is None:  # once reaped, its pid may be another process's
-            progress.phase = "killed"
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
-        raise
-    finally:
-        if collector is not None:
-            collector.cancel()
-        if transport is not None:
-            transport.close()
-        else:
-            pipe.close()
-    return _exit_outcome(returncode, bytes(tail))
+    def report(phase: str) -> None:
+        progress.phase = phase
 
-
-async def _collect(reader: asyncio.StreamReader, tail: bytearray) -> None:
-    """Read to EOF, keeping the last OUTPUT_LIMIT bytes in ``tail``."""
-    while chunk := await reader.read(OUTPUT_LIMIT):
-        tail += chunk
-        del tail[:-OUTPUT_LIMIT]
+    # No timeout of its own: run_check's deadline cancels it, which kills the group.
+    outcome = await run_bounded(
+        argv,
+        env=env,
+        timeout_s=None,
+        tail_bytes=OUTPUT_LIMIT,
+        drain_s=DRAIN_S,
+        on_phase=report,
+    )
+    if outcome.error is not None:
+        return False, f"cannot run {argv[0]!r}: {_errno_text(outcome.error)}"
+    assert outcome.returncode is not None, "no timeout, so it ran to its exit"
+    return _exit_outcome(outcome.returncode, outcome.output)
 
 
 def _exit_outcome(returncode: int, output: bytes) -> tuple[bool, str]:

@@ -6,7 +6,8 @@ of ``MASTER``, ``BACKUP``, ``FAULT``, ``STOP``, and PRIORITY its priority.
 Operators' existing scripts parse exactly that, so ipvsd passes the same
 arguments.
 
-A hook must never hold VRRP up or take it down, so:
+A hook must never hold VRRP up or take it down, so (``ipvsd.process``, shared
+with exec health checks):
 
 * it runs without blocking the loop (``asyncio.create_subprocess_exec``);
 * it gets ``/dev/null`` as stdin, and its stdout and stderr go to one pipe,
@@ -26,13 +27,11 @@ escapes the timeout kill.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import signal
 from dataclasses import dataclass
 
 import structlog
+
+from ipvsd.process import run_bounded
 
 __all__ = ["NOTIFY_STATES", "NotifyResult", "run_notify"]
 
@@ -44,7 +43,6 @@ NOTIFY_STATES = frozenset({"MASTER", "BACKUP", "FAULT", "STOP"})
 OUTPUT_LIMIT = 4096
 #: Seconds to keep reading output after the script has exited.
 DRAIN_S = 1.0
-_CHUNK = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,72 +99,21 @@ async def run_notify(
     if state not in NOTIFY_STATES:
         raise ValueError(f"notify state must be one of {sorted(NOTIFY_STATES)}, not {state!r}")
     argv = (argv0, "INSTANCE", instance, state, str(priority))
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    read_fd, write_fd = os.pipe()
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=write_fd,
-            stderr=write_fd,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        os.close(read_fd)
+    outcome = await run_bounded(argv, timeout_s=timeout, tail_bytes=OUTPUT_LIMIT, drain_s=DRAIN_S)
+    if outcome.error is not None:
+        exc = outcome.error
         error = f"cannot run {argv0!r}: {exc.strerror or exc}"
-        result = NotifyResult(argv, None, loop.time() - started, error=error)
         log.warning("vrrp.notify_failed", instance=instance, state=state, error=error)
-        return result
-    finally:
-        os.close(write_fd)
-
-    tail = bytearray()
-    pipe = os.fdopen(read_fd, "rb", buffering=0)
-    reader = asyncio.StreamReader()
-    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
-    collector = asyncio.create_task(_collect(reader, tail))
-    timed_out = False
-    try:
-        try:
-            async with asyncio.timeout(timeout):
-                await proc.wait()
-        except TimeoutError:
-            timed_out = True
-            _kill_group(proc.pid)
-            await proc.wait()
-        await asyncio.wait({collector}, timeout=DRAIN_S)
-    except asyncio.CancelledError:
-        if proc.returncode is None:  # once reaped, its pid may belong to another process
-            _kill_group(proc.pid)
-            await proc.wait()
-        raise
-    finally:
-        collector.cancel()
-        transport.close()
-
+        return NotifyResult(argv, None, outcome.duration_s, error=error)
     result = NotifyResult(
         argv=argv,
-        returncode=None if timed_out else proc.returncode,
-        duration_s=loop.time() - started,
-        output=bytes(tail).decode(errors="replace"),
-        timed_out=timed_out,
+        returncode=outcome.returncode,
+        duration_s=outcome.duration_s,
+        output=outcome.output.decode(errors="replace"),
+        timed_out=outcome.timed_out,
     )
     _log(result, instance, state, timeout)
     return result
-
-
-async def _collect(reader: asyncio.StreamReader, tail: bytearray) -> None:
-    """Read to EOF, keeping the last OUTPUT_LIMIT bytes in ``tail``."""
-    while chunk := await reader.read(_CHUNK):
-        tail += chunk
-        del tail[:-OUTPUT_LIMIT]
-
-
-def _kill_group(pgid: int) -> None:
-    """SIGKILL the script's process group (its pid: it leads its own session)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
 
 
 def _log(result: NotifyResult, instance: str, state: str, timeout: float) -> None:

@@ -159,6 +159,23 @@ def _link_down(sock: socket.socket, interface: str) -> bool:
     return (flags & (IFF_UP | IFF_RUNNING)) != (IFF_UP | IFF_RUNNING)
 
 
+def _log_send_error(
+    event: str, sock: socket.socket, interface: str, exc: OSError, **fields: object
+) -> None:
+    """Log a failed send as ``event``: at debug if the link is down or gone, else a warning."""
+    code = exc.errno or 0
+    link_down = _link_down(sock, interface)
+    report = log.debug if link_down else log.warning
+    report(
+        event,
+        link_down=link_down,
+        interface=interface,
+        **fields,
+        error=os.strerror(code),
+        errno=code,
+    )
+
+
 class _Readable:
     """Wait for a non-blocking socket to become readable, via ``loop.add_reader``.
 
@@ -302,17 +319,13 @@ class VrrpSocket:
             self._sock.sendmsg([payload], ancillary, 0, (str(dst), 0))
         except OSError as exc:
             self.send_failures += 1
-            code = exc.errno or 0
-            link_down = _link_down(self._sock, self.interface)
-            report = log.debug if link_down else log.warning
-            report(
+            _log_send_error(
                 "vrrp.send_failed",
-                link_down=link_down,
-                interface=self.interface,
+                self._sock,
+                self.interface,
+                exc,
                 dst=str(dst),
                 source=str(self._source) if self._source else None,
-                error=os.strerror(code),
-                errno=code,
             )
             return False
         return True
@@ -455,17 +468,7 @@ class GarpSender:
                     self._sock.sendto(frame, (self.interface, ETH_P_ARP))
                 except OSError as exc:
                     self.send_failures += 1
-                    code = exc.errno or 0
-                    link_down = _link_down(self._sock, self.interface)
-                    report = log.debug if link_down else log.warning
-                    report(
-                        "vrrp.garp_failed",
-                        link_down=link_down,
-                        interface=self.interface,
-                        sent=sent,
-                        error=os.strerror(code),
-                        errno=code,
-                    )
+                    _log_send_error("vrrp.garp_failed", self._sock, self.interface, exc, sent=sent)
                     return sent
                 sent += 1
         return sent
