@@ -13,3 +13,4 @@ extra=()
 .venv/bin/python -m bench.netlink_cpu
 .venv/bin/python -m lab.uml --mem 2G --timeout 3000 -- \
     .venv/bin/python -m bench.ipvs_programming --sizes "$sizes" "${extra[@]}"
+.venv/bin/python -m bench.metrics_scrape --host-cpu && .venv/bin/python -m lab.uml --mem 2G --timeout 3000 -- .venv/bin/python -m bench.metrics_scrape --sizes "$sizes"

@@ -8,6 +8,7 @@
 
 APT_PACKAGES=(
     user-mode-linux kmod ipvsadm iproute2 iputils-ping curl keepalived nginx-light systemd
+    prometheus-node-exporter
     make python3 python3-venv
 )
 VENV_STAMP=.venv/.ipvsd-installed

@@ -1,0 +1,526 @@
+"""Benchmark: reading the counters of a big IPVS table, ipvsd vs ipvsadm vs node_exporter.
+
+Runs on a kernel with IPVS (``make bench`` boots UML for it):
+
+    python -m bench.metrics_scrape [--sizes 1000,10000]
+    python -m bench.metrics_scrape --host-cpu [--services 10000]   # host, no IPVS
+
+For each size N (N TCP services x 4 DR reals), in a fresh network namespace
+(``lo`` up): the table is programmed with ``ipvsadm -R``, then ``ipvsd run``
+starts on a config holding exactly those services (it adopts the table;
+/metrics on 127.0.0.1:9477 inside the namespace, control socket in a temporary
+directory). Once it is ready, one run times each of these ``--repeats`` times
+(default 3, one after the other; the table shows the median and the detail the
+first, cold, run; ``--repeats 1`` times a single request):
+
+- ``ipvsadm -Ln --stats`` in the namespace (the reference);
+- a GET of ipvsd's /metrics from inside the namespace (plain, then gzip as
+  Prometheus asks for it), counting the per-backend ``ipvs_backend_*`` series;
+- ``ipvsd status --json`` (a CLI process, Python start-up included) and the
+  same request alone from this process (``control_client.request``);
+- node_exporter's IPVS collector (Debian's ``prometheus-node-exporter``, only
+  that collector, on 127.0.0.1:9100 in the namespace): a GET of /metrics
+  (plain, then gzip).
+
+``--host-cpu`` measures the user-space CPU per exported backend of a scrape on
+a fixture table with counters (no kernel): the collector alone
+(``table_families``) and ``prometheus_client.generate_latest`` on a private
+registry holding ``IpvsCollector`` (collect + text encoding).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import gzip
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bench import ipvs_programming
+from bench.ipvs_programming import (
+    REALS_PER_SERVICE,
+    Netns,
+    ipvsadm_rules,
+    ipvsd_yaml,
+    peak_rss_mb,
+    real,
+    vip,
+)
+from bench.report import Row, print_table
+
+RUN_DIR = Path(tempfile.mkdtemp(prefix="ipvsd-bench-metrics-"))
+IPVSD_PORT = 9477
+NODE_EXPORTER_PORT = 9100
+NODE_EXPORTER = "prometheus-node-exporter"
+TARGET_US_PER_BACKEND = 20.0
+T = TypeVar("T")
+
+
+# --- HTTP from inside a namespace ------------------------------------------------
+
+
+RECV_BUFFER_BYTES = 160 * 1024 * 1024
+_recv_buffer: bytearray | None = None
+
+
+def recv_buffer() -> memoryview:
+    """A receive buffer whose pages are already faulted in (allocated once).
+
+    The scraper must not pay for growing its own heap while the answer
+    arrives (page faults are very slow in UML): ipvsadm's output goes to
+    /dev/null, so the client side of a scrape should cost about as little.
+    """
+    global _recv_buffer
+    if _recv_buffer is None:
+        _recv_buffer = bytearray(RECV_BUFFER_BYTES)
+        for offset in range(0, RECV_BUFFER_BYTES, 4096):
+            _recv_buffer[offset] = 1
+    return memoryview(_recv_buffer)
+
+
+def http_get(ns: str, port: int, *, gzip_ok: bool = False) -> tuple[float, bytes]:
+    """One ``GET /metrics`` to 127.0.0.1:PORT inside `ns`: (seconds, decoded body).
+
+    The socket is opened inside the namespace (setns on this thread); the time
+    runs from connect to the last byte, received into a pre-faulted buffer
+    (copying the body out and gunzip come after the time).
+    """
+    from lab.netns import in_netns
+
+    headers = "Accept-Encoding: gzip\r\n" if gzip_ok else ""
+    request = f"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n{headers}\r\n".encode()
+    buffer = recv_buffer()
+    size = 0
+    with in_netns(ns):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with sock:
+        sock.settimeout(600)
+        started = time.monotonic()
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(request)
+        while received := sock.recv_into(buffer[size:]):
+            size += received
+            if size == len(buffer):
+                raise RuntimeError(f"answer of :{port} longer than {len(buffer)} bytes")
+        seconds = time.monotonic() - started
+    head, _, body = bytes(buffer[:size]).partition(b"\r\n\r\n")
+    status = head.split(b"\r\n", 1)[0]
+    if b" 200 " not in status + b" ":
+        raise RuntimeError(f"GET :{port}/metrics in {ns}: {status.decode(errors='replace')}")
+    if b"\r\ncontent-encoding: gzip" in head.lower():
+        body = gzip.decompress(body)
+    elif gzip_ok:
+        raise RuntimeError(f":{port} did not gzip its answer")
+    return seconds, body
+
+
+def wait_listening(ns: str, port: int, proc: subprocess.Popen[Any], limit_s: float) -> None:
+    from lab.netns import in_netns
+
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited {proc.returncode}")
+        with in_netns(ns):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        with sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} in {ns} after {limit_s} s")
+
+
+def series(body: bytes, prefix: bytes) -> int:
+    """Samples (non-comment lines) whose name starts with `prefix`."""
+    return sum(1 for line in body.splitlines() if line.startswith(prefix))
+
+
+# --- processes -------------------------------------------------------------------
+
+
+def stop(proc: subprocess.Popen[Any] | None, grace_s: float = 60) -> None:
+    """SIGTERM this process (by PID), SIGKILL it after `grace_s`."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def metrics_config(n: int, control_socket: Path) -> str:
+    text = ipvsd_yaml(n)
+    listen = "metrics: {listen: null}"
+    assert listen in text
+    return text.replace(
+        listen,
+        f'metrics: {{listen: "127.0.0.1:{IPVSD_PORT}"}}\ncontrol: {{socket: "{control_socket}"}}',
+    )
+
+
+def wait_ready(socket_path: Path, proc: subprocess.Popen[Any], log: Path, limit_s: float) -> float:
+    """Seconds until the daemon answers ``ready: true`` on its control socket."""
+    from ipvsd.control_client import ControlClientError, request
+
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        if proc.poll() is not None:
+            raise RuntimeError(f"ipvsd exited {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            answer = request(socket_path, {"command": "ready"}, timeout=30)
+            if answer.get("ok") and (answer.get("result") or {}).get("ready") is True:
+                return time.monotonic() - started
+        except ControlClientError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"ipvsd not ready after {limit_s} s: {log.read_text()[-2000:]}")
+
+
+def ipvsd_cli() -> list[str]:
+    script = Path(sys.executable).with_name("ipvsd")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "ipvsd"]
+
+
+def timed_run(argv: list[str], **kwargs: Any) -> tuple[float, subprocess.CompletedProcess[bytes]]:
+    started = time.monotonic()
+    done = subprocess.run(argv, check=True, **kwargs)
+    return time.monotonic() - started, done
+
+
+def timed(fn: Callable[[], tuple[float, T]], repeats: int) -> tuple[float, str, T]:
+    """Run `fn` (returning (seconds, result)) `repeats` times, one after the other.
+
+    Returns the median seconds, a note giving the first (cold) run, and the last result.
+    """
+    runs = [fn() for _ in range(repeats)]
+    times = [seconds for seconds, _ in runs]
+    note = f"first {times[0]:.3f} s; " if repeats > 1 else ""
+    return statistics.median(times), note, runs[-1][1]
+
+
+def scrape_read_s(body: bytes) -> float:
+    """ipvsd_scrape_duration_seconds of a scrape: the daemon's kernel dump."""
+    for line in body.splitlines():
+        if line.startswith(b"ipvsd_scrape_duration_seconds "):
+            return float(line.split()[1])
+    return float("nan")
+
+
+# --- one size in UML --------------------------------------------------------------
+
+
+def bench_size(n: int, repeats: int) -> list[Row]:
+    from ipvsd.control_client import request
+
+    backends = n * REALS_PER_SERVICE
+    case = f"read {n}x{REALS_PER_SERVICE}"
+    rules = RUN_DIR / f"rules-{n}.txt"
+    rules.write_text(ipvsadm_rules(n))
+    workdir = Path(tempfile.mkdtemp(prefix=f"m{n}-", dir=RUN_DIR))
+    control = workdir / "ipvsd.sock"
+    conf = workdir / "ipvsd.yaml"
+    conf.write_text(metrics_config(n, control))
+    log = workdir / "ipvsd.log"
+    rows: list[Row] = []
+    daemon: subprocess.Popen[Any] | None = None
+    exporter: subprocess.Popen[Any] | None = None
+    with Netns(f"b-metrics-{n}") as ns:
+        try:
+            with rules.open("rb") as stdin:
+                program_s, _ = timed_run(ns.argv("ipvsadm", "-R"), stdin=stdin)
+            print(f"    ipvsadm -R: {program_s:.1f} s", flush=True)
+            with log.open("wb") as stderr:
+                daemon = subprocess.Popen(
+                    ns.argv(*ipvsd_cli(), "run", "--config", str(conf), "--log-level", "warning"),
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                )
+            ready_s = wait_ready(control, daemon, log, 900)
+            print(f"    ipvsd ready after {ready_s:.1f} s", flush=True)
+            time.sleep(1.0)  # let the first pass finish its bookkeeping
+
+            list_s, note, _ = timed(
+                lambda: timed_run(ns.argv("ipvsadm", "-Ln", "--stats"), stdout=subprocess.DEVNULL),
+                repeats,
+            )
+            rows.append(Row(case, "ipvsadm -Ln --stats", list_s, f"{note}stdout to /dev/null"))
+
+            scrape_s, note, body = timed(lambda: http_get(ns.name, IPVSD_PORT), repeats)
+            per_backend = series(body, b"ipvs_backend_")
+            traffic = series(body, b"ipvs_backend_incoming_bytes_total")
+            if traffic != backends:
+                raise RuntimeError(
+                    f"ipvsd exported {traffic} backend byte counters, not {backends}"
+                )
+            rss = peak_rss_mb(daemon.pid)
+            rows.append(
+                Row(
+                    case,
+                    "ipvsd /metrics",
+                    scrape_s,
+                    f"{note}kernel read {scrape_read_s(body):.3f} s;"
+                    f" {series(body, b'ipvs_'):,} ipvs_* series, {per_backend:,} ipvs_backend_*"
+                    f" ({per_backend // backends}/backend, traffic counters incl.);"
+                    f" {len(body) / 1e6:.1f} MB; daemon peak RSS {rss:.0f} MB",
+                    list_s / scrape_s,
+                )
+            )
+            del body
+            gz_s, note, body = timed(lambda: http_get(ns.name, IPVSD_PORT, gzip_ok=True), repeats)
+            rows.append(
+                Row(
+                    case,
+                    "ipvsd /metrics gzip",
+                    gz_s,
+                    f"{note}Accept-Encoding: gzip, as Prometheus sends;"
+                    f" kernel read {scrape_read_s(body):.3f} s",
+                    list_s / gz_s,
+                )
+            )
+            del body
+
+            cli_s, note, cli = timed(
+                lambda: timed_run(
+                    [*ipvsd_cli(), "status", "--json", "--socket", str(control)],
+                    stdout=subprocess.PIPE,
+                ),
+                repeats,
+            )
+            rows.append(
+                Row(
+                    case,
+                    "ipvsd status --json",
+                    cli_s,
+                    f"{note}CLI process incl. Python start-up; {len(cli.stdout) / 1e6:.1f} MB JSON",
+                    list_s / cli_s,
+                )
+            )
+
+            def status_request() -> tuple[float, dict[str, Any]]:
+                started = time.monotonic()
+                answer = request(control, {"command": "status"}, timeout=600)
+                return time.monotonic() - started, answer
+
+            request_s, note, answer = timed(status_request, repeats)
+            assert answer["ok"], answer
+            reals = sum(len(s["reals"]) for s in answer["result"]["services"])
+            assert reals == backends, reals
+            rows.append(
+                Row(
+                    case,
+                    "ipvsd status request",
+                    request_s,
+                    f"{note}control_client.request in this process; {reals:,} reals"
+                    " (conns, no per-backend traffic)",
+                    list_s / request_s,
+                )
+            )
+
+            exporter = subprocess.Popen(
+                ns.argv(
+                    NODE_EXPORTER,
+                    "--collector.disable-defaults",
+                    "--collector.ipvs",
+                    "--web.disable-exporter-metrics",
+                    f"--web.listen-address=127.0.0.1:{NODE_EXPORTER_PORT}",
+                    "--log.level=warn",
+                ),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            wait_listening(ns.name, NODE_EXPORTER_PORT, exporter, 120)
+            ne_s, note, body = timed(lambda: http_get(ns.name, NODE_EXPORTER_PORT), repeats)
+            ne_backend = series(body, b"node_ipvs_backend_")
+            if ne_backend == 0:
+                raise RuntimeError("node_exporter exported no node_ipvs_backend_* series")
+            rows.append(
+                Row(
+                    case,
+                    "node_exporter ipvs",
+                    ne_s,
+                    f"{note}{series(body, b'node_ipvs_'):,} node_ipvs_* series, {ne_backend:,}"
+                    f" node_ipvs_backend_* ({ne_backend // backends}/backend, no traffic"
+                    f" counters); {len(body) / 1e6:.1f} MB",
+                    list_s / ne_s,
+                )
+            )
+            ne_gz_s, note, _ = timed(
+                lambda: http_get(ns.name, NODE_EXPORTER_PORT, gzip_ok=True), repeats
+            )
+            rows.append(
+                Row(
+                    case,
+                    "node_exporter ipvs gzip",
+                    ne_gz_s,
+                    f"{note}Accept-Encoding: gzip",
+                    list_s / ne_gz_s,
+                )
+            )
+        finally:
+            stop(exporter)
+            stop(daemon)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return rows
+
+
+# --- host CPU -------------------------------------------------------------------------
+
+
+def fixture_table(n: int) -> Any:
+    """N TCP services x 4 DR reals, every one with non-zero counters."""
+    from ipvsd.model import (
+        Dest,
+        DestAttrs,
+        DestCounters,
+        DestKey,
+        Family,
+        ForwardMethod,
+        Protocol,
+        Service,
+        ServiceAttrs,
+        ServiceKey,
+        Stats,
+        Table,
+    )
+
+    services = []
+    for i in range(n):
+        address: IPv4Address = vip(i)
+        key = ServiceKey(Family.INET, Protocol.TCP, address, 80)
+        dests = {}
+        for j in range(REALS_PER_SERVICE):
+            k = i * REALS_PER_SERVICE + j
+            stats = Stats(k * 7 + 1, k * 70 + 3, k * 60 + 5, k * 9000 + 11, k * 80000 + 13)
+            counters = DestCounters(k % 50, k % 300, k % 3, stats)
+            dkey = DestKey(real(i, j), 80)
+            dests[dkey] = Dest(dkey, DestAttrs(ForwardMethod.DR, 1 + j), counters)
+        svc_stats = Stats(i * 28 + 1, i * 280 + 3, i * 240 + 5, i * 36000 + 7, i * 320000 + 9)
+        services.append(Service(key, ServiceAttrs("rr"), dests, svc_stats))
+    return Table.of(services)
+
+
+def user_cpu() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_utime
+
+
+def measure(fn: Any, repeats: int) -> tuple[float, float, Any]:
+    """Best (user CPU s, wall s) of `repeats` calls, and the last result."""
+    best_cpu = best_wall = float("inf")
+    result = None
+    for _ in range(repeats):
+        result = None
+        gc.collect()
+        cpu0, wall0 = user_cpu(), time.perf_counter()
+        result = fn()
+        cpu, wall = user_cpu() - cpu0, time.perf_counter() - wall0
+        best_cpu, best_wall = min(best_cpu, cpu), min(best_wall, wall)
+    return best_cpu, best_wall, result
+
+
+def bench_host_cpu(n: int, repeats: int) -> list[Row]:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from ipvsd.metrics import IpvsCollector, table_families
+
+    table = fixture_table(n)
+    backends = table.dest_count()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(IpvsCollector(lambda: table))
+    case = f"scrape {n}x{REALS_PER_SERVICE} (per backend)"
+    rows = []
+
+    def families() -> Any:
+        gc.disable()  # as IpvsCollector.collect does
+        try:
+            return table_families(table)
+        finally:
+            gc.enable()
+
+    cpu, wall, _ = measure(families, repeats)
+    rows.append(
+        Row(
+            case,
+            "IpvsCollector families",
+            cpu / backends,
+            f"table_families only; wall {wall * 1e6 / backends:.1f} us",
+            TARGET_US_PER_BACKEND * 1e-6 / (cpu / backends),
+        )
+    )
+    cpu, wall, text = measure(lambda: generate_latest(registry), repeats)
+    per_backend = series(text, b"ipvs_backend_")
+    rows.append(
+        Row(
+            case,
+            "generate_latest",
+            cpu / backends,
+            f"collect + text encoding; wall {wall * 1e6 / backends:.1f} us;"
+            f" {per_backend / backends:.0f} backend series/backend; {len(text) / 1e6:.1f} MB",
+            TARGET_US_PER_BACKEND * 1e-6 / (cpu / backends),
+        )
+    )
+    cpu, wall, _ = measure(lambda: gzip.compress(text), repeats)
+    rows.append(
+        Row(
+            case,
+            "gzip level 9",
+            cpu / backends,
+            f"on top, when Prometheus asks for gzip; wall {wall * 1e6 / backends:.1f} us",
+        )
+    )
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000")
+    parser.add_argument("--host-cpu", action="store_true", help="fixture table, no IPVS")
+    parser.add_argument("--services", type=int, default=10000, help="with --host-cpu")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs per method (median; host: best of)"
+    )
+    args = parser.parse_args()
+    try:
+        if args.host_cpu:
+            rows = bench_host_cpu(args.services, args.repeats)
+            print_table(
+                "Scrape user CPU per exported backend, host"
+                f" (ratio = target {TARGET_US_PER_BACKEND:g} us / measured; >=1 meets it)",
+                rows,
+                unit="us",
+            )
+            return 0
+        if shutil.which(NODE_EXPORTER) is None:
+            print(f"{NODE_EXPORTER} is missing (apt-get install -y {NODE_EXPORTER})")
+            return 2
+        rows = []
+        for n in (int(size) for size in args.sizes.split(",")):
+            print(f"... {n} services x {REALS_PER_SERVICE} reals", flush=True)
+            rows.extend(bench_size(n, args.repeats))
+        print_table(
+            "Reading IPVS counters (ratio = speed-up over ipvsadm -Ln --stats; >1 is faster)",
+            rows,
+        )
+        return 0
+    finally:
+        shutil.rmtree(RUN_DIR, ignore_errors=True)
+        # bench.ipvs_programming makes its own (unused here) directory on import.
+        with contextlib.suppress(OSError):
+            ipvs_programming.RUN_DIR.rmdir()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
