@@ -44,6 +44,15 @@ isolation). An exception from ``on_change`` is the daemon's own bug: it ends
 
 Each check's lateness (start minus slot) and duration go into constant-size
 histograms (`MonitorStats`), for metrics and the benchmark.
+
+At 10,000 checks a second the cyclic garbage collector matters more than the
+monitor (``bench/health_checks.py --gc``): objects of checks in flight are
+promoted at every young collection and then trigger full collections that
+walk the whole config, ~100 ms three times a second, enough to tip the
+process into overload. Nothing per check outlives the check here (the heap
+holds plain numbers, `last_result` keeps fields, not the result object); the
+daemon should still ``gc.freeze()`` after loading a config and raise the
+young-generation threshold.
 """
 
 from __future__ import annotations
@@ -117,12 +126,12 @@ class Watch(Generic[TargetT]):
 
 
 @dataclass(frozen=True, slots=True)
-class CheckRaised:
-    """The failed result that stands for a check function that raised."""
+class Outcome:
+    """A check result as the monitor keeps it (and as it stands for a check that raised)."""
 
+    ok: bool
     reason: str
     duration_s: float
-    ok: bool = False
 
 
 @dataclass(slots=True)
@@ -155,7 +164,11 @@ class _Real(Generic[TargetT]):
     name: str
     offset: float
     """Seconds from scheduling the real to its first slot (`first_offset`)."""
-    last: CheckOutcome | None = None
+    last_ok: bool | None = None
+    """The latest result's fields (None: not checked yet); kept apart from the
+    result object so that nothing the collector tracks lives for an interval."""
+    last_reason: str = ""
+    last_duration_s: float = 0.0
     grid: Grid | None = None
     """The real's slots; None until it is scheduled (by `run()` or a later `update()`)."""
     index: int = 0
@@ -211,9 +224,12 @@ class HealthMonitor(Generic[TargetT]):
         self._max_in_flight = max_in_flight
         self._tick = tick
         self._reals: dict[RealId, _Real[TargetT]] = {}
-        self._due: list[tuple[float, int, _Real[TargetT]]] = []
-        """Heap of (slot, tie-breaker, real): every scheduled real's next slot."""
-        self._order = itertools.count()
+        self._due: list[tuple[float, int]] = []
+        """Heap of (slot, serial): every scheduled real's next slot. Plain numbers,
+        which the garbage collector stops tracking, and which compare in C."""
+        self._queued: dict[int, _Real[TargetT]] = {}
+        """The real of each serial in `_due`."""
+        self._serials = itertools.count()
         self._waiting: collections.deque[tuple[float, _Real[TargetT]]] = collections.deque()
         """Due (slot, real) pairs waiting for a place under max_in_flight."""
         self._in_flight = 0
@@ -264,7 +280,9 @@ class HealthMonitor(Generic[TargetT]):
             offset = first_offset(name, watch.interval, self._seed)
             real = _Real(watch, RiseFall(watch.rise, watch.fall, health), name, offset)
             if old is not None:
-                real.last = old.last
+                real.last_ok = old.last_ok
+                real.last_reason = old.last_reason
+                real.last_duration_s = old.last_duration_s
             self._reals[real_id] = real
             new.append(real)
         if self._loop is not None:
@@ -274,10 +292,12 @@ class HealthMonitor(Generic[TargetT]):
         """The current health of every watched real."""
         return {real_id: real.tracker.state for real_id, real in self._reals.items()}
 
-    def last_result(self, real: RealId) -> CheckOutcome | None:
-        """The latest check result of `real`; None if not checked yet or not watched."""
+    def last_result(self, real: RealId) -> Outcome | None:
+        """The latest check result of `real` (a copy); None if not checked yet or not watched."""
         entry = self._reals.get(real)
-        return None if entry is None else entry.last
+        if entry is None or entry.last_ok is None:
+            return None
+        return Outcome(entry.last_ok, entry.last_reason, entry.last_duration_s)
 
     async def run(self) -> None:
         """Check the watched reals until `stop()` (or cancellation); call once.
@@ -298,6 +318,7 @@ class HealthMonitor(Generic[TargetT]):
                 self._timer = None
             self._wake_at = math.inf
             self._due.clear()
+            self._queued.clear()
             self._waiting.clear()
             tasks = [real.task for real in self._reals.values() if real.task is not None]
             for task in tasks:
@@ -332,7 +353,9 @@ class HealthMonitor(Generic[TargetT]):
             real.task.cancel()
 
     def _queue(self, slot: float, real: _Real[TargetT]) -> None:
-        heapq.heappush(self._due, (slot, next(self._order), real))
+        serial = next(self._serials)
+        self._queued[serial] = real
+        heapq.heappush(self._due, (slot, serial))
         if slot < self._wake_at:
             self._arm(slot)
 
@@ -353,9 +376,10 @@ class HealthMonitor(Generic[TargetT]):
         self._timer = None
         self._wake_at = math.inf
         self._last_wake = now
-        due = self._due
+        due, queued = self._due, self._queued
         while due and due[0][0] <= now:
-            slot, _, real = heapq.heappop(due)
+            slot, serial = heapq.heappop(due)
+            real = queued.pop(serial)
             if not real.alive:
                 continue
             if self._max_in_flight is not None and self._in_flight >= self._max_in_flight:
@@ -394,13 +418,13 @@ class HealthMonitor(Generic[TargetT]):
             if self._waiting:
                 self._start_waiting()
 
-    def _raised(self, real: _Real[TargetT], exc: Exception, duration_s: float) -> CheckRaised:
+    def _raised(self, real: _Real[TargetT], exc: Exception, duration_s: float) -> Outcome:
         """Count and log (once per run of them) an exception from the check function."""
         self.stats.errors += 1
         if not real.raising:
             log.error("health.check_error", real=real.name, exc_info=exc)
             real.raising = True
-        return CheckRaised(f"check raised {type(exc).__name__}: {exc}", duration_s)
+        return Outcome(False, f"check raised {type(exc).__name__}: {exc}", duration_s)
 
     def _queue_next(self, real: _Real[TargetT], now: float) -> None:
         """Queue the slot after `real`'s current one, skipping those that passed by `now`."""
@@ -427,7 +451,8 @@ class HealthMonitor(Generic[TargetT]):
         stats.duration.record(result.duration_s)
         if not result.ok:
             stats.failed += 1
-        real.last = result
+        real.last_ok, real.last_reason = result.ok, result.reason
+        real.last_duration_s = result.duration_s
         old = real.tracker.state
         new = real.tracker.record(result.ok)
         if new is None:
