@@ -252,6 +252,22 @@ async def test_tcp_up_when_a_listener_accepts() -> None:
     assert 0 < result.duration_s < 1
 
 
+async def test_tcp_check_closes_with_a_reset_leaving_no_time_wait() -> None:
+    outcome: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def handle(reader: asyncio.StreamReader, _w: asyncio.StreamWriter) -> None:
+        try:
+            data = await reader.read(1)
+            outcome.set_result("eof" if not data else "data")
+        except ConnectionResetError:
+            outcome.set_result("reset")
+
+    async with tcp_server(handle) as port:
+        result = await run_check(target(check(CheckType.TCP), port))
+        assert result.ok
+        assert await asyncio.wait_for(outcome, 2) == "reset"
+
+
 async def test_tcp_refused_on_a_closed_port() -> None:
     result = await run_check(target(check(CheckType.TCP), closed_port()))
     assert not result.ok
