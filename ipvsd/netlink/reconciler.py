@@ -40,6 +40,9 @@ log = structlog.get_logger("ipvsd.reconciler")
 #: Pass reasons that always read the kernel (see `Reconciler._actual`).
 FULL_DUMP_REASONS = frozenset({"start", "resync"})
 
+#: Seconds before a full pass retries after a pass with errors.
+RETRY_AFTER_ERROR_S = 2.0
+
 #: How many operations a repair/refusal log event lists by name.
 LOGGED_OPERATIONS = 20
 
@@ -210,9 +213,16 @@ class Reconciler:
         self._wake.clear()
         reason = self._reason
         while True:
-            await self.reconcile(reason)
+            report = await self.reconcile(reason)
+            # After a refused operation (drift under a change pass, a kernel
+            # hiccup) retry soon with a full dump instead of a whole interval later.
+            wait_s = (
+                min(RETRY_AFTER_ERROR_S, self._resync_interval_s)
+                if report.errors
+                else (self._resync_interval_s)
+            )
             try:
-                async with asyncio.timeout(self._resync_interval_s):
+                async with asyncio.timeout(wait_s):
                     await self._wake.wait()
                 reason = self._reason
             except TimeoutError:

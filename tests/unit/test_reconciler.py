@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from ipaddress import ip_address
 
 from structlog.testing import capture_logs
@@ -132,3 +133,20 @@ async def test_a_refused_operation_makes_the_next_pass_dump_again() -> None:
     await reconciler.reconcile("reload")
     assert kernel.dumps == dumps + 1
     assert kernel.table == table(A, weight=5)
+
+
+async def test_run_retries_soon_with_a_full_dump_after_a_refusal() -> None:
+    kernel = CountingFake(Table())
+    kernel.fail_next[AddService] = SchedulerUnavailable("rr")
+    reconciler = Reconciler(kernel, resync_interval_s=3600)
+    reconciler.set_desired(table(A), reason="start")
+    task = asyncio.get_running_loop().create_task(reconciler.run())
+    try:
+        for _ in range(60):  # the retry comes after RETRY_AFTER_ERROR_S, not an hour
+            await asyncio.sleep(0.1)
+            if A in kernel.table.services:
+                break
+        assert A in kernel.table.services
+        assert kernel.dumps >= 2
+    finally:
+        task.cancel()
