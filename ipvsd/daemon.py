@@ -31,7 +31,7 @@ from ipvsd.errors import (
 )
 from ipvsd.health.runtime import HealthRuntime, adopted_reals
 from ipvsd.health.tracker import Health
-from ipvsd.metrics import DaemonMetrics, EventLoopLag, IpvsCollector, MetricsServer, serve
+from ipvsd.metrics import DaemonMetrics, EventLoopLag, IpvsExporter, MetricsServer, serve
 from ipvsd.model import DestKey, ServiceKey, Table
 from ipvsd.netlink.addresses import AddressManager
 from ipvsd.netlink.ipvs import IpvsClient, Timeouts
@@ -152,11 +152,12 @@ class Daemon:
         self._start_component(lag.run())
         if config.metrics.listen is None:
             return
+        exporter = None
         if config.ipvs.services:
             loop = asyncio.get_running_loop()
-            self._registry.register(IpvsCollector(lambda: self._scrape_table(loop)))
+            exporter = IpvsExporter(lambda: self._scrape_table(loop))
         try:
-            self._metrics_server = serve(self._registry, config.metrics.listen)
+            self._metrics_server = serve(self._registry, config.metrics.listen, ipvs=exporter)
         except OSError as exc:
             raise IpvsdError(f"metrics.listen: {exc}") from exc
 

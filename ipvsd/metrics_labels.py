@@ -21,7 +21,7 @@ remote_*       the real's address and decimal port, IPv6 without brackets
 
 ``/proc/net/ip_vs`` prints ``FWM  %08X`` for fwmark services of both address
 families, so node_exporter cannot tell an IPv4 from an IPv6 fwmark service with
-the same mark: it sums the series whose labels collide. `IpvsCollector` does
+the same mark: it sums the series whose labels collide. `IpvsExporter` does
 the same.
 
 ``ipvsd_backend_up`` uses the same backend labels, built by the same function,
@@ -77,30 +77,3 @@ def backend_labels(key: ServiceKey, dest: DestKey) -> BackendLabels:
     """
     local_address, local_port, proto, mark = service_labels(key)
     return (local_address, local_port, str(dest.address), str(dest.port), proto, mark)
-
-
-def backend_label_dict(service: ServiceLabels, dest: DestKey) -> dict[str, str]:
-    """The labels of one real server as a dict, from its service's label values.
-
-    The collector's fast path: it computes `service_labels` once per service
-    and builds one dict per real, shared by all of that real's samples. Same
-    values as `backend_labels`.
-
-    Args:
-        service: `service_labels` of the real's service.
-        dest: the real server.
-    """
-    local_address, local_port, proto, mark = service
-    return {
-        "local_address": local_address,
-        "local_port": local_port,
-        "remote_address": str(dest.address),
-        "remote_port": str(dest.port),
-        "proto": proto,
-        "local_mark": mark,
-    }
-
-
-def service_label_dict(service: ServiceLabels) -> dict[str, str]:
-    """`service_labels` values as a dict keyed by `SERVICE_LABELS`."""
-    return dict(zip(SERVICE_LABELS, service, strict=True))

@@ -1,5 +1,9 @@
-"""Prometheus metrics: the IPVS collector over fixture tables, the daemon's push
+"""Prometheus metrics: the IPVS exporter over fixture tables, the daemon's push
 metrics, the event-loop lag probe and the HTTP endpoint.
+
+The exporter's text is read back with prometheus-client's own parser, and
+checked byte for byte against ``generate_latest`` over families built the
+ordinary way (``add_metric``).
 
 Label values are node_exporter's (collector/ipvs_linux.go over procfs's
 /proc/net/ip_vs parser): proto "TCP"/"UDP"/"FWM", local_mark "%08X" for fwmark
@@ -12,7 +16,9 @@ import asyncio
 import errno
 import itertools
 import socket
+import struct
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from ipaddress import ip_address
@@ -20,6 +26,8 @@ from ipaddress import ip_address
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from ipvsd.errors import KernelError
@@ -29,12 +37,13 @@ from ipvsd.metrics import (
     SERVICE_LABELS,
     DaemonMetrics,
     EventLoopLag,
-    IpvsCollector,
-    backend_label_dict,
+    IpvsExporter,
     backend_labels,
     serve,
     service_labels,
+    write_table_text,
 )
+from ipvsd.metrics_ipvs import CHUNK_LINES
 from ipvsd.model import (
     Dest,
     DestAttrs,
@@ -113,10 +122,24 @@ TRAFFIC = (
 )
 
 
-def scrape(table: Table) -> CollectorRegistry:
+class Parsed:
+    """A collector that scrapes `exporter` and parses its text at every collect."""
+
+    def __init__(self, exporter: IpvsExporter) -> None:
+        self.exporter = exporter
+
+    def collect(self) -> list[Metric]:
+        return list(text_string_to_metric_families(self.exporter.text().decode()))
+
+
+def registry_of(exporter: IpvsExporter) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(IpvsCollector(lambda: table))
+    registry.register(Parsed(exporter))
     return registry
+
+
+def scrape(table: Table) -> CollectorRegistry:
+    return registry_of(IpvsExporter(lambda: table))
 
 
 def value(registry: CollectorRegistry, name: str, labels: dict[str, str] | None = None) -> float:
@@ -142,14 +165,7 @@ def test_label_values_copy_node_exporter() -> None:
     assert backend_labels(UDP6, REAL6) == ("2001:db8::10", "53", "2001:db8:1::2", "53", "UDP", "")
 
 
-@pytest.mark.parametrize(("key", "real"), [(TCP, REAL1), (UDP6, REAL6), (FWM, REAL_FWM)])
-def test_the_collector_fast_path_builds_the_same_labels(key: ServiceKey, real: DestKey) -> None:
-    as_dict = backend_label_dict(service_labels(key), real)
-    assert tuple(as_dict) == BACKEND_LABELS
-    assert tuple(as_dict.values()) == backend_labels(key, real)
-
-
-# --- IpvsCollector -----------------------------------------------------------
+# --- IpvsExporter ------------------------------------------------------------
 
 
 def test_backend_gauges_and_counters_of_every_service_kind() -> None:
@@ -196,7 +212,7 @@ def test_exactly_the_expected_series_and_nothing_for_missing_stats() -> None:
 
 
 def test_text_exposition_matches_node_exporter_lines() -> None:
-    text = generate_latest(scrape(FIXTURE)).decode()
+    text = IpvsExporter(lambda: FIXTURE).text().decode()
     assert (
         'ipvs_backend_connections_active{local_address="",local_mark="0000000A",local_port="0",'
         'proto="FWM",remote_address="10.1.0.5",remote_port="0"} 9.0\n'
@@ -210,20 +226,93 @@ def test_text_exposition_matches_node_exporter_lines() -> None:
     assert "[" not in text
 
 
-def test_describe_names_every_family_without_reading_the_kernel() -> None:
-    def refuse() -> Table:
-        raise AssertionError("read_table called at registration")
+def reference_families(table: Table) -> list[Metric]:
+    """The table's families built the ordinary prometheus-client way (the oracle)."""
+    by = "by local and remote address."
+    gauges = [
+        GaugeMetricFamily(f"ipvs_backend_{name}", f"The current {doc} {by}", labels=BACKEND_LABELS)
+        for name, doc in (
+            ("connections_active", "active connections"),
+            ("connections_inactive", "inactive connections"),
+            ("connections_persistent", "persistent connections"),
+            ("weight", "backend weight"),
+        )
+    ]
+    docs = (
+        "The total number of connections made",
+        "The total number of incoming packets",
+        "The total number of outgoing packets",
+        "The total amount of incoming data in bytes",
+        "The total amount of outgoing data in bytes",
+    )
+    backend, service_ = (
+        [
+            CounterMetricFamily(f"ipvs_{kind}_{name}", f"{doc} by this {kind}.", labels=labels)
+            for name, doc in zip(TRAFFIC, docs, strict=True)
+        ]
+        for kind, labels in (("backend", BACKEND_LABELS), ("service", SERVICE_LABELS))
+    )
+    for svc in table.services.values():
+        if svc.stats is not None:
+            for family, v in zip(service_, traffic(svc.stats), strict=True):
+                family.add_metric(service_labels(svc.key), v)
+        for dest in svc.dests.values():
+            labels = backend_labels(svc.key, dest.key)
+            c = dest.counters
+            values = (
+                (None, None, None, dest.attrs.weight)
+                if c is None
+                else (c.active_conns, c.inactive_conns, c.persistent_conns, dest.attrs.weight)
+            )
+            for family, v in zip(gauges, values, strict=True):
+                if v is not None:
+                    family.add_metric(labels, v)
+            if c is not None:
+                for family, v in zip(backend, traffic(c.stats), strict=True):
+                    family.add_metric(labels, v)
+    return [*gauges, *backend, *service_]
 
-    collector = IpvsCollector(refuse)
-    registry = CollectorRegistry()  # auto_describe=True: would call collect() without describe
-    registry.register(collector)
-    described = {m.name + ("_total" if m.type == "counter" else "") for m in collector.describe()}
-    assert described == set(METRIC_NAMES)
-    emitted = {
-        m.name + ("_total" if m.type == "counter" else "")
-        for m in IpvsCollector(lambda: FIXTURE).collect()
-    }
-    assert emitted == set(METRIC_NAMES)
+
+def traffic(st: Stats) -> tuple[int, ...]:
+    return (st.conns, st.inpkts, st.outpkts, st.inbytes, st.outbytes)
+
+
+class Families:
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+@pytest.mark.parametrize("services", [1, 3, 700])
+def test_the_streamed_text_is_byte_for_byte_what_generate_latest_makes(services: int) -> None:
+    # 700 services x 2 reals: backend families span two chunks of CHUNK_LINES.
+    big = [
+        service(
+            ServiceKey(Family.INET, Protocol.TCP, ip_address(f"10.9.{i // 250}.{i % 250}"), 80),
+            i * 1_000_003,  # values on both sides of 10^6 (Go's exponent form)
+            Dest(REAL1, DestAttrs(weight=i % 7), counters(i, i * 3, i % 2, i * 999_983)),
+            Dest(REAL2, DestAttrs(weight=1)),
+        )
+        for i in range(services)
+    ]
+    table = Table.of([*FIXTURE.services.values(), *big])
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Families(reference_families(table)))
+    chunks: list[bytes] = []
+    write_table_text(table, chunks.append)
+    assert b"".join(chunks) == generate_latest(registry)
+    assert max(chunk.count(b"\n") for chunk in chunks) <= CHUNK_LINES
+
+
+def test_every_family_name_is_emitted_and_none_clashes_with_the_daemons() -> None:
+    emitted = {m.name for m in Parsed(IpvsExporter(lambda: FIXTURE)).collect()}
+    assert {n.removesuffix("_total") for n in METRIC_NAMES} == emitted
+    registry = CollectorRegistry()
+    DaemonMetrics(registry, version="1", node="n")
+    daemon_names = {m.name for m in registry.collect()}
+    assert not emitted & daemon_names
 
 
 def test_ipv4_and_ipv6_fwmark_services_with_one_mark_are_summed() -> None:
@@ -252,8 +341,7 @@ def test_ipv4_and_ipv6_fwmark_services_with_one_mark_are_summed() -> None:
 
 def test_a_successful_scrape_reports_no_error_and_its_duration() -> None:
     ticks = itertools.count(10.0, 0.25)  # each read takes 0.25 s
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(IpvsCollector(lambda: FIXTURE, clock=lambda: next(ticks)))
+    registry = registry_of(IpvsExporter(lambda: FIXTURE, clock=lambda: next(ticks)))
     assert value(registry, "ipvsd_scrape_error") == 0
     assert value(registry, "ipvsd_scrape_errors_total") == 0
     assert value(registry, "ipvsd_scrape_duration_seconds") == 0.25
@@ -271,8 +359,7 @@ def test_a_failed_read_emits_no_ipvs_series_and_counts_the_error(error: Exceptio
             raise error
         return FIXTURE
 
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(IpvsCollector(read_table))
+    registry = registry_of(IpvsExporter(read_table))
     with capture_logs() as logs:
         samples = all_samples(registry)
     assert not [name for name, _, _ in samples if name.startswith("ipvs_")]
@@ -378,13 +465,6 @@ def test_health_reconcile_reload_and_loop_lag(
     assert value(registry, "ipvsd_event_loop_wakeup_lag_seconds_sum") == pytest.approx(0.302)
 
 
-def test_daemon_and_ipvs_metrics_share_one_registry_without_name_clashes() -> None:
-    registry = CollectorRegistry()  # auto_describe=True checks for duplicate names
-    DaemonMetrics(registry, version="1", node="n")
-    registry.register(IpvsCollector(lambda: FIXTURE))
-    assert value(registry, "ipvsd_info", {"version": "1", "node": "n"}) == 1
-
-
 # --- EventLoopLag ------------------------------------------------------------
 
 
@@ -458,8 +538,7 @@ def listening_socket() -> Iterator[socket.socket]:
 def test_serve_exports_the_registry_over_http() -> None:
     registry = CollectorRegistry(auto_describe=False)
     DaemonMetrics(registry, version="1.2.3", node="director1")
-    registry.register(IpvsCollector(lambda: FIXTURE))
-    server = serve(registry, "127.0.0.1:0")
+    server = serve(registry, "127.0.0.1:0", ipvs=IpvsExporter(lambda: FIXTURE))
     try:
         status, body = _get(f"http://127.0.0.1:{server.port}/metrics")
     finally:
@@ -503,8 +582,7 @@ def test_a_scrape_whose_read_fails_still_answers_200() -> None:
         raise KernelError("netlink timeout")
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(IpvsCollector(fail))
-    server = serve(registry, "127.0.0.1:0")
+    server = serve(registry, "127.0.0.1:0", ipvs=IpvsExporter(fail))
     try:
         status, body = _get(f"http://127.0.0.1:{server.port}/metrics")
     finally:
@@ -525,3 +603,63 @@ def test_serve_reports_a_port_in_use_clearly(listening_socket: socket.socket) ->
 def test_serve_rejects_a_malformed_listen_address() -> None:
     with pytest.raises(ValueError, match="expected ADDRESS:PORT"):
         serve(CollectorRegistry(auto_describe=False), "localhost")
+
+
+def test_other_paths_get_a_landing_page_or_404() -> None:
+    server = serve(CollectorRegistry(auto_describe=False), "127.0.0.1:0")
+    try:
+        status, body = _get(f"http://127.0.0.1:{server.port}/")
+        assert status == 200
+        assert 'href="/metrics"' in body
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            _get(f"http://127.0.0.1:{server.port}/nope")
+        assert missing.value.code == 404
+    finally:
+        server.shutdown()
+
+
+def test_a_scraper_that_hangs_up_mid_page_leaves_the_server_serving() -> None:
+    big = Table.of(
+        [
+            service(
+                ServiceKey(Family.INET, Protocol.TCP, ip_address(f"10.8.{i // 250}.{i % 250}"), 80),
+                i,
+                Dest(REAL1, DestAttrs(weight=1), counters(1, 2, 3, i)),
+            )
+            for i in range(5000)
+        ]
+    )
+    registry = CollectorRegistry(auto_describe=False)
+    server = serve(registry, "127.0.0.1:0", ipvs=IpvsExporter(lambda: big))
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(64).startswith(b"HTTP/1.1 200")
+            # Reset instead of FIN, so the server's next write fails at once.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        status, body = _get(f"http://127.0.0.1:{server.port}/metrics")
+        assert status == 200
+        assert body.count("ipvs_backend_weight{") == 5000
+        assert body.splitlines()[-1].startswith("ipvsd_scrape_duration_seconds ")
+    finally:
+        server.shutdown()
+
+
+def test_an_http_1_0_scraper_gets_the_plain_body() -> None:
+    server = serve(
+        CollectorRegistry(auto_describe=False), "127.0.0.1:0", ipvs=IpvsExporter(lambda: FIXTURE)
+    )
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+            answer = b""
+            while data := sock.recv(65536):
+                answer += data
+    finally:
+        server.shutdown()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"chunked" not in head.lower()
+    table_text: list[bytes] = []
+    write_table_text(FIXTURE, table_text.append)
+    assert body.startswith(b"".join(table_text))
+    assert b"\nipvsd_scrape_error 0.0\n" in body
