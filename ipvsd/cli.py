@@ -167,7 +167,11 @@ def _add_control_commands(commands: argparse._SubParsersAction[argparse.Argument
         epilog=STATUS_EPILOG,
     )
     output = status.add_mutually_exclusive_group()
-    output.add_argument("--json", action="store_true", help="print the status JSON")
+    output.add_argument(
+        "--json",
+        action="store_true",
+        help="print the status JSON (indented at a terminal, one line into a pipe)",
+    )
     output.add_argument(
         "--check",
         choices=["master", "backup", "ready"],
@@ -339,7 +343,7 @@ async def _list(*, stats: bool, as_json: bool) -> int:
         table = await client.dump()
         info = await client.info()
     if as_json:
-        print(json.dumps(table_json(table), indent=2))
+        _print_json(table_json(table))
     else:
         print(f"IP Virtual Server version {info.version} (size={info.conn_tab_size})")
         print(ipvsadm_table(table, stats=stats))
@@ -381,10 +385,18 @@ def _status(args: argparse.Namespace) -> int:
         return 0 if _check(path, args.check) else 1
     status = _ask(path, {"command": "status"})
     if args.json:
-        print(json.dumps(status, indent=2))
+        _print_json(status)
     else:
         print(status_text(status))
     return 0
+
+
+def _print_json(document: object) -> None:
+    # Indented for a person at a terminal; one line for a pipe (jq, a script),
+    # where indenting 10k x 4 reals would cost more than the request itself.
+    indent = 2 if sys.stdout.isatty() else None
+    json.dump(document, sys.stdout, indent=indent)
+    sys.stdout.write("\n")
 
 
 def _check(path: str, condition: str) -> bool:
