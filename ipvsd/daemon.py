@@ -38,6 +38,7 @@ from ipvsd.netlink.ipvs import IpvsClient, Timeouts
 from ipvsd.netlink.reconcile import DeleteService
 from ipvsd.netlink.reconciler import PassReport, Reconciler
 from ipvsd.status import VrrpView, status_document
+from ipvsd.sync_daemon import SyncDaemonController, SyncDaemonStatus, SyncTarget, resolve
 from ipvsd.systemd import Notifier
 from ipvsd.vrrp.instance import VrrpInstance
 from ipvsd.vrrp.machine import Transitioned, VrrpState
@@ -71,6 +72,7 @@ class Daemon:
         self._control: ControlServer | None = None
         self._vrrp: VrrpRuntime | None = None
         self._reconciler: Reconciler | None = None
+        self._sync: SyncDaemonController | None = None
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         # Long-running components run in this group, so an unexpected exception
@@ -116,6 +118,8 @@ class Daemon:
                     await self._reconciler.first_pass_done.wait()
                 # The socket first: a second daemon fails here, before touching VIPs.
                 await self._start_control(self._config)
+                # Before VRRP: a starting director receives the sync as backup.
+                self._configure_sync_daemon(self._config)
                 await self._start_vrrp(self._config)
                 self._start_metrics(self._config)
                 self._start_component(self._announce_ready())
@@ -196,6 +200,7 @@ class Daemon:
             health=self._health.monitor.states(),
             drained=self._health.drained,
             vrrp=self._vrrp_views(),
+            sync_daemon=await self._sync_status(),
         )
 
     def _vrrp_views(self) -> list[VrrpView]:
@@ -262,6 +267,39 @@ class Daemon:
         self.metrics.vrrp_priority(instance.name, instance.status.effective_priority)
         if self._ready:
             self._notifier.status(self.status_line())
+        if self._sync is not None:
+            self._sync.vrrp_transitioned(instance.name, action.new)
+
+    # --- IPVS connection sync (ipvsd/sync_daemon.py) -----------------------------------
+
+    def _configure_sync_daemon(self, config: Config) -> None:
+        """Start the sync-daemon controller, or hand it a reloaded config.
+
+        Its own netlink socket: a failover's master/backup switch never waits
+        behind a long reconcile batch on the reconciler's socket.
+        """
+        target = sync_target(config)
+        if self._sync is None:
+            if target is None or self._group is None:
+                return
+            self._sync = SyncDaemonController(
+                IpvsClient.open, resync_interval_s=config.ipvs.resync_interval
+            )
+            self._start_component(self._sync.run())
+        # Also when unchanged: the followed instance may have been restarted by the reload.
+        self._sync.configure(target, self._followed_state(target))
+
+    async def _sync_status(self) -> SyncDaemonStatus | None:
+        """None (status shows null) unless ``ipvs.sync_daemon`` is configured now."""
+        if self._sync is None or self._sync.target is None:
+            return None
+        return await self._sync.status()
+
+    def _followed_state(self, target: SyncTarget | None) -> VrrpState:
+        instance = None
+        if target is not None and self._vrrp is not None:
+            instance = self._vrrp.instances.get(target.vrrp_instance)
+        return instance.status.state if instance is not None else VrrpState.INIT
 
     def _start_component(self, coroutine: Coroutine[Any, Any, None]) -> None:
         assert self._group is not None
@@ -345,6 +383,7 @@ class Daemon:
                 await self._vrrp.update(new.vrrp.instances, new.vrrp.sync_groups)
             elif new.vrrp.instances and self._group is not None:
                 await self._start_vrrp(new)
+            self._configure_sync_daemon(new)
             gc.freeze()
             log.info("config.reloaded", config=str(self._config_path))
             return []
@@ -378,6 +417,8 @@ class Daemon:
         self._health.monitor.stop()
         if self._vrrp is not None:
             await self._vrrp.stop()
+        if self._sync is not None:
+            await self._sync.stop()
         if self._addresses is not None:
             self._addresses.close()
         if self._client is not None and self._reconciler is not None:
@@ -391,6 +432,16 @@ class Daemon:
                 )
             self._client.close()
         log.info("daemon.stop")
+
+
+def sync_target(config: Config) -> SyncTarget | None:
+    """``ipvs.sync_daemon`` resolved against its VRRP instance; None when not configured."""
+    sync = config.ipvs.sync_daemon
+    if sync is None:
+        return None
+    # The config checks guarantee the instance exists.
+    instance = next(i for i in config.vrrp.instances if i.name == sync.vrrp_instance)
+    return resolve(sync, instance)
 
 
 def tune_garbage_collector() -> None:

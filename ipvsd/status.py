@@ -7,6 +7,11 @@ kernel has now (`weight`, counters) next to what the config says
 (`configured_weight`); a real the kernel does not hold (fresh and not yet
 healthy, or removed on failure) shows weight 0 and no connections. A sorry
 server in the kernel is listed too, with ``"sorry": true``.
+
+``sync_daemon`` (beyond the contract's fields, which allows more) is null
+unless ``ipvs.sync_daemon`` is configured; then it holds the resolved target,
+the role that should run, the kernel's daemons read for this request
+(``running``, null when unreadable) and the last error.
 """
 
 from __future__ import annotations
@@ -14,12 +19,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from ipaddress import IPv4Interface
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ipvsd.config_model import Config, ServiceConfig
 from ipvsd.health.policy import RealId, has_check
 from ipvsd.health.tracker import Health
 from ipvsd.model import Dest, DestKey, Service, Table
+
+if TYPE_CHECKING:  # only attributes are read: the asyncio module stays out of this pure one
+    from ipvsd.sync_daemon import SyncDaemonStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +52,7 @@ def status_document(
     health: Mapping[RealId, Health],
     drained: Set[RealId],
     vrrp: list[VrrpView],
+    sync_daemon: SyncDaemonStatus | None = None,
 ) -> dict[str, Any]:
     """The status JSON; `kernel` is None when IPVS is not in use."""
     return {
@@ -64,6 +73,33 @@ def status_document(
         "services": [_service(service, kernel, health, drained) for service in config.ipvs.services]
         if kernel is not None
         else [],
+        "sync_daemon": _sync_daemon(sync_daemon) if sync_daemon is not None else None,
+    }
+
+
+def _sync_daemon(status: SyncDaemonStatus) -> dict[str, Any]:
+    target = status.target
+    running = None
+    if status.running is not None:
+        running = [
+            {
+                "state": daemon.state.name.lower(),
+                "interface": daemon.interface,
+                "sync_id": daemon.sync_id,
+                "mcast_group": str(daemon.mcast_group) if daemon.mcast_group else None,
+                "mcast_port": daemon.mcast_port,
+                "mcast_ttl": daemon.mcast_ttl,
+                "sync_maxlen": daemon.sync_maxlen,
+            }
+            for daemon in status.running
+        ]
+    return {
+        "vrrp_instance": target.vrrp_instance if target else None,
+        "interface": target.interface if target else None,
+        "sync_id": target.sync_id if target else None,
+        "wanted": status.wanted.name.lower() if status.wanted else None,
+        "running": running,
+        "error": status.error,
     }
 
 

@@ -14,7 +14,10 @@ batch of a few hundred operations takes a noticeable fraction of a second).
 
 Errors are translated at this boundary (``_kernel_error``): EEXIST →
 `AlreadyExists`, ENOENT/ESRCH → `NotFound`, ENOENT on a service add/edit →
-`SchedulerUnavailable`, a missing family → `IpvsUnavailable`.
+`SchedulerUnavailable`, a missing family → `IpvsUnavailable`. The sync-daemon
+commands follow the same map: starting a daemon of a role that runs already is
+EEXIST, stopping one that does not run is ESRCH (start_sync_thread /
+stop_sync_thread, ip_vs_sync.c; measured in tests/kernel/test_sync_daemon.py).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from ipvsd.netlink.reconcile import (
     Operation,
     OperationFailed,
 )
+from ipvsd.netlink.wire import SyncDaemon, SyncState
 
 NETLINK_GENERIC = 16
 SOL_NETLINK = 270
@@ -350,3 +354,81 @@ class IpvsClient:
         what = f"zero counters of {service}" if service else "zero all counters"
         async with self._lock:
             await self._request(wire.CMD_ZERO, payload, what)
+
+    # --- connection-sync daemons ----------------------------------------------------------
+
+    async def sync_daemons(self) -> list[SyncDaemon]:
+        """The running sync daemons (GET_DAEMON): none, a master, a backup, or both."""
+        async with self._lock:
+            return [
+                wire.parse_daemon(record) async for record in self._dump(wire.CMD_GET_DAEMON, b"")
+            ]
+
+    async def start_sync_daemon(self, daemon: SyncDaemon) -> None:
+        """Start a sync daemon (NEW_DAEMON).
+
+        Raises:
+            AlreadyExists: a daemon of that role runs already (whatever its settings).
+            KernelError: e.g. ENODEV (no such interface), ENETUNREACH (a master on
+                an interface that is down), EINVAL (a real of the other address
+                family exists: the sync protocol cannot carry it).
+        """
+        payload = wire.nla(wire.ATTR_DAEMON, wire.daemon_attrs(daemon))
+        what = (
+            f"start {daemon.state.name.lower()} sync daemon"
+            f" on {daemon.interface} (sync id {daemon.sync_id})"
+        )
+        async with self._lock:
+            await self._fenced_request(wire.CMD_NEW_DAEMON, payload, what)
+
+    async def stop_sync_daemon(self, state: SyncState) -> None:
+        """Stop the sync daemon of one role (DEL_DAEMON).
+
+        Raises:
+            NotFound: no daemon of that role runs (ESRCH).
+        """
+        payload = wire.nla(wire.ATTR_DAEMON, wire.daemon_state_attrs(state))
+        what = f"stop {state.name.lower()} sync daemon"
+        async with self._lock:
+            # No ack means EINTR (see _fenced_request): kthread_stop() found a
+            # thread that had not run yet. stop_sync_thread() has still cleared
+            # the daemon and stopped its threads, so that is a successful stop.
+            await self._fenced_request(wire.CMD_DEL_DAEMON, payload, what)
+
+    async def _fenced_request(self, cmd: int, payload: bytes, what: str) -> bool:
+        """One request followed, in the same ``send``, by a GET_INFO fence.
+
+        netlink_rcv_skb() sends no ack at all when a handler returns -EINTR,
+        and DEL_DAEMON does when it stops a sync thread the scheduler has not
+        run yet (a stop right after a start: measured in UML, where a fresh
+        kthread waits for the caller to sleep). A plain request would then wait
+        forever. The kernel handles the messages of one ``send`` in order, so
+        the fence's ack arriving first proves the request got no ack.
+
+        Returns:
+            True when the request was acked, False when the kernel skipped its ack.
+
+        Raises:
+            KernelError: the request's translated error.
+        """
+        seq = self._next_seq()
+        fence = self._next_seq()
+        flags = wire.NLM_F_REQUEST | wire.NLM_F_ACK
+        self._sock.send(
+            wire.message(self._family, cmd, payload, flags, seq)
+            + wire.message(self._family, wire.CMD_GET_INFO, b"", flags, fence)
+        )
+        error: int | None = None  # None: no ack (yet)
+        while True:
+            data = await self._recv()
+            for reply in wire.iter_replies(data):
+                if reply.msg_type != wire.NLMSG_ERROR:
+                    continue  # the fence's GET_INFO reply
+                if reply.seq == seq:
+                    error = reply.error
+                elif reply.seq == fence:
+                    # Read up to the fence even after an error: nothing of this
+                    # exchange is left in the socket for the next request.
+                    if error:
+                        raise _kernel_error(error, None, what)
+                    return error is not None
