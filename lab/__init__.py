@@ -4,4 +4,7 @@
   has IPVS, otherwise a User-Mode Linux kernel booted for that one command.
 - :mod:`lab.netns` builds throw-away network topologies (namespaces, bridges,
   veth pairs) with iproute2 and tears them down again.
+- :mod:`lab.reference` runs the reference scenario with several directors
+  (DR, NAT, All-Active: ipvsd + VRRP on each, nginx reals, a client) and
+  measures failovers; the demo and the kernel tier's failover tests use it.
 """

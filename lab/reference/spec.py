@@ -1,0 +1,300 @@
+"""The three reference layouts as data, and each director's ipvsd config built from them (pure).
+
+Addresses follow design.md. Every variant has a client 192.168.1.50 and two
+nginx reals; what differs is the directors, the VRRP instances and how
+traffic reaches the reals:
+
+``dr``
+    One segment 192.168.1.0/24: director1 .10 (priority 100), director2 .20
+    (90), reals .30 and .40 holding the VIP on ``lo``. Instance VI_1 (vrid 51)
+    on eth1 owns VIP 192.168.1.200/24; services VIP:80 (http check) and
+    VIP:9000 (line echo, tcp check) forward by DR.
+
+``nat``
+    The client side as in ``dr``; the reals on their own segment
+    192.168.2.0/24 (directors' eth2 .10/.20, reals .30/.40). The reals' default
+    gateway is a second VIP, 192.168.2.254, of instance VI_2 (vrid 52) on
+    eth2, in one sync group with VI_1, so both addresses move together. The
+    directors' own eth2 addresses are on-link for the reals (same /24), so the
+    BACKUP's health checks are answered directly, never through the master
+    (design.md's pitfall).
+
+``all-active``
+    The ``dr`` segment with three directors (.10, .20, .25) and six VIPs
+    192.168.1.201-.206, one VRRP instance each (VI_1..VI_6, vrids 51-56).
+    Director *k* is MASTER (priority 100) for two VIPs; for the first the
+    next director has 90 and the one after 80, for the second the other way
+    round, so a failed director's two VIPs fall to two different survivors.
+
+DR and NAT run the IPVS connection-sync daemon following VI_1
+(``ipvs.sync_daemon``), so established connections survive a failover.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+Variant = Literal["dr", "nat", "all-active"]
+VARIANTS: tuple[Variant, ...] = ("dr", "nat", "all-active")
+
+CLIENT = "192.168.1.50"
+VIP = "192.168.1.200"
+NAT_GATEWAY = "192.168.2.254"
+"""The reals' default gateway in the NAT variant: a VIP that moves with VIP."""
+ALL_ACTIVE_VIPS = tuple(f"192.168.1.{n}" for n in range(201, 207))
+WEB_PORT = 80
+ECHO_PORT = 9000
+ADVERT_INT = 1
+"""Seconds between VRRP adverts (every instance)."""
+METRICS_LISTEN = "127.0.0.1:9477"
+"""Each director's metrics endpoint, inside its own namespace."""
+FRONT_DEV = "eth1"
+BACK_DEV = "eth2"
+FRONT_PREFIX = 24
+
+
+@dataclass(frozen=True)
+class DirectorSpec:
+    """A director: its name, eth1 address and (NAT) eth2 address."""
+
+    name: str
+    address: str
+    back_address: str | None = None
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """One VRRP instance as configured on every director."""
+
+    name: str
+    vrid: int
+    interface: str
+    vips: tuple[str, ...]
+    """Virtual addresses as ``ADDRESS/PREFIX``."""
+    priorities: Mapping[str, int]
+    """Director name -> priority; the highest one is the expected MASTER."""
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """The VIPs without their prefix length."""
+        return tuple(vip.split("/")[0] for vip in self.vips)
+
+    @property
+    def master(self) -> str:
+        """The director that should be MASTER while all are up."""
+        return max(self.priorities, key=lambda name: self.priorities[name])
+
+    def failover_order(self) -> list[str]:
+        """Directors from the highest priority to the lowest."""
+        return sorted(self.priorities, key=lambda name: -self.priorities[name])
+
+    def skew_time(self, director: str) -> float:
+        """RFC 3768 §6.1 Skew_Time of `director`: (256 - priority) / 256 seconds."""
+        return (256 - self.priorities[director]) / 256
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """Health-check timing shared by every service of a layout."""
+
+    interval: float = 1.0
+    timeout: float = 1.0
+    rise: int = 2
+    fall: int = 2
+
+
+@dataclass(frozen=True)
+class LabSpec:
+    """Everything that tells one layout from another."""
+
+    variant: Variant
+    forward: Literal["dr", "nat"]
+    directors: tuple[DirectorSpec, ...]
+    reals: Mapping[str, str]
+    """Real name -> address."""
+    instances: tuple[InstanceSpec, ...]
+    service_vips: tuple[str, ...]
+    """One web service (port 80) per VIP here."""
+    echo: bool = True
+    """Also a line-echo service on ECHO_PORT of the first VIP (long-lived connections)."""
+    sync_groups: tuple[tuple[str, ...], ...] = ()
+    sync_daemon: str | None = None
+    """VRRP instance the IPVS connection-sync daemon follows; None: no sync daemon."""
+    real_gateway: str | None = None
+    """NAT: the reals' default gateway (a VIP)."""
+    check: CheckSpec = field(default_factory=CheckSpec)
+
+    def director(self, name: str) -> DirectorSpec:
+        """The director called `name`."""
+        return next(d for d in self.directors if d.name == name)
+
+    def instance_of(self, vip: str) -> InstanceSpec:
+        """The instance that owns `vip` (an address, no prefix)."""
+        return next(i for i in self.instances if vip in i.addresses)
+
+    @property
+    def all_vips(self) -> tuple[str, ...]:
+        """Every virtual address (service VIPs and, in NAT, the gateway)."""
+        return tuple(a for i in self.instances for a in i.addresses)
+
+
+def dr_spec() -> LabSpec:
+    """design.md's reference scenario with DR forwarding."""
+    return LabSpec(
+        variant="dr",
+        forward="dr",
+        directors=(
+            DirectorSpec("director1", "192.168.1.10"),
+            DirectorSpec("director2", "192.168.1.20"),
+        ),
+        reals={"real1": "192.168.1.30", "real2": "192.168.1.40"},
+        instances=(
+            InstanceSpec(
+                "VI_1", 51, FRONT_DEV, (f"{VIP}/24",), {"director1": 100, "director2": 90}
+            ),
+        ),
+        service_vips=(VIP,),
+        sync_daemon="VI_1",
+    )
+
+
+def nat_spec() -> LabSpec:
+    """The reference scenario with NAT: reals behind the directors on 192.168.2.0/24."""
+    priorities = {"director1": 100, "director2": 90}
+    return LabSpec(
+        variant="nat",
+        forward="nat",
+        directors=(
+            DirectorSpec("director1", "192.168.1.10", "192.168.2.10"),
+            DirectorSpec("director2", "192.168.1.20", "192.168.2.20"),
+        ),
+        reals={"real1": "192.168.2.30", "real2": "192.168.2.40"},
+        instances=(
+            InstanceSpec("VI_1", 51, FRONT_DEV, (f"{VIP}/24",), priorities),
+            InstanceSpec("VI_2", 52, BACK_DEV, (f"{NAT_GATEWAY}/24",), priorities),
+        ),
+        service_vips=(VIP,),
+        sync_groups=(("VI_1", "VI_2"),),
+        sync_daemon="VI_1",
+        real_gateway=NAT_GATEWAY,
+    )
+
+
+def all_active_spec() -> LabSpec:
+    """Three directors, six VIPs, each director MASTER for two (design.md's All-Active)."""
+    names = ("director1", "director2", "director3")
+    addresses = ("192.168.1.10", "192.168.1.20", "192.168.1.25")
+    instances = []
+    for n, vip in enumerate(ALL_ACTIVE_VIPS):
+        owner = n // 2
+        # First VIP of a director: next director second; second VIP: the other one.
+        second = (owner + 1) % 3 if n % 2 == 0 else (owner + 2) % 3
+        third = 3 - owner - second
+        priorities = {names[owner]: 100, names[second]: 90, names[third]: 80}
+        instances.append(InstanceSpec(f"VI_{n + 1}", 51 + n, FRONT_DEV, (f"{vip}/24",), priorities))
+    return LabSpec(
+        variant="all-active",
+        forward="dr",
+        directors=tuple(DirectorSpec(n, a) for n, a in zip(names, addresses, strict=True)),
+        reals={"real1": "192.168.1.30", "real2": "192.168.1.40"},
+        instances=tuple(instances),
+        service_vips=ALL_ACTIVE_VIPS,
+        echo=False,
+        # 6 services x 2 reals x 3 directors = 36 checks: every 2 s is plenty.
+        check=CheckSpec(interval=2.0, timeout=1.0, rise=1, fall=2),
+    )
+
+
+def spec_for(variant: Variant) -> LabSpec:
+    """The layout called `variant` (one of VARIANTS)."""
+    builders = {"dr": dr_spec, "nat": nat_spec, "all-active": all_active_spec}
+    if variant not in builders:
+        raise ValueError(f"unknown lab variant {variant!r} (one of: {', '.join(VARIANTS)})")
+    return builders[variant]()
+
+
+def director_config(spec: LabSpec, director: str, workdir: Path) -> dict[str, Any]:
+    """The ipvsd config (as a mapping ready for YAML) of `director` in `spec`.
+
+    Args:
+        spec: the layout.
+        director: one of ``spec.directors``' names.
+        workdir: where the control socket goes (``WORKDIR/DIRECTOR.sock``).
+
+    Returns:
+        A mapping in the contract's config format (design.md).
+    """
+    vrrp: dict[str, Any] = {
+        "instances": [
+            {
+                "name": inst.name,
+                "interface": inst.interface,
+                "vrid": inst.vrid,
+                "priority": inst.priorities[director],
+                "advert_int": ADVERT_INT,
+                "preempt": True,
+                "virtual_ipaddresses": list(inst.vips),
+            }
+            for inst in spec.instances
+        ],
+        "sync_groups": [
+            {"name": f"G{n + 1}", "instances": list(group)}
+            for n, group in enumerate(spec.sync_groups)
+        ],
+    }
+    ipvs: dict[str, Any] = {"services": _services(spec)}
+    if spec.sync_daemon is not None:
+        ipvs["sync_daemon"] = {"interface": FRONT_DEV, "vrrp_instance": spec.sync_daemon}
+    return {
+        "node_name": director,
+        "control": {"socket": str(workdir / f"{director}.sock")},
+        "metrics": {"listen": METRICS_LISTEN},
+        "vrrp": vrrp,
+        "ipvs": ipvs,
+    }
+
+
+def director_config_text(spec: LabSpec, director: str, workdir: Path) -> str:
+    """`director_config` rendered as YAML, with a header saying where it comes from."""
+    body = yaml.safe_dump(director_config(spec, director, workdir), sort_keys=False)
+    return f"# {director} of the {spec.variant!r} reference lab (lab/reference/spec.py)\n{body}"
+
+
+def _services(spec: LabSpec) -> list[dict[str, Any]]:
+    check = spec.check
+    timing = {
+        "interval": check.interval,
+        "timeout": check.timeout,
+        "rise": check.rise,
+        "fall": check.fall,
+    }
+    services = [
+        {
+            "address": vip,
+            "port": WEB_PORT,
+            "protocol": "tcp",
+            "scheduler": "rr",
+            "forward": spec.forward,
+            "check": {"type": "http", "path": "/", **timing},
+            "reals": [{"address": a, "port": WEB_PORT} for a in spec.reals.values()],
+        }
+        for vip in spec.service_vips
+    ]
+    if spec.echo:
+        services.append(
+            {
+                "address": spec.service_vips[0],
+                "port": ECHO_PORT,
+                "protocol": "tcp",
+                "scheduler": "rr",
+                "forward": spec.forward,
+                "check": {"type": "tcp", **timing},
+                "reals": [{"address": a, "port": ECHO_PORT} for a in spec.reals.values()],
+            }
+        )
+    return services
