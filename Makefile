@@ -6,8 +6,9 @@ PY := .venv/bin/python
 test:
 	@bash scripts/test.sh
 
+# make demo [VARIANT=nat] [ALL_ACTIVE=1]
 demo:
-	@bash scripts/demo.sh
+	@VARIANT=$(VARIANT) ALL_ACTIVE=$(ALL_ACTIVE) bash scripts/demo.sh
 
 bench:
 	@bash scripts/bench.sh

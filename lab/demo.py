@@ -1,35 +1,46 @@
-"""`make demo`: ipvsd on the reference scenario, narrated, on a kernel with IPVS.
+"""`make demo`: the reference scenario end to end, narrated, on a kernel with IPVS.
 
-Runs inside the kernel that ``lab.uml`` provides (User-Mode Linux when the host
-has no IPVS). Builds design.md's segment as namespaces — director1
-192.168.1.10, reals .30 and .40, client .50, VIP .200:80 — runs
-``ipvsd run --config etc/ipvsd.yaml`` on the director, sends 50 requests from
-the client and shows what ipvsd programmed and what the kernel counted.
+Runs inside the kernel that ``lab.uml`` provides (User-Mode Linux when the
+host has no IPVS) and builds `lab.reference`'s hosts as namespaces:
+director1 192.168.1.10 (priority 100) and director2 .20 (90) each running
+``ipvsd run`` with its own config, nginx reals .30 and .40, a client .50, the
+VIP 192.168.1.200:80 (rr). Then, with real output at every step:
 
-ipvsd's own VRRP puts the VIP on the director (MASTER after
-Master_Down_Interval, 3.6 s, as keepalived), its tcp checks let the reals in
-after their first success. Exits 0 only if every step worked.
+1. ``ipvsd status`` on both directors: who is MASTER;
+2. 50 ``curl -I`` from the client, and the requests each real's nginx logged;
+3. ``ipvsd status`` on the master: InActConn, and what it means;
+4. a scrape of the master's /metrics showing the same numbers;
+5. ``ip link set eth1 down`` on the master: the VIP moves, the measured
+   failover gap, a TCP connection opened before it still echoing (IPVS
+   connection sync), 50 more requests through the other director;
+6. one real's nginx stopped: drained, requests still all succeed.
+
+It ends with a summary table and exits 0 only if every step worked.
+
+``--variant nat`` runs the NAT layout (reals on 192.168.2.0/24 behind a
+gateway VIP in the same sync group); ``--all-active`` the three-director,
+six-VIP layout, failing one director.
 """
 
 from __future__ import annotations
 
-import subprocess
+import argparse
+import re
 import sys
-import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
-from ipaddress import ip_address
-from pathlib import Path
+from typing import Any
 
-from ipvsd.model import Family, Protocol, ServiceKey
-from lab.daemon import DaemonProcess, kernel_table
-from lab.netns import Topology
-from lab.scenario import VIP, one_arm_nat_scenario, wait_until
-from lab.vrrp_pair import holds_vip
+from lab.reference import ADVERT_INT, ECHO_PORT, ReferenceLab, Reply, Variant
+from lab.scenario import wait_until
 
-CONFIG = Path(__file__).resolve().parent.parent / "etc" / "ipvsd.yaml"
-WEB = ServiceKey(Family.INET, Protocol.TCP, ip_address(VIP), 80)
+
+def failover_bound(lab: ReferenceLab, vip: str, heir: str) -> float:
+    """Master_Down_Interval of the heir (3 x advert_int + its Skew_Time) plus 1 s
+    for GARP, ARP and the first request: the issue's bound for a failover."""
+    return 3 * ADVERT_INT + lab.spec.instance_of(vip).skew_time(heir) + 1
 
 
 @dataclass
@@ -39,101 +50,284 @@ class Step:
     detail: str
 
 
-def say(text: str) -> None:
-    print(f"\n==> {text}", flush=True)
+class Narrator:
+    """Prints the story and keeps the summary."""
+
+    def __init__(self) -> None:
+        self.steps: list[Step] = []
+        self.started = time.monotonic()
+
+    def say(self, text: str) -> None:
+        print(f"\n==> {text}", flush=True)
+
+    def show(self, command: str, output: str = "") -> None:
+        print(f"$ {command}", flush=True)
+        if output.strip():
+            print(output.rstrip(), flush=True)
+
+    def note(self, text: str) -> None:
+        print("   " + text.replace("\n", "\n   "), flush=True)
+
+    def step(self, name: str, ok: bool, detail: str) -> bool:
+        self.steps.append(Step(name, ok, detail))
+        print(f"   [{'ok' if ok else 'FAIL'}] {name}: {detail}", flush=True)
+        return ok
+
+    def summary(self) -> int:
+        elapsed = time.monotonic() - self.started
+        print("\nSummary\n")
+        width = max(len(s.name) for s in self.steps)
+        print(f"  {'':4}  {'step':<{width}}  result")
+        for s in self.steps:
+            print(f"  {'ok  ' if s.ok else 'FAIL'}  {s.name:<{width}}  {s.detail}")
+        passed = all(s.ok for s in self.steps)
+        print(f"\n{'demo passed' if passed else 'demo FAILED'} in {elapsed:.0f} s", flush=True)
+        return 0 if passed else 1
 
 
-def show(title: str, argv: list[str], ns: str | None, topo: Topology) -> str:
-    out = topo.exec(ns, argv, check=False)
-    print(f"$ {title}\n{out.stdout.rstrip()}{out.stderr.rstrip()}", flush=True)
-    return out.stdout
+def per_real(replies: Iterable[Reply]) -> str:
+    counts = Counter(r.real or "?" for r in replies if r.ok)
+    return ", ".join(f"{real}: {n}" for real, n in sorted(counts.items())) or "none"
 
 
-def main() -> int:
-    steps: list[Step] = []
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="ipvsd-demo-") as tmp, Topology("demo") as topo:
-        workdir = Path(tmp)
-        say("Building the reference segment: director1 .10 (+ VIP .200), reals .30 .40, client .50")
-        scenario = one_arm_nat_scenario(topo, workdir, with_vip=False)
-        scenario.start_real_servers()
-        steps.append(Step("lab built", True, "5 namespaces on one bridge; web servers up"))
+def requests_step(demo: Narrator, lab: ReferenceLab, name: str, count: int = 50) -> list[Reply]:
+    url = f"http://{lab.vip}/"
+    one = lab.exec("client", ["curl", "-sI", "--max-time", "3", url])
+    demo.show(f"ip netns exec client curl -sI {url}", one.stdout)
+    demo.show(f"ip netns exec client sh -c 'for i in $(seq {count}); do curl -sI {url}; done'")
+    replies = lab.curl(count)
+    good = [r for r in replies if r.ok]
+    statuses = Counter(r.status for r in replies)
+    demo.note(f"HTTP status: {dict(statuses)}; answered by {per_real(replies)}")
+    demo.step(name, len(good) == count, f"{len(good)}/{count} ok ({per_real(replies)})")
+    return replies
 
-        say("Validating the config")
-        check = subprocess.run(
-            [sys.executable, "-m", "ipvsd", "check-config", "--config", str(CONFIG)],
-            capture_output=True,
-            text=True,
-            check=False,
+
+def _grep(text: str, needle: str) -> str:
+    return "\n".join(line for line in text.splitlines() if needle in line)
+
+
+def inactive_in_status(status: dict[str, Any]) -> dict[str, int]:
+    """Real address -> InActConn of the web service, from the status JSON."""
+    return {
+        r["address"]: r["inactive_conns"]
+        for service in status["services"]
+        if service["port"] == 80
+        for r in service["reals"]
+    }
+
+
+_INACTIVE = re.compile(
+    r'^ipvs_backend_connections_inactive\{[^}]*local_port="80"[^}]*'
+    r'remote_address="([^"]+)"[^}]*\} (\S+)$',
+    re.MULTILINE,
+)
+
+
+def inactive_in_metrics(text: str) -> dict[str, int]:
+    return {address: int(float(value)) for address, value in _INACTIVE.findall(text)}
+
+
+def run_pair(demo: Narrator, variant: Variant) -> None:
+    with ReferenceLab(variant, prefix="demo") as lab:
+        demo.say(
+            f"Building the reference scenario ({variant.upper()}): director1 .10 and "
+            "director2 .20 running ipvsd, nginx reals, client .50, VIP "
+            f"{lab.vip}:80 rr"
         )
-        print(f"$ ipvsd check-config --config etc/ipvsd.yaml  (exit {check.returncode})")
-        print(check.stdout, end="")
-        steps.append(Step("check-config", check.returncode == 0, f"exit {check.returncode}"))
-
-        say("Starting `ipvsd run --config etc/ipvsd.yaml` on director1")
-        daemon = DaemonProcess(topo, scenario.director, CONFIG, workdir / "ipvsd.log")
-        daemon.start()
-        master_s = wait_until(lambda: holds_vip(topo, scenario.director), timeout=10)
-        steps.append(Step("VRRP MASTER", True, f"VIP {VIP} on eth1 after {master_s:.1f} s"))
-        wait_until(lambda: len(kernel_table(scenario.director).services[WEB].dests) == 2, 10)
-        table = kernel_table(scenario.director)
-        ok = WEB in table.services and len(table.services[WEB].dests) == 2
-        steps.append(
-            Step("ipvsd programmed IPVS", ok, f"{len(table)} service, {table.dest_count()} reals")
+        converged_s = lab.start()
+        demo.step(
+            "lab up",
+            True,
+            f"{len(lab.directors)} directors, {len(lab.reals)} nginx reals; MASTER elected and "
+            f"reals healthy {converged_s:.1f} s after ipvsd started",
         )
-        show(
-            "ipvsd list   (read over netlink by ipvsd)",
-            [sys.executable, "-m", "ipvsd", "list"],
-            scenario.director,
-            topo,
+        check = lab.ipvsd(
+            "director1", "check-config", "--config", str(lab.directors["director1"].daemon.config)
         )
-        show("ipvsadm -Ln  (the classic tool agrees)", ["ipvsadm", "-Ln"], scenario.director, topo)
+        demo.show("ipvsd check-config --config director1.yaml", check.stdout + check.stderr)
 
-        say("50 HTTP requests from the client to 192.168.1.200:80")
-        results = scenario.requests(50)
-        good = [body for status, body in results if status == 200]
-        per_real = Counter(good)
-        for real, count in sorted(per_real.items()):
-            print(f"   {real}: {count} requests")
-        steps.append(
-            Step(
-                "50 requests",
-                len(good) == 50 and len(per_real) == 2,
-                f"{len(good)}/50 ok, "
-                + ", ".join(f"{r}: {c}" for r, c in sorted(per_real.items())),
+        demo.say("Who is MASTER? `ipvsd status` on both directors")
+        for name in lab.directors:
+            out = lab.ipvsd(name, "status")
+            demo.show(f"ip netns exec {name} ipvsd status", out.stdout + out.stderr)
+        states = {name: lab.status(name)["vrrp"][0]["state"] for name in lab.directors}
+        demo.step(
+            "VRRP election",
+            states == {"director1": "MASTER", "director2": "BACKUP"}
+            and lab.master() == "director1",
+            ", ".join(f"{n} {s}" for n, s in states.items()) + f"; VIP on {lab.master()}",
+        )
+
+        demo.say("50 `curl -I` from the client to the VIP")
+        requests_step(demo, lab, "50 requests via director1")
+        counts = lab.access_counts()
+        demo.say("Requests per real, from the nginx access logs")
+        for real, n in sorted(counts.items()):
+            demo.note(f"{real} ({lab.reals[real].address}): {n} requests logged")
+        demo.step(
+            "both reals served",
+            all(counts[r] > 0 for r in lab.reals) and sum(counts.values()) >= 50,
+            ", ".join(f"{r}: {n}" for r, n in sorted(counts.items())),
+        )
+
+        demo.say("`ipvsd status` on the master: the kernel's counters, read now")
+        out = lab.ipvsd("director1", "status")
+        demo.show("ip netns exec director1 ipvsd status", out.stdout)
+        demo.note(
+            "InActConn: connections that are over (FIN / TIME_WAIT) but that IPVS keeps\n"
+            "until their timeout - each `curl -I` above is one, on the real that served it."
+        )
+        in_status = inactive_in_status(lab.status("director1"))
+        text = lab.metrics("director1")
+        demo.say("The same numbers from a scrape of director1's /metrics")
+        lines = [
+            line
+            for line in text.splitlines()
+            if line.startswith("ipvs_backend_connections_inactive{")
+        ]
+        demo.show(
+            "curl -s http://127.0.0.1:9477/metrics | grep connections_inactive", "\n".join(lines)
+        )
+        in_metrics = inactive_in_metrics(text)
+        demo.step(
+            "InActConn in status",
+            sum(in_status.values()) > 0,
+            ", ".join(f"{a}: {n}" for a, n in sorted(in_status.items())),
+        )
+        demo.step(
+            "metrics match status",
+            in_metrics == in_status,
+            "ipvs_backend_connections_inactive "
+            + ", ".join(f"{a}: {n}" for a, n in sorted(in_metrics.items())),
+        )
+
+        demo.say("Failover: `ip link set eth1 down` on the master (director1)")
+        echo = lab.long_connection()
+        first = echo.exchange("before")
+        demo.note(f"a TCP connection to {lab.vip}:9000 opened before the failover: {first!r}")
+
+        def synced() -> bool:
+            return any(
+                c.client_port == echo.local_port and c.vport == ECHO_PORT
+                for c in lab.connections("director2")
             )
-        )
 
-        say("The closed connections, as the kernel counts them")
-        show("ipvsd list", [sys.executable, "-m", "ipvsd", "list"], scenario.director, topo)
-        print(
-            "   InActConn: connections in TIME_WAIT / FIN states that IPVS keeps until\n"
-            "   their timeout (tcpfin, 120 s by default) - each request above is one."
-        )
-        dests = kernel_table(scenario.director).services[WEB].dests.values()
-        inactive = sum(d.counters.inactive_conns for d in dests if d.counters)
-        steps.append(Step("InActConn visible", inactive >= 45, f"{inactive} inactive connections"))
-
-        say("Restarting ipvsd: the table is adopted, not rebuilt")
-        daemon.stop()
-        daemon.start()
-        changes = [e for e in daemon.events() if e.get("event") == "ipvs.reconcile"]
-        steps.append(
-            Step(
-                "restart adopts",
-                not changes,
-                "0 netlink operations on restart" if not changes else f"{changes}",
+        try:
+            synced_s = wait_until(synced, timeout=8, interval=0.2)
+            demo.note(f"director2 holds it {synced_s:.1f} s later (IPVS connection sync):")
+            out = lab.exec("director2", ["ipvsadm", "-Lnc"])
+            demo.show(
+                "ip netns exec director2 ipvsadm -Lnc | grep :9000", _grep(out.stdout, ":9000")
             )
+        except AssertionError:
+            demo.note("director2 did not receive the connection within 8 s")
+        report = lab.failover_gap(lambda: lab.link_down("director1"))
+        demo.note(report.summary())
+        gap, served_again = report.gap().length, report.recovered_after()
+        bound = failover_bound(lab, lab.vip, "director2")
+        demo.step("VIP moved", lab.master() == "director2", f"{lab.vip} on {lab.master()}")
+        demo.step(
+            "failover gap",
+            served_again <= bound,
+            f"{gap:.2f} s without an answer, served again {served_again:.2f} s after link down"
+            f" (bound {bound:.2f} s)",
         )
-        daemon.stop()
+        after = echo.exchange("after")
+        demo.note(f"the same TCP connection after the failover: {after!r}")
+        demo.step(
+            "connection survived",
+            after is not None and first is not None and after.split()[0] == first.split()[0],
+            "echo still answered through director2 (IPVS connection sync)"
+            if after
+            else "the connection died",
+        )
+        echo.close()
+        requests_step(demo, lab, "50 requests via director2")
 
-    print("\nSummary\n")
-    width = max(len(s.name) for s in steps)
-    for step in steps:
-        print(f"  {'ok  ' if step.ok else 'FAIL'}  {step.name:<{width}}  {step.detail}")
-    all_ok = all(s.ok for s in steps)
-    print(f"\n{'demo passed' if all_ok else 'demo FAILED'} in {time.monotonic() - started:.1f} s")
-    return 0 if all_ok else 1
+        demo.say("One real fails: nginx stopped on real1")
+        lab.stop_nginx("real1")
+        try:
+            drained_s = wait_until(lambda: lab.weights("director2").get("real1") == 0, 15, 0.2)
+            drained = True
+        except AssertionError:
+            drained_s, drained = 15.0, False
+        out = lab.ipvsd("director2", "status")
+        demo.show("ip netns exec director2 ipvsd status", out.stdout)
+        demo.step(
+            "real1 drained",
+            drained,
+            f"weight 0 in director2's kernel {drained_s:.1f} s after nginx stopped",
+        )
+        replies = requests_step(demo, lab, "50 requests, real1 down")
+        demo.step(
+            "only real2 serves",
+            {r.real for r in replies if r.ok} == {"real2"},
+            per_real(replies),
+        )
+
+
+def run_all_active(demo: Narrator) -> None:
+    with ReferenceLab("all-active", prefix="demo") as lab:
+        demo.say(
+            "Building All-Active: director1 .10, director2 .20, director3 .25; six VIPs "
+            f"{lab.vips[0]}-{lab.vips[-1].rsplit('.', 1)[1]}, each director MASTER for two"
+        )
+        converged_s = lab.start()
+        holders = lab.holders()
+        for vip in lab.vips:
+            demo.note(f"{vip} -> {holders[vip]}")
+        mastered = Counter(holders[v] for v in lab.vips)
+        demo.step(
+            "lab up",
+            sorted(mastered.values()) == [2, 2, 2],
+            f"each director holds two VIPs ({converged_s:.1f} s)",
+        )
+
+        demo.say("5 `curl -I` to each of the six VIPs")
+        replies = lab.curl(5, lab.vips)
+        ok = [r for r in replies if r.ok]
+        demo.note(f"answered by {per_real(replies)}")
+        demo.step("30 requests", len(ok) == len(replies) == 30, f"{len(ok)}/30 ok")
+
+        victims = [v for v in lab.vips if holders[v] == "director1"]
+        demo.say(f"director1 fails (`ip link set eth1 down`): its VIPs {', '.join(victims)} move")
+        report = lab.failover_gap(lambda: lab.link_down("director1"), vips=victims)
+        demo.note(report.summary())
+        after = lab.holders()
+        new_owners = [after[v] for v in victims]
+        demo.step(
+            "VIPs to two survivors",
+            len(set(new_owners)) == 2 and "director1" not in new_owners and None not in new_owners,
+            ", ".join(f"{v} -> {after[v]}" for v in victims),
+        )
+        bound = max((failover_bound(lab, v, h) for v in victims if (h := after[v])), default=0.0)
+        served_again = max(report.recovered_after(f"{v}:80") for v in victims)
+        demo.step(
+            "failover gap",
+            served_again <= bound,
+            f"{report.gap().length:.2f} s without an answer, all served again"
+            f" {served_again:.2f} s after link down (bound {bound:.2f} s)",
+        )
+        replies = lab.curl(5, lab.vips)
+        ok = [r for r in replies if r.ok]
+        demo.step("all six VIPs answer", len(ok) == 30, f"{len(ok)}/30 ok; {per_real(replies)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", choices=["dr", "nat"], default="dr")
+    parser.add_argument("--all-active", action="store_true", help="three directors, six VIPs")
+    args = parser.parse_args(argv)
+    demo = Narrator()
+    try:
+        if args.all_active:
+            run_all_active(demo)
+        else:
+            run_pair(demo, "nat" if args.variant == "nat" else "dr")
+    except Exception as exc:  # the summary must still say what failed
+        demo.step("demo ran to the end", False, f"{type(exc).__name__}: {exc}")
+    return demo.summary()
 
 
 if __name__ == "__main__":

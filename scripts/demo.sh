@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # `make demo`: the reference scenario on a kernel with IPVS (User-Mode Linux when
 # this kernel has none). Installs what it needs like scripts/test.sh.
+#   VARIANT=dr (default) or nat; ALL_ACTIVE=1 for three directors and six VIPs.
+# Arguments are passed to `python -m lab.demo` (--variant nat, --all-active).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/setup.sh
 source scripts/setup.sh
 ensure_apt_packages
 ensure_venv
-exec .venv/bin/python -m lab.uml -- .venv/bin/python -m lab.demo "$@"
+args=(--variant "${VARIANT:-dr}")
+[ "${ALL_ACTIVE:-0}" = 1 ] && args=(--all-active)
+exec .venv/bin/python -m lab.uml --timeout 600 -- .venv/bin/python -m lab.demo "${args[@]}" "$@"
