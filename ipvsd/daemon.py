@@ -37,6 +37,7 @@ from ipvsd.netlink.addresses import AddressManager
 from ipvsd.netlink.ipvs import IpvsClient, Timeouts
 from ipvsd.netlink.reconcile import DeleteService
 from ipvsd.netlink.reconciler import PassReport, Reconciler
+from ipvsd.netlink.routes import warn_reals_behind_vips
 from ipvsd.status import VrrpView, status_document
 from ipvsd.sync_daemon import SyncDaemonController, SyncDaemonStatus, SyncTarget, resolve
 from ipvsd.systemd import Notifier
@@ -122,6 +123,7 @@ class Daemon:
                 self._configure_sync_daemon(self._config)
                 await self._start_vrrp(self._config)
                 self._start_metrics(self._config)
+                self._start_component(_warn_reals_behind_vips(self._config))
                 self._start_component(self._announce_ready())
                 self._start_component(self._notifier.watchdog())
                 await self._stop.wait()
@@ -384,6 +386,8 @@ class Daemon:
             elif new.vrrp.instances and self._group is not None:
                 await self._start_vrrp(new)
             self._configure_sync_daemon(new)
+            if self._group is not None:
+                self._start_component(_warn_reals_behind_vips(new))
             gc.freeze()
             log.info("config.reloaded", config=str(self._config_path))
             return []
@@ -432,6 +436,13 @@ class Daemon:
                 )
             self._client.close()
         log.info("daemon.stop")
+
+
+async def _warn_reals_behind_vips(config: Config) -> None:
+    """design.md's pitfall: a real this director reaches only through a VRRP address."""
+    reals = [real.address for service in config.ipvs.services for real in service.reals]
+    vips = {vip.ip for i in config.vrrp.instances for vip in i.virtual_ipaddresses}
+    await warn_reals_behind_vips(reals, vips)
 
 
 def sync_target(config: Config) -> SyncTarget | None:

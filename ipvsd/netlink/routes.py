@@ -1,0 +1,147 @@
+"""Which reals this director reaches only through a VRRP address (design.md's pitfall).
+
+When the route to a real goes through a gateway that is a virtual address,
+only the MASTER holding that address forwards for it. On a BACKUP, health
+checks to that real then travel through the master, and they fail in the very
+seconds the master dies and this director takes over: measured with
+keepalived, the new master removed every real (~2.3 s of refused connections
+after a failover). The cure is an on-link route to the reals (or to the
+directors' own addresses on the reals' side), so ipvsd warns at start and at
+every reload.
+
+The check reads the main routing table once (one rtnetlink dump) and matches
+each real's address by longest prefix, as the kernel does for the main table.
+Policy routing (``ip rule``) and other tables are not looked at: this is a
+warning for a common mistake, not a routing engine.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+from typing import Any
+
+import structlog
+
+from ipvsd.errors import KernelError
+
+log = structlog.get_logger("ipvsd.netlink.routes")
+
+IPAddress = IPv4Address | IPv6Address
+
+_MAIN_TABLE = 254
+_RTN_UNICAST = 1
+
+
+@dataclass(frozen=True)
+class Route:
+    """A unicast route of the main table: its destination and next hops (none: on-link)."""
+
+    destination: IPv4Network | IPv6Network
+    gateways: tuple[IPAddress, ...]
+
+
+@dataclass(frozen=True)
+class RealBehindVip:
+    """A real whose best route leaves only through virtual addresses."""
+
+    real: IPAddress
+    route: Route
+
+
+def reals_behind_vips(
+    routes: Iterable[Route], reals: Iterable[IPAddress], vips: Collection[IPAddress]
+) -> list[RealBehindVip]:
+    """The reals whose longest-prefix route has only VRRP addresses as next hops.
+
+    Args:
+        routes: the main table's unicast routes.
+        reals: real-server addresses (duplicates are checked once).
+        vips: every virtual address of the config.
+
+    Returns:
+        One entry per such real, in address order.
+    """
+    suspicious = [r for r in routes if r.gateways and all(g in vips for g in r.gateways)]
+    if not suspicious:
+        return []  # the usual case: no route at all points at a VIP
+    ordered = sorted(routes, key=lambda r: r.destination.prefixlen, reverse=True)
+    found = []
+    for real in sorted(set(reals), key=lambda a: (a.version, a)):
+        best = next(
+            (r for r in ordered if _contains(r.destination, real)),
+            None,
+        )
+        if best is not None and best in suspicious:
+            found.append(RealBehindVip(real, best))
+    return found
+
+
+def _contains(network: IPv4Network | IPv6Network, address: IPAddress) -> bool:
+    return network.version == address.version and address in network
+
+
+async def main_routes() -> list[Route]:
+    """The unicast routes of the main table, IPv4 and IPv6, from this namespace.
+
+    Raises:
+        KernelError: the dump failed.
+    """
+    from pyroute2 import AsyncIPRoute
+
+    routes = []
+    try:
+        async with AsyncIPRoute() as ipr:
+            async for msg in await ipr.get_routes(table=_MAIN_TABLE):
+                route = _route(msg)
+                if route is not None:
+                    routes.append(route)
+    except OSError as exc:
+        raise KernelError(f"cannot read the routing table: {exc}", errno=exc.errno or 0) from exc
+    return routes
+
+
+def _route(msg: Any) -> Route | None:
+    if msg.get("type") != _RTN_UNICAST:
+        return None
+    network = IPv4Network if msg.get("family") == socket.AF_INET else IPv6Network
+    # No RTA_DST: a default route (the address part is 0).
+    destination = network((msg.get_attr("RTA_DST") or 0, msg.get("dst_len")))
+    gateway = msg.get_attr("RTA_GATEWAY")
+    if gateway is not None:
+        gateways: tuple[IPAddress, ...] = (ip_address(gateway),)
+    else:
+        hops = msg.get_attr("RTA_MULTIPATH") or []
+        gateways = tuple(
+            ip_address(g) for hop in hops if (g := hop.get_attr("RTA_GATEWAY")) is not None
+        )
+    return Route(destination, gateways)
+
+
+async def warn_reals_behind_vips(reals: Iterable[IPAddress], vips: Collection[IPAddress]) -> int:
+    """Log ``routing.real_behind_vip`` for each real reached only through a VIP.
+
+    Never raises: a failed route dump is logged and counts as nothing found.
+
+    Returns:
+        How many reals were reported.
+    """
+    if not vips:
+        return 0
+    try:
+        found = reals_behind_vips(await main_routes(), reals, vips)
+    except KernelError as exc:
+        log.warning("routing.check_failed", error=str(exc))
+        return 0
+    for entry in found:
+        log.warning(
+            "routing.real_behind_vip",
+            real=str(entry.real),
+            route=str(entry.route.destination),
+            via=[str(g) for g in entry.route.gateways],
+            hint="on a BACKUP its checks go through the MASTER and fail when it dies; "
+            "give this director an on-link route to the real",
+        )
+    return len(found)
