@@ -153,7 +153,25 @@ def status_text(status: Mapping[str, Any]) -> str:
         (the kernel's now), CfgWeight, Health (``,drained`` when an operator
         drained it), ActiveConn, InActConn and PersistConn.
     """
-    return "\n".join([*_vrrp_lines(status.get("vrrp") or []), "", *_service_lines(status)])
+    sync = _sync_daemon_lines(status.get("sync_daemon"))
+    return "\n".join([*_vrrp_lines(status.get("vrrp") or []), *sync, "", *_service_lines(status)])
+
+
+def _sync_daemon_lines(sync: Mapping[str, Any] | None) -> list[str]:
+    """One line when connection sync is configured: wanted vs running, like ipvsadm -L --daemon."""
+    if not sync:
+        return []
+    wanted = f"{sync.get('wanted')} on {sync.get('interface')}, syncid {sync.get('sync_id')}"
+    running = sync.get("running")
+    if running is None:
+        now = "unknown"
+    else:
+        now = ", ".join(
+            f"{d.get('state')} on {d.get('interface')} syncid {d.get('sync_id')}" for d in running
+        )
+    line = f"Sync daemon: {wanted} (follows {sync.get('vrrp_instance')}); running: {now or 'none'}"
+    error = sync.get("error")
+    return [line, *([f"Sync daemon error: {error}"] if error else [])]
 
 
 def _vrrp_lines(instances: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -232,3 +232,25 @@ def test_help_describes_the_control_commands(capsys: pytest.CaptureFixture[str])
         out = capsys.readouterr().out
         for word in ("--socket", "--config", "exit status", "example"):
             assert word in out, (command, word)
+
+
+def test_status_text_shows_the_sync_daemon_wanted_and_running() -> None:
+    status = copy.deepcopy(STATUS)
+    assert "Sync daemon" not in status_text(status)  # not configured: no line
+    status["sync_daemon"] = {
+        "vrrp_instance": "VI_1",
+        "interface": "eth1",
+        "sync_id": 51,
+        "wanted": "master",
+        "running": [{"state": "master", "interface": "eth1", "sync_id": 51}],
+        "error": None,
+    }
+    lines = status_text(status).splitlines()
+    assert (
+        "Sync daemon: master on eth1, syncid 51 (follows VI_1); running: master on eth1 syncid 51"
+        in lines
+    )
+    status["sync_daemon"].update(running=[], error="eth1: No such device")
+    lines = status_text(status).splitlines()
+    assert any(line.endswith("running: none") for line in lines)
+    assert "Sync daemon error: eth1: No such device" in lines
