@@ -47,7 +47,7 @@ import structlog
 
 from ipvsd.config_model import SyncDaemonConfig, VrrpInstanceConfig
 from ipvsd.errors import KernelError, NotFound
-from ipvsd.netlink.wire import SyncDaemon, SyncState
+from ipvsd.netlink.wire_daemon import SyncDaemon, SyncState
 from ipvsd.vrrp.machine import VrrpState
 
 log = structlog.get_logger("ipvsd.sync_daemon")

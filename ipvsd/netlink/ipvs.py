@@ -37,7 +37,7 @@ from ipvsd.errors import (
     SchedulerUnavailable,
 )
 from ipvsd.model import Service, ServiceKey, Table
-from ipvsd.netlink import wire
+from ipvsd.netlink import wire, wire_daemon
 from ipvsd.netlink.reconcile import (
     AddDest,
     AddService,
@@ -49,7 +49,7 @@ from ipvsd.netlink.reconcile import (
     Operation,
     OperationFailed,
 )
-from ipvsd.netlink.wire import SyncDaemon, SyncState
+from ipvsd.netlink.wire_daemon import SyncDaemon, SyncState
 
 NETLINK_GENERIC = 16
 SOL_NETLINK = 270
@@ -361,7 +361,8 @@ class IpvsClient:
         """The running sync daemons (GET_DAEMON): none, a master, a backup, or both."""
         async with self._lock:
             return [
-                wire.parse_daemon(record) async for record in self._dump(wire.CMD_GET_DAEMON, b"")
+                wire_daemon.parse_daemon(record)
+                async for record in self._dump(wire.CMD_GET_DAEMON, b"")
             ]
 
     async def start_sync_daemon(self, daemon: SyncDaemon) -> None:
@@ -373,7 +374,7 @@ class IpvsClient:
                 an interface that is down), EINVAL (a real of the other address
                 family exists: the sync protocol cannot carry it).
         """
-        payload = wire.nla(wire.ATTR_DAEMON, wire.daemon_attrs(daemon))
+        payload = wire.nla(wire.ATTR_DAEMON, wire_daemon.daemon_attrs(daemon))
         what = (
             f"start {daemon.state.name.lower()} sync daemon"
             f" on {daemon.interface} (sync id {daemon.sync_id})"
@@ -387,7 +388,7 @@ class IpvsClient:
         Raises:
             NotFound: no daemon of that role runs (ESRCH).
         """
-        payload = wire.nla(wire.ATTR_DAEMON, wire.daemon_state_attrs(state))
+        payload = wire.nla(wire.ATTR_DAEMON, wire_daemon.daemon_state_attrs(state))
         what = f"stop {state.name.lower()} sync daemon"
         async with self._lock:
             # No ack means EINTR (see _fenced_request): kthread_stop() found a

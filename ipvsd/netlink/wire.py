@@ -14,7 +14,7 @@ Layout (include/uapi/linux/ip_vs.h, net/netfilter/ipvs/ip_vs_ctl.c)::
     genlmsghdr(cmd u8, version u8 = 1, reserved u16)
     IPVS_CMD_ATTR_SERVICE (nested IPVS_SVC_ATTR_*)
     IPVS_CMD_ATTR_DEST    (nested IPVS_DEST_ATTR_*)
-    IPVS_CMD_ATTR_DAEMON  (nested IPVS_DAEMON_ATTR_*, the connection-sync daemons)
+    IPVS_CMD_ATTR_DAEMON  (nested IPVS_DAEMON_ATTR_*: the sync daemons, `wire_daemon`)
 
 Attributes are (len u16, type u16, value, pad to 4). Ports are big-endian
 (except the sync daemon's multicast port), everything else host order.
@@ -25,7 +25,6 @@ IPv6 one a prefix length.
 
 from __future__ import annotations
 
-import enum
 import struct
 import sys
 from collections.abc import Iterator
@@ -127,15 +126,6 @@ DEST_STATS64 = 12
 INFO_VERSION = 1
 INFO_CONN_TAB_SIZE = 2
 
-# IPVS_DAEMON_ATTR_* (SYNC_MAXLEN and later since Linux 4.7)
-DAEMON_STATE = 1
-DAEMON_MCAST_IFN = 2
-DAEMON_SYNC_ID = 3
-DAEMON_SYNC_MAXLEN = 4
-DAEMON_MCAST_GROUP = 5
-DAEMON_MCAST_GROUP6 = 6
-DAEMON_MCAST_PORT = 7
-DAEMON_MCAST_TTL = 8
 
 _NLMSGHDR = struct.Struct("=IHHII")
 _GENLHDR = struct.Struct("=BBH")
@@ -304,7 +294,8 @@ def iter_attrs(buf: memoryview) -> Iterator[tuple[int, memoryview]]:
         offset += (length + 3) & ~3
 
 
-def _u(value: memoryview) -> int:
+def uint_value(value: memoryview) -> int:
+    """An unsigned attribute of 1, 2, 4 or 8 bytes, host order."""
     return int.from_bytes(value, sys.byteorder)
 
 
@@ -312,7 +303,8 @@ def _be16(value: memoryview) -> int:
     return int(_BE16.unpack_from(value)[0])
 
 
-def _string(value: memoryview) -> str:
+def string_value(value: memoryview) -> str:
+    """A NUL-terminated string attribute."""
     return bytes(value).split(b"\0", 1)[0].decode()
 
 
@@ -341,7 +333,7 @@ def parse_stats(value: memoryview) -> Stats:
     values = [0] * 10
     for attr_type, attr_value in iter_attrs(value):
         if 1 <= attr_type <= 10:
-            values[attr_type - 1] = _u(attr_value)
+            values[attr_type - 1] = uint_value(attr_value)
     return Stats(*values)
 
 
@@ -368,25 +360,25 @@ def _parse_service_attrs(buf: memoryview, with_stats: bool) -> Service:
     stats32: memoryview | None = None
     for attr_type, value in iter_attrs(buf):
         if attr_type == SVC_AF:
-            family = _u(value)
+            family = uint_value(value)
         elif attr_type == SVC_PROTOCOL:
-            protocol = _u(value)
+            protocol = uint_value(value)
         elif attr_type == SVC_ADDR:
             addr = value
         elif attr_type == SVC_PORT:
             port = _be16(value)
         elif attr_type == SVC_FWMARK:
-            fwmark = _u(value)
+            fwmark = uint_value(value)
         elif attr_type == SVC_SCHED_NAME:
-            scheduler = _string(value)
+            scheduler = string_value(value)
         elif attr_type == SVC_FLAGS:
             flags = _FLAGS.unpack_from(value)[0]
         elif attr_type == SVC_TIMEOUT:
-            timeout = _u(value)
+            timeout = uint_value(value)
         elif attr_type == SVC_NETMASK:
-            netmask = _u(value)
+            netmask = uint_value(value)
         elif attr_type == SVC_PE_NAME:
-            pe_name = _string(value)
+            pe_name = string_value(value)
         elif with_stats and attr_type == SVC_STATS64:
             stats = parse_stats(value)
         elif with_stats and attr_type == SVC_STATS:
@@ -436,21 +428,21 @@ def _parse_dest_attrs(buf: memoryview, family: int, with_stats: bool) -> Dest:
         elif attr_type == DEST_PORT:
             port = _be16(value)
         elif attr_type == DEST_FWD_METHOD:
-            fwd = _u(value)
+            fwd = uint_value(value)
         elif attr_type == DEST_WEIGHT:
-            weight = _u(value)
+            weight = uint_value(value)
         elif attr_type == DEST_U_THRESH:
-            u_thresh = _u(value)
+            u_thresh = uint_value(value)
         elif attr_type == DEST_L_THRESH:
-            l_thresh = _u(value)
+            l_thresh = uint_value(value)
         elif attr_type == DEST_ACTIVE_CONNS:
-            active = _u(value)
+            active = uint_value(value)
         elif attr_type == DEST_INACT_CONNS:
-            inactive = _u(value)
+            inactive = uint_value(value)
         elif attr_type == DEST_PERSIST_CONNS:
-            persistent = _u(value)
+            persistent = uint_value(value)
         elif attr_type == DEST_ADDR_FAMILY:
-            family = _u(value)
+            family = uint_value(value)
         elif with_stats and attr_type == DEST_STATS64:
             stats = parse_stats(value)
         elif with_stats and attr_type == DEST_STATS:
@@ -469,137 +461,7 @@ def _parse_dest_attrs(buf: memoryview, family: int, with_stats: bool) -> Dest:
 
 def parse_u32_attrs(payload: memoryview) -> dict[int, int]:
     """A flat list of u32 attributes (GET_CONFIG timeouts, GET_INFO)."""
-    return {attr_type: _u(value) for attr_type, value in iter_attrs(payload)}
-
-
-# --- connection-sync daemons ------------------------------------------------------------
-
-
-class SyncState(enum.IntEnum):
-    """A sync daemon's role, as IP_VS_STATE_MASTER / IP_VS_STATE_BACKUP number it."""
-
-    MASTER = 1
-    BACKUP = 2
-
-
-@dataclass(frozen=True, slots=True)
-class SyncDaemon:
-    """One IPVS connection-sync daemon (``ipvsadm --start-daemon``).
-
-    The kernel runs at most one master and one backup per network namespace.
-    The zero / None values of the optional fields ask for the kernel's default
-    and are what a request leaves out; a dump reports the values in force.
-
-    Attributes:
-        state: master (sends the connection table) or backup (receives it).
-        interface: the multicast interface (at most 15 characters).
-        sync_id: the SyncID; a backup only takes messages with its own.
-        sync_maxlen: UDP payload size; 0: from the interface's MTU.
-        mcast_group: multicast group; None: 224.0.0.81.
-        mcast_port: base UDP port; 0: 8848.
-        mcast_ttl: multicast TTL; 0: 1.
-    """
-
-    state: SyncState
-    interface: str
-    sync_id: int
-    sync_maxlen: int = 0
-    mcast_group: IPAddress | None = None
-    mcast_port: int = 0
-    mcast_ttl: int = 0
-
-    def satisfies(self, wanted: SyncDaemon) -> bool:
-        """Whether this running daemon is `wanted`, whose defaults match any value.
-
-        `sync_maxlen` is not compared: the kernel clamps and rounds the request
-        (1000 runs as 1024 in Linux 6.1), so the running value may differ.
-        """
-        return (
-            self.state is wanted.state
-            and self.interface == wanted.interface
-            and self.sync_id == wanted.sync_id
-            and wanted.mcast_group in (None, self.mcast_group)
-            and wanted.mcast_port in (0, self.mcast_port)
-            and wanted.mcast_ttl in (0, self.mcast_ttl)
-        )
-
-
-def daemon_attrs(daemon: SyncDaemon) -> bytes:
-    """The IPVS_CMD_ATTR_DAEMON body of a NEW_DAEMON request.
-
-    STATE, MCAST_IFN and SYNC_ID are mandatory (ip_vs_genl_new_daemon returns
-    EINVAL without them); the others are sent only when set, so kernels older
-    than 4.7, which reject unknown attributes, still start a default daemon.
-    """
-    body = (
-        nla_u32(DAEMON_STATE, daemon.state)
-        + nla_str(DAEMON_MCAST_IFN, daemon.interface)
-        + nla_u32(DAEMON_SYNC_ID, daemon.sync_id)
-    )
-    # The order ipvsadm (libipvs) uses, so that its bytes are our golden test.
-    if daemon.sync_maxlen:
-        body += nla_u16(DAEMON_SYNC_MAXLEN, daemon.sync_maxlen)
-    if daemon.mcast_port:
-        # Host order, unlike every other port in IPVS: the kernel adds the
-        # thread number to it before htons() (get_mcast_sockaddr).
-        body += nla_u16(DAEMON_MCAST_PORT, daemon.mcast_port)
-    if daemon.mcast_ttl:
-        body += nla_u8(DAEMON_MCAST_TTL, daemon.mcast_ttl)
-    if isinstance(daemon.mcast_group, IPv4Address):
-        body += nla(DAEMON_MCAST_GROUP, daemon.mcast_group.packed)  # nla_get_in_addr: as is
-    elif isinstance(daemon.mcast_group, IPv6Address):
-        body += nla(DAEMON_MCAST_GROUP6, daemon.mcast_group.packed)
-    return body
-
-
-def daemon_state_attrs(state: SyncState) -> bytes:
-    """The IPVS_CMD_ATTR_DAEMON body of a DEL_DAEMON request.
-
-    ip_vs_genl_del_daemon reads only STATE (ipvsadm adds an empty MCAST_IFN and
-    a SYNC_ID of 0, which the kernel ignores).
-    """
-    return nla_u32(DAEMON_STATE, state)
-
-
-def parse_daemon(payload: memoryview) -> SyncDaemon:
-    """A GET_DAEMON dump record → SyncDaemon.
-
-    Raises:
-        WireError: the record is malformed.
-    """
-    for attr_type, value in iter_attrs(payload):
-        if attr_type == ATTR_DAEMON:
-            try:
-                return _parse_daemon_attrs(value)
-            except (ValueError, struct.error) as exc:
-                raise WireError(f"malformed sync daemon record: {exc}") from exc
-    raise WireError("sync daemon record without IPVS_CMD_ATTR_DAEMON")
-
-
-def _parse_daemon_attrs(buf: memoryview) -> SyncDaemon:
-    state = sync_id = maxlen = port = ttl = 0
-    interface: str | None = None
-    group: IPAddress | None = None
-    for attr_type, value in iter_attrs(buf):
-        if attr_type == DAEMON_STATE:
-            state = _u(value)
-        elif attr_type == DAEMON_MCAST_IFN:
-            interface = _string(value)
-        elif attr_type == DAEMON_SYNC_ID:
-            sync_id = _u(value)
-        elif attr_type == DAEMON_SYNC_MAXLEN:
-            maxlen = _u(value[:2])
-        elif attr_type == DAEMON_MCAST_GROUP:
-            group = IPv4Address(bytes(value[:4]))
-        elif attr_type == DAEMON_MCAST_GROUP6:
-            group = IPv6Address(bytes(value[:16]))
-        elif attr_type == DAEMON_MCAST_PORT:
-            port = _u(value[:2])
-        elif attr_type == DAEMON_MCAST_TTL:
-            ttl = _u(value[:1])
-    if interface is None:
-        raise WireError("sync daemon record without interface")
-    return SyncDaemon(SyncState(state), interface, sync_id, maxlen, group, port, ttl)
+    return {attr_type: uint_value(value) for attr_type, value in iter_attrs(payload)}
 
 
 # --- operations ---------------------------------------------------------------------------

@@ -43,7 +43,7 @@ from ipvsd.model import (
 )
 from ipvsd.netlink.ipvs import IpvsClient
 from ipvsd.netlink.reconcile import AddDest, AddService
-from ipvsd.netlink.wire import SyncDaemon, SyncState
+from ipvsd.netlink.wire_daemon import SyncDaemon, SyncState
 from ipvsd.sync_daemon import SyncDaemonController, SyncTarget
 from ipvsd.vrrp.machine import VrrpState
 from lab.daemon import DaemonProcess

@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 from ipvsd.config import parse_config
 from ipvsd.daemon import sync_target
 from ipvsd.errors import AlreadyExists, IpvsUnavailable, KernelError, NotFound
-from ipvsd.netlink.wire import SyncDaemon, SyncState
+from ipvsd.netlink.wire_daemon import SyncDaemon, SyncState
 from ipvsd.status import status_document
 from ipvsd.sync_daemon import (
     StartDaemon,

@@ -25,7 +25,7 @@ from ipvsd.model import (
     Stats,
     fwmark_key,
 )
-from ipvsd.netlink import wire
+from ipvsd.netlink import wire, wire_daemon
 
 V4 = ServiceKey(Family.INET, Protocol.TCP, ip_address("192.168.1.200"), 80)
 V6 = ServiceKey(Family.INET6, Protocol.UDP, ip_address("2001:db8::200"), 53)
@@ -194,18 +194,18 @@ def _daemon_body(data: bytes) -> bytes:
 
 
 def test_new_daemon_bytes_are_ipvsadms() -> None:
-    master = wire.SyncDaemon(wire.SyncState.MASTER, "eth0", 51)
+    master = wire_daemon.SyncDaemon(wire_daemon.SyncState.MASTER, "eth0", 51)
     data = wire.message(
         0x1E,
         wire.CMD_NEW_DAEMON,
-        wire.nla(wire.ATTR_DAEMON, wire.daemon_attrs(master)),
+        wire.nla(wire.ATTR_DAEMON, wire_daemon.daemon_attrs(master)),
         wire.NLM_F_REQUEST | wire.NLM_F_ACK,
         3,
     )
     assert data[16:20] == bytes((wire.CMD_NEW_DAEMON, 1, 0, 0))
     assert _daemon_body(data).hex() == IPVSADM_MASTER_BODY
-    backup = wire.SyncDaemon(
-        wire.SyncState.BACKUP,
+    backup = wire_daemon.SyncDaemon(
+        wire_daemon.SyncState.BACKUP,
         "eth0",
         7,
         sync_maxlen=1000,
@@ -213,13 +213,13 @@ def test_new_daemon_bytes_are_ipvsadms() -> None:
         mcast_port=8850,
         mcast_ttl=3,
     )
-    assert wire.daemon_attrs(backup).hex() == IPVSADM_BACKUP_BODY
+    assert wire_daemon.daemon_attrs(backup).hex() == IPVSADM_BACKUP_BODY
 
 
 def test_del_daemon_carries_only_the_state() -> None:
-    body = wire.daemon_state_attrs(wire.SyncState.BACKUP)
+    body = wire_daemon.daemon_state_attrs(wire_daemon.SyncState.BACKUP)
     assert list((t, bytes(v)) for t, v in wire.iter_attrs(memoryview(body))) == [
-        (wire.DAEMON_STATE, struct.pack("=I", 2))
+        (wire_daemon.DAEMON_STATE, struct.pack("=I", 2))
     ]
 
 
@@ -230,44 +230,50 @@ def _dump_record(body: bytes) -> memoryview:
 def test_parse_daemon_record_as_the_kernel_dumps_it() -> None:
     # ip_vs_genl_dump_daemon puts every field, the defaults filled in.
     body = (
-        wire.nla_u32(wire.DAEMON_STATE, 1)
-        + wire.nla_str(wire.DAEMON_MCAST_IFN, "eth1")
-        + wire.nla_u32(wire.DAEMON_SYNC_ID, 51)
-        + wire.nla_u16(wire.DAEMON_SYNC_MAXLEN, 1472)
-        + wire.nla_u16(wire.DAEMON_MCAST_PORT, 8848)
-        + wire.nla_u8(wire.DAEMON_MCAST_TTL, 1)
-        + wire.nla(wire.DAEMON_MCAST_GROUP, bytes((224, 0, 0, 81)))
+        wire.nla_u32(wire_daemon.DAEMON_STATE, 1)
+        + wire.nla_str(wire_daemon.DAEMON_MCAST_IFN, "eth1")
+        + wire.nla_u32(wire_daemon.DAEMON_SYNC_ID, 51)
+        + wire.nla_u16(wire_daemon.DAEMON_SYNC_MAXLEN, 1472)
+        + wire.nla_u16(wire_daemon.DAEMON_MCAST_PORT, 8848)
+        + wire.nla_u8(wire_daemon.DAEMON_MCAST_TTL, 1)
+        + wire.nla(wire_daemon.DAEMON_MCAST_GROUP, bytes((224, 0, 0, 81)))
     )
-    daemon = wire.parse_daemon(_dump_record(body))
-    assert daemon == wire.SyncDaemon(
-        wire.SyncState.MASTER, "eth1", 51, 1472, ip_address("224.0.0.81"), 8848, 1
+    daemon = wire_daemon.parse_daemon(_dump_record(body))
+    assert daemon == wire_daemon.SyncDaemon(
+        wire_daemon.SyncState.MASTER, "eth1", 51, 1472, ip_address("224.0.0.81"), 8848, 1
     )
-    assert daemon.satisfies(wire.SyncDaemon(wire.SyncState.MASTER, "eth1", 51))
-    assert not daemon.satisfies(wire.SyncDaemon(wire.SyncState.BACKUP, "eth1", 51))
-    assert not daemon.satisfies(wire.SyncDaemon(wire.SyncState.MASTER, "eth1", 52))
-    assert not daemon.satisfies(wire.SyncDaemon(wire.SyncState.MASTER, "eth2", 51))
-    assert not daemon.satisfies(wire.SyncDaemon(wire.SyncState.MASTER, "eth1", 51, mcast_port=1))
+    assert daemon.satisfies(wire_daemon.SyncDaemon(wire_daemon.SyncState.MASTER, "eth1", 51))
+    assert not daemon.satisfies(wire_daemon.SyncDaemon(wire_daemon.SyncState.BACKUP, "eth1", 51))
+    assert not daemon.satisfies(wire_daemon.SyncDaemon(wire_daemon.SyncState.MASTER, "eth1", 52))
+    assert not daemon.satisfies(wire_daemon.SyncDaemon(wire_daemon.SyncState.MASTER, "eth2", 51))
+    assert not daemon.satisfies(
+        wire_daemon.SyncDaemon(wire_daemon.SyncState.MASTER, "eth1", 51, mcast_port=1)
+    )
 
 
 def test_daemon_round_trip_with_an_ipv6_group() -> None:
-    daemon = wire.SyncDaemon(
-        wire.SyncState.BACKUP, "bond0.12", 255, 9000, ip_address("ff02::1:5"), 9999, 4
+    daemon = wire_daemon.SyncDaemon(
+        wire_daemon.SyncState.BACKUP, "bond0.12", 255, 9000, ip_address("ff02::1:5"), 9999, 4
     )
-    assert wire.parse_daemon(_dump_record(wire.daemon_attrs(daemon))) == daemon
+    assert wire_daemon.parse_daemon(_dump_record(wire_daemon.daemon_attrs(daemon))) == daemon
 
 
 @pytest.mark.parametrize(
     ("body", "message"),
     [
         (b"", "without interface"),
-        (wire.nla_u32(wire.DAEMON_STATE, 3) + wire.nla_str(wire.DAEMON_MCAST_IFN, "x"), "3"),
+        (
+            wire.nla_u32(wire_daemon.DAEMON_STATE, 3)
+            + wire.nla_str(wire_daemon.DAEMON_MCAST_IFN, "x"),
+            "3",
+        ),
     ],
 )
 def test_bad_daemon_records_raise_wire_error(body: bytes, message: str) -> None:
     with pytest.raises(wire.WireError, match=message):
-        wire.parse_daemon(_dump_record(body))
+        wire_daemon.parse_daemon(_dump_record(body))
     with pytest.raises(wire.WireError):
-        wire.parse_daemon(memoryview(wire.nla(wire.ATTR_SERVICE, body)))
+        wire_daemon.parse_daemon(memoryview(wire.nla(wire.ATTR_SERVICE, body)))
 
 
 @settings(max_examples=300, deadline=None)
@@ -275,4 +281,4 @@ def test_bad_daemon_records_raise_wire_error(body: bytes, message: str) -> None:
 def test_arbitrary_daemon_bytes_raise_only_wire_error(data: bytes) -> None:
     for payload in (data, wire.nla(wire.ATTR_DAEMON, data)):
         with contextlib.suppress(wire.WireError):
-            wire.parse_daemon(memoryview(payload))
+            wire_daemon.parse_daemon(memoryview(payload))
