@@ -9,6 +9,7 @@ from ipaddress import ip_address
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pyroute2.netlink import nla as pyroute2_nla
 from pyroute2.netlink.generic.ipvs import ipvsmsg
 
 from ipvsd.model import (
@@ -282,3 +283,78 @@ def test_arbitrary_daemon_bytes_raise_only_wire_error(data: bytes) -> None:
     for payload in (data, wire.nla(wire.ATTR_DAEMON, data)):
         with contextlib.suppress(wire.WireError):
             wire_daemon.parse_daemon(memoryview(payload))
+
+
+# pyroute2 0.9.7 types IPVS_CMD_ATTR_DAEMON as raw hex: extend its message class
+# with the nested attributes of include/uapi/linux/ip_vs.h, as the reference for
+# the daemon codec in both directions.
+class IpvsDaemonMsg(ipvsmsg):  # type: ignore[misc]
+    # pyroute2 compiles nla_map once per class into name-mangled attributes of
+    # nlmsg_base; a subclass inherits the parent's unless told to compile its own.
+    _nlmsg_base__compiled_nla = False
+    nla_map = tuple(
+        (name, "daemon" if name == "IPVS_CMD_ATTR_DAEMON" else kind)
+        for name, kind in ipvsmsg.nla_map
+    )
+
+    class daemon(pyroute2_nla):  # type: ignore[misc]
+        prefix = "IPVS_DAEMON_ATTR_"
+        nla_map = (
+            ("IPVS_DAEMON_ATTR_UNSPEC", "none"),
+            ("IPVS_DAEMON_ATTR_STATE", "uint32"),
+            ("IPVS_DAEMON_ATTR_MCAST_IFN", "asciiz"),
+            ("IPVS_DAEMON_ATTR_SYNC_ID", "uint32"),
+            ("IPVS_DAEMON_ATTR_SYNC_MAXLEN", "uint16"),
+            ("IPVS_DAEMON_ATTR_MCAST_GROUP", "ip4addr"),
+            ("IPVS_DAEMON_ATTR_MCAST_GROUP6", "ip6addr"),
+            ("IPVS_DAEMON_ATTR_MCAST_PORT", "uint16"),
+            ("IPVS_DAEMON_ATTR_MCAST_TTL", "uint8"),
+        )
+
+
+FULL_DAEMON = wire_daemon.SyncDaemon(
+    wire_daemon.SyncState.BACKUP, "eth1", 51, 1472, ip_address("239.1.2.3"), 8850, 3
+)
+
+
+def test_new_daemon_decodes_identically_with_extended_pyroute2() -> None:
+    payload = wire.nla(wire.ATTR_DAEMON, wire_daemon.daemon_attrs(FULL_DAEMON))
+    msg = IpvsDaemonMsg(wire.message(0x1E, wire.CMD_NEW_DAEMON, payload, wire.NLM_F_REQUEST, 4))
+    msg.decode()
+    daemon = msg.get_attr("IPVS_CMD_ATTR_DAEMON")
+    assert msg["cmd"] == wire.CMD_NEW_DAEMON
+    assert {name: daemon.get_attr(name) for name, _ in daemon.nla_map[1:]} == {
+        "IPVS_DAEMON_ATTR_STATE": 2,
+        "IPVS_DAEMON_ATTR_MCAST_IFN": "eth1",
+        "IPVS_DAEMON_ATTR_SYNC_ID": 51,
+        "IPVS_DAEMON_ATTR_SYNC_MAXLEN": 1472,
+        "IPVS_DAEMON_ATTR_MCAST_GROUP": "239.1.2.3",
+        "IPVS_DAEMON_ATTR_MCAST_GROUP6": None,
+        "IPVS_DAEMON_ATTR_MCAST_PORT": 8850,
+        "IPVS_DAEMON_ATTR_MCAST_TTL": 3,
+    }
+
+
+def test_a_daemon_record_encoded_by_extended_pyroute2_parses_back() -> None:
+    msg = IpvsDaemonMsg()
+    msg["cmd"] = wire.CMD_GET_DAEMON
+    msg["version"] = 1
+    msg["attrs"] = [
+        (
+            "IPVS_CMD_ATTR_DAEMON",
+            {
+                "attrs": [
+                    ("IPVS_DAEMON_ATTR_STATE", 2),
+                    ("IPVS_DAEMON_ATTR_MCAST_IFN", "eth1"),
+                    ("IPVS_DAEMON_ATTR_SYNC_ID", 51),
+                    ("IPVS_DAEMON_ATTR_SYNC_MAXLEN", 1472),
+                    ("IPVS_DAEMON_ATTR_MCAST_GROUP", "239.1.2.3"),
+                    ("IPVS_DAEMON_ATTR_MCAST_PORT", 8850),
+                    ("IPVS_DAEMON_ATTR_MCAST_TTL", 3),
+                ]
+            },
+        )
+    ]
+    msg.encode()
+    record = memoryview(bytes(msg.data))[wire.HEADER_LEN :]
+    assert wire_daemon.parse_daemon(record) == FULL_DAEMON
