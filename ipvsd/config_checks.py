@@ -41,11 +41,21 @@ from ipvsd.config_model import (
     ServiceConfig,
     SyncDaemonConfig,
     SyncGroupConfig,
+    TunnelConfig,
     VrrpInstanceConfig,
 )
 from ipvsd.config_types import CheckType
 from ipvsd.errors import ConfigIssue
-from ipvsd.model import DestKey, Family, ForwardMethod, IPAddress, Protocol, ServiceKey
+from ipvsd.model import (
+    DestKey,
+    Family,
+    ForwardMethod,
+    IPAddress,
+    Protocol,
+    ServiceKey,
+    TunnelChecksum,
+    TunnelType,
+)
 from ipvsd.yaml_lines import FieldPath, Lines, dotted
 
 _PORT_CHECKS = (CheckType.TCP, CheckType.HTTP, CheckType.HTTPS)
@@ -263,6 +273,11 @@ def _check_service(
         and service.forward is not ForwardMethod.TUNNEL
     ):
         report.add((*base, "sorry_server", "address"), _cross_family(sorry.address, family))
+    if service.tunnel is not None:
+        if any(service.forward_of(real) is ForwardMethod.TUNNEL for real in service.reals):
+            _check_tunnel(service.tunnel, (*base, "tunnel"), report)
+        elif service.forward is not ForwardMethod.TUNNEL:
+            report.add((*base, "tunnel"), "only for forward: tunnel (no real of it tunnels)")
     inherited = _check_problems(service.check) if service.check is not None else []
     for relative, message in inherited:
         report.add((*base, "check", *relative), message)
@@ -275,6 +290,17 @@ def _check_service(
             message = f"duplicate real {dest} (first on line {first_line})"
             report.add((*base, "reals", index), message)
         _check_real(service, family, real, dest, (*base, "reals", index), inherited, report)
+
+
+def _check_tunnel(tunnel: TunnelConfig, where: FieldPath, report: _Report) -> None:
+    """Each tunnel type takes only its own options."""
+    kind = tunnel.type.name.lower()
+    if tunnel.type is TunnelType.GUE and tunnel.port == 0:
+        report.add((*where, "type"), "gue needs the real's GUE UDP port: set tunnel.port")
+    if tunnel.type is not TunnelType.GUE and tunnel.port != 0:
+        report.add((*where, "port"), f"only for type gue (this tunnel is {kind})")
+    if tunnel.type is TunnelType.IPIP and tunnel.checksum is not TunnelChecksum.NONE:
+        report.add((*where, "checksum"), "only for type gue or gre (ipip has no checksum option)")
 
 
 def _check_real(
@@ -297,6 +323,14 @@ def _check_real(
             (*real_path, "port"),
             f"forward {forward.value} cannot change the port: use {port} (or 0), or forward: nat",
         )
+    if real.tunnel is not None:
+        if forward is ForwardMethod.TUNNEL:
+            _check_tunnel(real.tunnel, (*real_path, "tunnel"), report)
+        else:
+            report.add(
+                (*real_path, "tunnel"),
+                f"only for forward: tunnel (this real is forward: {forward.value})",
+            )
     if real.check is None and service.check is None:
         return
     check = service.check_for(real)

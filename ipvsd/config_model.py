@@ -59,6 +59,8 @@ from ipvsd.config_types import (
     SyncId,
     Threshold,
     TrackWeight,
+    TunnelChecksumName,
+    TunnelTypeName,
     Vips,
     Weight,
 )
@@ -69,6 +71,8 @@ from ipvsd.model import (
     Protocol,
     ServiceFlag,
     ServiceKey,
+    TunnelChecksum,
+    TunnelType,
     fwmark_key,
 )
 
@@ -236,6 +240,20 @@ def merge_check(base: CheckConfig | None, override: CheckOverride | None) -> Che
     return base.model_copy(update=updates)
 
 
+class TunnelConfig(_Model):
+    """Encapsulation of ``forward: tunnel`` reals (ipvsadm --tun-type/--tun-port/--tun-*csum).
+
+    Needs Linux 5.2 or later for anything but the default ``ipip``.
+    """
+
+    type: TunnelTypeName = TunnelType.IPIP
+    """ipip (default), gue (UDP, needs `port`) or gre."""
+    port: PortOrZero = 0
+    """The real's GUE port (gue only)."""
+    checksum: TunnelChecksumName = TunnelChecksum.NONE
+    """none, csum or remcsum (gue and gre only)."""
+
+
 class SorryServerConfig(_Model):
     """Where traffic goes when no real is available."""
 
@@ -257,6 +275,8 @@ class RealConfig(_Model):
     """Connections above which the real gets no new ones; 0: no limit."""
     lower_threshold: Threshold = 0
     """Connections below which it gets new ones again; 0: no limit."""
+    tunnel: TunnelConfig | None = None
+    """Overrides the service's tunnel settings (forward: tunnel only)."""
     check: CheckOverride | None = None
 
 
@@ -273,6 +293,8 @@ class ServiceConfig(_Model):
     scheduler_flags: tuple[SchedulerFlag, ...] = ()
     forward: ForwardName = ForwardMethod.NAT
     """Default forwarding method of the reals."""
+    tunnel: TunnelConfig | None = None
+    """Default tunnel settings of the ``forward: tunnel`` reals."""
     persistence_timeout: Seconds32 = 0
     """Seconds a client sticks to its real; 0: not persistent."""
     persistence_netmask: Netmask | None = None
@@ -326,6 +348,10 @@ class ServiceConfig(_Model):
     def forward_of(self, real: RealConfig) -> ForwardMethod:
         """The forwarding method of `real` (its own, else the service's)."""
         return real.forward or self.forward
+
+    def tunnel_of(self, real: RealConfig) -> TunnelConfig | None:
+        """The tunnel settings of `real` (its own, else the service's)."""
+        return real.tunnel or self.tunnel
 
     def check_for(self, real: RealConfig) -> CheckConfig | None:
         """The check of `real`: its override merged over the service's check."""

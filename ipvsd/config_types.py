@@ -25,7 +25,15 @@ from typing import Annotated, TypeVar
 from pydantic import AfterValidator, PlainSerializer, PlainValidator
 from pydantic_core import PydanticCustomError
 
-from ipvsd.model import Family, ForwardMethod, IPAddress, Protocol, ServiceFlag
+from ipvsd.model import (
+    Family,
+    ForwardMethod,
+    IPAddress,
+    Protocol,
+    ServiceFlag,
+    TunnelChecksum,
+    TunnelType,
+)
 
 T = TypeVar("T")
 
@@ -247,6 +255,16 @@ ForwardName = Annotated[
     ForwardMethod,
     _choice("forward method", {m.value: m for m in ForwardMethod}),
     PlainSerializer(lambda m: m.value, when_used="json"),
+]
+TunnelTypeName = Annotated[
+    TunnelType,
+    _choice("tunnel type", {t.name.lower(): t for t in TunnelType}),
+    PlainSerializer(lambda t: t.name.lower(), when_used="json"),
+]
+TunnelChecksumName = Annotated[
+    TunnelChecksum,
+    _choice("tunnel checksum", {c.name.lower(): c for c in TunnelChecksum}),
+    PlainSerializer(lambda c: c.name.lower(), when_used="json"),
 ]
 Scheduler = Annotated[str, _choice("scheduler", {s: s for s in SCHEDULERS})]
 SchedulerFlag = Annotated[str, _choice("scheduler flag", {f: f for f in SCHEDULER_FLAGS})]

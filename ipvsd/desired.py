@@ -26,6 +26,7 @@ distinct ones.
 from __future__ import annotations
 
 from collections.abc import Mapping, Set
+from typing import Any
 
 from ipvsd.config_model import Config
 from ipvsd.model import (
@@ -85,7 +86,16 @@ def desired_table(
             if skipped and (key, dest_key) in skipped:
                 continue
             weight = overrides.get((key, dest_key), real.weight) if overrides else real.weight
-            values = (service.forward_of(real), weight, real.upper_threshold, real.lower_threshold)
+            tunnel = service.tunnel_of(real)
+            forward = service.forward_of(real)
+            values: tuple[Any, ...] = (
+                forward,
+                weight,
+                real.upper_threshold,
+                real.lower_threshold,
+            )
+            if tunnel is not None and forward is ForwardMethod.TUNNEL:
+                values += (tunnel.type, tunnel.port, tunnel.checksum)
             dest_attrs = shared.get(values)
             if dest_attrs is None:
                 dest_attrs = shared[values] = DestAttrs(*values)

@@ -70,6 +70,22 @@ _FORWARD_TO_KERNEL = {ForwardMethod.NAT: 0, ForwardMethod.TUNNEL: 2, ForwardMeth
 _KERNEL_TO_FORWARD = {value: method for method, value in _FORWARD_TO_KERNEL.items()}
 
 
+class TunnelType(enum.IntEnum):
+    """Encapsulation of a tunnel real (IP_VS_CONN_F_TUNNEL_TYPE_*, Linux 5.2+)."""
+
+    IPIP = 0
+    GUE = 1  # UDP encapsulation: needs the real's GUE port
+    GRE = 2
+
+
+class TunnelChecksum(enum.IntEnum):
+    """Checksum option of a GUE / GRE tunnel (IP_VS_TUNNEL_ENCAP_FLAG_*)."""
+
+    NONE = 0
+    CSUM = 1
+    REMCSUM = 2
+
+
 class ServiceFlag(enum.IntFlag):
     """IP_VS_SVC_F_* service flags (include/uapi/linux/ip_vs.h)."""
 
@@ -151,12 +167,18 @@ class DestAttrs:
         weight: scheduling weight; 0 = drained (no new connections).
         upper_threshold: connection limit above which it gets no new ones (0 = none).
         lower_threshold: connection count under which it gets new ones again (0 = none).
+        tunnel_type: encapsulation of a tunnel real (IPIP for every other method).
+        tunnel_port: the real's GUE UDP port (0 otherwise).
+        tunnel_checksum: GUE / GRE checksum option.
     """
 
     forward: ForwardMethod = ForwardMethod.NAT
     weight: int = 1
     upper_threshold: int = 0
     lower_threshold: int = 0
+    tunnel_type: TunnelType = TunnelType.IPIP
+    tunnel_port: int = 0
+    tunnel_checksum: TunnelChecksum = TunnelChecksum.NONE
 
 
 @dataclass(frozen=True, slots=True)

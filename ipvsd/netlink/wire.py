@@ -45,6 +45,8 @@ from ipvsd.model import (
     ServiceFlag,
     ServiceKey,
     Stats,
+    TunnelChecksum,
+    TunnelType,
 )
 from ipvsd.netlink.reconcile import (
     AddDest,
@@ -121,6 +123,9 @@ DEST_PERSIST_CONNS = 9
 DEST_STATS = 10
 DEST_ADDR_FAMILY = 11
 DEST_STATS64 = 12
+DEST_TUN_TYPE = 13  # Linux 5.2+: tunnel type, GUE port, checksum flags
+DEST_TUN_PORT = 14
+DEST_TUN_FLAGS = 15
 
 # IPVS_INFO_ATTR_*
 INFO_VERSION = 1
@@ -243,13 +248,23 @@ def dest_identity(key: DestKey) -> bytes:
 
 
 def dest_attrs(key: DestKey, attrs: DestAttrs) -> bytes:
-    return (
+    body = (
         dest_identity(key)
         + nla_u32(DEST_FWD_METHOD, attrs.forward.kernel_value)
         + nla_u32(DEST_WEIGHT, attrs.weight)
         + nla_u32(DEST_U_THRESH, attrs.upper_threshold)
         + nla_u32(DEST_L_THRESH, attrs.lower_threshold)
     )
+    if attrs.forward is ForwardMethod.TUNNEL:
+        # Always for tunnel reals: an edit without them resets the kernel's
+        # tunnel settings to IPIP (ip_vs_genl_parse_dest zeroes what is absent).
+        # Never for the others, so kernels before 5.2 see nothing new.
+        body += (
+            nla_u8(DEST_TUN_TYPE, attrs.tunnel_type)
+            + nla_be16(DEST_TUN_PORT, attrs.tunnel_port)
+            + nla_u16(DEST_TUN_FLAGS, attrs.tunnel_checksum)
+        )
+    return body
 
 
 # --- parsing ------------------------------------------------------------------------------
@@ -420,6 +435,7 @@ def parse_dest(payload: memoryview, service_family: int, *, with_stats: bool = T
 def _parse_dest_attrs(buf: memoryview, family: int, with_stats: bool) -> Dest:
     addr: memoryview | None = None
     port = fwd = weight = u_thresh = l_thresh = active = inactive = persistent = 0
+    tun_type = tun_port = tun_flags = 0
     stats: Stats | None = None
     stats32: memoryview | None = None
     for attr_type, value in iter_attrs(buf):
@@ -443,6 +459,12 @@ def _parse_dest_attrs(buf: memoryview, family: int, with_stats: bool) -> Dest:
             persistent = uint_value(value)
         elif attr_type == DEST_ADDR_FAMILY:
             family = uint_value(value)
+        elif attr_type == DEST_TUN_TYPE:
+            tun_type = uint_value(value[:1])
+        elif attr_type == DEST_TUN_PORT:
+            tun_port = _be16(value)
+        elif attr_type == DEST_TUN_FLAGS:
+            tun_flags = uint_value(value[:2])
         elif with_stats and attr_type == DEST_STATS64:
             stats = parse_stats(value)
         elif with_stats and attr_type == DEST_STATS:
@@ -452,11 +474,19 @@ def _parse_dest_attrs(buf: memoryview, family: int, with_stats: bool) -> Dest:
     if stats is None and stats32 is not None:
         stats = parse_stats(stats32)
     counters = DestCounters(active, inactive, persistent, stats if stats is not None else Stats())
-    return Dest(
-        DestKey(_address(family, addr), port),
-        DestAttrs(ForwardMethod.from_kernel(fwd), weight, u_thresh, l_thresh),
-        counters,
-    )
+    if tun_type or tun_port or tun_flags:
+        attrs = DestAttrs(
+            ForwardMethod.from_kernel(fwd),
+            weight,
+            u_thresh,
+            l_thresh,
+            TunnelType(tun_type),
+            tun_port,
+            TunnelChecksum(tun_flags),
+        )
+    else:  # every NAT / DR real and plain IPIP: no enum lookups on the dump's hot path
+        attrs = DestAttrs(ForwardMethod.from_kernel(fwd), weight, u_thresh, l_thresh)
+    return Dest(DestKey(_address(family, addr), port), attrs, counters)
 
 
 def parse_u32_attrs(payload: memoryview) -> dict[int, int]:

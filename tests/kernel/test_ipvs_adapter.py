@@ -22,6 +22,8 @@ from ipvsd.model import (
     ServiceFlag,
     ServiceKey,
     Table,
+    TunnelChecksum,
+    TunnelType,
     fwmark_key,
     make_service,
 )
@@ -120,6 +122,26 @@ async def test_edits_are_in_place_and_keep_counters(client: IpvsClient) -> None:
     assert table.services[V4].dests[R1].attrs == DestAttrs(ForwardMethod.DR, 9, 50, 5)
     result = await client.apply([EditService(V4, ServiceAttrs("rr"))])
     assert (await client.dump()).services[V4].attrs == ServiceAttrs("rr")
+
+
+async def test_tunnel_types_ports_and_checksums_round_trip(client: IpvsClient) -> None:
+    gue = DestAttrs(ForwardMethod.TUNNEL, 1, 0, 0, TunnelType.GUE, 6080, TunnelChecksum.CSUM)
+    gre = DestAttrs(ForwardMethod.TUNNEL, 2, 0, 0, TunnelType.GRE, 0, TunnelChecksum.REMCSUM)
+    result = await client.apply(
+        [AddService(V4, ServiceAttrs("rr")), AddDest(V4, R1, gue), AddDest(V4, R2, gre)]
+    )
+    assert result.ok, result.failures
+    dests = (await client.dump()).services[V4].dests
+    assert (dests[R1].attrs, dests[R2].attrs) == (gue, gre)
+    # The classic tool reads the same settings (the GUE port is big-endian on the wire).
+    listing = ipvsadm("-Ln", "--tun-info")
+    # ipvsadm's TunnelInfo: type:port:flags, "+c" csum, "r+c" remcsum.
+    assert re.search(r"-> 10\.20\.1\.1:80\s+Tunnel\s+gue:6080:\+c\s+1\s", listing), listing
+    assert re.search(r"-> 10\.20\.1\.2:8080\s+Tunnel\s+gre:r\+c\s+2\s", listing), listing
+    # An edit to plain IPIP sends the attributes explicitly: the GUE settings go.
+    ipip = DestAttrs(ForwardMethod.TUNNEL, 1)
+    assert (await client.apply([EditDest(V4, R1, ipip)])).ok
+    assert (await client.dump()).services[V4].dests[R1].attrs == ipip
 
 
 async def test_delete_dest_and_service(client: IpvsClient) -> None:

@@ -33,6 +33,8 @@ from ipvsd.model import (
     ServiceAttrs,
     ServiceFlag,
     ServiceKey,
+    TunnelChecksum,
+    TunnelType,
     fwmark_key,
 )
 
@@ -1015,3 +1017,80 @@ def test_desired_table_overrides_and_exclusions() -> None:
     assert web.dests[real30].attrs.weight == 0
     assert desired_table(config) == desired_table(config)
     assert desired_table(_parse("node_name: x\n")).services == {}
+
+
+TUNNEL_SERVICE = """
+ipvs:
+  services:
+    - address: 192.168.1.200
+      port: 80
+      forward: tunnel
+      SERVICE_TUNNEL
+      reals:
+        - address: 10.0.0.1
+          REAL_TUNNEL
+        - {address: 10.0.0.2, forward: dr}
+"""
+
+
+def _tunnel_text(service: str = "", real: str = "") -> str:
+    return TUNNEL_SERVICE.replace("SERVICE_TUNNEL", service).replace("REAL_TUNNEL", real)
+
+
+def test_tunnel_settings_default_from_the_service_and_reach_only_tunnel_reals() -> None:
+    config = _parse(_tunnel_text("tunnel: {type: gue, port: 6080, checksum: csum}"))
+    service = config.ipvs.services[0]
+    tunnel = service.tunnel_of(service.reals[0])
+    assert tunnel is not None
+    assert (tunnel.type, tunnel.port, tunnel.checksum) == (
+        TunnelType.GUE,
+        6080,
+        TunnelChecksum.CSUM,
+    )
+    table = desired_table(config)
+    dests = {d.key.address: d.attrs for d in table.services[service.key].dests.values()}
+    assert dests[IPv4Address("10.0.0.1")] == DestAttrs(
+        ForwardMethod.TUNNEL, 1, 0, 0, TunnelType.GUE, 6080, TunnelChecksum.CSUM
+    )
+    # The DR real ignores the service's tunnel settings.
+    assert dests[IPv4Address("10.0.0.2")] == DestAttrs(ForwardMethod.DR, 1)
+
+
+@pytest.mark.parametrize(
+    ("service", "real", "line", "field", "fragment"),
+    [
+        ("tunnel: {type: gue}", "", 6, "ipvs.services.0.tunnel.type", "gue needs the real's GUE"),
+        (
+            "",
+            "tunnel: {type: gre, port: 5}",
+            9,
+            "ipvs.services.0.reals.0.tunnel.port",
+            "only for type gue (this tunnel is gre)",
+        ),
+        (
+            "",
+            "tunnel: {checksum: csum}",
+            9,
+            "ipvs.services.0.reals.0.tunnel.checksum",
+            "ipip has no checksum option",
+        ),
+        (
+            "",
+            "forward: nat\n          tunnel: {type: gre}",
+            10,
+            "ipvs.services.0.reals.0.tunnel",
+            "only for forward: tunnel (this real is forward: nat)",
+        ),
+        (
+            "tunnel: {type: sit}",
+            "",
+            6,
+            "ipvs.services.0.tunnel.type",
+            "unknown tunnel type 'sit' (expected one of: ipip, gue, gre)",
+        ),
+    ],
+)
+def test_tunnel_settings_errors(
+    service: str, real: str, line: int, field: str, fragment: str
+) -> None:
+    _only(_tunnel_text(service, real), line, field, fragment)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import struct
+import sys
 from ipaddress import ip_address
 
 import pytest
@@ -24,6 +25,8 @@ from ipvsd.model import (
     ServiceFlag,
     ServiceKey,
     Stats,
+    TunnelChecksum,
+    TunnelType,
     fwmark_key,
 )
 from ipvsd.netlink import wire, wire_daemon
@@ -358,3 +361,25 @@ def test_a_daemon_record_encoded_by_extended_pyroute2_parses_back() -> None:
     msg.encode()
     record = memoryview(bytes(msg.data))[wire.HEADER_LEN :]
     assert wire_daemon.parse_daemon(record) == FULL_DAEMON
+
+
+def test_tunnel_dest_settings_decode_with_pyroute2_and_parse_back() -> None:
+    gue = DestAttrs(ForwardMethod.TUNNEL, 2, 0, 0, TunnelType.GUE, 6080, TunnelChecksum.REMCSUM)
+    key = DestKey(ip_address("10.1.0.9"), 80)
+    payload = wire.nla(wire.ATTR_SERVICE, wire.service_identity(V4)) + wire.nla(
+        wire.ATTR_DEST, wire.dest_attrs(key, gue)
+    )
+    msg = decode(wire.message(0x42, wire.CMD_NEW_DEST, payload, wire.NLM_F_REQUEST, 1))
+    dest = msg.get_attr("IPVS_CMD_ATTR_DEST")
+    assert dest.get_attr("IPVS_DEST_ATTR_TUN_TYPE") == 1
+    # pyroute2 types the port as host-order uint16; the kernel reads it big-endian.
+    assert dest.get_attr("IPVS_DEST_ATTR_TUN_PORT") == int.from_bytes(
+        (6080).to_bytes(2, "big"), sys.byteorder
+    )
+    assert dest.get_attr("IPVS_DEST_ATTR_TUN_FLAGS") == 2
+    parsed = wire.parse_dest(memoryview(wire.nla(wire.ATTR_DEST, wire.dest_attrs(key, gue))), 2)
+    assert parsed.attrs == gue
+    # Other methods send no tunnel attributes (kernels before 5.2 know none).
+    dr = wire.dest_attrs(key, DestAttrs(ForwardMethod.DR, 1))
+    types = {t for t, _ in wire.iter_attrs(memoryview(dr))}
+    assert not types & {wire.DEST_TUN_TYPE, wire.DEST_TUN_PORT, wire.DEST_TUN_FLAGS}
