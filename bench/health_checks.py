@@ -8,9 +8,10 @@ Targets (the issue's): under half of one core and p99 lateness under 100 ms
 for 10,000 reals checked every second.
 
 Each kind of check in ``--checks`` runs in turn: ``null`` does no I/O, so
-what it measures is the monitor's own cost; ``ipvsd`` is the daemon's
-``ipvsd.health.checks.run_check`` (tcp); ``inline`` a minimal asyncio
-connect check written here (also used when ipvsd's is missing);
+what it measures is the monitor's own cost; ``ipvsd`` is what the daemon
+runs, ``ipvsd.health.checks.Checker.check`` (tcp: ``ipvsd.health.tcp``, no
+task per check); ``inline`` a minimal asyncio ``sock_connect`` check under
+``asyncio.timeout``, written here (also used when ipvsd's is missing);
 ``inline-rst`` the same closing with a reset (no TIME_WAIT). On loopback
 the kernel handles both ends of every connection in this process's system
 calls, so "system" includes the listeners' half of each TCP handshake.
@@ -25,6 +26,7 @@ import argparse
 import asyncio
 import gc
 import importlib
+import os
 import resource
 import selectors
 import socket
@@ -176,17 +178,17 @@ MakeTarget = Callable[[IPv4Address, int, CheckConfig], Any]
 
 
 def ipvsd_check() -> tuple[Check, MakeTarget] | None:
-    """``run_check`` and ``target_for`` from ipvsd.health.checks, if that module is there."""
+    """What the daemon runs: a ``Checker``'s ``check`` and ``target_for``, if they are there."""
     try:
         checks = importlib.import_module("ipvsd.health.checks")
-        run_check, target_for = checks.run_check, checks.target_for
+        checker, target_for = checks.Checker(), checks.target_for
     except (ImportError, AttributeError):
         return None
 
     def make(address: IPv4Address, port: int, config: CheckConfig) -> Any:
         return target_for(config, address, port)
 
-    return run_check, make
+    return checker.check, make
 
 
 def inline_check() -> tuple[Check, MakeTarget]:
@@ -221,6 +223,8 @@ class Measured:
     system_s: float
     monitor: HealthMonitor[Any]
     changes: dict[Health, int]
+    load: tuple[float, float]
+    """1-minute load average before and after the run (the machine is shared)."""
 
 
 async def measure(
@@ -248,6 +252,7 @@ async def measure(
         gc.freeze()
     if gc_mode == "tuned":
         gc.set_threshold(50_000, 20, 100)
+    load_before = os.getloadavg()[0]
     before, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
     runner = asyncio.create_task(monitor.run())
     await asyncio.sleep(seconds)
@@ -258,7 +263,7 @@ async def measure(
     gc.unfreeze()
     gc.set_threshold(*DEFAULT_GC_THRESHOLD)
     user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
-    return Measured(wall, user, system, monitor, changes)
+    return Measured(wall, user, system, monitor, changes, (load_before, os.getloadavg()[0]))
 
 
 def profile(coro: Coroutine[Any, Any, Measured]) -> Measured:
@@ -286,7 +291,7 @@ def choose(kind: str) -> tuple[str, Check, MakeTarget]:
         return "inline sock_connect, RST close", inline_rst_check, make
     chosen = ipvsd_check() if kind == "ipvsd" else None
     if chosen is not None:
-        return "ipvsd run_check (tcp)", *chosen
+        return "ipvsd Checker.check (tcp)", *chosen
     return "inline sock_connect", inline_tcp_check, make
 
 
@@ -374,7 +379,7 @@ def note(name: str, result: Measured) -> str:
     return (
         f"{name}: {result.wall_s:.1f} s; failed {stats.failed}, raised {stats.errors}, "
         f"skipped slots {stats.skipped_slots}, changes {result.changes[Health.UP]} up / "
-        f"{result.changes[Health.DOWN]} down"
+        f"{result.changes[Health.DOWN]} down; load {result.load[0]:.2f} -> {result.load[1]:.2f}"
     )
 
 

@@ -11,11 +11,18 @@ Why it is shaped this way:
   ``CheckResult(ok=False, reason=...)`` with a short reason for humans:
   ``connection refused``, ``HTTP 500 (expected 200)``, ``timeout after 1.0 s
   (connect)``. An exception that escapes `run_check` is a bug in ipvsd.
-* **One hard deadline per probe.** ``asyncio.timeout(check.timeout)`` covers
-  bind, connect, TLS handshake, request and response (or the whole command),
-  so a blackholed or hung real costs at most its timeout. A timeout reason
-  names the phase that hung: a dead host times out in ``connect``, a stuck
-  application in ``response``.
+* **One hard deadline per probe.** For http, https and exec checks,
+  ``asyncio.timeout(check.timeout)`` covers bind, connect, TLS handshake,
+  request and response (or the whole command), so a blackholed or hung real
+  costs at most its timeout. A timeout reason names the phase that hung: a
+  dead host times out in ``connect``, a stuck application in ``response``.
+* **tcp checks take a leaner path** (``ipvsd.health.tcp``): they are most of
+  the checks a big site runs, 10,000 a second, so they run with no task,
+  coroutine or timer of their own, under the same hard deadline. `Checker`
+  picks the path; the monitor awaits whatever it returns.
+* **Failures are logged, passes are not.** Each failed check is one debug
+  event (``health.check``); a passing one is the common case and logs
+  nothing. Health *changes* are logged by the monitor.
 * **HTTP is parsed by h11** (in ``ipvsd.health.http``), a real HTTP/1.1
   parser, not string matching: see that module for why.
 * **TLS verification is off by default.** Reals often serve self-signed or
@@ -40,18 +47,15 @@ import os
 import signal
 import socket
 import ssl
-import struct
-from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv6Address
+from collections.abc import Awaitable
 from typing import assert_never
-
-import structlog
 
 from ipvsd.config_model import CheckConfig
 from ipvsd.config_types import CheckType
 from ipvsd.health import http
 from ipvsd.health.http import BODY_LIMIT, USER_AGENT, Progress
-from ipvsd.model import format_endpoint
+from ipvsd.health.target import CheckResult, CheckTarget, errno_text, log_failure, target_for
+from ipvsd.health.tcp import TcpProber
 from ipvsd.process import run_bounded
 
 __all__ = [
@@ -59,12 +63,11 @@ __all__ = [
     "USER_AGENT",
     "CheckResult",
     "CheckTarget",
+    "Checker",
     "run_check",
     "target_for",
     "tls_context",
 ]
-
-log = structlog.get_logger("ipvsd.health.checks")
 
 OUTPUT_LIMIT = 4096
 """exec: bytes of combined stdout/stderr kept (the tail) for the reason."""
@@ -74,79 +77,7 @@ DRAIN_S = 0.2
 """exec: seconds to keep reading output after the command has exited."""
 CLOSE_GRACE_S = 1.0
 """Seconds to wait for a graceful close (TLS close_notify) before aborting."""
-_PORT_CHECKS = (CheckType.TCP, CheckType.HTTP, CheckType.HTTPS)
 _DEFAULT_PORT = {CheckType.HTTP: 80, CheckType.HTTPS: 443}
-
-
-@dataclass(frozen=True, slots=True)
-class CheckTarget:
-    """What one check probes: an endpoint and the check's settings.
-
-    Attributes:
-        address: the address to check (the check's ``address``, else the real's).
-        port: the port to check (the check's ``port``, else the real's); 0 only
-            for exec and none checks.
-        check: the check's configuration.
-        real: the real server as ``ADDRESS:PORT``, for logs.
-        tls: for https checks, a context to reuse (see `tls_context`); None
-            builds one on every check.
-    """
-
-    address: IPv4Address | IPv6Address
-    port: int
-    check: CheckConfig
-    real: str
-    tls: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class CheckResult:
-    """The outcome of one check.
-
-    Attributes:
-        ok: the real passed the check.
-        reason: a short explanation for humans, e.g. ``connection refused``,
-            ``HTTP 500 (expected 200)``, ``exit status 1: <last output line>``.
-        duration_s: seconds from the start of the check to its outcome.
-    """
-
-    ok: bool
-    reason: str
-    duration_s: float
-
-
-def target_for(
-    check: CheckConfig,
-    real_address: IPv4Address | IPv6Address,
-    real_port: int,
-    *,
-    tls: ssl.SSLContext | None = None,
-) -> CheckTarget:
-    """The target of `check` for one real: the check's address/port overrides applied.
-
-    Args:
-        check: the real's (merged) check.
-        real_address: the real's address.
-        real_port: the real's port (0: the packet's port, fwmark services).
-        tls: an https context to share between targets (see `tls_context`).
-
-    Returns:
-        The target to pass to `run_check`.
-
-    Raises:
-        ValueError: a tcp/http/https check has no port to connect to (a bug:
-            config validation requires ``check.port`` when the real's port is 0).
-    """
-    port = check.port or real_port
-    if check.type in _PORT_CHECKS and not port:
-        raise ValueError(f"{check.type.value} check of {real_address} has no port")
-    return CheckTarget(
-        address=check.address or real_address,
-        port=port,
-        check=check,
-        real=format_endpoint(real_address, real_port),
-        tls=tls,
-    )
 
 
 def tls_context(check: CheckConfig) -> ssl.SSLContext:
@@ -174,8 +105,46 @@ def tls_context(check: CheckConfig) -> ssl.SSLContext:
     return context
 
 
+class Checker:
+    """Runs checks on the running event loop: tcp ones with a `TcpProber`, others as coroutines.
+
+    Make one per daemon (or benchmark) and pass its `check` to the monitor;
+    `close` releases the prober's epoll instance.
+    """
+
+    def __init__(self) -> None:
+        self._tcp: TcpProber | None = None
+
+    def check(self, target: CheckTarget) -> Awaitable[CheckResult]:
+        """Start a check of `target`; called from a running event loop.
+
+        Args:
+            target: what to check and how.
+
+        Returns:
+            An awaitable of the outcome (a future for tcp checks, a coroutine
+            for the others). A real that is down, unreachable, slow or speaks
+            nonsense gives ``ok=False`` with a reason; it never raises for it.
+        """
+        if target.check.type is CheckType.TCP:
+            tcp = self._tcp
+            loop = asyncio.get_running_loop()
+            if tcp is None or tcp.loop is not loop:
+                if tcp is not None:
+                    tcp.close()
+                tcp = self._tcp = TcpProber(loop)
+            return tcp.start(target)
+        return _run(target)
+
+    def close(self) -> None:
+        """Cancel the tcp checks in flight and release the prober."""
+        if self._tcp is not None:
+            self._tcp.close()
+            self._tcp = None
+
+
 async def run_check(target: CheckTarget) -> CheckResult:
-    """Run `target`'s check once, within its timeout.
+    """Run `target`'s check once, within its timeout (a `Checker` of its own).
 
     Args:
         target: what to check and how.
@@ -184,6 +153,15 @@ async def run_check(target: CheckTarget) -> CheckResult:
         The outcome. A real that is down, unreachable, slow or speaks nonsense
         gives ``ok=False`` with a reason; this never raises for it.
     """
+    checker = Checker()
+    try:
+        return await checker.check(target)
+    finally:
+        checker.close()
+
+
+async def _run(target: CheckTarget) -> CheckResult:
+    """A check other than tcp, under ``asyncio.timeout``."""
     check = target.check
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -198,19 +176,9 @@ async def run_check(target: CheckTarget) -> CheckResult:
         except OSError as exc:  # ssl.SSLError included
             ok, reason = False, _os_reason(exc, progress.phase)
         result = CheckResult(ok, reason, loop.time() - started)
-    log.debug(
-        "health.check",
-        real=target.real,
-        target=format_endpoint(target.address, target.port),
-        type=check.type.value,
-        ok=result.ok,
-        reason=result.reason,
-        duration_s=round(result.duration_s, 6),
-    )
+    if not ok:
+        log_failure(target, result)
     return result
-
-
-_LINGER_RESET = struct.pack("ii", 1, 0)
 
 
 async def _probe(
@@ -222,13 +190,7 @@ async def _probe(
         case CheckType.NONE:
             return True, "no check"
         case CheckType.TCP:
-            sock = await _connect(target, progress)
-            # Close with a reset (SO_LINGER 0), as HAProxy's checks do: a graceful
-            # close leaves a TIME_WAIT socket per check, and 10,000 checks a
-            # second fill the kernel's TIME_WAIT table (measured: bench/README).
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-            sock.close()
-            return True, "connected"
+            raise AssertionError("tcp checks run on a TcpProber (Checker.check)")
         case CheckType.HTTP | CheckType.HTTPS:
             return await _http(target, progress, cleanup)
         case CheckType.EXEC:
@@ -239,16 +201,14 @@ async def _probe(
 
 async def _connect(target: CheckTarget, progress: Progress) -> socket.socket:
     """A non-blocking TCP socket connected to the target (from ``source_address`` if set)."""
-    family = socket.AF_INET if target.address.version == 4 else socket.AF_INET6
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(target.family, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
-        source = target.check.source_address
-        if source is not None:
-            progress.phase = f"bind to {source}"
-            sock.bind((str(source), 0))
+        if target.source is not None:
+            progress.phase = f"bind to {target.source[0]}"
+            sock.bind(target.source)
         progress.phase = "connect"
-        await asyncio.get_running_loop().sock_connect(sock, (str(target.address), target.port))
+        await asyncio.get_running_loop().sock_connect(sock, target.sockaddr)
     except BaseException:
         sock.close()
         raise
@@ -328,7 +288,7 @@ async def _exec(target: CheckTarget, progress: Progress) -> tuple[bool, str]:
         on_phase=report,
     )
     if outcome.error is not None:
-        return False, f"cannot run {argv[0]!r}: {_errno_text(outcome.error)}"
+        return False, f"cannot run {argv[0]!r}: {errno_text(outcome.error)}"
     assert outcome.returncode is not None, "no timeout, so it ran to its exit"
     return _exit_outcome(outcome.returncode, outcome.output)
 
@@ -363,11 +323,5 @@ def _os_reason(exc: OSError, phase: str) -> str:
         return f"TLS: certificate verify failed ({exc.verify_message})"
     if isinstance(exc, ssl.SSLError):
         return f"TLS: {(exc.reason or str(exc)).replace('_', ' ').lower()}"
-    text = _errno_text(exc)
+    text = errno_text(exc)
     return text if phase == "connect" else f"{text} ({phase})"
-
-
-def _errno_text(exc: OSError) -> str:
-    if exc.errno is not None:
-        return os.strerror(exc.errno).lower()
-    return str(exc) or type(exc).__name__

@@ -7,12 +7,15 @@ The monitor owns a `Watch` per real (what to check, how often, rise/fall).
 While `run()` runs, a dispatcher keeps each real's next slot on its fixed
 grid (`tracker.Grid`: a jittered first slot in ``[0, interval)``, then every
 ``interval``, no drift) in one heap, with one event-loop timer armed for the
-earliest. When the timer fires, every check that is due starts as a task of
-its own, so no check ever waits for another. When a check ends, its result
-goes to the real's `tracker.RiseFall`, ``on_change(real, health, reason)`` is
-called at once if the health changed, and the real's next slot goes back into
-the heap: the first slot not yet started, so a check that overran skips the
-slots it missed instead of running them back to back.
+earliest. When the timer fires, every check that is due starts at once, so
+no check ever waits for another. A check function returns an awaitable: a
+future (``ipvsd.health.tcp``'s tcp checks) is watched as it is, with a done
+callback, and anything else (a coroutine) is wrapped in a task. When a check
+ends, its result goes to the real's `tracker.RiseFall`, ``on_change(real,
+health, reason)`` is called at once if the health changed, and the real's
+next slot goes back into the heap: the first slot not yet started, so a
+check that overran skips the slots it missed instead of running them back to
+back.
 
 Why a dispatcher and not a sleeping task per real: measured with
 ``bench/health_checks.py`` (10,000 reals every second, a check that does no
@@ -59,6 +62,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import heapq
 import itertools
 import math
@@ -175,8 +179,12 @@ class _Real(Generic[TargetT]):
     """The slot of the check that is due, running or waiting for a place."""
     alive: bool = True
     """False once the real was removed or replaced: its queued slot is dropped."""
-    task: asyncio.Task[None] | None = None
+    future: asyncio.Future[CheckOutcome] | None = None
     """The running check, if any."""
+    started: float = 0.0
+    """When the running check started (monitor clock)."""
+    on_done: Callable[[asyncio.Future[CheckOutcome]], None] | None = None
+    """The monitor's done callback for this real's checks (made once, not per check)."""
     raising: bool = False
     """The last check raised (that exception was logged; the next ones are not)."""
 
@@ -191,7 +199,9 @@ class HealthMonitor(Generic[TargetT]):
 
     Args:
         check: the check function; it bounds its own run time (the check's
-            timeout) and returns a failed result rather than raising.
+            timeout) and returns a failed result rather than raising. It is
+            called in the event loop and returns an awaitable: a future (as
+            ``ipvsd.health.checks.Checker.check`` does for tcp) costs no task.
         on_change: called at once, as ``on_change(real, health, reason)``,
             whenever a real's health changes.
         clock: monotonic clock in seconds running at the pace of the event
@@ -203,6 +213,8 @@ class HealthMonitor(Generic[TargetT]):
             so that checks due close together start in one batch; it is
             the most a check starts late by on an idle loop. 0: wake for
             every slot.
+        on_result: called with every check's outcome (for metrics), after
+            rise/fall has seen it.
     """
 
     def __init__(
@@ -214,6 +226,7 @@ class HealthMonitor(Generic[TargetT]):
         seed: int = 0,
         max_in_flight: int | None = None,
         tick: float = DEFAULT_TICK,
+        on_result: Callable[[CheckOutcome], None] | None = None,
     ) -> None:
         if max_in_flight is not None and max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
@@ -223,6 +236,7 @@ class HealthMonitor(Generic[TargetT]):
         self._seed = seed
         self._max_in_flight = max_in_flight
         self._tick = tick
+        self._on_result = on_result
         self._reals: dict[RealId, _Real[TargetT]] = {}
         self._due: list[tuple[float, int]] = []
         """Heap of (slot, serial): every scheduled real's next slot. Plain numbers,
@@ -320,13 +334,13 @@ class HealthMonitor(Generic[TargetT]):
             self._due.clear()
             self._queued.clear()
             self._waiting.clear()
-            tasks = [real.task for real in self._reals.values() if real.task is not None]
-            for task in tasks:
-                task.cancel()
+            running = [real.future for real in self._reals.values() if real.future is not None]
+            for future in running:
+                future.cancel()
             for real in self._reals.values():
                 real.grid = None
-            if tasks:
-                await asyncio.wait(tasks)
+            if running:
+                await asyncio.wait(running)
         if self._error is not None:
             raise self._error
 
@@ -349,8 +363,8 @@ class HealthMonitor(Generic[TargetT]):
     def _retire(real: _Real[TargetT]) -> None:
         """Forget `real`: drop its queued slot (lazily) and cancel its running check."""
         real.alive = False
-        if real.task is not None:
-            real.task.cancel()
+        if real.future is not None:
+            real.future.cancel()
 
     def _queue(self, slot: float, real: _Real[TargetT]) -> None:
         serial = next(self._serials)
@@ -390,31 +404,52 @@ class HealthMonitor(Generic[TargetT]):
             self._arm(due[0][0])
 
     def _start(self, slot: float, real: _Real[TargetT]) -> None:
-        assert self._loop is not None
-        self._in_flight += 1
-        real.task = self._loop.create_task(self._run_check(slot, real))
-
-    async def _run_check(self, slot: float, real: _Real[TargetT]) -> None:
-        """Check `real` once (due at `slot`) and queue its next slot; the per-check boundary."""
-        clock = self._clock
+        """Start `real`'s check due at `slot`; `_finished` takes it from there."""
+        loop, clock = self._loop, self._clock
+        assert loop is not None
         assert clock is not None
-        started = clock()
+        self._in_flight += 1
+        real.started = started = clock()
         self.stats.lateness.record(started - slot)
+        future: asyncio.Future[CheckOutcome]
         try:
-            result: CheckOutcome
-            try:
-                result = await self._check(real.watch.target)
-                real.raising = False
-            except Exception as exc:  # a bug in the check function: style G9 isolation
-                result = self._raised(real, exc, clock() - started)
-            self._record(real, result)
-            self._queue_next(real, clock())
+            awaitable = self._check(real.watch.target)
+            if isinstance(awaitable, asyncio.Future):
+                future = awaitable
+            else:
+                future = asyncio.ensure_future(awaitable, loop=loop)
+        except Exception as exc:  # a bug in the check function: style G9 isolation
+            future = loop.create_future()
+            future.set_exception(exc)
+        real.future = future
+        if real.on_done is None:
+            real.on_done = functools.partial(self._finished, real)
+        future.add_done_callback(real.on_done)
+
+    def _finished(self, real: _Real[TargetT], future: asyncio.Future[CheckOutcome]) -> None:
+        """Take the result of `real`'s check and queue its next slot; the per-check boundary."""
+        if real.future is future:
+            real.future = None
+        self._in_flight -= 1
+        try:
+            if self._loop is not None and real.alive and not future.cancelled():
+                clock = self._clock
+                assert clock is not None
+                exc = future.exception()
+                result: CheckOutcome
+                if exc is None:
+                    result = future.result()
+                    real.raising = False
+                elif isinstance(exc, Exception):  # a bug in the check function (G9)
+                    result = self._raised(real, exc, clock() - real.started)
+                else:  # KeyboardInterrupt, SystemExit: the task re-raised it already
+                    return
+                self._record(real, result)
+                self._queue_next(real, clock())
         except Exception as exc:  # a bug of ours or of on_change: stop the monitor
             self._error = self._error or exc
             self._stopping.set()
         finally:
-            real.task = None
-            self._in_flight -= 1
             if self._waiting:
                 self._start_waiting()
 
@@ -455,6 +490,8 @@ class HealthMonitor(Generic[TargetT]):
         real.last_duration_s = result.duration_s
         old = real.tracker.state
         new = real.tracker.record(result.ok)
+        if self._on_result is not None:
+            self._on_result(result)
         if new is None:
             return
         reason = _reason(result, real.tracker.streak)

@@ -18,8 +18,8 @@ import structlog
 from ipvsd.config_model import CheckConfig, Config
 from ipvsd.config_types import CheckType
 from ipvsd.desired import desired_table
-from ipvsd.health.checks import CheckResult, CheckTarget, run_check, target_for, tls_context
-from ipvsd.health.monitor import HealthMonitor, Watch
+from ipvsd.health.checks import Checker, CheckTarget, target_for, tls_context
+from ipvsd.health.monitor import CheckOutcome, HealthMonitor, Watch
 from ipvsd.health.policy import RealId, has_check, overrides
 from ipvsd.health.tracker import Health
 from ipvsd.model import Table
@@ -43,8 +43,13 @@ class HealthRuntime:
         self._on_change = on_change
         self._on_health = on_health
         self._on_check = on_check
+        self.checker = Checker()
+        """Runs the checks (tcp ones without a task each: ``ipvsd.health.tcp``)."""
         self.monitor: HealthMonitor[CheckTarget] = HealthMonitor(
-            self._timed_check, self._changed, max_in_flight=MAX_IN_FLIGHT
+            self.checker.check,
+            self._changed,
+            max_in_flight=MAX_IN_FLIGHT,
+            on_result=None if on_check is None else self._checked,
         )
         self.drained: set[RealId] = set()
         self._config: Config | None = None
@@ -99,11 +104,9 @@ class HealthRuntime:
         """UP for unchecked reals, else the monitor's state."""
         return self.monitor.states().get(real_id, Health.UP)
 
-    async def _timed_check(self, target: CheckTarget) -> CheckResult:
-        result = await run_check(target)
+    def _checked(self, result: CheckOutcome) -> None:
         if self._on_check is not None:
             self._on_check(result.duration_s)
-        return result
 
     def _changed(self, real_id: RealId, health: Health, reason: str) -> None:
         if self._on_health is not None:

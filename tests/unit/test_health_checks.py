@@ -618,7 +618,7 @@ async def test_exec_not_executable(tmp_path: Path) -> None:
 # --- logging ---------------------------------------------------------------------------------
 
 
-async def test_each_check_logs_one_debug_event() -> None:
+async def test_a_failed_check_logs_one_debug_event() -> None:
     with capture_logs() as logs:
         await run_check(target(check(CheckType.TCP), closed_port()))
     assert len(logs) == 1
@@ -628,3 +628,11 @@ async def test_each_check_logs_one_debug_event() -> None:
     assert event["ok"] is False
     assert event["reason"] == "connection refused"
     assert event["type"] == "tcp"
+
+
+async def test_a_passing_check_logs_nothing() -> None:
+    async with http_server(lambda _head: OK_RESPONSE) as server:
+        with capture_logs() as logs:
+            assert (await run_check(target(check(CheckType.TCP), server.port))).ok
+            assert (await run_check(target(check(CheckType.HTTP), server.port))).ok
+    assert logs == []

@@ -521,3 +521,78 @@ def test_an_on_change_bug_ends_run() -> None:
             await mon.run()
 
     run_virtual(main)
+
+
+# --- checks that return futures ----------------------------------------------------------------
+
+
+@dataclass
+class FutureChecks:
+    """A check function that returns a future (as the tcp prober does), resolved `delay` later."""
+
+    delay: float
+    started: list[float] = field(default_factory=list)
+    tasks_seen: list[int] = field(default_factory=list)
+
+    def __call__(self, target: str) -> asyncio.Future[Result]:
+        loop = asyncio.get_running_loop()
+        self.started.append(loop.time())
+        self.tasks_seen.append(len(asyncio.all_tasks()))
+        future: asyncio.Future[Result] = loop.create_future()
+        loop.call_later(self.delay, future.set_result, Result(True, "future pass", self.delay))
+        return future
+
+
+def test_a_future_from_the_check_is_watched_without_a_task() -> None:
+    checks = FutureChecks(delay=0.25)
+    changes = Changes()
+    results: list[bool] = []
+    mon = HealthMonitor(checks, changes, tick=0.0, on_result=lambda r: results.append(r.ok))
+
+    async def main() -> None:
+        mon.update(watches(watch(1), watch(2)))
+        await running(mon, 5.0)
+
+    run_virtual(main)
+    assert len(checks.started) == 10
+    assert set(checks.tasks_seen) == {2}  # main and run(): no task per check
+    assert mon.stats.checks == 10
+    assert results == [True] * 10
+    assert mon.stats.duration.max == 0.25
+    assert [health for _, _, health, _ in changes.seen] == [UP, UP]
+
+
+def test_stop_cancels_a_check_future() -> None:
+    checks = FutureChecks(delay=3600.0)
+    futures: list[asyncio.Future[Result]] = []
+
+    def check(target: str) -> asyncio.Future[Result]:
+        futures.append(checks(target))
+        return futures[-1]
+
+    async def main() -> None:
+        mon = HealthMonitor(check, Changes(), tick=0.0)
+        mon.update(watches(watch(1)))
+        await running(mon, 2.0)
+
+    run_virtual(main)
+    assert len(futures) == 1
+    assert futures[0].cancelled()
+
+
+def test_a_check_function_that_raises_when_called_counts_as_a_failure() -> None:
+    def check(target: str) -> asyncio.Future[Result]:
+        raise RuntimeError("bug before the first await")
+
+    changes = Changes()
+    mon = HealthMonitor(check, changes, tick=0.0)
+
+    async def main() -> None:
+        mon.update(watches(watch(1, fall=2)))
+        with capture_logs() as logs:
+            await running(mon, 3.0)
+        assert [entry["event"] for entry in logs].count("health.check_error") == 1
+
+    run_virtual(main)
+    assert mon.stats.errors == 3
+    assert [health for _, _, health, _ in changes.seen] == [DOWN]

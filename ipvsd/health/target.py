@@ -1,0 +1,134 @@
+"""What a check probes and what it found: `CheckTarget`, `CheckResult`, and their reasons.
+
+Shared by the checkers (``ipvsd.health.checks`` runs http, https and exec
+checks as coroutines, ``ipvsd.health.tcp`` runs tcp checks without one). A
+target carries its socket address already converted (``sockaddr``,
+``family``, ``source``), since a real is checked every interval for as long
+as the daemon runs and its address does not change.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
+
+import structlog
+
+from ipvsd.config_model import CheckConfig
+from ipvsd.config_types import CheckType
+from ipvsd.model import format_endpoint
+
+__all__ = ["CheckResult", "CheckTarget", "errno_text", "log_failure", "target_for"]
+
+log = structlog.get_logger("ipvsd.health.checks")
+
+_PORT_CHECKS = (CheckType.TCP, CheckType.HTTP, CheckType.HTTPS)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckTarget:
+    """What one check probes: an endpoint and the check's settings.
+
+    Attributes:
+        address: the address to check (the check's ``address``, else the real's).
+        port: the port to check (the check's ``port``, else the real's); 0 only
+            for exec and none checks.
+        check: the check's configuration.
+        real: the real server as ``ADDRESS:PORT``, for logs.
+        tls: for https checks, a context to reuse (see `tls_context`); None
+            builds one on every check.
+        family: ``AF_INET`` or ``AF_INET6``, from `address` (derived).
+        sockaddr: ``(address, port)`` as ``connect()`` takes it (derived).
+        source: ``(source_address, 0)`` as ``bind()`` takes it, or None (derived).
+    """
+
+    address: IPv4Address | IPv6Address
+    port: int
+    check: CheckConfig
+    real: str
+    tls: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
+    family: int = field(init=False, compare=False, repr=False)
+    sockaddr: tuple[str, int] = field(init=False, compare=False, repr=False)
+    source: tuple[str, int] | None = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        family = socket.AF_INET if self.address.version == 4 else socket.AF_INET6
+        source = self.check.source_address
+        object.__setattr__(self, "family", family)
+        object.__setattr__(self, "sockaddr", (str(self.address), self.port))
+        object.__setattr__(self, "source", None if source is None else (str(source), 0))
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """The outcome of one check.
+
+    Attributes:
+        ok: the real passed the check.
+        reason: a short explanation for humans, e.g. ``connection refused``,
+            ``HTTP 500 (expected 200)``, ``exit status 1: <last output line>``.
+        duration_s: seconds from the start of the check to its outcome.
+    """
+
+    ok: bool
+    reason: str
+    duration_s: float
+
+
+def target_for(
+    check: CheckConfig,
+    real_address: IPv4Address | IPv6Address,
+    real_port: int,
+    *,
+    tls: ssl.SSLContext | None = None,
+) -> CheckTarget:
+    """The target of `check` for one real: the check's address/port overrides applied.
+
+    Args:
+        check: the real's (merged) check.
+        real_address: the real's address.
+        real_port: the real's port (0: the packet's port, fwmark services).
+        tls: an https context to share between targets (see `tls_context`).
+
+    Returns:
+        The target to pass to `run_check`.
+
+    Raises:
+        ValueError: a tcp/http/https check has no port to connect to (a bug:
+            config validation requires ``check.port`` when the real's port is 0).
+    """
+    port = check.port or real_port
+    if check.type in _PORT_CHECKS and not port:
+        raise ValueError(f"{check.type.value} check of {real_address} has no port")
+    return CheckTarget(
+        address=check.address or real_address,
+        port=port,
+        check=check,
+        real=format_endpoint(real_address, real_port),
+        tls=tls,
+    )
+
+
+def errno_text(exc: OSError | int) -> str:
+    """``connection refused``: the error's text in lower case (an errno number, or an OSError)."""
+    if isinstance(exc, int):
+        return os.strerror(exc).lower()
+    if exc.errno is not None:
+        return os.strerror(exc.errno).lower()
+    return str(exc) or type(exc).__name__
+
+
+def log_failure(target: CheckTarget, result: CheckResult) -> None:
+    """One debug event per failed check; passing checks (the common case) log nothing."""
+    log.debug(
+        "health.check",
+        real=target.real,
+        target=format_endpoint(target.address, target.port),
+        type=target.check.type.value,
+        ok=result.ok,
+        reason=result.reason,
+        duration_s=round(result.duration_s, 6),
+    )
