@@ -19,8 +19,10 @@ DEFAULT_CONFIG = "/etc/ipvsd/ipvsd.yaml"
 
 DESCRIPTION = """\
 ipvsd runs a Linux load-balancer director: it programs the kernel's IPVS
-table over generic netlink (the job of ipvsadm), and will own the virtual IPs
-with VRRPv2 and health-check the real servers (the job of keepalived).
+table over generic netlink (the job of ipvsadm); it owns the virtual IPs with
+VRRPv2 (interoperating with keepalived), health-checks the real servers and
+drains them, and switches the kernel's connection-sync daemon with the VRRP
+state so established connections survive a failover (the job of keepalived).
 """
 
 STATUS_EPILOG = """\
