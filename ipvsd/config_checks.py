@@ -123,6 +123,9 @@ def check_parts(parts: Parts, path: str, lines: Lines) -> list[ConfigIssue]:
             ("ipvs", "sync_daemon", "vrrp_instance"),
             _unknown_instance(parts.sync_daemon.vrrp_instance, parts.instance_names),
         )
+    group = parts.sync_daemon.group if parts.sync_daemon is not None else None
+    if group is not None and not group.is_multicast:
+        report.add(("ipvs", "sync_daemon", "group"), f"{group} is not a multicast address")
     services: dict[ServiceKey, FieldPath] = {}
     for part in parts.services:
         service = part.service

@@ -59,6 +59,7 @@ from ipvsd.config_types import (
     SyncId,
     Threshold,
     TrackWeight,
+    Ttl,
     TunnelChecksumName,
     TunnelTypeName,
     Vips,
@@ -374,6 +375,14 @@ class SyncDaemonConfig(_Model):
     """Multicast interface; None: the VRRP instance's interface."""
     sync_id: SyncId | None = None
     """Sync ID; None: the VRRP instance's vrid (as keepalived's lvs_sync_daemon)."""
+    group: IPAny | None = None
+    """Multicast group (IPv4 or IPv6); None: the kernel's 224.0.0.81."""
+    port: PortOrZero = 0
+    """Base UDP port (the n-th sync thread uses port + n); 0: the kernel's 8848."""
+    ttl: Ttl = 0
+    """Multicast TTL; 0: the kernel's 1 (the directors share a segment)."""
+    max_length: PortOrZero = 0
+    """UDP payload size of a sync message; 0: from the interface's MTU (the kernel clamps it)."""
 
 
 class IpvsConfig(_Model):

@@ -47,6 +47,7 @@ import structlog
 
 from ipvsd.config_model import SyncDaemonConfig, VrrpInstanceConfig
 from ipvsd.errors import KernelError, NotFound
+from ipvsd.model import IPAddress
 from ipvsd.netlink.wire_daemon import SyncDaemon, SyncState
 from ipvsd.vrrp.machine import VrrpState
 
@@ -69,11 +70,16 @@ class SyncTarget:
         vrrp_instance: the VRRP instance whose state picks the role.
         interface: multicast interface (the config's, else the instance's).
         sync_id: sync id (the config's, else the instance's vrid).
+        group, port, ttl, max_length: multicast settings; None / 0: the kernel's.
     """
 
     vrrp_instance: str
     interface: str
     sync_id: int
+    group: IPAddress | None = None
+    port: int = 0
+    ttl: int = 0
+    max_length: int = 0
 
 
 def resolve(config: SyncDaemonConfig, instance: VrrpInstanceConfig) -> SyncTarget:
@@ -82,6 +88,10 @@ def resolve(config: SyncDaemonConfig, instance: VrrpInstanceConfig) -> SyncTarge
         vrrp_instance=config.vrrp_instance,
         interface=config.interface or instance.interface,
         sync_id=instance.vrid if config.sync_id is None else config.sync_id,
+        group=config.group,
+        port=config.port,
+        ttl=config.ttl,
+        max_length=config.max_length,
     )
 
 
@@ -94,7 +104,15 @@ def wanted_daemon(target: SyncTarget | None, state: VrrpState) -> SyncDaemon | N
     """The one daemon that should run, or None when sync is not configured."""
     if target is None:
         return None
-    return SyncDaemon(role_for(state), target.interface, target.sync_id)
+    return SyncDaemon(
+        role_for(state),
+        target.interface,
+        target.sync_id,
+        sync_maxlen=target.max_length,
+        mcast_group=target.group,
+        mcast_port=target.port,
+        mcast_ttl=target.ttl,
+    )
 
 
 @dataclass(frozen=True, slots=True)

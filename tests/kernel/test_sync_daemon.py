@@ -402,12 +402,17 @@ def test_ipvsd_follows_its_instance_reloads_and_stops_the_daemon(
     assert [(r["state"], r["sync_id"]) for r in status["running"]] == [("master", 61)]
 
     before = len(daemon.events())
-    config.write_text(_ipvsd_config(sock, "{vrrp_instance: VI_1, sync_id: 7}"))
+    settings = "sync_id: 7, group: 239.9.9.9, port: 8900, ttl: 2"
+    config.write_text(_ipvsd_config(sock, f"{{vrrp_instance: VI_1, {settings}}}"))
     daemon.reload()
     daemon.wait_event("config.reloaded", timeout=30, after=before)
     _wait_for(lambda: ("start", "master", 7) in _sync_events(daemon, before), timeout=15)
     assert _sync_events(daemon, before) == [("stop", "master", 61), ("start", "master", 7)]
     assert _kernel_daemons(ns) == [(MASTER, "eth0", 7)]
+    running = request(sock, {"command": "status"})["result"]["sync_daemon"]["running"]
+    assert [(r["mcast_group"], r["mcast_port"], r["mcast_ttl"]) for r in running] == [
+        ("239.9.9.9", 8900, 2)
+    ]
 
     assert daemon.stop() == 0
     assert _kernel_daemons(ns) == []

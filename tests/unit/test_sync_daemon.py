@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 
 from ipvsd.config import parse_config
 from ipvsd.daemon import sync_target
-from ipvsd.errors import AlreadyExists, IpvsUnavailable, KernelError, NotFound
+from ipvsd.errors import AlreadyExists, ConfigError, IpvsUnavailable, KernelError, NotFound
 from ipvsd.netlink.wire_daemon import SyncDaemon, SyncState
 from ipvsd.status import status_document
 from ipvsd.sync_daemon import (
@@ -169,6 +169,40 @@ def test_resolve_takes_interface_and_vrid_from_the_instance_by_default() -> None
         update={"ipvs": config.ipvs.model_copy(update={"sync_daemon": None})}
     )
     assert sync_target(no_sync) is None
+
+
+SYNC_CONFIG = """\
+vrrp:
+  instances:
+    - {name: VI_1, interface: eth1, vrid: 51, priority: 100,
+       virtual_ipaddresses: [192.168.1.200/24]}
+ipvs:
+  sync_daemon: {vrrp_instance: VI_1, SETTINGS}
+"""
+
+
+def test_multicast_settings_reach_the_wanted_daemon() -> None:
+    settings = "group: 239.1.2.3, port: 8850, ttl: 3, max_length: 1400"
+    config = parse_config(SYNC_CONFIG.replace("SETTINGS", settings), default_node_name="n1")
+    target = sync_target(config)
+    assert target == SyncTarget("VI_1", "eth1", 51, ip_address("239.1.2.3"), 8850, 3, 1400)
+    assert wanted_daemon(target, VrrpState.MASTER) == SyncDaemon(
+        MASTER, "eth1", 51, 1400, ip_address("239.1.2.3"), 8850, 3
+    )
+
+
+@pytest.mark.parametrize(
+    ("settings", "field", "fragment"),
+    [
+        ("group: 192.168.1.9", "ipvs.sync_daemon.group", "192.168.1.9 is not a multicast address"),
+        ("ttl: 256", "ipvs.sync_daemon.ttl", "255"),
+        ("port: 70000", "ipvs.sync_daemon.port", "65535"),
+    ],
+)
+def test_bad_multicast_settings_are_refused(settings: str, field: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_config(SYNC_CONFIG.replace("SETTINGS", settings), default_node_name="n1")
+    assert [(i.field, fragment in i.message) for i in refused.value.issues] == [(field, True)]
 
 
 # --- controller over the simulated kernel ----------------------------------------------
