@@ -285,7 +285,9 @@ class Daemon:
             if target is None or self._group is None:
                 return
             self._sync = SyncDaemonController(
-                IpvsClient.open, resync_interval_s=config.ipvs.resync_interval
+                IpvsClient.open,
+                resync_interval_s=config.ipvs.resync_interval,
+                on_pass=self.metrics.sync_daemon_pass,
             )
             self._start_component(self._sync.run())
         # Also when unchanged: the followed instance may have been restarted by the reload.

@@ -115,6 +115,18 @@ class DaemonMetrics:
             "IPVS operations or passes of the reconciler that failed.",
             registry=registry,
         )
+        self._sync_running = Gauge(
+            "ipvsd_sync_daemon_running",
+            "1 while ipvsd keeps the IPVS connection-sync daemon in this role (master or "
+            "backup) in the kernel, as of its last successful pass.",
+            ["role"],
+            registry=registry,
+        )
+        self._sync_errors = Counter(
+            "ipvsd_sync_daemon_errors_total",
+            "Passes that failed to read, start or stop the IPVS connection-sync daemon.",
+            registry=registry,
+        )
         self._config_reloads = Counter(
             "ipvsd_config_reloads_total",
             "Configuration reloads, by result (success or failure).",
@@ -197,6 +209,14 @@ class DaemonMetrics:
     def reconcile_error(self, n: int = 1) -> None:
         """Count `n` reconcile failures."""
         self._reconcile_errors.inc(n)
+
+    def sync_daemon_pass(self, role: str | None, ok: bool) -> None:
+        """A pass of the sync-daemon controller: `role` (master, backup or None) applied if `ok`."""
+        if not ok:
+            self._sync_errors.inc()
+            return
+        for each in ("master", "backup"):
+            self._sync_running.labels(each).set(1 if each == role else 0)
 
     def config_reload(self, ok: bool) -> None:
         """Count a reload, applied (`ok`) or refused."""

@@ -202,6 +202,9 @@ class SyncDaemonController:
         open_backend: opens the kernel connection; called again after it failed.
         retry_interval_s: first retry delay after a failed pass (doubles).
         resync_interval_s: delay between passes when nothing changes.
+        on_pass: called after every pass with the role kept (``master``,
+            ``backup`` or None when sync is not configured) and whether the pass
+            succeeded; the daemon feeds its metrics from it.
     """
 
     def __init__(
@@ -210,8 +213,10 @@ class SyncDaemonController:
         *,
         retry_interval_s: float = RETRY_INTERVAL_S,
         resync_interval_s: float = RESYNC_INTERVAL_S,
+        on_pass: Callable[[str | None, bool], None] | None = None,
     ) -> None:
         self._open_backend = open_backend
+        self._on_pass = on_pass
         self._backend: SyncDaemonBackend | None = None
         self._retry_s = retry_interval_s
         self._resync_s = resync_interval_s
@@ -273,10 +278,16 @@ class SyncDaemonController:
                     await self._execute(backend, operation)
             except KernelError as exc:
                 self._failed(exc, operation, wanted)
+                self._report(wanted, ok=False)
                 return False
             self._failures = 0
             self._error = None
+            self._report(wanted, ok=True)
             return True
+
+    def _report(self, wanted: SyncDaemon | None, *, ok: bool) -> None:
+        if self._on_pass is not None:
+            self._on_pass(wanted.state.name.lower() if wanted else None, ok)
 
     async def _connect(self) -> SyncDaemonBackend:
         if self._backend is None:

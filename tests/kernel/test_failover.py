@@ -108,6 +108,9 @@ def test_inactconn_on_the_master_in_status_and_metrics(story: Story) -> None:
         assert inactive > 0, (real, inactive)
     backup = status_json(lab.ipvsd(BACKUP, "status", "--json"))
     assert {v["state"] for v in backup["vrrp"]} == {"BACKUP"}
+    # The connection-sync daemon follows VI_1, and says so in the metrics.
+    assert 'ipvsd_sync_daemon_running{role="master"} 1.0' in text
+    assert 'ipvsd_sync_daemon_running{role="backup"} 1.0' in lab.metrics(BACKUP)
 
 
 def test_long_connection_is_synced_to_the_backup(story: Story) -> None:

@@ -11,11 +11,13 @@ from ipaddress import ip_address
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from ipvsd.config import parse_config
 from ipvsd.daemon import sync_target
 from ipvsd.errors import AlreadyExists, ConfigError, IpvsUnavailable, KernelError, NotFound
+from ipvsd.metrics import DaemonMetrics
 from ipvsd.netlink.wire_daemon import SyncDaemon, SyncState
 from ipvsd.status import status_document
 from ipvsd.sync_daemon import (
@@ -92,7 +94,7 @@ class FakeSyncKernel:
         return {state: (d.interface, d.sync_id) for state, d in self.running.items()}
 
 
-def controller_for(kernel: FakeSyncKernel, **kwargs: float) -> SyncDaemonController:
+def controller_for(kernel: FakeSyncKernel, **kwargs: Any) -> SyncDaemonController:
     async def open_backend() -> FakeSyncKernel:
         kernel.closed = False
         return kernel
@@ -325,6 +327,34 @@ async def test_failures_are_logged_and_retried_with_backoff() -> None:
     assert await controller.apply()
     assert kernel.roles() == {BACKUP: ("eth1", 51)}
     assert (await controller.status()).error is None
+
+
+async def test_every_pass_is_reported_to_the_metrics() -> None:
+    registry = CollectorRegistry(auto_describe=False)
+    metrics = DaemonMetrics(registry, version="1", node="n")
+    kernel = FakeSyncKernel(interfaces=())
+    controller = controller_for(kernel, on_pass=metrics.sync_daemon_pass)
+    controller.configure(TARGET, VrrpState.BACKUP)
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert not await controller.apply()  # no eth1 yet
+    assert value("ipvsd_sync_daemon_errors_total") == 1
+    assert value("ipvsd_sync_daemon_running", role="backup") is None
+    kernel.interfaces.add("eth1")
+    assert await controller.apply()
+    assert (
+        value("ipvsd_sync_daemon_running", role="backup"),
+        value("ipvsd_sync_daemon_running", role="master"),
+    ) == (1, 0)
+    controller.vrrp_transitioned("VI_1", VrrpState.MASTER)
+    assert await controller.apply()
+    assert value("ipvsd_sync_daemon_running", role="master") == 1
+    assert value("ipvsd_sync_daemon_running", role="backup") == 0
+    controller.configure(None, VrrpState.MASTER)
+    assert await controller.apply()
+    assert value("ipvsd_sync_daemon_running", role="master") == 0
 
 
 async def test_a_failed_read_reopens_the_backend() -> None:
