@@ -71,6 +71,7 @@ RTM_NEWLINK = 16
 RTM_DELLINK = 17
 IFF_UP = 0x1
 IFF_RUNNING = 0x40
+IFF_NOARP = 0x80
 IFF_LOWER_UP = 0x10000
 IFA_F_SECONDARY = 0x01
 _EVENT_RCVBUF = 1 << 20
@@ -92,6 +93,9 @@ class LinkInfo:
         operstate: RFC 2863 state as the kernel names it (``UP``, ``DOWN``,
             ``LOWERLAYERDOWN``, ``UNKNOWN``...), for logs.
         deleted: the link was removed (from an RTM_DELLINK event).
+        noarp: IFF_NOARP (``ip link set NAME arp off``): the link does no ARP,
+            so VRRP sends it no gratuitous ARP either (the kernel's own
+            ``arp_send`` returns early on such a device).
     """
 
     index: int
@@ -102,6 +106,7 @@ class LinkInfo:
     carrier: bool = False
     operstate: str = ""
     deleted: bool = False
+    noarp: bool = False
 
 
 def vip_label(interface: str, vrid: int) -> str:
@@ -158,6 +163,7 @@ def _link_info(msg: Any, *, deleted: bool = False) -> LinkInfo:
         carrier=bool(flags & IFF_LOWER_UP),
         operstate=str(msg.get_attr("IFLA_OPERSTATE") or ""),
         deleted=deleted,
+        noarp=bool(flags & IFF_NOARP),
     )
 
 

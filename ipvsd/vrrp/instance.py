@@ -11,12 +11,19 @@ Received adverts reach the inbox already decoded and validated by the
 `VrrpRuntime` that owns the interface socket; link changes come from the
 runtime's rtnetlink watcher. A kernel error while adding or removing a VIP is
 logged and counted and never stops the protocol: the next transition retries.
+
+The sockets belong to the interface's `InterfaceEndpoint`, which the runtime
+closes while the interface is gone and re-opens on its successor
+(`vrrp.relink`); sends in between are skipped (the instance is in FAULT
+then). No gratuitous ARP goes out on an IFF_NOARP interface: the link says
+it does no ARP (the kernel's ``arp_send`` skips such devices too).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +33,7 @@ import structlog
 
 from ipvsd.config_model import VrrpInstanceConfig
 from ipvsd.errors import KernelError
-from ipvsd.netlink.addresses import AddressManager, vip_label
+from ipvsd.netlink.addresses import AddressManager, LinkInfo, vip_label
 from ipvsd.vrrp.arp import gratuitous_arp
 from ipvsd.vrrp.machine import (
     Action,
@@ -54,7 +61,7 @@ from ipvsd.vrrp.packet import (
     encode,
     password_auth_data,
 )
-from ipvsd.vrrp.transport import GarpSender, VrrpSocket
+from ipvsd.vrrp.relink import InterfaceEndpoint
 
 log = structlog.get_logger("ipvsd.vrrp")
 
@@ -80,19 +87,20 @@ class VrrpInstance:
         config: VrrpInstanceConfig,
         *,
         addresses: AddressManager,
-        sock: VrrpSocket,
-        garp: GarpSender,
+        endpoint: InterfaceEndpoint,
         on_transition: TransitionHook,
     ) -> None:
         self.config = config
         self.inbox: asyncio.Queue[Event] = asyncio.Queue()
         self.status = InstanceStatus(effective_priority=config.priority)
         self._addresses = addresses
-        self._sock = sock
-        self._garp = garp
+        self._endpoint = endpoint
+        self._unicast = bool(config.unicast_peers)
         self._on_transition = on_transition
         self._machine: VrrpMachine | None = None
         self._mac = ""
+        self._noarp = False
+        self._source: IPv4Address | None = None
         self._notifies: set[asyncio.Task[object]] = set()
         self._log = log.bind(instance=config.name, interface=config.interface, vrid=config.vrid)
         auth_type = AuthType.SIMPLE if config.auth_pass else AuthType.NONE
@@ -113,10 +121,6 @@ class VrrpInstance:
         return self.config.name
 
     @property
-    def socket(self) -> VrrpSocket:
-        return self._sock
-
-    @property
     def interested_in(self) -> frozenset[str]:
         """Interfaces whose link state this instance follows."""
         return frozenset(
@@ -134,7 +138,7 @@ class VrrpInstance:
                 machine.handle(LinkChanged(interface, False), loop.time())
                 continue
             if interface == self.config.interface:
-                self._mac = link.mac
+                self._interface_is(link)
             machine.handle(LinkChanged(interface, link.up), loop.time())
         await self._execute(machine.handle(Startup(), loop.time()))
         while True:
@@ -161,8 +165,7 @@ class VrrpInstance:
                 f"VRRP instance {config.name}: interface {config.interface!r} has no IPv4 "
                 "address to send adverts from (RFC 3768 §5.2.1 needs its primary address)"
             )
-        self.status.primary_ip = primary
-        self._sock.bind_source(primary)
+        self.status.primary_ip = self._source = primary
         self._machine = VrrpMachine(
             MachineConfig(
                 name=config.name,
@@ -180,8 +183,12 @@ class VrrpInstance:
         return self._machine
 
     async def _refresh_interface(self) -> None:
+        # Gone: FAULT, and the MAC is read again when it is back.
         with contextlib.suppress(KernelError):
-            self._mac = (await self._addresses.link(self.config.interface)).mac
+            self._interface_is(await self._addresses.link(self.config.interface))
+
+    def _interface_is(self, link: LinkInfo) -> None:
+        self._mac, self._noarp = link.mac, link.noarp
 
     async def _execute(self, actions: list[Action]) -> None:
         for action in actions:
@@ -208,9 +215,15 @@ class VrrpInstance:
             auth_type=self._auth[0],
             auth_data=self._auth[1],
         )
+        sock = self._endpoint.advert(self._unicast)
+        if sock is None:
+            self._log.debug("vrrp.advert_skipped", reason="interface_gone", priority=priority)
+            return
+        # Per send: instances sharing the socket may have different sources.
+        sock.bind_source(self._source)
         payload = encode(advert)
         for destination in self.config.unicast_peers or (VRRP_GROUP,):
-            self._sock.send(payload, destination)
+            sock.send(payload, destination)
 
     async def _vips(self, *, add: bool) -> None:
         label = vip_label(self.config.interface, self.config.vrid)
@@ -221,13 +234,21 @@ class VrrpInstance:
                 else:
                     await self._addresses.remove(self.config.interface, vip)
             except KernelError as exc:
+                if not add and exc.errno == errno.ENODEV:
+                    # The interface is gone, and its addresses with it.
+                    self._log.debug("vrrp.vip_gone", vip=str(vip))
+                    continue
                 self._log.error("vrrp.vip_error", vip=str(vip), add=add, error=str(exc))
 
     def _send_garp(self) -> None:
-        if not self._mac:
+        garp = self._endpoint.garp
+        if not self._mac or garp is None:
+            return
+        if self._noarp:
+            self._log.debug("vrrp.garp_skipped", reason="noarp")
             return
         frames = [gratuitous_arp(self._mac, vip.ip) for vip in self.vips]
-        self._garp.send_burst(frames, self.config.garp_repeat)
+        garp.send_burst(frames, self.config.garp_repeat)
 
     def _notify(self, state: str, priority: int) -> None:
         if self.config.notify is None:

@@ -33,8 +33,8 @@ an ``IP_PKTINFO`` control message with ``ipi_spec_dst`` = the source, which
 raw sockets honour like a bind but per packet (`VrrpSocket.bind_source`).
 
 Sharing. Several VRRP instances (VRIDs) on one interface share its socket: a
-raw socket receives every protocol-112 packet on the interface anyway. Use
-`InterfaceSockets` to share them, and run **one reader task per socket** that
+raw socket receives every protocol-112 packet on the interface anyway.
+`vrrp.relink.InterfaceEndpoint` shares them; run **one reader task per socket** that
 decodes each packet and routes it to the instance by VRID (the decoded advert
 carries it). Two readers on one socket would steal each other's packets. The
 header's destination tells multicast from unicast adverts, which the receiver
@@ -50,7 +50,7 @@ the kernel drops the packet later, silently.
 
 Opening a socket raises `KernelError`. If an interface is deleted and created
 again, open new sockets: memberships and the bound device belong to the old
-ifindex.
+ifindex (`vrrp.relink` does this).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ import fcntl
 import os
 import socket
 import struct
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
@@ -73,7 +73,6 @@ __all__ = [
     "VRRP_GROUP",
     "VRRP_PROTOCOL",
     "GarpSender",
-    "InterfaceSockets",
     "ReceivedPacket",
     "VrrpSocket",
 ]
@@ -370,53 +369,6 @@ class VrrpSocket:
         self._closed = True
         self._readable.close()
         self._sock.close()
-
-
-class InterfaceSockets:
-    """Shares one `VrrpSocket` per (interface, mode) among the instances using it.
-
-    Reference-counted: the socket opens at the first `acquire` and closes at
-    the last `release`. The runner starts one reader task per socket it gets
-    for the first time (``count == 1``) and routes decoded adverts by VRID.
-    """
-
-    def __init__(self, opener: Callable[..., VrrpSocket] = VrrpSocket.open) -> None:
-        self._opener = opener
-        self._sockets: dict[tuple[str, bool], tuple[VrrpSocket, int]] = {}
-
-    def acquire(self, interface: str, *, unicast: bool = False) -> VrrpSocket:
-        """The interface's socket for that mode, opened if needed.
-
-        Raises:
-            KernelError: opening failed.
-        """
-        key = (interface, unicast)
-        sock, count = self._sockets.get(key) or (self._opener(interface, unicast=unicast), 0)
-        self._sockets[key] = (sock, count + 1)
-        return sock
-
-    def users(self, sock: VrrpSocket) -> int:
-        """How many instances hold ``sock``."""
-        entry = self._sockets.get((sock.interface, sock.unicast))
-        return entry[1] if entry and entry[0] is sock else 0
-
-    def release(self, sock: VrrpSocket) -> None:
-        """Give back a socket from `acquire`; the last release closes it."""
-        key = (sock.interface, sock.unicast)
-        entry = self._sockets.get(key)
-        if entry is None or entry[0] is not sock:
-            return
-        if entry[1] > 1:
-            self._sockets[key] = (sock, entry[1] - 1)
-            return
-        del self._sockets[key]
-        sock.close()
-
-    def close(self) -> None:
-        """Close every socket."""
-        for sock, _ in self._sockets.values():
-            sock.close()
-        self._sockets.clear()
 
 
 class GarpSender:

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import stat
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, MutableMapping
@@ -33,10 +34,10 @@ from ipvsd.errors import KernelError
 from ipvsd.netlink.addresses import AddressManager, LinkInfo, vip_label
 from ipvsd.vrrp.arp import gratuitous_arp
 from ipvsd.vrrp.notify import OUTPUT_LIMIT, run_notify
+from ipvsd.vrrp.relink import InterfaceEndpoint
 from ipvsd.vrrp.transport import (
     VRRP_GROUP,
     GarpSender,
-    InterfaceSockets,
     VrrpSocket,
 )
 from lab.netns import Topology, in_netns, sysctl_get
@@ -498,24 +499,88 @@ async def test_close_ends_a_pending_recv(segment: Segment) -> None:
         again.close()
 
 
-def test_interface_sockets_share_and_refcount(segment: Segment) -> None:
+def test_interface_endpoint_shares_and_refcounts(segment: Segment) -> None:
     with in_netns(segment.a):
-        registry = InterfaceSockets()
-        first = registry.acquire("eth0")
-        second = registry.acquire("eth0")
-        unicast = registry.acquire("eth0", unicast=True)
-    assert first is second
-    assert unicast is not first
-    assert registry.users(first) == 2
-    registry.release(first)
-    assert registry.users(first) == 1
+        endpoint = InterfaceEndpoint("eth0")
+        endpoint.acquire(unicast=False)
+        endpoint.acquire(unicast=False)
+        endpoint.acquire(unicast=True)
+    first, unicast = endpoint.advert(False), endpoint.advert(True)
+    assert first is not None
+    assert unicast is not None
+    assert first is not unicast
+    assert endpoint.garp is not None
+    assert endpoint.users == 3
+    endpoint.release(unicast=False)
     assert first.send(ADVERT)  # still open
-    registry.release(second)
-    assert registry.users(first) == 0
+    endpoint.release(unicast=False)
+    assert endpoint.advert(False) is None
     with pytest.raises(KernelError, match="closed"):
         first.send(ADVERT)
-    registry.close()
-    assert registry.users(unicast) == 0
+    assert endpoint.garp is not None  # the unicast instance still uses it
+    endpoint.release(unicast=True)
+    assert (endpoint.users, endpoint.garp, endpoint.ifindex) == (0, None, None)
+
+
+async def test_interface_endpoint_reopens_on_a_recreated_interface(segment: Segment) -> None:
+    """Delete and re-create a veth pair (vr0 in A, vr1 in B): the old sockets are dead,
+    the re-opened ones work."""
+    topo, a, b = segment.topo, segment.a, segment.b
+
+    def make_pair() -> None:
+        topo.exec(a, ["ip", "link", "add", "vr0", "type", "veth", "peer", "name", "vr1",
+                      "netns", b])  # fmt: skip
+        topo.exec(a, ["ip", "addr", "add", "10.98.52.1/24", "dev", "vr0"])
+        topo.exec(b, ["ip", "addr", "add", "10.98.52.2/24", "dev", "vr1"])
+        topo.exec(a, ["ip", "link", "set", "vr0", "up"])
+        topo.exec(b, ["ip", "link", "set", "vr1", "up"])
+        wait_operstate(segment, a, "UP", "vr0")
+        wait_operstate(segment, b, "UP", "vr1")
+
+    async def arrives(listener: VrrpSocket) -> bool:
+        async with asyncio.timeout(1.0):
+            received = await listener.recv()
+        return received.packet.endswith(ADVERT)
+
+    make_pair()
+    with in_netns(a):
+        endpoint = InterfaceEndpoint("vr0")
+        endpoint.acquire(unicast=False)
+    with in_netns(b):
+        listener = VrrpSocket.open("vr1")
+    try:
+        sock = endpoint.advert(False)
+        assert sock is not None
+        old_index = endpoint.ifindex
+        assert sock.send(ADVERT)
+        assert await arrives(listener)
+        listener.close()
+
+        topo.exec(a, ["ip", "link", "del", "vr0"])
+        make_pair()
+        with in_netns(b):
+            listener = VrrpSocket.open("vr1")
+        with in_netns(a):
+            new = socket.if_nametoindex("vr0")
+        assert new != old_index
+        assert not sock.send(ADVERT)  # bound to the deleted ifindex
+        assert await nothing_arrives(listener)
+
+        endpoint.close_gone()
+        assert (endpoint.gone, endpoint.advert(False), endpoint.last_ifindex) == (
+            True,
+            None,
+            old_index,
+        )
+        with in_netns(a):
+            (reopened,) = endpoint.reopen()
+        assert (endpoint.gone, endpoint.ifindex, reopened.ifindex) == (False, new, new)
+        reopened.bind_source(IPv4Address("10.98.52.1"))
+        assert reopened.send(ADVERT)
+        assert await arrives(listener)
+    finally:
+        listener.close()
+        endpoint.close()
 
 
 # --- GarpSender -----------------------------------------------------------------------------
