@@ -186,6 +186,20 @@ class VrrpInstance:
         # Gone: FAULT, and the MAC is read again when it is back.
         with contextlib.suppress(KernelError):
             self._interface_is(await self._addresses.link(self.config.interface))
+            await self._refresh_source()
+
+    async def _refresh_source(self) -> None:
+        """A re-created interface may carry another primary address: send from it."""
+        if self.config.unicast_src is not None or self._machine is None:
+            return
+        primary = await self._addresses.primary_ipv4(
+            self.config.interface, exclude=[vip.ip for vip in self.vips]
+        )
+        if primary is None or primary == self._source:
+            return  # no address yet (keep the old one) or unchanged
+        self._log.warning("vrrp.source_changed", old=str(self._source), new=str(primary))
+        self.status.primary_ip = self._source = primary
+        self._machine.set_primary_ip(primary)
 
     def _interface_is(self, link: LinkInfo) -> None:
         self._mac, self._noarp = link.mac, link.noarp

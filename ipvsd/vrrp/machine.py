@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 from types import MappingProxyType
 from typing import Literal, assert_never
@@ -229,6 +229,14 @@ class VrrpMachine:
     @property
     def config(self) -> MachineConfig:
         return self._cfg
+
+    def set_primary_ip(self, address: IPv4Address) -> None:
+        """The interface's primary address changed (re-created with another one).
+
+        Only the equal-priority tie-break (RFC 3768 §6.4.3) reads it; no
+        transition follows from the change itself.
+        """
+        self._cfg = replace(self._cfg, primary_ip=address)
 
     @property
     def state(self) -> VrrpState:

@@ -163,3 +163,20 @@ def test_no_gratuitous_arp_on_a_noarp_interface(lab: VrrpLab) -> None:
         time.sleep(1)
     assert capture.garps(lab.mac("d1")) == 0, capture.frames
     assert not [e for e in d1.events() if e.get("event") == "vrrp.garp_failed"]
+
+
+def test_a_recreated_interface_with_another_address_sends_from_it(lab: VrrpLab) -> None:
+    d1, _ = elect(lab)
+    d1_ns = lab.routers["d1"]
+    lab.topo.exec(d1_ns, ["ip", "link", "del", "eth1"])
+    d1.wait_event("vrrp.interface_gone", timeout=2)
+    wait_until(lambda: lab.holder() == ["d2"], timeout=MDI_90 + SLACK + 1)
+    segment = next(ns for ns in lab.topo.namespaces if ns.endswith("-seg"))
+    lab.topo.veth(d1_ns, "eth1", bridge="br0", bridge_ns=segment, address="192.168.1.11/24")
+    changed = d1.wait_event("vrrp.source_changed", timeout=3)
+    assert (changed["old"], changed["new"]) == (ROUTERS["d1"], "192.168.1.11")
+    # d1 preempts again: its adverts from the new address reach d2.
+    wait_until(lambda: lab.holder() == ["d1"], timeout=MDI_90 + 3)
+    time.sleep(2)
+    assert lab.holder() == ["d1"]
+    assert not [e for e in d1.events() if e.get("event") in ("vrrp.send_failed", "vrrp.error")]

@@ -716,3 +716,14 @@ def test_never_two_masters_for_longer_than_one_advert_interval(
         if seg.nodes[n].alive and seg.nodes[n].link_up and seg.state(n) is not INIT
     ]
     assert seg.masters() == ({max(runnable)[1]} if runnable else set())
+
+
+def test_a_new_primary_address_takes_part_in_the_equal_priority_tie_break() -> None:
+    # The interface came back with a higher address than the peer's (.20): now
+    # an equal-priority advert from .20 no longer makes this master step down.
+    machine, now = machine_in(MASTER, 100)
+    machine.set_primary_ip(IPv4Address("192.168.1.30"))
+    assert machine.config.primary_ip == IPv4Address("192.168.1.30")
+    actions = machine.handle(AdvertReceived(HIGHER_IP, 100), now + 0.1)
+    assert machine.state is MASTER
+    assert actions == [SendAdvert(100), SendGarp()]
