@@ -41,8 +41,8 @@ from typing import Any
 
 import ipvsd.log
 from bench.report import Row, print_table
-from ipvsd.config_model import CheckConfig
-from ipvsd.config_types import CheckType
+from ipvsd.config.model import CheckConfig
+from ipvsd.config.types import CheckType
 from ipvsd.health.monitor import DEFAULT_TICK, CheckOutcome, HealthMonitor, RealId, Watch
 from ipvsd.health.tracker import Health
 from ipvsd.model import DestKey, Family, Protocol, ServiceKey

@@ -178,9 +178,9 @@ def _tree(pid: int) -> list[int]:
 
 async def _reconciler_rounds(n: int) -> dict[str, float]:
     from ipvsd.config import desired_table, parse_config
+    from ipvsd.ipvs.reconciler import Reconciler
     from ipvsd.model import DestAttrs, ForwardMethod, Service, Table
     from ipvsd.netlink.ipvs import IpvsClient
-    from ipvsd.netlink.reconciler import Reconciler
 
     desired = desired_table(parse_config(ipvsd_yaml(n), "bench.yaml"))
     results: dict[str, float] = {}

@@ -18,7 +18,7 @@ first, cold, run; ``--repeats 1`` times a single request):
   per-backend ``ipvs_backend_*`` series (ipvsd does not gzip: identity is
   always acceptable, and compressing costs more CPU than writing the page);
 - ``ipvsd status --json`` (a CLI process, Python start-up included) and the
-  same request alone from this process (``control_client.request``);
+  same request alone from this process (``control.client.request``);
 - node_exporter's IPVS collector (Debian's ``prometheus-node-exporter``, only
   that collector, on 127.0.0.1:9100 in the namespace): a GET of /metrics
   (plain, then gzip).
@@ -175,7 +175,7 @@ def metrics_config(n: int, control_socket: Path) -> str:
 
 def wait_ready(socket_path: Path, proc: subprocess.Popen[Any], log: Path, limit_s: float) -> float:
     """Seconds until the daemon answers ``ready: true`` on its control socket."""
-    from ipvsd.control_client import ControlClientError, request
+    from ipvsd.control.client import ControlClientError, request
 
     started = time.monotonic()
     while time.monotonic() - started < limit_s:
@@ -225,7 +225,7 @@ def scrape_read_s(body: bytes) -> float:
 
 
 def bench_size(n: int, repeats: int) -> list[Row]:
-    from ipvsd.control_client import request
+    from ipvsd.control.client import request
 
     backends = n * REALS_PER_SERVICE
     case = f"read {n}x{REALS_PER_SERVICE}"
@@ -312,7 +312,7 @@ def bench_size(n: int, repeats: int) -> list[Row]:
                     case,
                     "ipvsd status request",
                     request_s,
-                    f"{note}control_client.request in this process; {reals:,} reals"
+                    f"{note}control.client.request in this process; {reals:,} reals"
                     " (conns, no per-backend traffic)",
                     list_s / request_s,
                 )

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 
 from bench.report import Row, print_table
+from ipvsd.ipvs.plan import AddDest, EditDest, Operation
 from ipvsd.model import DestAttrs, DestKey, Family, ForwardMethod, Protocol, ServiceKey
 from ipvsd.netlink import wire
-from ipvsd.netlink.reconcile import AddDest, EditDest, Operation
 
 FAMILY_ID = 0x1E
 
@@ -79,8 +79,8 @@ def main() -> int:
         return len(ops)
 
     def ipvsd_plan_encode() -> int:
+        from ipvsd.ipvs.plan import plan
         from ipvsd.model import Dest, ServiceAttrs, Table, make_service
-        from ipvsd.netlink.reconcile import plan
 
         by_service: dict[ServiceKey, list[Dest]] = {}
         for op in ops:

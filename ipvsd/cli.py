@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ipvsd import __version__
-from ipvsd.control_client import DEFAULT_SOCKET, DaemonNotRunning, request
+from ipvsd.control.client import DEFAULT_SOCKET, DaemonNotRunning, request
 from ipvsd.errors import ConfigError, IpvsdError, IpvsUnavailable
 from ipvsd.model import parse_endpoint, parse_service_spec
 
@@ -338,8 +338,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _list(*, stats: bool, as_json: bool) -> int:
+    from ipvsd.control.render import ipvsadm_table, table_json
     from ipvsd.netlink.ipvs import IpvsClient
-    from ipvsd.render import ipvsadm_table, table_json
 
     async with await IpvsClient.open() as client:
         table = await client.dump()
@@ -380,7 +380,7 @@ def _ask(path: str, payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from ipvsd.render import status_text
+    from ipvsd.control.render import status_text
 
     path = _socket_path(args)
     if args.check:

@@ -20,7 +20,8 @@ from prometheus_client import CollectorRegistry
 
 from ipvsd import __version__
 from ipvsd.config import Config, load_config
-from ipvsd.control import ControlServer
+from ipvsd.control.server import ControlServer
+from ipvsd.control.status import VrrpView, status_document
 from ipvsd.desired import desired_table
 from ipvsd.errors import (
     ConfigError,
@@ -29,21 +30,20 @@ from ipvsd.errors import (
     IpvsUnavailable,
     KernelError,
 )
-from ipvsd.health.runtime import HealthRuntime, adopted_reals
+from ipvsd.health.manager import HealthManager, adopted_reals
 from ipvsd.health.tracker import Health
+from ipvsd.ipvs.plan import DeleteService
+from ipvsd.ipvs.reconciler import PassReport, Reconciler
+from ipvsd.ipvs.sync_daemon import SyncDaemonController, SyncDaemonStatus, SyncTarget, resolve
 from ipvsd.metrics import DaemonMetrics, EventLoopLag, IpvsExporter, MetricsServer, serve
 from ipvsd.model import DestKey, ServiceKey, Table
 from ipvsd.netlink.addresses import AddressManager
 from ipvsd.netlink.ipvs import IpvsClient, Timeouts
-from ipvsd.netlink.reconcile import DeleteService
-from ipvsd.netlink.reconciler import PassReport, Reconciler
 from ipvsd.netlink.routes import warn_reals_behind_vips
-from ipvsd.status import VrrpView, status_document
-from ipvsd.sync_daemon import SyncDaemonController, SyncDaemonStatus, SyncTarget, resolve
 from ipvsd.systemd import Notifier
 from ipvsd.vrrp.instance import VrrpInstance
 from ipvsd.vrrp.machine import Transitioned, VrrpState
-from ipvsd.vrrp.runtime import VrrpRuntime
+from ipvsd.vrrp.router import VrrpRouter
 
 log = structlog.get_logger("ipvsd.daemon")
 
@@ -63,7 +63,7 @@ class Daemon:
         self.metrics = DaemonMetrics(self._registry, version=__version__, node=config.node_name)
         self._metrics_server: MetricsServer | None = None
         self._scrape_client: IpvsClient | None = None
-        self._health = HealthRuntime(
+        self._health = HealthManager(
             on_change=self._health_changed,
             on_health=lambda real, health: self.metrics.backend_up(*real, health is Health.UP),
             on_check=self.metrics.health_check_duration,
@@ -71,7 +71,7 @@ class Daemon:
         self._notifier = Notifier()
         self._ready = False
         self._control: ControlServer | None = None
-        self._vrrp: VrrpRuntime | None = None
+        self._vrrp: VrrpRouter | None = None
         self._reconciler: Reconciler | None = None
         self._sync: SyncDaemonController | None = None
         self._stop = asyncio.Event()
@@ -144,7 +144,7 @@ class Daemon:
         if not config.vrrp.instances:
             return
         self._addresses = await AddressManager.open()
-        self._vrrp = VrrpRuntime(
+        self._vrrp = VrrpRouter(
             self._addresses,
             on_transition=self._vrrp_transitioned,
             on_reject=self.metrics.invalid_packet,
@@ -272,7 +272,7 @@ class Daemon:
         if self._sync is not None:
             self._sync.vrrp_transitioned(instance.name, action.new)
 
-    # --- IPVS connection sync (ipvsd/sync_daemon.py) -----------------------------------
+    # --- IPVS connection sync (ipvsd/ipvs/sync_daemon.py) -----------------------------------
 
     def _configure_sync_daemon(self, config: Config) -> None:
         """Start the sync-daemon controller, or hand it a reloaded config.

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Set
 from typing import Any
 
-from ipvsd.config_model import Config
+from ipvsd.config.model import Config
 from ipvsd.model import (
     Dest,
     DestAttrs,

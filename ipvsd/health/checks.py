@@ -50,8 +50,8 @@ import ssl
 from collections.abc import Awaitable
 from typing import assert_never
 
-from ipvsd.config_model import CheckConfig
-from ipvsd.config_types import CheckType
+from ipvsd.config.model import CheckConfig
+from ipvsd.config.types import CheckType
 from ipvsd.health import http
 from ipvsd.health.http import BODY_LIMIT, USER_AGENT, Progress
 from ipvsd.health.target import CheckResult, CheckTarget, errno_text, log_failure, target_for

@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 
-from ipvsd.config_model import Config, RealConfig, ServiceConfig
-from ipvsd.config_types import CheckType, OnFailure
+from ipvsd.config.model import Config, RealConfig, ServiceConfig
+from ipvsd.config.types import CheckType, OnFailure
 from ipvsd.health.tracker import Health
 from ipvsd.model import DestKey, ServiceKey
 

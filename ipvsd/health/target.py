@@ -17,8 +17,8 @@ from ipaddress import IPv4Address, IPv6Address
 
 import structlog
 
-from ipvsd.config_model import CheckConfig
-from ipvsd.config_types import CheckType
+from ipvsd.config.model import CheckConfig
+from ipvsd.config.types import CheckType
 from ipvsd.model import format_endpoint
 
 __all__ = ["CheckResult", "CheckTarget", "errno_text", "log_failure", "target_for"]

@@ -36,9 +36,7 @@ from ipvsd.errors import (
     NotFound,
     SchedulerUnavailable,
 )
-from ipvsd.model import Service, ServiceKey, Table
-from ipvsd.netlink import wire, wire_daemon
-from ipvsd.netlink.reconcile import (
+from ipvsd.ipvs.plan import (
     AddDest,
     AddService,
     ApplyResult,
@@ -49,6 +47,8 @@ from ipvsd.netlink.reconcile import (
     Operation,
     OperationFailed,
 )
+from ipvsd.model import Service, ServiceKey, Table
+from ipvsd.netlink import wire, wire_daemon
 from ipvsd.netlink.wire_daemon import SyncDaemon, SyncState
 
 NETLINK_GENERIC = 16

@@ -31,6 +31,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
+from ipvsd.ipvs.plan import (
+    AddDest,
+    AddService,
+    DeleteDest,
+    DeleteService,
+    EditDest,
+    EditService,
+    Operation,
+)
 from ipvsd.model import (
     Dest,
     DestAttrs,
@@ -47,15 +56,6 @@ from ipvsd.model import (
     Stats,
     TunnelChecksum,
     TunnelType,
-)
-from ipvsd.netlink.reconcile import (
-    AddDest,
-    AddService,
-    DeleteDest,
-    DeleteService,
-    EditDest,
-    EditService,
-    Operation,
 )
 
 # Netlink header constants (include/uapi/linux/netlink.h).

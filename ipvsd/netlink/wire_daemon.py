@@ -2,7 +2,7 @@
 
 The sync daemon is the kernel thread ``ipvsadm --start-daemon`` starts: a
 master multicasts its connection table, a backup applies what it receives
-(see `ipvsd.sync_daemon`). Its requests carry one nested
+(see `ipvsd.ipvs.sync_daemon`). Its requests carry one nested
 IPVS_CMD_ATTR_DAEMON; the codec style and helpers are `ipvsd.netlink.wire`'s.
 """
 

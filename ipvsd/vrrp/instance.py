@@ -8,7 +8,7 @@ the runner sleeps until `machine.next_deadline()` or the next event, whichever
 comes first (aioquic's adapter loop).
 
 Received adverts reach the inbox already decoded and validated by the
-`VrrpRuntime` that owns the interface socket; link changes come from the
+`VrrpRouter` that owns the interface socket; link changes come from the
 runtime's rtnetlink watcher. A kernel error while adding or removing a VIP is
 logged and counted and never stops the protocol: the next transition retries.
 
@@ -31,7 +31,7 @@ from ipaddress import IPv4Address
 
 import structlog
 
-from ipvsd.config_model import VrrpInstanceConfig
+from ipvsd.config.model import VrrpInstanceConfig
 from ipvsd.errors import KernelError
 from ipvsd.netlink.addresses import AddressManager, LinkInfo, vip_label
 from ipvsd.vrrp.arp import gratuitous_arp

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from ipvsd.control_client import ControlClientError, request
+from ipvsd.control.client import ControlClientError, request
 from lab.netns import Topology, ip
 from lab.reference.build import Director, build_hosts
 from lab.reference.client import (

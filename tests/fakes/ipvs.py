@@ -33,6 +33,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from ipvsd.errors import AlreadyExists, KernelError, NotFound, SchedulerUnavailable
+from ipvsd.ipvs.plan import (
+    OPERATION_LABELS,
+    AddDest,
+    AddService,
+    ApplyResult,
+    DeleteDest,
+    DeleteService,
+    EditDest,
+    EditService,
+    Operation,
+    OperationFailed,
+)
 from ipvsd.model import (
     Dest,
     DestAttrs,
@@ -45,18 +57,6 @@ from ipvsd.model import (
     Stats,
     Table,
     fwmark_key,
-)
-from ipvsd.netlink.reconcile import (
-    OPERATION_LABELS,
-    AddDest,
-    AddService,
-    ApplyResult,
-    DeleteDest,
-    DeleteService,
-    EditDest,
-    EditService,
-    Operation,
-    OperationFailed,
 )
 
 #: Schedulers of a stock kernel (the ip_vs_* scheduler modules).

@@ -9,8 +9,17 @@ from ipaddress import ip_address
 
 import pytest
 
-from ipvsd.config_types import SCHEDULERS
+from ipvsd.config.types import SCHEDULERS
 from ipvsd.errors import AlreadyExists, NotFound, SchedulerUnavailable
+from ipvsd.ipvs.plan import (
+    AddDest,
+    AddService,
+    DeleteDest,
+    DeleteService,
+    EditDest,
+    EditService,
+    plan,
+)
 from ipvsd.model import (
     Dest,
     DestAttrs,
@@ -28,15 +37,6 @@ from ipvsd.model import (
     make_service,
 )
 from ipvsd.netlink.ipvs import IpvsClient, Timeouts
-from ipvsd.netlink.reconcile import (
-    AddDest,
-    AddService,
-    DeleteDest,
-    DeleteService,
-    EditDest,
-    EditService,
-    plan,
-)
 
 V4 = ServiceKey(Family.INET, Protocol.TCP, ip_address("10.20.0.1"), 80)
 V6 = ServiceKey(Family.INET6, Protocol.UDP, ip_address("2001:db8::1"), 53)

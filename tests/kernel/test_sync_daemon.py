@@ -29,8 +29,10 @@ from typing import Any
 
 import pytest
 
-from ipvsd.control_client import request
+from ipvsd.control.client import request
 from ipvsd.errors import AlreadyExists, KernelError, NotFound
+from ipvsd.ipvs.plan import AddDest, AddService
+from ipvsd.ipvs.sync_daemon import SyncDaemonController, SyncTarget
 from ipvsd.model import (
     DestAttrs,
     DestKey,
@@ -42,9 +44,7 @@ from ipvsd.model import (
     fwmark_key,
 )
 from ipvsd.netlink.ipvs import IpvsClient
-from ipvsd.netlink.reconcile import AddDest, AddService
 from ipvsd.netlink.wire_daemon import SyncDaemon, SyncState
-from ipvsd.sync_daemon import SyncDaemonController, SyncTarget
 from ipvsd.vrrp.machine import VrrpState
 from lab.daemon import DaemonProcess
 from lab.netns import Topology, in_netns, ip, ns_exec

@@ -34,8 +34,8 @@ from typing import Any
 
 import pytest
 
-from ipvsd.config_model import CheckConfig
-from ipvsd.config_types import CheckType
+from ipvsd.config.model import CheckConfig
+from ipvsd.config.types import CheckType
 from ipvsd.health.checks import CheckResult, run_check, target_for
 from lab.netns import Topology, in_netns
 

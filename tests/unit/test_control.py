@@ -21,15 +21,14 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from ipvsd.control import (
+from ipvsd.control.client import ControlClientError, DaemonNotRunning, request
+from ipvsd.control.protocol import (
     MAX_REQUEST_BYTES,
-    ControlServer,
-    ControlSocketError,
     PeerCredentials,
     evaluate_request,
     handle_request,
 )
-from ipvsd.control_client import ControlClientError, DaemonNotRunning, request
+from ipvsd.control.server import ControlServer, ControlSocketError
 from ipvsd.errors import ControlRequestError, KernelError
 from ipvsd.model import DestKey, Family, Protocol, ServiceKey, fwmark_key
 
@@ -439,7 +438,7 @@ async def test_a_file_that_is_not_a_socket_is_left_alone(socket_dir: Path, view:
 
 AS_NOBODY = """
 import json, sys
-from ipvsd.control_client import ControlClientError, request
+from ipvsd.control.client import ControlClientError, request
 answers = {}
 for command in ("status", "drain"):
     payload = {"command": command, "service": "192.168.1.200:80", "real": "192.168.1.30:80"}

@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from ipvsd.config_model import CheckConfig
-from ipvsd.config_types import CheckType
+from ipvsd.config.model import CheckConfig
+from ipvsd.config.types import CheckType
 from ipvsd.health.checks import (
     BODY_LIMIT,
     USER_AGENT,

@@ -16,8 +16,8 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 
 import pytest
 
-from ipvsd.config_model import CheckConfig
-from ipvsd.config_types import CheckType
+from ipvsd.config.model import CheckConfig
+from ipvsd.config.types import CheckType
 from ipvsd.health.checks import Checker, CheckResult, CheckTarget, run_check, target_for
 from ipvsd.health.tcp import TcpProbe
 

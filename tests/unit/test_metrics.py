@@ -43,7 +43,7 @@ from ipvsd.metrics import (
     service_labels,
     write_table_text,
 )
-from ipvsd.metrics_ipvs import CHUNK_LINES
+from ipvsd.metrics.ipvs import CHUNK_LINES
 from ipvsd.model import (
     Dest,
     DestAttrs,

@@ -8,6 +8,8 @@ from ipaddress import ip_address
 from structlog.testing import capture_logs
 
 from ipvsd.errors import SchedulerUnavailable
+from ipvsd.ipvs.plan import AddService, EditDest
+from ipvsd.ipvs.reconciler import Reconciler
 from ipvsd.model import (
     Dest,
     DestAttrs,
@@ -19,8 +21,6 @@ from ipvsd.model import (
     Table,
     make_service,
 )
-from ipvsd.netlink.reconcile import AddService, EditDest
-from ipvsd.netlink.reconciler import Reconciler
 from tests.fakes.ipvs import FakeIpvs
 
 A = ServiceKey(Family.INET, Protocol.TCP, ip_address("10.0.0.1"), 80)

@@ -15,12 +15,10 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from ipvsd.config import parse_config
+from ipvsd.control.status import status_document
 from ipvsd.daemon import sync_target
 from ipvsd.errors import AlreadyExists, ConfigError, IpvsUnavailable, KernelError, NotFound
-from ipvsd.metrics import DaemonMetrics
-from ipvsd.netlink.wire_daemon import SyncDaemon, SyncState
-from ipvsd.status import status_document
-from ipvsd.sync_daemon import (
+from ipvsd.ipvs.sync_daemon import (
     StartDaemon,
     StopDaemon,
     SyncDaemonController,
@@ -31,6 +29,8 @@ from ipvsd.sync_daemon import (
     role_for,
     wanted_daemon,
 )
+from ipvsd.metrics import DaemonMetrics
+from ipvsd.netlink.wire_daemon import SyncDaemon, SyncState
 from ipvsd.vrrp.machine import VrrpState
 
 MASTER, BACKUP = SyncState.MASTER, SyncState.BACKUP

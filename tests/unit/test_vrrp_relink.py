@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from ipvsd.config_model import VrrpInstanceConfig
+from ipvsd.config.model import VrrpInstanceConfig
 from ipvsd.errors import KernelError
 from ipvsd.netlink.addresses import LinkInfo
 from ipvsd.vrrp.instance import VrrpInstance

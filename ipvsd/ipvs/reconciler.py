@@ -24,9 +24,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from ipvsd.errors import KernelError
-from ipvsd.model import ServiceKey, Table
-from ipvsd.netlink.ipvs import describe
-from ipvsd.netlink.reconcile import (
+from ipvsd.ipvs.plan import (
     OPERATION_LABELS,
     DeleteService,
     IpvsBackend,
@@ -34,6 +32,8 @@ from ipvsd.netlink.reconcile import (
     guard,
     plan,
 )
+from ipvsd.model import ServiceKey, Table
+from ipvsd.netlink.ipvs import describe
 
 log = structlog.get_logger("ipvsd.reconciler")
 

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-`ipvsd.yaml_lines` composes a node tree (a node and two marks per value) and
+`ipvsd.config.yaml_lines` composes a node tree (a node and two marks per value) and
 walks it: for 10,000 services, seconds and hundreds of MB. This module builds
 the same plain data straight from the parse *events*, keeping one frame per
 open mapping or sequence:
@@ -56,8 +56,8 @@ from yaml.events import (
 )
 from yaml.nodes import ScalarNode
 
-from ipvsd import yaml_lines
-from ipvsd.yaml_lines import FieldPath, LineTree
+from ipvsd.config import yaml_lines
+from ipvsd.config.yaml_lines import FieldPath, LineTree
 
 ItemHook = Callable[[object], object]
 """Applied to each completed item of a sequence named in `hooks`."""

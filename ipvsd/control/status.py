@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from ipaddress import IPv4Interface
 from typing import TYPE_CHECKING, Any
 
-from ipvsd.config_model import Config, ServiceConfig
+from ipvsd.config.model import Config, ServiceConfig
 from ipvsd.health.policy import RealId, has_check
 from ipvsd.health.tracker import Health
 from ipvsd.model import Dest, DestKey, Service, Table
 
 if TYPE_CHECKING:  # only attributes are read: the asyncio module stays out of this pure one
-    from ipvsd.sync_daemon import SyncDaemonStatus
+    from ipvsd.ipvs.sync_daemon import SyncDaemonStatus
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,13 +4,13 @@ Field names are the contract in design.md ("Contract: configuration (YAML)").
 Every model forbids unknown keys and is strict: ``"80"`` is not a port, ``1``
 is not ``true``. Values are converted at this boundary into the program's own
 types (`IPv4Address`, `IPv4Interface`, `Protocol`, `ForwardMethod`, `Family`;
-see `ipvsd.config_types`), and sequences are tuples, so a `Config` is
+see `ipvsd.config.types`), and sequences are tuples, so a `Config` is
 immutable and hashable throughout.
 
 Validation here is per field: types, ranges, address syntax, names from fixed
 sets. Rules that relate several fields or objects (fwmark vs address/port,
 duplicate services, a real's family, sync groups naming instances) are in
-`ipvsd.config_checks`, which can point at the exact line of each object
+`ipvsd.config.checks`, which can point at the exact line of each object
 involved. A `Config` is therefore only fully valid when it comes from
 `ipvsd.config.parse_config` / `load_config`.
 
@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ipvsd.config_types import (
+from ipvsd.config.types import (
     SCHEDULER_FLAGS,
     AuthPass,
     CheckTypeName,
@@ -225,7 +225,7 @@ def merge_check(base: CheckConfig | None, override: CheckOverride | None) -> Che
     """The check a real gets: `override`'s non-null fields over `base`.
 
     Returns None when there is no check at all, or when `override` has no type
-    and there is no `base` to take it from (config_checks reports that).
+    and there is no `base` to take it from (config.checks reports that).
     """
     if override is None:
         return base
@@ -334,7 +334,7 @@ class ServiceConfig(_Model):
 
         Raises:
             ValueError: the service has neither fwmark nor address and port
-                (impossible once config_checks accepted it).
+                (impossible once config.checks accepted it).
         """
         if self.fwmark is not None:
             return fwmark_key(self.address_family, self.fwmark)

@@ -1,7 +1,7 @@
 """A small blocking client of the control socket (``ipvsd status`` / ``reload`` / ``drain``).
 
 Plain `socket`, no asyncio: the CLI sends one JSON request line and reads one
-JSON answer line (the protocol is described in `ipvsd.control`). Failing to
+JSON answer line (the protocol is described in `ipvsd.control.server`). Failing to
 reach the daemon is turned into errors that say what to do about it.
 """
 

@@ -8,21 +8,21 @@ each: ``PATH:LINE: dotted.field.path: message`` (`ConfigIssue`).
 
 1. **Read** the YAML into plain data (dicts, tuples, scalars) and the line
    of every *field path* (``("ipvs", "services", 0, "port")``): the line of
-   that key or list item. `ipvsd.config_events` builds both from the parser's
+   that key or list item. `ipvsd.config.events` builds both from the parser's
    events; for what only a walk over the node tree reports exactly (YAML
    syntax errors, with the line of the YAML mark; aliases to themselves; bad
-   tags; ...), `ipvsd.yaml_lines` composes the tree and walks it. Duplicate
+   tags; ...), `ipvsd.config.yaml_lines` composes the tree and walks it. Duplicate
    keys are recorded and reading goes on.
-2. **Validate fields** (`ipvsd.config_model`, pydantic v2, strict, unknown
+2. **Validate fields** (`ipvsd.config.model`, pydantic v2, strict, unknown
    keys forbidden). A pydantic error's ``loc`` has the same shape as a field
-   path, so its line is a look-up (`ipvsd.yaml_lines.Lines`); a path that is
+   path, so its line is a look-up (`ipvsd.config.yaml_lines.Lines`); a path that is
    not written in the file (a missing required key) takes the line of its
    nearest written parent. Messages are rewritten short ("must be an integer, not a string",
    "unknown key 'prority' (did you mean 'priority'?)").
-3. **Cross-check** (`ipvsd.config_checks`): rules between fields and objects
+3. **Cross-check** (`ipvsd.config.checks`): rules between fields and objects
    (fwmark vs address/port, duplicate services and reals, a real's family,
    sync groups naming instances, ...). They run on every list item that
-   validated on its own (`ipvsd.config_parts`), so they are reported even
+   validated on its own (`ipvsd.config.parts`), so they are reported even
    when step 2 failed somewhere else.
 4. Any problem → `ConfigError` with all issues sorted by line. Otherwise the
    frozen `Config`.
@@ -55,9 +55,9 @@ from typing import Any, get_args
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from ipvsd.config_checks import check_parts
-from ipvsd.config_events import ItemHook, Unusual, read
-from ipvsd.config_model import (
+from ipvsd.config.checks import check_parts
+from ipvsd.config.events import ItemHook, Unusual, read
+from ipvsd.config.model import (
     CheckConfig,
     CheckOverride,
     Config,
@@ -75,11 +75,9 @@ from ipvsd.config_model import (
     VrrpInstanceConfig,
     merge_check,
 )
-from ipvsd.config_parts import parts
-from ipvsd.config_types import SCHEDULER_FLAGS, SCHEDULERS, CheckType, OnFailure
-from ipvsd.desired import desired_table
-from ipvsd.errors import ConfigError, ConfigIssue
-from ipvsd.yaml_lines import (
+from ipvsd.config.parts import parts
+from ipvsd.config.types import SCHEDULER_FLAGS, SCHEDULERS, CheckType, OnFailure
+from ipvsd.config.yaml_lines import (
     ROOT_FIELD,
     YAML_FIELD,
     Document,
@@ -89,6 +87,8 @@ from ipvsd.yaml_lines import (
     compose_document,
     dotted,
 )
+from ipvsd.desired import desired_table
+from ipvsd.errors import ConfigError, ConfigIssue
 
 __all__ = [
     "SCHEDULERS",

@@ -1,7 +1,7 @@
 """Pull-style exporter of the kernel's IPVS table (style G10), written as text.
 
 Contract (design.md, "Prometheus metrics"): node_exporter's IPVS names without
-``node_``, its labels (see `ipvsd.metrics_labels`), read from the kernel at
+``node_``, its labels (see `ipvsd.metrics.labels`), read from the kernel at
 scrape time and never cached from an earlier poll.
 
 Why not a prometheus-client ``Collector``: a scrape exports about nine samples
@@ -12,7 +12,7 @@ daemon's RSS from 86 to ~400 MB. `write_table_text` writes the same bytes
 (tested byte for byte against ``generate_latest`` over families built the
 ordinary way) straight from the dump, 1,024 lines at a time, at about 6 µs
 per real. The daemon's own metrics stay ordinary prometheus-client objects
-(`ipvsd.metrics_daemon`); `ipvsd.metrics_http` serves both in one response.
+(`ipvsd.metrics.daemon`); `ipvsd.metrics.http` serves both in one response.
 
 No escaping is needed: every label value is an IP address, a decimal number,
 a protocol name or a hex mark, none of which can hold ``\\``, ``"`` or a
@@ -43,7 +43,7 @@ import structlog
 from prometheus_client.utils import floatToGoString
 
 from ipvsd.errors import IpvsdError
-from ipvsd.metrics_labels import service_labels
+from ipvsd.metrics.labels import service_labels
 from ipvsd.model import Dest, DestAttrs, DestCounters, DestKey, Service, Stats, Table
 
 log = structlog.get_logger("ipvsd.metrics")

@@ -45,13 +45,13 @@ from typing import Protocol
 
 import structlog
 
-from ipvsd.config_model import SyncDaemonConfig, VrrpInstanceConfig
+from ipvsd.config.model import SyncDaemonConfig, VrrpInstanceConfig
 from ipvsd.errors import KernelError, NotFound
 from ipvsd.model import IPAddress
 from ipvsd.netlink.wire_daemon import SyncDaemon, SyncState
 from ipvsd.vrrp.machine import VrrpState
 
-log = structlog.get_logger("ipvsd.sync_daemon")
+log = structlog.get_logger("ipvsd.ipvs.sync_daemon")
 
 #: First delay (seconds) before a failed pass is retried; it doubles up to the resync interval.
 RETRY_INTERVAL_S = 2.0

@@ -31,7 +31,7 @@ Rules beyond plain PyYAML:
   beyond `MAX_NODES`, is an error rather than a hang (billion laughs).
 
 This walk is the reference, but slow and big for big files (a node and two
-marks per value): `ipvsd.config_events` reads the same data, and the same
+marks per value): `ipvsd.config.events` reads the same data, and the same
 lines as a `LineTree`, straight from the parser's events, and leaves to
 `compose_document` only what it cannot reproduce exactly.
 
@@ -71,7 +71,7 @@ def dotted(path: Sequence[str | int]) -> str:
 
 
 class Lines(Protocol):
-    """Where fields are written: `LineMap` here, `ipvsd.config_events.LineTree` there."""
+    """Where fields are written: `LineMap` here, `ipvsd.config.events.LineTree` there."""
 
     def line(self, path: Sequence[str | int]) -> int:
         """Line of `path`, else of its nearest recorded parent, else of the document."""
@@ -97,7 +97,7 @@ class LineMap:
 
 @dataclass(frozen=True, slots=True)
 class LineTree:
-    """Field path → 1-based line, as a tree shaped like the data (`ipvsd.config_events`).
+    """Field path → 1-based line, as a tree shaped like the data (`ipvsd.config.events`).
 
     A mapping's lines are a dict ``key → line`` (scalar value) or ``key →
     (line, subtree)``; a sequence's, a tuple of the same entries per item. An

@@ -1,6 +1,6 @@
 """Health checking as the daemon runs it: watches from the config, health → desired table.
 
-`HealthRuntime` owns the `HealthMonitor`, builds one watch per checked real
+`HealthManager` owns the `HealthMonitor`, builds one watch per checked real
 from the config (a reload keeps the state of reals whose check did not
 change: no re-warm-up, no flap), remembers administrative drains, and turns
 health and drains into the `desired_table` overrides (`health.policy`). Every
@@ -15,8 +15,8 @@ from collections.abc import Callable, Set
 
 import structlog
 
-from ipvsd.config_model import CheckConfig, Config
-from ipvsd.config_types import CheckType
+from ipvsd.config.model import CheckConfig, Config
+from ipvsd.config.types import CheckType
 from ipvsd.desired import desired_table
 from ipvsd.health.checks import Checker, CheckTarget, target_for, tls_context
 from ipvsd.health.monitor import CheckOutcome, HealthMonitor, Watch
@@ -30,7 +30,7 @@ log = structlog.get_logger("ipvsd.health")
 MAX_IN_FLIGHT = 2_000
 
 
-class HealthRuntime:
+class HealthManager:
     """Health of every checked real, and the desired IPVS table that follows from it."""
 
     def __init__(

@@ -1,6 +1,6 @@
 """The reconcile planner, proven against FakeIpvs (style G4, G6).
 
-Table-driven cases pin the rules of `ipvsd.netlink.reconcile` one by one;
+Table-driven cases pin the rules of `ipvsd.ipvs.plan` one by one;
 hypothesis properties then check that any plan converges, leaves foreign
 services alone, never makes the kernel refuse an operation, and counts its
 deletes right.
@@ -17,6 +17,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ipvsd.errors import AlreadyExists, KernelError, NotFound, SchedulerUnavailable
+from ipvsd.ipvs.plan import (
+    OPERATION_LABELS,
+    AddDest,
+    AddService,
+    DeleteDest,
+    DeleteService,
+    EditDest,
+    EditService,
+    IpvsBackend,
+    Operation,
+    OwnsService,
+    Plan,
+    guard,
+    plan,
+)
 from ipvsd.model import (
     Dest,
     DestAttrs,
@@ -34,21 +49,6 @@ from ipvsd.model import (
     Table,
     fwmark_key,
     make_service,
-)
-from ipvsd.netlink.reconcile import (
-    OPERATION_LABELS,
-    AddDest,
-    AddService,
-    DeleteDest,
-    DeleteService,
-    EditDest,
-    EditService,
-    IpvsBackend,
-    Operation,
-    OwnsService,
-    Plan,
-    guard,
-    plan,
 )
 from tests.fakes.ipvs import FakeIpvs
 

@@ -11,23 +11,23 @@ response::
     ...
     server.shutdown()                                # serve: OSError if it cannot bind
 
-The pieces live in ``metrics_labels`` (label names and values, shared),
-``metrics_ipvs`` (the table's exporter), ``metrics_daemon`` (`DaemonMetrics`,
-`EventLoopLag`) and ``metrics_http`` (the endpoint); import them from here.
+The pieces live in ``labels`` (label names and values, shared),
+``ipvs`` (the table's exporter), ``daemon`` (`DaemonMetrics`,
+`EventLoopLag`) and ``http`` (the endpoint); import them from here.
 """
 
 from __future__ import annotations
 
-from ipvsd.metrics_daemon import (
+from ipvsd.metrics.daemon import (
     HEALTH_CHECK_BUCKETS,
     LOOP_LAG_BUCKETS,
     VRRP_STATE_VALUES,
     DaemonMetrics,
     EventLoopLag,
 )
-from ipvsd.metrics_http import MetricsServer, serve
-from ipvsd.metrics_ipvs import METRIC_NAMES, IpvsExporter, write_table_text
-from ipvsd.metrics_labels import (
+from ipvsd.metrics.http import MetricsServer, serve
+from ipvsd.metrics.ipvs import METRIC_NAMES, IpvsExporter, write_table_text
+from ipvsd.metrics.labels import (
     BACKEND_LABELS,
     SERVICE_LABELS,
     backend_labels,

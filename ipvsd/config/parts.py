@@ -1,6 +1,6 @@
 """What the cross-checks look at: the whole config, or what can be salvaged of it.
 
-`ipvsd.config_checks` relates fields and objects to each other. When the
+`ipvsd.config.checks` relates fields and objects to each other. When the
 whole `Config` validated, it checks that. When pydantic rejected something,
 it still checks every list item that validates on its own (a service with
 its valid reals, an instance, a sync group), so one typo hides no other
@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from ipvsd.config_checks import Parts, ServicePart
-from ipvsd.config_model import (
+from ipvsd.config.checks import Parts, ServicePart
+from ipvsd.config.model import (
     Config,
     RealConfig,
     ServiceConfig,

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from ipvsd.config_model import SyncGroupConfig, VrrpInstanceConfig
+from ipvsd.config.model import SyncGroupConfig, VrrpInstanceConfig
 from ipvsd.errors import KernelError, PacketError
 from ipvsd.netlink.addresses import AddressManager, LinkInfo
 from ipvsd.vrrp.instance import VrrpInstance
@@ -50,7 +50,7 @@ REOPEN_RETRY_S = 1.0
 REOPEN_RETRY_MAX_S = 30.0
 
 
-class VrrpRuntime:
+class VrrpRouter:
     """Runs the configured instances; `start`, `update` (reload) and `stop`."""
 
     def __init__(

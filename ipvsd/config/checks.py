@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-pydantic validates each field on its own (`ipvsd.config_model`). The rules
+pydantic validates each field on its own (`ipvsd.config.model`). The rules
 here need more than one field or more than one object:
 
 - a service is ``address`` + ``port`` *or* ``fwmark``; ``family`` and a
@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
-from ipvsd.config_model import (
+from ipvsd.config.model import (
     CheckConfig,
     RealConfig,
     ServiceConfig,
@@ -44,7 +44,8 @@ from ipvsd.config_model import (
     TunnelConfig,
     VrrpInstanceConfig,
 )
-from ipvsd.config_types import CheckType
+from ipvsd.config.types import CheckType
+from ipvsd.config.yaml_lines import FieldPath, Lines, dotted
 from ipvsd.errors import ConfigIssue
 from ipvsd.model import (
     DestKey,
@@ -56,7 +57,6 @@ from ipvsd.model import (
     TunnelChecksum,
     TunnelType,
 )
-from ipvsd.yaml_lines import FieldPath, Lines, dotted
 
 _PORT_CHECKS = (CheckType.TCP, CheckType.HTTP, CheckType.HTTPS)
 _FAMILY_NAME = {Family.INET: "IPv4", Family.INET6: "IPv6"}

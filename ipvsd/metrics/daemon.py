@@ -22,7 +22,7 @@ from collections.abc import Mapping
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from ipvsd.metrics_labels import BACKEND_LABELS, backend_labels
+from ipvsd.metrics.labels import BACKEND_LABELS, backend_labels
 from ipvsd.model import DestKey, ServiceKey
 
 log = structlog.get_logger("ipvsd.metrics")

@@ -2,7 +2,7 @@
 
 prometheus-client's own server (``start_http_server``) encodes the whole page
 with ``generate_latest`` before sending a byte. That is fine for the daemon's
-few dozen series but not for the kernel table (see `ipvsd.metrics_ipvs`), so
+few dozen series but not for the kernel table (see `ipvsd.metrics.ipvs`), so
 this server writes the response with chunked transfer encoding: first the
 registry's text, then `IpvsExporter.write`'s chunks as they are made.
 
@@ -27,7 +27,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
-from ipvsd.metrics_ipvs import IpvsExporter
+from ipvsd.metrics.ipvs import IpvsExporter
 from ipvsd.model import parse_endpoint
 
 log = structlog.get_logger("ipvsd.metrics")

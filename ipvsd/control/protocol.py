@@ -1,0 +1,223 @@
+"""The control protocol (pure): what ``ipvsd status`` / ``reload`` / ``drain`` talk to.
+
+Protocol: JSON lines over a unix stream socket. A client sends one JSON
+object per line and gets exactly one JSON object per line back, in order;
+several requests may share a connection.
+
+```
+{"command": "status"}    -> {"ok": true, "result": {...the status JSON contract...}}
+{"command": "ready"}     -> {"ok": true, "result": {"ready": true}}
+{"command": "version"}   -> {"ok": true, "result": {"version": "0.1.0"}}
+{"command": "reload"}    -> {"ok": true, "result": {"reloaded": true}}, or refused:
+                            {"ok": false, "error": "...", "errors": ["PATH:LINE: ...", ...]}
+{"command": "drain", "service": "192.168.1.200:80", "real": "192.168.1.30:80"}
+                         -> {"ok": true, "result": {"service": ..., "real": ..., "drained": true}}
+{"command": "undrain", ...}  -> the same with "drained": false
+anything wrong           -> {"ok": false, "error": "what was wrong"}
+```
+
+Rules:
+
+1. Read-only commands (status, ready, version) are for anyone who can connect:
+   the socket's mode decides who (0600 root only, 0660 with ``control.group``).
+   Mutating ones (reload, drain, undrain) also need the peer to be uid 0, as
+   the kernel reports it (SO_PEERCRED): group members can look, not change.
+2. A peer's bad request is a value, not a crash (style G9): it is answered with
+   ``ok: false`` and logged. Input that cannot be framed (not JSON, not an
+   object, a line over 64 KiB) also closes the connection.
+3. The server defends the daemon: an idle timeout per connection, a cap on
+   concurrent connections (the next one is answered "busy" and closed), and no
+   exception from a connection reaches the daemon. Even a bug behind ``status``
+   is logged (``control.error``) and answered as an internal error: ending the
+   daemon would fail the VIPs over for an operator's ``ipvsd status``.
+
+This module is the pure part (no sockets, no logging): `evaluate_request`
+parses a line, checks permissions and calls the `ControlView` the daemon
+implements; `ipvsd.control.server.ControlServer` is the asyncio edge around it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ipvsd.errors import ControlRequestError, IpvsdError
+from ipvsd.model import DestKey, ServiceKey, parse_endpoint, parse_service_spec
+
+MAX_REQUEST_BYTES = 64 * 1024
+"""Longest request line accepted, without its newline."""
+
+READ_ONLY_COMMANDS = frozenset({"status", "ready", "version"})
+MUTATING_COMMANDS = frozenset({"reload", "drain", "undrain"})
+_COMMANDS = ", ".join(sorted(READ_ONLY_COMMANDS | MUTATING_COMMANDS))
+
+
+@dataclass(frozen=True, slots=True)
+class PeerCredentials:
+    """Who is on the other end of a unix socket, as the kernel vouches (SO_PEERCRED)."""
+
+    pid: int
+    uid: int
+    gid: int
+
+
+class ControlView(Protocol):
+    """What the daemon exposes to the control socket (implemented by `daemon.py`)."""
+
+    @property
+    def version(self) -> str:
+        """The daemon's version (``ipvsd.__version__``)."""
+
+    async def status(self) -> dict[str, Any]:
+        """The status JSON contract, with counters read from the kernel now."""
+
+    async def reload(self) -> list[str]:
+        """Re-read the config; return its errors (empty: reloaded, else the old one is kept)."""
+
+    def drain(self, service: ServiceKey, real: DestKey) -> None:
+        """Drain a real (weight 0 in the kernel) until `undrain`.
+
+        Raises:
+            ControlRequestError: the service or the real is not configured.
+        """
+
+    def undrain(self, service: ServiceKey, real: DestKey) -> None:
+        """Give a drained real its configured weight back.
+
+        Raises:
+            ControlRequestError: the service or the real is not configured.
+        """
+
+    def ready(self) -> bool:
+        """True once the first reconcile is done and no VRRP instance is in INIT."""
+
+
+class _MalformedRequest(ControlRequestError):
+    """The request cannot be parsed at all; the connection is closed after the answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The answer to one request line, with what the server needs besides."""
+
+    response: dict[str, Any]
+    command: str | None = None  # the command, if the request got that far (for logs)
+    close: bool = False  # hang up after answering: the input could not be parsed
+
+
+async def handle_request(line: bytes, view: ControlView, peer: PeerCredentials) -> dict[str, Any]:
+    """Answer one request line.
+
+    Args:
+        line: the request, one JSON object (a trailing newline is allowed).
+        view: the daemon.
+        peer: who sent it (mutating commands need uid 0).
+
+    Returns:
+        ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``.
+    """
+    return (await evaluate_request(line, view, peer)).response
+
+
+async def evaluate_request(line: bytes, view: ControlView, peer: PeerCredentials) -> Answer:
+    """`handle_request`, also saying which command it was and whether to hang up."""
+    try:
+        request = _parse(line)
+    except _MalformedRequest as exc:
+        return Answer(error_response(str(exc)), close=True)
+    command = request.get("command")
+    if not isinstance(command, str):
+        return Answer(error_response(f'missing "command" (one of: {_COMMANDS})'))
+    try:
+        response = await _dispatch(command, request, view, peer)
+    except ControlRequestError as exc:
+        response = error_response(str(exc))
+    except IpvsdError as exc:  # e.g. the kernel refused the status dump
+        response = error_response(f"{command} failed: {exc}")
+    return Answer(response, command=command)
+
+
+def _parse(line: bytes) -> dict[str, Any]:
+    body = line.rstrip(b"\r\n")
+    if len(body) > MAX_REQUEST_BYTES:
+        raise _MalformedRequest(f"request longer than {MAX_REQUEST_BYTES} bytes")
+    try:
+        text = body.decode("utf-8")  # json.loads(bytes) would also guess UTF-16/32
+    except UnicodeDecodeError:
+        raise _MalformedRequest("request is not valid UTF-8") from None
+    try:
+        request = json.loads(text)
+    except ValueError as exc:
+        raise _MalformedRequest(f"request is not valid JSON: {exc}") from None
+    if not isinstance(request, dict):
+        raise _MalformedRequest(
+            f'request must be a JSON object like {{"command": "status"}}, '
+            f"not {type(request).__name__}"
+        )
+    return request
+
+
+async def _dispatch(
+    command: str, request: dict[str, Any], view: ControlView, peer: PeerCredentials
+) -> dict[str, Any]:
+    if command not in READ_ONLY_COMMANDS | MUTATING_COMMANDS:
+        raise ControlRequestError(f"unknown command {command!r} (one of: {_COMMANDS})")
+    if command in MUTATING_COMMANDS and peer.uid != 0:
+        raise ControlRequestError(
+            f"permission denied: {command} needs root (you are uid {peer.uid})"
+        )
+    match command:
+        case "status":
+            return _ok(await view.status())
+        case "ready":
+            return _ok({"ready": view.ready()})
+        case "version":
+            return _ok({"version": view.version})
+        case "reload":
+            errors = await view.reload()
+            if errors:
+                return {
+                    "ok": False,
+                    "error": "reload refused; the running config is kept",
+                    "errors": errors,
+                }
+            return _ok({"reloaded": True})
+        case _:
+            service, real = _target(request)
+            drained = command == "drain"
+            (view.drain if drained else view.undrain)(service, real)
+            return _ok({"service": str(service), "real": str(real), "drained": drained})
+
+
+def _target(request: dict[str, Any]) -> tuple[ServiceKey, DestKey]:
+    """The (service, real) a drain / undrain names."""
+    texts = []
+    for field, example in (("service", "192.168.1.200:80"), ("real", "192.168.1.30:80")):
+        value = request.get(field)
+        if not isinstance(value, str):
+            raise ControlRequestError(f'"{field}" is required, as a string like "{example}"')
+        texts.append(value)
+    try:
+        service = parse_service_spec(texts[0])
+    except ValueError as exc:
+        raise ControlRequestError(f"service: {exc}") from None
+    try:
+        address, port = parse_endpoint(texts[1])
+    except ValueError as exc:
+        raise ControlRequestError(f"real: {exc}") from None
+    return service, DestKey(address, port)
+
+
+def _ok(result: object) -> dict[str, Any]:
+    return {"ok": True, "result": result}
+
+
+def error_response(message: str) -> dict[str, Any]:
+    return {"ok": False, "error": message}
+
+
+def encode(response: dict[str, Any]) -> bytes:
+    return json.dumps(response, separators=(",", ":")).encode() + b"\n"
+
+

@@ -1,0 +1,244 @@
+"""The control socket's asyncio edge: a unix-socket server around `ipvsd.control.protocol`.
+
+It owns everything the pure protocol does not: the socket file (mode, group,
+a stale one left by a dead daemon), peer credentials from the kernel
+(SO_PEERCRED), per-connection idle timeouts, the cap on concurrent
+connections and the logging of each request. See `ipvsd.control.protocol`
+for the wire format and the rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import os
+import socket
+import stat
+import struct
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from ipvsd.control.protocol import (
+    MAX_REQUEST_BYTES,
+    MUTATING_COMMANDS,
+    ControlView,
+    PeerCredentials,
+    encode,
+    error_response,
+    evaluate_request,
+)
+from ipvsd.errors import IpvsdError
+
+log = structlog.get_logger("ipvsd.control")
+
+DEFAULT_IDLE_TIMEOUT_S = 10.0
+"""Seconds a connection may wait for its next request line (or take to read an answer)."""
+DEFAULT_MAX_CONNECTIONS = 64
+"""Connections served at once; the next one is answered "busy" and closed."""
+_UCRED = struct.Struct("3i")  # struct ucred {pid_t pid; uid_t uid; gid_t gid;}
+
+
+class ControlSocketError(IpvsdError):
+    """The control socket cannot be set up (in use, unknown group, no permission)."""
+
+
+def peer_credentials(sock: socket.socket) -> PeerCredentials:
+    """Who is on the other end of a connected unix socket, as the kernel vouches."""
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    pid, uid, gid = _UCRED.unpack(raw)
+    return PeerCredentials(pid, uid, gid)
+
+
+class ControlServer:
+    """The asyncio unix-socket server in front of `evaluate_request`.
+
+    Args:
+        path: where the socket lives (its directory is created 0755 if missing).
+        view: the daemon.
+        group: group allowed to connect besides root (socket 0660); None: 0600.
+        max_connections: connections served at once.
+        idle_timeout_s: seconds a connection may wait for its next request.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        view: ControlView,
+        *,
+        group: str | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+    ) -> None:
+        self.path = Path(path)
+        self._view = view
+        self._group = group
+        self._max_connections = max_connections
+        self._idle_timeout_s = idle_timeout_s
+        self._server: asyncio.Server | None = None
+        self._inode: int | None = None
+        self._connections: set[asyncio.Task[Any]] = set()
+        self._log = log.bind(socket=str(self.path))
+
+    async def start(self) -> None:
+        """Create the socket and start serving.
+
+        Raises:
+            ControlSocketError: another daemon listens on the path, something
+                other than a socket is there, the group is unknown, or the
+                socket cannot be created.
+        """
+        gid = _group_id(self._group)
+        _make_directory(self.path.parent)
+        _remove_stale_socket(self.path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        bound = False
+        try:
+            sock.bind(str(self.path))
+            bound = True
+            # The mode is set before listen(): until then connect() is refused,
+            # so no client ever reaches the socket with the umask's mode.
+            if gid is None:
+                os.chmod(self.path, 0o600)
+            else:
+                os.chown(self.path, -1, gid)
+                os.chmod(self.path, 0o660)
+            sock.listen(socket.SOMAXCONN)  # over the cap: accepted, then told busy
+            sock.setblocking(False)
+            self._inode = os.stat(self.path).st_ino
+        except OSError as exc:
+            sock.close()
+            if bound:
+                self.path.unlink(missing_ok=True)
+            raise ControlSocketError(
+                f"cannot listen on {self.path}: {exc.strerror or exc}"
+            ) from None
+        self._server = await asyncio.start_unix_server(
+            self._on_connect, sock=sock, limit=MAX_REQUEST_BYTES + 2
+        )
+        self._log.info("control.listening", group=self._group)
+
+    async def close(self) -> None:
+        """Stop serving, hang up on every client and remove the socket file."""
+        if self._server is None:
+            return
+        self._server.close()
+        for task in self._connections:
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        await self._server.wait_closed()
+        self._server = None
+        # Only our own socket: a newer daemon may already have replaced it.
+        with contextlib.suppress(OSError):
+            if os.stat(self.path).st_ino == self._inode:
+                self.path.unlink()
+        self._log.info("control.closed")
+
+    async def __aenter__(self) -> ControlServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._connections) >= self._max_connections:
+            self._log.warning("control.busy", connections=len(self._connections))
+            with contextlib.suppress(Exception):
+                busy = error_response("busy: too many control connections; try again")
+                writer.write(encode(busy))
+                writer.close()
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        try:
+            await self._serve(reader, writer)
+        except ConnectionError as exc:
+            self._log.debug("control.disconnected", error=str(exc))
+        except TimeoutError:
+            self._log.debug("control.slow_reader")
+        except Exception:
+            self._log.exception("control.error")
+        finally:
+            self._connections.discard(task)
+            writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = peer_credentials(writer.get_extra_info("socket"))
+        close = False
+        while not close:
+            try:
+                async with asyncio.timeout(self._idle_timeout_s):
+                    line = await reader.readline()
+            except TimeoutError:
+                self._log.debug("control.idle_timeout", pid=peer.pid, uid=peer.uid)
+                return
+            except ValueError:  # the line overran the reader's limit (and was discarded)
+                line = b" " * (MAX_REQUEST_BYTES + 1)  # answered as oversized below
+            if not line:
+                return
+            answer, close = await self._answer(line, peer)
+            writer.write(answer)
+            async with asyncio.timeout(self._idle_timeout_s):
+                await writer.drain()
+
+    async def _answer(self, line: bytes, peer: PeerCredentials) -> tuple[bytes, bool]:
+        """The encoded answer to one line, and whether to hang up after it."""
+        ids = {"pid": peer.pid, "uid": peer.uid}
+        try:
+            outcome = await evaluate_request(line, self._view, peer)
+            answer = encode(outcome.response)
+        except Exception as exc:
+            self._log.exception("control.error", **ids)
+            return encode(error_response(f"internal error ({exc!r}); see the daemon log")), True
+        response = outcome.response
+        if not response["ok"]:
+            self._log.warning("control.refused", command=outcome.command, **ids, **response)
+        elif outcome.command in MUTATING_COMMANDS:
+            self._log.info("control.command", command=outcome.command, **ids, **response)
+        else:
+            self._log.debug("control.command", command=outcome.command, **ids)
+        return answer, outcome.close
+
+
+def _group_id(group: str | None) -> int | None:
+    if group is None:
+        return None
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ControlSocketError(f"control.group: unknown group {group!r}") from None
+
+
+def _make_directory(directory: Path) -> None:
+    if directory.is_dir():
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o755)  # mkdir's mode is masked by the umask
+    except OSError as exc:
+        raise ControlSocketError(f"cannot create {directory}: {exc.strerror}") from None
+
+
+def _remove_stale_socket(path: Path) -> None:
+    """Remove a socket file left by a daemon that died; refuse if one is still listening."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise ControlSocketError(f"{path} exists and is not a socket; not replacing it")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+        except ConnectionRefusedError:
+            path.unlink(missing_ok=True)
+            log.info("control.stale_socket_removed", socket=str(path))
+            return
+        except OSError as exc:
+            raise ControlSocketError(f"cannot check {path}: {exc.strerror or exc}") from None
+    raise ControlSocketError(f"another ipvsd is already listening on {path}")
