@@ -1,0 +1,73 @@
+"""What the daemon is given to reach the kernel: Protocols and the real factories.
+
+`Daemon` opens every kernel connection through a `KernelPorts` value. In
+production that is `real_ports()` (netlink through pyroute2 and our IPVS
+codec); in-process tests pass fakes — an in-memory IPVS table with the
+kernel's semantics, an address manager that only records — so reload, drains,
+``max_deletes`` and ``cleanup_on_exit`` are tested in milliseconds without
+User-Mode Linux, and the kernel tier proves the real adapters.
+
+The Protocols name only what the daemon and its components call, so a fake
+needs nothing more (style G8: a `typing.Protocol` for every injected edge).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ipvsd.config import Config
+from ipvsd.ipvs.plan import ApplyResult, Operation
+from ipvsd.ipvs.sync_daemon import SyncDaemonBackend
+from ipvsd.model import Table
+from ipvsd.netlink import routes
+from ipvsd.netlink.ipvs import IpvsClient, Timeouts
+
+
+class IpvsKernel(SyncDaemonBackend, Protocol):
+    """The IPVS side of the kernel: what the reconciler, the sync controller,
+    the status view and the scrape use (`ipvsd.netlink.ipvs.IpvsClient`)."""
+
+    async def dump(self, *, with_stats: bool = True) -> Table:
+        """Every service and dest, with counters unless `with_stats` is False."""
+        ...
+
+    async def apply(self, operations: Sequence[Operation]) -> ApplyResult:
+        """Send the operations in order; report which ones the kernel refused."""
+        ...
+
+    async def set_timeouts(self, timeouts: Timeouts) -> None:
+        """Set the tcp / tcpfin / udp connection timeouts (0 keeps one as it is)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class KernelPorts:
+    """The factories the daemon opens its kernel connections with.
+
+    Attributes:
+        open_ipvs: a new IPVS connection; raises `IpvsUnavailable` when the
+            kernel has no IPVS. Called for the reconciler, the scrape and the
+            sync controller (one connection each, so none waits behind another).
+        check_routes: warns about reals reached only through a VIP (reads the
+            routing table); called at start and after every reload.
+    """
+
+    open_ipvs: Callable[[], Awaitable[IpvsKernel]]
+    check_routes: Callable[[Config], Coroutine[Any, Any, None]]
+
+
+def real_ports() -> KernelPorts:
+    """The production ports: netlink to this host's kernel."""
+    async def open_ipvs() -> IpvsKernel:
+        return await IpvsClient.open()
+
+    return KernelPorts(open_ipvs=open_ipvs, check_routes=warn_reals_behind_vips)
+
+
+async def warn_reals_behind_vips(config: Config) -> None:
+    """design.md's pitfall: a real this director reaches only through a VRRP address."""
+    reals = [real.address for service in config.ipvs.services for real in service.reals]
+    vips = {vip.ip for i in config.vrrp.instances for vip in i.virtual_ipaddresses}
+    await routes.warn_reals_behind_vips(reals, vips)

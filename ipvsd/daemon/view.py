@@ -1,0 +1,127 @@
+"""What the control socket sees of the daemon: `DaemonView` implements `ControlView`.
+
+Read-only questions (status, ready, version) read the running components;
+drain and undrain change the health manager's admin drains and wake the
+reconciler; reload is the daemon's own (the view only forwards it). The
+view keeps no state of its own, so a reload that replaces a component is
+seen by the next request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import structlog
+
+from ipvsd import __version__
+from ipvsd.control.status import VrrpView, status_document
+from ipvsd.daemon.components import Components
+from ipvsd.errors import ControlRequestError
+from ipvsd.model import DestKey, ServiceKey
+from ipvsd.vrrp.machine import VrrpState
+
+if TYPE_CHECKING:
+    from ipvsd.control.status import StatusDocument
+
+log = structlog.get_logger("ipvsd.daemon")
+
+
+class DaemonView:
+    """`ipvsd.control.protocol.ControlView` over the running components.
+
+    Args:
+        parts: the daemon's components (read at every request).
+        reload: the daemon's reload (re-read the config; its errors, or []).
+        drains_changed: called after a drain or undrain, to reconcile at once.
+    """
+
+    version = __version__
+
+    def __init__(
+        self,
+        parts: Components,
+        *,
+        reload: Callable[[], Awaitable[list[str]]],
+        drains_changed: Callable[[], None],
+    ) -> None:
+        self._parts = parts
+        self._reload = reload
+        self._drains_changed = drains_changed
+
+    async def status(self) -> StatusDocument:
+        """The status document, with the kernel's counters read now."""
+        parts = self._parts
+        kernel = await parts.ipvs.dump() if parts.ipvs is not None else None
+        sync = None
+        if parts.sync is not None and parts.sync.target is not None:
+            sync = await parts.sync.status()
+        return status_document(
+            node=parts.config.node_name,
+            version=__version__,
+            config=parts.config,
+            kernel=kernel,
+            health=parts.health.monitor.states(),
+            drained=parts.health.drained,
+            vrrp=self._vrrp_views(),
+            sync_daemon=sync,
+        )
+
+    def _vrrp_views(self) -> list[VrrpView]:
+        if self._parts.vrrp is None:
+            return []
+        return [
+            VrrpView(
+                name=inst.name,
+                state=inst.status.state.value,
+                interface=inst.config.interface,
+                vrid=inst.config.vrid,
+                priority=inst.config.priority,
+                effective_priority=inst.status.effective_priority,
+                virtual_ipaddresses=inst.vips,
+            )
+            for inst in self._parts.vrrp.instances.values()
+        ]
+
+    async def reload(self) -> list[str]:
+        """Re-read the config; its errors, or [] when it was applied."""
+        return await self._reload()
+
+    def drain(self, service: ServiceKey, real: DestKey) -> None:
+        """Administrative drain: weight 0 until undrained; survives reloads."""
+        self._configured_real(service, real)
+        self._parts.health.drained.add((service, real))
+        log.info("ipvs.drained", service=str(service), real=str(real))
+        self._drains_changed()
+
+    def undrain(self, service: ServiceKey, real: DestKey) -> None:
+        """Give a drained real its configured weight back."""
+        self._configured_real(service, real)
+        self._parts.health.drained.discard((service, real))
+        log.info("ipvs.undrained", service=str(service), real=str(real))
+        self._drains_changed()
+
+    def _configured_real(self, service: ServiceKey, real: DestKey) -> None:
+        for configured in self._parts.config.ipvs.services:
+            if configured.key == service:
+                if any(configured.dest_key(r) == real for r in configured.reals):
+                    return
+                raise ControlRequestError(f"service {service} has no real {real}")
+        raise ControlRequestError(f"no service {service} is configured")
+
+    def ready(self) -> bool:
+        """First reconcile done, VRRP started, and no instance in INIT."""
+        return self._parts.ready and all(
+            state is not VrrpState.INIT for state in self.vrrp_states().values()
+        )
+
+    def vrrp_states(self) -> dict[str, VrrpState]:
+        """Each VRRP instance's state by name ({} without VRRP)."""
+        return self._parts.vrrp.states() if self._parts.vrrp is not None else {}
+
+    def status_line(self) -> str:
+        """systemd's STATUS=: the VRRP states and the service count."""
+        states = self.vrrp_states()
+        vrrp = ", ".join(f"{name} {state.value}" for name, state in sorted(states.items()))
+        services = f"{len(self._parts.config.ipvs.services)} services"
+        return f"{vrrp}; {services}" if vrrp else services

@@ -1,0 +1,332 @@
+"""The daemon in-process over a fake kernel: reload, drains, max_deletes, cleanup_on_exit.
+
+`Daemon` runs on the test's event loop with `tests.fakes.kernel.FakePorts`
+(an in-memory IPVS table with the kernel's semantics), its control socket in
+the test's directory, no signal handlers, no metrics endpoint and no VRRP.
+Each test writes a config, starts the daemon, drives it through
+`daemon.view` (what the control socket calls) and `daemon.reload()`, and
+asserts on the fake kernel's table. The kernel tier
+(tests/kernel/test_reference_scenario.py) proves the same paths on IPVS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from ipaddress import ip_address
+from pathlib import Path
+
+import pytest
+
+from ipvsd.config import load_config
+from ipvsd.control.client import request
+from ipvsd.daemon import Daemon
+from ipvsd.errors import ControlRequestError
+from ipvsd.model import (
+    Dest,
+    DestAttrs,
+    DestKey,
+    Family,
+    ForwardMethod,
+    Protocol,
+    Service,
+    ServiceAttrs,
+    ServiceKey,
+    Table,
+)
+from tests.fakes.ipvs import FakeIpvs
+from tests.fakes.kernel import FakePorts
+
+VIP = ip_address("192.168.1.200")
+WEB = ServiceKey(Family.INET, Protocol.TCP, VIP, 80, 0)
+DNS = ServiceKey(Family.INET, Protocol.UDP, VIP, 53, 0)
+REAL_30 = DestKey(ip_address("192.168.1.30"), 80)
+REAL_40 = DestKey(ip_address("192.168.1.40"), 80)
+FOREIGN = ServiceKey(Family.INET, Protocol.TCP, ip_address("10.9.9.9"), 8080, 0)
+
+
+def config_text(
+    socket: Path,
+    *,
+    weight_40: int = 1,
+    reals: tuple[str, ...] = ("192.168.1.30", "192.168.1.40"),
+    dns: bool = False,
+    scheduler: str = "rr",
+    ipvs_extra: str = "",
+    services: bool = True,
+) -> str:
+    """A director config: the reference web service (and a DNS one), no VRRP."""
+    lines = [
+        "node_name: director1",
+        f"control: {{socket: {socket}}}",
+        "metrics: {listen: null}",
+        "ipvs:",
+    ]
+    lines += [f"  {line}" for line in ipvs_extra.splitlines()]
+    if not services:
+        lines.append("  services: []")
+        return "\n".join(lines) + "\n"
+    lines += [
+        "  services:",
+        f"    - {{address: 192.168.1.200, port: 80, scheduler: {scheduler}, reals: [",
+    ]
+    for real in reals:
+        weight = weight_40 if real.endswith(".40") else 1
+        lines.append(f"        {{address: {real}, port: 80, weight: {weight}}},")
+    lines.append("      ]}")
+    if dns:
+        lines.append(
+            "    - {address: 192.168.1.200, port: 53, protocol: udp,"
+            " reals: [{address: 192.168.1.30, port: 53}]}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+class Harness:
+    """A running in-process daemon, its config file and its fake kernel."""
+
+    def __init__(self, path: Path, daemon: Daemon, kernel: FakePorts) -> None:
+        self.path = path
+        self.daemon = daemon
+        self.kernel = kernel
+
+    def write(self, text: str) -> None:
+        self.path.write_text(text)
+
+    async def settle(self) -> None:
+        """Run a reconcile pass now (the loop would run it on its own a tick later)."""
+        reconciler = self.daemon.reconciler
+        assert reconciler is not None
+        await reconciler.reconcile("test")
+
+    def weights(self, service: ServiceKey = WEB) -> dict[DestKey, int]:
+        kernel = self.kernel.ipvs.table.services.get(service)
+        assert kernel is not None, f"{service} is not in the kernel"
+        return {key: dest.attrs.weight for key, dest in kernel.dests.items()}
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        return self.daemon.registry.get_sample_value(name, labels)
+
+
+@asynccontextmanager
+async def running(
+    tmp_path: Path, text: str | None = None, kernel: FakePorts | None = None
+) -> AsyncIterator[Harness]:
+    """Start a daemon over `kernel`; stop it (and check it stopped cleanly) on exit."""
+    socket = tmp_path / "ipvsd.sock"
+    path = tmp_path / "ipvsd.yaml"
+    path.write_text(text if text is not None else config_text(socket))
+    kernel = kernel or FakePorts()
+    daemon = Daemon(path, load_config(path), ports=kernel.ports(), handle_signals=False)
+    task = asyncio.create_task(daemon.run())
+    try:
+        async with asyncio.timeout(5):
+            await asyncio.wait(
+                [task, asyncio.create_task(daemon.started.wait())],
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        if task.done():
+            task.result()  # raises the start-up error
+        yield Harness(path, daemon, kernel)
+    finally:
+        daemon.request_stop()
+        assert await asyncio.wait_for(task, 5) == 0
+
+
+@pytest.fixture
+def sock(tmp_path: Path) -> Path:
+    return tmp_path / "ipvsd.sock"
+
+
+async def test_start_programs_the_table_and_answers_on_the_socket(
+    tmp_path: Path, sock: Path
+) -> None:
+    async with running(tmp_path) as h:
+        assert h.weights() == {REAL_30: 1, REAL_40: 1}
+        assert h.daemon.view.ready()
+        answer = await asyncio.to_thread(request, str(sock), {"command": "ready"})
+        assert answer == {"ok": True, "result": {"ready": True}}
+        assert h.kernel.route_checks, "the routing warning ran at start"
+
+
+async def test_restart_adopts_the_table_without_an_operation(tmp_path: Path) -> None:
+    kernel = FakePorts()
+    async with running(tmp_path, kernel=kernel):
+        pass
+    before = kernel.ipvs.operations_seen
+    async with running(tmp_path, kernel=kernel) as h:
+        assert h.weights() == {REAL_30: 1, REAL_40: 1}
+    assert kernel.ipvs.operations_seen == before
+
+
+async def test_reload_accepted_edits_the_kernel_in_place(tmp_path: Path, sock: Path) -> None:
+    async with running(tmp_path) as h:
+        h.write(config_text(sock, weight_40=3, dns=True))
+        assert await h.daemon.reload() == []
+        await h.settle()
+        assert h.weights() == {REAL_30: 1, REAL_40: 3}
+        assert h.weights(DNS) == {DestKey(ip_address("192.168.1.30"), 53): 1}
+        assert h.metric("ipvsd_config_reloads_total", result="success") == 1
+
+
+async def test_reload_refused_for_a_bad_file_changes_nothing(tmp_path: Path, sock: Path) -> None:
+    async with running(tmp_path) as h:
+        before = h.kernel.ipvs.operations_seen
+        h.write(config_text(sock, weight_40=3) + "bogus_key: 1\n")
+        errors = await h.daemon.reload()
+        assert len(errors) == 1
+        assert errors[0].startswith(f"{h.path}:")
+        assert "bogus_key" in errors[0]
+        await h.settle()
+        assert h.weights() == {REAL_30: 1, REAL_40: 1}
+        assert h.kernel.ipvs.operations_seen == before
+        assert h.daemon.config.ipvs.services[0].reals[1].weight == 1
+        assert h.metric("ipvsd_config_reloads_total", result="failure") == 1
+
+
+async def test_reload_refused_by_max_deletes_keeps_every_service(
+    tmp_path: Path, sock: Path
+) -> None:
+    guard = "max_deletes: 0"
+    async with running(tmp_path, config_text(sock, dns=True, ipvs_extra=guard)) as h:
+        h.write(config_text(sock, dns=False, ipvs_extra=guard))
+        errors = await h.daemon.reload()
+        assert len(errors) == 1
+        assert "max_deletes" in errors[0]
+        await h.settle()
+        assert set(h.kernel.ipvs.table.services) == {WEB, DNS}
+        assert h.metric("ipvsd_config_reloads_total", result="failure") == 1
+        # Within the limit, the same deletion goes through.
+        h.write(config_text(sock, dns=False, ipvs_extra="max_deletes: 2"))
+        assert await h.daemon.reload() == []
+        await h.settle()
+        assert set(h.kernel.ipvs.table.services) == {WEB}
+
+
+async def test_reload_refused_when_services_need_ipvs_the_kernel_lacks(
+    tmp_path: Path, sock: Path
+) -> None:
+    kernel = FakePorts(ipvs_available=False)
+    async with running(tmp_path, config_text(sock, services=False), kernel=kernel) as h:
+        h.write(config_text(sock))
+        errors = await h.daemon.reload()
+        assert len(errors) == 1
+        assert "IPVS" in errors[0]
+        assert h.daemon.reconciler is None
+        assert not h.daemon.config.ipvs.services
+
+
+async def test_reload_adds_services_to_a_pure_vrrp_daemon(tmp_path: Path, sock: Path) -> None:
+    async with running(tmp_path, config_text(sock, services=False)) as h:
+        assert h.kernel.opened == []
+        h.write(config_text(sock))
+        assert await h.daemon.reload() == []
+        await h.settle()
+        assert h.weights() == {REAL_30: 1, REAL_40: 1}
+
+
+async def test_partial_reload_applies_what_the_kernel_accepts(
+    tmp_path: Path, sock: Path
+) -> None:
+    """A scheduler the kernel lacks: the other changes go in, the refusal is counted."""
+    kernel = FakePorts(ipvs=FakeIpvs(schedulers={"rr", "wlc"}))
+    async with running(tmp_path, kernel=kernel) as h:
+        h.write(config_text(sock, weight_40=5, dns=True).replace("scheduler: rr", "scheduler: mh"))
+        assert await h.daemon.reload() == []
+        await h.settle()
+        services = h.kernel.ipvs.table.services
+        assert services[WEB].attrs.scheduler == "rr", "the refused edit changed nothing"
+        assert h.weights() == {REAL_30: 1, REAL_40: 5}, "the dest edit still went in"
+        assert DNS in services, "the new service still went in"
+        assert (h.metric("ipvsd_reconcile_errors_total") or 0) >= 1
+        status = await h.daemon.view.status()
+        assert [s.scheduler for s in status.services] == ["mh", "rr"]
+
+
+async def test_reload_that_fails_while_applying_is_reported_and_counted(
+    tmp_path: Path, sock: Path
+) -> None:
+    """IPVS vanishes between the reload's check and its start: an error, never silence."""
+    kernel = FakePorts(opens_left=1)
+    async with running(tmp_path, config_text(sock, services=False), kernel=kernel) as h:
+        h.write(config_text(sock))
+        errors = await h.daemon.reload()
+        assert len(errors) == 1
+        assert errors[0].startswith("reload failed while applying")
+        assert h.metric("ipvsd_config_reloads_total", result="failure") == 1
+
+
+async def test_drain_survives_reloads_until_its_real_is_removed(
+    tmp_path: Path, sock: Path
+) -> None:
+    async with running(tmp_path) as h:
+        h.daemon.view.drain(WEB, REAL_30)
+        await h.settle()
+        assert h.weights() == {REAL_30: 0, REAL_40: 1}
+        h.write(config_text(sock, weight_40=2))
+        assert await h.daemon.reload() == []
+        await h.settle()
+        assert h.weights() == {REAL_30: 0, REAL_40: 2}, "the drain outlived the reload"
+        h.daemon.view.undrain(WEB, REAL_30)
+        await h.settle()
+        assert h.weights() == {REAL_30: 1, REAL_40: 2}
+        h.daemon.view.drain(WEB, REAL_30)
+        h.write(config_text(sock, reals=("192.168.1.40",)))
+        assert await h.daemon.reload() == []
+        h.write(config_text(sock))
+        assert await h.daemon.reload() == []
+        await h.settle()
+        assert h.weights() == {REAL_30: 1, REAL_40: 1}, "a removed real's drain is forgotten"
+
+
+@pytest.mark.parametrize(
+    ("service", "real", "message"),
+    [
+        (WEB, DestKey(ip_address("192.168.1.99"), 80), "has no real"),
+        (DNS, REAL_30, "no service"),
+    ],
+)
+async def test_drain_of_what_is_not_configured_is_refused(
+    tmp_path: Path, service: ServiceKey, real: DestKey, message: str
+) -> None:
+    async with running(tmp_path) as h:
+        with pytest.raises(ControlRequestError, match=message):
+            h.daemon.view.drain(service, real)
+        await h.settle()
+        assert h.weights() == {REAL_30: 1, REAL_40: 1}
+
+
+def _foreign_table() -> Table:
+    attrs = ServiceAttrs(scheduler="wlc")
+    dest = DestAttrs(ForwardMethod.DR, weight=1)
+    key = DestKey(ip_address("10.9.9.10"), 8080)
+    return Table.of([Service(FOREIGN, attrs, {key: Dest(key, dest)})])
+
+
+@pytest.mark.parametrize(
+    ("cleanup", "left"),
+    [(True, {FOREIGN}), (False, {FOREIGN, WEB, DNS})],
+)
+async def test_cleanup_on_exit_deletes_only_our_services(
+    tmp_path: Path, sock: Path, cleanup: bool, left: set[ServiceKey]
+) -> None:
+    kernel = FakePorts(ipvs=FakeIpvs(_foreign_table()))
+    extra = f"cleanup_on_exit: {str(cleanup).lower()}"
+    async with running(tmp_path, config_text(sock, dns=True, ipvs_extra=extra), kernel=kernel):
+        assert set(kernel.ipvs.table.services) == {FOREIGN, WEB, DNS}
+    assert set(kernel.ipvs.table.services) == left
+    assert all(opened.closed for opened in kernel.opened[:1])
+
+
+async def test_a_second_daemon_on_the_same_socket_fails_to_start(
+    tmp_path: Path, sock: Path
+) -> None:
+    async with running(tmp_path):
+        other = tmp_path / "other"
+        other.mkdir()
+        (other / "ipvsd.yaml").write_text(config_text(sock))
+        path = other / "ipvsd.yaml"
+        second = Daemon(path, load_config(path), ports=FakePorts().ports(), handle_signals=False)
+        with pytest.raises(Exception, match="already listening"):
+            await asyncio.wait_for(second.run(), 5)
