@@ -33,7 +33,8 @@ import structlog
 
 from ipvsd.config.model import VrrpInstanceConfig
 from ipvsd.errors import KernelError
-from ipvsd.netlink.addresses import AddressManager, LinkInfo, vip_label
+from ipvsd.netlink.addresses import vip_label
+from ipvsd.netlink.links import LinkInfo
 from ipvsd.vrrp.arp import gratuitous_arp
 from ipvsd.vrrp.machine import (
     Action,
@@ -61,6 +62,7 @@ from ipvsd.vrrp.packet import (
     encode,
     password_auth_data,
 )
+from ipvsd.vrrp.ports import LinkSource, VipWriter
 from ipvsd.vrrp.relink import InterfaceEndpoint
 
 log = structlog.get_logger("ipvsd.vrrp")
@@ -86,7 +88,8 @@ class VrrpInstance:
         self,
         config: VrrpInstanceConfig,
         *,
-        addresses: AddressManager,
+        addresses: VipWriter,
+        links: LinkSource,
         endpoint: InterfaceEndpoint,
         on_transition: TransitionHook,
     ) -> None:
@@ -94,6 +97,7 @@ class VrrpInstance:
         self.inbox: asyncio.Queue[Event] = asyncio.Queue()
         self.status = InstanceStatus(effective_priority=config.priority)
         self._addresses = addresses
+        self._links = links
         self._endpoint = endpoint
         self._unicast = bool(config.unicast_peers)
         self._on_transition = on_transition
@@ -133,7 +137,7 @@ class VrrpInstance:
         machine = await self._build_machine()
         for interface in sorted(self.interested_in):
             try:
-                link = await self._addresses.link(interface)
+                link = await self._links.link(interface)
             except KernelError:
                 machine.handle(LinkChanged(interface, False), loop.time())
                 continue
@@ -185,7 +189,7 @@ class VrrpInstance:
     async def _refresh_interface(self) -> None:
         # Gone: FAULT, and the MAC is read again when it is back.
         with contextlib.suppress(KernelError):
-            self._interface_is(await self._addresses.link(self.config.interface))
+            self._interface_is(await self._links.link(self.config.interface))
             await self._refresh_source()
 
     async def _refresh_source(self) -> None:

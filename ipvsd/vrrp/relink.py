@@ -38,14 +38,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import structlog
-
-from ipvsd.netlink.addresses import LinkInfo
+from ipvsd.netlink.links import LinkInfo
 from ipvsd.vrrp.transport import GarpSender, VrrpSocket
 
 __all__ = ["InterfaceEndpoint", "RelinkPlan", "plan_relink"]
-
-log = structlog.get_logger("ipvsd.vrrp")
 
 AdvertOpener = Callable[..., VrrpSocket]
 GarpOpener = Callable[[str], GarpSender]
@@ -70,7 +66,7 @@ def plan_relink(interface: str, bound: int | None, link: LinkInfo) -> RelinkPlan
     Args:
         interface: the name the VRRP instances are configured with.
         bound: the ifindex the open sockets are bound to; None while closed.
-        link: one record from `AddressManager.watch_links`.
+        link: one record from `LinkWatcher.watch_links`.
     """
     ours = bound is not None and link.index == bound
     named = link.name == interface and not link.deleted

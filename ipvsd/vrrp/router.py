@@ -31,10 +31,11 @@ import structlog
 
 from ipvsd.config.model import SyncGroupConfig, VrrpInstanceConfig
 from ipvsd.errors import KernelError, PacketError
-from ipvsd.netlink.addresses import AddressManager, LinkInfo
+from ipvsd.netlink.links import LinkInfo
 from ipvsd.vrrp.instance import VrrpInstance
 from ipvsd.vrrp.machine import AdvertReceived, LinkChanged, Shutdown, Transitioned, VrrpState
 from ipvsd.vrrp.packet import RejectReason, decode, reject_reason, validate
+from ipvsd.vrrp.ports import LinkSource, VipWriter
 from ipvsd.vrrp.relink import InterfaceEndpoint, plan_relink
 from ipvsd.vrrp.sync_group import SyncGroup
 from ipvsd.vrrp.transport import VrrpSocket
@@ -51,15 +52,24 @@ REOPEN_RETRY_MAX_S = 30.0
 
 
 class VrrpRouter:
-    """Runs the configured instances; `start`, `update` (reload) and `stop`."""
+    """Runs the configured instances; `start`, `update` (reload) and `stop`.
+
+    Args:
+        addresses: writes the VIPs and finds each instance's source address.
+        links: link state, for FAULT and for re-binding a re-created interface.
+        on_transition: called after every instance transition.
+        on_reject: called with (interface, reason label) for each dropped packet.
+    """
 
     def __init__(
         self,
-        addresses: AddressManager,
+        addresses: VipWriter,
+        links: LinkSource,
         on_transition: Callable[[VrrpInstance, Transitioned], None] | None = None,
         on_reject: Callable[[str, str], None] | None = None,
     ) -> None:
         self._addresses = addresses
+        self._link_source = links
         self._on_transition = on_transition
         self._on_reject = on_reject
         self._endpoints: dict[str, InterfaceEndpoint] = {}
@@ -134,6 +144,7 @@ class VrrpRouter:
         instance = VrrpInstance(
             config,
             addresses=self._addresses,
+            links=self._link_source,
             endpoint=endpoint,
             on_transition=self._transitioned,
         )
@@ -245,7 +256,7 @@ class VrrpRouter:
 
     async def _watch_links(self) -> None:
         try:
-            async for link in self._addresses.watch_links():
+            async for link in self._link_source.watch_links():
                 self._on_link(link)
         except KernelError as exc:
             log.error("vrrp.link_watch_failed", error=str(exc))

@@ -31,7 +31,8 @@ import structlog
 from structlog.testing import capture_logs
 
 from ipvsd.errors import KernelError
-from ipvsd.netlink.addresses import AddressManager, LinkInfo, vip_label
+from ipvsd.netlink.addresses import AddressManager, vip_label
+from ipvsd.netlink.links import LinkInfo, LinkWatcher
 from ipvsd.vrrp.arp import gratuitous_arp
 from ipvsd.vrrp.notify import OUTPUT_LIMIT, run_notify
 from ipvsd.vrrp.relink import InterfaceEndpoint
@@ -177,12 +178,12 @@ def test_vip_add_remove_has_are_idempotent_and_labelled(segment: Segment) -> Non
 def test_vip_errors_are_clear(segment: Segment) -> None:
     async def body() -> list[str]:
         seen = []
-        async with await AddressManager.open() as mgr:
+        async with await AddressManager.open() as mgr, await LinkWatcher.open() as links:
             for call in (
                 lambda: mgr.add("eth9", VIP, "eth9:vrrp51"),
                 lambda: mgr.remove("eth9", VIP),
                 lambda: mgr.has("eth9", VIP),
-                lambda: mgr.link("eth9"),
+                lambda: links.link("eth9"),
                 lambda: mgr.primary_ipv4("eth9"),
             ):
                 try:
@@ -246,15 +247,15 @@ def test_primary_ipv4_skips_secondaries_and_vips(segment: Segment) -> None:
     ]
 
 
-# --- AddressManager: links ------------------------------------------------------------------
+# --- LinkWatcher ----------------------------------------------------------------------------
 
 
 def test_link_reports_state_and_mac(segment: Segment) -> None:
     async def body() -> tuple[LinkInfo, LinkInfo]:
-        async with await AddressManager.open() as mgr:
-            eth0 = await mgr.link("eth0")
+        async with await LinkWatcher.open() as links:
+            eth0 = await links.link("eth0")
             segment.topo.exec(segment.a, ["ip", "link", "set", "eth0", "down"])
-            return eth0, await mgr.link("eth0")
+            return eth0, await links.link("eth0")
 
     up, down = run_in(segment.a, body)
     assert up.name == "eth0"
@@ -282,8 +283,8 @@ def test_watch_links_follows_admin_state_carrier_and_deletion(segment: Segment) 
 
     async def body() -> dict[str, tuple[LinkInfo, float]]:
         got = {}
-        async with await AddressManager.open() as mgr:
-            events = aiter(mgr.watch_links())
+        async with await LinkWatcher.open() as links:
+            events = aiter(links.watch_links())
             # the snapshot comes first: eth0 as it is now
             got["initial"] = await next_change(events, "eth0", lambda i: True, 1.0)
 
@@ -305,7 +306,7 @@ def test_watch_links_follows_admin_state_carrier_and_deletion(segment: Segment) 
 
             # a second concurrent watcher is refused
             with pytest.raises(RuntimeError, match="already running"):
-                await anext(aiter(mgr.watch_links()))
+                await anext(aiter(links.watch_links()))
         return got
 
     got = run_in(a, body)
@@ -323,16 +324,16 @@ def test_watch_links_follows_admin_state_carrier_and_deletion(segment: Segment) 
 
 def test_watch_links_ends_when_closed(segment: Segment) -> None:
     async def body() -> list[LinkInfo]:
-        mgr = await AddressManager.open()
+        links = await LinkWatcher.open()
         seen: list[LinkInfo] = []
 
         async def consume() -> None:
-            async for info in mgr.watch_links():
+            async for info in links.watch_links():
                 seen.append(info)
 
         task = asyncio.create_task(consume())
         await asyncio.sleep(0.2)
-        mgr.close()
+        links.close()
         await asyncio.wait_for(task, 1.0)
         return seen
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Any
@@ -19,7 +19,7 @@ from structlog.testing import capture_logs
 
 from ipvsd.config.model import VrrpInstanceConfig
 from ipvsd.errors import KernelError
-from ipvsd.netlink.addresses import LinkInfo
+from ipvsd.netlink.links import LinkInfo
 from ipvsd.vrrp.instance import VrrpInstance
 from ipvsd.vrrp.machine import Shutdown, Transitioned, VrrpState
 from ipvsd.vrrp.relink import InterfaceEndpoint, RelinkPlan, plan_relink
@@ -211,8 +211,9 @@ def test_a_failed_first_acquire_takes_no_count_and_leaks_nothing() -> None:
 # --- VrrpInstance with a gone or NOARP interface --------------------------------------------
 
 
-class FakeAddresses:
-    """An AddressManager with one interface; VIP changes fail with ENODEV once it is gone."""
+class FakeHost:
+    """One interface, as `VipWriter` and `LinkSource`: VIP changes fail with ENODEV once
+    it is gone."""
 
     def __init__(self, *, noarp: bool = False) -> None:
         self.info: LinkInfo | None = LinkInfo(
@@ -225,7 +226,13 @@ class FakeAddresses:
             raise KernelError(f"no interface {interface!r}", errno=errno.ENODEV)
         return self.info
 
-    async def primary_ipv4(self, interface: str, exclude: Any = ()) -> IPv4Address:
+    async def watch_links(self) -> AsyncIterator[LinkInfo]:
+        if self.info is not None:
+            yield self.info
+
+    async def primary_ipv4(
+        self, interface: str, *, exclude: Collection[IPv4Address] = ()
+    ) -> IPv4Address:
         return IPv4Address("192.168.1.10")
 
     async def add(self, interface: str, vip: IPv4Interface, label: str) -> bool:
@@ -252,7 +259,7 @@ def owner_config() -> VrrpInstanceConfig:
 
 
 async def run_owner(
-    addresses: FakeAddresses, endpoint: InterfaceEndpoint, between: Any = None
+    host: FakeHost, endpoint: InterfaceEndpoint, between: Any = None
 ) -> list[Transitioned]:
     transitions: list[Transitioned] = []
     master = asyncio.Event()
@@ -264,7 +271,8 @@ async def run_owner(
 
     instance = VrrpInstance(
         owner_config(),
-        addresses=addresses,  # type: ignore[arg-type]
+        addresses=host,
+        links=host,
         endpoint=endpoint,
         on_transition=transitioned,
     )
@@ -283,7 +291,7 @@ async def test_no_gratuitous_arp_on_a_noarp_interface(noarp: bool) -> None:
     endpoint = kernel.endpoint()
     endpoint.acquire(unicast=False)
     with capture_logs() as logs:
-        await run_owner(FakeAddresses(noarp=noarp), endpoint)
+        await run_owner(FakeHost(noarp=noarp), endpoint)
     (sock,) = kernel.adverts
     assert [payload[2] for payload, _ in sock.sent] == [255, 0]  # MASTER advert, resign
     bursts = kernel.garps[0].bursts
@@ -300,14 +308,14 @@ async def test_sends_are_skipped_while_the_interface_is_gone() -> None:
     kernel = FakeKernel()
     endpoint = kernel.endpoint()
     endpoint.acquire(unicast=False)
-    addresses = FakeAddresses()
+    host = FakeHost()
 
     def interface_deleted() -> None:
-        addresses.info = None
+        host.info = None
         endpoint.close_gone()
 
     with capture_logs() as logs:
-        transitions = await run_owner(addresses, endpoint, between=interface_deleted)
+        transitions = await run_owner(host, endpoint, between=interface_deleted)
     assert [t.new for t in transitions] == [VrrpState.MASTER, VrrpState.INIT]
     (sock,) = kernel.adverts
     assert [payload[2] for payload, _ in sock.sent] == [255]  # the resign had no socket

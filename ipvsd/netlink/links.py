@@ -1,0 +1,319 @@
+"""Link state over rtnetlink: what VRRP's FAULT state and socket re-binding follow.
+
+`LinkWatcher` reads one link (`link`), every link (`links`), and follows them
+from rtnetlink broadcasts (RTNLGRP_LINK, `watch_links`), never by polling
+(style G5: pyroute2 stays inside ``ipvsd/netlink/``, results are frozen
+`LinkInfo` records, pyroute2's exceptions become `KernelError`).
+
+A link counts as up when it is administratively up *and* RFC 2863
+operationally up (``IFF_UP | IFF_RUNNING``), keepalived's ``FLAGS_UP``
+(`is_up`). Carrier (``IFF_LOWER_UP``) alone is not enough: right after ``ip
+link set up`` the kernel reports carrier before the link watcher has set the
+operstate to UP and activated the qdisc, and packets sent in between are
+dropped.
+
+Requests go through pyroute2's ``AsyncIPRoute``. Link events are read from a
+plain netlink socket of our own and decoded with pyroute2's parser: its async
+socket queues broadcasts in memory without bound and its ``get()`` stops after
+each datagram, whereas with our own socket the kernel buffer is the bound, old
+events are drained before subscribing, and an overflow (ENOBUFS) is answered
+with a fresh dump.
+
+Sockets are created in `LinkWatcher.open` and stay in the network namespace
+that was current *for the calling thread* then. pyroute2 keeps its socket per
+thread, so use one watcher from one thread (the event loop's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from ipvsd.netlink.rtnl import get_link, kernel_error, open_iproute
+
+__all__ = ["LinkInfo", "LinkWatcher", "is_up"]
+
+log = structlog.get_logger("ipvsd.netlink.links")
+
+NETLINK_ROUTE = 0
+SOL_NETLINK = 270
+NETLINK_ADD_MEMBERSHIP = 1
+NETLINK_DROP_MEMBERSHIP = 2
+RTNLGRP_LINK = 1
+RTM_NEWLINK = 16
+RTM_DELLINK = 17
+IFF_UP = 0x1
+IFF_RUNNING = 0x40
+IFF_NOARP = 0x80
+IFF_LOWER_UP = 0x10000
+_FLAGS_UP = IFF_UP | IFF_RUNNING
+_EVENT_RCVBUF = 1 << 20
+_RECV_SIZE = 1 << 16
+
+
+def is_up(flags: int) -> bool:
+    """Whether interface flags (``ifi_flags`` / SIOCGIFFLAGS) say VRRP may run on the link."""
+    return flags & _FLAGS_UP == _FLAGS_UP
+
+
+@dataclass(frozen=True, slots=True)
+class LinkInfo:
+    """One network interface's identity and state.
+
+    Attributes:
+        index: the kernel's ifindex.
+        name: the interface name.
+        up: administratively up and operationally up (IFF_UP and IFF_RUNNING):
+            VRRP may run on it. False means FAULT.
+        mac: hardware address as ``aa:bb:cc:dd:ee:ff`` ("" when the link has none).
+        admin_up: IFF_UP (``ip link set NAME up``).
+        carrier: IFF_LOWER_UP (the driver sees a carrier).
+        operstate: RFC 2863 state as the kernel names it (``UP``, ``DOWN``,
+            ``LOWERLAYERDOWN``, ``UNKNOWN``...), for logs.
+        deleted: the link was removed (from an RTM_DELLINK event).
+        noarp: IFF_NOARP (``ip link set NAME arp off``): the link does no ARP,
+            so VRRP sends it no gratuitous ARP either (the kernel's own
+            ``arp_send`` returns early on such a device).
+    """
+
+    index: int
+    name: str
+    up: bool
+    mac: str
+    admin_up: bool = False
+    carrier: bool = False
+    operstate: str = ""
+    deleted: bool = False
+    noarp: bool = False
+
+
+def _link_info(msg: Any, *, deleted: bool = False) -> LinkInfo:
+    """A LinkInfo from a pyroute2 ``ifinfmsg`` (RTM_NEWLINK / RTM_DELLINK)."""
+    flags = int(msg["flags"])
+    return LinkInfo(
+        index=int(msg["index"]),
+        name=str(msg.get_attr("IFLA_IFNAME") or ""),
+        up=not deleted and is_up(flags),
+        mac=str(msg.get_attr("IFLA_ADDRESS") or ""),
+        admin_up=bool(flags & IFF_UP),
+        carrier=bool(flags & IFF_LOWER_UP),
+        operstate=str(msg.get_attr("IFLA_OPERSTATE") or ""),
+        deleted=deleted,
+        noarp=bool(flags & IFF_NOARP),
+    )
+
+
+def _parse_links(data: bytes) -> Iterator[LinkInfo]:
+    """LinkInfo records from one datagram of RTNLGRP_LINK broadcasts."""
+    from pyroute2.netlink.rtnl.marshal import MarshalRtnl
+
+    for msg in MarshalRtnl().parse(data):
+        kind = msg["header"]["type"]
+        if kind in (RTM_NEWLINK, RTM_DELLINK):
+            yield _link_info(msg, deleted=kind == RTM_DELLINK)
+
+
+def _vanished(last: dict[int, LinkInfo], current: list[LinkInfo]) -> list[LinkInfo]:
+    """Deletion records for links seen before a resync dump but absent from it."""
+    present = {info.index for info in current}
+    return [
+        LinkInfo(info.index, info.name, up=False, mac=info.mac, deleted=True)
+        for index, info in last.items()
+        if index not in present
+    ]
+
+
+class LinkWatcher:
+    """Link state of one network namespace. Use `open()`.
+
+    Requests are serialised on one rtnetlink socket; link events arrive on a
+    second socket, subscribed only while `watch_links` runs.
+    """
+
+    def __init__(self, ipr: Any, events: socket.socket) -> None:
+        self._ipr = ipr
+        self._events = events
+        self._lock = asyncio.Lock()
+        self._watching = False
+        self._closed = False
+        # While watch_links() waits: the loop holding our reader, and the waiter.
+        self._reader: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
+
+    @classmethod
+    async def open(cls) -> LinkWatcher:
+        """Open the sockets in the calling thread's current network namespace.
+
+        Raises:
+            KernelError: the sockets could not be opened.
+        """
+        events = socket.socket(
+            socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, NETLINK_ROUTE
+        )
+        try:
+            events.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _EVENT_RCVBUF)
+            events.bind((0, 0))
+        except OSError as exc:
+            events.close()
+            raise kernel_error(exc, "open rtnetlink event socket") from exc
+        try:
+            ipr = await open_iproute()
+        except BaseException:
+            events.close()
+            raise
+        return cls(ipr, events)
+
+    def close(self) -> None:
+        """Close both sockets; a running `watch_links` iteration ends."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop_reading()
+        self._events.close()
+        self._ipr.close()
+
+    async def __aenter__(self) -> LinkWatcher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    async def link(self, interface: str) -> LinkInfo:
+        """The current state of ``interface``.
+
+        Raises:
+            KernelError: no such interface (``errno`` ENODEV), or netlink failed.
+        """
+        async with self._lock:
+            return _link_info(await get_link(self._ipr, interface))
+
+    async def links(self) -> list[LinkInfo]:
+        """Every interface of the namespace."""
+        async with self._lock:
+            try:
+                return [_link_info(msg) async for msg in await self._ipr.link("dump")]
+            except Exception as exc:
+                raise kernel_error(exc, "dump links") from exc
+
+    async def watch_links(self) -> AsyncIterator[LinkInfo]:
+        """Follow link state: every link's current state first, then each change.
+
+        Subscribing happens before the initial dump, so no change falls between
+        the two. Records equal to the last one yielded for that ifindex are
+        skipped (the kernel re-announces links for MTU, master or statistics
+        changes). If the kernel drops events because the socket buffer
+        overflowed (ENOBUFS), the current state is dumped again and the
+        differences yielded, so the stream stays level-correct.
+
+        The iteration ends when the watcher is closed. One iteration at a time.
+
+        Raises:
+            RuntimeError: another `watch_links` iteration is running.
+            KernelError: netlink failed.
+        """
+        if self._watching:
+            raise RuntimeError("watch_links() is already running on this LinkWatcher")
+        if self._closed:
+            return
+        self._watching = True
+        last: dict[int, LinkInfo] = {}
+        try:
+            self._drain_events()
+            self._membership(NETLINK_ADD_MEMBERSHIP)
+            try:
+                for info in await self.links():
+                    last[info.index] = info
+                    yield info
+                while True:
+                    received = await self._recv_links()
+                    if received is None:
+                        return
+                    batch, resync = received
+                    if resync:
+                        batch = batch + _vanished(last, batch)
+                    for info in batch:
+                        if info.deleted:
+                            last.pop(info.index, None)
+                        elif last.get(info.index) == info:
+                            continue
+                        else:
+                            last[info.index] = info
+                        log.debug(
+                            "netlink.link_changed",
+                            interface=info.name,
+                            up=info.up,
+                            operstate=info.operstate,
+                            deleted=info.deleted,
+                        )
+                        yield info
+            finally:
+                if not self._closed:
+                    self._membership(NETLINK_DROP_MEMBERSHIP)
+        finally:
+            self._watching = False
+
+    def _membership(self, option: int) -> None:
+        try:
+            self._events.setsockopt(SOL_NETLINK, option, RTNLGRP_LINK)
+        except OSError as exc:
+            raise kernel_error(exc, "subscribe to link events") from exc
+
+    def _drain_events(self) -> None:
+        """Discard events queued by an earlier subscription."""
+        while True:
+            try:
+                self._events.recv(_RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise kernel_error(exc, "read link events") from exc
+
+    async def _recv_links(self) -> tuple[list[LinkInfo], bool] | None:
+        """The next datagram's link records, or a full dump (flagged True) after
+        lost events; None once closed."""
+        loop = asyncio.get_running_loop()
+        while not self._closed:
+            try:
+                data = self._events.recv(_RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                await self._readable(loop)
+                continue
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise kernel_error(exc, "read link events") from exc
+                log.warning("netlink.link_events_lost", error="receive buffer overflow")
+                return await self.links(), True
+            return list(_parse_links(data)), False
+        return None
+
+    async def _readable(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait until the event socket is readable (or the watcher is closed)."""
+        waiter: asyncio.Future[None] = loop.create_future()
+
+        def ready() -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        loop.add_reader(self._events.fileno(), ready)
+        self._reader = (loop, waiter)
+        try:
+            await waiter
+        finally:
+            self._stop_reading()
+
+    def _stop_reading(self) -> None:
+        # Unregister before the socket closes: a stale registration would make
+        # the loop's selector refuse the next socket that reuses the fd number.
+        if self._reader is None:
+            return
+        loop, waiter = self._reader
+        self._reader = None
+        loop.remove_reader(self._events.fileno())
+        if not waiter.done():
+            waiter.set_result(None)

@@ -1,0 +1,67 @@
+"""What the VRRP runners need from the kernel's addresses and links, as Protocols.
+
+`VrrpRouter` and `VrrpInstance` are typed by these, not by the rtnetlink
+adapters, so that tests can hand them fakes (httpx's ``Transport``, style G6).
+The daemon passes `ipvsd.netlink.addresses.AddressManager` and
+`ipvsd.netlink.links.LinkWatcher`. Only the calls VRRP makes are listed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection
+from ipaddress import IPv4Address, IPv4Interface
+from typing import Protocol
+
+from ipvsd.netlink.links import LinkInfo
+
+__all__ = ["LinkSource", "VipWriter"]
+
+
+class VipWriter(Protocol):
+    """Adds and removes VIPs, and finds the VRRP source address."""
+
+    async def add(self, interface: str, vip: IPv4Interface, label: str) -> bool:
+        """Add ``vip`` with ``label``; False if it was there already.
+
+        Raises:
+            KernelError: no such interface (``errno`` ENODEV), or the kernel refused.
+        """
+        ...
+
+    async def remove(self, interface: str, vip: IPv4Interface) -> bool:
+        """Remove ``vip``; False if it was not there.
+
+        Raises:
+            KernelError: no such interface (``errno`` ENODEV), or the kernel refused.
+        """
+        ...
+
+    async def primary_ipv4(
+        self, interface: str, *, exclude: Collection[IPv4Address] = ()
+    ) -> IPv4Address | None:
+        """The interface's primary IPv4 address not in ``exclude`` (RFC 3768 §5.2.1).
+
+        Raises:
+            KernelError: no such interface, or netlink failed.
+        """
+        ...
+
+
+class LinkSource(Protocol):
+    """Reads and follows link state (FAULT, and sockets re-bound on a new ifindex)."""
+
+    async def link(self, interface: str) -> LinkInfo:
+        """The current state of ``interface``.
+
+        Raises:
+            KernelError: no such interface (``errno`` ENODEV), or netlink failed.
+        """
+        ...
+
+    def watch_links(self) -> AsyncIterator[LinkInfo]:
+        """Every link's state, then each change, until the source is closed.
+
+        Raises:
+            KernelError: netlink failed.
+        """
+        ...
