@@ -7,6 +7,12 @@ tests and several daemons in one process do not share series. Its methods are
 small and typed, so call sites read as events (``metrics.config_reload(ok)``)
 and label spelling lives here.
 
+Series follow the config: `DaemonMetrics.retain`, called after a reload is
+applied, drops the series of VRRP instances and real servers the config no
+longer has. Without it a removed instance would read INIT, and a removed real
+up or down, until the daemon restarts, and every rename would leave one more
+stale series behind.
+
 `EventLoopLag` measures how late the event loop runs a timer. VRRP depends on
 it: a master whose loop stalls for Master_Down_Interval (3 advert_int plus
 skew) lets the backup take over. The daemon passes a quarter of the smallest
@@ -17,10 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 from ipvsd.metrics.labels import BACKEND_LABELS, backend_labels
 from ipvsd.model import DestKey, ServiceKey
@@ -31,6 +38,12 @@ log = structlog.get_logger("ipvsd.metrics")
 VRRP_STATE_VALUES: Mapping[str, int] = types.MappingProxyType(
     {"INIT": 0, "BACKUP": 1, "MASTER": 2, "FAULT": 3}
 )
+
+#: Labels of the per-instance VRRP series. ``vrrp_instance``, not ``instance``:
+#: Prometheus sets ``instance`` to the scraped target (design contract).
+VRRP_STATE_LABELS = ("vrrp_instance", "interface", "vrid")
+VRRP_PRIORITY_LABELS = ("vrrp_instance",)
+VRRP_TRANSITION_LABELS = ("vrrp_instance", "to")
 
 #: Health checks take from about a millisecond (TCP connect on a LAN) to their
 #: timeout (seconds).
@@ -46,9 +59,9 @@ class DaemonMetrics:
 
     Series (design contract, plus the ones marked *extra*):
 
-    - ``ipvsd_vrrp_state{instance,interface,vrid}``: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT
-    - ``ipvsd_vrrp_priority{instance}``: current (tracked) priority
-    - ``ipvsd_vrrp_transitions_total{instance,to}``
+    - ``ipvsd_vrrp_state{vrrp_instance,interface,vrid}``: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT
+    - ``ipvsd_vrrp_priority{vrrp_instance}``: current (tracked) priority
+    - ``ipvsd_vrrp_transitions_total{vrrp_instance,to}``
     - ``ipvsd_vrrp_invalid_packets_total{interface,reason}``
     - ``ipvsd_backend_up{local_address,local_port,remote_address,remote_port,proto,local_mark}``
     - ``ipvsd_health_check_duration_seconds`` (histogram)
@@ -74,16 +87,19 @@ class DaemonMetrics:
         self._vrrp_state = Gauge(
             "ipvsd_vrrp_state",
             "VRRP state: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT.",
-            ["instance", "interface", "vrid"],
+            VRRP_STATE_LABELS,
             registry=registry,
         )
         self._vrrp_priority = Gauge(
-            "ipvsd_vrrp_priority", "Current VRRP priority.", ["instance"], registry=registry
+            "ipvsd_vrrp_priority",
+            "Current VRRP priority.",
+            VRRP_PRIORITY_LABELS,
+            registry=registry,
         )
         self._vrrp_transitions = Counter(
             "ipvsd_vrrp_transitions_total",
             "VRRP state transitions, by new state.",
-            ["instance", "to"],
+            VRRP_TRANSITION_LABELS,
             registry=registry,
         )
         self._invalid_packets = Counter(
@@ -154,6 +170,9 @@ class DaemonMetrics:
     def vrrp_state(self, instance: str, interface: str, vrid: int, state_name: str) -> None:
         """Record an instance's current state.
 
+        A reload may move an instance to another interface or vrid: its series
+        under the old labels is dropped here, so the instance has one state.
+
         Args:
             instance: the instance name.
             interface: its interface.
@@ -166,7 +185,13 @@ class DaemonMetrics:
         value = VRRP_STATE_VALUES.get(state_name)
         if value is None:
             raise ValueError(f"unknown VRRP state {state_name!r}")
-        self._vrrp_state.labels(instance, interface, str(vrid)).set(value)
+        current = (instance, interface, str(vrid))
+        _drop_series(
+            self._vrrp_state,
+            VRRP_STATE_LABELS,
+            keep=lambda labels: labels[0] != instance or labels == current,
+        )
+        self._vrrp_state.labels(*current).set(value)
 
     def vrrp_priority(self, instance: str, priority: int) -> None:
         """Record an instance's current priority (after interface tracking)."""
@@ -176,14 +201,6 @@ class DaemonMetrics:
         """Count a transition of `instance` into state `to` (``VrrpState.value``)."""
         self._vrrp_transitions.labels(instance, to).inc()
 
-    def forget_vrrp(self, instance: str, interface: str, vrid: int) -> None:
-        """Drop an instance's state and priority series (removed by a reload).
-
-        Its transition counts stay: counters must not go back.
-        """
-        self._vrrp_state.remove(instance, interface, str(vrid))
-        self._vrrp_priority.remove(instance)
-
     def invalid_packet(self, interface: str, reason: str) -> None:
         """Count a dropped VRRP packet; `reason` is a ``RejectReason`` value."""
         self._invalid_packets.labels(interface, reason).inc()
@@ -192,9 +209,42 @@ class DaemonMetrics:
         """Record a real server's health: 1 up, 0 down."""
         self._backend_up.labels(*backend_labels(service, real)).set(1 if up else 0)
 
-    def forget_backend(self, service: ServiceKey, real: DestKey) -> None:
-        """Drop a real server's ``ipvsd_backend_up`` series (it left the config)."""
-        self._backend_up.remove(*backend_labels(service, real))
+    def retain(
+        self,
+        instances: Iterable[tuple[str, str, int]],
+        backends: Iterable[tuple[ServiceKey, DestKey]],
+    ) -> None:
+        """Drop every per-instance and per-real series the config no longer has.
+
+        Call it once a reload is applied, after the removed instances have
+        stopped and the removed reals are no longer checked: a late
+        `vrrp_state` or `backend_up` for them would bring their series back.
+
+        ``ipvsd_vrrp_transitions_total`` of a removed instance goes too. A
+        counter series that disappears is what Prometheus sees when a target
+        restarts: ``rate()`` and ``increase()`` stop at its last sample, and if
+        the name comes back its counter restarts from 0, which they read as a
+        counter reset. Keeping it instead would leak one series per renamed
+        instance for the life of the daemon.
+
+        Args:
+            instances: ``(name, interface, vrid)`` of every configured VRRP
+                instance. A kept name under another interface or vrid loses
+                its old state series.
+            backends: ``(service, real)`` of every configured real server, the
+                pairs `backend_up` is called with.
+        """
+        states = {(name, interface, str(vrid)) for name, interface, vrid in instances}
+        names = {name for name, _, _ in states}
+        reals = {backend_labels(service, real) for service, real in backends}
+        _drop_series(self._vrrp_state, VRRP_STATE_LABELS, keep=states.__contains__)
+        _drop_series(
+            self._vrrp_priority, VRRP_PRIORITY_LABELS, keep=lambda labels: labels[0] in names
+        )
+        _drop_series(
+            self._vrrp_transitions, VRRP_TRANSITION_LABELS, keep=lambda labels: labels[0] in names
+        )
+        _drop_series(self._backend_up, BACKEND_LABELS, keep=reals.__contains__)
 
     def health_check_duration(self, seconds: float) -> None:
         """Observe how long one health check took."""
@@ -226,6 +276,33 @@ class DaemonMetrics:
         """Record one lag probe (see `EventLoopLag`)."""
         self._loop_lag.set(seconds)
         self._loop_lag_histogram.observe(seconds)
+
+
+def _drop_series(
+    metric: MetricWrapperBase,
+    label_names: tuple[str, ...],
+    keep: Callable[[tuple[str, ...]], bool],
+) -> None:
+    """Remove every labelled series of `metric` whose label values `keep` refuses.
+
+    The series are read back through ``collect()`` (the public side of
+    prometheus-client) rather than mirrored here, so nothing can drift.
+
+    Args:
+        metric: a labelled Gauge or Counter.
+        label_names: its label names, in declaration order (``remove()`` takes
+            the values positionally).
+        keep: whether to keep the series with these label values.
+    """
+    present = {
+        tuple(sample.labels[name] for name in label_names)
+        for family in metric.collect()
+        # A counter also has a ``_created`` sample per series: same labels.
+        for sample in family.samples
+    }
+    for labels in present:
+        if not keep(labels):
+            metric.remove(*labels)
 
 
 class EventLoopLag:

@@ -391,26 +391,24 @@ def test_info_and_zeroed_reload_counters(daemon: tuple[CollectorRegistry, Daemon
 
 def test_vrrp_metrics(daemon: tuple[CollectorRegistry, DaemonMetrics]) -> None:
     registry, metrics = daemon
-    vi = {"instance": "VI_1", "interface": "eth1", "vrid": "51"}
+    # vrrp_instance, not instance: Prometheus gives ``instance`` to the target.
+    vi = {"vrrp_instance": "VI_1", "interface": "eth1", "vrid": "51"}
     for state, expected in [("INIT", 0), ("BACKUP", 1), ("MASTER", 2), ("FAULT", 3)]:
         metrics.vrrp_state("VI_1", "eth1", 51, state)
         assert value(registry, "ipvsd_vrrp_state", vi) == expected
     with pytest.raises(ValueError, match="unknown VRRP state 'master'"):
         metrics.vrrp_state("VI_1", "eth1", 51, "master")
     metrics.vrrp_priority("VI_1", 90)
-    assert value(registry, "ipvsd_vrrp_priority", {"instance": "VI_1"}) == 90
+    assert value(registry, "ipvsd_vrrp_priority", {"vrrp_instance": "VI_1"}) == 90
     metrics.vrrp_transition("VI_1", "MASTER")
     metrics.vrrp_transition("VI_1", "MASTER")
     metrics.vrrp_transition("VI_1", "BACKUP")
     transitions = "ipvsd_vrrp_transitions_total"
-    assert value(registry, transitions, {"instance": "VI_1", "to": "MASTER"}) == 2
-    assert value(registry, transitions, {"instance": "VI_1", "to": "BACKUP"}) == 1
+    assert value(registry, transitions, {"vrrp_instance": "VI_1", "to": "MASTER"}) == 2
+    assert value(registry, transitions, {"vrrp_instance": "VI_1", "to": "BACKUP"}) == 1
     metrics.invalid_packet("eth1", "ttl")
     invalid = {"interface": "eth1", "reason": "ttl"}
     assert value(registry, "ipvsd_vrrp_invalid_packets_total", invalid) == 1
-    metrics.forget_vrrp("VI_1", "eth1", 51)
-    assert registry.get_sample_value("ipvsd_vrrp_state", vi) is None
-    assert registry.get_sample_value("ipvsd_vrrp_priority", {"instance": "VI_1"}) is None
 
 
 def test_backend_up_joins_the_collector_series(
@@ -424,9 +422,120 @@ def test_backend_up_joins_the_collector_series(
     assert value(registry, "ipvsd_backend_up", remote(UDP6_LABELS, REAL6_S, 53)) == 0
     # The same label set as the kernel series of that real.
     assert value(scrape(FIXTURE), "ipvs_backend_weight", real_fwm) == 3
-    metrics.forget_backend(FWM, REAL_FWM)
-    assert registry.get_sample_value("ipvsd_backend_up", real_fwm) is None
-    metrics.forget_backend(FWM, REAL_FWM)  # already gone: no error
+
+
+# --- DaemonMetrics.retain: series follow the config across reloads -----------------------
+
+
+def vrrp_samples(registry: CollectorRegistry, instance: str) -> list[tuple[str, dict[str, str]]]:
+    """Every per-instance VRRP sample of `instance`, ``_created`` ones included."""
+    return [
+        (name, labels)
+        for name, labels, _ in all_samples(registry)
+        if name.startswith(("ipvsd_vrrp_state", "ipvsd_vrrp_priority", "ipvsd_vrrp_transitions"))
+        and labels["vrrp_instance"] == instance
+    ]
+
+
+def state_labels(registry: CollectorRegistry) -> list[dict[str, str]]:
+    return [labels for name, labels, _ in all_samples(registry) if name == "ipvsd_vrrp_state"]
+
+
+def run_instance(metrics: DaemonMetrics, name: str, interface: str, vrid: int) -> None:
+    metrics.vrrp_transition(name, "BACKUP")
+    metrics.vrrp_state(name, interface, vrid, "BACKUP")
+    metrics.vrrp_priority(name, 100)
+
+
+def test_retain_drops_every_series_of_a_removed_instance(
+    daemon: tuple[CollectorRegistry, DaemonMetrics],
+) -> None:
+    registry, metrics = daemon
+    run_instance(metrics, "VI_1", "eth1", 51)
+    run_instance(metrics, "VI_2", "eth2", 52)
+    metrics.invalid_packet("eth2", "ttl")
+    metrics.retain([("VI_1", "eth1", 51)], [])
+    vi_1, vi_2 = {"vrrp_instance": "VI_1"}, {"vrrp_instance": "VI_2"}
+    assert value(registry, "ipvsd_vrrp_state", {**vi_1, "interface": "eth1", "vrid": "51"}) == 1
+    assert value(registry, "ipvsd_vrrp_priority", vi_1) == 100
+    assert value(registry, "ipvsd_vrrp_transitions_total", {**vi_1, "to": "BACKUP"}) == 1
+    get = registry.get_sample_value
+    assert get("ipvsd_vrrp_state", {**vi_2, "interface": "eth2", "vrid": "52"}) is None
+    assert get("ipvsd_vrrp_priority", vi_2) is None
+    assert get("ipvsd_vrrp_transitions_total", {**vi_2, "to": "BACKUP"}) is None
+    assert get("ipvsd_vrrp_transitions_created", {**vi_2, "to": "BACKUP"}) is None
+    assert vrrp_samples(registry, "VI_2") == []
+    # Keyed by interface, not instance: what eth2 received stays counted.
+    invalid = {"interface": "eth2", "reason": "ttl"}
+    assert value(registry, "ipvsd_vrrp_invalid_packets_total", invalid) == 1
+
+
+def test_retain_with_no_instance_left(daemon: tuple[CollectorRegistry, DaemonMetrics]) -> None:
+    registry, metrics = daemon
+    run_instance(metrics, "VI_1", "eth1", 51)
+    metrics.retain([], [])
+    assert vrrp_samples(registry, "VI_1") == []
+    metrics.retain([], [])  # nothing left to drop: no error
+
+
+@pytest.mark.parametrize(
+    ("interface", "vrid"),
+    [("eth2", 51), ("eth1", 52), ("eth2", 52)],
+    ids=["interface", "vrid", "both"],
+)
+def test_retain_drops_the_old_state_of_a_moved_instance(
+    daemon: tuple[CollectorRegistry, DaemonMetrics], interface: str, vrid: int
+) -> None:
+    registry, metrics = daemon
+    run_instance(metrics, "VI_1", "eth1", 51)
+    metrics.retain([("VI_1", interface, vrid)], [])
+    old = {"vrrp_instance": "VI_1", "interface": "eth1", "vrid": "51"}
+    assert registry.get_sample_value("ipvsd_vrrp_state", old) is None
+    # Unknown under the new labels until the restarted instance reports; the
+    # series keyed by name alone carry over.
+    assert state_labels(registry) == []
+    assert value(registry, "ipvsd_vrrp_priority", {"vrrp_instance": "VI_1"}) == 100
+    metrics.vrrp_state("VI_1", interface, vrid, "MASTER")
+    new = {"vrrp_instance": "VI_1", "interface": interface, "vrid": str(vrid)}
+    assert value(registry, "ipvsd_vrrp_state", new) == 2
+    assert state_labels(registry) == [new]
+
+
+def test_a_state_under_new_labels_replaces_the_old_one(
+    daemon: tuple[CollectorRegistry, DaemonMetrics],
+) -> None:
+    # The restarted instance may report before retain runs: it still ends with
+    # one state series, and the other instances keep theirs.
+    registry, metrics = daemon
+    run_instance(metrics, "VI_1", "eth1", 51)
+    run_instance(metrics, "VI_2", "eth1", 52)
+    metrics.vrrp_state("VI_1", "eth3", 61, "FAULT")
+    moved = {"vrrp_instance": "VI_1", "interface": "eth3", "vrid": "61"}
+    other = {"vrrp_instance": "VI_2", "interface": "eth1", "vrid": "52"}
+    assert value(registry, "ipvsd_vrrp_state", moved) == 3
+    assert value(registry, "ipvsd_vrrp_state", other) == 1
+    assert len(state_labels(registry)) == 2
+
+
+def test_retain_drops_the_backend_up_of_removed_reals(
+    daemon: tuple[CollectorRegistry, DaemonMetrics],
+) -> None:
+    registry, metrics = daemon
+    for service, real, up in [
+        (TCP, REAL1, True),
+        (TCP, REAL2, False),
+        (FWM, REAL_FWM, True),
+        (UDP6, REAL6, False),
+    ]:
+        metrics.backend_up(service, real, up)
+    metrics.retain([], [(TCP, REAL1), (UDP6, REAL6)])
+    assert value(registry, "ipvsd_backend_up", remote(TCP_LABELS, "10.1.0.1", 8080)) == 1
+    assert value(registry, "ipvsd_backend_up", remote(UDP6_LABELS, REAL6_S, 53)) == 0
+    get = registry.get_sample_value
+    assert get("ipvsd_backend_up", remote(TCP_LABELS, "10.1.0.2", 8080)) is None
+    assert get("ipvsd_backend_up", remote(FWM_LABELS, "10.1.0.5", 0)) is None
+    metrics.retain([], [])
+    assert [sample for sample in all_samples(registry) if sample[0] == "ipvsd_backend_up"] == []
 
 
 def test_health_reconcile_reload_and_loop_lag(
