@@ -100,10 +100,6 @@ class HealthManager:
             self._config, weight_overrides=extra.weights, excluded=extra.excluded, sorry=extra.sorry
         )
 
-    def health(self, real_id: RealId) -> Health:
-        """UP for unchecked reals, else the monitor's state."""
-        return self.monitor.states().get(real_id, Health.UP)
-
     def _checked(self, result: CheckOutcome) -> None:
         if self._on_check is not None:
             self._on_check(result.duration_s)

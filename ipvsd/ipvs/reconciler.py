@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import structlog
 
 from ipvsd.errors import KernelError
 from ipvsd.ipvs.plan import (
-    OPERATION_LABELS,
     DeleteService,
     IpvsBackend,
     Plan,
@@ -61,16 +59,6 @@ class PassReport:
         return bool(self.operations)
 
 
-@dataclass(slots=True)
-class ReconcileCounters:
-    """Running totals, read by the metrics module."""
-
-    passes: int = 0
-    operations: Counter[str] = field(default_factory=Counter)
-    errors: int = 0
-    last_pass_ok: bool = False
-
-
 class Reconciler:
     """Keeps the kernel's IPVS table equal to the desired table."""
 
@@ -91,7 +79,6 @@ class Reconciler:
         self._lock = asyncio.Lock()
         self._first_pass_done = asyncio.Event()
         self._believed: Table | None = None
-        self.counters = ReconcileCounters()
 
     @property
     def desired(self) -> Table:
@@ -142,7 +129,6 @@ class Reconciler:
                     counts = {op: n for op, n in todo.counts().items() if n}
                     result = await self._backend.apply(todo.operations)
                     errors = [str(failure.error) for failure in result.failures]
-                    self.counters.operations.update(counts)
                     self._log_changes(reason, todo)
                     refused = {failure.operation for failure in result.failures}
                     deleted = {
@@ -156,9 +142,6 @@ class Reconciler:
                     self._believed = self._after(desired, actual)
             except KernelError as exc:
                 errors.append(str(exc))
-            self.counters.passes += 1
-            self.counters.errors += len(errors)
-            self.counters.last_pass_ok = not errors
             report = PassReport(reason, counts, tuple(errors), time.perf_counter() - started)
         for error in errors[:LOGGED_OPERATIONS]:
             log.error("ipvs.reconcile_error", reason=reason, error=error)
@@ -230,8 +213,3 @@ class Reconciler:
             # Cleared before the pass reads the desired table: a change that
             # arrives during the pass wakes the next one.
             self._wake.clear()
-
-
-def operation_label_names() -> list[str]:
-    """Every operation label, for pre-creating metric series."""
-    return sorted(OPERATION_LABELS.values())

@@ -329,20 +329,6 @@ def _address(family: int, value: memoryview) -> IPAddress:
     return IPv4Address(bytes(value[:4]))
 
 
-_STATS_FIELDS = (
-    "conns",
-    "inpkts",
-    "outpkts",
-    "inbytes",
-    "outbytes",
-    "cps",
-    "inpps",
-    "outpps",
-    "inbps",
-    "outbps",
-)
-
-
 def parse_stats(value: memoryview) -> Stats:
     """IPVS_STATS_ATTR_* (1..10) → Stats; PAD and unknown attributes are ignored."""
     values = [0] * 10

@@ -84,8 +84,6 @@ class VrrpRouter:
         self._watcher: asyncio.Task[None] | None = None
         self._last_reject_log: dict[tuple[str, str], float] = {}
         self._suppressed: Counter[tuple[str, str]] = Counter()
-        self.invalid_packets: Counter[tuple[str, str]] = Counter()
-        self.transitions: Counter[tuple[str, str]] = Counter()
 
     @property
     def instances(self) -> dict[str, VrrpInstance]:
@@ -193,7 +191,6 @@ class VrrpRouter:
             log.error("vrrp.receive_failed", interface=sock.interface, error=str(task.exception()))
 
     def _transitioned(self, instance: VrrpInstance, action: Transitioned) -> None:
-        self.transitions[(instance.name, action.new.value)] += 1
         if self._on_transition is not None:
             self._on_transition(instance, action)
         group = self._groups.get(self._group_of.get(instance.name, ""))
@@ -236,7 +233,6 @@ class VrrpRouter:
         self, interface: str, reason: RejectReason, exc: PacketError, source: object
     ) -> None:
         key = (interface, reason.value)
-        self.invalid_packets[key] += 1
         if self._on_reject is not None:
             self._on_reject(interface, reason.value)
         now = time.monotonic()
