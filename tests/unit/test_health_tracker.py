@@ -15,13 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ipvsd.health.tracker import Grid, Health, LogHistogram, RiseFall, first_offset
-from tests.unit.test_architecture import IO_MODULES, PACKAGE, imported_roots
 
 UNKNOWN, UP, DOWN = Health.UNKNOWN, Health.UP, Health.DOWN
-
-
-def test_tracker_is_pure() -> None:
-    assert not imported_roots(PACKAGE / "health/tracker.py") & IO_MODULES
 
 
 def test_health_values_are_the_status_contract() -> None:

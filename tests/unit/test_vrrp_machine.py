@@ -35,7 +35,6 @@ from ipvsd.vrrp.machine import (
     VrrpState,
 )
 from tests.fakes.vrrp import FakeSegment
-from tests.unit.test_architecture import IO_MODULES, PACKAGE, imported_roots
 
 INIT, BACKUP, MASTER, FAULT = VrrpState.INIT, VrrpState.BACKUP, VrrpState.MASTER, VrrpState.FAULT
 
@@ -69,11 +68,6 @@ def to_master(reason: str, priority: int = 100, old: VrrpState = BACKUP) -> list
 
 def moved(old: VrrpState, new: VrrpState, reason: str, priority: int = 100) -> list[Action]:
     return [Transitioned(old, new, reason), Notify(new, priority)]  # type: ignore[arg-type]
-
-
-def test_machine_and_sync_group_are_pure() -> None:
-    for module in ("vrrp/machine.py", "vrrp/sync_group.py"):
-        assert not imported_roots(PACKAGE / module) & IO_MODULES, module
 
 
 # --- the RFC 3768 §6.4 state table ----------------------------------------------
