@@ -32,17 +32,16 @@ because a netlink socket serves one dump at a time (EBUSY otherwise).
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import fields
 
 import structlog
 from prometheus_client.utils import floatToGoString
 
 from ipvsd.errors import IpvsdError
+from ipvsd.gcpause import gc_paused
 from ipvsd.metrics.labels import service_labels
 from ipvsd.model import Dest, DestAttrs, DestCounters, DestKey, Service, Stats, Table
 
@@ -173,7 +172,8 @@ def write_table_text(table: Table, write: Write) -> None:
         table: a kernel dump.
         write: called with each chunk of UTF-8 text.
     """
-    with _gc_paused():
+    # The rows all live until the page is written, and none is in a cycle.
+    with gc_paused():
         backends, services = _rows(table)
     for (name, doc), column in zip(_BACKEND_GAUGES, _GAUGE_COLUMNS, strict=True):
         _write_family(write, name, doc, "gauge", backends, column)
@@ -253,24 +253,6 @@ def _go(value: object) -> str:
         return f"{value}.0"
     # prometheus-client's formatter, untyped there; ints, floats, inf alike.
     return str(floatToGoString(value))  # type: ignore[no-untyped-call]
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector, unless something else already did.
-
-    The rows are tuples that all live until the page is written; with the
-    collector on, every ~700 of them start a young collection and every few
-    hundred thousand a full one over the whole heap. No cycle is created
-    here, so nothing is lost by waiting.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _without_label_collisions(table: Table) -> Iterable[Service]:
