@@ -67,6 +67,11 @@ class DaemonMetrics:
     - ``ipvsd_health_check_duration_seconds`` (histogram)
     - ``ipvsd_reconcile_operations_total{op}``, ``ipvsd_reconcile_errors_total``
     - ``ipvsd_config_reloads_total{result}``: result is ``success`` or ``failure``
+    - ``ipvsd_config_last_reload_successful`` (1/0) and
+      ``ipvsd_config_last_reload_success_timestamp_seconds``, as Prometheus and
+      Alertmanager name theirs (1 and the start time until the first reload:
+      the config the daemon started with was valid)
+    - ``ipvsd_build_info{version}`` = 1
     - *extra* ``ipvsd_event_loop_lag_seconds``: lag of the latest probe (gauge)
     - *extra* ``ipvsd_event_loop_wakeup_lag_seconds``: every probe (histogram), so
       stalls between two scrapes are not lost
@@ -151,6 +156,18 @@ class DaemonMetrics:
         )
         for result in ("success", "failure"):
             self._config_reloads.labels(result)  # export 0 before the first reload
+        self._last_reload_ok = Gauge(
+            "ipvsd_config_last_reload_successful",
+            "Whether the last configuration reload was applied (1) or refused (0).",
+            registry=registry,
+        )
+        self._last_reload_ok.set(1)
+        self._last_reload_time = Gauge(
+            "ipvsd_config_last_reload_success_timestamp_seconds",
+            "When the configuration in force was loaded (Unix time).",
+            registry=registry,
+        )
+        self._last_reload_time.set_to_current_time()
         self._loop_lag = Gauge(
             "ipvsd_event_loop_lag_seconds",
             "How late the event loop ran the latest lag probe's timer.",
@@ -166,6 +183,10 @@ class DaemonMetrics:
             "ipvsd_info", "ipvsd's version and node name.", ["version", "node"], registry=registry
         )
         info.labels(version, node).set(1)
+        build = Gauge(
+            "ipvsd_build_info", "ipvsd's version (always 1).", ["version"], registry=registry
+        )
+        build.labels(version).set(1)
 
     def vrrp_state(self, instance: str, interface: str, vrid: int, state_name: str) -> None:
         """Record an instance's current state.
@@ -271,6 +292,9 @@ class DaemonMetrics:
     def config_reload(self, ok: bool) -> None:
         """Count a reload, applied (`ok`) or refused."""
         self._config_reloads.labels("success" if ok else "failure").inc()
+        self._last_reload_ok.set(1 if ok else 0)
+        if ok:
+            self._last_reload_time.set_to_current_time()
 
     def loop_lag(self, seconds: float) -> None:
         """Record one lag probe (see `EventLoopLag`)."""

@@ -385,8 +385,14 @@ def daemon() -> tuple[CollectorRegistry, DaemonMetrics]:
 def test_info_and_zeroed_reload_counters(daemon: tuple[CollectorRegistry, DaemonMetrics]) -> None:
     registry, _ = daemon
     assert value(registry, "ipvsd_info", {"version": "1.2.3", "node": "director1"}) == 1
+    assert value(registry, "ipvsd_build_info", {"version": "1.2.3"}) == 1
     for result in ("success", "failure"):
         assert value(registry, "ipvsd_config_reloads_total", {"result": result}) == 0
+    # The config the daemon started with was valid: an alert on "== 0" stays quiet.
+    assert value(registry, "ipvsd_config_last_reload_successful") == 1
+    started = value(registry, "ipvsd_config_last_reload_success_timestamp_seconds")
+    assert started is not None
+    assert abs(started - time.time()) < 60
 
 
 def test_vrrp_metrics(daemon: tuple[CollectorRegistry, DaemonMetrics]) -> None:
@@ -562,10 +568,15 @@ def test_health_reconcile_reload_and_loop_lag(
     assert value(registry, "ipvsd_reconcile_errors_total") == 3
 
     metrics.config_reload(True)
+    assert value(registry, "ipvsd_config_last_reload_successful") == 1
+    applied = value(registry, "ipvsd_config_last_reload_success_timestamp_seconds")
     metrics.config_reload(False)
     metrics.config_reload(False)
     assert value(registry, "ipvsd_config_reloads_total", {"result": "success"}) == 1
     assert value(registry, "ipvsd_config_reloads_total", {"result": "failure"}) == 2
+    assert value(registry, "ipvsd_config_last_reload_successful") == 0
+    # The time of the config in force: a refused reload does not move it.
+    assert value(registry, "ipvsd_config_last_reload_success_timestamp_seconds") == applied
 
     metrics.loop_lag(0.3)
     metrics.loop_lag(0.002)
