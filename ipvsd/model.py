@@ -158,6 +158,10 @@ class DestKey:
         return format_endpoint(self.address, self.port)
 
 
+RealId = tuple[ServiceKey, DestKey]
+"""A real server: its service and its key within that service (health, drains, status)."""
+
+
 @dataclass(frozen=True, slots=True)
 class DestAttrs:
     """What can be changed on a real server in place.

@@ -73,12 +73,9 @@ from typing import Generic, Protocol, TypeVar
 import structlog
 
 from ipvsd.health.tracker import Grid, Health, LogHistogram, RiseFall, first_offset
-from ipvsd.model import DestKey, ServiceKey
+from ipvsd.model import RealId
 
 log = structlog.get_logger("ipvsd.health")
-
-RealId = tuple[ServiceKey, DestKey]
-"""A real server: its service and its key within that service."""
 
 #: Default `HealthMonitor` tick: checks start at most this late on an idle loop.
 DEFAULT_TICK = 0.005
@@ -130,8 +127,9 @@ class Watch(Generic[TargetT]):
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
-    """A check result as the monitor keeps it (and as it stands for a check that raised)."""
+class CheckRecord:
+    """One finished check of a real as the monitor keeps it (`last_result`), and the
+    result it records for a check whose function raised."""
 
     ok: bool
     reason: str
@@ -306,12 +304,12 @@ class HealthMonitor(Generic[TargetT]):
         """The current health of every watched real."""
         return {real_id: real.tracker.state for real_id, real in self._reals.items()}
 
-    def last_result(self, real: RealId) -> Outcome | None:
+    def last_result(self, real: RealId) -> CheckRecord | None:
         """The latest check result of `real` (a copy); None if not checked yet or not watched."""
         entry = self._reals.get(real)
         if entry is None or entry.last_ok is None:
             return None
-        return Outcome(entry.last_ok, entry.last_reason, entry.last_duration_s)
+        return CheckRecord(entry.last_ok, entry.last_reason, entry.last_duration_s)
 
     async def run(self) -> None:
         """Check the watched reals until `stop()` (or cancellation); call once.
@@ -453,13 +451,13 @@ class HealthMonitor(Generic[TargetT]):
             if self._waiting:
                 self._start_waiting()
 
-    def _raised(self, real: _Real[TargetT], exc: Exception, duration_s: float) -> Outcome:
+    def _raised(self, real: _Real[TargetT], exc: Exception, duration_s: float) -> CheckRecord:
         """Count and log (once per run of them) an exception from the check function."""
         self.stats.errors += 1
         if not real.raising:
             log.error("health.check_error", real=real.name, exc_info=exc)
             real.raising = True
-        return Outcome(False, f"check raised {type(exc).__name__}: {exc}", duration_s)
+        return CheckRecord(False, f"check raised {type(exc).__name__}: {exc}", duration_s)
 
     def _queue_next(self, real: _Real[TargetT], now: float) -> None:
         """Queue the slot after `real`'s current one, skipping those that passed by `now`."""

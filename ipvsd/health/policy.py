@@ -18,23 +18,31 @@ Rules, per service (issue #4, keepalived's checker semantics where it has them):
 from __future__ import annotations
 
 from collections.abc import Mapping, Set
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from types import MappingProxyType
 
 from ipvsd.config.model import Config, RealConfig, ServiceConfig
 from ipvsd.config.types import CheckType, OnFailure
 from ipvsd.health.tracker import Health
-from ipvsd.model import DestKey, ServiceKey
+from ipvsd.model import RealId, ServiceKey
 
-RealId = tuple[ServiceKey, DestKey]
+# RealId is listed for the modules that import it from here; its home is ipvsd.model.
+__all__ = ["Overrides", "RealId", "has_check", "overrides"]
 
 
 @dataclass(frozen=True, slots=True)
 class Overrides:
-    """The arguments `desired_table` takes besides the config."""
+    """The arguments `desired_table` takes besides the config (read-only all through).
 
-    weights: dict[RealId, int] = field(default_factory=dict)
-    excluded: set[RealId] = field(default_factory=set)
-    sorry: set[ServiceKey] = field(default_factory=set)
+    Attributes:
+        weights: reals whose weight is not the configured one (0: drained or down).
+        excluded: reals left out of the kernel (unknown yet, or down with ``remove``).
+        sorry: services whose sorry server is in the table (no real is up).
+    """
+
+    weights: Mapping[RealId, int]
+    excluded: frozenset[RealId]
+    sorry: frozenset[ServiceKey]
 
 
 def has_check(service: ServiceConfig, real: RealConfig) -> bool:
@@ -53,7 +61,9 @@ def overrides(
         states: health of each checked real (absent = UNKNOWN).
         drained: reals an operator drained.
     """
-    result = Overrides()
+    weights: dict[RealId, int] = {}
+    excluded: set[RealId] = set()
+    sorry: set[ServiceKey] = set()
     for service in config.ipvs.services:
         any_up = False
         for real in service.reals:
@@ -62,11 +72,11 @@ def overrides(
             if health is Health.UP:
                 any_up = True
             elif health is Health.UNKNOWN or service.on_failure is OnFailure.REMOVE:
-                result.excluded.add(real_id)
+                excluded.add(real_id)
             else:
-                result.weights[real_id] = 0
+                weights[real_id] = 0
             if real_id in drained:
-                result.weights[real_id] = 0
+                weights[real_id] = 0
         if service.sorry_server is not None and not any_up:
-            result.sorry.add(service.key)
-    return result
+            sorry.add(service.key)
+    return Overrides(MappingProxyType(weights), frozenset(excluded), frozenset(sorry))

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from ipvsd.health.monitor import HealthMonitor, Outcome, RealId, Watch
+from ipvsd.health.monitor import CheckRecord, HealthMonitor, Watch
 from ipvsd.health.tracker import Health
-from ipvsd.model import DestKey, Family, Protocol, ServiceKey
+from ipvsd.model import DestKey, Family, Protocol, RealId, ServiceKey
 
 UNKNOWN, UP, DOWN = Health.UNKNOWN, Health.UP, Health.DOWN
 START = 1000.0
@@ -199,7 +199,7 @@ def test_states_and_last_result() -> None:
 
     run_virtual(main)
     assert mon.states() == {real(1): DOWN, real(2): UP}
-    assert mon.last_result(real(1)) == Outcome(False, "scripted failure", 0.0)
+    assert mon.last_result(real(1)) == CheckRecord(False, "scripted failure", 0.0)
     assert mon.last_result(real(3)) is None
     assert mon.stats.checks == 6
     assert mon.stats.failed == 3

@@ -5,11 +5,13 @@ from __future__ import annotations
 import textwrap
 from ipaddress import ip_address
 
+import pytest
+
 from ipvsd.config import parse_config
 from ipvsd.desired import desired_table
 from ipvsd.health.policy import overrides
 from ipvsd.health.tracker import Health
-from ipvsd.model import DestKey, Family, Protocol, ServiceKey
+from ipvsd.model import DestKey, Family, Protocol, RealId, ServiceKey, Table
 
 CONFIG = parse_config(
     textwrap.dedent(
@@ -47,12 +49,12 @@ R22 = (S2, DestKey(ip_address("10.0.2.2"), 80))
 SORRY = DestKey(ip_address("10.0.9.9"), 80)
 
 
-def table(states: dict[tuple[ServiceKey, DestKey], Health], drained: frozenset = frozenset()):  # type: ignore[type-arg]
+def table(states: dict[RealId, Health], drained: frozenset[RealId] = frozenset()) -> Table:
     o = overrides(CONFIG, states, drained)
     return desired_table(CONFIG, weight_overrides=o.weights, excluded=o.excluded, sorry=o.sorry)
 
 
-def weights(t, service: ServiceKey) -> dict[DestKey, int]:  # type: ignore[no-untyped-def]
+def weights(t: Table, service: ServiceKey) -> dict[DestKey, int]:
     return {k: d.attrs.weight for k, d in t.services[service].dests.items()}
 
 
@@ -83,3 +85,12 @@ def test_all_down_brings_the_sorry_server_in() -> None:
 def test_admin_drain_wins_over_health() -> None:
     t = table({R11: Health.UP, R12: Health.UP}, frozenset({R11}))
     assert weights(t, S1) == {R11[1]: 0, R12[1]: 2}
+
+
+def test_overrides_cannot_be_changed_by_their_reader() -> None:
+    o = overrides(CONFIG, {R11: Health.DOWN}, frozenset({R21}))
+    assert o.weights == {R11: 0, R21: 0}
+    with pytest.raises(TypeError):
+        o.weights[R11] = 3  # type: ignore[index]
+    assert isinstance(o.excluded, frozenset)
+    assert isinstance(o.sorry, frozenset)
