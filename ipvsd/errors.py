@@ -8,7 +8,7 @@ IpvsdError
 │   ├── SchedulerUnavailable
 │   ├── AlreadyExists      EEXIST
 │   └── NotFound           ENOENT / ESRCH
-├── PacketError            .reason  (a peer's bad VRRP packet: drop and count)
+├── PacketError            .reason: RejectReason  (a peer's bad VRRP packet: drop and count)
 └── ControlRequestError    a bad request on the control socket
 ```
 
@@ -18,6 +18,7 @@ a result). Exceptions outside this tree are bugs and are allowed to propagate.
 
 from __future__ import annotations
 
+import enum
 import errno as errno_codes
 from dataclasses import dataclass
 
@@ -98,13 +99,63 @@ class NotFound(KernelError):
     """ENOENT / ESRCH: the service or destination is not in the kernel."""
 
 
-class PacketError(IpvsdError):
-    """A received packet was invalid; `reason` is the metric label."""
+@enum.unique
+class RejectReason(enum.Enum):
+    """Why a received VRRP packet was dropped (`ipvsd.vrrp.packet` raises them).
 
-    def __init__(self, reason: str, detail: str = "") -> None:
+    Each value is a stable lowercase snake_case string: the ``reason`` label
+    of ``ipvsd_vrrp_invalid_packets_total``. Never rename one.
+
+    It lives here rather than next to the codec so that `PacketError` can
+    carry it typed while this base module imports no domain; the metrics
+    layer, which may not import vrrp, can name it too.
+    """
+
+    NOT_IPV4 = "not_ipv4"
+    """The IP version nibble is not 4."""
+    IP_HEADER = "ip_header"
+    """IHL below 5, or an IP total length shorter than the IP header."""
+    PROTOCOL = "protocol"
+    """The IP protocol is not 112 (RFC 3768 §5.2.4)."""
+    TOO_SHORT = "too_short"
+    """Fewer bytes than the IP header, the IP total length or the fixed VRRP header need."""
+    LENGTH = "length"
+    """Bytes after the IP total length, or a VRRP length ≠ 16 + 4·count (§5.3.5, §7.1)."""
+    TTL = "ttl"
+    """IP TTL ≠ 255 in multicast mode (RFC 3768 §7.1, §5.2.3)."""
+    VERSION = "version"
+    """VRRP version ≠ 2, e.g. a VRRPv3 advert (RFC 3768 §7.1)."""
+    TYPE = "type"
+    """VRRP type ≠ 1 (RFC 3768 §5.3.2)."""
+    CHECKSUM = "checksum"
+    """The VRRP checksum does not verify (RFC 3768 §5.3.8, §7.1)."""
+    UNKNOWN_VRID = "unknown_vrid"
+    """The VRID is not the one this instance runs (RFC 3768 §7.1)."""
+    AUTH_TYPE = "auth_type"
+    """Unknown auth type, AH, or not the configured type (RFC 3768 §5.3.6, §7.1)."""
+    AUTH_PASSWORD = "auth_password"  # noqa: S105 - a metric label, not a password
+    """Auth type 1 with a password that is not ours (keepalived ``auth_type PASS``)."""
+    ADVERT_INTERVAL = "advert_interval"
+    """Adver Int ≠ the configured one (RFC 3768 §7.1)."""
+    VIP_MISMATCH = "vip_mismatch"
+    """Count or set of addresses differs from ours (RFC 3768 §7.1; vrrp-notes §2.2)."""
+    OWNER = "owner"
+    """We are the address owner (priority 255), which discards adverts (RFC 3768 §7.1)."""
+    UNEXPECTED_UNICAST = "unexpected_unicast"
+    """Multicast mode, but the advert was not sent to 224.0.0.18 (keepalived)."""
+    UNEXPECTED_MULTICAST = "unexpected_multicast"
+    """Unicast mode, but the advert was sent to a multicast group (keepalived)."""
+    UNKNOWN_PEER = "unknown_peer"
+    """Unicast mode, and the source is not a configured peer (keepalived)."""
+
+
+class PacketError(IpvsdError):
+    """A received packet was invalid; ``reason.value`` is the metric label."""
+
+    def __init__(self, reason: RejectReason, detail: str = "") -> None:
         self.reason = reason
         self.detail = detail
-        super().__init__(f"{reason}: {detail}" if detail else reason)
+        super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
 
 
 class ControlRequestError(IpvsdError):

@@ -48,8 +48,8 @@ The work is split in three steps, so that each failure has one owner:
   keepalived's order (``vrrp_check_packet``, vrrp-notes §2.1).
 
 A peer's bad packet is never an exception other than `PacketError`; its
-``reason`` is a `RejectReason` value, which is also the ``reason`` label of
-``ipvsd_vrrp_invalid_packets_total`` (style G3). The transport drops the
+``reason`` is a `RejectReason` (``ipvsd.errors``), whose value is also the
+``reason`` label of ``ipvsd_vrrp_invalid_packets_total`` (style G3). The transport drops the
 packet, counts it and logs at debug with rate limiting; the state machine
 never sees it.
 
@@ -65,7 +65,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
-from ipvsd.errors import PacketError
+from ipvsd.errors import PacketError, RejectReason
 
 VRRP_PROTOCOL = 112
 """IP protocol number of VRRP (RFC 3768 §5.2.4)."""
@@ -77,10 +77,6 @@ VRRP_VERSION = 2
 """The protocol version this module speaks (RFC 3768 §5.3.1)."""
 VRRP_TYPE_ADVERTISEMENT = 1
 """The only VRRP packet type (RFC 3768 §5.3.2)."""
-PRIORITY_OWNER = 255
-"""The address owner's priority (RFC 3768 §5.3.4)."""
-PRIORITY_RESIGN = 0
-"""The priority of a master that stops being master (RFC 3768 §5.3.4)."""
 MAX_ADDRESSES = 255
 """Count IP Addrs is one byte (RFC 3768 §5.3.5)."""
 AUTH_DATA_LEN = 8
@@ -106,71 +102,6 @@ class AuthType(enum.IntEnum):
     """Clear-text password of up to 8 bytes (keepalived ``auth_type PASS``)."""
     AH = 2
     """IP Authentication Header (keepalived ``auth_type AH``): not supported."""
-
-
-@enum.unique
-class RejectReason(enum.Enum):
-    """Why a received packet was dropped.
-
-    Each value is a stable lowercase snake_case string: the ``reason`` label of
-    ``ipvsd_vrrp_invalid_packets_total``. Never rename one.
-    """
-
-    NOT_IPV4 = "not_ipv4"
-    """The IP version nibble is not 4."""
-    IP_HEADER = "ip_header"
-    """IHL below 5, or an IP total length shorter than the IP header."""
-    PROTOCOL = "protocol"
-    """The IP protocol is not 112 (RFC 3768 §5.2.4)."""
-    TOO_SHORT = "too_short"
-    """Fewer bytes than the IP header, the IP total length or the fixed VRRP header need."""
-    LENGTH = "length"
-    """Bytes after the IP total length, or a VRRP length ≠ 16 + 4·count (§5.3.5, §7.1)."""
-    TTL = "ttl"
-    """IP TTL ≠ 255 in multicast mode (RFC 3768 §7.1, §5.2.3)."""
-    VERSION = "version"
-    """VRRP version ≠ 2, e.g. a VRRPv3 advert (RFC 3768 §7.1)."""
-    TYPE = "type"
-    """VRRP type ≠ 1 (RFC 3768 §5.3.2)."""
-    CHECKSUM = "checksum"
-    """The VRRP checksum does not verify (RFC 3768 §5.3.8, §7.1)."""
-    UNKNOWN_VRID = "unknown_vrid"
-    """The VRID is not the one this instance runs (RFC 3768 §7.1)."""
-    AUTH_TYPE = "auth_type"
-    """Unknown auth type, AH, or not the configured type (RFC 3768 §5.3.6, §7.1)."""
-    AUTH_PASSWORD = "auth_password"  # noqa: S105 - a metric label, not a password
-    """Auth type 1 with a password that is not ours (keepalived ``auth_type PASS``)."""
-    ADVERT_INTERVAL = "advert_interval"
-    """Adver Int ≠ the configured one (RFC 3768 §7.1)."""
-    VIP_MISMATCH = "vip_mismatch"
-    """Count or set of addresses differs from ours (RFC 3768 §7.1; vrrp-notes §2.2)."""
-    OWNER = "owner"
-    """We are the address owner (priority 255), which discards adverts (RFC 3768 §7.1)."""
-    UNEXPECTED_UNICAST = "unexpected_unicast"
-    """Multicast mode, but the advert was not sent to 224.0.0.18 (keepalived)."""
-    UNEXPECTED_MULTICAST = "unexpected_multicast"
-    """Unicast mode, but the advert was sent to a multicast group (keepalived)."""
-    UNKNOWN_PEER = "unknown_peer"
-    """Unicast mode, and the source is not a configured peer (keepalived)."""
-
-
-def reject_reason(error: PacketError) -> RejectReason:
-    """The `RejectReason` of a `PacketError` raised by this module.
-
-    Args:
-        error: an error raised by `decode` or `validate`.
-
-    Returns:
-        The enum member whose value is ``error.reason``.
-
-    Raises:
-        ValueError: the error did not come from this module.
-    """
-    return RejectReason(error.reason)
-
-
-def _reject(reason: RejectReason, detail: str) -> PacketError:
-    return PacketError(reason.value, detail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,54 +343,54 @@ def decode(ip_packet: bytes) -> ReceivedAdvert:
     """
     size = len(ip_packet)
     if size == 0:
-        raise _reject(RejectReason.TOO_SHORT, "empty packet")
+        raise PacketError(RejectReason.TOO_SHORT, "empty packet")
     if ip_packet[0] >> 4 != 4:
-        raise _reject(RejectReason.NOT_IPV4, f"IP version {ip_packet[0] >> 4}")
+        raise PacketError(RejectReason.NOT_IPV4, f"IP version {ip_packet[0] >> 4}")
     if size < _IPV4_MIN_HEADER_LEN:
-        raise _reject(RejectReason.TOO_SHORT, f"{size} bytes cannot hold an IPv4 header")
+        raise PacketError(RejectReason.TOO_SHORT, f"{size} bytes cannot hold an IPv4 header")
     version_ihl, _, total_length, _, _, ttl, protocol, _, src, dst = _IP_HEADER.unpack_from(
         ip_packet
     )
     ihl = (version_ihl & 0x0F) * 4
     if ihl < _IPV4_MIN_HEADER_LEN:
-        raise _reject(RejectReason.IP_HEADER, f"IHL {ihl // 4} is below 5")
+        raise PacketError(RejectReason.IP_HEADER, f"IHL {ihl // 4} is below 5")
     if total_length < ihl:
-        raise _reject(
+        raise PacketError(
             RejectReason.IP_HEADER, f"IP total length {total_length} < header length {ihl}"
         )
     if protocol != VRRP_PROTOCOL:  # RFC 3768 §5.2.4
-        raise _reject(RejectReason.PROTOCOL, f"IP protocol {protocol}, expected 112")
+        raise PacketError(RejectReason.PROTOCOL, f"IP protocol {protocol}, expected 112")
     if size < total_length:
-        raise _reject(
+        raise PacketError(
             RejectReason.TOO_SHORT, f"received {size} bytes, IP total length is {total_length}"
         )
     if size > total_length:
         # keepalived: "ip_tot_len mismatch against received length".
-        raise _reject(
+        raise PacketError(
             RejectReason.LENGTH, f"received {size} bytes, IP total length is {total_length}"
         )
     message = ip_packet[ihl:total_length]
     if len(message) < HEADER_LEN:
-        raise _reject(RejectReason.TOO_SHORT, f"VRRP message of {len(message)} bytes")
+        raise PacketError(RejectReason.TOO_SHORT, f"VRRP message of {len(message)} bytes")
     vers_type, vrid, priority, count, auth_type, advert_int, _ = _VRRP_HEADER.unpack_from(message)
     if vers_type >> 4 != VRRP_VERSION:  # RFC 3768 §7.1 step 2
-        raise _reject(RejectReason.VERSION, f"VRRP version {vers_type >> 4}, expected 2")
+        raise PacketError(RejectReason.VERSION, f"VRRP version {vers_type >> 4}, expected 2")
     if vers_type & 0x0F != VRRP_TYPE_ADVERTISEMENT:  # RFC 3768 §5.3.2
-        raise _reject(RejectReason.TYPE, f"VRRP type {vers_type & 0x0F}, expected 1")
+        raise PacketError(RejectReason.TYPE, f"VRRP type {vers_type & 0x0F}, expected 1")
     expected = HEADER_LEN + 4 * count + AUTH_DATA_LEN
     if len(message) != expected:  # RFC 3768 §7.1 step 3, §5.3.5
-        raise _reject(
+        raise PacketError(
             RejectReason.LENGTH,
             f"VRRP message of {len(message)} bytes, {expected} for {count} addresses",
         )
     if checksum(message):  # RFC 3768 §7.1 step 4, §5.3.8: no pseudo-header in v2
-        raise _reject(RejectReason.CHECKSUM, "invalid VRRPv2 checksum")
+        raise PacketError(RejectReason.CHECKSUM, "invalid VRRPv2 checksum")
     try:
         # RFC 3768 §5.3.6: an unknown auth type MUST be discarded. It has no
         # `AuthType` member to carry it to `validate`, so it is refused here.
         auth = AuthType(auth_type)
     except ValueError:
-        raise _reject(RejectReason.AUTH_TYPE, f"unknown auth type {auth_type}") from None
+        raise PacketError(RejectReason.AUTH_TYPE, f"unknown auth type {auth_type}") from None
     addresses = tuple(
         IPv4Address(message[offset : offset + 4])
         for offset in range(HEADER_LEN, HEADER_LEN + 4 * count, 4)
@@ -515,55 +446,57 @@ def validate(received: ReceivedAdvert, expect: Expectation) -> None:
     advert = received.advert
     unicast = bool(expect.unicast_peers)
     if advert.vrid != expect.vrid:
-        raise _reject(RejectReason.UNKNOWN_VRID, f"VRID {advert.vrid}, ours is {expect.vrid}")
+        raise PacketError(RejectReason.UNKNOWN_VRID, f"VRID {advert.vrid}, ours is {expect.vrid}")
     # RFC 3768 §7.1 step 1, §10: the TTL is the only protection against
     # off-link injection. keepalived skips it in unicast mode (vrrp.c:848).
     if not unicast and received.ttl != VRRP_TTL:
-        raise _reject(RejectReason.TTL, f"TTL {received.ttl}, expected {VRRP_TTL}")
+        raise PacketError(RejectReason.TTL, f"TTL {received.ttl}, expected {VRRP_TTL}")
     # RFC 3768 §7.1 step 6, §5.3.6: discard a type that is not ours. AH
     # adverts travel as IP protocol 51, so type 2 inside protocol 112 is bogus.
     if advert.auth_type is AuthType.AH or advert.auth_type != expect.auth_type:
-        raise _reject(
+        raise PacketError(
             RejectReason.AUTH_TYPE,
             f"auth type {int(advert.auth_type)}, expected {int(expect.auth_type)}",
         )
     if expect.password is not None and not hmac.compare_digest(
         advert.auth_data, password_auth_data(expect.password)
     ):
-        raise _reject(RejectReason.AUTH_PASSWORD, "invalid password")
+        raise PacketError(RejectReason.AUTH_PASSWORD, "invalid password")
     # RFC 3768 §7.1: Adver Int MUST match, "to prevent concurrent VRID
     # running" (keepalived drops rather than counting an error).
     if advert.advert_int != expect.advert_int:
-        raise _reject(
+        raise PacketError(
             RejectReason.ADVERT_INTERVAL,
             f"advert interval {advert.advert_int} s, ours is {expect.advert_int} s",
         )
     if len(advert.addresses) != len(expect.addresses):
-        raise _reject(
+        raise PacketError(
             RejectReason.VIP_MISMATCH,
             f"{len(advert.addresses)} addresses {_addresses(advert.addresses)}, "
             f"we have {len(expect.addresses)}: {_addresses(expect.addresses)}",
         )
     if not unicast and received.dst != VRRP_GROUP:
-        raise _reject(
+        raise PacketError(
             RejectReason.UNEXPECTED_UNICAST, f"expected multicast, sent to {received.dst}"
         )
     if unicast and received.dst.is_multicast:
-        raise _reject(
+        raise PacketError(
             RejectReason.UNEXPECTED_MULTICAST, f"expected unicast, sent to {received.dst}"
         )
     # keepalived's vrrp_in_chk_vips: every local VIP must be in the advert.
     if frozenset(advert.addresses) != expect.addresses:
-        raise _reject(
+        raise PacketError(
             RejectReason.VIP_MISMATCH,
             f"advertised {_addresses(advert.addresses)}, ours are {_addresses(expect.addresses)}",
         )
     # keepalived checks this only with vrrp_check_unicast_src; ipvsd always does.
     if unicast and received.src not in expect.unicast_peers:
-        raise _reject(RejectReason.UNKNOWN_PEER, f"{received.src} is not a unicast peer")
+        raise PacketError(RejectReason.UNKNOWN_PEER, f"{received.src} is not a unicast peer")
     # RFC 3768 §7.1 step 5: the address owner discards adverts for its VRID.
     if expect.owner:
-        raise _reject(RejectReason.OWNER, f"we own VRID {expect.vrid}; advert from {received.src}")
+        raise PacketError(
+            RejectReason.OWNER, f"we own VRID {expect.vrid}; advert from {received.src}"
+        )
 
 
 def _addresses(addresses: Sequence[IPv4Address] | frozenset[IPv4Address]) -> str:

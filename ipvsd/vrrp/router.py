@@ -30,11 +30,11 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from ipvsd.config.model import SyncGroupConfig, VrrpInstanceConfig
-from ipvsd.errors import KernelError, PacketError
+from ipvsd.errors import KernelError, PacketError, RejectReason
 from ipvsd.netlink.links import LinkInfo
 from ipvsd.vrrp.instance import VrrpInstance
 from ipvsd.vrrp.machine import AdvertReceived, LinkChanged, Shutdown, Transitioned, VrrpState
-from ipvsd.vrrp.packet import RejectReason, decode, reject_reason, validate
+from ipvsd.vrrp.packet import decode, validate
 from ipvsd.vrrp.ports import LinkSource, VipWriter
 from ipvsd.vrrp.relink import InterfaceEndpoint, plan_relink
 from ipvsd.vrrp.sync_group import SyncGroup
@@ -207,12 +207,10 @@ class VrrpRouter:
                 received = decode(packet.packet)
                 instance = self._for_vrid(interface, received.advert.vrid)
                 if instance is None:
-                    raise PacketError(
-                        RejectReason.UNKNOWN_VRID.value, f"vrid {received.advert.vrid}"
-                    )
+                    raise PacketError(RejectReason.UNKNOWN_VRID, f"vrid {received.advert.vrid}")
                 validate(received, instance.expectation)
             except PacketError as exc:
-                self._rejected(interface, reject_reason(exc), exc, packet.source)
+                self._rejected(interface, exc, packet.source)
                 continue
             log.debug(
                 "vrrp.advert_received",
@@ -229,9 +227,8 @@ class VrrpRouter:
                 return instance
         return None
 
-    def _rejected(
-        self, interface: str, reason: RejectReason, exc: PacketError, source: object
-    ) -> None:
+    def _rejected(self, interface: str, exc: PacketError, source: object) -> None:
+        reason = exc.reason
         key = (interface, reason.value)
         if self._on_reject is not None:
             self._on_reject(interface, reason.value)
