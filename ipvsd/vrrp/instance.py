@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
+from typing import assert_never
 
 import structlog
 
@@ -37,6 +38,7 @@ from ipvsd.netlink.addresses import vip_label
 from ipvsd.netlink.links import LinkInfo
 from ipvsd.vrrp.arp import gratuitous_arp
 from ipvsd.vrrp.machine import (
+    OWNER_PRIORITY,
     Action,
     AddVips,
     Event,
@@ -116,7 +118,7 @@ class VrrpInstance:
             addresses=frozenset(vip.ip for vip in self.vips),
             auth_type=auth_type,
             password=config.auth_pass,
-            owner=config.priority == 255,
+            owner=config.priority == OWNER_PRIORITY,
             unicast_peers=frozenset(config.unicast_peers),
         )
 
@@ -223,6 +225,8 @@ class VrrpInstance:
                     self._notify(state.value, priority)
                 case Transitioned():
                     self._transitioned(action)
+                case _:
+                    assert_never(action)
 
     def _send_advert(self, priority: int) -> None:
         advert = Advertisement(

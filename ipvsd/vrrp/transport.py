@@ -68,21 +68,16 @@ from ipaddress import IPv4Address
 import structlog
 
 from ipvsd.errors import KernelError
+from ipvsd.netlink.links import is_up
+from ipvsd.vrrp.packet import IP_TOS, VRRP_GROUP, VRRP_PROTOCOL, VRRP_TTL
 
 __all__ = [
-    "VRRP_GROUP",
-    "VRRP_PROTOCOL",
     "GarpSender",
     "ReceivedPacket",
     "VrrpSocket",
 ]
 
 log = structlog.get_logger("ipvsd.vrrp.transport")
-
-VRRP_PROTOCOL = 112  # RFC 3768 §5.2.4
-VRRP_GROUP = IPv4Address("224.0.0.18")  # RFC 3768 §5.2.2
-VRRP_TTL = 255  # RFC 3768 §5.2.3
-VRRP_TOS = 0xC0  # keepalived's vrrp_build_ip4: precedence "internetwork control"
 
 # Linux <linux/in.h> values the socket module does not export (Python 3.11).
 IP_PKTINFO = 8
@@ -92,8 +87,6 @@ IP_MULTICAST_ALL = 49
 ETH_P_ARP = 0x0806
 
 SIOCGIFFLAGS = 0x8913
-IFF_UP = 0x1
-IFF_RUNNING = 0x40
 _RECV_SIZE = 65535
 _ANY = b"\x00\x00\x00\x00"
 
@@ -155,7 +148,7 @@ def _link_down(sock: socket.socket, interface: str) -> bool:
     except OSError:
         return True  # no such interface (any more)
     flags: int = struct.unpack_from("H", reply, 16)[0]
-    return (flags & (IFF_UP | IFF_RUNNING)) != (IFF_UP | IFF_RUNNING)
+    return not is_up(flags)
 
 
 def _log_send_error(
@@ -254,7 +247,7 @@ class VrrpSocket:
             ("SO_BINDTODEVICE", socket.SO_BINDTODEVICE, interface.encode()),
             ("IP_TTL", socket.IP_TTL, VRRP_TTL),
             ("IP_MULTICAST_TTL", socket.IP_MULTICAST_TTL, VRRP_TTL),
-            ("IP_TOS", socket.IP_TOS, VRRP_TOS),
+            ("IP_TOS", socket.IP_TOS, IP_TOS),
             ("IP_MTU_DISCOVER", IP_MTU_DISCOVER, IP_PMTUDISC_DONT),
             ("IP_MULTICAST_LOOP", socket.IP_MULTICAST_LOOP, 0),
             ("IP_MULTICAST_ALL", IP_MULTICAST_ALL, 0),

@@ -35,12 +35,9 @@ from ipvsd.netlink.addresses import AddressManager, vip_label
 from ipvsd.netlink.links import LinkInfo, LinkWatcher
 from ipvsd.vrrp.arp import gratuitous_arp
 from ipvsd.vrrp.notify import OUTPUT_LIMIT, run_notify
+from ipvsd.vrrp.packet import VRRP_GROUP
 from ipvsd.vrrp.relink import InterfaceEndpoint
-from ipvsd.vrrp.transport import (
-    VRRP_GROUP,
-    GarpSender,
-    VrrpSocket,
-)
+from ipvsd.vrrp.transport import GarpSender, VrrpSocket
 from lab.netns import Topology, in_netns, sysctl_get
 
 T = TypeVar("T")
