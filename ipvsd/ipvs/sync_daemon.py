@@ -41,7 +41,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, assert_never
 
 import structlog
 
@@ -161,6 +161,8 @@ def _action(operation: DaemonOperation | None) -> str:
             return "stop"
         case None:
             return "read"
+        case _:
+            assert_never(operation)
 
 
 # --- asyncio edge -----------------------------------------------------------------------
@@ -311,6 +313,8 @@ class SyncDaemonController:
                 await backend.start_sync_daemon(daemon)
                 self._owned[daemon.state] = daemon
                 self._log("start", daemon)
+            case _:
+                assert_never(operation)
 
     def _log(self, action: str, daemon: SyncDaemon) -> None:
         log.info(

@@ -28,6 +28,7 @@ import os
 import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import assert_never
 
 from ipvsd.errors import (
     AlreadyExists,
@@ -135,6 +136,8 @@ def describe(operation: Operation) -> str:
         ):
             verb = type(operation).__name__.removesuffix("Dest").lower()
             return f"{verb} real {key} of {svc}"
+        case _:
+            assert_never(operation)
 
 
 class IpvsClient:

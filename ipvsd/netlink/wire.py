@@ -30,6 +30,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
+from typing import assert_never
 
 from ipvsd.ipvs.plan import (
     AddDest,
@@ -526,4 +527,6 @@ class Encoder:
             case DeleteDest(service=svc, key=key):
                 cmd = CMD_DEL_DEST
                 payload = nla(ATTR_SERVICE, self.identity(svc)) + nla(ATTR_DEST, dest_identity(key))
+            case _:
+                assert_never(operation)
         return message(self._family, cmd, payload, NLM_F_REQUEST | NLM_F_ACK, seq)
