@@ -32,7 +32,9 @@ repairs drift (an operator's ``ipvsadm --stop-daemon``). On shutdown the
 daemons this controller started or adopted are stopped.
 
 `plan` and `wanted_daemon` are pure; `SyncDaemonController` is the asyncio
-edge that runs them against the kernel.
+edge that runs them against the kernel. The controller is told only whether
+the followed instance is MASTER (``master``), by the composition root: the
+ipvs domain does not import the vrrp one.
 """
 
 from __future__ import annotations
@@ -49,7 +51,6 @@ from ipvsd.config.model import SyncDaemonConfig, VrrpInstanceConfig
 from ipvsd.errors import KernelError, NotFound
 from ipvsd.model import IPAddress
 from ipvsd.netlink.wire_daemon import SyncDaemon, SyncState
-from ipvsd.vrrp.machine import VrrpState
 
 log = structlog.get_logger("ipvsd.ipvs.sync_daemon")
 
@@ -95,17 +96,22 @@ def resolve(config: SyncDaemonConfig, instance: VrrpInstanceConfig) -> SyncTarge
     )
 
 
-def role_for(state: VrrpState) -> SyncState:
-    """Rules 1 and 2: master only while the instance is MASTER."""
-    return SyncState.MASTER if state is VrrpState.MASTER else SyncState.BACKUP
+def role_for(*, master: bool) -> SyncState:
+    """Rules 1 and 2: master only while the followed instance is MASTER."""
+    return SyncState.MASTER if master else SyncState.BACKUP
 
 
-def wanted_daemon(target: SyncTarget | None, state: VrrpState) -> SyncDaemon | None:
-    """The one daemon that should run, or None when sync is not configured."""
+def wanted_daemon(target: SyncTarget | None, *, master: bool) -> SyncDaemon | None:
+    """The one daemon that should run, or None when sync is not configured.
+
+    Args:
+        target: the resolved config; None when sync is not configured.
+        master: the followed VRRP instance is MASTER (any other state: False).
+    """
     if target is None:
         return None
     return SyncDaemon(
-        role_for(state),
+        role_for(master=master),
         target.interface,
         target.sync_id,
         sync_maxlen=target.max_length,
@@ -223,7 +229,8 @@ class SyncDaemonController:
         self._retry_s = retry_interval_s
         self._resync_s = resync_interval_s
         self._target: SyncTarget | None = None
-        self._state = VrrpState.INIT
+        #: Whether the followed instance is MASTER; False until told (it starts in INIT).
+        self._master = False
         self._owned: dict[SyncState, SyncDaemon] = {}
         self._failures = 0
         self._error: str | None = None
@@ -236,19 +243,19 @@ class SyncDaemonController:
 
     @property
     def wanted(self) -> SyncDaemon | None:
-        return wanted_daemon(self._target, self._state)
+        return wanted_daemon(self._target, master=self._master)
 
-    def configure(self, target: SyncTarget | None, state: VrrpState) -> None:
-        """Set (or, with None, drop) the target and the instance's current state."""
+    def configure(self, target: SyncTarget | None, *, master: bool) -> None:
+        """Set (or, with None, drop) the target, and whether its instance is MASTER now."""
         self._target = target
-        self._state = state
+        self._master = master
         self._failures = 0
         self._wake.set()
 
-    def vrrp_transitioned(self, instance: str, state: VrrpState) -> None:
-        """A VRRP instance changed state; only the followed one matters."""
+    def vrrp_transitioned(self, instance: str, *, master: bool) -> None:
+        """A VRRP instance changed state (``master``: to MASTER); only the followed one matters."""
         if self._target is not None and instance == self._target.vrrp_instance:
-            self._state = state
+            self._master = master
             self._failures = 0
             self._wake.set()
 
@@ -324,7 +331,7 @@ class SyncDaemonController:
             interface=daemon.interface,
             sync_id=daemon.sync_id,
             vrrp_instance=self._target.vrrp_instance if self._target else None,
-            vrrp_state=self._state.value,
+            vrrp_master=self._master,
         )
 
     def _failed(

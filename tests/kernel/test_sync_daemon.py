@@ -45,7 +45,6 @@ from ipvsd.model import (
 )
 from ipvsd.netlink.ipvs import IpvsClient
 from ipvsd.netlink.wire_daemon import SyncDaemon, SyncState
-from ipvsd.vrrp.machine import VrrpState
 from lab.daemon import DaemonProcess
 from lab.netns import Topology, in_netns, ip, ns_exec
 
@@ -199,16 +198,12 @@ async def test_controller_switches_roles_on_the_kernel(box: tuple[str, IpvsClien
         return await open_in(ns)
 
     controller = SyncDaemonController(open_backend)
-    controller.configure(SyncTarget("VI_1", "eth0", 51), VrrpState.INIT)
+    controller.configure(SyncTarget("VI_1", "eth0", 51), master=False)
     reader = await open_in(ns)
     try:
-        for state, role in [
-            (VrrpState.INIT, BACKUP),
-            (VrrpState.MASTER, MASTER),
-            (VrrpState.FAULT, BACKUP),
-            (VrrpState.MASTER, MASTER),
-        ]:
-            controller.vrrp_transitioned("VI_1", state)
+        # INIT, MASTER, FAULT, MASTER: the root says only whether it is MASTER.
+        for master, role in [(False, BACKUP), (True, MASTER), (False, BACKUP), (True, MASTER)]:
+            controller.vrrp_transitioned("VI_1", master=master)
             assert await controller.apply()
             running = await reader.sync_daemons()
             assert [(d.state, d.interface, d.sync_id) for d in running] == [(role, "eth0", 51)]
@@ -295,8 +290,8 @@ async def test_master_syncs_an_established_connection_to_the_backup(topology: To
             return await open_in(ns)
 
         controllers[ns] = SyncDaemonController(backend)
-    controllers[d1].configure(SyncTarget("VI_1", "eth0", 51), VrrpState.MASTER)
-    controllers[d2].configure(SyncTarget("VI_1", "eth0", 51), VrrpState.BACKUP)
+    controllers[d1].configure(SyncTarget("VI_1", "eth0", 51), master=True)
+    controllers[d2].configure(SyncTarget("VI_1", "eth0", 51), master=False)
     for controller in controllers.values():
         assert await controller.apply()
     with in_netns(real):
@@ -315,8 +310,8 @@ async def test_master_syncs_an_established_connection_to_the_backup(topology: To
         # synced connection goes on through director 2, and new ones sync back to 1.
         ip("address", "del", f"{VIP}/32", "dev", "eth0", ns=d1)
         topology.address(d2, "eth0", f"{VIP}/32")
-        controllers[d1].vrrp_transitioned("VI_1", VrrpState.BACKUP)
-        controllers[d2].vrrp_transitioned("VI_1", VrrpState.MASTER)
+        controllers[d1].vrrp_transitioned("VI_1", master=False)
+        controllers[d2].vrrp_transitioned("VI_1", master=True)
         assert await controllers[d1].apply()
         assert await controllers[d2].apply()
         ip("neigh", "flush", "dev", "eth0", ns=client)  # what a gratuitous ARP would do

@@ -31,7 +31,6 @@ from ipvsd.ipvs.sync_daemon import (
 )
 from ipvsd.metrics import DaemonMetrics
 from ipvsd.netlink.wire_daemon import SyncDaemon, SyncState
-from ipvsd.vrrp.machine import VrrpState
 
 MASTER, BACKUP = SyncState.MASTER, SyncState.BACKUP
 TARGET = SyncTarget("VI_1", "eth1", 51)
@@ -113,19 +112,11 @@ def daemon_events(logs: Sequence[Mapping[str, Any]]) -> list[tuple[object, ...]]
 # --- pure rules -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("vrrp", "role"),
-    [
-        (VrrpState.MASTER, MASTER),
-        (VrrpState.BACKUP, BACKUP),
-        (VrrpState.FAULT, BACKUP),
-        (VrrpState.INIT, BACKUP),
-    ],
-)
-def test_only_a_master_instance_runs_the_master_daemon(vrrp: VrrpState, role: SyncState) -> None:
-    assert role_for(vrrp) is role
-    assert wanted_daemon(TARGET, vrrp) == SyncDaemon(role, "eth1", 51)
-    assert wanted_daemon(None, vrrp) is None
+@pytest.mark.parametrize(("master", "role"), [(True, MASTER), (False, BACKUP)])
+def test_only_a_master_instance_runs_the_master_daemon(master: bool, role: SyncState) -> None:
+    assert role_for(master=master) is role
+    assert wanted_daemon(TARGET, master=master) == SyncDaemon(role, "eth1", 51)
+    assert wanted_daemon(None, master=master) is None
 
 
 def test_plan_stops_the_other_role_before_starting() -> None:
@@ -188,7 +179,7 @@ def test_multicast_settings_reach_the_wanted_daemon() -> None:
     config = parse_config(SYNC_CONFIG.replace("SETTINGS", settings), default_node_name="n1")
     target = sync_target(config)
     assert target == SyncTarget("VI_1", "eth1", 51, ip_address("239.1.2.3"), 8850, 3, 1400)
-    assert wanted_daemon(target, VrrpState.MASTER) == SyncDaemon(
+    assert wanted_daemon(target, master=True) == SyncDaemon(
         MASTER, "eth1", 51, 1400, ip_address("239.1.2.3"), 8850, 3
     )
 
@@ -213,7 +204,7 @@ def test_bad_multicast_settings_are_refused(settings: str, field: str, fragment:
 async def test_start_runs_a_backup_daemon() -> None:
     kernel = FakeSyncKernel()
     controller = controller_for(kernel)
-    controller.configure(TARGET, VrrpState.INIT)
+    controller.configure(TARGET, master=False)
     with capture_logs() as logs:
         assert await controller.apply()
     assert kernel.roles() == {BACKUP: ("eth1", 51)}
@@ -223,16 +214,17 @@ async def test_start_runs_a_backup_daemon() -> None:
 async def test_transitions_switch_roles_and_never_run_both() -> None:
     kernel = FakeSyncKernel()
     controller = controller_for(kernel)
-    controller.configure(TARGET, VrrpState.INIT)
+    controller.configure(TARGET, master=False)
     await controller.apply()
-    for state, role in [
-        (VrrpState.BACKUP, BACKUP),
-        (VrrpState.MASTER, MASTER),
-        (VrrpState.FAULT, BACKUP),
-        (VrrpState.MASTER, MASTER),
-        (VrrpState.BACKUP, BACKUP),
+    # BACKUP, MASTER, FAULT, MASTER, BACKUP: the root says only whether it is MASTER.
+    for master, role in [
+        (False, BACKUP),
+        (True, MASTER),
+        (False, BACKUP),
+        (True, MASTER),
+        (False, BACKUP),
     ]:
-        controller.vrrp_transitioned("VI_1", state)
+        controller.vrrp_transitioned("VI_1", master=master)
         assert await controller.apply()
         assert kernel.roles() == {role: ("eth1", 51)}
     assert all(len(running) <= 1 for running in kernel.history)
@@ -243,8 +235,8 @@ async def test_transitions_switch_roles_and_never_run_both() -> None:
 async def test_other_instances_are_ignored() -> None:
     kernel = FakeSyncKernel()
     controller = controller_for(kernel)
-    controller.configure(TARGET, VrrpState.BACKUP)
-    controller.vrrp_transitioned("VI_2", VrrpState.MASTER)
+    controller.configure(TARGET, master=False)
+    controller.vrrp_transitioned("VI_2", master=True)
     await controller.apply()
     assert kernel.roles() == {BACKUP: ("eth1", 51)}
 
@@ -252,7 +244,7 @@ async def test_other_instances_are_ignored() -> None:
 async def test_apply_is_idempotent_and_repairs_drift() -> None:
     kernel = FakeSyncKernel()
     controller = controller_for(kernel)
-    controller.configure(TARGET, VrrpState.MASTER)
+    controller.configure(TARGET, master=True)
     await controller.apply()
     changes = kernel.changes
     with capture_logs() as logs:
@@ -270,7 +262,7 @@ async def test_a_matching_daemon_is_adopted_and_a_foreign_one_replaced() -> None
     await kernel.start_sync_daemon(SyncDaemon(MASTER, "eth2", 7))
     changes = kernel.changes
     controller = controller_for(kernel)
-    controller.configure(TARGET, VrrpState.BACKUP)
+    controller.configure(TARGET, master=False)
     with capture_logs() as logs:
         await controller.apply()
     assert kernel.roles() == {BACKUP: ("eth1", 51)}
@@ -286,9 +278,9 @@ async def test_a_matching_daemon_is_adopted_and_a_foreign_one_replaced() -> None
 async def test_reload_restarts_with_the_new_settings() -> None:
     kernel = FakeSyncKernel()
     controller = controller_for(kernel)
-    controller.configure(TARGET, VrrpState.MASTER)
+    controller.configure(TARGET, master=True)
     await controller.apply()
-    controller.configure(SyncTarget("VI_1", "eth2", 9), VrrpState.MASTER)
+    controller.configure(SyncTarget("VI_1", "eth2", 9), master=True)
     with capture_logs() as logs:
         await controller.apply()
     assert kernel.roles() == {MASTER: ("eth2", 9)}
@@ -298,9 +290,9 @@ async def test_reload_restarts_with_the_new_settings() -> None:
 async def test_dropping_the_config_stops_ours_and_leaves_others_alone() -> None:
     kernel = FakeSyncKernel()
     controller = controller_for(kernel)
-    controller.configure(TARGET, VrrpState.MASTER)
+    controller.configure(TARGET, master=True)
     await controller.apply()
-    controller.configure(None, VrrpState.MASTER)
+    controller.configure(None, master=True)
     await controller.apply()
     assert kernel.running == {}
     await kernel.start_sync_daemon(SyncDaemon(BACKUP, "eth2", 3))  # an operator's own
@@ -312,7 +304,7 @@ async def test_dropping_the_config_stops_ours_and_leaves_others_alone() -> None:
 async def test_failures_are_logged_and_retried_with_backoff() -> None:
     kernel = FakeSyncKernel(interfaces=())
     controller = controller_for(kernel, retry_interval_s=2, resync_interval_s=30)
-    controller.configure(TARGET, VrrpState.BACKUP)
+    controller.configure(TARGET, master=False)
     with capture_logs() as logs:
         assert not await controller.apply()
         assert not await controller.apply()
@@ -334,7 +326,7 @@ async def test_every_pass_is_reported_to_the_metrics() -> None:
     metrics = DaemonMetrics(registry, version="1", node="n")
     kernel = FakeSyncKernel(interfaces=())
     controller = controller_for(kernel, on_pass=metrics.sync_daemon_pass)
-    controller.configure(TARGET, VrrpState.BACKUP)
+    controller.configure(TARGET, master=False)
 
     def value(name: str, **labels: str) -> float | None:
         return registry.get_sample_value(name, labels)
@@ -348,11 +340,11 @@ async def test_every_pass_is_reported_to_the_metrics() -> None:
         value("ipvsd_sync_daemon_running", role="backup"),
         value("ipvsd_sync_daemon_running", role="master"),
     ) == (1, 0)
-    controller.vrrp_transitioned("VI_1", VrrpState.MASTER)
+    controller.vrrp_transitioned("VI_1", master=True)
     assert await controller.apply()
     assert value("ipvsd_sync_daemon_running", role="master") == 1
     assert value("ipvsd_sync_daemon_running", role="backup") == 0
-    controller.configure(None, VrrpState.MASTER)
+    controller.configure(None, master=True)
     assert await controller.apply()
     assert value("ipvsd_sync_daemon_running", role="master") == 0
 
@@ -368,7 +360,7 @@ async def test_a_failed_read_reopens_the_backend() -> None:
         return kernel
 
     controller = SyncDaemonController(open_backend)
-    controller.configure(TARGET, VrrpState.BACKUP)
+    controller.configure(TARGET, master=False)
     with capture_logs() as logs:
         assert not await controller.apply()
     assert logs[0]["action"] == "read"
@@ -384,7 +376,7 @@ async def test_a_failed_read_reopens_the_backend() -> None:
 async def test_stop_stops_what_it_started_and_closes() -> None:
     kernel = FakeSyncKernel()
     controller = controller_for(kernel)
-    controller.configure(TARGET, VrrpState.MASTER)
+    controller.configure(TARGET, master=True)
     await controller.apply()
     await kernel.start_sync_daemon(SyncDaemon(BACKUP, "eth2", 3))  # appeared after our pass
     with capture_logs() as logs:
@@ -404,14 +396,14 @@ async def _until(kernel: FakeSyncKernel, condition: Callable[[], bool]) -> None:
 async def test_run_follows_transitions_and_retries() -> None:
     kernel = FakeSyncKernel(interfaces=())
     controller = controller_for(kernel, retry_interval_s=0.01, resync_interval_s=60)
-    controller.configure(TARGET, VrrpState.INIT)
+    controller.configure(TARGET, master=False)
     task = asyncio.get_running_loop().create_task(controller.run())
     try:
         await asyncio.sleep(0.03)
         assert kernel.running == {}
         kernel.interfaces.add("eth1")  # the interface appears: the retry picks it up
         await _until(kernel, lambda: kernel.roles() == {BACKUP: ("eth1", 51)})
-        controller.vrrp_transitioned("VI_1", VrrpState.MASTER)  # wakes it at once
+        controller.vrrp_transitioned("VI_1", master=True)  # wakes it at once
         await _until(kernel, lambda: kernel.roles() == {MASTER: ("eth1", 51)})
     finally:
         task.cancel()
@@ -439,7 +431,7 @@ async def test_status_document_shows_the_sync_daemon() -> None:
         )["sync_daemon"]
 
     assert document(None) is None
-    controller.configure(TARGET, VrrpState.MASTER)
+    controller.configure(TARGET, master=True)
     await controller.apply()
     assert document(await controller.status()) == {
         "vrrp_instance": "VI_1",
