@@ -22,10 +22,25 @@ IPAddress = IPv4Address | IPv6Address
 
 
 class Family(enum.IntEnum):
-    """Address family numbers as the kernel spells them."""
+    """Address family numbers as the kernel spells them.
+
+    Compare with the members, never with 2 / 10. `label` is the family's one
+    name (config, status JSON, the CLI's ``fwmark:N/ipv6``); prose says
+    ``IPv{version}``, as the `ipaddress` classes do.
+    """
 
     INET = 2
     INET6 = 10
+
+    @property
+    def version(self) -> int:
+        """The IP version: 4 or 6."""
+        return 4 if self is Family.INET else 6
+
+    @property
+    def label(self) -> str:
+        """``ipv4`` or ``ipv6``."""
+        return f"ipv{self.version}"
 
     @classmethod
     def of(cls, address: IPAddress) -> Family:
@@ -118,7 +133,7 @@ class ServiceKey:
 
     def __str__(self) -> str:
         if self.fwmark:
-            suffix = "" if self.family is Family.INET else "/ipv6"
+            suffix = "" if self.family is Family.INET else f"/{self.family.label}"
             return f"fwmark:{self.fwmark}{suffix}"
         prefix = "" if self.protocol is Protocol.TCP else f"{self.protocol.label}/"
         return f"{prefix}{format_endpoint(self.address, self.port)}"
@@ -302,10 +317,10 @@ def parse_service_spec(text: str) -> ServiceKey:
         mark_text, _, family_text = text[len("fwmark:") :].partition("/")
         if not mark_text.isdigit() or not 0 < int(mark_text) < 2**32:
             raise ValueError(f"{text!r}: fwmark must be 1..4294967295")
-        if family_text not in ("", "ipv4", "ipv6"):
+        families = {family.label: family for family in Family}
+        if family_text and family_text not in families:
             raise ValueError(f"{text!r}: family must be ipv4 or ipv6")
-        family = Family.INET6 if family_text == "ipv6" else Family.INET
-        return fwmark_key(family, int(mark_text))
+        return fwmark_key(families.get(family_text, Family.INET), int(mark_text))
     protocol = Protocol.TCP
     proto_text, sep, rest = text.partition("/")
     if sep and not proto_text.startswith("["):

@@ -59,7 +59,6 @@ from ipvsd.model import (
 )
 
 _PORT_CHECKS = (CheckType.TCP, CheckType.HTTP, CheckType.HTTPS)
-_FAMILY_NAME = {Family.INET: "IPv4", Family.INET6: "IPv6"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +252,7 @@ def _check_shape(service: ServiceConfig, base: FieldPath, report: _Report) -> bo
     if service.family is not None and service.family is not Family.of(service.address):
         report.add(
             (*base, "family"),
-            f"{_FAMILY_NAME[service.family]} does not match address {service.address}",
+            f"IPv{service.family.version} does not match address {service.address}",
         )
     return True
 
@@ -267,7 +266,7 @@ def _check_service(
         if not 1 <= service.persistence_netmask <= limit:
             report.add(
                 (*base, "persistence_netmask"),
-                f"must be between 1 and {limit} for an {_FAMILY_NAME[family]} service",
+                f"must be between 1 and {limit} for an IPv{family.version} service",
             )
     sorry = service.sorry_server
     if (
@@ -355,8 +354,8 @@ def _check_real(
 
 def _cross_family(address: IPAddress, family: Family) -> str:
     return (
-        f"{address} is {_FAMILY_NAME[Family.of(address)]} but the service is "
-        f"{_FAMILY_NAME[family]} (only forward: tunnel can cross families)"
+        f"{address} is IPv{address.version} but the service is "
+        f"IPv{family.version} (only forward: tunnel can cross families)"
     )
 
 
