@@ -20,16 +20,15 @@ from __future__ import annotations
 import socket
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Any
 
 import structlog
 
 from ipvsd.errors import KernelError
+from ipvsd.model import IPAddress
 
 log = structlog.get_logger("ipvsd.netlink.routes")
-
-IPAddress = IPv4Address | IPv6Address
 
 _MAIN_TABLE = 254
 _RTN_UNICAST = 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass, replace
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 from hypothesis import given, settings
@@ -49,6 +49,7 @@ from ipvsd.model import (
     Table,
     fwmark_key,
     make_service,
+    parse_endpoint,
 )
 from tests.fakes.ipvs import FakeIpvs
 
@@ -60,14 +61,12 @@ NONE: OwnsService = lambda key: False  # noqa: E731
 
 def svc(text: str, protocol: Protocol = Protocol.TCP) -> ServiceKey:
     """``svc("10.0.0.1:80")`` / ``svc("[2001:db8::1]:443", Protocol.UDP)``."""
-    host, _, port = text.rpartition(":")
-    address = ip_address(host.strip("[]"))
-    return ServiceKey(Family.of(address), protocol, address, int(port))
+    address, port = parse_endpoint(text)
+    return ServiceKey(Family.of(address), protocol, address, port)
 
 
 def dk(text: str) -> DestKey:
-    host, _, port = text.rpartition(":")
-    return DestKey(ip_address(host.strip("[]")), int(port))
+    return DestKey(*parse_endpoint(text))
 
 
 def dest(text: str, **attrs: object) -> Dest:
