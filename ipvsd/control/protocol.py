@@ -6,6 +6,7 @@ several requests may share a connection.
 
 ```
 {"command": "status"}    -> {"ok": true, "result": {...the status JSON contract...}}
+                            (`ipvsd.control.status.to_json` of the view's document)
 {"command": "ready"}     -> {"ok": true, "result": {"ready": true}}
 {"command": "version"}   -> {"ok": true, "result": {"version": "0.1.0"}}
 {"command": "reload"}    -> {"ok": true, "result": {"reloaded": true}}, or refused:
@@ -42,6 +43,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ipvsd.control.status import StatusDocument, to_json
 from ipvsd.errors import ControlRequestError, IpvsdError
 from ipvsd.model import DestKey, ServiceKey, parse_endpoint, parse_service_spec
 
@@ -69,8 +71,8 @@ class ControlView(Protocol):
     def version(self) -> str:
         """The daemon's version (``ipvsd.__version__``)."""
 
-    async def status(self) -> dict[str, Any]:
-        """The status JSON contract, with counters read from the kernel now."""
+    async def status(self) -> StatusDocument:
+        """The status document, with counters read from the kernel now."""
 
     async def reload(self) -> list[str]:
         """Re-read the config; return its errors (empty: reloaded, else the old one is kept)."""
@@ -169,7 +171,7 @@ async def _dispatch(
         )
     match command:
         case "status":
-            return _ok(await view.status())
+            return _ok(to_json(await view.status()))
         case "ready":
             return _ok({"ready": view.ready()})
         case "version":
@@ -219,5 +221,3 @@ def error_response(message: str) -> dict[str, Any]:
 
 def encode(response: dict[str, Any]) -> bytes:
     return json.dumps(response, separators=(",", ":")).encode() + b"\n"
-
-

@@ -1,17 +1,27 @@
 """Human tables in the layout operators know from ``ipvsadm -Ln``.
 
-`ipvsadm_table` renders a kernel `Table` (``ipvsd list``); `status_text`
-renders the daemon's status JSON (``ipvsd status``), which adds the VRRP
-instances and, per real, the configured weight and the health verdict.
+Both render the typed status contract (`ipvsd.control.status`):
+`ipvsadm_table` the kernel's services (``ipvsd list``, from
+`services_from_table`), `status_text` the daemon's status document
+(``ipvsd status``), which adds the VRRP instances and, per real, the
+configured weight and the health verdict. One `service_line` writes the
+service row of both, so a service feature (persistence, its mask, an IPv6
+fwmark) shows in both tables or in neither.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict
-from typing import Any
+from collections.abc import Iterable, Sequence
 
-from ipvsd.model import ForwardMethod, Service, ServiceFlag, Stats, Table
+from ipvsd.control.status import (
+    RealStatus,
+    ServiceStatus,
+    StatsView,
+    StatusDocument,
+    SyncDaemonStatusView,
+    VrrpStatus,
+)
+from ipvsd.model import Family, ForwardMethod, ServiceFlag, format_endpoint
 
 _FORWARD_NAMES = {
     ForwardMethod.NAT: "Masq",
@@ -27,36 +37,52 @@ _FLAG_NAMES = (
 )
 
 
-def service_line(service: Service) -> str:
-    """``TCP  192.168.1.200:80 rr persistent 300`` as ipvsadm prints it."""
-    key = service.key
-    if key.fwmark:
-        head = f"FWM  {key.fwmark}" + (" IPv6" if key.family == 10 else "")
+def service_line(service: ServiceStatus) -> str:
+    """The service row as ipvsadm prints it.
+
+    Args:
+        service: the service, from the kernel or from the status document.
+
+    Returns:
+        E.g. ``TCP  192.168.1.200:80 rr persistent 300``, ``FWM  5 IPv6 wrr``,
+        ``UDP  [2001:db8::200]:53 wrr (flag-1,ops) persistent 60 mask /64 pe sip``.
+    """
+    if service.fwmark:
+        head = f"FWM  {service.fwmark}" + (" IPv6" if service.family is Family.INET6 else "")
     else:
-        head = f"{key.protocol.name:<4} {str(key).split('/', 1)[-1]}"
-    parts = [head, service.attrs.scheduler]
-    flags = [name for flag, name in _FLAG_NAMES if service.attrs.flags & flag]
+        endpoint = format_endpoint(service.address, service.port or 0)
+        head = f"{service.protocol.name:<4} {endpoint}"
+    parts = [head, service.scheduler]
+    flags = [name for flag, name in _FLAG_NAMES if service.flags & flag]
     if flags:
         parts[-1] += f" ({','.join(flags)})"
-    if service.attrs.flags & ServiceFlag.PERSISTENT:
-        parts.append(f"persistent {service.attrs.timeout}")
-        full = 32 if key.family == 2 else 128
-        if service.attrs.netmask != full:
-            parts.append(f"mask /{service.attrs.netmask}")
-    if service.attrs.pe_name:
-        parts.append(f"pe {service.attrs.pe_name}")
+    if service.flags & ServiceFlag.PERSISTENT:
+        parts.append(f"persistent {service.persistence_timeout}")
+        full = 32 if service.family is Family.INET else 128
+        if service.persistence_netmask != full:
+            parts.append(f"mask /{service.persistence_netmask}")
+    if service.persistence_engine:
+        parts.append(f"pe {service.persistence_engine}")
     return " ".join(parts)
 
 
-def _stats_columns(stats: Stats) -> str:
+def _stats_columns(stats: StatsView) -> str:
     return " ".join(
         f"{value:>8}"
         for value in (stats.conns, stats.inpkts, stats.outpkts, stats.inbytes, stats.outbytes)
     )
 
 
-def ipvsadm_table(table: Table, *, stats: bool = False) -> str:
-    """The table as ``ipvsadm -Ln`` (or ``-Ln --stats``) shows it."""
+def ipvsadm_table(services: Iterable[ServiceStatus], *, stats: bool = False) -> str:
+    """The services as ``ipvsadm -Ln`` (or ``-Ln --stats``) shows them, in the given order.
+
+    Args:
+        services: e.g. `ipvsd.control.status.services_from_table` of a kernel dump.
+        stats: show the traffic counters instead of the forwarding columns.
+
+    Returns:
+        Lines without a trailing newline.
+    """
     lines = ["Prot LocalAddress:Port Scheduler Flags"]
     if stats:
         lines.append(
@@ -64,69 +90,25 @@ def ipvsadm_table(table: Table, *, stats: bool = False) -> str:
         )
     else:
         lines.append("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn")
-    for service in sorted(table, key=lambda svc: svc.key):
+    for service in services:
         line = service_line(service)
         if stats and service.stats is not None:
             line = f"{line:<33} {_stats_columns(service.stats)}"
         lines.append(line)
-        for dest in sorted(service.dests.values(), key=lambda d: d.key):
-            counters = dest.counters
+        for real in service.reals:
+            endpoint = format_endpoint(real.address, real.port)
             if stats:
-                numbers = _stats_columns(counters.stats) if counters else ""
-                lines.append(f"  -> {dest.key!s:<30} {numbers}")
+                numbers = _stats_columns(real.stats) if real.stats is not None else ""
+                lines.append(f"  -> {endpoint:<30} {numbers}")
                 continue
-            active = counters.active_conns if counters else 0
-            inactive = counters.inactive_conns if counters else 0
-            forward = _FORWARD_NAMES[dest.attrs.forward]
+            forward = _FORWARD_NAMES[real.forward]
             lines.append(
-                f"  -> {dest.key!s:<28} {forward:<7} {dest.attrs.weight:<6} "
-                f"{active:<10} {inactive:<10}".rstrip()
+                f"  -> {endpoint:<28} {forward:<7} {real.weight:<6} "
+                f"{real.active_conns:<10} {real.inactive_conns:<10}".rstrip()
             )
     return "\n".join(lines)
 
 
-def service_json(service: Service) -> dict[str, object]:
-    """One service as the status JSON contract spells it (kernel view, no health)."""
-    key = service.key
-    reals = []
-    for dest in sorted(service.dests.values(), key=lambda d: d.key):
-        counters = dest.counters
-        real: dict[str, object] = {
-            "address": str(dest.key.address),
-            "port": dest.key.port,
-            "forward": dest.attrs.forward.value,
-            "weight": dest.attrs.weight,
-            "upper_threshold": dest.attrs.upper_threshold,
-            "lower_threshold": dest.attrs.lower_threshold,
-        }
-        if counters is not None:
-            real.update(
-                active_conns=counters.active_conns,
-                inactive_conns=counters.inactive_conns,
-                persistent_conns=counters.persistent_conns,
-                stats=asdict(counters.stats),
-            )
-        reals.append(real)
-    result: dict[str, object] = {
-        "address": None if key.address is None else str(key.address),
-        "port": key.port if not key.fwmark else None,
-        "protocol": key.protocol.label,
-        "fwmark": key.fwmark or None,
-        "family": "ipv4" if key.family == 2 else "ipv6",
-        "scheduler": service.attrs.scheduler,
-        "persistence_timeout": service.attrs.timeout,
-        "reals": reals,
-    }
-    if service.stats is not None:
-        result["stats"] = asdict(service.stats)
-    return result
-
-
-def table_json(table: Table) -> list[dict[str, object]]:
-    return [service_json(service) for service in sorted(table, key=lambda svc: svc.key)]
-
-
-_FORWARD_LABELS = {method.value: name for method, name in _FORWARD_NAMES.items()}
 _VRRP_HEADER = ("Instance", "State", "Interface", "VRID", "Priority", "EffPriority", "VIPs")
 _REAL_HEADER = (
     "RemoteAddress:Port",
@@ -142,107 +124,80 @@ _REAL_HEADER = (
 _REAL_MIN_WIDTHS = (28, 7, 6, 9, 6, 10, 9, 11)
 
 
-def status_text(status: Mapping[str, Any]) -> str:
+def status_text(doc: StatusDocument) -> str:
     """The daemon's status for humans: VRRP instances, then services like ``ipvsadm -Ln``.
 
     Args:
-        status: the status JSON contract (``ipvsd status --json``).
+        doc: the status document (``ipvsd status --json``, decoded).
 
     Returns:
-        Lines without a trailing newline; each real shows Forward, Weight
-        (the kernel's now), CfgWeight, Health (``,drained`` when an operator
-        drained it), ActiveConn, InActConn and PersistConn.
+        Lines without a trailing newline; each service row is `service_line`'s,
+        each real shows Forward, Weight (the kernel's now), CfgWeight, Health
+        (``,drained`` when an operator drained it), ActiveConn, InActConn and
+        PersistConn; ``-`` stands for a value the document does not have.
     """
-    sync = _sync_daemon_lines(status.get("sync_daemon"))
-    return "\n".join([*_vrrp_lines(status.get("vrrp") or []), *sync, "", *_service_lines(status)])
+    sync = _sync_daemon_lines(doc.sync_daemon)
+    return "\n".join([*_vrrp_lines(doc.vrrp), *sync, "", *_service_lines(doc.services)])
 
 
-def _sync_daemon_lines(sync: Mapping[str, Any] | None) -> list[str]:
+def _sync_daemon_lines(sync: SyncDaemonStatusView | None) -> list[str]:
     """One line when connection sync is configured: wanted vs running, like ipvsadm -L --daemon."""
-    if not sync:
+    if sync is None:
         return []
-    wanted = f"{sync.get('wanted')} on {sync.get('interface')}, syncid {sync.get('sync_id')}"
-    running = sync.get("running")
-    if running is None:
+    wanted = f"{sync.wanted} on {sync.interface}, syncid {sync.sync_id}"
+    if sync.running is None:
         now = "unknown"
     else:
-        now = ", ".join(
-            f"{d.get('state')} on {d.get('interface')} syncid {d.get('sync_id')}" for d in running
-        )
-    line = f"Sync daemon: {wanted} (follows {sync.get('vrrp_instance')}); running: {now or 'none'}"
-    error = sync.get("error")
-    return [line, *([f"Sync daemon error: {error}"] if error else [])]
+        now = ", ".join(f"{d.state} on {d.interface} syncid {d.sync_id}" for d in sync.running)
+    line = f"Sync daemon: {wanted} (follows {sync.vrrp_instance}); running: {now or 'none'}"
+    return [line, *([f"Sync daemon error: {sync.error}"] if sync.error else [])]
 
 
-def _vrrp_lines(instances: Sequence[Mapping[str, Any]]) -> list[str]:
+def _vrrp_lines(instances: Sequence[VrrpStatus]) -> list[str]:
     if not instances:
         return ["VRRP: no instances configured"]
     rows = [
         (
-            _cell(instance.get("name")),
-            _cell(instance.get("state")),
-            _cell(instance.get("interface")),
-            _cell(instance.get("vrid")),
-            _cell(instance.get("priority")),
-            _cell(instance.get("effective_priority")),
-            ",".join(str(vip) for vip in instance.get("virtual_ipaddresses") or []),
+            v.name,
+            v.state,
+            v.interface,
+            str(v.vrid),
+            str(v.priority),
+            str(v.effective_priority),
+            ",".join(str(vip) for vip in v.virtual_ipaddresses),
         )
-        for instance in instances
+        for v in instances
     ]
     return _grid([_VRRP_HEADER, *rows], (0,) * len(_VRRP_HEADER))
 
 
-def _service_lines(status: Mapping[str, Any]) -> list[str]:
-    services: Sequence[Mapping[str, Any]] = status.get("services") or []
+def _service_lines(services: Sequence[ServiceStatus]) -> list[str]:
     if not services:
         return ["IPVS: no services configured"]
-    rows = [[_real_row(real) for real in service.get("reals") or []] for service in services]
+    rows = [[_real_row(real) for real in service.reals] for service in services]
     widths = _widths([_REAL_HEADER, *(row for reals in rows for row in reals)], _REAL_MIN_WIDTHS)
     lines = ["Prot LocalAddress:Port Scheduler Flags", "  -> " + _line(_REAL_HEADER, widths)]
     for service, reals in zip(services, rows, strict=True):
-        lines.append(_service_head(service))
+        lines.append(service_line(service))
         lines.extend("  -> " + _line(row, widths) for row in reals)
     return lines
 
 
-def _service_head(service: Mapping[str, Any]) -> str:
-    fwmark = service.get("fwmark")
-    if fwmark:
-        head = f"FWM  {fwmark}" + (" IPv6" if service.get("family") == "ipv6" else "")
-    else:
-        protocol = str(service.get("protocol") or "tcp").upper()
-        head = f"{protocol:<4} {_endpoint(service.get('address'), service.get('port'))}"
-    parts = [head, _cell(service.get("scheduler"))]
-    timeout = service.get("persistence_timeout")
-    if timeout:
-        parts.append(f"persistent {timeout}")
-    return " ".join(parts)
-
-
-def _real_row(real: Mapping[str, Any]) -> tuple[str, ...]:
-    health = _cell(real.get("health"))
-    if real.get("drained"):
-        health += ",drained"
-    forward = real.get("forward")
+def _real_row(real: RealStatus) -> tuple[str, ...]:
     return (
-        _endpoint(real.get("address"), real.get("port")),
-        _FORWARD_LABELS.get(str(forward), _cell(forward)),
-        _cell(real.get("weight")),
-        _cell(real.get("configured_weight")),
-        health,
-        _cell(real.get("active_conns")),
-        _cell(real.get("inactive_conns")),
-        _cell(real.get("persistent_conns")),
+        format_endpoint(real.address, real.port),
+        _FORWARD_NAMES[real.forward],
+        str(real.weight),
+        _cell(real.configured_weight),
+        _cell(real.health) + (",drained" if real.drained else ""),
+        str(real.active_conns),
+        str(real.inactive_conns),
+        str(real.persistent_conns),
     )
 
 
-def _endpoint(address: object, port: object) -> str:
-    host = "*" if address is None else str(address)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def _cell(value: object) -> str:
-    """A JSON value as a table cell; a missing one is shown as ``-``."""
+    """A value as a table cell; a missing one (None) is shown as ``-``."""
     return "-" if value is None else str(value)
 
 

@@ -1,38 +1,150 @@
-"""The status document (`ipvsd status --json`, design.md "Contract: status JSON") — pure.
+"""The status contract as typed values, and its one JSON codec — pure.
 
-Built from the running config, a kernel dump taken for this request (so the
-connection numbers are the kernel's at that moment), the health of each real
-and the VRRP instances' states. Reals are listed as configured, with what the
-kernel has now (`weight`, counters) next to what the config says
-(`configured_weight`); a real the kernel does not hold (fresh and not yet
-healthy, or removed on failure) shows weight 0 and no connections. A sorry
-server in the kernel is listed too, with ``"sorry": true``.
+Why one typed contract: the daemon builds a `StatusDocument`
+(`ipvsd.daemon.status.status_document`), the control socket sends
+`to_json(doc)`, and ``ipvsd status`` decodes it with `from_json` and renders
+the same dataclasses (`ipvsd.control.render`). ``ipvsd list`` renders
+`ServiceStatus` values built from a kernel dump (`services_from_table`). A
+renderer can therefore only read fields the document has: when it read
+dict keys, ``ipvsd status`` never showed ``persistent N`` nor ``FWM  5 IPv6``
+because the document had neither key.
 
-``sync_daemon`` (beyond the contract's fields, which allows more) is null
-unless ``ipvs.sync_daemon`` is configured; then it holds the resolved target,
-the role that should run, the kernel's daemons read for this request
-(``running``, null when unreadable) and the last error.
+JSON rules (design.md, "Contract: status JSON"):
+
+1. The contract's field names are kept exactly; the extra fields (``family``,
+   ``flags``, ``persistence_*``, ``in_kernel``, ``drained``, ``sorry``,
+   thresholds, ``stats``, ``sync_daemon``) sit beside them.
+2. Values are strings, integers, booleans, lists and null: addresses as
+   text, enums as their lower-case labels (``"tcp"``, ``"nat"``, ``"ipv6"``),
+   service flags as a list of names. ``port`` is null for a fwmark service,
+   ``fwmark`` null for the others.
+3. The decoder requires the contract's fields and ignores keys it does not
+   know. The extra fields are optional and default to what a document
+   without them means, so a CLI upgraded before its daemon restarts still
+   reads the older daemon's document. A wrong type or value is a
+   `MalformedStatus` naming its JSON path (``services[0].reals[1].weight``).
+
+Only the standard library, `ipvsd.model` and `ipvsd.errors` are imported
+here (tests/unit/test_status.py checks it): the builder, which needs the
+config, health and VRRP, lives in `ipvsd.daemon.status`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
-from dataclasses import dataclass
-from ipaddress import IPv4Interface
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields
+from ipaddress import IPv4Interface, ip_address
+from typing import Any, TypeVar, overload
 
-from ipvsd.config.model import Config, ServiceConfig
-from ipvsd.health.policy import RealId, has_check
-from ipvsd.health.tracker import Health
-from ipvsd.model import Dest, DestKey, Service, Table
+from ipvsd.errors import IpvsdError
+from ipvsd.model import (
+    NO_FLAGS,
+    Dest,
+    DestKey,
+    Family,
+    ForwardMethod,
+    IPAddress,
+    Protocol,
+    Service,
+    ServiceFlag,
+    ServiceKey,
+    Stats,
+    Table,
+)
 
-if TYPE_CHECKING:  # only attributes are read: the asyncio module stays out of this pure one
-    from ipvsd.ipvs.sync_daemon import SyncDaemonStatus
+T = TypeVar("T")
+
+
+class MalformedStatus(IpvsdError):
+    """A status document that does not follow the contract (``path: what is wrong``)."""
 
 
 @dataclass(frozen=True, slots=True)
-class VrrpView:
-    """One instance as status shows it."""
+class StatsView:
+    """Kernel traffic counters of a service or a real (totals, then rates per second)."""
+
+    conns: int = 0
+    inpkts: int = 0
+    outpkts: int = 0
+    inbytes: int = 0
+    outbytes: int = 0
+    cps: int = 0
+    inpps: int = 0
+    outpps: int = 0
+    inbps: int = 0
+    outbps: int = 0
+
+    @classmethod
+    def of(cls, stats: Stats) -> StatsView:
+        """The view of a kernel dump's counters."""
+        return cls(*(getattr(stats, f.name) for f in fields(cls)))
+
+
+@dataclass(frozen=True, slots=True)
+class RealStatus:
+    """One real server of a service.
+
+    Attributes:
+        weight: the kernel's weight now (0 when the kernel does not hold it).
+        configured_weight: the config's weight; None for a sorry server and
+            in ``ipvsd list`` (no config there).
+        health: ``up``, ``down`` or ``unknown``; None in ``ipvsd list``.
+        drained: an operator drained it (``ipvsd drain``).
+        in_kernel: the kernel holds it (a real removed on failure does not).
+        sorry: it is the service's sorry server, not a configured real.
+        upper_threshold: the kernel's connection limit (None: not in the kernel).
+        lower_threshold: the kernel's resume threshold (None: not in the kernel).
+        stats: its traffic counters, when the kernel gave them.
+    """
+
+    address: IPAddress
+    port: int
+    forward: ForwardMethod
+    weight: int
+    configured_weight: int | None = None
+    health: str | None = None
+    drained: bool = False
+    in_kernel: bool = True
+    sorry: bool = False
+    active_conns: int = 0
+    inactive_conns: int = 0
+    persistent_conns: int = 0
+    upper_threshold: int | None = None
+    lower_threshold: int | None = None
+    stats: StatsView | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceStatus:
+    """One virtual service: ``address``:``port``, or ``fwmark`` (then ``port`` is None).
+
+    Attributes:
+        flags: IP_VS_SVC_F_* bits (``persistent`` is shown with its timeout).
+        persistence_timeout: seconds a client sticks to its real (0: none).
+        persistence_netmask: prefix length grouping clients for persistence.
+        persistence_engine: persistence engine (``sip``), or None.
+        in_kernel: the kernel holds the service.
+        stats: its traffic counters, when the kernel gave them.
+    """
+
+    address: IPAddress | None
+    port: int | None
+    protocol: Protocol
+    fwmark: int | None
+    family: Family
+    scheduler: str
+    flags: ServiceFlag = NO_FLAGS
+    persistence_timeout: int = 0
+    persistence_netmask: int = 32
+    persistence_engine: str | None = None
+    in_kernel: bool = True
+    stats: StatsView | None = None
+    reals: tuple[RealStatus, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class VrrpStatus:
+    """One VRRP instance; `state` is INIT, BACKUP, MASTER or FAULT."""
 
     name: str
     state: str
@@ -43,21 +155,166 @@ class VrrpView:
     virtual_ipaddresses: tuple[IPv4Interface, ...]
 
 
-def status_document(
+@dataclass(frozen=True, slots=True)
+class RunningSyncDaemon:
+    """A connection-sync daemon the kernel runs; `state` is ``master`` or ``backup``."""
+
+    state: str
+    interface: str
+    sync_id: int
+    mcast_group: IPAddress | None = None
+    mcast_port: int = 0
+    mcast_ttl: int = 0
+    sync_maxlen: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SyncDaemonStatusView:
+    """Connection sync, when ``ipvs.sync_daemon`` is configured.
+
+    Attributes:
+        vrrp_instance: the followed instance (None: no target resolved).
+        wanted: the role that should run, ``master`` or ``backup``.
+        running: the kernel's daemons now; None when they could not be read.
+        error: the last error, or None.
+    """
+
+    vrrp_instance: str | None
+    interface: str | None
+    sync_id: int | None
+    wanted: str | None
+    running: tuple[RunningSyncDaemon, ...] | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusDocument:
+    """What ``ipvsd status`` shows; `services` is empty when IPVS is not in use."""
+
+    node: str
+    version: str
+    vrrp: tuple[VrrpStatus, ...] = ()
+    services: tuple[ServiceStatus, ...] = ()
+    sync_daemon: SyncDaemonStatusView | None = None
+
+
+# --- from the kernel (``ipvsd list``; the builder's per-real part) -------------------------
+
+
+def real_status(
+    key: DestKey,
+    dest: Dest | None,
     *,
-    node: str,
-    version: str,
-    config: Config,
-    kernel: Table | None,
-    health: Mapping[RealId, Health],
-    drained: Set[RealId],
-    vrrp: list[VrrpView],
-    sync_daemon: SyncDaemonStatus | None = None,
-) -> dict[str, Any]:
-    """The status JSON; `kernel` is None when IPVS is not in use."""
+    forward: ForwardMethod | None = None,
+    configured_weight: int | None = None,
+    health: str | None = None,
+    drained: bool = False,
+    sorry: bool = False,
+) -> RealStatus:
+    """A real as the kernel holds it, or weight 0 and no connections when it does not.
+
+    Args:
+        key: the real's identity.
+        dest: the kernel's dest, or None when the kernel does not hold it.
+        forward: the forwarding method to show when `dest` is None (default NAT);
+            the kernel's method is shown otherwise.
+        configured_weight: the config's weight (None: not configured).
+        health: the health verdict (None: not known).
+        drained: an operator drained it.
+        sorry: it is the sorry server.
+
+    Returns:
+        The real's status.
+    """
+    counters = dest.counters if dest is not None else None
+    return RealStatus(
+        address=key.address,
+        port=key.port,
+        forward=dest.attrs.forward if dest is not None else forward or ForwardMethod.NAT,
+        weight=dest.attrs.weight if dest is not None else 0,
+        configured_weight=configured_weight,
+        health=health,
+        drained=drained,
+        in_kernel=dest is not None,
+        sorry=sorry,
+        active_conns=counters.active_conns if counters else 0,
+        inactive_conns=counters.inactive_conns if counters else 0,
+        persistent_conns=counters.persistent_conns if counters else 0,
+        upper_threshold=dest.attrs.upper_threshold if dest is not None else None,
+        lower_threshold=dest.attrs.lower_threshold if dest is not None else None,
+        stats=StatsView.of(counters.stats) if counters else None,
+    )
+
+
+def services_from_table(table: Table) -> tuple[ServiceStatus, ...]:
+    """The kernel's services (``ipvsd list``) ordered by key, their reals by address and port.
+
+    Health and configured weight are unknown here: they are None.
+    """
+    return tuple(_kernel_service(svc) for svc in sorted(table, key=lambda svc: _order(svc.key)))
+
+
+def _order(key: ServiceKey) -> tuple[int, int, bool, int, int, int]:
+    # ServiceKey's own order compares a fwmark's address (None) with an address and fails.
+    number = int(key.address) if key.address is not None else 0
+    return (key.family, key.protocol, key.address is not None, number, key.port, key.fwmark)
+
+
+def _kernel_service(service: Service) -> ServiceStatus:
+    key, attrs = service.key, service.attrs
+    return ServiceStatus(
+        address=key.address,
+        port=None if key.fwmark else key.port,
+        protocol=key.protocol,
+        fwmark=key.fwmark or None,
+        family=key.family,
+        scheduler=attrs.scheduler,
+        flags=attrs.flags,
+        persistence_timeout=attrs.timeout,
+        persistence_netmask=attrs.netmask,
+        persistence_engine=attrs.pe_name or None,
+        in_kernel=True,
+        stats=StatsView.of(service.stats) if service.stats is not None else None,
+        reals=tuple(
+            real_status(dest.key, dest) for dest in sorted(service.dests.values(), key=_dest_order)
+        ),
+    )
+
+
+def _dest_order(dest: Dest) -> tuple[int, int, int]:
+    # A tunnel real may be of the other family (Linux 3.18+): IPv4 and IPv6 do not compare.
+    address = dest.key.address
+    return (address.version, int(address), dest.key.port)
+
+
+# --- the JSON codec --------------------------------------------------------------------------
+
+_FAMILY_LABELS = {Family.INET: "ipv4", Family.INET6: "ipv6"}
+_FLAG_LABELS = {
+    ServiceFlag.PERSISTENT: "persistent",
+    ServiceFlag.HASHED: "hashed",
+    ServiceFlag.ONEPACKET: "one-packet",
+    ServiceFlag.SCHED1: "flag-1",
+    ServiceFlag.SCHED2: "flag-2",
+    ServiceFlag.SCHED3: "flag-3",
+}
+_STATS_FIELDS = tuple(f.name for f in fields(StatsView))
+# Looked up rather than read from the enums' properties: 50k reals per status request.
+_PROTOCOL_LABELS = {p: p.label for p in Protocol}
+_FORWARD_LABELS = {f: f.value for f in ForwardMethod}
+
+
+def to_json(doc: StatusDocument) -> dict[str, Any]:
+    """The document as the contract's JSON object (what ``ipvsd status --json`` prints).
+
+    Written out field by field rather than walked with `dataclasses.fields`:
+    the daemon encodes 10k services x 4 reals on its event loop, and the
+    generic walk took four times as long. tests/unit/test_status.py checks
+    that every field is encoded (the round trip) and the exact key names.
+    """
     return {
-        "node": node,
-        "version": version,
+        "node": doc.node,
+        "version": doc.version,
         "vrrp": [
             {
                 "name": v.name,
@@ -68,96 +325,308 @@ def status_document(
                 "effective_priority": v.effective_priority,
                 "virtual_ipaddresses": [str(vip) for vip in v.virtual_ipaddresses],
             }
-            for v in vrrp
+            for v in doc.vrrp
         ],
-        "services": [_service(service, kernel, health, drained) for service in config.ipvs.services]
-        if kernel is not None
-        else [],
-        "sync_daemon": _sync_daemon(sync_daemon) if sync_daemon is not None else None,
+        "services": services_to_json(doc.services),
+        "sync_daemon": _sync_json(doc.sync_daemon) if doc.sync_daemon is not None else None,
     }
 
 
-def _sync_daemon(status: SyncDaemonStatus) -> dict[str, Any]:
-    target = status.target
+def services_to_json(services: Iterable[ServiceStatus]) -> list[dict[str, Any]]:
+    """Services as the contract spells them (also ``ipvsd list --json``)."""
+    return [_service_json(service) for service in services]
+
+
+def _service_json(s: ServiceStatus) -> dict[str, Any]:
+    return {
+        "address": _text(s.address),
+        "port": s.port,
+        "protocol": _PROTOCOL_LABELS[s.protocol],
+        "fwmark": s.fwmark,
+        "family": _FAMILY_LABELS[s.family],
+        "scheduler": s.scheduler,
+        "flags": [label for flag, label in _FLAG_LABELS.items() if s.flags & flag]
+        if s.flags
+        else [],
+        "persistence_timeout": s.persistence_timeout,
+        "persistence_netmask": s.persistence_netmask,
+        "persistence_engine": s.persistence_engine,
+        "in_kernel": s.in_kernel,
+        "stats": _stats_json(s.stats),
+        "reals": [_real_json(real) for real in s.reals],
+    }
+
+
+def _real_json(r: RealStatus) -> dict[str, Any]:
+    return {
+        "address": str(r.address),
+        "port": r.port,
+        "forward": _FORWARD_LABELS[r.forward],
+        "weight": r.weight,
+        "configured_weight": r.configured_weight,
+        "health": r.health,
+        "drained": r.drained,
+        "in_kernel": r.in_kernel,
+        "sorry": r.sorry,
+        "active_conns": r.active_conns,
+        "inactive_conns": r.inactive_conns,
+        "persistent_conns": r.persistent_conns,
+        "upper_threshold": r.upper_threshold,
+        "lower_threshold": r.lower_threshold,
+        "stats": _stats_json(r.stats),
+    }
+
+
+def _stats_json(stats: StatsView | None) -> dict[str, int] | None:
+    if stats is None:
+        return None
+    return {name: getattr(stats, name) for name in _STATS_FIELDS}
+
+
+def _sync_json(sync: SyncDaemonStatusView) -> dict[str, Any]:
     running = None
-    if status.running is not None:
+    if sync.running is not None:
         running = [
             {
-                "state": daemon.state.name.lower(),
-                "interface": daemon.interface,
-                "sync_id": daemon.sync_id,
-                "mcast_group": str(daemon.mcast_group) if daemon.mcast_group else None,
-                "mcast_port": daemon.mcast_port,
-                "mcast_ttl": daemon.mcast_ttl,
-                "sync_maxlen": daemon.sync_maxlen,
+                "state": d.state,
+                "interface": d.interface,
+                "sync_id": d.sync_id,
+                "mcast_group": _text(d.mcast_group),
+                "mcast_port": d.mcast_port,
+                "mcast_ttl": d.mcast_ttl,
+                "sync_maxlen": d.sync_maxlen,
             }
-            for daemon in status.running
+            for d in sync.running
         ]
     return {
-        "vrrp_instance": target.vrrp_instance if target else None,
-        "interface": target.interface if target else None,
-        "sync_id": target.sync_id if target else None,
-        "wanted": status.wanted.name.lower() if status.wanted else None,
+        "vrrp_instance": sync.vrrp_instance,
+        "interface": sync.interface,
+        "sync_id": sync.sync_id,
+        "wanted": sync.wanted,
         "running": running,
-        "error": status.error,
+        "error": sync.error,
     }
 
 
-def _service(
-    service: ServiceConfig, kernel: Table, health: Mapping[RealId, Health], drained: Set[RealId]
-) -> dict[str, Any]:
-    key = service.key
-    in_kernel: Service | None = kernel.services.get(key)
-    dests: Mapping[DestKey, Dest] = in_kernel.dests if in_kernel is not None else {}
-    reals = []
-    configured: set[DestKey] = set()
-    for real in service.reals:
-        dest_key = service.dest_key(real)
-        configured.add(dest_key)
-        real_id = (key, dest_key)
-        state = health.get(real_id, Health.UNKNOWN) if has_check(service, real) else Health.UP
-        entry = _real(dest_key, dests.get(dest_key), service.forward_of(real).value)
-        entry.update(
-            configured_weight=real.weight,
-            health=state.value,
-            drained=real_id in drained,
-        )
-        reals.append(entry)
-    for dest_key, dest in dests.items():
-        if dest_key not in configured:
-            entry = _real(dest_key, dest, dest.attrs.forward.value)
-            entry.update(configured_weight=None, health="up", drained=False, sorry=True)
-            reals.append(entry)
-    result: dict[str, Any] = {
-        "address": None if key.address is None else str(key.address),
-        "port": None if key.fwmark else key.port,
-        "protocol": key.protocol.label,
-        "fwmark": key.fwmark or None,
-        "scheduler": service.scheduler,
-        "in_kernel": in_kernel is not None,
-        "reals": reals,
-    }
-    if in_kernel is not None and in_kernel.stats is not None:
-        stats = in_kernel.stats
-        result["stats"] = {
-            "conns": stats.conns,
-            "inpkts": stats.inpkts,
-            "outpkts": stats.outpkts,
-            "inbytes": stats.inbytes,
-            "outbytes": stats.outbytes,
-        }
-    return result
+def _text(value: object | None) -> str | None:
+    return None if value is None else str(value)
 
 
-def _real(key: DestKey, dest: Dest | None, forward: str) -> dict[str, Any]:
-    counters = dest.counters if dest is not None else None
-    return {
-        "address": str(key.address),
-        "port": key.port,
-        "forward": dest.attrs.forward.value if dest is not None else forward,
-        "weight": dest.attrs.weight if dest is not None else 0,
-        "in_kernel": dest is not None,
-        "active_conns": counters.active_conns if counters else 0,
-        "inactive_conns": counters.inactive_conns if counters else 0,
-        "persistent_conns": counters.persistent_conns if counters else 0,
-    }
+def from_json(data: object) -> StatusDocument:
+    """Decode the contract's JSON object (``ipvsd status`` on the client side).
+
+    Args:
+        data: the parsed JSON (the ``result`` of a ``status`` answer).
+
+    Returns:
+        The document; unknown keys are ignored, missing extras take their defaults.
+
+    Raises:
+        MalformedStatus: a contract field is missing, or a value has the wrong
+            type or is not one of the allowed values; the message names its path.
+    """
+    doc = _Object(data, "")
+    sync = doc.child("sync_daemon")
+    return StatusDocument(
+        node=doc.required("node", str),
+        version=doc.required("version", str),
+        vrrp=tuple(_vrrp(item) for item in doc.items("vrrp")),
+        services=tuple(_service(item) for item in doc.items("services")),
+        sync_daemon=_sync(sync) if sync is not None else None,
+    )
+
+
+def _vrrp(v: _Object) -> VrrpStatus:
+    vips = v.required("virtual_ipaddresses", list)
+    return VrrpStatus(
+        name=v.required("name", str),
+        state=v.required("state", str),
+        interface=v.required("interface", str),
+        vrid=v.required("vrid", int),
+        priority=v.required("priority", int),
+        effective_priority=v.required("effective_priority", int),
+        virtual_ipaddresses=tuple(
+            v.parse(f"virtual_ipaddresses[{i}]", vip, IPv4Interface) for i, vip in enumerate(vips)
+        ),
+    )
+
+
+def _service(s: _Object) -> ServiceStatus:
+    address = s.nullable("address", str)
+    parsed = s.parse("address", address, ip_address) if address is not None else None
+    fwmark = s.nullable("fwmark", int)
+    family_label = s.optional("family", str)
+    if family_label is None:  # an older document: the address says it, else a fwmark is IPv4
+        family = Family.INET if parsed is None else Family.of(parsed)
+    else:
+        family = s.choose("family", family_label, _FAMILIES)
+    timeout = s.optional("persistence_timeout", int, 0)
+    flags = ServiceFlag.PERSISTENT if timeout else NO_FLAGS  # an older document has no flags
+    if s.optional("flags", list) is not None:
+        flags = NO_FLAGS
+        for label in s.strings("flags"):  # a flag this version does not know is left out
+            flags |= _FLAGS.get(label, NO_FLAGS)
+    stats = s.child("stats")
+    return ServiceStatus(
+        address=parsed,
+        port=s.nullable("port", int),
+        protocol=s.choose("protocol", s.required("protocol", str), _PROTOCOLS),
+        fwmark=fwmark,
+        family=family,
+        scheduler=s.required("scheduler", str),
+        flags=flags,
+        persistence_timeout=timeout,
+        persistence_netmask=s.optional(
+            "persistence_netmask", int, 32 if family is Family.INET else 128
+        ),
+        persistence_engine=s.optional("persistence_engine", str),
+        in_kernel=s.optional("in_kernel", bool, True),
+        stats=_stats(stats) if stats is not None else None,
+        reals=tuple(_real(item) for item in s.items("reals")),
+    )
+
+
+_PROTOCOLS = {label: p for p, label in _PROTOCOL_LABELS.items()}
+_FORWARDS = {label: f for f, label in _FORWARD_LABELS.items()}
+_FAMILIES = {label: family for family, label in _FAMILY_LABELS.items()}
+_FLAGS = {label: flag for flag, label in _FLAG_LABELS.items()}
+
+
+def _real(r: _Object) -> RealStatus:
+    stats = r.child("stats")
+    return RealStatus(
+        address=r.parse("address", r.required("address", str), ip_address),
+        port=r.required("port", int),
+        forward=r.choose("forward", r.required("forward", str), _FORWARDS),
+        weight=r.required("weight", int),
+        configured_weight=r.nullable("configured_weight", int),
+        health=r.nullable("health", str),
+        drained=r.optional("drained", bool, False),
+        in_kernel=r.optional("in_kernel", bool, True),
+        sorry=r.optional("sorry", bool, False),
+        active_conns=r.required("active_conns", int),
+        inactive_conns=r.required("inactive_conns", int),
+        persistent_conns=r.required("persistent_conns", int),
+        upper_threshold=r.optional("upper_threshold", int),
+        lower_threshold=r.optional("lower_threshold", int),
+        stats=_stats(stats) if stats is not None else None,
+    )
+
+
+def _stats(s: _Object) -> StatsView:
+    return StatsView(*(s.optional(name, int, 0) for name in _STATS_FIELDS))
+
+
+def _sync(s: _Object) -> SyncDaemonStatusView:
+    running = None
+    if s.optional("running", list) is not None:
+        running = tuple(_running(d) for d in s.items("running"))
+    return SyncDaemonStatusView(
+        vrrp_instance=s.optional("vrrp_instance", str),
+        interface=s.optional("interface", str),
+        sync_id=s.optional("sync_id", int),
+        wanted=s.optional("wanted", str),
+        running=running,
+        error=s.optional("error", str),
+    )
+
+
+def _running(d: _Object) -> RunningSyncDaemon:
+    group = d.optional("mcast_group", str)
+    return RunningSyncDaemon(
+        state=d.required("state", str),
+        interface=d.required("interface", str),
+        sync_id=d.required("sync_id", int),
+        mcast_group=d.parse("mcast_group", group, ip_address) if group is not None else None,
+        mcast_port=d.optional("mcast_port", int, 0),
+        mcast_ttl=d.optional("mcast_ttl", int, 0),
+        sync_maxlen=d.optional("sync_maxlen", int, 0),
+    )
+
+
+_KINDS: dict[type, str] = {
+    int: "an integer",
+    str: "a string",
+    bool: "true or false",
+    list: "a list",
+    dict: "an object",
+}
+
+
+class _Object:
+    """Typed reads of one JSON object; every error names the value's path."""
+
+    __slots__ = ("_data", "_path")
+
+    def __init__(self, data: object, path: str) -> None:
+        if not isinstance(data, dict):
+            raise MalformedStatus(f"{path or 'status'}: expected an object, got {_json_type(data)}")
+        self._data: dict[str, object] = data
+        self._path = path
+
+    def at(self, key: str) -> str:
+        """The JSON path of `key` in this object, for error messages."""
+        return f"{self._path}.{key}" if self._path else key
+
+    def required(self, key: str, kind: type[T]) -> T:
+        """A field that must be there and not null."""
+        if key not in self._data:
+            raise MalformedStatus(f"{self.at(key)}: missing")
+        return self._typed(key, self._data[key], kind)
+
+    def nullable(self, key: str, kind: type[T]) -> T | None:
+        """A field that must be there and may be null."""
+        if key not in self._data:
+            raise MalformedStatus(f"{self.at(key)}: missing")
+        value = self._data[key]
+        return None if value is None else self._typed(key, value, kind)
+
+    @overload
+    def optional(self, key: str, kind: type[T]) -> T | None: ...
+    @overload
+    def optional(self, key: str, kind: type[T], default: T) -> T: ...
+    def optional(self, key: str, kind: type[T], default: T | None = None) -> T | None:
+        """An extra field: absent or null means `default`."""
+        value = self._data.get(key)
+        return default if value is None else self._typed(key, value, kind)
+
+    def child(self, key: str) -> _Object | None:
+        """An optional object field; None when absent or null."""
+        value = self._data.get(key)
+        return None if value is None else _Object(value, self.at(key))
+
+    def items(self, key: str) -> list[_Object]:
+        """The objects of a required list."""
+        path = self.at(key)
+        return [_Object(item, f"{path}[{i}]") for i, item in enumerate(self.required(key, list))]
+
+    def strings(self, key: str) -> list[str]:
+        """The strings of a required list."""
+        values = self.required(key, list)
+        return [self._typed(f"{key}[{i}]", value, str) for i, value in enumerate(values)]
+
+    def choose(self, key: str, label: str, choices: dict[str, T]) -> T:
+        """The value a label names (an enum's), or an error listing the labels."""
+        if label not in choices:
+            raise MalformedStatus(f"{self.at(key)}: {label!r} is not one of {', '.join(choices)}")
+        return choices[label]
+
+    def parse(self, key: str, value: object, parser: Callable[[str], T]) -> T:
+        """An address-like value: `parser` (ip_address, IPv4Interface) turns its text into one."""
+        text = self._typed(key, value, str)
+        try:
+            return parser(text)
+        except ValueError as exc:
+            raise MalformedStatus(f"{self.at(key)}: {exc}") from None
+
+    def _typed(self, key: str, value: object, kind: type[T]) -> T:
+        # bool is an int in Python, not in JSON: true is no weight.
+        if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
+            return value
+        raise MalformedStatus(f"{self.at(key)}: expected {_KINDS[kind]}, got {_json_type(value)}")
+
+
+def _json_type(value: object) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+    names |= {list: "a list", dict: "an object", type(None): "null"}
+    return names.get(type(value), type(value).__name__)

@@ -3,20 +3,46 @@
 from __future__ import annotations
 
 import asyncio
-import copy
+import dataclasses
 import json
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from ipaddress import ip_address
 from pathlib import Path
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
+from ipvsd import cli as cli_module
 from ipvsd.cli import main
 from ipvsd.control.render import status_text
 from ipvsd.control.server import ControlServer
-from tests.unit.test_control import REAL_30, STATUS, WEB, FakeView
+from ipvsd.control.status import (
+    RunningSyncDaemon,
+    StatusDocument,
+    SyncDaemonStatusView,
+    to_json,
+)
+from ipvsd.model import (
+    Dest,
+    DestAttrs,
+    DestCounters,
+    DestKey,
+    Family,
+    ForwardMethod,
+    Protocol,
+    ServiceAttrs,
+    ServiceFlag,
+    ServiceKey,
+    Table,
+    fwmark_key,
+    make_service,
+)
+from ipvsd.netlink import ipvs as netlink_ipvs
+from ipvsd.netlink.ipvs import IpvsInfo
+from tests.unit.test_control import REAL_30, STATUS, STATUS_DOC, WEB, FakeView
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -131,12 +157,15 @@ async def test_status_tables(sock: str, capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_status_text_marks_drained_reals_and_empty_sections() -> None:
-    status = copy.deepcopy(STATUS)
-    status["services"][0]["reals"][0].update(weight=0, drained=True)
+    service = STATUS_DOC.services[0]
+    drained = dataclasses.replace(service.reals[0], weight=0, drained=True)
+    status = dataclasses.replace(
+        STATUS_DOC, services=(dataclasses.replace(service, reals=(drained,)),)
+    )
     text = status_text(status)
     real = next(line for line in text.splitlines() if "192.168.1.30:80" in line)
     assert real.split()[3:6] == ["0", "1", "up,drained"]
-    empty = status_text({"node": "n", "version": "v", "vrrp": [], "services": []})
+    empty = status_text(StatusDocument(node="n", version="v"))
     assert empty.splitlines() == [
         "VRRP: no instances configured",
         "",
@@ -164,11 +193,12 @@ async def test_status_check(
 async def test_status_check_needs_every_instance(
     sock: str, view: FakeView, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    second = {**view.status_doc["vrrp"][0], "name": "VI_2", "vrid": 52, "state": "BACKUP"}
-    view.status_doc["vrrp"].append(second)
+    first = view.status_doc.vrrp[0]
+    second = dataclasses.replace(first, name="VI_2", vrid=52, state="BACKUP")
+    view.status_doc = dataclasses.replace(view.status_doc, vrrp=(first, second))
     assert await cli("status", "--socket", sock, "--check", "master") == 1
     assert await cli("status", "--socket", sock, "--check", "backup") == 1
-    view.status_doc["vrrp"] = []
+    view.status_doc = dataclasses.replace(view.status_doc, vrrp=())
     assert await cli("status", "--socket", sock, "--check", "master") == 1
     assert capsys.readouterr() == ("", "")
 
@@ -235,22 +265,150 @@ def test_help_describes_the_control_commands(capsys: pytest.CaptureFixture[str])
 
 
 def test_status_text_shows_the_sync_daemon_wanted_and_running() -> None:
-    status = copy.deepcopy(STATUS)
-    assert "Sync daemon" not in status_text(status)  # not configured: no line
-    status["sync_daemon"] = {
-        "vrrp_instance": "VI_1",
-        "interface": "eth1",
-        "sync_id": 51,
-        "wanted": "master",
-        "running": [{"state": "master", "interface": "eth1", "sync_id": 51}],
-        "error": None,
-    }
-    lines = status_text(status).splitlines()
+    assert "Sync daemon" not in status_text(STATUS_DOC)  # not configured: no line
+    sync = SyncDaemonStatusView(
+        vrrp_instance="VI_1",
+        interface="eth1",
+        sync_id=51,
+        wanted="master",
+        running=(RunningSyncDaemon(state="master", interface="eth1", sync_id=51),),
+        error=None,
+    )
+    lines = status_text(dataclasses.replace(STATUS_DOC, sync_daemon=sync)).splitlines()
     assert (
         "Sync daemon: master on eth1, syncid 51 (follows VI_1); running: master on eth1 syncid 51"
         in lines
     )
-    status["sync_daemon"].update(running=[], error="eth1: No such device")
-    lines = status_text(status).splitlines()
+    sync = dataclasses.replace(sync, running=(), error="eth1: No such device")
+    lines = status_text(dataclasses.replace(STATUS_DOC, sync_daemon=sync)).splitlines()
     assert any(line.endswith("running: none") for line in lines)
     assert "Sync daemon error: eth1: No such device" in lines
+    unread = dataclasses.replace(sync, running=None, error=None)
+    lines = status_text(dataclasses.replace(STATUS_DOC, sync_daemon=unread)).splitlines()
+    assert any(line.endswith("running: unknown") for line in lines)
+
+
+# --- status: what the CLI does with the daemon's document ---------------------------------
+
+
+def answering(monkeypatch: pytest.MonkeyPatch, result: object) -> None:
+    """Make the control client answer every request with `result`, no socket involved."""
+
+    def fake_request(path: str, payload: dict[str, Any], *args: object) -> dict[str, Any]:
+        return {"ok": True, "result": result}
+
+    monkeypatch.setattr(cli_module, "request", fake_request)
+
+
+def test_status_json_is_printed_as_the_daemon_sent_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    newer = {**STATUS, "from_a_newer_daemon": {"x": 1}}
+    answering(monkeypatch, newer)
+    assert main(["status", "--json", "--socket", "/nonexistent"]) == 0
+    assert json.loads(capsys.readouterr().out) == newer
+    assert main(["status", "--socket", "/nonexistent"]) == 0  # the tables ignore unknown keys
+    assert "TCP  192.168.1.200:80 rr" in capsys.readouterr().out.splitlines()
+
+
+def test_status_of_a_malformed_document_is_one_clear_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = json.loads(json.dumps(STATUS))
+    broken["services"][0]["reals"][0]["weight"] = "heavy"
+    answering(monkeypatch, broken)
+    assert main(["status", "--socket", "/nonexistent"]) == 1
+    assert capsys.readouterr() == (
+        "",
+        "ipvsd: services[0].reals[0].weight: expected an integer, got a string\n",
+    )
+
+
+async def test_status_shows_the_persistence_the_config_asks_for(
+    sock: str, view: FakeView, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service = dataclasses.replace(
+        view.status_doc.services[0], flags=ServiceFlag.PERSISTENT, persistence_timeout=300
+    )
+    view.status_doc = dataclasses.replace(view.status_doc, services=(service,))
+    assert await cli("status", "--socket", sock) == 0
+    assert "TCP  192.168.1.200:80 rr persistent 300" in capsys.readouterr().out.splitlines()
+
+
+# --- list: the kernel's table, read over (a fake) netlink ---------------------------------
+
+
+class FakeIpvsClient:
+    """What `ipvsd list` uses of `IpvsClient`: open, dump, info."""
+
+    table = Table()
+
+    @classmethod
+    async def open(cls) -> FakeIpvsClient:
+        return cls()
+
+    async def __aenter__(self) -> FakeIpvsClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def dump(self) -> Table:
+        return self.table
+
+    async def info(self) -> IpvsInfo:
+        return IpvsInfo(version="1.2.1", conn_tab_size=4096)
+
+
+@pytest.fixture
+def kernel(monkeypatch: pytest.MonkeyPatch) -> type[FakeIpvsClient]:
+    web = make_service(
+        ServiceKey(Family.INET, Protocol.TCP, ip_address("192.168.1.200"), 80),
+        ServiceAttrs("rr", ServiceFlag.PERSISTENT, 300, 32),
+        [
+            Dest(
+                DestKey(ip_address("192.168.1.30"), 80),
+                DestAttrs(ForwardMethod.NAT, 1),
+                DestCounters(active_conns=3, inactive_conns=25),
+            )
+        ],
+    )
+    mark = make_service(
+        fwmark_key(Family.INET6, 5),
+        ServiceAttrs("wrr"),
+        [Dest(DestKey(ip_address("2001:db8::31"), 80), DestAttrs(ForwardMethod.DR, 2))],
+    )
+    monkeypatch.setattr(FakeIpvsClient, "table", Table.of([mark, web]))
+    monkeypatch.setattr(netlink_ipvs, "IpvsClient", FakeIpvsClient)
+    return FakeIpvsClient
+
+
+def test_list_prints_the_kernel_table_like_ipvsadm(
+    kernel: type[FakeIpvsClient], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["list"]) == 0
+    assert capsys.readouterr().out == (
+        "IP Virtual Server version 1.2.1 (size=4096)\n"
+        "Prot LocalAddress:Port Scheduler Flags\n"
+        "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
+        "TCP  192.168.1.200:80 rr persistent 300\n"
+        "  -> 192.168.1.30:80              Masq    1      3          25\n"
+        "FWM  5 IPv6 wrr\n"
+        "  -> [2001:db8::31]:80            Route   2      0          0\n"
+    )
+
+
+def test_list_json_is_the_status_contracts_services(
+    kernel: type[FakeIpvsClient], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["list", "--json"]) == 0
+    services = json.loads(capsys.readouterr().out)
+    assert [(s["address"], s["port"], s["fwmark"], s["family"]) for s in services] == [
+        ("192.168.1.200", 80, None, "ipv4"),
+        (None, None, 5, "ipv6"),
+    ]
+    assert services[0]["persistence_timeout"] == 300
+    assert services[0]["reals"][0]["inactive_conns"] == 25
+    assert services[1]["reals"][0]["forward"] == "dr"
+    assert services[1]["reals"][0]["health"] is None  # no health without the daemon
+    assert set(services[0]) == set(to_json(STATUS_DOC)["services"][0])  # one encoder

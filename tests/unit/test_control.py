@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import grp
 import json
 import os
@@ -14,7 +13,7 @@ import stat
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
-from ipaddress import ip_address
+from ipaddress import IPv4Interface, ip_address
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +28,15 @@ from ipvsd.control.protocol import (
     handle_request,
 )
 from ipvsd.control.server import ControlServer, ControlSocketError
+from ipvsd.control.status import (
+    RealStatus,
+    ServiceStatus,
+    StatusDocument,
+    VrrpStatus,
+    to_json,
+)
 from ipvsd.errors import ControlRequestError, KernelError
-from ipvsd.model import DestKey, Family, Protocol, ServiceKey, fwmark_key
+from ipvsd.model import DestKey, Family, ForwardMethod, Protocol, ServiceKey, fwmark_key
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT = PeerCredentials(pid=100, uid=0, gid=0)
@@ -38,43 +44,46 @@ USER = PeerCredentials(pid=200, uid=1000, gid=1000)
 WEB = ServiceKey(Family.INET, Protocol.TCP, ip_address("192.168.1.200"), 80)
 REAL_30 = DestKey(ip_address("192.168.1.30"), 80)
 
-STATUS: dict[str, Any] = {
-    "node": "director1",
-    "version": "9.9.9",
-    "vrrp": [
-        {
-            "name": "VI_1",
-            "state": "MASTER",
-            "interface": "eth1",
-            "vrid": 51,
-            "priority": 100,
-            "effective_priority": 100,
-            "virtual_ipaddresses": ["192.168.1.200/24"],
-        }
-    ],
-    "services": [
-        {
-            "address": "192.168.1.200",
-            "port": 80,
-            "protocol": "tcp",
-            "fwmark": None,
-            "scheduler": "rr",
-            "reals": [
-                {
-                    "address": "192.168.1.30",
-                    "port": 80,
-                    "forward": "nat",
-                    "weight": 1,
-                    "configured_weight": 1,
-                    "health": "up",
-                    "active_conns": 0,
-                    "inactive_conns": 25,
-                    "persistent_conns": 0,
-                }
-            ],
-        }
-    ],
-}
+STATUS_DOC = StatusDocument(
+    node="director1",
+    version="9.9.9",
+    vrrp=(
+        VrrpStatus(
+            name="VI_1",
+            state="MASTER",
+            interface="eth1",
+            vrid=51,
+            priority=100,
+            effective_priority=100,
+            virtual_ipaddresses=(IPv4Interface("192.168.1.200/24"),),
+        ),
+    ),
+    services=(
+        ServiceStatus(
+            address=ip_address("192.168.1.200"),
+            port=80,
+            protocol=Protocol.TCP,
+            fwmark=None,
+            family=Family.INET,
+            scheduler="rr",
+            reals=(
+                RealStatus(
+                    address=ip_address("192.168.1.30"),
+                    port=80,
+                    forward=ForwardMethod.NAT,
+                    weight=1,
+                    configured_weight=1,
+                    health="up",
+                    inactive_conns=25,
+                ),
+            ),
+        ),
+    ),
+)
+"""The fake daemon's status document: one VRRP instance, one service, one real."""
+
+STATUS: dict[str, Any] = to_json(STATUS_DOC)
+"""`STATUS_DOC` as the control socket sends it."""
 
 
 class FakeView:
@@ -83,7 +92,7 @@ class FakeView:
     version = "9.9.9"
 
     def __init__(self) -> None:
-        self.status_doc = copy.deepcopy(STATUS)
+        self.status_doc = STATUS_DOC
         self.configured = {(WEB, REAL_30)}
         self.drained: set[tuple[ServiceKey, DestKey]] = set()
         self.reload_errors: list[str] = []
@@ -91,10 +100,10 @@ class FakeView:
         self.is_ready = True
         self.status_error: Exception | None = None
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self) -> StatusDocument:
         if self.status_error is not None:
             raise self.status_error
-        return copy.deepcopy(self.status_doc)
+        return self.status_doc
 
     async def reload(self) -> list[str]:
         self.reloads += 1

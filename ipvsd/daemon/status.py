@@ -1,0 +1,161 @@
+"""Builds the status document (``ipvsd status``) from the daemon's parts.
+
+Built from the running config, a kernel dump taken for this request (so the
+connection numbers are the kernel's at that moment), the health of each real
+and the VRRP instances' states. The result is the typed contract of
+`ipvsd.control.status`; the control socket encodes it with its one encoder.
+
+Rules:
+
+1. Services are listed as configured, in config order, with the config's
+   scheduler and persistence (what the reconciler keeps the kernel at).
+2. Reals are listed as configured, with what the kernel has now (``weight``,
+   counters, thresholds) next to what the config says
+   (``configured_weight``). A real the kernel does not hold (fresh and not
+   yet healthy, or removed on failure) shows weight 0 and no connections.
+3. A real without a health check is ``up``; a checked one is what its
+   tracker says, ``unknown`` until the first verdict.
+4. A dest in the kernel that is not a configured real is the sorry server:
+   it is listed after the reals, with ``sorry`` set and no configured weight.
+5. ``sync_daemon`` is None unless ``ipvs.sync_daemon`` is configured; then
+   it holds the resolved target, the role that should run, the kernel's
+   daemons read for this request (None when unreadable) and the last error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence, Set
+from typing import TYPE_CHECKING
+
+from ipvsd.config.model import Config, ServiceConfig
+from ipvsd.control.status import (
+    RunningSyncDaemon,
+    ServiceStatus,
+    StatsView,
+    StatusDocument,
+    SyncDaemonStatusView,
+    VrrpStatus,
+    real_status,
+)
+from ipvsd.health.policy import has_check
+from ipvsd.health.tracker import Health
+from ipvsd.model import DestKey, RealId, Table
+
+if TYPE_CHECKING:  # only attributes are read: the asyncio module is not imported at run time
+    from ipvsd.ipvs.sync_daemon import SyncDaemonStatus
+
+VrrpView = VrrpStatus
+"""The name the composition root builds VRRP instances' status with."""
+
+
+def status_document(
+    *,
+    node: str,
+    version: str,
+    config: Config,
+    kernel: Table | None,
+    health: Mapping[RealId, Health],
+    drained: Set[RealId],
+    vrrp: Sequence[VrrpStatus],
+    sync_daemon: SyncDaemonStatus | None = None,
+) -> StatusDocument:
+    """The status document.
+
+    Args:
+        node: this director's name.
+        version: the daemon's version.
+        config: the running config.
+        kernel: a kernel dump taken for this request; None when IPVS is not
+            in use (then no services are listed).
+        health: the health of each checked real.
+        drained: the reals an operator drained.
+        vrrp: the VRRP instances, in the order to show them.
+        sync_daemon: the connection-sync controller's status, when configured.
+
+    Returns:
+        The typed document (`ipvsd.control.status.to_json` makes it JSON).
+    """
+    services: tuple[ServiceStatus, ...] = ()
+    if kernel is not None:
+        services = tuple(
+            _service(service, kernel, health, drained) for service in config.ipvs.services
+        )
+    return StatusDocument(
+        node=node,
+        version=version,
+        vrrp=tuple(vrrp),
+        services=services,
+        sync_daemon=_sync_daemon(sync_daemon) if sync_daemon is not None else None,
+    )
+
+
+def _service(
+    service: ServiceConfig, kernel: Table, health: Mapping[RealId, Health], drained: Set[RealId]
+) -> ServiceStatus:
+    key = service.key
+    in_kernel = kernel.services.get(key)
+    dests = in_kernel.dests if in_kernel is not None else {}
+    reals = []
+    configured: set[DestKey] = set()
+    for real in service.reals:
+        dest_key = service.dest_key(real)
+        configured.add(dest_key)
+        real_id = (key, dest_key)
+        state = health.get(real_id, Health.UNKNOWN) if has_check(service, real) else Health.UP
+        reals.append(
+            real_status(
+                dest_key,
+                dests.get(dest_key),
+                forward=service.forward_of(real),
+                configured_weight=real.weight,
+                health=state.value,
+                drained=real_id in drained,
+            )
+        )
+    reals.extend(
+        real_status(dest_key, dest, health=Health.UP.value, sorry=True)
+        for dest_key, dest in dests.items()
+        if dest_key not in configured
+    )
+    stats = in_kernel.stats if in_kernel is not None else None
+    return ServiceStatus(
+        address=key.address,
+        port=None if key.fwmark else key.port,
+        protocol=key.protocol,
+        fwmark=key.fwmark or None,
+        family=key.family,
+        scheduler=service.scheduler,
+        flags=service.flags,
+        persistence_timeout=service.persistence_timeout,
+        persistence_netmask=service.netmask,
+        persistence_engine=service.persistence_engine,
+        in_kernel=in_kernel is not None,
+        stats=StatsView.of(stats) if stats is not None else None,
+        reals=tuple(reals),
+    )
+
+
+def _sync_daemon(status: SyncDaemonStatus) -> SyncDaemonStatusView:
+    target = status.target
+    running = None
+    if status.running is not None:
+        running = tuple(
+            RunningSyncDaemon(
+                state=daemon.state.name.lower(),
+                interface=daemon.interface,
+                sync_id=daemon.sync_id,
+                mcast_group=daemon.mcast_group,
+                mcast_port=daemon.mcast_port,
+                mcast_ttl=daemon.mcast_ttl,
+                sync_maxlen=daemon.sync_maxlen,
+            )
+            for daemon in status.running
+        )
+    return SyncDaemonStatusView(
+        vrrp_instance=target.vrrp_instance if target else None,
+        interface=target.interface if target else None,
+        sync_id=target.sync_id if target else None,
+        wanted=status.wanted.name.lower() if status.wanted else None,
+        running=running,
+        error=status.error,
+    )

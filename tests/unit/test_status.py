@@ -1,0 +1,661 @@
+"""The status contract: its one JSON codec, the tables rendered from it, and its builder.
+
+The point of the typed contract (issue 10) is that the renderers read only
+fields the document has; the test that a persistent service shows
+``persistent 300`` in ``ipvsd status`` is the bug it fixes.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import sys
+from ipaddress import IPv4Interface, ip_address
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ipvsd.config import Config, parse_config
+from ipvsd.control.render import ipvsadm_table, service_line, status_text
+from ipvsd.control.status import (
+    MalformedStatus,
+    RealStatus,
+    RunningSyncDaemon,
+    ServiceStatus,
+    StatsView,
+    StatusDocument,
+    SyncDaemonStatusView,
+    VrrpStatus,
+    from_json,
+    services_from_table,
+    services_to_json,
+    to_json,
+)
+from ipvsd.daemon.status import VrrpView, status_document
+from ipvsd.desired import desired_table
+from ipvsd.health.tracker import Health
+from ipvsd.ipvs.sync_daemon import SyncDaemonStatus, SyncTarget
+from ipvsd.model import (
+    Dest,
+    DestAttrs,
+    DestCounters,
+    DestKey,
+    Family,
+    ForwardMethod,
+    Protocol,
+    Service,
+    ServiceAttrs,
+    ServiceFlag,
+    ServiceKey,
+    Stats,
+    Table,
+    fwmark_key,
+    make_service,
+)
+from ipvsd.netlink.wire_daemon import SyncDaemon, SyncState
+
+PACKAGE = Path(__file__).resolve().parents[2] / "ipvsd"
+WEB_KEY = ServiceKey(Family.INET, Protocol.TCP, ip_address("192.168.1.200"), 80)
+
+VI_1 = VrrpStatus(
+    name="VI_1",
+    state="MASTER",
+    interface="eth1",
+    vrid=51,
+    priority=100,
+    effective_priority=100,
+    virtual_ipaddresses=(IPv4Interface("192.168.1.200/24"),),
+)
+
+
+def web(**changes: Any) -> ServiceStatus:
+    """``TCP 192.168.1.200:80 rr`` with one real, changed by keyword."""
+    service = ServiceStatus(
+        address=ip_address("192.168.1.200"),
+        port=80,
+        protocol=Protocol.TCP,
+        fwmark=None,
+        family=Family.INET,
+        scheduler="rr",
+        reals=(real(),),
+    )
+    return dataclasses.replace(service, **changes)
+
+
+def real(**changes: Any) -> RealStatus:
+    """``192.168.1.30:80`` (nat, weight 1, up), changed by keyword."""
+    status = RealStatus(
+        address=ip_address("192.168.1.30"),
+        port=80,
+        forward=ForwardMethod.NAT,
+        weight=1,
+        configured_weight=1,
+        health="up",
+        inactive_conns=25,
+    )
+    return dataclasses.replace(status, **changes)
+
+
+def document(*services: ServiceStatus) -> StatusDocument:
+    return StatusDocument(node="director1", version="9.9.9", vrrp=(VI_1,), services=services)
+
+
+FWMARK6 = web(
+    address=None,
+    port=None,
+    fwmark=5,
+    family=Family.INET6,
+    scheduler="wrr",
+    reals=(real(address=ip_address("2001:db8::30"), port=80, forward=ForwardMethod.DR),),
+)
+
+RICH = StatusDocument(
+    node="director1",
+    version="9.9.9",
+    vrrp=(VI_1, dataclasses.replace(VI_1, name="VI_2", vrid=52, state="BACKUP")),
+    services=(
+        web(
+            flags=ServiceFlag.PERSISTENT | ServiceFlag.ONEPACKET,
+            persistence_timeout=300,
+            persistence_netmask=24,
+            persistence_engine="sip",
+            stats=StatsView(1, 2, 3, 4, 5, 6, 7, 8, 9, 10),
+            reals=(
+                real(upper_threshold=100, lower_threshold=50, stats=StatsView(conns=7)),
+                real(
+                    address=ip_address("192.168.1.31"),
+                    weight=0,
+                    health="down",
+                    drained=True,
+                    in_kernel=False,
+                ),
+                real(address=ip_address("192.168.1.99"), configured_weight=None, sorry=True),
+            ),
+        ),
+        FWMARK6,
+        web(in_kernel=False, protocol=Protocol.UDP, reals=()),
+    ),
+    sync_daemon=SyncDaemonStatusView(
+        vrrp_instance="VI_1",
+        interface="eth1",
+        sync_id=51,
+        wanted="master",
+        running=(RunningSyncDaemon("master", "eth1", 51, ip_address("224.0.0.81"), 8848, 1, 1472),),
+        error="eth1 flapped",
+    ),
+)
+
+
+# --- the codec ----------------------------------------------------------------------------
+
+
+def test_round_trip() -> None:
+    assert from_json(json.loads(json.dumps(to_json(RICH)))) == RICH
+    assert from_json(to_json(StatusDocument(node="n", version="v"))) == StatusDocument("n", "v")
+
+
+def test_the_exact_json_of_a_small_document() -> None:
+    assert to_json(document(web())) == {
+        "node": "director1",
+        "version": "9.9.9",
+        "vrrp": [
+            {
+                "name": "VI_1",
+                "state": "MASTER",
+                "interface": "eth1",
+                "vrid": 51,
+                "priority": 100,
+                "effective_priority": 100,
+                "virtual_ipaddresses": ["192.168.1.200/24"],
+            }
+        ],
+        "services": [
+            {
+                "address": "192.168.1.200",
+                "port": 80,
+                "protocol": "tcp",
+                "fwmark": None,
+                "family": "ipv4",
+                "scheduler": "rr",
+                "flags": [],
+                "persistence_timeout": 0,
+                "persistence_netmask": 32,
+                "persistence_engine": None,
+                "in_kernel": True,
+                "stats": None,
+                "reals": [
+                    {
+                        "address": "192.168.1.30",
+                        "port": 80,
+                        "forward": "nat",
+                        "weight": 1,
+                        "configured_weight": 1,
+                        "health": "up",
+                        "drained": False,
+                        "in_kernel": True,
+                        "sorry": False,
+                        "active_conns": 0,
+                        "inactive_conns": 25,
+                        "persistent_conns": 0,
+                        "upper_threshold": None,
+                        "lower_threshold": None,
+                        "stats": None,
+                    }
+                ],
+            }
+        ],
+        "sync_daemon": None,
+    }
+
+
+def test_the_json_of_fwmark_persistence_stats_and_sync() -> None:
+    encoded = to_json(RICH)
+    persistent, fwmark = encoded["services"][0], encoded["services"][1]
+    assert persistent["flags"] == ["persistent", "one-packet"]
+    assert persistent["stats"]["conns"] == 1
+    assert persistent["stats"]["outbps"] == 10
+    assert (fwmark["address"], fwmark["port"], fwmark["fwmark"]) == (None, None, 5)
+    assert fwmark["family"] == "ipv6"
+    assert encoded["sync_daemon"]["running"] == [
+        {
+            "state": "master",
+            "interface": "eth1",
+            "sync_id": 51,
+            "mcast_group": "224.0.0.81",
+            "mcast_port": 8848,
+            "mcast_ttl": 1,
+            "sync_maxlen": 1472,
+        }
+    ]
+    assert services_to_json(RICH.services) == encoded["services"]
+
+
+def test_unknown_keys_are_ignored() -> None:
+    encoded = to_json(document(web()))
+    encoded["future"] = 1
+    encoded["services"][0]["future"] = [1]
+    encoded["services"][0]["reals"][0]["future"] = {"x": None}
+    encoded["services"][0]["flags"] = ["a-flag-from-the-future"]
+    assert from_json(encoded) == document(web())
+
+
+def test_an_older_document_without_the_extras_decodes_with_their_defaults() -> None:
+    encoded = to_json(document(web(), FWMARK6))
+    extras = {"family", "flags", "persistence_timeout", "persistence_netmask"}
+    extras |= {"persistence_engine", "in_kernel", "stats"}
+    for service in encoded["services"]:
+        for key in extras:
+            del service[key]
+        for entry in service["reals"]:
+            for key in ("drained", "in_kernel", "sorry", "upper_threshold", "stats"):
+                del entry[key]
+    del encoded["sync_daemon"]
+    decoded = from_json(encoded)
+    # Without "family" the address tells it; a fwmark service is taken as IPv4.
+    assert decoded == document(web(), dataclasses.replace(FWMARK6, family=Family.INET))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: d.pop("node"), "node: missing"),
+        (lambda d: d.update(vrrp={}), "vrrp: expected a list, got an object"),
+        (
+            lambda d: d["vrrp"][0].update(vrid="51"),
+            "vrrp[0].vrid: expected an integer, got a string",
+        ),
+        (
+            lambda d: d["vrrp"][0].update(virtual_ipaddresses=["300.1.1.1/24"]),
+            "vrrp[0].virtual_ipaddresses[0]: ",
+        ),
+        (lambda d: d["services"][0].pop("fwmark"), "services[0].fwmark: missing"),
+        (
+            lambda d: d["services"][0].update(protocol="icmp"),
+            "services[0].protocol: 'icmp' is not one of tcp, udp, sctp",
+        ),
+        (lambda d: d["services"][0].update(family="ipx"), "services[0].family: 'ipx'"),
+        (lambda d: d["services"][0].update(reals=[7]), "services[0].reals[0]: expected an object"),
+        (
+            lambda d: d["services"][0]["reals"][0].update(weight=True),
+            "services[0].reals[0].weight: expected an integer, got a boolean",
+        ),
+        (
+            lambda d: d["services"][0]["reals"][0].update(address="192.168.1"),
+            "services[0].reals[0].address: ",
+        ),
+        (
+            lambda d: d["services"][0]["reals"][0].update(forward="fast"),
+            "services[0].reals[0].forward: 'fast' is not one of nat, dr, tunnel",
+        ),
+        (lambda d: d["services"][0]["stats"].update(conns=1.5), "services[0].stats.conns: "),
+        (lambda d: d["sync_daemon"].update(running=[{}]), "sync_daemon.running[0].state: missing"),
+    ],
+)
+def test_a_malformed_document_is_a_clear_error(damage: Any, message: str) -> None:
+    encoded = to_json(RICH)
+    damage(encoded)
+    with pytest.raises(MalformedStatus, match="^" + message.replace("[", r"\[")):
+        from_json(encoded)
+
+
+def test_a_document_that_is_not_an_object() -> None:
+    with pytest.raises(MalformedStatus, match=r"^status: expected an object, got a list$"):
+        from_json([])
+
+
+# --- the human tables -------------------------------------------------------------------------
+
+
+def real_columns(entry: RealStatus) -> dict[str, str]:
+    """The real's row of ``ipvsd status``, by column header, checking the columns line up."""
+    lines = status_text(document(web(reals=(entry,)))).splitlines()
+    header = next(line for line in lines if "RemoteAddress:Port" in line)
+    row = next(line for line in lines if line.startswith("  -> ") and line != header)
+    names, cells = header.split()[1:], row.split()[1:]
+    for name, cell in zip(names, cells, strict=True):
+        assert row.index(cell, header.index(name)) == header.index(name), (name, header, row)
+    return dict(zip(names, cells, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("changes", "column", "cell"),
+    [
+        ({}, "RemoteAddress:Port", "192.168.1.30:80"),
+        ({"address": ip_address("2001:db8::30")}, "RemoteAddress:Port", "[2001:db8::30]:80"),
+        ({"forward": ForwardMethod.NAT}, "Forward", "Masq"),
+        ({"forward": ForwardMethod.DR}, "Forward", "Route"),
+        ({"forward": ForwardMethod.TUNNEL}, "Forward", "Tunnel"),
+        ({"weight": 0}, "Weight", "0"),
+        ({"configured_weight": 70}, "CfgWeight", "70"),
+        ({"configured_weight": None}, "CfgWeight", "-"),
+        ({"health": "down"}, "Health", "down"),
+        ({"health": "unknown"}, "Health", "unknown"),
+        ({"drained": True}, "Health", "up,drained"),
+        ({"active_conns": 12}, "ActiveConn", "12"),
+        ({"inactive_conns": 34}, "InActConn", "34"),
+        ({"persistent_conns": 56}, "PersistConn", "56"),
+    ],
+)
+def test_status_real_columns(changes: dict[str, Any], column: str, cell: str) -> None:
+    assert real_columns(real(**changes))[column] == cell
+
+
+@pytest.mark.parametrize(
+    ("service", "line"),
+    [
+        (web(), "TCP  192.168.1.200:80 rr"),
+        (
+            web(flags=ServiceFlag.PERSISTENT, persistence_timeout=300),
+            "TCP  192.168.1.200:80 rr persistent 300",
+        ),
+        (
+            web(flags=ServiceFlag.PERSISTENT, persistence_timeout=300, persistence_netmask=24),
+            "TCP  192.168.1.200:80 rr persistent 300 mask /24",
+        ),
+        (FWMARK6, "FWM  5 IPv6 wrr"),
+        (web(address=None, port=None, fwmark=10, scheduler="sh"), "FWM  10 sh"),
+        (
+            web(address=ip_address("2001:db8::200"), port=53, protocol=Protocol.UDP),
+            "UDP  [2001:db8::200]:53 rr",
+        ),
+        (
+            web(
+                address=ip_address("2001:db8::200"),
+                family=Family.INET6,
+                flags=ServiceFlag.PERSISTENT | ServiceFlag.ONEPACKET | ServiceFlag.SCHED1,
+                persistence_timeout=60,
+                persistence_netmask=128,  # per client: no mask shown
+                persistence_engine="sip",
+            ),
+            "TCP  [2001:db8::200]:80 rr (flag-1,ops) persistent 60 pe sip",
+        ),
+        (web(protocol=Protocol.SCTP), "SCTP 192.168.1.200:80 rr"),
+    ],
+)
+def test_one_service_line_for_status_and_list(service: ServiceStatus, line: str) -> None:
+    assert service_line(service) == line
+    assert line in status_text(document(service)).splitlines()
+    assert line in ipvsadm_table([service]).splitlines()
+
+
+def test_the_sorry_server_row() -> None:
+    sorry = real(address=ip_address("192.168.1.99"), configured_weight=None, sorry=True)
+    text = status_text(document(web(reals=(real(weight=0, health="down"), sorry))))
+    rows = [line.split() for line in text.splitlines() if line.startswith("  -> 192")]
+    assert rows == [
+        ["->", "192.168.1.30:80", "Masq", "0", "1", "down", "0", "25", "0"],
+        ["->", "192.168.1.99:80", "Masq", "1", "-", "up", "0", "25", "0"],
+    ]
+
+
+def test_status_of_a_persistent_service_shows_its_persistence() -> None:
+    # The bug of issue 10: the human table read fields the document did not have.
+    config = parse_config(CONFIG, default_node_name="n1")
+    doc = status_document(
+        node="n1",
+        version="0",
+        config=config,
+        kernel=desired_table(config),
+        health={},
+        drained=set(),
+        vrrp=[],
+    )
+    lines = status_text(from_json(json.loads(json.dumps(to_json(doc))))).splitlines()
+    assert "TCP  192.168.1.200:80 rr persistent 300" in lines
+    assert "FWM  5 IPv6 wrr" in lines
+
+
+# --- ipvsd list: exactly ipvsadm -Ln's layout -------------------------------------------------
+
+
+def kernel_table() -> Table:
+    counters = DestCounters(3, 25, 1, Stats(10, 200, 150, 30000, 90000, 1, 2, 3, 4, 5))
+    tcp = make_service(
+        ServiceKey(Family.INET, Protocol.TCP, ip_address("192.168.1.200"), 80),
+        ServiceAttrs("rr", ServiceFlag.PERSISTENT, 300, 32),
+        [
+            Dest(DestKey(ip_address("192.168.1.31"), 8080), DestAttrs(ForwardMethod.DR, 100), None),
+            Dest(DestKey(ip_address("192.168.1.30"), 80), DestAttrs(), counters),
+        ],
+    )
+    tcp = Service(tcp.key, tcp.attrs, tcp.dests, Stats(12, 300, 200, 40000, 100000))
+    udp6 = make_service(
+        ServiceKey(Family.INET6, Protocol.UDP, ip_address("2001:db8::200"), 53),
+        ServiceAttrs("wrr", ServiceFlag(0x0D), 60, 64, "sip"),
+        [
+            Dest(
+                DestKey(ip_address("2001:db8::30"), 53),
+                DestAttrs(ForwardMethod.TUNNEL, 2),
+                counters,
+            )
+        ],
+    )
+    fwmark6 = make_service(
+        fwmark_key(Family.INET6, 5),
+        ServiceAttrs("wrr"),
+        [Dest(DestKey(ip_address("2001:db8::31"), 0), DestAttrs(ForwardMethod.DR))],
+    )
+    fwmark4 = make_service(fwmark_key(Family.INET, 10), ServiceAttrs("sh"))
+    sctp = make_service(
+        ServiceKey(Family.INET, Protocol.SCTP, ip_address("10.0.0.1"), 3868), ServiceAttrs("lc")
+    )
+    return Table.of([sctp, fwmark6, udp6, tcp, fwmark4])
+
+
+def test_list_table() -> None:
+    # A fwmark next to a TCP service of its family: sorting the keys themselves raised.
+    assert ipvsadm_table(services_from_table(kernel_table())).splitlines() == [
+        "Prot LocalAddress:Port Scheduler Flags",
+        "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn",
+        "FWM  10 sh",
+        "TCP  192.168.1.200:80 rr persistent 300",
+        "  -> 192.168.1.30:80              Masq    1      3          25",
+        "  -> 192.168.1.31:8080            Route   100    0          0",
+        "SCTP 10.0.0.1:3868 lc",
+        "FWM  5 IPv6 wrr",
+        "  -> [2001:db8::31]:0             Route   1      0          0",
+        "UDP  [2001:db8::200]:53 wrr (flag-1,ops) persistent 60 mask /64 pe sip",
+        "  -> [2001:db8::30]:53            Tunnel  2      3          25",
+    ]
+
+
+def test_list_table_with_stats() -> None:
+    assert ipvsadm_table(services_from_table(kernel_table()), stats=True).splitlines() == [
+        "Prot LocalAddress:Port Scheduler Flags",
+        "  -> RemoteAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes",
+        "FWM  10 sh",
+        "TCP  192.168.1.200:80 rr persistent 300       12      300      200    40000   100000",
+        "  -> 192.168.1.30:80                      10      200      150    30000    90000",
+        f"  -> {'192.168.1.31:8080':<30} ",  # the kernel gave no counters
+        "SCTP 10.0.0.1:3868 lc",
+        "FWM  5 IPv6 wrr",
+        f"  -> {'[2001:db8::31]:0':<30} ",
+        "UDP  [2001:db8::200]:53 wrr (flag-1,ops) persistent 60 mask /64 pe sip",
+        "  -> [2001:db8::30]:53                    10      200      150    30000    90000",
+    ]
+
+
+def test_services_from_a_kernel_table_have_no_health() -> None:
+    services = services_from_table(kernel_table())
+    tcp = services[1]
+    assert (tcp.address, tcp.port, tcp.fwmark, tcp.persistence_timeout) == (
+        ip_address("192.168.1.200"),
+        80,
+        None,
+        300,
+    )
+    assert tcp.stats == StatsView(12, 300, 200, 40000, 100000)
+    first, second = tcp.reals
+    assert (first.health, first.configured_weight, first.in_kernel) == (None, None, True)
+    assert (first.active_conns, first.inactive_conns, first.persistent_conns) == (3, 25, 1)
+    assert first.stats == StatsView(10, 200, 150, 30000, 90000, 1, 2, 3, 4, 5)
+    assert (second.upper_threshold, second.stats) == (0, None)
+    assert (services[0].port, services[0].fwmark, services[0].address) == (None, 10, None)
+
+
+def test_list_orders_reals_of_both_families() -> None:
+    # An IPv4 service may tunnel to IPv6 reals; IPv4Address and IPv6Address do not compare.
+    service = make_service(
+        WEB_KEY,
+        ServiceAttrs("rr"),
+        [
+            Dest(DestKey(ip_address("2001:db8::30"), 80), DestAttrs(ForwardMethod.TUNNEL)),
+            Dest(DestKey(ip_address("192.168.1.31"), 80), DestAttrs(ForwardMethod.TUNNEL)),
+            Dest(DestKey(ip_address("192.168.1.30"), 80), DestAttrs(ForwardMethod.TUNNEL)),
+        ],
+    )
+    (listed,) = services_from_table(Table.of([service]))
+    assert [str(r.address) for r in listed.reals] == [
+        "192.168.1.30",
+        "192.168.1.31",
+        "2001:db8::30",
+    ]
+
+
+# --- the builder (ipvsd.daemon.status) ----------------------------------------------------------
+
+CONFIG = """
+ipvs:
+  services:
+    - address: 192.168.1.200
+      port: 80
+      scheduler: rr
+      persistence_timeout: 300
+      check: {type: tcp}
+      sorry_server: {address: 192.168.1.99}
+      reals:
+        - {address: 192.168.1.30, weight: 1}
+        - {address: 192.168.1.31, weight: 2}
+        - {address: 192.168.1.32, weight: 3, forward: dr}
+        - {address: 192.168.1.33, weight: 4, check: {type: none}}
+    - fwmark: 5
+      family: ipv6
+      scheduler: wrr
+      reals:
+        - {address: "2001:db8::30", port: 80}
+"""
+
+
+def dest(address: str, weight: int, counters: DestCounters | None = None) -> Dest:
+    return Dest(DestKey(ip_address(address), 80), DestAttrs(weight=weight), counters)
+
+
+def build(config: Config, kernel: Table | None, **kwargs: Any) -> StatusDocument:
+    arguments: dict[str, Any] = {"health": {}, "drained": set(), "vrrp": []} | kwargs
+    return status_document(node="n1", version="0", config=config, kernel=kernel, **arguments)
+
+
+def test_the_builder_puts_config_kernel_and_health_side_by_side() -> None:
+    config = parse_config(CONFIG, default_node_name="n1")
+    attrs = ServiceAttrs("rr", ServiceFlag.PERSISTENT, 300, 32)
+    web_service = make_service(
+        WEB_KEY,
+        attrs,
+        [
+            dest("192.168.1.30", 1, DestCounters(2, 25, 1)),
+            dest("192.168.1.31", 0),
+            dest("192.168.1.33", 4),
+            dest("192.168.1.99", 1),  # the sorry server
+        ],
+    )
+    kernel = Table.of([Service(WEB_KEY, attrs, web_service.dests, Stats(conns=9))])
+    real_31 = (WEB_KEY, DestKey(ip_address("192.168.1.31"), 80))
+    doc = build(
+        config,
+        kernel,
+        health={(WEB_KEY, DestKey(ip_address("192.168.1.30"), 80)): Health.UP, real_31: Health.UP},
+        drained={real_31},
+        vrrp=[VrrpView(**{f.name: getattr(VI_1, f.name) for f in dataclasses.fields(VI_1)})],
+    )
+    assert (doc.node, doc.version, doc.vrrp, doc.sync_daemon) == ("n1", "0", (VI_1,), None)
+    service, fwmark = doc.services
+    assert service == web(
+        flags=ServiceFlag.PERSISTENT,
+        persistence_timeout=300,
+        stats=StatsView(conns=9),
+        reals=service.reals,
+    )
+    rows = [
+        (str(r.address), r.forward, r.weight, r.configured_weight, r.health, r.drained, r.in_kernel)
+        for r in service.reals
+    ]
+    assert rows == [
+        ("192.168.1.30", ForwardMethod.NAT, 1, 1, "up", False, True),
+        ("192.168.1.31", ForwardMethod.NAT, 0, 2, "up", True, True),
+        ("192.168.1.32", ForwardMethod.DR, 0, 3, "unknown", False, False),  # not yet checked
+        ("192.168.1.33", ForwardMethod.NAT, 4, 4, "up", False, True),  # no check: up
+        ("192.168.1.99", ForwardMethod.NAT, 1, None, "up", False, True),
+    ]
+    assert [r.sorry for r in service.reals] == [False] * 4 + [True]
+    first = service.reals[0]
+    assert (first.active_conns, first.inactive_conns, first.persistent_conns) == (2, 25, 1)
+    assert (fwmark.address, fwmark.port, fwmark.fwmark, fwmark.family) == (
+        None,
+        None,
+        5,
+        Family.INET6,
+    )
+    assert not fwmark.in_kernel
+    assert [(r.weight, r.in_kernel, r.active_conns) for r in fwmark.reals] == [(0, False, 0)]
+
+
+def test_the_builder_without_ipvs_lists_no_services() -> None:
+    config = parse_config(CONFIG, default_node_name="n1")
+    assert build(config, None).services == ()
+
+
+def test_the_builder_shows_the_sync_daemon() -> None:
+    config = parse_config("{}", default_node_name="n1")
+    running = SyncDaemon(SyncState.MASTER, "eth1", 51, 1472, ip_address("224.0.0.81"), 8848, 1)
+    status = SyncDaemonStatus(
+        target=SyncTarget(vrrp_instance="VI_1", interface="eth1", sync_id=51),
+        wanted=SyncState.MASTER,
+        running=(running,),
+        error=None,
+    )
+    assert to_json(build(config, None, sync_daemon=status))["sync_daemon"] == {
+        "vrrp_instance": "VI_1",
+        "interface": "eth1",
+        "sync_id": 51,
+        "wanted": "master",
+        "running": [
+            {
+                "state": "master",
+                "interface": "eth1",
+                "sync_id": 51,
+                "mcast_group": "224.0.0.81",
+                "mcast_port": 8848,
+                "mcast_ttl": 1,
+                "sync_maxlen": 1472,
+            }
+        ],
+        "error": None,
+    }
+    unread = SyncDaemonStatus(target=None, wanted=None, running=None, error="EPERM")
+    assert build(config, None, sync_daemon=unread).sync_daemon == SyncDaemonStatusView(
+        None, None, None, None, None, "EPERM"
+    )
+
+
+# --- purity -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module", ["control/status.py", "control/render.py"])
+def test_the_contract_imports_only_the_stdlib_the_model_and_the_errors(module: str) -> None:
+    allowed = {"ipvsd.model", "ipvsd.errors", "ipvsd.control.status"}
+    io = {"asyncio", "socket", "time", "structlog", "prometheus_client", "subprocess"}
+    for node in ast.walk(ast.parse((PACKAGE / module).read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        for name in names:
+            root = name.split(".")[0]
+            if root == "ipvsd":
+                assert name in allowed, (module, name)
+            else:
+                assert root in sys.stdlib_module_names, (module, name)
+                assert root not in io, (module, name)
