@@ -22,7 +22,10 @@ from ipvsd.ipvs.plan import ApplyResult, Operation
 from ipvsd.ipvs.sync_daemon import SyncDaemonBackend
 from ipvsd.model import Table
 from ipvsd.netlink import routes
+from ipvsd.netlink.addresses import AddressManager
 from ipvsd.netlink.ipvs import IpvsClient, Timeouts
+from ipvsd.netlink.links import LinkWatcher
+from ipvsd.vrrp.ports import LinkSource, VipWriter
 
 
 class IpvsKernel(SyncDaemonBackend, Protocol):
@@ -42,6 +45,22 @@ class IpvsKernel(SyncDaemonBackend, Protocol):
         ...
 
 
+class Addresses(VipWriter, Protocol):
+    """VIP writes as the daemon holds them: the VRRP side's needs, plus `close`."""
+
+    def close(self) -> None:
+        """Release the netlink socket."""
+        ...
+
+
+class Links(LinkSource, Protocol):
+    """The link watch as the daemon holds it: the VRRP side's needs, plus `close`."""
+
+    def close(self) -> None:
+        """Release the netlink sockets (ends `watch_links`)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class KernelPorts:
     """The factories the daemon opens its kernel connections with.
@@ -52,10 +71,14 @@ class KernelPorts:
             sync controller (one connection each, so none waits behind another).
         check_routes: warns about reals reached only through a VIP (reads the
             routing table); called at start and after every reload.
+        open_addresses: the VIP writer the VRRP instances share.
+        open_links: the link watcher the VRRP instances share.
     """
 
     open_ipvs: Callable[[], Awaitable[IpvsKernel]]
     check_routes: Callable[[Config], Coroutine[Any, Any, None]]
+    open_addresses: Callable[[], Awaitable[Addresses]]
+    open_links: Callable[[], Awaitable[Links]]
 
 
 def real_ports() -> KernelPorts:
@@ -63,7 +86,18 @@ def real_ports() -> KernelPorts:
     async def open_ipvs() -> IpvsKernel:
         return await IpvsClient.open()
 
-    return KernelPorts(open_ipvs=open_ipvs, check_routes=warn_reals_behind_vips)
+    async def open_addresses() -> Addresses:
+        return await AddressManager.open()
+
+    async def open_links() -> Links:
+        return await LinkWatcher.open()
+
+    return KernelPorts(
+        open_ipvs=open_ipvs,
+        check_routes=warn_reals_behind_vips,
+        open_addresses=open_addresses,
+        open_links=open_links,
+    )
 
 
 async def warn_reals_behind_vips(config: Config) -> None:

@@ -22,7 +22,8 @@ from ipvsd import __version__
 from ipvsd.config import Config, load_config
 from ipvsd.control.server import ControlServer
 from ipvsd.daemon.components import Components
-from ipvsd.daemon.ports import IpvsKernel, KernelPorts, real_ports
+from ipvsd.daemon.lock import DEFAULT_RUNTIME_DIR, HostLock
+from ipvsd.daemon.ports import Addresses, IpvsKernel, KernelPorts, Links, real_ports
 from ipvsd.daemon.reload import refusal as reload_refusal
 from ipvsd.daemon.view import DaemonView
 from ipvsd.errors import ConfigError, IpvsdError, IpvsUnavailable, KernelError
@@ -33,7 +34,6 @@ from ipvsd.ipvs.reconciler import PassReport, Reconciler
 from ipvsd.ipvs.sync_daemon import SyncDaemonController, SyncTarget, resolve
 from ipvsd.metrics import DaemonMetrics, EventLoopLag, IpvsExporter, MetricsServer, serve
 from ipvsd.model import Table
-from ipvsd.netlink.addresses import AddressManager
 from ipvsd.netlink.ipvs import Timeouts
 from ipvsd.systemd import Notifier
 from ipvsd.vrrp.instance import VrrpInstance
@@ -55,6 +55,7 @@ class Daemon:
         ports: how the kernel is reached; `real_ports()` unless a test fakes it.
         handle_signals: install the SIGHUP / SIGTERM / SIGINT handlers (off in
             in-process tests, which call `reload()` and `request_stop()`).
+        runtime_dir: where the one-daemon-per-host lock lives (`lock`).
     """
 
     def __init__(
@@ -64,11 +65,14 @@ class Daemon:
         *,
         ports: KernelPorts | None = None,
         handle_signals: bool = True,
+        runtime_dir: Path = DEFAULT_RUNTIME_DIR,
     ) -> None:
         self._config_path = config_path
+        self._host_lock = HostLock(runtime_dir)
         self._ports = ports or real_ports()
         self._handle_signals = handle_signals
-        self._addresses: AddressManager | None = None
+        self._addresses: Addresses | None = None
+        self._links: Links | None = None
         self._registry = CollectorRegistry(auto_describe=False)
         self.metrics = DaemonMetrics(self._registry, version=__version__, node=config.node_name)
         self._metrics_server: MetricsServer | None = None
@@ -124,6 +128,14 @@ class Daemon:
             loop.add_signal_handler(signal.SIGTERM, self._stop.set)
             loop.add_signal_handler(signal.SIGINT, self._stop.set)
         config = self._parts.config
+        # Before any kernel write: a second daemon must leave the first one's table alone.
+        self._host_lock.acquire()
+        try:
+            return await self._run(config)
+        finally:
+            self._host_lock.release()
+
+    async def _run(self, config: Config) -> int:
         log.info(
             "daemon.start",
             version=__version__,
@@ -172,9 +184,11 @@ class Daemon:
     async def _start_vrrp(self, config: Config) -> None:
         if not config.vrrp.instances:
             return
-        self._addresses = await AddressManager.open()
+        self._addresses = await self._ports.open_addresses()
+        self._links = await self._ports.open_links()
         self._parts.vrrp = VrrpRouter(
             self._addresses,
+            self._links,
             on_transition=self._vrrp_transitioned,
             on_reject=self.metrics.invalid_packet,
         )
@@ -233,7 +247,8 @@ class Daemon:
         if self._parts.ready:
             self._notifier.status(self.view.status_line())
         if self._parts.sync is not None:
-            self._parts.sync.vrrp_transitioned(instance.name, action.new)
+            master = action.new is VrrpState.MASTER
+            self._parts.sync.vrrp_transitioned(instance.name, master=master)
 
     # --- IPVS connection sync (ipvsd/ipvs/sync_daemon.py) ------------------------------
 
@@ -254,13 +269,13 @@ class Daemon:
             )
             self._start_component(self._parts.sync.run())
         # Also when unchanged: the followed instance may have been restarted by the reload.
-        self._parts.sync.configure(target, self._followed_state(target))
+        self._parts.sync.configure(target, master=self._followed_is_master(target))
 
-    def _followed_state(self, target: SyncTarget | None) -> VrrpState:
+    def _followed_is_master(self, target: SyncTarget | None) -> bool:
         instance = None
         if target is not None and self._parts.vrrp is not None:
             instance = self._parts.vrrp.instances.get(target.vrrp_instance)
-        return instance.status.state if instance is not None else VrrpState.INIT
+        return instance is not None and instance.status.state is VrrpState.MASTER
 
     def _start_component(self, coroutine: Coroutine[Any, Any, None]) -> None:
         assert self._group is not None
@@ -334,9 +349,17 @@ class Daemon:
                 # TODO(ipvsd): a transactional reload that restores what ran (issue #11).
                 log.error("config.reload_failed", error=str(exc))
                 return [f"reload failed while applying {self._config_path}: {exc}"]
+            self._retain_metrics(new)
             gc.freeze()
             log.info("config.reloaded", config=str(self._config_path))
             return []
+
+    def _retain_metrics(self, config: Config) -> None:
+        """Drop the series of instances and reals the applied config no longer has."""
+        self.metrics.retain(
+            instances=[(i.name, i.interface, i.vrid) for i in config.vrrp.instances],
+            backends=[(s.key, s.dest_key(r)) for s in config.ipvs.services for r in s.reals],
+        )
 
     async def _apply(self, new: Config) -> None:
         """Hand a config that passed the reload policy to every component."""
@@ -375,8 +398,12 @@ class Daemon:
             await parts.sync.stop()
         if self._addresses is not None:
             self._addresses.close()
+        if self._links is not None:
+            self._links.close()
         if parts.ipvs is not None and parts.reconciler is not None:
-            if parts.config.ipvs.cleanup_on_exit:
+            # Never after a failed start: whatever made it fail (a port in use,
+            # a bad interface) is no reason to empty the table.
+            if parts.config.ipvs.cleanup_on_exit and parts.ready:
                 keys = sorted(parts.reconciler.desired.services)
                 result = await parts.ipvs.apply([DeleteService(key) for key in keys])
                 log.info(

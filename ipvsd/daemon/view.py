@@ -10,19 +10,16 @@ seen by the next request.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 import structlog
 
 from ipvsd import __version__
-from ipvsd.control.status import VrrpView, status_document
+from ipvsd.control.status import StatusDocument
 from ipvsd.daemon.components import Components
+from ipvsd.daemon.status import VrrpView, status_document
 from ipvsd.errors import ControlRequestError
 from ipvsd.model import DestKey, ServiceKey
 from ipvsd.vrrp.machine import VrrpState
-
-if TYPE_CHECKING:
-    from ipvsd.control.status import StatusDocument
 
 log = structlog.get_logger("ipvsd.daemon")
 

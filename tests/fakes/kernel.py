@@ -88,5 +88,14 @@ class FakePorts:
 
         return check()
 
+    async def no_vrrp(self) -> Any:
+        # VRRP needs raw sockets on real interfaces: the netns tier runs it.
+        raise AssertionError("in-process daemon tests configure no VRRP instance")
+
     def ports(self) -> KernelPorts:
-        return KernelPorts(open_ipvs=self.open_ipvs, check_routes=self.check_routes)
+        return KernelPorts(
+            open_ipvs=self.open_ipvs,
+            check_routes=self.check_routes,
+            open_addresses=self.no_vrrp,
+            open_links=self.no_vrrp,
+        )

@@ -15,8 +15,9 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from ipvsd.config import parse_config
-from ipvsd.control.status import status_document
+from ipvsd.control.status import to_json
 from ipvsd.daemon import sync_target
+from ipvsd.daemon.status import status_document
 from ipvsd.errors import AlreadyExists, ConfigError, IpvsUnavailable, KernelError, NotFound
 from ipvsd.ipvs.sync_daemon import (
     StartDaemon,
@@ -419,7 +420,7 @@ async def test_status_document_shows_the_sync_daemon() -> None:
     config = parse_config("{}", default_node_name="n1")
 
     def document(status: SyncDaemonStatus | None) -> object:
-        return status_document(
+        doc = status_document(
             node="n1",
             version="0",
             config=config,
@@ -428,7 +429,8 @@ async def test_status_document_shows_the_sync_daemon() -> None:
             drained=set(),
             vrrp=[],
             sync_daemon=status,
-        )["sync_daemon"]
+        )
+        return to_json(doc)["sync_daemon"]
 
     assert document(None) is None
     controller.configure(TARGET, master=True)
