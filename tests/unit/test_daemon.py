@@ -12,6 +12,7 @@ asserts on the fake kernel's table. The kernel tier
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from ipaddress import ip_address
@@ -22,7 +23,8 @@ import pytest
 from ipvsd.config import load_config
 from ipvsd.control.client import request
 from ipvsd.daemon import Daemon
-from ipvsd.errors import ControlRequestError
+from ipvsd.daemon.lock import AlreadyRunning
+from ipvsd.errors import ControlRequestError, IpvsdError
 from ipvsd.model import (
     Dest,
     DestAttrs,
@@ -118,7 +120,9 @@ async def running(
     path = tmp_path / "ipvsd.yaml"
     path.write_text(text if text is not None else config_text(socket))
     kernel = kernel or FakePorts()
-    daemon = Daemon(path, load_config(path), ports=kernel.ports(), handle_signals=False)
+    daemon = Daemon(
+        path, load_config(path), ports=kernel.ports(), handle_signals=False, runtime_dir=tmp_path
+    )
     task = asyncio.create_task(daemon.run())
     try:
         async with asyncio.timeout(5):
@@ -168,6 +172,7 @@ async def test_reload_accepted_edits_the_kernel_in_place(tmp_path: Path, sock: P
         assert h.weights() == {REAL_30: 1, REAL_40: 3}
         assert h.weights(DNS) == {DestKey(ip_address("192.168.1.30"), 53): 1}
         assert h.metric("ipvsd_config_reloads_total", result="success") == 1
+        assert h.metric("ipvsd_config_last_reload_successful") == 1
 
 
 async def test_reload_refused_for_a_bad_file_changes_nothing(tmp_path: Path, sock: Path) -> None:
@@ -183,6 +188,27 @@ async def test_reload_refused_for_a_bad_file_changes_nothing(tmp_path: Path, soc
         assert h.kernel.ipvs.operations_seen == before
         assert h.daemon.config.ipvs.services[0].reals[1].weight == 1
         assert h.metric("ipvsd_config_reloads_total", result="failure") == 1
+        assert h.metric("ipvsd_config_last_reload_successful") == 0
+
+
+def backend(real: DestKey) -> dict[str, str]:
+    return {
+        "local_address": "192.168.1.200",
+        "local_port": "80",
+        "remote_address": str(real.address),
+        "remote_port": str(real.port),
+        "proto": "TCP",
+        "local_mark": "",
+    }
+
+
+async def test_reload_drops_the_series_of_a_removed_real(tmp_path: Path, sock: Path) -> None:
+    async with running(tmp_path) as h:
+        assert h.metric("ipvsd_backend_up", **backend(REAL_40)) == 1
+        h.write(config_text(sock, reals=("192.168.1.30",)))
+        assert await h.daemon.reload() == []
+        assert h.metric("ipvsd_backend_up", **backend(REAL_40)) is None
+        assert h.metric("ipvsd_backend_up", **backend(REAL_30)) == 1
 
 
 async def test_reload_refused_by_max_deletes_keeps_every_service(
@@ -241,7 +267,7 @@ async def test_partial_reload_applies_what_the_kernel_accepts(
         assert DNS in services, "the new service still went in"
         assert (h.metric("ipvsd_reconcile_errors_total") or 0) >= 1
         status = await h.daemon.view.status()
-        assert [s.scheduler for s in status.services] == ["mh", "rr"]
+        assert [s.scheduler for s in status.services] == ["mh", "wlc"]
 
 
 async def test_reload_that_fails_while_applying_is_reported_and_counted(
@@ -319,14 +345,45 @@ async def test_cleanup_on_exit_deletes_only_our_services(
     assert all(opened.closed for opened in kernel.opened[:1])
 
 
-async def test_a_second_daemon_on_the_same_socket_fails_to_start(
+async def test_a_second_daemon_exits_before_touching_the_kernel(
     tmp_path: Path, sock: Path
 ) -> None:
-    async with running(tmp_path):
+    """It used to program IPVS, fail on the socket, then run cleanup_on_exit over our table."""
+    async with running(tmp_path, config_text(sock, ipvs_extra="cleanup_on_exit: true")) as h:
         other = tmp_path / "other"
         other.mkdir()
-        (other / "ipvsd.yaml").write_text(config_text(sock))
         path = other / "ipvsd.yaml"
-        second = Daemon(path, load_config(path), ports=FakePorts().ports(), handle_signals=False)
-        with pytest.raises(Exception, match="already listening"):
+        path.write_text(config_text(other / "ipvsd.sock", weight_40=7))
+        second = Daemon(
+            path, load_config(path), ports=h.kernel.ports(), handle_signals=False,
+            runtime_dir=tmp_path,
+        )  # fmt: skip
+        before = h.kernel.ipvs.operations_seen
+        with pytest.raises(AlreadyRunning, match=rf"already running .*\(pid {os.getpid()}\)"):
             await asyncio.wait_for(second.run(), 5)
+        assert h.kernel.opened[1:] == [], "the second daemon opened no IPVS connection"
+        assert h.kernel.ipvs.operations_seen == before
+        assert h.weights() == {REAL_30: 1, REAL_40: 1}
+        assert not (other / "ipvsd.sock").exists()
+
+
+async def test_the_lock_is_free_again_after_a_stop(tmp_path: Path) -> None:
+    kernel = FakePorts()
+    async with running(tmp_path, kernel=kernel):
+        pass
+    async with running(tmp_path, kernel=kernel) as h:
+        assert h.daemon.view.ready()
+
+
+async def test_cleanup_on_exit_never_runs_after_a_failed_start(tmp_path: Path, sock: Path) -> None:
+    """A start that fails after the first reconcile (socket path taken) leaves the table."""
+    os.mkdir(sock)  # something that is not a socket: the control server refuses it
+    path = tmp_path / "ipvsd.yaml"
+    path.write_text(config_text(sock, ipvs_extra="cleanup_on_exit: true"))
+    kernel = FakePorts()
+    daemon = Daemon(
+        path, load_config(path), ports=kernel.ports(), handle_signals=False, runtime_dir=tmp_path
+    )
+    with pytest.raises(IpvsdError, match="not a socket"):
+        await asyncio.wait_for(daemon.run(), 5)
+    assert set(kernel.ipvs.table.services) == {WEB}
