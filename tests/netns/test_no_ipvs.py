@@ -68,7 +68,7 @@ def test_no_services_runs_without_ipvs_and_stops_cleanly(tmp_path: Path) -> None
             proc.wait()
 
 
-def test_second_daemon_on_the_same_socket_exits_with_one_line(tmp_path: Path) -> None:
+def test_second_daemon_exits_with_one_line(tmp_path: Path) -> None:
     config = tmp_path / "ipvsd.yaml"
     config.write_text(
         f"metrics: {{listen: null}}\ncontrol: {{socket: {tmp_path}/ipvsd.sock}}\n"
@@ -93,7 +93,9 @@ def test_second_daemon_on_the_same_socket_exits_with_one_line(tmp_path: Path) ->
         )
         assert second.returncode == 1
         last = second.stderr.strip().splitlines()[-1]
-        assert last == f"ipvsd: another ipvsd is already listening on {tmp_path}/ipvsd.sock"
+        assert last.startswith(
+            f"ipvsd: another ipvsd is already running in this network namespace (pid {first.pid})"
+        )
         assert first.poll() is None  # the running one is unaffected
     finally:
         first.send_signal(signal.SIGTERM)
