@@ -339,7 +339,8 @@ def _run(args: argparse.Namespace) -> int:
 
 async def _list(*, stats: bool, as_json: bool) -> int:
     from ipvsd.control.render import ipvsadm_table
-    from ipvsd.control.status import services_from_table, services_to_json
+    from ipvsd.control.status import services_from_table
+    from ipvsd.control.status_json import services_to_json
     from ipvsd.netlink.ipvs import IpvsClient
 
     async with await IpvsClient.open() as client:
@@ -383,7 +384,7 @@ def _ask(path: str, payload: dict[str, Any]) -> dict[str, Any]:
 
 def _status(args: argparse.Namespace) -> int:
     from ipvsd.control.render import status_text
-    from ipvsd.control.status import from_json
+    from ipvsd.control.status_json import from_json
 
     path = _socket_path(args)
     if args.check:

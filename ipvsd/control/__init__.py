@@ -5,6 +5,6 @@
 - `server` — the asyncio unix-socket server around it (socket file, peer
   credentials, timeouts, connection cap).
 - `client` — the blocking client the CLI uses.
-- `status` — the status contract as typed values and its one JSON codec.
+- `status` — the status contract as typed values; `status_json` its one JSON codec.
 - `render` — the human tables (``ipvsd status``, ``ipvsd list``).
 """

@@ -43,7 +43,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ipvsd.control.status import StatusDocument, to_json
+from ipvsd.control.status import StatusDocument
+from ipvsd.control.status_json import to_json
 from ipvsd.errors import ControlRequestError, IpvsdError
 from ipvsd.model import DestKey, ServiceKey, parse_endpoint, parse_service_spec
 

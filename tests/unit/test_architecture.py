@@ -119,6 +119,7 @@ PURE_CORES = (
     "ipvsd/health/tracker.py",
     "ipvsd/control/protocol.py",
     "ipvsd/control/status.py",
+    "ipvsd/control/status_json.py",
     "ipvsd/control/render.py",
     "ipvsd/vrrp/packet.py",
     "ipvsd/vrrp/machine.py",

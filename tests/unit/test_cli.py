@@ -23,8 +23,8 @@ from ipvsd.control.status import (
     RunningSyncDaemon,
     StatusDocument,
     SyncDaemonStatusView,
-    to_json,
 )
+from ipvsd.control.status_json import to_json
 from ipvsd.model import (
     Dest,
     DestAttrs,

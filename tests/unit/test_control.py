@@ -33,8 +33,8 @@ from ipvsd.control.status import (
     ServiceStatus,
     StatusDocument,
     VrrpStatus,
-    to_json,
 )
+from ipvsd.control.status_json import to_json
 from ipvsd.errors import ControlRequestError, KernelError
 from ipvsd.model import DestKey, Family, ForwardMethod, Protocol, ServiceKey, fwmark_key
 

