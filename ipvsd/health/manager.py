@@ -20,9 +20,9 @@ from ipvsd.config.types import CheckType
 from ipvsd.desired import desired_table
 from ipvsd.health.checks import Checker, CheckTarget, target_for, tls_context
 from ipvsd.health.monitor import CheckOutcome, HealthMonitor, Watch
-from ipvsd.health.policy import RealId, has_check, overrides
+from ipvsd.health.policy import has_check, overrides
 from ipvsd.health.tracker import Health
-from ipvsd.model import Table
+from ipvsd.model import RealId, Table
 
 log = structlog.get_logger("ipvsd.health")
 

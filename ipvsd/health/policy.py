@@ -26,9 +26,6 @@ from ipvsd.config.types import CheckType, OnFailure
 from ipvsd.health.tracker import Health
 from ipvsd.model import RealId, ServiceKey
 
-# RealId is listed for the modules that import it from here; its home is ipvsd.model.
-__all__ = ["Overrides", "RealId", "has_check", "overrides"]
-
 
 @dataclass(frozen=True, slots=True)
 class Overrides:
