@@ -43,9 +43,9 @@ import ipvsd.log
 from bench.report import Row, print_table
 from ipvsd.config.model import CheckConfig
 from ipvsd.config.types import CheckType
-from ipvsd.health.monitor import DEFAULT_TICK, CheckOutcome, HealthMonitor, RealId, Watch
+from ipvsd.health.monitor import DEFAULT_TICK, CheckOutcome, HealthMonitor, Watch
 from ipvsd.health.tracker import Health
-from ipvsd.model import DestKey, Family, Protocol, ServiceKey
+from ipvsd.model import DestKey, Family, Protocol, RealId, ServiceKey
 
 FIRST_ADDRESS = int(IPv4Address("127.1.0.1"))
 DEFAULT_GC_THRESHOLD = gc.get_threshold()

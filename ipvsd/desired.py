@@ -34,6 +34,7 @@ from ipvsd.model import (
     DestAttrs,
     DestKey,
     ForwardMethod,
+    RealId,
     Service,
     ServiceAttrs,
     ServiceFlag,
@@ -46,8 +47,8 @@ from ipvsd.model import (
 def desired_table(
     config: Config,
     *,
-    weight_overrides: Mapping[tuple[ServiceKey, DestKey], int] | None = None,
-    excluded: Set[tuple[ServiceKey, DestKey]] | None = None,
+    weight_overrides: Mapping[RealId, int] | None = None,
+    excluded: Set[RealId] | None = None,
     sorry: Set[ServiceKey] | None = None,
 ) -> Table:
     """Build the IPVS table the configuration asks for.

@@ -33,6 +33,7 @@ from ipvsd.model import (
     ServiceFlag,
     TunnelChecksum,
     TunnelType,
+    parse_endpoint,
 )
 
 T = TypeVar("T")
@@ -188,11 +189,9 @@ def _interface_name(value: str) -> str:
 
 
 def _endpoint(value: str) -> str:
-    host, sep, port = value.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     try:
-        ip_address(host)
-        valid = bool(sep) and port.isdigit() and 1 <= int(port) <= 65535
+        _address, port = parse_endpoint(value)
+        valid = port != 0
     except ValueError:
         valid = False
     if not valid:
@@ -217,7 +216,7 @@ def _label(value: Protocol) -> str:
 
 
 def _family_name(value: Family) -> str:
-    return "ipv4" if value is Family.INET else "ipv6"
+    return value.label
 
 
 Name = Annotated[str, AfterValidator(_non_empty)]
@@ -248,7 +247,7 @@ ProtocolName = Annotated[
 ]
 FamilyName = Annotated[
     Family,
-    _choice("family", {"ipv4": Family.INET, "ipv6": Family.INET6}),
+    _choice("family", {family.label: family for family in Family}),
     PlainSerializer(_family_name, when_used="json"),
 ]
 ForwardName = Annotated[

@@ -46,7 +46,7 @@ from typing import Any, Protocol
 from ipvsd.control.status import StatusDocument
 from ipvsd.control.status_json import to_json
 from ipvsd.errors import ControlRequestError, IpvsdError
-from ipvsd.model import DestKey, ServiceKey, parse_endpoint, parse_service_spec
+from ipvsd.model import DestKey, RealId, ServiceKey, parse_endpoint, parse_service_spec
 
 MAX_REQUEST_BYTES = 64 * 1024
 """Longest request line accepted, without its newline."""
@@ -193,7 +193,7 @@ async def _dispatch(
             return _ok({"service": str(service), "real": str(real), "drained": drained})
 
 
-def _target(request: dict[str, Any]) -> tuple[ServiceKey, DestKey]:
+def _target(request: dict[str, Any]) -> RealId:
     """The (service, real) a drain / undrain names."""
     texts = []
     for field, example in (("service", "192.168.1.200:80"), ("real", "192.168.1.30:80")):

@@ -32,7 +32,6 @@ class MalformedStatus(IpvsdError):
 
 
 
-_FAMILY_LABELS = {Family.INET: "ipv4", Family.INET6: "ipv6"}
 _FLAG_LABELS = {
     ServiceFlag.PERSISTENT: "persistent",
     ServiceFlag.HASHED: "hashed",
@@ -86,7 +85,7 @@ def _service_json(s: ServiceStatus) -> dict[str, Any]:
         "port": s.port,
         "protocol": _PROTOCOL_LABELS[s.protocol],
         "fwmark": s.fwmark,
-        "family": _FAMILY_LABELS[s.family],
+        "family": s.family.label,
         "scheduler": s.scheduler,
         "flags": [label for flag, label in _FLAG_LABELS.items() if s.flags & flag]
         if s.flags
@@ -231,7 +230,7 @@ def _service(s: _Object) -> ServiceStatus:
 
 _PROTOCOLS = {label: p for p, label in _PROTOCOL_LABELS.items()}
 _FORWARDS = {label: f for f, label in _FORWARD_LABELS.items()}
-_FAMILIES = {label: family for family, label in _FAMILY_LABELS.items()}
+_FAMILIES = {family.label: family for family in Family}
 _FLAGS = {label: flag for flag, label in _FLAG_LABELS.items()}
 
 

@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
 from ipvsd.metrics.labels import BACKEND_LABELS, backend_labels
-from ipvsd.model import DestKey, ServiceKey
+from ipvsd.model import DestKey, RealId, ServiceKey
 
 log = structlog.get_logger("ipvsd.metrics")
 
@@ -233,7 +233,7 @@ class DaemonMetrics:
     def retain(
         self,
         instances: Iterable[tuple[str, str, int]],
-        backends: Iterable[tuple[ServiceKey, DestKey]],
+        backends: Iterable[RealId],
     ) -> None:
         """Drop every per-instance and per-real series the config no longer has.
 

@@ -106,7 +106,7 @@ EXCEPTIONS: Mapping[str, frozenset[str]] = {
 
 #: Modules that must stay sans-IO (paths from the source root; globs allowed).
 #: vrrp/relink.py is not one: its InterfaceEndpoint holds the sockets, so it
-#: imports structlog, vrrp.transport (socket, asyncio) and netlink.addresses.
+#: imports structlog, vrrp.transport (socket, asyncio) and netlink.links.
 PURE_CORES = (
     "ipvsd/errors.py",
     "ipvsd/model.py",
