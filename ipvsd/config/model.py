@@ -404,6 +404,9 @@ class Config(_Model):
 
     node_name: Name
     """This director's name in status and logs (default: the host name)."""
+    state_dir: Name = "/var/lib/ipvsd"
+    """Directory of the durable admin state (the operator's drains, ``drains.json``);
+    read at start, a reload does not move it."""
     control: ControlConfig = Field(default_factory=ControlConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     vrrp: VrrpConfig = Field(default_factory=VrrpConfig)
