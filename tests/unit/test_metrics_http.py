@@ -1,0 +1,199 @@
+"""The /metrics endpoint under idle and slow clients (issue 11 item 8).
+
+Real loopback sockets against `serve` on 127.0.0.1 port 0; every loop is
+bounded and every socket is closed by the test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import CollectorRegistry, Gauge
+
+from ipvsd.metrics import DaemonMetrics, MetricsServer, serve
+from ipvsd.metrics.http import HttpLimits, _Connections
+
+IDLE_CONNECTIONS = 300
+
+
+def _registry() -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    DaemonMetrics(registry, version="1", node="n")
+    return registry
+
+
+@contextlib.contextmanager
+def _server(limits: HttpLimits | None = None) -> Iterator[MetricsServer]:
+    server = (
+        serve(_registry(), "127.0.0.1:0")
+        if limits is None
+        else serve(_registry(), "127.0.0.1:0", limits=limits)
+    )
+    try:
+        yield server
+    finally:
+        server.shutdown()
+
+
+@contextlib.contextmanager
+def _idle_clients(port: int, count: int, head: bytes = b"") -> Iterator[list[socket.socket]]:
+    """`count` connections that send `head` (a partial request) and then nothing."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            if head:
+                sock.sendall(head)
+            socks.append(sock)
+        yield socks
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def _scrape(port: int) -> tuple[int, str, float]:
+    started = time.monotonic()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        body = response.read().decode()
+        return response.status, body, time.monotonic() - started
+
+
+def _closed_by_peer(sock: socket.socket, within_s: float) -> bool:
+    sock.settimeout(within_s)
+    try:
+        return sock.recv(1) == b""
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def test_a_scrape_is_answered_while_300_idle_connections_are_open() -> None:
+    before = threading.active_count()
+    with _server() as server, _idle_clients(server.port, IDLE_CONNECTIONS, b"GET /metr"):
+        time.sleep(0.2)  # let the server accept them all
+        threads_while_idle = threading.active_count() - before
+        status, body, elapsed = _scrape(server.port)
+        threads_after_scrape = threading.active_count() - before
+    assert status == 200
+    assert "ipvsd_info" in body
+    assert elapsed < 2.0
+    limit = HttpLimits().max_connections + 1  # the handlers and the acceptor
+    assert threads_while_idle <= limit, threads_while_idle
+    assert threads_after_scrape <= limit, threads_after_scrape
+
+
+def test_a_scrape_is_answered_while_idle_connections_sent_nothing() -> None:
+    with _server() as server, _idle_clients(server.port, IDLE_CONNECTIONS):
+        status, _, elapsed = _scrape(server.port)
+    assert status == 200
+    assert elapsed < 2.0
+
+
+def test_idle_connections_are_closed_after_the_head_timeout() -> None:
+    limits = HttpLimits(max_connections=8, head_timeout_s=0.3, write_timeout_s=5.0)
+    with _server(limits) as server, _idle_clients(server.port, 3, b"GET / HTTP/1.1\r\n") as socks:
+        started = time.monotonic()
+        assert all(_closed_by_peer(sock, within_s=3.0) for sock in socks)
+        assert time.monotonic() - started < 2.5
+
+
+def test_a_slowloris_head_is_closed_at_the_head_deadline_not_per_byte() -> None:
+    # One byte every 0.1 s never trips a per-recv timeout; the head deadline
+    # counts from the first byte's wait, not from the last byte.
+    limits = HttpLimits(max_connections=8, head_timeout_s=0.5, write_timeout_s=5.0)
+    with _server(limits) as server, _idle_clients(server.port, 1) as (sock,):
+        started = time.monotonic()
+        closed = False
+        for byte in b"GET /metrics HTTP/1.1\r\nX-Slow: " + b"a" * 40:  # bounded: 63 bytes
+            try:
+                sock.sendall(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            if _closed_by_peer(sock, within_s=0.1):
+                closed = True
+                break
+        assert closed
+        assert time.monotonic() - started < 3.0
+
+
+def test_keep_alive_between_scrapes_still_works() -> None:
+    with _server() as server, socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        for _ in range(3):
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = b""
+            while b"</html>" not in data:
+                chunk = s.recv(4096)
+                assert chunk
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 200")
+
+
+def test_a_client_that_does_not_read_is_dropped_at_the_write_timeout() -> None:
+    # The landing page is small; a /metrics page of the registry alone is too.
+    # Make the response big enough to fill the socket buffers: many series.
+    registry = CollectorRegistry(auto_describe=False)
+
+    gauge = Gauge("big", "a big page", ["i"], registry=registry)
+    for i in range(60_000):
+        gauge.labels(str(i)).set(i)
+    limits = HttpLimits(max_connections=4, head_timeout_s=5.0, write_timeout_s=0.3)
+    server = serve(registry, "127.0.0.1:0", limits=limits)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            deadline = time.monotonic() + 5.0
+            while server.connections() > 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert server.connections() == 0
+    finally:
+        server.shutdown()
+
+
+def test_limits_are_validated() -> None:
+    with pytest.raises(ValueError, match="max_connections"):
+        HttpLimits(max_connections=0)
+    with pytest.raises(ValueError, match="head_timeout_s"):
+        HttpLimits(head_timeout_s=0)
+
+
+def test_at_the_cap_the_longest_idle_is_evicted_and_busy_ones_never() -> None:
+    conns = _Connections(HttpLimits(max_connections=2))
+    pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        (busy, _), (idle, idle_peer), (new, _) = pairs
+        clock = iter([1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 3.0, 3.0]).__next__
+        assert conns.admit(busy, clock)
+        assert conns.admit(idle, clock)
+        assert conns.busy(busy)
+
+        # The evicted connection's handler sees EOF and unregisters.
+        def handler() -> None:
+            idle_peer.settimeout(5)
+            idle.settimeout(5)
+            assert idle.recv(1) == b""
+            conns.forget(idle)
+
+        thread = threading.Thread(target=handler)
+        thread.start()
+        assert conns.admit(new, lambda: 3.0)
+        thread.join(5)
+        assert not conns.busy(idle)  # gone
+        assert len(conns) == 2
+        # Now both are busy: a third is refused at once, nobody evicted.
+        assert conns.busy(new)
+        with socket.socket() as extra:
+            assert not conns.admit(extra, lambda: 4.0)
+        assert len(conns) == 2
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
