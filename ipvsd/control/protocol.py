@@ -26,11 +26,17 @@ Rules:
 2. A peer's bad request is a value, not a crash (style G9): it is answered with
    ``ok: false`` and logged. Input that cannot be framed (not JSON, not an
    object, a line over 64 KiB) also closes the connection.
-3. The server defends the daemon: an idle timeout per connection, a cap on
-   concurrent connections (the next one is answered "busy" and closed), and no
-   exception from a connection reaches the daemon. Even a bug behind ``status``
-   is logged (``control.error``) and answered as an internal error: ending the
-   daemon would fail the VIPs over for an operator's ``ipvsd status``.
+3. The server defends the daemon: an idle timeout per connection, caps on
+   concurrent connections (`admit_connection`: one for all, one per non-root
+   uid, and a few slots only root may take, so group members cannot lock root
+   out; a refused connection is answered
+   ``{"ok": false, "error": "busy: ..."}`` and closed), and no exception from
+   a connection reaches the daemon. Even a bug behind ``status`` is logged
+   (``control.error``) and answered as an internal error: ending the daemon
+   would fail the VIPs over for an operator's ``ipvsd status``. Input nested
+   too deeply for the JSON parser is a malformed request, not a bug.
+4. Logs of refusals are rate-limited per uid and truncated: a peer's request
+   is never copied whole into the journal.
 
 This module is the pure part (no sockets, no logging): `evaluate_request`
 parses a line, checks permissions and calls the `ControlView` the daemon
@@ -40,6 +46,7 @@ implements; `ipvsd.control.server.ControlServer` is the asyncio edge around it.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -63,6 +70,50 @@ class PeerCredentials:
     pid: int
     uid: int
     gid: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """Caps on concurrent control connections (see `admit_connection`)."""
+
+    max_connections: int = 64
+    """Connections served at once, all peers together."""
+    max_per_uid: int = 8
+    """Connections one non-root uid may hold."""
+    root_reserved: int = 4
+    """Slots only uid 0 may take (at most ``max_connections - 1`` of them)."""
+
+    def __post_init__(self) -> None:
+        for name, least in (("max_connections", 1), ("max_per_uid", 1), ("root_reserved", 0)):
+            if getattr(self, name) < least:
+                raise ValueError(f"{name} must be at least {least}, not {getattr(self, name)}")
+
+
+def admit_connection(
+    limits: ConnectionLimits, open_by_uid: Mapping[int, int], uid: int
+) -> str | None:
+    """Whether a new connection from `uid` may be served.
+
+    Root may use every slot. Any other uid may hold ``max_per_uid``
+    connections and only while more than ``root_reserved`` slots are free,
+    so however many uids a group has, root is still answered.
+
+    Args:
+        limits: the caps.
+        open_by_uid: connections being served now, by peer uid.
+        uid: the new peer's uid (SO_PEERCRED).
+
+    Returns:
+        None to serve it, else the refusal to answer with before closing.
+    """
+    total = sum(open_by_uid.values())
+    busy = "busy: too many control connections; try again"
+    if uid == 0:
+        return busy if total >= limits.max_connections else None
+    if open_by_uid.get(uid, 0) >= limits.max_per_uid:
+        return f"busy: too many control connections from uid {uid}; try again"
+    reserved = min(limits.root_reserved, limits.max_connections - 1)
+    return busy if total >= limits.max_connections - reserved else None
 
 
 class ControlView(Protocol):
@@ -153,6 +204,8 @@ def _parse(line: bytes) -> dict[str, Any]:
         request = json.loads(text)
     except ValueError as exc:
         raise _MalformedRequest(f"request is not valid JSON: {exc}") from None
+    except RecursionError:  # e.g. 60,000 "[": the parser recurses once per level
+        raise _MalformedRequest("request is nested too deeply") from None
     if not isinstance(request, dict):
         raise _MalformedRequest(
             f'request must be a JSON object like {{"command": "status"}}, '

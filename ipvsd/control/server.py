@@ -2,9 +2,16 @@
 
 It owns everything the pure protocol does not: the socket file (mode, group,
 a stale one left by a dead daemon), peer credentials from the kernel
-(SO_PEERCRED), per-connection idle timeouts, the cap on concurrent
-connections and the logging of each request. See `ipvsd.control.protocol`
-for the wire format and the rules.
+(SO_PEERCRED), per-connection idle timeouts, the caps on concurrent
+connections (`ipvsd.control.protocol.admit_connection` decides) and the
+logging of each request. See `ipvsd.control.protocol` for the wire format and
+the rules.
+
+Logging a peer's refusals must not let the peer fill the journal: refusals
+(``control.refused``, ``control.busy``) are rate-limited per uid by a token
+bucket (`_LogBudget`: a burst of `LOG_BURST`, then one per
+`LOG_REFILL_S`; the next entry logged says how many were ``suppressed``), and
+every peer-supplied string in them is cut to `LOG_FIELD_CHARS`.
 """
 
 from __future__ import annotations
@@ -24,8 +31,10 @@ import structlog
 from ipvsd.control.protocol import (
     MAX_REQUEST_BYTES,
     MUTATING_COMMANDS,
+    ConnectionLimits,
     ControlView,
     PeerCredentials,
+    admit_connection,
     encode,
     error_response,
     evaluate_request,
@@ -36,8 +45,18 @@ log = structlog.get_logger("ipvsd.control")
 
 DEFAULT_IDLE_TIMEOUT_S = 10.0
 """Seconds a connection may wait for its next request line (or take to read an answer)."""
-DEFAULT_MAX_CONNECTIONS = 64
+DEFAULT_MAX_CONNECTIONS = ConnectionLimits().max_connections
 """Connections served at once; the next one is answered "busy" and closed."""
+DEFAULT_MAX_CONNECTIONS_PER_UID = ConnectionLimits().max_per_uid
+"""Connections one non-root uid may hold at once."""
+DEFAULT_ROOT_RESERVED = ConnectionLimits().root_reserved
+"""Connection slots only root may take."""
+LOG_BURST = 10
+"""Refusals logged per uid before rate limiting starts."""
+LOG_REFILL_S = 1.0
+"""Seconds per further refusal logged, per uid, once the burst is spent."""
+LOG_FIELD_CHARS = 200
+"""Longest peer-supplied string copied into a log entry."""
 _UCRED = struct.Struct("3i")  # struct ucred {pid_t pid; uid_t uid; gid_t gid;}
 
 
@@ -60,6 +79,9 @@ class ControlServer:
         view: the daemon.
         group: group allowed to connect besides root (socket 0660); None: 0600.
         max_connections: connections served at once.
+        max_connections_per_uid: connections one non-root uid may hold.
+        root_reserved: slots only root may take (at most
+            ``max_connections - 1``).
         idle_timeout_s: seconds a connection may wait for its next request.
     """
 
@@ -70,16 +92,20 @@ class ControlServer:
         *,
         group: str | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_connections_per_uid: int = DEFAULT_MAX_CONNECTIONS_PER_UID,
+        root_reserved: int = DEFAULT_ROOT_RESERVED,
         idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
     ) -> None:
         self.path = Path(path)
         self._view = view
         self._group = group
-        self._max_connections = max_connections
+        self._limits = ConnectionLimits(max_connections, max_connections_per_uid, root_reserved)
         self._idle_timeout_s = idle_timeout_s
         self._server: asyncio.Server | None = None
         self._inode: int | None = None
         self._connections: set[asyncio.Task[Any]] = set()
+        self._open_by_uid: dict[int, int] = {}
+        self._log_budget = _LogBudget(LOG_BURST, LOG_REFILL_S)
         self._log = log.bind(socket=str(self.path))
 
     async def start(self) -> None:
@@ -144,18 +170,33 @@ class ControlServer:
         await self.close()
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._connections) >= self._max_connections:
-            self._log.warning("control.busy", connections=len(self._connections))
+        try:
+            peer = peer_credentials(writer.get_extra_info("socket"))
+        except OSError as exc:  # the peer is already gone
+            self._log.debug("control.disconnected", error=str(exc))
+            writer.close()
+            return
+        refusal = admit_connection(self._limits, self._open_by_uid, peer.uid)
+        if refusal is not None:
+            if (suppressed := self._log_budget.take(peer.uid, _now())) is not None:
+                self._log.warning(
+                    "control.busy",
+                    pid=peer.pid,
+                    uid=peer.uid,
+                    connections=len(self._connections),
+                    of_uid=self._open_by_uid.get(peer.uid, 0),
+                    suppressed=suppressed,
+                )
             with contextlib.suppress(Exception):
-                busy = error_response("busy: too many control connections; try again")
-                writer.write(encode(busy))
+                writer.write(encode(error_response(refusal)))
                 writer.close()
             return
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
+        self._open_by_uid[peer.uid] = self._open_by_uid.get(peer.uid, 0) + 1
         try:
-            await self._serve(reader, writer)
+            await self._serve(reader, writer, peer)
         except ConnectionError as exc:
             self._log.debug("control.disconnected", error=str(exc))
         except TimeoutError:
@@ -164,10 +205,13 @@ class ControlServer:
             self._log.exception("control.error")
         finally:
             self._connections.discard(task)
+            if (left := self._open_by_uid.pop(peer.uid) - 1) > 0:
+                self._open_by_uid[peer.uid] = left
             writer.close()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = peer_credentials(writer.get_extra_info("socket"))
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: PeerCredentials
+    ) -> None:
         close = False
         while not close:
             try:
@@ -196,12 +240,74 @@ class ControlServer:
             return encode(error_response(f"internal error ({exc!r}); see the daemon log")), True
         response = outcome.response
         if not response["ok"]:
-            self._log.warning("control.refused", command=outcome.command, **ids, **response)
+            if (suppressed := self._log_budget.take(peer.uid, _now())) is not None:
+                self._log.warning(
+                    "control.refused",
+                    command=_cut(outcome.command),
+                    **ids,
+                    **_loggable(response),
+                    suppressed=suppressed,
+                )
         elif outcome.command in MUTATING_COMMANDS:
             self._log.info("control.command", command=outcome.command, **ids, **response)
         else:
             self._log.debug("control.command", command=outcome.command, **ids)
         return answer, outcome.close
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def _cut(text: str | None) -> str | None:
+    """`text` cut to `LOG_FIELD_CHARS` (with "..." when cut)."""
+    if text is None or len(text) <= LOG_FIELD_CHARS:
+        return text
+    return text[:LOG_FIELD_CHARS] + "..."
+
+
+def _loggable(response: dict[str, Any]) -> dict[str, Any]:
+    """A refusal as it may be logged: its texts cut, at most 10 of its ``errors``."""
+    fields: dict[str, Any] = {"error": _cut(str(response.get("error")))}
+    if isinstance(errors := response.get("errors"), list):
+        fields["errors"] = [_cut(str(error)) for error in errors[:10]]
+        if len(errors) > 10:
+            fields["errors_total"] = len(errors)
+    return fields
+
+
+class _LogBudget:
+    """A token bucket per key (a uid): how often a peer's refusals are logged.
+
+    ``take(key, now)`` returns None while the key's bucket is empty (do not
+    log), else the number of entries suppressed since the last one logged.
+    Time comes in as a monotonic float.
+    """
+
+    _MAX_KEYS = 1024  # a full bucket is forgotten; this bounds the rest
+
+    def __init__(self, burst: int, refill_s: float) -> None:
+        self._burst = burst
+        self._refill_s = refill_s
+        self._buckets: dict[int, tuple[float, float, int]] = {}  # tokens, at, suppressed
+
+    def take(self, key: int, now: float) -> int | None:
+        tokens, at, suppressed = self._buckets.get(key, (float(self._burst), now, 0))
+        tokens = min(float(self._burst), tokens + (now - at) / self._refill_s)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now, suppressed + 1)
+            return None
+        if len(self._buckets) >= self._MAX_KEYS and key not in self._buckets:
+            self._forget_full(now)
+        self._buckets[key] = (tokens - 1.0, now, 0)
+        return suppressed
+
+    def _forget_full(self, now: float) -> None:
+        for key, (tokens, at, suppressed) in list(self._buckets.items()):
+            if suppressed == 0 and tokens + (now - at) / self._refill_s >= self._burst:
+                del self._buckets[key]
+        if len(self._buckets) >= self._MAX_KEYS:  # all busy: forget the lot
+            self._buckets.clear()
 
 
 def _group_id(group: str | None) -> int | None:

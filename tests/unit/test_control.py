@@ -23,7 +23,9 @@ from structlog.testing import capture_logs
 from ipvsd.control.client import ControlClientError, DaemonNotRunning, request
 from ipvsd.control.protocol import (
     MAX_REQUEST_BYTES,
+    ConnectionLimits,
     PeerCredentials,
+    admit_connection,
     evaluate_request,
     handle_request,
 )
@@ -271,6 +273,60 @@ async def test_a_kernel_error_behind_status_is_an_answer() -> None:
     assert answer == {"ok": False, "error": "status failed: netlink timeout"}
 
 
+async def test_deeply_nested_json_is_a_bad_request() -> None:
+    # json raises RecursionError past the interpreter's limit: a peer's input,
+    # not a bug (it is answered, and the connection hung up on).
+    for raw in (b"[" * 60_000, b'{"command": "status", "x": ' + b"[" * 60_000):
+        outcome = await evaluate_request(raw + b"\n", FakeView(), USER)
+        assert outcome.response == {"ok": False, "error": "request is nested too deeply"}
+        assert outcome.close
+
+
+LIMITS = ConnectionLimits(max_connections=10, max_per_uid=3, root_reserved=2)
+
+
+@pytest.mark.parametrize(
+    ("open_by_uid", "uid", "refusal"),
+    [
+        ({}, 1000, None),
+        ({1000: 2}, 1000, None),
+        ({1000: 3}, 1000, "busy: too many control connections from uid 1000; try again"),
+        ({1000: 3}, 1001, None),  # the cap is per uid
+        ({1000: 3}, 0, None),
+        ({0: 7}, 0, None),  # root has no per-uid cap
+        # 8 open: the last 2 slots are root's.
+        ({1000: 3, 1001: 3, 1002: 2}, 1003, "busy: too many control connections; try again"),
+        ({1000: 3, 1001: 3, 1002: 2}, 0, None),
+        ({1000: 3, 1001: 3, 1002: 2, 0: 1}, 0, None),
+        ({1000: 3, 1001: 3, 1002: 2, 0: 2}, 0, "busy: too many control connections; try again"),
+    ],
+)
+def test_admission_keeps_slots_for_root(
+    open_by_uid: dict[int, int], uid: int, refusal: str | None
+) -> None:
+    assert admit_connection(LIMITS, open_by_uid, uid) == refusal
+
+
+def test_root_reserve_leaves_non_root_at_least_one_slot() -> None:
+    tiny = ConnectionLimits(max_connections=2, max_per_uid=8, root_reserved=4)
+    assert admit_connection(tiny, {}, 1000) is None
+    assert admit_connection(tiny, {1000: 1}, 1001) is not None
+    assert admit_connection(tiny, {1000: 1}, 0) is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"max_connections": 0},
+        {"max_per_uid": 0},
+        {"root_reserved": -1},
+    ],
+)
+def test_connection_limits_are_validated(bad: dict[str, int]) -> None:
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        ConnectionLimits(**bad)
+
+
 # --- the server on a real socket ----------------------------------------------------------
 
 
@@ -382,6 +438,54 @@ async def test_over_the_connection_cap_the_answer_is_busy(socket_dir: Path, view
             writer.close()
 
 
+async def test_deeply_nested_json_is_answered_not_logged_as_a_bug(server: ControlServer) -> None:
+    with capture_logs() as logs:
+        answers = await exchange(server.path, b"[" * 60_000 + b"\n")
+    assert answers == [{"ok": False, "error": "request is nested too deeply"}]
+    assert not [entry for entry in logs if entry["event"] == "control.error"]
+    assert (await exchange(server.path, line(command="version")))[0]["ok"]
+
+
+async def test_a_refused_request_is_not_echoed_into_the_log(server: ControlServer) -> None:
+    huge = "x" * 60_000
+    with capture_logs() as logs:
+        answers = await exchange(
+            server.path,
+            line(command=huge),
+            line(command="drain", service=huge, real="192.168.1.30:80"),
+        )
+    assert [answer["ok"] for answer in answers] == [False, False]
+    refused = [entry for entry in logs if entry["event"] == "control.refused"]
+    assert len(refused) == 2
+    for entry in refused:
+        assert len(repr(entry)) < 1000, repr(entry)[:200]
+        assert entry["error"].endswith("...")
+
+
+async def test_refusals_are_logged_at_a_limited_rate(server: ControlServer) -> None:
+    with capture_logs() as logs:
+        answers = await exchange(server.path, *[line(command="flush")] * 200)
+    assert len(answers) == 200
+    assert all(answer["ok"] is False for answer in answers)
+    refused = [entry for entry in logs if entry["event"] == "control.refused"]
+    assert 1 <= len(refused) <= 20
+
+
+async def test_the_busy_answer_is_logged_at_a_limited_rate(
+    socket_dir: Path, view: FakeView
+) -> None:
+    async with ControlServer(socket_dir / "s", view, max_connections=1) as server:
+        reader, writer = await asyncio.open_unix_connection(str(server.path))
+        writer.write(line(command="version"))
+        assert json.loads(await reader.readline())["ok"]
+        with capture_logs() as logs:
+            for _ in range(100):
+                answers = await exchange(server.path, line(command="version"))
+                assert answers[0]["error"].startswith("busy")
+        writer.close()
+    assert 1 <= len([entry for entry in logs if entry["event"] == "control.busy"]) <= 20
+
+
 async def test_a_bug_behind_status_is_logged_and_answered(
     server: ControlServer, view: FakeView
 ) -> None:
@@ -489,6 +593,55 @@ async def test_a_group_member_may_read_but_not_drain(socket_dir: Path, view: Fak
         "error": "permission denied: drain needs root (you are uid 65534)",
     }
     assert view.drained == set()
+
+
+HOLD_AS_NOBODY = """
+import json, socket, sys
+path, count = sys.argv[1], int(sys.argv[2])
+held, answers = [], []
+for _ in range(count + 1):
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    sock.connect(path)
+    sock.sendall(b'{"command": "version"}\\n')
+    answers.append(json.loads(sock.makefile("rb").readline()))
+    held.append(sock)
+print(json.dumps(answers), flush=True)
+sys.stdin.read()  # hold them until the test closes our stdin
+"""
+
+
+async def test_a_non_root_uid_cannot_lock_root_out(socket_dir: Path, view: FakeView) -> None:
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to run a client as another user")
+    per_uid = 3
+    async with ControlServer(
+        socket_dir / "s", view, group="nogroup", max_connections=8, max_connections_per_uid=per_uid
+    ) as server:
+        argv = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            sys.executable,
+            "-c",
+            HOLD_AS_NOBODY,
+            str(server.path),
+            str(per_uid),
+            cwd=REPO,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert process.stdin is not None
+        assert process.stdout is not None
+        try:
+            held = json.loads(await asyncio.wait_for(process.stdout.readline(), 30))
+            # Root is answered while nobody holds its whole per-uid share.
+            assert (await exchange(server.path, line(command="version")))[0]["ok"]
+        finally:
+            process.stdin.close()
+            await asyncio.wait_for(process.wait(), 30)
+    assert [answer["ok"] for answer in held] == [True] * per_uid + [False]
+    assert held[-1]["error"] == "busy: too many control connections from uid 65534; try again"
 
 
 async def test_without_the_group_the_socket_keeps_others_out(
