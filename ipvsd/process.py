@@ -4,22 +4,38 @@ Exec health checks (``ipvsd.health.checks``) and VRRP notify hooks
 (``ipvsd.vrrp.notify``) both run commands ipvsd does not control, so
 `run_bounded` does it one way for both:
 
-* it runs without blocking the loop (``asyncio.create_subprocess_exec``);
+* it runs without blocking the loop (its exit is awaited, see below);
 * it gets ``/dev/null`` as stdin, and its stdout and stderr go to one pipe,
   of which only the last ``tail_bytes`` bytes are kept;
-* it runs in a session and process group of its own (``start_new_session``),
-  so that on timeout, or when the caller is cancelled, ``killpg(SIGKILL)``
-  takes its children too, and it is then reaped: no orphans left running, no
+* it runs in a session and process group of its own (``start_new_session``);
+  on timeout, or when the caller is cancelled, the whole group gets
+  ``killpg(SIGKILL)`` and the command is reaped: no orphans left running, no
   zombies;
+* with ``kill_group_on_exit`` (exec health checks) the group is killed when
+  the command exits by itself too: a child it left running in the background
+  (``sleep 100 &``, ``nohup``, a subshell's child) dies with it, so a check
+  run every interval cannot pile up processes. Without it (the default, for
+  notify hooks, whose scripts may start a daemon) such children are left be;
 * a command that cannot be started is a value (`ProcessOutcome.error`), not
   an exception.
 
-The pipe is our own ``os.pipe()``, not asyncio's ``PIPE``: on Python 3.11
-``Process.wait()`` also waits for its pipes to close, which a background child
-of the command may hold open forever. After the command exits, its output is
-read for at most ``drain_s`` more seconds; such a child is then left alone
-(its later writes fail with EPIPE). A process that leaves the group
-(``setsid``) escapes the kill.
+The group is killed *before* the command is reaped. The group's id is the
+command's pid, and while the command is an unreaped zombie that number cannot
+be given to a new process, so ``killpg`` can never reach an unrelated group.
+That is why the command is not an ``asyncio`` subprocess, whose child watcher
+reaps it as soon as it exits: it is a ``subprocess.Popen``, its exit is
+awaited through a pidfd (``os.pidfd_open``, readable once the process has
+exited, without reaping it; Linux 5.3), and it is reaped after the kill with a
+``waitpid`` that returns at once.
+
+The group's orphans are reparented to the nearest subreaper (systemd, init),
+which reaps them once killed. A process that leaves the group (``setsid``,
+``systemd-run``) escapes every kill.
+
+The pipe is our own ``os.pipe()``: a background child of the command may hold
+it open. After the command exits, its output is read for at most ``drain_s``
+more seconds. Killed children close their ends at once; children left be keep
+theirs, and their later writes fail with EPIPE.
 """
 
 from __future__ import annotations
@@ -28,6 +44,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -65,6 +82,7 @@ async def run_bounded(
     tail_bytes: int = 4096,
     drain_s: float = 1.0,
     on_phase: Callable[[str], None] | None = None,
+    kill_group_on_exit: bool = False,
 ) -> ProcessOutcome:
     """Run ``argv`` in a new session and wait for it, up to ``timeout_s``.
 
@@ -80,6 +98,9 @@ async def run_bounded(
         on_phase: told ``running`` once the command has started, ``reading
             output`` once it has exited, and ``killed`` when its group is killed
             (on timeout or cancellation); for timeout reasons.
+        kill_group_on_exit: also kill the command's process group when it
+            exits by itself, so that nothing it started outlives it (a timeout
+            or a cancellation always kills the group).
 
     Returns:
         The outcome; this never raises for the command's own failures.
@@ -93,9 +114,10 @@ async def run_bounded(
     started = loop.time()
     read_fd, write_fd = os.pipe()
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
+        # Popen forks and execs synchronously, as create_subprocess_exec does.
+        proc = subprocess.Popen(  # noqa: ASYNC220
+            argv,
+            stdin=subprocess.DEVNULL,
             stdout=write_fd,
             stderr=write_fd,
             env=env,
@@ -116,6 +138,7 @@ async def run_bounded(
     transport: asyncio.BaseTransport | None = None
     collector: asyncio.Task[None] | None = None
     timed_out = False
+    exited = _Exit(loop, proc.pid)
     try:
         transport, _ = await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(reader), pipe
@@ -124,22 +147,27 @@ async def run_bounded(
         report("running")
         try:
             async with asyncio.timeout(timeout_s):
-                await proc.wait()
+                await exited.wait()
         except TimeoutError:
             timed_out = True
             report("killed")
             _kill_group(proc.pid)
-            await proc.wait()
+            await exited.wait()
         else:
             report("reading output")
+            if kill_group_on_exit:
+                _kill_group(proc.pid)  # its leftovers; it is a zombie, not yet reaped
+        proc.wait()  # exited: returns at once
         await asyncio.wait({collector}, timeout=drain_s)
     except BaseException:  # cancelled (the caller's deadline, a shutdown): leave nothing running
         if proc.returncode is None:  # once reaped, its pid may be another process's
             report("killed")
             _kill_group(proc.pid)
-            await proc.wait()
+            await exited.wait()
+            proc.wait()
         raise
     finally:
+        exited.close()
         if collector is not None:
             collector.cancel()
         if transport is not None:
@@ -152,6 +180,52 @@ async def run_bounded(
         duration_s=loop.time() - started,
         timed_out=timed_out,
     )
+
+
+class _Exit:
+    """The command's exit, awaitable without reaping it (a pidfd, else polling).
+
+    Polling (``waitid(WNOWAIT)``, every 50 ms) is for kernels older than 5.3
+    and sandboxes whose seccomp filter refuses ``pidfd_open``.
+    """
+
+    _POLL_S = 0.05
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, pid: int) -> None:
+        self._loop = loop
+        self._pid = pid
+        try:
+            self._pidfd: int | None = os.pidfd_open(pid)
+        except OSError:  # a kernel older than 5.3
+            self._pidfd = None
+
+    async def wait(self) -> None:
+        """Return once the process has exited (it is left a zombie)."""
+        if self._pidfd is None:
+            while not self._exited():  # noqa: ASYNC110 (nothing to wake on: no pidfd)
+                await asyncio.sleep(self._POLL_S)
+            return
+        exited = self._loop.create_future()
+        self._loop.add_reader(self._pidfd, _set_result, exited)
+        try:
+            await exited
+        finally:
+            self._loop.remove_reader(self._pidfd)
+
+    def close(self) -> None:
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+
+    def _exited(self) -> bool:
+        # WNOWAIT: look, but leave it a zombie until the group is killed.
+        flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+        return os.waitid(os.P_PID, self._pid, flags) is not None
+
+
+def _set_result(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 async def _collect(reader: asyncio.StreamReader, tail: bytearray, limit: int) -> None:

@@ -33,10 +33,12 @@ Why it is shaped this way:
   build (it parses the CA bundle), so callers that check often should build
   one per distinct ``(verify_tls, ca_file)`` and pass it to `target_for`.
 * **Exec checks never leave processes behind.** A command runs in a session
-  and process group of its own. On timeout, or when the check is cancelled,
-  the whole group gets SIGKILL and the command is reaped, so a hung script
-  does not pile up children every interval (``ipvsd.process``, shared with
-  ``ipvsd.vrrp.notify``).
+  and process group of its own. When it exits, times out, or the check is
+  cancelled, the whole group gets SIGKILL and the command is reaped, so
+  neither a hung script nor one that backgrounds a child (``sleep 100 &``)
+  piles up processes every interval (``ipvsd.process``, shared with
+  ``ipvsd.vrrp.notify``). A check that must start something long-lived has
+  to leave the group (``setsid``).
 """
 
 from __future__ import annotations
@@ -286,6 +288,7 @@ async def _exec(target: CheckTarget, progress: Progress) -> tuple[bool, str]:
         tail_bytes=OUTPUT_LIMIT,
         drain_s=DRAIN_S,
         on_phase=report,
+        kill_group_on_exit=True,
     )
     if outcome.error is not None:
         return False, f"cannot run {argv[0]!r}: {errno_text(outcome.error)}"

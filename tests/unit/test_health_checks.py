@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -599,6 +600,96 @@ async def test_a_cancelled_exec_leaves_no_process(tmp_path: Path) -> None:
         await task
     assert await group_gone(shell)
     assert reaped(shell)
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+async def gone(pid: int) -> bool:
+    """Whether `pid` dies within a second (SIGKILL lands asynchronously)."""
+    for _ in range(100):
+        if not alive(pid):
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+# A grandchild that writes its own pid, then lives on; "$1" is the pid file.
+# The command then waits for the file, so the grandchild is surely running.
+GRANDCHILD = 'sh -c \'echo $$ > "$0"; exec sleep 100\' "$1" &'
+STARTED = 'until [ -s "$1" ]; do sleep 0.01; done;'
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        f"{GRANDCHILD} {STARTED} exit 0",  # holds our output pipe too
+        f"{GRANDCHILD.removesuffix(' &')} >/dev/null 2>&1 & {STARTED} exit 0",  # does not
+        f"( {GRANDCHILD} ) ; {STARTED} exit 0",  # a subshell's child: a great-grandchild
+        f"nohup {GRANDCHILD} {STARTED} exit 0",
+    ],
+)
+async def test_a_passing_exec_leaves_no_background_child(tmp_path: Path, script: str) -> None:
+    pid_file = tmp_path / "pid"
+    result = await run_check(target(sh(script, str(pid_file), timeout=5)))
+    assert result.ok, result.reason
+    grandchild = int(await wait_for_line(pid_file))
+    try:
+        assert await gone(grandchild), f"grandchild {grandchild} outlived its check"
+        assert result.duration_s < 1.0  # and the check did not wait for it
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(grandchild, signal.SIGKILL)
+
+
+async def test_a_failing_exec_leaves_no_background_child(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    result = await run_check(target(sh(f"{GRANDCHILD} {STARTED} exit 3", str(pid_file), timeout=5)))
+    assert result.reason == "exit status 3"
+    grandchild = int(await wait_for_line(pid_file))
+    try:
+        assert await gone(grandchild)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(grandchild, signal.SIGKILL)
+
+
+async def test_a_timed_out_exec_leaves_no_grandchild(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    result = await run_check(
+        target(sh(f"{GRANDCHILD} {STARTED} sleep 100", str(pid_file), timeout=0.5))
+    )
+    assert result.reason == "killed after 0.5 s timeout"
+    grandchild = int(await wait_for_line(pid_file))
+    try:
+        assert await gone(grandchild)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(grandchild, signal.SIGKILL)
+
+
+async def test_repeated_checks_do_not_pile_up_children(tmp_path: Path) -> None:
+    pids = []
+    for i in range(5):
+        pid_file = tmp_path / f"pid{i}"
+        result = await run_check(
+            target(sh(f"{GRANDCHILD} {STARTED} exit 0", str(pid_file), timeout=5))
+        )
+        assert result.ok
+        pids.append(int(await wait_for_line(pid_file)))
+    try:
+        for pid in pids:
+            assert await gone(pid)
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 async def test_exec_missing_executable() -> None:
