@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from ipvsd import __version__
 from ipvsd.config import Config, load_config
 from ipvsd.control.server import ControlServer
+from ipvsd.daemon.admin_state import DrainStore
 from ipvsd.daemon.components import Components
 from ipvsd.daemon.lock import DEFAULT_RUNTIME_DIR, HostLock
 from ipvsd.daemon.ports import Addresses, IpvsKernel, KernelPorts, Links, real_ports
@@ -88,7 +89,10 @@ class Daemon:
             ),
         )
         self.view = DaemonView(
-            self._parts, reload=self.reload, drains_changed=self._desired_changed
+            self._parts,
+            reload=self.reload,
+            drains_changed=self._desired_changed,
+            drains=DrainStore(Path(config.state_dir)),
         )
         """What the control socket sees (status, drain, undrain, ready, reload)."""
         self._notifier = Notifier()
@@ -291,9 +295,11 @@ class Daemon:
             resync_interval_s=config.ipvs.resync_interval,
             on_report=self._reconcile_report,
         )
-        # Reals already in the kernel are adopted UP: a restart must not pull
-        # them out until their checks have run.
+        # Reals already in the kernel are adopted UP (at weight 0: DOWN until
+        # `rise` checks pass): a restart must not pull them out until their
+        # checks have run. The kept drains come first: weight 0 from the first write.
         actual = await client.dump(with_stats=False)
+        self.view.restore_drains(config)
         self._parts.health.configure(config, adopted=adopted_reals(config, actual))
         reconciler.prime(actual)
         reconciler.set_desired(self._parts.health.desired(), reason="adopt")

@@ -5,6 +5,11 @@ drain and undrain change the health manager's admin drains and wake the
 reconciler; reload is the daemon's own (the view only forwards it). The
 view keeps no state of its own, so a reload that replaces a component is
 seen by the next request.
+
+Drains are durable (``admin_state``): a drain or undrain is written to the
+state directory before the drains in memory change, and a failed write
+fails the request with nothing changed. `DaemonView.restore_drains` reads
+them back at start, before the first reconcile.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from ipvsd import __version__
+from ipvsd.config import Config
 from ipvsd.control.status import StatusDocument
+from ipvsd.daemon.admin_state import AdminStateError, DrainStore
 from ipvsd.daemon.components import Components
 from ipvsd.daemon.status import VrrpView, status_document
 from ipvsd.errors import ControlRequestError
-from ipvsd.model import DestKey, ServiceKey
+from ipvsd.model import DestKey, RealId, ServiceKey
 from ipvsd.vrrp.machine import VrrpState
 
 log = structlog.get_logger("ipvsd.daemon")
@@ -31,6 +38,7 @@ class DaemonView:
         parts: the daemon's components (read at every request).
         reload: the daemon's reload (re-read the config; its errors, or []).
         drains_changed: called after a drain or undrain, to reconcile at once.
+        drains: where drains are kept across restarts.
     """
 
     version = __version__
@@ -41,10 +49,12 @@ class DaemonView:
         *,
         reload: Callable[[], Awaitable[list[str]]],
         drains_changed: Callable[[], None],
+        drains: DrainStore,
     ) -> None:
         self._parts = parts
         self._reload = reload
         self._drains_changed = drains_changed
+        self._store = drains
 
     async def status(self) -> StatusDocument:
         """The status document, with the kernel's counters read now."""
@@ -85,18 +95,61 @@ class DaemonView:
         return await self._reload()
 
     def drain(self, service: ServiceKey, real: DestKey) -> None:
-        """Administrative drain: weight 0 until undrained; survives reloads."""
+        """Administrative drain: weight 0 until undrained; survives reloads and restarts.
+
+        Raises:
+            ControlRequestError: the real is not configured, or the drain could
+                not be written to the state directory (then nothing changed).
+        """
         self._configured_real(service, real)
+        self._keep(self._parts.health.drained | {(service, real)})
         self._parts.health.drained.add((service, real))
         log.info("ipvs.drained", service=str(service), real=str(real))
         self._drains_changed()
 
     def undrain(self, service: ServiceKey, real: DestKey) -> None:
-        """Give a drained real its configured weight back."""
+        """Give a drained real its configured weight back (on disk too).
+
+        Raises:
+            ControlRequestError: as for `drain`.
+        """
         self._configured_real(service, real)
+        self._keep(self._parts.health.drained - {(service, real)})
         self._parts.health.drained.discard((service, real))
         log.info("ipvs.undrained", service=str(service), real=str(real))
         self._drains_changed()
+
+    def _keep(self, drained: set[RealId]) -> None:
+        """Write `drained` to the state directory first (memory follows the disk)."""
+        try:
+            self._store.save(drained)
+        except AdminStateError as exc:
+            log.error("state.drains_not_saved", error=str(exc))
+            raise ControlRequestError(f"not changed, the drains could not be kept: {exc}") from None
+
+    def restore_drains(self, config: Config) -> None:
+        """At start, before the first reconcile: the drains the last run kept.
+
+        Drains of reals `config` no longer has are dropped (logged), and the
+        file is rewritten without them. A bad file never stops the start
+        (``admin_state`` Rule 3).
+        """
+        kept = self._store.load()
+        configured = {(s.key, s.dest_key(r)) for s in config.ipvs.services for r in s.reals}
+        dropped = kept - configured
+        for service, real in sorted(dropped, key=lambda r: (str(r[0]), str(r[1]))):
+            log.warning("state.drain_dropped", service=str(service), real=str(real),
+                        reason="not configured")  # fmt: skip
+        drained = self._parts.health.drained
+        drained.clear()
+        drained.update(kept & configured)
+        if kept:
+            log.info("state.drains_restored", path=str(self._store.path), drains=len(drained))
+        if dropped:
+            try:
+                self._store.save(drained)
+            except AdminStateError as exc:
+                log.error("state.drains_not_saved", error=str(exc))
 
     def _configured_real(self, service: ServiceKey, real: DestKey) -> None:
         for configured in self._parts.config.ipvs.services:

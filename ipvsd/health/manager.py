@@ -11,7 +11,7 @@ same tick instead of at its next periodic pass.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable, Set
+from collections.abc import Callable, Mapping
 
 import structlog
 
@@ -52,17 +52,23 @@ class HealthManager:
             on_result=None if on_check is None else self._checked,
         )
         self.drained: set[RealId] = set()
+        """Reals an operator drained (``ipvsd drain``): weight 0 whatever their health."""
+        self._held: set[RealId] = set()
+        """Reals adopted at weight 0 that have not come UP since: kept in at weight 0."""
         self._config: Config | None = None
         self._tls: dict[tuple[bool, str | None], ssl.SSLContext] = {}
 
-    def configure(self, config: Config, adopted: Set[RealId] = frozenset()) -> None:
+    def configure(self, config: Config, adopted: Mapping[RealId, Health] | None = None) -> None:
         """Watch the checked reals of `config`.
 
         Args:
             config: the (new) configuration.
-            adopted: reals found in the kernel at start; they begin UP and keep
-                their weight until their checks decide.
+            adopted: reals found in the kernel at start and the health they
+                begin with (`adopted_reals`): UP keeps their weight until
+                ``fall`` failures; DOWN (found at weight 0) keeps weight 0
+                until ``rise`` successes.
         """
+        adopted = adopted or {}
         self._config = config
         self._tls.clear()  # a CA file may have changed on disk
         watches: dict[RealId, Watch[CheckTarget]] = {}
@@ -76,11 +82,14 @@ class HealthManager:
                 tls = self._tls_for(check) if check.type is CheckType.HTTPS else None
                 target = target_for(check, real.address, dest.port, tls=tls)
                 watches[real_id] = Watch(real_id, target, check.interval, check.rise, check.fall)
-        self.monitor.update(watches, {real_id: Health.UP for real_id in adopted})
+        new = watches.keys() - self.monitor.states().keys()
+        self.monitor.update(watches, adopted)
+        states = self.monitor.states()
+        held = self._held | {r for r in new if adopted.get(r) is Health.DOWN}
+        self._held = {real_id for real_id in held if states.get(real_id) is Health.DOWN}
         configured = {(s.key, s.dest_key(r)) for s in config.ipvs.services for r in s.reals}
         self.drained &= configured
         if self._on_health is not None:
-            states = self.monitor.states()
             for real_id in configured:
                 self._on_health(real_id, states.get(real_id, Health.UP))
 
@@ -95,7 +104,7 @@ class HealthManager:
     def desired(self) -> Table:
         """The IPVS table for the current config, health and drains."""
         assert self._config is not None
-        extra = overrides(self._config, self.monitor.states(), self.drained)
+        extra = overrides(self._config, self.monitor.states(), self.drained, self._held)
         return desired_table(
             self._config, weight_overrides=extra.weights, excluded=extra.excluded, sorry=extra.sorry
         )
@@ -105,6 +114,7 @@ class HealthManager:
             self._on_check(result.duration_s)
 
     def _changed(self, real_id: RealId, health: Health, reason: str) -> None:
+        self._held.discard(real_id)
         if self._on_health is not None:
             self._on_health(real_id, health)
         service, dest = real_id
@@ -113,15 +123,21 @@ class HealthManager:
         self._on_change()
 
 
-def adopted_reals(config: Config, actual: Table) -> set[RealId]:
-    """The configured reals that the kernel already holds."""
-    found = set()
+def adopted_reals(config: Config, actual: Table) -> dict[RealId, Health]:
+    """The configured reals that the kernel already holds, and the health they start with.
+
+    UP for a real the kernel gives traffic; DOWN for one it holds at weight 0
+    (drained, or down in the last run): a restart must not hand it traffic
+    before ``rise`` successful checks (`tracker` Rule 3).
+    """
+    found: dict[RealId, Health] = {}
     for service in config.ipvs.services:
         kernel = actual.services.get(service.key)
         if kernel is None:
             continue
         for real in service.reals:
             dest = service.dest_key(real)
-            if dest in kernel.dests:
-                found.add((service.key, dest))
+            held = kernel.dests.get(dest)
+            if held is not None:
+                found[(service.key, dest)] = Health.UP if held.attrs.weight else Health.DOWN
     return found

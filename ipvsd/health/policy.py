@@ -6,7 +6,9 @@ Rules, per service (issue #4, keepalived's checker semantics where it has them):
 - A real whose health is UNKNOWN (a fresh start, no successful check yet) is
   left out of the kernel: it enters only after its first successful check.
   A real adopted from the kernel at start begins UP instead (its checks
-  decide later, without removing it first).
+  decide later, without removing it first); one adopted at weight 0 begins
+  DOWN and is *held*: it stays in the kernel at weight 0, even with
+  ``on_failure: remove``, until ``rise`` successful checks make it UP.
 - A DOWN real is drained (``on_failure: drain``, weight 0: its established
   connections finish, new ones go elsewhere) or removed (``on_failure:
   remove``). Recovery restores the configured weight.
@@ -49,7 +51,10 @@ def has_check(service: ServiceConfig, real: RealConfig) -> bool:
 
 
 def overrides(
-    config: Config, states: Mapping[RealId, Health], drained: Set[RealId] = frozenset()
+    config: Config,
+    states: Mapping[RealId, Health],
+    drained: Set[RealId] = frozenset(),
+    held: Set[RealId] = frozenset(),
 ) -> Overrides:
     """Weights, exclusions and sorry servers for the current health and drains.
 
@@ -57,6 +62,8 @@ def overrides(
         config: the running configuration.
         states: health of each checked real (absent = UNKNOWN).
         drained: reals an operator drained.
+        held: reals adopted at weight 0 that have not come UP since (weight 0,
+            never removed).
     """
     weights: dict[RealId, int] = {}
     excluded: set[RealId] = set()
@@ -68,7 +75,9 @@ def overrides(
             health = states.get(real_id, Health.UNKNOWN) if has_check(service, real) else Health.UP
             if health is Health.UP:
                 any_up = True
-            elif health is Health.UNKNOWN or service.on_failure is OnFailure.REMOVE:
+            elif real_id not in held and (
+                health is Health.UNKNOWN or service.on_failure is OnFailure.REMOVE
+            ):
                 excluded.add(real_id)
             else:
                 weights[real_id] = 0

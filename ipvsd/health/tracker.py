@@ -21,7 +21,10 @@ stays where it is until one kind of result repeats often enough.
 
 Rule 3 (adoption). A real found in the kernel at start-up is adopted UP
 (``initial=Health.UP``): it keeps serving until its checks say otherwise
-(Rule 2), instead of being removed and warmed up again.
+(Rule 2), instead of being removed and warmed up again. A real found there
+at weight 0 (drained, or down in the last run) is adopted DOWN
+(``initial=Health.DOWN``): it gets traffic again only after ``rise``
+successes (Rule 2), not after the single one of Rule 1.
 
 The check grid
 ==============
@@ -74,7 +77,8 @@ class RiseFall:
     Args:
         rise: consecutive successes that make a DOWN real UP (>= 1).
         fall: consecutive failures that make an UP or UNKNOWN real DOWN (>= 1).
-        initial: the starting state; UP for reals adopted from the kernel.
+        initial: the starting state; UP or DOWN for reals adopted from the
+            kernel (Rule 3).
 
     Raises:
         ValueError: rise or fall is below 1.

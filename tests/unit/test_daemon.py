@@ -12,19 +12,24 @@ asserts on the fake kernel's table. The kernel tier
 from __future__ import annotations
 
 import asyncio
+import errno
+import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from ipvsd.config import load_config
 from ipvsd.control.client import request
 from ipvsd.daemon import Daemon
 from ipvsd.daemon.lock import AlreadyRunning
 from ipvsd.errors import ControlRequestError, IpvsdError
+from ipvsd.ipvs.plan import AddDest, ApplyResult, EditDest, Operation
 from ipvsd.model import (
     Dest,
     DestAttrs,
@@ -57,10 +62,17 @@ def config_text(
     scheduler: str = "rr",
     ipvs_extra: str = "",
     services: bool = True,
+    state_dir: Path | None = None,
+    check: str = "",
 ) -> str:
-    """A director config: the reference web service (and a DNS one), no VRRP."""
+    """A director config: the reference web service (and a DNS one), no VRRP.
+
+    The admin state goes to ``state`` next to the socket unless `state_dir` says
+    otherwise (never to /var/lib/ipvsd: the tests run as root).
+    """
     lines = [
         "node_name: director1",
+        f"state_dir: {state_dir or socket.parent / 'state'}",
         f"control: {{socket: {socket}}}",
         "metrics: {listen: null}",
         "ipvs:",
@@ -71,7 +83,7 @@ def config_text(
         return "\n".join(lines) + "\n"
     lines += [
         "  services:",
-        f"    - {{address: 192.168.1.200, port: 80, scheduler: {scheduler}, reals: [",
+        f"    - {{address: 192.168.1.200, port: 80, scheduler: {scheduler}, {check}reals: [",
     ]
     for real in reals:
         weight = weight_40 if real.endswith(".40") else 1
@@ -387,3 +399,187 @@ async def test_cleanup_on_exit_never_runs_after_a_failed_start(tmp_path: Path, s
     with pytest.raises(IpvsdError, match="not a socket"):
         await asyncio.wait_for(daemon.run(), 5)
     assert set(kernel.ipvs.table.services) == {WEB}
+
+
+# --- durable drains (issue #11 item 6) --------------------------------------------------------
+
+
+class RecordingIpvs(FakeIpvs):
+    """A `FakeIpvs` that also keeps every operation it was sent, in order."""
+
+    def __init__(self, table: Table | None = None) -> None:
+        super().__init__(table)
+        self.sent: list[Operation] = []
+
+    def apply_sync(self, operations: Iterable[Operation]) -> ApplyResult:
+        batch = list(operations)
+        self.sent.extend(batch)
+        return super().apply_sync(batch)
+
+
+def weights_written(ipvs: RecordingIpvs, real: DestKey) -> list[int]:
+    """Every weight the daemon gave `real` in the web service, in order."""
+    return [
+        op.attrs.weight
+        for op in ipvs.sent
+        if isinstance(op, AddDest | EditDest) and op.service == WEB and op.key == real
+    ]
+
+
+async def test_a_drain_outlives_a_restart_and_so_does_an_undrain(
+    tmp_path: Path, sock: Path
+) -> None:
+    kernel = FakePorts()
+    async with running(tmp_path, kernel=kernel) as h:
+        h.daemon.view.drain(WEB, REAL_30)
+        await h.settle()
+        assert h.weights() == {REAL_30: 0, REAL_40: 1}
+    before = kernel.ipvs.operations_seen
+    async with running(tmp_path, kernel=kernel) as h:
+        assert h.daemon.view.ready()
+        assert h.weights() == {REAL_30: 0, REAL_40: 1}
+        assert kernel.ipvs.operations_seen == before, "the drained table adopted as it is"
+        assert h.daemon._parts.health.drained == {(WEB, REAL_30)}
+        h.daemon.view.undrain(WEB, REAL_30)
+        await h.settle()
+        assert h.weights() == {REAL_30: 1, REAL_40: 1}
+    async with running(tmp_path, kernel=FakePorts()) as h:
+        assert h.weights() == {REAL_30: 1, REAL_40: 1}, "the undrain was kept too"
+        assert h.daemon._parts.health.drained == set()
+
+
+async def test_a_kept_drain_is_weight_0_from_the_first_write_into_an_empty_kernel(
+    tmp_path: Path,
+) -> None:
+    """After a reboot (IPVS empty) the drained real is added at weight 0, never at 1 first."""
+    async with running(tmp_path) as h:
+        h.daemon.view.drain(WEB, REAL_30)
+    rebooted = RecordingIpvs()
+    async with running(tmp_path, kernel=FakePorts(ipvs=rebooted)) as h:
+        assert h.weights() == {REAL_30: 0, REAL_40: 1}
+    assert weights_written(rebooted, REAL_30) == [0]
+    assert weights_written(rebooted, REAL_40) == [1]
+
+
+async def test_a_drain_is_answered_over_the_socket_and_written_before_it_is_made(
+    tmp_path: Path, sock: Path
+) -> None:
+    async with running(tmp_path):
+        answer = await asyncio.to_thread(
+            request,
+            str(sock),
+            {"command": "drain", "service": "192.168.1.200:80", "real": "192.168.1.30:80"},
+        )
+        assert answer["ok"] is True
+        kept = json.loads((tmp_path / "state" / "drains.json").read_text())
+        assert kept == {
+            "version": 1,
+            "drains": [{"service": "192.168.1.200:80", "real": "192.168.1.30:80"}],
+        }
+
+
+async def test_a_drain_that_cannot_be_written_is_refused_and_changes_nothing(
+    tmp_path: Path, sock: Path
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")  # the state dir cannot be made under it (ENOTDIR, even for root)
+    text = config_text(sock, state_dir=blocker / "state")
+    async with running(tmp_path, text) as h:
+        with capture_logs() as logs:
+            answer = await asyncio.to_thread(
+                request,
+                str(sock),
+                {"command": "drain", "service": "192.168.1.200:80", "real": "192.168.1.30:80"},
+            )
+        assert answer["ok"] is False
+        assert "not changed, the drains could not be kept" in answer["error"]
+        assert f"{blocker}/state/drains.json" in answer["error"]
+        assert h.daemon._parts.health.drained == set()
+        await h.settle()
+        assert h.weights() == {REAL_30: 1, REAL_40: 1}
+        assert "state.drains_not_saved" in [event["event"] for event in logs]
+        with pytest.raises(ControlRequestError, match="could not be kept"):
+            h.daemon.view.undrain(WEB, REAL_30)
+
+
+async def test_an_undrain_that_cannot_be_written_keeps_the_drain(
+    tmp_path: Path, sock: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running(tmp_path) as h:
+        h.daemon.view.drain(WEB, REAL_30)
+
+        def disk_full(fd: int) -> None:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(os, "fsync", disk_full)
+        with pytest.raises(ControlRequestError, match="No space left on device"):
+            h.daemon.view.undrain(WEB, REAL_30)
+        monkeypatch.undo()
+        await h.settle()
+        assert h.weights() == {REAL_30: 0, REAL_40: 1}
+        assert h.daemon._parts.health.drained == {(WEB, REAL_30)}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"version": 1, "drains": [{"service": "192.168.1.200:80", "real": "192.1',
+        "\x00\x00\x00\x00",
+        '{"version": 99, "drains": []}',
+    ],
+)
+async def test_a_torn_state_file_is_reported_kept_aside_and_the_start_goes_on(
+    tmp_path: Path, text: str
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "drains.json").write_text(text)
+    with capture_logs() as logs:
+        async with running(tmp_path) as h:
+            assert h.daemon.view.ready()
+            assert h.weights() == {REAL_30: 1, REAL_40: 1}
+            h.daemon.view.drain(WEB, REAL_30)  # and drains work again
+    errors = [event for event in logs if event["event"] == "state.drains_unreadable"]
+    assert len(errors) == 1
+    assert errors[0]["log_level"] == "error"
+    assert errors[0]["path"] == str(state / "drains.json")
+    assert errors[0]["reason"]
+    assert (state / "drains.json.corrupt").read_text() == text
+    assert json.loads((state / "drains.json").read_text())["drains"] == [
+        {"service": "192.168.1.200:80", "real": "192.168.1.30:80"}
+    ]
+
+
+async def test_a_kept_drain_of_a_real_no_longer_configured_is_dropped_at_start(
+    tmp_path: Path, sock: Path
+) -> None:
+    async with running(tmp_path) as h:
+        h.daemon.view.drain(WEB, REAL_30)
+        h.daemon.view.drain(WEB, REAL_40)
+    with capture_logs() as logs:
+        async with running(tmp_path, config_text(sock, reals=("192.168.1.40",))) as h:
+            assert h.weights() == {REAL_40: 0}
+            assert h.daemon._parts.health.drained == {(WEB, REAL_40)}
+    dropped = [event for event in logs if event["event"] == "state.drain_dropped"]
+    assert [(e["service"], e["real"]) for e in dropped] == [("192.168.1.200:80", "192.168.1.30:80")]
+    # Forgotten on disk too: the real's return does not bring its old drain back.
+    async with running(tmp_path) as h:
+        assert h.weights() == {REAL_30: 1, REAL_40: 0}
+
+
+async def test_an_adopted_real_at_weight_0_stays_0_until_its_checks_pass(
+    tmp_path: Path, sock: Path
+) -> None:
+    """README: a checked real the kernel holds at weight 0 keeps it until `rise` checks pass."""
+    kernel = FakePorts()
+    async with running(tmp_path, kernel=kernel) as h:
+        attrs = kernel.ipvs.table.services[WEB].dests[REAL_30].attrs
+    kernel.ipvs.apply_sync([EditDest(WEB, REAL_30, replace(attrs, weight=0))])
+    before = kernel.ipvs.operations_seen
+    # No check ends while the test runs (60 s interval): only adoption decides.
+    checked = config_text(sock, check="check: {type: tcp, interval: 60, rise: 2}, ")
+    async with running(tmp_path, checked, kernel=kernel) as h:
+        assert h.weights() == {REAL_30: 0, REAL_40: 1}
+        assert kernel.ipvs.operations_seen == before
+        status = await h.daemon.view.status()
+        assert [r.health for r in status.services[0].reals] == ["down", "up"]

@@ -49,8 +49,12 @@ R22 = (S2, DestKey(ip_address("10.0.2.2"), 80))
 SORRY = DestKey(ip_address("10.0.9.9"), 80)
 
 
-def table(states: dict[RealId, Health], drained: frozenset[RealId] = frozenset()) -> Table:
-    o = overrides(CONFIG, states, drained)
+def table(
+    states: dict[RealId, Health],
+    drained: frozenset[RealId] = frozenset(),
+    held: frozenset[RealId] = frozenset(),
+) -> Table:
+    o = overrides(CONFIG, states, drained, held)
     return desired_table(CONFIG, weight_overrides=o.weights, excluded=o.excluded, sorry=o.sorry)
 
 
@@ -85,6 +89,16 @@ def test_all_down_brings_the_sorry_server_in() -> None:
 def test_admin_drain_wins_over_health() -> None:
     t = table({R11: Health.UP, R12: Health.UP}, frozenset({R11}))
     assert weights(t, S1) == {R11[1]: 0, R12[1]: 2}
+
+
+def test_a_real_adopted_at_weight_0_is_held_in_at_0_even_where_down_means_remove() -> None:
+    held = frozenset({R11, R21})
+    t = table({R11: Health.DOWN, R12: Health.UP, R21: Health.DOWN}, held=held)
+    assert weights(t, S1) == {R11[1]: 0, R12[1]: 2}
+    assert weights(t, S2) == {R21[1]: 0, R22[1]: 1}, "on_failure: remove, yet still in"
+    t = table({R11: Health.UP, R12: Health.UP, R21: Health.UP}, held=held)
+    assert weights(t, S1) == {R11[1]: 3, R12[1]: 2}, "UP: holding changes nothing"
+    assert weights(t, S2) == {R21[1]: 1, R22[1]: 1}
 
 
 def test_overrides_cannot_be_changed_by_their_reader() -> None:
