@@ -14,6 +14,8 @@ here need more than one field or more than one object:
 - a real has its service's address family unless it is forwarded by
   ``tunnel`` (IPIP/GUE can carry IPv4 in IPv6 and back); DR and tunnel
   cannot change the destination port;
+- a real's lower threshold is not above its upper one (the kernel refuses
+  that with ERANGE, even when the upper one is 0, "no limit");
 - a real's merged check (`merge_check`) is complete: it has a type, exec
   checks have a command, and port checks have a port to connect to;
 - VRRP instance names are unique; a (interface, vrid) pair is one virtual
@@ -324,6 +326,13 @@ def _check_real(
         report.add(
             (*real_path, "port"),
             f"forward {forward.value} cannot change the port: use {port} (or 0), or forward: nat",
+        )
+    if real.lower_threshold > real.upper_threshold:  # ip_vs_add_dest() / ip_vs_edit_dest()
+        hint = "; 0 means no upper limit, so leave both 0" if real.upper_threshold == 0 else ""
+        report.add(
+            (*real_path, "lower_threshold"),
+            f"must not be above upper_threshold ({real.upper_threshold}): "
+            f"the kernel refuses it (ERANGE){hint}",
         )
     if real.tunnel is not None:
         if forward is ForwardMethod.TUNNEL:

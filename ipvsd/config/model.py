@@ -26,6 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from ipvsd.config.types import (
     SCHEDULER_FLAGS,
     AuthPass,
+    CheckInterval,
+    CheckTimeout,
     CheckTypeName,
     Command,
     Count,
@@ -35,11 +37,12 @@ from ipvsd.config.types import (
     Fwmark,
     GarpDelay,
     GarpRepeat,
+    HttpHost,
     HttpPath,
     Interface,
-    Interval,
     IPAny,
     IPv4,
+    IpvsTimeout,
     Name,
     Names,
     Netmask,
@@ -47,14 +50,19 @@ from ipvsd.config.types import (
     NonZeroByte,
     OnFailure,
     OnFailureName,
+    PersistenceEngine,
+    PersistenceTimeout,
     Port,
     PortOrZero,
     PreemptDelay,
     ProtocolName,
+    RealAddress,
     Regex,
+    ResyncInterval,
     Scheduler,
     SchedulerFlag,
-    Seconds32,
+    ServiceAddress,
+    SocketPath,
     Statuses,
     SyncId,
     Threshold,
@@ -107,8 +115,8 @@ class _Model(BaseModel):
 class ControlConfig(_Model):
     """The control socket that ``ipvsd status`` / ``reload`` / ``drain`` talk to."""
 
-    socket: Name = "/run/ipvsd/ipvsd.sock"
-    """Path of the unix socket."""
+    socket: SocketPath = "/run/ipvsd/ipvsd.sock"
+    """Path of the unix socket, at most 107 bytes (Linux's sun_path is 108 with the NUL)."""
     group: Name | None = None
     """Group that may use the socket besides root; None: root only."""
 
@@ -124,6 +132,7 @@ class TrackInterface(_Model):
     """An interface whose link state changes the instance's priority."""
 
     interface: Interface
+    """Interface name, 1-15 bytes (IFNAMSIZ)."""
     weight: TrackWeight = 0
     """keepalived semantics: > 0 is added while the link is up, < 0 while it is down;
     0: link down means FAULT."""
@@ -134,15 +143,18 @@ class VrrpInstanceConfig(_Model):
 
     name: Name
     interface: Interface
+    """Interface the adverts go out on and the VIPs are added to, 1-15 bytes (IFNAMSIZ)."""
     vrid: NonZeroByte
     """Virtual Router ID, 1-255 (RFC 3768 §5.3.3)."""
     priority: NonZeroByte = 100
     """1-254 backup, 255 address owner (RFC 3768 §5.3.4)."""
     advert_int: NonZeroByte = 1
-    """Advertisement interval in whole seconds (VRRPv2 has no finer unit)."""
+    """Advertisement interval in whole seconds, 1-255 (VRRPv2's 8-bit field, RFC 3768 §5.3.7;
+    no finer unit)."""
     preempt: bool = True
     preempt_delay: PreemptDelay = 0.0
-    """Seconds after start-up during which a higher priority does not preempt."""
+    """Seconds after start-up during which a higher priority does not preempt, 0-1000
+    (keepalived's range); a one-off delay, so 0 is fine."""
     auth_pass: AuthPass | None = None
     """Simple-text password (auth type 1, RFC 3768 §5.3.6), 1-8 characters."""
     unicast_peers: tuple[IPv4, ...] = ()
@@ -150,14 +162,17 @@ class VrrpInstanceConfig(_Model):
     unicast_src: IPv4 | None = None
     """Source address of unicast adverts; None: the interface's primary address."""
     virtual_ipaddresses: Vips
-    """VIPs as ``ADDRESS[/PREFIX]``; no prefix means /32."""
+    """VIPs as ``ADDRESS[/PREFIX]``; no prefix means /32. 1-255 of them: an advert's
+    count field is 8 bits (RFC 3768 §5.3.5); more addresses need another instance.
+    Unicast only (not 0.0.0.0/8, loopback, multicast or 255.255.255.255)."""
     track_interfaces: tuple[TrackInterface, ...] = ()
     notify: Name | None = None
     """Program run as ``notify TYPE NAME STATE PRIORITY`` on every transition."""
     garp_repeat: GarpRepeat = 5
     """Gratuitous ARPs per burst on becoming MASTER."""
     garp_delay: GarpDelay = 5.0
-    """Seconds after becoming MASTER until the second GARP burst; 0: none."""
+    """Seconds after becoming MASTER until the second GARP burst; 0: none. A one-off
+    delay, so any finite value >= 0 is fine."""
 
 
 class SyncGroupConfig(_Model):
@@ -178,10 +193,13 @@ class CheckConfig(_Model):
     """A health check. Address and port default to the real's."""
 
     type: CheckTypeName
-    interval: Interval = 2.0
-    """Seconds between the starts of two checks."""
-    timeout: Interval = 1.0
-    """Seconds one check may take before it counts as failed."""
+    interval: CheckInterval = 2.0
+    """Seconds between the starts of two checks, at least 0.1 (ten checks a second per
+    real; more only loads the reals and the daemon: 10,000 reals would make 100,000
+    checks a second)."""
+    timeout: CheckTimeout = 1.0
+    """Seconds one check may take before it counts as failed, at least 0.01 (a round trip
+    on a LAN plus a scheduling delay; less fails every check)."""
     rise: Count = 2
     """Consecutive successes that make a down real up."""
     fall: Count = 3
@@ -189,11 +207,14 @@ class CheckConfig(_Model):
     port: Port | None = None
     address: IPAny | None = None
     path: HttpPath = "/"
+    """http/https: the request target: ``/``, then RFC 3986 path and query characters;
+    anything else (spaces, controls, non-ASCII, ``#``) percent-encoded."""
     expected_status: Statuses = (200,)
     body_regex: Regex | None = None
     """http/https: the body must match (``re.search``)."""
-    host: Name | None = None
-    """http/https: Host header and TLS server name; None: the address."""
+    host: HttpHost | None = None
+    """http/https: Host header and TLS server name; None: the address. A host name in
+    ASCII (IDNA) or an IP address (IPv6 without brackets), without a port."""
     verify_tls: bool = False
     ca_file: Name | None = None
     command: Command | None = None
@@ -205,8 +226,8 @@ class CheckOverride(_Model):
     """A real's check fields; each one set replaces the service check's field."""
 
     type: CheckTypeName | None = None
-    interval: Interval | None = None
-    timeout: Interval | None = None
+    interval: CheckInterval | None = None
+    timeout: CheckTimeout | None = None
     rise: Count | None = None
     fall: Count | None = None
     port: Port | None = None
@@ -214,7 +235,7 @@ class CheckOverride(_Model):
     path: HttpPath | None = None
     expected_status: Statuses | None = None
     body_regex: Regex | None = None
-    host: Name | None = None
+    host: HttpHost | None = None
     verify_tls: bool | None = None
     ca_file: Name | None = None
     command: Command | None = None
@@ -258,7 +279,8 @@ class TunnelConfig(_Model):
 class SorryServerConfig(_Model):
     """Where traffic goes when no real is available."""
 
-    address: IPAny
+    address: RealAddress
+    """Unicast, as a real's (the kernel makes it an IPVS destination)."""
     port: PortOrZero = 0
     """0: the service's port."""
 
@@ -266,16 +288,19 @@ class SorryServerConfig(_Model):
 class RealConfig(_Model):
     """A real server of a service."""
 
-    address: IPAny
+    address: RealAddress
+    """Unicast: not unspecified, 0.0.0.0/8, multicast, broadcast, loopback (IPVS does not
+    forward to it) or IPv6 link-local (the kernel refuses it)."""
     port: PortOrZero = 0
     """0: the service's port (for fwmark services: the packet's port)."""
     weight: Weight = 1
     forward: ForwardName | None = None
     """Overrides the service's forwarding method."""
     upper_threshold: Threshold = 0
-    """Connections above which the real gets no new ones; 0: no limit."""
+    """Connections above which the real gets no new ones; 0: no limit (u32)."""
     lower_threshold: Threshold = 0
-    """Connections below which it gets new ones again; 0: no limit."""
+    """Connections below which it gets new ones again; 0: no limit. At most
+    upper_threshold (the kernel refuses a higher one, even when upper is 0)."""
     tunnel: TunnelConfig | None = None
     """Overrides the service's tunnel settings (forward: tunnel only)."""
     check: CheckOverride | None = None
@@ -284,7 +309,8 @@ class RealConfig(_Model):
 class ServiceConfig(_Model):
     """A virtual service: ``address`` + ``port``, or ``fwmark``."""
 
-    address: IPAny | None = None
+    address: ServiceAddress | None = None
+    """Unicast: not unspecified, 0.0.0.0/8, multicast, broadcast or loopback."""
     port: Port | None = None
     fwmark: Fwmark | None = None
     family: FamilyName | None = None
@@ -296,11 +322,13 @@ class ServiceConfig(_Model):
     """Default forwarding method of the reals."""
     tunnel: TunnelConfig | None = None
     """Default tunnel settings of the ``forward: tunnel`` reals."""
-    persistence_timeout: Seconds32 = 0
-    """Seconds a client sticks to its real; 0: not persistent."""
+    persistence_timeout: PersistenceTimeout = 0
+    """Seconds a client sticks to its real, at most 2678400 (31 days, ipvsadm's and
+    keepalived's limit: the kernel keeps timeout x HZ in 32 bits); 0: not persistent."""
     persistence_netmask: Netmask | None = None
     """Prefix length grouping clients for persistence; None: 32 (IPv4) / 128 (IPv6)."""
-    persistence_engine: Name | None = None
+    persistence_engine: PersistenceEngine | None = None
+    """Persistence engine (``sip``), at most 15 bytes (IP_VS_PENAME_MAXLEN)."""
     check: CheckConfig | None = None
     on_failure: OnFailureName = OnFailure.DRAIN
     sorry_server: SorryServerConfig | None = None
@@ -360,11 +388,15 @@ class ServiceConfig(_Model):
 
 
 class TimeoutsConfig(_Model):
-    """IPVS connection timeouts (``ipvsadm --set``); 0 leaves the kernel's value."""
+    """IPVS connection timeouts (``ipvsadm --set``); 0 leaves the kernel's value.
 
-    tcp: Seconds32 = 0
-    tcpfin: Seconds32 = 0
-    udp: Seconds32 = 0
+    Each is at most 2147483 seconds: the kernel refuses more than INT_MAX / HZ
+    (ip_vs_set_timeout), and HZ can be 1000.
+    """
+
+    tcp: IpvsTimeout = 0
+    tcpfin: IpvsTimeout = 0
+    udp: IpvsTimeout = 0
 
 
 class SyncDaemonConfig(_Model):
@@ -372,7 +404,7 @@ class SyncDaemonConfig(_Model):
 
     vrrp_instance: Name
     interface: Interface | None = None
-    """Multicast interface; None: the VRRP instance's interface."""
+    """Multicast interface, 1-15 bytes (IFNAMSIZ); None: the VRRP instance's interface."""
     sync_id: SyncId | None = None
     """Sync ID; None: the VRRP instance's vrid (as keepalived's lvs_sync_daemon)."""
     group: IPAny | None = None
@@ -389,8 +421,10 @@ class IpvsConfig(_Model):
     """The ``ipvs`` section; without services ipvsd is a pure VRRP daemon."""
 
     services: tuple[ServiceConfig, ...] = ()
-    resync_interval: Interval = 30.0
-    """Seconds between two periodic reconciles (drift repair)."""
+    resync_interval: ResyncInterval = 30.0
+    """Seconds between two periodic reconciles (drift repair), at least 1: each one dumps
+    the whole IPVS table (the kernel's changes are not events, so this is the only way
+    to see them)."""
     cleanup_on_exit: bool = False
     """Delete our services on a graceful stop (default: leave them, drop no connection)."""
     max_deletes: NonNegative | None = None

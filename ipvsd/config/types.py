@@ -11,6 +11,12 @@ again).
 Every failure is a `PydanticCustomError` with a finished, short message
 ("must be between 1 and 255", "'10.0.0.300' is not a valid IPv4 address"),
 which `ipvsd.config` prints verbatim.
+
+The limits are those of what consumes the value at run time, so that a
+config ``check-config`` accepts does not fail later: the kernel (IPVS in
+net/netfilter/ipvs/ip_vs_ctl.c, IFNAMSIZ, sun_path), the VRRPv2 wire format
+(RFC 3768 §5.1), and h11, which sends the HTTP checks' requests. Ranges also
+go into the JSON Schema (`Config.model_json_schema()`), through `_Rule`.
 """
 
 from __future__ import annotations
@@ -19,11 +25,20 @@ import enum
 import math
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, ip_address
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
+from urllib.parse import quote
 
-from pydantic import AfterValidator, PlainSerializer, PlainValidator
-from pydantic_core import PydanticCustomError
+from pydantic import (
+    AfterValidator,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    PlainSerializer,
+    PlainValidator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 from ipvsd.model import (
     Family,
@@ -69,7 +84,22 @@ SCHEDULER_FLAGS: Mapping[str, ServiceFlag] = {
 """ipvsadm's ``-b`` flag names and the service flag each one sets."""
 
 U32_MAX = 2**32 - 1
-S32_MAX = 2**31 - 1
+
+MAX_VIPS = 255
+"""VIPs of one instance: the VRRPv2 advert's Count IP Addrs field is 8 bits (RFC 3768 §5.3.5)."""
+IFNAME_MAX = 15
+"""Bytes of an interface name: IFNAMSIZ (16) includes the NUL."""
+SUN_PATH_MAX = 107
+"""Bytes of a unix socket path on Linux: ``sun_path`` is 108 bytes including the NUL."""
+PENAME_MAX = 15
+"""Bytes of a persistence engine name: IP_VS_PENAME_MAXLEN (16) includes the NUL."""
+PERSISTENCE_MAX = 31 * 86400
+"""Longest persistence timeout, seconds: ipvsadm's and keepalived's limit (31 days). The
+kernel keeps it as ``timeout * HZ`` in 32 bits and does not check it; 31 days fits for
+any HZ up to 1000."""
+IPVS_TIMEOUT_MAX = (2**31 - 1) // 1000
+"""Longest ``ipvsadm --set`` timeout, seconds: the kernel refuses more than INT_MAX / HZ
+(ip_vs_set_timeout), and HZ is at most 1000."""
 
 
 def fail(kind: str, message: str) -> PydanticCustomError:
@@ -77,37 +107,71 @@ def fail(kind: str, message: str) -> PydanticCustomError:
     return PydanticCustomError(kind, "{message}", {"message": message})
 
 
-def _int_range(lo: int, hi: int) -> AfterValidator:
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """An after-validator whose limits also show in the JSON Schema.
+
+    Attributes:
+        check: returns the value, or raises `fail(...)`.
+        schema: JSON Schema keywords that state the same limits
+            (``minimum``, ``maxLength``, ...), as pairs so the rule stays hashable.
+    """
+
+    check: Callable[[Any], Any]
+    schema: tuple[tuple[str, object], ...] = ()
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema.update(self.schema)
+        return json_schema
+
+
+def _int_range(lo: int, hi: int, why: str = "") -> _Rule:
+    """`lo` <= value <= `hi`; `why` (the limit's origin) is added to the message."""
+    message = f"must be between {lo} and {hi}" + (f" ({why})" if why else "")
+
     def check(value: int) -> int:
         if not lo <= value <= hi:
-            raise fail("range", f"must be between {lo} and {hi}")
+            raise fail("range", message)
         return value
 
-    return AfterValidator(check)
+    return _Rule(check, (("minimum", lo), ("maximum", hi)))
 
 
-def _at_least(lo: int) -> AfterValidator:
+def _at_least(lo: int) -> _Rule:
     def check(value: int) -> int:
         if value < lo:
             raise fail("range", f"must be at least {lo}")
         return value
 
-    return AfterValidator(check)
+    return _Rule(check, (("minimum", lo),))
 
 
-def _seconds(lo: float, hi: float | None = None, *, zero_ok: bool = True) -> AfterValidator:
+def _in_seconds(value: float) -> str:
+    return f"{value:g} second" + ("" if value == 1 else "s")
+
+
+def _seconds(lo: float, hi: float | None = None) -> _Rule:
+    """A finite duration of at least `lo` (and at most `hi`) seconds."""
+
     def check(value: float) -> float:
         if not math.isfinite(value):
             raise fail("range", "must be a finite number of seconds")
-        if value < lo or (value == lo and not zero_ok) or (hi is not None and value > hi):
+        if value < lo or (hi is not None and value > hi):
             if hi is not None:
-                raise fail("range", f"must be between {lo:g} and {hi:g} seconds")
-            raise fail(
-                "range", f"must be {'at least' if zero_ok else 'greater than'} {lo:g} seconds"
-            )
+                raise fail("range", f"must be between {lo:g} and {_in_seconds(hi)}")
+            raise fail("range", f"must be at least {_in_seconds(lo)}")
         return value
 
-    return AfterValidator(check)
+    schema: tuple[tuple[str, object], ...] = (("minimum", lo),)
+    return _Rule(check, schema if hi is None else (*schema, ("maximum", hi)))
 
 
 def _parsed(what: str, parse: Callable[[str], T], types: tuple[type, ...]) -> PlainValidator:
@@ -181,11 +245,127 @@ def _non_empty(value: T) -> T:
     return value
 
 
-def _interface_name(value: str) -> str:
-    # IFNAMSIZ is 16 with the NUL; the kernel's dev_valid_name() also bans '/', ':' and spaces.
-    if not 1 <= len(value) <= 15 or any(c in value for c in "/: \t\n") or value in (".", ".."):
-        raise fail("interface", f"'{value}' is not a valid interface name (1-15 characters)")
+def _name(value: str) -> str:
+    """Non-empty, and no NUL: paths, argv items and kernel names end at the first one."""
+    if not value:
+        raise fail("empty", "must not be empty")
+    if "\0" in value:
+        raise fail("nul", "must not contain a NUL character")
     return value
+
+
+def _quoted(value: str) -> str:
+    """`value` in quotes for a one-line message; escaped if it holds unprintable characters."""
+    return f"'{value}'" if value.isprintable() else repr(value)
+
+
+def _bytes_at_most(limit: int, why: str) -> _Rule:
+    """At most `limit` bytes in UTF-8; `why` completes "is N bytes; ..."."""
+
+    def check(value: str) -> str:
+        size = len(value.encode())
+        if size > limit:
+            raise fail("length", f"is {size} bytes; {why}")
+        return value
+
+    return _Rule(check, (("maxLength", limit),))
+
+
+# dev_valid_name() in net/core/dev.c: not "." or "..", no '/', ':' or isspace() byte. The
+# kernel's isspace() is Latin-1's: it includes 0xa0 (a byte of many UTF-8 characters).
+_IFNAME_BANNED = frozenset(b"/: \t\n\v\f\r\xa0")
+
+
+def _interface_name(value: str) -> str:
+    raw = value.encode()
+    if len(raw) > IFNAME_MAX:
+        raise fail(
+            "interface",
+            f"{_quoted(value)} is {len(raw)} bytes; an interface name has at most {IFNAME_MAX} "
+            "(IFNAMSIZ is 16 with the NUL)",
+        )
+    if not raw or value in (".", "..") or any(byte in _IFNAME_BANNED for byte in raw):
+        raise fail(
+            "interface",
+            f"{_quoted(value)} is not a valid interface name (no '/', ':' or whitespace; "
+            "not '.' or '..'; 1-15 bytes)",
+        )
+    return value
+
+
+_LOOPBACK = "a loopback address"
+
+
+def _not_unicast(address: IPAddress) -> str | None:
+    """What `address` is when it is no host's unicast address ("a multicast address"...)."""
+    if isinstance(address, IPv4Address):
+        value = int(address)
+        if value == 0:
+            return "the unspecified address"
+        if value >> 24 == 0:
+            return "in 0.0.0.0/8 (no host's address)"
+        if value == U32_MAX:
+            return "the broadcast address"
+        if value >> 28 == 0xE:
+            return "a multicast address"
+        return _LOOPBACK if value >> 24 == 127 else None
+    if address.is_unspecified:
+        return "the unspecified address"
+    if address.is_multicast:
+        return "a multicast address"
+    return _LOOPBACK if address.is_loopback else None
+
+
+def _unicast(what: str, loopback: str) -> Callable[[IPAddress], IPAddress]:
+    """Refuse what cannot be `what`; `loopback` says why a loopback address cannot."""
+
+    def check(address: IPAddress) -> IPAddress:
+        kind = _not_unicast(address)
+        if kind is not None:
+            reason = loopback if kind == _LOOPBACK else f"{what} needs a unicast address"
+            raise fail("address", f"{address} is {kind}: {reason}")
+        return address
+
+    return check
+
+
+_real_unicast = _unicast(
+    "a real server",
+    # ip_vs_nat_xmit(): "stopping DNAT to loopback address" for packets from the network.
+    "IPVS does not forward to loopback (the kernel drops NAT to it for traffic from the "
+    "network); to serve from this director, use one of its own addresses",
+)
+_service_address = _unicast("a virtual service", "no client on the network can reach it")
+_vip_address = _unicast("a VIP", "no client on the network can reach it")
+
+
+def _real_address(address: IPAddress) -> IPAddress:
+    """A real or sorry server: an address the kernel accepts as an IPVS destination."""
+    _real_unicast(address)
+    if isinstance(address, IPv6Address) and address.is_link_local:
+        # ip_vs_new_dest() refuses IPv6 link-local dests (unless local): they have no scope.
+        raise fail(
+            "address",
+            f"{address} is an IPv6 link-local address: the kernel refuses it as a real "
+            "(a real has no interface scope)",
+        )
+    return address
+
+
+def _vip(vip: IPv4Interface) -> IPv4Interface:
+    _vip_address(vip.ip)
+    return vip
+
+
+def _vip_count(vips: tuple[IPv4Interface, ...]) -> tuple[IPv4Interface, ...]:
+    if len(vips) > MAX_VIPS:
+        raise fail(
+            "vips",
+            f"{len(vips)} addresses: VRRPv2 carries at most {MAX_VIPS} (count_ip is 8 bits); "
+            "put the others in another instance (or, once it exists, in "
+            "virtual_ipaddresses_excluded)",
+        )
+    return vips
 
 
 def _endpoint(value: str) -> str:
@@ -199,10 +379,78 @@ def _endpoint(value: str) -> str:
     return value
 
 
+# RFC 9112 §3.2.1 origin-form, "absolute-path [ '?' query ]", of RFC 3986 pchars. h11 itself
+# refuses only non-ASCII (it cannot encode it), controls and spaces; the other characters
+# outside these sets ('"', '<', '{', '#', a stray '%'...) make a request that strict servers
+# answer with 400, and a '#' starts a fragment, which a client never sends.
+_PATH_CHARS = r"A-Za-z0-9\-._~!$&'()*+,;=:@/?"
+_HTTP_PATH = re.compile(rf"/(?:[{_PATH_CHARS}]|%[0-9A-Fa-f]{{2}})*")
+_PATH_CHAR = re.compile(rf"[{_PATH_CHARS}]")
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
 def _http_path(path: str) -> str:
+    if _HTTP_PATH.fullmatch(path):
+        return path
     if not path.startswith("/"):
-        raise fail("path", f"'{path}' must start with '/'")
-    return path
+        raise fail("path", f"{_quoted(path)} must start with '/'")
+    for index, char in enumerate(path):
+        if _PATH_CHAR.fullmatch(char):
+            continue
+        if char == "%":
+            if _PERCENT_ESCAPE.match(path, index):
+                continue
+            message = "'%' must start a percent-escape of two hex digits (%25 for '%' itself)"
+        elif char == "#":
+            message = f"a fragment ({_quoted(path[index:])}) is never sent to the server"
+        else:
+            message = (
+                f"{char!r} cannot be sent in a request target: "
+                f"percent-encode it as {quote(char, safe='')}"
+            )
+        raise fail("path", f"{_quoted(path)}: {message}")
+    raise AssertionError("unreachable: the path matched character by character")
+
+
+# Host header (RFC 9110 §7.2) and TLS server name: an IP address (IPv6 without brackets,
+# `ipvsd.health.http.host_header` adds them) or an ASCII DNS name. h11 refuses non-ASCII
+# header values; ssl refuses empty labels; a port would be added a second time.
+_LABEL = r"[A-Za-z0-9_-]{1,63}"
+_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+_HOST_NAME_MAX = 253
+
+
+def _http_host(host: str) -> str:
+    if _HOST_NAME.fullmatch(host) and len(host) <= _HOST_NAME_MAX:
+        return host
+    try:
+        ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return host
+    shown = _quoted(host)
+    name, _colon, port = host.rpartition(":")
+    if not host.isascii() and host.isprintable():
+        try:
+            ascii_form = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            pass
+        else:
+            raise fail(
+                "host",
+                f"{shown} is not ASCII: write it as '{ascii_form}' (IDNA), the form that the "
+                "Host header and TLS carry",
+            )
+    if host.startswith("[") and host.endswith("]"):
+        raise fail("host", f"{shown}: write an IPv6 address without brackets (the check adds them)")
+    if port.isdigit() and _HOST_NAME.fullmatch(name):
+        raise fail("host", f"{shown}: no port: the check's port is added (set check.port)")
+    raise fail(
+        "host",
+        f"{shown} is not a host name or IP address (letters, digits, '-' and '_' in "
+        f"dot-separated labels of 1-63 characters, at most {_HOST_NAME_MAX} in all)",
+    )
 
 
 def _auth_pass(value: str) -> str:
@@ -219,8 +467,21 @@ def _family_name(value: Family) -> str:
     return value.label
 
 
-Name = Annotated[str, AfterValidator(_non_empty)]
-Interface = Annotated[str, AfterValidator(_interface_name)]
+Name = Annotated[str, AfterValidator(_name)]
+Interface = Annotated[str, _Rule(_interface_name, (("minLength", 1), ("maxLength", IFNAME_MAX)))]
+SocketPath = Annotated[
+    str,
+    AfterValidator(_name),
+    _bytes_at_most(
+        SUN_PATH_MAX,
+        f"a unix socket path has at most {SUN_PATH_MAX} (sun_path is 108 bytes with the NUL)",
+    ),
+]
+PersistenceEngine = Annotated[
+    str,
+    AfterValidator(_name),
+    _bytes_at_most(PENAME_MAX, f"the kernel takes at most {PENAME_MAX} (IP_VS_PENAME_MAXLEN)"),
+]
 Port = Annotated[int, _int_range(1, 65535)]
 PortOrZero = Annotated[int, _int_range(0, 65535)]
 NonZeroByte = Annotated[int, _int_range(1, 255)]
@@ -228,6 +489,18 @@ NonNegative = Annotated[int, _at_least(0)]
 IPAny = Annotated[
     IPAddress,
     _parsed("IPv4 or IPv6 address", _ip_any, (IPv4Address, IPv6Address)),
+    PlainSerializer(str, when_used="json"),
+]
+RealAddress = Annotated[
+    IPAddress,
+    _parsed("IPv4 or IPv6 address", _ip_any, (IPv4Address, IPv6Address)),
+    AfterValidator(_real_address),
+    PlainSerializer(str, when_used="json"),
+]
+ServiceAddress = Annotated[
+    IPAddress,
+    _parsed("IPv4 or IPv6 address", _ip_any, (IPv4Address, IPv6Address)),
+    AfterValidator(_service_address),
     PlainSerializer(str, when_used="json"),
 ]
 IPv4 = Annotated[
@@ -238,6 +511,7 @@ IPv4 = Annotated[
 Vip = Annotated[
     IPv4Interface,
     _parsed("IPv4 address or ADDRESS/PREFIX", IPv4Interface, (IPv4Interface,)),
+    AfterValidator(_vip),
     PlainSerializer(str, when_used="json"),
 ]
 ProtocolName = Annotated[
@@ -296,17 +570,33 @@ OnFailureName = Annotated[
     _choice("on_failure action", {a.value: a for a in OnFailure}),
     PlainSerializer(lambda a: a.value, when_used="json"),
 ]
-Interval = Annotated[float, _seconds(0, zero_ok=False)]
+CheckInterval = Annotated[float, _seconds(0.1)]
+CheckTimeout = Annotated[float, _seconds(0.01)]
+ResyncInterval = Annotated[float, _seconds(1)]
 Count = Annotated[int, _int_range(1, 1000)]
 HttpStatus = Annotated[int, _int_range(100, 599)]
-HttpPath = Annotated[str, AfterValidator(_http_path)]
+HttpPath = Annotated[str, _Rule(_http_path, (("pattern", f"^{_HTTP_PATH.pattern}$"),))]
+HttpHost = Annotated[
+    str, AfterValidator(_name), _Rule(_http_host, (("maxLength", _HOST_NAME_MAX),))
+]
 Regex = Annotated[str, AfterValidator(_regex)]
 Command = Annotated[tuple[Name, ...], AfterValidator(_non_empty)]
 Statuses = Annotated[tuple[HttpStatus, ...], AfterValidator(_non_empty)]
 Weight = Annotated[int, _int_range(0, 65535)]
 Threshold = Annotated[int, _int_range(0, U32_MAX)]
 Fwmark = Annotated[int, _int_range(1, U32_MAX)]
-Seconds32 = Annotated[int, _int_range(0, S32_MAX)]
+PersistenceTimeout = Annotated[
+    int,
+    _int_range(
+        0,
+        PERSISTENCE_MAX,
+        "31 days, as ipvsadm and keepalived; the kernel keeps it in jiffies, in 32 bits",
+    ),
+]
+IpvsTimeout = Annotated[
+    int,
+    _int_range(0, IPVS_TIMEOUT_MAX, "INT_MAX / HZ, the kernel's limit for HZ up to 1000"),
+]
 Netmask = Annotated[int, _int_range(0, 128)]
 TrackWeight = Annotated[int, _int_range(-254, 254)]
 GarpRepeat = Annotated[int, _int_range(0, 255)]
@@ -316,5 +606,9 @@ PreemptDelay = Annotated[float, _seconds(0, 1000)]
 GarpDelay = Annotated[float, _seconds(0)]
 AuthPass = Annotated[str, AfterValidator(_auth_pass)]
 Endpoint = Annotated[str, AfterValidator(_endpoint)]
-Vips = Annotated[tuple[Vip, ...], AfterValidator(_non_empty)]
+Vips = Annotated[
+    tuple[Vip, ...],
+    AfterValidator(_non_empty),
+    _Rule(_vip_count, (("minItems", 1), ("maxItems", MAX_VIPS))),
+]
 Names = Annotated[tuple[Name, ...], AfterValidator(_non_empty)]

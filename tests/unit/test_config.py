@@ -772,6 +772,384 @@ def test_instance_with_an_unrelated_error_is_still_a_known_name() -> None:
     )
 
 
+# --- values the kernel, the wire or the OS would refuse at run time ------------------------
+
+
+def _vips(count: int) -> str:
+    return ", ".join(f"10.{i // 250}.{i % 250}.1" for i in range(count))
+
+
+def test_an_instance_has_at_most_255_vips() -> None:
+    text = """
+    vrrp:
+      instances:
+        - name: VI_1
+          interface: eth1
+          vrid: 51
+          virtual_ipaddresses: [VIPS]
+    """
+    (instance,) = _parse(text.replace("VIPS", _vips(255))).vrrp.instances
+    assert len(instance.virtual_ipaddresses) == 255
+    _only(
+        text.replace("VIPS", _vips(256)),
+        6,
+        "vrrp.instances.0.virtual_ipaddresses",
+        "256 addresses: VRRPv2 carries at most 255 (count_ip is 8 bits); put the others in "
+        "another instance",
+    )
+
+
+_HTTP_CHECK = """
+ipvs:
+  services:
+    - address: 192.168.1.200
+      port: 80
+      check:
+        type: http
+        FIELD: VALUE
+"""
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ('"/a b"', "' ' cannot be sent in a request target: percent-encode it as %20"),
+        ('"/café"', "'é' cannot be sent in a request target: percent-encode it as %C3%A9"),
+        ('"/a\\tb"', "'\\t' cannot be sent in a request target: percent-encode it as %09"),
+        ('"/a\\r\\nHost: evil"', "'\\r' cannot be sent in a request target"),
+        ('"/a\\x7f"', "'\\x7f' cannot be sent in a request target"),
+        ('"/a{b}"', "'{' cannot be sent in a request target: percent-encode it as %7B"),
+        ('"/a#top"', "a fragment ('#top') is never sent to the server"),
+        ('"/100%"', "'%' must start a percent-escape of two hex digits (%25 for '%' itself)"),
+        ('"/%zz"', "'%' must start a percent-escape"),
+        ("health", "must start with '/'"),
+    ],
+)
+def test_http_path_must_be_a_request_target_h11_can_send(value: str, fragment: str) -> None:
+    field = "ipvs.services.0.check.path"
+    _only(_HTTP_CHECK.replace("FIELD", "path").replace("VALUE", value), 7, field, fragment)
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/healthz?full=1", "/a%20b", "/~u/x;v=1", "/a:b@c!$&'()*+,=", "/q?x=/y?z"]
+)
+def test_http_paths_that_are_fine(path: str) -> None:
+    text = _HTTP_CHECK.replace("FIELD", "path").replace("VALUE", f'"{path}"')
+    check = _parse(text).ipvs.services[0].check
+    assert check is not None
+    assert check.path == path
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ('"www example"', "'www example' is not a host name or IP address"),
+        ('"a\\r\\nX-Evil: 1"', "'a\\r\\nX-Evil: 1' is not a host name or IP address"),
+        ('"www.example.test:8080"', "no port: the check's port is added"),
+        ('"[2001:db8::1]"', "write an IPv6 address without brackets"),
+        ('"a..b"', "labels of 1-63 characters"),
+        ('"bücher.example"', "is not ASCII: write it as 'xn--bcher-kva.example'"),
+        ('"' + "a" * 64 + '.example"', "labels of 1-63 characters"),
+    ],
+)
+def test_http_host_must_be_a_host_name_or_address(value: str, fragment: str) -> None:
+    field = "ipvs.services.0.check.host"
+    _only(_HTTP_CHECK.replace("FIELD", "host").replace("VALUE", value), 7, field, fragment)
+
+
+@pytest.mark.parametrize(
+    "host", ["www.example.test", "localhost", "_acme.example", "192.0.2.1", '"2001:db8::1"']
+)
+def test_http_hosts_that_are_fine(host: str) -> None:
+    check = (
+        _parse(_HTTP_CHECK.replace("FIELD", "host").replace("VALUE", host)).ipvs.services[0].check
+    )
+    assert check is not None
+    assert check.host == host.strip('"')
+
+
+def test_a_real_check_override_gets_the_same_http_rules() -> None:
+    found = _issues(
+        """
+        ipvs:
+          services:
+            - address: 192.168.1.200
+              port: 80
+              check: {type: http}
+              reals:
+                - {address: 192.168.1.30, check: {path: "/a b", host: "x y"}}
+        """
+    )
+    assert [(i.line, i.field) for i in found] == [
+        (7, "ipvs.services.0.reals.0.check.path"),
+        (7, "ipvs.services.0.reals.0.check.host"),
+    ]
+
+
+_DURATIONS = """
+vrrp:
+  instances:
+    - {name: VI_1, interface: eth1, vrid: 51, virtual_ipaddresses: [192.168.1.200],
+       INSTANCE}
+ipvs:
+  IPVS
+  services:
+    - address: 192.168.1.200
+      port: 80
+      check: {type: tcp, CHECK}
+      reals:
+        - {address: 192.168.1.30, check: {REAL}}
+"""
+
+
+def _durations(instance: str = "", ipvs: str = "", check: str = "", real: str = "") -> str:
+    text = _DURATIONS.replace("INSTANCE", instance or "priority: 100")
+    text = text.replace("IPVS", ipvs or "cleanup_on_exit: false")
+    return text.replace("CHECK", check or "rise: 2").replace("REAL", real or "fall: 3")
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "line", "field", "fragment"),
+    [
+        ("check", "interval: 1.0e-9", 10, "ipvs.services.0.check.interval", "at least 0.1 seconds"),
+        ("check", "interval: 0.05", 10, "ipvs.services.0.check.interval", "at least 0.1 seconds"),
+        ("check", "timeout: 0.001", 10, "ipvs.services.0.check.timeout", "at least 0.01 seconds"),
+        ("check", "interval: .nan", 10, "ipvs.services.0.check.interval", "a finite number"),
+        ("check", "timeout: .inf", 10, "ipvs.services.0.check.timeout", "a finite number"),
+        (
+            "real",
+            "interval: 0.001",
+            12,
+            "ipvs.services.0.reals.0.check.interval",
+            "at least 0.1 seconds",
+        ),
+        ("ipvs", "resync_interval: 1.0e-9", 6, "ipvs.resync_interval", "at least 1 second"),
+        ("ipvs", "resync_interval: 0.5", 6, "ipvs.resync_interval", "at least 1 second"),
+        ("ipvs", "resync_interval: .inf", 6, "ipvs.resync_interval", "a finite number"),
+        ("instance", "preempt_delay: .nan", 4, "vrrp.instances.0.preempt_delay", "finite"),
+        ("instance", "garp_delay: -1.0e-9", 4, "vrrp.instances.0.garp_delay", "at least 0"),
+        ("instance", "garp_delay: .inf", 4, "vrrp.instances.0.garp_delay", "finite"),
+        ("instance", "advert_int: 0", 4, "vrrp.instances.0.advert_int", "between 1 and 255"),
+    ],
+)
+def test_durations_have_floors_and_must_be_finite(
+    where: str, value: str, line: int, field: str, fragment: str
+) -> None:
+    _only(_durations(**{where: value}), line, field, fragment)
+
+
+def test_smallest_durations_are_accepted() -> None:
+    config = _parse(
+        _durations(
+            instance="preempt_delay: 0, garp_delay: 0",
+            ipvs="resync_interval: 1",
+            check="interval: 0.1, timeout: 0.01",
+        )
+    )
+    check = config.ipvs.services[0].check
+    assert check is not None
+    assert (check.interval, check.timeout, config.ipvs.resync_interval) == (0.1, 0.01, 1)
+
+
+@pytest.mark.parametrize(
+    ("path", "fragment"),
+    [
+        ("/run/" + "s" * 103, "is 108 bytes; a unix socket path has at most 107"),
+        ("/run/" + "é" * 52, "is 109 bytes; a unix socket path has at most 107"),
+        ('"/run/a\\0b"', "must not contain a NUL character"),
+    ],
+)
+def test_control_socket_fits_sun_path(path: str, fragment: str) -> None:
+    _only(f"control:\n  socket: {path}\n", 2, "control.socket", fragment)
+
+
+def test_control_socket_of_107_bytes_is_accepted() -> None:
+    path = "/run/" + "s" * 102
+    assert _parse(f"control:\n  socket: {path}\n").control.socket == path
+
+
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        ("eth0123456789abc", "'eth0123456789abc' is 16 bytes; an interface name has at most 15"),
+        ("ééééééé.", "'ééééééé.' is 15 bytes"),  # fits: 7 x 2 bytes + 1
+        ("éééééééé", "'éééééééé' is 16 bytes; an interface name has at most 15"),
+        ('"eth 1"', "'eth 1' is not a valid interface name (no '/', ':' or whitespace"),
+        ("eth1:0", "'eth1:0' is not a valid interface name"),
+        ('".."', "'..' is not a valid interface name"),
+    ],
+)
+def test_interface_names_are_at_most_15_bytes_everywhere(name: str, fragment: str) -> None:
+    text = f"""
+    vrrp:
+      instances:
+        - name: VI_1
+          interface: {name}
+          vrid: 51
+          virtual_ipaddresses: [192.168.1.200]
+          track_interfaces: [{{interface: {name}}}]
+    ipvs:
+      sync_daemon: {{vrrp_instance: VI_1, interface: {name}}}
+    """
+    if name == "ééééééé.":
+        config = _parse(text)
+        assert config.vrrp.instances[0].interface == name
+        return
+    found = _issues(text)
+    assert [(i.line, i.field) for i in found] == [
+        (4, "vrrp.instances.0.interface"),
+        (7, "vrrp.instances.0.track_interfaces.0.interface"),
+        (9, "ipvs.sync_daemon.interface"),
+    ]
+    assert all(fragment in issue.message for issue in found), found
+
+
+@pytest.mark.parametrize(
+    ("address", "fragment"),
+    [
+        ("0.0.0.0", "0.0.0.0 is the unspecified address"),
+        ("0.1.2.3", "0.1.2.3 is in 0.0.0.0/8"),
+        ('"::"', ":: is the unspecified address"),
+        ("224.0.0.1", "224.0.0.1 is a multicast address"),
+        ('"ff02::1"', "ff02::1 is a multicast address"),
+        ("255.255.255.255", "255.255.255.255 is the broadcast address"),
+        ("127.0.0.1", "127.0.0.1 is a loopback address: IPVS does not forward to loopback"),
+        ('"::1"', "::1 is a loopback address"),
+        ('"fe80::1"', "fe80::1 is an IPv6 link-local address: the kernel refuses it as a real"),
+    ],
+)
+def test_real_and_sorry_server_addresses_must_be_unicast(address: str, fragment: str) -> None:
+    found = _issues(
+        f"""
+        ipvs:
+          services:
+            - address: 192.168.1.200
+              port: 80
+              forward: tunnel
+              sorry_server: {{address: {address}}}
+              reals:
+                - {{address: {address}}}
+        """
+    )
+    assert [(i.line, i.field) for i in found] == [
+        (6, "ipvs.services.0.sorry_server.address"),
+        (8, "ipvs.services.0.reals.0.address"),
+    ]
+    assert all(fragment in issue.message for issue in found), found
+
+
+@pytest.mark.parametrize(
+    ("address", "fragment"),
+    [
+        ("0.0.0.0", "0.0.0.0 is the unspecified address"),
+        ("224.0.0.18", "224.0.0.18 is a multicast address"),
+        ("255.255.255.255", "255.255.255.255 is the broadcast address"),
+        ("127.0.0.2", "127.0.0.2 is a loopback address"),
+    ],
+)
+def test_vips_and_service_addresses_must_be_unicast(address: str, fragment: str) -> None:
+    found = _issues(
+        f"""
+        vrrp:
+          instances:
+            - {{name: VI_1, interface: eth1, vrid: 51, virtual_ipaddresses: [{address}/24]}}
+        ipvs:
+          services:
+            - {{address: {address}, port: 80}}
+        """
+    )
+    assert [(i.line, i.field) for i in found] == [
+        (3, "vrrp.instances.0.virtual_ipaddresses.0"),
+        (6, "ipvs.services.0.address"),
+    ]
+    assert all(fragment in issue.message for issue in found), found
+
+
+@pytest.mark.parametrize(
+    ("setting", "line", "field", "fragment"),
+    [
+        (
+            "persistence_timeout: 2678401",
+            6,
+            "ipvs.services.0.persistence_timeout",
+            "must be between 0 and 2678400 (31 days",
+        ),
+        ("timeouts: {tcp: 2147484}", 2, "ipvs.timeouts.tcp", "between 0 and 2147483 (INT_MAX / HZ"),
+        ("timeouts: {tcpfin: 4294967295}", 2, "ipvs.timeouts.tcpfin", "between 0 and 2147483 ("),
+        ("timeouts: {udp: 2147484}", 2, "ipvs.timeouts.udp", "between 0 and 2147483"),
+        (
+            "persistence_engine: sip-with-a-long-name",
+            6,
+            "ipvs.services.0.persistence_engine",
+            "is 20 bytes; the kernel takes at most 15 (IP_VS_PENAME_MAXLEN)",
+        ),
+        (
+            "reals: [{address: 192.168.1.30, lower_threshold: 10}]",
+            6,
+            "ipvs.services.0.reals.0.lower_threshold",
+            "must not be above upper_threshold (0): the kernel refuses it (ERANGE)",
+        ),
+    ],
+)
+def test_kernel_limits(setting: str, line: int, field: str, fragment: str) -> None:
+    where = "service" if not setting.startswith("timeouts") else "ipvs"
+    text = f"""
+    ipvs:
+      {setting if where == "ipvs" else "cleanup_on_exit: false"}
+      services:
+        - address: 192.168.1.200
+          port: 80
+          {setting if where == "service" else "scheduler: rr"}
+    """
+    _only(text, line, field, fragment)
+
+
+def test_kernel_limits_themselves_are_accepted() -> None:
+    config = _parse(
+        """
+        ipvs:
+          timeouts: {tcp: 2147483, tcpfin: 2147483, udp: 2147483}
+          services:
+            - address: 192.168.1.200
+              port: 80
+              persistence_timeout: 2678400
+              reals: [{address: 192.168.1.30, lower_threshold: 10, upper_threshold: 10}]
+        """
+    )
+    assert config.ipvs.services[0].persistence_timeout == 2678400
+
+
+def test_names_and_commands_refuse_nul() -> None:
+    _only(
+        """
+        ipvs:
+          services:
+            - address: 192.168.1.200
+              port: 80
+              check: {type: exec, command: [/bin/check, "a\\0b"]}
+        """,
+        5,
+        "ipvs.services.0.check.command.1",
+        "must not contain a NUL character",
+    )
+
+
+def test_json_schema_shows_the_bounds() -> None:
+    defs = Config.model_json_schema()["$defs"]
+    instance = defs["VrrpInstanceConfig"]["properties"]
+    assert (instance["vrid"]["minimum"], instance["vrid"]["maximum"]) == (1, 255)
+    assert instance["virtual_ipaddresses"]["maxItems"] == 255
+    assert instance["interface"]["maxLength"] == 15
+    check = defs["CheckConfig"]["properties"]
+    assert check["interval"]["minimum"] == 0.1
+    assert check["timeout"]["minimum"] == 0.01
+    assert defs["IpvsConfig"]["properties"]["resync_interval"]["minimum"] == 1
+    assert defs["ServiceConfig"]["properties"]["persistence_timeout"]["maximum"] == 2678400
+    assert defs["TimeoutsConfig"]["properties"]["tcp"]["maximum"] == 2147483
+    assert defs["ControlConfig"]["properties"]["socket"]["maxLength"] == 107
+    assert defs["RealConfig"]["properties"]["weight"]["maximum"] == 65535
+
+
 # --- collecting everything ----------------------------------------------------------------
 
 
