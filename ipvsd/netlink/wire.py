@@ -142,12 +142,20 @@ _BE16 = struct.Struct("!H")
 _FLAGS = struct.Struct("=II")
 _ERRHDR = struct.Struct("=i")
 HEADER_LEN = _NLMSGHDR.size + _GENLHDR.size  # 20
+_ERROR_LEN = _NLMSGHDR.size + _ERRHDR.size  # an NLMSG_ERROR's header and code
+MAX_ERRNO = 4095
+"""Largest errno an NLMSG_ERROR may carry, negated (include/linux/err.h)."""
 
 _ZERO12 = bytes(12)
 
 
 class WireError(Exception):
-    """The kernel sent something this codec cannot parse (a bug or a new kernel)."""
+    """The kernel sent something this codec cannot parse (a bug or a new kernel).
+
+    The only exception the decoders raise for malformed bytes: every length is
+    checked before it is read, and a record's value errors (a short address, an
+    unknown family, bytes that are not UTF-8) are turned into this.
+    """
 
 
 def nla(attr_type: int, value: bytes) -> bytes:
@@ -283,19 +291,32 @@ class Reply:
 
 
 def iter_replies(buf: memoryview) -> Iterator[Reply]:
-    """Split one received datagram into messages."""
+    """Split one received datagram into messages.
+
+    Raises:
+        WireError: a message overruns the datagram, an NLMSG_ERROR is too
+            short for its code or carries no negative errno, or bytes too few
+            for a header are left over (the kernel sends whole, aligned
+            messages only).
+    """
     offset = 0
     end = len(buf)
-    while offset + 16 <= end:
+    while offset + _NLMSGHDR.size <= end:
         length, msg_type, flags, seq, _pid = _NLMSGHDR.unpack_from(buf, offset)
-        if length < 16 or offset + length > end:
+        if length < _NLMSGHDR.size or offset + length > end:
             raise WireError(f"truncated netlink message (len={length})")
         if msg_type == NLMSG_ERROR:
-            (error,) = _ERRHDR.unpack_from(buf, offset + 16)
+            if length < _ERROR_LEN:
+                raise WireError(f"truncated netlink error reply (len={length})")
+            (error,) = _ERRHDR.unpack_from(buf, offset + _NLMSGHDR.size)
+            if not -MAX_ERRNO <= error <= 0:
+                raise WireError(f"netlink error reply with a bad error code ({error})")
             yield Reply(msg_type, flags, seq, error, buf[offset + 16 : offset + length])
         else:
             yield Reply(msg_type, flags, seq, 0, buf[offset + HEADER_LEN : offset + length])
         offset += (length + 3) & ~3
+    if offset < end:
+        raise WireError(f"{end - offset} bytes after the last netlink message")
 
 
 def iter_attrs(buf: memoryview) -> Iterator[tuple[int, memoryview]]:
