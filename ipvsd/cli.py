@@ -181,15 +181,27 @@ def _add_control_commands(commands: argparse._SubParsersAction[argparse.Argument
         "BACKUP (backup), or the daemon is ready (ready: first reconcile done, no instance "
         "in INIT); else exit 1",
     )
-    _control_parser(
+    reload = _control_parser(
         commands,
         "reload",
         summary="make the running daemon re-read its config",
         description="Make the running daemon re-read its config file, as SIGHUP does, and "
-        "wait for the verdict. A bad config is refused and the running one kept; its "
-        "errors are printed one per line on stderr (PATH:LINE: field: message) and the "
-        "exit status is 1. Needs root.",
-        epilog="example:\n  ipvsd check-config -c /etc/ipvsd/ipvsd.yaml && ipvsd reload\n",
+        "wait for the verdict. The reload is all or nothing: a bad config is refused and "
+        "the running one kept, and a failure while applying it (e.g. an interface that "
+        "vanished) restores the running config. Refusals are printed one per line on "
+        "stderr (PATH:LINE: field: message for config errors) and the exit status is 1, "
+        "so `systemctl reload ipvsd` fails too. Two guards refuse configs that look "
+        "truncated: one that removes every VRRP instance, and one whose plan deletes more "
+        "kernel objects than ipvs.max_deletes; --force applies those anyway (SIGHUP never "
+        "does). Needs root.",
+        epilog="examples:\n  ipvsd check-config -c /etc/ipvsd/ipvsd.yaml && ipvsd reload\n"
+        "  ipvsd reload --force     # after reading what the guard refused\n",
+    )
+    reload.add_argument(
+        "--force",
+        action="store_true",
+        help="apply a config the guards refuse (every VRRP instance removed, more deletions "
+        "than ipvs.max_deletes); config errors are never forced",
     )
     for name, does in (
         (
@@ -418,7 +430,10 @@ def _check(path: str, condition: str) -> bool:
 
 
 def _reload(args: argparse.Namespace) -> int:
-    answer = request(_socket_path(args), {"command": "reload"})
+    payload: dict[str, Any] = {"command": "reload"}
+    if args.force:
+        payload["force"] = True
+    answer = request(_socket_path(args), payload)
     if answer["ok"]:
         return 0
     if "errors" not in answer:  # not a refused config: e.g. not root

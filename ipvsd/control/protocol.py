@@ -11,6 +11,7 @@ several requests may share a connection.
 {"command": "version"}   -> {"ok": true, "result": {"version": "0.1.0"}}
 {"command": "reload"}    -> {"ok": true, "result": {"reloaded": true}}, or refused:
                             {"ok": false, "error": "...", "errors": ["PATH:LINE: ...", ...]}
+{"command": "reload", "force": true}  -> the same, applying what only the guards refuse
 {"command": "drain", "service": "192.168.1.200:80", "real": "192.168.1.30:80"}
                          -> {"ok": true, "result": {"service": ..., "real": ..., "drained": true}}
 {"command": "undrain", ...}  -> the same with "drained": false
@@ -126,8 +127,12 @@ class ControlView(Protocol):
     async def status(self) -> StatusDocument:
         """The status document, with counters read from the kernel now."""
 
-    async def reload(self) -> list[str]:
-        """Re-read the config; return its errors (empty: reloaded, else the old one is kept)."""
+    async def reload(self, *, force: bool = False) -> list[str]:
+        """Re-read the config; return its errors (empty: reloaded, else the old one is kept).
+
+        `force` applies a config that only the guards refuse (every VRRP
+        instance removed, more deletions than ``ipvs.max_deletes``).
+        """
 
     def drain(self, service: ServiceKey, real: DestKey) -> None:
         """Drain a real (weight 0 in the kernel) until `undrain`.
@@ -231,7 +236,10 @@ async def _dispatch(
         case "version":
             return _ok({"version": view.version})
         case "reload":
-            errors = await view.reload()
+            force = request.get("force", False)
+            if not isinstance(force, bool):
+                raise ControlRequestError('"force" must be true or false')
+            errors = await view.reload(force=True) if force else await view.reload()
             if errors:
                 return {
                     "ok": False,

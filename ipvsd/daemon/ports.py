@@ -13,6 +13,7 @@ needs nothing more (style G8: a `typing.Protocol` for every injected edge).
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -73,12 +74,15 @@ class KernelPorts:
             routing table); called at start and after every reload.
         open_addresses: the VIP writer the VRRP instances share.
         open_links: the link watcher the VRRP instances share.
+        interface_exists: whether this network namespace has an interface of
+            that name (the reload policy's preflight).
     """
 
     open_ipvs: Callable[[], Awaitable[IpvsKernel]]
     check_routes: Callable[[Config], Coroutine[Any, Any, None]]
     open_addresses: Callable[[], Awaitable[Addresses]]
     open_links: Callable[[], Awaitable[Links]]
+    interface_exists: Callable[[str], Awaitable[bool]]
 
 
 def real_ports() -> KernelPorts:
@@ -97,7 +101,17 @@ def real_ports() -> KernelPorts:
         check_routes=warn_reals_behind_vips,
         open_addresses=open_addresses,
         open_links=open_links,
+        interface_exists=interface_exists,
     )
+
+
+async def interface_exists(name: str) -> bool:
+    """Whether this network namespace has an interface called `name` (one ioctl)."""
+    try:
+        socket.if_nametoindex(name)
+    except OSError:
+        return False
+    return True
 
 
 async def warn_reals_behind_vips(config: Config) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +105,12 @@ class Daemon:
         # in one of them (a bug) ends the daemon non-zero and systemd restarts it.
         self._group: asyncio.TaskGroup | None = None
         self._components: set[asyncio.Task[None]] = set()
-        self._reloads: set[asyncio.Task[list[str]]] = set()
+        self._reloads: set[asyncio.Task[None]] = set()
+        self._hup_task: asyncio.Task[None] | None = None
+        self._hup_again = False
+        # Endpoints a reload replaced, closed once the whole reload went through.
+        self._retired_control: ControlServer | None = None
+        self._retired_metrics: MetricsServer | None = None
 
     @property
     def config(self) -> Config:
@@ -205,14 +210,19 @@ class Daemon:
         self._start_component(lag.run())
         if config.metrics.listen is None:
             return
-        exporter = None
-        if config.ipvs.services:
-            loop = asyncio.get_running_loop()
-            exporter = IpvsExporter(lambda: self._scrape_table(loop))
         try:
-            self._metrics_server = serve(self._registry, config.metrics.listen, ipvs=exporter)
+            self._metrics_server = serve(
+                self._registry, config.metrics.listen, ipvs=self._exporter(config)
+            )
         except OSError as exc:
             raise IpvsdError(f"metrics.listen: {exc}") from exc
+
+    def _exporter(self, config: Config) -> IpvsExporter | None:
+        """The IPVS table's part of /metrics; None for a pure VRRP daemon."""
+        if not config.ipvs.services and self._parts.reconciler is None:
+            return None
+        loop = asyncio.get_running_loop()
+        return IpvsExporter(lambda: self._scrape_table(loop))
 
     def _scrape_table(self, loop: asyncio.AbstractEventLoop) -> Table:
         """Runs in the HTTP thread: a fresh dump on the loop, never a cached one."""
@@ -320,45 +330,89 @@ class Daemon:
             log.error("ipvs.timeouts_error", error=str(exc))
 
     def _spawn_reload(self) -> None:
-        task = asyncio.get_running_loop().create_task(self.reload())
-        self._reloads.add(task)
-        task.add_done_callback(self._reloads.discard)
+        """SIGHUP: reload, coalescing the signals that arrive meanwhile into one more."""
+        if self._hup_task is not None and not self._hup_task.done():
+            self._hup_again = True
+            return
+        self._hup_task = asyncio.get_running_loop().create_task(self._reload_on_hup())
+        self._reloads.add(self._hup_task)
+        self._hup_task.add_done_callback(self._reloads.discard)
 
-    async def reload(self) -> list[str]:
-        """Re-read the config; apply it, or keep the running one and return the errors."""
+    async def _reload_on_hup(self) -> None:
+        # Signals before this reload reads the file are covered by it; one that
+        # arrives while it runs may come with an edit it missed: one more then.
+        while True:
+            self._hup_again = False
+            await self.reload()  # never forced: SIGHUP is safe by default
+            if not self._hup_again:
+                return
+
+    async def reload(self, *, force: bool = False) -> list[str]:
+        """Re-read the config and apply it, or keep the running one and return why not.
+
+        Args:
+            force: apply a reload that the guards refuse (every VRRP instance
+                removed, more deletions than ``ipvs.max_deletes``).
+
+        Returns:
+            [] when applied; else one message per problem (config errors with
+            their lines, a guard's refusal, or what failed while applying —
+            then the running config was restored).
+        """
         self._notifier.send(RELOADING=1)
         try:
-            errors = await self._reload_config()
+            async with self._reload_lock:
+                errors = await self._reload_config(force=force)
         finally:
             self._notifier.ready(self.view.status_line())
         self.metrics.config_reload(not errors)
+        if errors:
+            log.error("config.reload_refused", config=str(self._config_path), errors=errors)
+        else:
+            log.info("config.reloaded", config=str(self._config_path), forced=force)
         return errors
 
-    async def _reload_config(self) -> list[str]:
-        async with self._reload_lock:
+    async def _reload_config(self, *, force: bool) -> list[str]:
+        try:
+            # In a thread: 10k x 4 reals take ~0.6 s to parse, which on the
+            # loop would delay VRRP adverts.
+            new = await asyncio.to_thread(load_config, self._config_path)
+        except ConfigError as exc:
+            return [str(issue) for issue in exc.issues]
+        except OSError as exc:
+            return [f"cannot read {self._config_path}: {exc.strerror or exc}"]
+        refused = await reload_refusal(
+            new,
+            self._parts,
+            self._ports.open_ipvs,
+            interface_exists=self._ports.interface_exists,
+            force=force,
+        )
+        if refused:
+            return [refused]
+        old = self._parts.config
+        drained_before = set(self._parts.health.drained)
+        undo: list[Callable[[], Awaitable[None]]] = []
+        try:
+            await self._apply(new, undo)
+        except IpvsdError as exc:
+            log.error("config.reload_failed", error=str(exc), rolling_back=len(undo))
+            await self._roll_back(old, undo)
+            return [f"reload failed, the running config is kept: {exc}"]
+        self._retain_metrics(new)
+        if self._parts.health.drained != drained_before:
+            self.view.drains_pruned()
+        gc.freeze()
+        return []
+
+    async def _roll_back(self, old: Config, undo: list[Callable[[], Awaitable[None]]]) -> None:
+        """Undo the applied steps, newest first; an undo that fails is logged, not raised."""
+        self._parts.config = old
+        for step in reversed(undo):
             try:
-                new = load_config(self._config_path)
-            except ConfigError as exc:
-                errors = [str(issue) for issue in exc.issues]
-                log.error("config.reload_refused", errors=errors)
-                return errors
-            except OSError as exc:
-                log.error("config.reload_refused", errors=[str(exc)])
-                return [str(exc)]
-            refused = await reload_refusal(new, self._parts, self._ports.open_ipvs)
-            if refused:
-                log.error("config.reload_refused", errors=[refused])
-                return [refused]
-            try:
-                await self._apply(new)
+                await step()
             except IpvsdError as exc:
-                # TODO(ipvsd): a transactional reload that restores what ran (issue #11).
-                log.error("config.reload_failed", error=str(exc))
-                return [f"reload failed while applying {self._config_path}: {exc}"]
-            self._retain_metrics(new)
-            gc.freeze()
-            log.info("config.reloaded", config=str(self._config_path))
-            return []
+                log.error("config.rollback_failed", error=str(exc))
 
     def _retain_metrics(self, config: Config) -> None:
         """Drop the series of instances and reals the applied config no longer has."""
@@ -367,12 +421,32 @@ class Daemon:
             backends=[(s.key, s.dest_key(r)) for s in config.ipvs.services for r in s.reals],
         )
 
-    async def _apply(self, new: Config) -> None:
-        """Hand a config that passed the reload policy to every component."""
+    async def _apply(self, new: Config, undo: list[Callable[[], Awaitable[None]]]) -> None:
+        """Hand a config that passed the reload policy to every component.
+
+        Each step that changes something pushes its inverse onto `undo` first
+        thing after it succeeded, so a later failure can restore the old state.
+        Order: what can fail and is cheap to undo first (sockets bound before
+        the old ones close), then IPVS, then VRRP.
+        """
         parts = self._parts
+        old = parts.config
+        await self._rebind_control(old, new, undo)
+        self._rebind_metrics(old, new, undo)
         parts.config = new
+
+        drained = set(parts.health.drained)
+
+        async def restore_ipvs() -> None:
+            # The old desired table; services this reload added are deleted again.
+            await self._apply_timeouts(old)
+            parts.health.configure(old)
+            parts.health.drained.update(drained)  # configure(new) forgot removed reals'
+            self._desired_changed()
+
         if parts.reconciler is None and new.ipvs.services:
             await self._start_ipvs(new)
+            undo.append(restore_ipvs)
             if parts.reconciler is not None and self._group is not None:
                 self._start_component(parts.health.monitor.run())
                 self._start_component(parts.reconciler.run())
@@ -380,13 +454,86 @@ class Daemon:
             await self._apply_timeouts(new)
             parts.health.configure(new)
             parts.reconciler.set_desired(parts.health.desired(), reason="reload")
+            undo.append(restore_ipvs)
         if parts.vrrp is not None:
-            await parts.vrrp.update(new.vrrp.instances, new.vrrp.sync_groups)
+            vrrp = parts.vrrp
+
+            async def restore_vrrp() -> None:
+                await vrrp.update(old.vrrp.instances, old.vrrp.sync_groups)
+
+            undo.append(restore_vrrp)  # first: a half-done update is undone too
+            await vrrp.update(new.vrrp.instances, new.vrrp.sync_groups)
         elif new.vrrp.instances and self._group is not None:
             await self._start_vrrp(new)
         self._configure_sync_daemon(new)
         if self._group is not None:
             self._start_component(self._ports.check_routes(new))
+        self._commit_rebinds()
+
+    async def _rebind_control(
+        self, old: Config, new: Config, undo: list[Callable[[], Awaitable[None]]]
+    ) -> None:
+        """A new control.socket / control.group: listen there first, close the old one last."""
+        if new.control == old.control or self._control is None:
+            return
+        server = ControlServer(new.control.socket, self.view, group=new.control.group)
+        if new.control.socket == old.control.socket:
+            # Same path, another group: the file's mode and group are all that change.
+            await self._control.close()
+        try:
+            await server.start()
+        except IpvsdError:
+            if new.control.socket == old.control.socket:
+                await self._start_control(old)
+            raise
+        previous, self._control = self._control, server
+        self._retired_control = previous if new.control.socket != old.control.socket else None
+
+        async def restore() -> None:
+            await server.close()
+            if new.control.socket == old.control.socket:
+                await self._start_control(old)
+            else:
+                self._control = previous
+                self._retired_control = None
+
+        undo.append(restore)
+
+    def _rebind_metrics(
+        self, old: Config, new: Config, undo: list[Callable[[], Awaitable[None]]]
+    ) -> None:
+        """A new metrics.listen: bind it first; the old endpoint closes once all went well."""
+        if new.metrics.listen == old.metrics.listen:
+            return
+        previous = self._metrics_server
+        if new.metrics.listen is None:
+            self._metrics_server = None
+        else:
+            try:
+                self._metrics_server = serve(
+                    self._registry, new.metrics.listen, ipvs=self._exporter(new)
+                )
+            except OSError as exc:
+                raise IpvsdError(f"metrics.listen: {exc}") from exc
+        started = self._metrics_server
+        self._retired_metrics = previous
+
+        async def restore() -> None:
+            if started is not None:
+                started.shutdown()
+            self._metrics_server = previous
+            self._retired_metrics = None
+
+        undo.append(restore)
+
+    def _commit_rebinds(self) -> None:
+        """The reload went through: close the endpoints it replaced."""
+        if self._retired_metrics is not None:
+            self._retired_metrics.shutdown()
+            self._retired_metrics = None
+        if self._retired_control is not None:
+            retired, self._retired_control = self._retired_control, None
+            self._start_component(retired.close())
 
     async def _shutdown(self) -> None:
         parts = self._parts

@@ -36,7 +36,7 @@ class DaemonView:
 
     Args:
         parts: the daemon's components (read at every request).
-        reload: the daemon's reload (re-read the config; its errors, or []).
+        reload: the daemon's reload (``reload(force=...)``: its errors, or []).
         drains_changed: called after a drain or undrain, to reconcile at once.
         drains: where drains are kept across restarts.
     """
@@ -47,7 +47,7 @@ class DaemonView:
         self,
         parts: Components,
         *,
-        reload: Callable[[], Awaitable[list[str]]],
+        reload: Callable[..., Awaitable[list[str]]],
         drains_changed: Callable[[], None],
         drains: DrainStore,
     ) -> None:
@@ -90,9 +90,13 @@ class DaemonView:
             for inst in self._parts.vrrp.instances.values()
         ]
 
-    async def reload(self) -> list[str]:
-        """Re-read the config; its errors, or [] when it was applied."""
-        return await self._reload()
+    async def reload(self, *, force: bool = False) -> list[str]:
+        """Re-read the config; its errors, or [] when it was applied.
+
+        Args:
+            force: apply it even if a guard refuses it (``ipvsd reload --force``).
+        """
+        return await self._reload(force=force)
 
     def drain(self, service: ServiceKey, real: DestKey) -> None:
         """Administrative drain: weight 0 until undrained; survives reloads and restarts.
@@ -126,6 +130,18 @@ class DaemonView:
         except AdminStateError as exc:
             log.error("state.drains_not_saved", error=str(exc))
             raise ControlRequestError(f"not changed, the drains could not be kept: {exc}") from None
+
+    def drains_pruned(self) -> None:
+        """After a reload dropped reals: the file forgets their drains too.
+
+        Otherwise a later config that brings the real back would find its old
+        drain at the next restart. A failed write is logged: the reload itself
+        went through, and the next drain or undrain rewrites the file.
+        """
+        try:
+            self._store.save(set(self._parts.health.drained))
+        except AdminStateError as exc:
+            log.error("state.drains_not_saved", error=str(exc))
 
     def restore_drains(self, config: Config) -> None:
         """At start, before the first reconcile: the drains the last run kept.

@@ -270,5 +270,5 @@ def guard(plan: Plan, max_deletes: int | None) -> str | None:
     return (
         f"plan deletes {plan.deletes} objects, more than max_deletes={max_deletes} "
         f"({counts['delete_service']} services with {plan.implicit_dest_deletes} dests, "
-        f"and {counts['delete_dest']} other dests); force to apply it"
+        f"and {counts['delete_dest']} other dests)"
     )

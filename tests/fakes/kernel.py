@@ -70,6 +70,7 @@ class FakePorts:
     timeouts: Timeouts | None = None
     sync_daemons: dict[SyncState, SyncDaemon] = field(default_factory=dict)
     route_checks: list[Config] = field(default_factory=list)
+    interfaces: set[str] = field(default_factory=lambda: {"lo", "eth1"})
 
     async def open_ipvs(self) -> IpvsKernel:
         if self.opens_left is not None:
@@ -92,10 +93,14 @@ class FakePorts:
         # VRRP needs raw sockets on real interfaces: the netns tier runs it.
         raise AssertionError("in-process daemon tests configure no VRRP instance")
 
+    async def interface_exists(self, name: str) -> bool:
+        return name in self.interfaces
+
     def ports(self) -> KernelPorts:
         return KernelPorts(
             open_ipvs=self.open_ipvs,
             check_routes=self.check_routes,
             open_addresses=self.no_vrrp,
             open_links=self.no_vrrp,
+            interface_exists=self.interface_exists,
         )

@@ -291,7 +291,7 @@ async def test_reload_that_fails_while_applying_is_reported_and_counted(
         h.write(config_text(sock))
         errors = await h.daemon.reload()
         assert len(errors) == 1
-        assert errors[0].startswith("reload failed while applying")
+        assert errors[0].startswith("reload failed, the running config is kept:")
         assert h.metric("ipvsd_config_reloads_total", result="failure") == 1
 
 

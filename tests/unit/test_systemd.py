@@ -64,7 +64,8 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     for line in (
         "Type=notify",
         "WatchdogSec=",
-        "ExecReload=/bin/kill -HUP $MAINPID",
+        # Waits for the verdict: a refused config fails `systemctl reload`.
+        "ExecReload=/usr/bin/ipvsd reload --config /etc/ipvsd/ipvsd.yaml",
         "Restart=on-failure",
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
