@@ -169,7 +169,8 @@ def metrics_config(n: int, control_socket: Path) -> str:
     assert listen in text
     return text.replace(
         listen,
-        f'metrics: {{listen: "127.0.0.1:{IPVSD_PORT}"}}\ncontrol: {{socket: "{control_socket}"}}',
+        f'metrics: {{listen: "127.0.0.1:{IPVSD_PORT}"}}\ncontrol: {{socket: "{control_socket}"}}\n'
+        f'state_dir: "{control_socket}.state"',
     )
 
 

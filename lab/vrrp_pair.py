@@ -40,6 +40,7 @@ def ipvsd_config(
         node_name: {name}
         metrics: {{listen: null}}
         control: {{socket: {workdir / (name + ".sock")}}}
+        state_dir: {workdir / (name + ".state")}
         vrrp:
           instances:
             - name: VI_1

@@ -253,6 +253,7 @@ def director_config(spec: LabSpec, director: str, workdir: Path) -> dict[str, An
     return {
         "node_name": director,
         "control": {"socket": str(workdir / f"{director}.sock")},
+        "state_dir": str(workdir / f"{director}.state"),
         "metrics": {"listen": METRICS_LISTEN},
         "vrrp": vrrp,
         "ipvs": ipvs,

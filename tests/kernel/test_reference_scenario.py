@@ -45,6 +45,7 @@ def config_text(
         node_name: director1
         metrics: {{listen: "127.0.0.1:9477"}}
         control: {{socket: {socket}}}
+        state_dir: {socket}.state
         ipvs:
           resync_interval: 1
           services:

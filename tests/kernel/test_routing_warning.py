@@ -21,6 +21,7 @@ def test_start_and_reload_warn_about_reals_behind_a_vip(tmp_path: Path) -> None:
             f"""\
             metrics: {{listen: null}}
             control: {{socket: {tmp_path / "ipvsd.sock"}}}
+            state_dir: {tmp_path / "state"}
             vrrp:
               instances:
                 - {{name: VI_GW, interface: eth1, vrid: 54, priority: 100,

@@ -340,6 +340,7 @@ def _ipvsd_config(socket_path: Path, sync: str) -> str:
         f"""\
         node_name: d1
         control: {{socket: {socket_path}}}
+        state_dir: {socket_path}.state
         metrics: {{listen: null}}
         vrrp:
           instances:

@@ -46,6 +46,7 @@ def test_no_services_runs_without_ipvs_and_stops_cleanly(tmp_path: Path) -> None
     config = tmp_path / "ipvsd.yaml"
     config.write_text(
         f"metrics: {{listen: null}}\ncontrol: {{socket: {tmp_path}/ipvsd.sock}}\n"
+        f"state_dir: {tmp_path}/state\n"
         "ipvs: {services: []}\n"
     )
     proc = subprocess.Popen(
@@ -72,6 +73,7 @@ def test_second_daemon_exits_with_one_line(tmp_path: Path) -> None:
     config = tmp_path / "ipvsd.yaml"
     config.write_text(
         f"metrics: {{listen: null}}\ncontrol: {{socket: {tmp_path}/ipvsd.sock}}\n"
+        f"state_dir: {tmp_path}/state\n"
         "ipvs: {services: []}\n"
     )
     first = subprocess.Popen(

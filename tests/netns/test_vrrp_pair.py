@@ -192,6 +192,7 @@ SYNC_GROUP_CONFIG = """\
 node_name: {name}
 metrics: {{listen: null}}
 control: {{socket: {workdir}/{name}-sync.sock}}
+state_dir: {workdir}/{name}-state
 vrrp:
   sync_groups: [{{name: G1, instances: [VI_1, VI_2]}}]
   instances:
