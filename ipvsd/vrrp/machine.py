@@ -13,7 +13,11 @@ Rules:
 
 1. States are RFC 3768 §6.4 Initialize (`INIT`), Backup and Master, plus
    keepalived's FAULT: the instance's own interface, or a tracked interface
-   of weight 0, is down. A machine in FAULT neither sends nor listens.
+   of weight 0, is down; or the interface has no IPv4 address to send adverts
+   from (§5.2.1 needs the primary address; keepalived goes to FAULT too); or
+   the runner failed (`Failed`, sticky until a new machine). A machine in
+   FAULT neither sends nor listens; it leaves FAULT for Backup (the owner:
+   Master) as soon as the last cause is gone.
 2. Timers (§6.1, §6.2) use the *effective* priority:
    Skew_Time = (256 - priority) / 256 s, not scaled by the advert interval in
    v2, and Master_Down_Interval = 3 * Advertisement_Interval + Skew_Time.
@@ -27,7 +31,16 @@ Rules:
    Shutdown; keepalived ``vrrp_state_leave_master``), then removes the VIPs.
 6. Every transition emits `Transitioned(old, new, reason)` then
    `Notify(new, effective_priority)`, after the wire and VIP actions.
-7. keepalived behaviour beyond the RFC (vrrp-notes §2, §3): a master answers
+7. A config change (`ConfigChanged`) applies in place and never leaves the
+   state by itself: RFC 3768 §6.4.3 has a Master step down only on a
+   higher-priority advert, so a Master with a new priority just advertises
+   it from its next advert. A running Master_Down_Timer moves by the change
+   in Master_Down_Interval (as for a tracked interface), Adver_Timer never
+   runs later than the new interval, and preempt and preempt_delay rule the
+   next advert received. Only a change of the fault causes (tracked
+   interfaces) moves to or from FAULT. The VRID and the interface are the
+   identity of a virtual router: they never change in place.
+8. keepalived behaviour beyond the RFC (vrrp-notes §2, §3): a master answers
    a lower-priority advert with an advert and a GARP burst (plus a delayed
    one); tracked-interface weights; ``preempt_delay``; VIPs are removed at
    start-up in case a crash left them behind (vrrp-notes §1.7).
@@ -76,6 +89,10 @@ TransitionReason = Literal[
     "link_up",
     "shutdown",
     "sync_group",
+    "no_address",
+    "address_up",
+    "instance_failed",
+    "config_changed",
 ]
 
 
@@ -96,8 +113,9 @@ class MachineConfig:
     """1-254 backup, 255 address owner (RFC 3768 §5.3.4)."""
     advert_int: float
     """Advertisement_Interval in seconds (RFC 3768 §5.3.7)."""
-    primary_ip: IPv4Address
-    """Our advert source address; decides equal-priority ties (§6.4.3)."""
+    primary_ip: IPv4Address | None
+    """Our advert source address; decides equal-priority ties (§6.4.3).
+    None: the interface has no IPv4 address yet (FAULT until `SourceChanged`)."""
     preempt: bool = True
     """Preempt_Mode (§6.1). The owner always preempts."""
     preempt_delay: float = 0.0
@@ -165,7 +183,46 @@ class SyncForce:
             raise ValueError("a sync group forces BACKUP, MASTER or FAULT, never INIT")
 
 
-Event = Startup | Shutdown | AdvertReceived | TimerFired | LinkChanged | SyncForce
+@dataclass(frozen=True, slots=True)
+class SourceChanged:
+    """The interface's primary IPv4 address (our advert source) is now `primary_ip`.
+
+    None: it has none, and adverts cannot be sent (RFC 3768 §5.2.1): FAULT.
+    """
+
+    primary_ip: IPv4Address | None
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The runner failed (an unexpected error): resign, release the VIPs, FAULT.
+
+    Sticky: the runner restarts with a new machine.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigChanged:
+    """A reload changed this virtual router's settings (rule 7).
+
+    `config` has the same name, interface and VRID; its ``primary_ip`` is
+    ignored (`SourceChanged` moves the source).
+    """
+
+    config: MachineConfig
+
+
+Event = (
+    Startup
+    | Shutdown
+    | AdvertReceived
+    | TimerFired
+    | LinkChanged
+    | SyncForce
+    | SourceChanged
+    | Failed
+    | ConfigChanged
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,18 +282,12 @@ class VrrpMachine:
         self._preempt_after = 0.0  # Startup + preempt_delay
         self._held_master: int | None = None  # lower master spared by preempt_delay
         self._preempting = False  # the last advert came from a lower master we discarded
+        self._started_at = 0.0
+        self._failed = False
 
     @property
     def config(self) -> MachineConfig:
         return self._cfg
-
-    def set_primary_ip(self, address: IPv4Address) -> None:
-        """The interface's primary address changed (re-created with another one).
-
-        Only the equal-priority tie-break (RFC 3768 §6.4.3) reads it; no
-        transition follows from the change itself.
-        """
-        self._cfg = replace(self._cfg, primary_ip=address)
 
     @property
     def state(self) -> VrrpState:
@@ -306,6 +357,12 @@ class VrrpMachine:
                 return self._on_link(event, now)
             case SyncForce():
                 return self._on_sync(event.state, now)
+            case SourceChanged():
+                return self._on_source(event.primary_ip, now)
+            case Failed():
+                return self._on_failed()
+            case ConfigChanged():
+                return self._on_config(event.config, now)
             case _:
                 assert_never(event)
 
@@ -313,10 +370,11 @@ class VrrpMachine:
         if self._state is not VrrpState.INIT:
             return []
         self._sync_fault = False
+        self._started_at = now
         self._preempt_after = now + self._cfg.preempt_delay
         # vrrp-notes §1.7: keepalived removes configured VIPs at start, in case
         # a crash left them; skipped only when we take them at once.
-        if self._link_fault():
+        if self._faulty():
             return [RemoveVips(), *self._become_fault(self._fault_reason())]
         if self._cfg.priority == OWNER_PRIORITY:
             # RFC 3768 §6.4.1: the owner sends an advert, GARPs, becomes Master.
@@ -370,7 +428,7 @@ class VrrpMachine:
             # §6.4.3: answer a priority-0 advert at once, reset Adver_Timer.
             self._adver_at = now + self._cfg.advert_int
             return [SendAdvert(prio)]
-        ours, theirs = int(self._cfg.primary_ip), int(adv.src)
+        ours, theirs = int(self._cfg.primary_ip or 0), int(adv.src)
         if adv.priority > prio:
             # §6.4.3: a higher priority wins.
             return self._become_backup(now, "higher_priority_advert")
@@ -410,10 +468,49 @@ class VrrpMachine:
     def _on_link(self, change: LinkChanged, now: float) -> list[Action]:
         old_mdi = self.master_down_interval
         self._links[change.interface] = change.up
+        return self._reevaluate(now, old_mdi, "link_up")
+
+    def _on_source(self, address: IPv4Address | None, now: float) -> list[Action]:
+        # Only the fault test and the equal-priority tie-break (§6.4.3) read it.
+        self._cfg = replace(self._cfg, primary_ip=address)
+        return self._reevaluate(now, self.master_down_interval, "address_up")
+
+    def _on_failed(self) -> list[Action]:
+        # Like FAULT (rule 5): resign if Master, and release the VIPs whatever
+        # the state, since the failure may have come half-way through adding them.
+        actions: list[Action] = [*self._leave_master()]
+        if not any(isinstance(a, RemoveVips) for a in actions):
+            actions.append(RemoveVips())
+        self._failed = True
+        self._clear_timers()
+        if self._state is VrrpState.FAULT:
+            self._reason = "instance_failed"
+            return actions
+        return [*actions, *self._transition(VrrpState.FAULT, "instance_failed")]
+
+    def _on_config(self, config: MachineConfig, now: float) -> list[Action]:
+        old = self._cfg
+        if (config.interface, config.vrid) != (old.interface, old.vrid):
+            raise ValueError(f"{old.name}: a new interface or VRID is a new virtual router")
+        old_mdi, old_int = self.master_down_interval, old.advert_int
+        self._cfg = replace(config, primary_ip=old.primary_ip)
+        if self._state is VrrpState.INIT:
+            return []
+        self._preempt_after = self._started_at + config.preempt_delay
+        if self._adver_at is not None and config.advert_int < old_int:
+            # §6.4.3 Adver_Timer: never wait longer than the new interval.
+            self._adver_at = min(self._adver_at, now + config.advert_int)
+        return self._reevaluate(now, old_mdi, "config_changed")
+
+    def _reevaluate(self, now: float, old_mdi: float, back: TransitionReason) -> list[Action]:
+        """After a fault cause, a priority or an interval changed: FAULT in or out,
+        or a running Master_Down_Timer moved."""
         if self._state is VrrpState.INIT:
             return []  # recorded for Startup
-        if self._link_fault():
+        if self._faulty():
             if self._state is VrrpState.FAULT:
+                if not self._failed:
+                    self._reason = self._fault_reason()  # the cause that remains
                 return []
             return self._become_fault(self._fault_reason())
         if self._state is VrrpState.FAULT:
@@ -421,13 +518,14 @@ class VrrpMachine:
                 return []  # the sync group holds us in FAULT
             if self._cfg.priority == OWNER_PRIORITY:
                 # As at §6.4.1 Startup: the owner takes over at once.
-                return self._become_master(now, "link_up")
+                return self._become_master(now, back)
             # keepalived: FAULT -> BACKUP, preempting after Master_Down_Interval.
-            return self._become_backup(now, "link_up")
+            return self._become_backup(now, back)
         if self._state is VrrpState.BACKUP and self._master_down_at is not None:
             # keepalived vrrp_set_effective_priority: a new priority moves the
             # running Master_Down_Timer by the change in Master_Down_Interval.
-            # A Master just advertises the new priority from its next advert.
+            # A Master just advertises the new priority from its next advert
+            # (§6.4.3: it steps down only on a higher-priority advert).
             self._master_down_at += self.master_down_interval - old_mdi
         return []
 
@@ -440,7 +538,7 @@ class VrrpMachine:
                 return []
             return self._become_fault("sync_group")
         self._sync_fault = False
-        if self._state is target or self._link_fault():
+        if self._state is target or self._faulty():
             return []  # nothing to do, or our own link keeps us in FAULT
         if target is VrrpState.MASTER:
             # As if Master_Down_Timer had fired (§6.4.2).
@@ -496,11 +594,19 @@ class VrrpMachine:
     def _link_up(self, interface: str) -> bool:
         return self._links.get(interface, True)
 
-    def _link_fault(self) -> bool:
+    def _faulty(self) -> bool:
+        if self._failed or self._cfg.primary_ip is None:
+            return True
         if not self._link_up(self._cfg.interface):
             return True
         tracked = self._cfg.track_interfaces.items()
         return any(weight == 0 and not self._link_up(iface) for iface, weight in tracked)
 
     def _fault_reason(self) -> TransitionReason:
-        return "link_down" if not self._link_up(self._cfg.interface) else "track_interface"
+        if self._failed:
+            return "instance_failed"
+        if not self._link_up(self._cfg.interface):
+            return "link_down"
+        if self._cfg.primary_ip is None:
+            return "no_address"
+        return "track_interface"

@@ -240,6 +240,7 @@ class FakeSegment:
     def _transmit(self, sender: Node, advert: SendAdvert) -> None:
         if not sender.link_up:
             return  # keepalived "sends" the FAULT priority-0 advert on a dead link
+        assert sender.config.primary_ip is not None, "a machine without a source sends nothing"
         event = AdvertReceived(sender.config.primary_ip, advert.priority)
         for node in self.nodes.values():
             if (

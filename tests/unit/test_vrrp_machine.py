@@ -27,6 +27,7 @@ from ipvsd.vrrp.machine import (
     SendAdvert,
     SendGarp,
     Shutdown,
+    SourceChanged,
     Startup,
     SyncForce,
     TimerFired,
@@ -716,7 +717,7 @@ def test_a_new_primary_address_takes_part_in_the_equal_priority_tie_break() -> N
     # The interface came back with a higher address than the peer's (.20): now
     # an equal-priority advert from .20 no longer makes this master step down.
     machine, now = machine_in(MASTER, 100)
-    machine.set_primary_ip(IPv4Address("192.168.1.30"))
+    assert machine.handle(SourceChanged(IPv4Address("192.168.1.30")), now) == []
     assert machine.config.primary_ip == IPv4Address("192.168.1.30")
     actions = machine.handle(AdvertReceived(HIGHER_IP, 100), now + 0.1)
     assert machine.state is MASTER
