@@ -1,7 +1,8 @@
 """Link state over rtnetlink: what VRRP's FAULT state and socket re-binding follow.
 
 `LinkWatcher` reads one link (`link`), every link (`links`), and follows them
-from rtnetlink broadcasts (RTNLGRP_LINK, `watch_links`), never by polling
+from rtnetlink broadcasts (RTNLGRP_LINK, `watch_links`; with the IPv4
+address changes of RTNLGRP_IPV4_IFADDR, `watch`), never by polling
 (style G5: pyroute2 stays inside ``ipvsd/netlink/``, results are frozen
 `LinkInfo` records, pyroute2's exceptions become `KernelError`).
 
@@ -16,8 +17,11 @@ Requests go through pyroute2's ``AsyncIPRoute``. Link events are read from a
 plain netlink socket of our own and decoded with pyroute2's parser: its async
 socket queues broadcasts in memory without bound and its ``get()`` stops after
 each datagram, whereas with our own socket the kernel buffer is the bound, old
-events are drained before subscribing, and an overflow (ENOBUFS) is answered
-with a fresh dump.
+events are drained before subscribing, and an overflow (ENOBUFS), or any
+other error reading events, is answered with a fresh dump: the stream stays
+level-correct instead of ending (issue #11, item 4). Only repeated failures
+(`MAX_READ_FAILURES` in a row, or a failed dump) end it with `KernelError`;
+the caller restarts it with ``known=`` its last view.
 
 Sockets are created in `LinkWatcher.open` and stay in the network namespace
 that was current *for the calling thread* then. pyroute2 keeps its socket per
@@ -29,15 +33,16 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
 from dataclasses import dataclass
+from ipaddress import IPv4Interface
 from typing import Any
 
 import structlog
 
 from ipvsd.netlink.rtnl import get_link, kernel_error, open_iproute
 
-__all__ = ["LinkInfo", "LinkWatcher", "is_up"]
+__all__ = ["AddressChange", "LinkInfo", "LinkWatcher", "is_up"]
 
 log = structlog.get_logger("ipvsd.netlink.links")
 
@@ -46,8 +51,13 @@ SOL_NETLINK = 270
 NETLINK_ADD_MEMBERSHIP = 1
 NETLINK_DROP_MEMBERSHIP = 2
 RTNLGRP_LINK = 1
+RTNLGRP_IPV4_IFADDR = 5
 RTM_NEWLINK = 16
 RTM_DELLINK = 17
+RTM_NEWADDR = 20
+RTM_DELADDR = 21
+#: Consecutive failed reads of the event socket before `watch` gives up.
+MAX_READ_FAILURES = 3
 IFF_UP = 0x1
 IFF_RUNNING = 0x40
 IFF_NOARP = 0x80
@@ -93,6 +103,25 @@ class LinkInfo:
     noarp: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class AddressChange:
+    """An IPv4 address of link `index` was added or removed.
+
+    Attributes:
+        index: the link's ifindex.
+        address: the address and prefix length; None after lost events: any
+            address of the link may have changed, read them again.
+        deleted: removed (RTM_DELADDR) rather than added.
+    """
+
+    index: int
+    address: IPv4Interface | None
+    deleted: bool = False
+
+
+Change = LinkInfo | AddressChange
+
+
 def _link_info(msg: Any, *, deleted: bool = False) -> LinkInfo:
     """A LinkInfo from a pyroute2 ``ifinfmsg`` (RTM_NEWLINK / RTM_DELLINK)."""
     flags = int(msg["flags"])
@@ -109,17 +138,24 @@ def _link_info(msg: Any, *, deleted: bool = False) -> LinkInfo:
     )
 
 
-def _parse_links(data: bytes) -> Iterator[LinkInfo]:
-    """LinkInfo records from one datagram of RTNLGRP_LINK broadcasts."""
+def _parse(data: bytes) -> Iterator[Change]:
+    """Records from one datagram of RTNLGRP_LINK / RTNLGRP_IPV4_IFADDR broadcasts."""
     from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
     for msg in MarshalRtnl().parse(data):
         kind = msg["header"]["type"]
         if kind in (RTM_NEWLINK, RTM_DELLINK):
             yield _link_info(msg, deleted=kind == RTM_DELLINK)
+        elif kind in (RTM_NEWADDR, RTM_DELADDR) and msg["family"] == socket.AF_INET:
+            address = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
+            yield AddressChange(
+                index=int(msg["index"]),
+                address=IPv4Interface(f"{address}/{msg['prefixlen']}"),
+                deleted=kind == RTM_DELADDR,
+            )
 
 
-def _vanished(last: dict[int, LinkInfo], current: list[LinkInfo]) -> list[LinkInfo]:
+def _vanished(last: dict[int, LinkInfo], current: list[LinkInfo]) -> list[Change]:
     """Deletion records for links seen before a resync dump but absent from it."""
     present = {info.index for info in current}
     return [
@@ -142,6 +178,7 @@ class LinkWatcher:
         self._lock = asyncio.Lock()
         self._watching = False
         self._closed = False
+        self._read_failures = 0
         # While watch_links() waits: the loop holding our reader, and the waiter.
         self._reader: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
 
@@ -201,65 +238,90 @@ class LinkWatcher:
                 raise kernel_error(exc, "dump links") from exc
 
     async def watch_links(self) -> AsyncIterator[LinkInfo]:
-        """Follow link state: every link's current state first, then each change.
+        """`watch` without the address records."""
+        async for change in self.watch():
+            if isinstance(change, LinkInfo):
+                yield change
+
+    async def watch(self, known: Collection[LinkInfo] = ()) -> AsyncIterator[Change]:
+        """Follow link state and IPv4 addresses: every link's current state first,
+        then each change.
 
         Subscribing happens before the initial dump, so no change falls between
         the two. Records equal to the last one yielded for that ifindex are
         skipped (the kernel re-announces links for MTU, master or statistics
         changes). If the kernel drops events because the socket buffer
-        overflowed (ENOBUFS), the current state is dumped again and the
-        differences yielded, so the stream stays level-correct.
+        overflowed (ENOBUFS), or reading fails otherwise, the current state is
+        dumped again and the differences yielded, with an `AddressChange`
+        (address None) per link, so the stream stays level-correct.
 
         The iteration ends when the watcher is closed. One iteration at a time.
 
+        Args:
+            known: the links as a previous iteration left them; the initial
+                dump reports those that are gone as deleted.
+
         Raises:
-            RuntimeError: another `watch_links` iteration is running.
-            KernelError: netlink failed.
+            RuntimeError: another iteration is running.
+            KernelError: netlink failed `MAX_READ_FAILURES` times in a row, or
+                a dump failed.
         """
         if self._watching:
-            raise RuntimeError("watch_links() is already running on this LinkWatcher")
+            raise RuntimeError("watch() is already running on this LinkWatcher")
         if self._closed:
             return
         self._watching = True
-        last: dict[int, LinkInfo] = {}
+        last = {info.index: info for info in known}
+        self._read_failures = 0
         try:
             self._drain_events()
             self._membership(NETLINK_ADD_MEMBERSHIP)
             try:
-                for info in await self.links():
-                    last[info.index] = info
-                    yield info
+                # The initial dump is a resync against `known` (a restarted watch).
+                batch = self._resync(last, await self.links(), addresses=bool(known))
                 while True:
-                    received = await self._recv_links()
+                    for change in batch:
+                        if isinstance(change, LinkInfo):
+                            if change.deleted:
+                                last.pop(change.index, None)
+                            elif last.get(change.index) == change:
+                                continue
+                            else:
+                                last[change.index] = change
+                            log.debug(
+                                "netlink.link_changed",
+                                interface=change.name,
+                                up=change.up,
+                                operstate=change.operstate,
+                                deleted=change.deleted,
+                            )
+                        yield change
+                    received = await self._recv()
                     if received is None:
                         return
                     batch, resync = received
                     if resync:
-                        batch = batch + _vanished(last, batch)
-                    for info in batch:
-                        if info.deleted:
-                            last.pop(info.index, None)
-                        elif last.get(info.index) == info:
-                            continue
-                        else:
-                            last[info.index] = info
-                        log.debug(
-                            "netlink.link_changed",
-                            interface=info.name,
-                            up=info.up,
-                            operstate=info.operstate,
-                            deleted=info.deleted,
-                        )
-                        yield info
+                        links = [c for c in batch if isinstance(c, LinkInfo)]
+                        batch = self._resync(last, links, addresses=True)
             finally:
                 if not self._closed:
                     self._membership(NETLINK_DROP_MEMBERSHIP)
         finally:
             self._watching = False
 
+    @staticmethod
+    def _resync(
+        last: dict[int, LinkInfo], links: list[LinkInfo], *, addresses: bool
+    ) -> list[Change]:
+        """A dump as changes: every link, the vanished ones deleted, and (when
+        events may have been lost) an unknown address change per link."""
+        unknown = [AddressChange(info.index, None) for info in links] if addresses else []
+        return [*links, *_vanished(last, links), *unknown]
+
     def _membership(self, option: int) -> None:
         try:
-            self._events.setsockopt(SOL_NETLINK, option, RTNLGRP_LINK)
+            for group in (RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR):
+                self._events.setsockopt(SOL_NETLINK, option, group)
         except OSError as exc:
             raise kernel_error(exc, "subscribe to link events") from exc
 
@@ -274,9 +336,13 @@ class LinkWatcher:
                 if exc.errno != errno.ENOBUFS:
                     raise kernel_error(exc, "read link events") from exc
 
-    async def _recv_links(self) -> tuple[list[LinkInfo], bool] | None:
-        """The next datagram's link records, or a full dump (flagged True) after
-        lost events; None once closed."""
+    async def _recv(self) -> tuple[list[Change], bool] | None:
+        """The next datagram's records, or a full link dump (flagged True) after
+        lost events or a read error; None once closed.
+
+        Raises:
+            KernelError: `MAX_READ_FAILURES` failed reads in a row, or the dump failed.
+        """
         loop = asyncio.get_running_loop()
         while not self._closed:
             try:
@@ -286,10 +352,16 @@ class LinkWatcher:
                 continue
             except OSError as exc:
                 if exc.errno != errno.ENOBUFS:
-                    raise kernel_error(exc, "read link events") from exc
-                log.warning("netlink.link_events_lost", error="receive buffer overflow")
-                return await self.links(), True
-            return list(_parse_links(data)), False
+                    self._read_failures += 1
+                    if self._read_failures >= MAX_READ_FAILURES:
+                        self._read_failures = 0
+                        raise kernel_error(exc, "read link events") from exc
+                    log.warning("netlink.link_events_failed", error=str(exc), errno=exc.errno)
+                else:
+                    log.warning("netlink.link_events_lost", error="receive buffer overflow")
+                return list(await self.links()), True
+            self._read_failures = 0
+            return list(_parse(data)), False
         return None
 
     async def _readable(self, loop: asyncio.AbstractEventLoop) -> None:

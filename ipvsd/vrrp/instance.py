@@ -17,17 +17,30 @@ closes while the interface is gone and re-opens on its successor
 (`vrrp.relink`); sends in between are skipped (the instance is in FAULT
 then). No gratuitous ARP goes out on an IFF_NOARP interface: the link says
 it does no ARP (the kernel's ``arp_send`` skips such devices too).
+
+Supervision (issue #11, item 4): `run` restarts the runner when it fails
+with an unexpected error (a kernel refusal is logged and retried by the next
+transition; anything else is a failure). The failed machine gets `Failed`:
+a Master resigns with priority 0, the VIPs are released, the state is FAULT
+with `InstanceStatus.fault_reason` saying why, `on_failure(name, reason)` is
+called for the metric, and a new machine starts after a back-off
+(`vrrp.backoff`). A missing interface or one without an IPv4 address is not
+a failure: the machine waits in FAULT and leaves it when the link and the
+address appear (`SourceChanged`, from rtnetlink address events).
+
+A reload that keeps the VRID and the interface reconfigures the running
+machine (`reconfigure`): the VIP difference is applied (added ones GARPed
+when Master) and `ConfigChanged` keeps the state (machine rule 7).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Interface
 from typing import assert_never
 
 import structlog
@@ -37,11 +50,14 @@ from ipvsd.errors import KernelError
 from ipvsd.netlink.addresses import vip_label
 from ipvsd.netlink.links import LinkInfo
 from ipvsd.vrrp.arp import gratuitous_arp
+from ipvsd.vrrp.backoff import Backoff, RestartPolicy
 from ipvsd.vrrp.machine import (
     OWNER_PRIORITY,
     Action,
     AddVips,
+    ConfigChanged,
     Event,
+    Failed,
     LinkChanged,
     MachineConfig,
     Notify,
@@ -49,13 +65,15 @@ from ipvsd.vrrp.machine import (
     SendAdvert,
     SendGarp,
     Shutdown,
+    SourceChanged,
     Startup,
     TimerFired,
     Transitioned,
+    TransitionReason,
     VrrpMachine,
     VrrpState,
 )
-from ipvsd.vrrp.notify import run_notify
+from ipvsd.vrrp.notify import NotifyQueue
 from ipvsd.vrrp.packet import (
     VRRP_GROUP,
     Advertisement,
@@ -70,6 +88,10 @@ from ipvsd.vrrp.relink import InterfaceEndpoint
 log = structlog.get_logger("ipvsd.vrrp")
 
 TransitionHook = Callable[["VrrpInstance", Transitioned], None]
+FailureHook = Callable[[str, str], None]
+"""Called with (instance name, reason) each time an instance's runner fails."""
+#: Seconds a shutdown waits for queued notify calls (the last is STOP).
+NOTIFY_DRAIN_S = 15.0
 
 
 @dataclass(slots=True)
@@ -80,7 +102,28 @@ class InstanceStatus:
     effective_priority: int = 0
     since: float = field(default_factory=time.time)
     reason: str = ""
+    """Why the last transition happened (a `TransitionReason`)."""
     primary_ip: IPv4Address | None = None
+    fault_reason: str | None = None
+    """While FAULT: why, for people ("interface eth1 has no IPv4 address ...");
+    None in any other state."""
+    failures: int = 0
+    """How many times the runner failed and was restarted."""
+
+
+@dataclass(frozen=True, slots=True)
+class AddressesChanged:
+    """Inbox item: an IPv4 address of the interface changed; re-read the source."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reconfigured:
+    """Inbox item: `VrrpInstance.reconfigure` took a new config; apply it."""
+
+    config: VrrpInstanceConfig
+
+
+InboxItem = Event | AddressesChanged | Reconfigured
 
 
 class VrrpInstance:
@@ -94,28 +137,39 @@ class VrrpInstance:
         links: LinkSource,
         endpoint: InterfaceEndpoint,
         on_transition: TransitionHook,
+        on_failure: FailureHook | None = None,
+        restart: RestartPolicy | None = None,
     ) -> None:
-        self.config = config
-        self.inbox: asyncio.Queue[Event] = asyncio.Queue()
+        self.inbox: asyncio.Queue[InboxItem] = asyncio.Queue()
         self.status = InstanceStatus(effective_priority=config.priority)
         self._addresses = addresses
         self._links = links
         self._endpoint = endpoint
-        self._unicast = bool(config.unicast_peers)
         self._on_transition = on_transition
+        self._on_failure = on_failure
+        self._restart = restart or RestartPolicy()
         self._machine: VrrpMachine | None = None
         self._mac = ""
         self._noarp = False
+        self._missing = False  # our interface does not exist
+        self._failure = ""
+        self._address_refresh = False  # an AddressesChanged is queued
         self._source: IPv4Address | None = None
-        self._notifies: set[asyncio.Task[object]] = set()
+        self.notifier = NotifyQueue(config.name)
+        self.vips: tuple[IPv4Interface, ...] = tuple(config.virtual_ipaddresses)
+        self._take(config)
+
+    def _take(self, config: VrrpInstanceConfig) -> None:
+        """The config and what the receive path checks adverts against."""
+        self.config = config
+        self._unicast = bool(config.unicast_peers)
         self._log = log.bind(instance=config.name, interface=config.interface, vrid=config.vrid)
         auth_type = AuthType.SIMPLE if config.auth_pass else AuthType.NONE
         self._auth = (auth_type, password_auth_data(config.auth_pass or ""))
-        self.vips = tuple(config.virtual_ipaddresses)
         self.expectation = Expectation(
             vrid=config.vrid,
             advert_int=config.advert_int,
-            addresses=frozenset(vip.ip for vip in self.vips),
+            addresses=frozenset(vip.ip for vip in config.virtual_ipaddresses),
             auth_type=auth_type,
             password=config.auth_pass,
             owner=config.priority == OWNER_PRIORITY,
@@ -133,100 +187,267 @@ class VrrpInstance:
             {self.config.interface, *(t.interface for t in self.config.track_interfaces)}
         )
 
+    def reconfigure(self, config: VrrpInstanceConfig) -> None:
+        """Take a reloaded config with the same name, interface and VRID, in place.
+
+        Adverts are checked against it from now on; the runner applies the
+        rest (VIPs, priority, timers) in inbox order.
+
+        Raises:
+            ValueError: another interface or VRID (that is a new instance).
+        """
+        if (config.interface, config.vrid) != (self.config.interface, self.config.vrid):
+            raise ValueError(f"{config.name}: a new interface or VRID is a new instance")
+        self._take(config)
+        self.inbox.put_nowait(Reconfigured(config))
+
+    def addresses_changed(self) -> None:
+        """An IPv4 address of the interface changed (coalesced until handled)."""
+        if not self._address_refresh:
+            self._address_refresh = True
+            self.inbox.put_nowait(AddressesChanged())
+
     async def run(self) -> None:
+        """Run until `Shutdown`, restarting after a failure (see the module doc)."""
+        loop = asyncio.get_running_loop()
+        backoff = Backoff(self._restart)
+        while True:
+            started = loop.time()
+            try:
+                await self._run_once()
+                return
+            except Exception as exc:
+                await self._fail(exc)
+            delay = backoff.after_failure(loop.time() - started)
+            self._log.warning("vrrp.instance_restart_pending", delay_s=delay)
+            if await self._wait_out(delay):
+                return
+
+    async def _run_once(self) -> None:
         """Start (stale VIPs removed, BACKUP or owner MASTER) and run until `Shutdown`."""
         loop = asyncio.get_running_loop()
-        machine = await self._build_machine()
+        self._machine = None
+        self.vips = tuple(self.config.virtual_ipaddresses)
+        machine = self._machine = VrrpMachine(self._machine_config(self.config.unicast_src))
         for interface in sorted(self.interested_in):
-            try:
-                link = await self._links.link(interface)
-            except KernelError:
-                machine.handle(LinkChanged(interface, False), loop.time())
-                continue
-            if interface == self.config.interface:
-                self._interface_is(link)
-            machine.handle(LinkChanged(interface, link.up), loop.time())
+            machine.handle(await self._link_event(interface), loop.time())
+        source = await self._source_event()
+        if source is not None:
+            machine.handle(source, loop.time())
         await self._execute(machine.handle(Startup(), loop.time()))
+        self._sync_status()
         while True:
             try:
                 async with asyncio.timeout_at(machine.next_deadline()):
-                    event = await self.inbox.get()
+                    item = await self.inbox.get()
             except TimeoutError:
-                event = TimerFired()
-            if isinstance(event, LinkChanged) and event.interface == self.config.interface:
-                await self._refresh_interface()
-            await self._execute(machine.handle(event, loop.time()))
-            self.status.effective_priority = machine.effective_priority
-            if isinstance(event, Shutdown):
-                break
-        await self._wait_notifies()
+                item = TimerFired()
+            match item:
+                case AddressesChanged():
+                    self._address_refresh = False
+                    source = await self._source_event()
+                    if source is not None and source.primary_ip is None and self._missing:
+                        # The addresses went with the interface (RTM_DELADDR comes
+                        # before RTM_DELLINK): say so, not "no address".
+                        await self._handle(LinkChanged(self.config.interface, False))
+                    await self._handle(source)
+                case Reconfigured(config=config):
+                    await self._apply(config)
+                case LinkChanged(interface=interface) if interface == self.config.interface:
+                    # Up: the source first, so the machine leaves FAULT with it.
+                    # Down: the link first, the cause people need to see.
+                    await self._refresh_interface()
+                    if not item.up:
+                        await self._handle(item)
+                    await self._handle(await self._source_event())
+                    if item.up:
+                        await self._handle(item)
+                case _:
+                    await self._handle(item)
+            if isinstance(item, Shutdown):
+                return
 
-    async def _build_machine(self) -> VrrpMachine:
+    async def _handle(self, event: Event | None) -> None:
+        if event is None or self._machine is None:
+            return
+        await self._execute(self._machine.handle(event, asyncio.get_running_loop().time()))
+        self._sync_status()
+
+    def _machine_config(self, primary: IPv4Address | None) -> MachineConfig:
         config = self.config
-        primary = config.unicast_src or await self._addresses.primary_ipv4(
-            config.interface, exclude=[vip.ip for vip in self.vips]
+        return MachineConfig(
+            name=config.name,
+            interface=config.interface,
+            vrid=config.vrid,
+            priority=config.priority,
+            advert_int=float(config.advert_int),
+            primary_ip=primary,
+            preempt=config.preempt,
+            preempt_delay=float(config.preempt_delay),
+            track_interfaces={t.interface: t.weight for t in config.track_interfaces},
+            garp_delay=float(config.garp_delay),
         )
-        if primary is None:
-            raise KernelError(
-                f"VRRP instance {config.name}: interface {config.interface!r} has no IPv4 "
-                "address to send adverts from (RFC 3768 §5.2.1 needs its primary address)"
-            )
-        self.status.primary_ip = self._source = primary
-        self._machine = VrrpMachine(
-            MachineConfig(
-                name=config.name,
-                interface=config.interface,
-                vrid=config.vrid,
-                priority=config.priority,
-                advert_int=float(config.advert_int),
-                primary_ip=primary,
-                preempt=config.preempt,
-                preempt_delay=float(config.preempt_delay),
-                track_interfaces={t.interface: t.weight for t in config.track_interfaces},
-                garp_delay=float(config.garp_delay),
-            )
-        )
-        return self._machine
+
+    async def _link_event(self, interface: str) -> LinkChanged:
+        """The link's state now; a missing interface is down."""
+        try:
+            link = await self._links.link(interface)
+        except KernelError:
+            if interface == self.config.interface:
+                self._missing = True
+            return LinkChanged(interface, False)
+        if interface == self.config.interface:
+            self._missing = False
+            self._interface_is(link)
+        return LinkChanged(interface, link.up)
 
     async def _refresh_interface(self) -> None:
         # Gone: FAULT, and the MAC is read again when it is back.
-        with contextlib.suppress(KernelError):
+        try:
             self._interface_is(await self._links.link(self.config.interface))
-            await self._refresh_source()
+            self._missing = False
+        except KernelError:
+            self._missing = True
 
-    async def _refresh_source(self) -> None:
-        """A re-created interface may carry another primary address: send from it."""
+    async def _source_event(self) -> SourceChanged | None:
+        """The advert source (RFC 3768 §5.2.1) if it changed: the interface's
+        primary address, None when it has none; never for ``unicast_src``."""
         if self.config.unicast_src is not None or self._machine is None:
-            return
-        primary = await self._addresses.primary_ipv4(
-            self.config.interface, exclude=[vip.ip for vip in self.vips]
-        )
-        if primary is None or primary == self._source:
-            return  # no address yet (keep the old one) or unchanged
-        self._log.warning("vrrp.source_changed", old=str(self._source), new=str(primary))
-        self.status.primary_ip = self._source = primary
-        self._machine.set_primary_ip(primary)
+            return None
+        try:
+            primary = await self._addresses.primary_ipv4(
+                self.config.interface, exclude=[vip.ip for vip in self.vips]
+            )
+        except KernelError as exc:
+            primary = None  # no interface: no address either
+            self._missing = exc.errno == errno.ENODEV
+        if primary == self._machine.config.primary_ip:
+            return None
+        if primary is not None:
+            if self._source is not None and primary != self._source:
+                self._log.warning("vrrp.source_changed", old=str(self._source), new=str(primary))
+            self.status.primary_ip = self._source = primary
+        return SourceChanged(primary)
 
     def _interface_is(self, link: LinkInfo) -> None:
         self._mac, self._noarp = link.mac, link.noarp
 
-    async def _execute(self, actions: list[Action]) -> None:
+    async def _apply(self, config: VrrpInstanceConfig) -> None:
+        """A reloaded config (`reconfigure`), in place: machine rule 7."""
+        machine = self._machine
+        assert machine is not None
+        now = asyncio.get_running_loop().time
+        new_vips = tuple(config.virtual_ipaddresses)
+        added = [vip for vip in new_vips if vip not in self.vips]
+        removed = [vip for vip in self.vips if vip not in new_vips]
+        self.vips = new_vips
+        self._log.info(
+            "vrrp.reconfigured",
+            priority=config.priority,
+            vips_added=[str(v) for v in added],
+            vips_removed=[str(v) for v in removed],
+        )
+        await self._vips(removed, add=False)
+        if machine.state is VrrpState.MASTER and added:
+            await self._vips(added, add=True)
+            self._send_garp(added)
+        for interface in sorted(self.interested_in - set(machine.config.track_interfaces)):
+            if interface != config.interface:  # newly tracked: its state before it counts
+                machine.handle(await self._link_event(interface), now())
+        if config.unicast_src is not None:
+            self.status.primary_ip = self._source = config.unicast_src
+            await self._handle(SourceChanged(config.unicast_src))
+        else:
+            await self._handle(await self._source_event())
+        await self._handle(ConfigChanged(self._machine_config(machine.config.primary_ip)))
+
+    async def _fail(self, exc: Exception) -> None:
+        """The runner failed: resign and release (machine `Failed`), FAULT, tell."""
+        self._failure = f"{type(exc).__name__}: {exc}"
+        self.status.failures += 1
+        self._log.error("vrrp.instance_failed", error=self._failure, exc_info=exc)
+        machine = self._machine or VrrpMachine(self._machine_config(self._source))
+        self._machine = machine
+        await self._execute(machine.handle(Failed(), asyncio.get_running_loop().time()), safe=True)
+        self.status.state = VrrpState.FAULT
+        self._sync_status()
+        if self._on_failure is not None:
+            self._on_failure(self.name, self._failure)
+
+    async def _wait_out(self, delay: float) -> bool:
+        """Sit in FAULT for `delay` s; True if `Shutdown` came meanwhile."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + delay
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    item = await self.inbox.get()
+            except TimeoutError:
+                return False
+            if isinstance(item, AddressesChanged):
+                self._address_refresh = False
+            if isinstance(item, Shutdown) and self._machine is not None:
+                await self._execute(self._machine.handle(item, loop.time()), safe=True)
+                self._sync_status()
+                return True
+            # Anything else is stale: the restart reads links, addresses and config again.
+
+    def _sync_status(self) -> None:
+        machine = self._machine
+        if machine is None:
+            return
+        self.status.effective_priority = machine.effective_priority
+        reason = machine.last_transition_reason
+        if machine.state is VrrpState.FAULT and reason is not None:
+            self.status.fault_reason = self._fault_text(reason)
+        else:
+            self.status.fault_reason = None
+
+    def _fault_text(self, reason: TransitionReason) -> str:
+        interface = self.config.interface
+        match reason:
+            case "instance_failed":
+                return f"instance failed ({self._failure}); restarting"
+            case "link_down" if self._missing:
+                return f"interface {interface} does not exist"
+            case "link_down":
+                return f"link {interface} is down"
+            case "no_address":
+                return f"interface {interface} has no IPv4 address to send adverts from"
+            case "track_interface":
+                return "a tracked interface of weight 0 is down"
+            case "sync_group":
+                return "its sync group is in FAULT"
+            case _:
+                return reason
+
+    async def _execute(self, actions: list[Action], *, safe: bool = False) -> None:
+        """Carry out the actions in order; `safe`: log each failure and go on."""
         for action in actions:
-            match action:
-                case SendAdvert(priority=priority):
-                    self._send_advert(priority)
-                case AddVips():
-                    await self._vips(add=True)
-                case RemoveVips():
-                    await self._vips(add=False)
-                case SendGarp():
-                    self._send_garp()
-                case Notify(state=state, priority=priority):
-                    self._notify(state.value, priority)
-                case Transitioned():
-                    self._transitioned(action)
-                case _:
-                    assert_never(action)
+            if not safe:
+                await self._do(action)
+                continue
+            try:
+                await self._do(action)
+            except Exception as exc:
+                self._log.error("vrrp.cleanup_failed", action=repr(action), error=repr(exc))
+
+    async def _do(self, action: Action) -> None:
+        match action:
+            case SendAdvert(priority=priority):
+                self._send_advert(priority)
+            case AddVips():
+                await self._vips(self.vips, add=True)
+            case RemoveVips():
+                await self._vips(self.vips, add=False)
+            case SendGarp():
+                self._send_garp(self.vips)
+            case Notify(state=state, priority=priority):
+                self._notify(state, priority)
+            case Transitioned():
+                self._transitioned(action)
+            case _:
+                assert_never(action)
 
     def _send_advert(self, priority: int) -> None:
         advert = Advertisement(
@@ -247,9 +468,9 @@ class VrrpInstance:
         for destination in self.config.unicast_peers or (VRRP_GROUP,):
             sock.send(payload, destination)
 
-    async def _vips(self, *, add: bool) -> None:
+    async def _vips(self, vips: Iterable[IPv4Interface], *, add: bool) -> None:
         label = vip_label(self.config.interface, self.config.vrid)
-        for vip in self.vips:
+        for vip in vips:
             try:
                 if add:
                     await self._addresses.add(self.config.interface, vip, label)
@@ -262,24 +483,22 @@ class VrrpInstance:
                     continue
                 self._log.error("vrrp.vip_error", vip=str(vip), add=add, error=str(exc))
 
-    def _send_garp(self) -> None:
+    def _send_garp(self, vips: Iterable[IPv4Interface]) -> None:
         garp = self._endpoint.garp
         if not self._mac or garp is None:
             return
         if self._noarp:
             self._log.debug("vrrp.garp_skipped", reason="noarp")
             return
-        frames = [gratuitous_arp(self._mac, vip.ip) for vip in self.vips]
+        frames = [gratuitous_arp(self._mac, vip.ip) for vip in vips]
         garp.send_burst(frames, self.config.garp_repeat)
 
-    def _notify(self, state: str, priority: int) -> None:
+    def _notify(self, state: VrrpState, priority: int) -> None:
         if self.config.notify is None:
             return
-        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(
-            run_notify(self.config.notify, self.config.name, state, priority)
-        )
-        self._notifies.add(task)
-        task.add_done_callback(self._notifies.discard)
+        # keepalived: leaving for good (shutdown, removal) is STOP, not INIT.
+        name = "STOP" if state is VrrpState.INIT else state.value
+        self.notifier.put(self.config.notify, name, priority)
 
     def _transitioned(self, action: Transitioned) -> None:
         assert self._machine is not None
@@ -287,15 +506,13 @@ class VrrpInstance:
         self.status.effective_priority = self._machine.effective_priority
         self.status.since = time.time()
         self.status.reason = action.reason
+        self._sync_status()
         self._log.info(
             "vrrp.transition",
             old=action.old.value,
             new=action.new.value,
             reason=action.reason,
             priority=self._machine.effective_priority,
+            fault=self.status.fault_reason,
         )
         self._on_transition(self, action)
-
-    async def _wait_notifies(self) -> None:
-        if self._notifies:
-            await asyncio.wait(self._notifies, timeout=15)

@@ -18,6 +18,13 @@ with exec health checks):
 * every failure is a value: `run_notify` returns a `NotifyResult` whether the
   script exits 0, exits non-zero, hangs, or does not exist.
 
+One instance's calls run one after another, in the order of its transitions,
+never two at once (`NotifyQueue`: a queue and one worker task per instance),
+so a script sees BACKUP, MASTER, STOP in that order even if MASTER's run is
+slow; queuing never waits. The instance's last call is STOP (keepalived
+``notify_stop``), on shutdown and when a reload removes the instance; the
+queue is drained, within `NotifyQueue.close`'s bound, before the daemon goes.
+
 After a script exits, its output is read for at most `DRAIN_S` more seconds: a
 background process it started may still hold the pipe, and is then left alone
 (its later writes fail with EPIPE). A script that starts a daemon should
@@ -27,13 +34,16 @@ escapes the timeout kill.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
 
 from ipvsd.process import run_bounded
 
-__all__ = ["NOTIFY_STATES", "NotifyResult", "run_notify"]
+__all__ = ["NOTIFY_STATES", "NotifyQueue", "NotifyResult", "run_notify"]
 
 log = structlog.get_logger("ipvsd.vrrp.notify")
 
@@ -130,3 +140,57 @@ def _log(result: NotifyResult, instance: str, state: str, timeout: float) -> Non
         log.warning("vrrp.notify_failed", returncode=result.returncode, **fields)
     else:
         log.info("vrrp.notify", returncode=0, **fields)
+
+
+Runner = Callable[[str, str, str, int], Awaitable[NotifyResult]]
+
+
+class NotifyQueue:
+    """One instance's notify calls, run in order by one worker task.
+
+    Args:
+        instance: the instance's name (the NAME argument).
+        runner: `run_notify`, or a stand-in in tests.
+    """
+
+    def __init__(self, instance: str, runner: Runner = run_notify) -> None:
+        self.instance = instance
+        self._run = runner
+        self._queue: asyncio.Queue[tuple[str, str, int]] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+
+    def put(self, argv0: str, state: str, priority: int) -> None:
+        """Queue ``argv0 INSTANCE <name> <state> <priority>``; never waits.
+
+        Raises:
+            ValueError: ``state`` is not one of `NOTIFY_STATES` (a bug in the caller).
+        """
+        if state not in NOTIFY_STATES:
+            raise ValueError(f"notify state must be one of {sorted(NOTIFY_STATES)}, not {state!r}")
+        self._queue.put_nowait((argv0, state, priority))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.get_running_loop().create_task(self._work())
+
+    async def close(self, timeout: float = 15) -> None:  # noqa: ASYNC109 - a bound, then cancel
+        """Wait up to `timeout` seconds for the queued calls, then stop the worker
+        (a running script's process group is killed)."""
+        worker, self._worker = self._worker, None
+        if worker is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.join(), timeout)
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+
+    async def _work(self) -> None:
+        while True:
+            argv0, state, priority = await self._queue.get()
+            try:
+                await self._run(argv0, self.instance, state, priority)
+            except Exception as exc:  # a bug in the runner must not stop later calls
+                log.error(
+                    "vrrp.notify_failed", instance=self.instance, state=state, error=repr(exc)
+                )
+            finally:
+                self._queue.task_done()

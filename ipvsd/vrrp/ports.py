@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator, Collection
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Protocol
 
-from ipvsd.netlink.links import LinkInfo
+from ipvsd.netlink.links import AddressChange, LinkInfo
 
-__all__ = ["LinkSource", "VipWriter"]
+__all__ = ["AddressChange", "LinkInfo", "LinkSource", "VipWriter"]
 
 
 class VipWriter(Protocol):
@@ -48,7 +48,8 @@ class VipWriter(Protocol):
 
 
 class LinkSource(Protocol):
-    """Reads and follows link state (FAULT, and sockets re-bound on a new ifindex)."""
+    """Reads and follows link state and addresses (FAULT, the advert source, and
+    sockets re-bound on a new ifindex)."""
 
     async def link(self, interface: str) -> LinkInfo:
         """The current state of ``interface``.
@@ -58,10 +59,16 @@ class LinkSource(Protocol):
         """
         ...
 
-    def watch_links(self) -> AsyncIterator[LinkInfo]:
-        """Every link's state, then each change, until the source is closed.
+    def watch(self, known: Collection[LinkInfo] = ()) -> AsyncIterator[LinkInfo | AddressChange]:
+        """Every link's state, then each change of a link or of an IPv4 address,
+        until the source is closed.
+
+        Args:
+            known: the links as the caller last saw them (a restarted watch):
+                those gone are reported deleted, and an `AddressChange` with
+                address None per link says addresses may have changed meanwhile.
 
         Raises:
-            KernelError: netlink failed.
+            KernelError: netlink failed (the caller restarts the watch).
         """
         ...

@@ -9,8 +9,18 @@ machine. Sync groups couple
 instances: a transition of one member forces the others (`SyncGroup`).
 
 Reloads compare each instance's config: an unchanged instance is not touched
-(no transition, no advert burst); a changed one is stopped (priority-0 advert
-if master) and started again with its new config; removed ones are stopped.
+(no transition, no advert burst); a changed one with the same VRID and
+interface is reconfigured in place and keeps its state (`VrrpInstance.reconfigure`,
+issue #11 item 2); a new VRID or interface is a new virtual router: the new
+one starts before the old one stops (priority-0 advert if master), unless
+the new one's (interface, VRID) is still taken; removed ones are stopped,
+their notify program told STOP.
+
+Supervision (issue #11, item 4): each instance restarts itself after a
+failure (`VrrpInstance.run`); a receive task that dies is restarted after a
+back-off while its socket is open; the rtnetlink watch is restarted with the
+links it knew, and IPv4 address events wake the instances waiting in FAULT
+for an address. None of this waits on a healthy instance's adverts.
 
 An interface deleted and created again (a new ifindex) takes its sockets with
 it: the link watcher closes them when the interface goes (its instances go to
@@ -31,8 +41,9 @@ import structlog
 
 from ipvsd.config.model import SyncGroupConfig, VrrpInstanceConfig
 from ipvsd.errors import KernelError, PacketError, RejectReason
-from ipvsd.netlink.links import LinkInfo
-from ipvsd.vrrp.instance import VrrpInstance
+from ipvsd.netlink.links import AddressChange, LinkInfo
+from ipvsd.vrrp.backoff import Backoff, RestartPolicy
+from ipvsd.vrrp.instance import NOTIFY_DRAIN_S, FailureHook, VrrpInstance
 from ipvsd.vrrp.machine import AdvertReceived, LinkChanged, Shutdown, Transitioned, VrrpState
 from ipvsd.vrrp.packet import decode, validate
 from ipvsd.vrrp.ports import LinkSource, VipWriter
@@ -59,6 +70,11 @@ class VrrpRouter:
         links: link state, for FAULT and for re-binding a re-created interface.
         on_transition: called after every instance transition.
         on_reject: called with (interface, reason label) for each dropped packet.
+        on_failure: called with (instance name, reason) each time an
+            instance's runner fails (it is then FAULT and restarts after a back-off).
+        restart: the back-off of restarted instances, receivers and link watch.
+        endpoint_factory: builds an interface's `InterfaceEndpoint` (tests
+            pass one with fake sockets).
     """
 
     def __init__(
@@ -67,11 +83,18 @@ class VrrpRouter:
         links: LinkSource,
         on_transition: Callable[[VrrpInstance, Transitioned], None] | None = None,
         on_reject: Callable[[str, str], None] | None = None,
+        *,
+        on_failure: FailureHook | None = None,
+        restart: RestartPolicy | None = None,
+        endpoint_factory: Callable[[str], InterfaceEndpoint] = InterfaceEndpoint,
     ) -> None:
         self._addresses = addresses
         self._link_source = links
         self._on_transition = on_transition
         self._on_reject = on_reject
+        self._on_failure = on_failure
+        self._restart = restart or RestartPolicy()
+        self._new_endpoint = endpoint_factory
         self._endpoints: dict[str, InterfaceEndpoint] = {}
         self._instances: dict[str, VrrpInstance] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -94,32 +117,58 @@ class VrrpRouter:
     ) -> None:
         """Start every instance (each removes its stale VIPs before entering BACKUP).
 
-        Raises:
-            KernelError: an interface is missing or has no IPv4 address.
+        An interface that is missing or has no IPv4 address does not stop the
+        start: its instances wait in FAULT until it appears.
         """
         self._set_groups(groups)
         for config in instances:
-            await self._start_instance(config)
+            self._start_instance(config)
         if self._watcher is None:
-            self._watcher = asyncio.get_running_loop().create_task(self._watch_links())
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
     async def update(
         self, instances: Sequence[VrrpInstanceConfig], groups: Sequence[SyncGroupConfig]
     ) -> None:
-        """Apply a reloaded config: only instances whose config changed are restarted."""
+        """Apply a reloaded config: unchanged instances untouched, changed ones
+        reconfigured in place, a new VRID or interface re-created (see the module doc)."""
         wanted = {config.name: config for config in instances}
-        for name, instance in list(self._instances.items()):
-            if wanted.get(name) != instance.config:
-                await self._stop_instance(name)
         self._set_groups(groups)
+        stopping = [self._detach(name) for name in list(self._instances) if name not in wanted]
+        recreate: list[VrrpInstanceConfig] = []
+        for name, config in wanted.items():
+            instance = self._instances.get(name)
+            if instance is None or instance.config == config:
+                continue
+            if (config.interface, config.vrid) != (
+                instance.config.interface,
+                instance.config.vrid,
+            ):
+                recreate.append(config)
+                continue
+            self._switch_mode(instance, config)
+            log.info("vrrp.instance_reconfigured", instance=name)
+            instance.reconfigure(config)
+        await self._stop_all(stopping)
+        for config in recreate:
+            old = self._detach(config.name)
+            key = (config.interface, config.vrid)
+            holder = next((i for i, _ in self._running() if _key(i) == key), None)
+            if holder is not None:
+                # Still taken (VRIDs swapped between instances): stop the holder first.
+                await self._stop_all([self._detach(holder.name)])
+                if holder.name in wanted and holder.name not in self._instances:
+                    self._start_instance(wanted[holder.name])
+            log.info("vrrp.instance_recreated", instance=config.name)
+            self._start_instance(config)  # before the old one resigns
+            await self._stop_all([old])
         for name, config in wanted.items():
             if name not in self._instances:
-                await self._start_instance(config)
+                self._start_instance(config)
 
     async def stop(self) -> None:
-        """Graceful stop: priority-0 adverts from masters, VIPs removed, sockets closed."""
-        for name in list(self._instances):
-            await self._stop_instance(name)
+        """Graceful stop: priority-0 adverts from masters, VIPs removed, notify
+        STOP, sockets closed. Instances stop concurrently."""
+        await self._stop_all([self._detach(name) for name in list(self._instances)])
         if self._watcher is not None:
             self._watcher.cancel()
         for task in [*self._receivers.values(), *self._reopening.values()]:
@@ -135,36 +184,75 @@ class VrrpRouter:
         self._groups = {group.name: SyncGroup(list(group.instances)) for group in groups}
         self._group_of = {m: group.name for group in groups for m in group.instances}
 
-    async def _start_instance(self, config: VrrpInstanceConfig) -> None:
-        endpoint = self._endpoints.get(config.interface) or InterfaceEndpoint(config.interface)
-        endpoint.acquire(unicast=bool(config.unicast_peers))
-        self._endpoints[config.interface] = endpoint
+    def _running(self) -> list[tuple[VrrpInstance, asyncio.Task[None]]]:
+        return [(self._instances[n], self._tasks[n]) for n in self._instances]
+
+    def _endpoint(self, config: VrrpInstanceConfig) -> InterfaceEndpoint:
+        endpoint = self._endpoints.get(config.interface)
+        if endpoint is None:
+            endpoint = self._endpoints[config.interface] = self._new_endpoint(config.interface)
+        return endpoint
+
+    def _acquire(self, endpoint: InterfaceEndpoint, *, unicast: bool) -> None:
+        """Count one user of the mode; a missing interface is opened when it appears."""
+        try:
+            endpoint.acquire(unicast=unicast)
+        except (KernelError, OSError) as exc:
+            log.warning("vrrp.interface_unavailable", interface=endpoint.interface, error=str(exc))
+            endpoint.close_gone()
+            endpoint.acquire(unicast=unicast)  # gone: counted, opened by the link watch
+        self._start_receivers(endpoint)
+
+    def _switch_mode(self, instance: VrrpInstance, config: VrrpInstanceConfig) -> None:
+        """Multicast <-> unicast in place: the other mode's socket, then release the old."""
+        old, new = bool(instance.config.unicast_peers), bool(config.unicast_peers)
+        if old != new:
+            endpoint = self._endpoint(config)
+            self._acquire(endpoint, unicast=new)
+            endpoint.release(unicast=old)
+
+    def _start_instance(self, config: VrrpInstanceConfig) -> None:
+        endpoint = self._endpoint(config)
+        self._acquire(endpoint, unicast=bool(config.unicast_peers))
         instance = VrrpInstance(
             config,
             addresses=self._addresses,
             links=self._link_source,
             endpoint=endpoint,
             on_transition=self._transitioned,
+            on_failure=self._on_failure,
+            restart=self._restart,
         )
         self._instances[config.name] = instance
-        self._start_receivers(endpoint)
         task = asyncio.get_running_loop().create_task(instance.run())
         self._tasks[config.name] = task
-        task.add_done_callback(self._instance_done)
+        task.add_done_callback(functools.partial(self._instance_done, config.name))
 
-    def _instance_done(self, task: asyncio.Task[None]) -> None:
+    def _instance_done(self, name: str, task: asyncio.Task[None]) -> None:
+        # run() restarts after failures; an exception here is a bug in the supervisor.
         if not task.cancelled() and task.exception() is not None:
-            log.error("vrrp.instance_failed", error=str(task.exception()))
+            log.error(
+                "vrrp.instance_supervisor_failed", instance=name, error=repr(task.exception())
+            )
 
-    async def _stop_instance(self, name: str) -> None:
-        instance = self._instances.pop(name)
-        task = self._tasks.pop(name)
+    def _detach(self, name: str) -> tuple[VrrpInstance, asyncio.Task[None]]:
+        """Take an instance out of the router (no more adverts routed to it)."""
+        return self._instances.pop(name), self._tasks.pop(name)
+
+    async def _stop_all(self, stopping: list[tuple[VrrpInstance, asyncio.Task[None]]]) -> None:
+        await asyncio.gather(*(self._stop(instance, task) for instance, task in stopping))
+
+    async def _stop(self, instance: VrrpInstance, task: asyncio.Task[None]) -> None:
+        """Shutdown (priority 0 if master, VIPs removed, notify STOP), then the sockets."""
         instance.inbox.put_nowait(Shutdown())
         try:
             await asyncio.wait_for(asyncio.shield(task), STOP_TIMEOUT_S)
-        except (TimeoutError, KernelError) as exc:
-            log.error("vrrp.stop_failed", instance=name, error=str(exc))
+        except TimeoutError as exc:
+            log.error("vrrp.stop_failed", instance=instance.name, error=repr(exc))
             task.cancel()
+        except Exception as exc:
+            log.error("vrrp.stop_failed", instance=instance.name, error=repr(exc))
+        await instance.notifier.close(NOTIFY_DRAIN_S)
         endpoint = self._endpoints.get(instance.config.interface)
         if endpoint is None:
             return
@@ -177,18 +265,50 @@ class VrrpRouter:
 
     def _start_receivers(self, endpoint: InterfaceEndpoint) -> None:
         """One reader task per open socket of the endpoint (it ends when the socket closes)."""
-        loop = asyncio.get_running_loop()
         for sock in endpoint.sockets():
             if sock not in self._receivers:
-                task = loop.create_task(self._receive(endpoint.interface, sock))
-                self._receivers[sock] = task
-                task.add_done_callback(functools.partial(self._receiver_done, sock))
+                self._spawn_receiver(endpoint.interface, sock, Backoff(self._restart))
 
-    def _receiver_done(self, sock: VrrpSocket, task: asyncio.Task[None]) -> None:
+    def _spawn_receiver(self, interface: str, sock: VrrpSocket, backoff: Backoff) -> None:
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._receive(interface, sock))
+        self._receivers[sock] = task
+        done = functools.partial(self._receiver_done, interface, sock, backoff, loop.time())
+        task.add_done_callback(done)
+
+    def _receiver_done(
+        self,
+        interface: str,
+        sock: VrrpSocket,
+        backoff: Backoff,
+        started: float,
+        task: asyncio.Task[None],
+    ) -> None:
         if self._receivers.get(sock) is task:
             del self._receivers[sock]
-        if not task.cancelled() and task.exception() is not None:
-            log.error("vrrp.receive_failed", interface=sock.interface, error=str(task.exception()))
+        if task.cancelled() or task.exception() is None:
+            return  # the socket closed: its successor has a reader of its own
+        loop = asyncio.get_running_loop()
+        delay = backoff.after_failure(loop.time() - started)
+        log.error(
+            "vrrp.receive_failed",
+            interface=interface,
+            error=repr(task.exception()),
+            restart_in_s=delay,
+        )
+        self._receivers[sock] = loop.create_task(
+            self._restart_receiver(interface, sock, backoff, delay)
+        )
+
+    async def _restart_receiver(
+        self, interface: str, sock: VrrpSocket, backoff: Backoff, delay: float
+    ) -> None:
+        await asyncio.sleep(delay)
+        endpoint = self._endpoints.get(interface)
+        if self._receivers.get(sock) is asyncio.current_task():
+            del self._receivers[sock]
+        if endpoint is not None and sock in endpoint.sockets():
+            self._spawn_receiver(interface, sock, backoff)
 
     def _transitioned(self, instance: VrrpInstance, action: Transitioned) -> None:
         if self._on_transition is not None:
@@ -247,12 +367,35 @@ class VrrpRouter:
             suppressed=self._suppressed.pop(key, 0),
         )
 
-    async def _watch_links(self) -> None:
-        try:
-            async for link in self._link_source.watch_links():
-                self._on_link(link)
-        except KernelError as exc:
-            log.error("vrrp.link_watch_failed", error=str(exc))
+    async def _watch(self) -> None:
+        """Follow links and addresses; restart the watch (with the links we knew)
+        after a netlink failure, with back-off."""
+        loop = asyncio.get_running_loop()
+        backoff = Backoff(self._restart)
+        while True:
+            started = loop.time()
+            try:
+                async for change in self._link_source.watch(known=list(self._links.values())):
+                    if isinstance(change, AddressChange):
+                        self._on_address(change)
+                    else:
+                        self._on_link(change)
+                return  # the source was closed: the daemon is stopping
+            except Exception as exc:
+                delay = backoff.after_failure(loop.time() - started)
+                log.error("vrrp.link_watch_failed", error=repr(exc), restart_in_s=delay)
+            await asyncio.sleep(delay)
+
+    def _on_address(self, change: AddressChange) -> None:
+        """Wake the instances on that link to re-read their source address
+        (their own VIPs coming and going do not count)."""
+        link = self._links.get(change.index)
+        if link is None:
+            return
+        for instance in self._on_interface(link.name):
+            if change.address is not None and change.address.ip in instance.expectation.addresses:
+                continue
+            instance.addresses_changed()
 
     def _on_link(self, link: LinkInfo) -> None:
         """Re-bind sockets if needed (`vrrp.relink`), then tell the instances."""
@@ -297,9 +440,7 @@ class VrrpRouter:
             endpoint.reopen()
         except (KernelError, OSError) as exc:
             log.error("vrrp.interface_reopen_failed", interface=endpoint.interface, error=str(exc))
-            if endpoint.interface not in self._reopening:
-                task = asyncio.get_running_loop().create_task(self._retry_reopen(endpoint))
-                self._reopening[endpoint.interface] = task
+            self._schedule_reopen(endpoint)
             return False
         self._start_receivers(endpoint)
         for instance in self._on_interface(endpoint.interface):
@@ -312,24 +453,41 @@ class VrrpRouter:
             )
         return True
 
+    def _schedule_reopen(self, endpoint: InterfaceEndpoint) -> None:
+        if endpoint.interface not in self._reopening:
+            task = asyncio.get_running_loop().create_task(self._retry_reopen(endpoint))
+            self._reopening[endpoint.interface] = task
+            task.add_done_callback(functools.partial(self._reopen_done, endpoint))
+
+    def _reopen_done(self, endpoint: InterfaceEndpoint, task: asyncio.Task[None]) -> None:
+        if self._reopening.get(endpoint.interface) is task:
+            del self._reopening[endpoint.interface]
+        if task.cancelled() or task.exception() is None:
+            return
+        log.error(
+            "vrrp.reopen_retry_failed", interface=endpoint.interface, error=repr(task.exception())
+        )
+        if endpoint.gone and self._endpoints.get(endpoint.interface) is endpoint:
+            self._schedule_reopen(endpoint)  # supervised: a bug in one try is not the end
+
     async def _retry_reopen(self, endpoint: InterfaceEndpoint) -> None:
         """Retry a failed re-open with back-off while the interface is up and still ours."""
         delay = REOPEN_RETRY_S
-        try:
-            while endpoint.gone and self._endpoints.get(endpoint.interface) is endpoint:
-                await asyncio.sleep(delay)
-                delay = min(2 * delay, REOPEN_RETRY_MAX_S)
-                if not endpoint.gone or not self._is_up(endpoint.interface):
-                    return  # done meanwhile, or down: the next link-up event re-opens
-                if self._reopen(endpoint):
-                    for instance in self._on_interface(endpoint.interface):
-                        instance.inbox.put_nowait(LinkChanged(endpoint.interface, True))
-        finally:
-            if self._reopening.get(endpoint.interface) is asyncio.current_task():
-                del self._reopening[endpoint.interface]
+        while endpoint.gone and self._endpoints.get(endpoint.interface) is endpoint:
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, REOPEN_RETRY_MAX_S)
+            if not endpoint.gone or not self._is_up(endpoint.interface):
+                return  # done meanwhile, or down: the next link-up event re-opens
+            if self._reopen(endpoint):
+                for instance in self._on_interface(endpoint.interface):
+                    instance.inbox.put_nowait(LinkChanged(endpoint.interface, True))
 
     def _is_up(self, interface: str) -> bool:
         return any(link.up for link in self._links.values() if link.name == interface)
 
     def _on_interface(self, interface: str) -> list[VrrpInstance]:
         return [i for i in self._instances.values() if i.config.interface == interface]
+
+
+def _key(instance: VrrpInstance) -> tuple[str, int]:
+    return (instance.config.interface, instance.config.vrid)
