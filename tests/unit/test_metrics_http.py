@@ -137,19 +137,21 @@ def test_keep_alive_between_scrapes_still_works() -> None:
 
 
 def test_a_client_that_does_not_read_is_dropped_at_the_write_timeout() -> None:
-    # The landing page is small; a /metrics page of the registry alone is too.
-    # Make the response big enough to fill the socket buffers: many series.
+    # An 8 MB page (one long HELP text: cheap to make) cannot fit in the
+    # socket buffers (tcp_wmem's maximum is 4 MB, the client's window 4 KB),
+    # so the server's write blocks until the write timeout; the head timeout
+    # is far longer and cannot be what closes it.
     registry = CollectorRegistry(auto_describe=False)
-
-    gauge = Gauge("big", "a big page", ["i"], registry=registry)
-    for i in range(60_000):
-        gauge.labels(str(i)).set(i)
-    limits = HttpLimits(max_connections=4, head_timeout_s=5.0, write_timeout_s=0.3)
+    Gauge("big", "x" * 8_000_000, registry=registry)
+    limits = HttpLimits(max_connections=4, head_timeout_s=30.0, write_timeout_s=0.3)
     server = serve(registry, "127.0.0.1:0", limits=limits)
     try:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before the handshake
+            sock.settimeout(5)
+            sock.connect(("127.0.0.1", server.port))
             sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(12) == b"HTTP/1.1 200"  # being served, then never read again
             deadline = time.monotonic() + 5.0
             while server.connections() > 0 and time.monotonic() < deadline:
                 time.sleep(0.05)
