@@ -6,6 +6,10 @@
   converge to exactly the configured table, every time, and a TCP
   connection established through the VIP before the crashes keeps echoing
   through the same real.
+- **A drain across crashes.** A real drained with ``ipvsd drain`` keeps
+  weight 0 in the kernel through a SIGTERM restart and a SIGKILL restart:
+  the kernel's weight is sampled every few milliseconds throughout, and no
+  sample may show anything else.
 - **A second daemon.** `ipvsd run` with another config (other services,
   ``cleanup_on_exit: true``) in the same network namespace exits 1 with one
   line and leaves the running daemon's table exactly as it was.
@@ -17,6 +21,7 @@ import asyncio
 import random
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from ipaddress import IPv4Address, ip_address
@@ -58,7 +63,7 @@ def bulk_config(base: str) -> str:
 def ipvs_lines(ns: str) -> int:
     """Services plus reals in the namespace's IPVS table, from /proc (cheap to poll)."""
     with in_netns(ns):
-        text = Path("/proc/net/ip_vs").read_text()
+        text = Path("/proc/thread-self/net/ip_vs").read_text()
     return sum(1 for line in text.splitlines() if line.startswith(("TCP", "UDP", "FWM", "  ->")))
 
 
@@ -186,3 +191,53 @@ def test_a_second_daemon_leaves_the_running_table_untouched(nat: Lab, tmp_path: 
     assert nat.daemon.proc.poll() is None
     assert not (tmp_path / "other.sock").exists()
     assert ip_address("10.9.9.9") not in {key.address for key in before}
+
+
+def proc_weight(ns: str, real: str, port: int) -> int | None:
+    """The real's weight in /proc/net/ip_vs (every service it is in), None when absent."""
+    hexa = "".join(f"{int(octet):02X}" for octet in real.split(".")) + f":{port:04X}"
+    # thread-self: setns() moves only this thread, and /proc/self/net is the leader's.
+    with in_netns(ns):
+        text = Path("/proc/thread-self/net/ip_vs").read_text()
+    for line in text.splitlines():
+        parts = line.split()
+        if parts[:2] == ["->", hexa]:
+            return int(parts[3])
+    return None
+
+
+def test_a_drained_real_stays_at_weight_0_across_sigterm_and_sigkill(nat: Lab) -> None:
+    ns = nat.scenario.director
+    real = nat.reals[0]
+    drained = subprocess.run(
+        [sys.executable, "-m", "ipvsd", "drain", f"{WEB.address}:80", f"{real}:80",
+         "--socket", nat.socket],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert drained.returncode == 0, drained.stderr
+    deadline = time.monotonic() + 5
+    while proc_weight(ns, real, 80) != 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    samples: list[int | None] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            samples.append(proc_weight(ns, real, 80))
+            time.sleep(0.002)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        assert nat.daemon.stop() == 0
+        nat.daemon.start()
+        time.sleep(1.5)  # a resync pass (resync_interval 1) runs too
+        nat.daemon.kill()
+        nat.daemon.start()
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        sampler.join(5)
+    print(f"{len(samples)} samples of {real}'s weight: {sorted(set(samples), key=str)}")
+    assert len(samples) > 200
+    assert set(samples) == {0}, "the drained real got weight at some moment"
