@@ -7,9 +7,12 @@ IpvsdError
 │   ├── IpvsUnavailable    the ip_vs module is not loaded / not built
 │   ├── SchedulerUnavailable
 │   ├── AlreadyExists      EEXIST
-│   └── NotFound           ENOENT / ESRCH
+│   ├── NotFound           ENOENT / ESRCH
+│   └── WireError          a netlink reply the codec cannot parse (ipvsd.netlink.wire)
 ├── PacketError            .reason: RejectReason  (a peer's bad VRRP packet: drop and count)
-└── ControlRequestError    a bad request on the control socket
+├── ControlRequestError    a bad request on the control socket
+├── MalformedStatus        a status document off the contract (ipvsd.control.status_json)
+└── AlreadyRunning         another ipvsd holds this netns's lock (ipvsd.daemon.lock)
 ```
 
 Expected failures are values, not exceptions (a health check that fails returns

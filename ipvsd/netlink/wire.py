@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import assert_never
 
+from ipvsd.errors import KernelError
 from ipvsd.ipvs.plan import (
     AddDest,
     AddService,
@@ -149,8 +150,12 @@ MAX_ERRNO = 4095
 _ZERO12 = bytes(12)
 
 
-class WireError(Exception):
+class WireError(KernelError):
     """The kernel sent something this codec cannot parse (a bug or a new kernel).
+
+    A `KernelError`, so a reconcile pass, a scrape or a status request that
+    meets one logs and counts it and tries again, as for any kernel refusal,
+    instead of ending the daemon.
 
     The only exception the decoders raise for malformed bytes: every length is
     checked before it is read, and a record's value errors (a short address, an
