@@ -34,7 +34,7 @@ import errno
 import socket
 from collections.abc import Collection
 from ipaddress import IPv4Address, IPv4Interface
-from typing import Any
+from typing import Any, Self
 
 import structlog
 
@@ -89,7 +89,7 @@ class AddressManager:
         self._closed = False
 
     @classmethod
-    async def open(cls) -> AddressManager:
+    async def open(cls) -> Self:
         """Open the socket in the calling thread's current network namespace.
 
         Raises:

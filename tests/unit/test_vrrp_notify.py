@@ -1,0 +1,108 @@
+"""Notify calls of one instance: in order, one at a time, never blocking, STOP last
+(issue #11, item 8)."""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ipvsd.config.model import VrrpInstanceConfig
+from ipvsd.vrrp.machine import VrrpState
+from ipvsd.vrrp.notify import NotifyQueue, NotifyResult
+from ipvsd.vrrp.router import VrrpRouter
+from tests.fakes.vrrp_io import FakeHost, FakeWire
+
+
+class Recorder:
+    """A stand-in for run_notify: each call takes `delays[state]` seconds."""
+
+    def __init__(self, delays: dict[str, float] | None = None) -> None:
+        self.delays = delays or {}
+        self.calls: list[tuple[str, str, int]] = []
+        self.running = 0
+        self.most_at_once = 0
+
+    async def __call__(self, argv0: str, name: str, state: str, priority: int) -> NotifyResult:
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            await asyncio.sleep(self.delays.get(state, 0))
+            self.calls.append((name, state, priority))
+        finally:
+            self.running -= 1
+        return NotifyResult((argv0,), 0, 0.0)
+
+
+async def test_calls_run_in_order_one_at_a_time_and_put_never_waits() -> None:
+    recorder = Recorder({"BACKUP": 0.05})
+    queue = NotifyQueue("VI_1", runner=recorder)
+    started = time.monotonic()
+    queue.put("/x", "BACKUP", 100)
+    queue.put("/x", "MASTER", 100)
+    queue.put("/x", "FAULT", 100)
+    queue.put("/x", "STOP", 100)
+    assert time.monotonic() - started < 0.01
+    await queue.close(timeout=2)
+    assert [state for _, state, _ in recorder.calls] == ["BACKUP", "MASTER", "FAULT", "STOP"]
+    assert recorder.most_at_once == 1
+
+
+async def test_a_failing_call_does_not_stop_the_next() -> None:
+    calls: list[str] = []
+
+    async def runner(argv0: str, name: str, state: str, priority: int) -> NotifyResult:
+        calls.append(state)
+        if state == "MASTER":
+            raise RuntimeError("bug")
+        return NotifyResult((argv0,), 0, 0.0)
+
+    queue = NotifyQueue("VI_1", runner=runner)
+    queue.put("/x", "MASTER", 100)
+    queue.put("/x", "STOP", 100)
+    await queue.close(timeout=1)
+    assert calls == ["MASTER", "STOP"]
+
+
+async def test_close_is_bounded_by_its_timeout() -> None:
+    queue = NotifyQueue("VI_1", runner=Recorder({"MASTER": 60}))
+    queue.put("/x", "MASTER", 100)
+    started = time.monotonic()
+    await queue.close(timeout=0.1)
+    assert time.monotonic() - started < 1
+
+
+async def test_init_is_not_a_notify_state() -> None:
+    queue = NotifyQueue("VI_1")
+    with pytest.raises(ValueError, match="INIT"):
+        queue.put("/x", "INIT", 100)
+
+
+async def test_a_real_script_sees_master_then_stop_on_shutdown(tmp_path: Path) -> None:
+    out = tmp_path / "calls"
+    script = tmp_path / "notify.sh"
+    script.write_text(f'#!/bin/sh\necho "$@" >> {out}\n')
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    host = FakeHost()
+    host.add_link("eth1", address="192.168.1.10/24")
+    wire = FakeWire(host)
+    router = VrrpRouter(host, host, endpoint_factory=wire.endpoint)
+    config: dict[str, Any] = {
+        "name": "VI_1",
+        "interface": "eth1",
+        "vrid": 51,
+        "priority": 255,
+        "virtual_ipaddresses": ("192.168.1.200/24",),
+        "notify": str(script),
+    }
+    await router.start([VrrpInstanceConfig(**config)], [])
+    deadline = time.monotonic() + 2
+    while router.states()["VI_1"] is not VrrpState.MASTER:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    await router.stop()  # waits for the STOP call
+    assert out.read_text().splitlines() == ["INSTANCE VI_1 MASTER 255", "INSTANCE VI_1 STOP 255"]
