@@ -32,7 +32,7 @@ from structlog.testing import capture_logs
 
 from ipvsd.errors import KernelError
 from ipvsd.netlink.addresses import AddressManager, vip_label
-from ipvsd.netlink.links import LinkInfo, LinkWatcher
+from ipvsd.netlink.links import AddressChange, LinkInfo, LinkWatcher
 from ipvsd.vrrp.arp import gratuitous_arp
 from ipvsd.vrrp.notify import OUTPUT_LIMIT, run_notify
 from ipvsd.vrrp.packet import VRRP_GROUP
@@ -730,3 +730,53 @@ async def test_notify_does_not_wait_for_a_background_child(tmp_path: Path) -> No
         child = int((tmp_path / "child").read_text())
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, signal.SIGKILL)  # the sleep our script left behind
+
+
+def test_watch_reports_ipv4_address_changes_and_survives_a_read_error(segment: Segment) -> None:
+    topo, a = segment.topo, segment.a
+    added_ip = IPv4Interface("10.98.51.77/24")
+
+    async def body() -> tuple[list[AddressChange], list[AddressChange], LinkInfo]:
+        async with await LinkWatcher.open() as links:
+            eth0 = await links.link("eth0")
+            events = aiter(links.watch())
+
+            async def addresses(count: int) -> list[AddressChange]:
+                got: list[AddressChange] = []
+                async with asyncio.timeout(2):
+                    async for change in events:
+                        if isinstance(change, AddressChange) and change.index == eth0.index:
+                            got.append(change)
+                            if len(got) == count:
+                                return got
+                raise AssertionError("watch() ended")
+
+            async with asyncio.timeout(1):
+                while (first := await anext(events)) != eth0:  # the initial dump
+                    pass
+            topo.exec(a, ["ip", "addr", "add", str(added_ip), "dev", "eth0"])
+            topo.exec(a, ["ip", "addr", "del", str(added_ip), "dev", "eth0"])
+            changes = await addresses(2)
+            # A read error that is not ENOBUFS: a fresh dump, and "addresses unknown".
+            real = links._events
+
+            class Broken:
+                def __getattr__(self, name: str) -> Any:
+                    return getattr(real, name)
+
+                def recv(self, size: int) -> bytes:
+                    links._events = real
+                    raise OSError(errno.EIO, "injected")
+
+            links._events = Broken()  # type: ignore[assignment]
+            topo.exec(a, ["ip", "addr", "add", str(added_ip), "dev", "eth0"])
+            after = await addresses(1)
+        return changes, after, first
+
+    changes, after, first = run_in(a, body)
+    assert first.name == "eth0"
+    assert changes == [
+        AddressChange(changes[0].index, added_ip),
+        AddressChange(changes[0].index, added_ip, deleted=True),
+    ]
+    assert after == [AddressChange(changes[0].index, None)]
