@@ -2,8 +2,10 @@
 
 Pure cores: `packet` (codec and receive checks), `machine` (the RFC 6.4
 state machine), `sync_group`, `arp` (gratuitous-ARP frames), `relink`
-(what a re-created interface means for its sockets).
+(what a re-created interface means for its sockets), `backoff` (restart
+waits of supervised tasks).
 I/O: `transport` (raw sockets), `instance` (one virtual router's runner),
 `router` (every instance with the sockets and link watch they share),
-`notify` (notify programs).
+`notify` (notify programs, queued per instance), `ports` (the kernel
+edges as Protocols).
 """
