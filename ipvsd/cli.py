@@ -179,7 +179,7 @@ def _add_control_commands(commands: argparse._SubParsersAction[argparse.Argument
         choices=["master", "backup", "ready"],
         help="print nothing; exit 0 if every VRRP instance is MASTER (master), every one is "
         "BACKUP (backup), or the daemon is ready (ready: first reconcile done, no instance "
-        "in INIT); else exit 1",
+        "in INIT or FAULT); else exit 1",
     )
     reload = _control_parser(
         commands,

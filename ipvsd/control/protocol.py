@@ -149,7 +149,7 @@ class ControlView(Protocol):
         """
 
     def ready(self) -> bool:
-        """True once the first reconcile is done and no VRRP instance is in INIT."""
+        """True once the first reconcile is done and no VRRP instance is in INIT or FAULT."""
 
 
 class _MalformedRequest(ControlRequestError):

@@ -159,7 +159,7 @@ def _vrrp_lines(instances: Sequence[VrrpStatus]) -> list[str]:
     rows = [
         (
             v.name,
-            v.state,
+            f"{v.state} ({v.fault_reason})" if v.fault_reason else v.state,
             v.interface,
             str(v.vrid),
             str(v.priority),

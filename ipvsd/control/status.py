@@ -148,6 +148,10 @@ class VrrpStatus:
     priority: int
     effective_priority: int
     virtual_ipaddresses: tuple[IPv4Interface, ...]
+    fault_reason: str | None = None
+    """Why the instance is in FAULT (link down, no address, failed, ...); None otherwise."""
+    failures: int = 0
+    """How often the instance failed (an unexpected error) and was restarted."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,6 +66,8 @@ def to_json(doc: StatusDocument) -> dict[str, Any]:
                 "priority": v.priority,
                 "effective_priority": v.effective_priority,
                 "virtual_ipaddresses": [str(vip) for vip in v.virtual_ipaddresses],
+                "fault_reason": v.fault_reason,
+                "failures": v.failures,
             }
             for v in doc.vrrp
         ],
@@ -190,6 +192,8 @@ def _vrrp(v: _Object) -> VrrpStatus:
         virtual_ipaddresses=tuple(
             v.parse(f"virtual_ipaddresses[{i}]", vip, IPv4Interface) for i, vip in enumerate(vips)
         ),
+        fault_reason=v.optional("fault_reason", str),
+        failures=v.optional("failures", int, 0),
     )
 
 

@@ -58,7 +58,7 @@ class Links(LinkSource, Protocol):
     """The link watch as the daemon holds it: the VRRP side's needs, plus `close`."""
 
     def close(self) -> None:
-        """Release the netlink sockets (ends `watch_links`)."""
+        """Release the netlink sockets (ends the watch)."""
         ...
 
 

@@ -200,6 +200,7 @@ class Daemon:
             self._links,
             on_transition=self._vrrp_transitioned,
             on_reject=self.metrics.invalid_packet,
+            on_failure=self.metrics.vrrp_failure,
         )
         await self._parts.vrrp.start(config.vrrp.instances, config.vrrp.sync_groups)
 
@@ -463,6 +464,9 @@ class Daemon:
 
             undo.append(restore_vrrp)  # first: a half-done update is undone too
             await vrrp.update(new.vrrp.instances, new.vrrp.sync_groups)
+            # A change in place fires no transition: the priority gauge follows here.
+            for instance in vrrp.instances.values():
+                self.metrics.vrrp_priority(instance.name, instance.status.effective_priority)
         elif new.vrrp.instances and self._group is not None:
             await self._start_vrrp(new)
         self._configure_sync_daemon(new)

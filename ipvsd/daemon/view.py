@@ -86,6 +86,8 @@ class DaemonView:
                 priority=inst.config.priority,
                 effective_priority=inst.status.effective_priority,
                 virtual_ipaddresses=inst.vips,
+                fault_reason=inst.status.fault_reason,
+                failures=inst.status.failures,
             )
             for inst in self._parts.vrrp.instances.values()
         ]
@@ -176,9 +178,14 @@ class DaemonView:
         raise ControlRequestError(f"no service {service} is configured")
 
     def ready(self) -> bool:
-        """First reconcile done, VRRP started, and no instance in INIT."""
+        """First reconcile done, VRRP started, and no instance in INIT or FAULT.
+
+        FAULT always has a reason (``status`` shows it): a missing interface or
+        address, a link down, a failed instance waiting for its restart.
+        """
         return self._parts.ready and all(
-            state is not VrrpState.INIT for state in self.vrrp_states().values()
+            state not in (VrrpState.INIT, VrrpState.FAULT)
+            for state in self.vrrp_states().values()
         )
 
     def vrrp_states(self) -> dict[str, VrrpState]:

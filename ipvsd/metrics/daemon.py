@@ -63,6 +63,8 @@ class DaemonMetrics:
     - ``ipvsd_vrrp_priority{vrrp_instance}``: current (tracked) priority
     - ``ipvsd_vrrp_transitions_total{vrrp_instance,to}``
     - ``ipvsd_vrrp_invalid_packets_total{interface,reason}``
+    - *extra* ``ipvsd_vrrp_instance_failures_total{vrrp_instance}``: instances
+      that failed, released their VIPs and were restarted (issue #11)
     - ``ipvsd_backend_up{local_address,local_port,remote_address,remote_port,proto,local_mark}``
     - ``ipvsd_health_check_duration_seconds`` (histogram)
     - ``ipvsd_reconcile_operations_total{op}``, ``ipvsd_reconcile_errors_total``
@@ -99,6 +101,12 @@ class DaemonMetrics:
             "ipvsd_vrrp_priority",
             "Current VRRP priority.",
             VRRP_PRIORITY_LABELS,
+            registry=registry,
+        )
+        self._vrrp_failures = Counter(
+            "ipvsd_vrrp_instance_failures_total",
+            "VRRP instances that failed (released their VIPs, went FAULT, restarted).",
+            ["vrrp_instance"],
             registry=registry,
         )
         self._vrrp_transitions = Counter(
@@ -222,6 +230,10 @@ class DaemonMetrics:
         """Count a transition of `instance` into state `to` (``VrrpState.value``)."""
         self._vrrp_transitions.labels(instance, to).inc()
 
+    def vrrp_failure(self, instance: str, reason: str) -> None:
+        """Count a failure of `instance` (`reason` goes to the log, not to a label)."""
+        self._vrrp_failures.labels(instance).inc()
+
     def invalid_packet(self, interface: str, reason: str) -> None:
         """Count a dropped VRRP packet; `reason` is a ``RejectReason`` value."""
         self._invalid_packets.labels(interface, reason).inc()
@@ -264,6 +276,9 @@ class DaemonMetrics:
         )
         _drop_series(
             self._vrrp_transitions, VRRP_TRANSITION_LABELS, keep=lambda labels: labels[0] in names
+        )
+        _drop_series(
+            self._vrrp_failures, ("vrrp_instance",), keep=lambda labels: labels[0] in names
         )
         _drop_series(self._backend_up, BACKEND_LABELS, keep=reals.__contains__)
 

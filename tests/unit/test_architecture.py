@@ -125,6 +125,7 @@ PURE_CORES = (
     "ipvsd/vrrp/machine.py",
     "ipvsd/vrrp/sync_group.py",
     "ipvsd/vrrp/arp.py",
+    "ipvsd/vrrp/backoff.py",
 )
 
 #: What a pure core must not reach: I/O, clocks, threads, the event loop, the

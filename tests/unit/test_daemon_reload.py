@@ -20,8 +20,11 @@ import pytest
 from ipvsd.config import load_config, parse_config
 from ipvsd.control.client import request
 from ipvsd.daemon import reload as reload_policy
+from ipvsd.daemon.admin_state import DrainStore
 from ipvsd.daemon.components import Components
+from ipvsd.daemon.view import DaemonView
 from ipvsd.health.manager import HealthManager
+from ipvsd.vrrp.machine import VrrpState
 from tests.fakes.kernel import FakePorts
 from tests.unit.test_daemon import DNS, REAL_30, REAL_40, WEB, config_text, running
 
@@ -295,3 +298,32 @@ async def test_a_reload_that_drops_a_drained_real_forgets_it_on_disk_too(
     async with running(tmp_path, kernel=kernel) as h:
         await h.settle()
         assert h.weights() == {REAL_30: 1, REAL_40: 1}
+
+
+class _States:
+    def __init__(self, states: dict[str, VrrpState]) -> None:
+        self._states = states
+
+    def states(self) -> dict[str, VrrpState]:
+        return self._states
+
+
+@pytest.mark.parametrize(
+    ("state", "ready"),
+    [
+        (VrrpState.MASTER, True),
+        (VrrpState.BACKUP, True),
+        (VrrpState.INIT, False),
+        (VrrpState.FAULT, False),  # a failed instance, or one waiting for its interface
+    ],
+)
+def test_ready_needs_every_instance_out_of_init_and_fault(
+    sock: Path, state: VrrpState, ready: bool
+) -> None:
+    parts = components(config_text(sock, services=False))
+    parts.ready = True
+    parts.vrrp = _States({"VI_1": VrrpState.MASTER, "VI_2": state})  # type: ignore[assignment]
+    view = DaemonView(
+        parts, reload=_never_opened, drains_changed=lambda: None, drains=DrainStore(sock.parent)
+    )
+    assert view.ready() is ready

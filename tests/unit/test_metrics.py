@@ -783,3 +783,17 @@ def test_an_http_1_0_scraper_gets_the_plain_body() -> None:
     write_table_text(FIXTURE, table_text.append)
     assert body.startswith(b"".join(table_text))
     assert b"\nipvsd_scrape_error 0.0\n" in body
+
+
+def test_vrrp_instance_failures_are_counted_and_follow_the_config(
+    daemon: tuple[CollectorRegistry, DaemonMetrics],
+) -> None:
+    registry, metrics = daemon
+    metrics.vrrp_failure("VI_1", "RuntimeError('boom')")
+    metrics.vrrp_failure("VI_1", "again")
+    metrics.vrrp_failure("VI_2", "x")
+    assert value(registry, "ipvsd_vrrp_instance_failures_total", {"vrrp_instance": "VI_1"}) == 2
+    metrics.retain(instances=[("VI_1", "eth1", 51)], backends=[])
+    assert value(registry, "ipvsd_vrrp_instance_failures_total", {"vrrp_instance": "VI_1"}) == 2
+    name = "ipvsd_vrrp_instance_failures_total"
+    assert registry.get_sample_value(name, {"vrrp_instance": "VI_2"}) is None

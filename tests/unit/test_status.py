@@ -164,6 +164,8 @@ def test_the_exact_json_of_a_small_document() -> None:
                 "priority": 100,
                 "effective_priority": 100,
                 "virtual_ipaddresses": ["192.168.1.200/24"],
+                "fault_reason": None,
+                "failures": 0,
             }
         ],
         "services": [
@@ -632,3 +634,15 @@ def test_the_builder_shows_the_sync_daemon() -> None:
     assert build(config, None, sync_daemon=unread).sync_daemon == SyncDaemonStatusView(
         None, None, None, None, None, "EPERM"
     )
+
+
+def test_a_fault_shows_its_reason_in_json_and_in_the_table() -> None:
+    reason = "no IPv4 address on eth1"
+    faulted = dataclasses.replace(VI_1, state="FAULT", fault_reason=reason, failures=2)
+    doc = StatusDocument(node="d", version="v", vrrp=(faulted,))
+    data = to_json(doc)
+    assert data["vrrp"][0]["fault_reason"] == "no IPv4 address on eth1"
+    assert data["vrrp"][0]["failures"] == 2
+    assert from_json(data) == doc
+    line = status_text(doc).splitlines()[1]
+    assert "FAULT (no IPv4 address on eth1)" in line
