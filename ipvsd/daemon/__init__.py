@@ -2,6 +2,7 @@
 
 - `root` — `Daemon`: builds the components from the config, runs them in a
   task group, handles signals, starts and stops in the safe order.
+- `endpoints` — the control socket and /metrics, moved new-before-old by a reload.
 - `view` — what the control socket sees of the daemon (status, drain,
   undrain, ready, reload).
 - `status` — builds the typed status document from the config, a kernel
@@ -10,6 +11,9 @@
   refused.
 - `ports` — the Protocols of the kernel-facing components the daemon is
   given, so tests run it in-process over fakes.
+- `lock` — one daemon per network namespace, locked before any kernel write.
+- `admin_state` — admin drains kept on disk across restarts.
+- `components` — what runs now, as the view and the reload policy see it.
 """
 
 from ipvsd.daemon.root import Daemon, run, sync_target

@@ -20,9 +20,9 @@ from prometheus_client import CollectorRegistry
 
 from ipvsd import __version__
 from ipvsd.config import Config, load_config
-from ipvsd.control.server import ControlServer
 from ipvsd.daemon.admin_state import DrainStore
 from ipvsd.daemon.components import Components
+from ipvsd.daemon.endpoints import Endpoints
 from ipvsd.daemon.lock import DEFAULT_RUNTIME_DIR, HostLock
 from ipvsd.daemon.ports import Addresses, IpvsKernel, KernelPorts, Links, real_ports
 from ipvsd.daemon.reload import refusal as reload_refusal
@@ -33,7 +33,7 @@ from ipvsd.health.tracker import Health
 from ipvsd.ipvs.plan import DeleteService
 from ipvsd.ipvs.reconciler import PassReport, Reconciler
 from ipvsd.ipvs.sync_daemon import SyncDaemonController, SyncTarget, resolve
-from ipvsd.metrics import DaemonMetrics, EventLoopLag, IpvsExporter, MetricsServer, serve
+from ipvsd.metrics import DaemonMetrics, EventLoopLag, IpvsExporter
 from ipvsd.model import Table
 from ipvsd.netlink.ipvs import Timeouts
 from ipvsd.systemd import Notifier
@@ -76,7 +76,6 @@ class Daemon:
         self._links: Links | None = None
         self._registry = CollectorRegistry(auto_describe=False)
         self.metrics = DaemonMetrics(self._registry, version=__version__, node=config.node_name)
-        self._metrics_server: MetricsServer | None = None
         self._scrape_client: IpvsKernel | None = None
         self._parts = Components(
             config=config,
@@ -95,8 +94,8 @@ class Daemon:
             drains=DrainStore(Path(config.state_dir)),
         )
         """What the control socket sees (status, drain, undrain, ready, reload)."""
+        self._endpoints = Endpoints(self.view, self._registry, self._exporter)
         self._notifier = Notifier()
-        self._control: ControlServer | None = None
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self.started = asyncio.Event()
@@ -108,9 +107,6 @@ class Daemon:
         self._reloads: set[asyncio.Task[None]] = set()
         self._hup_task: asyncio.Task[None] | None = None
         self._hup_again = False
-        # Endpoints a reload replaced, closed once the whole reload went through.
-        self._retired_control: ControlServer | None = None
-        self._retired_metrics: MetricsServer | None = None
 
     @property
     def config(self) -> Config:
@@ -168,7 +164,7 @@ class Daemon:
                     # IPVS services exist on every director before VRRP moves VIPs.
                     await reconciler.first_pass_done.wait()
                 # The socket first: a second daemon fails here, before touching VIPs.
-                await self._start_control(config)
+                await self._endpoints.start_control(config)
                 # Before VRRP: a starting director receives the sync as backup.
                 self._configure_sync_daemon(config)
                 await self._start_vrrp(config)
@@ -209,14 +205,7 @@ class Daemon:
         intervals = [instance.advert_int for instance in config.vrrp.instances]
         lag = EventLoopLag(self.metrics, threshold_s=min(intervals, default=1) / 4)
         self._start_component(lag.run())
-        if config.metrics.listen is None:
-            return
-        try:
-            self._metrics_server = serve(
-                self._registry, config.metrics.listen, ipvs=self._exporter(config)
-            )
-        except OSError as exc:
-            raise IpvsdError(f"metrics.listen: {exc}") from exc
+        self._endpoints.start_metrics(config)
 
     def _exporter(self, config: Config) -> IpvsExporter | None:
         """The IPVS table's part of /metrics; None for a pure VRRP daemon."""
@@ -240,10 +229,6 @@ class Daemon:
         self.metrics.reconcile_operations(report.operations)
         if report.errors:
             self.metrics.reconcile_error(len(report.errors))
-
-    async def _start_control(self, config: Config) -> None:
-        self._control = ControlServer(config.control.socket, self.view, group=config.control.group)
-        await self._control.start()
 
     async def _announce_ready(self) -> None:
         """READY=1 once the config is loaded, IPVS reconciled and VRRP started."""
@@ -432,8 +417,7 @@ class Daemon:
         """
         parts = self._parts
         old = parts.config
-        await self._rebind_control(old, new, undo)
-        self._rebind_metrics(old, new, undo)
+        await self._endpoints.rebind(old, new, undo)
         parts.config = new
 
         drained = set(parts.health.drained)
@@ -472,82 +456,16 @@ class Daemon:
         self._configure_sync_daemon(new)
         if self._group is not None:
             self._start_component(self._ports.check_routes(new))
-        self._commit_rebinds()
-
-    async def _rebind_control(
-        self, old: Config, new: Config, undo: list[Callable[[], Awaitable[None]]]
-    ) -> None:
-        """A new control.socket / control.group: listen there first, close the old one last."""
-        if new.control == old.control or self._control is None:
-            return
-        server = ControlServer(new.control.socket, self.view, group=new.control.group)
-        if new.control.socket == old.control.socket:
-            # Same path, another group: the file's mode and group are all that change.
-            await self._control.close()
-        try:
-            await server.start()
-        except IpvsdError:
-            if new.control.socket == old.control.socket:
-                await self._start_control(old)
-            raise
-        previous, self._control = self._control, server
-        self._retired_control = previous if new.control.socket != old.control.socket else None
-
-        async def restore() -> None:
-            await server.close()
-            if new.control.socket == old.control.socket:
-                await self._start_control(old)
-            else:
-                self._control = previous
-                self._retired_control = None
-
-        undo.append(restore)
-
-    def _rebind_metrics(
-        self, old: Config, new: Config, undo: list[Callable[[], Awaitable[None]]]
-    ) -> None:
-        """A new metrics.listen: bind it first; the old endpoint closes once all went well."""
-        if new.metrics.listen == old.metrics.listen:
-            return
-        previous = self._metrics_server
-        if new.metrics.listen is None:
-            self._metrics_server = None
-        else:
-            try:
-                self._metrics_server = serve(
-                    self._registry, new.metrics.listen, ipvs=self._exporter(new)
-                )
-            except OSError as exc:
-                raise IpvsdError(f"metrics.listen: {exc}") from exc
-        started = self._metrics_server
-        self._retired_metrics = previous
-
-        async def restore() -> None:
-            if started is not None:
-                started.shutdown()
-            self._metrics_server = previous
-            self._retired_metrics = None
-
-        undo.append(restore)
-
-    def _commit_rebinds(self) -> None:
-        """The reload went through: close the endpoints it replaced."""
-        if self._retired_metrics is not None:
-            self._retired_metrics.shutdown()
-            self._retired_metrics = None
-        if self._retired_control is not None:
-            retired, self._retired_control = self._retired_control, None
+        retired = self._endpoints.commit()
+        if retired is not None:  # after the reload's answer is written on it
             self._start_component(retired.close())
 
     async def _shutdown(self) -> None:
         parts = self._parts
         self._notifier.stopping()
-        if self._metrics_server is not None:
-            self._metrics_server.shutdown()
+        await self._endpoints.close()
         if self._scrape_client is not None:
             self._scrape_client.close()
-        if self._control is not None:
-            await self._control.close()
         parts.health.monitor.stop()
         if parts.vrrp is not None:
             await parts.vrrp.stop()
