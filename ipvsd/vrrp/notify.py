@@ -9,12 +9,13 @@ arguments.
 A hook must never hold VRRP up or take it down, so (``ipvsd.process``, shared
 with exec health checks):
 
-* it runs without blocking the loop (``asyncio.create_subprocess_exec``);
+* it runs without blocking the loop (``ipvsd.process.run_bounded``);
 * it gets ``/dev/null`` as stdin, and its stdout and stderr go to one pipe,
   of which only the last `OUTPUT_LIMIT` bytes are kept, for the log;
 * it runs in a session and process group of its own (``start_new_session``),
-  so that on timeout ``killpg(SIGKILL)`` takes its children too, and it is
-  then reaped: no orphans left running, no zombies;
+  and when it exits or times out ``killpg(SIGKILL)`` takes whatever it left
+  in that group, which is then reaped: no orphans left running, one per
+  transition, and no zombies;
 * every failure is a value: `run_notify` returns a `NotifyResult` whether the
   script exits 0, exits non-zero, hangs, or does not exist.
 
@@ -27,9 +28,10 @@ queue is drained, within `NotifyQueue.close`'s bound, before the daemon goes.
 
 After a script exits, its output is read for at most `DRAIN_S` more seconds: a
 background process it started may still hold the pipe, and is then left alone
-(its later writes fail with EPIPE). A script that starts a daemon should
-redirect that daemon's output. A process that leaves the group (``setsid``)
-escapes the timeout kill.
+(its later writes fail with EPIPE). Unlike keepalived, a background process
+it leaves in its group is killed when it exits: a script that must start
+long-lived work hands it to the service manager (``systemctl start``,
+``systemd-run``). A process that leaves the group (``setsid``) escapes.
 """
 
 from __future__ import annotations
@@ -109,7 +111,9 @@ async def run_notify(
     if state not in NOTIFY_STATES:
         raise ValueError(f"notify state must be one of {sorted(NOTIFY_STATES)}, not {state!r}")
     argv = (argv0, "INSTANCE", instance, state, str(priority))
-    outcome = await run_bounded(argv, timeout_s=timeout, tail_bytes=OUTPUT_LIMIT, drain_s=DRAIN_S)
+    outcome = await run_bounded(
+        argv, timeout_s=timeout, tail_bytes=OUTPUT_LIMIT, drain_s=DRAIN_S, kill_group_on_exit=True
+    )
     if outcome.error is not None:
         exc = outcome.error
         error = f"cannot run {argv0!r}: {exc.strerror or exc}"

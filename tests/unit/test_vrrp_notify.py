@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import stat
 import time
 from pathlib import Path
@@ -13,9 +16,10 @@ import pytest
 
 from ipvsd.config.model import VrrpInstanceConfig
 from ipvsd.vrrp.machine import VrrpState
-from ipvsd.vrrp.notify import NotifyQueue, NotifyResult
+from ipvsd.vrrp.notify import NotifyQueue, NotifyResult, run_notify
 from ipvsd.vrrp.router import VrrpRouter
 from tests.fakes.vrrp_io import FakeHost, FakeWire
+from tests.unit.test_health_checks import gone
 
 
 class Recorder:
@@ -106,3 +110,24 @@ async def test_a_real_script_sees_master_then_stop_on_shutdown(tmp_path: Path) -
         await asyncio.sleep(0.01)
     await router.stop()  # waits for the STOP call
     assert out.read_text().splitlines() == ["INSTANCE VI_1 MASTER 255", "INSTANCE VI_1 STOP 255"]
+
+
+async def test_a_notify_program_leaves_no_background_child(tmp_path: Path) -> None:
+    """Its process group is killed when it exits: nothing it started runs on, one per transition."""
+    pid_file = tmp_path / "pid"
+    script = tmp_path / "notify.sh"
+    script.write_text(
+        "#!/bin/sh\n"
+        f"sh -c 'echo $$ > {pid_file}; exec sleep 100' &\n"
+        f'until [ -s "{pid_file}" ]; do sleep 0.01; done\n'
+        "exit 0\n"
+    )
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    result = await run_notify(str(script), "VI_1", "MASTER", 100)
+    assert result.returncode == 0
+    grandchild = int(pid_file.read_text())
+    try:
+        assert await gone(grandchild), f"{grandchild}, started by the notify program, lives on"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(grandchild, signal.SIGKILL)
