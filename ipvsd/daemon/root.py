@@ -207,12 +207,16 @@ class Daemon:
         self._start_component(lag.run())
         self._endpoints.start_metrics(config)
 
-    def _exporter(self, config: Config) -> IpvsExporter | None:
-        """The IPVS table's part of /metrics; None for a pure VRRP daemon."""
-        if not config.ipvs.services and self._parts.reconciler is None:
-            return None
+    def _exporter(self, config: Config) -> IpvsExporter:
+        """The IPVS table's part of /metrics: silent while IPVS is not in use.
+
+        Asked at every scrape, so the ``ipvs_*`` series appear as soon as a
+        reload gives a pure VRRP daemon its first services.
+        """
         loop = asyncio.get_running_loop()
-        return IpvsExporter(lambda: self._scrape_table(loop))
+        return IpvsExporter(
+            lambda: self._scrape_table(loop), enabled=lambda: self._parts.reconciler is not None
+        )
 
     def _scrape_table(self, loop: asyncio.AbstractEventLoop) -> Table:
         """Runs in the HTTP thread: a fresh dump on the loop, never a cached one."""

@@ -105,7 +105,11 @@ class IpvsExporter:
     """
 
     def __init__(
-        self, read_table: Callable[[], Table], *, clock: Callable[[], float] = time.perf_counter
+        self,
+        read_table: Callable[[], Table],
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+        enabled: Callable[[], bool] = lambda: True,
     ) -> None:
         """Create the exporter.
 
@@ -113,7 +117,10 @@ class IpvsExporter:
             read_table: returns a fresh kernel dump (with stats); called once per
                 scrape, from the HTTP server's thread, never concurrently.
             clock: monotonic seconds, for ``ipvsd_scrape_duration_seconds``.
+            enabled: asked at every scrape; False writes nothing at all (a pure
+                VRRP daemon has no IPVS metrics, until a reload adds services).
         """
+        self._enabled = enabled
         self._read_table = read_table
         self._clock = clock
         self._lock = threading.Lock()
@@ -125,6 +132,8 @@ class IpvsExporter:
         Never raises for a failed read; exceptions from `write` (a client that
         went away) propagate.
         """
+        if not self._enabled():
+            return
         with self._lock:
             start = self._clock()
             try:

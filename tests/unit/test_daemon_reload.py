@@ -327,3 +327,21 @@ def test_ready_needs_every_instance_out_of_init_and_fault(
         parts, reload=_never_opened, drains_changed=lambda: None, drains=DrainStore(sock.parent)
     )
     assert view.ready() is ready
+
+
+async def test_ipvs_metrics_appear_when_a_reload_adds_the_first_services(
+    tmp_path: Path, sock: Path
+) -> None:
+    port = free_port()
+    text = metrics_port(config_text(sock, services=False), port)
+    async with running(tmp_path, text) as h:
+        page = await scrape(port)
+        assert "ipvsd_build_info" in page
+        assert "ipvs_backend_weight" not in page  # a pure VRRP daemon: no IPVS series at all
+        assert "ipvsd_scrape_error" not in page
+        h.write(metrics_port(config_text(sock), port))
+        assert await h.daemon.reload() == []
+        await h.settle()
+        page = await scrape(port)
+        assert 'ipvs_backend_weight{local_address="192.168.1.200"' in page
+        assert "ipvsd_scrape_error 0.0" in page

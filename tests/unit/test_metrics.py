@@ -797,3 +797,10 @@ def test_vrrp_instance_failures_are_counted_and_follow_the_config(
     assert value(registry, "ipvsd_vrrp_instance_failures_total", {"vrrp_instance": "VI_1"}) == 2
     name = "ipvsd_vrrp_instance_failures_total"
     assert registry.get_sample_value(name, {"vrrp_instance": "VI_2"}) is None
+
+
+def test_a_disabled_exporter_writes_nothing_and_reads_no_table() -> None:
+    def read() -> Table:
+        raise AssertionError("a disabled exporter must not dump the kernel")
+
+    assert IpvsExporter(read, enabled=lambda: False).text() == b""
