@@ -634,7 +634,12 @@ async def test_a_non_root_uid_cannot_lock_root_out(socket_dir: Path, view: FakeV
         assert process.stdin is not None
         assert process.stdout is not None
         try:
-            held = json.loads(await asyncio.wait_for(process.stdout.readline(), 30))
+            raw = await asyncio.wait_for(process.stdout.readline(), 30)
+            if not raw:  # say why, instead of a JSONDecodeError on ""
+                assert process.stderr is not None
+                error = (await asyncio.wait_for(process.stderr.read(), 5)).decode()
+                pytest.fail(f"the uid-65534 client printed nothing; its stderr: {error}")
+            held = json.loads(raw)
             # Root is answered while nobody holds its whole per-uid share.
             assert (await exchange(server.path, line(command="version")))[0]["ok"]
         finally:
