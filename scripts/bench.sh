@@ -15,3 +15,4 @@ extra=()
 .venv/bin/python -m lab.uml --mem 2G --timeout 3000 -- \
     .venv/bin/python -m bench.ipvs_programming --sizes "$sizes" "${extra[@]}"
 .venv/bin/python -m bench.metrics_scrape --host-cpu && .venv/bin/python -m lab.uml --mem 2G --timeout 3000 -- .venv/bin/python -m bench.metrics_scrape --sizes "$sizes"
+.venv/bin/python -m bench.advert_lateness  # boots UML itself; ~25 min (--quick: 3)
