@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Any
@@ -23,6 +23,7 @@ from ipvsd.netlink.links import LinkInfo
 from ipvsd.vrrp.instance import VrrpInstance
 from ipvsd.vrrp.machine import Shutdown, Transitioned, VrrpState
 from ipvsd.vrrp.relink import InterfaceEndpoint, RelinkPlan, plan_relink
+from tests.fakes.vrrp_io import FakeGarp, FakeSocket
 
 # --- plan_relink ---------------------------------------------------------------------------
 
@@ -95,43 +96,6 @@ class FakeKernel:
         return InterfaceEndpoint(
             interface, advert_opener=self.open_advert, garp_opener=self.open_garp
         )
-
-
-@dataclass(eq=False)
-class FakeSocket:
-    interface: str
-    ifindex: int
-    unicast: bool
-    closed: bool = False
-    source: IPv4Address | None = None
-    sent: list[tuple[bytes, IPv4Address]] = field(default_factory=list)
-
-    def bind_source(self, ip: IPv4Address | None) -> None:
-        self.source = ip
-
-    def send(self, payload: bytes, dst: IPv4Address) -> bool:
-        assert not self.closed, "send on a closed socket"
-        self.sent.append((payload, dst))
-        return True
-
-    def close(self) -> None:
-        self.closed = True
-
-
-@dataclass(eq=False)
-class FakeGarp:
-    interface: str
-    ifindex: int
-    closed: bool = False
-    bursts: list[tuple[list[bytes], int]] = field(default_factory=list)
-
-    def send_burst(self, frames: Sequence[bytes], count: int = 5) -> int:
-        assert not self.closed, "send on a closed socket"
-        self.bursts.append((list(frames), count))
-        return len(frames) * count
-
-    def close(self) -> None:
-        self.closed = True
 
 
 def test_endpoint_shares_one_socket_per_mode_and_one_garp_sender() -> None:
