@@ -32,7 +32,7 @@ config, health and VRRP, lives in `ipvsd.daemon.status`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from ipaddress import IPv4Interface
 from typing import TypeVar
 
@@ -54,25 +54,8 @@ from ipvsd.model import (
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class StatsView:
-    """Kernel traffic counters of a service or a real (totals, then rates per second)."""
-
-    conns: int = 0
-    inpkts: int = 0
-    outpkts: int = 0
-    inbytes: int = 0
-    outbytes: int = 0
-    cps: int = 0
-    inpps: int = 0
-    outpps: int = 0
-    inbps: int = 0
-    outbps: int = 0
-
-    @classmethod
-    def of(cls, stats: Stats) -> StatsView:
-        """The view of a kernel dump's counters."""
-        return cls(*(getattr(stats, f.name) for f in fields(cls)))
+StatsView = Stats
+"""Traffic counters in the status: the kernel dump's own frozen `Stats` value."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +224,7 @@ def real_status(
         persistent_conns=counters.persistent_conns if counters else 0,
         upper_threshold=dest.attrs.upper_threshold if dest is not None else None,
         lower_threshold=dest.attrs.lower_threshold if dest is not None else None,
-        stats=StatsView.of(counters.stats) if counters else None,
+        stats=counters.stats if counters else None,
     )
 
 
@@ -273,7 +256,7 @@ def _kernel_service(service: Service) -> ServiceStatus:
         persistence_netmask=attrs.netmask,
         persistence_engine=attrs.pe_name or None,
         in_kernel=True,
-        stats=StatsView.of(service.stats) if service.stats is not None else None,
+        stats=service.stats,
         reals=tuple(
             real_status(dest.key, dest) for dest in sorted(service.dests.values(), key=_dest_order)
         ),

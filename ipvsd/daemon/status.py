@@ -31,7 +31,6 @@ from ipvsd.config.model import Config, ServiceConfig
 from ipvsd.control.status import (
     RunningSyncDaemon,
     ServiceStatus,
-    StatsView,
     StatusDocument,
     SyncDaemonStatusView,
     VrrpStatus,
@@ -130,7 +129,7 @@ def _service(
         persistence_netmask=service.netmask,
         persistence_engine=service.persistence_engine,
         in_kernel=in_kernel is not None,
-        stats=StatsView.of(stats) if stats is not None else None,
+        stats=stats,
         reals=tuple(reals),
     )
 
