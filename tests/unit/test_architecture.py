@@ -63,6 +63,7 @@ LAYER_OF: Mapping[str, str] = {
     "ipvsd.systemd": "base",
     "ipvsd.desired": "base",
     "ipvsd.gcpause": "base",
+    "ipvsd.loopslice": "base",
     # The configuration: YAML in, validated model out.
     "ipvsd.config": "config",
     # The adapter: the only layer that speaks netlink (pyroute2 or hand-made).
