@@ -26,13 +26,19 @@ Rules:
 5. Guard rail (seesaw's ``rateLimitVS``): `Plan.deletes` lets the caller
    refuse a plan that would delete more than it expects.
 
-This module is pure: no I/O, no clock, no logging.
+This module is pure: no I/O, no clock, no logging. A 10,000-service table
+takes a tenth of a second to plan (more in UML), too long to hold an event
+loop that times VRRP adverts, so `plan_steps` is the same diff as a
+generator that yields after each service: the reconciler resumes it in
+bounded slices (`ipvsd.loopslice`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Generator, Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Protocol as TypingProtocol
 
 from ipvsd.errors import KernelError
@@ -160,15 +166,15 @@ class Plan:
         This is the number the guard rail compares, so a service deleted with
         its 40 dests counts 41, not 1.
         """
-        explicit = sum(isinstance(op, DeleteService | DeleteDest) for op in self.operations)
+        counts = self.counts()
+        explicit = counts["delete_service"] + counts["delete_dest"]
         return explicit + self.implicit_dest_deletes
 
     def counts(self) -> dict[str, int]:
         """Operations per `OPERATION_LABELS` label, every label present (zeros included)."""
-        counts = dict.fromkeys(OPERATION_LABELS.values(), 0)
-        for operation in self.operations:
-            counts[OPERATION_LABELS[type(operation)]] += 1
-        return counts
+        # Counted in C: a plan of a whole 10,000-service table has 50,000 operations.
+        by_type = Counter(map(type, self.operations))
+        return {label: by_type[kind] for kind, label in OPERATION_LABELS.items()}
 
 
 def _address_order(address: IPAddress | None) -> tuple[int, int]:
@@ -202,12 +208,28 @@ def plan(desired: Table, actual: Table, *, owns: OwnsService) -> Plan:
         actual: the kernel's dump.
         owns: whether a service found only in the kernel is ours to delete.
     """
+    steps = plan_steps(desired, actual, owns=owns)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            result: Plan = done.value
+            return result
+
+
+def plan_steps(desired: Table, actual: Table, *, owns: OwnsService) -> Generator[None, None, Plan]:
+    """`plan` as a generator: yields after each service, returns the `Plan`.
+
+    The tables must not change until the generator is done, and `owns` must
+    answer as it would have when the first step ran.
+    """
     upsert_services: list[Operation] = []
     upsert_dests: list[Operation] = []
     delete_dests: list[Operation] = []
     delete_services: list[Operation] = []
 
-    for key in sorted(desired.services, key=service_order):
+    for key in (yield from _sorted_services(desired.services)):
+        yield
         want = desired.services[key]
         have = actual.services.get(key)
         if have is None:
@@ -230,16 +252,32 @@ def plan(desired: Table, actual: Table, *, owns: OwnsService) -> Plan:
             elif have_dest.attrs != want_dest.attrs:
                 upsert_dests.append(EditDest(key, dest_key, want_dest.attrs))
 
+    gone = []
+    for key in actual.services:
+        if key not in desired.services:
+            gone.append(key)
+        yield
     implicit_dest_deletes = 0
-    for key in sorted(actual.services.keys() - desired.services.keys(), key=service_order):
+    for key in (yield from _sorted_services(gone)):
         if owns(key):
             delete_services.append(DeleteService(key))
             implicit_dest_deletes += len(actual.services[key].dests)
+        yield
 
     return Plan(
         (*upsert_services, *upsert_dests, *delete_dests, *delete_services),
         implicit_dest_deletes,
     )
+
+
+def _sorted_services(keys: Collection[ServiceKey]) -> Generator[None, None, list[ServiceKey]]:
+    """`keys` in `service_order`, yielding as each sort key is made (the slow part)."""
+    decorated = []
+    for key in keys:
+        decorated.append((service_order(key), key))
+        yield
+    decorated.sort(key=itemgetter(0))  # distinct keys have distinct orders
+    return [key for _order, key in decorated]
 
 
 def guard(plan: Plan, max_deletes: int | None) -> str | None:

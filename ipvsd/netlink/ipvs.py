@@ -11,6 +11,10 @@ request that fails does not stop the ones after it in the batch; each failure
 is reported with its operation. Big batches are sent from a worker thread so
 the event loop keeps running while the kernel works through them (inside UML a
 batch of a few hundred operations takes a noticeable fraction of a second).
+Reading never waits, though: the kernel has queued the replies by the time
+``send`` returns. So the reads of a dump or of a batch's acks, the parse of each
+record and the encoding of a batch give the loop a turn every couple of
+milliseconds (`ipvsd.loopslice`), or a whole dump would be one callback.
 
 Errors are translated at this boundary (``_kernel_error``): EEXIST →
 `AlreadyExists`, ENOENT/ESRCH → `NotFound`, ENOENT on a service add/edit →
@@ -48,6 +52,7 @@ from ipvsd.ipvs.plan import (
     Operation,
     OperationFailed,
 )
+from ipvsd.loopslice import LoopSlice
 from ipvsd.model import Service, ServiceKey, Table
 from ipvsd.netlink import wire, wire_daemon
 from ipvsd.netlink.wire_daemon import SyncDaemon, SyncState
@@ -155,6 +160,9 @@ class IpvsClient:
         self._lock = asyncio.Lock()
         self._buf = bytearray(_RECV_SIZE)
         self._encoder = wire.Encoder(family_id)
+        # Replies never make a read wait (see `_recv`): long reads and batches
+        # give the event loop a turn every slice instead.
+        self._slice = LoopSlice()
 
     @classmethod
     async def open(cls, *, batch_size: int = DEFAULT_BATCH_SIZE) -> IpvsClient:
@@ -196,6 +204,9 @@ class IpvsClient:
         return self._seq
 
     async def _recv(self) -> memoryview:
+        # The kernel answers inside sendmsg, so during a dump or a batch's acks
+        # sock_recv_into returns without suspending: every read is a step.
+        await self._slice.pause()
         loop = asyncio.get_running_loop()
         try:
             size = await loop.sock_recv_into(self._sock, self._buf)
@@ -224,6 +235,8 @@ class IpvsClient:
                     if reply.error:
                         raise _kernel_error(reply.error, None, f"dump (command {cmd})")
                     return
+                # The caller parses each record: a step of its own.
+                await self._slice.pause()
                 yield reply.payload
 
     async def _request(self, cmd: int, payload: bytes, what: str) -> list[memoryview]:
@@ -267,8 +280,10 @@ class IpvsClient:
     async def dump(self, *, with_stats: bool = True) -> Table:
         """The whole table: one service dump, then one dest dump per service."""
         services = await self.dump_services(with_stats=with_stats)
-        full = [await self.dump_dests(service, with_stats=with_stats) for service in services]
-        return Table.of(full)
+        full = {}
+        for service in services:  # built as it goes: one big Table.of would be a stretch
+            full[service.key] = await self.dump_dests(service, with_stats=with_stats)
+        return Table(full)
 
     # --- changes --------------------------------------------------------------------------
 
@@ -292,6 +307,7 @@ class IpvsClient:
         pending: dict[int, Operation] = {}
         chunks = []
         for operation in batch:
+            await self._slice.pause()
             seq = self._next_seq()
             pending[seq] = operation
             chunks.append(self._encoder.encode(operation, seq))
