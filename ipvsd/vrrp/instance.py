@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import itertools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -74,6 +75,7 @@ from ipvsd.vrrp.machine import (
     VrrpState,
 )
 from ipvsd.vrrp.notify import NotifyQueue
+from ipvsd.vrrp.pacer import AdvertBurst, AdvertPacer, DirectPacer
 from ipvsd.vrrp.packet import (
     VRRP_GROUP,
     Advertisement,
@@ -92,6 +94,8 @@ FailureHook = Callable[[str, str], None]
 """Called with (instance name, reason) each time an instance's runner fails."""
 #: Seconds a shutdown waits for queued notify calls (the last is STOP).
 NOTIFY_DRAIN_S = 15.0
+#: Tells apart a re-created instance from the one it replaces (same name) at the pacer.
+_serials = itertools.count(1)
 
 
 @dataclass(slots=True)
@@ -139,6 +143,7 @@ class VrrpInstance:
         on_transition: TransitionHook,
         on_failure: FailureHook | None = None,
         restart: RestartPolicy | None = None,
+        pacer: AdvertPacer | None = None,
     ) -> None:
         self.inbox: asyncio.Queue[InboxItem] = asyncio.Queue()
         self.status = InstanceStatus(effective_priority=config.priority)
@@ -148,6 +153,8 @@ class VrrpInstance:
         self._on_transition = on_transition
         self._on_failure = on_failure
         self._restart = restart or RestartPolicy()
+        self._pacer = pacer or DirectPacer()
+        self._pacer_key = f"{config.name}#{next(_serials)}"
         self._machine: VrrpMachine | None = None
         self._mac = ""
         self._noarp = False
@@ -211,17 +218,21 @@ class VrrpInstance:
         """Run until `Shutdown`, restarting after a failure (see the module doc)."""
         loop = asyncio.get_running_loop()
         backoff = Backoff(self._restart)
-        while True:
-            started = loop.time()
-            try:
-                await self._run_once()
-                return
-            except Exception as exc:
-                await self._fail(exc)
-            delay = backoff.after_failure(loop.time() - started)
-            self._log.warning("vrrp.instance_restart_pending", delay_s=delay)
-            if await self._wait_out(delay):
-                return
+        try:
+            while True:
+                started = loop.time()
+                try:
+                    await self._run_once()
+                    return
+                except Exception as exc:
+                    await self._fail(exc)
+                delay = backoff.after_failure(loop.time() - started)
+                self._log.warning("vrrp.instance_restart_pending", delay_s=delay)
+                if await self._wait_out(delay):
+                    return
+        finally:
+            # However the runner ends (cancelled included), its adverts end with it.
+            self._pacer.stop(self._pacer_key)
 
     async def _run_once(self) -> None:
         """Start (stale VIPs removed, BACKUP or owner MASTER) and run until `Shutdown`."""
@@ -434,8 +445,8 @@ class VrrpInstance:
 
     async def _do(self, action: Action) -> None:
         match action:
-            case SendAdvert(priority=priority):
-                self._send_advert(priority)
+            case SendAdvert(priority=priority, periodic=periodic):
+                self._send_advert(priority, periodic=periodic)
             case AddVips():
                 await self._vips(self.vips, add=True)
             case RemoveVips():
@@ -449,7 +460,18 @@ class VrrpInstance:
             case _:
                 assert_never(action)
 
-    def _send_advert(self, priority: int) -> None:
+    def _send_advert(self, priority: int, *, periodic: bool) -> None:
+        """Hand the advert to the pacer: now, and repeated while we are MASTER.
+
+        A periodic advert (Adver_Timer) that the pacer already repeats went out
+        on time from there; the machine's timer firing late does not matter.
+        """
+        key = self._pacer_key
+        sock = self._endpoint.advert(self._unicast)
+        if sock is None:
+            self._pacer.stop(key)
+            self._log.debug("vrrp.advert_skipped", reason="interface_gone", priority=priority)
+            return
         advert = Advertisement(
             vrid=self.config.vrid,
             priority=priority,
@@ -458,15 +480,19 @@ class VrrpInstance:
             auth_type=self._auth[0],
             auth_data=self._auth[1],
         )
-        sock = self._endpoint.advert(self._unicast)
-        if sock is None:
-            self._log.debug("vrrp.advert_skipped", reason="interface_gone", priority=priority)
+        burst = AdvertBurst(
+            sock=sock,
+            payload=encode(advert),
+            source=self._source,
+            destinations=tuple(self.config.unicast_peers or (VRRP_GROUP,)),
+        )
+        interval = float(self.config.advert_int)
+        if periodic and self._pacer.repeating(key) == (burst, interval):
+            self._pacer.touch(key)
             return
-        # Per send: instances sharing the socket may have different sources.
-        sock.bind_source(self._source)
-        payload = encode(advert)
-        for destination in self.config.unicast_peers or (VRRP_GROUP,):
-            sock.send(payload, destination)
+        master = self._machine is not None and self._machine.state is VrrpState.MASTER
+        repeat = interval if master and priority > 0 else None
+        self._pacer.send(key, burst, repeat)
 
     async def _vips(self, vips: Iterable[IPv4Interface], *, add: bool) -> None:
         label = vip_label(self.config.interface, self.config.vrid)
@@ -502,6 +528,8 @@ class VrrpInstance:
 
     def _transitioned(self, action: Transitioned) -> None:
         assert self._machine is not None
+        if action.new is not VrrpState.MASTER:
+            self._pacer.stop(self._pacer_key)
         self.status.state = action.new
         self.status.effective_priority = self._machine.effective_priority
         self.status.since = time.time()

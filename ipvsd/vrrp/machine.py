@@ -230,6 +230,9 @@ class SendAdvert:
     """Send one advert; priority 0 resigns (RFC 3768 §5.3.4)."""
 
     priority: int
+    periodic: bool = False
+    """Adver_Timer fired: a pacer already repeating this advert has sent it
+    (`vrrp.pacer`); every other advert is news and goes out now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -449,7 +452,7 @@ class VrrpMachine:
         if self._adver_at is not None and now >= self._adver_at:
             # RFC 3768 §6.4.3: Adver_Timer fired: advertise and re-arm.
             self._adver_at = now + self._cfg.advert_int
-            actions.append(SendAdvert(self.effective_priority))
+            actions.append(SendAdvert(self.effective_priority, periodic=True))
         if any(at <= now for at in self._garp_at):
             # Only armed while Master; cleared on leaving (keepalived skips the
             # burst unless the VIPs are still set, vrrp-notes §2).

@@ -45,6 +45,7 @@ from ipvsd.netlink.links import AddressChange, LinkInfo
 from ipvsd.vrrp.backoff import Backoff, RestartPolicy
 from ipvsd.vrrp.instance import NOTIFY_DRAIN_S, FailureHook, VrrpInstance
 from ipvsd.vrrp.machine import AdvertReceived, LinkChanged, Shutdown, Transitioned, VrrpState
+from ipvsd.vrrp.pacer import AdvertPacer, AdvertProcess
 from ipvsd.vrrp.packet import decode, validate
 from ipvsd.vrrp.ports import LinkSource, VipWriter
 from ipvsd.vrrp.relink import InterfaceEndpoint, plan_relink
@@ -87,6 +88,7 @@ class VrrpRouter:
         on_failure: FailureHook | None = None,
         restart: RestartPolicy | None = None,
         endpoint_factory: Callable[[str], InterfaceEndpoint] = InterfaceEndpoint,
+        pacer: AdvertPacer | None = None,
     ) -> None:
         self._addresses = addresses
         self._link_source = links
@@ -95,6 +97,9 @@ class VrrpRouter:
         self._on_failure = on_failure
         self._restart = restart or RestartPolicy()
         self._new_endpoint = endpoint_factory
+        # Real sockets: a MASTER's adverts repeat from their own process.
+        self._pacer = pacer or AdvertProcess()
+        self._pacer_started = False
         self._endpoints: dict[str, InterfaceEndpoint] = {}
         self._instances: dict[str, VrrpInstance] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -121,6 +126,9 @@ class VrrpRouter:
         start: its instances wait in FAULT until it appears.
         """
         self._set_groups(groups)
+        if not self._pacer_started:
+            self._pacer_started = True
+            await self._pacer.start()
         for config in instances:
             self._start_instance(config)
         if self._watcher is None:
@@ -169,6 +177,8 @@ class VrrpRouter:
         """Graceful stop: priority-0 adverts from masters, VIPs removed, notify
         STOP, sockets closed. Instances stop concurrently."""
         await self._stop_all([self._detach(name) for name in list(self._instances)])
+        await self._pacer.close()  # after the resignations it sends
+        self._pacer_started = False
         if self._watcher is not None:
             self._watcher.cancel()
         for task in [*self._receivers.values(), *self._reopening.values()]:
@@ -222,6 +232,7 @@ class VrrpRouter:
             on_transition=self._transitioned,
             on_failure=self._on_failure,
             restart=self._restart,
+            pacer=self._pacer,
         )
         self._instances[config.name] = instance
         task = asyncio.get_running_loop().create_task(instance.run())

@@ -322,6 +322,21 @@ class VrrpSocket:
             return False
         return True
 
+    def report_send_failure(self, code: int, dst: object) -> None:
+        """Count and log a send that another process made on this socket (`vrrp.advertd`)."""
+        self.send_failures += 1
+        _log_send_error(
+            "vrrp.send_failed",
+            self._sock,
+            self.interface,
+            OSError(code, os.strerror(code)),
+            dst=str(dst),
+            source=str(self._source) if self._source else None,
+        )
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
     async def recv(self) -> ReceivedPacket:
         """The next packet received on the interface.
 

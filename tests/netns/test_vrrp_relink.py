@@ -84,7 +84,11 @@ def test_a_recreated_interface_gets_new_sockets_and_the_master_takes_its_vip_bac
         assert lab.holder() == ["d1"]
     assert monitor.longest_dual_ownership() < 0.5
     news = [(e["old"], e["new"], e["reason"]) for e in events_named(d1, "vrrp.transition")]
-    assert news[-2:] == [("FAULT", "BACKUP", "link_up"), ("BACKUP", "MASTER", "preempt")], news
+    # The new veth comes up and gets its address in an order the test does not
+    # fix: the instance leaves FAULT on whichever of the two comes last.
+    assert news[-2][:2] == ("FAULT", "BACKUP"), news
+    assert news[-2][2] in ("link_up", "address_up"), news
+    assert news[-1] == ("BACKUP", "MASTER", "preempt"), news
     d2_moves = [e for e in d2.events()[before_d2:] if e.get("event") == "vrrp.transition"]
     assert [(e["new"], e["reason"]) for e in d2_moves] == [("BACKUP", "higher_priority_advert")]
     assert not [e for e in d1.events() if e.get("event") in ("vrrp.send_failed", "vrrp.error")]

@@ -132,7 +132,9 @@ ROWS = {
     "backup-sync-backup": Row(BACKUP, SyncForce(BACKUP), [], BACKUP),
     "backup-sync-fault": Row(BACKUP, SyncForce(FAULT), moved(BACKUP, FAULT, "sync_group"), FAULT),
     # §6.4.3 Master
-    "master-adver-timer": Row(MASTER, TimerFired(), [SendAdvert(100)], MASTER, after=DEADLINE),
+    "master-adver-timer": Row(
+        MASTER, TimerFired(), [SendAdvert(100, periodic=True)], MASTER, after=DEADLINE
+    ),
     "master-timer-early": Row(MASTER, TimerFired(), [], MASTER),
     "master-advert-prio-0": Row(MASTER, AdvertReceived(LOWER_IP, 0), [SendAdvert(100)], MASTER),
     "master-advert-higher": Row(
@@ -283,7 +285,7 @@ def test_a_late_timer_acts_and_rearms_from_now() -> None:
     machine.handle(Startup(), 0.0)
     machine.handle(TimerFired(), 5.0)  # woke 1.39 s late
     assert machine.state is MASTER
-    assert machine.handle(TimerFired(), 6.25) == [SendAdvert(100)]
+    assert machine.handle(TimerFired(), 6.25) == [SendAdvert(100, periodic=True)]
     assert machine.next_deadline() == 7.25
 
 

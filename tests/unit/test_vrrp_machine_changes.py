@@ -160,7 +160,7 @@ def test_a_master_keeps_its_state_and_advertises_a_new_priority(priority: int) -
     assert machine.handle(ConfigChanged(config(priority)), 10.5) == []
     assert machine.state is MASTER
     assert machine.next_deadline() == adver_at
-    assert machine.handle(TimerFired(), 11.0) == [SendAdvert(priority)]
+    assert machine.handle(TimerFired(), 11.0) == [SendAdvert(priority, periodic=True)]
 
 
 def test_a_backup_moves_its_master_down_timer_by_the_new_interval() -> None:

@@ -17,6 +17,7 @@ import pytest
 from ipvsd.config.model import VrrpInstanceConfig
 from ipvsd.vrrp.machine import VrrpState
 from ipvsd.vrrp.notify import NotifyQueue, NotifyResult, run_notify
+from ipvsd.vrrp.pacer import DirectPacer
 from ipvsd.vrrp.router import VrrpRouter
 from tests.fakes.vrrp_io import FakeHost, FakeWire
 from tests.unit.test_health_checks import gone
@@ -94,7 +95,7 @@ async def test_a_real_script_sees_master_then_stop_on_shutdown(tmp_path: Path) -
     host = FakeHost()
     host.add_link("eth1", address="192.168.1.10/24")
     wire = FakeWire(host)
-    router = VrrpRouter(host, host, endpoint_factory=wire.endpoint)
+    router = VrrpRouter(host, host, endpoint_factory=wire.endpoint, pacer=DirectPacer())
     config: dict[str, Any] = {
         "name": "VI_1",
         "interface": "eth1",

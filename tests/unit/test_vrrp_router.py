@@ -22,6 +22,7 @@ from ipvsd.netlink.links import LinkInfo
 from ipvsd.vrrp.backoff import RestartPolicy
 from ipvsd.vrrp.instance import VrrpInstance
 from ipvsd.vrrp.machine import Transitioned, VrrpState
+from ipvsd.vrrp.pacer import AdvertPacer, DirectPacer
 from ipvsd.vrrp.router import VrrpRouter
 from ipvsd.vrrp.transport import ReceivedPacket
 from tests.fakes.vrrp_io import FakeHost, FakeWire
@@ -47,7 +48,7 @@ def config(name: str = "VI_1", **fields: Any) -> VrrpInstanceConfig:
 class Rig:
     """A router on a FakeHost, with what its hooks were told."""
 
-    def __init__(self, host: FakeHost | None = None) -> None:
+    def __init__(self, host: FakeHost | None = None, pacer: AdvertPacer | None = None) -> None:
         self.host = host or FakeHost()
         self.wire = FakeWire(self.host)
         self.failures: list[tuple[str, str]] = []
@@ -61,6 +62,7 @@ class Rig:
             on_failure=lambda name, reason: self.failures.append((name, reason)),
             restart=FAST,
             endpoint_factory=self.wire.endpoint,
+            pacer=pacer or DirectPacer(),
         )
 
     def instance(self, name: str = "VI_1") -> VrrpInstance:
