@@ -84,6 +84,7 @@ class Daemon:
                 on_health=lambda real, health: self.metrics.backend_up(
                     *real, health is Health.UP
                 ),
+                on_gone=lambda real: self.metrics.backend_gone(*real),
                 on_check=self.metrics.health_check_duration,
             ),
         )
@@ -405,11 +406,12 @@ class Daemon:
                 log.error("config.rollback_failed", error=str(exc))
 
     def _retain_metrics(self, config: Config) -> None:
-        """Drop the series of instances and reals the applied config no longer has."""
-        self.metrics.retain(
-            instances=[(i.name, i.interface, i.vrid) for i in config.vrrp.instances],
-            backends=[(s.key, s.dest_key(r)) for s in config.ipvs.services for r in s.reals],
-        )
+        """Drop the series of instances the applied config no longer has.
+
+        Removed reals' series went already, as the health manager configured
+        the new config (``on_gone``): no walk over every real here.
+        """
+        self.metrics.retain([(i.name, i.interface, i.vrid) for i in config.vrrp.instances])
 
     async def _apply(self, new: Config, undo: list[Callable[[], Awaitable[None]]]) -> None:
         """Hand a config that passed the reload policy to every component.

@@ -28,7 +28,7 @@ from ipvsd.config.types import CheckType
 from ipvsd.desired import desired_table
 from ipvsd.health.checks import Checker, CheckTarget, target_for, tls_context
 from ipvsd.health.monitor import CheckOutcome, HealthMonitor, Watch
-from ipvsd.health.policy import has_check, overrides
+from ipvsd.health.policy import effective_check, overrides
 from ipvsd.health.tracker import Health
 from ipvsd.model import RealId, Table
 
@@ -39,17 +39,28 @@ MAX_IN_FLIGHT = 2_000
 
 
 class HealthManager:
-    """Health of every checked real, and the desired IPVS table that follows from it."""
+    """Health of every checked real, and the desired IPVS table that follows from it.
+
+    Args:
+        on_change: the desired table changed (health; coalesced, see the module
+            docstring).
+        on_health: the health of a configured real, unchecked ones UP: every
+            real once when it enters the config, then at every change.
+        on_gone: a real left the config (after its checks stopped).
+        on_check: the duration of every check, in seconds.
+    """
 
     def __init__(
         self,
         on_change: Callable[[], None],
         *,
         on_health: Callable[[RealId, Health], None] | None = None,
+        on_gone: Callable[[RealId], None] | None = None,
         on_check: Callable[[float], None] | None = None,
     ) -> None:
         self._on_change = on_change
         self._on_health = on_health
+        self._on_gone = on_gone
         self._on_check = on_check
         self.checker = Checker()
         """Runs the checks (tcp ones without a task each: ``ipvsd.health.tcp``)."""
@@ -64,6 +75,10 @@ class HealthManager:
         self._held: set[RealId] = set()
         """Reals adopted at weight 0 that have not come UP since: kept in at weight 0."""
         self._config: Config | None = None
+        self._configured: set[RealId] = set()
+        """The reals of the config in force."""
+        self._watched: set[RealId] = set()
+        """The reals of the config in force that have a watch."""
         self._tls: dict[tuple[bool, str | None], ssl.SSLContext] = {}
         self._change_pending = False
 
@@ -81,26 +96,44 @@ class HealthManager:
         self._config = config
         self._tls.clear()  # a CA file may have changed on disk
         watches: dict[RealId, Watch[CheckTarget]] = {}
+        configured: set[RealId] = set()
         for service in config.ipvs.services:
+            key = service.key
             for real in service.reals:
-                check = service.check_for(real)
-                if check is None or not has_check(service, real):
-                    continue
                 dest = service.dest_key(real)
-                real_id = (service.key, dest)
+                real_id = (key, dest)
+                configured.add(real_id)
+                check = effective_check(service, real)
+                if check is None:
+                    continue
                 tls = self._tls_for(check) if check.type is CheckType.HTTPS else None
                 target = target_for(check, real.address, dest.port, tls=tls)
                 watches[real_id] = Watch(real_id, target, check.interval, check.rise, check.fall)
-        new = watches.keys() - self.monitor.states().keys()
+        new = watches.keys() - self._watched
         self.monitor.update(watches, adopted)
-        states = self.monitor.states()
         held = self._held | {r for r in new if adopted.get(r) is Health.DOWN}
-        self._held = {real_id for real_id in held if states.get(real_id) is Health.DOWN}
-        configured = {(s.key, s.dest_key(r)) for s in config.ipvs.services for r in s.reals}
+        self._held = {real_id for real_id in held if self.monitor.health(real_id) is Health.DOWN}
         self.drained &= configured
+        self._report(configured, watched=set(watches))
+
+    def _report(self, configured: set[RealId], *, watched: set[RealId]) -> None:
+        """Report the reals a configure added, removed, or moved in or out of checking.
+
+        The others' health has not changed (a changed watch keeps its health),
+        and was reported when it did: a reload that edits one weight among
+        40,000 reals reports nothing. Set operations only, over sets that
+        keep their hashes: no walk over the config.
+        """
+        gone = self._configured - configured
+        touched = (configured - self._configured) | ((watched ^ self._watched) & configured)
+        self._configured, self._watched = configured, watched
+        if self._on_gone is not None:
+            for real_id in gone:
+                self._on_gone(real_id)
         if self._on_health is not None:
-            for real_id in configured:
-                self._on_health(real_id, states.get(real_id, Health.UP))
+            for real_id in touched:
+                health = self.monitor.health(real_id)
+                self._on_health(real_id, Health.UP if health is None else health)
 
     def _tls_for(self, check: CheckConfig) -> ssl.SSLContext:
         """One TLS context per distinct setting: a verifying one costs ~17 ms to build."""

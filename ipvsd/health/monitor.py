@@ -304,6 +304,11 @@ class HealthMonitor(Generic[TargetT]):
         """The current health of every watched real."""
         return {real_id: real.tracker.state for real_id, real in self._reals.items()}
 
+    def health(self, real: RealId) -> Health | None:
+        """The current health of `real`; None if it is not watched."""
+        entry = self._reals.get(real)
+        return None if entry is None else entry.tracker.state
+
     def last_result(self, real: RealId) -> CheckRecord | None:
         """The latest check result of `real` (a copy); None if not checked yet or not watched."""
         entry = self._reals.get(real)

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from ipvsd.config.model import Config, RealConfig, ServiceConfig
+from ipvsd.config.model import CheckConfig, Config, RealConfig, ServiceConfig
 from ipvsd.config.types import CheckType, OnFailure
 from ipvsd.health.tracker import Health
 from ipvsd.model import RealId, ServiceKey
@@ -44,10 +44,15 @@ class Overrides:
     sorry: frozenset[ServiceKey]
 
 
+def effective_check(service: ServiceConfig, real: RealConfig) -> CheckConfig | None:
+    """The check that runs for the real: None when it has none, or one of type ``none``."""
+    check = service.check_for(real)
+    return None if check is None or check.type is CheckType.NONE else check
+
+
 def has_check(service: ServiceConfig, real: RealConfig) -> bool:
     """Whether the real is health-checked (a check whose type is not ``none``)."""
-    check = service.check_for(real)
-    return check is not None and check.type is not CheckType.NONE
+    return effective_check(service, real) is not None
 
 
 def overrides(

@@ -17,17 +17,21 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from prometheus_client.metrics import MetricWrapperBase
 
+from ipvsd.config import Config, parse_config
 from ipvsd.health import manager as manager_module
 from ipvsd.health.checks import CheckTarget
 from ipvsd.health.manager import HealthManager
 from ipvsd.health.tracker import Health
-from ipvsd.model import DestKey
-from tests.unit.test_daemon import WEB, Harness, config_text, running
+from ipvsd.metrics import DaemonMetrics
+from ipvsd.model import DestKey, Family, Protocol, RealId, ServiceKey
+from tests.unit.test_daemon import WEB, Harness, backend, config_text, running
 from tests.unit.test_health_monitor import Result
 
 REALS = tuple(f"192.168.2.{i}" for i in range(1, 101))
 """100 reals of the web service."""
+WEB_10 = ServiceKey(Family.INET, Protocol.TCP, ip_address("10.0.0.1"), 80)
 KEYS = [DestKey(ip_address(address), 80) for address in REALS]
 CHECKED = "check: {type: tcp, interval: 0.1}, "
 
@@ -111,3 +115,80 @@ async def test_a_drain_is_in_the_desired_table_at_once(tmp_path: Path, sock: Pat
         assert desired_weights(h)[KEYS[7]] == 0
         h.daemon.view.undrain(WEB, KEYS[7])
         assert desired_weights(h)[KEYS[7]] == 1
+
+
+def is_backend_up(metric: MetricWrapperBase) -> bool:
+    return getattr(metric, "_name", None) == "ipvsd_backend_up"
+
+
+async def test_a_reload_touches_only_the_backend_series_it_changes(
+    tmp_path: Path, sock: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running(tmp_path, config_text(sock, reals=REALS)) as h:
+        assert h.metric("ipvsd_backend_up", **backend(KEYS[0])) == 1
+        reported = count_calls(monkeypatch, DaemonMetrics, "backend_up")
+        labelled = count_calls(monkeypatch, MetricWrapperBase, "labels")
+        read_back = count_calls(monkeypatch, MetricWrapperBase, "collect", is_backend_up)
+
+        # 192.168.2.40 gets weight 3: no real's health or series changes.
+        h.write(config_text(sock, reals=REALS, weight_40=3))
+        assert await h.daemon.reload() == []
+        assert desired_weights(h)[DestKey(ip_address("192.168.2.40"), 80)] == 3
+        assert reported == []
+        assert len(labelled) < 5, "a handful (the reload counter), not one per real"
+        assert read_back == []
+
+        # One real out, one in: one series made, one dropped, the other 99 untouched.
+        swapped = (*REALS[1:], "192.168.3.1")
+        h.write(config_text(sock, reals=swapped))
+        assert await h.daemon.reload() == []
+        new = DestKey(ip_address("192.168.3.1"), 80)
+        assert reported == [h.daemon.metrics]
+        assert len(labelled) < 10
+        assert read_back == []
+        assert h.metric("ipvsd_backend_up", **backend(KEYS[0])) is None
+        assert h.metric("ipvsd_backend_up", **backend(new)) == 1
+        assert h.metric("ipvsd_backend_up", **backend(KEYS[1])) == 1
+
+
+def web_service(reals: dict[str, int | None]) -> Config:
+    """Service 10.0.0.1:80 with these reals: address -> tcp check interval (None: unchecked)."""
+    items = [
+        f"{{address: {address}, check: {{type: tcp, interval: {interval}}}}}"
+        if interval
+        else f"{{address: {address}}}"
+        for address, interval in reals.items()
+    ]
+    return parse_config(
+        f"ipvs: {{services: [{{address: 10.0.0.1, port: 80, reals: [{', '.join(items)}]}}]}}"
+    )
+
+
+def real_id(address: str) -> RealId:
+    return (WEB_10, DestKey(ip_address(address), 80))
+
+
+def test_a_reload_reports_only_the_reals_whose_series_changes() -> None:
+    health: dict[RealId, Health] = {}
+    gone: list[RealId] = []
+    manager = HealthManager(lambda: None, on_health=health.__setitem__, on_gone=gone.append)
+    before = {"10.0.1.1": None, "10.0.1.2": 1, "10.0.1.3": 1, "10.0.1.4": None, "10.0.1.5": None}
+    manager.configure(web_service(before))
+    assert health == {
+        real_id("10.0.1.1"): Health.UP,
+        real_id("10.0.1.2"): Health.UNKNOWN,
+        real_id("10.0.1.3"): Health.UNKNOWN,
+        real_id("10.0.1.4"): Health.UP,
+        real_id("10.0.1.5"): Health.UP,
+    }
+    health.clear()
+    # .1 unchanged, .2's check changes (it keeps its health), .3 loses its
+    # check, .4 gets one, .5 is removed, .6 is added.
+    after = {"10.0.1.1": None, "10.0.1.2": 2, "10.0.1.3": None, "10.0.1.4": 1, "10.0.1.6": None}
+    manager.configure(web_service(after))
+    assert health == {
+        real_id("10.0.1.3"): Health.UP,
+        real_id("10.0.1.4"): Health.UNKNOWN,
+        real_id("10.0.1.6"): Health.UP,
+    }
+    assert gone == [real_id("10.0.1.5")]

@@ -430,7 +430,7 @@ def test_backend_up_joins_the_collector_series(
     assert value(scrape(FIXTURE), "ipvs_backend_weight", real_fwm) == 3
 
 
-# --- DaemonMetrics.retain: series follow the config across reloads -----------------------
+# --- DaemonMetrics.retain, backend_gone: series follow the config across reloads ----------
 
 
 def vrrp_samples(registry: CollectorRegistry, instance: str) -> list[tuple[str, dict[str, str]]]:
@@ -460,7 +460,7 @@ def test_retain_drops_every_series_of_a_removed_instance(
     run_instance(metrics, "VI_1", "eth1", 51)
     run_instance(metrics, "VI_2", "eth2", 52)
     metrics.invalid_packet("eth2", "ttl")
-    metrics.retain([("VI_1", "eth1", 51)], [])
+    metrics.retain([("VI_1", "eth1", 51)])
     vi_1, vi_2 = {"vrrp_instance": "VI_1"}, {"vrrp_instance": "VI_2"}
     assert value(registry, "ipvsd_vrrp_state", {**vi_1, "interface": "eth1", "vrid": "51"}) == 1
     assert value(registry, "ipvsd_vrrp_priority", vi_1) == 100
@@ -479,9 +479,9 @@ def test_retain_drops_every_series_of_a_removed_instance(
 def test_retain_with_no_instance_left(daemon: tuple[CollectorRegistry, DaemonMetrics]) -> None:
     registry, metrics = daemon
     run_instance(metrics, "VI_1", "eth1", 51)
-    metrics.retain([], [])
+    metrics.retain([])
     assert vrrp_samples(registry, "VI_1") == []
-    metrics.retain([], [])  # nothing left to drop: no error
+    metrics.retain([])  # nothing left to drop: no error
 
 
 @pytest.mark.parametrize(
@@ -494,7 +494,7 @@ def test_retain_drops_the_old_state_of_a_moved_instance(
 ) -> None:
     registry, metrics = daemon
     run_instance(metrics, "VI_1", "eth1", 51)
-    metrics.retain([("VI_1", interface, vrid)], [])
+    metrics.retain([("VI_1", interface, vrid)])
     old = {"vrrp_instance": "VI_1", "interface": "eth1", "vrid": "51"}
     assert registry.get_sample_value("ipvsd_vrrp_state", old) is None
     # Unknown under the new labels until the restarted instance reports; the
@@ -523,7 +523,7 @@ def test_a_state_under_new_labels_replaces_the_old_one(
     assert len(state_labels(registry)) == 2
 
 
-def test_retain_drops_the_backend_up_of_removed_reals(
+def test_backend_gone_drops_the_backend_up_of_a_removed_real(
     daemon: tuple[CollectorRegistry, DaemonMetrics],
 ) -> None:
     registry, metrics = daemon
@@ -534,13 +534,16 @@ def test_retain_drops_the_backend_up_of_removed_reals(
         (UDP6, REAL6, False),
     ]:
         metrics.backend_up(service, real, up)
-    metrics.retain([], [(TCP, REAL1), (UDP6, REAL6)])
+    metrics.backend_gone(TCP, REAL2)
+    metrics.backend_gone(FWM, REAL_FWM)
     assert value(registry, "ipvsd_backend_up", remote(TCP_LABELS, "10.1.0.1", 8080)) == 1
     assert value(registry, "ipvsd_backend_up", remote(UDP6_LABELS, REAL6_S, 53)) == 0
     get = registry.get_sample_value
     assert get("ipvsd_backend_up", remote(TCP_LABELS, "10.1.0.2", 8080)) is None
     assert get("ipvsd_backend_up", remote(FWM_LABELS, "10.1.0.5", 0)) is None
-    metrics.retain([], [])
+    metrics.backend_gone(TCP, REAL2)  # gone already: no error
+    metrics.backend_gone(TCP, REAL1)
+    metrics.backend_gone(UDP6, REAL6)
     assert [sample for sample in all_samples(registry) if sample[0] == "ipvsd_backend_up"] == []
 
 
@@ -793,7 +796,7 @@ def test_vrrp_instance_failures_are_counted_and_follow_the_config(
     metrics.vrrp_failure("VI_1", "again")
     metrics.vrrp_failure("VI_2", "x")
     assert value(registry, "ipvsd_vrrp_instance_failures_total", {"vrrp_instance": "VI_1"}) == 2
-    metrics.retain(instances=[("VI_1", "eth1", 51)], backends=[])
+    metrics.retain(instances=[("VI_1", "eth1", 51)])
     assert value(registry, "ipvsd_vrrp_instance_failures_total", {"vrrp_instance": "VI_1"}) == 2
     name = "ipvsd_vrrp_instance_failures_total"
     assert registry.get_sample_value(name, {"vrrp_instance": "VI_2"}) is None
