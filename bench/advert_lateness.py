@@ -551,6 +551,9 @@ class CaseResult:
     scrapes: list[float]
     late_during: dict[str, int]
     loop_lag_warnings: int
+    longest_loop_lag_s: float
+    sender_events: dict[str, int]
+    """Reports of the advert sender process (vrrp.advert_sender_*: late, expired, died)."""
     load1: float
     seconds: float
 
@@ -777,7 +780,14 @@ def measure(
     reloads = [b - a for a, b in loads[0].spans.done] if case in ("reload", "all") else []
     scrape_load = next((x for x in loads if x.name == "scrape"), None)
     scrapes = [b - a for a, b in scrape_load.spans.done] if scrape_load else []
-    warnings = sum(1 for e in tail.read() if e.get("event") == "loop.lag")
+    events = tail.read()
+    lags = [float(str(e.get("lag_s", 0))) for e in events if e.get("event") == "loop.lag"]
+    sender_events = collections.Counter(
+        str(e["event"]).removeprefix("vrrp.advert_sender_")
+        for e in events
+        if str(e.get("event", "")).startswith("vrrp.advert_sender_")
+        and e.get("event") != "vrrp.advert_sender_started"
+    )
     return CaseResult(
         case=case,
         ipvsd=ipvsd_late,
@@ -792,7 +802,9 @@ def measure(
         keepalived_reloads=kreloads[0],
         scrapes=scrapes,
         late_during=late_during,
-        loop_lag_warnings=warnings,
+        loop_lag_warnings=len(lags),
+        longest_loop_lag_s=max(lags, default=0.0),
+        sender_events=dict(sender_events),
         load1=load1,
         seconds=wall,
     )
@@ -817,7 +829,8 @@ def format_case(rep: int, r: CaseResult) -> str:
         f"  rep {rep + 1} {r.case:6}: {one('ipvsd', r.ipvsd)} | {one('keepalived', r.keepalived)}"
         f" | ipvsd CPU {r.ipvsd_cpu:.2f}, checks/s {r.checks_per_s['ipvsd']:.0f} /"
         f" {r.checks_per_s['keepalived']:.0f}{extra}; late>10ms: {r.late_during};"
-        f" loop.lag warnings {r.loop_lag_warnings}; load1 {r.load1:.2f}"
+        f" loop.lag warnings {r.loop_lag_warnings} (longest {r.longest_loop_lag_s:.1f} s);"
+        f" advert sender {r.sender_events or 'quiet'}; load1 {r.load1:.2f}"
     )
 
 
