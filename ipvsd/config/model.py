@@ -15,6 +15,11 @@ involved. A `Config` is therefore only fully valid when it comes from
 `ipvsd.config.parse_config` / `load_config`.
 
 Durations are seconds, int or float, unless a field says otherwise.
+
+Every field has an attribute docstring: it is the field's description in the
+JSON Schema (``ipvsd schema``, `ipvsd.config.schema`), in docs/config.md and in
+the ipvsd.yaml(5) man page (`ipvsd.config.reference`), so it is written for
+operators: ``null``, not None.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 from ipvsd.config.types import (
     SCHEDULER_FLAGS,
@@ -118,14 +124,15 @@ class ControlConfig(_Model):
     socket: SocketPath = "/run/ipvsd/ipvsd.sock"
     """Path of the unix socket, at most 107 bytes (Linux's sun_path is 108 with the NUL)."""
     group: Name | None = None
-    """Group that may use the socket besides root; None: root only."""
+    """Group that may use the socket besides root (the socket is then 0660); null: root only
+    (0600)."""
 
 
 class MetricsConfig(_Model):
     """The Prometheus endpoint."""
 
     listen: Endpoint | None = "127.0.0.1:9477"
-    """``ADDRESS:PORT`` to serve /metrics on (IPv6 in brackets); None disables it."""
+    """``ADDRESS:PORT`` to serve /metrics on (IPv6 in brackets); null disables it."""
 
 
 class TrackInterface(_Model):
@@ -142,6 +149,8 @@ class VrrpInstanceConfig(_Model):
     """One VRRPv2 virtual router (RFC 3768)."""
 
     name: Name
+    """Instance name, unique: status, logs, the metrics' ``vrrp_instance`` label, the notify
+    program's NAME, sync groups and ``ipvs.sync_daemon`` use it."""
     interface: Interface
     """Interface the adverts go out on and the VIPs are added to, 1-15 bytes (IFNAMSIZ)."""
     vrid: NonZeroByte
@@ -152,22 +161,27 @@ class VrrpInstanceConfig(_Model):
     """Advertisement interval in whole seconds, 1-255 (VRRPv2's 8-bit field, RFC 3768 §5.3.7;
     no finer unit)."""
     preempt: bool = True
+    """A BACKUP with a higher priority than the MASTER's takes over (RFC 3768 §6.4.2
+    Preempt_Mode); false: it waits until the MASTER stops advertising."""
     preempt_delay: PreemptDelay = 0.0
     """Seconds after start-up during which a higher priority does not preempt, 0-1000
     (keepalived's range); a one-off delay, so 0 is fine."""
     auth_pass: AuthPass | None = None
     """Simple-text password (auth type 1, RFC 3768 §5.3.6), 1-8 characters."""
     unicast_peers: tuple[IPv4, ...] = ()
-    """Send adverts to these addresses; empty: multicast to 224.0.0.18."""
+    """Send adverts to these IPv4 addresses; empty: multicast to 224.0.0.18."""
     unicast_src: IPv4 | None = None
-    """Source address of unicast adverts; None: the interface's primary address."""
+    """Source address of unicast adverts; null: the interface's primary address."""
     virtual_ipaddresses: Vips
     """VIPs as ``ADDRESS[/PREFIX]``; no prefix means /32. 1-255 of them: an advert's
     count field is 8 bits (RFC 3768 §5.3.5); more addresses need another instance.
     Unicast only (not 0.0.0.0/8, loopback, multicast or 255.255.255.255)."""
     track_interfaces: tuple[TrackInterface, ...] = ()
+    """Interfaces whose link state changes the priority or puts the instance in FAULT
+    (the instance's own ``interface`` is always tracked)."""
     notify: Name | None = None
-    """Program run as ``notify TYPE NAME STATE PRIORITY`` on every transition."""
+    """Program run as ``notify TYPE NAME STATE PRIORITY`` (keepalived's notify script:
+    ``INSTANCE VI_1 MASTER 100``) on every transition; null: none."""
     garp_repeat: GarpRepeat = 5
     """Gratuitous ARPs per burst on becoming MASTER."""
     garp_delay: GarpDelay = 5.0
@@ -179,20 +193,30 @@ class SyncGroupConfig(_Model):
     """Instances that always change state together (keepalived's vrrp_sync_group)."""
 
     name: Name
+    """Group name, unique."""
     instances: Names
+    """Names of its VRRP instances, at least one; an instance is in at most one group.
+    One member going MASTER, BACKUP or FAULT takes the others along, and the group stays
+    in FAULT while any member is."""
 
 
 class VrrpConfig(_Model):
     """The ``vrrp`` section; without instances ipvsd owns no VIPs."""
 
     instances: tuple[VrrpInstanceConfig, ...] = ()
+    """The VRRP virtual routers of this director."""
     sync_groups: tuple[SyncGroupConfig, ...] = ()
+    """Instances that change state together (e.g. the client-side VIP and the reals'
+    gateway VIP of a NAT director)."""
 
 
 class CheckConfig(_Model):
     """A health check. Address and port default to the real's."""
 
     type: CheckTypeName
+    """tcp: a connection opens; http/https: a GET of ``path`` is answered with one of
+    ``expected_status`` (and a body matching ``body_regex``); exec: ``command`` exits 0;
+    none: always up."""
     interval: CheckInterval = 2.0
     """Seconds between the starts of two checks, at least 0.1 (ten checks a second per
     real; more only loads the reals and the daemon: 10,000 reals would make 100,000
@@ -205,25 +229,46 @@ class CheckConfig(_Model):
     fall: Count = 3
     """Consecutive failures that make an up real down."""
     port: Port | None = None
+    """Port to connect to; null: the real's (required when the real's port is 0)."""
     address: IPAny | None = None
+    """Address to connect to; null: the real's."""
     path: HttpPath = "/"
     """http/https: the request target: ``/``, then RFC 3986 path and query characters;
     anything else (spaces, controls, non-ASCII, ``#``) percent-encoded."""
     expected_status: Statuses = (200,)
+    """http/https: the status codes that mean up, 100-599, at least one."""
     body_regex: Regex | None = None
     """http/https: the body must match (``re.search``)."""
     host: HttpHost | None = None
-    """http/https: Host header and TLS server name; None: the address. A host name in
+    """http/https: Host header and TLS server name; null: the address. A host name in
     ASCII (IDNA) or an IP address (IPv6 without brackets), without a port."""
     verify_tls: bool = False
+    """https: verify the real's certificate chain (against ``ca_file``) and its name
+    (``host``); false: any certificate will do (reals often have self-signed ones)."""
     ca_file: Name | None = None
+    """https with verify_tls: CA certificates (PEM file) to trust; null: the system's."""
     command: Command | None = None
-    """exec: argv of the command (no shell); required for type exec."""
+    """exec: argv of the command (no shell), required for type exec; exit status 0 means
+    up. Its environment: PATH, IPVSD_REAL_ADDRESS and IPVSD_REAL_PORT (the address and port
+    to check); it is killed (with its process group) after ``timeout``."""
     source_address: IPAny | None = None
+    """tcp/http/https: local address the check connects from; null: the kernel's choice."""
+
+
+def _describe_overrides(schema: JsonDict) -> None:
+    """JSON Schema: each `CheckOverride` field has the description of its `CheckConfig` twin."""
+    properties = schema["properties"]
+    assert isinstance(properties, dict)
+    for name, field in properties.items():
+        assert isinstance(field, dict)
+        same = CheckConfig.model_fields[name].description
+        field["description"] = f"This real's ``{name}``; null: the service check's. {same}"
 
 
 class CheckOverride(_Model):
     """A real's check fields; each one set replaces the service check's field."""
+
+    model_config = ConfigDict(json_schema_extra=_describe_overrides)
 
     type: CheckTypeName | None = None
     interval: CheckInterval | None = None
@@ -294,6 +339,7 @@ class RealConfig(_Model):
     port: PortOrZero = 0
     """0: the service's port (for fwmark services: the packet's port)."""
     weight: Weight = 1
+    """Relative share of new connections, 0-65535; 0: none (established ones go on)."""
     forward: ForwardName | None = None
     """Overrides the service's forwarding method."""
     upper_threshold: Threshold = 0
@@ -304,20 +350,31 @@ class RealConfig(_Model):
     tunnel: TunnelConfig | None = None
     """Overrides the service's tunnel settings (forward: tunnel only)."""
     check: CheckOverride | None = None
+    """Fields that replace those of the service's ``check`` for this real; null: the
+    service's check as it is."""
 
 
 class ServiceConfig(_Model):
     """A virtual service: ``address`` + ``port``, or ``fwmark``."""
 
     address: ServiceAddress | None = None
-    """Unicast: not unspecified, 0.0.0.0/8, multicast, broadcast or loopback."""
+    """Virtual address, IPv4 or IPv6, with ``port`` (or ``fwmark`` instead of both).
+    Unicast: not unspecified, 0.0.0.0/8, multicast, broadcast or loopback."""
     port: Port | None = None
+    """Virtual port, with ``address``."""
     fwmark: Fwmark | None = None
+    """Firewall mark that nftables/iptables set on the service's packets, instead of
+    ``address`` and ``port`` (ipvsadm -f)."""
     family: FamilyName | None = None
     """Only for fwmark services (default ipv4); otherwise the address's family."""
     protocol: ProtocolName = Protocol.TCP
+    """Transport protocol of an address/port service (fwmark services leave it tcp)."""
     scheduler: Scheduler = "wlc"
+    """IPVS scheduler (ipvsadm -s): round robin, weighted, least connections, hashing ...
+    (the kernel's ip_vs_NAME modules)."""
     scheduler_flags: tuple[SchedulerFlag, ...] = ()
+    """ipvsadm -b flags: sh-fallback / mh-fallback (skip unavailable reals), sh-port /
+    mh-port (hash the port too), one-packet (UDP: schedule each datagram), flag-1..3."""
     forward: ForwardName = ForwardMethod.NAT
     """Default forwarding method of the reals."""
     tunnel: TunnelConfig | None = None
@@ -326,13 +383,20 @@ class ServiceConfig(_Model):
     """Seconds a client sticks to its real, at most 2678400 (31 days, ipvsadm's and
     keepalived's limit: the kernel keeps timeout x HZ in 32 bits); 0: not persistent."""
     persistence_netmask: Netmask | None = None
-    """Prefix length grouping clients for persistence; None: 32 (IPv4) / 128 (IPv6)."""
+    """Prefix length grouping clients for persistence, 1-32 (IPv4) or 1-128 (IPv6);
+    null: 32 / 128 (each client on its own)."""
     persistence_engine: PersistenceEngine | None = None
     """Persistence engine (``sip``), at most 15 bytes (IP_VS_PENAME_MAXLEN)."""
     check: CheckConfig | None = None
+    """Health check of the reals (each real's ``check`` may change fields); null: the reals
+    are always up."""
     on_failure: OnFailureName = OnFailure.DRAIN
+    """A real whose check fails is drained (weight 0: its connections finish, it gets no
+    new ones) or removed from the kernel (keepalived's default)."""
     sorry_server: SorryServerConfig | None = None
+    """Real that gets the traffic while no other real is up; null: none."""
     reals: tuple[RealConfig, ...] = ()
+    """The real servers."""
 
     @property
     def address_family(self) -> Family:
@@ -395,20 +459,24 @@ class TimeoutsConfig(_Model):
     """
 
     tcp: IpvsTimeout = 0
+    """Seconds an established TCP connection may idle (the kernel's default is 900)."""
     tcpfin: IpvsTimeout = 0
+    """Seconds a TCP connection is kept after its FIN (the kernel's default is 120)."""
     udp: IpvsTimeout = 0
+    """Seconds a UDP "connection" may idle (the kernel's default is 300)."""
 
 
 class SyncDaemonConfig(_Model):
     """The IPVS connection-sync daemon: master while the instance is MASTER, else backup."""
 
     vrrp_instance: Name
+    """The VRRP instance it follows: master while that instance is MASTER, else backup."""
     interface: Interface | None = None
-    """Multicast interface, 1-15 bytes (IFNAMSIZ); None: the VRRP instance's interface."""
+    """Multicast interface, 1-15 bytes (IFNAMSIZ); null: the VRRP instance's interface."""
     sync_id: SyncId | None = None
-    """Sync ID; None: the VRRP instance's vrid (as keepalived's lvs_sync_daemon)."""
+    """Sync ID; null: the VRRP instance's vrid (as keepalived's lvs_sync_daemon)."""
     group: IPAny | None = None
-    """Multicast group (IPv4 or IPv6); None: the kernel's 224.0.0.81."""
+    """Multicast group (IPv4 or IPv6); null: the kernel's 224.0.0.81."""
     port: PortOrZero = 0
     """Base UDP port (the n-th sync thread uses port + n); 0: the kernel's 8848."""
     ttl: Ttl = 0
@@ -421,6 +489,7 @@ class IpvsConfig(_Model):
     """The ``ipvs`` section; without services ipvsd is a pure VRRP daemon."""
 
     services: tuple[ServiceConfig, ...] = ()
+    """The virtual services."""
     resync_interval: ResyncInterval = 30.0
     """Seconds between two periodic reconciles (drift repair), at least 1: each one dumps
     the whole IPVS table (the kernel's changes are not events, so this is the only way
@@ -428,9 +497,13 @@ class IpvsConfig(_Model):
     cleanup_on_exit: bool = False
     """Delete our services on a graceful stop (default: leave them, drop no connection)."""
     max_deletes: NonNegative | None = None
-    """Refuse a reload whose plan deletes more objects than this; None: no limit."""
+    """Refuse a reload whose plan deletes more objects than this (``ipvsd reload --force``
+    applies it anyway); null: no limit."""
     timeouts: TimeoutsConfig | None = None
+    """Connection timeouts (``ipvsadm --set``); null: the kernel's."""
     sync_daemon: SyncDaemonConfig | None = None
+    """The IPVS connection-sync daemon, so that established connections survive a failover;
+    null: not run."""
 
 
 class Config(_Model):
@@ -442,6 +515,10 @@ class Config(_Model):
     """Directory of the durable admin state (the operator's drains, ``drains.json``);
     read at start, a reload does not move it."""
     control: ControlConfig = Field(default_factory=ControlConfig)
+    """The control socket."""
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    """Prometheus metrics: the kernel's IPVS counters and the daemon's own."""
     vrrp: VrrpConfig = Field(default_factory=VrrpConfig)
+    """VRRP: the virtual routers that own the VIPs."""
     ipvs: IpvsConfig = Field(default_factory=IpvsConfig)
+    """IPVS: the virtual services and their reals."""

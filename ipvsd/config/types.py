@@ -22,6 +22,7 @@ go into the JSON Schema (`Config.model_json_schema()`), through `_Rule`.
 from __future__ import annotations
 
 import enum
+import json
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -129,8 +130,32 @@ class _Rule:
         self, schema: CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         json_schema = handler(schema)
-        json_schema.update(self.schema)
+        json_schema.update((key, list(v) if isinstance(v, tuple) else v) for key, v in self.schema)
         return json_schema
+
+
+@dataclass(frozen=True, slots=True)
+class _Plain:
+    """A plain validator (it replaces the type's own) with the JSON Schema of what it accepts.
+
+    Attributes:
+        check: returns the converted value, or raises `fail(...)`.
+        schema: the JSON Schema, as JSON text so that the validator stays hashable.
+    """
+
+    check: Callable[[Any], Any]
+    schema: str
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return PlainValidator(self.check).__get_pydantic_core_schema__(source, handler)
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        result: JsonSchemaValue = json.loads(self.schema)
+        return result
 
 
 def _int_range(lo: int, hi: int, why: str = "") -> _Rule:
@@ -174,8 +199,13 @@ def _seconds(lo: float, hi: float | None = None) -> _Rule:
     return _Rule(check, schema if hi is None else (*schema, ("maximum", hi)))
 
 
-def _parsed(what: str, parse: Callable[[str], T], types: tuple[type, ...]) -> PlainValidator:
-    """Validate a string with `parse`; accept values that already have one of `types`."""
+def _parsed(
+    what: str, parse: Callable[[str], T], types: tuple[type, ...], schema: dict[str, Any]
+) -> _Plain:
+    """Validate a string with `parse`; accept values that already have one of `types`.
+
+    `schema` is the JSON Schema of the strings `parse` accepts (or a looser one).
+    """
 
     def check(value: object) -> T:
         if isinstance(value, types):
@@ -187,27 +217,44 @@ def _parsed(what: str, parse: Callable[[str], T], types: tuple[type, ...]) -> Pl
         except ValueError:
             raise fail("address", f"'{value}' is not a valid {what}") from None
 
-    return PlainValidator(check)
+    return _Plain(check, json.dumps({"type": "string", **schema}))
 
 
-def _choice(what: str, options: Mapping[str, T]) -> PlainValidator:
+def _choice(what: str, options: Mapping[str, T]) -> _Plain:
     """Map a name from a fixed set to its value; say which names exist otherwise."""
     values = set(options.values())
+    names = ", ".join(dict.fromkeys(options))
 
     def check(value: object) -> T:
         if isinstance(value, str) and value in options:
             return options[value]
         if not isinstance(value, str | dict | tuple) and value in values:
             return value  # already one of the values (a mapping or a list cannot be)
-        names = ", ".join(dict.fromkeys(options))
         raise fail("choice", f"unknown {what} {value!r} (expected one of: {names})")
 
-    return PlainValidator(check)
+    return _Plain(check, json.dumps({"type": "string", "enum": list(dict.fromkeys(options))}))
 
 
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
 _DOTTED_QUAD = re.compile(r"\.".join([_OCTET] * 4))
 """Exactly the IPv4 addresses `ipaddress` accepts as strings (no leading zeros)."""
+
+# JSON Schemas of the address types. The formats are exact where a validator checks
+# them; the patterns are short and looser than the loader (an editor flags a host name,
+# the loader says precisely what is wrong).
+_IPV4_SCHEMA: dict[str, Any] = {
+    "format": "ipv4",
+    "pattern": r"^[0-9]{1,3}(\.[0-9]{1,3}){3}$",
+    "examples": ["192.168.1.20"],
+}
+_IP_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}],
+    "examples": ["192.168.1.30", "2001:db8::30"],
+}
+_VIP_SCHEMA: dict[str, Any] = {
+    "pattern": r"^[0-9]{1,3}(\.[0-9]{1,3}){3}(/[0-9.]+)?$",
+    "examples": ["192.168.1.200/24", "192.168.1.200"],
+}
 
 
 def _dotted_quad(text: str) -> IPv4Address | None:
@@ -252,6 +299,10 @@ def _name(value: str) -> str:
     if "\0" in value:
         raise fail("nul", "must not contain a NUL character")
     return value
+
+
+_NAME = _Rule(_name, (("minLength", 1),))
+"""`_name` with its JSON Schema."""
 
 
 def _quoted(value: str) -> str:
@@ -467,11 +518,15 @@ def _family_name(value: Family) -> str:
     return value.label
 
 
-Name = Annotated[str, AfterValidator(_name)]
-Interface = Annotated[str, _Rule(_interface_name, (("minLength", 1), ("maxLength", IFNAME_MAX)))]
+_IFNAME_SCHEMA = (("minLength", 1), ("maxLength", IFNAME_MAX), ("pattern", r"^(?!\.\.?$)[^/:\s]+$"))
+_IP_ANY = _parsed("IPv4 or IPv6 address", _ip_any, (IPv4Address, IPv6Address), _IP_SCHEMA)
+_NON_EMPTY_LIST = _Rule(_non_empty, (("minItems", 1),))
+
+Name = Annotated[str, _NAME]
+Interface = Annotated[str, _Rule(_interface_name, _IFNAME_SCHEMA)]
 SocketPath = Annotated[
     str,
-    AfterValidator(_name),
+    _NAME,
     _bytes_at_most(
         SUN_PATH_MAX,
         f"a unix socket path has at most {SUN_PATH_MAX} (sun_path is 108 bytes with the NUL)",
@@ -479,38 +534,34 @@ SocketPath = Annotated[
 ]
 PersistenceEngine = Annotated[
     str,
-    AfterValidator(_name),
+    _NAME,
     _bytes_at_most(PENAME_MAX, f"the kernel takes at most {PENAME_MAX} (IP_VS_PENAME_MAXLEN)"),
 ]
 Port = Annotated[int, _int_range(1, 65535)]
 PortOrZero = Annotated[int, _int_range(0, 65535)]
 NonZeroByte = Annotated[int, _int_range(1, 255)]
 NonNegative = Annotated[int, _at_least(0)]
-IPAny = Annotated[
-    IPAddress,
-    _parsed("IPv4 or IPv6 address", _ip_any, (IPv4Address, IPv6Address)),
-    PlainSerializer(str, when_used="json"),
-]
+IPAny = Annotated[IPAddress, _IP_ANY, PlainSerializer(str, when_used="json")]
 RealAddress = Annotated[
     IPAddress,
-    _parsed("IPv4 or IPv6 address", _ip_any, (IPv4Address, IPv6Address)),
+    _IP_ANY,
     AfterValidator(_real_address),
     PlainSerializer(str, when_used="json"),
 ]
 ServiceAddress = Annotated[
     IPAddress,
-    _parsed("IPv4 or IPv6 address", _ip_any, (IPv4Address, IPv6Address)),
+    _IP_ANY,
     AfterValidator(_service_address),
     PlainSerializer(str, when_used="json"),
 ]
 IPv4 = Annotated[
     IPv4Address,
-    _parsed("IPv4 address", _ipv4, (IPv4Address,)),
+    _parsed("IPv4 address", _ipv4, (IPv4Address,), _IPV4_SCHEMA),
     PlainSerializer(str, when_used="json"),
 ]
 Vip = Annotated[
     IPv4Interface,
-    _parsed("IPv4 address or ADDRESS/PREFIX", IPv4Interface, (IPv4Interface,)),
+    _parsed("IPv4 address or ADDRESS/PREFIX", IPv4Interface, (IPv4Interface,), _VIP_SCHEMA),
     AfterValidator(_vip),
     PlainSerializer(str, when_used="json"),
 ]
@@ -576,12 +627,10 @@ ResyncInterval = Annotated[float, _seconds(1)]
 Count = Annotated[int, _int_range(1, 1000)]
 HttpStatus = Annotated[int, _int_range(100, 599)]
 HttpPath = Annotated[str, _Rule(_http_path, (("pattern", f"^{_HTTP_PATH.pattern}$"),))]
-HttpHost = Annotated[
-    str, AfterValidator(_name), _Rule(_http_host, (("maxLength", _HOST_NAME_MAX),))
-]
-Regex = Annotated[str, AfterValidator(_regex)]
-Command = Annotated[tuple[Name, ...], AfterValidator(_non_empty)]
-Statuses = Annotated[tuple[HttpStatus, ...], AfterValidator(_non_empty)]
+HttpHost = Annotated[str, _NAME, _Rule(_http_host, (("maxLength", _HOST_NAME_MAX),))]
+Regex = Annotated[str, _Rule(_regex, (("format", "regex"),))]
+Command = Annotated[tuple[Name, ...], _NON_EMPTY_LIST]
+Statuses = Annotated[tuple[HttpStatus, ...], _NON_EMPTY_LIST]
 Weight = Annotated[int, _int_range(0, 65535)]
 Threshold = Annotated[int, _int_range(0, U32_MAX)]
 Fwmark = Annotated[int, _int_range(1, U32_MAX)]
@@ -604,11 +653,16 @@ SyncId = Annotated[int, _int_range(0, 255)]
 Ttl = Annotated[int, _int_range(0, 255)]
 PreemptDelay = Annotated[float, _seconds(0, 1000)]
 GarpDelay = Annotated[float, _seconds(0)]
-AuthPass = Annotated[str, AfterValidator(_auth_pass)]
-Endpoint = Annotated[str, AfterValidator(_endpoint)]
+AuthPass = Annotated[str, _Rule(_auth_pass, (("minLength", 1), ("maxLength", 8)))]
+# Looser than parse_endpoint: an editor flags a missing port, the loader says the rest.
+_ENDPOINT_SCHEMA = (
+    ("pattern", r"^(\[[^\]]+\]|[0-9A-Fa-f.:]+):[0-9]+$"),
+    ("examples", ("127.0.0.1:9477", "[::1]:9477")),
+)
+Endpoint = Annotated[str, _Rule(_endpoint, _ENDPOINT_SCHEMA)]
 Vips = Annotated[
     tuple[Vip, ...],
     AfterValidator(_non_empty),
     _Rule(_vip_count, (("minItems", 1), ("maxItems", MAX_VIPS))),
 ]
-Names = Annotated[tuple[Name, ...], AfterValidator(_non_empty)]
+Names = Annotated[tuple[Name, ...], _NON_EMPTY_LIST]
