@@ -28,6 +28,11 @@ traffic reaches the reals:
 
 DR and NAT run the IPVS connection-sync daemon following VI_1
 (``ipvs.sync_daemon``), so established connections survive a failover.
+
+``examples/dr.yaml``, ``examples/nat-sync-group.yaml`` and
+``examples/all-active/`` are these configs written out for operators, with
+comments; tests/unit/test_config_examples.py fails when a layout here and its
+example differ, so change both together.
 """
 
 from __future__ import annotations
