@@ -301,7 +301,7 @@ class Daemon:
         # checks have run. The kept drains come first: weight 0 from the first write.
         actual = await client.dump(with_stats=False)
         self.view.restore_drains(config)
-        self._parts.health.configure(config, adopted=adopted_reals(config, actual))
+        await self._parts.health.configure(config, adopted=adopted_reals(config, actual))
         reconciler.prime(actual)
         reconciler.set_desired(self._parts.health.desired(), reason="adopt")
 
@@ -431,7 +431,7 @@ class Daemon:
         async def restore_ipvs() -> None:
             # The old desired table; services this reload added are deleted again.
             await self._apply_timeouts(old)
-            parts.health.configure(old)
+            await parts.health.configure(old)
             parts.health.drained.update(drained)  # configure(new) forgot removed reals'
             self._desired_changed()
 
@@ -443,7 +443,7 @@ class Daemon:
                 self._start_component(parts.reconciler.run())
         elif parts.reconciler is not None:
             await self._apply_timeouts(new)
-            parts.health.configure(new)
+            await parts.health.configure(new)
             parts.reconciler.set_desired(parts.health.desired(), reason="reload")
             undo.append(restore_ipvs)
         if parts.vrrp is not None:

@@ -3,34 +3,42 @@
 `HealthManager` owns the `HealthMonitor`, builds one watch per checked real
 from the config (a reload keeps the state of reals whose check did not
 change: no re-warm-up, no flap), remembers administrative drains, and turns
-health and drains into the `desired_table` overrides (`health.policy`).
+health and drains into the desired table (`health.policy`, kept per service
+by `health.table`).
 
-Health changes reach the reconciler without waiting for its periodic pass,
-but coalesced: the changes of one event-loop iteration call `on_change` once,
-at the start of the next. The daemon rebuilds the whole desired table on
-`on_change` (10,000 services x 4 reals: ~0.4 s on a host), and the first
-checks after a start or a reload bring thousands of reals UP within a few
-iterations; one rebuild per change would hold the loop, and VRRP's timers
-with it, for minutes. Per-real reporting (`on_health`, metrics) stays
-immediate: it is cheap.
+The event loop that runs all this also times VRRP adverts, and at 10,000
+services x 4 reals a walk over the config costs a few tenths of a second on
+a host (seconds in User-Mode Linux). So (issue 11 item 7):
+
+- `configure` walks the new config in slices (``ipvsd.loopslice``) and
+  changes nothing until its last slice, where it hands the monitor the new
+  watches and makes the new table current at once;
+- a health change or a drain rebuilds only its service's part of the table;
+- health changes reach the reconciler without waiting for its periodic pass,
+  but coalesced: the changes of one event-loop iteration call `on_change`
+  once, at the start of the next (the first checks after a start bring
+  thousands of reals UP within a few iterations);
+- a reload reports (`on_health`, `on_gone`) only the reals it added, removed,
+  or moved in or out of checking.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 
 import structlog
 
-from ipvsd.config.model import CheckConfig, Config
+from ipvsd.config.model import CheckConfig, Config, RealConfig
 from ipvsd.config.types import CheckType
-from ipvsd.desired import desired_table
+from ipvsd.health.changes import change_steps
 from ipvsd.health.checks import Checker, CheckTarget, target_for, tls_context
-from ipvsd.health.monitor import CheckOutcome, HealthMonitor, Watch
-from ipvsd.health.policy import effective_check, overrides
+from ipvsd.health.monitor import CheckOutcome, HealthMonitor
+from ipvsd.health.table import DesiredTable
 from ipvsd.health.tracker import Health
-from ipvsd.model import RealId, Table
+from ipvsd.loopslice import LoopSlice
+from ipvsd.model import DestKey, RealId, Table
 
 log = structlog.get_logger("ipvsd.health")
 
@@ -74,16 +82,20 @@ class HealthManager:
         """Reals an operator drained (``ipvsd drain``): weight 0 whatever their health."""
         self._held: set[RealId] = set()
         """Reals adopted at weight 0 that have not come UP since: kept in at weight 0."""
-        self._config: Config | None = None
+        self._table = DesiredTable(self._health)
+        self._slice = LoopSlice()
         self._configured: set[RealId] = set()
         """The reals of the config in force."""
-        self._watched: set[RealId] = set()
-        """The reals of the config in force that have a watch."""
         self._tls: dict[tuple[bool, str | None], ssl.SSLContext] = {}
         self._change_pending = False
 
-    def configure(self, config: Config, adopted: Mapping[RealId, Health] | None = None) -> None:
-        """Watch the checked reals of `config`.
+    async def configure(
+        self, config: Config, adopted: Mapping[RealId, Health] | None = None
+    ) -> None:
+        """Watch the checked reals of `config`, and make the desired table follow it.
+
+        Walks the config in slices of the event loop; until the last one the
+        config in force stays in force (checks, `desired`).
 
         Args:
             config: the (new) configuration.
@@ -92,41 +104,43 @@ class HealthManager:
                 ``fall`` failures; DOWN (found at weight 0) keeps weight 0
                 until ``rise`` successes.
         """
-        adopted = adopted or {}
-        self._config = config
-        self._tls.clear()  # a CA file may have changed on disk
-        watches: dict[RealId, Watch[CheckTarget]] = {}
-        configured: set[RealId] = set()
-        for service in config.ipvs.services:
-            key = service.key
-            for real in service.reals:
-                dest = service.dest_key(real)
-                real_id = (key, dest)
-                configured.add(real_id)
-                check = effective_check(service, real)
-                if check is None:
-                    continue
-                tls = self._tls_for(check) if check.type is CheckType.HTTPS else None
-                target = target_for(check, real.address, dest.port, tls=tls)
-                watches[real_id] = Watch(real_id, target, check.interval, check.rise, check.fall)
-        new = watches.keys() - self._watched
-        self.monitor.update(watches, adopted)
-        held = self._held | {r for r in new if adopted.get(r) is Health.DOWN}
-        self._held = {real_id for real_id in held if self.monitor.health(real_id) is Health.DOWN}
-        self.drained &= configured
-        self._report(configured, watched=set(watches))
+        await self._slice.drain(self._configure_steps(config, adopted or {}))
 
-    def _report(self, configured: set[RealId], *, watched: set[RealId]) -> None:
+    def _configure_steps(
+        self, config: Config, adopted: Mapping[RealId, Health]
+    ) -> Generator[None, None, None]:
+        self._tls.clear()  # a CA file may have changed on disk
+        change = yield from change_steps(config, self._configured, self.monitor.watch, self._target)
+
+        def health_then(real_id: RealId) -> Health:
+            """A real's health once `config` is in force (a changed watch keeps its health)."""
+            health = self.monitor.health(real_id)
+            return adopted.get(real_id, Health.UNKNOWN) if health is None else health
+
+        built = yield from self._table.build_steps(config, self.drained, self._held, health_then)
+        # No yield from here on: the monitor and the table change together, and
+        # what follows costs in proportion to the change.
+        held = set(self._held)
+        if adopted:  # at start: every watch is new
+            held.update(r for r in change.watches if adopted.get(r) is Health.DOWN)
+        self.monitor.revise(change.watches, change.unwatched, adopted)
+        self._held = {real_id for real_id in held if self.monitor.health(real_id) is Health.DOWN}
+        self.drained &= change.configured
+        self._configured = change.configured
+        self._table.install(built)
+        self._report(change.fresh + change.moved, change.gone)
+
+    def _target(self, check: CheckConfig, real: RealConfig, dest: DestKey) -> CheckTarget:
+        tls = self._tls_for(check) if check.type is CheckType.HTTPS else None
+        return target_for(check, real.address, dest.port, tls=tls)
+
+    def _report(self, touched: Iterable[RealId], gone: Iterable[RealId]) -> None:
         """Report the reals a configure added, removed, or moved in or out of checking.
 
         The others' health has not changed (a changed watch keeps its health),
         and was reported when it did: a reload that edits one weight among
-        40,000 reals reports nothing. Set operations only, over sets that
-        keep their hashes: no walk over the config.
+        40,000 reals reports nothing.
         """
-        gone = self._configured - configured
-        touched = (configured - self._configured) | ((watched ^ self._watched) & configured)
-        self._configured, self._watched = configured, watched
         if self._on_gone is not None:
             for real_id in gone:
                 self._on_gone(real_id)
@@ -145,11 +159,11 @@ class HealthManager:
 
     def desired(self) -> Table:
         """The IPVS table for the current config, health and drains."""
-        assert self._config is not None
-        extra = overrides(self._config, self.monitor.states(), self.drained, self._held)
-        return desired_table(
-            self._config, weight_overrides=extra.weights, excluded=extra.excluded, sorry=extra.sorry
-        )
+        return self._table.table(self.drained, self._held)
+
+    def _health(self, real_id: RealId) -> Health:
+        health = self.monitor.health(real_id)
+        return Health.UNKNOWN if health is None else health
 
     def _checked(self, result: CheckOutcome) -> None:
         if self._on_check is not None:
@@ -157,6 +171,7 @@ class HealthManager:
 
     def _changed(self, real_id: RealId, health: Health, reason: str) -> None:
         self._held.discard(real_id)
+        self._table.mark(real_id[0])
         if self._on_health is not None:
             self._on_health(real_id, health)
         service, dest = real_id

@@ -32,12 +32,13 @@ most one check per real is in flight; ``max_in_flight`` adds a global cap
 (file descriptors). A check waiting for a place starts late, and the wait
 shows as lateness.
 
-Reloads (`update()`) are classified per real, as faucet classifies warm and
-cold starts: an unchanged watch keeps its grid and rise/fall state (no
-re-warm-up, no flap, no extra check); a changed watch (other check settings)
-gets a new grid and new thresholds but keeps its current health; a removed
-real's queued slot is dropped and its running check cancelled; a new real
-starts from ``initial`` (UP when adopted from the kernel) or UNKNOWN.
+Reloads (`update()`, or `revise()` when the caller knows the difference)
+are classified per real, as faucet classifies warm and cold starts: an
+unchanged watch keeps its grid and rise/fall state (no re-warm-up, no flap,
+no extra check); a changed watch (other check settings) gets a new grid and
+new thresholds but keeps its current health; a removed real's queued slot
+is dropped and its running check cancelled; a new real starts from
+``initial`` (UP when adopted from the kernel) or UNKNOWN.
 
 Errors (style G9): a check function that raises has a bug; the exception is
 caught at the per-check boundary, logged (once per run of raising checks)
@@ -66,7 +67,7 @@ import functools
 import heapq
 import itertools
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
@@ -212,7 +213,7 @@ class HealthMonitor(Generic[TargetT]):
             the most a check starts late by on an idle loop. 0: wake for
             every slot.
         on_result: called with every check's outcome (for metrics), after
-            rise/fall has seen it.
+            rise/fall has seen it and ``on_change`` has been told of a change.
     """
 
     def __init__(
@@ -272,17 +273,43 @@ class HealthMonitor(Generic[TargetT]):
         Raises:
             ValueError: a watch is filed under another real's id.
         """
-        initial = initial or {}
-        new: list[_Real[TargetT]] = []
-        for real_id, watch in watches.items():
-            if watch.real != real_id:
-                raise ValueError(f"watch for {real_name(watch.real)} filed under {real_id}")
-        for real_id in self._reals.keys() - watches.keys():
-            self._retire(self._reals.pop(real_id))
+        changed: dict[RealId, Watch[TargetT]] = {}
         for real_id, watch in watches.items():
             old = self._reals.get(real_id)
-            if old is not None and old.watch == watch:
-                continue
+            if old is None or old.watch != watch:
+                changed[real_id] = watch
+        self.revise(changed, self._reals.keys() - watches.keys(), initial)
+
+    def revise(
+        self,
+        changed: Mapping[RealId, Watch[TargetT]],
+        removed: Iterable[RealId],
+        initial: Mapping[RealId, Health] | None = None,
+    ) -> None:
+        """`update` for a caller that knows the difference: touch only those reals.
+
+        Costs in proportion to the change, not to the number of watched reals
+        (a reload of 40,000 reals that edits one check restarts one).
+
+        Args:
+            changed: new watches, and changed ones (their reals keep their health).
+            removed: reals to stop checking (unknown ones are ignored).
+            initial: starting health of *new* reals, as for `update`.
+
+        Raises:
+            ValueError: a watch is filed under another real's id.
+        """
+        initial = initial or {}
+        new: list[_Real[TargetT]] = []
+        for real_id, watch in changed.items():
+            if watch.real != real_id:
+                raise ValueError(f"watch for {real_name(watch.real)} filed under {real_id}")
+        for real_id in removed:
+            gone = self._reals.pop(real_id, None)
+            if gone is not None:
+                self._retire(gone)
+        for real_id, watch in changed.items():
+            old = self._reals.get(real_id)
             if old is not None:
                 self._retire(old)
                 health = old.tracker.state
@@ -303,6 +330,11 @@ class HealthMonitor(Generic[TargetT]):
     def states(self) -> dict[RealId, Health]:
         """The current health of every watched real."""
         return {real_id: real.tracker.state for real_id, real in self._reals.items()}
+
+    def watch(self, real: RealId) -> Watch[TargetT] | None:
+        """The watch of `real`; None if it is not watched."""
+        entry = self._reals.get(real)
+        return None if entry is None else entry.watch
 
     def health(self, real: RealId) -> Health | None:
         """The current health of `real`; None if it is not watched."""
@@ -493,15 +525,16 @@ class HealthMonitor(Generic[TargetT]):
         real.last_duration_s = result.duration_s
         old = real.tracker.state
         new = real.tracker.record(result.ok)
+        if new is not None:
+            reason = _reason(result, real.tracker.streak)
+            # A fresh real coming up is routine (10,000 of them at start); the rest is news.
+            report = log.debug if old is Health.UNKNOWN and new is Health.UP else log.info
+            report("health.transition", real=real.name, old=old.value, new=new.value,
+                   reason=reason)  # fmt: skip
+            self._on_change(real.watch.real, new, reason)
+        # After on_change: whoever it told about the change already knows.
         if self._on_result is not None:
             self._on_result(result)
-        if new is None:
-            return
-        reason = _reason(result, real.tracker.streak)
-        # A fresh real coming up is routine (10,000 of them at start); the rest is news.
-        report = log.debug if old is Health.UNKNOWN and new is Health.UP else log.info
-        report("health.transition", real=real.name, old=old.value, new=new.value, reason=reason)
-        self._on_change(real.watch.real, new, reason)
 
 
 def _reason(result: CheckOutcome, streak: int) -> str:

@@ -19,14 +19,14 @@ Rules, per service (issue #4, keepalived's checker semantics where it has them):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 from types import MappingProxyType
 
 from ipvsd.config.model import CheckConfig, Config, RealConfig, ServiceConfig
 from ipvsd.config.types import CheckType, OnFailure
 from ipvsd.health.tracker import Health
-from ipvsd.model import RealId, ServiceKey
+from ipvsd.model import DestKey, RealId, ServiceKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,20 +74,64 @@ def overrides(
     excluded: set[RealId] = set()
     sorry: set[ServiceKey] = set()
     for service in config.ipvs.services:
-        any_up = False
-        for real in service.reals:
-            real_id = (service.key, service.dest_key(real))
-            health = states.get(real_id, Health.UNKNOWN) if has_check(service, real) else Health.UP
-            if health is Health.UP:
-                any_up = True
-            elif real_id not in held and (
-                health is Health.UNKNOWN or service.on_failure is OnFailure.REMOVE
-            ):
-                excluded.add(real_id)
-            else:
-                weights[real_id] = 0
-            if real_id in drained:
-                weights[real_id] = 0
-        if service.sorry_server is not None and not any_up:
-            sorry.add(service.key)
+        key = service.key
+        rules = service_overrides(
+            service, key, lambda real_id: states.get(real_id, Health.UNKNOWN), drained, held
+        )
+        weights.update({(key, dest): weight for dest, weight in rules.weights.items()})
+        excluded.update((key, dest) for dest in rules.excluded)
+        if rules.sorry:
+            sorry.add(key)
     return Overrides(MappingProxyType(weights), frozenset(excluded), frozenset(sorry))
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceOverrides:
+    """`Overrides` of one service, its reals named by their `DestKey`.
+
+    Attributes:
+        weights: reals whose weight is not the configured one.
+        excluded: reals left out of the kernel.
+        sorry: whether the sorry server is in the table.
+    """
+
+    weights: Mapping[DestKey, int]
+    excluded: frozenset[DestKey]
+    sorry: bool
+
+
+def service_overrides(
+    service: ServiceConfig,
+    key: ServiceKey,
+    health_of: Callable[[RealId], Health],
+    drained: Set[RealId],
+    held: Set[RealId],
+) -> ServiceOverrides:
+    """The module's rules applied to one service (`overrides` applies them to all).
+
+    Args:
+        service: one configured service.
+        key: ``service.key`` (computed once by the caller).
+        health_of: the health of a checked real (UNKNOWN when not known).
+        drained: reals an operator drained.
+        held: reals adopted at weight 0 that have not come UP since.
+    """
+    weights: dict[DestKey, int] = {}
+    excluded: set[DestKey] = set()
+    any_up = False
+    for real in service.reals:
+        dest = service.dest_key(real)
+        real_id = (key, dest)
+        health = health_of(real_id) if has_check(service, real) else Health.UP
+        if health is Health.UP:
+            any_up = True
+        elif real_id not in held and (
+            health is Health.UNKNOWN or service.on_failure is OnFailure.REMOVE
+        ):
+            excluded.add(dest)
+        else:
+            weights[dest] = 0
+        if drained and real_id in drained:
+            weights[dest] = 0
+    sorry = service.sorry_server is not None and not any_up
+    return ServiceOverrides(weights, frozenset(excluded), sorry)

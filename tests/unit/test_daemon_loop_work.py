@@ -28,6 +28,7 @@ from ipvsd.metrics import DaemonMetrics
 from ipvsd.model import DestKey, Family, Protocol, RealId, ServiceKey
 from tests.unit.test_daemon import WEB, Harness, backend, config_text, running
 from tests.unit.test_health_monitor import Result
+from tests.unit.test_ipvs_yields import MIN_TICKS, ticks_during
 
 REALS = tuple(f"192.168.2.{i}" for i in range(1, 101))
 """100 reals of the web service."""
@@ -168,12 +169,12 @@ def real_id(address: str) -> RealId:
     return (WEB_10, DestKey(ip_address(address), 80))
 
 
-def test_a_reload_reports_only_the_reals_whose_series_changes() -> None:
+async def test_a_reload_reports_only_the_reals_whose_series_changes() -> None:
     health: dict[RealId, Health] = {}
     gone: list[RealId] = []
     manager = HealthManager(lambda: None, on_health=health.__setitem__, on_gone=gone.append)
     before = {"10.0.1.1": None, "10.0.1.2": 1, "10.0.1.3": 1, "10.0.1.4": None, "10.0.1.5": None}
-    manager.configure(web_service(before))
+    await manager.configure(web_service(before))
     assert health == {
         real_id("10.0.1.1"): Health.UP,
         real_id("10.0.1.2"): Health.UNKNOWN,
@@ -185,10 +186,50 @@ def test_a_reload_reports_only_the_reals_whose_series_changes() -> None:
     # .1 unchanged, .2's check changes (it keeps its health), .3 loses its
     # check, .4 gets one, .5 is removed, .6 is added.
     after = {"10.0.1.1": None, "10.0.1.2": 2, "10.0.1.3": None, "10.0.1.4": 1, "10.0.1.6": None}
-    manager.configure(web_service(after))
+    await manager.configure(web_service(after))
     assert health == {
         real_id("10.0.1.3"): Health.UP,
         real_id("10.0.1.4"): Health.UNKNOWN,
         real_id("10.0.1.6"): Health.UP,
     }
     assert gone == [real_id("10.0.1.5")]
+
+
+def services(count: int, *, slower: int | None = None) -> Config:
+    """`count` services of 4 reals, every other one tcp-checked (`slower` every 7 s)."""
+    lines = ["ipvs:", "  services:"]
+    for s in range(count):
+        interval = 7 if s == slower else 2
+        check = f"check: {{type: tcp, interval: {interval}}}, " if s % 2 else ""
+        reals = ", ".join(f"{{address: 10.{1 + r}.{s // 250}.{s % 250 + 1}}}" for r in range(4))
+        lines.append(
+            f"    - {{address: 10.0.{s // 250}.{s % 250 + 1}, port: 80, {check}reals: [{reals}]}}"
+        )
+    return parse_config("\n".join(lines) + "\n")
+
+
+async def test_a_reload_of_a_big_config_lets_the_loop_run_and_switches_at_once() -> None:
+    manager = HealthManager(lambda: None)
+    await manager.configure(services(1))
+
+    _, seen = await ticks_during(
+        lambda: manager.configure(services(2_000)), lambda: len(manager.desired().services)
+    )
+
+    assert len(seen) >= MIN_TICKS
+    assert set(seen) == {1}, "the config in force answers until the new one is complete"
+    assert len(manager.desired().services) == 2_000
+    assert len(manager.monitor.states()) == 1_000 * 4
+
+
+async def test_a_reload_restarts_only_the_checks_it_changes() -> None:
+    manager = HealthManager(lambda: None)
+    await manager.configure(services(100))
+    watches = {real: manager.monitor.watch(real) for real in manager.monitor.states()}
+
+    await manager.configure(services(100, slower=11))
+
+    restarted = [r for r, watch in watches.items() if manager.monitor.watch(r) is not watch]
+    assert len(restarted) == 4
+    service_11 = ServiceKey(Family.INET, Protocol.TCP, ip_address("10.0.0.12"), 80)
+    assert {service for service, _ in restarted} == {service_11}

@@ -123,7 +123,7 @@ def run_checks(
             on_health=lambda real, health: changes.append(health),
             on_check=checked,
         )
-        manager.configure(cfg, adopted=adopted_reals(cfg, kernel(at_start)))
+        await manager.configure(cfg, adopted=adopted_reals(cfg, kernel(at_start)))
         changes.clear()  # configure reports every real's health once
         before.append(weight_in(manager.desired()))
         task = asyncio.create_task(manager.monitor.run())
@@ -178,16 +178,16 @@ def test_adopted_reals_start_up_with_traffic_and_down_at_weight_0() -> None:
     assert adopted_reals(cfg, kernel(None)) == {}
 
 
-def test_a_reload_keeps_a_held_real_held_and_a_removed_one_forgotten(
+async def test_a_reload_keeps_a_held_real_held_and_a_removed_one_forgotten(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(manager_module, "Checker", ScriptedChecker)
     cfg = config("remove")
     manager = HealthManager(lambda: None)
-    manager.configure(cfg, adopted=adopted_reals(cfg, kernel(0)))
-    manager.configure(config("remove"))  # a reload: same real, same check
+    await manager.configure(cfg, adopted=adopted_reals(cfg, kernel(0)))
+    await manager.configure(config("remove"))  # a reload: same real, same check
     assert weight_in(manager.desired()) == 0
     empty = parse_config("ipvs: {services: [{address: 10.0.0.1, port: 80, reals: []}]}", "t")
-    manager.configure(empty)
-    manager.configure(cfg)  # back, as a fresh real: out until its first success
+    await manager.configure(empty)
+    await manager.configure(cfg)  # back, as a fresh real: out until its first success
     assert weight_in(manager.desired()) is None

@@ -1,0 +1,108 @@
+"""What a new config changes for health checking, found in steps (pure).
+
+A reload hands the health manager a whole new config, but at 10,000
+services x 4 reals almost all of it is what already runs, and every real
+costs a few microseconds to look at (its key's hash and equality are
+Python code). So `change_steps` walks the config once, one service per step
+(``ipvsd.loopslice`` gives the event loop a turn between steps), and returns
+only the difference: the watches to start or restart, the reals to stop
+checking, and the reals whose per-real series appear, disappear or change
+meaning. Applying that (`HealthMonitor.revise`, the reports) costs in
+proportion to the change, so it can happen in one step, at once.
+
+Rules:
+
+1. A real is identified by (service key, dest key); a changed address or
+   port is a real removed and another added.
+2. A real's watch is new or changed when it differs from the one it has now
+   (`Watch` equality: target, interval, rise, fall); an equal watch is left
+   alone, keeping its schedule and its state.
+3. A kept real that gains or loses its check is *moved*: its reported health
+   changes meaning (unchecked reals are UP).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Set
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from ipvsd.config.model import CheckConfig, Config, RealConfig
+from ipvsd.health.monitor import Watch
+from ipvsd.health.policy import effective_check
+from ipvsd.model import DestKey, RealId
+
+TargetT = TypeVar("TargetT")
+
+#: Reals compared per step in the pass over the reals configured before.
+REALS_PER_STEP = 64
+
+
+@dataclass(slots=True)
+class ConfigChange(Generic[TargetT]):
+    """The difference a new config makes (all of it about the new config but `gone`)."""
+
+    configured: set[RealId] = field(default_factory=set)
+    """Every real of the new config."""
+    watches: dict[RealId, Watch[TargetT]] = field(default_factory=dict)
+    """Watches to start (new) or restart (changed) (Rule 2)."""
+    unwatched: list[RealId] = field(default_factory=list)
+    """Reals checked now that the new config does not check (removed, or moved)."""
+    fresh: list[RealId] = field(default_factory=list)
+    """Reals the config in force does not have."""
+    gone: list[RealId] = field(default_factory=list)
+    """Reals of the config in force that the new one does not have."""
+    moved: list[RealId] = field(default_factory=list)
+    """Kept reals that gain or lose their check (Rule 3)."""
+
+
+def change_steps(
+    config: Config,
+    configured: Set[RealId],
+    watch_of: Callable[[RealId], Watch[TargetT] | None],
+    target_of: Callable[[CheckConfig, RealConfig, DestKey], TargetT],
+) -> Generator[None, None, ConfigChange[TargetT]]:
+    """Find what `config` changes, yielding after each service and every few old reals.
+
+    Nothing may change `configured` or the watches until the generator is done.
+
+    Args:
+        config: the new config.
+        configured: the reals of the config in force.
+        watch_of: the watch a real has now (None: not checked).
+        target_of: what to check for a real with this check (called for every
+            checked real of `config`).
+    """
+    change: ConfigChange[TargetT] = ConfigChange()
+    for service in config.ipvs.services:
+        key = service.key
+        for real in service.reals:
+            dest = service.dest_key(real)
+            real_id = (key, dest)
+            change.configured.add(real_id)
+            kept = real_id in configured
+            if not kept:
+                change.fresh.append(real_id)
+            current = watch_of(real_id)
+            check = effective_check(service, real)
+            if check is None:
+                if current is not None:
+                    change.unwatched.append(real_id)
+                    change.moved.append(real_id)
+                continue
+            if kept and current is None:
+                change.moved.append(real_id)
+            watch = Watch(
+                real_id, target_of(check, real, dest), check.interval, check.rise, check.fall
+            )
+            if watch != current:
+                change.watches[real_id] = watch
+        yield
+    for index, real_id in enumerate(configured, 1):
+        if real_id not in change.configured:
+            change.gone.append(real_id)
+            if watch_of(real_id) is not None:
+                change.unwatched.append(real_id)
+        if index % REALS_PER_STEP == 0:
+            yield
+    return change
