@@ -63,6 +63,7 @@ commands:
   reload         make the running daemon re-read its config (same as SIGHUP)
   drain          set one real's weight to 0 until `undrain` (connections finish)
   undrain        give a drained real its configured weight back
+  schema         print the config's JSON Schema for editors, or its reference
 
   `ipvsd COMMAND --help` describes each command.
 
@@ -153,7 +154,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing.add_argument("--json", action="store_true", help="print JSON")
     _add_control_commands(commands)
+    _add_schema_command(commands)
     return parser
+
+
+SCHEMA_EPILOG = """\
+examples:
+  ipvsd schema > /etc/ipvsd/ipvsd.schema.json
+      then begin ipvsd.yaml with the line
+      # yaml-language-server: $schema=/etc/ipvsd/ipvsd.schema.json
+  ipvsd schema --format markdown > docs/config.md     # how the sources' copy is made
+  ipvsd schema --format roff > ipvsd.yaml.5 && man -l ipvsd.yaml.5
+
+The schema accepts every config that check-config accepts. It cannot state the
+rules between fields (address and port or fwmark, duplicates, a real's address
+family...): check-config applies those too, and stays the authority.
+"""
+
+
+def _add_schema_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    schema = commands.add_parser(
+        "schema",
+        help="print the config's JSON Schema (or its reference)",
+        description=textwrap.fill(
+            "Print the JSON Schema (draft 2020-12) of the configuration file on stdout: "
+            "every field with its description, type, default, range or choices, as the "
+            "loader checks them. Editors use it to complete and check ipvsd.yaml as you "
+            "type (yaml-language-server: VS Code, Neovim, Helix...). --format prints the "
+            "same reference for people instead: Markdown, or the ipvsd.yaml(5) man page.",
+            79,
+        ),
+        epilog=SCHEMA_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    schema.add_argument(
+        "--format",
+        # ipvsd.config.reference.FORMATS, not imported: building the parser must not load
+        # pydantic (`status --check` runs often).
+        choices=("json", "markdown", "roff"),
+        default="json",
+        help="json: the JSON Schema (default); markdown: the reference (docs/config.md); "
+        "roff: the man page ipvsd.yaml(5)",
+    )
 
 
 def _add_control_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -299,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
             return _reload(args)
         if args.command in ("drain", "undrain"):
             return _drain(args)
+        if args.command == "schema":
+            return _schema(args.format)
     except DaemonNotRunning as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -441,6 +485,13 @@ def _reload(args: argparse.Namespace) -> int:
     for error in answer["errors"]:
         print(error, file=sys.stderr)
     return 1
+
+
+def _schema(form: str) -> int:
+    from ipvsd.config.reference import render
+
+    sys.stdout.write(render(form))
+    return 0
 
 
 def _drain(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,9 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 
+from ipvsd.cli import main
 from ipvsd.config import parse_config
+from ipvsd.config.reference import FORMATS, render
 from ipvsd.config.schema import config_schema
 from ipvsd.errors import ConfigError
 
@@ -161,3 +164,15 @@ def test_the_schema_refuses_what_the_loader_refuses(old: str, new: str) -> None:
 def test_the_base_of_those_cases_is_valid() -> None:
     parse_config(BASE, default_node_name="lb1")
     assert list(validator().iter_errors(yaml.safe_load(BASE))) == []
+
+
+def test_ipvsd_schema_prints_the_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    assert json.loads(capsys.readouterr().out) == config_schema()
+
+
+@pytest.mark.parametrize("form", FORMATS)
+def test_ipvsd_schema_prints_each_format(form: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """cli.py spells the formats out (building its parser must not load pydantic)."""
+    assert main(["schema", "--format", form]) == 0
+    assert capsys.readouterr().out == render(form)
