@@ -118,8 +118,8 @@ class HealthManager:
             return adopted.get(real_id, Health.UNKNOWN) if health is None else health
 
         built = yield from self._table.build_steps(config, self.drained, self._held, health_then)
-        # No yield from here on: the monitor and the table change together, and
-        # what follows costs in proportion to the change.
+        # No yield until the table is installed: the monitor and the table
+        # change together, in one step that costs in proportion to the change.
         held = set(self._held)
         if adopted:  # at start: every watch is new
             held.update(r for r in change.watches if adopted.get(r) is Health.DOWN)
@@ -128,26 +128,32 @@ class HealthManager:
         self.drained &= change.configured
         self._configured = change.configured
         self._table.install(built)
-        self._report(change.fresh + change.moved, change.gone)
+        yield from self._report_steps(change.fresh + change.moved, change.gone)
 
     def _target(self, check: CheckConfig, real: RealConfig, dest: DestKey) -> CheckTarget:
         tls = self._tls_for(check) if check.type is CheckType.HTTPS else None
         return target_for(check, real.address, dest.port, tls=tls)
 
-    def _report(self, touched: Iterable[RealId], gone: Iterable[RealId]) -> None:
+    def _report_steps(
+        self, touched: Iterable[RealId], gone: Iterable[RealId]
+    ) -> Generator[None, None, None]:
         """Report the reals a configure added, removed, or moved in or out of checking.
 
         The others' health has not changed (a changed watch keeps its health),
         and was reported when it did: a reload that edits one weight among
-        40,000 reals reports nothing.
+        40,000 reals reports nothing. One report per step (a start reports
+        every real): a real whose health changes before its turn is reported
+        by `_changed` first, and here with the same health again.
         """
         if self._on_gone is not None:
-            for real_id in gone:
+            for real_id in gone:  # no longer checked: no late report revives its series
                 self._on_gone(real_id)
+                yield
         if self._on_health is not None:
             for real_id in touched:
                 health = self.monitor.health(real_id)
                 self._on_health(real_id, Health.UP if health is None else health)
+                yield
 
     def _tls_for(self, check: CheckConfig) -> ssl.SSLContext:
         """One TLS context per distinct setting: a verifying one costs ~17 ms to build."""

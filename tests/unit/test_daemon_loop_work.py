@@ -222,6 +222,16 @@ async def test_a_reload_of_a_big_config_lets_the_loop_run_and_switches_at_once()
     assert len(manager.monitor.states()) == 1_000 * 4
 
 
+async def test_reporting_the_reals_of_a_big_config_lets_the_loop_run() -> None:
+    reported: list[RealId] = []
+    manager = HealthManager(lambda: None, on_health=lambda real, _: reported.append(real))
+
+    _, seen = await ticks_during(lambda: manager.configure(services(2_000)), lambda: len(reported))
+
+    assert len(reported) == 2_000 * 4
+    assert any(0 < count < len(reported) for count in seen), "no tick while reporting"
+
+
 async def test_a_reload_restarts_only_the_checks_it_changes() -> None:
     manager = HealthManager(lambda: None)
     await manager.configure(services(100))
