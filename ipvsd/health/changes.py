@@ -23,7 +23,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Set
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -42,8 +42,8 @@ REALS_PER_STEP = 64
 class ConfigChange(Generic[TargetT]):
     """The difference a new config makes (all of it about the new config but `gone`)."""
 
-    configured: set[RealId] = field(default_factory=set)
-    """Every real of the new config."""
+    configured: dict[RealId, RealId] = field(default_factory=dict)
+    """Every real of the new config, mapped to itself (see `change_steps`)."""
     watches: dict[RealId, Watch[TargetT]] = field(default_factory=dict)
     """Watches to start (new) or restart (changed) (Rule 2)."""
     unwatched: list[RealId] = field(default_factory=list)
@@ -58,7 +58,7 @@ class ConfigChange(Generic[TargetT]):
 
 def change_steps(
     config: Config,
-    configured: Set[RealId],
+    configured: Mapping[RealId, RealId],
     watch_of: Callable[[RealId], Watch[TargetT] | None],
     target_of: Callable[[CheckConfig, RealConfig, DestKey], TargetT],
 ) -> Generator[None, None, ConfigChange[TargetT]]:
@@ -68,7 +68,10 @@ def change_steps(
 
     Args:
         config: the new config.
-        configured: the reals of the config in force.
+        configured: the reals of the config in force, each mapped to itself:
+            a kept real's id is the very tuple `configured` holds, so that
+            when the caller drops the old map no key dies with it (freeing
+            40,000 keys at once holds the loop ~10 ms on a host).
         watch_of: the watch a real has now (None: not checked).
         target_of: what to check for a real with this check (called for every
             checked real of `config`).
@@ -79,10 +82,13 @@ def change_steps(
         for real in service.reals:
             dest = service.dest_key(real)
             real_id = (key, dest)
-            change.configured.add(real_id)
-            kept = real_id in configured
-            if not kept:
+            known = configured.get(real_id)
+            kept = known is not None
+            if known is None:
                 change.fresh.append(real_id)
+            else:
+                real_id = known
+            change.configured[real_id] = real_id
             current = watch_of(real_id)
             check = effective_check(service, real)
             if check is None:

@@ -84,7 +84,7 @@ class HealthManager:
         """Reals adopted at weight 0 that have not come UP since: kept in at weight 0."""
         self._table = DesiredTable(self._health)
         self._slice = LoopSlice()
-        self._configured: set[RealId] = set()
+        self._configured: dict[RealId, RealId] = {}
         """The reals of the config in force."""
         self._tls: dict[tuple[bool, str | None], ssl.SSLContext] = {}
         self._change_pending = False
@@ -125,7 +125,7 @@ class HealthManager:
             held.update(r for r in change.watches if adopted.get(r) is Health.DOWN)
         self.monitor.revise(change.watches, change.unwatched, adopted)
         self._held = {real_id for real_id in held if self.monitor.health(real_id) is Health.DOWN}
-        self.drained &= change.configured
+        self.drained.difference_update([r for r in self.drained if r not in change.configured])
         self._configured = change.configured
         self._table.install(built)
         yield from self._report_steps(change.fresh + change.moved, change.gone)
