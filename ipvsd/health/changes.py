@@ -1,4 +1,4 @@
-"""What a new config changes for health checking, found in steps (pure).
+"""What a new config changes for health checking, found in steps (no I/O, no clock).
 
 A reload hands the health manager a whole new config, but at 10,000
 services x 4 reals almost all of it is what already runs, and every real

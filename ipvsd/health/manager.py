@@ -85,7 +85,7 @@ class HealthManager:
         self._table = DesiredTable(self._health)
         self._slice = LoopSlice()
         self._configured: dict[RealId, RealId] = {}
-        """The reals of the config in force."""
+        """The reals of the config in force, each mapped to itself (`change_steps`)."""
         self._tls: dict[tuple[bool, str | None], ssl.SSLContext] = {}
         self._change_pending = False
 
@@ -94,8 +94,8 @@ class HealthManager:
     ) -> None:
         """Watch the checked reals of `config`, and make the desired table follow it.
 
-        Walks the config in slices of the event loop; until the last one the
-        config in force stays in force (checks, `desired`).
+        Walks the config in slices of the event loop; until it switches, in
+        one step, the config in force stays in force (checks, `desired`).
 
         Args:
             config: the (new) configuration.
