@@ -252,7 +252,11 @@ class VrrpInstance:
                 async with asyncio.timeout_at(machine.next_deadline()):
                     item = await self.inbox.get()
             except TimeoutError:
-                item = TimerFired()
+                # After a long stall the deadline and the master's advert come
+                # due in the same loop turn; an advert already here is older than
+                # the expiry we would act on, so it goes first (a backup must not
+                # take over from a master whose advert it holds).
+                item = TimerFired() if self.inbox.empty() else self.inbox.get_nowait()
             match item:
                 case AddressesChanged():
                     self._address_refresh = False

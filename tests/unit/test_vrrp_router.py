@@ -23,6 +23,7 @@ from ipvsd.vrrp.backoff import RestartPolicy
 from ipvsd.vrrp.instance import VrrpInstance
 from ipvsd.vrrp.machine import Transitioned, VrrpState
 from ipvsd.vrrp.pacer import AdvertPacer, DirectPacer
+from ipvsd.vrrp.packet import Advertisement, encode_ip
 from ipvsd.vrrp.router import VrrpRouter
 from ipvsd.vrrp.transport import ReceivedPacket
 from tests.fakes.vrrp_io import FakeHost, FakeWire
@@ -340,3 +341,25 @@ async def test_a_removed_instance_is_told_stop(rig: Rig) -> None:
 def test_link_info_is_what_the_fake_yields() -> None:
     # The fake host's links are the adapter's own type (no drift between them).
     assert isinstance(FakeHost().add_link("eth9"), LinkInfo)
+
+
+async def test_a_backup_whose_loop_stalled_reads_the_held_advert_before_its_timer(
+    rig: Rig,
+) -> None:
+    """A stall longer than Master_Down_Interval with the master's advert waiting
+    in the socket: when the loop resumes, the advert and the expired timer are
+    due together, and the advert wins (no false takeover)."""
+    await rig.router.start([config(priority=100, advert_int=1)], [])
+    await until(lambda: rig.state() is BACKUP)
+    (sock,) = rig.wire.open_sockets()
+    master = IPv4Address("192.168.1.20")
+    advert = Advertisement(vrid=51, priority=200, advert_int=1, addresses=(VIP.ip,))
+    heard = ReceivedPacket(encode_ip(advert, master), master)
+    for _ in range(3):
+        sock.inbox.put_nowait(heard)
+        await asyncio.sleep(0.5)
+    sock.inbox.put_nowait(heard)
+    time.sleep(3 + 0.7)  # noqa: ASYNC251 -- the stall under test: past Master_Down_Interval
+    await asyncio.sleep(0.2)
+    assert rig.state() is BACKUP
+    assert (MASTER, "master_down_timer") not in rig.reasons()
