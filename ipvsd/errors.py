@@ -12,7 +12,9 @@ IpvsdError
 ├── PacketError            .reason: RejectReason  (a peer's bad VRRP packet: drop and count)
 ├── ControlRequestError    a bad request on the control socket
 ├── MalformedStatus        a status document off the contract (ipvsd.control.status_json)
-└── AlreadyRunning         another ipvsd holds this netns's lock (ipvsd.daemon.lock)
+├── AlreadyRunning         another ipvsd holds this netns's lock (ipvsd.daemon.lock)
+└── SourceError            .file, .line: a keepalived.conf or ipvsadm rule file that
+                           cannot be read or parsed (ipvsd.importers.report)
 ```
 
 Expected failures are values, not exceptions (a health check that fails returns

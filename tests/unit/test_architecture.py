@@ -66,6 +66,8 @@ LAYER_OF: Mapping[str, str] = {
     "ipvsd.loopslice": "base",
     # The configuration: YAML in, validated model out.
     "ipvsd.config": "config",
+    # Importers: keepalived.conf / `ipvsadm -Sn` in, config data out (beside config).
+    "ipvsd.importers": "importers",
     # The adapter: the only layer that speaks netlink (pyroute2 or hand-made).
     "ipvsd.netlink": "netlink",
     # Domains: each is one job of the daemon, unaware of the others.
@@ -87,13 +89,14 @@ DOMAINS = frozenset({"vrrp", "health", "ipvs", "control", "metrics"})
 ALLOWED: Mapping[str, frozenset[str]] = {
     "base": frozenset(),
     "config": frozenset({"base"}),
+    "importers": frozenset({"base", "config"}),
     "netlink": frozenset({"base"}),
     "vrrp": frozenset({"base", "config", "netlink"}),
     "health": frozenset({"base", "config", "netlink"}),
     "ipvs": frozenset({"base", "config", "netlink"}),
     "control": frozenset({"base", "config", "netlink"}),
     "metrics": frozenset({"base", "config", "netlink"}),
-    "root": frozenset({"base", "config", "netlink"} | DOMAINS),
+    "root": frozenset({"base", "config", "netlink", "importers"} | DOMAINS),
 }
 
 #: Importer (a layer or one module) -> single modules it may import beyond `ALLOWED`.
@@ -127,6 +130,9 @@ PURE_CORES = (
     "ipvsd/vrrp/sync_group.py",
     "ipvsd/vrrp/arp.py",
     "ipvsd/vrrp/backoff.py",
+    # The importers' parsers and converters; sources.py and command.py read and write files.
+    "ipvsd/importers/keepalived*.py",
+    "ipvsd/importers/report.py",
 )
 
 #: What a pure core must not reach: I/O, clocks, threads, the event loop, the
