@@ -13,6 +13,7 @@ from typing import Any
 from ipvsd import __version__
 from ipvsd.control.client import DEFAULT_SOCKET, DaemonNotRunning, request
 from ipvsd.errors import ConfigError, IpvsdError, IpvsUnavailable
+from ipvsd.importers import command as import_command
 from ipvsd.model import parse_endpoint, parse_service_spec
 
 DEFAULT_CONFIG = "/etc/ipvsd/ipvsd.yaml"
@@ -63,6 +64,7 @@ commands:
   reload         make the running daemon re-read its config (same as SIGHUP)
   drain          set one real's weight to 0 until `undrain` (connections finish)
   undrain        give a drained real its configured weight back
+  import         convert a keepalived.conf or `ipvsadm -Sn` rules into an ipvsd config
   schema         print the config's JSON Schema for editors, or its reference
 
   `ipvsd COMMAND --help` describes each command.
@@ -154,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing.add_argument("--json", action="store_true", help="print JSON")
     _add_control_commands(commands)
+    import_command.add_parser(commands)
     _add_schema_command(commands)
     return parser
 
@@ -341,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
             return _reload(args)
         if args.command in ("drain", "undrain"):
             return _drain(args)
+        if args.command == "import":
+            return import_command.run(args)
         if args.command == "schema":
             return _schema(args.format)
     except DaemonNotRunning as exc:

@@ -64,6 +64,7 @@ LAYER_OF: Mapping[str, str] = {
     "ipvsd.desired": "base",
     "ipvsd.gcpause": "base",
     "ipvsd.loopslice": "base",
+    "ipvsd.files": "base",
     # The configuration: YAML in, validated model out.
     "ipvsd.config": "config",
     # Importers: keepalived.conf / `ipvsadm -Sn` in, config data out (beside config).
@@ -132,6 +133,9 @@ PURE_CORES = (
     "ipvsd/vrrp/backoff.py",
     # The importers' parsers and converters; sources.py and command.py read and write files.
     "ipvsd/importers/keepalived*.py",
+    "ipvsd/importers/ipvsadm.py",
+    "ipvsd/importers/settle.py",
+    "ipvsd/importers/emit.py",
     "ipvsd/importers/report.py",
 )
 

@@ -1,0 +1,360 @@
+"""keepalived's real-server checkers → ipvsd checks. Pure.
+
+keepalived's semantics (2.2, keepalived/check/check_api.c and friends), and
+their ipvsd form:
+
+- A checker runs every ``delay_loop`` seconds (default 60) → ``interval``;
+  a TCP/HTTP/SSL connection gives up after ``connect_timeout`` (default 5) →
+  ``timeout``; MISC_CHECK's ``misc_timeout`` defaults to ``delay_loop``.
+- A failing checker is retried ``retry`` times (default 1, MISC_CHECK 0)
+  before the real goes down → ``fall: retry + 1``. keepalived spaces the
+  retries by ``delay_before_retry``; ipvsd spaces every check by
+  ``interval``, so a written ``delay_before_retry`` is reported.
+- One good check brings a real back → ``rise: 1``.
+- Each value is the checker's own, else the real_server's, else the
+  virtual_server's (`Timing` carries the inherited ones), else the default.
+- TCP_CHECK → ``tcp``; HTTP_GET → ``http``; SSL_GET → ``https`` (neither
+  verifies certificates); MISC_CHECK → ``exec`` (``misc_path`` split as
+  keepalived splits it); SMTP_CHECK → ``tcp`` (reported: no SMTP dialogue).
+  ``connect_ip``, ``connect_port``, ``bindto`` → ``address``, ``port``,
+  ``source_address``. HTTP's first ``url``: ``path``, ``status_code``
+  (default 200-299) → ``expected_status``, ``regex`` → ``body_regex``,
+  ``virtualhost`` (url, checker, real, virtual server) → ``host``.
+- ipvsd runs one check per real: a real's first convertible checker is
+  converted, the others are reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ipvsd.config.model import CheckConfig
+from ipvsd.importers import keepalived_keywords as keywords
+from ipvsd.importers.keepalived_ledger import (
+    Ledger,
+    argument,
+    flag,
+    integer,
+    number,
+    seconds,
+)
+from ipvsd.importers.keepalived_parse import Node
+from ipvsd.importers.keepalived_vrrp import script_argv, unknown
+from ipvsd.importers.report import ordered
+
+DELAY_LOOP = 60.0  # KEEPALIVED_DEFAULT_DELAY
+CONNECT_TIMEOUT = 5.0  # alloc_vs(): connection_to = 5 * TIMER_HZ
+DEFAULT_STATUS = tuple(range(200, 300))  # HTTP_DEFAULT_STATUS_CODE_MIN..MAX
+FALL_MAX = 1000
+
+_TYPES = {
+    "TCP_CHECK": "tcp",
+    "HTTP_GET": "http",
+    "SSL_GET": "https",
+    "MISC_CHECK": "exec",
+    "SMTP_CHECK": "tcp",
+}
+CHECKERS = frozenset(_TYPES) | frozenset(keywords.UNSUPPORTED_CHECKERS)
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Checker settings a virtual_server or real_server passes down (None: not set there).
+
+    Attributes:
+        delay_loop: seconds between checks.
+        connect_timeout: seconds a connection may take.
+        retry: retries before a real goes down.
+        virtualhost: the HTTP Host header.
+        alpha: reals start down until a check passes.
+    """
+
+    delay_loop: float | None = None
+    connect_timeout: float | None = None
+    retry: int | None = None
+    virtualhost: str | None = None
+    alpha: bool | None = None
+
+    def under(self, outer: Timing) -> Timing:
+        """These settings, each taken from `outer` where not set here."""
+        return Timing(
+            *(
+                mine if mine is not None else theirs
+                for mine, theirs in zip(_values(self), _values(outer), strict=True)
+            )
+        )
+
+
+def _values(timing: Timing) -> tuple[Any, ...]:
+    return (
+        timing.delay_loop,
+        timing.connect_timeout,
+        timing.retry,
+        timing.virtualhost,
+        timing.alpha,
+    )
+
+
+@dataclass(slots=True)
+class Check:
+    """A converted checker: the check's fields and the notes to write with them."""
+
+    fields: dict[str, Any]
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+def timing_keyword(ledger: Ledger, node: Node, timing: Timing) -> Timing | None:
+    """`timing` updated by `node` if it is a timing keyword; else None.
+
+    An invalid value is reported and leaves `timing` as it was.
+    """
+    match node.directive:
+        case "delay_loop":
+            value = seconds(ledger, node, 0.1)
+            return _taken(ledger, node, timing, delay_loop=value)
+        case "connect_timeout":
+            value = seconds(ledger, node, 0.01)
+            return _taken(ledger, node, timing, connect_timeout=value)
+        case "retry" | "nb_get_retry":
+            count = integer(ledger, node, 0, 2**32 - 1)
+            return _taken(ledger, node, timing, retry=count)
+        case "delay_before_retry":
+            ledger.report(
+                node,
+                "ipvsd spaces retries like checks (check.interval): a failing real goes down "
+                "after `fall` checks, interval seconds apart",
+            )
+            return timing
+        case "virtualhost":
+            host = argument(ledger, node)
+            return _taken(ledger, node, timing, virtualhost=host)
+        case "alpha":
+            on = flag(ledger, node)
+            return _taken(ledger, node, timing, alpha=on)
+        case "warmup":
+            ledger.report(node, keywords.CHECKER["warmup"])
+            return timing
+    return None
+
+
+def _taken(ledger: Ledger, node: Node, timing: Timing, **change: Any) -> Timing:
+    """`timing` with `change` applied and `node` converted; unchanged if the value is None."""
+    if any(value is None for value in change.values()):
+        return timing
+    ledger.take(node)
+    return replace(timing, **change)
+
+
+def checks(ledger: Ledger, nodes: Sequence[Node], timing: Timing) -> Check | None:
+    """The check of one real from its checker blocks; the others reported."""
+    converted: Check | None = None
+    for node in nodes:
+        unsupported = keywords.UNSUPPORTED_CHECKERS.get(node.directive)
+        if unsupported is not None:
+            ledger.drop_block(node, unsupported)
+        elif converted is not None:
+            ledger.drop_block(
+                node,
+                "ipvsd runs one check per real: not converted (the real's first check, "
+                f"line {nodes[0].line}, decides)",
+            )
+        else:
+            converted = _checker(ledger, node, timing)
+    return converted
+
+
+def _checker(ledger: Ledger, node: Node, outer: Timing) -> Check | None:
+    kind = _TYPES[node.directive]
+    check: dict[str, Any] = {"type": kind}
+    timing = Timing()
+    urls: list[Node] = []
+    misc: dict[str, Any] = {}
+    for child in ledger.block(node):
+        updated = timing_keyword(ledger, child, timing)
+        if updated is not None:
+            timing = updated
+        elif _connection(ledger, child, check):
+            pass
+        elif child.directive == "url" and kind in ("http", "https"):
+            urls.append(child)
+        elif child.directive in ("misc_path", "misc_timeout") and kind == "exec":
+            _misc(ledger, child, misc)
+        elif child.directive in keywords.CHECKER:
+            message = keywords.CHECKER[child.directive]
+            if child.children is not None:
+                ledger.drop_block(child, message)
+            else:
+                ledger.report(child, message)
+        else:
+            unknown(ledger, child, node.directive)
+    timing = timing.under(outer)
+    if kind == "exec":
+        if "command" not in misc:
+            ledger.drop_block(node, "has no misc_path: not converted")
+            return None
+        check["command"] = misc["command"]
+    if kind in ("http", "https"):
+        _url(ledger, urls, check, timing)
+    if node.directive == "SMTP_CHECK":
+        ledger.report(node, "ipvsd has no SMTP check: converted to a TCP connect check")
+    else:
+        ledger.take(node)
+    return _timed(check, timing, kind, misc.get("timeout"))
+
+
+def _connection(ledger: Ledger, node: Node, check: dict[str, Any]) -> bool:
+    """connect_ip / connect_port / bindto; False when `node` is none of them."""
+    names = {"connect_ip": "address", "connect_port": "port", "bindto": "source_address"}
+    target = names.get(node.directive)
+    if target is None:
+        return False
+    if target == "port":
+        port = integer(ledger, node, 1, 65535)
+        if port is not None:
+            check["port"] = port
+            ledger.take(node)
+    else:
+        address = argument(ledger, node)
+        if address is not None:
+            check[target] = address
+            ledger.take(node)
+    return True
+
+
+def _misc(ledger: Ledger, node: Node, misc: dict[str, Any]) -> None:
+    if node.directive == "misc_path":
+        argv = script_argv(node)
+        if argv:
+            misc["command"] = argv
+            ledger.take(node)
+        else:
+            ledger.report(node, "has no command: ignored")
+    else:
+        timeout = seconds(ledger, node, 0.01)
+        if timeout is not None:
+            misc["timeout"] = timeout
+            ledger.take(node)
+
+
+def _url(ledger: Ledger, urls: list[Node], check: dict[str, Any], timing: Timing) -> None:
+    statuses: tuple[int, ...] = ()
+    host = timing.virtualhost
+    for position, url in enumerate(urls):
+        if position > 0:
+            ledger.drop_block(
+                url,
+                "ipvsd checks one URL per real: not converted (only the first url is checked)",
+            )
+            continue
+        ledger.take(url)
+        for child in ledger.block(url):
+            match child.directive:
+                case "path":
+                    path = argument(ledger, child)
+                    if path is not None:
+                        check["path"] = path
+                        ledger.take(child)
+                case "status_code":
+                    statuses = _statuses(ledger, child)
+                case "virtualhost":
+                    host = argument(ledger, child) or host
+                    ledger.take(child)
+                case "regex":
+                    pattern = argument(ledger, child)
+                    if pattern is not None:
+                        check["body_regex"] = pattern
+                        ledger.take(child)
+                case _ if child.directive in keywords.URL:
+                    ledger.report(child, keywords.URL[child.directive])
+                case _:
+                    unknown(ledger, child, "url")
+    check["expected_status"] = list(statuses or DEFAULT_STATUS)
+    if host is not None:
+        check["host"] = host
+
+
+def _statuses(ledger: Ledger, node: Node) -> tuple[int, ...]:
+    """``status_code 200-299 301 503``: every code of the ranges, in order."""
+    codes: list[int] = []
+    for word in node.args:
+        low, _, high = word.partition("-")
+        try:
+            first, last = int(low), int(high or low)
+        except ValueError:
+            first, last = 0, -1
+        if not 100 <= first <= last <= 599:
+            ledger.report(node, f"'{word}' is not a status code or range from 100 to 599: ignored")
+            continue
+        codes.extend(code for code in range(first, last + 1) if code not in codes)
+    if codes:
+        ledger.take(node)
+    return tuple(codes)
+
+
+def _timed(check: dict[str, Any], timing: Timing, kind: str, misc_timeout: float | None) -> Check:
+    """The check with keepalived's timing made explicit (its defaults are not ipvsd's)."""
+    notes: dict[str, str] = {}
+    interval = timing.delay_loop if timing.delay_loop is not None else DELAY_LOOP
+    if timing.delay_loop is None:
+        notes["interval"] = "keepalived's default delay_loop"
+    if kind == "exec":
+        timeout = misc_timeout if misc_timeout is not None else interval
+    elif timing.connect_timeout is not None:
+        timeout = timing.connect_timeout
+    else:
+        timeout = CONNECT_TIMEOUT
+        notes["timeout"] = "keepalived's default connect_timeout"
+    retry = timing.retry if timing.retry is not None else (0 if kind == "exec" else 1)
+    fall = min(retry + 1, FALL_MAX)
+    check["interval"] = number(interval)
+    check["timeout"] = number(timeout)
+    check["rise"] = 1
+    check["fall"] = fall
+    notes["rise"] = "keepalived puts a real back after one good check"
+    notes["fall"] = f"keepalived retry {retry}: down after {fall} failed check" + (
+        "s in a row" if fall > 1 else ""
+    )
+    return Check(ordered(check, CheckConfig), notes)
+
+
+def share(checks: Sequence[Check | None]) -> tuple[Check | None, list[Check | None]]:
+    """One service check with the reals' common fields, and each real's own fields.
+
+    Args:
+        checks: the check of each real (None: keepalived checks it never).
+
+    Returns:
+        The service's check (None when no real is checked) and, per real,
+        the fields it sets itself, with their notes (None: none); an
+        unchecked real among checked ones gets ``type: none``.
+    """
+    checked = [check for check in checks if check is not None]
+    if not checked:
+        return None, [None] * len(checks)
+    first = checked[0].fields
+    if any(
+        check.fields["type"] != first["type"] or check.fields.get("command") != first.get("command")
+        for check in checked
+    ):
+        # A service check needs a type (and exec a command): with none common, each real
+        # gets its whole check and the unchecked ones none.
+        return None, list(checks)
+    common = {
+        key: value
+        for key, value in first.items()
+        if all(key in other.fields and other.fields[key] == value for other in checked)
+    }
+    common.setdefault("type", first["type"])
+    notes = {key: note for key, note in checked[0].notes.items() if key in common}
+    base = Check(ordered(common, CheckConfig), notes)
+    overrides: list[Check | None] = []
+    for check in checks:
+        if check is None:
+            overrides.append(Check({"type": "none"}, {"type": "keepalived runs no check on it"}))
+            continue
+        own = {key: value for key, value in check.fields.items() if common.get(key) != value}
+        own_notes = {key: note for key, note in check.notes.items() if key in own}
+        overrides.append(Check(own, own_notes) if own else None)
+    return base, overrides

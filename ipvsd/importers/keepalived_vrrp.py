@@ -1,0 +1,455 @@
+"""keepalived's vrrp_instance, vrrp_sync_group and vrrp_script → ipvsd's ``vrrp``. Pure.
+
+What converts (keepalived → ipvsd ``vrrp.instances[]``): ``interface``,
+``virtual_router_id`` → ``vrid``, ``priority``, ``advert_int``,
+``nopreempt``/``preempt`` → ``preempt``, ``preempt_delay``,
+``authentication { auth_type PASS; auth_pass }`` → ``auth_pass``,
+``unicast_src_ip`` → ``unicast_src``, ``unicast_peer {}`` →
+``unicast_peers``, ``virtual_ipaddress {}`` → ``virtual_ipaddresses`` (IPv4,
+``ADDRESS[/PREFIX]``), ``track_interface {}`` → ``track_interfaces``,
+``notify`` (a program without arguments), ``garp_master_delay`` /
+``garp_master_repeat`` → ``garp_delay`` / ``garp_repeat``, and a
+``vrrp_sync_group``'s ``group {}`` → ``vrrp.sync_groups[]``.
+
+What changes meaning, and is reported: ``state MASTER`` (ipvsd starts every
+instance as BACKUP and lets the priorities elect the master), VRRPv3,
+fractional ``advert_int``, AH authentication, ``vrrp_script`` /
+``track_script`` (ipvsd has no track scripts yet: the priority no longer
+follows the script), per-state notify programs, and the keywords of
+`ipvsd.importers.keepalived_keywords`.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface, ip_interface
+from typing import Any
+
+from ipvsd.config.model import SyncGroupConfig, VrrpInstanceConfig
+from ipvsd.importers import keepalived_keywords as keywords
+from ipvsd.importers.keepalived_ledger import (
+    Ledger,
+    argument,
+    flag,
+    integer,
+    number,
+    seconds,
+)
+from ipvsd.importers.keepalived_parse import Node
+from ipvsd.importers.report import ordered
+
+AUTH_PASS_MAX = 8  # VRRPv2 authentication data is 8 bytes (RFC 3768 §5.3.10)
+_DEVICES = "__devices__"  # VIPs given a dev, until the instance's interface is known
+_VIP_NODES = "__vip_nodes__"  # the node of each VIP, for `Instance.vip_nodes`
+_VIP_OPTIONS_WITH_VALUE = frozenset(
+    {"dev", "brd", "broadcast", "scope", "label", "peer", "preferred_lft", "track_group"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class VrrpDefaults:
+    """Instance defaults that keepalived takes from ``global_defs``.
+
+    Attributes:
+        interface: ``default_interface``, for an instance that names none.
+        garp_delay: ``vrrp_garp_master_delay`` (None: ipvsd's default, also 5 s).
+        garp_repeat: ``vrrp_garp_master_repeat`` (None: ipvsd's default, also 5).
+    """
+
+    interface: str | None = None
+    garp_delay: float | None = None
+    garp_repeat: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """A converted vrrp_instance.
+
+    Attributes:
+        data: its ``vrrp.instances[]`` item.
+        vip_nodes: the node of each of its ``virtual_ipaddresses``.
+        sync_interface: its ``lvs_sync_daemon_interface`` (keepalived 1.x's
+            way to run the connection-sync daemon with this instance), if any.
+        sync_node: the node of that keyword.
+    """
+
+    data: dict[str, Any]
+    vip_nodes: tuple[Node, ...] = ()
+    sync_interface: str | None = None
+    sync_node: Node | None = None
+
+
+def instance(ledger: Ledger, node: Node, defaults: VrrpDefaults) -> Instance | None:
+    """One ``vrrp_instance NAME { ... }``; None (reported) when it cannot be converted."""
+    if not node.args:
+        ledger.drop_block(node, "has no name: not converted")
+        return None
+    data: dict[str, Any] = {"name": node.args[0]}
+    sync: tuple[str, Node] | None = None
+    for child in ledger.block(node):
+        handled = _instance_keyword(ledger, child, data)
+        if handled:
+            continue
+        if child.directive == "lvs_sync_daemon_interface":
+            name = argument(ledger, child)
+            if name is not None:
+                ledger.take(child)
+                sync = (name, child)
+        elif child.directive in keywords.VRRP_INSTANCE:
+            _reported(ledger, child, keywords.VRRP_INSTANCE[child.directive])
+        else:
+            unknown(ledger, child, "vrrp_instance")
+    vip_nodes = tuple(data.pop(_VIP_NODES, ()))
+    for vip, device in data.pop(_DEVICES, ()):
+        if device != data.get("interface", defaults.interface):
+            ledger.report(
+                vip,
+                f"dev {device}: ipvsd adds every VIP to the instance's interface, not to {device}",
+            )
+    missing = _complete(ledger, node, data, defaults)
+    if missing is not None:
+        ledger.drop_block(node, f"not converted: {missing}")
+        return None
+    ledger.take(node)
+    result = ordered(data, VrrpInstanceConfig)
+    if sync is None:
+        return Instance(result, vip_nodes)
+    return Instance(result, vip_nodes, sync[0], sync[1])
+
+
+def _complete(
+    ledger: Ledger, node: Node, data: dict[str, Any], defaults: VrrpDefaults
+) -> str | None:
+    """Fill in keepalived's defaults that differ from ipvsd's; say what is missing."""
+    if "interface" not in data:
+        if defaults.interface is None:
+            return "no interface (and no default_interface in global_defs)"
+        data["interface"] = defaults.interface
+    if "vrid" not in data:
+        return "no virtual_router_id"
+    if not data.get("virtual_ipaddresses"):
+        return "no IPv4 virtual_ipaddress (an ipvsd instance owns at least one)"
+    data.setdefault("priority", 100)
+    data.setdefault("advert_int", 1)
+    if defaults.garp_delay is not None:
+        data.setdefault("garp_delay", defaults.garp_delay)
+    if defaults.garp_repeat is not None:
+        data.setdefault("garp_repeat", defaults.garp_repeat)
+    return None
+
+
+def _instance_keyword(ledger: Ledger, child: Node, data: dict[str, Any]) -> bool:
+    """Convert one keyword of a vrrp_instance block; False when it is not one of these."""
+    match child.directive:
+        case "state":
+            _state(ledger, child)
+        case "interface":
+            _set(ledger, child, data, "interface", argument(ledger, child))
+        case "virtual_router_id":
+            _set(ledger, child, data, "vrid", integer(ledger, child, 1, 255))
+        case "priority":
+            _set(ledger, child, data, "priority", integer(ledger, child, 1, 255))
+        case "advert_int":
+            _advert_int(ledger, child, data)
+        case "version":
+            _version(ledger, child)
+        case "nopreempt":
+            _set(ledger, child, data, "preempt", False)
+        case "preempt":
+            _set(ledger, child, data, "preempt", flag(ledger, child))
+        case "preempt_delay":
+            delay = seconds(ledger, child)
+            if delay is not None and delay > 1000:
+                ledger.report(child, f"'{child.args[0]}' is more than 1000 s: ignored")
+                delay = None
+            _set(ledger, child, data, "preempt_delay", None if delay is None else number(delay))
+        case "authentication":
+            _authentication(ledger, child, data)
+        case "virtual_ipaddress":
+            _vips(ledger, child, data)
+        case "unicast_src_ip":
+            _set(ledger, child, data, "unicast_src", _ipv4(ledger, child))
+        case "unicast_peer":
+            _peers(ledger, child, data)
+        case "track_interface":
+            _track_interfaces(ledger, child, data)
+        case "track_script":
+            ledger.drop_block(
+                child,
+                "ipvsd has no VRRP track scripts: not converted; the instance's priority no "
+                "longer follows these scripts (see the vrrp_script reports)",
+            )
+        case "notify":
+            _notify(ledger, child, data)
+        case "garp_master_delay":
+            delay = seconds(ledger, child)
+            _set(ledger, child, data, "garp_delay", None if delay is None else number(delay))
+        case "garp_master_repeat":
+            _set(ledger, child, data, "garp_repeat", integer(ledger, child, 0, 255))
+        case _:
+            return False
+    return True
+
+
+def _set(ledger: Ledger, node: Node, data: dict[str, Any], key: str, value: Any) -> None:
+    """``data[key] = value`` and `node` converted, unless `value` is None (reported)."""
+    if value is not None:
+        data[key] = value
+        ledger.take(node)
+
+
+def _reported(ledger: Ledger, node: Node, message: str) -> None:
+    """A keyword ipvsd does not support: its block goes with it."""
+    if node.children is not None:
+        ledger.drop_block(node, message)
+    else:
+        ledger.report(node, message)
+
+
+def unknown(ledger: Ledger, node: Node, where: str) -> None:
+    """A keyword keepalived 2.2 does not accept here (a typo, or a newer keepalived)."""
+    _reported(ledger, node, f"not a keepalived 2.2 keyword in {where}: ignored")
+
+
+def _state(ledger: Ledger, node: Node) -> None:
+    state = argument(ledger, node)
+    if state == "BACKUP":
+        ledger.take(node)
+    elif state == "MASTER":
+        ledger.report(
+            node,
+            "ipvsd starts every instance as BACKUP: the highest priority becomes MASTER "
+            "after Master_Down_Interval (give this director the highest priority)",
+        )
+    elif state is not None:
+        ledger.report(node, f"'{state}' is not MASTER or BACKUP: ignored")
+
+
+def _advert_int(ledger: Ledger, node: Node, data: dict[str, Any]) -> None:
+    value = seconds(ledger, node)
+    if value is None:
+        return
+    whole = max(1, math.ceil(value))
+    if whole > 255:
+        ledger.report(node, f"'{node.args[0]}' is more than 255 s: ignored")
+        return
+    data["advert_int"] = whole
+    if whole != value:
+        ledger.report(
+            node, f"VRRPv2 adverts are in whole seconds: advert_int {whole} (was {value:g})"
+        )
+    else:
+        ledger.take(node)
+
+
+def _version(ledger: Ledger, node: Node) -> None:
+    version = argument(ledger, node)
+    if version == "2":
+        ledger.take(node)
+    elif version is not None:
+        ledger.report(
+            node,
+            f"ipvsd speaks VRRPv2 only: this instance sends v2 adverts, which VRRPv{version} "
+            "peers ignore (convert every director of the segment)",
+        )
+
+
+def _ipv4(ledger: Ledger, node: Node, index: int = 0) -> str | None:
+    text = argument(ledger, node, index)
+    if text is None:
+        return None
+    try:
+        return str(IPv4Address(text))
+    except ValueError:
+        ledger.report(node, f"'{text}' is not an IPv4 address: ignored")
+        return None
+
+
+def _authentication(ledger: Ledger, node: Node, data: dict[str, Any]) -> None:
+    kind: str | None = None
+    password: tuple[Node, str] | None = None
+    for child in ledger.block(node):
+        if child.directive == "auth_type":
+            kind = argument(ledger, child)
+        elif child.directive == "auth_pass":
+            text = argument(ledger, child)
+            if text is not None:
+                password = (child, text)
+        else:
+            unknown(ledger, child, "authentication")
+    if kind == "AH":
+        ledger.drop_block(
+            node,
+            "AH authentication is not supported (RFC 3768 removed it): adverts go out "
+            "without authentication, which peers still using AH refuse",
+        )
+        return
+    if kind != "PASS" or password is None:
+        ledger.drop_block(node, "needs auth_type PASS and an auth_pass: not converted")
+        return
+    child, text = password
+    ledger.take_all(node)
+    sent = text.encode()[:AUTH_PASS_MAX].decode(errors="ignore")  # keepalived cuts bytes
+    data["auth_pass"] = sent
+    if sent != text:
+        ledger.report(
+            child,
+            f"longer than {AUTH_PASS_MAX} bytes: cut to '{sent}', as keepalived sends it",
+        )
+
+
+def _vips(ledger: Ledger, node: Node, data: dict[str, Any]) -> None:
+    vips: list[str] = data.setdefault("virtual_ipaddresses", [])
+    nodes: list[Node] = data.setdefault(_VIP_NODES, [])
+    ledger.take(node)
+    for child in ledger.block(node):
+        try:
+            address = ip_interface(child.directive)
+        except ValueError:
+            ledger.report(child, "not an address: ignored")
+            continue
+        if not isinstance(address, IPv4Interface):
+            ledger.report(child, "ipvsd's VIPs are IPv4 (VRRPv2): not converted")
+            continue
+        if any(ip_interface(vip).ip == address.ip for vip in vips):
+            ledger.report(child, "already a VIP of this instance: converted once")
+            continue
+        options = _vip_options(child.args)
+        extra = [name for name in options if name != "dev"]
+        if "dev" in options:  # checked once the instance's interface is known
+            data.setdefault(_DEVICES, []).append((child, options["dev"]))
+        if extra:
+            ledger.report(
+                child,
+                f"{', '.join(extra)}: not supported: the address is added with its prefix "
+                "only (no label, scope, broadcast or flags)",
+            )
+        else:
+            ledger.take(child)
+        vips.append(child.directive if "/" in child.directive else str(address.ip))
+        nodes.append(child)
+
+
+def _vip_options(args: tuple[str, ...]) -> dict[str, str]:
+    """keepalived's VIP options (``dev eth1 label eth1:1 -nodad``) by name."""
+    options: dict[str, str] = {}
+    index = 0
+    while index < len(args):
+        name = args[index]
+        if name in _VIP_OPTIONS_WITH_VALUE and index + 1 < len(args):
+            options[name] = args[index + 1]
+            index += 2
+        else:
+            options[name] = ""
+            index += 1
+    return options
+
+
+def _peers(ledger: Ledger, node: Node, data: dict[str, Any]) -> None:
+    peers: list[str] = data.setdefault("unicast_peers", [])
+    ledger.take(node)
+    for child in ledger.block(node):
+        try:
+            peers.append(str(IPv4Address(child.directive)))
+        except ValueError:
+            ledger.report(child, "ipvsd's unicast peers are IPv4 addresses: ignored")
+            continue
+        if child.args:
+            ledger.report(child, f"{' '.join(child.args)}: not supported (no TTL checks): ignored")
+        else:
+            ledger.take(child)
+
+
+def _track_interfaces(ledger: Ledger, node: Node, data: dict[str, Any]) -> None:
+    tracked: list[dict[str, Any]] = data.setdefault("track_interfaces", [])
+    ledger.take(node)
+    for child in ledger.block(node):
+        entry: dict[str, Any] = {"interface": child.directive}
+        args = list(child.args)
+        if args[:1] == ["weight"]:
+            weight = integer(ledger, child, -254, 254, index=1)
+            if weight is None:
+                continue
+            entry["weight"] = weight
+            args = args[2:]
+        if args == ["reverse"]:
+            ledger.report(
+                child,
+                "reverse: not supported: ipvsd applies the weight the usual way (added while "
+                "up if > 0, while down if < 0)",
+            )
+        elif args:
+            ledger.report(child, f"{' '.join(args)}: not understood: ignored")
+        else:
+            ledger.take(child)
+        tracked.append(entry)
+
+
+def _notify(ledger: Ledger, node: Node, data: dict[str, Any]) -> None:
+    argv = script_argv(node)
+    if not argv:
+        ledger.report(node, "has no program: ignored")
+    elif len(argv) > 1:
+        ledger.report(
+            node,
+            "ipvsd runs notify programs without arguments of their own (as `PROGRAM TYPE "
+            "NAME STATE PRIORITY`): not converted; use a wrapper script",
+        )
+    else:
+        data["notify"] = argv[0]
+        ledger.take(node)
+
+
+def script_argv(node: Node) -> list[str]:
+    """A script keyword's argv: keepalived splits a quoted command line like a shell."""
+    try:
+        return shlex.split(" ".join(node.args))
+    except ValueError:
+        return list(node.args)
+
+
+def sync_group(ledger: Ledger, node: Node, known: Mapping[str, Node]) -> dict[str, Any] | None:
+    """One ``vrrp_sync_group NAME { group { ... } }``; `known`: the converted instances."""
+    if not node.args:
+        ledger.drop_block(node, "has no name: not converted")
+        return None
+    members: list[str] = []
+    for child in ledger.block(node):
+        if child.directive == "group":
+            ledger.take(child)
+            for member in ledger.block(child):
+                for name in member.words:
+                    if name in known:
+                        members.append(name)
+                        ledger.take(member)
+                    else:
+                        ledger.report(
+                            member, f"{name}: no converted vrrp_instance of that name: left out"
+                        )
+        elif child.directive in keywords.VRRP_SYNC_GROUP:
+            _reported(ledger, child, keywords.VRRP_SYNC_GROUP[child.directive])
+        elif child.directive in known:
+            ledger.report(
+                child,
+                "an instance name outside `group { }` (keepalived 1.x syntax), which keepalived "
+                "2.2 ignores too: left out",
+            )
+        else:
+            unknown(ledger, child, "vrrp_sync_group")
+    if not members:
+        ledger.drop_block(node, "no converted instance in its group: not converted")
+        return None
+    ledger.take(node)
+    return ordered({"name": node.args[0], "instances": members}, SyncGroupConfig)
+
+
+def script(ledger: Ledger, node: Node) -> None:
+    """A ``vrrp_script``: ipvsd has no track scripts yet, so it is reported as a whole."""
+    ledger.drop_block(
+        node,
+        "ipvsd has no VRRP track scripts: not converted; instances that track it keep "
+        "their priority whatever the script says (a failing script no longer moves the VIPs)",
+    )
