@@ -12,7 +12,8 @@ Modules:
 - ``sources``: reads the files, expands keepalived's ``include``.
 - ``keepalived``: the tree → config data (global_defs, sync daemon, timeouts),
   with ``keepalived_vrrp`` (instances, sync groups), ``keepalived_lvs``
-  (virtual servers and their groups, reals), ``keepalived_checks``
+  (virtual servers, reals), ``keepalived_groups`` (virtual_server_group,
+  service keys), ``keepalived_checks``
   (checkers), ``keepalived_keywords`` (what is reported, and why) and
   ``keepalived_ledger`` (every directive converted or reported).
 - ``ipvsadm``: ``ipvsadm -Sn`` rules → config data.

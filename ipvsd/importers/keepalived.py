@@ -33,6 +33,7 @@ from ipaddress import ip_address
 from typing import Any
 
 from ipvsd.config.model import IpvsConfig, SyncDaemonConfig, TimeoutsConfig
+from ipvsd.importers import keepalived_groups
 from ipvsd.importers import keepalived_keywords as keywords
 from ipvsd.importers import keepalived_lvs as lvs
 from ipvsd.importers import keepalived_vrrp as vrrp
@@ -76,12 +77,12 @@ def convert(
     notes = Notes()
     top = list(ledger.directives(nodes))
     settings = _Globals()
-    groups = lvs.Groups()
+    groups = keepalived_groups.Groups()
     for node in top:
         if node.directive == "global_defs":
             _global_defs(ledger, node, settings)
         elif node.directive == "virtual_server_group":
-            lvs.group(ledger, node, groups)
+            keepalived_groups.group(ledger, node, groups)
         elif node.directive == "vrrp_script":
             vrrp.script(ledger, node)
     origins: dict[int, Node] = {}
@@ -110,7 +111,7 @@ def convert(
             lvs.virtual_server(ledger, node, groups, built, notes)
         elif node.directive not in _READ_EARLIER:
             _root_keyword(ledger, node)
-    lvs.unused_groups(ledger, groups)
+    keepalived_groups.unused_groups(ledger, groups)
     origins.update(built.origins)
     ipvs = _ipvs(ledger, settings, instances, known, built.services, notes, origins, alive)
     data: dict[str, Any] = {}
