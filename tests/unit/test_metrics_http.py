@@ -7,6 +7,7 @@ bounded and every socket is closed by the test.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 import time
@@ -199,3 +200,25 @@ def test_at_the_cap_the_longest_idle_is_evicted_and_busy_ones_never() -> None:
         for a, b in pairs:
             a.close()
             b.close()
+
+
+def test_a_scrape_is_rendered_at_background_priority() -> None:
+    """The handler thread runs at nice +10: on a busy CPU the advert sender and
+    the loop go first (issue 11 item 7)."""
+    seen: list[int] = []
+
+    class NiceProbe:
+        def collect(self) -> list[object]:
+            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            return []
+
+    registry = _registry()
+    registry.register(NiceProbe())  # type: ignore[arg-type]
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    server = serve(registry, "127.0.0.1:0")
+    try:
+        status, _, _ = _scrape(server.port)
+    finally:
+        server.shutdown()
+    assert status == 200
+    assert seen == [min(19, own + 10)]
