@@ -12,6 +12,7 @@ import asyncio
 import gc
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from ipvsd.ipvs.sync_daemon import SyncDaemonController, SyncTarget, resolve
 from ipvsd.metrics import DaemonMetrics, EventLoopLag, IpvsExporter
 from ipvsd.model import Table
 from ipvsd.netlink.ipvs import Timeouts
+from ipvsd.process import lower_this_thread_priority
 from ipvsd.systemd import Notifier
 from ipvsd.vrrp.instance import VrrpInstance
 from ipvsd.vrrp.machine import Transitioned, VrrpState
@@ -77,13 +79,14 @@ class Daemon:
         self._registry = CollectorRegistry(auto_describe=False)
         self.metrics = DaemonMetrics(self._registry, version=__version__, node=config.node_name)
         self._scrape_client: IpvsKernel | None = None
+        self._parser = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="ipvsd-parse", initializer=lower_this_thread_priority
+        )
         self._parts = Components(
             config=config,
             health=HealthManager(
                 on_change=self._desired_changed,
-                on_health=lambda real, health: self.metrics.backend_up(
-                    *real, health is Health.UP
-                ),
+                on_health=lambda real, health: self.metrics.backend_up(*real, health is Health.UP),
                 on_gone=lambda real: self.metrics.backend_gone(*real),
                 on_check=self.metrics.health_check_duration,
             ),
@@ -365,9 +368,12 @@ class Daemon:
 
     async def _reload_config(self, *, force: bool) -> list[str]:
         try:
-            # In a thread: 10k x 4 reals take ~0.6 s to parse, which on the
-            # loop would delay VRRP adverts.
-            new = await asyncio.to_thread(load_config, self._config_path)
+            # In a thread of its own at background priority: 10k x 4 reals
+            # take ~0.6 s to parse, which would stall the loop, and on a busy
+            # CPU the loop and the advert sender go first.
+            new = await asyncio.get_running_loop().run_in_executor(
+                self._parser, load_config, self._config_path
+            )
         except ConfigError as exc:
             return [str(issue) for issue in exc.issues]
         except OSError as exc:
@@ -468,6 +474,7 @@ class Daemon:
 
     async def _shutdown(self) -> None:
         parts = self._parts
+        self._parser.shutdown(wait=False, cancel_futures=True)
         self._notifier.stopping()
         await self._endpoints.close()
         if self._scrape_client is not None:

@@ -345,3 +345,26 @@ async def test_ipvs_metrics_appear_when_a_reload_adds_the_first_services(
         page = await scrape(port)
         assert 'ipvs_backend_weight{local_address="192.168.1.200"' in page
         assert "ipvsd_scrape_error 0.0" in page
+
+
+async def test_a_reload_parses_off_the_loop_at_background_priority(
+    tmp_path: Path, sock: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parse runs in a thread of its own at nice +10: on a busy CPU the loop
+    and the advert sender go first (issue 11 item 7)."""
+    from ipvsd.daemon import root
+
+    seen: list[tuple[str, int]] = []
+
+    def parse(path: Path) -> object:
+        thread = threading.current_thread()
+        seen.append((thread.name, os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+        return load_config(path)
+
+    monkeypatch.setattr(root, "load_config", parse)
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    async with running(tmp_path) as h:
+        assert await h.daemon.reload() == []
+    ((name, nice),) = seen
+    assert name.startswith("ipvsd-parse")
+    assert nice == min(19, own + 10)
