@@ -40,10 +40,7 @@ drain and undrain stay plain calls of the control socket's view.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from collections.abc import Set
 from pathlib import Path
 from typing import Any
@@ -51,6 +48,7 @@ from typing import Any
 import structlog
 
 from ipvsd.errors import IpvsdError
+from ipvsd.files import write_atomically
 from ipvsd.model import DestKey, RealId, parse_endpoint, parse_service_spec
 
 log = structlog.get_logger("ipvsd.daemon")
@@ -106,7 +104,8 @@ class DrainStore:
         """
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            _write_atomically(self.path, encode(drained))
+            # 0600, as before: who drained what is the operator's business.
+            write_atomically(self.path, encode(drained), mode=0o600)
         except OSError as exc:
             raise AdminStateError(f"cannot write {self.path}: {_reason(exc)}") from exc
 
@@ -166,26 +165,6 @@ def _decode_entry(entry: object) -> RealId:
     if not isinstance(service, str) or not isinstance(real, str):
         raise ValueError('"service" and "real" must be strings')
     return parse_service_spec(service), DestKey(*parse_endpoint(real))
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Temporary file, fsync, rename, fsync the directory (Rule 1)."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def _reason(exc: BaseException) -> str:

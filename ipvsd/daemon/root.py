@@ -492,7 +492,8 @@ class Daemon:
             # Never after a failed start: whatever made it fail (a port in use,
             # a bad interface) is no reason to empty the table.
             if parts.config.ipvs.cleanup_on_exit and parts.ready:
-                keys = sorted(parts.reconciler.desired.services)
+                # By text: a fwmark key (no address) does not order against others.
+                keys = sorted(parts.reconciler.desired.services, key=str)
                 result = await parts.ipvs.apply([DeleteService(key) for key in keys])
                 log.info(
                     "ipvs.cleanup_on_exit",

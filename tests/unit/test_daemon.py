@@ -583,3 +583,19 @@ async def test_an_adopted_real_at_weight_0_stays_0_until_its_checks_pass(
         assert kernel.ipvs.operations_seen == before
         status = await h.daemon.view.status()
         assert [r.health for r in status.services[0].reals] == ["down", "up"]
+
+
+async def test_cleanup_on_exit_with_a_fwmark_service_beside_address_ones(
+    tmp_path: Path, sock: Path
+) -> None:
+    """A fwmark key has no address: the cleanup's ordering used to raise
+    TypeError on SIGTERM, exit 1 and delete nothing (every keepalived import
+    with a fwmark service sets cleanup_on_exit)."""
+    kernel = FakePorts()
+    text = config_text(sock, ipvs_extra="cleanup_on_exit: true").replace(
+        "  services:\n",
+        "  services:\n    - {fwmark: 7, reals: [{address: 192.168.1.30, port: 0}]}\n",
+    )
+    async with running(tmp_path, text, kernel=kernel):
+        assert len(kernel.ipvs.table.services) == 2
+    assert kernel.ipvs.table.services == {}
