@@ -81,6 +81,8 @@ LAYER_OF: Mapping[str, str] = {
     "ipvsd.daemon": "root",
     "ipvsd.cli": "root",
     "ipvsd.__main__": "root",
+    # Documentation made from the command line's parser: ipvsd(8), bash completion.
+    "ipvsd.manpage": "docs",
 }
 
 DOMAINS = frozenset({"vrrp", "health", "ipvs", "control", "metrics"})
@@ -98,6 +100,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     "control": frozenset({"base", "config", "netlink"}),
     "metrics": frozenset({"base", "config", "netlink"}),
     "root": frozenset({"base", "config", "netlink", "importers"} | DOMAINS),
+    "docs": frozenset({"base", "root"}),
 }
 
 #: Importer (a layer or one module) -> single modules it may import beyond `ALLOWED`.
