@@ -52,7 +52,7 @@ def test_watchdog_interval_only_for_our_pid() -> None:
 def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     ipvsd = Path(sys.executable).parent / "ipvsd"
     unit = tmp_path / "ipvsd.service"
-    unit.write_text(UNIT.read_text().replace("/usr/bin/ipvsd", str(ipvsd)))
+    unit.write_text(UNIT.read_text().replace("/usr/sbin/ipvsd", str(ipvsd)))
     result = subprocess.run(
         ["systemd-analyze", "verify", "--man=no", str(unit)],
         capture_output=True,
@@ -65,7 +65,7 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
         "Type=notify",
         "WatchdogSec=",
         # Waits for the verdict: a refused config fails `systemctl reload`.
-        "ExecReload=/usr/bin/ipvsd reload --config /etc/ipvsd/ipvsd.yaml",
+        "ExecReload=/usr/sbin/ipvsd reload --config /etc/ipvsd/ipvsd.yaml",
         "Restart=on-failure",
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
