@@ -1,7 +1,7 @@
 # make test: everything (what CI runs). See scripts/test.sh.
 PY := .venv/bin/python
 
-.PHONY: test demo bench lint unit netns kernel venv
+.PHONY: test demo bench lint unit netns kernel venv deb
 
 test:
 	@bash scripts/test.sh
@@ -12,6 +12,10 @@ demo:
 
 bench:
 	@bash scripts/bench.sh
+
+# dist/ipvsd_<version>_<arch>.deb, checked with lintian. See scripts/deb.sh.
+deb:
+	@bash scripts/deb.sh
 
 venv:
 	@bash scripts/setup.sh venv

@@ -2,7 +2,8 @@
 # Installs what the test bed needs, idempotently and quietly. Sourced by
 # scripts/test.sh and scripts/demo.sh; `bash scripts/setup.sh [apt|venv]` runs it alone.
 #
-#   ensure_apt_packages  Debian packages (as root; apt-get update only when one is missing)
+#   ensure_apt_packages [PKG...]  Debian packages, APT_PACKAGES unless named (as root;
+#                        apt-get update only when one is missing)
 #   ensure_venv          .venv with python3 >= 3.11 and `pip install -e '.[test]'`
 #                        (re-run when pyproject.toml is newer than the venv's stamp)
 
@@ -10,6 +11,7 @@ APT_PACKAGES=(
     user-mode-linux kmod ipvsadm iproute2 iputils-ping curl keepalived nginx-light systemd
     prometheus-node-exporter
     make python3 python3-venv
+    man-db groff-base bash-completion
 )
 VENV_STAMP=.venv/.ipvsd-installed
 
@@ -17,7 +19,8 @@ setup_log() { printf 'setup: %s\n' "$*"; }
 
 ensure_apt_packages() {
     local missing=() available=() pkg
-    for pkg in "${APT_PACKAGES[@]}"; do
+    [ $# -gt 0 ] || set -- "${APT_PACKAGES[@]}"
+    for pkg in "$@"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
