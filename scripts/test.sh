@@ -2,8 +2,9 @@
 # The project's test command (`make test`, `.ci/run`).
 #
 # Installs what it needs, then runs every step even when an earlier one fails:
-#   ruff, mypy, the unit + netns tiers on this kernel, and the kernel tier on a
-#   kernel with IPVS (User-Mode Linux, booted once, when this kernel has none).
+#   ruff, mypy, the unit + netns tiers on this kernel, the Debian package (built,
+#   installed and purged on this machine), and the kernel tier on a kernel with
+#   IPVS (User-Mode Linux, booted once, when this kernel has none).
 # Ends with a summary table and a closing `N passed, N failed` line; exits
 # non-zero when any step failed.
 set -euo pipefail
@@ -31,6 +32,9 @@ step ruff - .venv/bin/ruff check .
 step mypy - .venv/bin/mypy ipvsd
 step "pytest unit+netns" "$RESULTS/host.xml" \
     .venv/bin/python -m pytest tests/unit tests/netns --junitxml="$RESULTS/host.xml"
+# The Debian package: make deb (lintian-checked), dpkg -i, checks, dpkg --purge.
+step "pytest package (deb)" "$RESULTS/package.xml" \
+    .venv/bin/python -m pytest tests/package -p no:cacheprovider -v --junitxml="$RESULTS/package.xml"
 step "pytest kernel (IPVS)" "$RESULTS/kernel.xml" \
     .venv/bin/python -m lab.uml --timeout 900 -- \
     .venv/bin/python -m pytest tests/kernel -p no:cacheprovider -v --junitxml="$RESULTS/kernel.xml"
