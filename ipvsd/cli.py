@@ -379,23 +379,40 @@ def _check_config(path: Path) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """``ipvsd run``; a fatal error ends it as one logged event (journald files it by level)."""
+    import structlog
+
     from ipvsd import daemon, log
 
     json_logs = None if args.log_format is None else args.log_format == "json"
     log.configure(level=args.log_level, json=json_logs)
+    logger = structlog.get_logger("ipvsd.cli")
     path = Path(args.config)
     try:
         return asyncio.run(daemon.run(path))
     except ConfigError as exc:
-        for issue in exc.issues:
-            print(issue, file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"ipvsd: cannot read {path}: {exc.strerror}", file=sys.stderr)
-        return 1
+        issues = [str(issue) for issue in exc.issues]
+        count = f"{len(issues)} error{'' if len(issues) == 1 else 's'}"
+        logger.error("daemon.failed", error=f"invalid config {path}: {count}", issues=issues)
     except IpvsUnavailable as exc:
-        print(f"ipvsd: {exc}; services are configured in {path}", file=sys.stderr)
-        return 1
+        logger.error("daemon.failed", error=f"{exc}; services are configured in {path}")
+    except IpvsdError as exc:  # another daemon holds the lock, ...
+        logger.error("daemon.failed", error=str(exc))
+    except OSError as exc:
+        logger.error("daemon.failed", error=_os_error_text(exc, path))
+    except Exception:
+        # Our bug (style G9: it propagates, the daemon ends non-zero and systemd
+        # restarts it): its traceback in one event, not one journal line per frame.
+        logger.critical("daemon.crashed", exc_info=True)
+    return 1
+
+
+def _os_error_text(exc: OSError, config: Path) -> str:
+    if exc.filename is None:
+        return exc.strerror or str(exc)
+    if str(exc.filename) == str(config):
+        return f"cannot read {config}: {exc.strerror}"
+    return f"{exc.filename}: {exc.strerror}"
 
 
 async def _list(*, stats: bool, as_json: bool) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -35,9 +36,10 @@ def test_services_without_ipvs_exit_with_one_clear_line(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 1
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last == (
-        "ipvsd: IPVS is not available in this kernel (load the ip_vs module); "
+    last = json.loads(proc.stderr.strip().splitlines()[-1])  # a JSON event: stderr is no TTY
+    assert (last["event"], last["level"]) == ("daemon.failed", "error")
+    assert last["error"] == (
+        "IPVS is not available in this kernel (load the ip_vs module); "
         f"services are configured in {config}"
     )
 
@@ -94,9 +96,10 @@ def test_second_daemon_exits_with_one_line(tmp_path: Path) -> None:
             check=False,
         )
         assert second.returncode == 1
-        last = second.stderr.strip().splitlines()[-1]
-        assert last.startswith(
-            f"ipvsd: another ipvsd is already running in this network namespace (pid {first.pid})"
+        last = json.loads(second.stderr.strip().splitlines()[-1])
+        assert (last["event"], last["level"]) == ("daemon.failed", "error")
+        assert last["error"].startswith(
+            f"another ipvsd is already running in this network namespace (pid {first.pid})"
         )
         assert first.poll() is None  # the running one is unaffected
     finally:
