@@ -17,6 +17,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -224,6 +225,37 @@ def test_bash_completion_is_found_and_completes(before: set[str]) -> None:
     )
     lines = run("bash", "-c", script).stdout.splitlines()
     assert lines == ["complete -F _ipvsd ipvsd", "master backup ready"]
+
+
+def test_installed_daemon_runs_and_stops(before: set[str], tmp_path: Path) -> None:
+    """`ipvsd run` as systemd starts it, as a pure VRRP daemon in a network namespace of its own."""
+    config = tmp_path / "ipvsd.yaml"
+    socket = tmp_path / "ipvsd.sock"
+    config.write_text(
+        f"control: {{socket: {socket}}}\nmetrics: {{listen: null}}\nstate_dir: {tmp_path}/state\n"
+    )
+    run("/usr/sbin/ipvsd", "check-config", "--config", config)
+    log = tmp_path / "log"
+    with log.open("w") as out:
+        daemon = subprocess.Popen(
+            ["unshare", "--net", "/usr/sbin/ipvsd", "run", "--config", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        check = ["/usr/sbin/ipvsd", "status", "--socket", str(socket), "--check", "ready"]
+        deadline = time.monotonic() + 30
+        while subprocess.run(check, check=False).returncode != 0:
+            assert daemon.poll() is None, (
+                f"ipvsd run exited {daemon.returncode}:\n{log.read_text()}"
+            )
+            assert time.monotonic() < deadline, f"not ready after 30 s:\n{log.read_text()}"
+            time.sleep(0.2)
+        status = run("/usr/sbin/ipvsd", "status", "--socket", socket, "--json").stdout
+        assert f'"version": "{__version__}"' in status
+    finally:
+        daemon.terminate()  # SIGTERM: the graceful stop
+        assert daemon.wait(timeout=30) == 0, log.read_text()
 
 
 def test_purge_leaves_nothing(before: set[str]) -> None:
