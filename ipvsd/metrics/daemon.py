@@ -82,7 +82,8 @@ class DaemonMetrics:
       stalls between two scrapes are not lost
     - *extra* ``ipvsd_info{version,node}`` = 1
 
-    Counters also export prometheus-client's ``*_created`` series.
+    prometheus-client's ``*_created`` samples of counters and histograms stay in
+    the registry; /metrics leaves them out (`ipvsd.metrics.http.registry_text`).
     """
 
     def __init__(self, registry: CollectorRegistry, *, version: str, node: str) -> None:

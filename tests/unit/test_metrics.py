@@ -741,17 +741,22 @@ def test_other_paths_get_a_landing_page_or_404() -> None:
         server.shutdown()
 
 
-def test_a_scraper_that_hangs_up_mid_page_leaves_the_server_serving() -> None:
-    big = Table.of(
+def big_table(services: int = 5000) -> Table:
+    """`services` TCP services of one real each, with counters."""
+    return Table.of(
         [
             service(
                 ServiceKey(Family.INET, Protocol.TCP, ip_address(f"10.8.{i // 250}.{i % 250}"), 80),
                 i,
                 Dest(REAL1, DestAttrs(weight=1), counters(1, 2, 3, i)),
             )
-            for i in range(5000)
+            for i in range(services)
         ]
     )
+
+
+def test_a_scraper_that_hangs_up_mid_page_leaves_the_server_serving() -> None:
+    big = big_table()
     registry = CollectorRegistry(auto_describe=False)
     server = serve(registry, "127.0.0.1:0", ipvs=IpvsExporter(lambda: big))
     try:
