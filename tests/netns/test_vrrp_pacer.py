@@ -84,6 +84,12 @@ def hold_the_gil(seconds: float) -> None:
         sum(range(2_000_000))  # one C call, ~20-40 ms, no eval breaker inside
 
 
+def locked_kb(pid: int | None) -> int:
+    """VmLck of process `pid`: how much of it mlockall keeps in RAM."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmLck:")).split()[1])
+
+
 def gaps(arrivals: list[tuple[float, bytes]]) -> list[float]:
     times = [at for at, _ in arrivals]
     return [later - earlier for earlier, later in itertools.pairwise(times)]
@@ -105,6 +111,8 @@ async def test_adverts_keep_their_schedule_while_the_loop_holds_the_gil(
     observed: tuple[VrrpSocket, Observer], pacer: AdvertProcess
 ) -> None:
     sender, observer = observed
+    assert pacer.pid is not None
+    await until(lambda: locked_kb(pacer.pid) > 1000, within=3)  # locked in RAM at start
     pacer.send("VI_1#1", burst(sender), INTERVAL)
     hold_the_gil(1.5)
     await asyncio.sleep(0.1)
