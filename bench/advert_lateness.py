@@ -321,6 +321,20 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def advert_sender_faults() -> int | None:
+    """Major page faults of ipvsd's advert sender (the process running advertd.py)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if b"advertd.py" not in (entry / "cmdline").read_bytes():
+                continue
+            return int((entry / "stat").read_text().rsplit(")", 1)[1].split()[9])
+        except OSError:
+            continue
+    return None
+
+
 class LogTail:
     """New JSON events of a log file, from where the last read stopped."""
 
@@ -554,6 +568,8 @@ class CaseResult:
     longest_loop_lag_s: float
     sender_events: dict[str, int]
     """Reports of the advert sender process (vrrp.advert_sender_*: late, expired, died)."""
+    sender_major_faults: int | None
+    """Pages the sender had to read back in during the case (it locks them: 0)."""
     load1: float
     seconds: float
 
@@ -758,12 +774,14 @@ def measure(
         load.start()
     time.sleep(2.0)  # the loads get going before the window opens
     cpu0 = cpu_seconds(ipvsd.pid)
+    faults0 = advert_sender_faults()
     kcpu0 = {k: cpu_seconds(p) for k, p in kpids.items()}
     counts0 = read_counts(counts_path)
     start = time.time()
     time.sleep(args.seconds)
     end = time.time()
     cpu1 = cpu_seconds(ipvsd.pid)
+    faults1 = advert_sender_faults()
     kcpu1 = {k: cpu_seconds(p) for k, p in kpids.items()}
     counts1 = read_counts(counts_path)
     for load in loads:
@@ -786,7 +804,7 @@ def measure(
         str(e["event"]).removeprefix("vrrp.advert_sender_")
         for e in events
         if str(e.get("event", "")).startswith("vrrp.advert_sender_")
-        and e.get("event") != "vrrp.advert_sender_started"
+        and e.get("event") not in ("vrrp.advert_sender_started", "vrrp.advert_sender_memory")
     )
     return CaseResult(
         case=case,
@@ -805,6 +823,7 @@ def measure(
         loop_lag_warnings=len(lags),
         longest_loop_lag_s=max(lags, default=0.0),
         sender_events=dict(sender_events),
+        sender_major_faults=(None if faults0 is None or faults1 is None else faults1 - faults0),
         load1=load1,
         seconds=wall,
     )
@@ -830,7 +849,8 @@ def format_case(rep: int, r: CaseResult) -> str:
         f" | ipvsd CPU {r.ipvsd_cpu:.2f}, checks/s {r.checks_per_s['ipvsd']:.0f} /"
         f" {r.checks_per_s['keepalived']:.0f}{extra}; late>10ms: {r.late_during};"
         f" loop.lag warnings {r.loop_lag_warnings} (longest {r.longest_loop_lag_s:.1f} s);"
-        f" advert sender {r.sender_events or 'quiet'}; load1 {r.load1:.2f}"
+        f" advert sender {r.sender_events or 'quiet'}, major faults {r.sender_major_faults};"
+        f" load1 {r.load1:.2f}"
     )
 
 
