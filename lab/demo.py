@@ -10,10 +10,14 @@ VIP 192.168.1.200:80 (rr). Then, with real output at every step:
 2. 50 ``curl -I`` from the client, and the requests each real's nginx logged;
 3. ``ipvsd status`` on the master: InActConn, and what it means;
 4. a scrape of the master's /metrics showing the same numbers;
-5. ``ip link set eth1 down`` on the master: the VIP moves, the measured
+5. Debian's Prometheus on a monitor host scraping both directors, with
+   contrib/'s alert rules (`lab.demo_prometheus`; ``--no-prometheus`` skips it);
+6. ``ip link set eth1 down`` on the master: the VIP moves, the measured
    failover gap, a TCP connection opened before it still echoing (IPVS
-   connection sync), 50 more requests through the other director;
-6. one real's nginx stopped: drained, requests still all succeed.
+   connection sync), the new state as a Prometheus query, 50 more requests
+   through the other director;
+7. one real's nginx stopped: drained, requests still all succeed, and
+   Prometheus fires the "backend down" alert.
 
 It ends with a summary table and exits 0 only if every step worked.
 
@@ -33,6 +37,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from lab import demo_prometheus
 from lab.reference import ADVERT_INT, ECHO_PORT, ReferenceLab, Reply, Variant
 from lab.scenario import wait_until
 
@@ -128,8 +133,8 @@ def inactive_in_metrics(text: str) -> dict[str, int]:
     return {address: int(float(value)) for address, value in _INACTIVE.findall(text)}
 
 
-def run_pair(demo: Narrator, variant: Variant) -> None:
-    with ReferenceLab(variant, prefix="demo") as lab:
+def run_pair(demo: Narrator, variant: Variant, *, prometheus: bool = True) -> None:
+    with ReferenceLab(variant, prefix="demo", monitor=prometheus) as lab:
         demo.say(
             f"Building the reference scenario ({variant.upper()}): director1 .10 and "
             "director2 .20 running ipvsd, nginx reals, client .50, VIP "
@@ -201,6 +206,7 @@ def run_pair(demo: Narrator, variant: Variant) -> None:
             "ipvs_backend_connections_inactive "
             + ", ".join(f"{a}: {n}" for a, n in sorted(in_metrics.items())),
         )
+        server = demo_prometheus.start(demo, lab) if prometheus else None
 
         demo.say("Failover: `ip link set eth1 down` on the master (director1)")
         echo = lab.long_connection()
@@ -243,9 +249,12 @@ def run_pair(demo: Narrator, variant: Variant) -> None:
             else "the connection died",
         )
         echo.close()
+        if server is not None:
+            demo_prometheus.failover(demo, lab, server, "director2")
         requests_step(demo, lab, "50 requests via director2")
 
         demo.say("One real fails: nginx stopped on real1")
+        stopped_at = time.monotonic()
         lab.stop_nginx("real1")
         try:
             drained_s = wait_until(lambda: lab.weights("director2").get("real1") == 0, 15, 0.2)
@@ -265,6 +274,8 @@ def run_pair(demo: Narrator, variant: Variant) -> None:
             {r.real for r in replies if r.ok} == {"real2"},
             per_real(replies),
         )
+        if server is not None:
+            demo_prometheus.backend_down(demo, lab, server, "real1", "director2", stopped_at)
 
 
 def run_all_active(demo: Narrator) -> None:
@@ -318,13 +329,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", choices=["dr", "nat"], default="dr")
     parser.add_argument("--all-active", action="store_true", help="three directors, six VIPs")
+    parser.add_argument(
+        "--no-prometheus",
+        action="store_true",
+        help="without the Prometheus server on a monitor host (two-director layouts)",
+    )
     args = parser.parse_args(argv)
     demo = Narrator()
     try:
         if args.all_active:
             run_all_active(demo)
         else:
-            run_pair(demo, "nat" if args.variant == "nat" else "dr")
+            variant: Variant = "nat" if args.variant == "nat" else "dr"
+            run_pair(demo, variant, prometheus=not args.no_prometheus)
     except Exception as exc:  # the summary must still say what failed
         demo.step("demo ran to the end", False, f"{type(exc).__name__}: {exc}")
     return demo.summary()

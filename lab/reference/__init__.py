@@ -12,7 +12,8 @@ Three layouts (`lab.reference.spec` has the addresses and the reasons):
 
 DR and NAT run the IPVS connection-sync daemon (``ipvs.sync_daemon``
 following VI_1). Each director has its metrics on 127.0.0.1:9477 inside its
-namespace and its control socket at ``WORKDIR/DIRECTOR.sock``. Every real runs
+namespace (on its management address with ``monitor=True``) and its control
+socket at ``WORKDIR/DIRECTOR.sock``. Every real runs
 nginx on port 80 (page and ``X-Real-Server`` header naming it, access log
 ``WORKDIR/REAL/access.log``) and a line-echo server on port 9000 (dr, nat).
 
@@ -44,7 +45,12 @@ API (all blocking; run inside ``python -m lab.uml`` when the host lacks IPVS)::
         report.gap().length, report.recovered_after(), report.summary()
         lab.exec("client", ["ip", "neigh"])       # any command on a host, by name
 
-Hosts are named ``director1..3``, ``real1``, ``real2``, ``client``;
+    with ReferenceLab("dr", monitor=True) as lab:  # + mgmt segment and a monitor host
+        lab.start()
+        prometheus = lab.start_prometheus()       # lab.prometheus.PrometheusServer
+        prometheus.values("ipvsd_vrrp_state")     # -> {"director1": 2.0, "director2": 1.0}
+
+Hosts are named ``director1..3``, ``real1``, ``real2``, ``client`` (and ``monitor``);
 ``lab.directors[name]`` (ns, address, priorities, daemon, socket) and
 ``lab.reals[name]`` (ns, address, access_log, directory) give the details.
 `status_json`, `service_of`, `metric_values` and `backend_metric` read the

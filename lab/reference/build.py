@@ -1,9 +1,10 @@
 """Building a layout's hosts as namespaces: links, addresses, sysctls, configs.
 
 All hosts plug into bridges of one ``switch`` namespace: ``front``
-(192.168.1.0/24: directors' eth1, client, DR reals) and, for NAT, ``back``
-(192.168.2.0/24: directors' eth2, reals). Directors get the interface names
-of design.md (eth1, eth2), the other hosts eth0.
+(192.168.1.0/24: directors' eth1, client, DR reals), for NAT ``back``
+(192.168.2.0/24: directors' eth2, reals) and, with a monitor, ``mgmt``
+(192.168.100.0/24: directors' mgmt, the monitor host). Directors get the
+interface names of design.md (eth1, eth2), the other hosts eth0.
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ from lab.reference.spec import (
     CLIENT,
     FRONT_DEV,
     FRONT_PREFIX,
+    MGMT_DEV,
+    MONITOR,
     LabSpec,
     director_config_text,
+    metrics_listen,
 )
 
 
@@ -36,6 +40,7 @@ class Director:
         daemon: its ipvsd process (``daemon.config`` is the config file,
             ``daemon.log`` the JSON log).
         socket: its control socket (``ipvsd status --socket``).
+        metrics_listen: its /metrics ``ADDRESS:PORT`` (inside its namespace).
     """
 
     name: str
@@ -44,6 +49,7 @@ class Director:
     priorities: dict[str, int]
     daemon: DaemonProcess
     socket: Path
+    metrics_listen: str
 
 
 @dataclass
@@ -53,6 +59,8 @@ class Hosts:
     directors: dict[str, Director]
     reals: dict[str, Real]
     client: str
+    monitor: str | None = None
+    """The monitor host's namespace (``spec.monitor``), else None."""
 
 
 def build_hosts(topo: Topology, spec: LabSpec, workdir: Path) -> Hosts:
@@ -66,6 +74,8 @@ def build_hosts(topo: Topology, spec: LabSpec, workdir: Path) -> Hosts:
     topo.bridge("front", ns=switch)
     if spec.forward == "nat":
         topo.bridge("back", ns=switch)
+    if spec.monitor:
+        topo.bridge("mgmt", ns=switch)
 
     def plug(ns: str, dev: str, bridge: str, address: str) -> None:
         topo.veth(ns, dev, bridge=bridge, bridge_ns=switch, address=f"{address}/{FRONT_PREFIX}")
@@ -79,6 +89,8 @@ def build_hosts(topo: Topology, spec: LabSpec, workdir: Path) -> Hosts:
             topo.sysctl(ns, "net.ipv4.ip_forward", 1)
             for key in ("all", "default", FRONT_DEV, BACK_DEV):
                 topo.sysctl(ns, f"net.ipv4.conf.{key}.send_redirects", 0)
+        if spec.monitor:
+            plug(ns, MGMT_DEV, "mgmt", director.mgmt_address)
         config = workdir / f"{director.name}.yaml"
         config.write_text(director_config_text(spec, director.name, workdir))
         directors[director.name] = Director(
@@ -88,6 +100,7 @@ def build_hosts(topo: Topology, spec: LabSpec, workdir: Path) -> Hosts:
             priorities={i.name: i.priorities[director.name] for i in spec.instances},
             daemon=DaemonProcess(topo, ns, config, workdir / f"{director.name}.log"),
             socket=workdir / f"{director.name}.sock",
+            metrics_listen=metrics_listen(spec, director.name),
         )
 
     reals = {}
@@ -110,4 +123,8 @@ def build_hosts(topo: Topology, spec: LabSpec, workdir: Path) -> Hosts:
 
     client = topo.netns("client")
     plug(client, "eth0", "front", CLIENT)
-    return Hosts(directors, reals, client)
+    monitor = None
+    if spec.monitor:
+        monitor = topo.netns("monitor")
+        plug(monitor, "eth0", "mgmt", MONITOR)
+    return Hosts(directors, reals, client, monitor)

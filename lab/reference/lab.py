@@ -22,6 +22,7 @@ from typing import Any, Self
 
 from ipvsd.control.client import ControlClientError, request
 from lab.netns import Topology, ip
+from lab.prometheus import PrometheusServer
 from lab.reference.build import Director, build_hosts
 from lab.reference.client import (
     FailoverReport,
@@ -42,7 +43,6 @@ from lab.reference.spec import (
     CLIENT,
     ECHO_PORT,
     FRONT_DEV,
-    METRICS_LISTEN,
     WEB_PORT,
     LabSpec,
     Variant,
@@ -65,7 +65,12 @@ class ReferenceLab:
     """
 
     def __init__(
-        self, variant: Variant = "dr", workdir: Path | None = None, *, prefix: str | None = None
+        self,
+        variant: Variant = "dr",
+        workdir: Path | None = None,
+        *,
+        prefix: str | None = None,
+        monitor: bool = False,
     ) -> None:
         """Plan a lab; nothing is created before :meth:`build` / :meth:`start`.
 
@@ -74,8 +79,10 @@ class ReferenceLab:
             workdir: where configs, logs, sockets and nginx files go; default a
                 temporary directory removed by :meth:`close`.
             prefix: namespace-name prefix (default random, see `Topology`).
+            monitor: add the management segment and the monitor host, for
+                :meth:`start_prometheus`.
         """
-        self.spec: LabSpec = spec_for(variant)
+        self.spec: LabSpec = spec_for(variant, monitor=monitor)
         self._own_workdir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="ipvsd-lab-")) if workdir is None else workdir
         self.topo = Topology(prefix)
@@ -83,6 +90,10 @@ class ReferenceLab:
         self.reals: dict[str, Real] = {}
         self.client = ""
         """The client's namespace."""
+        self.monitor: str | None = None
+        """The monitor host's namespace (``monitor=True``)."""
+        self.prometheus: PrometheusServer | None = None
+        """The Prometheus server, once :meth:`start_prometheus` started it."""
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -104,6 +115,7 @@ class ReferenceLab:
         """Create the namespaces, links, addresses and sysctls; write every config."""
         hosts = build_hosts(self.topo, self.spec, self.workdir)
         self.directors, self.reals, self.client = hosts.directors, hosts.reals, hosts.client
+        self.monitor = hosts.monitor
 
     def start(self, timeout: float = 120) -> float:
         """Build if needed, start nginx and echo servers, then ipvsd on every director.
@@ -139,6 +151,22 @@ class ReferenceLab:
             ) from None
         return time.monotonic() - started
 
+    def start_prometheus(self, timeout: float = 120) -> PrometheusServer:
+        """Start Debian's Prometheus on the monitor host, scraping every director.
+
+        Returns once every director has been scraped (`lab.prometheus`).
+
+        Raises:
+            RuntimeError: the lab was made without ``monitor=True``, or not built.
+        """
+        if self.monitor is None:
+            raise RuntimeError("start_prometheus needs ReferenceLab(..., monitor=True), built")
+        targets = {name: d.metrics_listen for name, d in self.directors.items()}
+        server = PrometheusServer(self.topo, self.monitor, self.workdir / "prometheus", targets)
+        self.prometheus = server
+        server.start(timeout)
+        return server
+
     def describe(self) -> str:
         """Who holds which VIP and each director's VRRP states and real health, on one line."""
         parts = [f"holders {self.holders()}"]
@@ -160,6 +188,8 @@ class ReferenceLab:
     def close(self) -> None:
         """Stop every process the lab started (by PID) and delete its namespaces."""
         try:
+            if self.prometheus is not None:
+                self.prometheus.close()
             self.topo.close(raise_errors=False)
         finally:
             if self._own_workdir:
@@ -315,7 +345,8 @@ class ReferenceLab:
 
     def metrics(self, director: str) -> str:
         """`director`'s Prometheus exposition text (GET /metrics inside its namespace)."""
-        return scrape_metrics(self.directors[director].ns, METRICS_LISTEN)
+        host = self.directors[director]
+        return scrape_metrics(host.ns, host.metrics_listen)
 
     def weights(
         self, director: str, vip: str | None = None, port: int = WEB_PORT
@@ -352,6 +383,8 @@ class ReferenceLab:
         """The namespace of `host` (``director1``, ``real1``, ``client`` ...)."""
         if host == "client":
             return self.client
+        if host == "monitor" and self.monitor is not None:
+            return self.monitor
         if host in self.directors:
             return self.directors[host].ns
         return self.reals[host].ns

@@ -29,6 +29,12 @@ traffic reaches the reals:
 DR and NAT run the IPVS connection-sync daemon following VI_1
 (``ipvs.sync_daemon``), so established connections survive a failover.
 
+With ``monitor`` (any layout) a management segment 192.168.100.0/24 joins
+the directors (``mgmt``, .10/.20/.25 as on the front) and a ``monitor`` host
+(.100) that runs Prometheus (`lab.prometheus`); each director's metrics then
+listen on its management address, so they stay reachable while its eth1 is
+down, as an operator's monitoring network would.
+
 ``examples/dr.yaml``, ``examples/nat-sync-group.yaml`` and
 ``examples/all-active/`` are these configs written out for operators, with
 comments; tests/unit/test_config_examples.py fails when a layout here and its
@@ -38,7 +44,7 @@ example differ, so change both together.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,10 +63,15 @@ ECHO_PORT = 9000
 ADVERT_INT = 1
 """Seconds between VRRP adverts (every instance)."""
 METRICS_LISTEN = "127.0.0.1:9477"
-"""Each director's metrics endpoint, inside its own namespace."""
+"""Each director's metrics endpoint, inside its own namespace (without ``monitor``)."""
+METRICS_PORT = 9477
 FRONT_DEV = "eth1"
 BACK_DEV = "eth2"
+MGMT_DEV = "mgmt"
 FRONT_PREFIX = 24
+MGMT_NETWORK = "192.168.100"
+MONITOR = f"{MGMT_NETWORK}.100"
+"""The monitor host's address on the management segment (``monitor`` layouts)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,11 @@ class DirectorSpec:
     name: str
     address: str
     back_address: str | None = None
+
+    @property
+    def mgmt_address(self) -> str:
+        """Its address on the management segment: the front address's host part."""
+        return f"{MGMT_NETWORK}.{self.address.rsplit('.', 1)[1]}"
 
 
 @dataclass(frozen=True)
@@ -133,6 +149,8 @@ class LabSpec:
     real_gateway: str | None = None
     """NAT: the reals' default gateway (a VIP)."""
     check: CheckSpec = field(default_factory=CheckSpec)
+    monitor: bool = False
+    """A management segment and a monitor host for Prometheus (see the module docstring)."""
 
     def director(self, name: str) -> DirectorSpec:
         """The director called `name`."""
@@ -215,12 +233,19 @@ def all_active_spec() -> LabSpec:
     )
 
 
-def spec_for(variant: Variant) -> LabSpec:
-    """The layout called `variant` (one of VARIANTS)."""
+def spec_for(variant: Variant, *, monitor: bool = False) -> LabSpec:
+    """The layout called `variant` (one of VARIANTS), with a monitor host if `monitor`."""
     builders = {"dr": dr_spec, "nat": nat_spec, "all-active": all_active_spec}
     if variant not in builders:
         raise ValueError(f"unknown lab variant {variant!r} (one of: {', '.join(VARIANTS)})")
-    return builders[variant]()
+    return replace(builders[variant](), monitor=monitor)
+
+
+def metrics_listen(spec: LabSpec, director: str) -> str:
+    """Where `director`'s metrics listen: loopback, or its management address (``monitor``)."""
+    if spec.monitor:
+        return f"{spec.director(director).mgmt_address}:{METRICS_PORT}"
+    return METRICS_LISTEN
 
 
 def director_config(spec: LabSpec, director: str, workdir: Path) -> dict[str, Any]:
@@ -259,7 +284,7 @@ def director_config(spec: LabSpec, director: str, workdir: Path) -> dict[str, An
         "node_name": director,
         "control": {"socket": str(workdir / f"{director}.sock")},
         "state_dir": str(workdir / f"{director}.state"),
-        "metrics": {"listen": METRICS_LISTEN},
+        "metrics": {"listen": metrics_listen(spec, director)},
         "vrrp": vrrp,
         "ipvs": ipvs,
     }

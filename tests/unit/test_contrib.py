@@ -28,6 +28,7 @@ from lab.contrib import (
     panels,
     promtool,
 )
+from lab.prometheus import duration_s, lab_rules, scrape_config
 
 #: What issue 12 asks of the rules: one alert per situation.
 REQUIRED_ALERTS = {
@@ -178,3 +179,47 @@ def test_instantiate_refuses_an_unknown_variable() -> None:
     assert instantiate('x{job="$job"}[$__rate_interval]') == 'x{job="ipvsd"}[1m]'
     with pytest.raises(ValueError, match="unknown variable"):
         instantiate("x{a=~'$unknown'}")
+
+
+# --- the lab's Prometheus (lab/prometheus.py) ----------------------------------------
+
+
+def test_the_lab_s_prometheus_config_and_rules_pass_promtool(tmp_path: Path) -> None:
+    rules = tmp_path / "ipvsd-alerts.yml"
+    rules.write_text(yaml.safe_dump(lab_rules()))
+    config = tmp_path / "prometheus.yml"
+    targets = {"director1": "192.168.100.10:9477", "director2": "192.168.100.20:9477"}
+    config.write_text(yaml.safe_dump(scrape_config(targets, rules)))
+    status, output = promtool("check", "config", str(config))
+    assert status == 0, output
+    assert f"SUCCESS: {len(alert_rules())} rules found" in output
+
+
+def test_the_lab_shortens_every_for_and_nothing_else() -> None:
+    original = yaml.safe_load(ALERTS.read_text())
+    shortened = lab_rules()
+    waits = {}
+    for before, after in zip(
+        original["groups"][0]["rules"], shortened["groups"][0]["rules"], strict=True
+    ):
+        assert {k: v for k, v in after.items() if k != "for"} == {
+            k: v for k, v in before.items() if k != "for"
+        }
+        if "for" in before:
+            waits[before["alert"]] = (duration_s(before["for"]), duration_s(after["for"]))
+    assert waits["IpvsdBackendDown"] == (60, 6)
+    assert waits["IpvsdVrrpNoMaster"] == (30, 6)
+    assert all(lab <= 6 and lab < real for real, lab in waits.values())
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30s", 30), ("1m", 60), ("1h30m", 5400), ("250ms", 0.25)]
+)
+def test_duration_s(text: str, seconds: float) -> None:
+    assert duration_s(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5", "1m x", "m5"])
+def test_duration_s_refuses_what_prometheus_would(text: str) -> None:
+    with pytest.raises(ValueError, match="not a Prometheus duration"):
+        duration_s(text)
