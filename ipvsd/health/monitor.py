@@ -17,6 +17,11 @@ next slot goes back into the heap: the first slot not yet started, so a
 check that overran skips the slots it missed instead of running them back to
 back.
 
+Each real also keeps its latest check's reason and the wall-clock time at
+which its health last changed, or at which its checks began
+(`health_record`): ``ipvsd status`` shows why a real is down and since when.
+A changed watch keeps both with its health.
+
 Why a dispatcher and not a sleeping task per real: measured with
 ``bench/health_checks.py`` (10,000 reals every second, a check that does no
 I/O), a task per real costs 22 us of CPU per check, the dispatcher 10 us.
@@ -67,13 +72,21 @@ import functools
 import heapq
 import itertools
 import math
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
 
-from ipvsd.health.tracker import Grid, Health, LogHistogram, RiseFall, first_offset
+from ipvsd.health.tracker import (
+    Grid,
+    Health,
+    HealthRecord,
+    LogHistogram,
+    RiseFall,
+    first_offset,
+)
 from ipvsd.model import RealId
 
 log = structlog.get_logger("ipvsd.health")
@@ -172,6 +185,9 @@ class _Real(Generic[TargetT]):
     result object so that nothing the collector tracks lives for an interval."""
     last_reason: str = ""
     last_duration_s: float = 0.0
+    since: float = 0.0
+    """Wall-clock time (Unix seconds) of the last health change, or of the start of
+    the real's checks: what ``ipvsd status`` shows as ``health_since``."""
     grid: Grid | None = None
     """The real's slots; None until it is scheduled (by `run()` or a later `update()`)."""
     index: int = 0
@@ -214,6 +230,8 @@ class HealthMonitor(Generic[TargetT]):
             every slot.
         on_result: called with every check's outcome (for metrics), after
             rise/fall has seen it and ``on_change`` has been told of a change.
+        wall_clock: Unix time in seconds, for `health_record`'s ``since`` (people
+            and logs read wall-clock times; the grid runs on ``clock``).
     """
 
     def __init__(
@@ -226,6 +244,7 @@ class HealthMonitor(Generic[TargetT]):
         max_in_flight: int | None = None,
         tick: float = DEFAULT_TICK,
         on_result: Callable[[CheckOutcome], None] | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if max_in_flight is not None and max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
@@ -236,6 +255,7 @@ class HealthMonitor(Generic[TargetT]):
         self._max_in_flight = max_in_flight
         self._tick = tick
         self._on_result = on_result
+        self._wall_clock = wall_clock
         self._reals: dict[RealId, _Real[TargetT]] = {}
         self._due: list[tuple[float, int]] = []
         """Heap of (slot, serial): every scheduled real's next slot. Plain numbers,
@@ -301,6 +321,7 @@ class HealthMonitor(Generic[TargetT]):
         """
         initial = initial or {}
         new: list[_Real[TargetT]] = []
+        started = self._wall_clock()
         for real_id, watch in changed.items():
             if watch.real != real_id:
                 raise ValueError(f"watch for {real_name(watch.real)} filed under {real_id}")
@@ -318,10 +339,12 @@ class HealthMonitor(Generic[TargetT]):
             name = real_name(real_id)
             offset = first_offset(name, watch.interval, self._seed)
             real = _Real(watch, RiseFall(watch.rise, watch.fall, health), name, offset)
+            real.since = started
             if old is not None:
                 real.last_ok = old.last_ok
                 real.last_reason = old.last_reason
                 real.last_duration_s = old.last_duration_s
+                real.since = old.since
             self._reals[real_id] = real
             new.append(real)
         if self._loop is not None:
@@ -340,6 +363,18 @@ class HealthMonitor(Generic[TargetT]):
         """The current health of `real`; None if it is not watched."""
         entry = self._reals.get(real)
         return None if entry is None else entry.tracker.state
+
+    def health_record(self, real: RealId) -> HealthRecord | None:
+        """What, since when and why of `real`'s health; None if it is not watched."""
+        entry = self._reals.get(real)
+        if entry is None:
+            return None
+        reason = None if entry.last_ok is None else entry.last_reason
+        return HealthRecord(entry.tracker.state, entry.since, reason)
+
+    def records(self) -> Mapping[RealId, HealthRecord]:
+        """`health_record` of every watched real, as a read-only view (built when read)."""
+        return _Records(self)
 
     def last_result(self, real: RealId) -> CheckRecord | None:
         """The latest check result of `real` (a copy); None if not checked yet or not watched."""
@@ -526,6 +561,7 @@ class HealthMonitor(Generic[TargetT]):
         old = real.tracker.state
         new = real.tracker.record(result.ok)
         if new is not None:
+            real.since = self._wall_clock()
             reason = _reason(result, real.tracker.streak)
             # A fresh real coming up is routine (10,000 of them at start); the rest is news.
             report = log.debug if old is Health.UNKNOWN and new is Health.UP else log.info
@@ -535,6 +571,35 @@ class HealthMonitor(Generic[TargetT]):
         # After on_change: whoever it told about the change already knows.
         if self._on_result is not None:
             self._on_result(result)
+
+
+class _Records(Mapping[RealId, HealthRecord]):
+    """`HealthMonitor.records`: a record is made only for the reals read (``ipvsd status``
+    reads 40,000 of them at a time, so no dict of them all is built first)."""
+
+    __slots__ = ("_monitor",)
+
+    def __init__(self, monitor: HealthMonitor[Any]) -> None:
+        self._monitor = monitor
+
+    def __getitem__(self, real: RealId) -> HealthRecord:
+        record = self._monitor.health_record(real)
+        if record is None:
+            raise KeyError(real)
+        return record
+
+    def get(self, real: RealId, default: Any = None) -> Any:  # the builder's one call, per real
+        entry = self._monitor._reals.get(real)
+        if entry is None:
+            return default
+        reason = None if entry.last_ok is None else entry.last_reason
+        return HealthRecord(entry.tracker.state, entry.since, reason)
+
+    def __iter__(self) -> Iterator[RealId]:
+        return iter(self._monitor.states())
+
+    def __len__(self) -> int:
+        return len(self._monitor.states())
 
 
 def _reason(result: CheckOutcome, streak: int) -> str:

@@ -71,6 +71,25 @@ class Health(enum.Enum):
     DOWN = "down"
 
 
+@dataclass(frozen=True, slots=True)
+class HealthRecord:
+    """A watched real's health as ``ipvsd status`` explains it: what, since when, why.
+
+    Attributes:
+        health: the current verdict.
+        since: Unix time in seconds at which the real got this verdict: its
+            last change, or when its checks began (the start, or the reload
+            that added it or put it under a check).
+        reason: the latest check's reason, passed or failed (``connected``,
+            ``connection refused``, ``HTTP 503 (expected 200)``, ``timeout
+            after 1.0 s (connect)``); None until a check has ended.
+    """
+
+    health: Health
+    since: float
+    reason: str | None = None
+
+
 class RiseFall:
     """Rise/fall hysteresis of one real (Rules 1-3 of the module docstring).
 

@@ -22,7 +22,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from ipvsd.health.monitor import CheckRecord, HealthMonitor, Watch
-from ipvsd.health.tracker import Health
+from ipvsd.health.tracker import Health, HealthRecord
 from ipvsd.model import DestKey, Family, Protocol, RealId, ServiceKey
 
 UNKNOWN, UP, DOWN = Health.UNKNOWN, Health.UP, Health.DOWN
@@ -184,6 +184,30 @@ def test_on_change_fires_exactly_at_the_transitions() -> None:
         "scripted failure (3 failures in a row)",
         "scripted pass (2 successes in a row)",
     ]
+
+
+def test_the_health_record_has_the_last_reason_and_the_time_of_the_change() -> None:
+    """For ``ipvsd status``: why (the latest check) and since when (the change, wall clock)."""
+    checks = ScriptedChecks({name(1): [True, False, False, True]})
+    mon = monitor(checks, Changes(), wall_clock=lambda: now() + 1e9)
+
+    async def main() -> None:
+        mon.update(watches(watch(1, rise=2, fall=2)))
+        # Watched from now on, and not checked yet.
+        assert mon.health_record(real(1)) == HealthRecord(UNKNOWN, START + 1e9)
+        task = asyncio.create_task(mon.run())
+        await asyncio.sleep(3.0)
+        down_at = checks.times(name(1))[2] + 1e9
+        assert mon.health_record(real(1)) == HealthRecord(DOWN, down_at, "scripted failure")
+        await asyncio.sleep(1.0)  # one pass: still down (rise 2), the latest reason shown
+        assert mon.health_record(real(1)) == HealthRecord(DOWN, down_at, "scripted pass")
+        mon.update(watches(watch(1, interval=2.0, rise=2, fall=2)))  # keeps its health: and since
+        assert mon.health_record(real(1)) == HealthRecord(DOWN, down_at, "scripted pass")
+        mon.stop()
+        await task
+        assert mon.health_record(real(2)) is None  # not watched
+
+    run_virtual(main)
 
 
 def test_states_and_last_result() -> None:
