@@ -113,6 +113,9 @@ class InstanceStatus:
     None in any other state."""
     failures: int = 0
     """How many times the runner failed and was restarted."""
+    master_address: IPv4Address | None = None
+    """Who is master as far as this instance knows (machine rule 8): our own
+    address when MASTER, the followed master's when BACKUP, else None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,6 +415,7 @@ class VrrpInstance:
         if machine is None:
             return
         self.status.effective_priority = machine.effective_priority
+        self.status.master_address = machine.master_address
         reason = machine.last_transition_reason
         if machine.state is VrrpState.FAULT and reason is not None:
             self.status.fault_reason = self._fault_text(reason)
@@ -539,6 +543,7 @@ class VrrpInstance:
         self.status.since = time.time()
         self.status.reason = action.reason
         self._sync_status()
+        master = self.status.master_address
         self._log.info(
             "vrrp.transition",
             old=action.old.value,
@@ -546,5 +551,7 @@ class VrrpInstance:
             reason=action.reason,
             priority=self._machine.effective_priority,
             fault=self.status.fault_reason,
+            # Who is master now, when known: ours, or the advert's that made us BACKUP.
+            **({"master": str(master)} if master is not None else {}),
         )
         self._on_transition(self, action)

@@ -40,7 +40,13 @@ Rules:
    next advert received. Only a change of the fault causes (tracked
    interfaces) moves to or from FAULT. The VRID and the interface are the
    identity of a virtual router: they never change in place.
-8. keepalived behaviour beyond the RFC (vrrp-notes §2, §3): a master answers
+8. `master_address` says who is master, as far as this router knows: itself
+   when Master; when Backup, the source of the last advert that reset
+   Master_Down_Timer (§6.4.2: a priority at least its own, or any with
+   preempt off, or a lower one spared by preempt_delay), or of the advert
+   that made it step down (§6.4.3); None before such an advert, after a
+   priority-0 one (the master resigned), and in INIT and FAULT.
+9. keepalived behaviour beyond the RFC (vrrp-notes §2, §3): a master answers
    a lower-priority advert with an advert and a GARP burst (plus a delayed
    one); tracked-interface weights; ``preempt_delay``; VIPs are removed at
    start-up in case a crash left them behind (vrrp-notes §1.7).
@@ -287,6 +293,7 @@ class VrrpMachine:
         self._preempting = False  # the last advert came from a lower master we discarded
         self._started_at = 0.0
         self._failed = False
+        self._master: IPv4Address | None = None  # the master a Backup follows (rule 8)
 
     @property
     def config(self) -> MachineConfig:
@@ -299,6 +306,13 @@ class VrrpMachine:
     @property
     def last_transition_reason(self) -> TransitionReason | None:
         return self._reason
+
+    @property
+    def master_address(self) -> IPv4Address | None:
+        """Who is master as far as we know (rule 8); None when not known."""
+        if self._state is VrrpState.MASTER:
+            return self._cfg.primary_ip
+        return self._master if self._state is VrrpState.BACKUP else None
 
     @property
     def effective_priority(self) -> int:
@@ -406,16 +420,18 @@ class VrrpMachine:
         self._preempting = False
         if adv.priority == RESIGN_PRIORITY:
             # RFC 3768 §6.4.2: the master resigned; take over after Skew_Time.
-            self._held_master = None
+            self._held_master = self._master = None
             self._master_down_at = now + self.skew_time
         elif not self._preempts() or adv.priority >= prio:
             # §6.4.2: a master we do not preempt is alive; reset the timer.
             self._held_master = None
+            self._master = adv.src
             self._master_down_at = now + self.master_down_interval
         elif now < self._preempt_after:
             # keepalived preempt_delay: spare the lower master until
             # Startup + preempt_delay, then preempt it (see _on_timer).
             self._held_master = adv.priority
+            self._master = adv.src
             self._master_down_at = now + self.master_down_interval
         else:
             # §6.4.2: discard; Master_Down_Timer keeps running and we preempt.
@@ -434,10 +450,10 @@ class VrrpMachine:
         ours, theirs = int(self._cfg.primary_ip or 0), int(adv.src)
         if adv.priority > prio:
             # §6.4.3: a higher priority wins.
-            return self._become_backup(now, "higher_priority_advert")
+            return self._become_backup(now, "higher_priority_advert", master=adv.src)
         if adv.priority == prio and theirs > ours:
             # §6.4.3: equal priority -> the higher primary IP (unsigned) wins.
-            return self._become_backup(now, "equal_priority_higher_ip")
+            return self._become_backup(now, "equal_priority_higher_ip", master=adv.src)
         if theirs == ours:
             return []  # our own advert looped back
         # The RFC discards a lower-priority advert. keepalived
@@ -558,10 +574,13 @@ class VrrpMachine:
         actions: list[Action] = [SendAdvert(self.effective_priority), AddVips(), SendGarp()]
         return [*actions, *self._transition(VrrpState.MASTER, reason)]
 
-    def _become_backup(self, now: float, reason: TransitionReason) -> list[Action]:
+    def _become_backup(
+        self, now: float, reason: TransitionReason, *, master: IPv4Address | None = None
+    ) -> list[Action]:
         # RFC 3768 §6.4.3: Master -> Backup sets Master_Down_Timer; the VIPs go.
         actions = [RemoveVips()] if self._state is VrrpState.MASTER else []
         self._clear_timers()
+        self._master = master  # rule 8: the advert's source, else not known yet
         self._master_down_at = now + self.master_down_interval
         return [*actions, *self._transition(VrrpState.BACKUP, reason)]
 

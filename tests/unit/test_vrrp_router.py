@@ -15,6 +15,7 @@ from ipaddress import IPv4Address, IPv4Interface
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from ipvsd.config.model import VrrpInstanceConfig
 from ipvsd.errors import KernelError
@@ -363,3 +364,37 @@ async def test_a_backup_whose_loop_stalled_reads_the_held_advert_before_its_time
     await asyncio.sleep(0.2)
     assert rig.state() is BACKUP
     assert (MASTER, "master_down_timer") not in rig.reasons()
+
+
+# --- who is master: status and the transition log (issue 12 items 4 and 5) -------------------
+
+
+async def test_the_status_and_the_transition_log_name_the_master(rig: Rig) -> None:
+    peer, ours = IPv4Address("192.168.1.20"), IPv4Address("192.168.1.10")
+
+    def heard(priority: int) -> ReceivedPacket:
+        advert = Advertisement(vrid=51, priority=priority, advert_int=1, addresses=(VIP.ip,))
+        return ReceivedPacket(encode_ip(advert, peer), peer)
+
+    with capture_logs() as logs:
+        await rig.router.start([config(priority=100, advert_int=1)], [])
+        await until(lambda: rig.state() is BACKUP)
+        status = rig.instance().status
+        assert status.master_address is None  # no advert heard yet
+        (sock,) = rig.wire.open_sockets()
+        sock.inbox.put_nowait(heard(200))
+        await until(lambda: status.master_address == peer)
+        sock.inbox.put_nowait(heard(0))  # the peer resigns: nobody is master for Skew_Time
+        await until(lambda: status.master_address is None)
+        await until(lambda: rig.state() is MASTER)
+        assert status.master_address == ours
+        sock.inbox.put_nowait(heard(200))  # the peer is back and preempts us
+        await until(lambda: rig.state() is BACKUP)
+        assert status.master_address == peer
+    transitions = [e for e in logs if e["event"] == "vrrp.transition"]
+    assert [(e["new"], e["reason"], e.get("master")) for e in transitions] == [
+        ("BACKUP", "startup", None),
+        ("MASTER", "master_down_timer", "192.168.1.10"),
+        ("BACKUP", "higher_priority_advert", "192.168.1.20"),
+    ]
+    assert "master" not in transitions[0]  # not known: left out, not null
