@@ -7,6 +7,7 @@ import asyncio
 import json
 import sys
 import textwrap
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,17 @@ examples:
   ipvsd status --check master          # e.g. in a cron job that only the master runs
   ipvsd status --check ready           # e.g. ExecStartPost= / a deployment gate
 
-The tables: VRRP instances with their configured and effective priority, then
-per service (as ipvsadm -Ln) each real's Forward method, Weight (in the kernel
-now), CfgWeight (configured), Health (up, down or unknown; ",drained" when an
-operator drained it), ActiveConn, InActConn (TIME_WAIT/FIN connections kept by
-IPVS) and PersistConn (persistence templates).
+The tables: the daemon's version and node name; VRRP instances with their
+configured and effective priority and Master (the master's address as this
+director sees it: its own when MASTER, the source of the master's adverts
+when BACKUP, "-" when not known); then per service (as ipvsadm -Ln) each
+real's Forward method, Weight (in the kernel now), CfgWeight (configured),
+Health (up, down or unknown; ",drained" when an operator drained it),
+ActiveConn, InActConn (TIME_WAIT/FIN connections kept by IPVS) and
+PersistConn (persistence templates). Under a real that is not up, a line says
+since when (local time, and how long ago) and why (the latest check's reason,
+e.g. "connection refused", "HTTP 503 (expected 200)"); --json has them as
+health_since and health_reason.
 
 With --check, a daemon that is not running means exit 1, silently; with no
 VRRP instance configured, neither master nor backup holds.
@@ -248,17 +255,25 @@ def _add_control_commands(commands: argparse._SubParsersAction[argparse.Argument
         help="apply a config the guards refuse (every VRRP instance removed, more deletions "
         "than ipvs.max_deletes); config errors are never forced",
     )
+    this_director = (
+        " It applies to this director only: run it on each director that balances "
+        "the service (the backups too, or the real is back in rotation after a "
+        "failover)."
+    )
     for name, does in (
         (
             "drain",
             "Drain one real server: its kernel weight becomes 0, so it gets no new "
-            "connections while the existing ones finish. It stays drained (across reloads "
-            "and health changes) until `ipvsd undrain`. Needs root.",
+            "connections while the existing ones finish. It stays drained (across reloads, "
+            "restarts and health changes) until `ipvsd undrain`." + this_director + " Do not "
+            "use `ipvsadm -e` instead: the daemon repairs drift and puts the weight back "
+            "within ipvs.resync_interval seconds. Needs root.",
         ),
         (
             "undrain",
-            "Give a drained real server its configured weight back (while its "
-            "health check says it is up). Needs root.",
+            "Give a drained real server its configured weight back (while its health check "
+            "says it is up)." + this_director + " Not `ipvsadm -e` either: drift repair "
+            "(ipvs.resync_interval) keeps the weight the daemon wants. Needs root.",
         ),
     ):
         parser = _control_parser(
@@ -471,7 +486,8 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(status)  # as the daemon sent it: fields this CLI does not know included
     else:
-        print(status_text(from_json(status)))  # a malformed document: MalformedStatus, exit 1
+        # Local time, as journalctl shows the log. A malformed document: MalformedStatus, exit 1.
+        print(status_text(from_json(status), now=datetime.now().astimezone()))
     return 0
 
 
@@ -517,8 +533,14 @@ def _schema(form: str) -> int:
 
 
 def _drain(args: argparse.Namespace) -> int:
-    _ask(
+    answer = _ask(
         _socket_path(args),
         {"command": args.command, "service": args.service, "real": args.real},
+    )
+    node = answer.get("node")  # an older daemon does not say
+    where = f"this director ({node})" if isinstance(node, str) else "this director"
+    print(
+        f"{answer.get('real', args.real)} of {answer.get('service', args.service)} "
+        f"{args.command}ed on {where} only; run the same command on the other directors"
     )
     return 0

@@ -13,7 +13,9 @@ several requests may share a connection.
                             {"ok": false, "error": "...", "errors": ["PATH:LINE: ...", ...]}
 {"command": "reload", "force": true}  -> the same, applying what only the guards refuse
 {"command": "drain", "service": "192.168.1.200:80", "real": "192.168.1.30:80"}
-                         -> {"ok": true, "result": {"service": ..., "real": ..., "drained": true}}
+                         -> {"ok": true, "result": {"service": ..., "real": ..., "drained": true,
+                                                    "node": "director1"}}
+                            (a drain is this director's alone: "node" says whose)
 {"command": "undrain", ...}  -> the same with "drained": false
 anything wrong           -> {"ok": false, "error": "what was wrong"}
 ```
@@ -123,6 +125,10 @@ class ControlView(Protocol):
     @property
     def version(self) -> str:
         """The daemon's version (``ipvsd.__version__``)."""
+
+    @property
+    def node(self) -> str:
+        """This director's name (``node_name``)."""
 
     async def status(self) -> StatusDocument:
         """The status document, with counters read from the kernel now."""
@@ -251,7 +257,9 @@ async def _dispatch(
             service, real = _target(request)
             drained = command == "drain"
             (view.drain if drained else view.undrain)(service, real)
-            return _ok({"service": str(service), "real": str(real), "drained": drained})
+            return _ok(
+                {"service": str(service), "real": str(real), "drained": drained, "node": view.node}
+            )
 
 
 def _target(request: dict[str, Any]) -> RealId:

@@ -3,15 +3,25 @@
 Both render the typed status contract (`ipvsd.control.status`):
 `ipvsadm_table` the kernel's services (``ipvsd list``, from
 `services_from_table`), `status_text` the daemon's status document
-(``ipvsd status``), which adds the VRRP instances and, per real, the
-configured weight and the health verdict. One `service_line` writes the
-service row of both, so a service feature (persistence, its mask, an IPv6
-fwmark) shows in both tables or in neither.
+(``ipvsd status``), which adds the daemon's version and node, the VRRP
+instances (and the master each one follows) and, per real, the configured
+weight and the health verdict. One `service_line` writes the service row of
+both, so a service feature (persistence, its mask, an IPv6 fwmark) shows in
+both tables or in neither.
+
+A real that is not up gets a second line under its row, saying since when
+and why (the latest check's reason): ``down since 2026-03-01 13:03:04 CET
+(4m10s ago): connection refused``. It is a line of its own, not two more
+columns, so that the real rows keep ipvsadm's columns (scripts cut them by
+whitespace) and a long reason does not widen every row. Times are shown in
+the zone of the ``now`` the caller passes (the CLI: local time, as
+journalctl shows the log); this module reads no clock.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 
 from ipvsd.control.status import (
     RealStatus,
@@ -109,7 +119,16 @@ def ipvsadm_table(services: Iterable[ServiceStatus], *, stats: bool = False) -> 
     return "\n".join(lines)
 
 
-_VRRP_HEADER = ("Instance", "State", "Interface", "VRID", "Priority", "EffPriority", "VIPs")
+_VRRP_HEADER = (
+    "Instance",
+    "State",
+    "Interface",
+    "VRID",
+    "Priority",
+    "EffPriority",
+    "Master",
+    "VIPs",
+)
 _REAL_HEADER = (
     "RemoteAddress:Port",
     "Forward",
@@ -124,20 +143,28 @@ _REAL_HEADER = (
 _REAL_MIN_WIDTHS = (28, 7, 6, 9, 6, 10, 9, 11)
 
 
-def status_text(doc: StatusDocument) -> str:
-    """The daemon's status for humans: VRRP instances, then services like ``ipvsadm -Ln``.
+def status_text(doc: StatusDocument, *, now: datetime | None = None) -> str:
+    """The daemon's status for humans: version and node, VRRP instances, then services
+    like ``ipvsadm -Ln``.
 
     Args:
         doc: the status document (``ipvsd status --json``, decoded).
+        now: the current time (aware); health changes are shown in its zone
+            and with their age. None: in UTC, without the age.
 
     Returns:
-        Lines without a trailing newline; each service row is `service_line`'s,
-        each real shows Forward, Weight (the kernel's now), CfgWeight, Health
-        (``,drained`` when an operator drained it), ActiveConn, InActConn and
-        PersistConn; ``-`` stands for a value the document does not have.
+        Lines without a trailing newline: ``ipvsd VERSION on NODE``; the VRRP
+        table (Master: the master's address as this director sees it); each
+        service row as `service_line`'s; each real with Forward, Weight (the
+        kernel's now), CfgWeight, Health (``,drained`` when an operator
+        drained it), ActiveConn, InActConn and PersistConn, and when it is not
+        up a line saying since when and why. ``-`` stands for a value the
+        document does not have.
     """
     sync = _sync_daemon_lines(doc.sync_daemon)
-    return "\n".join([*_vrrp_lines(doc.vrrp), *sync, "", *_service_lines(doc.services)])
+    head = f"ipvsd {doc.version} on {doc.node}"
+    services = _service_lines(doc.services, now)
+    return "\n".join([head, "", *_vrrp_lines(doc.vrrp), *sync, "", *services])
 
 
 def _sync_daemon_lines(sync: SyncDaemonStatusView | None) -> list[str]:
@@ -164,6 +191,7 @@ def _vrrp_lines(instances: Sequence[VrrpStatus]) -> list[str]:
             str(v.vrid),
             str(v.priority),
             str(v.effective_priority),
+            _cell(v.master_address),
             ",".join(str(vip) for vip in v.virtual_ipaddresses),
         )
         for v in instances
@@ -171,7 +199,7 @@ def _vrrp_lines(instances: Sequence[VrrpStatus]) -> list[str]:
     return _grid([_VRRP_HEADER, *rows], (0,) * len(_VRRP_HEADER))
 
 
-def _service_lines(services: Sequence[ServiceStatus]) -> list[str]:
+def _service_lines(services: Sequence[ServiceStatus], now: datetime | None) -> list[str]:
     if not services:
         return ["IPVS: no services configured"]
     rows = [[_real_row(real) for real in service.reals] for service in services]
@@ -179,8 +207,46 @@ def _service_lines(services: Sequence[ServiceStatus]) -> list[str]:
     lines = ["Prot LocalAddress:Port Scheduler Flags", "  -> " + _line(_REAL_HEADER, widths)]
     for service, reals in zip(services, rows, strict=True):
         lines.append(service_line(service))
-        lines.extend("  -> " + _line(row, widths) for row in reals)
+        for real, row in zip(service.reals, reals, strict=True):
+            lines.append("  -> " + _line(row, widths))
+            if real.health not in ("up", None):
+                lines.extend(_health_line(real, now))
     return lines
+
+
+_DETAIL_INDENT = " " * 7
+"""Under the real's address in its row (``  -> ``), so the line reads as the real's."""
+
+
+def _health_line(real: RealStatus, now: datetime | None) -> list[str]:
+    """``down since 2026-03-01 13:03:04 CET (4m10s ago): connection refused``, indented."""
+    if real.health_since is None and real.health_reason is None:
+        return []  # a document from a daemon that did not say
+    text = f"{_DETAIL_INDENT}{real.health}"
+    if real.health_since is not None:
+        since = real.health_since if now is None else real.health_since.astimezone(now.tzinfo)
+        text += f" since {since:%Y-%m-%d %H:%M:%S %Z}"
+        if now is not None:
+            text += f" ({format_age((now - real.health_since).total_seconds())} ago)"
+    return [f"{text}: {real.health_reason or 'no check has finished yet'}"]
+
+
+def format_age(seconds: float) -> str:
+    """A duration as ``45s``, ``4m10s``, ``3h05m`` or ``2d04h`` (two units at most).
+
+    Negative ages (the CLI's clock a little behind the daemon's) are ``0s``.
+    """
+    whole = max(0, int(seconds))
+    minutes, secs = divmod(whole, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
 
 
 def _real_row(real: RealStatus) -> tuple[str, ...]:

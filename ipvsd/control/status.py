@@ -14,11 +14,13 @@ rules (design.md, "Contract: status JSON"):
 
 1. The contract's field names are kept exactly; the extra fields (``family``,
    ``flags``, ``persistence_*``, ``in_kernel``, ``drained``, ``sorry``,
-   thresholds, ``stats``, ``sync_daemon``) sit beside them.
+   ``health_reason``, ``health_since``, thresholds, ``stats``,
+   ``master_address``, ``sync_daemon``) sit beside them.
 2. Values are strings, integers, booleans, lists and null: addresses as
    text, enums as their lower-case labels (``"tcp"``, ``"nat"``, ``"ipv6"``),
-   service flags as a list of names. ``port`` is null for a fwmark service,
-   ``fwmark`` null for the others.
+   service flags as a list of names, times as RFC 3339 UTC text to the
+   second (``"2026-03-01T12:03:04Z"``, what jq's ``fromdate`` reads).
+   ``port`` is null for a fwmark service, ``fwmark`` null for the others.
 3. The decoder requires the contract's fields and ignores keys it does not
    know. The extra fields are optional and default to what a document
    without them means, so a CLI upgraded before its daemon restarts still
@@ -33,7 +35,8 @@ config, health and VRRP, lives in `ipvsd.daemon.status`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Interface
+from datetime import datetime
+from ipaddress import IPv4Address, IPv4Interface
 from typing import TypeVar
 
 from ipvsd.model import (
@@ -67,6 +70,14 @@ class RealStatus:
         configured_weight: the config's weight; None for a sorry server and
             in ``ipvsd list`` (no config there).
         health: ``up``, ``down`` or ``unknown``; None in ``ipvsd list``.
+        health_reason: the latest health check's reason, passed or failed
+            (``connection refused``, ``HTTP 503 (expected 200)``, ``timeout
+            after 1.0 s (connect)``); None for a real without a check and
+            before its first check ends.
+        health_since: when the real got its `health` (aware, UTC, whole
+            seconds): its last health change, or when its checks began (the
+            daemon's start, or the reload that added the check); None for a
+            real without a check.
         drained: an operator drained it (``ipvsd drain``).
         in_kernel: the kernel holds it (a real removed on failure does not).
         sorry: it is the service's sorry server, not a configured real.
@@ -81,6 +92,8 @@ class RealStatus:
     weight: int
     configured_weight: int | None = None
     health: str | None = None
+    health_reason: str | None = None
+    health_since: datetime | None = None
     drained: bool = False
     in_kernel: bool = True
     sorry: bool = False
@@ -135,6 +148,11 @@ class VrrpStatus:
     """Why the instance is in FAULT (link down, no address, failed, ...); None otherwise."""
     failures: int = 0
     """How often the instance failed (an unexpected error) and was restarted."""
+    master_address: IPv4Address | None = None
+    """The master's address as this director sees it: its own when MASTER; when
+    BACKUP, the source of the last advert it accepted from its master (RFC 3768
+    §6.4.2: priority at least its own, or any with preempt off); None when not
+    known (no such advert yet, the master resigned, INIT, FAULT)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +208,8 @@ def real_status(
     forward: ForwardMethod | None = None,
     configured_weight: int | None = None,
     health: str | None = None,
+    health_reason: str | None = None,
+    health_since: datetime | None = None,
     drained: bool = False,
     sorry: bool = False,
 ) -> RealStatus:
@@ -202,6 +222,8 @@ def real_status(
             the kernel's method is shown otherwise.
         configured_weight: the config's weight (None: not configured).
         health: the health verdict (None: not known).
+        health_reason: the latest check's reason (None: no check ended).
+        health_since: when the real got its health (None: not checked).
         drained: an operator drained it.
         sorry: it is the sorry server.
 
@@ -216,6 +238,8 @@ def real_status(
         weight=dest.attrs.weight if dest is not None else 0,
         configured_weight=configured_weight,
         health=health,
+        health_reason=health_reason,
+        health_since=health_since,
         drained=drained,
         in_kernel=dest is not None,
         sorry=sorry,

@@ -13,8 +13,11 @@ Rules:
    counters, thresholds) next to what the config says
    (``configured_weight``). A real the kernel does not hold (fresh and not
    yet healthy, or removed on failure) shows weight 0 and no connections.
-3. A real without a health check is ``up``; a checked one is what its
-   tracker says, ``unknown`` until the first verdict.
+3. A real without a health check is ``up``, with no reason and no time; a
+   checked one is what its tracker says, ``unknown`` until the first
+   verdict, with the latest check's reason (``health_reason``) and the time
+   it got its health (``health_since``, UTC to the second: the last change,
+   or the start of its checks).
 4. A dest in the kernel that is not a configured real is the sorry server:
    it is listed after the reals, with ``sorry`` set and no configured weight.
 5. ``sync_daemon`` is None unless ``ipvs.sync_daemon`` is configured; then
@@ -25,6 +28,7 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence, Set
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from ipvsd.config.model import Config, ServiceConfig
@@ -37,7 +41,7 @@ from ipvsd.control.status import (
     real_status,
 )
 from ipvsd.health.policy import has_check
-from ipvsd.health.tracker import Health
+from ipvsd.health.tracker import Health, HealthRecord
 from ipvsd.model import DestKey, RealId, Table
 
 if TYPE_CHECKING:  # only attributes are read: the asyncio module is not imported at run time
@@ -53,7 +57,7 @@ def status_document(
     version: str,
     config: Config,
     kernel: Table | None,
-    health: Mapping[RealId, Health],
+    health: Mapping[RealId, HealthRecord],
     drained: Set[RealId],
     vrrp: Sequence[VrrpStatus],
     sync_daemon: SyncDaemonStatus | None = None,
@@ -66,7 +70,8 @@ def status_document(
         config: the running config.
         kernel: a kernel dump taken for this request; None when IPVS is not
             in use (then no services are listed).
-        health: the health of each checked real.
+        health: the health of each checked real, with its latest reason and
+            since when (`HealthMonitor.records`).
         drained: the reals an operator drained.
         vrrp: the VRRP instances, in the order to show them.
         sync_daemon: the connection-sync controller's status, when configured.
@@ -76,8 +81,9 @@ def status_document(
     """
     services: tuple[ServiceStatus, ...] = ()
     if kernel is not None:
+        times = _Times()
         services = tuple(
-            _service(service, kernel, health, drained) for service in config.ipvs.services
+            _service(service, kernel, health, drained, times) for service in config.ipvs.services
         )
     return StatusDocument(
         node=node,
@@ -89,7 +95,11 @@ def status_document(
 
 
 def _service(
-    service: ServiceConfig, kernel: Table, health: Mapping[RealId, Health], drained: Set[RealId]
+    service: ServiceConfig,
+    kernel: Table,
+    health: Mapping[RealId, HealthRecord],
+    drained: Set[RealId],
+    times: _Times,
 ) -> ServiceStatus:
     key = service.key
     in_kernel = kernel.services.get(key)
@@ -100,7 +110,13 @@ def _service(
         dest_key = service.dest_key(real)
         configured.add(dest_key)
         real_id = (key, dest_key)
-        state = health.get(real_id, Health.UNKNOWN) if has_check(service, real) else Health.UP
+        state, reason, since = Health.UP, None, None
+        if has_check(service, real):
+            record = health.get(real_id)
+            if record is None:  # not watched yet (a reload is switching to it)
+                state = Health.UNKNOWN
+            else:
+                state, reason, since = record.health, record.reason, times[int(record.since)]
         reals.append(
             real_status(
                 dest_key,
@@ -108,6 +124,8 @@ def _service(
                 forward=service.forward_of(real),
                 configured_weight=real.weight,
                 health=state.value,
+                health_reason=reason,
+                health_since=since,
                 drained=real_id in drained,
             )
         )
@@ -132,6 +150,15 @@ def _service(
         stats=stats,
         reals=tuple(reals),
     )
+
+
+class _Times(dict[int, datetime]):
+    """Unix seconds as the document carries times (aware, UTC), each converted once:
+    most reals share the few times at which their checks began."""
+
+    def __missing__(self, unix_time: int) -> datetime:
+        moment = self[unix_time] = datetime.fromtimestamp(unix_time, UTC)
+        return moment
 
 
 def _sync_daemon(status: SyncDaemonStatus) -> SyncDaemonStatusView:

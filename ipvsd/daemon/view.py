@@ -56,6 +56,11 @@ class DaemonView:
         self._drains_changed = drains_changed
         self._store = drains
 
+    @property
+    def node(self) -> str:
+        """This director's name (``node_name``): drains and undrains are its alone."""
+        return self._parts.config.node_name
+
     async def status(self) -> StatusDocument:
         """The status document, with the kernel's counters read now."""
         parts = self._parts
@@ -68,7 +73,7 @@ class DaemonView:
             version=__version__,
             config=parts.config,
             kernel=kernel,
-            health=parts.health.monitor.states(),
+            health=parts.health.monitor.records(),
             drained=parts.health.drained,
             vrrp=self._vrrp_views(),
             sync_daemon=sync,
@@ -88,6 +93,7 @@ class DaemonView:
                 virtual_ipaddresses=inst.vips,
                 fault_reason=inst.status.fault_reason,
                 failures=inst.status.failures,
+                master_address=inst.status.master_address,
             )
             for inst in self._parts.vrrp.instances.values()
         ]

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import re
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
@@ -131,16 +133,27 @@ async def test_status_json(sock: str, capsys: pytest.CaptureFixture[str]) -> Non
 async def test_status_tables(sock: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert await cli("status", "--socket", sock) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == [
+    assert lines[:2] == ["ipvsd 9.9.9 on director1", ""]
+    assert lines[2].split() == [
         "Instance",
         "State",
         "Interface",
         "VRID",
         "Priority",
         "EffPriority",
+        "Master",
         "VIPs",
     ]
-    assert lines[1].split() == ["VI_1", "MASTER", "eth1", "51", "100", "100", "192.168.1.200/24"]
+    assert lines[3].split() == [
+        "VI_1",
+        "MASTER",
+        "eth1",
+        "51",
+        "100",
+        "100",
+        "-",
+        "192.168.1.200/24",
+    ]
     assert "TCP  192.168.1.200:80 rr" in lines
     header = next(line for line in lines if "RemoteAddress:Port" in line)
     assert header.split()[2:] == [
@@ -167,6 +180,8 @@ def test_status_text_marks_drained_reals_and_empty_sections() -> None:
     assert real.split()[3:6] == ["0", "1", "up,drained"]
     empty = status_text(StatusDocument(node="n", version="v"))
     assert empty.splitlines() == [
+        "ipvsd v on n",
+        "",
         "VRRP: no instances configured",
         "",
         "IPVS: no services configured",
@@ -226,13 +241,46 @@ async def test_drain_and_undrain(
 ) -> None:
     assert await cli("drain", "192.168.1.200:80", "192.168.1.30:80", "--socket", sock) == 0
     assert view.drained == {(WEB, REAL_30)}
+    assert capsys.readouterr() == (
+        "192.168.1.30:80 of 192.168.1.200:80 drained on this director (director1) only; "
+        "run the same command on the other directors\n",
+        "",
+    )
     assert await cli("undrain", "192.168.1.200:80", "192.168.1.30:80", "--socket", sock) == 0
     assert view.drained == set()
-    assert capsys.readouterr() == ("", "")
+    assert capsys.readouterr() == (
+        "192.168.1.30:80 of 192.168.1.200:80 undrained on this director (director1) only; "
+        "run the same command on the other directors\n",
+        "",
+    )
     assert await cli("drain", "192.168.1.200:80", "192.168.1.99:80", "--socket", sock) == 1
     assert capsys.readouterr().err == (
         "ipvsd: 192.168.1.99:80 is not a configured real of 192.168.1.200:80\n"
     )
+
+
+def test_a_drain_answer_without_the_node_still_says_this_director_only(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A daemon started before the CLI was upgraded answers without "node".
+    answering(monkeypatch, {"service": "192.168.1.200:80", "real": "192.168.1.30:80"})
+    assert main(["drain", "192.168.1.200:80", "192.168.1.30:80", "--socket", "/nonexistent"]) == 0
+    assert capsys.readouterr().out == (
+        "192.168.1.30:80 of 192.168.1.200:80 drained on this director only; "
+        "run the same command on the other directors\n"
+    )
+
+
+@pytest.mark.parametrize("command", ["drain", "undrain"])
+def test_drain_help_says_it_is_this_directors_alone(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "this director only" in out
+    assert "ipvsadm -e" in out  # what not to use instead, and why
+    assert "ipvs.resync_interval" in out
 
 
 def test_drain_arguments_are_checked_before_asking(capsys: pytest.CaptureFixture[str]) -> None:
@@ -333,6 +381,24 @@ async def test_status_shows_the_persistence_the_config_asks_for(
     view.status_doc = dataclasses.replace(view.status_doc, services=(service,))
     assert await cli("status", "--socket", sock) == 0
     assert "TCP  192.168.1.200:80 rr persistent 300" in capsys.readouterr().out.splitlines()
+
+
+async def test_status_shows_how_long_ago_a_real_went_down(
+    sock: str, view: FakeView, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service = view.status_doc.services[0]
+    since = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    down = dataclasses.replace(
+        service.reals[0], health="down", health_reason="connection refused", health_since=since
+    )
+    view.status_doc = dataclasses.replace(
+        view.status_doc, services=(dataclasses.replace(service, reals=(down,)),)
+    )
+    assert await cli("status", "--socket", sock) == 0
+    out = capsys.readouterr().out
+    # In the local time zone, as journalctl shows the log.
+    local = since.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    assert re.search(rf"\n       down since {local} \S+ \(5m0\ds ago\): connection refused\n", out)
 
 
 # --- list: the kernel's table, read over (a fake) netlink ---------------------------------

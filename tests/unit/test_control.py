@@ -92,6 +92,7 @@ class FakeView:
     """A daemon with one service and one real, which records drains and reloads."""
 
     version = "9.9.9"
+    node = "director1"
 
     def __init__(self) -> None:
         self.status_doc = STATUS_DOC
@@ -173,10 +174,11 @@ async def test_reload_reports_the_refused_configs_errors() -> None:
 async def test_drain_and_undrain() -> None:
     view = FakeView()
     answer = await handle_request(line(command="drain", **DRAIN), view, ROOT)
-    assert answer == {"ok": True, "result": {**DRAIN, "drained": True}}
+    # The node: a drain is this director's alone (the CLI says so, naming it).
+    assert answer == {"ok": True, "result": {**DRAIN, "drained": True, "node": "director1"}}
     assert view.drained == {(WEB, REAL_30)}
     answer = await handle_request(line(command="undrain", **DRAIN), view, ROOT)
-    assert answer == {"ok": True, "result": {**DRAIN, "drained": False}}
+    assert answer == {"ok": True, "result": {**DRAIN, "drained": False, "node": "director1"}}
     assert view.drained == set()
 
 
@@ -382,7 +384,7 @@ async def test_several_requests_on_one_connection(server: ControlServer, view: F
         )
     assert [answer["result"] for answer in answers] == [
         {"version": "9.9.9"},
-        {**DRAIN, "drained": True},
+        {**DRAIN, "drained": True, "node": "director1"},
         {"ready": True},
     ]
     assert view.drained == {(WEB, REAL_30)}  # the test runs as root

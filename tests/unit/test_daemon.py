@@ -15,9 +15,11 @@ import asyncio
 import errno
 import json
 import os
+import socket
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from datetime import UTC, datetime
 from ipaddress import ip_address
 from pathlib import Path
 
@@ -599,3 +601,35 @@ async def test_cleanup_on_exit_with_a_fwmark_service_beside_address_ones(
     async with running(tmp_path, text, kernel=kernel):
         assert len(kernel.ipvs.table.services) == 2
     assert kernel.ipvs.table.services == {}
+
+
+async def test_status_says_why_and_since_when_a_checked_real_is_down(
+    tmp_path: Path, sock: Path
+) -> None:
+    """Issue 12 item 5: the last check's reason and the time of the change, per real."""
+    listener = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    up_port = listener.sockets[0].getsockname()[1]
+    with socket.socket() as probe:  # a port nobody listens on: connection refused
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    check = f"check: {{type: tcp, interval: 0.2, fall: 1, address: 127.0.0.1, port: {up_port}}}, "
+    text = config_text(sock, check=check).replace(
+        "{address: 192.168.1.40, port: 80, weight: 1}",
+        f"{{address: 192.168.1.40, port: 80, weight: 1, check: {{port: {closed_port}}}}}",
+    )
+    before = datetime.now(UTC).replace(microsecond=0)
+    async with listener, running(tmp_path, text) as h:
+        for _ in range(100):  # the first checks end within 0.2 s (the interval)
+            status = await h.daemon.view.status()
+            if {r.health for r in status.services[0].reals} == {"up", "down"}:
+                break
+            await asyncio.sleep(0.05)
+        after = datetime.now(UTC)
+        answer = await asyncio.to_thread(request, str(sock), {"command": "status"})
+    reals = {r["address"]: r for r in answer["result"]["services"][0]["reals"]}
+    down, up = reals["192.168.1.40"], reals["192.168.1.30"]
+    assert (down["health"], down["health_reason"]) == ("down", "connection refused")
+    assert (up["health"], up["health_reason"]) == ("up", "connected")
+    for entry in (down, up):
+        since = datetime.fromisoformat(entry["health_since"])
+        assert before <= since <= after, (entry, before, after)

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from ipaddress import IPv4Interface, ip_address
+from datetime import UTC, datetime, timedelta, timezone
+from ipaddress import IPv4Address, IPv4Interface, ip_address
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ipvsd.config import Config, parse_config
-from ipvsd.control.render import ipvsadm_table, service_line, status_text
+from ipvsd.control.render import format_age, ipvsadm_table, service_line, status_text
 from ipvsd.control.status import (
     RealStatus,
     RunningSyncDaemon,
@@ -30,7 +31,7 @@ from ipvsd.control.status import (
 from ipvsd.control.status_json import MalformedStatus, from_json, services_to_json, to_json
 from ipvsd.daemon.status import VrrpView, status_document
 from ipvsd.desired import desired_table
-from ipvsd.health.tracker import Health
+from ipvsd.health.tracker import Health, HealthRecord
 from ipvsd.ipvs.sync_daemon import SyncDaemonStatus, SyncTarget
 from ipvsd.model import (
     Dest,
@@ -63,6 +64,8 @@ VI_1 = VrrpStatus(
     effective_priority=100,
     virtual_ipaddresses=(IPv4Interface("192.168.1.200/24"),),
 )
+SINCE = datetime(2026, 3, 1, 12, 3, 4, tzinfo=UTC)
+"""A health change, as the status document carries it (UTC, whole seconds)."""
 
 
 def web(**changes: Any) -> ServiceStatus:
@@ -109,7 +112,16 @@ FWMARK6 = web(
 RICH = StatusDocument(
     node="director1",
     version="9.9.9",
-    vrrp=(VI_1, dataclasses.replace(VI_1, name="VI_2", vrid=52, state="BACKUP")),
+    vrrp=(
+        dataclasses.replace(VI_1, master_address=IPv4Address("192.168.1.10")),
+        dataclasses.replace(
+            VI_1,
+            name="VI_2",
+            vrid=52,
+            state="BACKUP",
+            master_address=IPv4Address("192.168.1.20"),
+        ),
+    ),
     services=(
         web(
             flags=ServiceFlag.PERSISTENT | ServiceFlag.ONEPACKET,
@@ -123,6 +135,8 @@ RICH = StatusDocument(
                     address=ip_address("192.168.1.31"),
                     weight=0,
                     health="down",
+                    health_reason="connection refused",
+                    health_since=SINCE,
                     drained=True,
                     in_kernel=False,
                 ),
@@ -166,6 +180,7 @@ def test_the_exact_json_of_a_small_document() -> None:
                 "virtual_ipaddresses": ["192.168.1.200/24"],
                 "fault_reason": None,
                 "failures": 0,
+                "master_address": None,
             }
         ],
         "services": [
@@ -190,6 +205,8 @@ def test_the_exact_json_of_a_small_document() -> None:
                         "weight": 1,
                         "configured_weight": 1,
                         "health": "up",
+                        "health_reason": None,
+                        "health_since": None,
                         "drained": False,
                         "in_kernel": True,
                         "sorry": False,
@@ -229,6 +246,29 @@ def test_the_json_of_fwmark_persistence_stats_and_sync() -> None:
     assert services_to_json(RICH.services) == encoded["services"]
 
 
+def test_why_and_since_when_a_real_is_down_and_who_is_master() -> None:
+    down = real(
+        weight=0, health="down", health_reason="HTTP 503 (expected 200)", health_since=SINCE
+    )
+    backup = dataclasses.replace(VI_1, state="BACKUP", master_address=IPv4Address("192.168.1.20"))
+    doc = StatusDocument(
+        node="director2", version="9.9.9", vrrp=(backup,), services=(web(reals=(down,)),)
+    )
+    data = to_json(doc)
+    encoded = data["services"][0]["reals"][0]
+    assert encoded["health_reason"] == "HTTP 503 (expected 200)"
+    # RFC 3339 in UTC, whole seconds: what jq's `fromdate` reads.
+    assert encoded["health_since"] == "2026-03-01T12:03:04Z"
+    assert data["vrrp"][0]["master_address"] == "192.168.1.20"
+    assert from_json(json.loads(json.dumps(data))) == doc
+
+
+def test_a_health_since_in_another_zone_is_decoded_to_utc() -> None:
+    data = to_json(document(web()))
+    data["services"][0]["reals"][0]["health_since"] = "2026-03-01T13:03:04+01:00"
+    assert from_json(data).services[0].reals[0].health_since == SINCE
+
+
 def test_unknown_keys_are_ignored() -> None:
     encoded = to_json(document(web()))
     encoded["future"] = 1
@@ -248,6 +288,9 @@ def test_an_older_document_without_the_extras_decodes_with_their_defaults() -> N
         for entry in service["reals"]:
             for key in ("drained", "in_kernel", "sorry", "upper_threshold", "stats"):
                 del entry[key]
+            del entry["health_reason"], entry["health_since"]
+    for instance in encoded["vrrp"]:
+        del instance["master_address"]
     del encoded["sync_daemon"]
     decoded = from_json(encoded)
     # Without "family" the address tells it; a fwmark service is taken as IPv4.
@@ -287,6 +330,18 @@ def test_an_older_document_without_the_extras_decodes_with_their_defaults() -> N
             "services[0].reals[0].forward: 'fast' is not one of nat, dr, tunnel",
         ),
         (lambda d: d["services"][0]["stats"].update(conns=1.5), "services[0].stats.conns: "),
+        (
+            lambda d: d["services"][0]["reals"][1].update(health_since="yesterday"),
+            "services[0].reals[1].health_since: ",
+        ),
+        (
+            lambda d: d["services"][0]["reals"][1].update(health_reason=503),
+            "services[0].reals[1].health_reason: expected a string, got an integer",
+        ),
+        (
+            lambda d: d["vrrp"][1].update(master_address="192.168.1.300"),
+            "vrrp[1].master_address: ",
+        ),
         (lambda d: d["sync_daemon"].update(running=[{}]), "sync_daemon.running[0].state: missing"),
     ],
 )
@@ -337,6 +392,97 @@ def real_columns(entry: RealStatus) -> dict[str, str]:
 )
 def test_status_real_columns(changes: dict[str, Any], column: str, cell: str) -> None:
     assert real_columns(real(**changes))[column] == cell
+
+
+def test_the_status_text_begins_with_the_version_and_the_node() -> None:
+    lines = status_text(document(web())).splitlines()
+    assert lines[:2] == ["ipvsd 9.9.9 on director1", ""]
+
+
+def test_the_vrrp_table_names_each_instances_master() -> None:
+    followed = dataclasses.replace(
+        VI_1, name="VI_2", state="BACKUP", master_address=IPv4Address("192.168.1.20")
+    )
+    ours = dataclasses.replace(VI_1, master_address=IPv4Address("192.168.1.10"))
+    unheard = dataclasses.replace(VI_1, name="VI_3", state="BACKUP")
+    text = status_text(StatusDocument("director2", "9.9.9", vrrp=(ours, followed, unheard)))
+    rows = {line.split()[0]: line.split() for line in text.splitlines() if line}
+    header = rows["Instance"]
+    master = header.index("Master")
+    assert header[master - 1 : master + 2] == ["EffPriority", "Master", "VIPs"]
+    assert rows["VI_1"][master] == "192.168.1.10"
+    assert rows["VI_2"][master] == "192.168.1.20"
+    assert rows["VI_3"][master] == "-"  # no advert heard yet
+
+
+def lines_after(text: str, endpoint: str) -> list[str]:
+    """The lines that follow the row of the real at `endpoint`."""
+    lines = text.splitlines()
+    index = next(i for i, line in enumerate(lines) if line.startswith(f"  -> {endpoint} "))
+    return lines[index + 1 :]
+
+
+def test_a_down_real_says_why_and_since_when() -> None:
+    down = real(weight=0, health="down", health_reason="connection refused", health_since=SINCE)
+    up = real(address=ip_address("192.168.1.31"), health_since=SINCE, health_reason="connected")
+    now = SINCE + timedelta(minutes=4, seconds=10)
+    text = status_text(document(web(reals=(down, up))), now=now)
+    assert lines_after(text, "192.168.1.30:80")[0] == (
+        "       down since 2026-03-01 12:03:04 UTC (4m10s ago): connection refused"
+    )
+    assert lines_after(text, "192.168.1.31:80") == []  # up: nothing to explain
+    # Shown in the zone of `now` (the CLI passes the local time).
+    cet = timezone(timedelta(hours=1), "CET")
+    text = status_text(document(web(reals=(down,))), now=now.astimezone(cet))
+    assert lines_after(text, "192.168.1.30:80")[0] == (
+        "       down since 2026-03-01 13:03:04 CET (4m10s ago): connection refused"
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "line"),
+    [
+        (
+            {"health": "unknown", "health_since": SINCE},
+            "       unknown since 2026-03-01 12:03:04 UTC (10s ago): no check has finished yet",
+        ),
+        (
+            {"health": "unknown", "health_since": SINCE, "health_reason": "timeout after 1.0 s"},
+            "       unknown since 2026-03-01 12:03:04 UTC (10s ago): timeout after 1.0 s",
+        ),
+        # A document from a daemon that did not send the time yet.
+        ({"health": "down", "health_reason": "exit status 1"}, "       down: exit status 1"),
+    ],
+)
+def test_a_real_that_is_not_up_gets_a_line_of_explanation(
+    changes: dict[str, Any], line: str
+) -> None:
+    text = status_text(document(web(reals=(real(**changes),))), now=SINCE + timedelta(seconds=10))
+    assert lines_after(text, "192.168.1.30:80") == [line]
+
+
+def test_without_now_the_time_of_the_change_is_shown_without_its_age() -> None:
+    down = real(health="down", health_reason="connection refused", health_since=SINCE)
+    assert lines_after(status_text(document(web(reals=(down,)))), "192.168.1.30:80") == [
+        "       down since 2026-03-01 12:03:04 UTC: connection refused"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (-3.0, "0s"),  # the clocks of the CLI and the daemon disagree a little
+        (0.4, "0s"),
+        (59.9, "59s"),
+        (60, "1m00s"),
+        (250, "4m10s"),
+        (3600, "1h00m"),
+        (3 * 3600 + 5 * 60 + 9, "3h05m"),
+        (2 * 86400 + 4 * 3600 + 59, "2d04h"),
+    ],
+)
+def test_ages_are_short(seconds: float, text: str) -> None:
+    assert format_age(seconds) == text
 
 
 @pytest.mark.parametrize(
@@ -562,7 +708,10 @@ def test_the_builder_puts_config_kernel_and_health_side_by_side() -> None:
     doc = build(
         config,
         kernel,
-        health={(WEB_KEY, DestKey(ip_address("192.168.1.30"), 80)): Health.UP, real_31: Health.UP},
+        health={
+            (WEB_KEY, DestKey(ip_address("192.168.1.30"), 80)): HealthRecord(Health.UP, 0.0),
+            real_31: HealthRecord(Health.UP, 0.0),
+        },
         drained={real_31},
         vrrp=[VrrpView(**{f.name: getattr(VI_1, f.name) for f in dataclasses.fields(VI_1)})],
     )
@@ -596,6 +745,29 @@ def test_the_builder_puts_config_kernel_and_health_side_by_side() -> None:
     )
     assert not fwmark.in_kernel
     assert [(r.weight, r.in_kernel, r.active_conns) for r in fwmark.reals] == [(0, False, 0)]
+
+
+def test_the_builder_carries_the_last_checks_reason_and_the_time_of_the_change() -> None:
+    config = parse_config(CONFIG, default_node_name="n1")
+    checked = {
+        "192.168.1.30": HealthRecord(Health.DOWN, SINCE.timestamp() + 0.75, "connection refused"),
+        "192.168.1.31": HealthRecord(Health.UNKNOWN, SINCE.timestamp()),  # no check ended yet
+    }
+    health = {(WEB_KEY, DestKey(ip_address(a), 80)): record for a, record in checked.items()}
+    kernel = Table.of([make_service(WEB_KEY, ServiceAttrs("rr"), [dest("192.168.1.99", 1)])])
+    doc = build(config, kernel, health=health)
+    reals = {
+        str(r.address): (r.health, r.health_reason, r.health_since) for r in doc.services[0].reals
+    }
+    assert reals == {
+        # The time is UTC, to the second.
+        "192.168.1.30": ("down", "connection refused", SINCE),
+        "192.168.1.31": ("unknown", None, SINCE),
+        "192.168.1.32": ("unknown", None, None),  # not watched yet
+        "192.168.1.33": ("up", None, None),  # no check: nothing to explain
+        "192.168.1.99": ("up", None, None),  # the sorry server is not checked
+    }
+    assert doc.services[0].reals[0].health_since.tzinfo is UTC  # type: ignore[union-attr]
 
 
 def test_the_builder_without_ipvs_lists_no_services() -> None:
@@ -644,5 +816,5 @@ def test_a_fault_shows_its_reason_in_json_and_in_the_table() -> None:
     assert data["vrrp"][0]["fault_reason"] == "no IPv4 address on eth1"
     assert data["vrrp"][0]["failures"] == 2
     assert from_json(data) == doc
-    line = status_text(doc).splitlines()[1]
+    line = next(line for line in status_text(doc).splitlines() if line.startswith("VI_1 "))
     assert "FAULT (no IPv4 address on eth1)" in line
