@@ -7,6 +7,8 @@ master's last advert; the tests allow 0.5 s for process and polling latency.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -16,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from ipvsd import __version__
+from ipvsd.control.client import request
 from ipvsd.vrrp.packet import Advertisement, AuthType, encode_ip
 from lab.daemon import DaemonProcess
 from lab.netns import Topology
@@ -92,6 +96,36 @@ def test_no_preempt_keeps_the_backup_as_master(lab: VrrpLab) -> None:
     d1.start()
     time.sleep(MDI_90 + 1.5)
     assert lab.holder() == ["d2"]
+
+
+def test_a_backups_status_names_the_master(lab: VrrpLab) -> None:
+    """Issue 12 items 4 and 5: who is master, from the backup's own status and log."""
+    d1, d2 = elect(lab)
+    sockets = {name: str(lab.workdir / f"{name}.sock") for name in ("d1", "d2")}
+
+    def instance(name: str) -> dict[str, Any]:
+        vrrp: list[dict[str, Any]] = request(sockets[name], {"command": "status"})["result"]["vrrp"]
+        return vrrp[0]
+
+    wait_until(lambda: instance("d2")["master_address"] == "192.168.1.10", timeout=3)
+    assert instance("d2")["state"] == "BACKUP"
+    assert (instance("d1")["state"], instance("d1")["master_address"]) == ("MASTER", "192.168.1.10")
+    shown = subprocess.run(
+        [sys.executable, "-m", "ipvsd", "status", "--socket", sockets["d2"]],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert shown[0] == f"ipvsd {__version__} on d2"
+    header = next(line.split() for line in shown if line.startswith("Instance "))
+    row = next(line.split() for line in shown if line.startswith("VI_1 "))
+    assert row[header.index("Master")] == "192.168.1.10"
+    # d1 hands over (priority 0): d2's transition log names d2 as the master now.
+    seen = len(d2.events())
+    assert d1.stop() == 0
+    event = d2.wait_event("vrrp.transition", timeout=3, after=seen)
+    assert (event["new"], event["master"]) == ("MASTER", "192.168.1.20")
+    assert instance("d2")["master_address"] == "192.168.1.20"
 
 
 def test_unicast_peers(lab: VrrpLab) -> None:
