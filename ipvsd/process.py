@@ -16,6 +16,9 @@ Exec health checks (``ipvsd.health.checks``) and VRRP notify hooks
   (``sleep 100 &``, ``nohup``, a subshell's child) dies with it, so a check
   run every interval cannot pile up processes. Without it (the default, for
   notify hooks, whose scripts may start a daemon) such children are left be;
+* with ``user`` it runs as that user: its uid, primary gid and (when ipvsd
+  is root) its supplementary groups, set in the child before exec
+  (keepalived's ``vrrp_script`` ``user``);
 * a command that cannot be started is a value (`ProcessOutcome.error`), not
   an exception.
 
@@ -43,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pwd
 import signal
 import subprocess
 import threading
@@ -84,6 +88,7 @@ async def run_bounded(
     drain_s: float = 1.0,
     on_phase: Callable[[str], None] | None = None,
     kill_group_on_exit: bool = False,
+    user: str | None = None,
 ) -> ProcessOutcome:
     """Run ``argv`` in a new session and wait for it, up to ``timeout_s``.
 
@@ -102,6 +107,8 @@ async def run_bounded(
         kill_group_on_exit: also kill the command's process group when it
             exits by itself, so that nothing it started outlives it (a timeout
             or a cancellation always kills the group).
+        user: run as this user (name); None: as ipvsd. An unknown user is an
+            `ProcessOutcome.error` like a missing command.
 
     Returns:
         The outcome; this never raises for the command's own failures.
@@ -113,6 +120,11 @@ async def run_bounded(
     report = on_phase or (lambda phase: None)
     loop = asyncio.get_running_loop()
     started = loop.time()
+    try:
+        uid, gid, groups = _identity(user)
+    except KeyError:
+        error = OSError(f"no such user: {user}")
+        return ProcessOutcome(None, b"", loop.time() - started, error=error)
     read_fd, write_fd = os.pipe()
     try:
         # Popen forks and execs synchronously, as create_subprocess_exec does.
@@ -123,6 +135,9 @@ async def run_bounded(
             stderr=write_fd,
             env=env,
             start_new_session=True,
+            user=uid,
+            group=gid,
+            extra_groups=groups,
         )
     except OSError as exc:
         os.close(read_fd)
@@ -181,6 +196,16 @@ async def run_bounded(
         duration_s=loop.time() - started,
         timed_out=timed_out,
     )
+
+
+def _identity(user: str | None) -> tuple[int | None, int | None, list[int] | None]:
+    """Popen's ``user``, ``group``, ``extra_groups`` for `user`; KeyError: no such user."""
+    if user is None:
+        return None, None, None
+    entry = pwd.getpwnam(user)
+    # setgroups needs CAP_SETGID; without it our own groups stay (and must).
+    groups = os.getgrouplist(user, entry.pw_gid) if os.geteuid() == 0 else None
+    return entry.pw_uid, entry.pw_gid, groups
 
 
 class _Exit:
@@ -255,4 +280,3 @@ def lower_this_thread_priority(by: int = BACKGROUND_NICE) -> None:
     with contextlib.suppress(OSError):
         current = os.getpriority(os.PRIO_PROCESS, tid)
         os.setpriority(os.PRIO_PROCESS, tid, min(19, current + by))
-

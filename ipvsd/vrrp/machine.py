@@ -13,7 +13,9 @@ Rules:
 
 1. States are RFC 3768 §6.4 Initialize (`INIT`), Backup and Master, plus
    keepalived's FAULT: the instance's own interface, or a tracked interface
-   of weight 0, is down; or the interface has no IPv4 address to send adverts
+   of weight 0, is down; a tracked script of weight 0 is failing or has not
+   reported yet (keepalived holds such an instance out of BACKUP until the
+   script's first result); or the interface has no IPv4 address to send adverts
    from (§5.2.1 needs the primary address; keepalived goes to FAULT too); or
    the runner failed (`Failed`, sticky until a new machine). A machine in
    FAULT neither sends nor listens; it leaves FAULT for Backup (the owner:
@@ -48,7 +50,7 @@ Rules:
    priority-0 one (the master resigned), and in INIT and FAULT.
 9. keepalived behaviour beyond the RFC (vrrp-notes §2, §3): a master answers
    a lower-priority advert with an advert and a GARP burst (plus a delayed
-   one); tracked-interface weights; ``preempt_delay``; VIPs are removed at
+   one); tracked-interface and tracked-script weights; ``preempt_delay``; VIPs are removed at
    start-up in case a crash left them behind (vrrp-notes §1.7).
 
 Link state is assumed up until a `LinkChanged` says otherwise; the runner
@@ -92,6 +94,7 @@ TransitionReason = Literal[
     "equal_priority_higher_ip",
     "link_down",
     "track_interface",
+    "track_script",
     "link_up",
     "shutdown",
     "sync_group",
@@ -131,6 +134,10 @@ class MachineConfig:
     < 0: added (subtracted) while down. Ignored for the owner (keepalived)."""
     garp_delay: float = 5.0
     """Seconds from becoming master to the second GARP burst; 0: none."""
+    track_scripts: Mapping[str, int] = field(default_factory=dict)
+    """Script name → weight, as for interfaces with "succeeding" for "up", except
+    that a script that has not reported yet adds nothing and, with weight 0,
+    means FAULT (keepalived ``process_script_update_priority``)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.vrid <= OWNER_PRIORITY:
@@ -144,7 +151,11 @@ class MachineConfig:
         for iface, weight in self.track_interfaces.items():
             if abs(weight) > MAX_TRACK_WEIGHT:
                 raise ValueError(f"{self.name}: weight {weight} of {iface} is not in -254..254")
+        for script, weight in self.track_scripts.items():
+            if abs(weight) > MAX_TRACK_WEIGHT:
+                raise ValueError(f"{self.name}: weight {weight} of {script} is not in -254..254")
         object.__setattr__(self, "track_interfaces", MappingProxyType(dict(self.track_interfaces)))
+        object.__setattr__(self, "track_scripts", MappingProxyType(dict(self.track_scripts)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +187,17 @@ class LinkChanged:
 
     interface: str
     up: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptChanged:
+    """A tracked script's rise/fall state (`ipvsd.vrrp.tracking`) changed.
+
+    ok: True succeeding, False failing, None not known yet (a new script).
+    """
+
+    script: str
+    ok: bool | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +246,7 @@ Event = (
     | AdvertReceived
     | TimerFired
     | LinkChanged
+    | ScriptChanged
     | SyncForce
     | SourceChanged
     | Failed
@@ -283,6 +306,7 @@ class VrrpMachine:
         self._cfg = config
         self._state = VrrpState.INIT
         self._links: dict[str, bool] = {}
+        self._scripts: dict[str, bool | None] = {}  # absent: not reported yet
         self._sync_fault = False
         self._reason: TransitionReason | None = None
         self._adver_at: float | None = None  # Adver_Timer (Master)
@@ -316,10 +340,11 @@ class VrrpMachine:
 
     @property
     def effective_priority(self) -> int:
-        """The configured priority moved by tracked-interface weights.
+        """The configured priority moved by tracked-interface and script weights.
 
         keepalived ``vrrp_set_effective_priority``: clamped to 1..254; the
-        owner keeps 255 whatever its tracked interfaces do.
+        owner keeps 255 whatever its tracked objects do. A script that has not
+        reported yet adds neither weight (keepalived's SCRIPT_INIT_STATE_INIT).
         """
         base = self._cfg.priority
         if base == OWNER_PRIORITY:
@@ -328,6 +353,10 @@ class VrrpMachine:
         for iface, weight in self._cfg.track_interfaces.items():
             up = self._link_up(iface)
             if (weight > 0 and up) or (weight < 0 and not up):
+                total += weight
+        for script, weight in self._cfg.track_scripts.items():
+            ok = self._scripts.get(script)
+            if (weight > 0 and ok is True) or (weight < 0 and ok is False):
                 total += weight
         return max(1, min(MAX_BACKUP_PRIORITY, total))
 
@@ -372,6 +401,8 @@ class VrrpMachine:
                 return self._on_timer(now)
             case LinkChanged():
                 return self._on_link(event, now)
+            case ScriptChanged():
+                return self._on_script(event, now)
             case SyncForce():
                 return self._on_sync(event.state, now)
             case SourceChanged():
@@ -488,6 +519,11 @@ class VrrpMachine:
         old_mdi = self.master_down_interval
         self._links[change.interface] = change.up
         return self._reevaluate(now, old_mdi, "link_up")
+
+    def _on_script(self, change: ScriptChanged, now: float) -> list[Action]:
+        old_mdi = self.master_down_interval
+        self._scripts[change.script] = change.ok
+        return self._reevaluate(now, old_mdi, "track_script")
 
     def _on_source(self, address: IPv4Address | None, now: float) -> list[Action]:
         # Only the fault test and the equal-priority tie-break (§6.4.3) read it.
@@ -621,8 +657,15 @@ class VrrpMachine:
             return True
         if not self._link_up(self._cfg.interface):
             return True
+        return self._interface_fault() or self._script_fault()
+
+    def _interface_fault(self) -> bool:
         tracked = self._cfg.track_interfaces.items()
         return any(weight == 0 and not self._link_up(iface) for iface, weight in tracked)
+
+    def _script_fault(self) -> bool:
+        tracked = self._cfg.track_scripts.items()
+        return any(weight == 0 and self._scripts.get(s) is not True for s, weight in tracked)
 
     def _fault_reason(self) -> TransitionReason:
         if self._failed:
@@ -631,4 +674,4 @@ class VrrpMachine:
             return "link_down"
         if self._cfg.primary_ip is None:
             return "no_address"
-        return "track_interface"
+        return "track_interface" if self._interface_fault() else "track_script"
