@@ -17,7 +17,8 @@ here need more than one field or more than one object:
 - a real's lower threshold is not above its upper one (the kernel refuses
   that with ERANGE, even when the upper one is 0, "no limit");
 - a real's merged check (`merge_check`) is complete: it has a type, exec
-  checks have a command, and port checks have a port to connect to;
+  checks have a command, only exec checks have ``dynamic_weight``, and port
+  checks have a port to connect to;
 - VRRP instance names are unique; a (interface, vrid) pair is one virtual
   router (RFC 3768 §5.3.3), so two instances cannot share it; a VIP belongs
   to one instance;
@@ -370,6 +371,11 @@ def _cross_family(address: IPAddress, family: Family) -> str:
 
 def _check_problems(check: CheckConfig) -> list[tuple[FieldPath, str]]:
     """Rules within one (merged) check, as (path relative to the check, message)."""
+    problems: list[tuple[FieldPath, str]] = []
     if check.type is CheckType.EXEC and not check.command:
-        return [(("command",), "is required for type exec")]
-    return []
+        problems.append((("command",), "is required for type exec"))
+    if check.dynamic_weight and check.type is not CheckType.EXEC:
+        problems.append(
+            (("dynamic_weight",), f"only for type exec (this check is {check.type.value})")
+        )
+    return problems

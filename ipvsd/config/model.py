@@ -251,6 +251,10 @@ class CheckConfig(_Model):
     """exec: argv of the command (no shell), required for type exec; exit status 0 means
     up. Its environment: PATH, IPVSD_REAL_ADDRESS and IPVSD_REAL_PORT (the address and port
     to check); it is killed (with its process group) after ``timeout``."""
+    dynamic_weight: bool = False
+    """exec: the exit status also sets the real's weight (keepalived's ``misc_dynamic``):
+    0 up with the configured weight, 1 down, 2 to 255 up with weight status - 2. An
+    operator's drain (weight 0) still wins."""
     source_address: IPAny | None = None
     """tcp/http/https: local address the check connects from; null: the kernel's choice."""
 
@@ -284,6 +288,7 @@ class CheckOverride(_Model):
     verify_tls: bool | None = None
     ca_file: Name | None = None
     command: Command | None = None
+    dynamic_weight: bool | None = None
     source_address: IPAny | None = None
 
 

@@ -169,15 +169,16 @@ async def _run(target: CheckTarget) -> CheckResult:
     started = loop.time()
     progress = Progress()
     deadline = asyncio.timeout(check.timeout)
+    weight: int | None = None
     async with contextlib.AsyncExitStack() as cleanup:
         try:
             async with deadline:
-                ok, reason = await _probe(target, progress, cleanup)
+                ok, reason, weight = await _probe(target, progress, cleanup)
         except TimeoutError as exc:
             ok, reason = False, _timeout_reason(exc, deadline, check.timeout, progress.phase)
         except OSError as exc:  # ssl.SSLError included
             ok, reason = False, _os_reason(exc, progress.phase)
-        result = CheckResult(ok, reason, loop.time() - started)
+        result = CheckResult(ok, reason, loop.time() - started, weight)
     if not ok:
         log_failure(target, result)
     return result
@@ -185,16 +186,21 @@ async def _run(target: CheckTarget) -> CheckResult:
 
 async def _probe(
     target: CheckTarget, progress: Progress, cleanup: contextlib.AsyncExitStack
-) -> tuple[bool, str]:
-    """Dispatch on the check type; `cleanup` closes connections after the deadline scope."""
+) -> tuple[bool, str, int | None]:
+    """Dispatch on the check type; `cleanup` closes connections after the deadline scope.
+
+    Returns:
+        Up or not, the reason, and the weight the check gave (None: the configured one).
+    """
     kind = target.check.type
     match kind:
         case CheckType.NONE:
-            return True, "no check"
+            return True, "no check", None
         case CheckType.TCP:
             raise AssertionError("tcp checks run on a TcpProber (Checker.check)")
         case CheckType.HTTP | CheckType.HTTPS:
-            return await _http(target, progress, cleanup)
+            ok, reason = await _http(target, progress, cleanup)
+            return ok, reason, None
         case CheckType.EXEC:
             return await _exec(target, progress)
         case _:
@@ -266,8 +272,8 @@ async def _close(writer: asyncio.StreamWriter) -> None:
         writer.transport.abort()
 
 
-async def _exec(target: CheckTarget, progress: Progress) -> tuple[bool, str]:
-    """Run ``check.command``; exit status 0 means up."""
+async def _exec(target: CheckTarget, progress: Progress) -> tuple[bool, str, int | None]:
+    """Run ``check.command``; exit status 0 means up (2-255 too, with ``dynamic_weight``)."""
     argv = target.check.command
     assert argv, "config validation requires a command for exec checks"
     env = {
@@ -291,14 +297,19 @@ async def _exec(target: CheckTarget, progress: Progress) -> tuple[bool, str]:
         kill_group_on_exit=True,
     )
     if outcome.error is not None:
-        return False, f"cannot run {argv[0]!r}: {errno_text(outcome.error)}"
+        return False, f"cannot run {argv[0]!r}: {errno_text(outcome.error)}", None
     assert outcome.returncode is not None, "no timeout, so it ran to its exit"
-    return _exit_outcome(outcome.returncode, outcome.output)
+    return _exit_outcome(outcome.returncode, outcome.output, dynamic=target.check.dynamic_weight)
 
 
-def _exit_outcome(returncode: int, output: bytes) -> tuple[bool, str]:
+def _exit_outcome(
+    returncode: int, output: bytes, *, dynamic: bool = False
+) -> tuple[bool, str, int | None]:
+    """Up on status 0; with `dynamic` (misc_dynamic), 2-255 are up too, with weight status - 2."""
     if returncode == 0:
-        return True, "exit status 0"
+        return True, "exit status 0", None
+    if dynamic and 2 <= returncode <= 255:
+        return True, f"exit status {returncode}: weight {returncode - 2}", returncode - 2
     if returncode < 0:
         reason = f"killed by {signal.Signals(-returncode).name}"
     else:
@@ -307,7 +318,7 @@ def _exit_outcome(returncode: int, output: bytes) -> tuple[bool, str]:
     last = next((line for line in reversed(lines) if line), "")
     if last:
         reason = f"{reason}: {last[:OUTPUT_IN_REASON]}"
-    return False, reason
+    return False, reason, None
 
 
 def _timeout_reason(

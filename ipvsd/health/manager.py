@@ -77,12 +77,13 @@ class HealthManager:
             self._changed,
             max_in_flight=MAX_IN_FLIGHT,
             on_result=None if on_check is None else self._checked,
+            on_weight=self._weighted,
         )
         self.drained: set[RealId] = set()
         """Reals an operator drained (``ipvsd drain``): weight 0 whatever their health."""
         self._held: set[RealId] = set()
         """Reals adopted at weight 0 that have not come UP since: kept in at weight 0."""
-        self._table = DesiredTable(self._health)
+        self._table = DesiredTable(self._health, self.monitor.weight)
         self._slice = LoopSlice()
         self._configured: dict[RealId, RealId] = {}
         """The reals of the config in force, each mapped to itself (`change_steps`)."""
@@ -183,6 +184,16 @@ class HealthManager:
         service, dest = real_id
         log.info("health.change", service=str(service), real=str(dest), health=health.value,
                  reason=reason)  # fmt: skip
+        if not self._change_pending:
+            self._change_pending = True
+            asyncio.get_running_loop().call_soon(self._report_change)
+
+    def _weighted(self, real_id: RealId, weight: int | None) -> None:
+        """An exec check with ``dynamic_weight`` changed the real's weight."""
+        self._table.mark(real_id[0])
+        service, dest = real_id
+        shown = "configured" if weight is None else str(weight)
+        log.info("health.weight", service=str(service), real=str(dest), weight=shown)
         if not self._change_pending:
             self._change_pending = True
             asyncio.get_running_loop().call_soon(self._report_change)

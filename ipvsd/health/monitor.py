@@ -113,9 +113,17 @@ class CheckOutcome(Protocol):
     def duration_s(self) -> float:
         """How long the check took, in seconds."""
 
+    @property
+    def weight(self) -> int | None:
+        """The weight the check gives the real (exec ``dynamic_weight``); None: the configured."""
+
 
 OnChange = Callable[[RealId, Health, str], None]
 """Called as ``on_change(real, new_health, reason)`` on every health change."""
+
+OnWeight = Callable[[RealId, "int | None"], None]
+"""Called as ``on_weight(real, weight)`` when a passing check gives another weight than the
+real's last one (None: back to the configured weight)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +156,7 @@ class CheckRecord:
     ok: bool
     reason: str
     duration_s: float
+    weight: int | None = None
 
 
 @dataclass(slots=True)
@@ -185,6 +194,8 @@ class _Real(Generic[TargetT]):
     result object so that nothing the collector tracks lives for an interval."""
     last_reason: str = ""
     last_duration_s: float = 0.0
+    weight: int | None = None
+    """The weight the latest passing check gave (None: the configured one)."""
     since: float = 0.0
     """Wall-clock time (Unix seconds) of the last health change, or of the start of
     the real's checks: what ``ipvsd status`` shows as ``health_since``."""
@@ -232,6 +243,8 @@ class HealthMonitor(Generic[TargetT]):
             rise/fall has seen it and ``on_change`` has been told of a change.
         wall_clock: Unix time in seconds, for `health_record`'s ``since`` (people
             and logs read wall-clock times; the grid runs on ``clock``).
+        on_weight: a passing check changed the weight the checks give a real
+            (`OnWeight`), before its health change, if any, is reported.
     """
 
     def __init__(
@@ -245,6 +258,7 @@ class HealthMonitor(Generic[TargetT]):
         tick: float = DEFAULT_TICK,
         on_result: Callable[[CheckOutcome], None] | None = None,
         wall_clock: Callable[[], float] = time.time,
+        on_weight: OnWeight | None = None,
     ) -> None:
         if max_in_flight is not None and max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
@@ -256,6 +270,7 @@ class HealthMonitor(Generic[TargetT]):
         self._tick = tick
         self._on_result = on_result
         self._wall_clock = wall_clock
+        self._on_weight = on_weight
         self._reals: dict[RealId, _Real[TargetT]] = {}
         self._due: list[tuple[float, int]] = []
         """Heap of (slot, serial): every scheduled real's next slot. Plain numbers,
@@ -345,6 +360,7 @@ class HealthMonitor(Generic[TargetT]):
                 real.last_reason = old.last_reason
                 real.last_duration_s = old.last_duration_s
                 real.since = old.since
+                real.weight = old.weight
             self._reals[real_id] = real
             new.append(real)
         if self._loop is not None:
@@ -363,6 +379,11 @@ class HealthMonitor(Generic[TargetT]):
         """The current health of `real`; None if it is not watched."""
         entry = self._reals.get(real)
         return None if entry is None else entry.tracker.state
+
+    def weight(self, real: RealId) -> int | None:
+        """The weight `real`'s checks gave it; None: the configured one (or not watched)."""
+        entry = self._reals.get(real)
+        return None if entry is None else entry.weight
 
     def health_record(self, real: RealId) -> HealthRecord | None:
         """What, since when and why of `real`'s health; None if it is not watched."""
@@ -558,6 +579,10 @@ class HealthMonitor(Generic[TargetT]):
             stats.failed += 1
         real.last_ok, real.last_reason = result.ok, result.reason
         real.last_duration_s = result.duration_s
+        if result.ok and result.weight != real.weight:
+            real.weight = result.weight
+            if self._on_weight is not None:
+                self._on_weight(real.watch.real, result.weight)
         old = real.tracker.state
         new = real.tracker.record(result.ok)
         if new is not None:

@@ -12,8 +12,10 @@ Rules, per service (issue #4, keepalived's checker semantics where it has them):
 - A DOWN real is drained (``on_failure: drain``, weight 0: its established
   connections finish, new ones go elsewhere) or removed (``on_failure:
   remove``). Recovery restores the configured weight.
+- An UP real whose check gave it a weight (an exec check with
+  ``dynamic_weight``, keepalived's ``misc_dynamic``) has that weight.
 - An administratively drained real (``ipvsd drain``) has weight 0 whatever
-  its health.
+  its health or dynamic weight.
 - The sorry server is in the table while no real of the service is UP.
 """
 
@@ -60,6 +62,7 @@ def overrides(
     states: Mapping[RealId, Health],
     drained: Set[RealId] = frozenset(),
     held: Set[RealId] = frozenset(),
+    dynamic: Mapping[RealId, int] | None = None,
 ) -> Overrides:
     """Weights, exclusions and sorry servers for the current health and drains.
 
@@ -69,6 +72,7 @@ def overrides(
         drained: reals an operator drained.
         held: reals adopted at weight 0 that have not come UP since (weight 0,
             never removed).
+        dynamic: the weight checks gave reals (absent: the configured weight).
     """
     weights: dict[RealId, int] = {}
     excluded: set[RealId] = set()
@@ -76,7 +80,12 @@ def overrides(
     for service in config.ipvs.services:
         key = service.key
         rules = service_overrides(
-            service, key, lambda real_id: states.get(real_id, Health.UNKNOWN), drained, held
+            service,
+            key,
+            lambda real_id: states.get(real_id, Health.UNKNOWN),
+            drained,
+            held,
+            None if dynamic is None else dynamic.get,
         )
         weights.update({(key, dest): weight for dest, weight in rules.weights.items()})
         excluded.update((key, dest) for dest in rules.excluded)
@@ -106,6 +115,7 @@ def service_overrides(
     health_of: Callable[[RealId], Health],
     drained: Set[RealId],
     held: Set[RealId],
+    weight_of: Callable[[RealId], int | None] | None = None,
 ) -> ServiceOverrides:
     """The module's rules applied to one service (`overrides` applies them to all).
 
@@ -115,6 +125,7 @@ def service_overrides(
         health_of: the health of a checked real (UNKNOWN when not known).
         drained: reals an operator drained.
         held: reals adopted at weight 0 that have not come UP since.
+        weight_of: the weight a checked real's checks gave it (None: the configured one).
     """
     weights: dict[DestKey, int] = {}
     excluded: set[DestKey] = set()
@@ -125,6 +136,9 @@ def service_overrides(
         health = health_of(real_id) if has_check(service, real) else Health.UP
         if health is Health.UP:
             any_up = True
+            dynamic = None if weight_of is None else weight_of(real_id)
+            if dynamic is not None and dynamic != real.weight:
+                weights[dest] = dynamic
         elif real_id not in held and (
             health is Health.UNKNOWN or service.on_failure is OnFailure.REMOVE
         ):

@@ -54,10 +54,17 @@ class DesiredTable:
 
     Args:
         health_of: the health of a checked real (UNKNOWN when not known).
+        weight_of: the weight a checked real's checks gave it (None: the configured one);
+            the caller `mark`s its service when it changes.
     """
 
-    def __init__(self, health_of: Callable[[RealId], Health]) -> None:
+    def __init__(
+        self,
+        health_of: Callable[[RealId], Health],
+        weight_of: Callable[[RealId], int | None] | None = None,
+    ) -> None:
         self._health_of = health_of
+        self._weight_of = weight_of
         self._configured: dict[ServiceKey, ServiceConfig] = {}
         self._services: dict[ServiceKey, Service] = {}
         self._build = ServiceBuilder()
@@ -101,7 +108,9 @@ class DesiredTable:
             for service in config.ipvs.services:
                 key = service.key
                 configured[key] = service
-                services[key] = _service(build, service, key, health_of, drained_then, held_then)
+                services[key] = _service(
+                    build, service, key, health_of, drained_then, held_then, self._weight_of
+                )
                 yield
         except GeneratorExit:  # abandoned half-way: nothing to mark for
             self._marked_in_build = None
@@ -130,7 +139,13 @@ class DesiredTable:
             if service is None:  # no longer configured
                 continue
             self._services[key] = _service(
-                self._build, service, key, self._health_of, self._drained, self._held
+                self._build,
+                service,
+                key,
+                self._health_of,
+                self._drained,
+                self._held,
+                self._weight_of,
             )
         self._dirty.clear()
         # A copy: the reconciler plans over it in slices while this one changes.
@@ -144,6 +159,7 @@ def _service(
     health_of: Callable[[RealId], Health],
     drained: Set[RealId],
     held: Set[RealId],
+    weight_of: Callable[[RealId], int | None] | None,
 ) -> Service:
-    rules = service_overrides(service, key, health_of, drained, held)
+    rules = service_overrides(service, key, health_of, drained, held, weight_of)
     return build(service, key, weights=rules.weights, excluded=rules.excluded, sorry=rules.sorry)

@@ -71,11 +71,14 @@ class CheckResult:
         reason: a short explanation for humans, e.g. ``connection refused``,
             ``HTTP 500 (expected 200)``, ``exit status 1: <last output line>``.
         duration_s: seconds from the start of the check to its outcome.
+        weight: the weight the check gives the real (an exec check with
+            ``dynamic_weight`` that exited 2-255); None: the configured one.
     """
 
     ok: bool
     reason: str
     duration_s: float
+    weight: int | None = None
 
 
 def target_for(

@@ -600,6 +600,24 @@ def test_exec_check_needs_a_command_reported_once() -> None:
     )
 
 
+def test_dynamic_weight_is_only_for_exec_checks() -> None:
+    _only(
+        """
+        ipvs:
+          services:
+            - address: 192.168.1.200
+              port: 80
+              scheduler: wlc
+              check: {type: http}
+              reals:
+                - {address: 192.168.1.30, check: {dynamic_weight: true}}
+        """,
+        8,
+        "ipvs.services.0.reals.0.check.dynamic_weight",
+        "only for type exec (this check is http)",
+    )
+
+
 def test_real_check_override_is_merged_and_validated() -> None:
     found = _issues(
         """

@@ -508,6 +508,27 @@ async def test_exec_exit_1_is_down() -> None:
     assert result.reason == "exit status 1"
 
 
+async def test_exec_with_dynamic_weight_gives_weight_status_minus_2() -> None:
+    dynamic = check(CheckType.EXEC, command=("sh", "-c", "exit 7"), dynamic_weight=True)
+    result = await run_check(target(dynamic, 80))
+    assert (result.ok, result.reason, result.weight) == (True, "exit status 7: weight 5", 5)
+    zero = await run_check(target(check(CheckType.EXEC, command=("sh", "-c", "exit 2"),
+                                        dynamic_weight=True), 80))  # fmt: skip
+    assert (zero.ok, zero.weight) == (True, 0), "exit 2: up at weight 0"
+
+
+async def test_exec_with_dynamic_weight_exit_0_is_the_configured_weight_and_1_down() -> None:
+    up = await run_check(target(check(CheckType.EXEC, command=("true",), dynamic_weight=True)))
+    assert (up.ok, up.weight) == (True, None)
+    down = await run_check(target(check(CheckType.EXEC, command=("false",), dynamic_weight=True)))
+    assert (down.ok, down.reason, down.weight) == (False, "exit status 1", None)
+
+
+async def test_exec_without_dynamic_weight_exit_7_is_down() -> None:
+    result = await run_check(target(sh("exit 7")))
+    assert (result.ok, result.weight) == (False, None)
+
+
 async def test_exec_reason_carries_the_last_output_line() -> None:
     result = await run_check(
         target(sh("echo starting; echo 'backend: db unreachable' >&2; exit 2"))

@@ -74,18 +74,24 @@ class Result:
     ok: bool
     reason: str
     duration_s: float = 0.0
+    weight: int | None = None
+
+
+def weighted(weight: int | None) -> Result:
+    """A pass giving the real `weight` (an exec check with dynamic_weight)."""
+    return Result(True, "scripted", weight=weight)
 
 
 class ScriptedChecker:
     """Stands in for `ipvsd.health.checks.Checker`: results from `script`, in order."""
 
-    script: ClassVar[list[bool]] = [True]
+    script: ClassVar[list[bool | Result]] = [True]
 
     def check(self, target: CheckTarget) -> Awaitable[Result]:
-        ok = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        step = self.script.pop(0) if len(self.script) > 1 else self.script[0]
 
         async def result() -> Result:
-            return Result(ok, "scripted")
+            return step if isinstance(step, Result) else Result(step, "scripted")
 
         return result()
 
@@ -96,7 +102,10 @@ def weight_in(table: Table) -> int | None:
 
 
 def run_checks(
-    monkeypatch: pytest.MonkeyPatch, on_failure: str, at_start: int | None, results: list[bool]
+    monkeypatch: pytest.MonkeyPatch,
+    on_failure: str,
+    at_start: int | None,
+    results: list[bool | Result],
 ) -> tuple[int | None, list[int | None], list[Health]]:
     """Start a manager over a kernel holding the real at `at_start`, run `results`.
 
@@ -191,3 +200,40 @@ async def test_a_reload_keeps_a_held_real_held_and_a_removed_one_forgotten(
     await manager.configure(empty)
     await manager.configure(cfg)  # back, as a fresh real: out until its first success
     assert weight_in(manager.desired()) is None
+
+
+def test_a_dynamic_weight_reaches_the_desired_table_once_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    results: list[bool | Result] = [
+        weighted(7), weighted(7), False, False, weighted(3), weighted(3), weighted(3), True,
+    ]  # fmt: skip
+    _, after, changes = run_checks(monkeypatch, "drain", None, results)
+    assert after == [7, 7, 7, 0, 0, 0, 3, WEIGHT], (
+        "in at the check's weight; drained while DOWN, up again at the new one; "
+        "exit 0: the configured one"
+    )
+    assert changes == [Health.UP, Health.DOWN, Health.UP]
+
+
+def test_a_drain_wins_over_a_dynamic_weight(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(manager_module, "Checker", ScriptedChecker)
+    monkeypatch.setattr(ScriptedChecker, "script", [weighted(9)])
+    cfg = config("drain")
+    seen: list[int | None] = []
+
+    async def main() -> None:
+        manager = HealthManager(lambda: None)
+        await manager.configure(cfg, adopted=adopted_reals(cfg, kernel(WEIGHT)))
+        task = asyncio.create_task(manager.monitor.run())
+        await asyncio.sleep(2.5)
+        seen.append(weight_in(manager.desired()))
+        manager.drained.add(REAL_ID)
+        seen.append(weight_in(manager.desired()))
+        manager.drained.discard(REAL_ID)
+        seen.append(weight_in(manager.desired()))
+        manager.monitor.stop()
+        await task
+
+    run_virtual(main)
+    assert seen == [9, 0, 9]

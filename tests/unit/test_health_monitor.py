@@ -76,6 +76,7 @@ class Result:
     ok: bool
     reason: str
     duration_s: float = 0.0
+    weight: int | None = None
 
 
 Step = bool | Exception

@@ -91,6 +91,19 @@ def test_admin_drain_wins_over_health() -> None:
     assert weights(t, S1) == {R11[1]: 0, R12[1]: 2}
 
 
+def test_an_up_real_takes_its_dynamic_weight_and_a_drain_still_wins() -> None:
+    up = {R11: Health.UP, R12: Health.UP}
+    o = overrides(CONFIG, up, dynamic={R11: 7, R12: 2})
+    t = desired_table(CONFIG, weight_overrides=o.weights, excluded=o.excluded, sorry=o.sorry)
+    assert weights(t, S1) == {R11[1]: 7, R12[1]: 2}
+    o = overrides(CONFIG, up, frozenset({R11}), dynamic={R11: 7})
+    t = desired_table(CONFIG, weight_overrides=o.weights, excluded=o.excluded, sorry=o.sorry)
+    assert weights(t, S1) == {R11[1]: 0, R12[1]: 2}, "the operator's drain wins"
+    o = overrides(CONFIG, {R11: Health.DOWN, R12: Health.UP}, dynamic={R11: 7})
+    t = desired_table(CONFIG, weight_overrides=o.weights, excluded=o.excluded, sorry=o.sorry)
+    assert weights(t, S1) == {R11[1]: 0, R12[1]: 2}, "down: drained, whatever its last weight"
+
+
 def test_a_real_adopted_at_weight_0_is_held_in_at_0_even_where_down_means_remove() -> None:
     held = frozenset({R11, R21})
     t = table({R11: Health.DOWN, R12: Health.UP, R21: Health.DOWN}, held=held)
