@@ -23,7 +23,10 @@ here need more than one field or more than one object:
   router (RFC 3768 §5.3.3), so two instances cannot share it; a VIP belongs
   to one instance;
 - sync groups and the sync daemon name existing instances; an instance is in
-  at most one sync group (as in keepalived).
+  at most one sync group (as in keepalived);
+- VRRP script names are unique, an instance's ``track_scripts`` name existing
+  scripts, each once, and a script's ``user`` exists on this host (the
+  script runs as that user's uid).
 
 `check_parts` takes the parts of the config that validated on their own, with
 their list indices, so that it still runs when pydantic rejected something
@@ -34,6 +37,7 @@ are wrong is not reported as naming an unknown instance.
 
 from __future__ import annotations
 
+import pwd
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
@@ -46,6 +50,7 @@ from ipvsd.config.model import (
     SyncGroupConfig,
     TunnelConfig,
     VrrpInstanceConfig,
+    VrrpScriptConfig,
 )
 from ipvsd.config.types import CheckType
 from ipvsd.config.yaml_lines import FieldPath, Lines, dotted
@@ -94,6 +99,8 @@ class Parts:
         sync_groups: ``vrrp.sync_groups`` items.
         services: ``ipvs.services`` items.
         sync_daemon: ``ipvs.sync_daemon``, if set and valid.
+        scripts: ``vrrp.scripts`` items.
+        script_names: name → index of every raw script that has a string name.
     """
 
     instances: Sequence[tuple[int, VrrpInstanceConfig]] = ()
@@ -101,6 +108,8 @@ class Parts:
     sync_groups: Sequence[tuple[int, SyncGroupConfig]] = ()
     services: Sequence[ServicePart] = ()
     sync_daemon: SyncDaemonConfig | None = None
+    scripts: Sequence[tuple[int, VrrpScriptConfig]] = ()
+    script_names: Mapping[str, int] = field(default_factory=dict)
 
 
 def check_parts(parts: Parts, path: str, lines: Lines) -> list[ConfigIssue]:
@@ -117,6 +126,7 @@ def check_parts(parts: Parts, path: str, lines: Lines) -> list[ConfigIssue]:
     report = _Report(path, lines)
     _check_instances(parts.instances, report)
     _check_sync_groups(parts.sync_groups, parts.instance_names, report)
+    _check_scripts(parts, report)
     if (
         parts.sync_daemon is not None
         and parts.sync_daemon.vrrp_instance not in parts.instance_names
@@ -227,6 +237,37 @@ def _check_sync_groups(
                 )
             else:
                 member_of[name] = (group.name, where)
+
+
+def _check_scripts(parts: Parts, report: _Report) -> None:
+    names: dict[str, FieldPath] = {}
+    for index, script in parts.scripts:
+        base: FieldPath = ("vrrp", "scripts", index)
+        if script.name in names:
+            first = report.line(names[script.name])
+            report.add(
+                (*base, "name"), f"duplicate script name '{script.name}' (first on line {first})"
+            )
+        else:
+            names[script.name] = (*base, "name")
+        if script.user is not None:
+            try:
+                pwd.getpwnam(script.user)
+            except KeyError:
+                report.add((*base, "user"), f"no user '{script.user}' on this host")
+    known = parts.script_names
+    for index, instance in parts.instances:
+        tracked: dict[str, FieldPath] = {}
+        for position, track in enumerate(instance.track_scripts):
+            where: FieldPath = ("vrrp", "instances", index, "track_scripts", position, "script")
+            if track.script not in known:
+                listed = ", ".join(sorted(known)) if known else "vrrp.scripts is empty"
+                report.add(where, f"unknown script '{track.script}' ({listed})")
+            elif track.script in tracked:
+                first = report.line(tracked[track.script])
+                report.add(where, f"script '{track.script}' is already tracked (line {first})")
+            else:
+                tracked[track.script] = where
 
 
 def _check_shape(service: ServiceConfig, base: FieldPath, report: _Report) -> bool:

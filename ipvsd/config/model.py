@@ -145,6 +145,17 @@ class TrackInterface(_Model):
     0: link down means FAULT."""
 
 
+class TrackScript(_Model):
+    """A ``vrrp.scripts`` entry whose result changes the instance's priority."""
+
+    script: Name
+    """Name of a script in ``vrrp.scripts``."""
+    weight: TrackWeight | None = None
+    """-254..254, overriding the script's ``weight``; null: the script's. Signs as for
+    interfaces: > 0 is added while the script succeeds, < 0 while it fails; 0: failing
+    means FAULT (and so does not having reported yet, as in keepalived)."""
+
+
 class VrrpInstanceConfig(_Model):
     """One VRRPv2 virtual router (RFC 3768)."""
 
@@ -179,6 +190,10 @@ class VrrpInstanceConfig(_Model):
     track_interfaces: tuple[TrackInterface, ...] = ()
     """Interfaces whose link state changes the priority or puts the instance in FAULT
     (the instance's own ``interface`` is always tracked)."""
+    track_scripts: tuple[TrackScript, ...] = ()
+    """Scripts of ``vrrp.scripts`` whose results change the priority or put the instance in
+    FAULT (keepalived's ``track_script``). The effective priority stays within 1..254 and
+    an owner (priority 255) ignores weights."""
     notify: Name | None = None
     """Program run as ``notify TYPE NAME STATE PRIORITY`` (keepalived's notify script:
     ``INSTANCE VI_1 MASTER 100``) on every transition; null: none."""
@@ -187,6 +202,33 @@ class VrrpInstanceConfig(_Model):
     garp_delay: GarpDelay = 5.0
     """Seconds after becoming MASTER until the second GARP burst; 0: none. A one-off
     delay, so any finite value >= 0 is fine."""
+
+
+class VrrpScriptConfig(_Model):
+    """A program run periodically whose exit status instances track (keepalived's
+    ``vrrp_script``)."""
+
+    name: Name
+    """Script name, unique; instances name it in ``track_scripts``."""
+    command: Command
+    """argv of the program (no shell); exit status 0 means success. It runs in a process
+    group of its own, which is killed after ``timeout`` and when the program exits."""
+    interval: CheckInterval = 1.0
+    """Seconds between the starts of two runs, at least 0.1. A script tracked by several
+    instances still runs once per interval; a run never overlaps the next."""
+    timeout: CheckTimeout | None = None
+    """Seconds a run may take before it is killed and counts as a failure; null: the
+    ``interval``."""
+    rise: Count = 1
+    """Consecutive successes that make a failing script succeed. The first result
+    decides at once (keepalived)."""
+    fall: Count = 1
+    """Consecutive failures that make a succeeding script fail."""
+    weight: TrackWeight = 0
+    """-254..254, for instances whose ``track_scripts`` entry sets none: > 0 is added to
+    the priority while the script succeeds, < 0 while it fails; 0: failing means FAULT."""
+    user: Name | None = None
+    """Run as this user (its uid, primary group and groups); null: as ipvsd (root)."""
 
 
 class SyncGroupConfig(_Model):
@@ -205,6 +247,8 @@ class VrrpConfig(_Model):
 
     instances: tuple[VrrpInstanceConfig, ...] = ()
     """The VRRP virtual routers of this director."""
+    scripts: tuple[VrrpScriptConfig, ...] = ()
+    """Programs whose exit status instances track (``track_scripts``)."""
     sync_groups: tuple[SyncGroupConfig, ...] = ()
     """Instances that change state together (e.g. the client-side VIP and the reals'
     gateway VIP of a NAT director)."""

@@ -21,6 +21,7 @@ from ipvsd.config.model import (
     SyncDaemonConfig,
     SyncGroupConfig,
     VrrpInstanceConfig,
+    VrrpScriptConfig,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -33,6 +34,11 @@ def parts(config: Config | None, data: dict[str, Any]) -> Parts:
     for index, item in enumerate(_items(raw_instances)):
         if isinstance(item, dict) and isinstance(item.get("name"), str):
             names.setdefault(item["name"], index)
+    raw_scripts = _raw(data, "vrrp", "scripts")
+    script_names: dict[str, int] = {}
+    for index, item in enumerate(_items(raw_scripts)):
+        if isinstance(item, dict) and isinstance(item.get("name"), str):
+            script_names.setdefault(item["name"], index)
     if config is not None:
         return Parts(
             instances=list(enumerate(config.vrrp.instances)),
@@ -40,6 +46,8 @@ def parts(config: Config | None, data: dict[str, Any]) -> Parts:
             sync_groups=list(enumerate(config.vrrp.sync_groups)),
             services=[ServicePart.whole(*item) for item in enumerate(config.ipvs.services)],
             sync_daemon=config.ipvs.sync_daemon,
+            scripts=list(enumerate(config.vrrp.scripts)),
+            script_names=script_names,
         )
     instances = [
         (i, _salvage(VrrpInstanceConfig, item)) for i, item in enumerate(_items(raw_instances))
@@ -57,6 +65,12 @@ def parts(config: Config | None, data: dict[str, Any]) -> Parts:
         sync_groups=[(i, group) for i, group in groups if group is not None],
         services=[part for part in services if part is not None],
         sync_daemon=_salvage(SyncDaemonConfig, _raw(data, "ipvs", "sync_daemon")),
+        scripts=[
+            (i, script)
+            for i, item in enumerate(_items(raw_scripts))
+            if (script := _salvage(VrrpScriptConfig, item)) is not None
+        ],
+        script_names=script_names,
     )
 
 

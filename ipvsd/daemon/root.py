@@ -202,7 +202,9 @@ class Daemon:
             on_reject=self.metrics.invalid_packet,
             on_failure=self.metrics.vrrp_failure,
         )
-        await self._parts.vrrp.start(config.vrrp.instances, config.vrrp.sync_groups)
+        await self._parts.vrrp.start(
+            config.vrrp.instances, config.vrrp.sync_groups, config.vrrp.scripts
+        )
 
     def _start_metrics(self, config: Config) -> None:
         """The /metrics endpoint (its own thread) and the event-loop lag probe."""
@@ -456,10 +458,10 @@ class Daemon:
             vrrp = parts.vrrp
 
             async def restore_vrrp() -> None:
-                await vrrp.update(old.vrrp.instances, old.vrrp.sync_groups)
+                await vrrp.update(old.vrrp.instances, old.vrrp.sync_groups, old.vrrp.scripts)
 
             undo.append(restore_vrrp)  # first: a half-done update is undone too
-            await vrrp.update(new.vrrp.instances, new.vrrp.sync_groups)
+            await vrrp.update(new.vrrp.instances, new.vrrp.sync_groups, new.vrrp.scripts)
             # A change in place fires no transition: the priority gauge follows here.
             for instance in vrrp.instances.values():
                 self.metrics.vrrp_priority(instance.name, instance.status.effective_priority)

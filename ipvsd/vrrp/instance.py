@@ -39,7 +39,7 @@ import asyncio
 import errno
 import itertools
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface
 from typing import assert_never
@@ -63,6 +63,7 @@ from ipvsd.vrrp.machine import (
     MachineConfig,
     Notify,
     RemoveVips,
+    ScriptChanged,
     SendAdvert,
     SendGarp,
     Shutdown,
@@ -107,6 +108,8 @@ class InstanceStatus:
     since: float = field(default_factory=time.time)
     reason: str = ""
     """Why the last transition happened (a `TransitionReason`)."""
+    scripts: dict[str, bool | None] = field(default_factory=dict)
+    """Tracked script → True succeeding, False failing, None not reported yet."""
     primary_ip: IPv4Address | None = None
     fault_reason: str | None = None
     """While FAULT: why, for people ("interface eth1 has no IPv4 address ...");
@@ -147,6 +150,7 @@ class VrrpInstance:
         on_failure: FailureHook | None = None,
         restart: RestartPolicy | None = None,
         pacer: AdvertPacer | None = None,
+        script_weights: Mapping[str, int] | None = None,
     ) -> None:
         self.inbox: asyncio.Queue[InboxItem] = asyncio.Queue()
         self.status = InstanceStatus(effective_priority=config.priority)
@@ -167,6 +171,8 @@ class VrrpInstance:
         self._source: IPv4Address | None = None
         self.notifier = NotifyQueue(config.name)
         self.vips: tuple[IPv4Interface, ...] = tuple(config.virtual_ipaddresses)
+        #: Tracked script → weight, resolved by the router (``vrrp.scripts``).
+        self.script_weights: Mapping[str, int] = dict(script_weights or {})
         self._take(config)
 
     def _take(self, config: VrrpInstanceConfig) -> None:
@@ -197,7 +203,14 @@ class VrrpInstance:
             {self.config.interface, *(t.interface for t in self.config.track_interfaces)}
         )
 
-    def reconfigure(self, config: VrrpInstanceConfig) -> None:
+    def script_changed(self, script: str, ok: bool | None) -> None:
+        """A tracked script's state (`ScriptRunner` listener); kept for a restarted machine."""
+        self.status.scripts[script] = ok
+        self.inbox.put_nowait(ScriptChanged(script, ok))
+
+    def reconfigure(
+        self, config: VrrpInstanceConfig, script_weights: Mapping[str, int] | None = None
+    ) -> None:
         """Take a reloaded config with the same name, interface and VRID, in place.
 
         Adverts are checked against it from now on; the runner applies the
@@ -209,6 +222,7 @@ class VrrpInstance:
         if (config.interface, config.vrid) != (self.config.interface, self.config.vrid):
             raise ValueError(f"{config.name}: a new interface or VRID is a new instance")
         self._take(config)
+        self.script_weights = dict(script_weights or {})
         self.inbox.put_nowait(Reconfigured(config))
 
     def addresses_changed(self) -> None:
@@ -248,6 +262,8 @@ class VrrpInstance:
         source = await self._source_event()
         if source is not None:
             machine.handle(source, loop.time())
+        for script, ok in sorted(self.status.scripts.items()):  # known before a restart
+            machine.handle(ScriptChanged(script, ok), loop.time())
         await self._execute(machine.handle(Startup(), loop.time()))
         self._sync_status()
         while True:
@@ -303,6 +319,7 @@ class VrrpInstance:
             preempt=config.preempt,
             preempt_delay=float(config.preempt_delay),
             track_interfaces={t.interface: t.weight for t in config.track_interfaces},
+            track_scripts=self.script_weights,
             garp_delay=float(config.garp_delay),
         )
 
@@ -369,6 +386,9 @@ class VrrpInstance:
         if machine.state is VrrpState.MASTER and added:
             await self._vips(added, add=True)
             self._send_garp(added)
+        tracked = {t.script for t in config.track_scripts}
+        for script in set(self.status.scripts) - tracked:
+            del self.status.scripts[script]
         for interface in sorted(self.interested_in - set(machine.config.track_interfaces)):
             if interface != config.interface:  # newly tracked: its state before it counts
                 machine.handle(await self._link_event(interface), now())
@@ -435,6 +455,8 @@ class VrrpInstance:
                 return f"interface {interface} has no IPv4 address to send adverts from"
             case "track_interface":
                 return "a tracked interface of weight 0 is down"
+            case "track_script":
+                return "a tracked script of weight 0 is failing or has not reported yet"
             case "sync_group":
                 return "its sync group is in FAULT"
             case _:

@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from ipvsd.config.model import SyncGroupConfig, VrrpInstanceConfig
+from ipvsd.config.model import SyncGroupConfig, VrrpInstanceConfig, VrrpScriptConfig
 from ipvsd.errors import KernelError, PacketError, RejectReason
 from ipvsd.netlink.links import AddressChange, LinkInfo
 from ipvsd.vrrp.backoff import Backoff, RestartPolicy
@@ -50,6 +50,7 @@ from ipvsd.vrrp.packet import decode, validate
 from ipvsd.vrrp.ports import LinkSource, VipWriter
 from ipvsd.vrrp.relink import InterfaceEndpoint, plan_relink
 from ipvsd.vrrp.sync_group import SyncGroup
+from ipvsd.vrrp.tracking import Listener, ScriptPool, ScriptRunner, ScriptSpec
 from ipvsd.vrrp.transport import VrrpSocket
 
 log = structlog.get_logger("ipvsd.vrrp")
@@ -112,13 +113,20 @@ class VrrpRouter:
         self._watcher: asyncio.Task[None] | None = None
         self._last_reject_log: dict[tuple[str, str], float] = {}
         self._suppressed: Counter[tuple[str, str]] = Counter()
+        # vrrp.scripts: one runner per script, whatever number of instances track it.
+        self._scripts = ScriptPool()
+        self._script_configs: dict[str, VrrpScriptConfig] = {}
+        self._listening: dict[str, list[tuple[ScriptRunner, Listener]]] = {}
 
     @property
     def instances(self) -> dict[str, VrrpInstance]:
         return self._instances
 
     async def start(
-        self, instances: Sequence[VrrpInstanceConfig], groups: Sequence[SyncGroupConfig]
+        self,
+        instances: Sequence[VrrpInstanceConfig],
+        groups: Sequence[SyncGroupConfig],
+        scripts: Sequence[VrrpScriptConfig] = (),
     ) -> None:
         """Start every instance (each removes its stale VIPs before entering BACKUP).
 
@@ -129,23 +137,38 @@ class VrrpRouter:
         if not self._pacer_started:
             self._pacer_started = True
             await self._pacer.start()
+        await self._set_scripts(scripts)
         for config in instances:
             self._start_instance(config)
         if self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
     async def update(
-        self, instances: Sequence[VrrpInstanceConfig], groups: Sequence[SyncGroupConfig]
+        self,
+        instances: Sequence[VrrpInstanceConfig],
+        groups: Sequence[SyncGroupConfig],
+        scripts: Sequence[VrrpScriptConfig] = (),
     ) -> None:
         """Apply a reloaded config: unchanged instances untouched, changed ones
-        reconfigured in place, a new VRID or interface re-created (see the module doc)."""
+        reconfigured in place, a new VRID or interface re-created (see the module doc).
+
+        Scripts first: a changed script restarts (its state unknown again) and
+        every instance hears its tracked scripts' states before its new config,
+        so a newly tracked script that already succeeds causes no FAULT.
+        """
         wanted = {config.name: config for config in instances}
         self._set_groups(groups)
+        await self._set_scripts(scripts)
+        for running in self._instances.values():
+            self._track(running, wanted.get(running.name, running.config))
         stopping = [self._detach(name) for name in list(self._instances) if name not in wanted]
         recreate: list[VrrpInstanceConfig] = []
         for name, config in wanted.items():
             instance = self._instances.get(name)
-            if instance is None or instance.config == config:
+            weights = self._weights(config)
+            if instance is None or (
+                instance.config == config and instance.script_weights == weights
+            ):
                 continue
             if (config.interface, config.vrid) != (
                 instance.config.interface,
@@ -155,7 +178,7 @@ class VrrpRouter:
                 continue
             self._switch_mode(instance, config)
             log.info("vrrp.instance_reconfigured", instance=name)
-            instance.reconfigure(config)
+            instance.reconfigure(config, weights)
         await self._stop_all(stopping)
         for config in recreate:
             old = self._detach(config.name)
@@ -177,6 +200,7 @@ class VrrpRouter:
         """Graceful stop: priority-0 adverts from masters, VIPs removed, notify
         STOP, sockets closed. Instances stop concurrently."""
         await self._stop_all([self._detach(name) for name in list(self._instances)])
+        await self._scripts.stop()
         await self._pacer.close()  # after the resignations it sends
         self._pacer_started = False
         if self._watcher is not None:
@@ -193,6 +217,46 @@ class VrrpRouter:
     def _set_groups(self, groups: Sequence[SyncGroupConfig]) -> None:
         self._groups = {group.name: SyncGroup(list(group.instances)) for group in groups}
         self._group_of = {m: group.name for group in groups for m in group.instances}
+
+    async def _set_scripts(self, scripts: Sequence[VrrpScriptConfig]) -> None:
+        self._script_configs = {script.name: script for script in scripts}
+        await self._scripts.update(
+            [
+                ScriptSpec(
+                    name=s.name,
+                    command=s.command,
+                    interval=s.interval,
+                    timeout=s.interval if s.timeout is None else s.timeout,
+                    rise=s.rise,
+                    fall=s.fall,
+                    user=s.user,
+                )
+                for s in scripts
+            ]
+        )
+
+    def _weights(self, config: VrrpInstanceConfig) -> dict[str, int]:
+        """Tracked script → weight: the instance's, else the script's (keepalived)."""
+        known = self._script_configs
+        return {
+            t.script: known[t.script].weight if t.weight is None else t.weight
+            for t in config.track_scripts
+            if t.script in known  # config checks report the others
+        }
+
+    def _track(self, instance: VrrpInstance, config: VrrpInstanceConfig) -> None:
+        """(Re)subscribe `instance` to the runners of the scripts `config` tracks."""
+        self._untrack(instance.name)
+        pairs = self._listening[instance.name] = []
+        for track in config.track_scripts:
+            runner = self._scripts.runners.get(track.script)
+            if runner is not None:
+                runner.subscribe(instance.script_changed)
+                pairs.append((runner, instance.script_changed))
+
+    def _untrack(self, name: str) -> None:
+        for runner, listener in self._listening.pop(name, []):
+            runner.unsubscribe(listener)
 
     def _running(self) -> list[tuple[VrrpInstance, asyncio.Task[None]]]:
         return [(self._instances[n], self._tasks[n]) for n in self._instances]
@@ -233,7 +297,9 @@ class VrrpRouter:
             on_failure=self._on_failure,
             restart=self._restart,
             pacer=self._pacer,
+            script_weights=self._weights(config),
         )
+        self._track(instance, config)
         self._instances[config.name] = instance
         task = asyncio.get_running_loop().create_task(instance.run())
         self._tasks[config.name] = task
@@ -248,6 +314,7 @@ class VrrpRouter:
 
     def _detach(self, name: str) -> tuple[VrrpInstance, asyncio.Task[None]]:
         """Take an instance out of the router (no more adverts routed to it)."""
+        self._untrack(name)
         return self._instances.pop(name), self._tasks.pop(name)
 
     async def _stop_all(self, stopping: list[tuple[VrrpInstance, asyncio.Task[None]]]) -> None:
