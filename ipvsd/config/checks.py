@@ -17,8 +17,9 @@ here need more than one field or more than one object:
 - a real's lower threshold is not above its upper one (the kernel refuses
   that with ERANGE, even when the upper one is 0, "no limit");
 - a real's merged check (`merge_check`) is complete: it has a type, exec
-  checks have a command, only exec checks have ``dynamic_weight``, and port
-  checks have a port to connect to;
+  checks have a command, only exec checks have ``dynamic_weight``, only udp
+  checks a payload or reply rules (one payload), and port checks (udp too)
+  have a port to connect to;
 - VRRP instance names are unique; a (interface, vrid) pair is one virtual
   router (RFC 3768 §5.3.3), so two instances cannot share it; a VIP belongs
   to one instance;
@@ -66,7 +67,10 @@ from ipvsd.model import (
     TunnelType,
 )
 
-_PORT_CHECKS = (CheckType.TCP, CheckType.HTTP, CheckType.HTTPS)
+_PORT_CHECKS = (CheckType.TCP, CheckType.HTTP, CheckType.HTTPS, CheckType.UDP)
+_UDP_FIELDS = ("payload", "payload_hex", "require_reply", "reply_regex")
+_TYPE_FIELDS = ("dynamic_weight", *_UDP_FIELDS)
+"""Fields of one check type: a real that changes the type does not inherit a problem."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,9 +397,13 @@ def _check_real(
                 (*real_path, "check", "type"),
                 "is required (the service has no check to inherit it from)",
             )
+        written = real.check.model_fields_set
         for relative, message in _check_problems(check) if check is not None else []:
-            if (relative, message) not in inherited:  # already reported on the service
-                report.add((*real_path, "check", *relative), message)
+            if (relative, message) in inherited:  # already reported on the service
+                continue
+            if relative[0] in _TYPE_FIELDS and relative[0] not in written:
+                continue  # the service check's, of the type the real replaced: unused
+            report.add((*real_path, "check", *relative), message)
     if check is not None and check.type in _PORT_CHECKS and check.port is None and dest.port == 0:
         report.add(
             (*real_path, "port"),
@@ -419,4 +427,11 @@ def _check_problems(check: CheckConfig) -> list[tuple[FieldPath, str]]:
         problems.append(
             (("dynamic_weight",), f"only for type exec (this check is {check.type.value})")
         )
+    if check.type is CheckType.UDP:
+        if check.payload is not None and check.payload_hex is not None:
+            problems.append((("payload_hex",), "cannot be combined with payload (use one)"))
+    else:
+        for name in _UDP_FIELDS:
+            if getattr(check, name):
+                problems.append(((name,), f"only for type udp (this check is {check.type.value})"))
     return problems

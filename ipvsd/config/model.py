@@ -43,6 +43,7 @@ from ipvsd.config.types import (
     Fwmark,
     GarpDelay,
     GarpRepeat,
+    HexBytes,
     HttpHost,
     HttpPath,
     Interface,
@@ -260,7 +261,8 @@ class CheckConfig(_Model):
     type: CheckTypeName
     """tcp: a connection opens; http/https: a GET of ``path`` is answered with one of
     ``expected_status`` (and a body matching ``body_regex``); exec: ``command`` exits 0;
-    none: always up."""
+    udp: a datagram draws no ICMP port unreachable (or the reply ``require_reply`` and
+    ``reply_regex`` ask for); none: always up."""
     interval: CheckInterval = 2.0
     """Seconds between the starts of two checks, at least 0.1 (ten checks a second per
     real; more only loads the reals and the daemon: 10,000 reals would make 100,000
@@ -299,8 +301,19 @@ class CheckConfig(_Model):
     """exec: the exit status also sets the real's weight (keepalived's ``misc_dynamic``):
     0 up with the configured weight, 1 down, 2 to 255 up with weight status - 2. An
     operator's drain (weight 0) still wins."""
+    payload: str | None = None
+    """udp: the datagram sent, as text (UTF-8); null: ``payload_hex``, else an empty one."""
+    payload_hex: HexBytes | None = None
+    """udp: the datagram sent, as hex digits (``0a1bff``; spaces allowed between bytes)."""
+    require_reply: bool = False
+    """udp: up only when a reply arrives within ``timeout``; false: up unless an ICMP port
+    unreachable comes back within it (keepalived's UDP_CHECK)."""
+    reply_regex: Regex | None = None
+    """udp: a reply must arrive and match (``re.search`` over its bytes, read as
+    Latin-1)."""
     source_address: IPAny | None = None
-    """tcp/http/https: local address the check connects from; null: the kernel's choice."""
+    """tcp/http/https/udp: local address the check connects from; null: the kernel's
+    choice."""
 
 
 def _describe_overrides(schema: JsonDict) -> None:
@@ -333,6 +346,10 @@ class CheckOverride(_Model):
     ca_file: Name | None = None
     command: Command | None = None
     dynamic_weight: bool | None = None
+    payload: str | None = None
+    payload_hex: HexBytes | None = None
+    require_reply: bool | None = None
+    reply_regex: Regex | None = None
     source_address: IPAny | None = None
 
 

@@ -286,6 +286,14 @@ def _regex(value: str) -> str:
     return value
 
 
+def _hex(value: str) -> str:
+    try:
+        bytes.fromhex(value)
+    except ValueError:
+        raise fail("hex", "must be hex digits, two per byte (e.g. 0a1bff)") from None
+    return value
+
+
 def _non_empty(value: T) -> T:
     if not value:
         raise fail("empty", "must not be empty")
@@ -601,6 +609,7 @@ class CheckType(enum.Enum):
     HTTP = "http"  # a GET gets an expected status (and body)
     HTTPS = "https"  # the same over TLS
     EXEC = "exec"  # a command exits 0
+    UDP = "udp"  # a datagram draws no ICMP port unreachable (or an expected reply)
     NONE = "none"  # always up
 
 
@@ -629,6 +638,7 @@ HttpStatus = Annotated[int, _int_range(100, 599)]
 HttpPath = Annotated[str, _Rule(_http_path, (("pattern", f"^{_HTTP_PATH.pattern}$"),))]
 HttpHost = Annotated[str, _NAME, _Rule(_http_host, (("maxLength", _HOST_NAME_MAX),))]
 Regex = Annotated[str, _Rule(_regex, (("format", "regex"),))]
+HexBytes = Annotated[str, _Rule(_hex, (("pattern", "^([0-9a-fA-F]{2}| )*$"),))]
 Command = Annotated[tuple[Name, ...], _NON_EMPTY_LIST]
 Statuses = Annotated[tuple[HttpStatus, ...], _NON_EMPTY_LIST]
 Weight = Annotated[int, _int_range(0, 65535)]

@@ -20,6 +20,11 @@ Why it is shaped this way:
   the checks a big site runs, 10,000 a second, so they run with no task,
   coroutine or timer of their own, under the same hard deadline. `Checker`
   picks the path; the monitor awaits whatever it returns.
+* **udp checks are keepalived's UDP_CHECK**: the payload goes out of a
+  connected socket, and Linux turns an ICMP port unreachable into
+  ECONNREFUSED on it. Silence until the deadline is up, unless
+  ``require_reply`` or ``reply_regex`` asks for a reply (a reply that does
+  not match is down). One socket per check, on the loop's selector.
 * **Failures are logged, passes are not.** Each failed check is one debug
   event (``health.check``); a passing one is the common case and logs
   nothing. Health *changes* are logged by the monitor.
@@ -46,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import ssl
@@ -80,6 +86,10 @@ DRAIN_S = 0.2
 CLOSE_GRACE_S = 1.0
 """Seconds to wait for a graceful close (TLS close_notify) before aborting."""
 _DEFAULT_PORT = {CheckType.HTTP: 80, CheckType.HTTPS: 443}
+UDP_REPLY_LIMIT = 65535
+"""udp: bytes of a reply read (a whole datagram)."""
+UDP_REPLY_SHOWN = 60
+"""udp: bytes of a reply that does not match shown in the reason."""
 
 
 def tls_context(check: CheckConfig) -> ssl.SSLContext:
@@ -175,7 +185,10 @@ async def _run(target: CheckTarget) -> CheckResult:
             async with deadline:
                 ok, reason, weight = await _probe(target, progress, cleanup)
         except TimeoutError as exc:
-            ok, reason = False, _timeout_reason(exc, deadline, check.timeout, progress.phase)
+            if deadline.expired() and _silence_is_up(check, progress.phase):
+                ok, reason = True, f"no reply and no ICMP error in {check.timeout} s"
+            else:
+                ok, reason = False, _timeout_reason(exc, deadline, check.timeout, progress.phase)
         except OSError as exc:  # ssl.SSLError included
             ok, reason = False, _os_reason(exc, progress.phase)
         result = CheckResult(ok, reason, loop.time() - started, weight)
@@ -203,8 +216,59 @@ async def _probe(
             return ok, reason, None
         case CheckType.EXEC:
             return await _exec(target, progress)
+        case CheckType.UDP:
+            ok, reason = await _udp(target, progress)
+            return ok, reason, None
         case _:
             assert_never(kind)
+
+
+async def _udp(target: CheckTarget, progress: Progress) -> tuple[bool, str]:
+    """Send the payload from a connected UDP socket and wait for a reply or an ICMP error.
+
+    Linux reports an ICMP port unreachable on a connected socket as ECONNREFUSED. With
+    neither a reply nor an error before the deadline, `_run` decides by ``require_reply``
+    (the phase is ``reply``).
+    """
+    check = target.check
+    loop = asyncio.get_running_loop()
+    with socket.socket(target.family, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        if target.source is not None:
+            progress.phase = f"bind to {target.source[0]}"
+            sock.bind(target.source)
+        progress.phase = "send"
+        sock.connect(target.sockaddr)  # UDP: only sets the peer, does not block
+        try:
+            await loop.sock_sendall(sock, udp_payload(check))
+            progress.phase = "reply"
+            reply = await loop.sock_recv(sock, UDP_REPLY_LIMIT)
+        except ConnectionRefusedError:
+            return False, "port unreachable (ICMP)"
+    if check.reply_regex is None:
+        return True, f"reply of {len(reply)} bytes"
+    if re.search(check.reply_regex, reply.decode("latin-1")) is None:
+        return False, f"reply does not match {check.reply_regex!r}: {reply[:UDP_REPLY_SHOWN]!r}"
+    return True, f"reply of {len(reply)} bytes matches"
+
+
+def udp_payload(check: CheckConfig) -> bytes:
+    """The datagram a udp check sends: ``payload`` (UTF-8), ``payload_hex``, or nothing."""
+    if check.payload is not None:
+        return check.payload.encode()
+    if check.payload_hex is not None:
+        return bytes.fromhex(check.payload_hex)
+    return b""
+
+
+def _silence_is_up(check: CheckConfig, phase: str) -> bool:
+    """A udp check that heard neither reply nor ICMP error, and was not asked for a reply."""
+    return (
+        check.type is CheckType.UDP
+        and phase == "reply"
+        and not check.require_reply
+        and check.reply_regex is None
+    )
 
 
 async def _connect(target: CheckTarget, progress: Progress) -> socket.socket:

@@ -618,6 +618,29 @@ def test_dynamic_weight_is_only_for_exec_checks() -> None:
     )
 
 
+def test_udp_fields_are_only_for_udp_checks_and_one_payload() -> None:
+    found = _issues(
+        """
+        ipvs:
+          services:
+            - address: 192.168.1.200
+              port: 53
+              protocol: udp
+              check: {type: udp, payload: "x", payload_hex: "78"}
+              reals:
+                - {address: 192.168.1.30, check: {type: tcp, require_reply: true}}
+                - {address: 192.168.1.40, check: {payload_hex: "7g"}}
+                - {address: 192.168.1.50, check: {type: exec, command: [/bin/true]}}
+        """
+    )
+    assert [(i.line, i.field, i.message) for i in found] == [
+        (6, "ipvs.services.0.check.payload_hex", "cannot be combined with payload (use one)"),
+        (8, "ipvs.services.0.reals.0.check.require_reply", "only for type udp (this check is tcp)"),
+        (9, "ipvs.services.0.reals.1.check.payload_hex",
+         "must be hex digits, two per byte (e.g. 0a1bff)"),
+    ]  # fmt: skip
+
+
 def test_real_check_override_is_merged_and_validated() -> None:
     found = _issues(
         """

@@ -81,6 +81,7 @@ def test_ranges_and_choices_are_in_the_schema() -> None:
         "http",
         "https",
         "exec",
+        "udp",
         "none",
     ]
     instance = defs["VrrpInstanceConfig"]["properties"]
