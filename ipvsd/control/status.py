@@ -134,6 +134,15 @@ class ServiceStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class TrackedScriptStatus:
+    """A ``vrrp.scripts`` entry an instance tracks; `state` is ok, failing or unknown
+    (not reported yet)."""
+
+    script: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
 class VrrpStatus:
     """One VRRP instance; `state` is INIT, BACKUP, MASTER or FAULT."""
 
@@ -153,6 +162,8 @@ class VrrpStatus:
     BACKUP, the source of the last advert it accepted from its master (RFC 3768
     §6.4.2: priority at least its own, or any with preempt off); None when not
     known (no such advert yet, the master resigned, INIT, FAULT)."""
+    track_scripts: tuple[TrackedScriptStatus, ...] = ()
+    """The instance's tracked scripts and their rise/fall state."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from ipvsd.control.status import (
     StatsView,
     StatusDocument,
     SyncDaemonStatusView,
+    TrackedScriptStatus,
     VrrpStatus,
 )
 from ipvsd.errors import IpvsdError
@@ -30,7 +31,6 @@ T = TypeVar("T")
 
 class MalformedStatus(IpvsdError):
     """A status document that does not follow the contract (``path: what is wrong``)."""
-
 
 
 _FLAG_LABELS = {
@@ -70,6 +70,7 @@ def to_json(doc: StatusDocument) -> dict[str, Any]:
                 "fault_reason": v.fault_reason,
                 "failures": v.failures,
                 "master_address": _text(v.master_address),
+                "track_scripts": [{"script": t.script, "state": t.state} for t in v.track_scripts],
             }
             for v in doc.vrrp
         ],
@@ -221,6 +222,10 @@ def _vrrp(v: _Object) -> VrrpStatus:
         fault_reason=v.optional("fault_reason", str),
         failures=v.optional("failures", int, 0),
         master_address=v.optional_parsed("master_address", IPv4Address),
+        track_scripts=tuple(
+            TrackedScriptStatus(t.required("script", str), t.required("state", str))
+            for t in (v.items("track_scripts") if v.optional("track_scripts", list) else [])
+        ),
     )
 
 

@@ -20,7 +20,7 @@ import structlog
 
 from ipvsd import __version__
 from ipvsd.config import Config
-from ipvsd.control.status import StatusDocument
+from ipvsd.control.status import StatusDocument, TrackedScriptStatus
 from ipvsd.daemon.admin_state import AdminStateError, DrainStore
 from ipvsd.daemon.components import Components
 from ipvsd.daemon.status import VrrpView, status_document
@@ -29,6 +29,9 @@ from ipvsd.model import DestKey, RealId, ServiceKey
 from ipvsd.vrrp.machine import VrrpState
 
 log = structlog.get_logger("ipvsd.daemon")
+
+#: A tracked script's rise/fall state (`ipvsd.vrrp.tracking`) as status shows it.
+_SCRIPT_STATE = {True: "ok", False: "failing", None: "unknown"}
 
 
 class DaemonView:
@@ -94,6 +97,10 @@ class DaemonView:
                 fault_reason=inst.status.fault_reason,
                 failures=inst.status.failures,
                 master_address=inst.status.master_address,
+                track_scripts=tuple(
+                    TrackedScriptStatus(name, _SCRIPT_STATE[ok])
+                    for name, ok in sorted(inst.status.scripts.items())
+                ),
             )
             for inst in self._parts.vrrp.instances.values()
         ]
@@ -190,8 +197,7 @@ class DaemonView:
         address, a link down, a failed instance waiting for its restart.
         """
         return self._parts.ready and all(
-            state not in (VrrpState.INIT, VrrpState.FAULT)
-            for state in self.vrrp_states().values()
+            state not in (VrrpState.INIT, VrrpState.FAULT) for state in self.vrrp_states().values()
         )
 
     def vrrp_states(self) -> dict[str, VrrpState]:

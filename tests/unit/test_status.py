@@ -25,6 +25,7 @@ from ipvsd.control.status import (
     StatsView,
     StatusDocument,
     SyncDaemonStatusView,
+    TrackedScriptStatus,
     VrrpStatus,
     services_from_table,
 )
@@ -181,6 +182,7 @@ def test_the_exact_json_of_a_small_document() -> None:
                 "fault_reason": None,
                 "failures": 0,
                 "master_address": None,
+                "track_scripts": [],
             }
         ],
         "services": [
@@ -246,6 +248,22 @@ def test_the_json_of_fwmark_persistence_stats_and_sync() -> None:
     assert services_to_json(RICH.services) == encoded["services"]
 
 
+def test_tracked_scripts_and_their_state_round_trip() -> None:
+    tracked = (TrackedScriptStatus("chk_web", "failing"), TrackedScriptStatus("chk_db", "ok"))
+    doc = StatusDocument(
+        node="director1",
+        version="9.9.9",
+        vrrp=(dataclasses.replace(VI_1, track_scripts=tracked),),
+        services=(),
+    )
+    data = to_json(doc)
+    assert data["vrrp"][0]["track_scripts"] == [
+        {"script": "chk_web", "state": "failing"},
+        {"script": "chk_db", "state": "ok"},
+    ]
+    assert from_json(json.loads(json.dumps(data))) == doc
+
+
 def test_why_and_since_when_a_real_is_down_and_who_is_master() -> None:
     down = real(
         weight=0, health="down", health_reason="HTTP 503 (expected 200)", health_since=SINCE
@@ -290,7 +308,7 @@ def test_an_older_document_without_the_extras_decodes_with_their_defaults() -> N
                 del entry[key]
             del entry["health_reason"], entry["health_since"]
     for instance in encoded["vrrp"]:
-        del instance["master_address"]
+        del instance["master_address"], instance["track_scripts"]
     del encoded["sync_daemon"]
     decoded = from_json(encoded)
     # Without "family" the address tells it; a fwmark service is taken as IPv4.
