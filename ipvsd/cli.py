@@ -380,15 +380,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check_config(path: Path) -> int:
     from ipvsd.config import load_config
+    from ipvsd.log import is_journal
 
+    # The unit's ExecStartPre: in the journal, errors at priority 3 (sd-daemon(3)).
+    prefix = "<3>" if is_journal(sys.stdout) else ""
     try:
         load_config(path)
     except ConfigError as exc:
         for issue in exc.issues:
-            print(issue)
+            print(f"{prefix}{issue}")
         return 1
     except OSError as exc:
-        print(f"{path}:0: (file): {exc.strerror}")
+        print(f"{prefix}{path}:0: (file): {exc.strerror}")
         return 1
     return 0
 

@@ -200,20 +200,48 @@ def test_a_bug_ends_the_daemon_with_its_traceback_in_one_event(
     assert "KeyError: 'vrrp'" in events[0]["exception"]
 
 
-def test_under_the_journal_a_fatal_error_is_a_priority_3_line(tmp_path: Path) -> None:
-    """The real process, stderr a file named by JOURNAL_STREAM as systemd does it."""
-    out = tmp_path / "stderr"
+def ipvsd_in_the_journal(tmp_path: Path, *argv: str) -> tuple[int, str]:
+    """``python -m ipvsd ARGV`` with stdout and stderr in a file JOURNAL_STREAM names.
+
+    As systemd runs a unit (StandardOutput=journal, stderr the same stream).
+    """
+    out = tmp_path / "journal-stream"
     out.touch()
-    with out.open("w") as stderr:
+    with out.open("w") as stream:
         done = subprocess.run(
-            [sys.executable, "-m", "ipvsd", "run", "--config", str(tmp_path / "none.yaml")],
-            stderr=stderr,
-            stdout=subprocess.DEVNULL,
+            [sys.executable, "-m", "ipvsd", *argv],
+            stdout=stream,
+            stderr=stream,
             env={**os.environ, "JOURNAL_STREAM": journal_env(out)},
             timeout=60,
             check=False,
         )
-    assert done.returncode == 1
-    (line,) = out.read_text().splitlines()
+    return done.returncode, out.read_text()
+
+
+def test_under_the_journal_a_fatal_error_is_a_priority_3_line(tmp_path: Path) -> None:
+    """The real process, stderr a file named by JOURNAL_STREAM as systemd does it."""
+    status, text = ipvsd_in_the_journal(tmp_path, "run", "--config", str(tmp_path / "none.yaml"))
+    assert status == 1
+    (line,) = text.splitlines()
     assert line.startswith("<3>{")
     assert json.loads(line[3:])["event"] == "daemon.failed"
+
+
+def test_check_config_errors_are_priority_3_lines_in_the_journal(tmp_path: Path) -> None:
+    """The unit's ExecStartPre: its errors show in ``journalctl -p err`` when start fails."""
+    config = tmp_path / "bad.yaml"
+    config.write_text("metrics:\n  listen: 1\n")
+    status, text = ipvsd_in_the_journal(tmp_path, "check-config", "--config", str(config))
+    assert status == 1
+    assert text == f"<3>{config}:2: metrics.listen: must be a string, not 1\n"
+
+
+def test_check_config_output_is_unchanged_outside_the_journal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOURNAL_STREAM", "1:2")
+    config = tmp_path / "bad.yaml"
+    config.write_text("metrics:\n  listen: 1\n")
+    assert main(["check-config", "--config", str(config)]) == 1
+    assert capsys.readouterr().out == f"{config}:2: metrics.listen: must be a string, not 1\n"
