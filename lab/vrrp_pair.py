@@ -33,8 +33,17 @@ def ipvsd_config(
     preempt: bool = True,
     unicast_peers: tuple[str, ...] = (),
     vips: tuple[str, ...] = (f"{VIP}/24",),
+    track_script: tuple[str, ...] = (),
+    script_weight: int = 0,
 ) -> str:
+    """`track_script`: VI_1 tracks that command (``vrrp.scripts`` entry ``chk``, run
+    every 0.2 s) with `script_weight`."""
     peers = ", ".join(unicast_peers)
+    scripts = tracked = "[]"
+    if track_script:
+        argv = ", ".join(f'"{arg}"' for arg in track_script)
+        scripts = f"[{{name: chk, command: [{argv}], interval: 0.2}}]"
+        tracked = f"[{{script: chk, weight: {script_weight}}}]"
     return textwrap.dedent(
         f"""\
         node_name: {name}
@@ -42,6 +51,7 @@ def ipvsd_config(
         control: {{socket: {workdir / (name + ".sock")}}}
         state_dir: {workdir / (name + ".state")}
         vrrp:
+          scripts: {scripts}
           instances:
             - name: VI_1
               interface: eth1
@@ -51,6 +61,7 @@ def ipvsd_config(
               preempt: {str(preempt).lower()}
               unicast_peers: [{peers}]
               virtual_ipaddresses: [{", ".join(vips)}]
+              track_scripts: {tracked}
         ipvs: {{services: []}}
         """
     )

@@ -270,3 +270,34 @@ def test_sync_group_moves_instances_together(lab: VrrpLab) -> None:
     wait_until(
         lambda: holders(VIP) == ["d1"] and holders("192.168.1.201") == ["d1"], timeout=MDI_90 + 4
     )
+
+
+def test_a_failing_track_script_hands_the_vip_over_and_recovery_takes_it_back(
+    lab: VrrpLab, tmp_path: Path
+) -> None:
+    """keepalived's track_script with a negative weight (issue 13): d1 (100, -20 while
+    its script fails) drops to 80 below d2's 90, d2 preempts; the script succeeding
+    again gives d1 100 and it preempts back."""
+    flag = tmp_path / "maintenance"
+    d1 = lab.daemon("d1", 100, track_script=("test", "!", "-e", str(flag)), script_weight=-20)
+    d2 = lab.daemon("d2", 90)
+    d1.start()
+    d2.start()
+    wait_until(lambda: lab.holder() == ["d1"], timeout=MDI_90 + 2)
+    socket = str(lab.workdir / "d1.sock")
+
+    def d1_instance() -> dict[str, Any]:
+        vrrp: list[dict[str, Any]] = request(socket, {"command": "status"})["result"]["vrrp"]
+        return vrrp[0]
+
+    assert d1_instance()["track_scripts"] == [{"script": "chk", "state": "ok"}]
+    flag.touch()
+    # The script fails within 0.2 s, d1 advertises 80 within 1 s, d2 preempts
+    # Master_Down_Interval after the last advert it accepted.
+    took_over = wait_until(lambda: lab.holder() == ["d2"], timeout=1 + MDI_90 + 2)
+    assert took_over <= 1.2 + MDI_90 + SLACK, took_over
+    instance = d1_instance()
+    assert (instance["state"], instance["effective_priority"]) == ("BACKUP", 80)
+    assert instance["track_scripts"] == [{"script": "chk", "state": "failing"}]
+    flag.unlink()
+    wait_until(lambda: lab.holder() == ["d1"], timeout=1.2 + 3 + 156 / 256 + 2)
