@@ -15,8 +15,11 @@ Rules:
    keepalived's FAULT: the instance's own interface, or a tracked interface
    of weight 0, is down; a tracked script of weight 0 is failing or has not
    reported yet (keepalived holds such an instance out of BACKUP until the
-   script's first result); or the interface has no IPv4 address to send adverts
-   from (§5.2.1 needs the primary address; keepalived goes to FAULT too); or
+   script's first result); a tracked file of weight 0 holds a non-zero value,
+   or one of another weight a value whose product with it is -254 or less
+   (keepalived ``process_update_vrrp_track_file_status``); or the interface
+   has no IPv4 address to send adverts from (§5.2.1 needs the primary
+   address; keepalived goes to FAULT too); or
    the runner failed (`Failed`, sticky until a new machine). A machine in
    FAULT neither sends nor listens; it leaves FAULT for Backup (the owner:
    Master) as soon as the last cause is gone.
@@ -95,6 +98,7 @@ TransitionReason = Literal[
     "link_down",
     "track_interface",
     "track_script",
+    "track_file",
     "link_up",
     "shutdown",
     "sync_group",
@@ -138,6 +142,9 @@ class MachineConfig:
     """Script name → weight, as for interfaces with "succeeding" for "up", except
     that a script that has not reported yet adds nothing and, with weight 0,
     means FAULT (keepalived ``process_script_update_priority``)."""
+    track_files: Mapping[str, int] = field(default_factory=dict)
+    """Path → weight. 0: a non-zero value means FAULT. Else value * weight, clamped
+    to -254..253, is added; -254 means FAULT (keepalived's track_file)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.vrid <= OWNER_PRIORITY:
@@ -151,11 +158,12 @@ class MachineConfig:
         for iface, weight in self.track_interfaces.items():
             if abs(weight) > MAX_TRACK_WEIGHT:
                 raise ValueError(f"{self.name}: weight {weight} of {iface} is not in -254..254")
-        for script, weight in self.track_scripts.items():
+        for tracked, weight in [*self.track_scripts.items(), *self.track_files.items()]:
             if abs(weight) > MAX_TRACK_WEIGHT:
-                raise ValueError(f"{self.name}: weight {weight} of {script} is not in -254..254")
+                raise ValueError(f"{self.name}: weight {weight} of {tracked} is not in -254..254")
         object.__setattr__(self, "track_interfaces", MappingProxyType(dict(self.track_interfaces)))
         object.__setattr__(self, "track_scripts", MappingProxyType(dict(self.track_scripts)))
+        object.__setattr__(self, "track_files", MappingProxyType(dict(self.track_files)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +206,15 @@ class ScriptChanged:
 
     script: str
     ok: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class FileChanged:
+    """A tracked file's value (`ipvsd.vrrp.tracking.FileWatcher`) changed; 0 when the
+    file is missing, empty or unreadable (keepalived)."""
+
+    path: str
+    value: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +264,7 @@ Event = (
     | TimerFired
     | LinkChanged
     | ScriptChanged
+    | FileChanged
     | SyncForce
     | SourceChanged
     | Failed
@@ -307,6 +325,7 @@ class VrrpMachine:
         self._state = VrrpState.INIT
         self._links: dict[str, bool] = {}
         self._scripts: dict[str, bool | None] = {}  # absent: not reported yet
+        self._files: dict[str, int] = {}  # absent: 0
         self._sync_fault = False
         self._reason: TransitionReason | None = None
         self._adver_at: float | None = None  # Adver_Timer (Master)
@@ -358,6 +377,10 @@ class VrrpMachine:
             ok = self._scripts.get(script)
             if (weight > 0 and ok is True) or (weight < 0 and ok is False):
                 total += weight
+        for path, weight in self._cfg.track_files.items():
+            status = self._file_status(path, weight)
+            if weight and status > -MAX_TRACK_WEIGHT:
+                total += status
         return max(1, min(MAX_BACKUP_PRIORITY, total))
 
     @property
@@ -403,6 +426,8 @@ class VrrpMachine:
                 return self._on_link(event, now)
             case ScriptChanged():
                 return self._on_script(event, now)
+            case FileChanged():
+                return self._on_file(event, now)
             case SyncForce():
                 return self._on_sync(event.state, now)
             case SourceChanged():
@@ -524,6 +549,11 @@ class VrrpMachine:
         old_mdi = self.master_down_interval
         self._scripts[change.script] = change.ok
         return self._reevaluate(now, old_mdi, "track_script")
+
+    def _on_file(self, change: FileChanged, now: float) -> list[Action]:
+        old_mdi = self.master_down_interval
+        self._files[change.path] = change.value
+        return self._reevaluate(now, old_mdi, "track_file")
 
     def _on_source(self, address: IPv4Address | None, now: float) -> list[Action]:
         # Only the fault test and the equal-priority tie-break (§6.4.3) read it.
@@ -657,7 +687,7 @@ class VrrpMachine:
             return True
         if not self._link_up(self._cfg.interface):
             return True
-        return self._interface_fault() or self._script_fault()
+        return self._interface_fault() or self._script_fault() or self._file_fault()
 
     def _interface_fault(self) -> bool:
         tracked = self._cfg.track_interfaces.items()
@@ -667,6 +697,18 @@ class VrrpMachine:
         tracked = self._cfg.track_scripts.items()
         return any(weight == 0 and self._scripts.get(s) is not True for s, weight in tracked)
 
+    def _file_status(self, path: str, weight: int) -> int:
+        """keepalived: value * weight clamped to -254..253; weight 0: -254 (FAULT) for
+        any non-zero value, else 0."""
+        value = self._files.get(path, 0)
+        if weight == 0:
+            return -MAX_TRACK_WEIGHT if value else 0
+        return max(-MAX_TRACK_WEIGHT, min(MAX_TRACK_WEIGHT - 1, value * weight))
+
+    def _file_fault(self) -> bool:
+        tracked = self._cfg.track_files.items()
+        return any(self._file_status(p, w) <= -MAX_TRACK_WEIGHT for p, w in tracked)
+
     def _fault_reason(self) -> TransitionReason:
         if self._failed:
             return "instance_failed"
@@ -674,4 +716,6 @@ class VrrpMachine:
             return "link_down"
         if self._cfg.primary_ip is None:
             return "no_address"
-        return "track_interface" if self._interface_fault() else "track_script"
+        if self._interface_fault():
+            return "track_interface"
+        return "track_script" if self._script_fault() else "track_file"
