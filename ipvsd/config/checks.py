@@ -18,8 +18,9 @@ here need more than one field or more than one object:
   that with ERANGE, even when the upper one is 0, "no limit");
 - a real's merged check (`merge_check`) is complete: it has a type, exec
   checks have a command, only exec checks have ``dynamic_weight``, only udp
-  checks a payload or reply rules (one payload), and port checks (udp too)
-  have a port to connect to;
+  checks a payload or reply rules (one payload), only dns checks an
+  ``expected_answer`` (an address of the ``query_type``'s family), and port
+  checks (udp and dns too) have a port to connect to;
 - VRRP instance names are unique; a (interface, vrid) pair is one virtual
   router (RFC 3768 §5.3.3), so two instances cannot share it; a VIP belongs
   to one instance;
@@ -67,9 +68,9 @@ from ipvsd.model import (
     TunnelType,
 )
 
-_PORT_CHECKS = (CheckType.TCP, CheckType.HTTP, CheckType.HTTPS, CheckType.UDP)
+_PORT_CHECKS = (CheckType.TCP, CheckType.HTTP, CheckType.HTTPS, CheckType.UDP, CheckType.DNS)
 _UDP_FIELDS = ("payload", "payload_hex", "require_reply", "reply_regex")
-_TYPE_FIELDS = ("dynamic_weight", *_UDP_FIELDS)
+_TYPE_FIELDS = ("dynamic_weight", *_UDP_FIELDS, "expected_answer")
 """Fields of one check type: a real that changes the type does not inherit a problem."""
 
 
@@ -434,4 +435,19 @@ def _check_problems(check: CheckConfig) -> list[tuple[FieldPath, str]]:
         for name in _UDP_FIELDS:
             if getattr(check, name):
                 problems.append(((name,), f"only for type udp (this check is {check.type.value})"))
+    expected = check.expected_answer
+    if expected is not None:
+        wanted = "A" if expected.version == 4 else "AAAA"
+        if check.type is not CheckType.DNS:
+            problems.append(
+                (("expected_answer",), f"only for type dns (this check is {check.type.value})")
+            )
+        elif check.query_type != wanted:
+            problems.append(
+                (
+                    ("expected_answer",),
+                    f"an IPv{expected.version} address needs query_type {wanted} "
+                    f"(not {check.query_type})",
+                )
+            )
     return problems

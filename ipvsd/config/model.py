@@ -37,6 +37,8 @@ from ipvsd.config.types import (
     CheckTypeName,
     Command,
     Count,
+    DnsName,
+    DnsType,
     Endpoint,
     FamilyName,
     ForwardName,
@@ -262,7 +264,8 @@ class CheckConfig(_Model):
     """tcp: a connection opens; http/https: a GET of ``path`` is answered with one of
     ``expected_status`` (and a body matching ``body_regex``); exec: ``command`` exits 0;
     udp: a datagram draws no ICMP port unreachable (or the reply ``require_reply`` and
-    ``reply_regex`` ask for); none: always up."""
+    ``reply_regex`` ask for); dns: a query is answered (``query_name``, ``query_type``,
+    ``expected_answer``); none: always up."""
     interval: CheckInterval = 2.0
     """Seconds between the starts of two checks, at least 0.1 (ten checks a second per
     real; more only loads the reals and the daemon: 10,000 reals would make 100,000
@@ -311,8 +314,16 @@ class CheckConfig(_Model):
     reply_regex: Regex | None = None
     """udp: a reply must arrive and match (``re.search`` over its bytes, read as
     Latin-1)."""
+    query_name: DnsName = "."
+    """dns: the name asked for (keepalived's DNS_CHECK default: the root, ``.``)."""
+    query_type: DnsType = "SOA"
+    """dns: the record type asked for: A, AAAA, NS, CNAME, SOA, PTR, MX, TXT or SRV. Up
+    when the reply is NOERROR with at least one answer record of this type (over UDP;
+    again over TCP when the UDP reply is truncated)."""
+    expected_answer: IPAny | None = None
+    """dns, query_type A or AAAA: one answer record must be this address; null: any."""
     source_address: IPAny | None = None
-    """tcp/http/https/udp: local address the check connects from; null: the kernel's
+    """tcp/http/https/udp/dns: local address the check connects from; null: the kernel's
     choice."""
 
 
@@ -350,6 +361,9 @@ class CheckOverride(_Model):
     payload_hex: HexBytes | None = None
     require_reply: bool | None = None
     reply_regex: Regex | None = None
+    query_name: DnsName | None = None
+    query_type: DnsType | None = None
+    expected_answer: IPAny | None = None
     source_address: IPAny | None = None
 
 

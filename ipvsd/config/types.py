@@ -294,6 +294,21 @@ def _hex(value: str) -> str:
     return value
 
 
+def _dns_name(value: str) -> str:
+    labels = [] if value == "." else value.removesuffix(".").split(".")
+    if (
+        not value.isascii()
+        or any(not 1 <= len(label) <= 63 for label in labels)
+        or len(value) > 253
+    ):
+        raise fail(
+            "dns_name",
+            "must be '.' or a DNS name: ASCII labels of 1 to 63 characters joined by dots, "
+            "at most 253 in all",
+        )
+    return value
+
+
 def _non_empty(value: T) -> T:
     if not value:
         raise fail("empty", "must not be empty")
@@ -610,6 +625,7 @@ class CheckType(enum.Enum):
     HTTPS = "https"  # the same over TLS
     EXEC = "exec"  # a command exits 0
     UDP = "udp"  # a datagram draws no ICMP port unreachable (or an expected reply)
+    DNS = "dns"  # a query is answered with NOERROR and a record of its type
     NONE = "none"  # always up
 
 
@@ -639,6 +655,10 @@ HttpPath = Annotated[str, _Rule(_http_path, (("pattern", f"^{_HTTP_PATH.pattern}
 HttpHost = Annotated[str, _NAME, _Rule(_http_host, (("maxLength", _HOST_NAME_MAX),))]
 Regex = Annotated[str, _Rule(_regex, (("format", "regex"),))]
 HexBytes = Annotated[str, _Rule(_hex, (("pattern", "^([0-9a-fA-F]{2}| )*$"),))]
+DnsName = Annotated[str, _Rule(_dns_name, (("maxLength", 253),))]
+DNS_TYPES = ("A", "AAAA", "NS", "CNAME", "SOA", "PTR", "MX", "TXT", "SRV")
+"""The record types a dns check asks for (``ipvsd.health.dns.QUERY_TYPES``)."""
+DnsType = Annotated[str, _choice("DNS record type", {name: name for name in DNS_TYPES})]
 Command = Annotated[tuple[Name, ...], _NON_EMPTY_LIST]
 Statuses = Annotated[tuple[HttpStatus, ...], _NON_EMPTY_LIST]
 Weight = Annotated[int, _int_range(0, 65535)]

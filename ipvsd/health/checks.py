@@ -25,6 +25,9 @@ Why it is shaped this way:
   ECONNREFUSED on it. Silence until the deadline is up, unless
   ``require_reply`` or ``reply_regex`` asks for a reply (a reply that does
   not match is down). One socket per check, on the loop's selector.
+* **dns checks are keepalived's DNS_CHECK**: one query (``ipvsd.health.dns``
+  encodes and decodes it) over UDP, again over TCP when the reply is
+  truncated; up on NOERROR with a record of the asked type.
 * **Failures are logged, passes are not.** Each failed check is one debug
   event (``health.check``); a passing one is the common case and logs
   nothing. Health *changes* are logged by the monitor.
@@ -51,6 +54,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import re
 import signal
 import socket
@@ -60,7 +64,7 @@ from typing import assert_never
 
 from ipvsd.config.model import CheckConfig
 from ipvsd.config.types import CheckType
-from ipvsd.health import http
+from ipvsd.health import dns, http
 from ipvsd.health.http import BODY_LIMIT, USER_AGENT, Progress
 from ipvsd.health.target import CheckResult, CheckTarget, errno_text, log_failure, target_for
 from ipvsd.health.tcp import TcpProber
@@ -219,6 +223,9 @@ async def _probe(
         case CheckType.UDP:
             ok, reason = await _udp(target, progress)
             return ok, reason, None
+        case CheckType.DNS:
+            ok, reason = await _dns(target, progress)
+            return ok, reason, None
         case _:
             assert_never(kind)
 
@@ -231,6 +238,19 @@ async def _udp(target: CheckTarget, progress: Progress) -> tuple[bool, str]:
     (the phase is ``reply``).
     """
     check = target.check
+    reply = await _exchange(target, progress, udp_payload(check))
+    if reply is None:
+        return False, "port unreachable (ICMP)"
+    if check.reply_regex is None:
+        return True, f"reply of {len(reply)} bytes"
+    if re.search(check.reply_regex, reply.decode("latin-1")) is None:
+        return False, f"reply does not match {check.reply_regex!r}: {reply[:UDP_REPLY_SHOWN]!r}"
+    return True, f"reply of {len(reply)} bytes matches"
+
+
+async def _exchange(target: CheckTarget, progress: Progress, payload: bytes) -> bytes | None:
+    """Send `payload` from a connected UDP socket; the first datagram back, None on ICMP
+    port unreachable (ECONNREFUSED). Waits for the caller's deadline in phase ``reply``."""
     loop = asyncio.get_running_loop()
     with socket.socket(target.family, socket.SOCK_DGRAM) as sock:
         sock.setblocking(False)
@@ -240,16 +260,62 @@ async def _udp(target: CheckTarget, progress: Progress) -> tuple[bool, str]:
         progress.phase = "send"
         sock.connect(target.sockaddr)  # UDP: only sets the peer, does not block
         try:
-            await loop.sock_sendall(sock, udp_payload(check))
+            await loop.sock_sendall(sock, payload)
             progress.phase = "reply"
-            reply = await loop.sock_recv(sock, UDP_REPLY_LIMIT)
+            return await loop.sock_recv(sock, UDP_REPLY_LIMIT)
         except ConnectionRefusedError:
-            return False, "port unreachable (ICMP)"
-    if check.reply_regex is None:
-        return True, f"reply of {len(reply)} bytes"
-    if re.search(check.reply_regex, reply.decode("latin-1")) is None:
-        return False, f"reply does not match {check.reply_regex!r}: {reply[:UDP_REPLY_SHOWN]!r}"
-    return True, f"reply of {len(reply)} bytes matches"
+            return None
+
+
+async def _dns(target: CheckTarget, progress: Progress) -> tuple[bool, str]:
+    """Ask ``query_name``/``query_type`` over UDP, again over TCP when the reply is truncated."""
+    check = target.check
+    loop = asyncio.get_running_loop()
+    ident = random.getrandbits(16)
+    query = dns.encode_query(ident, check.query_name, dns.QUERY_TYPES[check.query_type])
+    data = await _exchange(target, progress, query)
+    if data is None:
+        return False, "port unreachable (ICMP)"
+    try:
+        reply = dns.decode_reply(data, ident)
+        if reply.truncated:
+            progress.phase = "connect (TCP)"
+            stream = await _connect(target, progress)
+            with stream:
+                progress.phase = "reply (TCP)"
+                await loop.sock_sendall(stream, len(query).to_bytes(2, "big") + query)
+                size = int.from_bytes(await _read_exactly(stream, 2), "big")
+                reply = dns.decode_reply(await _read_exactly(stream, size), ident)
+    except dns.DnsError as exc:
+        return False, f"bad DNS reply: {exc}"
+    return dns_verdict(check, reply)
+
+
+async def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    loop = asyncio.get_running_loop()
+    data = b""
+    while len(data) < size:
+        chunk = await loop.sock_recv(sock, size - len(data))
+        if not chunk:
+            raise dns.DnsError(f"the TCP connection closed after {len(data)} of {size} bytes")
+        data += chunk
+    return data
+
+
+def dns_verdict(check: CheckConfig, reply: dns.Reply) -> tuple[bool, str]:
+    """Up when `reply` is NOERROR with a record of ``query_type`` (``expected_answer`` if set)."""
+    if reply.rcode != 0:
+        return False, f"DNS {dns.RCODES.get(reply.rcode, f'RCODE {reply.rcode}')}"
+    if reply.truncated:
+        return False, "DNS reply truncated over TCP too"
+    qtype = dns.QUERY_TYPES[check.query_type]
+    found = [data for rtype, data in reply.answers if rtype == qtype]
+    if not found:
+        return False, f"no {check.query_type} record for {check.query_name!r}"
+    expected = check.expected_answer
+    if expected is not None and expected.packed not in found:
+        return False, f"{expected} is not among the {len(found)} {check.query_type} records"
+    return True, f"{len(found)} {check.query_type} record{'s' if len(found) > 1 else ''}"
 
 
 def udp_payload(check: CheckConfig) -> bytes:

@@ -25,7 +25,7 @@ __all__ = ["CheckResult", "CheckTarget", "errno_text", "log_failure", "target_fo
 
 log = structlog.get_logger("ipvsd.health.checks")
 
-_PORT_CHECKS = (CheckType.TCP, CheckType.HTTP, CheckType.HTTPS, CheckType.UDP)
+_PORT_CHECKS = (CheckType.TCP, CheckType.HTTP, CheckType.HTTPS, CheckType.UDP, CheckType.DNS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -641,6 +641,50 @@ def test_udp_fields_are_only_for_udp_checks_and_one_payload() -> None:
     ]  # fmt: skip
 
 
+def test_dns_fields_are_checked() -> None:
+    found = _issues(
+        """
+        ipvs:
+          services:
+            - address: 192.168.1.200
+              port: 53
+              scheduler: wrr
+              protocol: udp
+              check: {type: dns, query_name: w.test, query_type: A, expected_answer: 10.0.0.1}
+              reals:
+                - {address: 192.168.1.30, check: {query_type: MAILA}}
+                - {address: 192.168.1.40, check: {type: tcp, expected_answer: "::1"}}
+                - {address: 192.168.1.50, check: {query_name: "a..b"}}
+                - {address: 192.168.1.60, check: {type: exec, command: [/bin/true]}}
+        """
+    )
+    assert sorted((i.line, i.field, i.message) for i in found) == [
+        (9, "ipvs.services.0.reals.0.check.query_type",
+         "unknown DNS record type 'MAILA' (expected one of: A, AAAA, NS, CNAME, SOA, PTR, MX, "
+         "TXT, SRV)"),
+        (10, "ipvs.services.0.reals.1.check.expected_answer",
+         "only for type dns (this check is tcp)"),
+        (11, "ipvs.services.0.reals.2.check.query_name",
+         "must be '.' or a DNS name: ASCII labels of 1 to 63 characters joined by dots, "
+         "at most 253 in all"),
+    ]  # fmt: skip
+
+
+def test_a_dns_expected_answer_matches_the_query_type() -> None:
+    _only(
+        """
+        ipvs:
+          services:
+            - fwmark: 53
+              check: {type: dns, query_name: w.test, query_type: AAAA, expected_answer: 10.0.0.1}
+              reals: [{address: 192.168.1.30, port: 53}]
+        """,
+        4,
+        "ipvs.services.0.check.expected_answer",
+        "an IPv4 address needs query_type A (not AAAA)",
+    )
+
+
 def test_real_check_override_is_merged_and_validated() -> None:
     found = _issues(
         """

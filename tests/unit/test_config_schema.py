@@ -82,6 +82,7 @@ def test_ranges_and_choices_are_in_the_schema() -> None:
         "https",
         "exec",
         "udp",
+        "dns",
         "none",
     ]
     instance = defs["VrrpInstanceConfig"]["properties"]
