@@ -28,7 +28,8 @@ here need more than one field or more than one object:
   at most one sync group (as in keepalived);
 - VRRP script names are unique, an instance's ``track_scripts`` name existing
   scripts, each once, and a script's ``user`` exists on this host (the
-  script runs as that user's uid).
+  script runs as that user's uid);
+- an instance's ``track_files`` are absolute paths, each once.
 
 `check_parts` takes the parts of the config that validated on their own, with
 their list indices, so that it still runs when pydantic rejected something
@@ -273,6 +274,17 @@ def _check_scripts(parts: Parts, report: _Report) -> None:
                 report.add(where, f"script '{track.script}' is already tracked (line {first})")
             else:
                 tracked[track.script] = where
+        files: dict[str, FieldPath] = {}
+        for position, file in enumerate(instance.track_files):
+            at: FieldPath = ("vrrp", "instances", index, "track_files", position, "path")
+            if not file.path.startswith("/"):
+                report.add(at, f"'{file.path}' is not an absolute path")
+            elif file.path in files:
+                report.add(
+                    at, f"'{file.path}' is already tracked (line {report.line(files[file.path])})"
+                )
+            else:
+                files[file.path] = at
 
 
 def _check_shape(service: ServiceConfig, base: FieldPath, report: _Report) -> bool:

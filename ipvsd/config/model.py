@@ -159,6 +159,19 @@ class TrackScript(_Model):
     means FAULT (and so does not having reported yet, as in keepalived)."""
 
 
+class TrackFile(_Model):
+    """A file holding an integer that changes the instance's priority (keepalived's
+    ``track_file``)."""
+
+    path: Name
+    """Absolute path of the file. It is read every 0.5 s as keepalived reads it: the
+    leading integer (``0x`` hex and ``0`` octal too); missing, unreadable, empty or not a
+    number: 0; outside the 32-bit range: ignored."""
+    weight: TrackWeight = 1
+    """-254..254 (keepalived's default 1): value * weight, clamped to -254..253, is added to
+    the priority, and -254 means FAULT; 0: any non-zero value means FAULT."""
+
+
 class VrrpInstanceConfig(_Model):
     """One VRRPv2 virtual router (RFC 3768)."""
 
@@ -197,6 +210,9 @@ class VrrpInstanceConfig(_Model):
     """Scripts of ``vrrp.scripts`` whose results change the priority or put the instance in
     FAULT (keepalived's ``track_script``). The effective priority stays within 1..254 and
     an owner (priority 255) ignores weights."""
+    track_files: tuple[TrackFile, ...] = ()
+    """Files whose integer value changes the priority or puts the instance in FAULT
+    (keepalived's ``track_file``, declared here rather than by name)."""
     notify: Name | None = None
     """Program run as ``notify TYPE NAME STATE PRIORITY`` (keepalived's notify script:
     ``INSTANCE VI_1 MASTER 100``) on every transition; null: none."""

@@ -59,6 +59,7 @@ from ipvsd.vrrp.machine import (
     ConfigChanged,
     Event,
     Failed,
+    FileChanged,
     LinkChanged,
     MachineConfig,
     Notify,
@@ -110,6 +111,8 @@ class InstanceStatus:
     """Why the last transition happened (a `TransitionReason`)."""
     scripts: dict[str, bool | None] = field(default_factory=dict)
     """Tracked script → True succeeding, False failing, None not reported yet."""
+    files: dict[str, int] = field(default_factory=dict)
+    """Tracked file → its value."""
     primary_ip: IPv4Address | None = None
     fault_reason: str | None = None
     """While FAULT: why, for people ("interface eth1 has no IPv4 address ...");
@@ -208,6 +211,11 @@ class VrrpInstance:
         self.status.scripts[script] = ok
         self.inbox.put_nowait(ScriptChanged(script, ok))
 
+    def file_changed(self, path: str, value: int) -> None:
+        """A tracked file's value (`FileWatcher` listener); kept for a restarted machine."""
+        self.status.files[path] = value
+        self.inbox.put_nowait(FileChanged(path, value))
+
     def reconfigure(
         self, config: VrrpInstanceConfig, script_weights: Mapping[str, int] | None = None
     ) -> None:
@@ -264,6 +272,8 @@ class VrrpInstance:
             machine.handle(source, loop.time())
         for script, ok in sorted(self.status.scripts.items()):  # known before a restart
             machine.handle(ScriptChanged(script, ok), loop.time())
+        for path, value in sorted(self.status.files.items()):
+            machine.handle(FileChanged(path, value), loop.time())
         await self._execute(machine.handle(Startup(), loop.time()))
         self._sync_status()
         while True:
@@ -320,6 +330,7 @@ class VrrpInstance:
             preempt_delay=float(config.preempt_delay),
             track_interfaces={t.interface: t.weight for t in config.track_interfaces},
             track_scripts=self.script_weights,
+            track_files={t.path: t.weight for t in config.track_files},
             garp_delay=float(config.garp_delay),
         )
 
@@ -389,6 +400,8 @@ class VrrpInstance:
         tracked = {t.script for t in config.track_scripts}
         for script in set(self.status.scripts) - tracked:
             del self.status.scripts[script]
+        for path in set(self.status.files) - {t.path for t in config.track_files}:
+            del self.status.files[path]
         for interface in sorted(self.interested_in - set(machine.config.track_interfaces)):
             if interface != config.interface:  # newly tracked: its state before it counts
                 machine.handle(await self._link_event(interface), now())
@@ -457,6 +470,8 @@ class VrrpInstance:
                 return "a tracked interface of weight 0 is down"
             case "track_script":
                 return "a tracked script of weight 0 is failing or has not reported yet"
+            case "track_file":
+                return "a tracked file's value means FAULT (non-zero with weight 0, or -254)"
             case "sync_group":
                 return "its sync group is in FAULT"
             case _:

@@ -50,7 +50,7 @@ from ipvsd.vrrp.packet import decode, validate
 from ipvsd.vrrp.ports import LinkSource, VipWriter
 from ipvsd.vrrp.relink import InterfaceEndpoint, plan_relink
 from ipvsd.vrrp.sync_group import SyncGroup
-from ipvsd.vrrp.tracking import Listener, ScriptPool, ScriptRunner, ScriptSpec
+from ipvsd.vrrp.tracking import FilePool, ScriptPool, ScriptSpec
 from ipvsd.vrrp.transport import VrrpSocket
 
 log = structlog.get_logger("ipvsd.vrrp")
@@ -116,7 +116,8 @@ class VrrpRouter:
         # vrrp.scripts: one runner per script, whatever number of instances track it.
         self._scripts = ScriptPool()
         self._script_configs: dict[str, VrrpScriptConfig] = {}
-        self._listening: dict[str, list[tuple[ScriptRunner, Listener]]] = {}
+        self._files = FilePool()  # track_files: one watcher per path
+        self._listening: dict[str, list[Callable[[], None]]] = {}  # instance → unsubscribers
 
     @property
     def instances(self) -> dict[str, VrrpInstance]:
@@ -138,6 +139,7 @@ class VrrpRouter:
             self._pacer_started = True
             await self._pacer.start()
         await self._set_scripts(scripts)
+        await self._files.update(_paths(instances))
         for config in instances:
             self._start_instance(config)
         if self._watcher is None:
@@ -159,6 +161,7 @@ class VrrpRouter:
         wanted = {config.name: config for config in instances}
         self._set_groups(groups)
         await self._set_scripts(scripts)
+        await self._files.update(_paths(instances))
         for running in self._instances.values():
             self._track(running, wanted.get(running.name, running.config))
         stopping = [self._detach(name) for name in list(self._instances) if name not in wanted]
@@ -201,6 +204,7 @@ class VrrpRouter:
         STOP, sockets closed. Instances stop concurrently."""
         await self._stop_all([self._detach(name) for name in list(self._instances)])
         await self._scripts.stop()
+        await self._files.stop()
         await self._pacer.close()  # after the resignations it sends
         self._pacer_started = False
         if self._watcher is not None:
@@ -245,18 +249,24 @@ class VrrpRouter:
         }
 
     def _track(self, instance: VrrpInstance, config: VrrpInstanceConfig) -> None:
-        """(Re)subscribe `instance` to the runners of the scripts `config` tracks."""
+        """(Re)subscribe `instance` to the scripts and files `config` tracks."""
         self._untrack(instance.name)
-        pairs = self._listening[instance.name] = []
+        undo = self._listening[instance.name] = []
         for track in config.track_scripts:
             runner = self._scripts.runners.get(track.script)
             if runner is not None:
                 runner.subscribe(instance.script_changed)
-                pairs.append((runner, instance.script_changed))
+                undo.append(functools.partial(runner.unsubscribe, instance.script_changed))
+        for file in config.track_files:
+            watcher = self._files.watchers.get(file.path)
+            if watcher is None:  # an instance being removed by this update
+                continue
+            watcher.subscribe(instance.file_changed)
+            undo.append(functools.partial(watcher.unsubscribe, instance.file_changed))
 
     def _untrack(self, name: str) -> None:
-        for runner, listener in self._listening.pop(name, []):
-            runner.unsubscribe(listener)
+        for unsubscribe in self._listening.pop(name, []):
+            unsubscribe()
 
     def _running(self) -> list[tuple[VrrpInstance, asyncio.Task[None]]]:
         return [(self._instances[n], self._tasks[n]) for n in self._instances]
@@ -565,6 +575,11 @@ class VrrpRouter:
 
     def _on_interface(self, interface: str) -> list[VrrpInstance]:
         return [i for i in self._instances.values() if i.config.interface == interface]
+
+
+def _paths(instances: Sequence[VrrpInstanceConfig]) -> list[str]:
+    """Every tracked file's path, once."""
+    return list(dict.fromkeys(t.path for config in instances for t in config.track_files))
 
 
 def _key(instance: VrrpInstance) -> tuple[str, int]:

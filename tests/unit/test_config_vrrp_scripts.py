@@ -106,3 +106,24 @@ def test_a_script_with_an_invalid_field_is_still_a_known_name() -> None:
         "vrrp.scripts.0.fall",
         "between 1 and 1000",
     )
+
+
+def test_track_files_default_to_keepalived_weight_1() -> None:
+    config = _parse(f"vrrp:\n  instances:\n    - {INSTANCE}, track_files: [{{path: /run/p}}]}}\n")
+    track = config.vrrp.instances[0].track_files[0]
+    assert (track.path, track.weight) == ("/run/p", 1)
+
+
+def test_track_files_are_absolute_and_each_once() -> None:
+    found = _issues(
+        f"""
+        vrrp:
+          instances:
+            - {INSTANCE},
+               track_files: [{{path: run/p}}, {{path: /run/p}}, {{path: /run/p, weight: 0}}]}}
+        """
+    )
+    assert [(i.line, i.field, i.message) for i in found] == [
+        (4, "vrrp.instances.0.track_files.0.path", "'run/p' is not an absolute path"),
+        (4, "vrrp.instances.0.track_files.2.path", "'/run/p' is already tracked (line 4)"),
+    ]

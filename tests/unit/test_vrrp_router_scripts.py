@@ -84,3 +84,26 @@ async def test_a_reload_changes_weights_in_place(rig: Rig, tmp_path: Path) -> No
     await rig.router.update([config()], [], [])
     assert rig.router._scripts.runners == {}
     await until(lambda: rig.instance().status.scripts == {})
+
+
+async def test_track_files_fault_weights_and_reload_in_place(rig: Rig, tmp_path: Path) -> None:
+    path = tmp_path / "prio"
+    rig.router._files.interval = 0.02
+    tracked = config(priority=100, track_files=({"path": str(path), "weight": 0},))
+    await rig.router.start([tracked], [], [])
+    await until(lambda: rig.state() is BACKUP)  # missing: 0
+    path.write_text("1\n")
+    await until(lambda: rig.state() is FAULT)
+    assert rig.instance().status.files == {str(path): 1}
+    path.write_text("0")
+    await until(lambda: rig.state() is BACKUP)
+    path.write_text("3")
+    weighted = config(priority=100, track_files=({"path": str(path), "weight": 5},))
+    await until(lambda: rig.instance().status.files == {str(path): 3})
+    assert rig.state() is FAULT
+    await rig.router.update([weighted], [], [])
+    await until(lambda: rig.state() is BACKUP)
+    assert rig.instance().status.effective_priority == 115
+    await rig.router.update([config(priority=100)], [], [])
+    assert rig.router._files.watchers == {}
+    await until(lambda: rig.instance().status.effective_priority == 100)
