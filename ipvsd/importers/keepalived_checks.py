@@ -15,7 +15,8 @@ their ipvsd form:
   virtual_server's (`Timing` carries the inherited ones), else the default.
 - TCP_CHECK → ``tcp``; HTTP_GET → ``http``; SSL_GET → ``https`` (neither
   verifies certificates); MISC_CHECK → ``exec`` (``misc_path`` split as
-  keepalived splits it); SMTP_CHECK → ``tcp`` (reported: no SMTP dialogue).
+  keepalived splits it; ``misc_dynamic`` → ``dynamic_weight``, the same exit
+  status rules); SMTP_CHECK → ``tcp`` (reported: no SMTP dialogue).
   ``connect_ip``, ``connect_port``, ``bindto`` → ``address``, ``port``,
   ``source_address``. HTTP's first ``url``: ``path``, ``status_code``
   (default 200-299) → ``expected_status``, ``regex`` → ``body_regex``,
@@ -179,7 +180,7 @@ def _checker(ledger: Ledger, node: Node, outer: Timing) -> Check | None:
             pass
         elif child.directive == "url" and kind in ("http", "https"):
             urls.append(child)
-        elif child.directive in ("misc_path", "misc_timeout") and kind == "exec":
+        elif child.directive in ("misc_path", "misc_timeout", "misc_dynamic") and kind == "exec":
             _misc(ledger, child, misc)
         elif child.directive in keywords.CHECKER:
             message = keywords.CHECKER[child.directive]
@@ -195,6 +196,8 @@ def _checker(ledger: Ledger, node: Node, outer: Timing) -> Check | None:
             ledger.drop_block(node, "has no misc_path: not converted")
             return None
         check["command"] = misc["command"]
+        if misc.get("dynamic_weight"):
+            check["dynamic_weight"] = True
     if kind in ("http", "https"):
         _url(ledger, urls, check, timing)
     if node.directive == "SMTP_CHECK":
@@ -231,6 +234,11 @@ def _misc(ledger: Ledger, node: Node, misc: dict[str, Any]) -> None:
             ledger.take(node)
         else:
             ledger.report(node, "has no command: ignored")
+    elif node.directive == "misc_dynamic":
+        on = flag(ledger, node)
+        if on is not None:
+            misc["dynamic_weight"] = on
+            ledger.take(node)
     else:
         timeout = seconds(ledger, node, 0.01)
         if timeout is not None:

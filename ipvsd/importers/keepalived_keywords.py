@@ -356,9 +356,6 @@ CHECKER: Mapping[str, str] = {
         "ipvsd runs exec checks as its own user (root); run the command through "
         "`runuser`/`setpriv` to drop privileges: ignored"
     ),
-    "misc_dynamic": (
-        "ipvsd's exec checks decide up or down only (no weight from the exit status): ignored"
-    ),
     "helo_name": "ipvsd checks SMTP servers by a TCP connect (no SMTP dialogue): ignored",
     "host": (
         "ipvsd checks one address per check: not converted (the check connects to the real "

@@ -211,10 +211,9 @@ def test_misc_check_with_arguments_gets_a_check_per_real() -> None:
         "command": ["/usr/local/bin/pg_isready", "-h", "10.3.0.11", "-q"],
     }
     assert second["command"][2] == "10.3.0.12"
-    assert any(
-        line.endswith(": misc_dynamic: " + line.split(": misc_dynamic: ")[-1])
-        for line in reports(conversion)
-    )
+    assert second["dynamic_weight"] is True, "misc_dynamic"
+    assert "dynamic_weight" not in first
+    assert not [line for line in reports(conversion) if "misc_dynamic" in line]
 
 
 def test_ssl_get_takes_the_first_url_and_reports_the_others() -> None:
