@@ -180,20 +180,24 @@ def _unknown_instance(name: str, known: Mapping[str, int]) -> str:
     return f"unknown VRRP instance '{name}' (known: {', '.join(sorted(known))})"
 
 
+def _unique_name(
+    names: dict[str, FieldPath], name: str, base: FieldPath, what: str, report: _Report
+) -> None:
+    """Report `name` at ``base.name`` if an earlier entry had it; else remember it."""
+    if name in names:
+        first = report.line(names[name])
+        report.add((*base, "name"), f"duplicate {what} name '{name}' (first on line {first})")
+    else:
+        names[name] = (*base, "name")
+
+
 def _check_instances(instances: Sequence[tuple[int, VrrpInstanceConfig]], report: _Report) -> None:
     names: dict[str, FieldPath] = {}
     routers: dict[tuple[str, int], tuple[str, FieldPath]] = {}
     vips: dict[IPv4Address, tuple[str, FieldPath]] = {}
     for index, instance in instances:
         base: FieldPath = ("vrrp", "instances", index)
-        if instance.name in names:
-            first = report.line(names[instance.name])
-            report.add(
-                (*base, "name"),
-                f"duplicate instance name '{instance.name}' (first on line {first})",
-            )
-        else:
-            names[instance.name] = (*base, "name")
+        _unique_name(names, instance.name, base, "instance", report)
         router = (instance.interface, instance.vrid)
         if router in routers:
             other, where = routers[router]
@@ -223,13 +227,7 @@ def _check_sync_groups(
     member_of: dict[str, tuple[str, FieldPath]] = {}
     for index, group in groups:
         base: FieldPath = ("vrrp", "sync_groups", index)
-        if group.name in names:
-            first = report.line(names[group.name])
-            report.add(
-                (*base, "name"), f"duplicate sync group name '{group.name}' (first on line {first})"
-            )
-        else:
-            names[group.name] = (*base, "name")
+        _unique_name(names, group.name, base, "sync group", report)
         for position, name in enumerate(group.instances):
             where: FieldPath = (*base, "instances", position)
             if name not in known:
@@ -249,13 +247,7 @@ def _check_scripts(parts: Parts, report: _Report) -> None:
     names: dict[str, FieldPath] = {}
     for index, script in parts.scripts:
         base: FieldPath = ("vrrp", "scripts", index)
-        if script.name in names:
-            first = report.line(names[script.name])
-            report.add(
-                (*base, "name"), f"duplicate script name '{script.name}' (first on line {first})"
-            )
-        else:
-            names[script.name] = (*base, "name")
+        _unique_name(names, script.name, base, "script", report)
         if script.user is not None:
             try:
                 pwd.getpwnam(script.user)
