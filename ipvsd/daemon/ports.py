@@ -26,7 +26,11 @@ from ipvsd.netlink import routes
 from ipvsd.netlink.addresses import AddressManager
 from ipvsd.netlink.ipvs import IpvsClient, Timeouts
 from ipvsd.netlink.links import LinkWatcher
+from ipvsd.netlink.table_reader import BlockingTableReader
 from ipvsd.vrrp.ports import LinkSource, VipWriter
+
+#: The longest a scrape waits for one datagram of the kernel's answer.
+SCRAPE_TIMEOUT_S = 60.0
 
 
 class IpvsKernel(SyncDaemonBackend, Protocol):
@@ -43,6 +47,19 @@ class IpvsKernel(SyncDaemonBackend, Protocol):
 
     async def set_timeouts(self, timeouts: Timeouts) -> None:
         """Set the tcp / tcpfin / udp connection timeouts (0 keeps one as it is)."""
+        ...
+
+
+class TableReader(Protocol):
+    """A blocking read of the IPVS table for the /metrics thread
+    (`ipvsd.netlink.table_reader.BlockingTableReader`)."""
+
+    def dump(self) -> Table:
+        """Every service and dest, with counters; blocks the calling thread."""
+        ...
+
+    def close(self) -> None:
+        """Release the netlink socket."""
         ...
 
 
@@ -68,8 +85,10 @@ class KernelPorts:
 
     Attributes:
         open_ipvs: a new IPVS connection; raises `IpvsUnavailable` when the
-            kernel has no IPVS. Called for the reconciler, the scrape and the
-            sync controller (one connection each, so none waits behind another).
+            kernel has no IPVS. Called for the reconciler and the sync
+            controller (one connection each, so none waits behind another).
+        open_table_reader: the scrape's own blocking IPVS connection, read
+            from the /metrics thread; raises `IpvsUnavailable` like `open_ipvs`.
         check_routes: warns about reals reached only through a VIP (reads the
             routing table); called at start and after every reload.
         open_addresses: the VIP writer the VRRP instances share.
@@ -79,6 +98,7 @@ class KernelPorts:
     """
 
     open_ipvs: Callable[[], Awaitable[IpvsKernel]]
+    open_table_reader: Callable[[], Coroutine[Any, Any, TableReader]]
     check_routes: Callable[[Config], Coroutine[Any, Any, None]]
     open_addresses: Callable[[], Awaitable[Addresses]]
     open_links: Callable[[], Awaitable[Links]]
@@ -87,8 +107,12 @@ class KernelPorts:
 
 def real_ports() -> KernelPorts:
     """The production ports: netlink to this host's kernel."""
+
     async def open_ipvs() -> IpvsKernel:
         return await IpvsClient.open()
+
+    async def open_table_reader() -> TableReader:
+        return await BlockingTableReader.open(timeout_s=SCRAPE_TIMEOUT_S)
 
     async def open_addresses() -> Addresses:
         return await AddressManager.open()
@@ -98,6 +122,7 @@ def real_ports() -> KernelPorts:
 
     return KernelPorts(
         open_ipvs=open_ipvs,
+        open_table_reader=open_table_reader,
         check_routes=warn_reals_behind_vips,
         open_addresses=open_addresses,
         open_links=open_links,

@@ -25,7 +25,14 @@ from ipvsd.daemon.admin_state import DrainStore
 from ipvsd.daemon.components import Components
 from ipvsd.daemon.endpoints import Endpoints
 from ipvsd.daemon.lock import DEFAULT_RUNTIME_DIR, HostLock
-from ipvsd.daemon.ports import Addresses, IpvsKernel, KernelPorts, Links, real_ports
+from ipvsd.daemon.ports import (
+    SCRAPE_TIMEOUT_S,
+    Addresses,
+    KernelPorts,
+    Links,
+    TableReader,
+    real_ports,
+)
 from ipvsd.daemon.reload import refusal as reload_refusal
 from ipvsd.daemon.view import DaemonView
 from ipvsd.errors import ConfigError, IpvsdError, IpvsUnavailable, KernelError
@@ -46,7 +53,6 @@ from ipvsd.vrrp.router import VrrpRouter
 log = structlog.get_logger("ipvsd.daemon")
 
 #: Seconds a scrape waits for its kernel dump before it reports a scrape error.
-SCRAPE_TIMEOUT_S = 60.0
 
 
 class Daemon:
@@ -78,7 +84,7 @@ class Daemon:
         self._links: Links | None = None
         self._registry = CollectorRegistry(auto_describe=False)
         self.metrics = DaemonMetrics(self._registry, version=__version__, node=config.node_name)
-        self._scrape_client: IpvsKernel | None = None
+        self._scrape_reader: TableReader | None = None
         self._parser = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="ipvsd-parse", initializer=lower_this_thread_priority
         )
@@ -225,15 +231,16 @@ class Daemon:
         )
 
     def _scrape_table(self, loop: asyncio.AbstractEventLoop) -> Table:
-        """Runs in the HTTP thread: a fresh dump on the loop, never a cached one."""
-        future = asyncio.run_coroutine_threadsafe(self._scrape_dump(), loop)
-        return future.result(timeout=SCRAPE_TIMEOUT_S)
+        """Runs in the HTTP thread: a fresh dump, never a cached one.
 
-    async def _scrape_dump(self) -> Table:
-        # A socket of its own: a scrape's dump never queues behind a reconcile.
-        if self._scrape_client is None:
-            self._scrape_client = await self._ports.open_ipvs()
-        return await self._scrape_client.dump()
+        The dump itself blocks this thread on a socket of its own, off the
+        loop (see `ipvsd.netlink.table_reader`); only opening it (pyroute2's
+        family lookup is async) visits the loop, once.
+        """
+        if self._scrape_reader is None:
+            opening = asyncio.run_coroutine_threadsafe(self._ports.open_table_reader(), loop)
+            self._scrape_reader = opening.result(timeout=SCRAPE_TIMEOUT_S)
+        return self._scrape_reader.dump()
 
     def _reconcile_report(self, report: PassReport) -> None:
         self.metrics.reconcile_operations(report.operations)
@@ -479,8 +486,8 @@ class Daemon:
         self._parser.shutdown(wait=False, cancel_futures=True)
         self._notifier.stopping()
         await self._endpoints.close()
-        if self._scrape_client is not None:
-            self._scrape_client.close()
+        if self._scrape_reader is not None:
+            self._scrape_reader.close()
         parts.health.monitor.stop()
         if parts.vrrp is not None:
             await parts.vrrp.stop()

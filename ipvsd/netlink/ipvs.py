@@ -30,7 +30,7 @@ import asyncio
 import errno
 import os
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import assert_never
 
@@ -145,6 +145,53 @@ def describe(operation: Operation) -> str:
             assert_never(operation)
 
 
+def open_socket() -> socket.socket:
+    """A bound generic-netlink socket with room for a big table's dump or a batch's acks."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
+    try:
+        for option, fallback in (
+            (SO_RCVBUFFORCE, socket.SO_RCVBUF),
+            (SO_SNDBUFFORCE, socket.SO_SNDBUF),
+        ):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, option, _BUFFER_BYTES)
+            except PermissionError:
+                sock.setsockopt(socket.SOL_SOCKET, fallback, _BUFFER_BYTES)
+        # Acks without a copy of the request: keeps a big batch's acks small.
+        sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
+        sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
+        sock.bind((0, 0))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def dump_request(family_id: int, cmd: int, payload: bytes, seq: int) -> bytes:
+    return wire.message(family_id, cmd, payload, wire.NLM_F_REQUEST | wire.NLM_F_DUMP, seq)
+
+
+def dump_records(data: memoryview, seq: int, cmd: int) -> Iterator[memoryview | None]:
+    """The records of dump `seq` in one received datagram; None marks the dump's end.
+
+    Raises:
+        KernelError: the kernel refused the dump.
+        WireError: the datagram is malformed.
+    """
+    for reply in wire.iter_replies(data):
+        if reply.seq != seq:
+            continue  # a stale ack of an earlier, abandoned request
+        if reply.msg_type == wire.NLMSG_DONE:
+            yield None
+            return
+        if reply.msg_type == wire.NLMSG_ERROR:
+            if reply.error:
+                raise _kernel_error(reply.error, None, f"dump (command {cmd})")
+            yield None
+            return
+        yield reply.payload
+
+
 class IpvsClient:
     """Async IPVS client on one generic-netlink socket. Use `open()`.
 
@@ -172,19 +219,7 @@ class IpvsClient:
             IpvsUnavailable: the kernel has no IPVS.
         """
         family_id = await resolve_family_id()
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
-        for option, fallback in (
-            (SO_RCVBUFFORCE, socket.SO_RCVBUF),
-            (SO_SNDBUFFORCE, socket.SO_SNDBUF),
-        ):
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, option, _BUFFER_BYTES)
-            except PermissionError:
-                sock.setsockopt(socket.SOL_SOCKET, fallback, _BUFFER_BYTES)
-        # Acks without a copy of the request: keeps a big batch's acks small.
-        sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
-        sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
-        sock.bind((0, 0))
+        sock = open_socket()
         sock.setblocking(False)
         return cls(family_id, sock, batch_size)
 
@@ -221,23 +256,15 @@ class IpvsClient:
     async def _dump(self, cmd: int, payload: bytes) -> AsyncIterator[memoryview]:
         """Send one dump request and yield each record's attributes as they arrive."""
         seq = self._next_seq()
-        self._sock.send(
-            wire.message(self._family, cmd, payload, wire.NLM_F_REQUEST | wire.NLM_F_DUMP, seq)
-        )
+        self._sock.send(dump_request(self._family, cmd, payload, seq))
         while True:
             data = await self._recv()
-            for reply in wire.iter_replies(data):
-                if reply.seq != seq:
-                    continue  # a stale ack of an earlier, abandoned request
-                if reply.msg_type == wire.NLMSG_DONE:
-                    return
-                if reply.msg_type == wire.NLMSG_ERROR:
-                    if reply.error:
-                        raise _kernel_error(reply.error, None, f"dump (command {cmd})")
+            for record in dump_records(data, seq, cmd):
+                if record is None:
                     return
                 # The caller parses each record: a step of its own.
                 await self._slice.pause()
-                yield reply.payload
+                yield record
 
     async def _request(self, cmd: int, payload: bytes, what: str) -> list[memoryview]:
         """One request with an ack; returns its data replies (for GET commands)."""

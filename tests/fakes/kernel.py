@@ -8,12 +8,13 @@ be told that the kernel has no IPVS.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ipvsd.config import Config
-from ipvsd.daemon.ports import IpvsKernel, KernelPorts
+from ipvsd.daemon.ports import IpvsKernel, KernelPorts, TableReader
 from ipvsd.errors import IpvsUnavailable, NotFound
 from ipvsd.ipvs.plan import ApplyResult, Operation
 from ipvsd.model import Table
@@ -53,6 +54,22 @@ class FakeKernel:
         self.closed = True
 
 
+class FakeTableReader:
+    """The scrape's blocking reader. It reads the shared table on the loop that
+    changes it: the fake's snapshot is not safe against a change from another thread."""
+
+    def __init__(self, ipvs: FakeIpvs, loop: asyncio.AbstractEventLoop) -> None:
+        self._ipvs = ipvs
+        self._loop = loop
+        self.closed = False
+
+    def dump(self) -> Table:
+        return asyncio.run_coroutine_threadsafe(self._ipvs.dump(), self._loop).result(timeout=10)
+
+    def close(self) -> None:
+        self.closed = True
+
+
 @dataclass
 class FakePorts:
     """The daemon's kernel: one `FakeIpvs` table, opened as often as the daemon likes.
@@ -67,6 +84,7 @@ class FakePorts:
     ipvs_available: bool = True
     opens_left: int | None = None
     opened: list[FakeKernel] = field(default_factory=list)
+    readers: list[FakeTableReader] = field(default_factory=list)
     timeouts: Timeouts | None = None
     sync_daemons: dict[SyncState, SyncDaemon] = field(default_factory=dict)
     route_checks: list[Config] = field(default_factory=list)
@@ -82,6 +100,13 @@ class FakePorts:
         kernel = FakeKernel(self.ipvs, self)
         self.opened.append(kernel)
         return kernel
+
+    async def open_table_reader(self) -> TableReader:
+        if not self.ipvs_available:
+            raise IpvsUnavailable()
+        reader = FakeTableReader(self.ipvs, asyncio.get_running_loop())
+        self.readers.append(reader)
+        return reader
 
     def check_routes(self, config: Config) -> Coroutine[Any, Any, None]:
         async def check() -> None:
@@ -99,6 +124,7 @@ class FakePorts:
     def ports(self) -> KernelPorts:
         return KernelPorts(
             open_ipvs=self.open_ipvs,
+            open_table_reader=self.open_table_reader,
             check_routes=self.check_routes,
             open_addresses=self.no_vrrp,
             open_links=self.no_vrrp,

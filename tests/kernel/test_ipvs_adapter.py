@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 from collections.abc import AsyncIterator
@@ -37,6 +38,7 @@ from ipvsd.model import (
     make_service,
 )
 from ipvsd.netlink.ipvs import IpvsClient, Timeouts
+from ipvsd.netlink.table_reader import BlockingTableReader
 
 V4 = ServiceKey(Family.INET, Protocol.TCP, ip_address("10.20.0.1"), 80)
 V6 = ServiceKey(Family.INET6, Protocol.UDP, ip_address("2001:db8::1"), 53)
@@ -90,6 +92,41 @@ async def test_add_every_kind_of_service_and_dest(client: IpvsClient) -> None:
     assert "SCTP 10.20.0.2:3868 wlc" in listing
     assert "FWM  7 wrr" in listing
     assert re.search(r"-> 10\.20\.1\.1:80\s+Masq\s+3\s", listing)
+    reader = await BlockingTableReader.open(timeout_s=5)
+    try:
+        assert reader.dump() == await client.dump(), "the scrape's reader sees another table"
+    finally:
+        reader.close()
+
+
+async def test_the_blocking_reader_reads_a_table_bigger_than_one_datagram(
+    client: IpvsClient,
+) -> None:
+    """The /metrics thread's reader: many datagrams per dump, from a thread, twice."""
+    services = [
+        make_service(
+            ServiceKey(
+                Family.INET, Protocol.TCP, ip_address(f"10.30.{n // 250}.{n % 250 + 1}"), 80
+            ),
+            ServiceAttrs("wlc"),
+            [
+                Dest(DestKey(ip_address(f"10.31.0.{r}"), 80), DestAttrs(ForwardMethod.DR))
+                for r in range(1, 5)
+            ],
+        )
+        for n in range(600)
+    ]
+    result = await client.apply(plan(Table.of(services), Table.of([]), owns=bool).operations)
+    assert result.ok, result.failures
+    reader = await BlockingTableReader.open(timeout_s=5)
+    try:
+        first = await asyncio.to_thread(reader.dump)
+        second = await asyncio.to_thread(reader.dump)
+    finally:
+        reader.close()
+    assert len(first.services) == 600
+    assert first.dest_count() == 2400
+    assert first == second == await client.dump()
 
 
 async def test_every_scheduler_the_kernel_has(client: IpvsClient) -> None:

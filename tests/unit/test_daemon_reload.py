@@ -345,6 +345,11 @@ async def test_ipvs_metrics_appear_when_a_reload_adds_the_first_services(
         page = await scrape(port)
         assert 'ipvs_backend_weight{local_address="192.168.1.200"' in page
         assert "ipvsd_scrape_error 0.0" in page
+        assert "ipvsd_scrape_error 0.0" in await scrape(port)
+        # The scrape reads through a reader of its own, opened once, closed at exit.
+        readers = list(h.kernel.readers)
+        assert len(readers) == 1
+    assert readers[0].closed
 
 
 async def test_a_reload_parses_off_the_loop_at_background_priority(
