@@ -589,7 +589,8 @@ class IpvsConfig(_Model):
     resync_interval: ResyncInterval = 30.0
     """Seconds between two periodic reconciles (drift repair), at least 1: each one dumps
     the whole IPVS table (the kernel's changes are not events, so this is the only way
-    to see them)."""
+    to see them), or uses the last /metrics scrape's read of it when that began less
+    than half an interval ago and no change was written since."""
     cleanup_on_exit: bool = False
     """Delete our services on a graceful stop (default: leave them, drop no connection)."""
     max_deletes: NonNegative | None = None

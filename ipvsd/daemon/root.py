@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -240,7 +241,13 @@ class Daemon:
         if self._scrape_reader is None:
             opening = asyncio.run_coroutine_threadsafe(self._ports.open_table_reader(), loop)
             self._scrape_reader = opening.result(timeout=SCRAPE_TIMEOUT_S)
-        return self._scrape_reader.dump()
+        reconciler = self._parts.reconciler
+        generation = reconciler.write_generation if reconciler is not None else 0
+        started_at = time.monotonic()
+        table = self._scrape_reader.dump()
+        if reconciler is not None:  # the next drift repair need not read it again
+            loop.call_soon_threadsafe(reconciler.offer_dump, table, generation, started_at)
+        return table
 
     def _reconcile_report(self, report: PassReport) -> None:
         self.metrics.reconcile_operations(report.operations)

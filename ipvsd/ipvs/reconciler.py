@@ -61,6 +61,13 @@ class PassReport:
         return bool(self.operations)
 
 
+@dataclass(frozen=True, slots=True)
+class _OfferedDump:
+    table: Table
+    write_generation: int
+    started_at: float
+
+
 class Reconciler:
     """Keeps the kernel's IPVS table equal to the desired table."""
 
@@ -81,6 +88,8 @@ class Reconciler:
         self._lock = asyncio.Lock()
         self._first_pass_done = asyncio.Event()
         self._believed: Table | None = None
+        self._write_generation = 0
+        self._offered: _OfferedDump | None = None
         # Planning 10,000 services takes a tenth of a second: it runs in slices.
         self._slice = LoopSlice()
 
@@ -92,6 +101,32 @@ class Reconciler:
     def first_pass_done(self) -> asyncio.Event:
         """Set once the first pass (adoption) has completed."""
         return self._first_pass_done
+
+    @property
+    def write_generation(self) -> int:
+        """Read before a dump to `offer_dump` it: it grows when a pass starts
+        and when it ends sending operations (odd while it sends)."""
+        return self._write_generation
+
+    def offer_dump(self, table: Table, write_generation: int, started_at: float) -> None:
+        """A full dump another reader took (the /metrics scrape): the next
+        periodic pass may plan against it instead of reading the kernel again.
+
+        At 10,000 services a dump costs seconds of CPU, and Prometheus reads
+        the whole table every scrape interval anyway. The dump is as good as
+        the pass's own if no pass was sending operations when it began or
+        sent any since (`write_generation` even, then and now the same), and
+        it is fresh: begun within half the resync interval, so drift is still
+        repaired within one and a half intervals. Anything else is dropped
+        here or when the pass comes.
+
+        Args:
+            table: the dump.
+            write_generation: `write_generation` read before the dump began.
+            started_at: `time.monotonic()` when the dump began.
+        """
+        if write_generation == self._write_generation and write_generation % 2 == 0:
+            self._offered = _OfferedDump(table, write_generation, started_at)
 
     def set_desired(self, table: Table, *, reason: str) -> None:
         """Replace the desired table and wake the loop (coalesced)."""
@@ -131,7 +166,11 @@ class Reconciler:
                 self._believed = None
                 if not todo.is_empty():
                     counts = {op: n for op, n in todo.counts().items() if n}
-                    result = await self._backend.apply(todo.operations)
+                    self._write_generation += 1
+                    try:
+                        result = await self._backend.apply(todo.operations)
+                    finally:
+                        self._write_generation += 1
                     errors = [str(failure.error) for failure in result.failures]
                     self._log_changes(reason, todo)
                     refused = {failure.operation for failure in result.failures}
@@ -185,9 +224,24 @@ class Reconciler:
         ones are as dumped — so change-driven passes plan against that, and the
         start and the periodic resync dump the kernel for real (drift repair).
         """
+        if reason == "resync" and (offered := self._take_offered()) is not None:
+            log.debug(
+                "ipvs.resync_uses_scrape_dump",
+                age_s=round(time.monotonic() - offered.started_at, 3),
+            )
+            return offered.table
         if reason in FULL_DUMP_REASONS or self._believed is None:
             return await self._backend.dump()
         return self._believed
+
+    def _take_offered(self) -> _OfferedDump | None:
+        """The offered dump if it is still good for a periodic pass (see `offer_dump`)."""
+        offered, self._offered = self._offered, None
+        if offered is None or offered.write_generation != self._write_generation:
+            return None
+        if time.monotonic() - offered.started_at > self._resync_interval_s / 2:
+            return None
+        return offered
 
     async def _after(self, applied: Table, dumped: Table) -> Table:
         """The kernel's table after `applied` went in cleanly over `dumped`."""

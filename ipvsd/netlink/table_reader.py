@@ -20,6 +20,7 @@ import threading
 from collections.abc import Iterator
 
 from ipvsd.errors import KernelError
+from ipvsd.gcpause import gc_paused
 from ipvsd.model import Service, Table
 from ipvsd.netlink import wire
 from ipvsd.netlink.ipvs import dump_records, dump_request, open_socket, resolve_family_id
@@ -67,7 +68,8 @@ class BlockingTableReader:
             KernelError: the kernel refused a dump, or did not answer in time.
             WireError: a reply is malformed.
         """
-        with self._lock:
+        # Tens of thousands of records, no reference cycle: see `ipvsd.gcpause`.
+        with self._lock, gc_paused():
             services = [
                 wire.parse_service(record) for record in self._records(wire.CMD_GET_SERVICE, b"")
             ]

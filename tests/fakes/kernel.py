@@ -32,6 +32,7 @@ class FakeKernel:
         self.closed = False
 
     async def dump(self, *, with_stats: bool = True) -> Table:
+        self._shared.connection_dumps += 1
         return await self._ipvs.dump()
 
     async def apply(self, operations: Sequence[Operation]) -> ApplyResult:
@@ -85,6 +86,7 @@ class FakePorts:
     opens_left: int | None = None
     opened: list[FakeKernel] = field(default_factory=list)
     readers: list[FakeTableReader] = field(default_factory=list)
+    connection_dumps: int = 0  # dumps through `open_ipvs` connections (not the readers')
     timeouts: Timeouts | None = None
     sync_daemons: dict[SyncState, SyncDaemon] = field(default_factory=dict)
     route_checks: list[Config] = field(default_factory=list)

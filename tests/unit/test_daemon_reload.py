@@ -346,6 +346,13 @@ async def test_ipvs_metrics_appear_when_a_reload_adds_the_first_services(
         assert 'ipvs_backend_weight{local_address="192.168.1.200"' in page
         assert "ipvsd_scrape_error 0.0" in page
         assert "ipvsd_scrape_error 0.0" in await scrape(port)
+        await asyncio.sleep(0)  # the scrape's offer of its dump reaches the loop
+        # The next drift repair plans against the scrape's read, not one of its own.
+        dumps = h.kernel.connection_dumps
+        await h.daemon.reconciler.reconcile("resync")  # type: ignore[union-attr]
+        assert h.kernel.connection_dumps == dumps
+        await h.daemon.reconciler.reconcile("resync")  # type: ignore[union-attr]
+        assert h.kernel.connection_dumps == dumps + 1
         # The scrape reads through a reader of its own, opened once, closed at exit.
         readers = list(h.kernel.readers)
         assert len(readers) == 1

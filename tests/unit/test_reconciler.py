@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from ipaddress import ip_address
+from typing import Any
 
 from structlog.testing import capture_logs
 
@@ -149,3 +151,80 @@ async def test_run_retries_soon_with_a_full_dump_after_a_refusal() -> None:
         assert kernel.dumps >= 2
     finally:
         task.cancel()
+
+
+async def test_a_resync_plans_against_a_fresh_scrape_dump_instead_of_dumping_again() -> None:
+    """The /metrics scrape reads the whole table anyway: drift repair uses that read."""
+    kernel = CountingFake(table(A))
+    reconciler = Reconciler(kernel, resync_interval_s=60)
+    reconciler.set_desired(table(A, weight=3), reason="start")
+    await reconciler.reconcile("start")
+    dumps = kernel.dumps
+    kernel.apply_sync([EditDest(A, R, DestAttrs(weight=9))])  # an operator's edit
+    generation = reconciler.write_generation
+    scraped = await kernel.dump()  # as the scrape's own reader would see it
+    reconciler.offer_dump(scraped, generation, time.monotonic())
+    report = await reconciler.reconcile("resync")
+    assert report.operations == {"edit_dest": 1}  # the drift, seen in the scrape's dump
+    assert kernel.dumps == dumps + 1  # the scrape's read only, no dump of the pass's own
+    assert kernel.table.services[A].dests[R].attrs.weight == 3
+    await reconciler.reconcile("resync")
+    assert kernel.dumps == dumps + 2  # an offer serves one pass
+
+
+async def test_a_scrape_dump_taken_across_a_change_is_not_used() -> None:
+    kernel = CountingFake(Table())
+    reconciler = Reconciler(kernel, resync_interval_s=60)
+    reconciler.set_desired(table(A), reason="start")
+    await reconciler.reconcile("start")
+    generation = reconciler.write_generation
+    scraped = await kernel.dump()  # the scrape began before the reload's pass
+    reconciler.set_desired(table(A, B), reason="reload")
+    await reconciler.reconcile("reload")
+    reconciler.offer_dump(scraped, generation, time.monotonic())
+    dumps = kernel.dumps
+    report = await reconciler.reconcile("resync")
+    assert kernel.dumps == dumps + 1
+    assert report.operations == {}  # the stale read would have re-added B
+
+
+async def test_a_scrape_dump_older_than_half_the_resync_interval_is_not_used() -> None:
+    kernel = CountingFake(table(A))
+    reconciler = Reconciler(kernel, resync_interval_s=60)
+    reconciler.set_desired(table(A), reason="start")
+    await reconciler.reconcile("start")
+    reconciler.offer_dump(await kernel.dump(), reconciler.write_generation, time.monotonic() - 31)
+    dumps = kernel.dumps
+    await reconciler.reconcile("resync")
+    assert kernel.dumps == dumps + 1
+
+
+async def test_change_passes_ignore_a_scrape_dump() -> None:
+    kernel = CountingFake(Table())
+    reconciler = Reconciler(kernel, resync_interval_s=60)
+    reconciler.set_desired(table(A), reason="start")
+    await reconciler.reconcile("start")
+    reconciler.offer_dump(Table(), reconciler.write_generation, time.monotonic())
+    reconciler.set_desired(table(A, weight=0), reason="health")
+    report = await reconciler.reconcile("health")
+    assert report.operations == {"edit_dest": 1}  # planned against the believed table
+
+
+async def test_a_scrape_dump_begun_while_a_pass_sends_is_not_used() -> None:
+    kernel = CountingFake(Table())
+    reconciler = Reconciler(kernel, resync_interval_s=60)
+    reconciler.set_desired(table(A), reason="start")
+    seen: list[int] = []
+    apply = kernel.apply
+
+    async def apply_and_look(operations: Any) -> Any:
+        seen.append(reconciler.write_generation)  # a scrape beginning now
+        return await apply(operations)
+
+    kernel.apply = apply_and_look  # type: ignore[method-assign]
+    await reconciler.reconcile("start")
+    reconciler.offer_dump(Table(), seen[0], time.monotonic())  # half-applied: A missing
+    dumps = kernel.dumps
+    report = await reconciler.reconcile("resync")
+    assert kernel.dumps == dumps + 1
+    assert report.operations == {}
