@@ -356,8 +356,21 @@ def _address(family: int, value: memoryview) -> IPAddress:
     return IPv4Address(bytes(value[:4]))
 
 
+# IPVS_CMD_ATTR_STATS64 as the kernel writes it where u64s need no padding
+# (x86, arm64, ...): the ten counters in type order, 12 bytes each. One unpack
+# instead of ten attribute steps: it is most of a dest record's parse, and a
+# scrape of 10,000 x 4 parses 50,000 of them.
+_STATS64_PACKED = struct.Struct("=" + "HHQ" * 10)
+_STATS64_HEADERS_SPLIT = (12,) * 10 + tuple(range(1, 11))  # (lengths, types)
+
+
 def parse_stats(value: memoryview) -> Stats:
     """IPVS_STATS_ATTR_* (1..10) → Stats; PAD and unknown attributes are ignored."""
+    if len(value) == _STATS64_PACKED.size:
+        fields = _STATS64_PACKED.unpack_from(value)
+        headers = fields[0::3] + fields[1::3]
+        if headers == _STATS64_HEADERS_SPLIT:
+            return Stats(*fields[2::3])
     values = [0] * 10
     for attr_type, attr_value in iter_attrs(value):
         if 1 <= attr_type <= 10:

@@ -136,6 +136,28 @@ def test_parse_service_record_with_stats64() -> None:
     assert service.stats == Stats(*range(1, 11))
 
 
+def test_stats_parse_the_same_in_any_layout() -> None:
+    """The kernel's usual layout takes a one-unpack path; padding (architectures
+    that align u64s), another order or 32-bit counters take the general one."""
+    values = [50, 1, 2, 3, 4, 5, 6, 7, 8, 2**40]
+    usual = _stats_attr(wire.SVC_STATS64, values)[4:]
+    attrs = [wire.nla(i + 1, struct.pack("=Q", v)) for i, v in enumerate(values)]
+    padded = wire.nla(11, b"") + b"".join(attrs)  # IPVS_STATS_ATTR_PAD first
+    reordered = b"".join(reversed(attrs))
+    narrow = b"".join(
+        wire.nla(i + 1, struct.pack("=I", v & 0xFFFFFFFF)) for i, v in enumerate(values)
+    )
+    expected = Stats(*values)
+    assert wire.parse_stats(memoryview(usual)) == expected
+    assert wire.parse_stats(memoryview(padded)) == expected
+    assert wire.parse_stats(memoryview(reordered)) == expected
+    assert wire.parse_stats(memoryview(narrow)) == Stats(*values[:9], 0)
+    # Right size, wrong headers: not taken for the usual layout.
+    mangled = bytearray(usual)
+    struct.pack_into("=H", mangled, 2, 5)  # the first counter says it is OUTBYTES
+    assert wire.parse_stats(memoryview(bytes(mangled))).conns == 0
+
+
 def test_parse_dest_record_with_counters() -> None:
     key = DestKey(ip_address("2001:db8::30"), 80)
     body = wire.dest_attrs(key, DestAttrs(ForwardMethod.TUNNEL, 3))
