@@ -137,6 +137,8 @@ class TcpResult:
     ok: bool
     reason: str
     duration_s: float
+    weight: int | None = None
+    parts: tuple[()] = ()
 
 
 LINGER_0 = struct.pack("ii", 1, 0)

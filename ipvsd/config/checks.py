@@ -19,8 +19,11 @@ here need more than one field or more than one object:
 - a real's merged check (`merge_check`) is complete: it has a type, exec
   checks have a command, only exec checks have ``dynamic_weight``, only udp
   checks a payload or reply rules (one payload), only dns checks an
-  ``expected_answer`` (an address of the ``query_type``'s family), and port
-  checks (udp and dns too) have a port to connect to;
+  ``expected_answer`` (an address of the ``query_type``'s family), only
+  smtp checks a ``helo_name``, and port checks (udp, dns and smtp too) have
+  a port to connect to;
+- so do the service's and a real's ``checks``, each at its own index (each
+  is a whole check: nothing is merged into them);
 - VRRP instance names are unique; a (interface, vrid) pair is one virtual
   router (RFC 3768 §5.3.3), so two instances cannot share it; a VIP belongs
   to one instance;
@@ -55,7 +58,7 @@ from ipvsd.config.model import (
     VrrpInstanceConfig,
     VrrpScriptConfig,
 )
-from ipvsd.config.types import CheckType
+from ipvsd.config.types import PORT_CHECKS, CheckType
 from ipvsd.config.yaml_lines import FieldPath, Lines, dotted
 from ipvsd.errors import ConfigIssue
 from ipvsd.model import (
@@ -69,9 +72,8 @@ from ipvsd.model import (
     TunnelType,
 )
 
-_PORT_CHECKS = (CheckType.TCP, CheckType.HTTP, CheckType.HTTPS, CheckType.UDP, CheckType.DNS)
 _UDP_FIELDS = ("payload", "payload_hex", "require_reply", "reply_regex")
-_TYPE_FIELDS = ("dynamic_weight", *_UDP_FIELDS, "expected_answer")
+_TYPE_FIELDS = ("dynamic_weight", *_UDP_FIELDS, "expected_answer", "helo_name")
 """Fields of one check type: a real that changes the type does not inherit a problem."""
 
 
@@ -336,6 +338,7 @@ def _check_service(
     inherited = _check_problems(service.check) if service.check is not None else []
     for relative, message in inherited:
         report.add((*base, "check", *relative), message)
+    _check_list(service.checks, (*base, "checks"), report)
     dests: dict[DestKey, int] = {}
     for index, real in zip(real_indices, service.reals, strict=True):
         dest = service.dest_key(real)
@@ -393,6 +396,17 @@ def _check_real(
                 (*real_path, "tunnel"),
                 f"only for forward: tunnel (this real is forward: {forward.value})",
             )
+    if real.checks is not None:
+        _check_list(real.checks, (*real_path, "checks"), report)
+    if dest.port == 0:
+        more = service.checks if real.checks is None else real.checks
+        for position, extra in enumerate(more):
+            if extra.type in PORT_CHECKS and extra.port is None:
+                report.add(
+                    (*real_path, "port"),
+                    f"is 0 (the packet's port), so the {extra.type.value} check "
+                    f"(checks[{position}]) needs its port",
+                )
     if real.check is None and service.check is None:
         return
     check = service.check_for(real)
@@ -409,7 +423,7 @@ def _check_real(
             if relative[0] in _TYPE_FIELDS and relative[0] not in written:
                 continue  # the service check's, of the type the real replaced: unused
             report.add((*real_path, "check", *relative), message)
-    if check is not None and check.type in _PORT_CHECKS and check.port is None and dest.port == 0:
+    if check is not None and check.type in PORT_CHECKS and check.port is None and dest.port == 0:
         report.add(
             (*real_path, "port"),
             f"is 0 (the packet's port), so the {check.type.value} check needs check.port",
@@ -421,6 +435,13 @@ def _cross_family(address: IPAddress, family: Family) -> str:
         f"{address} is IPv{address.version} but the service is "
         f"IPv{family.version} (only forward: tunnel can cross families)"
     )
+
+
+def _check_list(checks: Sequence[CheckConfig], where: FieldPath, report: _Report) -> None:
+    """The rules of `_check_problems` for each whole check of a ``checks`` list."""
+    for position, check in enumerate(checks):
+        for relative, message in _check_problems(check):
+            report.add((*where, position, *relative), message)
 
 
 def _check_problems(check: CheckConfig) -> list[tuple[FieldPath, str]]:
@@ -439,6 +460,8 @@ def _check_problems(check: CheckConfig) -> list[tuple[FieldPath, str]]:
         for name in _UDP_FIELDS:
             if getattr(check, name):
                 problems.append(((name,), f"only for type udp (this check is {check.type.value})"))
+    if check.helo_name is not None and check.type is not CheckType.SMTP:
+        problems.append((("helo_name",), f"only for type smtp (this check is {check.type.value})"))
     expected = check.expected_answer
     if expected is not None:
         wanted = "A" if expected.version == 4 else "AAAA"

@@ -34,6 +34,7 @@ from ipvsd.config.types import (
     AuthPass,
     CheckInterval,
     CheckTimeout,
+    CheckType,
     CheckTypeName,
     Command,
     Count,
@@ -281,7 +282,9 @@ class CheckConfig(_Model):
     ``expected_status`` (and a body matching ``body_regex``); exec: ``command`` exits 0;
     udp: a datagram draws no ICMP port unreachable (or the reply ``require_reply`` and
     ``reply_regex`` ask for); dns: a query is answered (``query_name``, ``query_type``,
-    ``expected_answer``); none: always up."""
+    ``expected_answer``); ping: an ICMP (ICMPv6) echo request is answered; smtp: the
+    server greets with 220 and answers ``HELO`` with 250 (keepalived's SMTP_CHECK); none:
+    always up."""
     interval: CheckInterval = 2.0
     """Seconds between the starts of two checks, at least 0.1 (ten checks a second per
     real; more only loads the reals and the daemon: 10,000 reals would make 100,000
@@ -339,8 +342,11 @@ class CheckConfig(_Model):
     expected_answer: IPAny | None = None
     """dns, query_type A or AAAA: one answer record must be this address; null: any."""
     source_address: IPAny | None = None
-    """tcp/http/https/udp/dns: local address the check connects from; null: the kernel's
-    choice."""
+    """tcp/http/https/udp/dns/ping/smtp: local address the check connects (or pings)
+    from; null: the kernel's choice."""
+    helo_name: HttpHost | None = None
+    """smtp: the name sent with ``HELO``; null: ``node_name`` (keepalived's default is its
+    router_id or host name)."""
 
 
 def _describe_overrides(schema: JsonDict) -> None:
@@ -381,6 +387,7 @@ class CheckOverride(_Model):
     query_type: DnsType | None = None
     expected_answer: IPAny | None = None
     source_address: IPAny | None = None
+    helo_name: HttpHost | None = None
 
 
 def merge_check(base: CheckConfig | None, override: CheckOverride | None) -> CheckConfig | None:
@@ -448,6 +455,9 @@ class RealConfig(_Model):
     check: CheckOverride | None = None
     """Fields that replace those of the service's ``check`` for this real; null: the
     service's check as it is."""
+    checks: tuple[CheckConfig, ...] | None = None
+    """More checks of this real, replacing the service's ``checks`` (``[]``: none); null:
+    the service's ``checks``."""
 
 
 class ServiceConfig(_Model):
@@ -486,6 +496,13 @@ class ServiceConfig(_Model):
     check: CheckConfig | None = None
     """Health check of the reals (each real's ``check`` may change fields); null: the reals
     are always up."""
+    checks: tuple[CheckConfig, ...] = ()
+    """More health checks of the reals, besides ``check`` (keepalived's several checkers
+    per real_server): a real is up only while every one of its checks passes. All of a
+    real's checks run together, each under its own ``timeout``, every smallest
+    ``interval`` of them; the real goes up after the largest ``rise`` of passing rounds
+    and down after the smallest ``fall`` of failing ones. Checks of type ``none`` are
+    skipped."""
     on_failure: OnFailureName = OnFailure.DRAIN
     """A real whose check fails is drained (weight 0: its connections finish, it gets no
     new ones) or removed from the kernel (keepalived's default)."""
@@ -545,6 +562,14 @@ class ServiceConfig(_Model):
     def check_for(self, real: RealConfig) -> CheckConfig | None:
         """The check of `real`: its override merged over the service's check."""
         return merge_check(self.check, real.check)
+
+    def checks_for(self, real: RealConfig) -> tuple[CheckConfig, ...]:
+        """Every check of `real` that runs: `check_for`, then its ``checks`` (else the
+        service's), without those of type ``none``."""
+        first = self.check_for(real)
+        more = self.checks if real.checks is None else real.checks
+        listed = more if first is None else (first, *more)
+        return tuple(check for check in listed if check.type is not CheckType.NONE)
 
 
 class TimeoutsConfig(_Model):

@@ -626,7 +626,15 @@ class CheckType(enum.Enum):
     EXEC = "exec"  # a command exits 0
     UDP = "udp"  # a datagram draws no ICMP port unreachable (or an expected reply)
     DNS = "dns"  # a query is answered with NOERROR and a record of its type
+    PING = "ping"  # an ICMP echo request is answered
+    SMTP = "smtp"  # a 220 banner, then 250 to HELO
     NONE = "none"  # always up
+
+
+PORT_CHECKS = frozenset(
+    {CheckType.TCP, CheckType.HTTP, CheckType.HTTPS, CheckType.UDP, CheckType.DNS, CheckType.SMTP}
+)
+"""The check types that connect to a port (the check's, else the real's)."""
 
 
 class OnFailure(enum.Enum):

@@ -28,6 +28,12 @@ Why it is shaped this way:
 * **dns checks are keepalived's DNS_CHECK**: one query (``ipvsd.health.dns``
   encodes and decodes it) over UDP, again over TCP when the reply is
   truncated; up on NOERROR with a record of the asked type.
+* **ping and smtp checks are keepalived's PING_CHECK and SMTP_CHECK**: an
+  ICMP echo, and a 220 greeting then 250 to ``HELO`` (``ipvsd.health.probes``
+  does their I/O, ``icmp`` and ``smtp`` their messages).
+* **A real with several checks** (``checks``) runs them all at once, each
+  under its own timeout, and passes when every one does; the result keeps
+  each one's outcome (``parts``) for ``ipvsd status``.
 * **Failures are logged, passes are not.** Each failed check is one debug
   event (``health.check``); a passing one is the common case and logs
   nothing. Health *changes* are logged by the monitor.
@@ -64,9 +70,16 @@ from typing import assert_never
 
 from ipvsd.config.model import CheckConfig
 from ipvsd.config.types import CheckType
-from ipvsd.health import dns, http
+from ipvsd.health import dns, http, probes
 from ipvsd.health.http import BODY_LIMIT, USER_AGENT, Progress
-from ipvsd.health.target import CheckResult, CheckTarget, errno_text, log_failure, target_for
+from ipvsd.health.target import (
+    CheckPart,
+    CheckResult,
+    CheckTarget,
+    errno_text,
+    log_failure,
+    target_for,
+)
 from ipvsd.health.tcp import TcpProber
 from ipvsd.process import run_bounded
 
@@ -142,6 +155,12 @@ class Checker:
             for the others). A real that is down, unreachable, slow or speaks
             nonsense gives ``ok=False`` with a reason; it never raises for it.
         """
+        if target.also:
+            return self._together(target)
+        return self._one(target)
+
+    def _one(self, target: CheckTarget) -> Awaitable[CheckResult]:
+        """`check` of one check (the target's, not its ``also``)."""
         if target.check.type is CheckType.TCP:
             tcp = self._tcp
             loop = asyncio.get_running_loop()
@@ -151,6 +170,21 @@ class Checker:
                 tcp = self._tcp = TcpProber(loop)
             return tcp.start(target)
         return _run(target)
+
+    async def _together(self, target: CheckTarget) -> CheckResult:
+        """All of a real's checks at once: up when every one passes (``checks``)."""
+        targets = (target, *target.also)
+        results = await asyncio.gather(*(self._one(one) for one in targets))
+        parts = tuple(
+            CheckPart(one.check.type.value, result.ok, result.reason)
+            for one, result in zip(targets, results, strict=True)
+        )
+        failed = [f"{part.type}: {part.reason}" for part in parts if not part.ok]
+        ok = not failed
+        reason = "; ".join(failed) if failed else f"all {len(parts)} checks passed"
+        weight = next((r.weight for r in results if r.weight is not None), None)
+        duration = max(result.duration_s for result in results)
+        return CheckResult(ok, reason, duration, weight if ok else None, parts)
 
     def close(self) -> None:
         """Cancel the tcp checks in flight and release the prober."""
@@ -225,6 +259,13 @@ async def _probe(
             return ok, reason, None
         case CheckType.DNS:
             ok, reason = await _dns(target, progress)
+            return ok, reason, None
+        case CheckType.PING:
+            ok, reason = await probes.ping(target, progress)
+            return ok, reason, None
+        case CheckType.SMTP:
+            with await _connect(target, progress) as sock:
+                ok, reason = await probes.smtp_dialogue(sock, target, progress)
             return ok, reason, None
         case _:
             assert_never(kind)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Callable, Generator, Iterable, Mapping
+from dataclasses import replace
 
 import structlog
 
@@ -89,6 +90,8 @@ class HealthManager:
         """The reals of the config in force, each mapped to itself (`change_steps`)."""
         self._tls: dict[tuple[bool, str | None], ssl.SSLContext] = {}
         self._change_pending = False
+        self._node_name: str | None = None
+        """The config's ``node_name``: smtp checks' default ``helo_name``."""
 
     async def configure(
         self, config: Config, adopted: Mapping[RealId, Health] | None = None
@@ -111,6 +114,7 @@ class HealthManager:
         self, config: Config, adopted: Mapping[RealId, Health]
     ) -> Generator[None, None, None]:
         self._tls.clear()  # a CA file may have changed on disk
+        self._node_name = config.node_name
         change = yield from change_steps(config, self._configured, self.monitor.watch, self._target)
 
         def health_then(real_id: RealId) -> Health:
@@ -131,9 +135,22 @@ class HealthManager:
         self._table.install(built)
         yield from self._report_steps(change.fresh + change.moved, change.gone)
 
-    def _target(self, check: CheckConfig, real: RealConfig, dest: DestKey) -> CheckTarget:
-        tls = self._tls_for(check) if check.type is CheckType.HTTPS else None
-        return target_for(check, real.address, dest.port, tls=tls)
+    def _target(
+        self, checks: tuple[CheckConfig, ...], real: RealConfig, dest: DestKey
+    ) -> CheckTarget:
+        """The target of a real's first check, carrying its other checks (``also``)."""
+        targets = [
+            target_for(
+                check,
+                real.address,
+                dest.port,
+                tls=self._tls_for(check) if check.type is CheckType.HTTPS else None,
+                node_name=self._node_name,
+            )
+            for check in checks
+        ]
+        first = targets[0]
+        return replace(first, also=tuple(targets[1:])) if len(targets) > 1 else first
 
     def _report_steps(
         self, touched: Iterable[RealId], gone: Iterable[RealId]

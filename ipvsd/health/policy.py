@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from ipvsd.config.model import CheckConfig, Config, RealConfig, ServiceConfig
-from ipvsd.config.types import CheckType, OnFailure
+from ipvsd.config.types import OnFailure
 from ipvsd.health.tracker import Health
 from ipvsd.model import DestKey, RealId, ServiceKey
 
@@ -46,15 +46,16 @@ class Overrides:
     sorry: frozenset[ServiceKey]
 
 
-def effective_check(service: ServiceConfig, real: RealConfig) -> CheckConfig | None:
-    """The check that runs for the real: None when it has none, or one of type ``none``."""
-    check = service.check_for(real)
-    return None if check is None or check.type is CheckType.NONE else check
+def effective_checks(service: ServiceConfig, real: RealConfig) -> tuple[CheckConfig, ...]:
+    """The checks that run for the real (`ServiceConfig.checks_for`); empty: it has none."""
+    if service.check is None and not service.checks and real.check is None and not real.checks:
+        return ()  # most reals of a big config: no merged check to build
+    return service.checks_for(real)
 
 
 def has_check(service: ServiceConfig, real: RealConfig) -> bool:
     """Whether the real is health-checked (a check whose type is not ``none``)."""
-    return effective_check(service, real) is not None
+    return bool(effective_checks(service, real))
 
 
 def overrides(
