@@ -356,7 +356,7 @@ CHECKER: Mapping[str, str] = {
         "ipvsd runs exec checks as its own user (root); run the command through "
         "`runuser`/`setpriv` to drop privileges: ignored"
     ),
-    "helo_name": "ipvsd checks SMTP servers by a TCP connect (no SMTP dialogue): ignored",
+    "helo_name": "only SMTP_CHECK sends a HELO: ignored",
     "host": (
         "ipvsd checks one address per check: not converted (the check connects to the real "
         "or connect_ip)"
@@ -377,9 +377,6 @@ URL: Mapping[str, str] = {
 }
 
 UNSUPPORTED_CHECKERS: Mapping[str, str] = {
-    "DNS_CHECK": "ipvsd has no DNS check: not converted",
-    "UDP_CHECK": "ipvsd has no UDP check: not converted",
-    "PING_CHECK": "ipvsd has no ICMP check: not converted",
     "FILE_CHECK": "ipvsd has no file check (no dynamic weight): not converted",
     "BFD_CHECK": "ipvsd has no BFD: not converted",
 }

@@ -28,7 +28,7 @@ from ipaddress import IPv4Address, ip_address
 from typing import Any
 
 from ipvsd.config.model import RealConfig, ServiceConfig, SorryServerConfig, TunnelConfig
-from ipvsd.config.types import SCHEDULER_FLAGS, SCHEDULERS
+from ipvsd.config.types import PORT_CHECKS, SCHEDULER_FLAGS, SCHEDULERS
 from ipvsd.importers import keepalived_keywords as keywords
 from ipvsd.importers.keepalived_checks import CHECKERS, Check, Timing, checks, share, timing_keyword
 from ipvsd.importers.keepalived_groups import Groups, service_keys
@@ -70,6 +70,8 @@ class _Real:
     checkers: list[Node]
     inhibit: bool | None = None
     check: Check | None = None
+    more: list[Check] = field(default_factory=list)
+    """Its checks after the first (``checks``)."""
 
 
 def virtual_server(ledger: Ledger, node: Node, groups: Groups, built: Built, notes: Notes) -> None:
@@ -292,21 +294,25 @@ def _real(ledger: Ledger, node: Node, outer: Timing) -> _Real | None:
             else:
                 unknown(ledger, child, "real_server")
     draft.timing = draft.timing.under(outer)
-    draft.check = checks(ledger, draft.checkers, draft.timing)
-    if (
-        draft.check is not None
-        and draft.check.fields["type"] in ("tcp", "http", "https")
-        and "port" not in draft.check.fields
-        and port == 0
-    ):
+    converted = checks(ledger, draft.checkers, draft.timing)
+    if port == 0 and any(_needs_port(check) for check in converted):
         ledger.report(
             draft.checkers[0],
             "no port to connect to (the real has none, and no connect_port): not converted; "
             "the real is always up",
         )
-        draft.check = None
+        converted = []
+    if converted:
+        draft.check, *draft.more = converted
     ledger.take(node)
     return draft
+
+
+PORT_CHECK_NAMES = frozenset(kind.value for kind in PORT_CHECKS)
+
+
+def _needs_port(check: Check) -> bool:
+    return check.fields["type"] in PORT_CHECK_NAMES and "port" not in check.fields
 
 
 def _real_keyword(ledger: Ledger, node: Node, draft: _Real) -> bool:
@@ -360,6 +366,11 @@ def _assemble(
             real.data["check"] = own.fields
             for key, text in own.notes.items():
                 notes.add(own.fields, key, text)
+        if real.more:
+            real.data["checks"] = [more.fields for more in real.more]
+            for more in real.more:
+                for key, text in more.notes.items():
+                    notes.add(more.fields, key, text)
         service["reals"].append(ordered(real.data, RealConfig))
     return service
 

@@ -467,6 +467,9 @@ CHECKER_22 = {
     "MISC_CHECK": "retry delay_before_retry warmup delay_loop alpha log_all_failures misc_path "
     "misc_timeout misc_dynamic user",
     "SMTP_CHECK": "helo_name host connect_ip connect_port bindto connect_timeout retry",
+    "UDP_CHECK": "payload require_reply min_reply_length max_reply_length connect_port",
+    "DNS_CHECK": "type name connect_port retry",
+    "PING_CHECK": "connect_ip bindto connect_timeout delay_loop",
 }
 
 URL_22 = words(
