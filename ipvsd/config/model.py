@@ -53,6 +53,7 @@ from ipvsd.config.types import (
     IPAny,
     IPv4,
     IpvsTimeout,
+    Md5Hex,
     Name,
     Names,
     Netmask,
@@ -274,6 +275,20 @@ class VrrpConfig(_Model):
     gateway VIP of a NAT director)."""
 
 
+class UrlConfig(_Model):
+    """One URL of an http/https check's ``urls`` (keepalived's ``url`` block)."""
+
+    path: HttpPath = "/"
+    """The request target (as the check's ``path``)."""
+    expected_status: Statuses | None = None
+    """Status codes that mean up (as the check's); null: the check's ``expected_status``."""
+    body_regex: Regex | None = None
+    """The body must match (``re.search``); null: the check's ``body_regex``."""
+    digest: Md5Hex | None = None
+    """MD5 of the whole body, 32 hex digits (keepalived's ``digest``, as ``md5sum`` prints
+    it); null: the check's ``digest``."""
+
+
 class CheckConfig(_Model):
     """A health check. Address and port default to the real's."""
 
@@ -304,9 +319,17 @@ class CheckConfig(_Model):
     """http/https: the request target: ``/``, then RFC 3986 path and query characters;
     anything else (spaces, controls, non-ASCII, ``#``) percent-encoded."""
     expected_status: Statuses = (200,)
-    """http/https: the status codes that mean up, 100-599, at least one."""
+    """http/https: the status codes that mean up, 100-599: a code (``200``), a range
+    (``"200-299"``) or a list of both (``[200, "300-399"]``)."""
     body_regex: Regex | None = None
     """http/https: the body must match (``re.search``)."""
+    digest: Md5Hex | None = None
+    """http/https: the MD5 of the whole body must be this (32 hex digits, keepalived's
+    ``digest``: ``md5sum`` of the page); null: not compared."""
+    urls: tuple[UrlConfig, ...] = ()
+    """http/https: GET each of these instead of ``path``, one connection each, in order;
+    up only when every one passes (keepalived's several ``url`` blocks). Each field left
+    out or null is the check's."""
     host: HttpHost | None = None
     """http/https: Host header and TLS server name; null: the address. A host name in
     ASCII (IDNA) or an IP address (IPv6 without brackets), without a port."""
@@ -315,6 +338,12 @@ class CheckConfig(_Model):
     (``host``); false: any certificate will do (reals often have self-signed ones)."""
     ca_file: Name | None = None
     """https with verify_tls: CA certificates (PEM file) to trust; null: the system's."""
+    client_cert: Name | None = None
+    """https: a client certificate (PEM file) to present, for reals that ask for one; it
+    may hold the private key too; null: none."""
+    client_key: Name | None = None
+    """https with client_cert: the certificate's private key (PEM file), when it is not in
+    ``client_cert``."""
     command: Command | None = None
     """exec: argv of the command (no shell), required for type exec; exit status 0 means
     up. Its environment: PATH, IPVSD_REAL_ADDRESS and IPVSD_REAL_PORT (the address and port
@@ -374,9 +403,13 @@ class CheckOverride(_Model):
     path: HttpPath | None = None
     expected_status: Statuses | None = None
     body_regex: Regex | None = None
+    digest: Md5Hex | None = None
+    urls: tuple[UrlConfig, ...] | None = None
     host: HttpHost | None = None
     verify_tls: bool | None = None
     ca_file: Name | None = None
+    client_cert: Name | None = None
+    client_key: Name | None = None
     command: Command | None = None
     dynamic_weight: bool | None = None
     payload: str | None = None
@@ -458,6 +491,15 @@ class RealConfig(_Model):
     checks: tuple[CheckConfig, ...] | None = None
     """More checks of this real, replacing the service's ``checks`` (``[]``: none); null:
     the service's ``checks``."""
+    notify_up: Command | None = None
+    """argv of a program (no shell) run when the real's health becomes up (keepalived's
+    ``notify_up``), with IPVSD_SERVICE, IPVSD_REAL_ADDRESS, IPVSD_REAL_PORT and
+    IPVSD_HEALTH (``up``) in its environment. It never holds the daemon up: runs of one
+    real go one after another, in order, and each is killed with its process group after
+    10 seconds; null: none."""
+    notify_down: Command | None = None
+    """argv of a program run when the real's health becomes down (keepalived's
+    ``notify_down``); as ``notify_up``, with IPVSD_HEALTH ``down``; null: none."""
 
 
 class ServiceConfig(_Model):

@@ -56,7 +56,9 @@ class _Generator(GenerateJsonSchema):
                 serializer = SchemaSerializer(inner)
             except SchemaError:  # a reference to a model's definition (``checks: ()``)
                 return json_schema  # pydantic's own rendering of the default then
-            json_schema["default"] = serializer.to_python(schema["default"], mode="json")
+            json_schema["default"] = serializer.to_python(
+                schema["default"], mode="json", warnings=False
+            )
         return json_schema
 
 

@@ -42,6 +42,14 @@ TargetT = TypeVar("TargetT")
 REALS_PER_STEP = 64
 
 
+@dataclass(frozen=True, slots=True)
+class RealPrograms:
+    """A real's ``notify_up`` and ``notify_down`` programs (None: none for that change)."""
+
+    up: tuple[str, ...] | None = None
+    down: tuple[str, ...] | None = None
+
+
 @dataclass(slots=True)
 class ConfigChange(Generic[TargetT]):
     """The difference a new config makes (all of it about the new config but `gone`)."""
@@ -58,6 +66,8 @@ class ConfigChange(Generic[TargetT]):
     """Reals of the config in force that the new one does not have."""
     moved: list[RealId] = field(default_factory=list)
     """Kept reals that gain or lose their check (Rule 3)."""
+    programs: dict[RealId, RealPrograms] = field(default_factory=dict)
+    """The reals of the new config that have a notify program."""
 
 
 def change_steps(
@@ -93,6 +103,8 @@ def change_steps(
             else:
                 real_id = known
             change.configured[real_id] = real_id
+            if real.notify_up is not None or real.notify_down is not None:
+                change.programs[real_id] = RealPrograms(real.notify_up, real.notify_down)
             current = watch_of(real_id)
             checks = effective_checks(service, real)
             if not checks:

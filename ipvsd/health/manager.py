@@ -36,6 +36,7 @@ from ipvsd.config.types import CheckType
 from ipvsd.health.changes import change_steps
 from ipvsd.health.checks import Checker, CheckTarget, target_for, tls_context
 from ipvsd.health.monitor import CheckOutcome, HealthMonitor
+from ipvsd.health.notify import RealNotifier
 from ipvsd.health.table import DesiredTable
 from ipvsd.health.tracker import Health
 from ipvsd.loopslice import LoopSlice
@@ -88,8 +89,11 @@ class HealthManager:
         self._slice = LoopSlice()
         self._configured: dict[RealId, RealId] = {}
         """The reals of the config in force, each mapped to itself (`change_steps`)."""
-        self._tls: dict[tuple[bool, str | None], ssl.SSLContext] = {}
+        self._tls: dict[tuple[bool, str | None, str | None, str | None], ssl.SSLContext | None]
+        self._tls = {}
         self._change_pending = False
+        self.notifier = RealNotifier()
+        """Runs the reals' ``notify_up`` / ``notify_down`` programs on their changes."""
         self._node_name: str | None = None
         """The config's ``node_name``: smtp checks' default ``helo_name``."""
 
@@ -132,6 +136,7 @@ class HealthManager:
         self._held = {real_id for real_id in held if self.monitor.health(real_id) is Health.DOWN}
         self.drained.difference_update([r for r in self.drained if r not in change.configured])
         self._configured = change.configured
+        self.notifier.configure(change.programs)
         self._table.install(built)
         yield from self._report_steps(change.fresh + change.moved, change.gone)
 
@@ -173,12 +178,19 @@ class HealthManager:
                 self._on_health(real_id, Health.UP if health is None else health)
                 yield
 
-    def _tls_for(self, check: CheckConfig) -> ssl.SSLContext:
+    def _tls_for(self, check: CheckConfig) -> ssl.SSLContext | None:
         """One TLS context per distinct setting: a verifying one costs ~17 ms to build."""
-        key = (check.verify_tls, check.ca_file)
-        context = self._tls.get(key)
-        if context is None:
-            context = self._tls[key] = tls_context(check)
+        key = (check.verify_tls, check.ca_file, check.client_cert, check.client_key)
+        if key in self._tls:
+            return self._tls[key]
+        try:
+            context: ssl.SSLContext | None = tls_context(check)
+        except OSError as exc:  # ssl.SSLError too: a CA or client certificate file
+            # No shared context: each check builds its own, fails, and says why.
+            log.warning("health.tls_context", ca_file=check.ca_file,
+                        client_cert=check.client_cert, error=str(exc))  # fmt: skip
+            context = None
+        self._tls[key] = context
         return context
 
     def desired(self) -> Table:
@@ -194,6 +206,7 @@ class HealthManager:
             self._on_check(result.duration_s)
 
     def _changed(self, real_id: RealId, health: Health, reason: str) -> None:
+        self.notifier.changed(real_id, health)
         self._held.discard(real_id)
         self._table.mark(real_id[0])
         if self._on_health is not None:

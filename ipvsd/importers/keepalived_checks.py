@@ -22,9 +22,10 @@ their ipvsd form:
   its hex data, a prefix of the reply, → ``reply_regex``); DNS_CHECK → ``dns``
   (``type`` → ``query_type``, ``name`` → ``query_name``); PING_CHECK →
   ``ping``. ``connect_ip``, ``connect_port``, ``bindto`` → ``address``, ``port``,
-  ``source_address``. HTTP's first ``url``: ``path``, ``status_code``
-  (default 200-299) → ``expected_status``, ``regex`` → ``body_regex``,
-  ``virtualhost`` (url, checker, real, virtual server) → ``host``.
+  ``source_address``. HTTP's ``url``: ``path``, ``status_code`` (default
+  200-299, written as ``"200-299"``) → ``expected_status``, ``regex`` →
+  ``body_regex``, ``digest`` → ``digest``, ``virtualhost`` (url, checker,
+  real, virtual server) → ``host``; several ``url`` blocks → ``urls``.
 - A real with several checkers is up while every one passes, in keepalived
   as in ipvsd: the first becomes the real's ``check``, the others its
   ``checks``.
@@ -37,8 +38,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ipvsd.config.model import CheckConfig
-from ipvsd.config.types import DNS_TYPES
+from ipvsd.config.model import CheckConfig, UrlConfig
+from ipvsd.config.types import DNS_TYPES, status_ranges
 from ipvsd.importers import keepalived_keywords as keywords
 from ipvsd.importers.keepalived_ledger import (
     Ledger,
@@ -316,40 +317,60 @@ def _misc(ledger: Ledger, node: Node, misc: dict[str, Any]) -> None:
 
 
 def _url(ledger: Ledger, urls: list[Node], check: dict[str, Any], timing: Timing) -> None:
-    statuses: tuple[int, ...] = ()
+    """The ``url`` blocks: one is the check's own fields, several its ``urls``.
+
+    keepalived's default status_code (200-299) is written out, since ipvsd's is 200.
+    """
     host = timing.virtualhost
-    for position, url in enumerate(urls):
-        if position > 0:
-            ledger.drop_block(
-                url,
-                "ipvsd checks one URL per real: not converted (only the first url is checked)",
-            )
-            continue
+    converted: list[dict[str, Any]] = []
+    for url in urls:
         ledger.take(url)
+        fields: dict[str, Any] = {}
+        statuses: tuple[int, ...] = ()
         for child in ledger.block(url):
             match child.directive:
-                case "path":
-                    path = argument(ledger, child)
-                    if path is not None:
-                        check["path"] = path
+                case "path" | "regex" | "digest":
+                    value = argument(ledger, child)
+                    if value is not None:
+                        name = {"path": "path", "regex": "body_regex", "digest": "digest"}
+                        fields[name[child.directive]] = value
                         ledger.take(child)
                 case "status_code":
                     statuses = _statuses(ledger, child)
                 case "virtualhost":
-                    host = argument(ledger, child) or host
-                    ledger.take(child)
-                case "regex":
-                    pattern = argument(ledger, child)
-                    if pattern is not None:
-                        check["body_regex"] = pattern
+                    written = argument(ledger, child)
+                    if written is None:
+                        continue
+                    if converted and written != host:
+                        ledger.report(
+                            child,
+                            "ipvsd sends one Host per check (the first url's): not converted",
+                        )
+                    else:
+                        host = written
                         ledger.take(child)
                 case _ if child.directive in keywords.URL:
                     ledger.report(child, keywords.URL[child.directive])
                 case _:
                     unknown(ledger, child, "url")
-    check["expected_status"] = list(statuses or DEFAULT_STATUS)
+        fields["expected_status"] = status_value(statuses or DEFAULT_STATUS)
+        converted.append(ordered(fields, UrlConfig))
+    if len(converted) == 1:
+        check.update(converted[0])
+    elif converted:
+        check["urls"] = converted
+    else:
+        check["expected_status"] = status_value(DEFAULT_STATUS)
     if host is not None:
         check["host"] = host
+
+
+def status_value(codes: Sequence[int]) -> int | str | list[int | str]:
+    """``expected_status`` as written: ``"200-299"``, ``200``, or a list of both."""
+    items: list[int | str] = []
+    for part in status_ranges(codes).split(", "):
+        items.append(part if "-" in part else int(part))
+    return items[0] if len(items) == 1 else items
 
 
 def _statuses(ledger: Ledger, node: Node) -> tuple[int, ...]:

@@ -55,8 +55,8 @@ ROOT: Mapping[str, str] = {
     "vrrp_track_process": TRACKING,
     "interface_up_down_delays": NOT_SUPPORTED,
     "SSL": (
-        "ipvsd's https checks present no client certificate and verify no server "
-        "certificate unless check.verify_tls: not converted"
+        "ipvsd's https checks take their client certificate per check (client_cert, "
+        "client_key) and verify no server certificate unless check.verify_tls: not converted"
     ),
     "bfd_instance": "ipvsd has no BFD: not converted",
     "track_file": TRACKING,
@@ -336,8 +336,6 @@ VIRTUAL_SERVER: Mapping[str, str] = {
 }
 
 REAL_SERVER: Mapping[str, str] = {
-    "notify_up": "ipvsd runs no per-real notify programs (watch ipvsd_backend_up): not converted",
-    "notify_down": "ipvsd runs no per-real notify programs (watch ipvsd_backend_up): not converted",
     "smtp_alert": EMAIL,
     "snmp_name": SNMP,
 }
@@ -364,10 +362,6 @@ CHECKER: Mapping[str, str] = {
 }
 
 URL: Mapping[str, str] = {
-    "digest": (
-        "ipvsd does not compare body digests (it checks the status code, and body_regex): "
-        "not converted"
-    ),
     "regex_no_match": "ipvsd's body_regex must match (no inverted match): not converted",
     "regex_options": "ipvsd's body_regex is a Python regex without options: ignored",
     "regex_min_offset": "ipvsd searches the whole body: ignored",

@@ -22,6 +22,7 @@ keepalived puts a checked real in service before its first check unless
 from __future__ import annotations
 
 import copy
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, ip_address
@@ -329,9 +330,35 @@ def _real_keyword(ledger: Ledger, node: Node, draft: _Real) -> bool:
         case "inhibit_on_failure":
             draft.inhibit = flag(ledger, node)
             ledger.take(node)
+        case "notify_up" | "notify_down":
+            _notify(ledger, node, data)
         case _:
             return False
     return True
+
+
+def _notify(ledger: Ledger, node: Node, data: dict[str, Any]) -> None:
+    """``notify_up "COMMAND LINE" [user [group]]``: keepalived splits the command like a
+    shell; ipvsd runs it as root, with the real in its environment."""
+    if not node.args:
+        ledger.report(node, "has no command: ignored")
+        return
+    try:
+        argv = shlex.split(node.args[0])
+    except ValueError:
+        argv = [node.args[0]]
+    if not argv:
+        ledger.report(node, "has no command: ignored")
+        return
+    data[node.directive] = argv
+    if len(node.args) > 1:
+        ledger.report(
+            node,
+            f"ipvsd runs notify programs as root: user {' '.join(node.args[1:])} ignored "
+            "(run the command through runuser/setpriv to drop privileges)",
+        )
+    else:
+        ledger.take(node)
 
 
 def _assemble(

@@ -145,3 +145,32 @@ def test_several_checkers_become_check_and_checks(tmp_path: Path) -> None:
     config = load_config(tmp_path / "ipvsd.yaml")
     service = config.ipvs.services[0]
     assert [c.type.value for c in service.checks_for(service.reals[0])] == ["tcp", "smtp", "ping"]
+
+
+def test_http_get_writes_keepalived_s_default_statuses_and_one_host(tmp_path: Path) -> None:
+    conversion = convert_real(
+        """
+        HTTP_GET {
+            url {
+                path /a
+                virtualhost a.example
+            }
+            url {
+                path /b
+                virtualhost b.example
+            }
+        }
+        """,
+        port=80,
+    )
+    found = check(conversion)
+    assert found["urls"] == [
+        {"path": "/a", "expected_status": "200-299"},
+        {"path": "/b", "expected_status": "200-299"},
+    ]
+    assert found["host"] == "a.example"
+    assert (
+        "k.conf:12: virtualhost: ipvsd sends one Host per check (the first url's): not converted"
+        in reports(conversion)
+    )
+    loads(conversion, tmp_path)
