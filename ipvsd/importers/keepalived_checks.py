@@ -17,7 +17,8 @@ their ipvsd form:
   verifies certificates); MISC_CHECK → ``exec`` (``misc_path`` split as
   keepalived splits it; ``misc_dynamic`` → ``dynamic_weight``, the same exit
   status rules); SMTP_CHECK → ``smtp`` (``helo_name``, keepalived's default
-  ``smtpchecker.keepalived.org`` written out); UDP_CHECK → ``udp``
+  ``smtpchecker.keepalived.org`` written out; each deprecated ``host`` block
+  → one smtp check to its address); UDP_CHECK → ``udp``
   (``payload`` → ``payload_hex``, ``require_reply`` → ``require_reply`` and
   its hex data, a prefix of the reply, → ``reply_regex``); DNS_CHECK → ``dns``
   (``type`` → ``query_type``, ``name`` → ``query_name``); PING_CHECK →
@@ -168,17 +169,17 @@ def checks(ledger: Ledger, nodes: Sequence[Node], timing: Timing) -> list[Check]
         if unsupported is not None:
             ledger.drop_block(node, unsupported)
             continue
-        check = _checker(ledger, node, timing)
-        if check is not None:
-            converted.append(check)
+        converted.extend(_checker(ledger, node, timing))
     return converted
 
 
-def _checker(ledger: Ledger, node: Node, outer: Timing) -> Check | None:
+def _checker(ledger: Ledger, node: Node, outer: Timing) -> list[Check]:
+    """One checker block; several checks for an SMTP_CHECK with ``host`` blocks."""
     kind = _TYPES[node.directive]
     check: dict[str, Any] = {"type": kind}
     timing = Timing()
     urls: list[Node] = []
+    hosts: list[dict[str, Any]] = []
     misc: dict[str, Any] = {}
     for child in ledger.block(node):
         updated = timing_keyword(ledger, child, timing)
@@ -188,6 +189,8 @@ def _checker(ledger: Ledger, node: Node, outer: Timing) -> Check | None:
             pass
         elif child.directive == "url" and kind in ("http", "https"):
             urls.append(child)
+        elif child.directive == "host" and kind == "smtp" and child.children is not None:
+            hosts.append(_smtp_host(ledger, child))
         elif child.directive in ("misc_path", "misc_timeout", "misc_dynamic") and kind == "exec":
             _misc(ledger, child, misc)
         elif _own_keyword(ledger, child, kind, check):
@@ -204,7 +207,7 @@ def _checker(ledger: Ledger, node: Node, outer: Timing) -> Check | None:
     if kind == "exec":
         if "command" not in misc:
             ledger.drop_block(node, "has no misc_path: not converted")
-            return None
+            return []
         check["command"] = misc["command"]
         if misc.get("dynamic_weight"):
             check["dynamic_weight"] = True
@@ -215,9 +218,24 @@ def _checker(ledger: Ledger, node: Node, outer: Timing) -> Check | None:
         check["helo_name"] = SMTP_HELO
         notes["helo_name"] = "keepalived's default helo_name"
     ledger.take(node)
-    timed = _timed(check, timing, kind, misc.get("timeout"))
-    timed.notes.update(notes)
-    return timed
+    # keepalived checks each host block instead of the checker's own address, and the
+    # real only while all answer: one check each here.
+    converted = []
+    for host in hosts or [{}]:
+        timed = _timed({**check, **host}, timing, kind, misc.get("timeout"))
+        timed.notes.update(notes)
+        converted.append(timed)
+    return converted
+
+
+def _smtp_host(ledger: Ledger, node: Node) -> dict[str, Any]:
+    """An SMTP_CHECK ``host`` block's connect_ip / connect_port / bindto."""
+    ledger.take(node)
+    fields: dict[str, Any] = {}
+    for child in ledger.block(node):
+        if not _connection(ledger, child, fields):
+            ledger.report(child, "ipvsd takes a host's other settings from its SMTP_CHECK: ignored")
+    return fields
 
 
 _UDP_LENGTHS = "ipvsd does not bound a reply's length (reply_regex can): ignored"

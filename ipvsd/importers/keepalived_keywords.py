@@ -355,10 +355,7 @@ CHECKER: Mapping[str, str] = {
         "`runuser`/`setpriv` to drop privileges: ignored"
     ),
     "helo_name": "only SMTP_CHECK sends a HELO: ignored",
-    "host": (
-        "ipvsd checks one address per check: not converted (the check connects to the real "
-        "or connect_ip)"
-    ),
+    "host": "only SMTP_CHECK has host blocks: not converted",
 }
 
 URL: Mapping[str, str] = {

@@ -174,3 +174,32 @@ def test_http_get_writes_keepalived_s_default_statuses_and_one_host(tmp_path: Pa
         in reports(conversion)
     )
     loads(conversion, tmp_path)
+
+
+def test_smtp_host_blocks_become_one_check_each(tmp_path: Path) -> None:
+    conversion = convert_real(
+        """
+        SMTP_CHECK {
+            helo_name lb1.example
+            connect_timeout 3
+            host {
+                connect_ip 10.0.0.1
+                connect_port 25
+            }
+            host {
+                connect_ip 10.0.0.2
+                connect_port 587
+                retry 9
+            }
+        }
+        """
+    )
+    first = check(conversion)
+    more = real(conversion)["checks"]
+    assert [(c["address"], c["port"], c["helo_name"]) for c in (first, *more)] == [
+        ("10.0.0.1", 25, "lb1.example"),
+        ("10.0.0.2", 587, "lb1.example"),
+    ]
+    assert "k.conf:15: retry: ipvsd takes a host's other settings from its SMTP_CHECK: " \
+        "ignored" in reports(conversion)  # fmt: skip
+    loads(conversion, tmp_path)
