@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from ipvsd.config.model import CheckConfig, Config, RealConfig, ServiceConfig
-from ipvsd.config.types import OnFailure
+from ipvsd.config.types import CheckType, OnFailure
 from ipvsd.health.tracker import Health
 from ipvsd.model import DestKey, RealId, ServiceKey
 
@@ -54,8 +54,16 @@ def effective_checks(service: ServiceConfig, real: RealConfig) -> tuple[CheckCon
 
 
 def has_check(service: ServiceConfig, real: RealConfig) -> bool:
-    """Whether the real is health-checked (a check whose type is not ``none``)."""
-    return bool(effective_checks(service, real))
+    """Whether the real is health-checked (a check whose type is not ``none``).
+
+    Called for every real of a service each time its table part is built, so it
+    builds no tuple: `effective_checks` without the allocation.
+    """
+    first = service.check_for(real)
+    if first is not None and first.type is not CheckType.NONE:
+        return True
+    more = service.checks if real.checks is None else real.checks
+    return any(check.type is not CheckType.NONE for check in more)
 
 
 def overrides(

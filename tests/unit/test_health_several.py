@@ -20,6 +20,7 @@ from ipvsd.control.status_json import from_json, to_json
 from ipvsd.health.checks import Checker, CheckPart, target_for
 from ipvsd.health.manager import HealthManager
 from ipvsd.health.monitor import HealthMonitor, Watch
+from ipvsd.health.policy import effective_checks, has_check
 from ipvsd.model import DestKey, Family, Protocol, RealId, ServiceKey
 from tests.unit.test_status import web
 
@@ -161,3 +162,27 @@ def test_the_status_json_shows_each_checks_outcome_and_reads_it_back() -> None:
     ]
     assert reals[1]["health_checks"] is None
     assert from_json(encoded) == document
+
+
+def test_a_real_with_only_listed_checks_is_checked() -> None:
+    config = parse_config(
+        textwrap.dedent(
+            """\
+            ipvs:
+              services:
+                - address: 10.0.0.1
+                  port: 80
+                  checks: [{type: ping}]
+                  reals:
+                    - {address: 10.0.1.1}
+                    - {address: 10.0.1.2, checks: [{type: none}]}
+                    - {address: 10.0.1.3, checks: [], check: {type: tcp}}
+            """
+        ),
+        "t.yaml",
+        default_node_name="n1",
+    )
+    service = config.ipvs.services[0]
+    checked = [has_check(service, real) for real in service.reals]
+    assert checked == [True, False, True]
+    assert checked == [bool(effective_checks(service, real)) for real in service.reals]
