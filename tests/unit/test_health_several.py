@@ -8,6 +8,7 @@ import socket
 import textwrap
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from ipaddress import ip_address
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from ipvsd.config import parse_config
 from ipvsd.config.model import CheckConfig
 from ipvsd.config.types import CheckType
+from ipvsd.control.render import status_text
 from ipvsd.control.status import CheckStatus, StatusDocument, real_status
 from ipvsd.control.status_json import from_json, to_json
 from ipvsd.health.checks import Checker, CheckPart, target_for
@@ -186,3 +188,27 @@ def test_a_real_with_only_listed_checks_is_checked() -> None:
     checked = [has_check(service, real) for real in service.reals]
     assert checked == [True, False, True]
     assert checked == [bool(effective_checks(service, real)) for real in service.reals]
+
+
+def test_the_status_text_shows_each_check_under_a_real_that_is_not_up() -> None:
+    checks = (
+        CheckStatus("tcp", True, "connected"),
+        CheckStatus("smtp", False, "HELO answered 554"),
+    )
+    down = real_status(
+        DestKey(ip_address("192.168.1.30"), 25),
+        None,
+        configured_weight=1,
+        health="down",
+        health_reason="smtp: HELO answered 554",
+        health_since=datetime(2026, 3, 1, 12, 3, 4, tzinfo=UTC),
+        health_checks=checks,
+    )
+    text = status_text(StatusDocument(node="lb1", version="1", services=(web(reals=(down,)),)))
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("  -> 192.168.1.30:25 "))
+    assert lines[at + 1 : at + 4] == [
+        "       down since 2026-03-01 12:03:04 UTC: smtp: HELO answered 554",
+        "         tcp passed: connected",
+        "         smtp failed: HELO answered 554",
+    ]
