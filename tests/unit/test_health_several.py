@@ -17,7 +17,7 @@ from ipvsd.config import parse_config
 from ipvsd.config.model import CheckConfig
 from ipvsd.config.types import CheckType
 from ipvsd.control.render import status_text
-from ipvsd.control.status import CheckStatus, StatusDocument, real_status
+from ipvsd.control.status import CheckStatus, RealStatus, StatusDocument, real_status
 from ipvsd.control.status_json import from_json, to_json
 from ipvsd.health.checks import Checker, CheckPart, target_for
 from ipvsd.health.manager import HealthManager
@@ -141,26 +141,35 @@ async def test_the_monitor_keeps_each_checks_outcome_for_status(listening: int) 
     )
 
 
-def test_the_status_json_shows_each_checks_outcome_and_reads_it_back() -> None:
-    checks = (
-        CheckStatus("tcp", True, "connected"),
-        CheckStatus("smtp", False, "greeting 554 no service (expected 220)"),
-    )
-    one = real_status(
+SMTP_DOWN = (
+    CheckStatus("tcp", True, "connected"),
+    CheckStatus("smtp", False, "HELO answered 554"),
+)
+SINCE = datetime(2026, 3, 1, 12, 3, 4, tzinfo=UTC)
+
+
+def smtp_down() -> RealStatus:
+    """192.168.1.30:25, down: its tcp check passes, its smtp check fails."""
+    return real_status(
         DestKey(ip_address("192.168.1.30"), 25),
         None,
         configured_weight=1,
         health="down",
-        health_reason="smtp: greeting 554 no service (expected 220)",
-        health_checks=checks,
+        health_reason="smtp: HELO answered 554",
+        health_since=SINCE,
+        health_checks=SMTP_DOWN,
     )
+
+
+def test_the_status_json_shows_each_checks_outcome_and_reads_it_back() -> None:
+    one = smtp_down()
     service = web(port=25, reals=(one, replace(one, health_checks=None)))
     document = StatusDocument(node="lb1", version="1", services=(service,))
     encoded = to_json(document)
     reals = encoded["services"][0]["reals"]
     assert reals[0]["health_checks"] == [
         {"type": "tcp", "ok": True, "reason": "connected"},
-        {"type": "smtp", "ok": False, "reason": "greeting 554 no service (expected 220)"},
+        {"type": "smtp", "ok": False, "reason": "HELO answered 554"},
     ]
     assert reals[1]["health_checks"] is None
     assert from_json(encoded) == document
@@ -191,19 +200,7 @@ def test_a_real_with_only_listed_checks_is_checked() -> None:
 
 
 def test_the_status_text_shows_each_check_under_a_real_that_is_not_up() -> None:
-    checks = (
-        CheckStatus("tcp", True, "connected"),
-        CheckStatus("smtp", False, "HELO answered 554"),
-    )
-    down = real_status(
-        DestKey(ip_address("192.168.1.30"), 25),
-        None,
-        configured_weight=1,
-        health="down",
-        health_reason="smtp: HELO answered 554",
-        health_since=datetime(2026, 3, 1, 12, 3, 4, tzinfo=UTC),
-        health_checks=checks,
-    )
+    down = smtp_down()
     text = status_text(StatusDocument(node="lb1", version="1", services=(web(reals=(down,)),)))
     lines = text.splitlines()
     at = next(i for i, line in enumerate(lines) if line.startswith("  -> 192.168.1.30:25 "))
