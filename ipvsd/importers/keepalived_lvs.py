@@ -387,13 +387,21 @@ def _assemble(
             "ipvsd adds it after its first good check",
         )
     service["on_failure"] = _on_failure(ledger, reals, inhibit, service, notes)
+    # The same further checkers on every real: written once, as the service's checks.
+    lists = [[more.fields for more in real.more] for real in reals]
+    shared = bool(lists and lists[0]) and all(each == lists[0] for each in lists)
+    if shared:
+        service["checks"] = [copy.deepcopy(fields) for fields in lists[0]]
+        for fields, more in zip(service["checks"], reals[0].more, strict=True):
+            for key, text in more.notes.items():
+                notes.add(fields, key, text)
     service["reals"] = []
     for real, own in zip(reals, overrides, strict=True):
         if own is not None:
             real.data["check"] = own.fields
             for key, text in own.notes.items():
                 notes.add(own.fields, key, text)
-        if real.more:
+        if real.more and not shared:
             real.data["checks"] = [more.fields for more in real.more]
             for more in real.more:
                 for key, text in more.notes.items():

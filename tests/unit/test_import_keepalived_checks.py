@@ -135,7 +135,7 @@ def test_several_checkers_become_check_and_checks(tmp_path: Path) -> None:
         """
     )
     assert check(conversion)["type"] == "tcp"
-    more = real(conversion)["checks"]
+    more = conversion.data["ipvs"]["services"][0]["checks"]  # one real: shared
     assert [(c["type"], c["interval"], c["fall"]) for c in more] == [
         ("smtp", 60, 4),
         ("ping", 5, 2),
@@ -195,11 +195,26 @@ def test_smtp_host_blocks_become_one_check_each(tmp_path: Path) -> None:
         """
     )
     first = check(conversion)
-    more = real(conversion)["checks"]
+    more = conversion.data["ipvs"]["services"][0]["checks"]  # one real: shared
     assert [(c["address"], c["port"], c["helo_name"]) for c in (first, *more)] == [
         ("10.0.0.1", 25, "lb1.example"),
         ("10.0.0.2", 587, "lb1.example"),
     ]
     assert "k.conf:15: retry: ipvsd takes a host's other settings from its SMTP_CHECK: " \
         "ignored" in reports(conversion)  # fmt: skip
+    loads(conversion, tmp_path)
+
+
+def test_further_checkers_stay_per_real_when_the_reals_differ(tmp_path: Path) -> None:
+    text = (
+        "virtual_server 192.0.2.1 25 {\n"
+        " real_server 10.0.0.1 25 {\n  TCP_CHECK {\n  }\n  PING_CHECK {\n  }\n }\n"
+        " real_server 10.0.0.2 25 {\n  TCP_CHECK {\n  }\n }\n"
+        "}\n"
+    )
+    conversion = convert(parse(text, "k.conf"))
+    pool = conversion.data["ipvs"]["services"][0]
+    assert "checks" not in pool
+    assert [r.get("checks") for r in pool["reals"]][1] is None
+    assert [c["type"] for c in pool["reals"][0]["checks"]] == ["ping"]
     loads(conversion, tmp_path)
