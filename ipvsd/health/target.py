@@ -18,7 +18,7 @@ from ipaddress import IPv4Address, IPv6Address
 import structlog
 
 from ipvsd.config.model import CheckConfig
-from ipvsd.config.types import PORT_CHECKS
+from ipvsd.config.types import PORT_CHECKS, CheckType
 from ipvsd.health.tracker import CheckPart
 from ipvsd.model import format_endpoint
 
@@ -42,7 +42,7 @@ class CheckTarget:
         family: ``AF_INET`` or ``AF_INET6``, from `address` (derived).
         sockaddr: ``(address, port)`` as ``connect()`` takes it (derived).
         helo_name: for smtp checks, the name sent with ``HELO`` (the check's
-            ``helo_name``, else the node's name).
+            ``helo_name``, else the node's name); empty for the others.
         also: the real's other checks (``checks``), run with this one: the real
             passes only when all pass (`CheckResult.parts` has each outcome).
         source: ``(source_address, 0)`` as ``bind()`` takes it, or None (derived).
@@ -53,7 +53,7 @@ class CheckTarget:
     check: CheckConfig
     real: str
     tls: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
-    helo_name: str = "localhost"
+    helo_name: str = ""
     also: tuple[CheckTarget, ...] = ()
     family: int = field(init=False, compare=False, repr=False)
     sockaddr: tuple[str, int] = field(init=False, compare=False, repr=False)
@@ -123,8 +123,13 @@ def target_for(
         check=check,
         real=format_endpoint(real_address, real_port),
         tls=tls,
-        helo_name=check.helo_name or node_name or socket.gethostname(),
+        # Only smtp checks say it: a renamed node restarts no other check.
+        helo_name=_helo_name(check, node_name) if check.type is CheckType.SMTP else "",
     )
+
+
+def _helo_name(check: CheckConfig, node_name: str | None) -> str:
+    return check.helo_name or node_name or socket.gethostname()
 
 
 def errno_text(exc: OSError | int) -> str:
