@@ -6,11 +6,14 @@ their own: they are in tests/netns/test_health_ping.py.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from ipaddress import ip_address
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ipvsd.config.model import CheckConfig
 from ipvsd.config.types import CheckType
@@ -63,3 +66,11 @@ async def test_loopback_answers_a_ping() -> None:
     check = CheckConfig(type=CheckType.PING, timeout=1.0)
     result = await run_check(target_for(check, ip_address("127.0.0.1"), 0))
     assert (result.ok, result.reason) == (True, "echo reply"), result
+
+
+@given(data=st.binary(max_size=64), version=st.sampled_from([4, 6]), ip_header=st.booleans())
+def test_any_bytes_decode_to_a_reply_none_or_an_icmp_error(
+    data: bytes, version: int, ip_header: bool
+) -> None:
+    with contextlib.suppress(icmp.IcmpError):
+        icmp.decode_reply(data, version, ip_header=ip_header)

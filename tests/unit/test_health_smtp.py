@@ -16,6 +16,8 @@ from ipaddress import ip_address
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ipvsd.config.model import CheckConfig
 from ipvsd.config.types import CheckType
@@ -161,3 +163,15 @@ async def test_wrong_or_garbage_replies_are_down(script: Script, reason: str) ->
     async with server(script) as port:
         result = await check(smtp_check(), port)
     assert (result.ok, result.reason) == (False, reason)
+
+
+@given(chunks=st.lists(st.binary(max_size=40), max_size=8))
+def test_any_bytes_give_replies_none_or_an_smtp_error(chunks: list[bytes]) -> None:
+    reader = smtp.ReplyReader()
+    try:
+        for chunk in chunks:
+            reader.feed(chunk)
+            while reader.next_reply() is not None:
+                pass
+    except smtp.SmtpError:
+        pass
