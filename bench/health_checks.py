@@ -1,9 +1,16 @@
-"""Benchmark: CPU and scheduling lateness of the health monitor with many TCP checks.
+"""Benchmark: CPU and scheduling lateness of the health monitor with many checks.
 
 A child process opens one TCP listener per real on loopback (127.1.0.0/16
 addresses, one port) and accepts and closes every connection at once; this
 process runs the `HealthMonitor` with a TCP connect check against them, so
 the CPU measured here is the monitor's and its checks' alone.
+
+``--type`` picks the check the ``ipvsd`` kind runs (issue 13): ``tcp``
+(default); ``udp`` (``require_reply``: the child answers each datagram, so a
+check ends on the reply rather than at its timeout); ``dns`` (the child
+answers each query with one SOA record); ``ping`` (the kernel answers: no
+listener; raw sockets, so root); ``smtp`` (the child greets with 220 and
+answers HELO with 250 on each connection).
 Targets (the issue's): under half of one core and p99 lateness under 100 ms
 for 10,000 reals checked every second.
 
@@ -18,6 +25,7 @@ calls, so "system" includes the listeners' half of each TCP handshake.
 
     python -m bench.health_checks [--reals 10000] [--seconds 60] [--interval 1]
                                   [--checks null,ipvsd,inline] [--profile]
+                                  [--type tcp|udp|dns|ping|smtp]
 """
 
 from __future__ import annotations
@@ -66,16 +74,20 @@ def raise_fd_limit() -> int:
 # --- the listeners (child process) -----------------------------------------------------------
 
 
-def listen(reals: int, port: int) -> tuple[int, list[socket.socket]]:
-    """One listener per real address, all on `port` (0: a free one, the same for all)."""
+def listen(
+    reals: int, port: int, kind: int = socket.SOCK_STREAM
+) -> tuple[int, list[socket.socket]]:
+    """One listener (or UDP socket) per real address, all on `port` (0: a free one, the same
+    for all)."""
     listeners: list[socket.socket] = []
     try:
         for index in range(reals):
-            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener = socket.socket(socket.AF_INET, kind)
             listeners.append(listener)
             listener.bind((str(real_address(index)), port))
             port = listener.getsockname()[1]
-            listener.listen(1024)
+            if kind == socket.SOCK_STREAM:
+                listener.listen(1024)
             listener.setblocking(False)
     except OSError:
         for listener in listeners:
@@ -84,22 +96,29 @@ def listen(reals: int, port: int) -> tuple[int, list[socket.socket]]:
     return port, listeners
 
 
-def serve(reals: int, port: int) -> int:
-    """Listen on `reals` loopback addresses; accept connections until stdin ends.
+def serve(reals: int, port: int, kind: str = "tcp") -> int:
+    """Listen on `reals` loopback addresses; answer `kind` checks until stdin ends.
 
     Prints ``ready PORT`` once listening.
     """
     raise_fd_limit()
+    listeners: list[socket.socket] = []
+    port_used = 0
     for attempt in range(10):
+        if kind == "ping":  # the kernel answers echo requests
+            break
         try:
-            port_used, listeners = listen(reals, port)
+            if kind in ("udp", "dns"):
+                port_used, listeners = listen(reals, port, socket.SOCK_DGRAM)
+            else:
+                port_used, listeners = listen(reals, port)
             break
         except OSError:  # another run holds that port on some address: try another one
             if port or attempt == 9:
                 raise
     selector = selectors.EpollSelector()
     for listener in listeners:
-        selector.register(listener, selectors.EVENT_READ)
+        selector.register(listener, selectors.EVENT_READ, "listener")
     selector.register(sys.stdin, selectors.EVENT_READ)
     print(f"ready {port_used}", flush=True)
     while True:
@@ -108,7 +127,68 @@ def serve(reals: int, port: int) -> int:
                 return 0
             ready = key.fileobj
             assert isinstance(ready, socket.socket)
-            accept_all(ready)
+            if kind in ("udp", "dns"):
+                answer_datagrams(ready, kind)
+            elif kind == "smtp" and key.data == "listener":
+                greet_all(ready, selector)
+            elif kind == "smtp":
+                smtp_answer(ready, selector)
+            else:
+                accept_all(ready)
+
+
+SOA_RDATA = b"\0\0" + bytes(20)
+"""An SOA record's data: root MNAME and RNAME, five zero numbers."""
+
+
+def answer_datagrams(sock: socket.socket, kind: str) -> None:
+    """Answer every queued datagram: ``ok`` (udp), or one SOA answer to the query (dns)."""
+    while True:
+        try:
+            data, peer = sock.recvfrom(512)
+        except BlockingIOError:
+            return
+        if kind == "udp":
+            sock.sendto(b"ok", peer)
+            continue
+        if len(data) < 12:
+            continue
+        # QR, RD, RA, NOERROR; one question (the query's), one answer pointing at its name.
+        header = data[:2] + struct.pack("!HHHHH", 0x8180, 1, 1, 0, 0)
+        answer = b"\xc0\x0c" + struct.pack("!HHIH", 6, 1, 60, len(SOA_RDATA)) + SOA_RDATA
+        sock.sendto(header + data[12:] + answer, peer)
+
+
+def greet_all(listener: socket.socket, selector: selectors.BaseSelector) -> None:
+    """Accept what is queued, greet each (220) and wait for its HELO."""
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except BlockingIOError:
+            return
+        conn.setblocking(False)
+        try:
+            conn.send(b"220 bench ESMTP\r\n")
+        except OSError:
+            conn.close()
+            continue
+        selector.register(conn, selectors.EVENT_READ, "smtp")
+
+
+def smtp_answer(conn: socket.socket, selector: selectors.BaseSelector) -> None:
+    """250 to a HELO; close at QUIT or when the check hangs up."""
+    try:
+        data = conn.recv(512)
+        if data.startswith(b"HELO"):
+            conn.send(b"250 bench\r\n")
+            if b"QUIT" not in data:
+                return
+    except BlockingIOError:
+        return
+    except OSError:
+        pass
+    selector.unregister(conn)
+    conn.close()
 
 
 def accept_all(listener: socket.socket) -> None:
@@ -137,6 +217,8 @@ class TcpResult:
     ok: bool
     reason: str
     duration_s: float
+    weight: int | None = None
+    parts: tuple[()] = ()
 
 
 LINGER_0 = struct.pack("ii", 1, 0)
@@ -175,6 +257,12 @@ async def null_check(target: TcpTarget) -> TcpResult:
 
 Check = Callable[[Any], Awaitable[CheckOutcome]]
 MakeTarget = Callable[[IPv4Address, int, CheckConfig], Any]
+
+
+def check_config(kind: str, interval: float, timeout: float) -> CheckConfig:
+    """The ``--type`` check as the ``ipvsd`` kind runs it (udp: a reply ends it)."""
+    extra: dict[str, Any] = {"require_reply": True, "payload": "ping"} if kind == "udp" else {}
+    return CheckConfig(type=CheckType(kind), interval=interval, timeout=timeout, **extra)
 
 
 def ipvsd_check() -> tuple[Check, MakeTarget] | None:
@@ -282,7 +370,7 @@ def profile(coro: Coroutine[Any, Any, Measured]) -> Measured:
 CHECKS = ("null", "ipvsd", "inline", "inline-rst")
 
 
-def choose(kind: str) -> tuple[str, Check, MakeTarget]:
+def choose(kind: str, check_type: str = "tcp") -> tuple[str, Check, MakeTarget]:
     """The check called `kind` on the command line: (name, check, target builder)."""
     _, make = inline_check()
     if kind == "null":
@@ -291,7 +379,7 @@ def choose(kind: str) -> tuple[str, Check, MakeTarget]:
         return "inline sock_connect, RST close", inline_rst_check, make
     chosen = ipvsd_check() if kind == "ipvsd" else None
     if chosen is not None:
-        return "ipvsd Checker.check (tcp)", *chosen
+        return f"ipvsd Checker.check ({check_type})", *chosen
     return "inline sock_connect", inline_tcp_check, make
 
 
@@ -316,23 +404,29 @@ def main() -> int:
         help="freeze: gc.freeze() once the reals are watched; tuned: also gen0 threshold 50,000",
     )
     parser.add_argument("--profile", action="store_true", help="cProfile the runs (slower)")
+    parser.add_argument(
+        "--type",
+        choices=("tcp", "udp", "dns", "ping", "smtp"),
+        default="tcp",
+        help="the check the ipvsd kind runs (ping: raw sockets, root)",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        return serve(args.reals, args.port)
+        return serve(args.reals, args.port, args.type)
     kinds = args.checks.split(",")
     if not set(kinds) <= set(CHECKS):
         parser.error(f"--checks: choose from {', '.join(CHECKS)}")
 
     limit = raise_fd_limit()
     ipvsd.log.configure(level="warning")
-    config = CheckConfig(type=CheckType.TCP, interval=args.interval, timeout=args.timeout)
+    config = check_config(args.type, args.interval, args.timeout)
     rows: list[Row] = []
     notes: list[str] = []
     for kind in kinds:
-        name, check, make = choose(kind)
+        name, check, make = choose(kind, args.type)
         child_argv = [sys.executable, "-m", "bench.health_checks", "--serve"]
-        child_argv += ["--reals", str(args.reals), "--port", str(args.port)]
+        child_argv += ["--reals", str(args.reals), "--port", str(args.port), "--type", args.type]
         with subprocess.Popen(child_argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as child:
             assert child.stdout is not None
             assert child.stdin is not None
@@ -346,7 +440,10 @@ def main() -> int:
             child.stdin.close()
         rows += report_rows(args, name, result)
         notes.append(note(name, result))
-    title = f"Health monitor: {args.reals} reals every {args.interval:g} s, loopback TCP listeners"
+    title = (
+        f"Health monitor: {args.reals} reals every {args.interval:g} s, {args.type} checks "
+        "of loopback listeners"
+    )
     print_table(title, rows)
     print("\n".join(notes))
     cap = args.max_in_flight or "none (one per real)"
@@ -365,7 +462,7 @@ def report_rows(args: argparse.Namespace, name: str, result: Measured) -> list[R
     return [
         Row(name, "CPU, cores", cpu_s / result.wall_s, f"{per_check:.0f} us/check"),
         Row(name, "  user", user, "Python: monitor + check"),
-        Row(name, "  system", system, "kernel: loopback TCP, both ends"),
+        Row(name, "  system", system, "kernel: loopback, both ends"),
         Row(name, "checks", float(stats.checks), f"{stats.checks / expected:.1%} of slots"),
         Row(name, "lateness p50", lateness.quantile(0.5), "start - slot"),
         Row(name, "lateness p99", lateness.quantile(0.99), ""),

@@ -19,8 +19,13 @@ here need more than one field or more than one object:
 - a real's merged check (`merge_check`) is complete: it has a type, exec
   checks have a command, only exec checks have ``dynamic_weight``, only udp
   checks a payload or reply rules (one payload), only dns checks an
-  ``expected_answer`` (an address of the ``query_type``'s family), and port
-  checks (udp and dns too) have a port to connect to;
+  ``expected_answer`` (an address of the ``query_type``'s family), only
+  smtp checks a ``helo_name``, only http/https checks ``digest`` and
+  ``urls``, only https checks a client certificate (and ``client_key`` only
+  with ``client_cert``), and port checks (udp, dns and smtp too) have
+  a port to connect to;
+- so do the service's and a real's ``checks``, each at its own index (each
+  is a whole check: nothing is merged into them);
 - VRRP instance names are unique; a (interface, vrid) pair is one virtual
   router (RFC 3768 §5.3.3), so two instances cannot share it; a VIP belongs
   to one instance;
@@ -41,6 +46,7 @@ are wrong is not reported as naming an unknown instance.
 from __future__ import annotations
 
 import pwd
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
@@ -55,7 +61,7 @@ from ipvsd.config.model import (
     VrrpInstanceConfig,
     VrrpScriptConfig,
 )
-from ipvsd.config.types import CheckType
+from ipvsd.config.types import PORT_CHECKS, CheckType
 from ipvsd.config.yaml_lines import FieldPath, Lines, dotted
 from ipvsd.errors import ConfigIssue
 from ipvsd.model import (
@@ -69,9 +75,17 @@ from ipvsd.model import (
     TunnelType,
 )
 
-_PORT_CHECKS = (CheckType.TCP, CheckType.HTTP, CheckType.HTTPS, CheckType.UDP, CheckType.DNS)
 _UDP_FIELDS = ("payload", "payload_hex", "require_reply", "reply_regex")
-_TYPE_FIELDS = ("dynamic_weight", *_UDP_FIELDS, "expected_answer")
+_HTTP_FIELDS = ("digest", "urls")
+_HTTPS_FIELDS = ("client_cert", "client_key")
+_TYPE_FIELDS = (
+    "dynamic_weight",
+    *_UDP_FIELDS,
+    "expected_answer",
+    "helo_name",
+    *_HTTP_FIELDS,
+    *_HTTPS_FIELDS,
+)
 """Fields of one check type: a real that changes the type does not inherit a problem."""
 
 
@@ -336,6 +350,8 @@ def _check_service(
     inherited = _check_problems(service.check) if service.check is not None else []
     for relative, message in inherited:
         report.add((*base, "check", *relative), message)
+    _check_client_cert(service.check, (*base, "check"), report)
+    _check_list(service.checks, (*base, "checks"), report)
     dests: dict[DestKey, int] = {}
     for index, real in zip(real_indices, service.reals, strict=True):
         dest = service.dest_key(real)
@@ -393,6 +409,17 @@ def _check_real(
                 (*real_path, "tunnel"),
                 f"only for forward: tunnel (this real is forward: {forward.value})",
             )
+    if real.checks is not None:
+        _check_list(real.checks, (*real_path, "checks"), report)
+    if dest.port == 0:
+        more = service.checks if real.checks is None else real.checks
+        for position, extra in enumerate(more):
+            if extra.type in PORT_CHECKS and extra.port is None:
+                report.add(
+                    (*real_path, "port"),
+                    f"is 0 (the packet's port), so the {extra.type.value} check "
+                    f"(checks[{position}]) needs its port",
+                )
     if real.check is None and service.check is None:
         return
     check = service.check_for(real)
@@ -403,13 +430,15 @@ def _check_real(
                 "is required (the service has no check to inherit it from)",
             )
         written = real.check.model_fields_set
+        if "client_cert" in written or "client_key" in written:
+            _check_client_cert(check, (*real_path, "check"), report)
         for relative, message in _check_problems(check) if check is not None else []:
             if (relative, message) in inherited:  # already reported on the service
                 continue
             if relative[0] in _TYPE_FIELDS and relative[0] not in written:
                 continue  # the service check's, of the type the real replaced: unused
             report.add((*real_path, "check", *relative), message)
-    if check is not None and check.type in _PORT_CHECKS and check.port is None and dest.port == 0:
+    if check is not None and check.type in PORT_CHECKS and check.port is None and dest.port == 0:
         report.add(
             (*real_path, "port"),
             f"is 0 (the packet's port), so the {check.type.value} check needs check.port",
@@ -421,6 +450,56 @@ def _cross_family(address: IPAddress, family: Family) -> str:
         f"{address} is IPv{address.version} but the service is "
         f"IPv{family.version} (only forward: tunnel can cross families)"
     )
+
+
+def _check_list(checks: Sequence[CheckConfig], where: FieldPath, report: _Report) -> None:
+    """The rules of `_check_problems` for each whole check of a ``checks`` list."""
+    for position, check in enumerate(checks):
+        for relative, message in _check_problems(check):
+            report.add((*where, position, *relative), message)
+        _check_client_cert(check, (*where, position), report)
+
+
+def _check_client_cert(check: CheckConfig | None, where: FieldPath, report: _Report) -> None:
+    """An https check's client certificate loads (read here, as the check would load it).
+
+    Called where the certificate is written (a service's check, a real's override or a
+    ``checks`` entry), not for each real that inherits it: loading one costs a
+    millisecond or so, and a big config has 40,000 reals.
+    """
+    if check is None or check.type is not CheckType.HTTPS or check.client_cert is None:
+        return
+    problem = _client_cert_problem(check.client_cert, check.client_key)
+    if problem is not None:
+        report.add((*where, "client_cert"), problem)
+
+
+def _client_cert_problem(cert: str, key: str | None) -> str | None:
+    """Why a check could not present this certificate; None: it looks loadable.
+
+    Only reads the files (a pure core imports no ``ssl``): a certificate PEM block,
+    and a private key block in `key`, else in `cert`. A key that does not match
+    its certificate shows at the first check, as a TLS failure reason.
+    """
+    try:
+        with open(cert, "rb") as file:
+            text = file.read(_PEM_LIMIT)
+        if key is not None:
+            with open(key, "rb") as file:
+                key_text = file.read(_PEM_LIMIT)
+        else:
+            key_text = text
+    except OSError as exc:
+        return f"cannot read {exc.filename}: {(exc.strerror or str(exc)).lower()}"
+    if b"-----BEGIN CERTIFICATE-----" not in text:
+        return f"{cert} holds no PEM certificate"
+    if not _PEM_KEY.search(key_text):
+        return f"{key or cert} holds no PEM private key" + ("" if key else " (set client_key)")
+    return None
+
+
+_PEM_LIMIT = 1 << 20
+_PEM_KEY = re.compile(rb"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----")
 
 
 def _check_problems(check: CheckConfig) -> list[tuple[FieldPath, str]]:
@@ -439,6 +518,23 @@ def _check_problems(check: CheckConfig) -> list[tuple[FieldPath, str]]:
         for name in _UDP_FIELDS:
             if getattr(check, name):
                 problems.append(((name,), f"only for type udp (this check is {check.type.value})"))
+    if check.type not in (CheckType.HTTP, CheckType.HTTPS):
+        for name in _HTTP_FIELDS:
+            if getattr(check, name):
+                problems.append(
+                    ((name,), f"only for type http or https (this check is {check.type.value})")
+                )
+    if check.type is not CheckType.HTTPS:
+        for name in _HTTPS_FIELDS:
+            if getattr(check, name) is not None:
+                problems.append(
+                    ((name,), f"only for type https (this check is {check.type.value})")
+                )
+    elif check.client_key is not None and check.client_cert is None:
+        problems.append((("client_key",), "needs client_cert (the certificate it is the key of)"))
+
+    if check.helo_name is not None and check.type is not CheckType.SMTP:
+        problems.append((("helo_name",), f"only for type smtp (this check is {check.type.value})"))
     expected = check.expected_answer
     if expected is not None:
         wanted = "A" if expected.version == 4 else "AAAA"

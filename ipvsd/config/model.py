@@ -34,6 +34,7 @@ from ipvsd.config.types import (
     AuthPass,
     CheckInterval,
     CheckTimeout,
+    CheckType,
     CheckTypeName,
     Command,
     Count,
@@ -52,6 +53,7 @@ from ipvsd.config.types import (
     IPAny,
     IPv4,
     IpvsTimeout,
+    Md5Hex,
     Name,
     Names,
     Netmask,
@@ -273,6 +275,20 @@ class VrrpConfig(_Model):
     gateway VIP of a NAT director)."""
 
 
+class UrlConfig(_Model):
+    """One URL of an http/https check's ``urls`` (keepalived's ``url`` block)."""
+
+    path: HttpPath = "/"
+    """The request target (as the check's ``path``)."""
+    expected_status: Statuses | None = None
+    """Status codes that mean up (as the check's); null: the check's ``expected_status``."""
+    body_regex: Regex | None = None
+    """The body must match (``re.search``); null: the check's ``body_regex``."""
+    digest: Md5Hex | None = None
+    """MD5 of the whole body, 32 hex digits (keepalived's ``digest``, as ``md5sum`` prints
+    it); null: the check's ``digest``."""
+
+
 class CheckConfig(_Model):
     """A health check. Address and port default to the real's."""
 
@@ -281,7 +297,9 @@ class CheckConfig(_Model):
     ``expected_status`` (and a body matching ``body_regex``); exec: ``command`` exits 0;
     udp: a datagram draws no ICMP port unreachable (or the reply ``require_reply`` and
     ``reply_regex`` ask for); dns: a query is answered (``query_name``, ``query_type``,
-    ``expected_answer``); none: always up."""
+    ``expected_answer``); ping: an ICMP (ICMPv6) echo request is answered; smtp: the
+    server greets with 220 and answers ``HELO`` with 250 (keepalived's SMTP_CHECK); none:
+    always up."""
     interval: CheckInterval = 2.0
     """Seconds between the starts of two checks, at least 0.1 (ten checks a second per
     real; more only loads the reals and the daemon: 10,000 reals would make 100,000
@@ -301,9 +319,17 @@ class CheckConfig(_Model):
     """http/https: the request target: ``/``, then RFC 3986 path and query characters;
     anything else (spaces, controls, non-ASCII, ``#``) percent-encoded."""
     expected_status: Statuses = (200,)
-    """http/https: the status codes that mean up, 100-599, at least one."""
+    """http/https: the status codes that mean up, 100-599: a code (``200``), a range
+    (``"200-299"``) or a list of both (``[200, "300-399"]``)."""
     body_regex: Regex | None = None
     """http/https: the body must match (``re.search``)."""
+    digest: Md5Hex | None = None
+    """http/https: the MD5 of the whole body must be this (32 hex digits, keepalived's
+    ``digest``: ``md5sum`` of the page); null: not compared."""
+    urls: tuple[UrlConfig, ...] = ()
+    """http/https: GET each of these instead of ``path``, one connection each, in order;
+    up only when every one passes (keepalived's several ``url`` blocks). Each field left
+    out or null is the check's."""
     host: HttpHost | None = None
     """http/https: Host header and TLS server name; null: the address. A host name in
     ASCII (IDNA) or an IP address (IPv6 without brackets), without a port."""
@@ -312,6 +338,12 @@ class CheckConfig(_Model):
     (``host``); false: any certificate will do (reals often have self-signed ones)."""
     ca_file: Name | None = None
     """https with verify_tls: CA certificates (PEM file) to trust; null: the system's."""
+    client_cert: Name | None = None
+    """https: a client certificate (PEM file) to present, for reals that ask for one; it
+    may hold the private key too; null: none."""
+    client_key: Name | None = None
+    """https with client_cert: the certificate's private key (PEM file), when it is not in
+    ``client_cert``."""
     command: Command | None = None
     """exec: argv of the command (no shell), required for type exec; exit status 0 means
     up. Its environment: PATH, IPVSD_REAL_ADDRESS and IPVSD_REAL_PORT (the address and port
@@ -339,8 +371,11 @@ class CheckConfig(_Model):
     expected_answer: IPAny | None = None
     """dns, query_type A or AAAA: one answer record must be this address; null: any."""
     source_address: IPAny | None = None
-    """tcp/http/https/udp/dns: local address the check connects from; null: the kernel's
-    choice."""
+    """tcp/http/https/udp/dns/ping/smtp: local address the check connects (or pings)
+    from; null: the kernel's choice."""
+    helo_name: HttpHost | None = None
+    """smtp: the name sent with ``HELO``; null: ``node_name`` (keepalived's default is its
+    router_id or host name)."""
 
 
 def _describe_overrides(schema: JsonDict) -> None:
@@ -368,9 +403,13 @@ class CheckOverride(_Model):
     path: HttpPath | None = None
     expected_status: Statuses | None = None
     body_regex: Regex | None = None
+    digest: Md5Hex | None = None
+    urls: tuple[UrlConfig, ...] | None = None
     host: HttpHost | None = None
     verify_tls: bool | None = None
     ca_file: Name | None = None
+    client_cert: Name | None = None
+    client_key: Name | None = None
     command: Command | None = None
     dynamic_weight: bool | None = None
     payload: str | None = None
@@ -381,6 +420,7 @@ class CheckOverride(_Model):
     query_type: DnsType | None = None
     expected_answer: IPAny | None = None
     source_address: IPAny | None = None
+    helo_name: HttpHost | None = None
 
 
 def merge_check(base: CheckConfig | None, override: CheckOverride | None) -> CheckConfig | None:
@@ -448,6 +488,18 @@ class RealConfig(_Model):
     check: CheckOverride | None = None
     """Fields that replace those of the service's ``check`` for this real; null: the
     service's check as it is."""
+    checks: tuple[CheckConfig, ...] | None = None
+    """More checks of this real, replacing the service's ``checks`` (``[]``: none); null:
+    the service's ``checks``."""
+    notify_up: Command | None = None
+    """argv of a program (no shell) run when the real's health becomes up (keepalived's
+    ``notify_up``), with IPVSD_SERVICE, IPVSD_REAL_ADDRESS, IPVSD_REAL_PORT and
+    IPVSD_HEALTH (``up``) in its environment. It never holds the daemon up: runs of one
+    real go one after another, in order, and each is killed with its process group after
+    10 seconds; null: none."""
+    notify_down: Command | None = None
+    """argv of a program run when the real's health becomes down (keepalived's
+    ``notify_down``); as ``notify_up``, with IPVSD_HEALTH ``down``; null: none."""
 
 
 class ServiceConfig(_Model):
@@ -486,6 +538,13 @@ class ServiceConfig(_Model):
     check: CheckConfig | None = None
     """Health check of the reals (each real's ``check`` may change fields); null: the reals
     are always up."""
+    checks: tuple[CheckConfig, ...] = ()
+    """More health checks of the reals, besides ``check`` (keepalived's several checkers
+    per real_server): a real is up only while every one of its checks passes. All of a
+    real's checks run together, each under its own ``timeout``, every smallest
+    ``interval`` of them; the real goes up after the largest ``rise`` of passing rounds
+    and down after the smallest ``fall`` of failing ones. Checks of type ``none`` are
+    skipped."""
     on_failure: OnFailureName = OnFailure.DRAIN
     """A real whose check fails is drained (weight 0: its connections finish, it gets no
     new ones) or removed from the kernel (keepalived's default)."""
@@ -545,6 +604,14 @@ class ServiceConfig(_Model):
     def check_for(self, real: RealConfig) -> CheckConfig | None:
         """The check of `real`: its override merged over the service's check."""
         return merge_check(self.check, real.check)
+
+    def checks_for(self, real: RealConfig) -> tuple[CheckConfig, ...]:
+        """Every check of `real` that runs: `check_for`, then its ``checks`` (else the
+        service's), without those of type ``none``."""
+        first = self.check_for(real)
+        more = self.checks if real.checks is None else real.checks
+        listed = more if first is None else (first, *more)
+        return tuple(check for check in listed if check.type is not CheckType.NONE)
 
 
 class TimeoutsConfig(_Model):

@@ -29,7 +29,7 @@ import re
 from typing import Any
 
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
-from pydantic_core import CoreSchema, SchemaSerializer, core_schema
+from pydantic_core import CoreSchema, SchemaError, SchemaSerializer, core_schema
 
 from ipvsd.config.model import Config
 
@@ -52,8 +52,12 @@ class _Generator(GenerateJsonSchema):
         json_schema = super().default_schema(schema)
         if "default" in json_schema and "default" in schema:
             inner: CoreSchema = schema["schema"]
-            json_schema["default"] = SchemaSerializer(inner).to_python(
-                schema["default"], mode="json"
+            try:
+                serializer = SchemaSerializer(inner)
+            except SchemaError:  # a reference to a model's definition (``checks: ()``)
+                return json_schema  # pydantic's own rendering of the default then
+            json_schema["default"] = serializer.to_python(
+                schema["default"], mode="json", warnings=False
             )
         return json_schema
 

@@ -25,7 +25,7 @@ import enum
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, ip_address
 from typing import Annotated, Any, TypeVar
@@ -292,6 +292,67 @@ def _hex(value: str) -> str:
     except ValueError:
         raise fail("hex", "must be hex digits, two per byte (e.g. 0a1bff)") from None
     return value
+
+
+_STATUS_TEXT = re.compile(r"([0-9]+)(?:-([0-9]+))?")
+_STATUS_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "integer", "minimum": 100, "maximum": 599},
+        {"type": "string", "pattern": "^[1-5][0-9]{2}(-[1-5][0-9]{2})?$"},
+    ]
+}
+
+
+def _status_codes(item: object) -> list[int]:
+    """One item of ``expected_status``: a code (``200``) or a range (``"200-299"``)."""
+    if isinstance(item, int) and not isinstance(item, bool):
+        first = last = item
+        shown = str(item)
+    elif isinstance(item, str) and (match := _STATUS_TEXT.fullmatch(item.strip())):
+        first, last = int(match[1]), int(match[2] or match[1])
+        shown = f"'{item}'"
+        if first > last:
+            raise fail("status", f"{shown}: a range goes from the lower code to the higher")
+    else:
+        raise fail(
+            "status",
+            f"{_quoted(str(item))} is not a status code (200) or a range ('200-299')",
+        )
+    if first < 100 or last > 599:  # RFC 9110 §15: 1xx to 5xx
+        raise fail("status", f"{shown}: status codes are between 100 and 599")
+    return list(range(first, last + 1))
+
+
+def _statuses(value: object) -> tuple[int, ...]:
+    """``expected_status``: a code, a range, or a list of both → the codes, in order, once."""
+    items = value if isinstance(value, list | tuple) else [value]
+    if not items:
+        raise fail("empty", "must not be empty")
+    codes: dict[int, None] = {}
+    for item in items:
+        codes.update(dict.fromkeys(_status_codes(item)))
+    return tuple(codes)
+
+
+def status_ranges(codes: Sequence[int]) -> str:
+    """``200-299, 401``: `codes` with runs of consecutive codes written as ranges."""
+    parts: list[str] = []
+    ordered = sorted(set(codes))
+    start = previous = ordered[0] if ordered else 0
+    for code in [*ordered[1:], None]:
+        if code is not None and code == previous + 1:
+            previous = code
+            continue
+        parts.append(str(start) if start == previous else f"{start}-{previous}")
+        if code is not None:
+            start = previous = code
+    return ", ".join(parts)
+
+
+def _md5_hex(value: str) -> str:
+    if not re.fullmatch(r"[0-9a-fA-F]{32}", value):
+        raise fail("digest", "must be an MD5 digest: 32 hex digits (as md5sum prints it)")
+    return value.lower()
 
 
 def _dns_name(value: str) -> str:
@@ -626,7 +687,15 @@ class CheckType(enum.Enum):
     EXEC = "exec"  # a command exits 0
     UDP = "udp"  # a datagram draws no ICMP port unreachable (or an expected reply)
     DNS = "dns"  # a query is answered with NOERROR and a record of its type
+    PING = "ping"  # an ICMP echo request is answered
+    SMTP = "smtp"  # a 220 banner, then 250 to HELO
     NONE = "none"  # always up
+
+
+PORT_CHECKS = frozenset(
+    {CheckType.TCP, CheckType.HTTP, CheckType.HTTPS, CheckType.UDP, CheckType.DNS, CheckType.SMTP}
+)
+"""The check types that connect to a port (the check's, else the real's)."""
 
 
 class OnFailure(enum.Enum):
@@ -650,7 +719,6 @@ CheckInterval = Annotated[float, _seconds(0.1)]
 CheckTimeout = Annotated[float, _seconds(0.01)]
 ResyncInterval = Annotated[float, _seconds(1)]
 Count = Annotated[int, _int_range(1, 1000)]
-HttpStatus = Annotated[int, _int_range(100, 599)]
 HttpPath = Annotated[str, _Rule(_http_path, (("pattern", f"^{_HTTP_PATH.pattern}$"),))]
 HttpHost = Annotated[str, _NAME, _Rule(_http_host, (("maxLength", _HOST_NAME_MAX),))]
 Regex = Annotated[str, _Rule(_regex, (("format", "regex"),))]
@@ -660,7 +728,22 @@ DNS_TYPES = ("A", "AAAA", "NS", "CNAME", "SOA", "PTR", "MX", "TXT", "SRV")
 """The record types a dns check asks for (``ipvsd.health.dns.QUERY_TYPES``)."""
 DnsType = Annotated[str, _choice("DNS record type", {name: name for name in DNS_TYPES})]
 Command = Annotated[tuple[Name, ...], _NON_EMPTY_LIST]
-Statuses = Annotated[tuple[HttpStatus, ...], _NON_EMPTY_LIST]
+Statuses = Annotated[
+    tuple[int, ...],
+    _Plain(
+        _statuses,
+        json.dumps(
+            {
+                "anyOf": [
+                    *_STATUS_SCHEMA["anyOf"],
+                    {"type": "array", "minItems": 1, "items": _STATUS_SCHEMA},
+                ]
+            }
+        ),
+    ),
+    PlainSerializer(list, return_type=list[int]),  # the validator makes any form a tuple
+]
+Md5Hex = Annotated[str, _Rule(_md5_hex, (("pattern", "^[0-9a-fA-F]{32}$"),))]
 Weight = Annotated[int, _int_range(0, 65535)]
 Threshold = Annotated[int, _int_range(0, U32_MAX)]
 Fwmark = Annotated[int, _int_range(1, U32_MAX)]

@@ -13,7 +13,9 @@ A real that is not up gets a second line under its row, saying since when
 and why (the latest check's reason): ``down since 2026-03-01 13:03:04 CET
 (4m10s ago): connection refused``. It is a line of its own, not two more
 columns, so that the real rows keep ipvsadm's columns (scripts cut them by
-whitespace) and a long reason does not widen every row. Times are shown in
+whitespace) and a long reason does not widen every row. A real with
+several checks then gets one more line per check (``smtp failed: HELO
+answered 554``). Times are shown in
 the zone of the ``now`` the caller passes (the CLI: local time, as
 journalctl shows the log); this module reads no clock.
 """
@@ -228,7 +230,11 @@ def _health_line(real: RealStatus, now: datetime | None) -> list[str]:
         text += f" since {since:%Y-%m-%d %H:%M:%S %Z}"
         if now is not None:
             text += f" ({format_age((now - real.health_since).total_seconds())} ago)"
-    return [f"{text}: {real.health_reason or 'no check has finished yet'}"]
+    lines = [f"{text}: {real.health_reason or 'no check has finished yet'}"]
+    for check in real.health_checks or ():  # a real with several checks: each one's verdict
+        verdict = "passed" if check.ok else "failed"
+        lines.append(f"{_DETAIL_INDENT}  {check.type} {verdict}: {check.reason}")
+    return lines
 
 
 def format_age(seconds: float) -> str:

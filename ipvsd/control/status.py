@@ -14,7 +14,7 @@ rules (design.md, "Contract: status JSON"):
 
 1. The contract's field names are kept exactly; the extra fields (``family``,
    ``flags``, ``persistence_*``, ``in_kernel``, ``drained``, ``sorry``,
-   ``health_reason``, ``health_since``, thresholds, ``stats``,
+   ``health_reason``, ``health_since``, ``health_checks``, thresholds, ``stats``,
    ``master_address``, ``sync_daemon``) sit beside them.
 2. Values are strings, integers, booleans, lists and null: addresses as
    text, enums as their lower-case labels (``"tcp"``, ``"nat"``, ``"ipv6"``),
@@ -62,6 +62,21 @@ StatsView = Stats
 
 
 @dataclass(frozen=True, slots=True)
+class CheckStatus:
+    """The latest outcome of one of a real's several checks (``checks``).
+
+    Attributes:
+        type: the check's type (``tcp``, ``smtp`` ...).
+        ok: it passed.
+        reason: why it passed or failed.
+    """
+
+    type: str
+    ok: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class RealStatus:
     """One real server of a service.
 
@@ -78,6 +93,9 @@ class RealStatus:
             seconds): its last health change, or when its checks began (the
             daemon's start, or the reload that added the check); None for a
             real without a check.
+        health_checks: for a real with several checks, each one's latest
+            outcome in config order (``health_reason`` joins the failures);
+            None for a real with one check or none, and before a round ends.
         drained: an operator drained it (``ipvsd drain``).
         in_kernel: the kernel holds it (a real removed on failure does not).
         sorry: it is the service's sorry server, not a configured real.
@@ -94,6 +112,7 @@ class RealStatus:
     health: str | None = None
     health_reason: str | None = None
     health_since: datetime | None = None
+    health_checks: tuple[CheckStatus, ...] | None = None
     drained: bool = False
     in_kernel: bool = True
     sorry: bool = False
@@ -221,6 +240,7 @@ def real_status(
     health: str | None = None,
     health_reason: str | None = None,
     health_since: datetime | None = None,
+    health_checks: tuple[CheckStatus, ...] | None = None,
     drained: bool = False,
     sorry: bool = False,
 ) -> RealStatus:
@@ -235,6 +255,7 @@ def real_status(
         health: the health verdict (None: not known).
         health_reason: the latest check's reason (None: no check ended).
         health_since: when the real got its health (None: not checked).
+        health_checks: each check's latest outcome, for a real with several.
         drained: an operator drained it.
         sorry: it is the sorry server.
 
@@ -251,6 +272,7 @@ def real_status(
         health=health,
         health_reason=health_reason,
         health_since=health_since,
+        health_checks=health_checks,
         drained=drained,
         in_kernel=dest is not None,
         sorry=sorry,

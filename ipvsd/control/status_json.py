@@ -14,6 +14,7 @@ from ipaddress import IPv4Address, IPv4Interface, ip_address
 from typing import Any, TypeVar, overload
 
 from ipvsd.control.status import (
+    CheckStatus,
     RealStatus,
     RunningSyncDaemon,
     ServiceStatus,
@@ -115,6 +116,9 @@ def _real_json(r: RealStatus, times: _Times) -> dict[str, Any]:
         "health": r.health,
         "health_reason": r.health_reason,
         "health_since": None if r.health_since is None else times[r.health_since],
+        "health_checks": None
+        if r.health_checks is None
+        else [{"type": c.type, "ok": c.ok, "reason": c.reason} for c in r.health_checks],
         "drained": r.drained,
         "in_kernel": r.in_kernel,
         "sorry": r.sorry,
@@ -281,6 +285,12 @@ def _real(r: _Object) -> RealStatus:
         health=r.nullable("health", str),
         health_reason=r.optional("health_reason", str),
         health_since=r.optional_parsed("health_since", _utc_time),
+        health_checks=tuple(
+            CheckStatus(c.required("type", str), c.required("ok", bool), c.required("reason", str))
+            for c in r.items("health_checks")
+        )
+        if r.optional("health_checks", list) is not None
+        else None,
         drained=r.optional("drained", bool, False),
         in_kernel=r.optional("in_kernel", bool, True),
         sorry=r.optional("sorry", bool, False),

@@ -500,6 +500,8 @@ class Daemon:
             await parts.vrrp.stop()
         if parts.sync is not None:
             await parts.sync.stop()
+        # After VRRP has let go: queued notify_up/down programs finish, within a bound.
+        await parts.health.notifier.close()
         if self._addresses is not None:
             self._addresses.close()
         if self._links is not None:

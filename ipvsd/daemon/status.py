@@ -17,7 +17,8 @@ Rules:
    checked one is what its tracker says, ``unknown`` until the first
    verdict, with the latest check's reason (``health_reason``) and the time
    it got its health (``health_since``, UTC to the second: the last change,
-   or the start of its checks).
+   or the start of its checks); a real with several checks also has each
+   one's latest outcome (``health_checks``).
 4. A dest in the kernel that is not a configured real is the sorry server:
    it is listed after the reals, with ``sorry`` set and no configured weight.
 5. ``sync_daemon`` is None unless ``ipvs.sync_daemon`` is configured; then
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from ipvsd.config.model import Config, ServiceConfig
 from ipvsd.control.status import (
+    CheckStatus,
     RunningSyncDaemon,
     ServiceStatus,
     StatusDocument,
@@ -111,12 +113,15 @@ def _service(
         configured.add(dest_key)
         real_id = (key, dest_key)
         state, reason, since = Health.UP, None, None
+        checks: tuple[CheckStatus, ...] | None = None
         if has_check(service, real):
             record = health.get(real_id)
             if record is None:  # not watched yet (a reload is switching to it)
                 state = Health.UNKNOWN
             else:
                 state, reason, since = record.health, record.reason, times[int(record.since)]
+                if record.checks:
+                    checks = tuple(CheckStatus(c.type, c.ok, c.reason) for c in record.checks)
         reals.append(
             real_status(
                 dest_key,
@@ -126,6 +131,7 @@ def _service(
                 health=state.value,
                 health_reason=reason,
                 health_since=since,
+                health_checks=checks,
                 drained=real_id in drained,
             )
         )

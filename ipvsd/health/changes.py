@@ -19,6 +19,10 @@ Rules:
    alone, keeping its schedule and its state.
 3. A kept real that gains or loses its check is *moved*: its reported health
    changes meaning (unchecked reals are UP).
+4. A real with several checks (``checks``) runs them as one round: every
+   smallest ``interval``, up after the largest ``rise``, down after the
+   smallest ``fall`` (as keepalived, a real goes down as soon as one of its
+   checkers gives up on it, and is up only when all are).
 """
 
 from __future__ import annotations
@@ -29,13 +33,21 @@ from typing import Generic, TypeVar
 
 from ipvsd.config.model import CheckConfig, Config, RealConfig
 from ipvsd.health.monitor import Watch
-from ipvsd.health.policy import effective_check
+from ipvsd.health.policy import effective_checks
 from ipvsd.model import DestKey, RealId
 
 TargetT = TypeVar("TargetT")
 
 #: Reals compared per step in the pass over the reals configured before.
 REALS_PER_STEP = 64
+
+
+@dataclass(frozen=True, slots=True)
+class RealPrograms:
+    """A real's ``notify_up`` and ``notify_down`` programs (None: none for that change)."""
+
+    up: tuple[str, ...] | None = None
+    down: tuple[str, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -54,13 +66,15 @@ class ConfigChange(Generic[TargetT]):
     """Reals of the config in force that the new one does not have."""
     moved: list[RealId] = field(default_factory=list)
     """Kept reals that gain or lose their check (Rule 3)."""
+    programs: dict[RealId, RealPrograms] = field(default_factory=dict)
+    """The reals of the new config that have a notify program."""
 
 
 def change_steps(
     config: Config,
     configured: Mapping[RealId, RealId],
     watch_of: Callable[[RealId], Watch[TargetT] | None],
-    target_of: Callable[[CheckConfig, RealConfig, DestKey], TargetT],
+    target_of: Callable[[tuple[CheckConfig, ...], RealConfig, DestKey], TargetT],
 ) -> Generator[None, None, ConfigChange[TargetT]]:
     """Find what `config` changes, yielding after each service and every few old reals.
 
@@ -73,7 +87,7 @@ def change_steps(
             when the caller drops the old map no key dies with it (freeing
             40,000 keys at once holds the loop ~10 ms on a host).
         watch_of: the watch a real has now (None: not checked).
-        target_of: what to check for a real with this check (called for every
+        target_of: what to check for a real with these checks (called for every
             checked real of `config`).
     """
     change: ConfigChange[TargetT] = ConfigChange()
@@ -89,18 +103,18 @@ def change_steps(
             else:
                 real_id = known
             change.configured[real_id] = real_id
+            if real.notify_up is not None or real.notify_down is not None:
+                change.programs[real_id] = RealPrograms(real.notify_up, real.notify_down)
             current = watch_of(real_id)
-            check = effective_check(service, real)
-            if check is None:
+            checks = effective_checks(service, real)
+            if not checks:
                 if current is not None:
                     change.unwatched.append(real_id)
                     change.moved.append(real_id)
                 continue
             if kept and current is None:
                 change.moved.append(real_id)
-            watch = Watch(
-                real_id, target_of(check, real, dest), check.interval, check.rise, check.fall
-            )
+            watch = _watch(real_id, target_of(checks, real, dest), checks)
             if watch != current:
                 change.watches[real_id] = watch
         yield
@@ -112,3 +126,17 @@ def change_steps(
         if index % REALS_PER_STEP == 0:
             yield
     return change
+
+
+def _watch(real_id: RealId, target: TargetT, checks: tuple[CheckConfig, ...]) -> Watch[TargetT]:
+    """The watch of a real with `checks` (Rule 4)."""
+    if len(checks) == 1:
+        check = checks[0]
+        return Watch(real_id, target, check.interval, check.rise, check.fall)
+    return Watch(
+        real_id,
+        target,
+        min(check.interval for check in checks),
+        max(check.rise for check in checks),
+        min(check.fall for check in checks),
+    )

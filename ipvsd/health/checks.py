@@ -28,6 +28,12 @@ Why it is shaped this way:
 * **dns checks are keepalived's DNS_CHECK**: one query (``ipvsd.health.dns``
   encodes and decodes it) over UDP, again over TCP when the reply is
   truncated; up on NOERROR with a record of the asked type.
+* **ping and smtp checks are keepalived's PING_CHECK and SMTP_CHECK**: an
+  ICMP echo, and a 220 greeting then 250 to ``HELO`` (``ipvsd.health.probes``
+  does their I/O, ``icmp`` and ``smtp`` their messages).
+* **A real with several checks** (``checks``) runs them all at once, each
+  under its own timeout, and passes when every one does; the result keeps
+  each one's outcome (``parts``) for ``ipvsd status``.
 * **Failures are logged, passes are not.** Each failed check is one debug
   event (``health.check``); a passing one is the common case and logs
   nothing. Health *changes* are logged by the monitor.
@@ -62,11 +68,18 @@ import ssl
 from collections.abc import Awaitable
 from typing import assert_never
 
-from ipvsd.config.model import CheckConfig
+from ipvsd.config.model import CheckConfig, UrlConfig
 from ipvsd.config.types import CheckType
-from ipvsd.health import dns, http
+from ipvsd.health import dns, http, probes
 from ipvsd.health.http import BODY_LIMIT, USER_AGENT, Progress
-from ipvsd.health.target import CheckResult, CheckTarget, errno_text, log_failure, target_for
+from ipvsd.health.target import (
+    CheckPart,
+    CheckResult,
+    CheckTarget,
+    errno_text,
+    log_failure,
+    target_for,
+)
 from ipvsd.health.tcp import TcpProber
 from ipvsd.process import run_bounded
 
@@ -102,22 +115,28 @@ def tls_context(check: CheckConfig) -> ssl.SSLContext:
     Without ``verify_tls``: no certificate or hostname verification. With it:
     the chain must lead to ``ca_file`` (or a system CA when it is unset) and
     the certificate must match the server name (``host``, else the address).
+    With ``client_cert`` the context presents that certificate (and
+    ``client_key``) to reals that ask for one.
 
     Args:
-        check: the check (``verify_tls``, ``ca_file``).
+        check: the check (``verify_tls``, ``ca_file``, ``client_cert``, ``client_key``).
 
     Returns:
         A new context; it does not depend on the address, so it can be shared.
 
     Raises:
-        OSError: ``ca_file`` cannot be read.
-        ssl.SSLError: ``ca_file`` holds no usable certificate.
+        OSError: ``ca_file`` or a client certificate file cannot be read.
+        ssl.SSLError: ``ca_file`` holds no usable certificate, or the client
+            certificate and key do not load or do not match.
     """
     if check.verify_tls:
-        return ssl.create_default_context(cafile=check.ca_file)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
+        context = ssl.create_default_context(cafile=check.ca_file)
+    else:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if check.client_cert is not None:
+        context.load_cert_chain(check.client_cert, check.client_key)
     return context
 
 
@@ -142,6 +161,12 @@ class Checker:
             for the others). A real that is down, unreachable, slow or speaks
             nonsense gives ``ok=False`` with a reason; it never raises for it.
         """
+        if target.also:
+            return self._together(target)
+        return self._one(target)
+
+    def _one(self, target: CheckTarget) -> Awaitable[CheckResult]:
+        """`check` of one check (the target's, not its ``also``)."""
         if target.check.type is CheckType.TCP:
             tcp = self._tcp
             loop = asyncio.get_running_loop()
@@ -151,6 +176,21 @@ class Checker:
                 tcp = self._tcp = TcpProber(loop)
             return tcp.start(target)
         return _run(target)
+
+    async def _together(self, target: CheckTarget) -> CheckResult:
+        """All of a real's checks at once: up when every one passes (``checks``)."""
+        targets = (target, *target.also)
+        results = await asyncio.gather(*(self._one(one) for one in targets))
+        parts = tuple(
+            CheckPart(one.check.type.value, result.ok, result.reason)
+            for one, result in zip(targets, results, strict=True)
+        )
+        failed = [f"{part.type}: {part.reason}" for part in parts if not part.ok]
+        ok = not failed
+        reason = "; ".join(failed) if failed else f"all {len(parts)} checks passed"
+        weight = next((r.weight for r in results if r.weight is not None), None)
+        duration = max(result.duration_s for result in results)
+        return CheckResult(ok, reason, duration, weight if ok else None, parts)
 
     def close(self) -> None:
         """Cancel the tcp checks in flight and release the prober."""
@@ -225,6 +265,13 @@ async def _probe(
             return ok, reason, None
         case CheckType.DNS:
             ok, reason = await _dns(target, progress)
+            return ok, reason, None
+        case CheckType.PING:
+            ok, reason = await probes.ping(target, progress)
+            return ok, reason, None
+        case CheckType.SMTP:
+            with await _connect(target, progress) as sock:
+                ok, reason = await probes.smtp_dialogue(sock, target, progress)
             return ok, reason, None
         case _:
             assert_never(kind)
@@ -356,7 +403,9 @@ async def _connect(target: CheckTarget, progress: Progress) -> socket.socket:
 async def _http(
     target: CheckTarget, progress: Progress, cleanup: contextlib.AsyncExitStack
 ) -> tuple[bool, str]:
-    """GET ``check.path`` over HTTP/1.1 (TLS for https) and judge status and body."""
+    """GET ``check.path``, or each of ``check.urls`` on a connection of its own, over
+    HTTP/1.1 (TLS for https), and judge status, body and digest; the first URL that fails
+    decides."""
     check = target.check
     context: ssl.SSLContext | None = None
     if check.type is CheckType.HTTPS:
@@ -364,6 +413,34 @@ async def _http(
         if context is None:
             progress.phase = f"loading CA file {check.ca_file}" if check.ca_file else "TLS setup"
             context = tls_context(check)
+    if not check.urls:
+        return await _get(target, context, progress, cleanup, _the_url(check))
+    for url in check.urls:
+        ok, reason = await _get(target, context, progress, cleanup, url)
+        if not ok:
+            return False, f"{url.path}: {reason}"
+    return True, f"all {len(check.urls)} URLs passed"
+
+
+def _the_url(check: CheckConfig) -> UrlConfig:
+    """A check without ``urls`` as its one URL."""
+    return UrlConfig(
+        path=check.path,
+        expected_status=check.expected_status,
+        body_regex=check.body_regex,
+        digest=check.digest,
+    )
+
+
+async def _get(
+    target: CheckTarget,
+    context: ssl.SSLContext | None,
+    progress: Progress,
+    cleanup: contextlib.AsyncExitStack,
+    url: UrlConfig,
+) -> tuple[bool, str]:
+    """One GET of `url` on a new connection; its null fields are the check's."""
+    check = target.check
     sock = await _connect(target, progress)
     try:
         if context is None:
@@ -384,10 +461,11 @@ async def _http(
     return await http.get(
         reader,
         writer,
-        path=check.path,
+        path=url.path,
         host=http.host_header(check.host, target.address, target.port, _DEFAULT_PORT[check.type]),
-        expected_status=check.expected_status,
-        body_regex=check.body_regex,
+        expected_status=url.expected_status or check.expected_status,
+        body_regex=url.body_regex or check.body_regex,
+        digest=url.digest or check.digest,
         progress=progress,
     )
 

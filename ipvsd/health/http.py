@@ -14,12 +14,15 @@ The request is ``GET path`` with ``Host``, a recognisable ``User-Agent`` and
 ``Connection: close``. The status must be one of the expected ones (RFC 9110
 §15). With a body regex, up to `BODY_LIMIT` bytes of the body are read,
 decoded as UTF-8 (invalid bytes replaced), and searched with `re.search`.
+With a digest (keepalived's ``digest``), the whole body is read and its MD5
+compared.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +31,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 import h11
 
 from ipvsd import __version__
+from ipvsd.config.types import status_ranges
 
 __all__ = ["BODY_LIMIT", "USER_AGENT", "Progress", "get", "host_header"]
 
@@ -77,6 +81,7 @@ async def get(
     expected_status: Sequence[int],
     body_regex: str | None,
     progress: Progress,
+    digest: str | None = None,
 ) -> tuple[bool, str]:
     """Send ``GET path`` and judge the response.
 
@@ -88,6 +93,7 @@ async def get(
         expected_status: status codes that mean up.
         body_regex: when set, the body must match it (``re.search``).
         progress: its phase is updated (``request``, ``response``, ``body``).
+        digest: when set, the MD5 of the whole body, in lower-case hex, must be it.
 
     Returns:
         ``(ok, reason)``; a malformed response is ``(False, "bad HTTP response: ...")``.
@@ -113,7 +119,7 @@ async def get(
     await writer.drain()
     progress.phase = "response"
     try:
-        return await _read_response(reader, conn, expected_status, body_regex, progress)
+        return await _read_response(reader, conn, expected_status, body_regex, digest, progress)
     except h11.RemoteProtocolError as exc:
         return False, f"bad HTTP response: {str(exc)[:ERROR_IN_REASON]}"
 
@@ -123,12 +129,16 @@ async def _read_response(
     conn: h11.Connection,
     expected_status: Sequence[int],
     body_regex: str | None,
+    digest: str | None,
     progress: Progress,
 ) -> tuple[bool, str]:
-    """Feed the response to h11 until the status (and, with body_regex, the body) is known."""
+    """Feed the response to h11 until the status (and, with body_regex or digest, the body)
+    is known. A digest covers the whole body (keepalived's): it is hashed as it comes,
+    past `BODY_LIMIT` too, within the check's timeout."""
     status = 0
     received = False
     body = bytearray()
+    md5 = hashlib.md5(usedforsecurity=False) if digest is not None else None
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
@@ -144,19 +154,24 @@ async def _read_response(
         elif isinstance(event, h11.Response):
             status = event.status_code
             if status not in expected_status:
-                expected = ", ".join(str(code) for code in expected_status)
-                return False, f"HTTP {status} (expected {expected})"
-            if body_regex is None:
+                return False, f"HTTP {status} (expected {status_ranges(expected_status)})"
+            if body_regex is None and md5 is None:
                 return True, f"HTTP {status}"
             progress.phase = "body"
         elif isinstance(event, h11.Data):
-            body += event.data
-            if len(body) >= BODY_LIMIT:
+            if md5 is not None:
+                md5.update(event.data)
+            if len(body) < BODY_LIMIT and body_regex is not None:
+                body += event.data
+            elif md5 is None:
                 break
         elif event is h11.PAUSED or isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
             break
         # InformationalResponse (1xx): the final response follows.
-    assert body_regex is not None  # without one we returned at the Response
+    if md5 is not None and md5.hexdigest() != digest:
+        return False, f"body digest {md5.hexdigest()} (expected {digest})"
+    if body_regex is None:
+        return True, f"HTTP {status}, digest matches"
     text = bytes(body[:BODY_LIMIT]).decode("utf-8", errors="replace")
     if re.search(body_regex, text) is None:
         return False, f"body does not match {body_regex!r}"

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Callable, Generator, Iterable, Mapping
+from dataclasses import replace
 
 import structlog
 
@@ -35,6 +36,7 @@ from ipvsd.config.types import CheckType
 from ipvsd.health.changes import change_steps
 from ipvsd.health.checks import Checker, CheckTarget, target_for, tls_context
 from ipvsd.health.monitor import CheckOutcome, HealthMonitor
+from ipvsd.health.notify import RealNotifier
 from ipvsd.health.table import DesiredTable
 from ipvsd.health.tracker import Health
 from ipvsd.loopslice import LoopSlice
@@ -87,8 +89,13 @@ class HealthManager:
         self._slice = LoopSlice()
         self._configured: dict[RealId, RealId] = {}
         """The reals of the config in force, each mapped to itself (`change_steps`)."""
-        self._tls: dict[tuple[bool, str | None], ssl.SSLContext] = {}
+        self._tls: dict[tuple[bool, str | None, str | None, str | None], ssl.SSLContext | None]
+        self._tls = {}
         self._change_pending = False
+        self.notifier = RealNotifier()
+        """Runs the reals' ``notify_up`` / ``notify_down`` programs on their changes."""
+        self._node_name: str | None = None
+        """The config's ``node_name``: smtp checks' default ``helo_name``."""
 
     async def configure(
         self, config: Config, adopted: Mapping[RealId, Health] | None = None
@@ -111,6 +118,7 @@ class HealthManager:
         self, config: Config, adopted: Mapping[RealId, Health]
     ) -> Generator[None, None, None]:
         self._tls.clear()  # a CA file may have changed on disk
+        self._node_name = config.node_name
         change = yield from change_steps(config, self._configured, self.monitor.watch, self._target)
 
         def health_then(real_id: RealId) -> Health:
@@ -128,12 +136,26 @@ class HealthManager:
         self._held = {real_id for real_id in held if self.monitor.health(real_id) is Health.DOWN}
         self.drained.difference_update([r for r in self.drained if r not in change.configured])
         self._configured = change.configured
+        self.notifier.configure(change.programs)
         self._table.install(built)
         yield from self._report_steps(change.fresh + change.moved, change.gone)
 
-    def _target(self, check: CheckConfig, real: RealConfig, dest: DestKey) -> CheckTarget:
-        tls = self._tls_for(check) if check.type is CheckType.HTTPS else None
-        return target_for(check, real.address, dest.port, tls=tls)
+    def _target(
+        self, checks: tuple[CheckConfig, ...], real: RealConfig, dest: DestKey
+    ) -> CheckTarget:
+        """The target of a real's first check, carrying its other checks (``also``)."""
+        targets = [
+            target_for(
+                check,
+                real.address,
+                dest.port,
+                tls=self._tls_for(check) if check.type is CheckType.HTTPS else None,
+                node_name=self._node_name,
+            )
+            for check in checks
+        ]
+        first = targets[0]
+        return replace(first, also=tuple(targets[1:])) if len(targets) > 1 else first
 
     def _report_steps(
         self, touched: Iterable[RealId], gone: Iterable[RealId]
@@ -156,12 +178,19 @@ class HealthManager:
                 self._on_health(real_id, Health.UP if health is None else health)
                 yield
 
-    def _tls_for(self, check: CheckConfig) -> ssl.SSLContext:
+    def _tls_for(self, check: CheckConfig) -> ssl.SSLContext | None:
         """One TLS context per distinct setting: a verifying one costs ~17 ms to build."""
-        key = (check.verify_tls, check.ca_file)
-        context = self._tls.get(key)
-        if context is None:
-            context = self._tls[key] = tls_context(check)
+        key = (check.verify_tls, check.ca_file, check.client_cert, check.client_key)
+        if key in self._tls:
+            return self._tls[key]
+        try:
+            context: ssl.SSLContext | None = tls_context(check)
+        except OSError as exc:  # ssl.SSLError too: a CA or client certificate file
+            # No shared context: each check builds its own, fails, and says why.
+            log.warning("health.tls_context", ca_file=check.ca_file,
+                        client_cert=check.client_cert, error=str(exc))  # fmt: skip
+            context = None
+        self._tls[key] = context
         return context
 
     def desired(self) -> Table:
@@ -177,6 +206,7 @@ class HealthManager:
             self._on_check(result.duration_s)
 
     def _changed(self, real_id: RealId, health: Health, reason: str) -> None:
+        self.notifier.changed(real_id, health)
         self._held.discard(real_id)
         self._table.mark(real_id[0])
         if self._on_health is not None:

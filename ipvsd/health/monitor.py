@@ -80,6 +80,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import structlog
 
 from ipvsd.health.tracker import (
+    CheckPart,
     Grid,
     Health,
     HealthRecord,
@@ -116,6 +117,10 @@ class CheckOutcome(Protocol):
     @property
     def weight(self) -> int | None:
         """The weight the check gives the real (exec ``dynamic_weight``); None: the configured."""
+
+    @property
+    def parts(self) -> tuple[CheckPart, ...]:
+        """Each check's outcome, for a real with several checks; empty for one check."""
 
 
 OnChange = Callable[[RealId, Health, str], None]
@@ -157,6 +162,7 @@ class CheckRecord:
     reason: str
     duration_s: float
     weight: int | None = None
+    parts: tuple[CheckPart, ...] = ()
 
 
 @dataclass(slots=True)
@@ -194,6 +200,8 @@ class _Real(Generic[TargetT]):
     result object so that nothing the collector tracks lives for an interval."""
     last_reason: str = ""
     last_duration_s: float = 0.0
+    last_parts: tuple[CheckPart, ...] = ()
+    """Each check's latest outcome, for a real with several checks (`CheckOutcome.parts`)."""
     weight: int | None = None
     """The weight the latest passing check gave (None: the configured one)."""
     since: float = 0.0
@@ -359,6 +367,7 @@ class HealthMonitor(Generic[TargetT]):
                 real.last_ok = old.last_ok
                 real.last_reason = old.last_reason
                 real.last_duration_s = old.last_duration_s
+                real.last_parts = old.last_parts
                 real.since = old.since
                 real.weight = old.weight
             self._reals[real_id] = real
@@ -391,7 +400,7 @@ class HealthMonitor(Generic[TargetT]):
         if entry is None:
             return None
         reason = None if entry.last_ok is None else entry.last_reason
-        return HealthRecord(entry.tracker.state, entry.since, reason)
+        return HealthRecord(entry.tracker.state, entry.since, reason, entry.last_parts)
 
     def records(self) -> Mapping[RealId, HealthRecord]:
         """`health_record` of every watched real, as a read-only view (built when read)."""
@@ -402,7 +411,9 @@ class HealthMonitor(Generic[TargetT]):
         entry = self._reals.get(real)
         if entry is None or entry.last_ok is None:
             return None
-        return CheckRecord(entry.last_ok, entry.last_reason, entry.last_duration_s)
+        return CheckRecord(
+            entry.last_ok, entry.last_reason, entry.last_duration_s, parts=entry.last_parts
+        )
 
     async def run(self) -> None:
         """Check the watched reals until `stop()` (or cancellation); call once.
@@ -579,6 +590,7 @@ class HealthMonitor(Generic[TargetT]):
             stats.failed += 1
         real.last_ok, real.last_reason = result.ok, result.reason
         real.last_duration_s = result.duration_s
+        real.last_parts = result.parts
         if result.ok and result.weight != real.weight:
             real.weight = result.weight
             if self._on_weight is not None:
@@ -618,7 +630,7 @@ class _Records(Mapping[RealId, HealthRecord]):
         if entry is None:
             return default
         reason = None if entry.last_ok is None else entry.last_reason
-        return HealthRecord(entry.tracker.state, entry.since, reason)
+        return HealthRecord(entry.tracker.state, entry.since, reason, entry.last_parts)
 
     def __iter__(self) -> Iterator[RealId]:
         return iter(self._monitor.states())

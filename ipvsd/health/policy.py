@@ -46,15 +46,24 @@ class Overrides:
     sorry: frozenset[ServiceKey]
 
 
-def effective_check(service: ServiceConfig, real: RealConfig) -> CheckConfig | None:
-    """The check that runs for the real: None when it has none, or one of type ``none``."""
-    check = service.check_for(real)
-    return None if check is None or check.type is CheckType.NONE else check
+def effective_checks(service: ServiceConfig, real: RealConfig) -> tuple[CheckConfig, ...]:
+    """The checks that run for the real (`ServiceConfig.checks_for`); empty: it has none."""
+    if service.check is None and not service.checks and real.check is None and not real.checks:
+        return ()  # most reals of a big config: no merged check to build
+    return service.checks_for(real)
 
 
 def has_check(service: ServiceConfig, real: RealConfig) -> bool:
-    """Whether the real is health-checked (a check whose type is not ``none``)."""
-    return effective_check(service, real) is not None
+    """Whether the real is health-checked (a check whose type is not ``none``).
+
+    Called for every real of a service each time its table part is built, so it
+    builds no tuple: `effective_checks` without the allocation.
+    """
+    first = service.check_for(real)
+    if first is not None and first.type is not CheckType.NONE:
+        return True
+    more = service.checks if real.checks is None else real.checks
+    return any(check.type is not CheckType.NONE for check in more)
 
 
 def overrides(

@@ -18,14 +18,13 @@ from ipaddress import IPv4Address, IPv6Address
 import structlog
 
 from ipvsd.config.model import CheckConfig
-from ipvsd.config.types import CheckType
+from ipvsd.config.types import PORT_CHECKS, CheckType
+from ipvsd.health.tracker import CheckPart
 from ipvsd.model import format_endpoint
 
-__all__ = ["CheckResult", "CheckTarget", "errno_text", "log_failure", "target_for"]
+__all__ = ["CheckPart", "CheckResult", "CheckTarget", "errno_text", "log_failure", "target_for"]
 
 log = structlog.get_logger("ipvsd.health.checks")
-
-_PORT_CHECKS = (CheckType.TCP, CheckType.HTTP, CheckType.HTTPS, CheckType.UDP, CheckType.DNS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +41,10 @@ class CheckTarget:
             builds one on every check.
         family: ``AF_INET`` or ``AF_INET6``, from `address` (derived).
         sockaddr: ``(address, port)`` as ``connect()`` takes it (derived).
+        helo_name: for smtp checks, the name sent with ``HELO`` (the check's
+            ``helo_name``, else the node's name); empty for the others.
+        also: the real's other checks (``checks``), run with this one: the real
+            passes only when all pass (`CheckResult.parts` has each outcome).
         source: ``(source_address, 0)`` as ``bind()`` takes it, or None (derived).
     """
 
@@ -50,6 +53,8 @@ class CheckTarget:
     check: CheckConfig
     real: str
     tls: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
+    helo_name: str = ""
+    also: tuple[CheckTarget, ...] = ()
     family: int = field(init=False, compare=False, repr=False)
     sockaddr: tuple[str, int] = field(init=False, compare=False, repr=False)
     source: tuple[str, int] | None = field(init=False, compare=False, repr=False)
@@ -73,12 +78,15 @@ class CheckResult:
         duration_s: seconds from the start of the check to its outcome.
         weight: the weight the check gives the real (an exec check with
             ``dynamic_weight`` that exited 2-255); None: the configured one.
+        parts: for a real with several checks, each check's outcome, in order;
+            empty for a real with one.
     """
 
     ok: bool
     reason: str
     duration_s: float
     weight: int | None = None
+    parts: tuple[CheckPart, ...] = ()
 
 
 def target_for(
@@ -87,6 +95,7 @@ def target_for(
     real_port: int,
     *,
     tls: ssl.SSLContext | None = None,
+    node_name: str | None = None,
 ) -> CheckTarget:
     """The target of `check` for one real: the check's address/port overrides applied.
 
@@ -95,6 +104,8 @@ def target_for(
         real_address: the real's address.
         real_port: the real's port (0: the packet's port, fwmark services).
         tls: an https context to share between targets (see `tls_context`).
+        node_name: this director's name, an smtp check's default ``helo_name``
+            (None: the host name).
 
     Returns:
         The target to pass to `run_check`.
@@ -104,7 +115,7 @@ def target_for(
             config validation requires ``check.port`` when the real's port is 0).
     """
     port = check.port or real_port
-    if check.type in _PORT_CHECKS and not port:
+    if check.type in PORT_CHECKS and not port:
         raise ValueError(f"{check.type.value} check of {real_address} has no port")
     return CheckTarget(
         address=check.address or real_address,
@@ -112,7 +123,13 @@ def target_for(
         check=check,
         real=format_endpoint(real_address, real_port),
         tls=tls,
+        # Only smtp checks say it: a renamed node restarts no other check.
+        helo_name=_helo_name(check, node_name) if check.type is CheckType.SMTP else "",
     )
+
+
+def _helo_name(check: CheckConfig, node_name: str | None) -> str:
+    return check.helo_name or node_name or socket.gethostname()
 
 
 def errno_text(exc: OSError | int) -> str:

@@ -88,6 +88,23 @@ class HealthRecord:
     health: Health
     since: float
     reason: str | None = None
+    checks: tuple[CheckPart, ...] = ()
+    """For a real with several checks, each one's latest outcome; empty otherwise."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckPart:
+    """The latest outcome of one of a real's several checks (``checks``).
+
+    Attributes:
+        type: the check's type (``tcp``, ``http`` ...).
+        ok: it passed.
+        reason: why it passed or failed, as a single check's reason.
+    """
+
+    type: str
+    ok: bool
+    reason: str
 
 
 class RiseFall:

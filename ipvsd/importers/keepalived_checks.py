@@ -16,22 +16,31 @@ their ipvsd form:
 - TCP_CHECK → ``tcp``; HTTP_GET → ``http``; SSL_GET → ``https`` (neither
   verifies certificates); MISC_CHECK → ``exec`` (``misc_path`` split as
   keepalived splits it; ``misc_dynamic`` → ``dynamic_weight``, the same exit
-  status rules); SMTP_CHECK → ``tcp`` (reported: no SMTP dialogue).
-  ``connect_ip``, ``connect_port``, ``bindto`` → ``address``, ``port``,
-  ``source_address``. HTTP's first ``url``: ``path``, ``status_code``
-  (default 200-299) → ``expected_status``, ``regex`` → ``body_regex``,
-  ``virtualhost`` (url, checker, real, virtual server) → ``host``.
-- ipvsd runs one check per real: a real's first convertible checker is
-  converted, the others are reported.
+  status rules); SMTP_CHECK → ``smtp`` (``helo_name``, keepalived's default
+  ``smtpchecker.keepalived.org`` written out; each deprecated ``host`` block
+  → one smtp check to its address); UDP_CHECK → ``udp``
+  (``payload`` → ``payload_hex``, ``require_reply`` → ``require_reply`` and
+  its hex data, a prefix of the reply, → ``reply_regex``); DNS_CHECK → ``dns``
+  (``type`` → ``query_type``, ``name`` → ``query_name``); PING_CHECK →
+  ``ping``. ``connect_ip``, ``connect_port``, ``bindto`` → ``address``, ``port``,
+  ``source_address``. HTTP's ``url``: ``path``, ``status_code`` (default
+  200-299, written as ``"200-299"``) → ``expected_status``, ``regex`` →
+  ``body_regex``, ``digest`` → ``digest``, ``virtualhost`` (url, checker,
+  real, virtual server) → ``host``; several ``url`` blocks → ``urls``.
+- A real with several checkers is up while every one passes, in keepalived
+  as in ipvsd: the first becomes the real's ``check``, the others its
+  ``checks``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ipvsd.config.model import CheckConfig
+from ipvsd.config.model import CheckConfig, UrlConfig
+from ipvsd.config.types import DNS_TYPES, status_ranges
 from ipvsd.importers import keepalived_keywords as keywords
 from ipvsd.importers.keepalived_ledger import (
     Ledger,
@@ -55,8 +64,12 @@ _TYPES = {
     "HTTP_GET": "http",
     "SSL_GET": "https",
     "MISC_CHECK": "exec",
-    "SMTP_CHECK": "tcp",
+    "SMTP_CHECK": "smtp",
+    "UDP_CHECK": "udp",
+    "DNS_CHECK": "dns",
+    "PING_CHECK": "ping",
 }
+SMTP_HELO = "smtpchecker.keepalived.org"  # check_smtp.h SMTP_DEFAULT_HELO
 CHECKERS = frozenset(_TYPES) | frozenset(keywords.UNSUPPORTED_CHECKERS)
 
 
@@ -148,29 +161,25 @@ def _taken(ledger: Ledger, node: Node, timing: Timing, **change: Any) -> Timing:
     return replace(timing, **change)
 
 
-def checks(ledger: Ledger, nodes: Sequence[Node], timing: Timing) -> Check | None:
-    """The check of one real from its checker blocks; the others reported."""
-    converted: Check | None = None
+def checks(ledger: Ledger, nodes: Sequence[Node], timing: Timing) -> list[Check]:
+    """The checks of one real from its checker blocks, in order; unsupported ones reported."""
+    converted: list[Check] = []
     for node in nodes:
         unsupported = keywords.UNSUPPORTED_CHECKERS.get(node.directive)
         if unsupported is not None:
             ledger.drop_block(node, unsupported)
-        elif converted is not None:
-            ledger.drop_block(
-                node,
-                "ipvsd runs one check per real: not converted (the real's first check, "
-                f"line {nodes[0].line}, decides)",
-            )
-        else:
-            converted = _checker(ledger, node, timing)
+            continue
+        converted.extend(_checker(ledger, node, timing))
     return converted
 
 
-def _checker(ledger: Ledger, node: Node, outer: Timing) -> Check | None:
+def _checker(ledger: Ledger, node: Node, outer: Timing) -> list[Check]:
+    """One checker block; several checks for an SMTP_CHECK with ``host`` blocks."""
     kind = _TYPES[node.directive]
     check: dict[str, Any] = {"type": kind}
     timing = Timing()
     urls: list[Node] = []
+    hosts: list[dict[str, Any]] = []
     misc: dict[str, Any] = {}
     for child in ledger.block(node):
         updated = timing_keyword(ledger, child, timing)
@@ -180,8 +189,12 @@ def _checker(ledger: Ledger, node: Node, outer: Timing) -> Check | None:
             pass
         elif child.directive == "url" and kind in ("http", "https"):
             urls.append(child)
+        elif child.directive == "host" and kind == "smtp" and child.children is not None:
+            hosts.append(_smtp_host(ledger, child))
         elif child.directive in ("misc_path", "misc_timeout", "misc_dynamic") and kind == "exec":
             _misc(ledger, child, misc)
+        elif _own_keyword(ledger, child, kind, check):
+            pass
         elif child.directive in keywords.CHECKER:
             message = keywords.CHECKER[child.directive]
             if child.children is not None:
@@ -194,17 +207,92 @@ def _checker(ledger: Ledger, node: Node, outer: Timing) -> Check | None:
     if kind == "exec":
         if "command" not in misc:
             ledger.drop_block(node, "has no misc_path: not converted")
-            return None
+            return []
         check["command"] = misc["command"]
         if misc.get("dynamic_weight"):
             check["dynamic_weight"] = True
     if kind in ("http", "https"):
         _url(ledger, urls, check, timing)
-    if node.directive == "SMTP_CHECK":
-        ledger.report(node, "ipvsd has no SMTP check: converted to a TCP connect check")
-    else:
-        ledger.take(node)
-    return _timed(check, timing, kind, misc.get("timeout"))
+    notes: dict[str, str] = {}
+    if kind == "smtp" and "helo_name" not in check:
+        check["helo_name"] = SMTP_HELO
+        notes["helo_name"] = "keepalived's default helo_name"
+    ledger.take(node)
+    # keepalived checks each host block instead of the checker's own address, and the
+    # real only while all answer: one check each here.
+    converted = []
+    for host in hosts or [{}]:
+        timed = _timed({**check, **host}, timing, kind, misc.get("timeout"))
+        timed.notes.update(notes)
+        converted.append(timed)
+    return converted
+
+
+def _smtp_host(ledger: Ledger, node: Node) -> dict[str, Any]:
+    """An SMTP_CHECK ``host`` block's connect_ip / connect_port / bindto."""
+    ledger.take(node)
+    fields: dict[str, Any] = {}
+    for child in ledger.block(node):
+        if not _connection(ledger, child, fields):
+            ledger.report(child, "ipvsd takes a host's other settings from its SMTP_CHECK: ignored")
+    return fields
+
+
+_UDP_LENGTHS = "ipvsd does not bound a reply's length (reply_regex can): ignored"
+
+
+def _own_keyword(ledger: Ledger, node: Node, kind: str, check: dict[str, Any]) -> bool:
+    """A keyword of SMTP_CHECK, UDP_CHECK or DNS_CHECK; False when `node` is none of them."""
+    match kind, node.directive:
+        case "smtp", "helo_name":
+            name = argument(ledger, node)
+            if name is not None:
+                check["helo_name"] = name
+                ledger.take(node)
+        case "udp", "payload":
+            data = _hex(ledger, node)
+            if data is not None:
+                check["payload_hex"] = data.hex()
+                ledger.take(node)
+        case "udp", "require_reply":
+            check["require_reply"] = True
+            if node.args:
+                data = _hex(ledger, node)
+                if data is None:
+                    return True
+                # keepalived compares the reply's first bytes with these (no mask here)
+                check["reply_regex"] = r"\A" + re.escape(data.decode("latin-1"))
+            ledger.take(node)
+        case "udp", "min_reply_length" | "max_reply_length":
+            ledger.report(node, _UDP_LENGTHS)
+        case "dns", "type":
+            written = argument(ledger, node)
+            if written is None:
+                return True
+            qtype = written.upper()
+            if qtype in DNS_TYPES:
+                check["query_type"] = qtype
+                ledger.take(node)
+            else:
+                ledger.report(node, f"not one of {', '.join(DNS_TYPES)}: ignored (SOA)")
+        case "dns", "name":
+            name = argument(ledger, node)
+            if name is not None:
+                check["query_name"] = name
+                ledger.take(node)
+        case _:
+            return False
+    return True
+
+
+def _hex(ledger: Ledger, node: Node) -> bytes | None:
+    """keepalived's hex string (spaces allowed); None, reported, when it has a mask or typo."""
+    text = "".join(node.args)
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        ledger.report(node, f"'{' '.join(node.args)}' is not plain hex bytes: not converted")
+        return None
 
 
 def _connection(ledger: Ledger, node: Node, check: dict[str, Any]) -> bool:
@@ -247,40 +335,60 @@ def _misc(ledger: Ledger, node: Node, misc: dict[str, Any]) -> None:
 
 
 def _url(ledger: Ledger, urls: list[Node], check: dict[str, Any], timing: Timing) -> None:
-    statuses: tuple[int, ...] = ()
+    """The ``url`` blocks: one is the check's own fields, several its ``urls``.
+
+    keepalived's default status_code (200-299) is written out, since ipvsd's is 200.
+    """
     host = timing.virtualhost
-    for position, url in enumerate(urls):
-        if position > 0:
-            ledger.drop_block(
-                url,
-                "ipvsd checks one URL per real: not converted (only the first url is checked)",
-            )
-            continue
+    converted: list[dict[str, Any]] = []
+    for url in urls:
         ledger.take(url)
+        fields: dict[str, Any] = {}
+        statuses: tuple[int, ...] = ()
         for child in ledger.block(url):
             match child.directive:
-                case "path":
-                    path = argument(ledger, child)
-                    if path is not None:
-                        check["path"] = path
+                case "path" | "regex" | "digest":
+                    value = argument(ledger, child)
+                    if value is not None:
+                        name = {"path": "path", "regex": "body_regex", "digest": "digest"}
+                        fields[name[child.directive]] = value
                         ledger.take(child)
                 case "status_code":
                     statuses = _statuses(ledger, child)
                 case "virtualhost":
-                    host = argument(ledger, child) or host
-                    ledger.take(child)
-                case "regex":
-                    pattern = argument(ledger, child)
-                    if pattern is not None:
-                        check["body_regex"] = pattern
+                    written = argument(ledger, child)
+                    if written is None:
+                        continue
+                    if converted and written != host:
+                        ledger.report(
+                            child,
+                            "ipvsd sends one Host per check (the first url's): not converted",
+                        )
+                    else:
+                        host = written
                         ledger.take(child)
                 case _ if child.directive in keywords.URL:
                     ledger.report(child, keywords.URL[child.directive])
                 case _:
                     unknown(ledger, child, "url")
-    check["expected_status"] = list(statuses or DEFAULT_STATUS)
+        fields["expected_status"] = status_value(statuses or DEFAULT_STATUS)
+        converted.append(ordered(fields, UrlConfig))
+    if len(converted) == 1:
+        check.update(converted[0])
+    elif converted:
+        check["urls"] = converted
+    else:
+        check["expected_status"] = status_value(DEFAULT_STATUS)
     if host is not None:
         check["host"] = host
+
+
+def status_value(codes: Sequence[int]) -> int | str | list[int | str]:
+    """``expected_status`` as written: ``"200-299"``, ``200``, or a list of both."""
+    items: list[int | str] = []
+    for part in status_ranges(codes).split(", "):
+        items.append(part if "-" in part else int(part))
+    return items[0] if len(items) == 1 else items
 
 
 def _statuses(ledger: Ledger, node: Node) -> tuple[int, ...]:

@@ -55,8 +55,8 @@ ROOT: Mapping[str, str] = {
     "vrrp_track_process": TRACKING,
     "interface_up_down_delays": NOT_SUPPORTED,
     "SSL": (
-        "ipvsd's https checks present no client certificate and verify no server "
-        "certificate unless check.verify_tls: not converted"
+        "ipvsd's https checks take their client certificate per check (client_cert, "
+        "client_key) and verify no server certificate unless check.verify_tls: not converted"
     ),
     "bfd_instance": "ipvsd has no BFD: not converted",
     "track_file": TRACKING,
@@ -336,8 +336,6 @@ VIRTUAL_SERVER: Mapping[str, str] = {
 }
 
 REAL_SERVER: Mapping[str, str] = {
-    "notify_up": "ipvsd runs no per-real notify programs (watch ipvsd_backend_up): not converted",
-    "notify_down": "ipvsd runs no per-real notify programs (watch ipvsd_backend_up): not converted",
     "smtp_alert": EMAIL,
     "snmp_name": SNMP,
 }
@@ -356,18 +354,11 @@ CHECKER: Mapping[str, str] = {
         "ipvsd runs exec checks as its own user (root); run the command through "
         "`runuser`/`setpriv` to drop privileges: ignored"
     ),
-    "helo_name": "ipvsd checks SMTP servers by a TCP connect (no SMTP dialogue): ignored",
-    "host": (
-        "ipvsd checks one address per check: not converted (the check connects to the real "
-        "or connect_ip)"
-    ),
+    "helo_name": "only SMTP_CHECK sends a HELO: ignored",
+    "host": "only SMTP_CHECK has host blocks: not converted",
 }
 
 URL: Mapping[str, str] = {
-    "digest": (
-        "ipvsd does not compare body digests (it checks the status code, and body_regex): "
-        "not converted"
-    ),
     "regex_no_match": "ipvsd's body_regex must match (no inverted match): not converted",
     "regex_options": "ipvsd's body_regex is a Python regex without options: ignored",
     "regex_min_offset": "ipvsd searches the whole body: ignored",
@@ -377,9 +368,6 @@ URL: Mapping[str, str] = {
 }
 
 UNSUPPORTED_CHECKERS: Mapping[str, str] = {
-    "DNS_CHECK": "ipvsd has no DNS check: not converted",
-    "UDP_CHECK": "ipvsd has no UDP check: not converted",
-    "PING_CHECK": "ipvsd has no ICMP check: not converted",
     "FILE_CHECK": "ipvsd has no file check (no dynamic weight): not converted",
     "BFD_CHECK": "ipvsd has no BFD: not converted",
 }

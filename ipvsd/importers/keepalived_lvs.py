@@ -22,13 +22,14 @@ keepalived puts a checked real in service before its first check unless
 from __future__ import annotations
 
 import copy
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, ip_address
 from typing import Any
 
 from ipvsd.config.model import RealConfig, ServiceConfig, SorryServerConfig, TunnelConfig
-from ipvsd.config.types import SCHEDULER_FLAGS, SCHEDULERS
+from ipvsd.config.types import PORT_CHECKS, SCHEDULER_FLAGS, SCHEDULERS
 from ipvsd.importers import keepalived_keywords as keywords
 from ipvsd.importers.keepalived_checks import CHECKERS, Check, Timing, checks, share, timing_keyword
 from ipvsd.importers.keepalived_groups import Groups, service_keys
@@ -70,6 +71,8 @@ class _Real:
     checkers: list[Node]
     inhibit: bool | None = None
     check: Check | None = None
+    more: list[Check] = field(default_factory=list)
+    """Its checks after the first (``checks``)."""
 
 
 def virtual_server(ledger: Ledger, node: Node, groups: Groups, built: Built, notes: Notes) -> None:
@@ -292,21 +295,25 @@ def _real(ledger: Ledger, node: Node, outer: Timing) -> _Real | None:
             else:
                 unknown(ledger, child, "real_server")
     draft.timing = draft.timing.under(outer)
-    draft.check = checks(ledger, draft.checkers, draft.timing)
-    if (
-        draft.check is not None
-        and draft.check.fields["type"] in ("tcp", "http", "https")
-        and "port" not in draft.check.fields
-        and port == 0
-    ):
+    converted = checks(ledger, draft.checkers, draft.timing)
+    if port == 0 and any(_needs_port(check) for check in converted):
         ledger.report(
             draft.checkers[0],
             "no port to connect to (the real has none, and no connect_port): not converted; "
             "the real is always up",
         )
-        draft.check = None
+        converted = []
+    if converted:
+        draft.check, *draft.more = converted
     ledger.take(node)
     return draft
+
+
+PORT_CHECK_NAMES = frozenset(kind.value for kind in PORT_CHECKS)
+
+
+def _needs_port(check: Check) -> bool:
+    return check.fields["type"] in PORT_CHECK_NAMES and "port" not in check.fields
 
 
 def _real_keyword(ledger: Ledger, node: Node, draft: _Real) -> bool:
@@ -323,9 +330,35 @@ def _real_keyword(ledger: Ledger, node: Node, draft: _Real) -> bool:
         case "inhibit_on_failure":
             draft.inhibit = flag(ledger, node)
             ledger.take(node)
+        case "notify_up" | "notify_down":
+            _notify(ledger, node, data)
         case _:
             return False
     return True
+
+
+def _notify(ledger: Ledger, node: Node, data: dict[str, Any]) -> None:
+    """``notify_up "COMMAND LINE" [user [group]]``: keepalived splits the command like a
+    shell; ipvsd runs it as root, with the real in its environment."""
+    if not node.args:
+        ledger.report(node, "has no command: ignored")
+        return
+    try:
+        argv = shlex.split(node.args[0])
+    except ValueError:
+        argv = [node.args[0]]
+    if not argv:
+        ledger.report(node, "has no command: ignored")
+        return
+    data[node.directive] = argv
+    if len(node.args) > 1:
+        ledger.report(
+            node,
+            f"ipvsd runs notify programs as root: user {' '.join(node.args[1:])} ignored "
+            "(run the command through runuser/setpriv to drop privileges)",
+        )
+    else:
+        ledger.take(node)
 
 
 def _assemble(
@@ -354,12 +387,25 @@ def _assemble(
             "ipvsd adds it after its first good check",
         )
     service["on_failure"] = _on_failure(ledger, reals, inhibit, service, notes)
+    # The same further checkers on every real: written once, as the service's checks.
+    lists = [[more.fields for more in real.more] for real in reals]
+    shared = bool(lists and lists[0]) and all(each == lists[0] for each in lists)
+    if shared:
+        service["checks"] = [copy.deepcopy(fields) for fields in lists[0]]
+        for fields, more in zip(service["checks"], reals[0].more, strict=True):
+            for key, text in more.notes.items():
+                notes.add(fields, key, text)
     service["reals"] = []
     for real, own in zip(reals, overrides, strict=True):
         if own is not None:
             real.data["check"] = own.fields
             for key, text in own.notes.items():
                 notes.add(own.fields, key, text)
+        if real.more and not shared:
+            real.data["checks"] = [more.fields for more in real.more]
+            for more in real.more:
+                for key, text in more.notes.items():
+                    notes.add(more.fields, key, text)
         service["reals"].append(ordered(real.data, RealConfig))
     return service
 

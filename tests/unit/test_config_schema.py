@@ -83,6 +83,8 @@ def test_ranges_and_choices_are_in_the_schema() -> None:
         "exec",
         "udp",
         "dns",
+        "ping",
+        "smtp",
         "none",
     ]
     instance = defs["VrrpInstanceConfig"]["properties"]
@@ -150,7 +152,7 @@ ipvs:
         ("port: 80", "port: 80\n      protocol: icmp"),
         ("port: 80", "port: 80\n      scheduler: fastest"),
         ("[/bin/true]", "[]"),
-        ("type: exec", "type: ping"),
+        ("type: exec", "type: icmp"),
         ("{address: 192.168.1.30}", "{address: 192.168.1.300}"),
         ("{address: 192.168.1.30}", "{address: 192.168.1.30, weight: -1}"),
     ],

@@ -22,7 +22,7 @@ from ipvsd.config import Config, parse_config
 from ipvsd.health import manager as manager_module
 from ipvsd.health.checks import CheckTarget
 from ipvsd.health.manager import HealthManager, adopted_reals
-from ipvsd.health.tracker import Health
+from ipvsd.health.tracker import CheckPart, Health
 from ipvsd.model import (
     Dest,
     DestAttrs,
@@ -75,6 +75,7 @@ class Result:
     reason: str
     duration_s: float = 0.0
     weight: int | None = None
+    parts: tuple[CheckPart, ...] = ()
 
 
 def weighted(weight: int | None) -> Result:

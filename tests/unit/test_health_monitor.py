@@ -22,7 +22,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from ipvsd.health.monitor import CheckRecord, HealthMonitor, Watch
-from ipvsd.health.tracker import Health, HealthRecord
+from ipvsd.health.tracker import CheckPart, Health, HealthRecord
 from ipvsd.model import DestKey, Family, Protocol, RealId, ServiceKey
 
 UNKNOWN, UP, DOWN = Health.UNKNOWN, Health.UP, Health.DOWN
@@ -77,6 +77,7 @@ class Result:
     reason: str
     duration_s: float = 0.0
     weight: int | None = None
+    parts: tuple[CheckPart, ...] = ()
 
 
 Step = bool | Exception

@@ -216,19 +216,22 @@ def test_misc_check_with_arguments_gets_a_check_per_real() -> None:
     assert not [line for line in reports(conversion) if "misc_dynamic" in line]
 
 
-def test_ssl_get_takes_the_first_url_and_reports_the_others() -> None:
+def test_ssl_get_converts_every_url_with_its_status_ranges_and_digest() -> None:
     conversion = converted(DATA / "ssl_get.conf")
     check = service(conversion)["check"]
     assert check["type"] == "https"
     assert check["port"] == 9443
-    assert check["path"] == "/api/health?deep=1"
-    assert check["expected_status"] == [*range(200, 300), 401]
+    assert check["urls"] == [
+        {"path": "/api/health?deep=1", "expected_status": ["200-299", 401]},
+        {
+            "path": "/api/version",
+            "expected_status": "200-299",  # keepalived's default, not ipvsd's 200
+            "digest": "9b3a0c85a887a256d6939da88aabd8cd",
+        },
+    ]
     assert (check["timeout"], check["fall"]) == (4, 3)
     name = DATA / "ssl_get.conf"
-    assert (
-        f"{name}:16: url: ipvsd checks one URL per real: not converted (only the first url is "
-        "checked)"
-    ) in reports(conversion)
+    assert not [line for line in reports(conversion) if ": url: " in line or "digest" in line]
     assert any(line.startswith(f"{name}:23: delay_before_retry: ") for line in reports(conversion))
 
 
@@ -467,6 +470,9 @@ CHECKER_22 = {
     "MISC_CHECK": "retry delay_before_retry warmup delay_loop alpha log_all_failures misc_path "
     "misc_timeout misc_dynamic user",
     "SMTP_CHECK": "helo_name host connect_ip connect_port bindto connect_timeout retry",
+    "UDP_CHECK": "payload require_reply min_reply_length max_reply_length connect_port",
+    "DNS_CHECK": "type name connect_port retry",
+    "PING_CHECK": "connect_ip bindto connect_timeout delay_loop",
 }
 
 URL_22 = words(

@@ -209,6 +209,7 @@ def test_the_exact_json_of_a_small_document() -> None:
                         "health": "up",
                         "health_reason": None,
                         "health_since": None,
+                        "health_checks": None,
                         "drained": False,
                         "in_kernel": True,
                         "sorry": False,
