@@ -14,6 +14,8 @@ here need more than one field or more than one object:
 - a real has its service's address family unless it is forwarded by
   ``tunnel`` (IPIP/GUE can carry IPv4 in IPv6 and back); DR and tunnel
   cannot change the destination port;
+- the sorry server is not also a real, and keeps the port under DR / tunnel;
+  ``hysteresis`` needs ``quorum``;
 - a real's lower threshold is not above its upper one (the kernel refuses
   that with ERANGE, even when the upper one is 0, "no limit");
 - a real's merged check (`merge_check`) is complete: it has a type, exec
@@ -328,6 +330,10 @@ def _check_service(
         and service.forward is not ForwardMethod.TUNNEL
     ):
         report.add((*base, "sorry_server", "address"), _cross_family(sorry.address, family))
+    if sorry is not None:
+        _check_sorry(service, base, report)
+    if service.hysteresis and service.quorum is None:
+        report.add((*base, "hysteresis"), "only with quorum (without it, quorum is any real up)")
     if service.tunnel is not None:
         if any(service.forward_of(real) is ForwardMethod.TUNNEL for real in service.reals):
             _check_tunnel(service.tunnel, (*base, "tunnel"), report)
@@ -345,6 +351,24 @@ def _check_service(
             message = f"duplicate real {dest} (first on line {first_line})"
             report.add((*base, "reals", index), message)
         _check_real(service, family, real, dest, (*base, "reals", index), inherited, report)
+
+
+def _check_sorry(service: ServiceConfig, base: FieldPath, report: _Report) -> None:
+    """The sorry server is a dest of its own: not a real, and DR/tunnel keep the port."""
+    sorry = service.sorry_server
+    assert sorry is not None
+    where: FieldPath = (*base, "sorry_server")
+    dest = DestKey(sorry.address, sorry.port or (service.port or 0))
+    if any(service.dest_key(real) == dest for real in service.reals):
+        # One kernel dest cannot be both: its weight would follow two rules.
+        report.add(where, f"{dest} is also a real of the service")
+    forward = sorry.forward or service.forward
+    port = service.port
+    if forward is not ForwardMethod.NAT and port is not None and sorry.port not in (0, port):
+        report.add(
+            (*where, "port"),
+            f"forward {forward.value} cannot change the port: use {port} (or 0), or forward: nat",
+        )
 
 
 def _check_tunnel(tunnel: TunnelConfig, where: FieldPath, report: _Report) -> None:

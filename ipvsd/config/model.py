@@ -48,6 +48,7 @@ from ipvsd.config.types import (
     HexBytes,
     HttpHost,
     HttpPath,
+    Hysteresis,
     Interface,
     IPAny,
     IPv4,
@@ -65,6 +66,7 @@ from ipvsd.config.types import (
     PortOrZero,
     PreemptDelay,
     ProtocolName,
+    Quorum,
     RealAddress,
     Regex,
     ResyncInterval,
@@ -424,6 +426,13 @@ class SorryServerConfig(_Model):
     """Unicast, as a real's (the kernel makes it an IPVS destination)."""
     port: PortOrZero = 0
     """0: the service's port."""
+    inhibit: bool = False
+    """Keep the sorry server in the kernel at weight 0 while it is not in use, instead of
+    deleting it (keepalived's ``sorry_server_inhibit``): its connections survive a
+    recovery, and it is weight 1 again at once when needed."""
+    forward: ForwardName | None = None
+    """Forwarding method of the sorry server (keepalived's ``sorry_server_lvs_method``);
+    null: the service's ``forward``."""
 
 
 class RealConfig(_Model):
@@ -490,7 +499,33 @@ class ServiceConfig(_Model):
     """A real whose check fails is drained (weight 0: its connections finish, it gets no
     new ones) or removed from the kernel (keepalived's default)."""
     sorry_server: SorryServerConfig | None = None
-    """Real that gets the traffic while no other real is up; null: none."""
+    """Real that gets the traffic while the service has no quorum (without ``quorum``:
+    while no other real is up), instead of the reals; null: none."""
+    quorum: Quorum | None = None
+    """Least sum of the weights of the live reals (UP, not drained) for the service to
+    serve from its reals (keepalived's ``quorum``); below it the service loses quorum:
+    ``quorum_down`` runs and the sorry server, if any, takes over. A live weight of 0
+    always loses quorum. The service starts with quorum, so losing it at start is a
+    transition too. null: quorum is "any real up"."""
+    hysteresis: Hysteresis = 0
+    """With ``quorum``: quorum is lost below ``quorum - hysteresis`` and regained at
+    ``quorum + hysteresis`` (keepalived's ``hysteresis``), so a real flapping at the
+    threshold does not flap the service."""
+    quorum_up: Command | None = None
+    """argv run (no shell, without holding ipvsd up) when the service regains quorum
+    (keepalived's ``quorum_up``); null: none."""
+    quorum_down: Command | None = None
+    """argv run (no shell, without holding ipvsd up) when the service loses quorum
+    (keepalived's ``quorum_down``); null: none."""
+    alpha: bool = True
+    """A real that is checked starts down: it enters the kernel after its first successful
+    check (keepalived's ``alpha``, here the default). false: it starts up, in the kernel
+    at its weight from the start, until ``fall`` failed checks (keepalived without
+    ``alpha``). A real found in the kernel at start keeps the state it has there."""
+    omega: bool = False
+    """When the service leaves the config (a reload) or ipvsd stops, a service that has
+    quorum runs its ``quorum_down``, as if it had lost it (keepalived's ``omega``);
+    false: nothing runs then."""
     reals: tuple[RealConfig, ...] = ()
     """The real servers."""
 

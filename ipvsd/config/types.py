@@ -664,6 +664,8 @@ Statuses = Annotated[tuple[HttpStatus, ...], _NON_EMPTY_LIST]
 Weight = Annotated[int, _int_range(0, 65535)]
 Threshold = Annotated[int, _int_range(0, U32_MAX)]
 Fwmark = Annotated[int, _int_range(1, U32_MAX)]
+Quorum = Annotated[int, _int_range(1, U32_MAX)]
+Hysteresis = Annotated[int, _int_range(0, U32_MAX)]
 PersistenceTimeout = Annotated[
     int,
     _int_range(

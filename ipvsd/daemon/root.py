@@ -33,6 +33,7 @@ from ipvsd.daemon.ports import (
     TableReader,
     real_ports,
 )
+from ipvsd.daemon.quorum import ServiceQuorum
 from ipvsd.daemon.reload import refusal as reload_refusal
 from ipvsd.daemon.view import DaemonView
 from ipvsd.errors import ConfigError, IpvsdError, IpvsUnavailable, KernelError
@@ -88,6 +89,7 @@ class Daemon:
         self._parser = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="ipvsd-parse", initializer=lower_this_thread_priority
         )
+        self._quorum = ServiceQuorum(self.metrics)
         self._parts = Components(
             config=config,
             health=HealthManager(
@@ -95,6 +97,8 @@ class Daemon:
                 on_health=lambda real, health: self.metrics.backend_up(*real, health is Health.UP),
                 on_gone=lambda real: self.metrics.backend_gone(*real),
                 on_check=self.metrics.health_check_duration,
+                on_quorum=self._quorum.changed,
+                on_service_gone=self._quorum.gone,
             ),
         )
         self.view = DaemonView(
@@ -489,6 +493,7 @@ class Daemon:
         if self._scrape_reader is not None:
             self._scrape_reader.close()
         parts.health.monitor.stop()
+        await self._quorum.stop(parts.health.quorum if parts.reconciler is not None else None)
         if parts.vrrp is not None:
             await parts.vrrp.stop()
         if parts.sync is not None:

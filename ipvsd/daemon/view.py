@@ -80,6 +80,7 @@ class DaemonView:
             drained=parts.health.drained,
             vrrp=self._vrrp_views(),
             sync_daemon=sync,
+            quorum=parts.health.quorum.state,
         )
 
     def _vrrp_views(self) -> list[VrrpView]:

@@ -35,6 +35,7 @@ from ipvsd.config.types import CheckType
 from ipvsd.health.changes import change_steps
 from ipvsd.health.checks import Checker, CheckTarget, target_for, tls_context
 from ipvsd.health.monitor import CheckOutcome, HealthMonitor
+from ipvsd.health.quorum import OnQuorum, QuorumBook
 from ipvsd.health.table import DesiredTable
 from ipvsd.health.tracker import Health
 from ipvsd.loopslice import LoopSlice
@@ -56,6 +57,9 @@ class HealthManager:
             real once when it enters the config, then at every change.
         on_gone: a real left the config (after its checks stopped).
         on_check: the duration of every check, in seconds.
+        on_quorum: a service gained or lost quorum (`ipvsd.health.quorum`), found
+            when its part of the desired table is built.
+        on_service_gone: a service left the config, with its last quorum state.
     """
 
     def __init__(
@@ -65,6 +69,8 @@ class HealthManager:
         on_health: Callable[[RealId, Health], None] | None = None,
         on_gone: Callable[[RealId], None] | None = None,
         on_check: Callable[[float], None] | None = None,
+        on_quorum: OnQuorum | None = None,
+        on_service_gone: OnQuorum | None = None,
     ) -> None:
         self._on_change = on_change
         self._on_health = on_health
@@ -83,7 +89,9 @@ class HealthManager:
         """Reals an operator drained (``ipvsd drain``): weight 0 whatever their health."""
         self._held: set[RealId] = set()
         """Reals adopted at weight 0 that have not come UP since: kept in at weight 0."""
-        self._table = DesiredTable(self._health, self.monitor.weight)
+        self.quorum = QuorumBook(on_quorum, on_service_gone)
+        """The quorum state of every service (status, metrics, ``omega``)."""
+        self._table = DesiredTable(self._health, self.monitor.weight, self.quorum)
         self._slice = LoopSlice()
         self._configured: dict[RealId, RealId] = {}
         """The reals of the config in force, each mapped to itself (`change_steps`)."""
@@ -112,11 +120,12 @@ class HealthManager:
     ) -> Generator[None, None, None]:
         self._tls.clear()  # a CA file may have changed on disk
         change = yield from change_steps(config, self._configured, self.monitor.watch, self._target)
+        initial = _initial_health(config, adopted)
 
         def health_then(real_id: RealId) -> Health:
             """A real's health once `config` is in force (a changed watch keeps its health)."""
             health = self.monitor.health(real_id)
-            return adopted.get(real_id, Health.UNKNOWN) if health is None else health
+            return initial.get(real_id, Health.UNKNOWN) if health is None else health
 
         built = yield from self._table.build_steps(config, self.drained, self._held, health_then)
         # No yield until the table is installed: the monitor and the table
@@ -124,7 +133,7 @@ class HealthManager:
         held = set(self._held)
         if adopted:  # at start: every watch is new
             held.update(r for r in change.watches if adopted.get(r) is Health.DOWN)
-        self.monitor.revise(change.watches, change.unwatched, adopted)
+        self.monitor.revise(change.watches, change.unwatched, initial)
         self._held = {real_id for real_id in held if self.monitor.health(real_id) is Health.DOWN}
         self.drained.difference_update([r for r in self.drained if r not in change.configured])
         self._configured = change.configured
@@ -201,6 +210,26 @@ class HealthManager:
     def _report_change(self) -> None:
         self._change_pending = False
         self._on_change()
+
+
+def _initial_health(config: Config, adopted: Mapping[RealId, Health]) -> Mapping[RealId, Health]:
+    """The health a real starts with when it starts being checked.
+
+    A real found in the kernel keeps the state it has there (`adopted`);
+    otherwise a real of an ``alpha: false`` service starts UP (keepalived
+    without ``alpha``: in at its weight until ``fall`` failures), and the
+    others UNKNOWN: out until their first success (``alpha``, the default).
+    """
+    eager = [service for service in config.ipvs.services if not service.alpha]
+    if not eager:
+        return adopted
+    initial = {
+        (service.key, service.dest_key(real)): Health.UP
+        for service in eager
+        for real in service.reals
+    }
+    initial.update(adopted)
+    return initial
 
 
 def adopted_reals(config: Config, actual: Table) -> dict[RealId, Health]:
