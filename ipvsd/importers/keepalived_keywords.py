@@ -321,18 +321,7 @@ VIRTUAL_SERVER: Mapping[str, str] = {
     ),
     "smtp_alert": EMAIL,
     "snmp_name": SNMP,
-    "omega": "ipvsd runs no quorum programs: ignored",
-    "quorum_up": "ipvsd runs no quorum programs: not converted",
-    "quorum_down": "ipvsd runs no quorum programs: not converted",
-    "quorum": (
-        "ipvsd has no quorum: the sorry server comes in when no real is up (keepalived's "
-        "quorum 1): not converted"
-    ),
-    "hysteresis": "ipvsd has no quorum: ignored",
-    "weight": "ipvsd has no virtual server weight (no quorum, no track_service): ignored",
-    "sorry_server_inhibit": (
-        "ipvsd adds the sorry server while no real is up and removes it otherwise: not converted"
-    ),
+    "weight": "ipvsd has no virtual server weight: ignored",
 }
 
 REAL_SERVER: Mapping[str, str] = {

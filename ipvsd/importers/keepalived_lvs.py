@@ -8,7 +8,11 @@ scheduler flag keywords (``ops``, ``sh-port``...) → ``scheduler_flags``,
 ``lb_kind``/``lvs_method`` (and its TUN options) → ``forward`` / ``tunnel``,
 ``persistence_timeout``, ``persistence_granularity`` →
 ``persistence_netmask``, ``persistence_engine``, ``protocol``,
-``ip_family`` → ``family``, ``sorry_server``, and per real ``weight``,
+``ip_family`` → ``family``, ``sorry_server`` (with ``sorry_server_inhibit``
+→ ``inhibit`` and ``sorry_server_lvs_method`` → its ``forward``), ``quorum``,
+``hysteresis`` (with keepalived's default quorum 1), ``quorum_up`` /
+``quorum_down`` (split like a shell, as keepalived does), ``omega``, and per
+real ``weight``,
 ``lvs_method``, ``uthreshold``/``lthreshold`` → ``upper_threshold`` /
 ``lower_threshold``; the checkers through `ipvsd.importers.keepalived_checks`.
 
@@ -16,7 +20,8 @@ Defaults that differ are written out: keepalived removes a failed real
 unless ``inhibit_on_failure`` (ipvsd drains by default), so every service
 gets an explicit ``on_failure``; checks get their keepalived timing.
 keepalived puts a checked real in service before its first check unless
-``alpha``; ipvsd waits for a good check, which is reported.
+``alpha``, ipvsd only with ``alpha: false``: a service without ``alpha`` gets
+``alpha: false``.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from ipvsd.importers.keepalived_checks import CHECKERS, Check, Timing, checks, s
 from ipvsd.importers.keepalived_groups import Groups, service_keys
 from ipvsd.importers.keepalived_ledger import Ledger, argument, flag, integer
 from ipvsd.importers.keepalived_parse import Node
-from ipvsd.importers.keepalived_vrrp import unknown
+from ipvsd.importers.keepalived_vrrp import script_argv, unknown
 from ipvsd.importers.report import Notes, ordered
 
 PERSISTENCE_DEFAULT = 360  # IPVS_SVC_PERSISTENT_TIMEOUT
@@ -82,6 +87,7 @@ def virtual_server(ledger: Ledger, node: Node, groups: Groups, built: Built, not
     inhibit: bool | None = None
     real_nodes: list[Node] = []
     sorry_method: tuple[Node, str] | None = None
+    sorry_inhibit: Node | None = None
     for child in ledger.block(node):
         updated = timing_keyword(ledger, child, timing)
         if updated is not None:
@@ -100,6 +106,8 @@ def virtual_server(ledger: Ledger, node: Node, groups: Groups, built: Built, not
             method = argument(ledger, child)
             if method is not None:
                 sorry_method = (child, method)
+        elif child.directive == "sorry_server_inhibit":
+            sorry_inhibit = child
         elif not _service_keyword(ledger, child, settings):
             if child.directive in keywords.VIRTUAL_SERVER:
                 ledger.report(child, keywords.VIRTUAL_SERVER[child.directive])
@@ -108,6 +116,10 @@ def virtual_server(ledger: Ledger, node: Node, groups: Groups, built: Built, not
     settings.setdefault("forward", "nat")  # keepalived's default lb_kind, and ipvsd's
     if sorry_method is not None:
         _sorry_method(ledger, *sorry_method, settings)
+    if sorry_inhibit is not None:
+        _sorry_inhibit(ledger, sorry_inhibit, settings)
+    if "hysteresis" in settings:
+        settings.setdefault("quorum", 1)  # keepalived's default quorum
     reals = [_real(ledger, child, timing) for child in real_nodes]
     present = [real for real in reals if real is not None]
     service = _assemble(ledger, node, settings, present, inhibit, notes)
@@ -176,6 +188,14 @@ def _service_keyword(ledger: Ledger, node: Node, settings: dict[str, Any]) -> bo
             _set(ledger, node, settings, "family", family)
         case "sorry_server":
             _sorry(ledger, node, settings)
+        case "quorum":
+            _set(ledger, node, settings, "quorum", integer(ledger, node, 1, 2**32 - 1))
+        case "hysteresis":
+            _set(ledger, node, settings, "hysteresis", integer(ledger, node, 0, 2**32 - 1))
+        case "quorum_up" | "quorum_down":
+            _set(ledger, node, settings, node.directive, script_argv(node) or None)
+        case "omega":
+            _set(ledger, node, settings, "omega", flag(ledger, node))
         case _:
             return False
     return True
@@ -258,15 +278,35 @@ def _sorry(ledger: Ledger, node: Node, settings: dict[str, Any]) -> None:
     ledger.take(node)
 
 
+_NO_SORRY = "the virtual_server has no sorry_server: ignored"
+
+
 def _sorry_method(ledger: Ledger, node: Node, method: str, settings: dict[str, Any]) -> None:
-    if _FORWARD.get(method) == settings["forward"]:
-        ledger.take(node)
+    """``sorry_server_lvs_method`` → ``sorry_server.forward`` (when not the service's)."""
+    forward = _FORWARD.get(method)
+    sorry = settings.get("sorry_server")
+    if forward is None:
+        ledger.report(node, f"'{method}' is not NAT, DR or TUN: ignored")
+    elif sorry is None:
+        ledger.report(node, _NO_SORRY)
     else:
-        ledger.report(
-            node,
-            f"ipvsd forwards to the sorry server with the service's method "
-            f"({settings['forward']}): {method} not converted",
-        )
+        if forward != settings["forward"]:
+            settings["sorry_server"] = ordered({**sorry, "forward": forward}, SorryServerConfig)
+        ledger.take(node)
+
+
+def _sorry_inhibit(ledger: Ledger, node: Node, settings: dict[str, Any]) -> None:
+    """``sorry_server_inhibit`` → ``sorry_server.inhibit``."""
+    on = flag(ledger, node)
+    sorry = settings.get("sorry_server")
+    if on is None:
+        return
+    if sorry is None:
+        ledger.report(node, _NO_SORRY)
+        return
+    if on:
+        settings["sorry_server"] = ordered({**sorry, "inhibit": True}, SorryServerConfig)
+    ledger.take(node)
 
 
 def _real(ledger: Ledger, node: Node, outer: Timing) -> _Real | None:
@@ -348,11 +388,8 @@ def _assemble(
         for key, text in base.notes.items():
             notes.add(base.fields, key, text)
     if not all(real.timing.alpha for real in reals if real.check is not None):
-        ledger.report(
-            node,
-            "no alpha: keepalived puts a checked real in service before its first check; "
-            "ipvsd adds it after its first good check",
-        )
+        # keepalived puts a checked real in service before its first check unless alpha.
+        service["alpha"] = False
     service["on_failure"] = _on_failure(ledger, reals, inhibit, service, notes)
     service["reals"] = []
     for real, own in zip(reals, overrides, strict=True):

@@ -167,11 +167,10 @@ def test_dr_with_persistence_fwmark_and_sorry_server() -> None:
     assert mark["check"]["port"] == 21
     assert mark["reals"][0] == {"address": "192.0.2.11", "port": 0, "weight": 1}
     lines = reports(conversion)
-    # alpha on the first service: no report; none on the second: reported.
-    assert [line for line in lines if "no alpha" in line] == [
-        f"{DATA / 'dr_persistence.conf'}:57: virtual_server: no alpha: keepalived puts a checked "
-        "real in service before its first check; ipvsd adds it after its first good check"
-    ]
+    # alpha on the first service: ipvsd's default; none on the second: alpha: false.
+    assert "alpha" not in web
+    assert mark["alpha"] is False
+    assert not [line for line in lines if "alpha" in line]
 
 
 def test_virtual_server_group_expands_into_one_service_per_member() -> None:
