@@ -16,6 +16,10 @@ here need more than one field or more than one object:
   cannot change the destination port;
 - the sorry server is not also a real, and keeps the port under DR / tunnel;
   ``hysteresis`` needs ``quorum``;
+- a service written with ``group`` names an existing ``ipvs.service_groups``
+  entry and has no address, port or fwmark of its own; group names are
+  unique; a member address appears once in its group; the member services
+  are unique like any others (and are checked through the first member);
 - a real's lower threshold is not above its upper one (the kernel refuses
   that with ERANGE, even when the upper one is 0, "no limit");
 - a real's merged check (`merge_check`) is complete: it has a type, exec
@@ -47,10 +51,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
+from ipvsd.config.expand import members_of
+from ipvsd.config.groups import parse_member
 from ipvsd.config.model import (
     CheckConfig,
     RealConfig,
     ServiceConfig,
+    ServiceGroupConfig,
     SyncDaemonConfig,
     SyncGroupConfig,
     TunnelConfig,
@@ -109,6 +116,8 @@ class Parts:
         sync_daemon: ``ipvs.sync_daemon``, if set and valid.
         scripts: ``vrrp.scripts`` items.
         script_names: name → index of every raw script that has a string name.
+        service_groups: ``ipvs.service_groups`` items.
+        group_names: name → index of every raw service group that has a string name.
     """
 
     instances: Sequence[tuple[int, VrrpInstanceConfig]] = ()
@@ -118,6 +127,8 @@ class Parts:
     sync_daemon: SyncDaemonConfig | None = None
     scripts: Sequence[tuple[int, VrrpScriptConfig]] = ()
     script_names: Mapping[str, int] = field(default_factory=dict)
+    service_groups: Sequence[tuple[int, ServiceGroupConfig]] = ()
+    group_names: Mapping[str, int] = field(default_factory=dict)
 
 
 def check_parts(parts: Parts, path: str, lines: Lines) -> list[ConfigIssue]:
@@ -146,21 +157,78 @@ def check_parts(parts: Parts, path: str, lines: Lines) -> list[ConfigIssue]:
     group = parts.sync_daemon.group if parts.sync_daemon is not None else None
     if group is not None and not group.is_multicast:
         report.add(("ipvs", "sync_daemon", "group"), f"{group} is not a multicast address")
+    members = _check_service_groups(parts.service_groups, report)
     services: dict[ServiceKey, FieldPath] = {}
     for part in parts.services:
         service = part.service
         base: FieldPath = ("ipvs", "services", part.index)
-        if not _check_shape(service, base, report):
+        if service.group is not None:
+            expanded = _group_services(service, base, members, parts.group_names, report)
+            if not expanded:
+                continue
+            where: FieldPath = (*base, "group")
+        elif not _check_shape(service, base, report):
             continue
-        key = service.key
-        if key in services:
-            report.add(
-                base, f"duplicate service {key} (first on line {report.line(services[key])})"
-            )
         else:
-            services[key] = base
-        _check_service(service, base, part.real_indices, report)
+            expanded, where = [service], base
+        for one in expanded:
+            key = one.key
+            if key in services:
+                first = report.line(services[key])
+                report.add(where, f"duplicate service {key} (first on line {first})")
+            else:
+                services[key] = where
+        # The members share the service's settings and reals: check them once.
+        _check_service(expanded[0], base, part.real_indices, report)
     return report.issues
+
+
+def _check_service_groups(
+    groups: Sequence[tuple[int, ServiceGroupConfig]], report: _Report
+) -> dict[str, tuple[str, ...]]:
+    """Unique names; each member address once in its group. Returns the groups' members."""
+    names: dict[str, FieldPath] = {}
+    found: dict[str, tuple[str, ...]] = {}
+    for index, group in groups:
+        base: FieldPath = ("ipvs", "service_groups", index)
+        _unique_name(names, group.name, base, "service group", report)
+        found.setdefault(group.name, group.members)
+        seen: dict[tuple[object, int, int | None], FieldPath] = {}
+        for position, text in enumerate(group.members):
+            where: FieldPath = (*base, "members", position)
+            member = parse_member(text)
+            for endpoint in member.endpoints():
+                if endpoint in seen:
+                    first = report.line(seen[endpoint])
+                    address, port, fwmark = endpoint
+                    shown = f"fwmark {fwmark}" if fwmark is not None else f"{address} port {port}"
+                    report.add(where, f"overlaps an earlier member: {shown} (line {first})")
+                    break
+                seen[endpoint] = where
+    return found
+
+
+def _group_services(
+    service: ServiceConfig,
+    base: FieldPath,
+    members: Mapping[str, tuple[str, ...]],
+    known: Mapping[str, int],
+    report: _Report,
+) -> list[ServiceConfig]:
+    """The member services of a ``group`` service; [] (reported) when there are none."""
+    where: FieldPath = (*base, "group")
+    assert service.group is not None
+    if service.address is not None or service.port is not None or service.fwmark is not None:
+        report.add(where, "cannot be combined with address/port/fwmark (the members give them)")
+        return []
+    if service.group not in members:
+        if service.group not in known:  # a known group with bad fields was reported there
+            listed = ", ".join(sorted(known)) if known else "ipvs.service_groups is empty"
+            report.add(where, f"unknown service group '{service.group}' ({listed})")
+        return []
+    if service.family is not None:
+        report.add((*base, "family"), "does not apply to a group (its members give it)")
+    return members_of(service, members[service.group])
 
 
 class _Report:

@@ -45,6 +45,7 @@ from ipvsd.config.types import (
     Fwmark,
     GarpDelay,
     GarpRepeat,
+    GroupMembers,
     HexBytes,
     HttpHost,
     HttpPath,
@@ -498,6 +499,10 @@ class ServiceConfig(_Model):
     on_failure: OnFailureName = OnFailure.DRAIN
     """A real whose check fails is drained (weight 0: its connections finish, it gets no
     new ones) or removed from the kernel (keepalived's default)."""
+    group: Name | None = None
+    """Name of an ``ipvs.service_groups`` entry, instead of ``address`` / ``port`` /
+    ``fwmark``: the service stands for one kernel service per member (each with these
+    settings and reals), and each real is checked once for all of them."""
     sorry_server: SorryServerConfig | None = None
     """Real that gets the traffic while the service has no quorum (without ``quorum``:
     while no other real is up), instead of the reals; null: none."""
@@ -616,11 +621,24 @@ class SyncDaemonConfig(_Model):
     """UDP payload size of a sync message; 0: from the interface's MTU (the kernel clamps it)."""
 
 
+class ServiceGroupConfig(_Model):
+    """Addresses one service entry stands for (keepalived's ``virtual_server_group``)."""
+
+    name: Name
+    """Group name, unique; services name it in ``group``."""
+    members: GroupMembers
+    """At least one: ``ADDRESS:PORT`` (IPv6 in brackets), ``A.B.C.D-E:PORT`` (last octet
+    D to E, as keepalived's ``10.0.0.1-10 80``) or ``fwmark:N`` (``fwmark:N/ipv6``); each
+    address once. The service's ``protocol`` applies to them all."""
+
+
 class IpvsConfig(_Model):
     """The ``ipvs`` section; without services ipvsd is a pure VRRP daemon."""
 
     services: tuple[ServiceConfig, ...] = ()
     """The virtual services."""
+    service_groups: tuple[ServiceGroupConfig, ...] = ()
+    """Named lists of service addresses, for services written with ``group``."""
     resync_interval: ResyncInterval = 30.0
     """Seconds between two periodic reconciles (drift repair), at least 1: each one dumps
     the whole IPVS table (the kernel's changes are not events, so this is the only way

@@ -41,6 +41,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
+from ipvsd.config.groups import parse_member
 from ipvsd.model import (
     Family,
     ForwardMethod,
@@ -698,3 +699,21 @@ Vips = Annotated[
     _Rule(_vip_count, (("minItems", 1), ("maxItems", MAX_VIPS))),
 ]
 Names = Annotated[tuple[Name, ...], _NON_EMPTY_LIST]
+
+
+def _group_member(value: str) -> str:
+    try:
+        parse_member(value)
+    except ValueError as exc:
+        raise fail("member", str(exc)) from None
+    return value
+
+
+GroupMember = Annotated[
+    str,
+    _Rule(
+        _group_member,
+        (("examples", ("192.168.1.200:80", "10.0.0.1-10:80", "[2001:db8::1]:80", "fwmark:7")),),
+    ),
+]
+GroupMembers = Annotated[tuple[GroupMember, ...], _NON_EMPTY_LIST]

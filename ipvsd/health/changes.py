@@ -61,6 +61,7 @@ def change_steps(
     configured: Mapping[RealId, RealId],
     watch_of: Callable[[RealId], Watch[TargetT] | None],
     target_of: Callable[[CheckConfig, RealConfig, DestKey], TargetT],
+    shared: Mapping[RealId, RealId] | None = None,
 ) -> Generator[None, None, ConfigChange[TargetT]]:
     """Find what `config` changes, yielding after each service and every few old reals.
 
@@ -75,6 +76,8 @@ def change_steps(
         watch_of: the watch a real has now (None: not checked).
         target_of: what to check for a real with this check (called for every
             checked real of `config`).
+        shared: reals that share another real's check (``ipvsd.health.shared``):
+            they get no watch of their own.
     """
     change: ConfigChange[TargetT] = ConfigChange()
     for service in config.ipvs.services:
@@ -90,7 +93,7 @@ def change_steps(
                 real_id = known
             change.configured[real_id] = real_id
             current = watch_of(real_id)
-            check = effective_check(service, real)
+            check = None if shared and real_id in shared else effective_check(service, real)
             if check is None:
                 if current is not None:
                     change.unwatched.append(real_id)

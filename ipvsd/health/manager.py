@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from typing import Any
 
 import structlog
 
@@ -36,8 +37,9 @@ from ipvsd.health.changes import change_steps
 from ipvsd.health.checks import Checker, CheckTarget, target_for, tls_context
 from ipvsd.health.monitor import CheckOutcome, HealthMonitor
 from ipvsd.health.quorum import OnQuorum, QuorumBook
+from ipvsd.health.shared import shared_checks, sharers
 from ipvsd.health.table import DesiredTable
-from ipvsd.health.tracker import Health
+from ipvsd.health.tracker import Health, HealthRecord
 from ipvsd.loopslice import LoopSlice
 from ipvsd.model import DestKey, RealId, Table
 
@@ -91,12 +93,16 @@ class HealthManager:
         """Reals adopted at weight 0 that have not come UP since: kept in at weight 0."""
         self.quorum = QuorumBook(on_quorum, on_service_gone)
         """The quorum state of every service (status, metrics, ``omega``)."""
-        self._table = DesiredTable(self._health, self.monitor.weight, self.quorum)
+        self._table = DesiredTable(self._health, self._weight, self.quorum)
         self._slice = LoopSlice()
         self._configured: dict[RealId, RealId] = {}
         """The reals of the config in force, each mapped to itself (`change_steps`)."""
         self._tls: dict[tuple[bool, str | None], ssl.SSLContext] = {}
         self._change_pending = False
+        self._aliases: dict[RealId, RealId] = {}
+        """Reals of service groups that share another real's check (`shared_checks`)."""
+        self._sharers: dict[RealId, list[RealId]] = {}
+        """The inverse: each watched real → the reals that share its check."""
 
     async def configure(
         self, config: Config, adopted: Mapping[RealId, Health] | None = None
@@ -119,11 +125,15 @@ class HealthManager:
         self, config: Config, adopted: Mapping[RealId, Health]
     ) -> Generator[None, None, None]:
         self._tls.clear()  # a CA file may have changed on disk
-        change = yield from change_steps(config, self._configured, self.monitor.watch, self._target)
+        aliases = shared_checks(config)
+        change = yield from change_steps(
+            config, self._configured, self.monitor.watch, self._target, aliases
+        )
         initial = _initial_health(config, adopted)
 
         def health_then(real_id: RealId) -> Health:
             """A real's health once `config` is in force (a changed watch keeps its health)."""
+            real_id = aliases.get(real_id, real_id)
             health = self.monitor.health(real_id)
             return initial.get(real_id, Health.UNKNOWN) if health is None else health
 
@@ -137,6 +147,7 @@ class HealthManager:
         self._held = {real_id for real_id in held if self.monitor.health(real_id) is Health.DOWN}
         self.drained.difference_update([r for r in self.drained if r not in change.configured])
         self._configured = change.configured
+        self._aliases, self._sharers = aliases, sharers(aliases)
         self._table.install(built)
         yield from self._report_steps(change.fresh + change.moved, change.gone)
 
@@ -161,7 +172,7 @@ class HealthManager:
                 yield
         if self._on_health is not None:
             for real_id in touched:
-                health = self.monitor.health(real_id)
+                health = self.health_of(real_id)
                 self._on_health(real_id, Health.UP if health is None else health)
                 yield
 
@@ -178,8 +189,23 @@ class HealthManager:
         return self._table.table(self.drained, self._held)
 
     def _health(self, real_id: RealId) -> Health:
-        health = self.monitor.health(real_id)
+        health = self.monitor.health(self._aliases.get(real_id, real_id))
         return Health.UNKNOWN if health is None else health
+
+    def _weight(self, real_id: RealId) -> int | None:
+        return self.monitor.weight(self._aliases.get(real_id, real_id))
+
+    def health_of(self, real_id: RealId) -> Health | None:
+        """The health of a checked real, through the real whose check it shares; None when
+        it is not checked."""
+        return self.monitor.health(self._aliases.get(real_id, real_id))
+
+    def records(self) -> Mapping[RealId, HealthRecord]:
+        """The health records of the checked reals, for status (aliases resolved)."""
+        records = self.monitor.records()
+        if not self._aliases:
+            return records
+        return _SharedRecords(records, self._aliases)
 
     def _checked(self, result: CheckOutcome) -> None:
         if self._on_check is not None:
@@ -190,6 +216,10 @@ class HealthManager:
         self._table.mark(real_id[0])
         if self._on_health is not None:
             self._on_health(real_id, health)
+        for alias in self._sharers.get(real_id, ()):
+            self._table.mark(alias[0])
+            if self._on_health is not None:
+                self._on_health(alias, health)
         service, dest = real_id
         log.info("health.change", service=str(service), real=str(dest), health=health.value,
                  reason=reason)  # fmt: skip
@@ -200,6 +230,8 @@ class HealthManager:
     def _weighted(self, real_id: RealId, weight: int | None) -> None:
         """An exec check with ``dynamic_weight`` changed the real's weight."""
         self._table.mark(real_id[0])
+        for alias in self._sharers.get(real_id, ()):
+            self._table.mark(alias[0])
         service, dest = real_id
         shown = "configured" if weight is None else str(weight)
         log.info("health.weight", service=str(service), real=str(dest), weight=shown)
@@ -250,3 +282,26 @@ def adopted_reals(config: Config, actual: Table) -> dict[RealId, Health]:
             if held is not None:
                 found[(service.key, dest)] = Health.UP if held.attrs.weight else Health.DOWN
     return found
+
+
+class _SharedRecords(Mapping[RealId, HealthRecord]):
+    """`HealthMonitor.records` with the reals of service groups that share a check."""
+
+    __slots__ = ("_aliases", "_records")
+
+    def __init__(self, records: Mapping[RealId, HealthRecord], aliases: Mapping[RealId, RealId]):
+        self._records = records
+        self._aliases = aliases
+
+    def __getitem__(self, real: RealId) -> HealthRecord:
+        return self._records[self._aliases.get(real, real)]
+
+    def get(self, real: RealId, default: Any = None) -> Any:
+        return self._records.get(self._aliases.get(real, real), default)
+
+    def __iter__(self) -> Iterator[RealId]:
+        yield from self._records
+        yield from self._aliases
+
+    def __len__(self) -> int:
+        return len(self._records) + len(self._aliases)

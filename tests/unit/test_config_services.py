@@ -114,3 +114,157 @@ def test_sorry_server_cannot_be_a_real() -> None:
         "ipvs.services.0.sorry_server",
         "is also a real of the service",
     )
+
+
+GROUPED = """
+ipvs:
+  service_groups:
+    - name: web
+      members: ["192.168.1.200:80", "10.0.0.1-3:8080", "[2001:db8::1]:80", "fwmark:7"]
+  services:
+    - group: web
+      scheduler: rr
+      reals: [{address: 10.0.1.1, port: 80, forward: tunnel}]
+"""
+
+
+def test_a_group_service_is_expanded_into_one_service_per_member() -> None:
+    config = _parse(GROUPED)
+    keys = [str(service.key) for service in config.ipvs.services]
+    assert len(keys) == 6
+    services = config.ipvs.services
+    assert [(str(s.address), s.port) for s in services[:4]] == [
+        ("192.168.1.200", 80),
+        ("10.0.0.1", 8080),
+        ("10.0.0.2", 8080),
+        ("10.0.0.3", 8080),
+    ]
+    assert (str(services[4].address), services[4].port) == ("2001:db8::1", 80)
+    assert services[5].fwmark == 7
+    assert {s.group for s in services} == {"web"}
+    assert {s.scheduler for s in services} == {"rr"}
+
+
+@pytest.mark.parametrize(
+    ("member", "fragment"),
+    [
+        ("10.0.0.1", "is not ADDRESS:PORT, A.B.C.D-E:PORT or fwmark:N"),
+        ("10.0.0.5-3:80", "the range's end must be a last octet from 5 to 255"),
+        ("10.0.0.1-300:80", "the range's end must be a last octet from 1 to 255"),
+        ("fwmark:0", "the fwmark must be 1..4294967295"),
+        ("10.0.0.1:0", "the port must be 1..65535"),
+    ],
+)
+def test_a_bad_member_is_reported_at_its_line(member: str, fragment: str) -> None:
+    text = f"""
+    ipvs:
+      service_groups:
+        - name: web
+          members:
+            - 192.168.1.200:80
+            - "{member}"
+    """
+    _only(text, 6, "ipvs.service_groups.0.members.1", fragment)
+
+
+def test_an_empty_group_is_reported() -> None:
+    _only(
+        "ipvs:\n  service_groups:\n    - {name: web, members: []}\n",
+        3,
+        "ipvs.service_groups.0.members",
+        "must not be empty",
+    )
+
+
+def test_overlapping_members_are_reported_on_the_second() -> None:
+    _only(
+        """
+        ipvs:
+          service_groups:
+            - name: web
+              members:
+                - 10.0.0.1-10:80
+                - 10.0.0.5:80
+        """,
+        6,
+        "ipvs.service_groups.0.members.1",
+        "overlaps an earlier member: 10.0.0.5 port 80 (line 5)",
+    )
+
+
+def test_an_unknown_group_is_reported() -> None:
+    _only(
+        """
+        ipvs:
+          service_groups:
+            - {name: web, members: ["10.0.0.1:80"]}
+          services:
+            - group: wbe
+        """,
+        5,
+        "ipvs.services.0.group",
+        "unknown service group 'wbe' (web)",
+    )
+
+
+def test_group_and_address_cannot_both_be_set() -> None:
+    _only(
+        """
+        ipvs:
+          service_groups:
+            - {name: web, members: ["10.0.0.1:80"]}
+          services:
+            - address: 10.0.0.9
+              port: 80
+              group: web
+        """,
+        7,
+        "ipvs.services.0.group",
+        "cannot be combined with address/port/fwmark",
+    )
+
+
+def test_a_member_that_is_also_a_service_is_a_duplicate() -> None:
+    _only(
+        """
+        ipvs:
+          service_groups:
+            - {name: web, members: ["10.0.0.1-2:80"]}
+          services:
+            - {address: 10.0.0.2, port: 80}
+            - group: web
+        """,
+        6,
+        "ipvs.services.1.group",
+        "duplicate service",
+    )
+
+
+def test_duplicate_group_names() -> None:
+    _only(
+        """
+        ipvs:
+          service_groups:
+            - {name: web, members: ["10.0.0.1:80"]}
+            - {name: web, members: ["10.0.0.2:80"]}
+        """,
+        4,
+        "ipvs.service_groups.1.name",
+        "duplicate service group name 'web' (first on line 3)",
+    )
+
+
+def test_the_reals_of_a_group_are_checked_once_against_its_first_member() -> None:
+    _only(
+        """
+        ipvs:
+          service_groups:
+            - {name: web, members: ["10.0.0.1:80", "10.0.0.2:80"]}
+          services:
+            - group: web
+              reals: [{address: "2001:db8::5"}]
+        """,
+        6,
+        "ipvs.services.0.reals.0.address",
+        "2001:db8::5 is IPv6 but the service is IPv4",
+    )
