@@ -10,6 +10,8 @@ stops, runs its ``quorum_down`` as if it had lost quorum, so that whatever
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ipvsd.config.model import ServiceConfig
 from ipvsd.health.quorum import QuorumBook, QuorumState
 from ipvsd.health.quorum_hooks import QuorumHooks
@@ -28,13 +30,17 @@ class ServiceQuorum:
     def __init__(self, metrics: DaemonMetrics, hooks: QuorumHooks | None = None) -> None:
         self._metrics = metrics
         self.hooks = hooks or QuorumHooks()
+        self.follower: Callable[[ServiceKey], bool] = lambda key: False
+        """Whether a service is a group member after the first: its quorum runs no
+        command (the group's first member's does, once for the group, as keepalived)."""
 
     def changed(
         self, key: ServiceKey, service: ServiceConfig, state: QuorumState, changed: bool
     ) -> None:
         """`ipvsd.health.quorum.OnQuorum`: a service's quorum was computed or changed."""
         self._metrics.service_quorum(key, state.up)
-        self.hooks.changed(key, service, state, changed)
+        if not self.follower(key):
+            self.hooks.changed(key, service, state, changed)
 
     def gone(
         self, key: ServiceKey, service: ServiceConfig, state: QuorumState, _changed: bool
@@ -52,5 +58,10 @@ class ServiceQuorum:
 
     def _omega(self, key: ServiceKey, service: ServiceConfig, state: QuorumState) -> None:
         # A service without quorum already ran quorum_down when it lost it.
-        if service.omega and state.up and service.quorum_down is not None:
+        if (
+            not self.follower(key)
+            and service.omega
+            and state.up
+            and service.quorum_down is not None
+        ):
             self.hooks.run(key, "down", service.quorum_down)

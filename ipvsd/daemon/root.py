@@ -101,6 +101,7 @@ class Daemon:
                 on_service_gone=self._quorum.gone,
             ),
         )
+        self._quorum.follower = self._parts.health.is_follower
         self.view = DaemonView(
             self._parts,
             reload=self.reload,

@@ -37,11 +37,11 @@ from ipvsd.health.changes import change_steps
 from ipvsd.health.checks import Checker, CheckTarget, target_for, tls_context
 from ipvsd.health.monitor import CheckOutcome, HealthMonitor
 from ipvsd.health.quorum import OnQuorum, QuorumBook
-from ipvsd.health.shared import shared_checks, sharers
+from ipvsd.health.shared import followers, shared_checks, sharers
 from ipvsd.health.table import DesiredTable
 from ipvsd.health.tracker import Health, HealthRecord
 from ipvsd.loopslice import LoopSlice
-from ipvsd.model import DestKey, RealId, Table
+from ipvsd.model import DestKey, RealId, ServiceKey, Table
 
 log = structlog.get_logger("ipvsd.health")
 
@@ -103,6 +103,7 @@ class HealthManager:
         """Reals of service groups that share another real's check (`shared_checks`)."""
         self._sharers: dict[RealId, list[RealId]] = {}
         """The inverse: each watched real → the reals that share its check."""
+        self._followers: frozenset[ServiceKey] = frozenset()
 
     async def configure(
         self, config: Config, adopted: Mapping[RealId, Health] | None = None
@@ -137,6 +138,8 @@ class HealthManager:
             health = self.monitor.health(real_id)
             return initial.get(real_id, Health.UNKNOWN) if health is None else health
 
+        # Until installed, both configs' followers (builds and removals report quorum).
+        self._followers = self._followers | followers(aliases)
         built = yield from self._table.build_steps(config, self.drained, self._held, health_then)
         # No yield until the table is installed: the monitor and the table
         # change together, in one step that costs in proportion to the change.
@@ -149,6 +152,7 @@ class HealthManager:
         self._configured = change.configured
         self._aliases, self._sharers = aliases, sharers(aliases)
         self._table.install(built)
+        self._followers = followers(aliases)
         yield from self._report_steps(change.fresh + change.moved, change.gone)
 
     def _target(self, check: CheckConfig, real: RealConfig, dest: DestKey) -> CheckTarget:
@@ -199,6 +203,11 @@ class HealthManager:
         """The health of a checked real, through the real whose check it shares; None when
         it is not checked."""
         return self.monitor.health(self._aliases.get(real_id, real_id))
+
+    def is_follower(self, key: ServiceKey) -> bool:
+        """Whether `key` is a member of a service group other than its first: it shares
+        the first member's checks, and the first member's quorum runs the commands."""
+        return key in self._followers
 
     def records(self) -> Mapping[RealId, HealthRecord]:
         """The health records of the checked reals, for status (aliases resolved)."""

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from ipvsd.config.groups import parse_member
 from ipvsd.config.model import Config, ServiceConfig
-from ipvsd.model import RealId
+from ipvsd.model import RealId, ServiceKey
 
 
 def shared_checks(config: Config) -> dict[RealId, RealId]:
@@ -42,6 +42,11 @@ def shared_checks(config: Config) -> dict[RealId, RealId]:
         for mine, theirs in zip(service.reals, first.reals, strict=True):
             aliases[(key, service.dest_key(mine))] = (first_key, first.dest_key(theirs))
     return aliases
+
+
+def followers(aliases: Mapping[RealId, RealId]) -> frozenset[ServiceKey]:
+    """The member services that are not their block's first (their reals are aliases)."""
+    return frozenset(alias[0] for alias in aliases)
 
 
 def sharers(aliases: Mapping[RealId, RealId]) -> dict[RealId, list[RealId]]:

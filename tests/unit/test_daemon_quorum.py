@@ -118,3 +118,26 @@ async def test_a_reload_that_removes_an_omega_service_runs_its_quorum_down(
         await until(lambda: lines(log)[:3] == ["down", "up", "down"], "omega on removal")
         assert h.metric("ipvsd_service_quorum", **_labels()) is None
         assert WEB not in h.kernel.ipvs.table.services
+
+
+async def test_a_group_makes_one_service_per_member_and_runs_its_quorum_commands_once(
+    tmp_path: Path,
+) -> None:
+    listener = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    up_port = listener.sockets[0].getsockname()[1]
+    sock, log = tmp_path / "ipvsd.sock", tmp_path / "quorum.log"
+    text = quorum_config(sock, log, up_port, closed_port(), quorum=2)
+    text = text.replace(
+        "  services:\n    - address: 192.168.1.200\n      port: 80\n",
+        '  service_groups:\n    - {name: web, members: ["192.168.1.200-202:80"]}\n'
+        "  services:\n    - group: web\n",
+    )
+    async with listener, running(tmp_path, text) as h:
+        keys = sorted(str(key) for key in h.kernel.ipvs.table.services)
+        assert keys == ["192.168.1.200:80", "192.168.1.201:80", "192.168.1.202:80"]
+        assert len(h.daemon.view._parts.health.monitor.states()) == 2
+        await until(lambda: _health(h) == {"up", "down"}, "both reals checked")
+        for key in h.kernel.ipvs.table.services:
+            await until(lambda key=key: h.weights(key).get(SORRY) == 1, f"sorry in {key}")
+        await asyncio.sleep(0.3)  # time for more commands, if any were (wrongly) queued
+        assert lines(log) == ["down"]
