@@ -473,6 +473,10 @@ class ServiceConfig(_Model):
     ``address`` and ``port`` (ipvsadm -f)."""
     family: FamilyName | None = None
     """Only for fwmark services (default ipv4); otherwise the address's family."""
+    group: Name | None = None
+    """Name of an ``ipvs.service_groups`` entry, instead of ``address`` / ``port`` /
+    ``fwmark``: the service stands for one kernel service per member (each with these
+    settings and reals), and each real is checked once for all of them."""
     protocol: ProtocolName = Protocol.TCP
     """Transport protocol of an address/port service (fwmark services leave it tcp)."""
     scheduler: Scheduler = "wlc"
@@ -499,10 +503,6 @@ class ServiceConfig(_Model):
     on_failure: OnFailureName = OnFailure.DRAIN
     """A real whose check fails is drained (weight 0: its connections finish, it gets no
     new ones) or removed from the kernel (keepalived's default)."""
-    group: Name | None = None
-    """Name of an ``ipvs.service_groups`` entry, instead of ``address`` / ``port`` /
-    ``fwmark``: the service stands for one kernel service per member (each with these
-    settings and reals), and each real is checked once for all of them."""
     sorry_server: SorryServerConfig | None = None
     """Real that gets the traffic while the service has no quorum (without ``quorum``:
     while no other real is up), instead of the reals; null: none."""

@@ -114,6 +114,11 @@ def convert(
     keepalived_groups.unused_groups(ledger, groups)
     origins.update(built.origins)
     ipvs = _ipvs(ledger, settings, instances, known, built.services, notes, origins, alive)
+    if built.groups:
+        ipvs["service_groups"] = list(built.groups.values())
+        reordered = ordered(ipvs, IpvsConfig)
+        ipvs.clear()  # in place: the notes are kept by the dict's identity
+        ipvs.update(reordered)
     data: dict[str, Any] = {}
     if settings.node_name is not None:
         data["node_name"] = settings.node_name

@@ -1,9 +1,9 @@
 """keepalived's virtual_server, virtual_server_group and real_server → ``ipvs.services``. Pure.
 
 What converts: the service key (``IP PORT``, ``fwmark N``, or ``group NAME``:
-one ipvsd service per member of the virtual_server_group, IP ranges
-expanded, since ipvsd has no service groups; keepalived makes one IPVS
-service per member too), ``lb_algo``/``lvs_sched`` → ``scheduler``, the
+the virtual_server_group becomes an ``ipvs.service_groups`` entry and the
+service is written with ``group``, so that ipvsd, as keepalived, makes one
+IPVS service per member and checks each real once), ``lb_algo``/``lvs_sched`` → ``scheduler``, the
 scheduler flag keywords (``ops``, ``sh-port``...) → ``scheduler_flags``,
 ``lb_kind``/``lvs_method`` (and its TUN options) → ``forward`` / ``tunnel``,
 ``persistence_timeout``, ``persistence_granularity`` →
@@ -32,11 +32,16 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, ip_address
 from typing import Any
 
-from ipvsd.config.model import RealConfig, ServiceConfig, SorryServerConfig, TunnelConfig
+from ipvsd.config.model import (
+    RealConfig,
+    ServiceConfig,
+    SorryServerConfig,
+    TunnelConfig,
+)
 from ipvsd.config.types import SCHEDULER_FLAGS, SCHEDULERS
 from ipvsd.importers import keepalived_keywords as keywords
 from ipvsd.importers.keepalived_checks import CHECKERS, Check, Timing, checks, share, timing_keyword
-from ipvsd.importers.keepalived_groups import Groups, service_keys
+from ipvsd.importers.keepalived_groups import Groups, member_texts, service_keys
 from ipvsd.importers.keepalived_ledger import Ledger, argument, flag, integer
 from ipvsd.importers.keepalived_parse import Node
 from ipvsd.importers.keepalived_vrrp import script_argv, unknown
@@ -54,11 +59,14 @@ class Built:
 
     Attributes:
         services: ``ipvs.services`` items.
+        groups: ``ipvs.service_groups`` items, by name (from virtual_server_groups).
         origins: ``id(obj)`` → the node each service, real or check came from.
         alive: the objects of `origins` (so that their ids stay theirs).
     """
 
     services: list[dict[str, Any]] = field(default_factory=list)
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """``ipvs.service_groups`` items, by name."""
     origins: dict[int, Node] = field(default_factory=dict)
     alive: list[object] = field(default_factory=list)
 
@@ -124,12 +132,15 @@ def virtual_server(ledger: Ledger, node: Node, groups: Groups, built: Built, not
     present = [real for real in reals if real is not None]
     service = _assemble(ledger, node, settings, present, inhibit, notes)
     ledger.take(node)
-    if len(keys) > 1:
-        ledger.report(
-            node,
-            f"group {node.args[1]}: {len(keys)} ipvsd services (ipvsd has no service "
-            "groups); each one checks its reals on its own",
-        )
+    if node.args[0] == "group":
+        # One service with `group`: ipvsd makes the kernel services and shares the checks.
+        ipv6 = settings.get("family") == "ipv6" or any(":" in r.data["address"] for r in present)
+        members = member_texts(keys, "ipv6" if ipv6 else None)
+        name = node.args[1]
+        if name not in built.groups:
+            entry = built.groups[name] = {"name": name, "members": members}
+            built.origin(entry, groups.nodes[name])
+        keys = [{"group": node.args[1]}]
     for key in keys:
         one = copy.deepcopy(service) if len(keys) > 1 else service
         _keyed(one, key, present)
@@ -432,7 +443,10 @@ def _on_failure(
 def _keyed(service: dict[str, Any], key: Mapping[str, Any], reals: Sequence[_Real]) -> None:
     """Put the key first; fwmark services take their family and drop the protocol."""
     fields = dict(key)
-    if "fwmark" in key:
+    if "group" in key:
+        service.pop("family", None)  # the members give it
+        service.setdefault("protocol", "tcp")
+    elif "fwmark" in key:
         family = service.pop("family", None)
         if family is None and reals and ":" in reals[0].data["address"]:
             family = "ipv6"
