@@ -35,7 +35,9 @@ here need more than one field or more than one object:
 - VRRP script names are unique, an instance's ``track_scripts`` name existing
   scripts, each once, and a script's ``user`` exists on this host (the
   script runs as that user's uid);
-- an instance's ``track_files`` are absolute paths, each once.
+- an instance's ``track_files`` are absolute paths, each once;
+- an instance's ``track_services`` name services of ``ipvs.services`` (a
+  group's members by their own key), each once.
 
 `check_parts` takes the parts of the config that validated on their own, with
 their list indices, so that it still runs when pydantic rejected something
@@ -76,6 +78,7 @@ from ipvsd.model import (
     ServiceKey,
     TunnelChecksum,
     TunnelType,
+    parse_service_spec,
 )
 
 _PORT_CHECKS = (CheckType.TCP, CheckType.HTTP, CheckType.HTTPS, CheckType.UDP, CheckType.DNS)
@@ -180,7 +183,28 @@ def check_parts(parts: Parts, path: str, lines: Lines) -> list[ConfigIssue]:
                 services[key] = where
         # The members share the service's settings and reals: check them once.
         _check_service(expanded[0], base, part.real_indices, report)
+    _check_track_services(parts.instances, services, bool(parts.services), report)
     return report.issues
+
+
+def _check_track_services(
+    instances: Sequence[tuple[int, VrrpInstanceConfig]],
+    services: Mapping[ServiceKey, FieldPath],
+    any_service: bool,
+    report: _Report,
+) -> None:
+    """An instance's ``track_services`` name configured services, each once."""
+    for index, instance in instances:
+        tracked: dict[ServiceKey, FieldPath] = {}
+        for position, track in enumerate(instance.track_services):
+            where: FieldPath = ("vrrp", "instances", index, "track_services", position, "service")
+            key = parse_service_spec(track.service)
+            if key in tracked:
+                report.add(where, f"{key} is already tracked (line {report.line(tracked[key])})")
+            elif key not in services and (services or not any_service):
+                # (with services but none valid, they were reported where they are)
+                report.add(where, f"no service {key} in ipvs.services")
+            tracked.setdefault(key, where)
 
 
 def _check_service_groups(

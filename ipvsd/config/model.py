@@ -74,6 +74,7 @@ from ipvsd.config.types import (
     Scheduler,
     SchedulerFlag,
     ServiceAddress,
+    ServiceSpec,
     SocketPath,
     Statuses,
     SyncId,
@@ -175,6 +176,19 @@ class TrackFile(_Model):
     the priority, and -254 means FAULT; 0: any non-zero value means FAULT."""
 
 
+class TrackService(_Model):
+    """An ``ipvs.services`` service whose quorum changes the instance's priority."""
+
+    service: ServiceSpec
+    """The service as ``ipvsd drain`` names it: ``ADDRESS:PORT`` (tcp), ``udp/ADDRESS:PORT``,
+    ``sctp/ADDRESS:PORT`` or ``fwmark:N`` (IPv6 in brackets); a member of a service group
+    is named by its own address."""
+    weight: TrackWeight = 0
+    """-254..254, as for scripts with "has quorum" for "succeeds": > 0 is added while the
+    service has quorum, < 0 while it has not; 0: no quorum means FAULT (and so does a
+    quorum not computed yet)."""
+
+
 class VrrpInstanceConfig(_Model):
     """One VRRPv2 virtual router (RFC 3768)."""
 
@@ -216,6 +230,10 @@ class VrrpInstanceConfig(_Model):
     track_files: tuple[TrackFile, ...] = ()
     """Files whose integer value changes the priority or puts the instance in FAULT
     (keepalived's ``track_file``, declared here rather than by name)."""
+    track_services: tuple[TrackService, ...] = ()
+    """Services whose quorum (``quorum``, else any real up) changes the priority or puts the
+    instance in FAULT: a director whose reals are gone gives its VIPs away. Status lists
+    them with the tracked scripts, as ``service SERVICE``."""
     notify: Name | None = None
     """Program run as ``notify TYPE NAME STATE PRIORITY`` (keepalived's notify script:
     ``INSTANCE VI_1 MASTER 100``) on every transition; null: none."""

@@ -51,6 +51,7 @@ from ipvsd.model import (
     TunnelChecksum,
     TunnelType,
     parse_endpoint,
+    parse_service_spec,
 )
 
 T = TypeVar("T")
@@ -717,3 +718,21 @@ GroupMember = Annotated[
     ),
 ]
 GroupMembers = Annotated[tuple[GroupMember, ...], _NON_EMPTY_LIST]
+
+
+def _service_spec(value: str) -> str:
+    try:
+        parse_service_spec(value)
+    except ValueError:
+        raise fail(
+            "service",
+            f"'{value}' is not ADDRESS:PORT, udp/ADDRESS:PORT, sctp/ADDRESS:PORT or fwmark:N "
+            "(IPv6 in brackets)",
+        ) from None
+    return value
+
+
+ServiceSpec = Annotated[
+    str,
+    _Rule(_service_spec, (("examples", ("192.168.1.200:80", "udp/192.168.1.200:53", "fwmark:7")),)),
+]

@@ -1,8 +1,9 @@
-"""The daemon's side of service quorum: metrics, quorum commands, and ``omega``.
+"""The daemon's side of service quorum: metrics, commands, ``omega``, tracking.
 
 `ipvsd.health.quorum` finds the transitions; this glue turns them into the
 ``ipvsd_service_quorum`` gauge and the ``quorum_up`` / ``quorum_down`` runs
-(`QuorumHooks`), and implements keepalived's ``omega``: a service that goes
+(`QuorumHooks`) and the feed the VRRP instances' ``track_services`` listen
+to (`ServiceQuorumFeed`), and implements keepalived's ``omega``: a service that goes
 away while it has quorum, because a reload removed it or because ipvsd
 stops, runs its ``quorum_down`` as if it had lost quorum, so that whatever
 ``quorum_up`` set up (a route, a BGP announcement) is undone.
@@ -17,6 +18,7 @@ from ipvsd.health.quorum import QuorumBook, QuorumState
 from ipvsd.health.quorum_hooks import QuorumHooks
 from ipvsd.metrics import DaemonMetrics
 from ipvsd.model import ServiceKey
+from ipvsd.vrrp.track_services import ServiceQuorumFeed
 
 
 class ServiceQuorum:
@@ -30,6 +32,8 @@ class ServiceQuorum:
     def __init__(self, metrics: DaemonMetrics, hooks: QuorumHooks | None = None) -> None:
         self._metrics = metrics
         self.hooks = hooks or QuorumHooks()
+        self.feed = ServiceQuorumFeed()
+        """Quorum by service, for the VRRP instances' ``track_services``."""
         self.follower: Callable[[ServiceKey], bool] = lambda key: False
         """Whether a service is a group member after the first: its quorum runs no
         command (the group's first member's does, once for the group, as keepalived)."""
@@ -39,6 +43,7 @@ class ServiceQuorum:
     ) -> None:
         """`ipvsd.health.quorum.OnQuorum`: a service's quorum was computed or changed."""
         self._metrics.service_quorum(key, state.up)
+        self.feed.publish(key, state.up)
         if not self.follower(key):
             self.hooks.changed(key, service, state, changed)
 
@@ -47,6 +52,7 @@ class ServiceQuorum:
     ) -> None:
         """A reload removed the service: drop its series; ``omega``: its quorum_down."""
         self._metrics.service_gone(key)
+        self.feed.publish(key, None)
         self._omega(key, service, state)
 
     async def stop(self, book: QuorumBook | None) -> None:

@@ -212,6 +212,7 @@ class Daemon:
             on_transition=self._vrrp_transitioned,
             on_reject=self.metrics.invalid_packet,
             on_failure=self.metrics.vrrp_failure,
+            services=self._quorum.feed,
         )
         await self._parts.vrrp.start(
             config.vrrp.instances, config.vrrp.sync_groups, config.vrrp.scripts

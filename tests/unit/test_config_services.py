@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ipvsd.model import ForwardMethod
-from tests.unit.test_config import _only, _parse
+from tests.unit.test_config import _issues, _only, _parse
 
 
 def test_quorum_fields_are_read() -> None:
@@ -268,3 +268,45 @@ def test_the_reals_of_a_group_are_checked_once_against_its_first_member() -> Non
         "ipvs.services.0.reals.0.address",
         "2001:db8::5 is IPv6 but the service is IPv4",
     )
+
+
+TRACKING = """
+vrrp:
+  instances:
+    - name: VI_1
+      interface: eth1
+      vrid: 51
+      virtual_ipaddresses: [192.168.1.200/24]
+      track_services:
+        - {{service: "{service}", weight: -20}}
+        - {{service: "udp/192.168.1.200:53"}}
+ipvs:
+  services:
+    - {{address: 192.168.1.200, port: 80}}
+    - {{address: 192.168.1.200, port: 53, protocol: udp}}
+"""
+
+
+def test_track_services_are_read() -> None:
+    instance = _parse(TRACKING.format(service="192.168.1.200:80")).vrrp.instances[0]
+    assert [(t.service, t.weight) for t in instance.track_services] == [
+        ("192.168.1.200:80", -20),
+        ("udp/192.168.1.200:53", 0),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("service", "fragment"),
+    [
+        ("192.168.1.200:81", "no service 192.168.1.200:81 in ipvs.services"),
+        ("udp/192.168.1.200:53", "udp/192.168.1.200:53 is already tracked (line 8)"),
+        ("web", "'web' is not ADDRESS:PORT, udp/ADDRESS:PORT"),
+    ],
+)
+def test_a_tracked_service_must_be_configured_once(service: str, fragment: str) -> None:
+    found = _issues(TRACKING.format(service=service))
+    assert [(i.line, i.field) for i in found] == [
+        (8 if service != "udp/192.168.1.200:53" else 9, found[0].field)
+    ], found
+    assert found[0].field.startswith("vrrp.instances.0.track_services.")
+    assert fragment in found[0].message

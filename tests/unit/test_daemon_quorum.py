@@ -75,6 +75,9 @@ async def test_quorum_lost_hands_over_to_the_sorry_server_and_back(tmp_path: Pat
         assert h.weights() == {REAL_30: 0, REAL_40: 0, SORRY: 1}
         await until(lambda: lines(log) == ["down"], "quorum_down")
         assert h.metric("ipvsd_service_quorum", **_labels()) == 0
+        seen: list[tuple[str, bool | None]] = []  # what a tracking VRRP instance hears
+        h.daemon._quorum.feed.subscribe(WEB, lambda name, up: seen.append((name, up)))
+        assert seen == [("service 192.168.1.200:80", False)]
         status = (await h.daemon.view.status()).services[0]
         assert status.quorum is not None
         assert (status.quorum.up, status.quorum.live_weight, status.quorum.quorum) == (False, 1, 2)
