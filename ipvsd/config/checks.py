@@ -36,6 +36,7 @@ here need more than one field or more than one object:
   scripts, each once, and a script's ``user`` exists on this host (the
   script runs as that user's uid);
 - an instance's ``track_files`` are absolute paths, each once;
+- ``ha_suspend`` is for a service whose address (each member's) is a VIP;
 - an instance's ``track_services`` name services of ``ipvs.services`` (a
   group's members by their own key), each once.
 
@@ -49,7 +50,7 @@ are wrong is not reported as naming an unknown instance.
 from __future__ import annotations
 
 import pwd
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
@@ -161,6 +162,7 @@ def check_parts(parts: Parts, path: str, lines: Lines) -> list[ConfigIssue]:
     if group is not None and not group.is_multicast:
         report.add(("ipvs", "sync_daemon", "group"), f"{group} is not a multicast address")
     members = _check_service_groups(parts.service_groups, report)
+    vips = {vip.ip for _, instance in parts.instances for vip in instance.virtual_ipaddresses}
     services: dict[ServiceKey, FieldPath] = {}
     for part in parts.services:
         service = part.service
@@ -183,8 +185,27 @@ def check_parts(parts: Parts, path: str, lines: Lines) -> list[ConfigIssue]:
                 services[key] = where
         # The members share the service's settings and reals: check them once.
         _check_service(expanded[0], base, part.real_indices, report)
+        if service.ha_suspend:
+            _check_ha_suspend(expanded, (*base, "ha_suspend"), vips, report)
     _check_track_services(parts.instances, services, bool(parts.services), report)
     return report.issues
+
+
+def _check_ha_suspend(
+    services: Sequence[ServiceConfig], where: FieldPath, vips: Set[IPAddress], report: _Report
+) -> None:
+    """``ha_suspend`` follows the instance that has the service's address as a VIP."""
+    for service in services:
+        if service.address is None:
+            report.add(where, "a fwmark service has no address whose VRRP instance to follow")
+            return
+        if service.address not in vips:
+            report.add(
+                where,
+                f"{service.address} is no VIP of vrrp.instances: no MASTER would ever "
+                "resume the checks",
+            )
+            return
 
 
 def _check_track_services(

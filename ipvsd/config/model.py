@@ -545,6 +545,11 @@ class ServiceConfig(_Model):
     check (keepalived's ``alpha``, here the default). false: it starts up, in the kernel
     at its weight from the start, until ``fall`` failed checks (keepalived without
     ``alpha``). A real found in the kernel at start keeps the state it has there."""
+    ha_suspend: bool = False
+    """Pause the checks of the reals while no VRRP instance that has the service's address
+    among its VIPs is MASTER, and resume them when one is (keepalived's ``ha_suspend``):
+    a BACKUP director does not check. Paused reals keep the health they had. The address
+    must be a VIP of ``vrrp.instances`` (not for fwmark services)."""
     omega: bool = False
     """When the service leaves the config (a reload) or ipvsd stops, a service that has
     quorum runs its ``quorum_down``, as if it had lost it (keepalived's ``omega``);

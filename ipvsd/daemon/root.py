@@ -269,8 +269,9 @@ class Daemon:
         self.metrics.vrrp_priority(instance.name, instance.status.effective_priority)
         if self._parts.ready:
             self._notifier.status(self.view.status_line())
+        master = action.new is VrrpState.MASTER
+        self._parts.health.vrrp_state(instance.name, master=master)  # ha_suspend
         if self._parts.sync is not None:
-            master = action.new is VrrpState.MASTER
             self._parts.sync.vrrp_transitioned(instance.name, master=master)
 
     # --- IPVS connection sync (ipvsd/ipvs/sync_daemon.py) ------------------------------

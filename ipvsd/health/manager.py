@@ -38,6 +38,7 @@ from ipvsd.health.checks import Checker, CheckTarget, target_for, tls_context
 from ipvsd.health.monitor import CheckOutcome, HealthMonitor
 from ipvsd.health.quorum import OnQuorum, QuorumBook
 from ipvsd.health.shared import followers, shared_checks, sharers
+from ipvsd.health.suspend import suspended_services
 from ipvsd.health.table import DesiredTable
 from ipvsd.health.tracker import Health, HealthRecord
 from ipvsd.loopslice import LoopSlice
@@ -104,6 +105,9 @@ class HealthManager:
         self._sharers: dict[RealId, list[RealId]] = {}
         """The inverse: each watched real → the reals that share its check."""
         self._followers: frozenset[ServiceKey] = frozenset()
+        self._config: Config | None = None
+        self._masters: set[str] = set()
+        """VRRP instances that are MASTER (``ha_suspend``)."""
 
     async def configure(
         self, config: Config, adopted: Mapping[RealId, Health] | None = None
@@ -153,6 +157,8 @@ class HealthManager:
         self._aliases, self._sharers = aliases, sharers(aliases)
         self._table.install(built)
         self._followers = followers(aliases)
+        self._config = config
+        self._suspend()
         yield from self._report_steps(change.fresh + change.moved, change.gone)
 
     def _target(self, check: CheckConfig, real: RealConfig, dest: DestKey) -> CheckTarget:
@@ -203,6 +209,32 @@ class HealthManager:
         """The health of a checked real, through the real whose check it shares; None when
         it is not checked."""
         return self.monitor.health(self._aliases.get(real_id, real_id))
+
+    def vrrp_state(self, instance: str, *, master: bool) -> None:
+        """A VRRP instance became MASTER or left it: ``ha_suspend`` pauses or resumes."""
+        if master == (instance in self._masters):
+            return
+        if master:
+            self._masters.add(instance)
+        else:
+            self._masters.discard(instance)
+        self._suspend()
+
+    def _suspend(self) -> None:
+        """Pause the checks of the ``ha_suspend`` services that no MASTER owns."""
+        config = self._config
+        if config is None:
+            return
+        keys = suspended_services(config, self._masters)
+        reals: set[RealId] = set()
+        for service in config.ipvs.services if keys else ():
+            if service.key in keys:
+                for real in service.reals:
+                    real_id = (service.key, service.dest_key(real))
+                    reals.add(self._aliases.get(real_id, real_id))  # the watched one
+        if reals != self.monitor.suspended:
+            log.info("health.suspended", services=sorted(str(k) for k in keys), reals=len(reals))
+            self.monitor.suspended = frozenset(reals)
 
     def is_follower(self, key: ServiceKey) -> bool:
         """Whether `key` is a member of a service group other than its first: it shares

@@ -315,10 +315,6 @@ VRRP_SYNC_GROUP: Mapping[str, str] = {
 
 VIRTUAL_SERVER: Mapping[str, str] = {
     "hashed": "a flag the kernel sets itself: ignored",
-    "ha_suspend": (
-        "ipvsd checks the reals on every director, MASTER or BACKUP (ha_suspend is not "
-        "supported): ignored"
-    ),
     "smtp_alert": EMAIL,
     "snmp_name": SNMP,
     "weight": "ipvsd has no virtual server weight: ignored",

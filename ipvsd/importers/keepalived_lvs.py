@@ -11,7 +11,8 @@ scheduler flag keywords (``ops``, ``sh-port``...) → ``scheduler_flags``,
 ``ip_family`` → ``family``, ``sorry_server`` (with ``sorry_server_inhibit``
 → ``inhibit`` and ``sorry_server_lvs_method`` → its ``forward``), ``quorum``,
 ``hysteresis`` (with keepalived's default quorum 1), ``quorum_up`` /
-``quorum_down`` (split like a shell, as keepalived does), ``omega``, and per
+``quorum_down`` (split like a shell, as keepalived does), ``omega``,
+``ha_suspend``, and per
 real ``weight``,
 ``lvs_method``, ``uthreshold``/``lthreshold`` → ``upper_threshold`` /
 ``lower_threshold``; the checkers through `ipvsd.importers.keepalived_checks`.
@@ -205,8 +206,8 @@ def _service_keyword(ledger: Ledger, node: Node, settings: dict[str, Any]) -> bo
             _set(ledger, node, settings, "hysteresis", integer(ledger, node, 0, 2**32 - 1))
         case "quorum_up" | "quorum_down":
             _set(ledger, node, settings, node.directive, script_argv(node) or None)
-        case "omega":
-            _set(ledger, node, settings, "omega", flag(ledger, node))
+        case "omega" | "ha_suspend":
+            _set(ledger, node, settings, node.directive, flag(ledger, node))
         case _:
             return False
     return True

@@ -310,3 +310,29 @@ def test_a_tracked_service_must_be_configured_once(service: str, fragment: str) 
     ], found
     assert found[0].field.startswith("vrrp.instances.0.track_services.")
     assert fragment in found[0].message
+
+
+SUSPENDED = """
+vrrp:
+  instances:
+    - {{name: VI_1, interface: eth1, vrid: 51, virtual_ipaddresses: [192.168.1.200/24]}}
+ipvs:
+  services:
+    - {{{service}, ha_suspend: true}}
+"""
+
+
+def test_ha_suspend_follows_the_instance_of_the_service_address() -> None:
+    config = _parse(SUSPENDED.format(service="address: 192.168.1.200, port: 80"))
+    assert config.ipvs.services[0].ha_suspend
+
+
+@pytest.mark.parametrize(
+    ("service", "fragment"),
+    [
+        ("address: 192.168.1.201, port: 80", "192.168.1.201 is no VIP of vrrp.instances"),
+        ("fwmark: 7", "a fwmark service has no address whose VRRP instance to follow"),
+    ],
+)
+def test_ha_suspend_needs_a_vip(service: str, fragment: str) -> None:
+    _only(SUSPENDED.format(service=service), 6, "ipvs.services.0.ha_suspend", fragment)

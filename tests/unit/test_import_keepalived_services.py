@@ -80,3 +80,19 @@ def test_sorry_server_keywords_without_a_sorry_server_are_reported() -> None:
         "k.conf:3: sorry_server_inhibit: the virtual_server has no sorry_server: ignored",
         "k.conf:4: sorry_server_lvs_method: the virtual_server has no sorry_server: ignored",
     ]
+
+
+def test_ha_suspend_converts_for_a_vip_and_is_reported_otherwise() -> None:
+    instance = (
+        "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n"
+        " virtual_ipaddress {\n  192.0.2.1\n }\n}\n"
+    )
+    conversion = convert_text(instance + QUORUM_SERVER.format(service="    ha_suspend\n"))
+    assert service(conversion)["ha_suspend"] is True
+    assert reports(conversion) == []
+    svc, lines = convert("    ha_suspend\n")
+    assert "ha_suspend" not in svc
+    assert lines == [
+        "k.conf:1: virtual_server: ha_suspend: the address is no VIP of a converted "
+        "vrrp_instance: ignored (the reals are checked all the time, as keepalived then does)"
+    ]
