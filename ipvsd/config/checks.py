@@ -163,6 +163,7 @@ def check_parts(parts: Parts, path: str, lines: Lines) -> list[ConfigIssue]:
         report.add(("ipvs", "sync_daemon", "group"), f"{group} is not a multicast address")
     members = _check_service_groups(parts.service_groups, report)
     vips = {vip.ip for _, instance in parts.instances for vip in instance.virtual_ipaddresses}
+    suspended: set[tuple[ServiceKey, IPAddress]] = set()
     services: dict[ServiceKey, FieldPath] = {}
     for part in parts.services:
         service = part.service
@@ -187,7 +188,9 @@ def check_parts(parts: Parts, path: str, lines: Lines) -> list[ConfigIssue]:
         _check_service(expanded[0], base, part.real_indices, report)
         if service.ha_suspend:
             _check_ha_suspend(expanded, (*base, "ha_suspend"), vips, report)
+            suspended.update((one.key, one.address) for one in expanded if one.address is not None)
     _check_track_services(parts.instances, services, bool(parts.services), report)
+    _check_suspend_deadlock(parts.instances, dict(suspended), report)
     return report.issues
 
 
@@ -206,6 +209,25 @@ def _check_ha_suspend(
                 "resume the checks",
             )
             return
+
+
+def _check_suspend_deadlock(
+    instances: Sequence[tuple[int, VrrpInstanceConfig]],
+    suspended: Mapping[ServiceKey, IPAddress],
+    report: _Report,
+) -> None:
+    """An instance in FAULT for a service whose checks wait for it to be MASTER: never."""
+    for index, instance in instances:
+        own = {vip.ip for vip in instance.virtual_ipaddresses}
+        for position, track in enumerate(instance.track_services):
+            key = parse_service_spec(track.service)
+            if track.weight == 0 and suspended.get(key) in own:
+                report.add(
+                    ("vrrp", "instances", index, "track_services", position, "weight"),
+                    f"0 (FAULT without quorum) on {key}, whose checks ha_suspend pauses "
+                    "until this instance is MASTER: it would never leave FAULT; use a "
+                    "negative weight, or drop ha_suspend",
+                )
 
 
 def _check_track_services(

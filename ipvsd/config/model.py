@@ -549,11 +549,14 @@ class ServiceConfig(_Model):
     """Pause the checks of the reals while no VRRP instance that has the service's address
     among its VIPs is MASTER, and resume them when one is (keepalived's ``ha_suspend``):
     a BACKUP director does not check. Paused reals keep the health they had. The address
-    must be a VIP of ``vrrp.instances`` (not for fwmark services)."""
+    must be a VIP of ``vrrp.instances`` (not for fwmark services), and that instance may
+    not track the service with weight 0 (it would wait in FAULT for checks that wait for
+    it to be MASTER)."""
     omega: bool = False
     """When the service leaves the config (a reload) or ipvsd stops, a service that has
     quorum runs its ``quorum_down``, as if it had lost it (keepalived's ``omega``);
-    false: nothing runs then."""
+    false: nothing runs then. Only ``quorum_down``: keepalived's omega also runs the
+    reals' notify_down, which ipvsd does not do then."""
     reals: tuple[RealConfig, ...] = ()
     """The real servers."""
 

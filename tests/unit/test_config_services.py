@@ -336,3 +336,23 @@ def test_ha_suspend_follows_the_instance_of_the_service_address() -> None:
 )
 def test_ha_suspend_needs_a_vip(service: str, fragment: str) -> None:
     _only(SUSPENDED.format(service=service), 6, "ipvs.services.0.ha_suspend", fragment)
+
+
+def test_ha_suspend_with_a_weight_0_track_of_its_own_instance_is_a_deadlock() -> None:
+    _only(
+        """
+        vrrp:
+          instances:
+            - name: VI_1
+              interface: eth1
+              vrid: 51
+              virtual_ipaddresses: [192.168.1.200/24]
+              track_services: [{service: "192.168.1.200:80"}]
+        ipvs:
+          services:
+            - {address: 192.168.1.200, port: 80, ha_suspend: true}
+        """,
+        7,
+        "vrrp.instances.0.track_services.0.weight",
+        "it would never leave FAULT",
+    )
