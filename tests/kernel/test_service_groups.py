@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from ipvsd.model import Family, Protocol, ServiceKey
-from lab.daemon import DaemonProcess, kernel_table
-from lab.netns import Topology
-from lab.scenario import VIP, Scenario, nat_scenario, wait_until
+from lab.daemon import kernel_table
+from lab.scenario import VIP, Scenario, wait_until
+from tests.kernel.one_director import Lab, one_director
 
 MEMBERS = [ServiceKey(Family.INET, Protocol.TCP, ip_address(VIP), port) for port in (80, 8080)]
 INTERVAL = 1.0
@@ -48,21 +48,10 @@ def config(runs: Path) -> str:
     )
 
 
-Lab = tuple[Scenario, DaemonProcess, Path]
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    workdir = tmp_path_factory.mktemp("groups")
-    runs = workdir / "checks.log"
-    with Topology() as topo:
-        scenario = nat_scenario(topo, workdir)
-        scenario.start_real_servers()
-        path = workdir / "ipvsd.yaml"
-        path.write_text(config(runs))
-        daemon = DaemonProcess(topo, scenario.director, path, workdir / "ipvsd.log")
-        daemon.start()
-        yield scenario, daemon, runs
+    with one_director(tmp_path_factory.mktemp("groups"), config) as started:
+        yield started
 
 
 def weights(scenario: Scenario) -> dict[int, dict[str, int]]:

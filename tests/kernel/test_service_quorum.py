@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from ipvsd.model import Family, ForwardMethod, Protocol, ServiceKey
-from lab.daemon import DaemonProcess, kernel_table
-from lab.netns import Topology
-from lab.scenario import VIP, Scenario, nat_scenario, wait_until
+from lab.daemon import kernel_table
+from lab.scenario import VIP, Scenario, wait_until
+from tests.kernel.one_director import Lab, one_director
 
 WEB = ServiceKey(Family.INET, Protocol.TCP, ip_address(VIP), 80)
 SORRY = "192.168.2.50"
@@ -51,21 +51,10 @@ def config(log: Path) -> str:
     )
 
 
-Lab = tuple[Scenario, DaemonProcess, Path]
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    workdir = tmp_path_factory.mktemp("quorum")
-    log = workdir / "quorum.log"
-    with Topology() as topo:
-        scenario = nat_scenario(topo, workdir, sorry=SORRY)
-        scenario.start_real_servers()
-        path = workdir / "ipvsd.yaml"
-        path.write_text(config(log))
-        daemon = DaemonProcess(topo, scenario.director, path, workdir / "ipvsd.log")
-        daemon.start()
-        yield scenario, daemon, log
+    with one_director(tmp_path_factory.mktemp("quorum"), config, sorry=SORRY) as started:
+        yield started
 
 
 def weights(scenario: Scenario) -> dict[str, int]:

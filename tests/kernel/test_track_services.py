@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.daemon import DaemonProcess
-from lab.netns import Topology
-from lab.scenario import Scenario, nat_scenario, wait_until
+from lab.scenario import Scenario, wait_until
+from tests.kernel.one_director import Lab, one_director
 
 TRACKED_VIP = "192.168.1.201"
 INTERVAL = 0.5
@@ -58,21 +57,10 @@ def config(runs: Path) -> str:
     )
 
 
-Lab = tuple[Scenario, DaemonProcess, Path]
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    workdir = tmp_path_factory.mktemp("track")
-    runs = workdir / "runs.log"
-    with Topology() as topo:
-        scenario = nat_scenario(topo, workdir)
-        scenario.start_real_servers()
-        path = workdir / "ipvsd.yaml"
-        path.write_text(config(runs))
-        daemon = DaemonProcess(topo, scenario.director, path, workdir / "ipvsd.log")
-        daemon.start()
-        yield scenario, daemon, runs
+    with one_director(tmp_path_factory.mktemp("track"), config) as started:
+        yield started
 
 
 def has_vip(scenario: Scenario) -> bool:
