@@ -227,11 +227,15 @@ class HealthManager:
             return
         keys = suspended_services(config, self._masters)
         reals: set[RealId] = set()
+        active: set[RealId] = set()  # a shared check runs while any member needs it
         for service in config.ipvs.services if keys else ():
-            if service.key in keys:
+            if service.key in keys or service.group is not None:
+                paused = service.key in keys
                 for real in service.reals:
                     real_id = (service.key, service.dest_key(real))
-                    reals.add(self._aliases.get(real_id, real_id))  # the watched one
+                    watched = self._aliases.get(real_id, real_id)
+                    (reals if paused else active).add(watched)
+        reals -= active
         if reals != self.monitor.suspended:
             log.info("health.suspended", services=sorted(str(k) for k in keys), reals=len(reals))
             self.monitor.suspended = frozenset(reals)

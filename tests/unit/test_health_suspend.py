@@ -98,3 +98,37 @@ def test_checks_run_only_while_an_owning_instance_is_master(
     assert web_master == 3
     assert web_again == web_master  # paused again
     assert other_3 - other_2 == 3
+
+
+def test_a_shared_check_pauses_only_when_every_member_is_suspended() -> None:
+    config = parse_config(
+        textwrap.dedent(
+            """\
+            vrrp:
+              instances:
+                - {name: VI_1, interface: eth1, vrid: 51, virtual_ipaddresses: [10.0.0.1/24]}
+                - {name: VI_2, interface: eth1, vrid: 52, virtual_ipaddresses: [10.0.0.2/24]}
+            ipvs:
+              service_groups: [{name: web, members: ["10.0.0.1-2:80"]}]
+              services:
+                - group: web
+                  ha_suspend: true
+                  check: {type: tcp}
+                  reals: [{address: 10.0.1.1}]
+            """
+        ),
+        "t.yaml",
+    )
+    first = config.ipvs.services[0]
+    watched = (first.key, first.dest_key(first.reals[0]))
+
+    async def main() -> None:
+        manager = HealthManager(lambda: None)
+        await manager.configure(config)
+        assert manager.monitor.suspended == {watched}  # neither instance is MASTER
+        manager.vrrp_state("VI_2", master=True)  # the second member's: the check runs
+        assert manager.monitor.suspended == frozenset()
+        manager.vrrp_state("VI_2", master=False)
+        assert manager.monitor.suspended == {watched}
+
+    run_virtual(main)
