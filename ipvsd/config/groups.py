@@ -18,6 +18,9 @@ do the same:
    (`ipvsd.health.manager`): real *i* of every member is checked through
    real *i* of the first member, so a real of a group of 40 addresses gets
    one check, not 40. A real with port 0 is checked at the first member's port.
+4. Each member service has its own quorum (a drain is per member), but the
+   ``quorum_up`` / ``quorum_down`` commands run once for the group: on the
+   first member's transitions (keepalived runs them per virtual_server).
 """
 
 from __future__ import annotations

@@ -494,7 +494,8 @@ class ServiceConfig(_Model):
     group: Name | None = None
     """Name of an ``ipvs.service_groups`` entry, instead of ``address`` / ``port`` /
     ``fwmark``: the service stands for one kernel service per member (each with these
-    settings and reals), and each real is checked once for all of them."""
+    settings and reals), and each real is checked once for all of them. Each member has
+    its own quorum; ``quorum_up`` / ``quorum_down`` run once, on the first member's."""
     protocol: ProtocolName = Protocol.TCP
     """Transport protocol of an address/port service (fwmark services leave it tcp)."""
     scheduler: Scheduler = "wlc"
