@@ -16,7 +16,9 @@ objects become kernel objects:
 Health checks and ``ipvsd drain`` do not edit the config: they pass
 `weight_overrides` (a failed or drained real at weight 0) and `excluded`
 (reals removed by ``on_failure: remove``); `sorry` names the services whose
-sorry server is to be in the table (`ipvsd.health.policy` decides when).
+sorry server is to be in use (`ipvsd.health.policy` decides when); an
+inhibited sorry server (``inhibit: true``) is in the table at weight 0 when
+not in use, with its own ``forward`` if it has one.
 
 Services and reals with equal attributes share one (frozen) `ServiceAttrs` /
 `DestAttrs` object: a table of 10,000 services x 4 reals has a handful of
@@ -65,7 +67,8 @@ def desired_table(
         weight_overrides: weight to use instead of the configured one, per
             (service, real); health failures and admin drains set 0.
         excluded: (service, real) pairs to leave out of the table.
-        sorry: services that get their sorry server as a real (weight 1).
+        sorry: services that get their sorry server as a real (weight 1); an
+            inhibited sorry server is at weight 0 in the others.
 
     Returns:
         One service per configured service, each with its (non-excluded) reals.
@@ -120,7 +123,8 @@ class ServiceBuilder:
             key: ``service.key``.
             weights: weight instead of the configured one, per real of this service.
             excluded: reals of this service to leave out.
-            sorry: add the sorry server as a real (weight 1).
+            sorry: add the sorry server as a real (weight 1); an inhibited one is
+                there at weight 0 otherwise.
         """
         fields = (
             service.scheduler,
@@ -139,11 +143,15 @@ class ServiceBuilder:
                 continue
             weight = weights.get(dest_key, real.weight) if weights else real.weight
             dests.append(Dest(dest_key, self._dest(service, real, weight)))
-        if sorry and service.sorry_server is not None:
-            sorry_key = DestKey(
-                service.sorry_server.address, service.sorry_server.port or service.port or 0
-            )
-            dests.append(Dest(sorry_key, DestAttrs(service.forward, 1)))
+        server = service.sorry_server
+        if server is not None and (sorry or server.inhibit):
+            # Inhibited (keepalived's sorry_server_inhibit): kept at weight 0 while not in use.
+            sorry_key = DestKey(server.address, server.port or service.port or 0)
+            forward = server.forward or service.forward
+            values: tuple[Any, ...] = (forward, 1 if sorry else 0)
+            if forward is ForwardMethod.TUNNEL and service.tunnel is not None:
+                values += (0, 0, service.tunnel.type, service.tunnel.port, service.tunnel.checksum)
+            dests.append(Dest(sorry_key, DestAttrs(*values)))
         return make_service(key, attrs, dests)
 
     def _dest(self, service: ServiceConfig, real: RealConfig, weight: int) -> DestAttrs:

@@ -25,7 +25,8 @@ each: ``PATH:LINE: dotted.field.path: message`` (`ConfigIssue`).
    validated on its own (`ipvsd.config.parts`), so they are reported even
    when step 2 failed somewhere else.
 4. Any problem → `ConfigError` with all issues sorted by line. Otherwise the
-   frozen `Config`.
+   frozen `Config`, its ``group`` services expanded into one service per
+   member (`ipvsd.config.expand`).
 
 Most configurations are valid, and tracking lines is what makes reading a
 big one slow (10,000 services: 180,000 field paths). So `parse_config`
@@ -55,6 +56,7 @@ from pydantic_core import ErrorDetails
 
 from ipvsd.config.checks import check_parts
 from ipvsd.config.events import ItemHook, Unusual, read
+from ipvsd.config.expand import expand_groups
 from ipvsd.config.model import (
     CheckConfig,
     CheckOverride,
@@ -189,7 +191,7 @@ def _parse_with_lines(text: str, path: str, default_node_name: str | None) -> Co
     if issues:
         raise ConfigError(sorted(issues, key=lambda issue: issue.line))
     assert config is not None
-    return config
+    return expand_groups(config)
 
 
 _NO_LINES = LineTree(0, None)
@@ -213,7 +215,7 @@ def _parse_fast(text: str, default_node_name: str | None) -> Config | None:
         return None
     if check_parts(parts(config, data), "", _NO_LINES):
         return None
-    return config
+    return expand_groups(config)
 
 
 def _read_with_lines(text: str, path: str) -> Document:

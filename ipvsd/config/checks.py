@@ -14,6 +14,12 @@ here need more than one field or more than one object:
 - a real has its service's address family unless it is forwarded by
   ``tunnel`` (IPIP/GUE can carry IPv4 in IPv6 and back); DR and tunnel
   cannot change the destination port;
+- the sorry server is not also a real, and keeps the port under DR / tunnel;
+  ``hysteresis`` needs ``quorum``;
+- a service written with ``group`` names an existing ``ipvs.service_groups``
+  entry and has no address, port or fwmark of its own; group names are
+  unique; a member address appears once in its group; the member services
+  are unique like any others (and are checked through the first member);
 - a real's lower threshold is not above its upper one (the kernel refuses
   that with ERANGE, even when the upper one is 0, "no limit");
 - a real's merged check (`merge_check`) is complete: it has a type, exec
@@ -34,7 +40,10 @@ here need more than one field or more than one object:
 - VRRP script names are unique, an instance's ``track_scripts`` name existing
   scripts, each once, and a script's ``user`` exists on this host (the
   script runs as that user's uid);
-- an instance's ``track_files`` are absolute paths, each once.
+- an instance's ``track_files`` are absolute paths, each once;
+- ``ha_suspend`` is for a service whose address (each member's) is a VIP;
+- an instance's ``track_services`` name services of ``ipvs.services`` (a
+  group's members by their own key), each once.
 
 `check_parts` takes the parts of the config that validated on their own, with
 their list indices, so that it still runs when pydantic rejected something
@@ -47,14 +56,17 @@ from __future__ import annotations
 
 import pwd
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
+from ipvsd.config.expand import members_of
+from ipvsd.config.groups import parse_member
 from ipvsd.config.model import (
     CheckConfig,
     RealConfig,
     ServiceConfig,
+    ServiceGroupConfig,
     SyncDaemonConfig,
     SyncGroupConfig,
     TunnelConfig,
@@ -73,6 +85,7 @@ from ipvsd.model import (
     ServiceKey,
     TunnelChecksum,
     TunnelType,
+    parse_service_spec,
 )
 
 _UDP_FIELDS = ("payload", "payload_hex", "require_reply", "reply_regex")
@@ -121,6 +134,8 @@ class Parts:
         sync_daemon: ``ipvs.sync_daemon``, if set and valid.
         scripts: ``vrrp.scripts`` items.
         script_names: name → index of every raw script that has a string name.
+        service_groups: ``ipvs.service_groups`` items.
+        group_names: name → index of every raw service group that has a string name.
     """
 
     instances: Sequence[tuple[int, VrrpInstanceConfig]] = ()
@@ -130,6 +145,8 @@ class Parts:
     sync_daemon: SyncDaemonConfig | None = None
     scripts: Sequence[tuple[int, VrrpScriptConfig]] = ()
     script_names: Mapping[str, int] = field(default_factory=dict)
+    service_groups: Sequence[tuple[int, ServiceGroupConfig]] = ()
+    group_names: Mapping[str, int] = field(default_factory=dict)
 
 
 def check_parts(parts: Parts, path: str, lines: Lines) -> list[ConfigIssue]:
@@ -158,21 +175,141 @@ def check_parts(parts: Parts, path: str, lines: Lines) -> list[ConfigIssue]:
     group = parts.sync_daemon.group if parts.sync_daemon is not None else None
     if group is not None and not group.is_multicast:
         report.add(("ipvs", "sync_daemon", "group"), f"{group} is not a multicast address")
+    members = _check_service_groups(parts.service_groups, report)
+    vips = {vip.ip for _, instance in parts.instances for vip in instance.virtual_ipaddresses}
+    suspended: set[tuple[ServiceKey, IPAddress]] = set()
     services: dict[ServiceKey, FieldPath] = {}
     for part in parts.services:
         service = part.service
         base: FieldPath = ("ipvs", "services", part.index)
-        if not _check_shape(service, base, report):
+        if service.group is not None:
+            expanded = _group_services(service, base, members, parts.group_names, report)
+            if not expanded:
+                continue
+            where: FieldPath = (*base, "group")
+        elif not _check_shape(service, base, report):
             continue
-        key = service.key
-        if key in services:
-            report.add(
-                base, f"duplicate service {key} (first on line {report.line(services[key])})"
-            )
         else:
-            services[key] = base
-        _check_service(service, base, part.real_indices, report)
+            expanded, where = [service], base
+        for one in expanded:
+            key = one.key
+            if key in services:
+                first = report.line(services[key])
+                report.add(where, f"duplicate service {key} (first on line {first})")
+            else:
+                services[key] = where
+        # The members share the service's settings and reals: check them once.
+        _check_service(expanded[0], base, part.real_indices, report)
+        if service.ha_suspend:
+            _check_ha_suspend(expanded, (*base, "ha_suspend"), vips, report)
+            suspended.update((one.key, one.address) for one in expanded if one.address is not None)
+    _check_track_services(parts.instances, services, bool(parts.services), report)
+    _check_suspend_deadlock(parts.instances, dict(suspended), report)
     return report.issues
+
+
+def _check_ha_suspend(
+    services: Sequence[ServiceConfig], where: FieldPath, vips: Set[IPAddress], report: _Report
+) -> None:
+    """``ha_suspend`` follows the instance that has the service's address as a VIP."""
+    for service in services:
+        if service.address is None:
+            report.add(where, "a fwmark service has no address whose VRRP instance to follow")
+            return
+        if service.address not in vips:
+            report.add(
+                where,
+                f"{service.address} is no VIP of vrrp.instances: no MASTER would ever "
+                "resume the checks",
+            )
+            return
+
+
+def _check_suspend_deadlock(
+    instances: Sequence[tuple[int, VrrpInstanceConfig]],
+    suspended: Mapping[ServiceKey, IPAddress],
+    report: _Report,
+) -> None:
+    """An instance in FAULT for a service whose checks wait for it to be MASTER: never."""
+    for index, instance in instances:
+        own = {vip.ip for vip in instance.virtual_ipaddresses}
+        for position, track in enumerate(instance.track_services):
+            key = parse_service_spec(track.service)
+            if track.weight == 0 and suspended.get(key) in own:
+                report.add(
+                    ("vrrp", "instances", index, "track_services", position, "weight"),
+                    f"0 (FAULT without quorum) on {key}, whose checks ha_suspend pauses "
+                    "until this instance is MASTER: it would never leave FAULT; use a "
+                    "negative weight, or drop ha_suspend",
+                )
+
+
+def _check_track_services(
+    instances: Sequence[tuple[int, VrrpInstanceConfig]],
+    services: Mapping[ServiceKey, FieldPath],
+    any_service: bool,
+    report: _Report,
+) -> None:
+    """An instance's ``track_services`` name configured services, each once."""
+    for index, instance in instances:
+        tracked: dict[ServiceKey, FieldPath] = {}
+        for position, track in enumerate(instance.track_services):
+            where: FieldPath = ("vrrp", "instances", index, "track_services", position, "service")
+            key = parse_service_spec(track.service)
+            if key in tracked:
+                report.add(where, f"{key} is already tracked (line {report.line(tracked[key])})")
+            elif key not in services and (services or not any_service):
+                # (with services but none valid, they were reported where they are)
+                report.add(where, f"no service {key} in ipvs.services")
+            tracked.setdefault(key, where)
+
+
+def _check_service_groups(
+    groups: Sequence[tuple[int, ServiceGroupConfig]], report: _Report
+) -> dict[str, tuple[str, ...]]:
+    """Unique names; each member address once in its group. Returns the groups' members."""
+    names: dict[str, FieldPath] = {}
+    found: dict[str, tuple[str, ...]] = {}
+    for index, group in groups:
+        base: FieldPath = ("ipvs", "service_groups", index)
+        _unique_name(names, group.name, base, "service group", report)
+        found.setdefault(group.name, group.members)
+        seen: dict[tuple[object, int, int | None], FieldPath] = {}
+        for position, text in enumerate(group.members):
+            where: FieldPath = (*base, "members", position)
+            member = parse_member(text)
+            for endpoint in member.endpoints():
+                if endpoint in seen:
+                    first = report.line(seen[endpoint])
+                    address, port, fwmark = endpoint
+                    shown = f"fwmark {fwmark}" if fwmark is not None else f"{address} port {port}"
+                    report.add(where, f"overlaps an earlier member: {shown} (line {first})")
+                    break
+                seen[endpoint] = where
+    return found
+
+
+def _group_services(
+    service: ServiceConfig,
+    base: FieldPath,
+    members: Mapping[str, tuple[str, ...]],
+    known: Mapping[str, int],
+    report: _Report,
+) -> list[ServiceConfig]:
+    """The member services of a ``group`` service; [] (reported) when there are none."""
+    where: FieldPath = (*base, "group")
+    assert service.group is not None
+    if service.address is not None or service.port is not None or service.fwmark is not None:
+        report.add(where, "cannot be combined with address/port/fwmark (the members give them)")
+        return []
+    if service.group not in members:
+        if service.group not in known:  # a known group with bad fields was reported there
+            listed = ", ".join(sorted(known)) if known else "ipvs.service_groups is empty"
+            report.add(where, f"unknown service group '{service.group}' ({listed})")
+        return []
+    if service.family is not None:
+        report.add((*base, "family"), "does not apply to a group (its members give it)")
+    return members_of(service, members[service.group])
 
 
 class _Report:
@@ -342,6 +479,10 @@ def _check_service(
         and service.forward is not ForwardMethod.TUNNEL
     ):
         report.add((*base, "sorry_server", "address"), _cross_family(sorry.address, family))
+    if sorry is not None:
+        _check_sorry(service, base, report)
+    if service.hysteresis and service.quorum is None:
+        report.add((*base, "hysteresis"), "only with quorum (without it, quorum is any real up)")
     if service.tunnel is not None:
         if any(service.forward_of(real) is ForwardMethod.TUNNEL for real in service.reals):
             _check_tunnel(service.tunnel, (*base, "tunnel"), report)
@@ -361,6 +502,24 @@ def _check_service(
             message = f"duplicate real {dest} (first on line {first_line})"
             report.add((*base, "reals", index), message)
         _check_real(service, family, real, dest, (*base, "reals", index), inherited, report)
+
+
+def _check_sorry(service: ServiceConfig, base: FieldPath, report: _Report) -> None:
+    """The sorry server is a dest of its own: not a real, and DR/tunnel keep the port."""
+    sorry = service.sorry_server
+    assert sorry is not None
+    where: FieldPath = (*base, "sorry_server")
+    dest = DestKey(sorry.address, sorry.port or (service.port or 0))
+    if any(service.dest_key(real) == dest for real in service.reals):
+        # One kernel dest cannot be both: its weight would follow two rules.
+        report.add(where, f"{dest} is also a real of the service")
+    forward = sorry.forward or service.forward
+    port = service.port
+    if forward is not ForwardMethod.NAT and port is not None and sorry.port not in (0, port):
+        report.add(
+            (*where, "port"),
+            f"forward {forward.value} cannot change the port: use {port} (or 0), or forward: nat",
+        )
 
 
 def _check_tunnel(tunnel: TunnelConfig, where: FieldPath, report: _Report) -> None:

@@ -46,9 +46,11 @@ from ipvsd.config.types import (
     Fwmark,
     GarpDelay,
     GarpRepeat,
+    GroupMembers,
     HexBytes,
     HttpHost,
     HttpPath,
+    Hysteresis,
     Interface,
     IPAny,
     IPv4,
@@ -67,12 +69,14 @@ from ipvsd.config.types import (
     PortOrZero,
     PreemptDelay,
     ProtocolName,
+    Quorum,
     RealAddress,
     Regex,
     ResyncInterval,
     Scheduler,
     SchedulerFlag,
     ServiceAddress,
+    ServiceSpec,
     SocketPath,
     Statuses,
     SyncId,
@@ -174,6 +178,19 @@ class TrackFile(_Model):
     the priority, and -254 means FAULT; 0: any non-zero value means FAULT."""
 
 
+class TrackService(_Model):
+    """An ``ipvs.services`` service whose quorum changes the instance's priority."""
+
+    service: ServiceSpec
+    """The service as ``ipvsd drain`` names it: ``ADDRESS:PORT`` (tcp), ``udp/ADDRESS:PORT``,
+    ``sctp/ADDRESS:PORT`` or ``fwmark:N`` (IPv6 in brackets); a member of a service group
+    is named by its own address."""
+    weight: TrackWeight = 0
+    """-254..254, as for scripts with "has quorum" for "succeeds": > 0 is added while the
+    service has quorum, < 0 while it has not; 0: no quorum means FAULT (and so does a
+    quorum not computed yet)."""
+
+
 class VrrpInstanceConfig(_Model):
     """One VRRPv2 virtual router (RFC 3768)."""
 
@@ -215,6 +232,10 @@ class VrrpInstanceConfig(_Model):
     track_files: tuple[TrackFile, ...] = ()
     """Files whose integer value changes the priority or puts the instance in FAULT
     (keepalived's ``track_file``, declared here rather than by name)."""
+    track_services: tuple[TrackService, ...] = ()
+    """Services whose quorum (``quorum``, else any real up) changes the priority or puts the
+    instance in FAULT: a director whose reals are gone gives its VIPs away. Status lists
+    them with the tracked scripts, as ``service SERVICE``."""
     notify: Name | None = None
     """Program run as ``notify TYPE NAME STATE PRIORITY`` (keepalived's notify script:
     ``INSTANCE VI_1 MASTER 100``) on every transition; null: none."""
@@ -464,6 +485,13 @@ class SorryServerConfig(_Model):
     """Unicast, as a real's (the kernel makes it an IPVS destination)."""
     port: PortOrZero = 0
     """0: the service's port."""
+    inhibit: bool = False
+    """Keep the sorry server in the kernel at weight 0 while it is not in use, instead of
+    deleting it (keepalived's ``sorry_server_inhibit``): its connections survive a
+    recovery, and it is weight 1 again at once when needed."""
+    forward: ForwardName | None = None
+    """Forwarding method of the sorry server (keepalived's ``sorry_server_lvs_method``);
+    null: the service's ``forward``."""
 
 
 class RealConfig(_Model):
@@ -515,6 +543,11 @@ class ServiceConfig(_Model):
     ``address`` and ``port`` (ipvsadm -f)."""
     family: FamilyName | None = None
     """Only for fwmark services (default ipv4); otherwise the address's family."""
+    group: Name | None = None
+    """Name of an ``ipvs.service_groups`` entry, instead of ``address`` / ``port`` /
+    ``fwmark``: the service stands for one kernel service per member (each with these
+    settings and reals), and each real is checked once for all of them. Each member has
+    its own quorum; ``quorum_up`` / ``quorum_down`` run once, on the first member's."""
     protocol: ProtocolName = Protocol.TCP
     """Transport protocol of an address/port service (fwmark services leave it tcp)."""
     scheduler: Scheduler = "wlc"
@@ -549,7 +582,41 @@ class ServiceConfig(_Model):
     """A real whose check fails is drained (weight 0: its connections finish, it gets no
     new ones) or removed from the kernel (keepalived's default)."""
     sorry_server: SorryServerConfig | None = None
-    """Real that gets the traffic while no other real is up; null: none."""
+    """Real that gets the traffic while the service has no quorum (without ``quorum``:
+    while no other real is up), instead of the reals; null: none."""
+    quorum: Quorum | None = None
+    """Least sum of the weights of the live reals (UP, not drained) for the service to
+    serve from its reals (keepalived's ``quorum``); below it the service loses quorum:
+    ``quorum_down`` runs and the sorry server, if any, takes over. A live weight of 0
+    always loses quorum. The service starts with quorum, so losing it at start is a
+    transition too. null: quorum is "any real up"."""
+    hysteresis: Hysteresis = 0
+    """With ``quorum``: quorum is lost below ``quorum - hysteresis`` and regained at
+    ``quorum + hysteresis`` (keepalived's ``hysteresis``), so a real flapping at the
+    threshold does not flap the service."""
+    quorum_up: Command | None = None
+    """argv run (no shell, without holding ipvsd up) when the service regains quorum
+    (keepalived's ``quorum_up``); null: none."""
+    quorum_down: Command | None = None
+    """argv run (no shell, without holding ipvsd up) when the service loses quorum
+    (keepalived's ``quorum_down``); null: none."""
+    alpha: bool = True
+    """A real that is checked starts down: it enters the kernel after its first successful
+    check (keepalived's ``alpha``, here the default). false: it starts up, in the kernel
+    at its weight from the start, until ``fall`` failed checks (keepalived without
+    ``alpha``). A real found in the kernel at start keeps the state it has there."""
+    ha_suspend: bool = False
+    """Pause the checks of the reals while no VRRP instance that has the service's address
+    among its VIPs is MASTER, and resume them when one is (keepalived's ``ha_suspend``):
+    a BACKUP director does not check. Paused reals keep the health they had. The address
+    must be a VIP of ``vrrp.instances`` (not for fwmark services), and that instance may
+    not track the service with weight 0 (it would wait in FAULT for checks that wait for
+    it to be MASTER)."""
+    omega: bool = False
+    """When the service leaves the config (a reload) or ipvsd stops, a service that has
+    quorum runs its ``quorum_down``, as if it had lost it (keepalived's ``omega``);
+    false: nothing runs then. Only ``quorum_down``: keepalived's omega also runs the
+    reals' notify_down, which ipvsd does not do then."""
     reals: tuple[RealConfig, ...] = ()
     """The real servers."""
 
@@ -648,11 +715,24 @@ class SyncDaemonConfig(_Model):
     """UDP payload size of a sync message; 0: from the interface's MTU (the kernel clamps it)."""
 
 
+class ServiceGroupConfig(_Model):
+    """Addresses one service entry stands for (keepalived's ``virtual_server_group``)."""
+
+    name: Name
+    """Group name, unique; services name it in ``group``."""
+    members: GroupMembers
+    """At least one: ``ADDRESS:PORT`` (IPv6 in brackets), ``A.B.C.D-E:PORT`` (last octet
+    D to E, as keepalived's ``10.0.0.1-10 80``) or ``fwmark:N`` (``fwmark:N/ipv6``); each
+    address once. The service's ``protocol`` applies to them all."""
+
+
 class IpvsConfig(_Model):
     """The ``ipvs`` section; without services ipvsd is a pure VRRP daemon."""
 
     services: tuple[ServiceConfig, ...] = ()
     """The virtual services."""
+    service_groups: tuple[ServiceGroupConfig, ...] = ()
+    """Named lists of service addresses, for services written with ``group``."""
     resync_interval: ResyncInterval = 30.0
     """Seconds between two periodic reconciles (drift repair), at least 1: each one dumps
     the whole IPVS table (the kernel's changes are not events, so this is the only way

@@ -18,6 +18,7 @@ from ipvsd.config.model import (
     Config,
     RealConfig,
     ServiceConfig,
+    ServiceGroupConfig,
     SyncDaemonConfig,
     SyncGroupConfig,
     VrrpInstanceConfig,
@@ -39,6 +40,11 @@ def parts(config: Config | None, data: dict[str, Any]) -> Parts:
     for index, item in enumerate(_items(raw_scripts)):
         if isinstance(item, dict) and isinstance(item.get("name"), str):
             script_names.setdefault(item["name"], index)
+    raw_groups = _raw(data, "ipvs", "service_groups")
+    group_names: dict[str, int] = {}
+    for index, item in enumerate(_items(raw_groups)):
+        if isinstance(item, dict) and isinstance(item.get("name"), str):
+            group_names.setdefault(item["name"], index)
     if config is not None:
         return Parts(
             instances=list(enumerate(config.vrrp.instances)),
@@ -48,6 +54,8 @@ def parts(config: Config | None, data: dict[str, Any]) -> Parts:
             sync_daemon=config.ipvs.sync_daemon,
             scripts=list(enumerate(config.vrrp.scripts)),
             script_names=script_names,
+            service_groups=list(enumerate(config.ipvs.service_groups)),
+            group_names=group_names,
         )
     instances = [
         (i, _salvage(VrrpInstanceConfig, item)) for i, item in enumerate(_items(raw_instances))
@@ -71,6 +79,12 @@ def parts(config: Config | None, data: dict[str, Any]) -> Parts:
             if (script := _salvage(VrrpScriptConfig, item)) is not None
         ],
         script_names=script_names,
+        service_groups=[
+            (i, group)
+            for i, item in enumerate(_items(raw_groups))
+            if (group := _salvage(ServiceGroupConfig, item)) is not None
+        ],
+        group_names=group_names,
     )
 
 
@@ -88,7 +102,9 @@ def _items(value: object) -> tuple[object, ...]:
 
 # Fields whose invalid value cannot be replaced by its default without
 # inventing problems (a dropped `forward` would make a tunnel real look wrong).
-_SERVICE_KEEP = frozenset({"address", "port", "fwmark", "family", "protocol", "forward", "check"})
+_SERVICE_KEEP = frozenset(
+    {"address", "port", "fwmark", "family", "protocol", "forward", "check", "group"}
+)
 _REAL_KEEP = frozenset({"address", "port", "forward"})
 
 

@@ -199,17 +199,25 @@ INTRO = (
     "`check-config` also applies the rules between fields.",
     "Example configurations: `etc/ipvsd.yaml` (commented; it names every field) and "
     "`examples/` in the sources: DR, two-armed NAT with a sync group, All-Active with three "
-    "directors, IPv6, fwmark.",
+    "directors, IPv6, fwmark, a service group with quorum.",
 )
 
 RULES = (
     "A service has `address` and `port`, or `fwmark` (then `family` may say ipv6, and "
-    "`protocol` stays tcp).",
+    "`protocol` stays tcp), or `group`: the name of an `ipvs.service_groups` entry, whose "
+    "members it stands for (one service each, the reals checked once for all of them).",
+    "Service group names are unique, a group has at least one member, and an address appears "
+    "once among a group's members.",
     "Services are unique by address, port and protocol (or fwmark and family); reals by "
     "address and port within their service.",
     "A real (and the sorry server) has its service's address family unless it is forwarded "
     "by `tunnel`; DR and tunnel reals keep the service's port (0 or the same).",
     "A real's `lower_threshold` is not above its `upper_threshold`.",
+    "The sorry server is not one of the service's reals; `hysteresis` needs `quorum`.",
+    "`ha_suspend` is for a service whose address is a VIP of a VRRP instance, which may not "
+    "track that service with weight 0.",
+    "An instance's `track_services` name services of `ipvs.services` (a group member by its "
+    "own address), each once.",
     "`persistence_netmask` is 1-32 for an IPv4 service, 1-128 for an IPv6 one.",
     "`tunnel` settings are for `forward: tunnel`; `gue` needs a `port`, `ipip` takes no "
     "`checksum`.",

@@ -41,6 +41,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
+from ipvsd.config.groups import parse_member
 from ipvsd.model import (
     Family,
     ForwardMethod,
@@ -50,6 +51,7 @@ from ipvsd.model import (
     TunnelChecksum,
     TunnelType,
     parse_endpoint,
+    parse_service_spec,
 )
 
 T = TypeVar("T")
@@ -747,6 +749,8 @@ Md5Hex = Annotated[str, _Rule(_md5_hex, (("pattern", "^[0-9a-fA-F]{32}$"),))]
 Weight = Annotated[int, _int_range(0, 65535)]
 Threshold = Annotated[int, _int_range(0, U32_MAX)]
 Fwmark = Annotated[int, _int_range(1, U32_MAX)]
+Quorum = Annotated[int, _int_range(1, U32_MAX)]
+Hysteresis = Annotated[int, _int_range(0, U32_MAX)]
 PersistenceTimeout = Annotated[
     int,
     _int_range(
@@ -779,3 +783,39 @@ Vips = Annotated[
     _Rule(_vip_count, (("minItems", 1), ("maxItems", MAX_VIPS))),
 ]
 Names = Annotated[tuple[Name, ...], _NON_EMPTY_LIST]
+
+
+def _group_member(value: str) -> str:
+    try:
+        parse_member(value)
+    except ValueError as exc:
+        raise fail("member", str(exc)) from None
+    return value
+
+
+GroupMember = Annotated[
+    str,
+    _Rule(
+        _group_member,
+        (("examples", ("192.168.1.200:80", "10.0.0.1-10:80", "[2001:db8::1]:80", "fwmark:7")),),
+    ),
+]
+GroupMembers = Annotated[tuple[GroupMember, ...], _NON_EMPTY_LIST]
+
+
+def _service_spec(value: str) -> str:
+    try:
+        parse_service_spec(value)
+    except ValueError:
+        raise fail(
+            "service",
+            f"'{value}' is not ADDRESS:PORT, udp/ADDRESS:PORT, sctp/ADDRESS:PORT or fwmark:N "
+            "(IPv6 in brackets)",
+        ) from None
+    return value
+
+
+ServiceSpec = Annotated[
+    str,
+    _Rule(_service_spec, (("examples", ("192.168.1.200:80", "udp/192.168.1.200:53", "fwmark:7")),)),
+]

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from ipvsd.control.status import (
+    QuorumStatus,
     RealStatus,
     ServiceStatus,
     StatsView,
@@ -209,11 +210,19 @@ def _service_lines(services: Sequence[ServiceStatus], now: datetime | None) -> l
     lines = ["Prot LocalAddress:Port Scheduler Flags", "  -> " + _line(_REAL_HEADER, widths)]
     for service, reals in zip(services, rows, strict=True):
         lines.append(service_line(service))
+        if service.quorum is not None and not service.quorum.up:
+            lines.append(_quorum_line(service.quorum))
         for real, row in zip(service.reals, reals, strict=True):
             lines.append("  -> " + _line(row, widths))
             if real.health not in ("up", None):
                 lines.extend(_health_line(real, now))
     return lines
+
+
+def _quorum_line(quorum: QuorumStatus) -> str:
+    """``  quorum lost: live weight 1 of 4`` under a service without quorum."""
+    needed = "any real up" if quorum.quorum is None else str(quorum.quorum)
+    return f"  quorum lost: live weight {quorum.live_weight}, quorum {needed}"
 
 
 _DETAIL_INDENT = " " * 7

@@ -125,6 +125,23 @@ class RealStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class QuorumStatus:
+    """A service's quorum (``ipvsd.health.quorum``).
+
+    Attributes:
+        up: the service has quorum (false: its sorry server, if any, serves).
+        live_weight: the sum of the weights of its live reals.
+        quorum: the configured quorum; None: quorum is "any real up".
+        hysteresis: the configured hysteresis.
+    """
+
+    up: bool
+    live_weight: int
+    quorum: int | None = None
+    hysteresis: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceStatus:
     """One virtual service: ``address``:``port``, or ``fwmark`` (then ``port`` is None).
 
@@ -135,6 +152,7 @@ class ServiceStatus:
         persistence_engine: persistence engine (``sip``), or None.
         in_kernel: the kernel holds the service.
         stats: its traffic counters, when the kernel gave them.
+        quorum: its quorum; None when not computed yet (or not a daemon's status).
     """
 
     address: IPAddress | None
@@ -150,6 +168,7 @@ class ServiceStatus:
     in_kernel: bool = True
     stats: StatsView | None = None
     reals: tuple[RealStatus, ...] = ()
+    quorum: QuorumStatus | None = None
 
 
 @dataclass(frozen=True, slots=True)

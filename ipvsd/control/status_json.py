@@ -15,6 +15,7 @@ from typing import Any, TypeVar, overload
 
 from ipvsd.control.status import (
     CheckStatus,
+    QuorumStatus,
     RealStatus,
     RunningSyncDaemon,
     ServiceStatus,
@@ -103,6 +104,16 @@ def _service_json(s: ServiceStatus, times: _Times) -> dict[str, Any]:
         "in_kernel": s.in_kernel,
         "stats": _stats_json(s.stats),
         "reals": [_real_json(real, times) for real in s.reals],
+        "quorum": None if s.quorum is None else _quorum_json(s.quorum),
+    }
+
+
+def _quorum_json(q: QuorumStatus) -> dict[str, Any]:
+    return {
+        "up": q.up,
+        "live_weight": q.live_weight,
+        "quorum": q.quorum,
+        "hysteresis": q.hysteresis,
     }
 
 
@@ -265,6 +276,16 @@ def _service(s: _Object) -> ServiceStatus:
         in_kernel=s.optional("in_kernel", bool, True),
         stats=_stats(stats) if stats is not None else None,
         reals=tuple(_real(item) for item in s.items("reals")),
+        quorum=_quorum(quorum) if (quorum := s.child("quorum")) is not None else None,
+    )
+
+
+def _quorum(q: _Object) -> QuorumStatus:
+    return QuorumStatus(
+        up=q.required("up", bool),
+        live_weight=q.required("live_weight", int),
+        quorum=q.nullable("quorum", int),
+        hysteresis=q.optional("hysteresis", int, 0),
     )
 
 

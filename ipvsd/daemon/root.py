@@ -34,6 +34,7 @@ from ipvsd.daemon.ports import (
     TableReader,
     real_ports,
 )
+from ipvsd.daemon.quorum import ServiceQuorum
 from ipvsd.daemon.reload import refusal as reload_refusal
 from ipvsd.daemon.view import DaemonView
 from ipvsd.errors import ConfigError, IpvsdError, IpvsUnavailable, KernelError
@@ -89,6 +90,7 @@ class Daemon:
         self._parser = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="ipvsd-parse", initializer=lower_this_thread_priority
         )
+        self._quorum = ServiceQuorum(self.metrics)
         self._parts = Components(
             config=config,
             health=HealthManager(
@@ -96,8 +98,11 @@ class Daemon:
                 on_health=lambda real, health: self.metrics.backend_up(*real, health is Health.UP),
                 on_gone=lambda real: self.metrics.backend_gone(*real),
                 on_check=self.metrics.health_check_duration,
+                on_quorum=self._quorum.changed,
+                on_service_gone=self._quorum.gone,
             ),
         )
+        self._quorum.follower = self._parts.health.is_follower
         self.view = DaemonView(
             self._parts,
             reload=self.reload,
@@ -208,6 +213,7 @@ class Daemon:
             on_transition=self._vrrp_transitioned,
             on_reject=self.metrics.invalid_packet,
             on_failure=self.metrics.vrrp_failure,
+            services=self._quorum.feed,
         )
         await self._parts.vrrp.start(
             config.vrrp.instances, config.vrrp.sync_groups, config.vrrp.scripts
@@ -270,8 +276,9 @@ class Daemon:
         self.metrics.vrrp_priority(instance.name, instance.status.effective_priority)
         if self._parts.ready:
             self._notifier.status(self.view.status_line())
+        master = action.new is VrrpState.MASTER
+        self._parts.health.vrrp_state(instance.name, master=master)  # ha_suspend
         if self._parts.sync is not None:
-            master = action.new is VrrpState.MASTER
             self._parts.sync.vrrp_transitioned(instance.name, master=master)
 
     # --- IPVS connection sync (ipvsd/ipvs/sync_daemon.py) ------------------------------
@@ -496,6 +503,7 @@ class Daemon:
         if self._scrape_reader is not None:
             self._scrape_reader.close()
         parts.health.monitor.stop()
+        await self._quorum.stop(parts.health.quorum if parts.reconciler is not None else None)
         if parts.vrrp is not None:
             await parts.vrrp.stop()
         if parts.sync is not None:

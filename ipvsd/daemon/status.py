@@ -21,20 +21,23 @@ Rules:
    one's latest outcome (``health_checks``).
 4. A dest in the kernel that is not a configured real is the sorry server:
    it is listed after the reals, with ``sorry`` set and no configured weight.
-5. ``sync_daemon`` is None unless ``ipvs.sync_daemon`` is configured; then
+5. Each service has its quorum (`QuorumStatus`) as the health manager last
+   computed it; None before the first computation.
+6. ``sync_daemon`` is None unless ``ipvs.sync_daemon`` is configured; then
    it holds the resolved target, the role that should run, the kernel's
    daemons read for this request (None when unreadable) and the last error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Callable, Mapping, Sequence, Set
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from ipvsd.config.model import Config, ServiceConfig
 from ipvsd.control.status import (
     CheckStatus,
+    QuorumStatus,
     RunningSyncDaemon,
     ServiceStatus,
     StatusDocument,
@@ -43,8 +46,9 @@ from ipvsd.control.status import (
     real_status,
 )
 from ipvsd.health.policy import has_check
+from ipvsd.health.quorum import QuorumState
 from ipvsd.health.tracker import Health, HealthRecord
-from ipvsd.model import DestKey, RealId, Table
+from ipvsd.model import DestKey, RealId, ServiceKey, Table
 
 if TYPE_CHECKING:  # only attributes are read: the asyncio module is not imported at run time
     from ipvsd.ipvs.sync_daemon import SyncDaemonStatus
@@ -63,6 +67,7 @@ def status_document(
     drained: Set[RealId],
     vrrp: Sequence[VrrpStatus],
     sync_daemon: SyncDaemonStatus | None = None,
+    quorum: Callable[[ServiceKey], QuorumState | None] | None = None,
 ) -> StatusDocument:
     """The status document.
 
@@ -77,6 +82,7 @@ def status_document(
         drained: the reals an operator drained.
         vrrp: the VRRP instances, in the order to show them.
         sync_daemon: the connection-sync controller's status, when configured.
+        quorum: the last quorum state of a service (`QuorumBook.state`).
 
     Returns:
         The typed document (`ipvsd.control.status.to_json` makes it JSON).
@@ -85,7 +91,8 @@ def status_document(
     if kernel is not None:
         times = _Times()
         services = tuple(
-            _service(service, kernel, health, drained, times) for service in config.ipvs.services
+            _service(service, kernel, health, drained, times, quorum)
+            for service in config.ipvs.services
         )
     return StatusDocument(
         node=node,
@@ -102,8 +109,13 @@ def _service(
     health: Mapping[RealId, HealthRecord],
     drained: Set[RealId],
     times: _Times,
+    quorum_of: Callable[[ServiceKey], QuorumState | None] | None,
 ) -> ServiceStatus:
     key = service.key
+    now = None if quorum_of is None else quorum_of(key)
+    quorum = None
+    if now is not None:
+        quorum = QuorumStatus(now.up, now.live_weight, service.quorum, service.hysteresis)
     in_kernel = kernel.services.get(key)
     dests = in_kernel.dests if in_kernel is not None else {}
     reals = []
@@ -155,6 +167,7 @@ def _service(
         in_kernel=in_kernel is not None,
         stats=stats,
         reals=tuple(reals),
+        quorum=quorum,
     )
 
 

@@ -76,10 +76,11 @@ class DaemonView:
             version=__version__,
             config=parts.config,
             kernel=kernel,
-            health=parts.health.monitor.records(),
+            health=parts.health.records(),
             drained=parts.health.drained,
             vrrp=self._vrrp_views(),
             sync_daemon=sync,
+            quorum=parts.health.quorum.state,
         )
 
     def _vrrp_views(self) -> list[VrrpView]:

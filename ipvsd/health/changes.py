@@ -75,6 +75,7 @@ def change_steps(
     configured: Mapping[RealId, RealId],
     watch_of: Callable[[RealId], Watch[TargetT] | None],
     target_of: Callable[[tuple[CheckConfig, ...], RealConfig, DestKey], TargetT],
+    shared: Mapping[RealId, RealId] | None = None,
 ) -> Generator[None, None, ConfigChange[TargetT]]:
     """Find what `config` changes, yielding after each service and every few old reals.
 
@@ -89,6 +90,8 @@ def change_steps(
         watch_of: the watch a real has now (None: not checked).
         target_of: what to check for a real with these checks (called for every
             checked real of `config`).
+        shared: reals that share another real's check (``ipvsd.health.shared``):
+            they get no watch of their own.
     """
     change: ConfigChange[TargetT] = ConfigChange()
     for service in config.ipvs.services:
@@ -106,7 +109,7 @@ def change_steps(
             if real.notify_up is not None or real.notify_down is not None:
                 change.programs[real_id] = RealPrograms(real.notify_up, real.notify_down)
             current = watch_of(real_id)
-            checks = effective_checks(service, real)
+            checks = () if shared and real_id in shared else effective_checks(service, real)
             if not checks:
                 if current is not None:
                     change.unwatched.append(real_id)

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import replace
+from typing import Any
 
 import structlog
 
@@ -37,10 +38,13 @@ from ipvsd.health.changes import change_steps
 from ipvsd.health.checks import Checker, CheckTarget, target_for, tls_context
 from ipvsd.health.monitor import CheckOutcome, HealthMonitor
 from ipvsd.health.notify import RealNotifier
+from ipvsd.health.quorum import OnQuorum, QuorumBook
+from ipvsd.health.shared import followers, shared_checks, sharers
+from ipvsd.health.suspend import suspended_services
 from ipvsd.health.table import DesiredTable
-from ipvsd.health.tracker import Health
+from ipvsd.health.tracker import Health, HealthRecord
 from ipvsd.loopslice import LoopSlice
-from ipvsd.model import DestKey, RealId, Table
+from ipvsd.model import DestKey, RealId, ServiceKey, Table
 
 log = structlog.get_logger("ipvsd.health")
 
@@ -58,6 +62,9 @@ class HealthManager:
             real once when it enters the config, then at every change.
         on_gone: a real left the config (after its checks stopped).
         on_check: the duration of every check, in seconds.
+        on_quorum: a service gained or lost quorum (`ipvsd.health.quorum`), found
+            when its part of the desired table is built.
+        on_service_gone: a service left the config, with its last quorum state.
     """
 
     def __init__(
@@ -67,6 +74,8 @@ class HealthManager:
         on_health: Callable[[RealId, Health], None] | None = None,
         on_gone: Callable[[RealId], None] | None = None,
         on_check: Callable[[float], None] | None = None,
+        on_quorum: OnQuorum | None = None,
+        on_service_gone: OnQuorum | None = None,
     ) -> None:
         self._on_change = on_change
         self._on_health = on_health
@@ -85,7 +94,9 @@ class HealthManager:
         """Reals an operator drained (``ipvsd drain``): weight 0 whatever their health."""
         self._held: set[RealId] = set()
         """Reals adopted at weight 0 that have not come UP since: kept in at weight 0."""
-        self._table = DesiredTable(self._health, self.monitor.weight)
+        self.quorum = QuorumBook(on_quorum, on_service_gone)
+        """The quorum state of every service (status, metrics, ``omega``)."""
+        self._table = DesiredTable(self._health, self._weight, self.quorum)
         self._slice = LoopSlice()
         self._configured: dict[RealId, RealId] = {}
         """The reals of the config in force, each mapped to itself (`change_steps`)."""
@@ -96,6 +107,14 @@ class HealthManager:
         """Runs the reals' ``notify_up`` / ``notify_down`` programs on their changes."""
         self._node_name: str | None = None
         """The config's ``node_name``: smtp checks' default ``helo_name``."""
+        self._aliases: dict[RealId, RealId] = {}
+        """Reals of service groups that share another real's check (`shared_checks`)."""
+        self._sharers: dict[RealId, list[RealId]] = {}
+        """The inverse: each watched real → the reals that share its check."""
+        self._followers: frozenset[ServiceKey] = frozenset()
+        self._config: Config | None = None
+        self._masters: set[str] = set()
+        """VRRP instances that are MASTER (``ha_suspend``)."""
 
     async def configure(
         self, config: Config, adopted: Mapping[RealId, Health] | None = None
@@ -119,25 +138,36 @@ class HealthManager:
     ) -> Generator[None, None, None]:
         self._tls.clear()  # a CA file may have changed on disk
         self._node_name = config.node_name
-        change = yield from change_steps(config, self._configured, self.monitor.watch, self._target)
+        aliases = shared_checks(config)
+        change = yield from change_steps(
+            config, self._configured, self.monitor.watch, self._target, aliases
+        )
+        initial = _initial_health(config, adopted)
 
         def health_then(real_id: RealId) -> Health:
             """A real's health once `config` is in force (a changed watch keeps its health)."""
+            real_id = aliases.get(real_id, real_id)
             health = self.monitor.health(real_id)
-            return adopted.get(real_id, Health.UNKNOWN) if health is None else health
+            return initial.get(real_id, Health.UNKNOWN) if health is None else health
 
+        # Until installed, both configs' followers (builds and removals report quorum).
+        self._followers = self._followers | followers(aliases)
         built = yield from self._table.build_steps(config, self.drained, self._held, health_then)
         # No yield until the table is installed: the monitor and the table
         # change together, in one step that costs in proportion to the change.
         held = set(self._held)
         if adopted:  # at start: every watch is new
             held.update(r for r in change.watches if adopted.get(r) is Health.DOWN)
-        self.monitor.revise(change.watches, change.unwatched, adopted)
+        self.monitor.revise(change.watches, change.unwatched, initial)
         self._held = {real_id for real_id in held if self.monitor.health(real_id) is Health.DOWN}
         self.drained.difference_update([r for r in self.drained if r not in change.configured])
         self._configured = change.configured
         self.notifier.configure(change.programs)
+        self._aliases, self._sharers = aliases, sharers(aliases)
         self._table.install(built)
+        self._followers = followers(aliases)
+        self._config = config
+        self._suspend()
         yield from self._report_steps(change.fresh + change.moved, change.gone)
 
     def _target(
@@ -174,7 +204,7 @@ class HealthManager:
                 yield
         if self._on_health is not None:
             for real_id in touched:
-                health = self.monitor.health(real_id)
+                health = self.health_of(real_id)
                 self._on_health(real_id, Health.UP if health is None else health)
                 yield
 
@@ -198,8 +228,58 @@ class HealthManager:
         return self._table.table(self.drained, self._held)
 
     def _health(self, real_id: RealId) -> Health:
-        health = self.monitor.health(real_id)
+        health = self.monitor.health(self._aliases.get(real_id, real_id))
         return Health.UNKNOWN if health is None else health
+
+    def _weight(self, real_id: RealId) -> int | None:
+        return self.monitor.weight(self._aliases.get(real_id, real_id))
+
+    def health_of(self, real_id: RealId) -> Health | None:
+        """The health of a checked real, through the real whose check it shares; None when
+        it is not checked."""
+        return self.monitor.health(self._aliases.get(real_id, real_id))
+
+    def vrrp_state(self, instance: str, *, master: bool) -> None:
+        """A VRRP instance became MASTER or left it: ``ha_suspend`` pauses or resumes."""
+        if master == (instance in self._masters):
+            return
+        if master:
+            self._masters.add(instance)
+        else:
+            self._masters.discard(instance)
+        self._suspend()
+
+    def _suspend(self) -> None:
+        """Pause the checks of the ``ha_suspend`` services that no MASTER owns."""
+        config = self._config
+        if config is None:
+            return
+        keys = suspended_services(config, self._masters)
+        reals: set[RealId] = set()
+        active: set[RealId] = set()  # a shared check runs while any member needs it
+        for service in config.ipvs.services if keys else ():
+            if service.key in keys or service.group is not None:
+                paused = service.key in keys
+                for real in service.reals:
+                    real_id = (service.key, service.dest_key(real))
+                    watched = self._aliases.get(real_id, real_id)
+                    (reals if paused else active).add(watched)
+        reals -= active
+        if reals != self.monitor.suspended:
+            log.info("health.suspended", services=sorted(str(k) for k in keys), reals=len(reals))
+            self.monitor.suspended = frozenset(reals)
+
+    def is_follower(self, key: ServiceKey) -> bool:
+        """Whether `key` is a member of a service group other than its first: it shares
+        the first member's checks, and the first member's quorum runs the commands."""
+        return key in self._followers
+
+    def records(self) -> Mapping[RealId, HealthRecord]:
+        """The health records of the checked reals, for status (aliases resolved)."""
+        records = self.monitor.records()
+        if not self._aliases:
+            return records
+        return _SharedRecords(records, self._aliases)
 
     def _checked(self, result: CheckOutcome) -> None:
         if self._on_check is not None:
@@ -211,6 +291,10 @@ class HealthManager:
         self._table.mark(real_id[0])
         if self._on_health is not None:
             self._on_health(real_id, health)
+        for alias in self._sharers.get(real_id, ()):
+            self._table.mark(alias[0])
+            if self._on_health is not None:
+                self._on_health(alias, health)
         service, dest = real_id
         log.info("health.change", service=str(service), real=str(dest), health=health.value,
                  reason=reason)  # fmt: skip
@@ -221,6 +305,8 @@ class HealthManager:
     def _weighted(self, real_id: RealId, weight: int | None) -> None:
         """An exec check with ``dynamic_weight`` changed the real's weight."""
         self._table.mark(real_id[0])
+        for alias in self._sharers.get(real_id, ()):
+            self._table.mark(alias[0])
         service, dest = real_id
         shown = "configured" if weight is None else str(weight)
         log.info("health.weight", service=str(service), real=str(dest), weight=shown)
@@ -231,6 +317,26 @@ class HealthManager:
     def _report_change(self) -> None:
         self._change_pending = False
         self._on_change()
+
+
+def _initial_health(config: Config, adopted: Mapping[RealId, Health]) -> Mapping[RealId, Health]:
+    """The health a real starts with when it starts being checked.
+
+    A real found in the kernel keeps the state it has there (`adopted`);
+    otherwise a real of an ``alpha: false`` service starts UP (keepalived
+    without ``alpha``: in at its weight until ``fall`` failures), and the
+    others UNKNOWN: out until their first success (``alpha``, the default).
+    """
+    eager = [service for service in config.ipvs.services if not service.alpha]
+    if not eager:
+        return adopted
+    initial = {
+        (service.key, service.dest_key(real)): Health.UP
+        for service in eager
+        for real in service.reals
+    }
+    initial.update(adopted)
+    return initial
 
 
 def adopted_reals(config: Config, actual: Table) -> dict[RealId, Health]:
@@ -251,3 +357,26 @@ def adopted_reals(config: Config, actual: Table) -> dict[RealId, Health]:
             if held is not None:
                 found[(service.key, dest)] = Health.UP if held.attrs.weight else Health.DOWN
     return found
+
+
+class _SharedRecords(Mapping[RealId, HealthRecord]):
+    """`HealthMonitor.records` with the reals of service groups that share a check."""
+
+    __slots__ = ("_aliases", "_records")
+
+    def __init__(self, records: Mapping[RealId, HealthRecord], aliases: Mapping[RealId, RealId]):
+        self._records = records
+        self._aliases = aliases
+
+    def __getitem__(self, real: RealId) -> HealthRecord:
+        return self._records[self._aliases.get(real, real)]
+
+    def get(self, real: RealId, default: Any = None) -> Any:
+        return self._records.get(self._aliases.get(real, real), default)
+
+    def __iter__(self) -> Iterator[RealId]:
+        yield from self._records
+        yield from self._aliases
+
+    def __len__(self) -> int:
+        return len(self._records) + len(self._aliases)

@@ -297,6 +297,9 @@ class HealthMonitor(Generic[TargetT]):
         self._error: Exception | None = None
         self.stats = MonitorStats()
         """Check counters and lateness/duration histograms."""
+        self.suspended: frozenset[RealId] = frozenset()
+        """Reals whose checks are paused (a service's ``ha_suspend``): their slots pass
+        without a check and their health stays as it is. The caller sets it."""
 
     def update(
         self,
@@ -497,6 +500,9 @@ class HealthMonitor(Generic[TargetT]):
             slot, serial = heapq.heappop(due)
             real = queued.pop(serial)
             if not real.alive:
+                continue
+            if self.suspended and real.watch.real in self.suspended:
+                self._queue_next(real, now)  # paused: keep the grid, skip the check
                 continue
             if self._max_in_flight is not None and self._in_flight >= self._max_in_flight:
                 self._waiting.append((slot, real))

@@ -16,17 +16,21 @@ Rules, per service (issue #4, keepalived's checker semantics where it has them):
   ``dynamic_weight``, keepalived's ``misc_dynamic``) has that weight.
 - An administratively drained real (``ipvsd drain``) has weight 0 whatever
   its health or dynamic weight.
-- The sorry server is in the table while no real of the service is UP.
+- The sorry server is in use while the service has no quorum
+  (`ipvsd.health.quorum`; without ``quorum``: while no real is UP). Then the
+  live reals are taken out, as keepalived does: drained (weight 0), or
+  removed with ``on_failure: remove``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from ipvsd.config.model import CheckConfig, Config, RealConfig, ServiceConfig
 from ipvsd.config.types import CheckType, OnFailure
+from ipvsd.health.quorum import QuorumState, has_quorum
 from ipvsd.health.tracker import Health
 from ipvsd.model import DestKey, RealId, ServiceKey
 
@@ -38,12 +42,14 @@ class Overrides:
     Attributes:
         weights: reals whose weight is not the configured one (0: drained or down).
         excluded: reals left out of the kernel (unknown yet, or down with ``remove``).
-        sorry: services whose sorry server is in the table (no real is up).
+        sorry: services whose sorry server is in use (no quorum).
+        quorum: the quorum state of every service.
     """
 
     weights: Mapping[RealId, int]
     excluded: frozenset[RealId]
     sorry: frozenset[ServiceKey]
+    quorum: Mapping[ServiceKey, QuorumState] = field(default_factory=dict)
 
 
 def effective_checks(service: ServiceConfig, real: RealConfig) -> tuple[CheckConfig, ...]:
@@ -72,6 +78,7 @@ def overrides(
     drained: Set[RealId] = frozenset(),
     held: Set[RealId] = frozenset(),
     dynamic: Mapping[RealId, int] | None = None,
+    quorum_was: Mapping[ServiceKey, bool] | None = None,
 ) -> Overrides:
     """Weights, exclusions and sorry servers for the current health and drains.
 
@@ -82,8 +89,10 @@ def overrides(
         held: reals adopted at weight 0 that have not come UP since (weight 0,
             never removed).
         dynamic: the weight checks gave reals (absent: the configured weight).
+        quorum_was: whether each service had quorum before (absent: it had).
     """
     weights: dict[RealId, int] = {}
+    quorum: dict[ServiceKey, QuorumState] = {}
     excluded: set[RealId] = set()
     sorry: set[ServiceKey] = set()
     for service in config.ipvs.services:
@@ -95,12 +104,16 @@ def overrides(
             drained,
             held,
             None if dynamic is None else dynamic.get,
+            True if quorum_was is None else quorum_was.get(key, True),
         )
+        quorum[key] = rules.quorum
         weights.update({(key, dest): weight for dest, weight in rules.weights.items()})
         excluded.update((key, dest) for dest in rules.excluded)
         if rules.sorry:
             sorry.add(key)
-    return Overrides(MappingProxyType(weights), frozenset(excluded), frozenset(sorry))
+    return Overrides(
+        MappingProxyType(weights), frozenset(excluded), frozenset(sorry), MappingProxyType(quorum)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +123,14 @@ class ServiceOverrides:
     Attributes:
         weights: reals whose weight is not the configured one.
         excluded: reals left out of the kernel.
-        sorry: whether the sorry server is in the table.
+        sorry: whether the sorry server is in use.
+        quorum: the service's quorum now.
     """
 
     weights: Mapping[DestKey, int]
     excluded: frozenset[DestKey]
     sorry: bool
+    quorum: QuorumState
 
 
 def service_overrides(
@@ -125,6 +140,7 @@ def service_overrides(
     drained: Set[RealId],
     held: Set[RealId],
     weight_of: Callable[[RealId], int | None] | None = None,
+    quorum_was: bool = True,
 ) -> ServiceOverrides:
     """The module's rules applied to one service (`overrides` applies them to all).
 
@@ -135,9 +151,12 @@ def service_overrides(
         drained: reals an operator drained.
         held: reals adopted at weight 0 that have not come UP since.
         weight_of: the weight a checked real's checks gave it (None: the configured one).
+        quorum_was: whether the service had quorum before (`ipvsd.health.quorum`).
     """
     weights: dict[DestKey, int] = {}
     excluded: set[DestKey] = set()
+    live: list[DestKey] = []
+    live_weight = 0
     any_up = False
     for real in service.reals:
         dest = service.dest_key(real)
@@ -145,9 +164,12 @@ def service_overrides(
         health = health_of(real_id) if has_check(service, real) else Health.UP
         if health is Health.UP:
             any_up = True
+            live.append(dest)
             dynamic = None if weight_of is None else weight_of(real_id)
             if dynamic is not None and dynamic != real.weight:
                 weights[dest] = dynamic
+            if not (drained and real_id in drained):
+                live_weight += real.weight if dynamic is None else dynamic
         elif real_id not in held and (
             health is Health.UNKNOWN or service.on_failure is OnFailure.REMOVE
         ):
@@ -156,5 +178,13 @@ def service_overrides(
             weights[dest] = 0
         if drained and real_id in drained:
             weights[dest] = 0
-    sorry = service.sorry_server is not None and not any_up
-    return ServiceOverrides(weights, frozenset(excluded), sorry)
+    up = has_quorum(service, live_weight, any_up, quorum_was)
+    sorry = service.sorry_server is not None and not up
+    if sorry:  # the sorry server takes over from the reals left (keepalived)
+        for dest in live:
+            if service.on_failure is OnFailure.REMOVE:
+                excluded.add(dest)
+                weights.pop(dest, None)
+            else:
+                weights[dest] = 0
+    return ServiceOverrides(weights, frozenset(excluded), sorry, QuorumState(up, live_weight))

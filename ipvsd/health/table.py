@@ -20,6 +20,9 @@ Rules:
 3. The drained and held sets belong to the caller, which changes them in
    place; `table` compares them with the sets it last built from and
    rebuilds the services whose reals entered or left them.
+4. Each service built updates its quorum in the `QuorumBook`, which reports
+   a transition once (``ipvsd.health.quorum``); `install` forgets the
+   services the new config no longer has.
 
 Pure: no clock, no I/O. The caller supplies each real's health.
 """
@@ -32,6 +35,7 @@ from dataclasses import dataclass
 from ipvsd.config.model import Config, ServiceConfig
 from ipvsd.desired import ServiceBuilder
 from ipvsd.health.policy import service_overrides
+from ipvsd.health.quorum import QuorumBook
 from ipvsd.health.tracker import Health
 from ipvsd.model import RealId, Service, ServiceKey, Table
 
@@ -56,15 +60,19 @@ class DesiredTable:
         health_of: the health of a checked real (UNKNOWN when not known).
         weight_of: the weight a checked real's checks gave it (None: the configured one);
             the caller `mark`s its service when it changes.
+        quorum: the quorum state of the services (Rule 4); None: a book of its own.
     """
 
     def __init__(
         self,
         health_of: Callable[[RealId], Health],
         weight_of: Callable[[RealId], int | None] | None = None,
+        quorum: QuorumBook | None = None,
     ) -> None:
         self._health_of = health_of
         self._weight_of = weight_of
+        self.quorum = quorum or QuorumBook()
+        """The quorum state of every service of the table."""
         self._configured: dict[ServiceKey, ServiceConfig] = {}
         self._services: dict[ServiceKey, Service] = {}
         self._build = ServiceBuilder()
@@ -109,7 +117,14 @@ class DesiredTable:
                 key = service.key
                 configured[key] = service
                 services[key] = _service(
-                    build, service, key, health_of, drained_then, held_then, self._weight_of
+                    build,
+                    service,
+                    key,
+                    health_of,
+                    drained_then,
+                    held_then,
+                    self._weight_of,
+                    self.quorum,
                 )
                 yield
         except GeneratorExit:  # abandoned half-way: nothing to mark for
@@ -123,6 +138,7 @@ class DesiredTable:
         self._build, self._drained, self._held = built.build, built.drained, built.held
         self._dirty = built.marked
         self._marked_in_build = None
+        self.quorum.forget(built.configured.keys())
 
     def table(self, drained: Set[RealId], held: Set[RealId]) -> Table:
         """The desired table now: the marked services and those of changed drains rebuilt.
@@ -146,6 +162,7 @@ class DesiredTable:
                 self._drained,
                 self._held,
                 self._weight_of,
+                self.quorum,
             )
         self._dirty.clear()
         # A copy: the reconciler plans over it in slices while this one changes.
@@ -160,6 +177,8 @@ def _service(
     drained: Set[RealId],
     held: Set[RealId],
     weight_of: Callable[[RealId], int | None] | None,
+    quorum: QuorumBook,
 ) -> Service:
-    rules = service_overrides(service, key, health_of, drained, held, weight_of)
+    rules = service_overrides(service, key, health_of, drained, held, weight_of, quorum.was_up(key))
+    quorum.record(key, service, rules.quorum)
     return build(service, key, weights=rules.weights, excluded=rules.excluded, sorry=rules.sorry)

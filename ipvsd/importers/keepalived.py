@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from ipaddress import ip_address
 from typing import Any
 
+from ipvsd.config.groups import parse_member
 from ipvsd.config.model import IpvsConfig, SyncDaemonConfig, TimeoutsConfig
 from ipvsd.importers import keepalived_groups
 from ipvsd.importers import keepalived_keywords as keywords
@@ -112,8 +113,14 @@ def convert(
         elif node.directive not in _READ_EARLIER:
             _root_keyword(ledger, node)
     keepalived_groups.unused_groups(ledger, groups)
+    _ha_suspend_needs_a_vip(ledger, built, instances)
     origins.update(built.origins)
     ipvs = _ipvs(ledger, settings, instances, known, built.services, notes, origins, alive)
+    if built.groups:
+        ipvs["service_groups"] = list(built.groups.values())
+        reordered = ordered(ipvs, IpvsConfig)
+        ipvs.clear()  # in place: the notes are kept by the dict's identity
+        ipvs.update(reordered)
     data: dict[str, Any] = {}
     if settings.node_name is not None:
         data["node_name"] = settings.node_name
@@ -123,6 +130,34 @@ def convert(
     settle(data, origins, lambda node, message: ledger.report(node, f"{message}: not converted"))
     reports, outcomes = ledger.finish()
     return Conversion(data, notes.paths(data), reports, outcomes)
+
+
+def _ha_suspend_needs_a_vip(
+    ledger: Ledger, built: lvs.Built, instances: Sequence[vrrp.Instance]
+) -> None:
+    """ipvsd refuses ``ha_suspend`` on an address no instance has as a VIP (no MASTER
+    would ever resume the checks); keepalived then checks all the time: so does ipvsd."""
+    vips = {
+        ip_address(vip.partition("/")[0])
+        for item in instances
+        for vip in item.data["virtual_ipaddresses"]
+    }
+    for service in built.services:
+        if not service.get("ha_suspend"):
+            continue
+        if "group" in service:
+            members = built.groups[service["group"]]["members"]
+            addresses = [a for m in members for a, _, _ in parse_member(m).endpoints()]
+        else:
+            addresses = [ip_address(service["address"]) if "address" in service else None]
+        if all(address in vips for address in addresses):
+            continue
+        del service["ha_suspend"]
+        ledger.report(
+            built.origins[id(service)],
+            "ha_suspend: the address is no VIP of a converted vrrp_instance: ignored "
+            "(the reals are checked all the time, as keepalived then does)",
+        )
 
 
 def _one_owner_per_vip(ledger: Ledger, instances: Sequence[vrrp.Instance]) -> None:

@@ -2,9 +2,11 @@
 
 A ``virtual_server_group NAME { ... }`` lists service keys: ``IP PORT``,
 ``IP-END PORT`` (a range of the last IPv4 byte, in decimal, or of the last
-IPv6 group, in hex, as keepalived reads it) and ``fwmark N``. ipvsd has no
-service groups, so ``virtual_server group NAME`` becomes one ipvsd service
-per key (keepalived makes one IPVS service per key too): `service_keys`.
+IPv6 group, in hex, as keepalived reads it) and ``fwmark N``: `service_keys`
+gives the keys a ``virtual_server`` header stands for, and `member_texts`
+writes a group's keys as ipvsd ``service_groups`` members (IPv4 runs of one
+/24 and one port as ``A.B.C.D-E:PORT``; IPv6 ranges one address each, as
+ipvsd ranges only IPv4; each key once).
 """
 
 from __future__ import annotations
@@ -86,6 +88,48 @@ _PORT_ZERO = (
     "port 0 (every port of a persistent service): ipvsd services have a port; use a fwmark "
     "service for several ports: not converted"
 )
+
+
+def member_texts(keys: list[dict[str, Any]], fwmark_family: str | None) -> list[str]:
+    """ipvsd ``members`` for a group's service keys, in order, each key once.
+
+    Args:
+        keys: the group's keys (`Groups.members`).
+        fwmark_family: ``ipv6`` for the fwmark members of an IPv6 service, else None.
+    """
+    texts: list[str] = []
+    run: list[IPv4Address] = []
+    run_port = 0
+    seen: set[tuple[Any, ...]] = set()
+
+    def flush() -> None:
+        if run:
+            last = f"-{int(run[-1]) & 0xFF}" if len(run) > 1 else ""
+            texts.append(f"{run[0]}{last}:{run_port}")
+            run.clear()
+
+    for key in keys:
+        identity = tuple(sorted(key.items()))
+        if identity in seen:
+            continue
+        seen.add(identity)
+        if "fwmark" in key:
+            flush()
+            suffix = f"/{fwmark_family}" if fwmark_family == "ipv6" else ""
+            texts.append(f"fwmark:{key['fwmark']}{suffix}")
+            continue
+        address = ip_address(key["address"])
+        if not isinstance(address, IPv4Address):
+            flush()
+            texts.append(f"[{address}]:{key['port']}")
+            continue
+        follows = run and key["port"] == run_port and int(address) == int(run[-1]) + 1
+        if not (follows and int(address) & 0xFF):  # a range stays within its /24
+            flush()
+            run_port = key["port"]
+        run.append(address)
+    flush()
+    return texts
 
 
 def unused_groups(ledger: Ledger, groups: Groups) -> None:

@@ -315,24 +315,9 @@ VRRP_SYNC_GROUP: Mapping[str, str] = {
 
 VIRTUAL_SERVER: Mapping[str, str] = {
     "hashed": "a flag the kernel sets itself: ignored",
-    "ha_suspend": (
-        "ipvsd checks the reals on every director, MASTER or BACKUP (ha_suspend is not "
-        "supported): ignored"
-    ),
     "smtp_alert": EMAIL,
     "snmp_name": SNMP,
-    "omega": "ipvsd runs no quorum programs: ignored",
-    "quorum_up": "ipvsd runs no quorum programs: not converted",
-    "quorum_down": "ipvsd runs no quorum programs: not converted",
-    "quorum": (
-        "ipvsd has no quorum: the sorry server comes in when no real is up (keepalived's "
-        "quorum 1): not converted"
-    ),
-    "hysteresis": "ipvsd has no quorum: ignored",
-    "weight": "ipvsd has no virtual server weight (no quorum, no track_service): ignored",
-    "sorry_server_inhibit": (
-        "ipvsd adds the sorry server while no real is up and removes it otherwise: not converted"
-    ),
+    "weight": "ipvsd has no virtual server weight: ignored",
 }
 
 REAL_SERVER: Mapping[str, str] = {

@@ -1,14 +1,19 @@
 """keepalived's virtual_server, virtual_server_group and real_server → ``ipvs.services``. Pure.
 
 What converts: the service key (``IP PORT``, ``fwmark N``, or ``group NAME``:
-one ipvsd service per member of the virtual_server_group, IP ranges
-expanded, since ipvsd has no service groups; keepalived makes one IPVS
-service per member too), ``lb_algo``/``lvs_sched`` → ``scheduler``, the
+the virtual_server_group becomes an ``ipvs.service_groups`` entry and the
+service is written with ``group``, so that ipvsd, as keepalived, makes one
+IPVS service per member and checks each real once), ``lb_algo``/``lvs_sched`` → ``scheduler``, the
 scheduler flag keywords (``ops``, ``sh-port``...) → ``scheduler_flags``,
 ``lb_kind``/``lvs_method`` (and its TUN options) → ``forward`` / ``tunnel``,
 ``persistence_timeout``, ``persistence_granularity`` →
 ``persistence_netmask``, ``persistence_engine``, ``protocol``,
-``ip_family`` → ``family``, ``sorry_server``, and per real ``weight``,
+``ip_family`` → ``family``, ``sorry_server`` (with ``sorry_server_inhibit``
+→ ``inhibit`` and ``sorry_server_lvs_method`` → its ``forward``), ``quorum``,
+``hysteresis`` (with keepalived's default quorum 1), ``quorum_up`` /
+``quorum_down`` (split like a shell, as keepalived does), ``omega``,
+``ha_suspend``, and per
+real ``weight``,
 ``lvs_method``, ``uthreshold``/``lthreshold`` → ``upper_threshold`` /
 ``lower_threshold``; the checkers through `ipvsd.importers.keepalived_checks`.
 
@@ -16,7 +21,8 @@ Defaults that differ are written out: keepalived removes a failed real
 unless ``inhibit_on_failure`` (ipvsd drains by default), so every service
 gets an explicit ``on_failure``; checks get their keepalived timing.
 keepalived puts a checked real in service before its first check unless
-``alpha``; ipvsd waits for a good check, which is reported.
+``alpha``, ipvsd only with ``alpha: false``: a service without ``alpha`` gets
+``alpha: false``.
 """
 
 from __future__ import annotations
@@ -32,10 +38,10 @@ from ipvsd.config.model import RealConfig, ServiceConfig, SorryServerConfig, Tun
 from ipvsd.config.types import PORT_CHECKS, SCHEDULER_FLAGS, SCHEDULERS
 from ipvsd.importers import keepalived_keywords as keywords
 from ipvsd.importers.keepalived_checks import CHECKERS, Check, Timing, checks, share, timing_keyword
-from ipvsd.importers.keepalived_groups import Groups, service_keys
+from ipvsd.importers.keepalived_groups import Groups, member_texts, service_keys
 from ipvsd.importers.keepalived_ledger import Ledger, argument, flag, integer
 from ipvsd.importers.keepalived_parse import Node
-from ipvsd.importers.keepalived_vrrp import unknown
+from ipvsd.importers.keepalived_vrrp import script_argv, unknown
 from ipvsd.importers.report import Notes, ordered
 
 PERSISTENCE_DEFAULT = 360  # IPVS_SVC_PERSISTENT_TIMEOUT
@@ -50,11 +56,14 @@ class Built:
 
     Attributes:
         services: ``ipvs.services`` items.
+        groups: ``ipvs.service_groups`` items, by name (from virtual_server_groups).
         origins: ``id(obj)`` → the node each service, real or check came from.
         alive: the objects of `origins` (so that their ids stay theirs).
     """
 
     services: list[dict[str, Any]] = field(default_factory=list)
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """``ipvs.service_groups`` items, by name."""
     origins: dict[int, Node] = field(default_factory=dict)
     alive: list[object] = field(default_factory=list)
 
@@ -85,6 +94,7 @@ def virtual_server(ledger: Ledger, node: Node, groups: Groups, built: Built, not
     inhibit: bool | None = None
     real_nodes: list[Node] = []
     sorry_method: tuple[Node, str] | None = None
+    sorry_inhibit: Node | None = None
     for child in ledger.block(node):
         updated = timing_keyword(ledger, child, timing)
         if updated is not None:
@@ -103,6 +113,8 @@ def virtual_server(ledger: Ledger, node: Node, groups: Groups, built: Built, not
             method = argument(ledger, child)
             if method is not None:
                 sorry_method = (child, method)
+        elif child.directive == "sorry_server_inhibit":
+            sorry_inhibit = child
         elif not _service_keyword(ledger, child, settings):
             if child.directive in keywords.VIRTUAL_SERVER:
                 ledger.report(child, keywords.VIRTUAL_SERVER[child.directive])
@@ -111,16 +123,23 @@ def virtual_server(ledger: Ledger, node: Node, groups: Groups, built: Built, not
     settings.setdefault("forward", "nat")  # keepalived's default lb_kind, and ipvsd's
     if sorry_method is not None:
         _sorry_method(ledger, *sorry_method, settings)
+    if sorry_inhibit is not None:
+        _sorry_inhibit(ledger, sorry_inhibit, settings)
+    if "hysteresis" in settings:
+        settings.setdefault("quorum", 1)  # keepalived's default quorum
     reals = [_real(ledger, child, timing) for child in real_nodes]
     present = [real for real in reals if real is not None]
     service = _assemble(ledger, node, settings, present, inhibit, notes)
     ledger.take(node)
-    if len(keys) > 1:
-        ledger.report(
-            node,
-            f"group {node.args[1]}: {len(keys)} ipvsd services (ipvsd has no service "
-            "groups); each one checks its reals on its own",
-        )
+    if node.args[0] == "group":
+        # One service with `group`: ipvsd makes the kernel services and shares the checks.
+        ipv6 = settings.get("family") == "ipv6" or any(":" in r.data["address"] for r in present)
+        members = member_texts(keys, "ipv6" if ipv6 else None)
+        name = node.args[1]
+        if name not in built.groups:
+            entry = built.groups[name] = {"name": name, "members": members}
+            built.origin(entry, groups.nodes[name])
+        keys = [{"group": node.args[1]}]
     for key in keys:
         one = copy.deepcopy(service) if len(keys) > 1 else service
         _keyed(one, key, present)
@@ -179,6 +198,14 @@ def _service_keyword(ledger: Ledger, node: Node, settings: dict[str, Any]) -> bo
             _set(ledger, node, settings, "family", family)
         case "sorry_server":
             _sorry(ledger, node, settings)
+        case "quorum":
+            _set(ledger, node, settings, "quorum", integer(ledger, node, 1, 2**32 - 1))
+        case "hysteresis":
+            _set(ledger, node, settings, "hysteresis", integer(ledger, node, 0, 2**32 - 1))
+        case "quorum_up" | "quorum_down":
+            _set(ledger, node, settings, node.directive, script_argv(node) or None)
+        case "omega" | "ha_suspend":
+            _set(ledger, node, settings, node.directive, flag(ledger, node))
         case _:
             return False
     return True
@@ -261,15 +288,35 @@ def _sorry(ledger: Ledger, node: Node, settings: dict[str, Any]) -> None:
     ledger.take(node)
 
 
+_NO_SORRY = "the virtual_server has no sorry_server: ignored"
+
+
 def _sorry_method(ledger: Ledger, node: Node, method: str, settings: dict[str, Any]) -> None:
-    if _FORWARD.get(method) == settings["forward"]:
-        ledger.take(node)
+    """``sorry_server_lvs_method`` → ``sorry_server.forward`` (when not the service's)."""
+    forward = _FORWARD.get(method)
+    sorry = settings.get("sorry_server")
+    if forward is None:
+        ledger.report(node, f"'{method}' is not NAT, DR or TUN: ignored")
+    elif sorry is None:
+        ledger.report(node, _NO_SORRY)
     else:
-        ledger.report(
-            node,
-            f"ipvsd forwards to the sorry server with the service's method "
-            f"({settings['forward']}): {method} not converted",
-        )
+        if forward != settings["forward"]:
+            settings["sorry_server"] = ordered({**sorry, "forward": forward}, SorryServerConfig)
+        ledger.take(node)
+
+
+def _sorry_inhibit(ledger: Ledger, node: Node, settings: dict[str, Any]) -> None:
+    """``sorry_server_inhibit`` → ``sorry_server.inhibit``."""
+    on = flag(ledger, node)
+    sorry = settings.get("sorry_server")
+    if on is None:
+        return
+    if sorry is None:
+        ledger.report(node, _NO_SORRY)
+        return
+    if on:
+        settings["sorry_server"] = ordered({**sorry, "inhibit": True}, SorryServerConfig)
+    ledger.take(node)
 
 
 def _real(ledger: Ledger, node: Node, outer: Timing) -> _Real | None:
@@ -381,11 +428,8 @@ def _assemble(
         for key, text in base.notes.items():
             notes.add(base.fields, key, text)
     if not all(real.timing.alpha for real in reals if real.check is not None):
-        ledger.report(
-            node,
-            "no alpha: keepalived puts a checked real in service before its first check; "
-            "ipvsd adds it after its first good check",
-        )
+        # keepalived puts a checked real in service before its first check unless alpha.
+        service["alpha"] = False
     service["on_failure"] = _on_failure(ledger, reals, inhibit, service, notes)
     # The same further checkers on every real: written once, as the service's checks.
     lists = [[more.fields for more in real.more] for real in reals]
@@ -441,7 +485,10 @@ def _on_failure(
 def _keyed(service: dict[str, Any], key: Mapping[str, Any], reals: Sequence[_Real]) -> None:
     """Put the key first; fwmark services take their family and drop the protocol."""
     fields = dict(key)
-    if "fwmark" in key:
+    if "group" in key:
+        service.pop("family", None)  # the members give it
+        service.setdefault("protocol", "tcp")
+    elif "fwmark" in key:
         family = service.pop("family", None)
         if family is None and reals and ":" in reals[0].data["address"]:
             family = "ipv6"

@@ -32,7 +32,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
-from ipvsd.metrics.labels import BACKEND_LABELS, backend_labels
+from ipvsd.metrics.labels import BACKEND_LABELS, SERVICE_LABELS, backend_labels, service_labels
 from ipvsd.model import DestKey, ServiceKey
 
 log = structlog.get_logger("ipvsd.metrics")
@@ -69,6 +69,8 @@ class DaemonMetrics:
     - *extra* ``ipvsd_vrrp_instance_failures_total{vrrp_instance}``: instances
       that failed, released their VIPs and were restarted (issue #11)
     - ``ipvsd_backend_up{local_address,local_port,remote_address,remote_port,proto,local_mark}``
+    - *extra* ``ipvsd_service_quorum{local_address,local_port,proto,local_mark}``: 1 while
+      the service has quorum, 0 while its sorry server (if any) serves (issue 13)
     - ``ipvsd_health_check_duration_seconds`` (histogram)
     - ``ipvsd_reconcile_operations_total{op}``, ``ipvsd_reconcile_errors_total``
     - ``ipvsd_config_reloads_total{result}``: result is ``success`` or ``failure``
@@ -129,6 +131,12 @@ class DaemonMetrics:
             "ipvsd_backend_up",
             "1 if the real server passes its health checks, else 0.",
             BACKEND_LABELS,
+            registry=registry,
+        )
+        self._service_quorum = Gauge(
+            "ipvsd_service_quorum",
+            "1 while the service has quorum (enough live real weight), else 0.",
+            SERVICE_LABELS,
             registry=registry,
         )
         self._health_duration = Histogram(
@@ -253,6 +261,14 @@ class DaemonMetrics:
         bring the series back.
         """
         self._backend_up.remove(*backend_labels(service, real))
+
+    def service_quorum(self, service: ServiceKey, up: bool) -> None:
+        """Set a service's ``ipvsd_service_quorum``."""
+        self._service_quorum.labels(*service_labels(service)).set(1 if up else 0)
+
+    def service_gone(self, service: ServiceKey) -> None:
+        """Drop a service's ``ipvsd_service_quorum`` (it left the config); no error if absent."""
+        self._service_quorum.remove(*service_labels(service))
 
     def retain(self, instances: Iterable[tuple[str, str, int]]) -> None:
         """Drop every per-instance series the config no longer has.

@@ -397,7 +397,7 @@ class VrrpInstance:
         if machine.state is VrrpState.MASTER and added:
             await self._vips(added, add=True)
             self._send_garp(added)
-        tracked = {t.script for t in config.track_scripts}
+        tracked = set(self.script_weights)  # scripts and services (`track_services`)
         for script in set(self.status.scripts) - tracked:
             del self.status.scripts[script]
         for path in set(self.status.files) - {t.path for t in config.track_files}:

@@ -41,6 +41,7 @@ import structlog
 
 from ipvsd.config.model import SyncGroupConfig, VrrpInstanceConfig, VrrpScriptConfig
 from ipvsd.errors import KernelError, PacketError, RejectReason
+from ipvsd.model import parse_service_spec
 from ipvsd.netlink.links import AddressChange, LinkInfo
 from ipvsd.vrrp.backoff import Backoff, RestartPolicy
 from ipvsd.vrrp.instance import NOTIFY_DRAIN_S, FailureHook, VrrpInstance
@@ -50,6 +51,7 @@ from ipvsd.vrrp.packet import decode, validate
 from ipvsd.vrrp.ports import LinkSource, VipWriter
 from ipvsd.vrrp.relink import InterfaceEndpoint, plan_relink
 from ipvsd.vrrp.sync_group import SyncGroup
+from ipvsd.vrrp.track_services import ServiceQuorumFeed, script_name
 from ipvsd.vrrp.tracking import FilePool, ScriptPool, ScriptSpec
 from ipvsd.vrrp.transport import VrrpSocket
 
@@ -90,6 +92,7 @@ class VrrpRouter:
         restart: RestartPolicy | None = None,
         endpoint_factory: Callable[[str], InterfaceEndpoint] = InterfaceEndpoint,
         pacer: AdvertPacer | None = None,
+        services: ServiceQuorumFeed | None = None,
     ) -> None:
         self._addresses = addresses
         self._link_source = links
@@ -118,6 +121,7 @@ class VrrpRouter:
         self._script_configs: dict[str, VrrpScriptConfig] = {}
         self._files = FilePool()  # track_files: one watcher per path
         self._listening: dict[str, list[Callable[[], None]]] = {}  # instance → unsubscribers
+        self._services = services or ServiceQuorumFeed()  # track_services: quorum by service
 
     @property
     def instances(self) -> dict[str, VrrpInstance]:
@@ -242,11 +246,15 @@ class VrrpRouter:
     def _weights(self, config: VrrpInstanceConfig) -> dict[str, int]:
         """Tracked script → weight: the instance's, else the script's (keepalived)."""
         known = self._script_configs
-        return {
+        weights = {
             t.script: known[t.script].weight if t.weight is None else t.weight
             for t in config.track_scripts
             if t.script in known  # config checks report the others
         }
+        # A tracked service counts as a script that succeeds while it has quorum.
+        for t in config.track_services:
+            weights[script_name(parse_service_spec(t.service))] = t.weight
+        return weights
 
     def _track(self, instance: VrrpInstance, config: VrrpInstanceConfig) -> None:
         """(Re)subscribe `instance` to the scripts and files `config` tracks."""
@@ -257,6 +265,9 @@ class VrrpRouter:
             if runner is not None:
                 runner.subscribe(instance.script_changed)
                 undo.append(functools.partial(runner.unsubscribe, instance.script_changed))
+        for tracked in config.track_services:
+            key = parse_service_spec(tracked.service)
+            undo.append(self._services.subscribe(key, instance.script_changed))
         for file in config.track_files:
             watcher = self._files.watchers.get(file.path)
             if watcher is None:  # an instance being removed by this update

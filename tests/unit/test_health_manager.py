@@ -44,7 +44,7 @@ REAL_ID: RealId = (WEB, REAL)
 RISE, FALL, WEIGHT = 3, 2, 5
 
 
-def config(on_failure: str) -> Config:
+def config(on_failure: str, alpha: bool = True) -> Config:
     return parse_config(
         textwrap.dedent(
             f"""\
@@ -53,6 +53,7 @@ def config(on_failure: str) -> Config:
                 - address: 10.0.0.1
                   port: 80
                   on_failure: {on_failure}
+                  alpha: {"true" if alpha else "false"}
                   check: {{type: tcp, interval: 1, rise: {RISE}, fall: {FALL}}}
                   reals: [{{address: 10.0.1.1, weight: {WEIGHT}}}]
             """
@@ -107,6 +108,7 @@ def run_checks(
     on_failure: str,
     at_start: int | None,
     results: list[bool | Result],
+    alpha: bool = True,
 ) -> tuple[int | None, list[int | None], list[Health]]:
     """Start a manager over a kernel holding the real at `at_start`, run `results`.
 
@@ -118,7 +120,7 @@ def run_checks(
     monkeypatch.setattr(ScriptedChecker, "script", list(results))
     after: list[int | None] = []
     changes: list[Health] = []
-    cfg = config(on_failure)
+    cfg = config(on_failure, alpha)
 
     async def main() -> None:
         done = asyncio.Event()
@@ -179,6 +181,24 @@ def test_a_fresh_real_enters_on_its_first_success(monkeypatch: pytest.MonkeyPatc
     before, after, _ = run_checks(monkeypatch, "drain", None, [True, True])
     assert before is None
     assert after == [WEIGHT, WEIGHT]
+
+
+def test_without_alpha_a_fresh_real_is_in_from_the_start_until_fall_failures(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 13: ``alpha: false`` (keepalived without alpha) starts a new real UP."""
+    before, after, changes = run_checks(monkeypatch, "remove", None, [True, False, False], False)
+    assert before == WEIGHT
+    assert after == [WEIGHT, WEIGHT, None]
+    assert changes == [Health.DOWN]
+
+
+def test_without_alpha_a_real_adopted_at_weight_0_is_still_held(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before, after, _ = run_checks(monkeypatch, "drain", 0, [True, True, True], False)
+    assert before == 0
+    assert after == [0, 0, WEIGHT]
 
 
 def test_adopted_reals_start_up_with_traffic_and_down_at_weight_0() -> None:

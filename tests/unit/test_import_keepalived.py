@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from ipvsd.cli import main
-from ipvsd.config import load_config
+from ipvsd.config import load_config, parse_config
 from ipvsd.importers.emit import to_yaml
 from ipvsd.importers.keepalived import convert
 from ipvsd.importers.keepalived_parse import parse
@@ -167,33 +167,27 @@ def test_dr_with_persistence_fwmark_and_sorry_server() -> None:
     assert mark["check"]["port"] == 21
     assert mark["reals"][0] == {"address": "192.0.2.11", "port": 0, "weight": 1}
     lines = reports(conversion)
-    # alpha on the first service: no report; none on the second: reported.
-    assert [line for line in lines if "no alpha" in line] == [
-        f"{DATA / 'dr_persistence.conf'}:57: virtual_server: no alpha: keepalived puts a checked "
-        "real in service before its first check; ipvsd adds it after its first good check"
-    ]
+    # alpha on the first service: ipvsd's default; none on the second: alpha: false.
+    assert "alpha" not in web
+    assert mark["alpha"] is False
+    assert not [line for line in lines if "alpha" in line]
 
 
-def test_virtual_server_group_expands_into_one_service_per_member() -> None:
+def test_virtual_server_group_becomes_a_service_group() -> None:
     conversion = converted(DATA / "vsg.conf")
-    keys = [
-        (svc.get("address"), svc.get("port"), svc.get("fwmark"))
-        for svc in conversion.data["ipvs"]["services"]
+    ipvs = conversion.data["ipvs"]
+    assert ipvs["service_groups"] == [
+        {
+            "name": "WEB_VIPS",
+            "members": ["198.51.100.10-12:80", "198.51.100.20:8080", "fwmark:7"],
+        }
     ]
-    assert keys == [
-        ("198.51.100.10", 80, None),
-        ("198.51.100.11", 80, None),
-        ("198.51.100.12", 80, None),
-        ("198.51.100.20", 8080, None),
-        (None, None, 7),
-    ]
-    assert all(len(svc["reals"]) == 2 for svc in conversion.data["ipvs"]["services"])
-    assert (
-        f"{DATA / 'vsg.conf'}:9: virtual_server: group WEB_VIPS: 5 ipvsd services (ipvsd has no "
-        "service groups); each one checks its reals on its own"
-    ) in reports(conversion)
-    # The copies are distinct objects carrying the same notes.
-    assert conversion.comments[("ipvs", "services", 4, "on_failure")].startswith("keepalived")
+    [web] = ipvs["services"]
+    assert (web["group"], web["protocol"], len(web["reals"])) == ("WEB_VIPS", "tcp", 2)
+    assert "address" not in web
+    assert not [line for line in reports(conversion) if "WEB_VIPS" in line]
+    config = parse_config(to_yaml(conversion.data), "out.yaml", default_node_name="n1")
+    assert len(config.ipvs.services) == 5  # one kernel service per member, checks shared
 
 
 def test_misc_check_with_arguments_gets_a_check_per_real() -> None:

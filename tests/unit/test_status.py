@@ -19,6 +19,7 @@ import pytest
 from ipvsd.config import Config, parse_config
 from ipvsd.control.render import format_age, ipvsadm_table, service_line, status_text
 from ipvsd.control.status import (
+    QuorumStatus,
     RealStatus,
     RunningSyncDaemon,
     ServiceStatus,
@@ -221,10 +222,27 @@ def test_the_exact_json_of_a_small_document() -> None:
                         "stats": None,
                     }
                 ],
+                "quorum": None,
             }
         ],
         "sync_daemon": None,
     }
+
+
+def test_a_services_quorum_in_json_text_and_back() -> None:
+    """Issue 13: quorum state per service; the text shows a lost one under its service."""
+    lost = web(quorum=QuorumStatus(up=False, live_weight=1, quorum=4, hysteresis=1))
+    encoded = to_json(document(lost))
+    assert encoded["services"][0]["quorum"] == {
+        "up": False,
+        "live_weight": 1,
+        "quorum": 4,
+        "hysteresis": 1,
+    }
+    assert from_json(encoded).services[0].quorum == lost.quorum
+    assert "  quorum lost: live weight 1, quorum 4" in status_text(document(lost)).splitlines()
+    kept = web(quorum=QuorumStatus(up=True, live_weight=2))
+    assert "quorum" not in status_text(document(kept))
 
 
 def test_the_json_of_fwmark_persistence_stats_and_sync() -> None:

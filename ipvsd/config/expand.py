@@ -1,0 +1,46 @@
+"""Expand services written with ``group`` into one service per member. Pure.
+
+See `ipvsd.config.groups` for the rules. Run on a config that passed the
+cross-checks (`ipvsd.config.checks`): the group exists and its members are
+valid.
+"""
+
+from __future__ import annotations
+
+from ipvsd.config.groups import parse_member
+from ipvsd.config.model import Config, ServiceConfig
+from ipvsd.model import Protocol
+
+
+def members_of(service: ServiceConfig, members: tuple[str, ...]) -> list[ServiceConfig]:
+    """The services `service` (written with ``group``) stands for, given its group's members."""
+    expanded: list[ServiceConfig] = []
+    for text in members:
+        member = parse_member(text)
+        for address, port, fwmark in member.endpoints():
+            if fwmark is not None:
+                # The mark selects the packets: a fwmark service is keyed with tcp.
+                update: dict[str, object] = {
+                    "fwmark": fwmark,
+                    "family": member.family,
+                    "protocol": Protocol.TCP,
+                }
+            else:
+                update = {"address": address, "port": port}
+            expanded.append(service.model_copy(update=update))
+    return expanded
+
+
+def expand_groups(config: Config) -> Config:
+    """`config` with every ``group`` service replaced by its member services."""
+    if not any(service.group is not None for service in config.ipvs.services):
+        return config
+    groups = {group.name: group.members for group in config.ipvs.service_groups}
+    services: list[ServiceConfig] = []
+    for service in config.ipvs.services:
+        if service.group is None or service.address is not None or service.fwmark is not None:
+            services.append(service)  # plain, or already expanded
+        else:
+            services.extend(members_of(service, groups[service.group]))
+    ipvs = config.ipvs.model_copy(update={"services": tuple(services)})
+    return config.model_copy(update={"ipvs": ipvs})
