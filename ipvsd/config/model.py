@@ -216,6 +216,18 @@ class VrrpInstanceConfig(_Model):
     notify: Name | None = None
     """Program run as ``notify TYPE NAME STATE PRIORITY`` (keepalived's notify script:
     ``INSTANCE VI_1 MASTER 100``) on every transition; null: none."""
+    notify_master: Command | None = None
+    """argv of a program run (no shell, no arguments added) when the instance becomes
+    MASTER, before ``notify`` (keepalived's notify_master); null: none."""
+    notify_backup: Command | None = None
+    """argv of a program run when the instance becomes BACKUP (keepalived's notify_backup);
+    null: none."""
+    notify_fault: Command | None = None
+    """argv of a program run when the instance goes to FAULT (keepalived's notify_fault);
+    null: none."""
+    notify_stop: Command | None = None
+    """argv of a program run when the instance stops: ipvsd stops, or a reload removes or
+    re-creates it (keepalived's notify_stop); null: none."""
     garp_repeat: GarpRepeat = 5
     """Gratuitous ARPs per burst on becoming MASTER."""
     garp_delay: GarpDelay = 5.0
@@ -259,6 +271,19 @@ class SyncGroupConfig(_Model):
     """Names of its VRRP instances, at least one; an instance is in at most one group.
     One member going MASTER, BACKUP or FAULT takes the others along, and the group stays
     in FAULT while any member is."""
+    notify: Name | None = None
+    """Program run as ``notify GROUP NAME STATE 0`` once per transition of the group (not once
+    per member), as keepalived runs a sync group's notify script; null: none."""
+    notify_master: Command | None = None
+    """argv of a program run (no shell, no arguments added) once when the group becomes
+    MASTER, before ``notify``; null: none."""
+    notify_backup: Command | None = None
+    """argv of a program run once when the group becomes BACKUP; null: none."""
+    notify_fault: Command | None = None
+    """argv of a program run once when the group goes to FAULT; null: none."""
+    notify_stop: Command | None = None
+    """argv of a program run once when the group stops: all its members stopped (ipvsd
+    stops), or a reload removed the group; null: none."""
 
 
 class VrrpConfig(_Model):

@@ -76,7 +76,7 @@ from ipvsd.vrrp.machine import (
     VrrpMachine,
     VrrpState,
 )
-from ipvsd.vrrp.notify import NotifyQueue
+from ipvsd.vrrp.notify import NotifyQueue, notify_state
 from ipvsd.vrrp.pacer import AdvertBurst, AdvertPacer, DirectPacer
 from ipvsd.vrrp.packet import (
     VRRP_GROUP,
@@ -565,11 +565,8 @@ class VrrpInstance:
         garp.send_burst(frames, self.config.garp_repeat)
 
     def _notify(self, state: VrrpState, priority: int) -> None:
-        if self.config.notify is None:
-            return
         # keepalived: leaving for good (shutdown, removal) is STOP, not INIT.
-        name = "STOP" if state is VrrpState.INIT else state.value
-        self.notifier.put(self.config.notify, name, priority)
+        self.notifier.put(self.config, notify_state(state), priority)
 
     def _transitioned(self, action: Transitioned) -> None:
         assert self._machine is not None

@@ -211,3 +211,40 @@ def test_a_forced_master_advertises_at_once() -> None:
     takeover = 20.25 + SKEW_90
     assert (takeover, 90) in seg.adverts("r2/VI_2")
     assert isinstance(seg.actions("r2/VI_2")[-1].action, SendAdvert)
+
+
+# --- the group's own state: its notify programs run once per group transition ------------
+
+
+def group_states(group: SyncGroup, reports: list[tuple[str, VrrpState]]) -> list[VrrpState]:
+    """Feed `reports` (and the echo of every force, at once); the group's state changes."""
+    seen = [group.state]
+    queue = list(reports)
+    while queue:
+        member, state = queue.pop(0)
+        forces = group.on_transition(member, state)
+        queue[:0] = [(other, force.state) for other, force in forces]  # the forced echo
+        if group.state is not seen[-1]:
+            seen.append(group.state)
+    return seen
+
+
+def test_a_group_changes_once_per_transition_not_once_per_member() -> None:
+    group = SyncGroup(["a", "b", "c"])
+    # Start-up: each member reports BACKUP; then a takes over and forces b and c.
+    states = group_states(group, [("a", BACKUP), ("b", BACKUP), ("c", BACKUP), ("a", MASTER)])
+    assert states == [INIT, BACKUP, MASTER]
+    # A higher-priority advert on c: the group goes BACKUP once, all three follow.
+    assert group_states(group, [("c", BACKUP)]) == [MASTER, BACKUP]
+    assert [group.state_of(m) for m in "abc"] == [BACKUP, BACKUP, BACKUP]
+
+
+def test_a_group_is_fault_while_a_member_is_and_stops_when_all_have() -> None:
+    group = running(MASTER, MASTER)
+    assert group.state is MASTER
+    assert group_states(group, [("a", FAULT)]) == [MASTER, FAULT]
+    # b leaves the forced FAULT on its own (a link event): forced back, no change.
+    assert group_states(group, [("b", BACKUP)]) == [FAULT]
+    assert group_states(group, [("a", BACKUP)]) == [FAULT, BACKUP]
+    assert group_states(group, [("a", INIT)]) == [BACKUP]  # b still runs
+    assert group_states(group, [("b", INIT)]) == [BACKUP, INIT]  # STOP
