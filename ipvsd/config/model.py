@@ -44,6 +44,7 @@ from ipvsd.config.types import (
     ForwardName,
     Fwmark,
     GarpDelay,
+    GarpRefresh,
     GarpRepeat,
     HexBytes,
     HttpHost,
@@ -233,6 +234,10 @@ class VrrpInstanceConfig(_Model):
     garp_delay: GarpDelay = 5.0
     """Seconds after becoming MASTER until the second GARP burst; 0: none. A one-off
     delay, so any finite value >= 0 is fine."""
+    garp_refresh: GarpRefresh = 0.0
+    """Seconds between the gratuitous ARPs (one per VIP) a MASTER keeps sending for its
+    VIPs, 1-86400, so that switches and neighbours that forgot them learn them again
+    (keepalived's garp_master_refresh); 0: none after the bursts on becoming MASTER."""
 
 
 class VrrpScriptConfig(_Model):

@@ -12,6 +12,7 @@ import json
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,6 +61,16 @@ def director(lab: VrrpLab, short: str, priority: int) -> tuple[DaemonProcess, Pa
         "notify": str(program),
         "notify_master": [str(program), "group-master"],
     }
+    return daemon(lab, short, instances, [group]), out
+
+
+def daemon(
+    lab: VrrpLab,
+    short: str,
+    instances: list[dict[str, Any]],
+    sync_groups: list[dict[str, Any]] | None = None,
+) -> DaemonProcess:
+    """`short`'s ipvsd (not started) with these ``vrrp`` instances and sync groups."""
     config = lab.workdir / f"{short}.yaml"
     config.write_text(
         json.dumps(  # YAML 1.2 is a superset of JSON
@@ -68,12 +79,11 @@ def director(lab: VrrpLab, short: str, priority: int) -> tuple[DaemonProcess, Pa
                 "metrics": {"listen": None},
                 "control": {"socket": str(lab.workdir / f"{short}.sock")},
                 "state_dir": str(lab.workdir / f"{short}.state"),
-                "vrrp": {"instances": instances, "sync_groups": [group]},
+                "vrrp": {"instances": instances, "sync_groups": sync_groups or []},
             }
         )
     )
-    daemon = DaemonProcess(lab.topo, lab.routers[short], config, lab.workdir / f"{short}.log")
-    return daemon, out
+    return DaemonProcess(lab.topo, lab.routers[short], config, lab.workdir / f"{short}.log")
 
 
 def calls(out: Path) -> list[str]:
