@@ -238,6 +238,10 @@ class VrrpInstanceConfig(_Model):
     """Seconds between the gratuitous ARPs (one per VIP) a MASTER keeps sending for its
     VIPs, 1-86400, so that switches and neighbours that forgot them learn them again
     (keepalived's garp_master_refresh); 0: none after the bursts on becoming MASTER."""
+    dont_track_primary: bool = False
+    """The instance's own ``interface`` going down does not put it in FAULT (keepalived's
+    dont_track_primary, for links whose carrier says nothing, e.g. some bonds and VLANs);
+    its ``track_interfaces`` still count, the interface naming itself included."""
 
 
 class VrrpScriptConfig(_Model):

@@ -333,6 +333,7 @@ class VrrpInstance:
             track_files={t.path: t.weight for t in config.track_files},
             garp_delay=float(config.garp_delay),
             garp_refresh=float(config.garp_refresh),
+            dont_track_primary=config.dont_track_primary,
         )
 
     async def _link_event(self, interface: str) -> LinkChanged:

@@ -12,17 +12,18 @@ There is no I/O, clock or logging here: transitions come back as
 Rules:
 
 1. States are RFC 3768 §6.4 Initialize (`INIT`), Backup and Master, plus
-   keepalived's FAULT: the instance's own interface, or a tracked interface
-   of weight 0, is down; a tracked script of weight 0 is failing or has not
-   reported yet (keepalived holds such an instance out of BACKUP until the
-   script's first result); a tracked file of weight 0 holds a non-zero value,
-   or one of another weight a value whose product with it is -254 or less
-   (keepalived ``process_update_vrrp_track_file_status``); or the interface
-   has no IPv4 address to send adverts from (§5.2.1 needs the primary
-   address; keepalived goes to FAULT too); or
-   the runner failed (`Failed`, sticky until a new machine). A machine in
-   FAULT neither sends nor listens; it leaves FAULT for Backup (the owner:
-   Master) as soon as the last cause is gone.
+   keepalived's FAULT: the instance's own interface (unless
+   ``dont_track_primary``), or a tracked interface of weight 0, is down; a
+   tracked script of weight 0 is failing or has not reported yet (keepalived
+   holds such an instance out of BACKUP until the script's first result); a
+   tracked file of weight 0 holds a non-zero value, or one of another weight
+   a value whose product with it is -254 or less (keepalived
+   ``process_update_vrrp_track_file_status``); or the interface has no IPv4
+   address to send adverts from (§5.2.1 needs the primary address;
+   keepalived goes to FAULT too); or the runner failed (`Failed`, sticky
+   until a new machine). A machine in FAULT neither sends nor listens; it
+   leaves FAULT for Backup (the owner: Master) as soon as the last cause is
+   gone.
 2. Timers (§6.1, §6.2) use the *effective* priority:
    Skew_Time = (256 - priority) / 256 s, not scaled by the advert interval in
    v2, and Master_Down_Interval = 3 * Advertisement_Interval + Skew_Time.
@@ -144,6 +145,9 @@ class MachineConfig:
     """Seconds from becoming master to the second GARP burst; 0: none."""
     garp_refresh: float = 0.0
     """Seconds between a Master's refresh GARPs (rule 4); 0: none."""
+    dont_track_primary: bool = False
+    """keepalived's dont_track_primary: the own interface's link state is not a fault
+    cause (rule 1); ``track_interfaces`` naming it still count."""
     track_scripts: Mapping[str, int] = field(default_factory=dict)
     """Script name → weight, as for interfaces with "succeeding" for "up", except
     that a script that has not reported yet adds nothing and, with weight 0,
@@ -708,9 +712,12 @@ class VrrpMachine:
     def _faulty(self) -> bool:
         if self._failed or self._cfg.primary_ip is None:
             return True
-        if not self._link_up(self._cfg.interface):
+        if self._primary_down():
             return True
         return self._interface_fault() or self._script_fault() or self._file_fault()
+
+    def _primary_down(self) -> bool:
+        return not self._cfg.dont_track_primary and not self._link_up(self._cfg.interface)
 
     def _interface_fault(self) -> bool:
         tracked = self._cfg.track_interfaces.items()
@@ -735,7 +742,7 @@ class VrrpMachine:
     def _fault_reason(self) -> TransitionReason:
         if self._failed:
             return "instance_failed"
-        if not self._link_up(self._cfg.interface):
+        if self._primary_down():
             return "link_down"
         if self._cfg.primary_ip is None:
             return "no_address"

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
+from ipvsd.control.client import request
 from lab.daemon import DaemonProcess
 from lab.netns import Topology
 from lab.scenario import wait_until
-from lab.vrrp_pair import VIP, VrrpLab, build
+from lab.vrrp_pair import VIP, VrrpLab, build, holds_vip
 from tests.netns.test_vrrp_notify import daemon
 from tests.netns.test_vrrp_relink import ArpCapture
 
@@ -68,3 +69,31 @@ def test_a_master_refreshes_its_garps_every_garp_refresh_seconds(
     assert len(refreshes) in (4, 5), refreshes
     gaps = [b - a for a, b in itertools.pairwise(refreshes)]
     assert all(0.8 < gap < 1.2 for gap in gaps), gaps
+
+
+def state(lab: VrrpLab, short: str) -> str:
+    sock = str(lab.workdir / f"{short}.sock")
+    vrrp: list[dict[str, Any]] = request(sock, {"command": "status"})["result"]["vrrp"]
+    return str(vrrp[0]["state"])
+
+
+@pytest.mark.parametrize(("dont_track_primary", "after"), [(True, "MASTER"), (False, "FAULT")])
+def test_dont_track_primary_keeps_a_master_whose_link_goes_down(
+    lab: VrrpLab, dont_track_primary: bool, after: str
+) -> None:
+    d1 = director(lab, "d1", 100, dont_track_primary=dont_track_primary)
+    d1.start()
+    wait_until(lambda: lab.holder() == ["d1"], timeout=MDI_100 + 2)
+    ns = lab.routers["d1"]
+    lab.topo.exec(ns, ["ip", "link", "set", "eth1", "down"])
+    if after == "FAULT":
+        wait_until(lambda: state(lab, "d1") == "FAULT", timeout=2)
+    else:
+        time.sleep(1.5)  # FAULT comes within a loop turn of the link event when tracked
+    assert state(lab, "d1") == after
+    assert holds_vip(lab.topo, ns) is (after == "MASTER")
+    lab.topo.exec(ns, ["ip", "link", "set", "eth1", "up"])
+    wait_until(lambda: state(lab, "d1") == "MASTER", timeout=MDI_100 + 2)
+    transitions = [e["new"] for e in d1.events() if e.get("event") == "vrrp.transition"]
+    expected = ["BACKUP", "MASTER"] + ([] if dont_track_primary else ["FAULT", "BACKUP", "MASTER"])
+    assert transitions == expected

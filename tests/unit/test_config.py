@@ -1018,6 +1018,7 @@ def _durations(instance: str = "", ipvs: str = "", check: str = "", real: str = 
         ("instance", "garp_refresh: 0.5", 4, "vrrp.instances.0.garp_refresh", "0 (off) or"),
         ("instance", "garp_refresh: .nan", 4, "vrrp.instances.0.garp_refresh", "0 (off) or"),
         ("instance", "garp_refresh: 86401", 4, "vrrp.instances.0.garp_refresh", "and 86400"),
+        ("instance", "dont_track_primary: 1", 4, "vrrp.instances.0.dont_track_primary", "true or"),
         ("instance", "notify_master: []", 4, "vrrp.instances.0.notify_master", "not be empty"),
         ("instance", "notify_stop: /bin/x", 4, "vrrp.instances.0.notify_stop", "list"),
     ],

@@ -8,10 +8,12 @@ from ipaddress import IPv4Address
 from ipvsd.vrrp.machine import (
     AdvertReceived,
     ConfigChanged,
+    LinkChanged,
     SendGarp,
     Startup,
     TimerFired,
     VrrpMachine,
+    VrrpState,
 )
 from tests.unit.test_vrrp_machine import MDI_100, config, pair
 
@@ -57,3 +59,34 @@ def test_a_reload_starts_or_stops_the_refresh_of_a_running_master() -> None:
     assert REFRESH in machine.handle(TimerFired(), 2.5)
     machine.handle(ConfigChanged(config(priority=255, garp_delay=0.0)), 3.0)
     assert all(REFRESH not in machine.handle(TimerFired(), t) for t in (4.5, 6.5, 8.5))
+
+
+# --- dont_track_primary -------------------------------------------------------------
+
+
+def master(**fields: object) -> VrrpMachine:
+    machine = VrrpMachine(config(priority=255, **fields))
+    machine.handle(Startup(), 0.0)
+    assert machine.state is VrrpState.MASTER
+    return machine
+
+
+def test_dont_track_primary_ignores_the_own_links_faults() -> None:
+    machine = master(dont_track_primary=True)
+    assert machine.handle(LinkChanged("eth1", up=False), 1.0) == []
+    assert machine.state is VrrpState.MASTER
+    # Without it, the same event is FAULT (keepalived's default).
+    tracking = master()
+    tracking.handle(LinkChanged("eth1", up=False), 1.0)
+    assert tracking.state is VrrpState.FAULT
+
+
+def test_dont_track_primary_starts_on_a_down_link_and_keeps_explicit_tracking() -> None:
+    machine = VrrpMachine(config(dont_track_primary=True))
+    machine.handle(LinkChanged("eth1", up=False), 0.0)
+    machine.handle(Startup(), 0.0)
+    assert machine.state is VrrpState.BACKUP
+    # The own interface listed in track_interfaces still counts (weight 0: FAULT).
+    listed = master(dont_track_primary=True, track_interfaces={"eth1": 0})
+    listed.handle(LinkChanged("eth1", up=False), 1.0)
+    assert (listed.state, listed.last_transition_reason) == (VrrpState.FAULT, "track_interface")
