@@ -64,8 +64,11 @@ def test_a_reload_starts_or_stops_the_refresh_of_a_running_master() -> None:
 # --- dont_track_primary -------------------------------------------------------------
 
 
-def master(**fields: object) -> VrrpMachine:
-    machine = VrrpMachine(config(priority=255, **fields))
+def master(
+    *, dont_track_primary: bool = False, tracked: dict[str, int] | None = None
+) -> VrrpMachine:
+    config_ = config(255, dont_track_primary=dont_track_primary, track_interfaces=tracked or {})
+    machine = VrrpMachine(config_)
     machine.handle(Startup(), 0.0)
     assert machine.state is VrrpState.MASTER
     return machine
@@ -87,6 +90,6 @@ def test_dont_track_primary_starts_on_a_down_link_and_keeps_explicit_tracking() 
     machine.handle(Startup(), 0.0)
     assert machine.state is VrrpState.BACKUP
     # The own interface listed in track_interfaces still counts (weight 0: FAULT).
-    listed = master(dont_track_primary=True, track_interfaces={"eth1": 0})
+    listed = master(dont_track_primary=True, tracked={"eth1": 0})
     listed.handle(LinkChanged("eth1", up=False), 1.0)
     assert (listed.state, listed.last_transition_reason) == (VrrpState.FAULT, "track_interface")

@@ -10,6 +10,7 @@ import signal
 import stat
 import time
 from dataclasses import dataclass, replace
+from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import Any
 
@@ -190,7 +191,7 @@ async def test_a_sync_group_notifies_once_per_group_transition(tmp_path: Path) -
             interface="eth1",
             vrid=vrid,
             priority=255,
-            virtual_ipaddresses=(vip,),
+            virtual_ipaddresses=(IPv4Interface(vip),),
             notify_master=(str(hook), "master", name),
             notify_stop=(str(hook), "stop", name),
         )
