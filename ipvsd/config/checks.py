@@ -56,7 +56,7 @@ from ipvsd.config.model import (
     VrrpScriptConfig,
 )
 from ipvsd.config.types import CheckType
-from ipvsd.config.yaml_lines import FieldPath, Lines, dotted
+from ipvsd.config.yaml_lines import FieldPath, Lines, locate
 from ipvsd.errors import ConfigIssue
 from ipvsd.model import (
     DestKey,
@@ -152,9 +152,7 @@ def check_parts(parts: Parts, path: str, lines: Lines) -> list[ConfigIssue]:
             continue
         key = service.key
         if key in services:
-            report.add(
-                base, f"duplicate service {key} (first on line {report.line(services[key])})"
-            )
+            report.add(base, f"duplicate service {key} (first on {report.at(services[key], base)})")
         else:
             services[key] = base
         _check_service(service, base, part.real_indices, report)
@@ -170,8 +168,16 @@ class _Report:
     def line(self, field: FieldPath) -> int:
         return self._lines.line(field)
 
+    def at(self, first: FieldPath, near: FieldPath) -> str:
+        """Where `first` is written, for a message about `near`: ``line N`` in the same
+        file, else ``FILE:N`` (one of them is in an included file)."""
+        file, line, _ = locate(self._lines, first, self._path)
+        same = locate(self._lines, near, self._path)[0] == file
+        return f"line {line}" if same else f"{file}:{line}"
+
     def add(self, field: FieldPath, message: str) -> None:
-        self.issues.append(ConfigIssue(self._path, self.line(field), dotted(field), message))
+        file, line, dotted_field = locate(self._lines, field, self._path)
+        self.issues.append(ConfigIssue(file, line, dotted_field, message))
 
 
 def _unknown_instance(name: str, known: Mapping[str, int]) -> str:
@@ -185,8 +191,8 @@ def _unique_name(
 ) -> None:
     """Report `name` at ``base.name`` if an earlier entry had it; else remember it."""
     if name in names:
-        first = report.line(names[name])
-        report.add((*base, "name"), f"duplicate {what} name '{name}' (first on line {first})")
+        first = report.at(names[name], base)
+        report.add((*base, "name"), f"duplicate {what} name '{name}' (first on {first})")
     else:
         names[name] = (*base, "name")
 
@@ -204,7 +210,7 @@ def _check_instances(instances: Sequence[tuple[int, VrrpInstanceConfig]], report
             report.add(
                 (*base, "vrid"),
                 f"vrid {instance.vrid} on {instance.interface} is already instance '{other}' "
-                f"(line {report.line(where)})",
+                f"({report.at(where, base)})",
             )
         else:
             routers[router] = (instance.name, (*base, "vrid"))
@@ -214,7 +220,8 @@ def _check_instances(instances: Sequence[tuple[int, VrrpInstanceConfig]], report
                 other, where = vips[vip.ip]
                 report.add(
                     vip_path,
-                    f"{vip.ip} is already a VIP of instance '{other}' (line {report.line(where)})",
+                    f"{vip.ip} is already a VIP of instance '{other}' "
+                    f"({report.at(where, vip_path)})",
                 )
             else:
                 vips[vip.ip] = (instance.name, vip_path)
@@ -237,7 +244,7 @@ def _check_sync_groups(
                 report.add(
                     where,
                     f"instance '{name}' is already in sync group '{other}' "
-                    f"(line {report.line(first_where)})",
+                    f"({report.at(first_where, where)})",
                 )
             else:
                 member_of[name] = (group.name, where)
