@@ -433,10 +433,11 @@ class VrrpRouter:
             self._on_transition(instance, action)
         name = self._group_of.get(instance.name, "")
         group = self._groups.get(name)
-        if group is None:
-            return
+        current = self._instances.get(instance.name, instance)
+        if group is None or current is not instance:
+            return  # not in a group, or an old instance re-created under its name stopping
         before = group.state
-        forces = group.on_transition(instance.name, action.new)
+        forces = group.on_transition(instance.name, action.new, action.old)
         if group.state is not before:
             self._group_notify(self._group_configs[name], group.state)
         for member, force in forces:

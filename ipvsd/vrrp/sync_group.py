@@ -34,6 +34,10 @@ Rules:
    holds the group there; it goes back to INIT (notify STOP) when every
    member has stopped.
 
+5. A member that starts (INIT → BACKUP) while the group is MASTER, because a
+   reload re-created it or its start came late, is forced MASTER: it joins
+   the group rather than taking the others down to BACKUP with it.
+
 Limitation: a link that fails on a member already held in FAULT changes no
 state, so the group cannot see it. When the group releases that member, its
 machine refuses (it stays FAULT because of its own link) and the other
@@ -79,12 +83,17 @@ class SyncGroup:
         """The last state `member` reported (INIT before its first report)."""
         return self._states[member]
 
-    def on_transition(self, member: str, new: VrrpState) -> list[tuple[str, SyncForce]]:
+    def on_transition(
+        self, member: str, new: VrrpState, old: VrrpState | None = None
+    ) -> list[tuple[str, SyncForce]]:
         """Record that `member` moved to `new`; return the events to force.
 
         Args:
             member: the instance that transitioned.
             new: its new state (`Transitioned.new`).
+            old: the state it left (`Transitioned.old`); None: the one it last
+                reported. INIT while the group knows it in another state: a new
+                instance under that name (a reload re-created it) that started.
 
         Returns:
             ``(member, SyncForce(state))`` pairs, in membership order, to
@@ -95,6 +104,7 @@ class SyncGroup:
         """
         if member not in self._states:
             raise KeyError(member)
+        previous = self._states[member] if old is None else old
         self._states[member] = new
         forced = self._pending.pop(member, None) is new
         if new is VrrpState.FAULT and member in self._held:
@@ -114,6 +124,12 @@ class SyncGroup:
                     self._held.add(member)
                     self._pending[member] = VrrpState.FAULT
                     return [(member, SyncForce(VrrpState.FAULT))]
+                if previous is VrrpState.INIT and self._state is VrrpState.MASTER:
+                    # Rule 5: a member that starts joins the MASTER group.
+                    if new is VrrpState.BACKUP:
+                        self._pending[member] = VrrpState.MASTER
+                        return [(member, SyncForce(VrrpState.MASTER))]
+                    return []
                 if not forced:  # rule 4: news, not the echo of our force
                     self._state = new
                 return self._force_others(member, new)

@@ -47,8 +47,10 @@ def test_one_member_moves_the_others(target: VrrpState) -> None:
 
 
 def test_members_already_there_or_not_running_are_left_alone() -> None:
-    group = running(BACKUP, MASTER, BACKUP, INIT)
-    assert group.on_transition("a", MASTER) == [("c", SyncForce(MASTER))]
+    group = running(BACKUP, BACKUP, BACKUP, INIT)
+    assert group.on_transition("b", MASTER) == [("a", SyncForce(MASTER)), ("c", SyncForce(MASTER))]
+    # a's echo: b is there already, c has its force, d does not run.
+    assert group.on_transition("a", MASTER) == []
 
 
 def test_the_forced_members_reports_end_the_exchange() -> None:
@@ -248,3 +250,13 @@ def test_a_group_is_fault_while_a_member_is_and_stops_when_all_have() -> None:
     assert group_states(group, [("a", BACKUP)]) == [FAULT, BACKUP]
     assert group_states(group, [("a", INIT)]) == [BACKUP]  # b still runs
     assert group_states(group, [("b", INIT)]) == [BACKUP, INIT]  # STOP
+
+
+def test_a_member_that_starts_while_the_group_is_master_is_taken_along() -> None:
+    """Rule 5: a (re)started member's BACKUP does not drag a MASTER group down."""
+    group = running(MASTER, MASTER)
+    group.on_transition("b", INIT)  # b restarts (a reload re-created it)
+    assert group.on_transition("b", BACKUP) == [("b", SyncForce(MASTER))]
+    assert group.state is MASTER
+    assert group.on_transition("b", MASTER) == []  # the echo
+    assert [group.state_of(m) for m in "ab"] == [MASTER, MASTER]
