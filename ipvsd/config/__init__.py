@@ -13,6 +13,10 @@ each: ``PATH:LINE: dotted.field.path: message`` (`ConfigIssue`).
    syntax errors, with the line of the YAML mark; aliases to themselves; bad
    tags; ...), `ipvsd.config.yaml_lines` composes the tree and walks it. Duplicate
    keys are recorded and reading goes on.
+   A top-level ``include`` adds the list items of fragment files
+   (`ipvsd.config.include`); each fragment is read the same way, and its
+   fields keep their own file, line and field path (`SourcedLines`), so an
+   issue in a fragment points into the fragment.
 2. **Validate fields** (`ipvsd.config.model`, pydantic v2, strict, unknown
    keys forbidden). A pydantic error's ``loc`` has the same shape as a field
    path, so its line is a look-up (`ipvsd.config.yaml_lines.Lines`); a path that is
@@ -39,8 +43,8 @@ reader leaves to the exact one, does it start again with lines, as above.
 `desired_table` (in `ipvsd.desired`, re-exported here) turns a `Config` into
 the IPVS `Table` the reconciler converges the kernel to.
 
-This module is pure apart from reading the file in `load_config` (and
-reading the host name there, through ``os.uname``).
+This module is pure apart from reading the file and its fragments in
+`load_config` (and reading the host name there, through ``os.uname``).
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from pydantic_core import ErrorDetails
 from ipvsd.config.checks import check_parts
 from ipvsd.config.events import ItemHook, Unusual, read
 from ipvsd.config.expand import expand_groups
+from ipvsd.config.include import Part, Resolver, SourcedLines, expand, filesystem, merge
 from ipvsd.config.model import (
     CheckConfig,
     CheckOverride,
@@ -86,6 +91,7 @@ from ipvsd.config.yaml_lines import (
     LineTree,
     compose_document,
     dotted,
+    locate,
 )
 from ipvsd.desired import desired_table
 from ipvsd.errors import ConfigError, ConfigIssue
@@ -143,11 +149,20 @@ def load_config(path: str | Path) -> Config:
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise ConfigError([ConfigIssue(name, line, YAML_FIELD, "not valid UTF-8")]) from None
-    return parse_config(text, name, default_node_name=os.uname().nodename)
+    return parse_config(
+        text,
+        name,
+        default_node_name=os.uname().nodename,
+        resolve=filesystem(Path(path).parent),
+    )
 
 
 def parse_config(
-    text: str, path: str = "<config>", *, default_node_name: str | None = None
+    text: str,
+    path: str = "<config>",
+    *,
+    default_node_name: str | None = None,
+    resolve: Resolver | None = None,
 ) -> Config:
     """Validate a configuration given as YAML text.
 
@@ -156,6 +171,9 @@ def parse_config(
         path: the file name used in issues.
         default_node_name: ``node_name`` when the text has none; None means
             the host name (``os.uname().nodename``).
+        resolve: reads the fragments an ``include`` names (`ipvsd.config.include`);
+            None: a config with ``include`` is refused (there is no file to read
+            them next to).
 
     Returns:
         The validated configuration.
@@ -165,33 +183,74 @@ def parse_config(
     """
     # Parsing makes ~10 objects per field and no cycles (`ipvsd.gcpause`).
     with gc_paused():
-        config = _parse_fast(text, default_node_name)
+        config = _parse_fast(text, default_node_name, resolve)
         if config is not None:
             return config
-        return _parse_with_lines(text, path, default_node_name)
+        return _parse_with_lines(text, path, default_node_name, resolve)
 
 
-def _parse_with_lines(text: str, path: str, default_node_name: str | None) -> Config:
+def _parse_with_lines(
+    text: str, path: str, default_node_name: str | None, resolve: Resolver | None = None
+) -> Config:
     """`parse_config` with line tracking: it finds every problem and says where it is."""
     document = _read_with_lines(text, path)
     issues = list(document.issues)
     data = document.data
+    lines = document.lines
     if not isinstance(data, dict):
         what = "an empty file" if data is None else _describe(data)
         message = f"the configuration must be a mapping of settings, not {what}"
         issues.append(ConfigIssue(path, document.lines.line(()), ROOT_FIELD, message))
         raise ConfigError(issues)
+    if "include" in data:
+        data, lines = _included(data, lines, path, resolve, issues)
     data = _with_node_name(data, default_node_name)
     config: Config | None = None
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        issues.extend(validation_issues(exc, path, document.lines))
-    issues.extend(check_parts(parts(config, data), path, document.lines))
+        issues.extend(validation_issues(exc, path, lines))
+    issues.extend(check_parts(parts(config, data), path, lines))
     if issues:
-        raise ConfigError(sorted(issues, key=lambda issue: issue.line))
+        # The main file first, then each fragment; by line within a file.
+        raise ConfigError(sorted(issues, key=lambda i: (i.path != path, i.path, i.line)))
     assert config is not None
     return expand_groups(config)
+
+
+def _included(
+    data: dict[str, Any],
+    lines: Lines,
+    path: str,
+    resolve: Resolver | None,
+    issues: list[ConfigIssue],
+) -> tuple[dict[str, Any], Lines]:
+    """`data` with the fragments of its ``include`` merged, and their lines; problems
+    reading them go to `issues` (a malformed ``include`` is left to the model)."""
+    patterns = data["include"]
+    if not isinstance(patterns, tuple) or not all(isinstance(p, str) for p in patterns):
+        return data, lines
+    if not patterns:
+        return data, lines
+    if resolve is None:
+        message = "fragments are read next to a config file only (--config FILE)"
+        issues.append(ConfigIssue(path, lines.line(("include",)), "include", message))
+        return data, lines
+    fragments: list[Part] = []
+    for index, fragment in expand(patterns, resolve):
+        if fragment.text is None:
+            where = lines.line(("include", index))
+            issues.append(ConfigIssue(path, where, f"include.{index}", str(fragment.error)))
+            continue
+        try:
+            document = _read_with_lines(fragment.text, fragment.name)
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+            continue
+        issues.extend(document.issues)
+        fragments.append(Part(fragment.name, document.data, document.lines))
+    sourced = SourcedLines(lines)
+    return merge(data, fragments, issues, sourced), sourced
 
 
 _NO_LINES = LineTree(0, None)
@@ -200,7 +259,9 @@ _NO_LINES = LineTree(0, None)
 _HOOKS: dict[FieldPath, ItemHook] = {("ipvs", "services"): ServiceConfig.model_validate}
 
 
-def _parse_fast(text: str, default_node_name: str | None) -> Config | None:
+def _parse_fast(
+    text: str, default_node_name: str | None, resolve: Resolver | None = None
+) -> Config | None:
     """The configuration if it is valid, else None; no line is tracked."""
     try:
         data = read(text, hooks=_HOOKS).data
@@ -208,6 +269,10 @@ def _parse_fast(text: str, default_node_name: str | None) -> Config | None:
         return None
     if not isinstance(data, dict):
         return None
+    if "include" in data:
+        data = _included_fast(data, resolve)
+        if data is None:
+            return None
     data = _with_node_name(data, default_node_name)
     try:
         config = Config.model_validate(data)
@@ -216,6 +281,29 @@ def _parse_fast(text: str, default_node_name: str | None) -> Config | None:
     if check_parts(parts(config, data), "", _NO_LINES):
         return None
     return expand_groups(config)
+
+
+def _included_fast(data: dict[str, Any], resolve: Resolver | None) -> dict[str, Any] | None:
+    """`data` with its fragments merged, or None at the first problem (the exact path
+    then reports it)."""
+    patterns = data["include"]
+    if patterns == ():
+        return data
+    if resolve is None or not isinstance(patterns, tuple):
+        return None
+    if not all(isinstance(pattern, str) for pattern in patterns):
+        return None
+    fragments: list[Part] = []
+    for _, fragment in expand(patterns, resolve):
+        if fragment.text is None:
+            return None
+        try:
+            fragments.append(Part(fragment.name, read(fragment.text, hooks=_HOOKS).data, None))
+        except Unusual:
+            return None
+    problems: list[ConfigIssue] = []
+    merged = merge(data, fragments, problems)
+    return None if problems else merged
 
 
 def _read_with_lines(text: str, path: str) -> Document:
@@ -249,7 +337,8 @@ def validation_issues(exc: ValidationError, path: str, lines: Lines) -> list[Con
     issues = []
     for error in exc.errors(include_url=False):
         loc: FieldPath = tuple(error["loc"])
-        issues.append(ConfigIssue(path, lines.line(loc), dotted(loc), _message(error)))
+        file, line, field = locate(lines, loc, path)
+        issues.append(ConfigIssue(file, line, field, _message(error)))
     return issues
 
 

@@ -74,7 +74,7 @@ from ipvsd.config.model import (
     VrrpScriptConfig,
 )
 from ipvsd.config.types import PORT_CHECKS, CheckType
-from ipvsd.config.yaml_lines import FieldPath, Lines, dotted
+from ipvsd.config.yaml_lines import FieldPath, Lines, locate
 from ipvsd.errors import ConfigIssue
 from ipvsd.model import (
     DestKey,
@@ -194,8 +194,9 @@ def check_parts(parts: Parts, path: str, lines: Lines) -> list[ConfigIssue]:
         for one in expanded:
             key = one.key
             if key in services:
-                first = report.line(services[key])
-                report.add(where, f"duplicate service {key} (first on line {first})")
+                report.add(
+                    where, f"duplicate service {key} (first on {report.at(services[key], where)})"
+                )
             else:
                 services[key] = where
         # The members share the service's settings and reals: check them once.
@@ -321,8 +322,16 @@ class _Report:
     def line(self, field: FieldPath) -> int:
         return self._lines.line(field)
 
+    def at(self, first: FieldPath, near: FieldPath) -> str:
+        """Where `first` is written, for a message about `near`: ``line N`` in the same
+        file, else ``FILE:N`` (one of them is in an included file)."""
+        file, line, _ = locate(self._lines, first, self._path)
+        same = locate(self._lines, near, self._path)[0] == file
+        return f"line {line}" if same else f"{file}:{line}"
+
     def add(self, field: FieldPath, message: str) -> None:
-        self.issues.append(ConfigIssue(self._path, self.line(field), dotted(field), message))
+        file, line, dotted_field = locate(self._lines, field, self._path)
+        self.issues.append(ConfigIssue(file, line, dotted_field, message))
 
 
 def _unknown_instance(name: str, known: Mapping[str, int]) -> str:
@@ -336,8 +345,8 @@ def _unique_name(
 ) -> None:
     """Report `name` at ``base.name`` if an earlier entry had it; else remember it."""
     if name in names:
-        first = report.line(names[name])
-        report.add((*base, "name"), f"duplicate {what} name '{name}' (first on line {first})")
+        first = report.at(names[name], base)
+        report.add((*base, "name"), f"duplicate {what} name '{name}' (first on {first})")
     else:
         names[name] = (*base, "name")
 
@@ -355,7 +364,7 @@ def _check_instances(instances: Sequence[tuple[int, VrrpInstanceConfig]], report
             report.add(
                 (*base, "vrid"),
                 f"vrid {instance.vrid} on {instance.interface} is already instance '{other}' "
-                f"(line {report.line(where)})",
+                f"({report.at(where, base)})",
             )
         else:
             routers[router] = (instance.name, (*base, "vrid"))
@@ -365,7 +374,8 @@ def _check_instances(instances: Sequence[tuple[int, VrrpInstanceConfig]], report
                 other, where = vips[vip.ip]
                 report.add(
                     vip_path,
-                    f"{vip.ip} is already a VIP of instance '{other}' (line {report.line(where)})",
+                    f"{vip.ip} is already a VIP of instance '{other}' "
+                    f"({report.at(where, vip_path)})",
                 )
             else:
                 vips[vip.ip] = (instance.name, vip_path)
@@ -388,7 +398,7 @@ def _check_sync_groups(
                 report.add(
                     where,
                     f"instance '{name}' is already in sync group '{other}' "
-                    f"(line {report.line(first_where)})",
+                    f"({report.at(first_where, where)})",
                 )
             else:
                 member_of[name] = (group.name, where)

@@ -45,6 +45,7 @@ from ipvsd.config.types import (
     ForwardName,
     Fwmark,
     GarpDelay,
+    GarpRefresh,
     GarpRepeat,
     GroupMembers,
     HexBytes,
@@ -239,11 +240,31 @@ class VrrpInstanceConfig(_Model):
     notify: Name | None = None
     """Program run as ``notify TYPE NAME STATE PRIORITY`` (keepalived's notify script:
     ``INSTANCE VI_1 MASTER 100``) on every transition; null: none."""
+    notify_master: Command | None = None
+    """argv of a program run (no shell, no arguments added) when the instance becomes
+    MASTER, before ``notify`` (keepalived's notify_master); null: none."""
+    notify_backup: Command | None = None
+    """argv of a program run when the instance becomes BACKUP (keepalived's notify_backup);
+    null: none."""
+    notify_fault: Command | None = None
+    """argv of a program run when the instance goes to FAULT (keepalived's notify_fault);
+    null: none."""
+    notify_stop: Command | None = None
+    """argv of a program run when the instance stops: ipvsd stops, or a reload removes or
+    re-creates it (keepalived's notify_stop); null: none."""
     garp_repeat: GarpRepeat = 5
     """Gratuitous ARPs per burst on becoming MASTER."""
     garp_delay: GarpDelay = 5.0
     """Seconds after becoming MASTER until the second GARP burst; 0: none. A one-off
     delay, so any finite value >= 0 is fine."""
+    garp_refresh: GarpRefresh = 0.0
+    """Seconds between the gratuitous ARPs (one per VIP) a MASTER keeps sending for its
+    VIPs, 1-86400, so that switches and neighbours that forgot them learn them again
+    (keepalived's garp_master_refresh); 0: none after the bursts on becoming MASTER."""
+    dont_track_primary: bool = False
+    """The instance's own ``interface`` going down does not put it in FAULT (keepalived's
+    dont_track_primary, for links whose carrier says nothing, e.g. some bonds and VLANs);
+    its ``track_interfaces`` still count, the interface naming itself included."""
 
 
 class VrrpScriptConfig(_Model):
@@ -282,6 +303,19 @@ class SyncGroupConfig(_Model):
     """Names of its VRRP instances, at least one; an instance is in at most one group.
     One member going MASTER, BACKUP or FAULT takes the others along, and the group stays
     in FAULT while any member is."""
+    notify: Name | None = None
+    """Program run as ``notify GROUP NAME STATE 0`` once per transition of the group (not once
+    per member), as keepalived runs a sync group's notify script; null: none."""
+    notify_master: Command | None = None
+    """argv of a program run (no shell, no arguments added) once when the group becomes
+    MASTER, before ``notify``; null: none."""
+    notify_backup: Command | None = None
+    """argv of a program run once when the group becomes BACKUP; null: none."""
+    notify_fault: Command | None = None
+    """argv of a program run once when the group goes to FAULT; null: none."""
+    notify_stop: Command | None = None
+    """argv of a program run once when the group stops: all its members stopped (ipvsd
+    stops), or a reload removed the group; null: none."""
 
 
 class VrrpConfig(_Model):
@@ -753,6 +787,13 @@ class IpvsConfig(_Model):
 class Config(_Model):
     """A whole, validated ipvsd configuration."""
 
+    include: tuple[Name, ...] = ()
+    """Glob patterns of fragment files (e.g. ``/etc/ipvsd/conf.d/*.yaml``) whose
+    ``vrrp.instances``, ``vrrp.scripts``, ``vrrp.sync_groups``, ``ipvs.services`` and
+    ``ipvs.service_groups`` items are appended to this file's, in pattern order and
+    sorted within a pattern; a relative pattern is relative to this file's directory. A fragment holds nothing else
+    and includes nothing; a pattern without wildcards must name an existing file; a
+    reload reads the fragments again."""
     node_name: Name
     """This director's name in status and logs (default: the host name)."""
     state_dir: Name = "/var/lib/ipvsd"

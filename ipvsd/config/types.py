@@ -201,6 +201,18 @@ def _seconds(lo: float, hi: float | None = None) -> _Rule:
     return _Rule(check, schema if hi is None else (*schema, ("maximum", hi)))
 
 
+def _off_or_seconds(lo: float, hi: float) -> _Rule:
+    """0 (off), or a duration of `lo` to `hi` seconds: a period, where a tiny one would
+    be a flood."""
+
+    def check(value: float) -> float:
+        if value != 0 and not lo <= value <= hi:  # NaN fails both: not a duration
+            raise fail("range", f"must be 0 (off) or between {lo:g} and {_in_seconds(hi)}")
+        return value
+
+    return _Rule(check, (("minimum", 0), ("maximum", hi)))
+
+
 def _parsed(
     what: str, parse: Callable[[str], T], types: tuple[type, ...], schema: dict[str, Any]
 ) -> _Plain:
@@ -770,6 +782,7 @@ SyncId = Annotated[int, _int_range(0, 255)]
 Ttl = Annotated[int, _int_range(0, 255)]
 PreemptDelay = Annotated[float, _seconds(0, 1000)]
 GarpDelay = Annotated[float, _seconds(0)]
+GarpRefresh = Annotated[float, _off_or_seconds(1, 86400)]
 AuthPass = Annotated[str, _Rule(_auth_pass, (("minLength", 1), ("maxLength", 8)))]
 # Looser than parse_endpoint: an editor flags a missing port, the loader says the rest.
 _ENDPOINT_SCHEMA = (

@@ -77,6 +77,20 @@ class Lines(Protocol):
         """Line of `path`, else of its nearest recorded parent, else of the document."""
         ...
 
+    def source(self, path: Sequence[str | int]) -> tuple[str, FieldPath] | None:
+        """The included file `path` is written in and its path there
+        (`ipvsd.config.include`); None: the file being read."""
+        ...
+
+
+def locate(lines: Lines, path: Sequence[str | int], file: str) -> tuple[str, int, str]:
+    """(file, line, dotted field) of `path` for an issue; `file`: the main file's name."""
+    source = lines.source(path)
+    if source is None:
+        return file, lines.line(path), dotted(path)
+    name, own = source
+    return name, lines.line(path), dotted(own)
+
 
 @dataclass(frozen=True, slots=True)
 class LineMap:
@@ -93,6 +107,10 @@ class LineMap:
                 return found
             key = key[:-1]
         return self.lines.get((), 1)
+
+    def source(self, path: Sequence[str | int]) -> tuple[str, FieldPath] | None:
+        """Always the file being read."""
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +142,10 @@ class LineTree:
             else:
                 found, node = entry, None
         return found
+
+    def source(self, path: Sequence[str | int]) -> tuple[str, FieldPath] | None:
+        """Always the file being read."""
+        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -157,7 +157,9 @@ def status_text(doc: StatusDocument, *, now: datetime | None = None) -> str:
 
     Returns:
         Lines without a trailing newline: ``ipvsd VERSION on NODE``; the VRRP
-        table (Master: the master's address as this director sees it); each
+        table (Master: the master's address as this director sees it), then
+        ``NAME tracks: ...`` for an instance that tracks scripts (their state)
+        or files (their value and weight); each
         service row as `service_line`'s; each real with Forward, Weight (the
         kernel's now), CfgWeight, Health (``,drained`` when an operator
         drained it), ActiveConn, InActConn and PersistConn, and when it is not
@@ -199,7 +201,18 @@ def _vrrp_lines(instances: Sequence[VrrpStatus]) -> list[str]:
         )
         for v in instances
     ]
-    return _grid([_VRRP_HEADER, *rows], (0,) * len(_VRRP_HEADER))
+    return [*_grid([_VRRP_HEADER, *rows], (0,) * len(_VRRP_HEADER)), *_tracked_lines(instances)]
+
+
+def _tracked_lines(instances: Sequence[VrrpStatus]) -> list[str]:
+    """One line per instance that tracks scripts or files: each with its state or value."""
+    lines = []
+    for v in instances:
+        tracked = [f"script {t.script} {t.state}" for t in v.track_scripts]
+        tracked += [f"file {t.path} = {_cell(t.value)} (weight {t.weight})" for t in v.track_files]
+        if tracked:
+            lines.append(f"{v.name} tracks: {', '.join(tracked)}")
+    return lines
 
 
 def _service_lines(services: Sequence[ServiceStatus], now: datetime | None) -> list[str]:

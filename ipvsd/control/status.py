@@ -181,6 +181,16 @@ class TrackedScriptStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class TrackedFileStatus:
+    """A file an instance tracks (``track_files``): its value now (None: not read yet)
+    and the instance's weight for it."""
+
+    path: str
+    value: int | None
+    weight: int
+
+
+@dataclass(frozen=True, slots=True)
 class VrrpStatus:
     """One VRRP instance; `state` is INIT, BACKUP, MASTER or FAULT."""
 
@@ -202,6 +212,8 @@ class VrrpStatus:
     known (no such advert yet, the master resigned, INIT, FAULT)."""
     track_scripts: tuple[TrackedScriptStatus, ...] = ()
     """The instance's tracked scripts and their rise/fall state."""
+    track_files: tuple[TrackedFileStatus, ...] = ()
+    """The instance's tracked files, their values and weights."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from ipvsd.control.status import (
     StatsView,
     StatusDocument,
     SyncDaemonStatusView,
+    TrackedFileStatus,
     TrackedScriptStatus,
     VrrpStatus,
 )
@@ -73,6 +74,9 @@ def to_json(doc: StatusDocument) -> dict[str, Any]:
                 "failures": v.failures,
                 "master_address": _text(v.master_address),
                 "track_scripts": [{"script": t.script, "state": t.state} for t in v.track_scripts],
+                "track_files": [
+                    {"path": t.path, "value": t.value, "weight": t.weight} for t in v.track_files
+                ],
             }
             for v in doc.vrrp
         ],
@@ -240,6 +244,12 @@ def _vrrp(v: _Object) -> VrrpStatus:
         track_scripts=tuple(
             TrackedScriptStatus(t.required("script", str), t.required("state", str))
             for t in (v.items("track_scripts") if v.optional("track_scripts", list) else [])
+        ),
+        track_files=tuple(
+            TrackedFileStatus(
+                t.required("path", str), t.nullable("value", int), t.required("weight", int)
+            )
+            for t in (v.items("track_files") if v.optional("track_files", list) else [])
         ),
     )
 

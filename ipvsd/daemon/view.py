@@ -20,7 +20,7 @@ import structlog
 
 from ipvsd import __version__
 from ipvsd.config import Config
-from ipvsd.control.status import StatusDocument, TrackedScriptStatus
+from ipvsd.control.status import StatusDocument, TrackedFileStatus, TrackedScriptStatus
 from ipvsd.daemon.admin_state import AdminStateError, DrainStore
 from ipvsd.daemon.components import Components
 from ipvsd.daemon.status import VrrpView, status_document
@@ -101,6 +101,10 @@ class DaemonView:
                 track_scripts=tuple(
                     TrackedScriptStatus(name, _SCRIPT_STATE[ok])
                     for name, ok in sorted(inst.status.scripts.items())
+                ),
+                track_files=tuple(
+                    TrackedFileStatus(t.path, inst.status.files.get(t.path), t.weight)
+                    for t in inst.config.track_files
                 ),
             )
             for inst in self._parts.vrrp.instances.values()

@@ -37,6 +37,7 @@ from ipvsd.config.model import IpvsConfig, SyncDaemonConfig, TimeoutsConfig
 from ipvsd.importers import keepalived_groups
 from ipvsd.importers import keepalived_keywords as keywords
 from ipvsd.importers import keepalived_lvs as lvs
+from ipvsd.importers import keepalived_tracking as tracking
 from ipvsd.importers import keepalived_vrrp as vrrp
 from ipvsd.importers.keepalived_ledger import Ledger, argument, integer, number, seconds
 from ipvsd.importers.keepalived_parse import Node
@@ -45,7 +46,16 @@ from ipvsd.importers.settle import settle
 
 __all__ = ["convert"]
 
-_READ_EARLIER = frozenset({"global_defs", "virtual_server_group", "vrrp_script", "vrrp_instance"})
+_READ_EARLIER = frozenset(
+    {
+        "global_defs",
+        "virtual_server_group",
+        "vrrp_script",
+        "track_file",
+        "vrrp_track_file",
+        "vrrp_instance",
+    }
+)
 _TIMEOUT_MAX = 31 * 86400  # LVS_MAX_TIMEOUT; ipvsd's own limit is checked by settle
 
 
@@ -76,17 +86,29 @@ def convert(
     """
     ledger = Ledger(nodes, unmatched_includes)
     notes = Notes()
+    origins: dict[int, Node] = {}
     top = list(ledger.directives(nodes))
     settings = _Globals()
     groups = keepalived_groups.Groups()
+    scripts: list[dict[str, Any]] = []
+    files: dict[str, tracking.FileDecl] = {}
     for node in top:
         if node.directive == "global_defs":
             _global_defs(ledger, node, settings)
         elif node.directive == "virtual_server_group":
             keepalived_groups.group(ledger, node, groups)
         elif node.directive == "vrrp_script":
-            vrrp.script(ledger, node)
-    origins: dict[int, Node] = {}
+            script = tracking.script(ledger, node)
+            if script is not None:
+                scripts.append(script)
+                origins[id(script)] = node
+        elif node.directive in ("track_file", "vrrp_track_file"):
+            declared = tracking.track_file(ledger, node)
+            if declared is not None:
+                files.setdefault(*declared)
+    settings.vrrp = replace(
+        settings.vrrp, scripts=frozenset(s["name"] for s in scripts), files=files
+    )
     alive: list[object] = []
     instances: list[vrrp.Instance] = []
     known: dict[str, Node] = {}
@@ -97,6 +119,7 @@ def convert(
                 instances.append(item)
                 known.setdefault(item.data["name"], node)
                 origins[id(item.data)] = node
+                origins.update((id(entry), child) for entry, child in item.track_nodes)
                 alive.append(item.data)
     _one_owner_per_vip(ledger, instances)
     sync_groups = []
@@ -125,7 +148,10 @@ def convert(
     if settings.node_name is not None:
         data["node_name"] = settings.node_name
         notes.add(data, "node_name", "keepalived router_id")
-    data["vrrp"] = {"instances": [item.data for item in instances], "sync_groups": sync_groups}
+    data["vrrp"] = {"instances": [item.data for item in instances]}
+    if scripts:
+        data["vrrp"]["scripts"] = scripts
+    data["vrrp"]["sync_groups"] = sync_groups
     data["ipvs"] = ipvs
     settle(data, origins, lambda node, message: ledger.report(node, f"{message}: not converted"))
     reports, outcomes = ledger.finish()
@@ -207,6 +233,13 @@ def _global_defs(ledger: Ledger, node: Node, settings: _Globals) -> None:
                 if repeat is not None:
                     settings.vrrp = replace(settings.vrrp, garp_repeat=repeat)
                     ledger.take(child)
+            case "vrrp_garp_master_refresh":
+                refresh = integer(ledger, child, 0, 86400)
+                if refresh is not None:
+                    settings.vrrp = replace(settings.vrrp, garp_refresh=refresh)
+                    ledger.take(child)
+            case "vrrp_garp_master_refresh_repeat":
+                vrrp.refresh_repeat(ledger, child)
             case "vrrp_version":
                 if argument(ledger, child) == "2":
                     ledger.take(child)

@@ -51,7 +51,8 @@ from ipvsd.importers.keepalived_ledger import (
     seconds,
 )
 from ipvsd.importers.keepalived_parse import Node
-from ipvsd.importers.keepalived_vrrp import script_argv, unknown
+from ipvsd.importers.keepalived_tracking import command
+from ipvsd.importers.keepalived_vrrp import unknown
 from ipvsd.importers.report import ordered
 
 DELAY_LOOP = 60.0  # KEEPALIVED_DEFAULT_DELAY
@@ -316,12 +317,9 @@ def _connection(ledger: Ledger, node: Node, check: dict[str, Any]) -> bool:
 
 def _misc(ledger: Ledger, node: Node, misc: dict[str, Any]) -> None:
     if node.directive == "misc_path":
-        argv = script_argv(node)
+        argv = command(ledger, node, "has no command: ignored")
         if argv:
             misc["command"] = argv
-            ledger.take(node)
-        else:
-            ledger.report(node, "has no command: ignored")
     elif node.directive == "misc_dynamic":
         on = flag(ledger, node)
         if on is not None:

@@ -17,16 +17,23 @@ from collections.abc import Iterable, Mapping
 EMAIL = "ipvsd sends no email: alert on its Prometheus metrics instead: ignored"
 SNMP = "ipvsd has no SNMP or D-Bus interface (use `ipvsd status --json` and /metrics): ignored"
 TUNING = "a keepalived process or buffer setting with no ipvsd equivalent: ignored"
-NOTIFY_STATE = (
-    "ipvsd runs one notify program per instance, as `notify TYPE NAME STATE PRIORITY`: "
-    "not converted (set `notify` to a script that acts on STATE)"
+NOTIFY_EVENT = (
+    "ipvsd runs notify programs on state changes only (notify, notify_master, notify_backup, "
+    "notify_fault, notify_stop; a removed instance is told STOP): not converted"
 )
 NOT_SUPPORTED = "not supported by ipvsd: ignored"
-GARP = "ipvsd sends gratuitous ARPs on becoming MASTER only (garp_repeat, garp_delay): ignored"
+GARP = (
+    "ipvsd sends gratuitous ARPs on becoming MASTER (garp_repeat, garp_delay) and every "
+    "garp_refresh seconds while MASTER only: ignored"
+)
 FIREWALL = "ipvsd sets no iptables/nftables rules: ignored"
 TRACKING = (
-    "ipvsd tracks interfaces only (track_interfaces): not converted; the instance's "
+    "ipvsd tracks interfaces, scripts and files only: not converted; the instance's "
     "priority no longer follows it"
+)
+GROUP_TRACKING = (
+    "ipvsd tracks per instance: not converted (add it to each member's track_interfaces, "
+    "track_scripts or track_files)"
 )
 VMAC = "ipvsd puts the VIPs on the instance's interface with its own MAC (no VMAC): ignored"
 
@@ -59,8 +66,6 @@ ROOT: Mapping[str, str] = {
         "client_key) and verify no server certificate unless check.verify_tls: not converted"
     ),
     "bfd_instance": "ipvsd has no BFD: not converted",
-    "track_file": TRACKING,
-    "vrrp_track_file": TRACKING,
 }
 
 GLOBAL_DEFS: Mapping[str, str] = {
@@ -134,8 +139,6 @@ GLOBAL_DEFS: Mapping[str, str] = {
     **_all(
         GARP,
         (
-            "vrrp_garp_master_refresh",
-            "vrrp_garp_master_refresh_repeat",
             "vrrp_garp_lower_prio_delay",
             "vrrp_garp_lower_prio_repeat",
             "vrrp_garp_interval",
@@ -236,10 +239,6 @@ VRRP_INSTANCE: Mapping[str, str] = {
     "old_unicast_checksum": NOT_SUPPORTED,
     "native_ipv6": "ipvsd speaks VRRPv2 over IPv4 only: not converted",
     "vrf": "ipvsd binds no VRF: ignored",
-    "dont_track_primary": (
-        "ipvsd always tracks the instance's interface (down means FAULT): ignored"
-    ),
-    "track_file": TRACKING,
     "track_process": TRACKING,
     "track_bfd": TRACKING,
     "mcast_src_ip": ("ipvsd sends multicast adverts from the interface's primary address: ignored"),
@@ -265,24 +264,12 @@ VRRP_INSTANCE: Mapping[str, str] = {
     "skip_check_adv_addr": NOT_SUPPORTED,
     "strict_mode": "ipvsd always follows RFC 3768 on the wire but adds no firewall rules: ignored",
     "debug": "use `ipvsd run --log-level debug`: ignored",
-    **_all(
-        NOTIFY_STATE,
-        (
-            "notify_backup",
-            "notify_master",
-            "notify_fault",
-            "notify_stop",
-            "notify_deleted",
-            "notify_master_rx_lower_pri",
-        ),
-    ),
+    **_all(NOTIFY_EVENT, ("notify_deleted", "notify_master_rx_lower_pri")),
     "smtp_alert": EMAIL,
     "notify_priority_changes": NOT_SUPPORTED,
     **_all(
         GARP,
         (
-            "garp_master_refresh",
-            "garp_master_refresh_repeat",
             "garp_lower_prio_delay",
             "garp_lower_prio_repeat",
         ),
@@ -295,18 +282,11 @@ VRRP_INSTANCE: Mapping[str, str] = {
 }
 
 VRRP_SYNC_GROUP: Mapping[str, str] = {
-    "track_interface": (
-        "ipvsd tracks interfaces per instance: not converted (add them to each instance's "
-        "track_interfaces)"
-    ),
-    "track_script": TRACKING,
-    "track_file": TRACKING,
+    "track_interface": GROUP_TRACKING,
+    "track_script": GROUP_TRACKING,
+    "track_file": GROUP_TRACKING,
     "track_process": TRACKING,
     "track_bfd": TRACKING,
-    **_all(
-        "ipvsd runs notify programs per instance (each instance's `notify`): not converted",
-        ("notify_backup", "notify_master", "notify_fault", "notify_stop", "notify"),
-    ),
     "smtp_alert": EMAIL,
     "global_tracking": NOT_SUPPORTED,
     "sync_group_tracking_weight": NOT_SUPPORTED,

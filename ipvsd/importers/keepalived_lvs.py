@@ -41,7 +41,8 @@ from ipvsd.importers.keepalived_checks import CHECKERS, Check, Timing, checks, s
 from ipvsd.importers.keepalived_groups import Groups, member_texts, service_keys
 from ipvsd.importers.keepalived_ledger import Ledger, argument, flag, integer
 from ipvsd.importers.keepalived_parse import Node
-from ipvsd.importers.keepalived_vrrp import script_argv, unknown
+from ipvsd.importers.keepalived_tracking import script_argv
+from ipvsd.importers.keepalived_vrrp import unknown
 from ipvsd.importers.report import Notes, ordered
 
 PERSISTENCE_DEFAULT = 360  # IPVS_SVC_PERSISTENT_TIMEOUT

@@ -1,4 +1,4 @@
-"""keepalived's vrrp_instance, vrrp_sync_group and vrrp_script → ipvsd's ``vrrp``. Pure.
+"""keepalived's vrrp_instance and vrrp_sync_group → ipvsd's ``vrrp``. Pure.
 
 What converts (keepalived → ipvsd ``vrrp.instances[]``): ``interface``,
 ``virtual_router_id`` → ``vrid``, ``priority``, ``advert_int``,
@@ -7,24 +7,28 @@ What converts (keepalived → ipvsd ``vrrp.instances[]``): ``interface``,
 ``unicast_src_ip`` → ``unicast_src``, ``unicast_peer {}`` →
 ``unicast_peers``, ``virtual_ipaddress {}`` → ``virtual_ipaddresses`` (IPv4,
 ``ADDRESS[/PREFIX]``), ``track_interface {}`` → ``track_interfaces``,
-``notify`` (a program without arguments), ``garp_master_delay`` /
-``garp_master_repeat`` → ``garp_delay`` / ``garp_repeat``, and a
-``vrrp_sync_group``'s ``group {}`` → ``vrrp.sync_groups[]``.
+``track_script {}`` / ``track_file {}`` → ``track_scripts`` / ``track_files``
+(`ipvsd.importers.keepalived_tracking`, with ``vrrp_script`` and the
+top-level ``track_file``), ``dont_track_primary``, ``notify`` (a program
+without arguments), ``notify_master`` / ``notify_backup`` / ``notify_fault``
+/ ``notify_stop`` (the command line split into argv: keepalived runs them
+without a shell too), ``garp_master_delay`` / ``garp_master_repeat`` /
+``garp_master_refresh`` → ``garp_delay`` / ``garp_repeat`` /
+``garp_refresh``, and a ``vrrp_sync_group``'s ``group {}`` and notify
+programs → ``vrrp.sync_groups[]``.
 
 What changes meaning, and is reported: ``state MASTER`` (ipvsd starts every
 instance as BACKUP and lets the priorities elect the master), VRRPv3,
-fractional ``advert_int``, AH authentication, ``vrrp_script`` /
-``track_script`` (ipvsd has no track scripts yet: the priority no longer
-follows the script), per-state notify programs, and the keywords of
-`ipvsd.importers.keepalived_keywords`.
+fractional ``advert_int``, AH authentication, the user a notify program runs
+as (ipvsd runs them as root), ``garp_master_refresh_repeat`` other than 1,
+and the keywords of `ipvsd.importers.keepalived_keywords`.
 """
 
 from __future__ import annotations
 
 import math
-import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, ip_interface
 from typing import Any
 
@@ -39,11 +43,20 @@ from ipvsd.importers.keepalived_ledger import (
     seconds,
 )
 from ipvsd.importers.keepalived_parse import Node
+from ipvsd.importers.keepalived_tracking import (
+    TRACK_NODES,
+    FileDecl,
+    script_argv,
+    split_command,
+    track_files,
+    track_scripts,
+)
 from ipvsd.importers.report import ordered
 
 AUTH_PASS_MAX = 8  # VRRPv2 authentication data is 8 bytes (RFC 3768 §5.3.10)
 _DEVICES = "__devices__"  # VIPs given a dev, until the instance's interface is known
 _VIP_NODES = "__vip_nodes__"  # the node of each VIP, for `Instance.vip_nodes`
+NOTIFY_STATES = ("notify_master", "notify_backup", "notify_fault", "notify_stop")
 _VIP_OPTIONS_WITH_VALUE = frozenset(
     {"dev", "brd", "broadcast", "scope", "label", "peer", "preferred_lft", "track_group"}
 )
@@ -51,17 +64,24 @@ _VIP_OPTIONS_WITH_VALUE = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class VrrpDefaults:
-    """Instance defaults that keepalived takes from ``global_defs``.
+    """What instances take from outside their block: defaults from ``global_defs``, and
+    the top-level declarations they track by name.
 
     Attributes:
         interface: ``default_interface``, for an instance that names none.
         garp_delay: ``vrrp_garp_master_delay`` (None: ipvsd's default, also 5 s).
         garp_repeat: ``vrrp_garp_master_repeat`` (None: ipvsd's default, also 5).
+        garp_refresh: ``vrrp_garp_master_refresh`` (None: ipvsd's default, also off).
+        scripts: the names of the converted ``vrrp_script`` blocks.
+        files: the converted top-level ``track_file`` blocks, by name.
     """
 
     interface: str | None = None
     garp_delay: float | None = None
     garp_repeat: int | None = None
+    garp_refresh: int | None = None
+    scripts: frozenset[str] = frozenset()
+    files: Mapping[str, FileDecl] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +94,14 @@ class Instance:
         sync_interface: its ``lvs_sync_daemon_interface`` (keepalived 1.x's
             way to run the connection-sync daemon with this instance), if any.
         sync_node: the node of that keyword.
+        track_nodes: each ``track_scripts`` / ``track_files`` entry with its node.
     """
 
     data: dict[str, Any]
     vip_nodes: tuple[Node, ...] = ()
     sync_interface: str | None = None
     sync_node: Node | None = None
+    track_nodes: tuple[tuple[dict[str, Any], Node], ...] = ()
 
 
 def instance(ledger: Ledger, node: Node, defaults: VrrpDefaults) -> Instance | None:
@@ -90,7 +112,7 @@ def instance(ledger: Ledger, node: Node, defaults: VrrpDefaults) -> Instance | N
     data: dict[str, Any] = {"name": node.args[0]}
     sync: tuple[str, Node] | None = None
     for child in ledger.block(node):
-        handled = _instance_keyword(ledger, child, data)
+        handled = _instance_keyword(ledger, child, data, defaults)
         if handled:
             continue
         if child.directive == "lvs_sync_daemon_interface":
@@ -103,6 +125,7 @@ def instance(ledger: Ledger, node: Node, defaults: VrrpDefaults) -> Instance | N
         else:
             unknown(ledger, child, "vrrp_instance")
     vip_nodes = tuple(data.pop(_VIP_NODES, ()))
+    track_nodes = tuple(data.pop(TRACK_NODES, ()))
     for vip, device in data.pop(_DEVICES, ()):
         if device != data.get("interface", defaults.interface):
             ledger.report(
@@ -116,8 +139,8 @@ def instance(ledger: Ledger, node: Node, defaults: VrrpDefaults) -> Instance | N
     ledger.take(node)
     result = ordered(data, VrrpInstanceConfig)
     if sync is None:
-        return Instance(result, vip_nodes)
-    return Instance(result, vip_nodes, sync[0], sync[1])
+        return Instance(result, vip_nodes, track_nodes=track_nodes)
+    return Instance(result, vip_nodes, sync[0], sync[1], track_nodes)
 
 
 def _complete(
@@ -138,10 +161,14 @@ def _complete(
         data.setdefault("garp_delay", defaults.garp_delay)
     if defaults.garp_repeat is not None:
         data.setdefault("garp_repeat", defaults.garp_repeat)
+    if defaults.garp_refresh:
+        data.setdefault("garp_refresh", defaults.garp_refresh)
     return None
 
 
-def _instance_keyword(ledger: Ledger, child: Node, data: dict[str, Any]) -> bool:
+def _instance_keyword(
+    ledger: Ledger, child: Node, data: dict[str, Any], defaults: VrrpDefaults
+) -> bool:
     """Convert one keyword of a vrrp_instance block; False when it is not one of these."""
     match child.directive:
         case "state":
@@ -177,13 +204,19 @@ def _instance_keyword(ledger: Ledger, child: Node, data: dict[str, Any]) -> bool
         case "track_interface":
             _track_interfaces(ledger, child, data)
         case "track_script":
-            ledger.drop_block(
-                child,
-                "ipvsd has no VRRP track scripts: not converted; the instance's priority no "
-                "longer follows these scripts (see the vrrp_script reports)",
-            )
+            track_scripts(ledger, child, data, dict.fromkeys(defaults.scripts))
+        case "track_file":
+            track_files(ledger, child, data, defaults.files)
+        case "dont_track_primary":
+            _set(ledger, child, data, "dont_track_primary", True)
         case "notify":
             _notify(ledger, child, data)
+        case _ if child.directive in NOTIFY_STATES:
+            notify_state(ledger, child, data)
+        case "garp_master_refresh":
+            _set(ledger, child, data, "garp_refresh", integer(ledger, child, 0, 86400))
+        case "garp_master_refresh_repeat":
+            refresh_repeat(ledger, child)
         case "garp_master_delay":
             delay = seconds(ledger, child)
             _set(ledger, child, data, "garp_delay", None if delay is None else number(delay))
@@ -403,12 +436,31 @@ def _notify(ledger: Ledger, node: Node, data: dict[str, Any]) -> None:
         ledger.take(node)
 
 
-def script_argv(node: Node) -> list[str]:
-    """A script keyword's argv: keepalived splits a quoted command line like a shell."""
-    try:
-        return shlex.split(" ".join(node.args))
-    except ValueError:
-        return list(node.args)
+def notify_state(ledger: Ledger, node: Node, data: dict[str, Any]) -> None:
+    """``notify_master "COMMAND LINE" [USER [GROUP]]`` → an argv list. keepalived splits
+    the command line itself and runs it without a shell, as ipvsd does."""
+    argv = split_command(node.args[:1])
+    if not argv:
+        ledger.report(node, "has no program: ignored")
+        return
+    data[node.directive] = argv
+    if len(node.args) > 1:
+        ledger.report(
+            node,
+            f"runs as {' '.join(node.args[1:])} in keepalived; ipvsd runs notify programs as "
+            "root: converted without the user",
+        )
+    else:
+        ledger.take(node)
+
+
+def refresh_repeat(ledger: Ledger, node: Node) -> None:
+    """``garp_master_refresh_repeat N``: ipvsd's refresh is one GARP per VIP."""
+    repeat = integer(ledger, node, 1, 255)
+    if repeat == 1:
+        ledger.take(node)
+    elif repeat is not None:
+        ledger.report(node, "ipvsd sends one GARP per VIP per garp_refresh: ignored")
 
 
 def sync_group(ledger: Ledger, node: Node, known: Mapping[str, Node]) -> dict[str, Any] | None:
@@ -417,6 +469,7 @@ def sync_group(ledger: Ledger, node: Node, known: Mapping[str, Node]) -> dict[st
         ledger.drop_block(node, "has no name: not converted")
         return None
     members: list[str] = []
+    programs: dict[str, Any] = {}
     for child in ledger.block(node):
         if child.directive == "group":
             ledger.take(child)
@@ -429,6 +482,10 @@ def sync_group(ledger: Ledger, node: Node, known: Mapping[str, Node]) -> dict[st
                         ledger.report(
                             member, f"{name}: no converted vrrp_instance of that name: left out"
                         )
+        elif child.directive == "notify":
+            _notify(ledger, child, programs)
+        elif child.directive in NOTIFY_STATES:
+            notify_state(ledger, child, programs)
         elif child.directive in keywords.VRRP_SYNC_GROUP:
             _reported(ledger, child, keywords.VRRP_SYNC_GROUP[child.directive])
         elif child.directive in known:
@@ -443,13 +500,4 @@ def sync_group(ledger: Ledger, node: Node, known: Mapping[str, Node]) -> dict[st
         ledger.drop_block(node, "no converted instance in its group: not converted")
         return None
     ledger.take(node)
-    return ordered({"name": node.args[0], "instances": members}, SyncGroupConfig)
-
-
-def script(ledger: Ledger, node: Node) -> None:
-    """A ``vrrp_script``: ipvsd has no track scripts yet, so it is reported as a whole."""
-    ledger.drop_block(
-        node,
-        "ipvsd has no VRRP track scripts: not converted; instances that track it keep "
-        "their priority whatever the script says (a failing script no longer moves the VIPs)",
-    )
+    return ordered({"name": node.args[0], "instances": members, **programs}, SyncGroupConfig)

@@ -76,7 +76,7 @@ from ipvsd.vrrp.machine import (
     VrrpMachine,
     VrrpState,
 )
-from ipvsd.vrrp.notify import NotifyQueue
+from ipvsd.vrrp.notify import NotifyQueue, notify_state
 from ipvsd.vrrp.pacer import AdvertBurst, AdvertPacer, DirectPacer
 from ipvsd.vrrp.packet import (
     VRRP_GROUP,
@@ -332,6 +332,8 @@ class VrrpInstance:
             track_scripts=self.script_weights,
             track_files={t.path: t.weight for t in config.track_files},
             garp_delay=float(config.garp_delay),
+            garp_refresh=float(config.garp_refresh),
+            dont_track_primary=config.dont_track_primary,
         )
 
     async def _link_event(self, interface: str) -> LinkChanged:
@@ -396,7 +398,7 @@ class VrrpInstance:
         await self._vips(removed, add=False)
         if machine.state is VrrpState.MASTER and added:
             await self._vips(added, add=True)
-            self._send_garp(added)
+            self._send_garp(added, count=config.garp_repeat)
         tracked = set(self.script_weights)  # scripts and services (`track_services`)
         for script in set(self.status.scripts) - tracked:
             del self.status.scripts[script]
@@ -496,8 +498,8 @@ class VrrpInstance:
                 await self._vips(self.vips, add=True)
             case RemoveVips():
                 await self._vips(self.vips, add=False)
-            case SendGarp():
-                self._send_garp(self.vips)
+            case SendGarp(refresh=refresh):
+                self._send_garp(self.vips, count=1 if refresh else self.config.garp_repeat)
             case Notify(state=state, priority=priority):
                 self._notify(state, priority)
             case Transitioned():
@@ -554,7 +556,8 @@ class VrrpInstance:
                     continue
                 self._log.error("vrrp.vip_error", vip=str(vip), add=add, error=str(exc))
 
-    def _send_garp(self, vips: Iterable[IPv4Interface]) -> None:
+    def _send_garp(self, vips: Iterable[IPv4Interface], *, count: int) -> None:
+        """`count` rounds of one GARP per VIP (a burst, or 1 for a ``garp_refresh``)."""
         garp = self._endpoint.garp
         if not self._mac or garp is None:
             return
@@ -562,14 +565,11 @@ class VrrpInstance:
             self._log.debug("vrrp.garp_skipped", reason="noarp")
             return
         frames = [gratuitous_arp(self._mac, vip.ip) for vip in vips]
-        garp.send_burst(frames, self.config.garp_repeat)
+        garp.send_burst(frames, count)
 
     def _notify(self, state: VrrpState, priority: int) -> None:
-        if self.config.notify is None:
-            return
         # keepalived: leaving for good (shutdown, removal) is STOP, not INIT.
-        name = "STOP" if state is VrrpState.INIT else state.value
-        self.notifier.put(self.config.notify, name, priority)
+        self.notifier.put(self.config, notify_state(state), priority)
 
     def _transitioned(self, action: Transitioned) -> None:
         assert self._machine is not None

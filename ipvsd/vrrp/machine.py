@@ -12,17 +12,18 @@ There is no I/O, clock or logging here: transitions come back as
 Rules:
 
 1. States are RFC 3768 §6.4 Initialize (`INIT`), Backup and Master, plus
-   keepalived's FAULT: the instance's own interface, or a tracked interface
-   of weight 0, is down; a tracked script of weight 0 is failing or has not
-   reported yet (keepalived holds such an instance out of BACKUP until the
-   script's first result); a tracked file of weight 0 holds a non-zero value,
-   or one of another weight a value whose product with it is -254 or less
-   (keepalived ``process_update_vrrp_track_file_status``); or the interface
-   has no IPv4 address to send adverts from (§5.2.1 needs the primary
-   address; keepalived goes to FAULT too); or
-   the runner failed (`Failed`, sticky until a new machine). A machine in
-   FAULT neither sends nor listens; it leaves FAULT for Backup (the owner:
-   Master) as soon as the last cause is gone.
+   keepalived's FAULT: the instance's own interface (unless
+   ``dont_track_primary``), or a tracked interface of weight 0, is down; a
+   tracked script of weight 0 is failing or has not reported yet (keepalived
+   holds such an instance out of BACKUP until the script's first result); a
+   tracked file of weight 0 holds a non-zero value, or one of another weight
+   a value whose product with it is -254 or less (keepalived
+   ``process_update_vrrp_track_file_status``); or the interface has no IPv4
+   address to send adverts from (§5.2.1 needs the primary address;
+   keepalived goes to FAULT too); or the runner failed (`Failed`, sticky
+   until a new machine). A machine in FAULT neither sends nor listens; it
+   leaves FAULT for Backup (the owner: Master) as soon as the last cause is
+   gone.
 2. Timers (§6.1, §6.2) use the *effective* priority:
    Skew_Time = (256 - priority) / 256 s, not scaled by the advert interval in
    v2, and Master_Down_Interval = 3 * Advertisement_Interval + Skew_Time.
@@ -31,7 +32,11 @@ Rules:
 4. Going to Master: the advert goes out *before* the VIPs are added and the
    GARP burst is sent, so the old master steps down first (keepalived
    ``vrrp_state_master_tx``). A second GARP burst follows ``garp_delay`` s
-   later if still Master (keepalived ``vrrp_garp_master_delay``).
+   later if still Master (keepalived ``vrrp_garp_master_delay``). With
+   ``garp_refresh`` a Master also sends one GARP per VIP every
+   ``garp_refresh`` s while it stays Master (keepalived
+   ``garp_master_refresh``, with its default repeat of 1), so that switches
+   and neighbours whose entries expired learn the VIPs again.
 5. Leaving Master for FAULT or INIT sends a priority-0 advert first (§6.4.3
    Shutdown; keepalived ``vrrp_state_leave_master``), then removes the VIPs.
 6. Every transition emits `Transitioned(old, new, reason)` then
@@ -138,6 +143,11 @@ class MachineConfig:
     < 0: added (subtracted) while down. Ignored for the owner (keepalived)."""
     garp_delay: float = 5.0
     """Seconds from becoming master to the second GARP burst; 0: none."""
+    garp_refresh: float = 0.0
+    """Seconds between a Master's refresh GARPs (rule 4); 0: none."""
+    dont_track_primary: bool = False
+    """keepalived's dont_track_primary: the own interface's link state is not a fault
+    cause (rule 1); ``track_interfaces`` naming it still count."""
     track_scripts: Mapping[str, int] = field(default_factory=dict)
     """Script name → weight, as for interfaces with "succeeding" for "up", except
     that a script that has not reported yet adds nothing and, with weight 0,
@@ -153,8 +163,8 @@ class MachineConfig:
             raise ValueError(f"{self.name}: priority {self.priority} is not in 1..255")
         if self.advert_int <= 0:
             raise ValueError(f"{self.name}: advert_int must be positive")
-        if self.preempt_delay < 0 or self.garp_delay < 0:
-            raise ValueError(f"{self.name}: preempt_delay and garp_delay must be >= 0")
+        if min(self.preempt_delay, self.garp_delay, self.garp_refresh) < 0:
+            raise ValueError(f"{self.name}: preempt_delay and the GARP delays must be >= 0")
         for iface, weight in self.track_interfaces.items():
             if abs(weight) > MAX_TRACK_WEIGHT:
                 raise ValueError(f"{self.name}: weight {weight} of {iface} is not in -254..254")
@@ -296,6 +306,10 @@ class RemoveVips:
 class SendGarp:
     """One gratuitous-ARP burst for every VIP; the transport knows the count."""
 
+    refresh: bool = False
+    """A ``garp_refresh`` GARP: one per VIP, not a burst (keepalived's
+    garp_master_refresh_repeat defaults to 1)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Notify:
@@ -331,6 +345,7 @@ class VrrpMachine:
         self._adver_at: float | None = None  # Adver_Timer (Master)
         self._master_down_at: float | None = None  # Master_Down_Timer (Backup)
         self._garp_at: list[float] = []  # delayed GARP bursts (Master)
+        self._refresh_at: float | None = None  # the next refresh GARP (Master, rule 4)
         self._preempt_after = 0.0  # Startup + preempt_delay
         self._held_master: int | None = None  # lower master spared by preempt_delay
         self._preempting = False  # the last advert came from a lower master we discarded
@@ -400,7 +415,7 @@ class VrrpMachine:
         the preempt-delay deadline when Backup.
         """
         deadlines = [*self._garp_at]
-        for at in (self._adver_at, self._master_down_at):
+        for at in (self._adver_at, self._master_down_at, self._refresh_at):
             if at is not None:
                 deadlines.append(at)
         if self._held_master is not None:
@@ -530,6 +545,10 @@ class VrrpMachine:
             # burst unless the VIPs are still set, vrrp-notes §2).
             self._garp_at = [at for at in self._garp_at if at > now]
             actions.append(SendGarp())
+        if self._refresh_at is not None and now >= self._refresh_at:
+            # Rule 4: keepalived re-arms from now, so a late timer does not bunch them.
+            self._refresh_at = now + self._cfg.garp_refresh
+            actions.append(SendGarp(refresh=True))
         if self._master_down_at is not None and now >= self._master_down_at:
             # §6.4.2: Master_Down_Timer fired.
             reason: TransitionReason = "preempt" if self._preempting else "master_down_timer"
@@ -585,6 +604,8 @@ class VrrpMachine:
         if self._adver_at is not None and config.advert_int < old_int:
             # §6.4.3 Adver_Timer: never wait longer than the new interval.
             self._adver_at = min(self._adver_at, now + config.advert_int)
+        if self._state is VrrpState.MASTER and config.garp_refresh != old.garp_refresh:
+            self._arm_refresh(now)
         return self._reevaluate(now, old_mdi, "config_changed")
 
     def _reevaluate(self, now: float, old_mdi: float, back: TransitionReason) -> list[Action]:
@@ -637,6 +658,7 @@ class VrrpMachine:
         self._clear_timers()
         self._adver_at = now + self._cfg.advert_int
         self._schedule_garp(now)
+        self._arm_refresh(now)
         actions: list[Action] = [SendAdvert(self.effective_priority), AddVips(), SendGarp()]
         return [*actions, *self._transition(VrrpState.MASTER, reason)]
 
@@ -669,11 +691,16 @@ class VrrpMachine:
     def _clear_timers(self) -> None:
         self._adver_at = self._master_down_at = self._held_master = None
         self._garp_at = []
+        self._refresh_at = None
         self._preempting = False
 
     def _schedule_garp(self, now: float) -> None:
         if self._cfg.garp_delay > 0:
             self._garp_at.append(now + self._cfg.garp_delay)
+
+    def _arm_refresh(self, now: float) -> None:
+        refresh = self._cfg.garp_refresh
+        self._refresh_at = now + refresh if refresh > 0 else None
 
     def _preempts(self) -> bool:
         # RFC 3768 §6.1: the owner always preempts, whatever Preempt_Mode says.
@@ -685,9 +712,12 @@ class VrrpMachine:
     def _faulty(self) -> bool:
         if self._failed or self._cfg.primary_ip is None:
             return True
-        if not self._link_up(self._cfg.interface):
+        if self._primary_down():
             return True
         return self._interface_fault() or self._script_fault() or self._file_fault()
+
+    def _primary_down(self) -> bool:
+        return not self._cfg.dont_track_primary and not self._link_up(self._cfg.interface)
 
     def _interface_fault(self) -> bool:
         tracked = self._cfg.track_interfaces.items()
@@ -712,7 +742,7 @@ class VrrpMachine:
     def _fault_reason(self) -> TransitionReason:
         if self._failed:
             return "instance_failed"
-        if not self._link_up(self._cfg.interface):
+        if self._primary_down():
             return "link_down"
         if self._cfg.primary_ip is None:
             return "no_address"

@@ -4,7 +4,12 @@ keepalived runs ``notify`` scripts as ``SCRIPT TYPE NAME STATE PRIORITY``,
 where TYPE is ``INSTANCE`` (or ``GROUP``), NAME the instance's name, STATE one
 of ``MASTER``, ``BACKUP``, ``FAULT``, ``STOP``, and PRIORITY its priority.
 Operators' existing scripts parse exactly that, so ipvsd passes the same
-arguments.
+arguments. Beside it, ``notify_master`` / ``notify_backup`` / ``notify_fault`` /
+``notify_stop`` are argv lists run as they are, with no arguments added, for
+their state only; keepalived runs the state's own program first, then
+``notify`` (`notify_argvs`, pure). A sync group runs its programs once per
+group transition (``GROUP NAME STATE 0``: keepalived passes priority 0 for a
+group), an instance for each of its own.
 
 A hook must never hold VRRP up or take it down, so (``ipvsd.process``, shared
 with exec health checks):
@@ -19,7 +24,7 @@ with exec health checks):
 * every failure is a value: `run_notify` returns a `NotifyResult` whether the
   script exits 0, exits non-zero, hangs, or does not exist.
 
-One instance's calls run one after another, in the order of its transitions,
+One instance's (or group's) calls run one after another, in the order of its transitions,
 never two at once (`NotifyQueue`: a queue and one worker task per instance),
 so a script sees BACKUP, MASTER, STOP in that order even if MASTER's run is
 slow; queuing never waits. The instance's last call is STOP (keepalived
@@ -40,12 +45,22 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Literal, Protocol
 
 import structlog
 
 from ipvsd.process import run_bounded
+from ipvsd.vrrp.machine import VrrpState
 
-__all__ = ["NOTIFY_STATES", "NotifyQueue", "NotifyResult", "run_notify"]
+__all__ = [
+    "NOTIFY_STATES",
+    "NotifyQueue",
+    "NotifyResult",
+    "NotifySettings",
+    "notify_argvs",
+    "notify_state",
+    "run_notify",
+]
 
 log = structlog.get_logger("ipvsd.vrrp.notify")
 
@@ -55,6 +70,52 @@ NOTIFY_STATES = frozenset({"MASTER", "BACKUP", "FAULT", "STOP"})
 OUTPUT_LIMIT = 4096
 #: Seconds to keep reading output after the script has exited.
 DRAIN_S = 1.0
+
+Kind = Literal["INSTANCE", "GROUP"]
+"""keepalived's TYPE argument: who transitioned."""
+
+
+def notify_state(state: VrrpState) -> str:
+    """keepalived's STATE argument: leaving for good (INIT: shutdown, removal) is STOP."""
+    return "STOP" if state is VrrpState.INIT else state.value
+
+
+class NotifySettings(Protocol):
+    """The notify fields an instance and a sync group share (their config models)."""
+
+    @property
+    def notify(self) -> str | None: ...
+    @property
+    def notify_master(self) -> tuple[str, ...] | None: ...
+    @property
+    def notify_backup(self) -> tuple[str, ...] | None: ...
+    @property
+    def notify_fault(self) -> tuple[str, ...] | None: ...
+    @property
+    def notify_stop(self) -> tuple[str, ...] | None: ...
+
+
+def notify_argvs(
+    settings: NotifySettings, kind: Kind, name: str, state: str, priority: int
+) -> list[tuple[str, ...]]:
+    """The programs to run for one transition, in keepalived's order: the state's own
+    (``notify_master`` ...) as written, then ``notify TYPE NAME STATE PRIORITY``.
+
+    Raises:
+        ValueError: ``state`` is not one of `NOTIFY_STATES` (a bug in the caller).
+    """
+    if state not in NOTIFY_STATES:
+        raise ValueError(f"notify state must be one of {sorted(NOTIFY_STATES)}, not {state!r}")
+    own = {
+        "MASTER": settings.notify_master,
+        "BACKUP": settings.notify_backup,
+        "FAULT": settings.notify_fault,
+        "STOP": settings.notify_stop,
+    }[state]
+    argvs = [tuple(own)] if own else []
+    if settings.notify is not None:
+        argvs.append((settings.notify, kind, name, state, str(priority)))
+    return argvs
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,13 +172,30 @@ async def run_notify(
     if state not in NOTIFY_STATES:
         raise ValueError(f"notify state must be one of {sorted(NOTIFY_STATES)}, not {state!r}")
     argv = (argv0, "INSTANCE", instance, state, str(priority))
+    return await run_argv(argv, "INSTANCE", instance, state, timeout=timeout)
+
+
+async def run_argv(
+    argv: tuple[str, ...],
+    kind: Kind,
+    name: str,
+    state: str,
+    *,
+    timeout: float = 10,  # noqa: ASYNC109 - the script's limit, enforced with killpg
+) -> NotifyResult:
+    """Run one notify program (`notify_argvs`) and wait for it, up to ``timeout`` seconds.
+
+    `kind`, `name` and `state` are for the log only. This never raises for the
+    program's own failures: see `NotifyResult`.
+    """
     outcome = await run_bounded(
         argv, timeout_s=timeout, tail_bytes=OUTPUT_LIMIT, drain_s=DRAIN_S, kill_group_on_exit=True
     )
+    who = {kind.lower(): name}
     if outcome.error is not None:
         exc = outcome.error
-        error = f"cannot run {argv0!r}: {exc.strerror or exc}"
-        log.warning("vrrp.notify_failed", instance=instance, state=state, error=error)
+        error = f"cannot run {argv[0]!r}: {exc.strerror or exc}"
+        log.warning("vrrp.notify_failed", state=state, error=error, **who)
         return NotifyResult(argv, None, outcome.duration_s, error=error)
     result = NotifyResult(
         argv=argv,
@@ -126,13 +204,13 @@ async def run_notify(
         output=outcome.output.decode(errors="replace"),
         timed_out=outcome.timed_out,
     )
-    _log(result, instance, state, timeout)
+    _log(result, who, state, timeout)
     return result
 
 
-def _log(result: NotifyResult, instance: str, state: str, timeout: float) -> None:
+def _log(result: NotifyResult, who: dict[str, str], state: str, timeout: float) -> None:
     fields = {
-        "instance": instance,
+        **who,
         "state": state,
         "script": result.argv[0],
         "duration_s": round(result.duration_s, 3),
@@ -146,33 +224,36 @@ def _log(result: NotifyResult, instance: str, state: str, timeout: float) -> Non
         log.info("vrrp.notify", returncode=0, **fields)
 
 
-Runner = Callable[[str, str, str, int], Awaitable[NotifyResult]]
+Runner = Callable[[tuple[str, ...], Kind, str, str], Awaitable[NotifyResult]]
+"""`run_argv`'s signature (argv, kind, name, state); tests pass a stand-in."""
 
 
 class NotifyQueue:
-    """One instance's notify calls, run in order by one worker task.
+    """One instance's (or sync group's) notify calls, run in order by one worker task.
 
     Args:
-        instance: the instance's name (the NAME argument).
-        runner: `run_notify`, or a stand-in in tests.
+        name: the instance's or group's name (the NAME argument).
+        kind: ``INSTANCE`` or ``GROUP``.
+        runner: `run_argv`, or a stand-in in tests.
     """
 
-    def __init__(self, instance: str, runner: Runner = run_notify) -> None:
-        self.instance = instance
+    def __init__(self, name: str, kind: Kind = "INSTANCE", runner: Runner = run_argv) -> None:
+        self.name = name
+        self.kind: Kind = kind
         self._run = runner
-        self._queue: asyncio.Queue[tuple[str, str, int]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[tuple[str, ...], str]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
 
-    def put(self, argv0: str, state: str, priority: int) -> None:
-        """Queue ``argv0 INSTANCE <name> <state> <priority>``; never waits.
+    def put(self, settings: NotifySettings, state: str, priority: int) -> None:
+        """Queue the programs `settings` has for `state` (`notify_argvs`); never waits.
 
         Raises:
             ValueError: ``state`` is not one of `NOTIFY_STATES` (a bug in the caller).
         """
-        if state not in NOTIFY_STATES:
-            raise ValueError(f"notify state must be one of {sorted(NOTIFY_STATES)}, not {state!r}")
-        self._queue.put_nowait((argv0, state, priority))
-        if self._worker is None or self._worker.done():
+        argvs = notify_argvs(settings, self.kind, self.name, state, priority)
+        for argv in argvs:
+            self._queue.put_nowait((argv, state))
+        if argvs and (self._worker is None or self._worker.done()):
             self._worker = asyncio.get_running_loop().create_task(self._work())
 
     async def close(self, timeout: float = 15) -> None:  # noqa: ASYNC109 - a bound, then cancel
@@ -189,12 +270,15 @@ class NotifyQueue:
 
     async def _work(self) -> None:
         while True:
-            argv0, state, priority = await self._queue.get()
+            argv, state = await self._queue.get()
             try:
-                await self._run(argv0, self.instance, state, priority)
+                await self._run(argv, self.kind, self.name, state)
             except Exception as exc:  # a bug in the runner must not stop later calls
                 log.error(
-                    "vrrp.notify_failed", instance=self.instance, state=state, error=repr(exc)
+                    "vrrp.notify_failed",
+                    state=state,
+                    error=repr(exc),
+                    **{self.kind.lower(): self.name},
                 )
             finally:
                 self._queue.task_done()

@@ -16,6 +16,11 @@ one starts before the old one stops (priority-0 advert if master), unless
 the new one's (interface, VRID) is still taken; removed ones are stopped,
 their notify program told STOP.
 
+A sync group's notify programs run once per group transition
+(`SyncGroup.state`), from a queue of the group's own; a reload that keeps a
+group's members keeps its state, and one that removes a running group tells
+it STOP.
+
 Supervision (issue #11, item 4): each instance restarts itself after a
 failure (`VrrpInstance.run`); a receive task that dies is restarted after a
 back-off while its socket is open; the rtnetlink watch is restarted with the
@@ -46,6 +51,7 @@ from ipvsd.netlink.links import AddressChange, LinkInfo
 from ipvsd.vrrp.backoff import Backoff, RestartPolicy
 from ipvsd.vrrp.instance import NOTIFY_DRAIN_S, FailureHook, VrrpInstance
 from ipvsd.vrrp.machine import AdvertReceived, LinkChanged, Shutdown, Transitioned, VrrpState
+from ipvsd.vrrp.notify import NotifyQueue, notify_state
 from ipvsd.vrrp.pacer import AdvertPacer, AdvertProcess
 from ipvsd.vrrp.packet import decode, validate
 from ipvsd.vrrp.ports import LinkSource, VipWriter
@@ -112,6 +118,8 @@ class VrrpRouter:
         #: Every link as the watcher last reported it, by ifindex.
         self._links: dict[int, LinkInfo] = {}
         self._groups: dict[str, SyncGroup] = {}
+        self._group_configs: dict[str, SyncGroupConfig] = {}
+        self._group_notifiers: dict[str, NotifyQueue] = {}
         self._group_of: dict[str, str] = {}
         self._watcher: asyncio.Task[None] | None = None
         self._last_reject_log: dict[tuple[str, str], float] = {}
@@ -207,6 +215,9 @@ class VrrpRouter:
         """Graceful stop: priority-0 adverts from masters, VIPs removed, notify
         STOP, sockets closed. Instances stop concurrently."""
         await self._stop_all([self._detach(name) for name in list(self._instances)])
+        # The members' STOPs have made each group's STOP (if it has one to run).
+        await asyncio.gather(*(q.close(NOTIFY_DRAIN_S) for q in self._group_notifiers.values()))
+        self._group_notifiers.clear()
         await self._scripts.stop()
         await self._files.stop()
         await self._pacer.close()  # after the resignations it sends
@@ -223,8 +234,27 @@ class VrrpRouter:
         return {name: inst.status.state for name, inst in self._instances.items()}
 
     def _set_groups(self, groups: Sequence[SyncGroupConfig]) -> None:
-        self._groups = {group.name: SyncGroup(list(group.instances)) for group in groups}
+        """The reloaded groups; one with the same members keeps its state (and so does not
+        notify again), a removed one that ran is told STOP."""
+        old, self._groups = self._groups, {}
+        for config in groups:
+            kept = old.pop(config.name, None)
+            if kept is None or kept.members != tuple(config.instances):
+                kept = SyncGroup(list(config.instances))
+            self._groups[config.name] = kept
+        for name, gone in old.items():
+            if gone.state is not VrrpState.INIT and name in self._group_configs:
+                self._group_notify(self._group_configs[name], VrrpState.INIT)
+        self._group_configs = {group.name: group for group in groups}
         self._group_of = {m: group.name for group in groups for m in group.instances}
+
+    def _group_notify(self, config: SyncGroupConfig, state: VrrpState) -> None:
+        queue = self._group_notifiers.get(config.name)
+        if queue is None:
+            queue = self._group_notifiers[config.name] = NotifyQueue(config.name, "GROUP")
+        log.info("vrrp.sync_group_transition", group=config.name, state=state.value)
+        # keepalived passes priority 0 for a group.
+        queue.put(config, notify_state(state), 0)
 
     async def _set_scripts(self, scripts: Sequence[VrrpScriptConfig]) -> None:
         self._script_configs = {script.name: script for script in scripts}
@@ -412,10 +442,16 @@ class VrrpRouter:
     def _transitioned(self, instance: VrrpInstance, action: Transitioned) -> None:
         if self._on_transition is not None:
             self._on_transition(instance, action)
-        group = self._groups.get(self._group_of.get(instance.name, ""))
-        if group is None:
-            return
-        for member, force in group.on_transition(instance.name, action.new):
+        name = self._group_of.get(instance.name, "")
+        group = self._groups.get(name)
+        current = self._instances.get(instance.name, instance)
+        if group is None or current is not instance:
+            return  # not in a group, or an old instance re-created under its name stopping
+        before = group.state
+        forces = group.on_transition(instance.name, action.new, action.old)
+        if group.state is not before:
+            self._group_notify(self._group_configs[name], group.state)
+        for member, force in forces:
             target = self._instances.get(member)
             if target is not None:
                 target.inbox.put_nowait(force)

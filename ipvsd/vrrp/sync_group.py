@@ -27,6 +27,17 @@ Rules:
    which members it forced into FAULT. A forced member's report of FAULT is
    the echo of the force, not news.
 
+4. The group has a state of its own, for its notify programs, which run
+   once per group transition, not once per member (keepalived's
+   ``notify_group_exec``): a member's own transition to BACKUP, MASTER or
+   FAULT sets it, the echo of a force does not; it stays FAULT while rule 2
+   holds the group there; it goes back to INIT (notify STOP) when every
+   member has stopped.
+
+5. A member that starts (INIT → BACKUP) while the group is MASTER, because a
+   reload re-created it or its start came late, is forced MASTER: it joins
+   the group rather than taking the others down to BACKUP with it.
+
 Limitation: a link that fails on a member already held in FAULT changes no
 state, so the group cannot see it. When the group releases that member, its
 machine refuses (it stays FAULT because of its own link) and the other
@@ -57,6 +68,12 @@ class SyncGroup:
         self._states = dict.fromkeys(members, VrrpState.INIT)
         self._held: set[str] = set()  # members this group forced into FAULT
         self._pending: dict[str, VrrpState] = {}  # forces not yet answered by a report
+        self._state = VrrpState.INIT
+
+    @property
+    def state(self) -> VrrpState:
+        """The group's own state (rule 4): it changes once per group transition."""
+        return self._state
 
     @property
     def members(self) -> tuple[str, ...]:
@@ -66,12 +83,17 @@ class SyncGroup:
         """The last state `member` reported (INIT before its first report)."""
         return self._states[member]
 
-    def on_transition(self, member: str, new: VrrpState) -> list[tuple[str, SyncForce]]:
+    def on_transition(
+        self, member: str, new: VrrpState, old: VrrpState | None = None
+    ) -> list[tuple[str, SyncForce]]:
         """Record that `member` moved to `new`; return the events to force.
 
         Args:
             member: the instance that transitioned.
             new: its new state (`Transitioned.new`).
+            old: the state it left (`Transitioned.old`); None: the one it last
+                reported. INIT while the group knows it in another state: a new
+                instance under that name (a reload re-created it) that started.
 
         Returns:
             ``(member, SyncForce(state))`` pairs, in membership order, to
@@ -82,15 +104,19 @@ class SyncGroup:
         """
         if member not in self._states:
             raise KeyError(member)
+        previous = self._states[member] if old is None else old
         self._states[member] = new
-        self._pending.pop(member, None)
+        forced = self._pending.pop(member, None) is new
         if new is VrrpState.FAULT and member in self._held:
             return []  # the echo of our own force
         self._held.discard(member)
         match new:
             case VrrpState.INIT:
+                if all(state is VrrpState.INIT for state in self._states.values()):
+                    self._state = VrrpState.INIT  # rule 4: every member stopped
                 return []
             case VrrpState.FAULT:
+                self._state = VrrpState.FAULT
                 return self._force_others(member, VrrpState.FAULT)
             case VrrpState.BACKUP | VrrpState.MASTER:
                 if any(self._faulty(other) for other in self._states if other != member):
@@ -98,6 +124,14 @@ class SyncGroup:
                     self._held.add(member)
                     self._pending[member] = VrrpState.FAULT
                     return [(member, SyncForce(VrrpState.FAULT))]
+                if previous is VrrpState.INIT and self._state is VrrpState.MASTER:
+                    # Rule 5: a member that starts joins the MASTER group.
+                    if new is VrrpState.BACKUP:
+                        self._pending[member] = VrrpState.MASTER
+                        return [(member, SyncForce(VrrpState.MASTER))]
+                    return []
+                if not forced:  # rule 4: news, not the echo of our force
+                    self._state = new
                 return self._force_others(member, new)
             case _:
                 assert_never(new)

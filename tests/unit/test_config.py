@@ -1015,6 +1015,12 @@ def _durations(instance: str = "", ipvs: str = "", check: str = "", real: str = 
         ("instance", "garp_delay: -1.0e-9", 4, "vrrp.instances.0.garp_delay", "at least 0"),
         ("instance", "garp_delay: .inf", 4, "vrrp.instances.0.garp_delay", "finite"),
         ("instance", "advert_int: 0", 4, "vrrp.instances.0.advert_int", "between 1 and 255"),
+        ("instance", "garp_refresh: 0.5", 4, "vrrp.instances.0.garp_refresh", "0 (off) or"),
+        ("instance", "garp_refresh: .nan", 4, "vrrp.instances.0.garp_refresh", "0 (off) or"),
+        ("instance", "garp_refresh: 86401", 4, "vrrp.instances.0.garp_refresh", "and 86400"),
+        ("instance", "dont_track_primary: 1", 4, "vrrp.instances.0.dont_track_primary", "true or"),
+        ("instance", "notify_master: []", 4, "vrrp.instances.0.notify_master", "not be empty"),
+        ("instance", "notify_stop: /bin/x", 4, "vrrp.instances.0.notify_stop", "list"),
     ],
 )
 def test_durations_have_floors_and_must_be_finite(

@@ -100,7 +100,13 @@ def test_two_armed_nat_with_sync_group_and_sync_daemon() -> None:
         "garp_delay": 1,
     }
     assert internal["track_interfaces"] == [{"interface": "eth0", "weight": -60}]
-    assert data["vrrp"]["sync_groups"] == [{"name": "VG_LB", "instances": ["VI_EXT", "VI_INT"]}]
+    assert data["vrrp"]["sync_groups"] == [
+        {
+            "name": "VG_LB",
+            "instances": ["VI_EXT", "VI_INT"],
+            "notify_master": ["/usr/local/sbin/lb-notify", "master"],
+        }
+    ]
     ipvs = data["ipvs"]
     assert ipvs["timeouts"] == {"tcp": 900, "tcpfin": 30, "udp": 300}
     assert ipvs["sync_daemon"] == {"vrrp_instance": "VI_INT", "interface": "eth1", "sync_id": 61}
@@ -117,36 +123,41 @@ def test_two_armed_nat_with_sync_group_and_sync_daemon() -> None:
     assert "check" not in dns
     assert dns["on_failure"] == "remove"
     name = str(DATA / "nat_two_arm.conf")
-    assert f"{name}:24: notify_master: ipvsd runs notify programs per instance " in "\n".join(
-        reports(conversion)
-    )
+    assert not [line for line in reports(conversion) if ":24: " in line]  # notify_master
     assert f"{name}:28: state: ipvsd starts every instance as BACKUP" in "\n".join(
         reports(conversion)
     )
 
 
-def test_k8s_api_vip_reports_the_track_script() -> None:
+def test_k8s_api_vip_converts_the_track_script() -> None:
     conversion = converted(DATA / "k8s_api.conf")
     [instance] = conversion.data["vrrp"]["instances"]
     assert instance["preempt"] is False
     assert instance["unicast_src"] == "10.0.0.11"
     assert instance["unicast_peers"] == ["10.0.0.12", "10.0.0.13"]
     assert instance["auth_pass"] == "k8s-vip-"
+    assert instance["track_scripts"] == [{"script": "check_apiserver"}]  # its weight: -2
+    assert conversion.data["vrrp"]["scripts"] == [
+        {
+            "name": "check_apiserver",
+            "command": ["/etc/keepalived/check_apiserver.sh"],
+            "interval": 3,
+            "timeout": 5,
+            "rise": 2,
+            "fall": 10,
+            "weight": -2,
+        }
+    ]
     assert conversion.data["ipvs"] == {"services": []}
     name = str(DATA / "k8s_api.conf")
     lines = reports(conversion)
-    assert (
-        f"{name}:14: vrrp_script: ipvsd has no VRRP track scripts: not converted; instances "
-        "that track it keep their priority whatever the script says (a failing script no "
-        "longer moves the VIPs)"
-    ) in lines
-    assert any(line.startswith(f"{name}:42: track_script: ") for line in lines)
+    assert not [line for line in lines if "script:" in line or "track_script" in line]
     assert (
         f"{name}:37: auth_pass: longer than 8 bytes: cut to 'k8s-vip-', as keepalived sends it"
         in lines
     )
     outcomes = dict(conversion.outcomes)
-    assert outcomes["script"] is Outcome.DROPPED  # inside the reported vrrp_script block
+    assert outcomes["script"] is Outcome.CONVERTED
 
 
 def test_dr_with_persistence_fwmark_and_sorry_server() -> None:
@@ -565,7 +576,7 @@ def test_reports_go_to_stderr_one_line_each_and_exit_0(
     captured = capsys.readouterr()
     lines = captured.err.splitlines()
     assert lines == reports(converted(path))
-    assert len(lines) == 8
+    assert len(lines) == 6
     for line in lines:
         match = REPORT_LINE.match(line)
         assert match is not None, line
@@ -618,7 +629,7 @@ def test_strict_exits_1_and_writes_nothing_when_anything_is_reported(
     assert captured.out == ""
     lines = captured.err.splitlines()
     assert lines[:-1] == reports(converted(path))
-    assert lines[-1] == "ipvsd import: 8 directive(s) reported; --strict: nothing written"
+    assert lines[-1] == "ipvsd import: 6 directive(s) reported; --strict: nothing written"
     assert out.read_text() == "previous\n"
 
 

@@ -26,6 +26,7 @@ from ipvsd.control.status import (
     StatsView,
     StatusDocument,
     SyncDaemonStatusView,
+    TrackedFileStatus,
     TrackedScriptStatus,
     VrrpStatus,
     services_from_table,
@@ -184,6 +185,7 @@ def test_the_exact_json_of_a_small_document() -> None:
                 "failures": 0,
                 "master_address": None,
                 "track_scripts": [],
+                "track_files": [],
             }
         ],
         "services": [
@@ -283,6 +285,28 @@ def test_tracked_scripts_and_their_state_round_trip() -> None:
     assert from_json(json.loads(json.dumps(data))) == doc
 
 
+def test_tracked_files_with_their_value_and_weight_round_trip_and_show() -> None:
+    scripts = (TrackedScriptStatus("chk_web", "failing"),)
+    files = (TrackedFileStatus("/run/lb/prio", 3, -2), TrackedFileStatus("/run/lb/new", None, 1))
+    doc = StatusDocument(
+        node="director1",
+        version="9.9.9",
+        vrrp=(dataclasses.replace(VI_1, track_scripts=scripts, track_files=files),),
+    )
+    data = to_json(doc)
+    assert data["vrrp"][0]["track_files"] == [
+        {"path": "/run/lb/prio", "value": 3, "weight": -2},
+        {"path": "/run/lb/new", "value": None, "weight": 1},  # not read yet
+    ]
+    assert from_json(json.loads(json.dumps(data))) == doc
+    lines = status_text(doc).splitlines()
+    assert (
+        "VI_1 tracks: script chk_web failing, file /run/lb/prio = 3 (weight -2), "
+        "file /run/lb/new = - (weight 1)"
+    ) in lines
+    assert not [line for line in status_text(document(web())).splitlines() if "tracks:" in line]
+
+
 def test_why_and_since_when_a_real_is_down_and_who_is_master() -> None:
     down = real(
         weight=0, health="down", health_reason="HTTP 503 (expected 200)", health_since=SINCE
@@ -327,7 +351,7 @@ def test_an_older_document_without_the_extras_decodes_with_their_defaults() -> N
                 del entry[key]
             del entry["health_reason"], entry["health_since"]
     for instance in encoded["vrrp"]:
-        del instance["master_address"], instance["track_scripts"]
+        del instance["master_address"], instance["track_scripts"], instance["track_files"]
     del encoded["sync_daemon"]
     decoded = from_json(encoded)
     # Without "family" the address tells it; a fwmark service is taken as IPv4.

@@ -157,7 +157,7 @@ async def test_stop_during_the_back_off_notifies_stop_and_ends(rig: Rig) -> None
     rig.host.fail_add["eth1"] = RuntimeError("boom")
     calls: list[str] = []
 
-    async def runner(argv0: str, name: str, state: str, priority: int) -> Any:
+    async def runner(argv: tuple[str, ...], kind: str, name: str, state: str) -> Any:
         calls.append(state)
 
     await rig.router.start([config(notify="/bin/true")], [])
@@ -329,8 +329,8 @@ async def test_swapped_vrids_are_recreated_without_a_clash(rig: Rig) -> None:
 async def test_a_removed_instance_is_told_stop(rig: Rig) -> None:
     calls: list[tuple[str, int]] = []
 
-    async def runner(argv0: str, name: str, state: str, priority: int) -> Any:
-        calls.append((state, priority))
+    async def runner(argv: tuple[str, ...], kind: str, name: str, state: str) -> Any:
+        calls.append((state, int(argv[-1])))
 
     await rig.router.start([config(notify="/bin/true")], [])
     rig.instance().notifier._run = runner

@@ -47,8 +47,10 @@ def test_one_member_moves_the_others(target: VrrpState) -> None:
 
 
 def test_members_already_there_or_not_running_are_left_alone() -> None:
-    group = running(BACKUP, MASTER, BACKUP, INIT)
-    assert group.on_transition("a", MASTER) == [("c", SyncForce(MASTER))]
+    group = running(BACKUP, BACKUP, BACKUP, INIT)
+    assert group.on_transition("b", MASTER) == [("a", SyncForce(MASTER)), ("c", SyncForce(MASTER))]
+    # a's echo: b is there already, c has its force, d does not run.
+    assert group.on_transition("a", MASTER) == []
 
 
 def test_the_forced_members_reports_end_the_exchange() -> None:
@@ -211,3 +213,50 @@ def test_a_forced_master_advertises_at_once() -> None:
     takeover = 20.25 + SKEW_90
     assert (takeover, 90) in seg.adverts("r2/VI_2")
     assert isinstance(seg.actions("r2/VI_2")[-1].action, SendAdvert)
+
+
+# --- the group's own state: its notify programs run once per group transition ------------
+
+
+def group_states(group: SyncGroup, reports: list[tuple[str, VrrpState]]) -> list[VrrpState]:
+    """Feed `reports` (and the echo of every force, at once); the group's state changes."""
+    seen = [group.state]
+    queue = list(reports)
+    while queue:
+        member, state = queue.pop(0)
+        forces = group.on_transition(member, state)
+        queue[:0] = [(other, force.state) for other, force in forces]  # the forced echo
+        if group.state is not seen[-1]:
+            seen.append(group.state)
+    return seen
+
+
+def test_a_group_changes_once_per_transition_not_once_per_member() -> None:
+    group = SyncGroup(["a", "b", "c"])
+    # Start-up: each member reports BACKUP; then a takes over and forces b and c.
+    states = group_states(group, [("a", BACKUP), ("b", BACKUP), ("c", BACKUP), ("a", MASTER)])
+    assert states == [INIT, BACKUP, MASTER]
+    # A higher-priority advert on c: the group goes BACKUP once, all three follow.
+    assert group_states(group, [("c", BACKUP)]) == [MASTER, BACKUP]
+    assert [group.state_of(m) for m in "abc"] == [BACKUP, BACKUP, BACKUP]
+
+
+def test_a_group_is_fault_while_a_member_is_and_stops_when_all_have() -> None:
+    group = running(MASTER, MASTER)
+    assert group.state is MASTER
+    assert group_states(group, [("a", FAULT)]) == [MASTER, FAULT]
+    # b leaves the forced FAULT on its own (a link event): forced back, no change.
+    assert group_states(group, [("b", BACKUP)]) == [FAULT]
+    assert group_states(group, [("a", BACKUP)]) == [FAULT, BACKUP]
+    assert group_states(group, [("a", INIT)]) == [BACKUP]  # b still runs
+    assert group_states(group, [("b", INIT)]) == [BACKUP, INIT]  # STOP
+
+
+def test_a_member_that_starts_while_the_group_is_master_is_taken_along() -> None:
+    """Rule 5: a (re)started member's BACKUP does not drag a MASTER group down."""
+    group = running(MASTER, MASTER)
+    group.on_transition("b", INIT)  # b restarts (a reload re-created it)
+    assert group.on_transition("b", BACKUP) == [("b", SyncForce(MASTER))]
+    assert group.state is MASTER
+    assert group.on_transition("b", MASTER) == []  # the echo
+    assert [group.state_of(m) for m in "ab"] == [MASTER, MASTER]
