@@ -791,9 +791,9 @@ class Config(_Model):
     """Glob patterns of fragment files (e.g. ``/etc/ipvsd/conf.d/*.yaml``) whose
     ``vrrp.instances``, ``vrrp.scripts``, ``vrrp.sync_groups``, ``ipvs.services`` and
     ``ipvs.service_groups`` items are appended to this file's, in pattern order and
-    sorted within a pattern; a relative pattern is relative to this file's directory. A fragment holds nothing else
-    and includes nothing; a pattern without wildcards must name an existing file; a
-    reload reads the fragments again."""
+    sorted within a pattern; a relative pattern is relative to this file's directory.
+    A fragment holds nothing else and includes nothing; a pattern without wildcards
+    must name an existing file; a reload reads the fragments again."""
     node_name: Name
     """This director's name in status and logs (default: the host name)."""
     state_dir: Name = "/var/lib/ipvsd"
