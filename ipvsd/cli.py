@@ -96,6 +96,7 @@ exit status:
 
 files:
   /etc/ipvsd/ipvsd.yaml   default configuration (see etc/ipvsd.yaml in the sources)
+  /etc/ipvsd/conf.d/      fragments, read when the configuration's include names them
   /run/ipvsd/ipvsd.sock   control socket of the running daemon (control.socket)
 """
 

@@ -24,6 +24,7 @@
 #   /usr/sbin/ipvsd                     exec /usr/lib/ipvsd/bin/python3 -I -m ipvsd "$@"
 #   /lib/systemd/system/ipvsd.service   systemd/ipvsd.service, as it is
 #   /etc/ipvsd/ipvsd.yaml               etc/ipvsd.yaml, a conffile
+#   /etc/ipvsd/conf.d/                  empty: where `include: ["conf.d/*.yaml"]` fragments go
 #   /usr/share/ipvsd/ipvsd.yaml         its pristine copy: the unit's ExecCondition skips the
 #                                       start while the conffile is still this example
 #   /usr/share/man/man8/ipvsd.8.gz      python -m ipvsd.manpage (from the argument parser)
@@ -114,6 +115,9 @@ find "$venv" -name '*.so' -type f -exec chmod 0644 {} +
 
 # The program, the unit, the config.
 install -d "$STAGE/usr/sbin" "$STAGE/lib/systemd/system" "$STAGE/etc/ipvsd" "$STAGE/usr/share/ipvsd"
+# Empty, owned by the package (dpkg removes it with the package unless an operator's
+# fragment is still in it): the place the config's commented `include` names.
+install -d "$STAGE/etc/ipvsd/conf.d"
 # -I: no PYTHON* variables, no user site-packages, not the current directory on sys.path.
 printf '#!/bin/sh\n# ipvsd, run from its private Python environment (%s).\nexec %s -I -m ipvsd "$@"\n' \
     "$PREFIX" "$PREFIX/bin/python3" >"$STAGE/usr/sbin/ipvsd"

@@ -113,6 +113,7 @@ def test_package_holds_what_the_design_names(deb: Path) -> None:
         "/usr/sbin/ipvsd",
         str(UNIT),
         str(CONFIG),
+        "/etc/ipvsd/conf.d/",  # empty, for include fragments (issue 13)
         str(MAN8),
         str(MAN5),
         str(COMPLETION),

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from ipvsd.cli import main
 from ipvsd.config import Config, load_config, parse_config
-from ipvsd.model import Family, ForwardMethod
+from ipvsd.model import Family, ForwardMethod, Protocol
 from lab.reference.spec import VARIANTS, Variant, director_config_text, spec_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,9 +61,12 @@ def test_etc_ipvsd_yaml_names_every_field() -> None:
     assert missing == []
 
 
-@pytest.mark.parametrize(
-    "path", sorted(EXAMPLES.rglob("*.yaml")), ids=lambda path: str(path.relative_to(EXAMPLES))
-)
+#: The example configs: every YAML file but the fragments (conf.d/), which are checked
+#: with the file that includes them.
+CONFIGS = sorted(path for path in EXAMPLES.rglob("*.yaml") if "conf.d" not in path.parts)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda path: str(path.relative_to(EXAMPLES)))
 def test_each_example_passes_check_config(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config", "--config", str(path)]) == 0
     assert capsys.readouterr() == ("", "")
@@ -82,6 +85,19 @@ def test_the_examples_cover_the_issue_s_layouts() -> None:
     ipv6 = load_config(EXAMPLES / "ipv6.yaml").ipvs.services
     assert {s.address_family for s in ipv6} == {Family.INET6}
     assert [s.fwmark for s in load_config(EXAMPLES / "fwmark.yaml").ipvs.services] == [1, 2]
+
+
+def test_the_conf_d_example_is_its_main_file_and_every_fragment() -> None:
+    """Issue 13: services and an instance in conf.d, appended in file-name order."""
+    config = load_config(EXAMPLES / "conf-d" / "ipvsd.yaml")
+    assert config.include == ("conf.d/*.yaml",)
+    assert [i.name for i in config.vrrp.instances] == ["VI_1", "VI_DNS"]
+    assert [(s.port, s.protocol) for s in config.ipvs.services] == [
+        (80, Protocol.TCP),
+        (443, Protocol.TCP),
+        (53, Protocol.UDP),
+    ]
+    assert config.vrrp.sync_groups[0].instances == ("VI_1", "VI_DNS")
 
 
 def test_every_director_of_every_lab_layout_has_an_example() -> None:
