@@ -59,10 +59,7 @@ def test_smtp_check_is_an_smtp_check_with_keepalived_s_helo_name(tmp_path: Path)
         "fall": 2,
         "helo_name": "smtpchecker.keepalived.org",
     }
-    assert reports(conversion) == [
-        "k.conf:1: virtual_server: no alpha: keepalived puts a checked real in service before "
-        "its first check; ipvsd adds it after its first good check"
-    ]
+    assert reports(conversion) == []  # without alpha: converted as alpha: false
     comments = conversion.comments
     assert ("ipvs", "services", 0, "check", "helo_name") in comments
     loads(conversion, tmp_path)
