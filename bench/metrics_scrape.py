@@ -144,7 +144,7 @@ def wait_listening(ns: str, port: int, proc: subprocess.Popen[Any], limit_s: flo
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited {proc.returncode}")
+            raise RuntimeError(f"{proc.args!r} exited {proc.returncode}")
         with in_netns(ns):
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         with sock:
@@ -278,6 +278,7 @@ def bench_size(n: int, repeats: int) -> list[Row]:
                 repeats,
             )
             rows.append(Row(case, "ipvsadm -Ln --stats", list_s, f"{note}stdout to /dev/null"))
+            print(f"    ipvsadm -Ln --stats: {list_s:.3f} s", flush=True)
 
             scrape_s, note, (body, _) = timed(lambda: http_get(ns.name, IPVSD_PORT), repeats)
             per_backend = series(body, b"ipvs_backend_")
