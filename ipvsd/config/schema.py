@@ -25,11 +25,12 @@ VIPs). ``ipvsd check-config`` stays the authority.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
-from pydantic_core import CoreSchema, SchemaSerializer, core_schema
+from pydantic_core import CoreSchema, SchemaError, SchemaSerializer, core_schema
 
 from ipvsd.config.model import Config
 
@@ -52,9 +53,12 @@ class _Generator(GenerateJsonSchema):
         json_schema = super().default_schema(schema)
         if "default" in json_schema and "default" in schema:
             inner: CoreSchema = schema["schema"]
-            json_schema["default"] = SchemaSerializer(inner).to_python(
-                schema["default"], mode="json"
-            )
+            # A list of models (``virtual_ipaddresses_excluded``) refers to a
+            # definition this lone serializer lacks; pydantic's default is right.
+            with contextlib.suppress(SchemaError):
+                json_schema["default"] = SchemaSerializer(inner).to_python(
+                    schema["default"], mode="json"
+                )
         return json_schema
 
 

@@ -27,7 +27,8 @@ from ipvsd.netlink.addresses import AddressManager
 from ipvsd.netlink.ipvs import IpvsClient, Timeouts
 from ipvsd.netlink.links import LinkWatcher
 from ipvsd.netlink.table_reader import BlockingTableReader
-from ipvsd.vrrp.ports import LinkSource, VipWriter
+from ipvsd.netlink.virtual_routes import RouteManager
+from ipvsd.vrrp.ports import LinkSource, RouteWriter, VipWriter
 
 #: The longest a scrape waits for one datagram of the kernel's answer.
 SCRAPE_TIMEOUT_S = 60.0
@@ -71,6 +72,19 @@ class Addresses(VipWriter, Protocol):
         ...
 
 
+class Routes(RouteWriter, Protocol):
+    """The instances' ``virtual_routes`` / ``virtual_rules`` writer, plus `close`."""
+
+    def close(self) -> None:
+        """Release the netlink socket."""
+        ...
+
+
+async def open_routes() -> Routes:
+    """The production route writer (rtnetlink)."""
+    return await RouteManager.open()
+
+
 class Links(LinkSource, Protocol):
     """The link watch as the daemon holds it: the VRRP side's needs, plus `close`."""
 
@@ -95,6 +109,7 @@ class KernelPorts:
         open_links: the link watcher the VRRP instances share.
         interface_exists: whether this network namespace has an interface of
             that name (the reload policy's preflight).
+        open_routes: the route and rule writer the VRRP instances share.
     """
 
     open_ipvs: Callable[[], Awaitable[IpvsKernel]]
@@ -103,6 +118,7 @@ class KernelPorts:
     open_addresses: Callable[[], Awaitable[Addresses]]
     open_links: Callable[[], Awaitable[Links]]
     interface_exists: Callable[[str], Awaitable[bool]]
+    open_routes: Callable[[], Awaitable[Routes]] = open_routes
 
 
 def real_ports() -> KernelPorts:

@@ -30,6 +30,7 @@ from ipvsd.daemon.ports import (
     Addresses,
     KernelPorts,
     Links,
+    Routes,
     TableReader,
     real_ports,
 )
@@ -81,6 +82,7 @@ class Daemon:
         self._ports = ports or real_ports()
         self._handle_signals = handle_signals
         self._addresses: Addresses | None = None
+        self._routes: Routes | None = None
         self._links: Links | None = None
         self._registry = CollectorRegistry(auto_describe=False)
         self.metrics = DaemonMetrics(self._registry, version=__version__, node=config.node_name)
@@ -201,9 +203,11 @@ class Daemon:
             return
         self._addresses = await self._ports.open_addresses()
         self._links = await self._ports.open_links()
+        self._routes = await self._ports.open_routes()
         self._parts.vrrp = VrrpRouter(
             self._addresses,
             self._links,
+            routes=self._routes,
             on_transition=self._vrrp_transitioned,
             on_reject=self.metrics.invalid_packet,
             on_failure=self.metrics.vrrp_failure,
@@ -497,6 +501,8 @@ class Daemon:
             self._addresses.close()
         if self._links is not None:
             self._links.close()
+        if self._routes is not None:
+            self._routes.close()
         if parts.ipvs is not None and parts.reconciler is not None:
             # Never after a failed start: whatever made it fail (a port in use,
             # a bad interface) is no reason to empty the table.

@@ -47,7 +47,7 @@ from ipvsd.vrrp.instance import NOTIFY_DRAIN_S, FailureHook, VrrpInstance
 from ipvsd.vrrp.machine import AdvertReceived, LinkChanged, Shutdown, Transitioned, VrrpState
 from ipvsd.vrrp.pacer import AdvertPacer, AdvertProcess
 from ipvsd.vrrp.packet import decode, validate
-from ipvsd.vrrp.ports import LinkSource, VipWriter
+from ipvsd.vrrp.ports import LinkSource, RouteWriter, VipWriter
 from ipvsd.vrrp.relink import InterfaceEndpoint, plan_relink
 from ipvsd.vrrp.sync_group import SyncGroup
 from ipvsd.vrrp.tracking import FilePool, ScriptPool, ScriptSpec
@@ -77,6 +77,8 @@ class VrrpRouter:
         restart: the back-off of restarted instances, receivers and link watch.
         endpoint_factory: builds an interface's `InterfaceEndpoint` (tests
             pass one with fake sockets).
+        routes: writes the instances' ``virtual_routes`` and ``virtual_rules``;
+            None: instances with some log that they cannot.
     """
 
     def __init__(
@@ -90,8 +92,10 @@ class VrrpRouter:
         restart: RestartPolicy | None = None,
         endpoint_factory: Callable[[str], InterfaceEndpoint] = InterfaceEndpoint,
         pacer: AdvertPacer | None = None,
+        routes: RouteWriter | None = None,
     ) -> None:
         self._addresses = addresses
+        self._routes = routes
         self._link_source = links
         self._on_transition = on_transition
         self._on_reject = on_reject
@@ -301,6 +305,7 @@ class VrrpRouter:
         instance = VrrpInstance(
             config,
             addresses=self._addresses,
+            routes=self._routes,
             links=self._link_source,
             endpoint=endpoint,
             on_transition=self._transitioned,
