@@ -1,0 +1,169 @@
+"""What a MASTER owns on the host kernel (issue 13, items 1 and 2): VIP mappings
+with dev/scope/label/broadcast, excluded VIPs, virtual routes and rules.
+
+Two `ipvsd run` processes on the lab segment (lab.vrrp_pair) with the same
+instance; d1 becomes MASTER, then d2 (higher priority) preempts it, then d2
+stops. What each router's kernel holds is read with ``ip -j``; the adverts are
+captured from the observer's namespace with an AF_PACKET socket and decoded.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import struct
+import time
+from ipaddress import IPv4Address
+from typing import Any
+
+from lab.netns import in_netns
+from lab.scenario import wait_until
+from lab.vrrp_pair import VIP, VrrpLab
+
+OWNED = """\
+      virtual_ipaddresses_excluded:
+        - 192.168.1.201/24
+        - {address: 192.168.1.202/32, scope: host, label: "eth1:ex"}
+      virtual_routes:
+        - {to: 10.9.0.0/16, via: 192.168.1.1, src: 192.168.1.200, table: 100, metric: 7}
+        - {to: 10.8.0.0/16, dev: eth1}
+      virtual_rules:
+        - {from: 192.168.1.200/32, table: 100, priority: 1000}
+"""
+MAPPED = (
+    f"{VIP}/24",
+    '{address: 10.0.0.1/24, scope: link, label: "eth1:web", broadcast: 10.0.0.255}',
+)
+ETH_P_ALL = 0x0003
+VRRP_PROTOCOL = 112
+
+
+def start(lab: VrrpLab, short: str, priority: int) -> Any:
+    """An ipvsd with the mapped VIPs, plus the excluded VIPs, routes and rules."""
+    daemon = lab.daemon(short, priority, vips=MAPPED)
+    text = daemon.config.read_text()
+    daemon.config.write_text(
+        text.replace("      track_scripts: []\n", "      track_scripts: []\n" + OWNED)
+    )
+    daemon.start()
+    return daemon
+
+
+def ip_json(lab: VrrpLab, short: str, *args: str) -> list[dict[str, Any]]:
+    out = lab.topo.exec(lab.routers[short], ["ip", "-j", *args]).stdout
+    return json.loads(out) if out.strip() else []
+
+
+def addresses(lab: VrrpLab, short: str) -> dict[str, dict[str, Any]]:
+    """eth1's IPv4 addresses: ``A/P`` -> the kernel's fields (scope, label, broadcast)."""
+    (link,) = ip_json(lab, short, "-4", "addr", "show", "dev", "eth1")
+    return {f"{a['local']}/{a['prefixlen']}": a for a in link["addr_info"]}
+
+
+def routes(lab: VrrpLab, short: str) -> set[str]:
+    found = ip_json(lab, short, "route", "show", "table", "100")
+    found += ip_json(lab, short, "route", "show", "10.8.0.0/16")
+    return {r["dst"] for r in found}
+
+
+def rules(lab: VrrpLab, short: str) -> list[dict[str, Any]]:
+    return [r for r in ip_json(lab, short, "rule") if r.get("table") == "100"]
+
+
+def owns_everything(lab: VrrpLab, short: str) -> bool:
+    held = addresses(lab, short)
+    return {"192.168.1.200/24", "10.0.0.1/24", "192.168.1.201/24", "192.168.1.202/32"} <= set(
+        held
+    ) and routes(lab, short) == {"10.9.0.0/16", "10.8.0.0/16"}
+
+
+def owns_nothing(lab: VrrpLab, short: str) -> bool:
+    return set(addresses(lab, short)) == {
+        f"{'192.168.1.10' if short == 'd1' else '192.168.1.20'}/24"
+    } and (routes(lab, short), rules(lab, short)) == (set(), [])
+
+
+def capture_adverts(lab: VrrpLab, seconds: float) -> list[tuple[str, int, list[IPv4Address]]]:
+    """VRRP frames seen by the observer: (source MAC, priority, advertised addresses)."""
+    with in_netns(lab.observer):
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    found = []
+    try:
+        sock.bind(("eth0", 0))
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if not select.select([sock], [], [], left)[0]:
+                break
+            frame = sock.recv(2048)
+            ethertype = struct.unpack_from("!H", frame, 12)[0]
+            if ethertype != 0x0800 or frame[14 + 9] != VRRP_PROTOCOL:
+                continue
+            vrrp = frame[14 + (frame[14] & 0x0F) * 4 :]
+            count = vrrp[3]
+            listed = [IPv4Address(vrrp[8 + 4 * i : 12 + 4 * i]) for i in range(count)]
+            found.append((frame[6:12].hex(":"), vrrp[2], listed))
+    finally:
+        sock.close()
+    return found
+
+
+def test_the_master_owns_mapped_and_excluded_vips_routes_and_rules(vrrp_lab: VrrpLab) -> None:
+    lab = vrrp_lab
+    d1 = start(lab, "d1", 100)
+    wait_until(lambda: owns_everything(lab, "d1"), timeout=10)
+    held = addresses(lab, "d1")
+    assert held["192.168.1.200/24"]["label"] == "eth1:vrrp51"
+    assert held["192.168.1.200/24"]["scope"] == "global"
+    web = held["10.0.0.1/24"]
+    assert (web["scope"], web["label"], web["broadcast"]) == ("link", "eth1:web", "10.0.0.255")
+    excluded = held["192.168.1.202/32"]
+    assert (excluded["scope"], excluded["label"]) == ("host", "eth1:ex")
+    (table_100,) = ip_json(lab, "d1", "route", "show", "table", "100")
+    assert (table_100["gateway"], table_100["prefsrc"], table_100["metric"]) == (
+        "192.168.1.1",
+        "192.168.1.200",
+        7,
+    )
+    (rule,) = rules(lab, "d1")
+    assert (rule["priority"], rule["src"], rule.get("srclen", 32)) == (1000, "192.168.1.200", 32)
+
+    # The adverts list the two advertised VIPs only, never the excluded ones.
+    adverts = capture_adverts(lab, 2.5)
+    assert adverts
+    for _, priority, listed in adverts:
+        assert priority == 100
+        assert listed == [IPv4Address(VIP), IPv4Address("10.0.0.1")]
+
+    # d2 preempts (110 > 100): d1 goes BACKUP and gives everything up; d2 has it all.
+    d2 = start(lab, "d2", 110)
+    wait_until(lambda: owns_everything(lab, "d2"), timeout=10)
+    wait_until(lambda: owns_nothing(lab, "d1"), timeout=5)
+    assert d1.proc is not None
+    assert d1.proc.poll() is None
+    assert not [e for e in d1.events() if e.get("event") == "vrrp.route_error"]
+
+    # A graceful stop releases everything too.
+    assert d2.stop() == 0
+    assert owns_nothing(lab, "d2")
+    wait_until(lambda: owns_everything(lab, "d1"), timeout=10)
+    assert d1.stop() == 0
+    assert owns_nothing(lab, "d1")
+
+
+def test_a_route_the_kernel_refuses_leaves_the_instance_master(vrrp_lab: VrrpLab) -> None:
+    lab = vrrp_lab
+    daemon = lab.daemon("d1", 100)
+    text = daemon.config.read_text()
+    unreachable = "      virtual_routes:\n        - {to: 10.7.0.0/16, via: 172.16.0.1}\n"
+    daemon.config.write_text(
+        text.replace("      track_scripts: []\n", "      track_scripts: []\n" + unreachable)
+    )
+    daemon.start()
+    event = daemon.wait_event("vrrp.route_error", timeout=10)
+    assert event["add"] is True
+    assert "172.16.0.1" in event["error"]
+    assert lab.holder() == ["d1"]
+    transitions = [e for e in daemon.events() if e.get("event") == "vrrp.transition"]
+    assert [e["new"] for e in transitions] == ["BACKUP", "MASTER"]
+    assert daemon.stop() == 0
