@@ -246,20 +246,10 @@ VRRP_INSTANCE: Mapping[str, str] = {
     "mcast_dst_ip": "ipvsd sends multicast adverts to 224.0.0.18 (RFC 3768): ignored",
     "track_src_ip": NOT_SUPPORTED,
     "unicast_ttl": "ipvsd sends adverts with TTL 255 (RFC 3768 §5.2.3): ignored",
-    "virtual_ipaddress_excluded": (
-        "not converted: ipvsd owns only the addresses it advertises (virtual_ipaddresses); "
-        "add these to the host's network configuration or to virtual_ipaddresses"
-    ),
     "no_virtual_ipaddress": "ipvsd instances own at least one VIP: ignored",
     "promote_secondaries": NOT_SUPPORTED,
     "linkbeat_use_polling": "ipvsd follows link state through rtnetlink events: ignored",
     "v3_checksum_as_v2": "ipvsd speaks VRRPv2 only: ignored",
-    "virtual_routes": (
-        "ipvsd adds no routes with the VIPs: not converted (add them in a notify program)"
-    ),
-    "virtual_rules": (
-        "ipvsd adds no routing rules with the VIPs: not converted (add them in a notify program)"
-    ),
     "accept": "ipvsd adds no firewall rules, so the VIPs accept traffic in any state: ignored",
     "no_accept": FIREWALL,
     "skip_check_adv_addr": NOT_SUPPORTED,
