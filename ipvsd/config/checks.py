@@ -209,6 +209,7 @@ def _check_instances(instances: Sequence[tuple[int, VrrpInstanceConfig]], report
         else:
             routers[router] = (instance.name, (*base, "vrid"))
         _check_vips(instance, base, vips, report)
+        _check_vmac(instance, base, report)
         for position, route in enumerate(instance.virtual_routes):
             if route.via is None and route.dev is None:
                 report.add(
@@ -242,13 +243,28 @@ def _check_vips(
                 )
             else:
                 vips[vip.ip] = (instance.name, vip_path)
-            dev = vip.dev or instance.interface
+            dev = vip.dev or instance.advert_interface
             if vip.label is not None and not _label_fits(vip.label, dev):
                 # iproute2's and ifconfig's rule; the kernel would take any label.
                 report.add(
                     (*vip_path, "label"),
                     f"label '{vip.label}' must be '{dev}' or start with '{dev}:'",
                 )
+
+
+def _check_vmac(instance: VrrpInstanceConfig, base: FieldPath, report: _Report) -> None:
+    if not instance.vmac:
+        if instance.vmac_interface is not None:
+            report.add((*base, "vmac_interface"), "only with vmac: true")
+        return
+    if instance.unicast_peers:
+        report.add(
+            (*base, "vmac"),
+            f"not with unicast_peers: unicast adverts arrive on {instance.interface}, "
+            "not on the vmac",
+        )
+    if instance.advert_interface == instance.interface:
+        report.add((*base, "vmac_interface"), "must not be the instance's interface")
 
 
 def _label_fits(label: str, interface: str) -> bool:

@@ -282,6 +282,15 @@ class VrrpInstanceConfig(_Model):
     stop). A route the kernel refuses is logged and counted; the instance goes on."""
     virtual_rules: tuple[VirtualRule, ...] = ()
     """Policy-routing rules added and removed as ``virtual_routes`` are."""
+    vmac: bool = False
+    """Run the instance on a macvlan of ``interface`` with the virtual router MAC
+    00:00:5e:00:01:VRID (RFC 3768 §7.3, keepalived's ``use_vmac``): the VIPs live on it and
+    the adverts and gratuitous ARPs leave from it, so the segment's switches and the
+    clients' ARP caches need no update on a failover. Made at start, removed at stop;
+    ``interface`` then answers no ARP for addresses it does not carry (arp_ignore=1,
+    arp_filter=1, restored at stop). Not with ``unicast_peers``."""
+    vmac_interface: Interface | None = None
+    """Name of the vmac interface; null: ``vrrp.VRID``."""
     track_interfaces: tuple[TrackInterface, ...] = ()
     """Interfaces whose link state changes the priority or puts the instance in FAULT
     (the instance's own ``interface`` is always tracked)."""
@@ -300,6 +309,14 @@ class VrrpInstanceConfig(_Model):
     garp_delay: GarpDelay = 5.0
     """Seconds after becoming MASTER until the second GARP burst; 0: none. A one-off
     delay, so any finite value >= 0 is fine."""
+
+    @property
+    def advert_interface(self) -> str:
+        """The interface the adverts, the GARPs and (by default) the VIPs use: the vmac's
+        name with ``vmac``, else ``interface``."""
+        if not self.vmac:
+            return self.interface
+        return self.vmac_interface or f"vrrp.{self.vrid}"
 
 
 class VrrpScriptConfig(_Model):

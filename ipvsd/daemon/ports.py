@@ -28,7 +28,8 @@ from ipvsd.netlink.ipvs import IpvsClient, Timeouts
 from ipvsd.netlink.links import LinkWatcher
 from ipvsd.netlink.table_reader import BlockingTableReader
 from ipvsd.netlink.virtual_routes import RouteManager
-from ipvsd.vrrp.ports import LinkSource, RouteWriter, VipWriter
+from ipvsd.netlink.vmac import VmacManager
+from ipvsd.vrrp.ports import LinkSource, RouteWriter, VipWriter, VmacWriter
 
 #: The longest a scrape waits for one datagram of the kernel's answer.
 SCRAPE_TIMEOUT_S = 60.0
@@ -85,6 +86,19 @@ async def open_routes() -> Routes:
     return await RouteManager.open()
 
 
+class Vmacs(VmacWriter, Protocol):
+    """The vmac interfaces' writer, plus `close`."""
+
+    def close(self) -> None:
+        """Release the netlink socket."""
+        ...
+
+
+async def open_vmacs() -> Vmacs:
+    """The production vmac writer (rtnetlink and /proc/sys)."""
+    return await VmacManager.open()
+
+
 class Links(LinkSource, Protocol):
     """The link watch as the daemon holds it: the VRRP side's needs, plus `close`."""
 
@@ -110,6 +124,7 @@ class KernelPorts:
         interface_exists: whether this network namespace has an interface of
             that name (the reload policy's preflight).
         open_routes: the route and rule writer the VRRP instances share.
+        open_vmacs: the vmac writer of the VRRP instances.
     """
 
     open_ipvs: Callable[[], Awaitable[IpvsKernel]]
@@ -119,6 +134,7 @@ class KernelPorts:
     open_links: Callable[[], Awaitable[Links]]
     interface_exists: Callable[[str], Awaitable[bool]]
     open_routes: Callable[[], Awaitable[Routes]] = open_routes
+    open_vmacs: Callable[[], Awaitable[Vmacs]] = open_vmacs
 
 
 def real_ports() -> KernelPorts:

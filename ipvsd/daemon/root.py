@@ -32,6 +32,7 @@ from ipvsd.daemon.ports import (
     Links,
     Routes,
     TableReader,
+    Vmacs,
     real_ports,
 )
 from ipvsd.daemon.reload import refusal as reload_refusal
@@ -83,6 +84,7 @@ class Daemon:
         self._handle_signals = handle_signals
         self._addresses: Addresses | None = None
         self._routes: Routes | None = None
+        self._vmacs: Vmacs | None = None
         self._links: Links | None = None
         self._registry = CollectorRegistry(auto_describe=False)
         self.metrics = DaemonMetrics(self._registry, version=__version__, node=config.node_name)
@@ -204,10 +206,12 @@ class Daemon:
         self._addresses = await self._ports.open_addresses()
         self._links = await self._ports.open_links()
         self._routes = await self._ports.open_routes()
+        self._vmacs = await self._ports.open_vmacs()
         self._parts.vrrp = VrrpRouter(
             self._addresses,
             self._links,
             routes=self._routes,
+            vmacs=self._vmacs,
             on_transition=self._vrrp_transitioned,
             on_reject=self.metrics.invalid_packet,
             on_failure=self.metrics.vrrp_failure,
@@ -501,8 +505,9 @@ class Daemon:
             self._addresses.close()
         if self._links is not None:
             self._links.close()
-        if self._routes is not None:
-            self._routes.close()
+        for writer in (self._routes, self._vmacs):
+            if writer is not None:
+                writer.close()
         if parts.ipvs is not None and parts.reconciler is not None:
             # Never after a failed start: whatever made it fail (a port in use,
             # a bad interface) is no reason to empty the table.

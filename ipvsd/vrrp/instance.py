@@ -85,6 +85,7 @@ from ipvsd.vrrp.packet import (
     Expectation,
     encode,
     password_auth_data,
+    vmac,
 )
 from ipvsd.vrrp.ports import LinkSource, RouteWriter, VipWriter
 from ipvsd.vrrp.relink import InterfaceEndpoint
@@ -248,8 +249,13 @@ class VrrpInstance:
         Raises:
             ValueError: another interface or VRID (that is a new instance).
         """
-        if (config.interface, config.vrid) != (self.config.interface, self.config.vrid):
-            raise ValueError(f"{config.name}: a new interface or VRID is a new instance")
+        old = self.config
+        if (config.interface, config.vrid, config.advert_interface) != (
+            old.interface,
+            old.vrid,
+            old.advert_interface,
+        ):
+            raise ValueError(f"{config.name}: a new interface, VRID or vmac is a new instance")
         self._take(config)
         self.script_weights = dict(script_weights or {})
         self.inbox.put_nowait(Reconfigured(config))
@@ -398,7 +404,9 @@ class VrrpInstance:
         return SourceChanged(primary)
 
     def _interface_is(self, link: LinkInfo) -> None:
-        self._mac, self._noarp = link.mac, link.noarp
+        # With a vmac the GARPs leave from it, with its MAC (RFC 3768 §7.3).
+        self._mac = vmac(self.config.vrid) if self.config.vmac else link.mac
+        self._noarp = link.noarp
 
     async def _apply(self, config: VrrpInstanceConfig) -> None:
         """A reloaded config (`reconfigure`), in place: machine rule 7."""
@@ -571,7 +579,7 @@ class VrrpInstance:
 
     async def _vips(self, vips: Iterable[VirtualAddress], *, add: bool) -> None:
         for vip in vips:
-            interface = vip.dev or self.config.interface
+            interface = vip.dev or self.config.advert_interface
             try:
                 if add:
                     label = vip.label or vip_label(interface, self.config.vrid)
@@ -631,7 +639,7 @@ class VrrpInstance:
             return
         # TODO(addr): GARPs for VIPs on another `dev` need that interface's MAC and
         # socket; keepalived sends them there (issue 13).
-        own = [vip for vip in vips if vip.dev in (None, self.config.interface)]
+        own = [vip for vip in vips if vip.dev in (None, self.config.advert_interface)]
         frames = [gratuitous_arp(self._mac, vip.ip) for vip in own]
         garp.send_burst(frames, self.config.garp_repeat)
 

@@ -15,7 +15,7 @@ from typing import Protocol
 from ipvsd.config.model import VirtualRoute, VirtualRule
 from ipvsd.netlink.links import AddressChange, LinkInfo
 
-__all__ = ["AddressChange", "LinkInfo", "LinkSource", "RouteWriter", "VipWriter"]
+__all__ = ["AddressChange", "LinkInfo", "LinkSource", "RouteWriter", "VipWriter", "VmacWriter"]
 
 
 class VipWriter(Protocol):
@@ -71,6 +71,26 @@ class RouteWriter(Protocol):
     async def add_rule(self, rule: VirtualRule) -> bool: ...
 
     async def remove_rule(self, rule: VirtualRule) -> bool: ...
+
+
+class VmacWriter(Protocol):
+    """Makes and removes the vmac interfaces of ``vmac: true`` instances."""
+
+    async def ensure(self, parent: str, name: str, mac: str) -> bool:
+        """Make (or adopt) `name`, a macvlan of `parent` with address `mac`, up.
+
+        Raises:
+            KernelError: no `parent`, another interface called `name`, or the kernel refused.
+        """
+        ...
+
+    async def remove(self, parent: str, name: str) -> bool:
+        """Delete `name` (False: it was not there).
+
+        Raises:
+            KernelError: the kernel refused.
+        """
+        ...
 
 
 class LinkSource(Protocol):

@@ -46,8 +46,8 @@ from ipvsd.vrrp.backoff import Backoff, RestartPolicy
 from ipvsd.vrrp.instance import NOTIFY_DRAIN_S, FailureHook, VrrpInstance
 from ipvsd.vrrp.machine import AdvertReceived, LinkChanged, Shutdown, Transitioned, VrrpState
 from ipvsd.vrrp.pacer import AdvertPacer, AdvertProcess
-from ipvsd.vrrp.packet import decode, validate
-from ipvsd.vrrp.ports import LinkSource, RouteWriter, VipWriter
+from ipvsd.vrrp.packet import decode, validate, vmac
+from ipvsd.vrrp.ports import LinkSource, RouteWriter, VipWriter, VmacWriter
 from ipvsd.vrrp.relink import InterfaceEndpoint, plan_relink
 from ipvsd.vrrp.sync_group import SyncGroup
 from ipvsd.vrrp.tracking import FilePool, ScriptPool, ScriptSpec
@@ -62,6 +62,8 @@ STOP_TIMEOUT_S = 5.0
 #: sockets; doubles up to REOPEN_RETRY_MAX_S.
 REOPEN_RETRY_S = 1.0
 REOPEN_RETRY_MAX_S = 30.0
+#: Seconds a removed instance's vmac outlives it: its priority-0 advert goes out first.
+VMAC_GRACE_S = 0.2
 
 
 class VrrpRouter:
@@ -79,6 +81,8 @@ class VrrpRouter:
             pass one with fake sockets).
         routes: writes the instances' ``virtual_routes`` and ``virtual_rules``;
             None: instances with some log that they cannot.
+        vmacs: makes and removes the vmac interfaces (``vmac: true``), each
+            before its instance starts and after it stopped.
     """
 
     def __init__(
@@ -93,9 +97,11 @@ class VrrpRouter:
         endpoint_factory: Callable[[str], InterfaceEndpoint] = InterfaceEndpoint,
         pacer: AdvertPacer | None = None,
         routes: RouteWriter | None = None,
+        vmacs: VmacWriter | None = None,
     ) -> None:
         self._addresses = addresses
         self._routes = routes
+        self._vmacs = vmacs
         self._link_source = links
         self._on_transition = on_transition
         self._on_reject = on_reject
@@ -177,10 +183,7 @@ class VrrpRouter:
                 instance.config == config and instance.script_weights == weights
             ):
                 continue
-            if (config.interface, config.vrid) != (
-                instance.config.interface,
-                instance.config.vrid,
-            ):
+            if _key(config) != _key(instance.config):
                 recreate.append(config)
                 continue
             self._switch_mode(instance, config)
@@ -189,8 +192,8 @@ class VrrpRouter:
         await self._stop_all(stopping)
         for config in recreate:
             old = self._detach(config.name)
-            key = (config.interface, config.vrid)
-            holder = next((i for i, _ in self._running() if _key(i) == key), None)
+            key = _key(config)
+            holder = next((i for i, _ in self._running() if _key(i.config) == key), None)
             if holder is not None:
                 # Still taken (VRIDs swapped between instances): stop the holder first.
                 await self._stop_all([self._detach(holder.name)])
@@ -276,17 +279,23 @@ class VrrpRouter:
         return [(self._instances[n], self._tasks[n]) for n in self._instances]
 
     def _endpoint(self, config: VrrpInstanceConfig) -> InterfaceEndpoint:
-        endpoint = self._endpoints.get(config.interface)
+        name = config.advert_interface
+        endpoint = self._endpoints.get(name)
         if endpoint is None:
-            endpoint = self._endpoints[config.interface] = self._new_endpoint(config.interface)
+            endpoint = self._endpoints[name] = self._new_endpoint(name)
         return endpoint
 
-    def _acquire(self, endpoint: InterfaceEndpoint, *, unicast: bool) -> None:
-        """Count one user of the mode; a missing interface is opened when it appears."""
+    def _acquire(self, endpoint: InterfaceEndpoint, *, unicast: bool, vmac: bool = False) -> None:
+        """Count one user of the mode; a missing interface is opened when it appears.
+
+        A vmac is made by the instance's task (`_run`), after this: its absence
+        now is expected, and the link watch opens it a moment later.
+        """
         try:
             endpoint.acquire(unicast=unicast)
         except (KernelError, OSError) as exc:
-            log.warning("vrrp.interface_unavailable", interface=endpoint.interface, error=str(exc))
+            report = log.debug if vmac else log.warning
+            report("vrrp.interface_unavailable", interface=endpoint.interface, error=str(exc))
             endpoint.close_gone()
             endpoint.acquire(unicast=unicast)  # gone: counted, opened by the link watch
         self._start_receivers(endpoint)
@@ -301,7 +310,7 @@ class VrrpRouter:
 
     def _start_instance(self, config: VrrpInstanceConfig) -> None:
         endpoint = self._endpoint(config)
-        self._acquire(endpoint, unicast=bool(config.unicast_peers))
+        self._acquire(endpoint, unicast=bool(config.unicast_peers), vmac=config.vmac)
         instance = VrrpInstance(
             config,
             addresses=self._addresses,
@@ -316,9 +325,52 @@ class VrrpRouter:
         )
         self._track(instance, config)
         self._instances[config.name] = instance
-        task = asyncio.get_running_loop().create_task(instance.run())
+        task = asyncio.get_running_loop().create_task(self._run(instance))
         self._tasks[config.name] = task
         task.add_done_callback(functools.partial(self._instance_done, config.name))
+
+    async def _run(self, instance: VrrpInstance) -> None:
+        """Make the instance's vmac (if any), then run it.
+
+        A vmac that cannot be made is logged; the instance runs anyway: its
+        sockets open when an interface of that name appears (`vrrp.relink`).
+        """
+        config = instance.config
+        if config.vmac:
+            try:
+                if self._vmacs is None:
+                    raise KernelError("no vmac writer", operation="add vmac")
+                await self._vmacs.ensure(
+                    config.interface, config.advert_interface, vmac(config.vrid)
+                )
+            except KernelError as exc:
+                log.error("vrrp.vmac_failed", instance=instance.name, error=str(exc))
+            endpoint = self._endpoints.get(config.advert_interface)
+            if endpoint is not None and endpoint.gone:
+                # Now, not at the link watch's event: an owner is MASTER at once.
+                self._reopen(endpoint)
+        await instance.run()
+
+    async def _drop_vmacs(self, configs: Sequence[VrrpInstanceConfig]) -> None:
+        """Remove the vmacs of stopped instances that no running instance uses.
+
+        Their priority-0 adverts left through the vmac from the advert
+        process: they are given `VMAC_GRACE_S` to go out first.
+        """
+        used = {i.config.advert_interface for i in self._instances.values()}
+        drop = {
+            (c.interface, c.advert_interface)
+            for c in configs
+            if c.vmac and c.advert_interface not in used
+        }
+        if not drop or self._vmacs is None:
+            return
+        await asyncio.sleep(VMAC_GRACE_S)
+        for parent, name in sorted(drop):
+            try:
+                await self._vmacs.remove(parent, name)
+            except KernelError as exc:
+                log.error("vrrp.vmac_remove_failed", vmac=name, error=str(exc))
 
     def _instance_done(self, name: str, task: asyncio.Task[None]) -> None:
         # run() restarts after failures; an exception here is a bug in the supervisor.
@@ -334,6 +386,7 @@ class VrrpRouter:
 
     async def _stop_all(self, stopping: list[tuple[VrrpInstance, asyncio.Task[None]]]) -> None:
         await asyncio.gather(*(self._stop(instance, task) for instance, task in stopping))
+        await self._drop_vmacs([instance.config for instance, _ in stopping])
 
     async def _stop(self, instance: VrrpInstance, task: asyncio.Task[None]) -> None:
         """Shutdown (priority 0 if master, VIPs removed, notify STOP), then the sockets."""
@@ -346,7 +399,7 @@ class VrrpRouter:
         except Exception as exc:
             log.error("vrrp.stop_failed", instance=instance.name, error=repr(exc))
         await instance.notifier.close(NOTIFY_DRAIN_S)
-        endpoint = self._endpoints.get(instance.config.interface)
+        endpoint = self._endpoints.get(instance.config.advert_interface)
         if endpoint is None:
             return
         endpoint.release(unicast=bool(instance.config.unicast_peers))
@@ -436,7 +489,7 @@ class VrrpRouter:
 
     def _for_vrid(self, interface: str, vrid: int) -> VrrpInstance | None:
         for instance in self._instances.values():
-            if instance.config.interface == interface and instance.config.vrid == vrid:
+            if instance.config.advert_interface == interface and instance.config.vrid == vrid:
                 return instance
         return None
 
@@ -502,8 +555,8 @@ class VrrpRouter:
             if link.name not in instance.interested_in:
                 continue
             up = link.up and not link.deleted
-            endpoint = self._endpoints.get(instance.config.interface)
-            if link.name == instance.config.interface and endpoint is not None:
+            endpoint = self._endpoints.get(instance.config.advert_interface)
+            if link.name == instance.config.advert_interface and endpoint is not None:
                 if endpoint.ifindex is not None and link.index != endpoint.ifindex:
                     continue  # about an older or newer ifindex than our sockets'
                 up = up and not endpoint.gone
@@ -513,7 +566,7 @@ class VrrpRouter:
         plan = plan_relink(endpoint.interface, endpoint.ifindex, link)
         if plan.close:
             endpoint.close_gone()
-            for instance in self._on_interface(endpoint.interface):
+            for instance in self._on_endpoint(endpoint.interface):
                 log.warning(
                     "vrrp.interface_gone",
                     instance=instance.name,
@@ -536,7 +589,7 @@ class VrrpRouter:
             self._schedule_reopen(endpoint)
             return False
         self._start_receivers(endpoint)
-        for instance in self._on_interface(endpoint.interface):
+        for instance in self._on_endpoint(endpoint.interface):
             log.info(
                 "vrrp.interface_back",
                 instance=instance.name,
@@ -572,7 +625,7 @@ class VrrpRouter:
             if not endpoint.gone or not self._is_up(endpoint.interface):
                 return  # done meanwhile, or down: the next link-up event re-opens
             if self._reopen(endpoint):
-                for instance in self._on_interface(endpoint.interface):
+                for instance in self._on_interface(endpoint.interface):  # not a vmac's
                     instance.inbox.put_nowait(LinkChanged(endpoint.interface, True))
 
     def _is_up(self, interface: str) -> bool:
@@ -581,11 +634,16 @@ class VrrpRouter:
     def _on_interface(self, interface: str) -> list[VrrpInstance]:
         return [i for i in self._instances.values() if i.config.interface == interface]
 
+    def _on_endpoint(self, interface: str) -> list[VrrpInstance]:
+        """The instances whose sockets are on `interface` (their vmac, or their interface)."""
+        return [i for i in self._instances.values() if i.config.advert_interface == interface]
+
 
 def _paths(instances: Sequence[VrrpInstanceConfig]) -> list[str]:
     """Every tracked file's path, once."""
     return list(dict.fromkeys(t.path for config in instances for t in config.track_files))
 
 
-def _key(instance: VrrpInstance) -> tuple[str, int]:
-    return (instance.config.interface, instance.config.vrid)
+def _key(config: VrrpInstanceConfig) -> tuple[str, int, str]:
+    """What makes a virtual router: a change of any of it is a new instance."""
+    return (config.interface, config.vrid, config.advert_interface)

@@ -14,12 +14,13 @@ import select
 import socket
 import struct
 import time
+from collections.abc import Iterator
 from ipaddress import IPv4Address
 from typing import Any
 
 from lab.netns import in_netns
 from lab.scenario import wait_until
-from lab.vrrp_pair import VIP, VrrpLab
+from lab.vrrp_pair import OBSERVER, VIP, VrrpLab
 
 OWNED = """\
       virtual_ipaddresses_excluded:
@@ -35,7 +36,8 @@ MAPPED = (
     f"{VIP}/24",
     '{address: 10.0.0.1/24, scope: link, label: "eth1:web", broadcast: 10.0.0.255}',
 )
-ETH_P_ALL = 0x0003
+ETH_P_IP = 0x0800
+ETH_P_ARP = 0x0806
 VRRP_PROTOCOL = 112
 
 
@@ -84,27 +86,33 @@ def owns_nothing(lab: VrrpLab, short: str) -> bool:
     } and (routes(lab, short), rules(lab, short)) == (set(), [])
 
 
-def capture_adverts(lab: VrrpLab, seconds: float) -> list[tuple[str, int, list[IPv4Address]]]:
-    """VRRP frames seen by the observer: (source MAC, priority, advertised addresses)."""
+def observed(lab: VrrpLab, ethertype: int, seconds: float, send: bytes = b"") -> Iterator[bytes]:
+    """Frames of `ethertype` the observer's eth0 receives for `seconds` (after sending `send`)."""
     with in_netns(lab.observer):
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-    found = []
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ethertype))
     try:
-        sock.bind(("eth0", 0))
+        sock.bind(("eth0", ethertype))
+        if send:
+            sock.send(send)
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
             if not select.select([sock], [], [], left)[0]:
                 break
-            frame = sock.recv(2048)
-            ethertype = struct.unpack_from("!H", frame, 12)[0]
-            if ethertype != 0x0800 or frame[14 + 9] != VRRP_PROTOCOL:
-                continue
-            vrrp = frame[14 + (frame[14] & 0x0F) * 4 :]
-            count = vrrp[3]
-            listed = [IPv4Address(vrrp[8 + 4 * i : 12 + 4 * i]) for i in range(count)]
-            found.append((frame[6:12].hex(":"), vrrp[2], listed))
+            yield sock.recv(2048)
     finally:
         sock.close()
+
+
+def capture_adverts(lab: VrrpLab, seconds: float) -> list[tuple[str, int, list[IPv4Address]]]:
+    """VRRP frames seen by the observer: (source MAC, priority, advertised addresses)."""
+    found = []
+    for frame in observed(lab, ETH_P_IP, seconds):
+        if frame[14 + 9] != VRRP_PROTOCOL:
+            continue
+        vrrp = frame[14 + (frame[14] & 0x0F) * 4 :]
+        count = vrrp[3]
+        listed = [IPv4Address(vrrp[8 + 4 * i : 12 + 4 * i]) for i in range(count)]
+        found.append((frame[6:12].hex(":"), vrrp[2], listed))
     return found
 
 
@@ -167,3 +175,102 @@ def test_a_route_the_kernel_refuses_leaves_the_instance_master(vrrp_lab: VrrpLab
     transitions = [e for e in daemon.events() if e.get("event") == "vrrp.transition"]
     assert [e["new"] for e in transitions] == ["BACKUP", "MASTER"]
     assert daemon.stop() == 0
+
+
+VMAC = "00:00:5e:00:01:33"  # RFC 3768 §7.3, VRID 51
+
+
+def start_vmac(lab: VrrpLab, short: str, priority: int) -> Any:
+    daemon = lab.daemon(short, priority)
+    text = daemon.config.read_text()
+    daemon.config.write_text(
+        text.replace("      track_scripts: []\n", "      track_scripts: []\n      vmac: true\n")
+    )
+    daemon.start()
+    return daemon
+
+
+def link(lab: VrrpLab, short: str, name: str) -> dict[str, Any] | None:
+    found = lab.topo.exec(
+        lab.routers[short], ["ip", "-j", "addr", "show", "dev", name], check=False
+    )
+    if found.returncode != 0:
+        return None
+    (info,) = json.loads(found.stdout)
+    result: dict[str, Any] = info
+    return result
+
+
+def vmac_holds_vip(lab: VrrpLab, short: str) -> bool:
+    info = link(lab, short, "vrrp.51")
+    return info is not None and any(a["local"] == VIP for a in info["addr_info"])
+
+
+def sysctl(lab: VrrpLab, short: str, key: str) -> str:
+    path = f"/proc/sys/net/ipv4/conf/{key}"
+    return lab.topo.exec(lab.routers[short], ["cat", path]).stdout.strip()
+
+
+def arp_replies(lab: VrrpLab, target: str, seconds: float = 1.0) -> list[str]:
+    """Sender MACs of the ARP replies the observer gets to one who-has `target`."""
+    mac = lab.topo.exec(lab.observer, ["cat", "/sys/class/net/eth0/address"]).stdout.strip()
+    own = bytes.fromhex(mac.replace(":", ""))
+    request = (
+        b"\xff" * 6
+        + own
+        + struct.pack("!HHHBBH", ETH_P_ARP, 1, ETH_P_IP, 6, 4, 1)
+        + own
+        + IPv4Address(OBSERVER).packed
+        + b"\x00" * 6
+        + IPv4Address(target).packed
+    )
+    senders = []
+    for frame in observed(lab, ETH_P_ARP, seconds, send=request):
+        op = struct.unpack_from("!H", frame, 20)[0]
+        if op == 2 and frame[28:32] == IPv4Address(target).packed:
+            senders.append(frame[22:28].hex(":"))
+    return senders
+
+
+def test_vmac_the_vip_answers_arp_and_adverts_leave_from_the_virtual_mac(
+    vrrp_lab: VrrpLab,
+) -> None:
+    lab = vrrp_lab
+    d1 = start_vmac(lab, "d1", 100)
+    d2 = start_vmac(lab, "d2", 90)
+    wait_until(lambda: vmac_holds_vip(lab, "d1"), timeout=10)
+    for short in ("d1", "d2"):
+        info = link(lab, short, "vrrp.51")
+        assert info is not None
+        assert (info["address"], info["link"]) == (VMAC, "eth1")
+        assert (sysctl(lab, short, "eth1/arp_ignore"), sysctl(lab, short, "eth1/arp_filter")) == (
+            "1",
+            "1",
+        )
+        assert sysctl(lab, short, "vrrp.51/arp_ignore") == "1"
+    assert not vmac_holds_vip(lab, "d2")
+    assert lab.holder() == []  # never on eth1
+
+    # Only the master's vmac answers, with the virtual MAC; eth1 stays silent.
+    assert arp_replies(lab, VIP) == [VMAC]
+    # The adverts carry the virtual MAC as Ethernet source (RFC 3768 §7.2).
+    adverts = capture_adverts(lab, 2.5)
+    assert adverts
+    assert {(source, priority) for source, priority, _ in adverts} == {(VMAC, 100)}
+
+    for daemon in (d1, d2):
+        errors = [e for e in daemon.events() if e.get("level") in ("error", "warning")]
+        assert errors == []
+
+    # Election works across two vmacs with the same MAC: d2 takes over when d1 stops,
+    # and d1's vmac goes with it, its eth1 sysctls restored.
+    assert d1.stop() == 0
+    wait_until(lambda: vmac_holds_vip(lab, "d2"), timeout=3)
+    assert link(lab, "d1", "vrrp.51") is None
+    assert (sysctl(lab, "d1", "eth1/arp_ignore"), sysctl(lab, "d1", "eth1/arp_filter")) == (
+        "0",
+        "0",
+    )
+    assert arp_replies(lab, VIP) == [VMAC]
+    assert d2.stop() == 0
+    assert link(lab, "d2", "vrrp.51") is None

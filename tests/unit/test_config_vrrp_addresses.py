@@ -261,3 +261,60 @@ def test_the_schema_offers_both_vip_forms_with_descriptions() -> None:
     assert "label" in mapping["properties"]
     assert "from" in schema["$defs"]["VirtualRule"]["properties"]
     assert schema["$defs"]["VirtualRule"]["required"] == ["table"]
+
+
+def test_vmac_names_its_interface() -> None:
+    config = _parse(_instance("virtual_ipaddresses: [192.168.1.200/24]\nvmac: true\n"))
+    vi = config.vrrp.instances[0]
+    assert (vi.vmac, vi.advert_interface) == (True, "vrrp.51")
+    named = _parse(
+        _instance("virtual_ipaddresses: [192.168.1.200/24]\nvmac: true\nvmac_interface: vip51\n")
+    )
+    assert named.vrrp.instances[0].advert_interface == "vip51"
+    plain = _parse(_instance("virtual_ipaddresses: [192.168.1.200/24]\n"))
+    assert plain.vrrp.instances[0].advert_interface == "eth1"
+
+
+def test_vmac_is_not_for_unicast_peers() -> None:
+    _only(
+        _instance(
+            """
+            virtual_ipaddresses: [192.168.1.200/24]
+            unicast_peers: [192.168.1.20]
+            vmac: true
+            """
+        ),
+        8,
+        "vrrp.instances.0.vmac",
+        "not with unicast_peers: unicast adverts arrive on eth1, not on the vmac",
+    )
+
+
+def test_the_vmac_needs_a_name_of_its_own() -> None:
+    _only(
+        _instance(
+            """
+            virtual_ipaddresses: [192.168.1.200/24]
+            vmac: true
+            vmac_interface: eth1
+            """
+        ),
+        8,
+        "vrrp.instances.0.vmac_interface",
+        "must not be the instance's interface",
+    )
+
+
+def test_with_vmac_a_label_starts_with_the_vmac_name() -> None:
+    _only(
+        _instance(
+            """
+            virtual_ipaddresses:
+              - {address: 192.168.1.200/24, label: "eth1:web"}
+            vmac: true
+            """
+        ),
+        7,
+        "vrrp.instances.0.virtual_ipaddresses.0.label",
+        "label 'eth1:web' must be 'vrrp.51' or start with 'vrrp.51:'",
+    )

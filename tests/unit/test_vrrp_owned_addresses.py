@@ -57,6 +57,23 @@ class FakeRoutes:
         return True
 
 
+class FakeVmacs:
+    """Makes the vmac a link of the fake host, as the kernel would."""
+
+    def __init__(self, host: FakeHost) -> None:
+        self.host = host
+        self.log: list[tuple[str, str, str]] = []
+
+    async def ensure(self, parent: str, name: str, mac: str) -> bool:
+        self.log.append(("ensure", parent, name))
+        self.host.add_link(name)
+        return True
+
+    async def remove(self, parent: str, name: str) -> bool:
+        self.log.append(("remove", parent, name))
+        return True
+
+
 class Rig:
     def __init__(self) -> None:
         self.host = FakeHost()
@@ -64,6 +81,7 @@ class Rig:
         self.host.add_link("eth2", address="10.0.0.10/24")
         self.wire = FakeWire(self.host)
         self.routes = FakeRoutes()
+        self.vmacs = FakeVmacs(self.host)
         self.router = VrrpRouter(
             self.host,
             self.host,
@@ -71,6 +89,7 @@ class Rig:
             endpoint_factory=self.wire.endpoint,
             pacer=DirectPacer(),
             routes=self.routes,
+            vmacs=self.vmacs,
         )
 
     def state(self) -> VrrpState:
@@ -168,3 +187,23 @@ async def test_a_reload_as_master_swaps_routes_and_owned_addresses(rig: Rig) -> 
     await until(lambda: rig.routes.routes == {other})
     assert rig.state() is MASTER
     assert rig.host.vips("eth1") == {VIP, IPv4Interface("192.168.1.202/24")}
+
+
+async def test_with_vmac_vips_adverts_and_garps_use_the_vmac(rig: Rig) -> None:
+    await rig.router.start([config(vmac=True, virtual_ipaddresses=(str(VIP), FULL))], [])
+    await until(lambda: rig.state() is MASTER)
+    assert rig.vmacs.log == [("ensure", "eth1", "vrrp.51")]
+    assert rig.host.vips("vrrp.51") == {VIP}
+    assert rig.host.vips("eth1") == set()
+    assert rig.host.vips("eth2") == {IPv4Interface("10.0.0.1/24")}  # its own dev still
+    assert rig.host.labels["vrrp.51", VIP][0] == "vrrp.51:vrrp51"
+    await until(lambda: bool(rig.wire.open_sockets("vrrp.51")))
+    await until(lambda: bool(rig.wire.sent("vrrp.51")))
+    assert rig.wire.sent("eth1") == []
+    frames = [frame for garp in rig.wire.garps for burst, _ in garp.bursts for frame in burst]
+    assert frames
+    assert {garp.interface for garp in rig.wire.garps if garp.bursts} == {"vrrp.51"}
+    assert all(frame[6:12] == bytes.fromhex("00005e000133") for frame in frames)
+    await rig.router.stop()
+    assert rig.vmacs.log[-1] == ("remove", "eth1", "vrrp.51")
+    assert rig.host.vips("vrrp.51") == set()
