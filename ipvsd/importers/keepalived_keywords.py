@@ -28,7 +28,10 @@ TRACKING = (
     "ipvsd tracks interfaces only (track_interfaces): not converted; the instance's "
     "priority no longer follows it"
 )
-VMAC = "ipvsd puts the VIPs on the instance's interface with its own MAC (no VMAC): ignored"
+VMAC = (
+    "ipvsd's vmac is a macvlan that adverts leave from (keepalived's use_vmac): "
+    "this variant is not supported: ignored"
+)
 
 
 def _all(message: str, keywords: Iterable[str]) -> dict[str, str]:
@@ -229,7 +232,7 @@ GLOBAL_DEFS: Mapping[str, str] = {
 }
 
 VRRP_INSTANCE: Mapping[str, str] = {
-    **_all(VMAC, ("use_vmac", "use_vmac_addr", "vmac_xmit_base", "use_ipvlan", "garp_extra_if")),
+    **_all(VMAC, ("use_vmac_addr", "vmac_xmit_base", "use_ipvlan", "garp_extra_if")),
     "vmac_garp_intvl": VMAC,
     "unicast_fault_no_peer": NOT_SUPPORTED,
     "check_unicast_src": NOT_SUPPORTED,

@@ -8,7 +8,8 @@ What converts (keepalived → ipvsd ``vrrp.instances[]``): ``interface``,
 ``unicast_peers``, ``virtual_ipaddress {}`` / ``virtual_ipaddress_excluded {}``
 → ``virtual_ipaddresses`` / ``virtual_ipaddresses_excluded`` (IPv4, with
 ``dev``, ``scope``, ``label``, ``brd``), ``virtual_routes {}`` /
-``virtual_rules {}`` (`ipvsd.importers.keepalived_addresses`),
+``virtual_rules {}`` (`ipvsd.importers.keepalived_addresses`), ``use_vmac
+[NAME]`` → ``vmac`` (``vmac_interface``; not with unicast peers),
 ``track_interface {}`` → ``track_interfaces``,
 ``notify`` (a program without arguments), ``garp_master_delay`` /
 ``garp_master_repeat`` → ``garp_delay`` / ``garp_repeat``, and a
@@ -103,6 +104,11 @@ def instance(ledger: Ledger, node: Node, defaults: VrrpDefaults) -> Instance | N
         else:
             unknown(ledger, child, "vrrp_instance")
     vip_nodes = addresses.settle_vips(ledger, data, data.get("interface", defaults.interface) or "")
+    if data.get("vmac") and data.get("unicast_peers"):
+        vmac_node = next(c for c in node.children or () if c.directive == "use_vmac")
+        ledger.report(vmac_node, "ipvsd runs a vmac with multicast adverts only: not converted")
+        del data["vmac"]
+        data.pop("vmac_interface", None)
     missing = _complete(ledger, node, data, defaults)
     if missing is not None:
         ledger.drop_block(node, f"not converted: {missing}")
@@ -168,6 +174,8 @@ def _instance_keyword(ledger: Ledger, child: Node, data: dict[str, Any]) -> bool
             addresses.vips(ledger, child, data, "virtual_ipaddresses_excluded")
         case "virtual_routes" | "virtual_rules":
             addresses.routing(ledger, child, data)
+        case "use_vmac":
+            _use_vmac(ledger, child, data)
         case "unicast_src_ip":
             _set(ledger, child, data, "unicast_src", _ipv4(ledger, child))
         case "unicast_peer":
@@ -297,6 +305,18 @@ def _authentication(ledger: Ledger, node: Node, data: dict[str, Any]) -> None:
             child,
             f"longer than {AUTH_PASS_MAX} bytes: cut to '{sent}', as keepalived sends it",
         )
+
+
+def _use_vmac(ledger: Ledger, node: Node, data: dict[str, Any]) -> None:
+    """``use_vmac [NAME]`` → ``vmac: true`` (and ``vmac_interface``); keepalived's
+    default name, ``vrrp.VRID``, is ipvsd's too."""
+    if len(node.args) > 1:
+        ledger.report(node, f"{' '.join(node.args)}: not understood: ignored")
+        return
+    data["vmac"] = True
+    if node.args:
+        data["vmac_interface"] = node.args[0]
+    ledger.take(node)
 
 
 def _peers(ledger: Ledger, node: Node, data: dict[str, Any]) -> None:

@@ -166,3 +166,27 @@ def test_virtual_rules_convert_only_with_all_their_selectors(tmp_path: Path) -> 
         "k.conf:14: from: table 'webs': only numbered tables (and main) convert: not converted",
     ]
     loads(conversion, tmp_path)
+
+
+def test_use_vmac_converts(tmp_path: Path) -> None:
+    vip = "  virtual_ipaddress {\n    192.168.1.200/24\n  }\n"
+    conversion = convert_text(instance(vip + "  use_vmac\n"))
+    converted = only_instance(conversion)
+    assert (converted["vmac"], "vmac_interface" in converted) == (True, False)
+    assert reports(conversion) == []
+    loads(conversion, tmp_path)
+    named = only_instance(convert_text(instance(vip + "  use_vmac vrrp51\n")))
+    assert (named["vmac"], named["vmac_interface"]) == (True, "vrrp51")
+
+
+def test_use_vmac_variants_and_unicast_are_reported() -> None:
+    vip = "  virtual_ipaddress {\n    192.168.1.200/24\n  }\n"
+    conversion = convert_text(
+        instance(vip + "  use_vmac\n  vmac_xmit_base\n  unicast_peer {\n    192.168.1.20\n  }\n")
+    )
+    assert "vmac" not in only_instance(conversion)
+    assert reports(conversion) == [
+        "k.conf:7: use_vmac: ipvsd runs a vmac with multicast adverts only: not converted",
+        "k.conf:8: vmac_xmit_base: ipvsd's vmac is a macvlan that adverts leave from "
+        "(keepalived's use_vmac): this variant is not supported: ignored",
+    ]
