@@ -429,7 +429,7 @@ class VrrpInstance:
         await self._vips(removed, add=False)
         if master and added:
             await self._vips(added, add=True)
-            self._send_garp(added)
+            await self._send_garp(added)
         if master:
             await self._routing(config, add=True)
         self.config_applied = config
@@ -535,7 +535,7 @@ class VrrpInstance:
                 await self._routing(self.config_applied, add=False)
                 await self._vips(self.owned, add=False)
             case SendGarp():
-                self._send_garp(self.owned)
+                await self._send_garp(self.owned)
             case Notify(state=state, priority=priority):
                 self._notify(state, priority)
             case Transitioned():
@@ -630,18 +630,37 @@ class VrrpInstance:
                 self.status.route_errors += 1
                 self._log.error("vrrp.route_error", add=add, error=str(exc))
 
-    def _send_garp(self, vips: Iterable[VirtualAddress]) -> None:
+    async def _send_garp(self, vips: Iterable[VirtualAddress]) -> None:
+        here = self.config.advert_interface
+        elsewhere = [vip for vip in vips if vip.dev not in (None, here)]
+        await self._garp_elsewhere(elsewhere)
         garp = self._endpoint.garp
         if not self._mac or garp is None:
             return
         if self._noarp:
             self._log.debug("vrrp.garp_skipped", reason="noarp")
             return
-        # TODO(addr): GARPs for VIPs on another `dev` need that interface's MAC and
-        # socket; keepalived sends them there (issue 13).
-        own = [vip for vip in vips if vip.dev in (None, self.config.advert_interface)]
-        frames = [gratuitous_arp(self._mac, vip.ip) for vip in own]
-        garp.send_burst(frames, self.config.garp_repeat)
+        frames = [gratuitous_arp(self._mac, vip.ip) for vip in vips if vip.dev in (None, here)]
+        if frames:
+            garp.send_burst(frames, self.config.garp_repeat)
+
+    async def _garp_elsewhere(self, vips: list[VirtualAddress]) -> None:
+        """GARPs for VIPs on another ``dev``: from that interface, with its MAC, as
+        keepalived sends each VIP's on the VIP's own interface."""
+        for dev in sorted({vip.dev for vip in vips if vip.dev is not None}):
+            try:
+                link = await self._links.link(dev)
+                if not link.mac or link.noarp:
+                    continue
+                sender = self._endpoint.open_garp_on(dev)
+            except KernelError as exc:
+                self._log.warning("vrrp.garp_skipped", dev=dev, reason=str(exc))
+                continue
+            try:
+                frames = [gratuitous_arp(link.mac, vip.ip) for vip in vips if vip.dev == dev]
+                sender.send_burst(frames, self.config.garp_repeat)
+            finally:
+                sender.close()
 
     def _notify(self, state: VrrpState, priority: int) -> None:
         if self.config.notify is None:

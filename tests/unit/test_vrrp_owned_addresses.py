@@ -125,6 +125,14 @@ async def test_mapped_vips_go_to_their_dev_with_scope_label_and_broadcast(rig: R
         253,
         IPv4Address("10.0.0.255"),
     )
+    # GARPs for each VIP leave from its own interface, with that interface's MAC.
+    sent = {
+        garp.interface: [frame for burst, _ in garp.bursts for frame in burst]
+        for garp in rig.wire.garps
+    }
+    assert {frame[28:32] for frame in sent["eth1"]} == {VIP.ip.packed}
+    assert {frame[28:32] for frame in sent["eth2"]} == {IPv4Address("10.0.0.1").packed}
+    assert [garp.closed for garp in rig.wire.garps if garp.interface == "eth2"] == [True]
     await rig.router.stop()
     assert rig.host.vips("eth1") == rig.host.vips("eth2") == set()
 
@@ -200,10 +208,11 @@ async def test_with_vmac_vips_adverts_and_garps_use_the_vmac(rig: Rig) -> None:
     await until(lambda: bool(rig.wire.open_sockets("vrrp.51")))
     await until(lambda: bool(rig.wire.sent("vrrp.51")))
     assert rig.wire.sent("eth1") == []
-    frames = [frame for garp in rig.wire.garps for burst, _ in garp.bursts for frame in burst]
+    on_vmac = [g for g in rig.wire.garps if g.interface == "vrrp.51"]
+    frames = [frame for garp in on_vmac for burst, _ in garp.bursts for frame in burst]
     assert frames
-    assert {garp.interface for garp in rig.wire.garps if garp.bursts} == {"vrrp.51"}
     assert all(frame[6:12] == bytes.fromhex("00005e000133") for frame in frames)
+    assert {garp.interface for garp in rig.wire.garps if garp.bursts} == {"vrrp.51", "eth2"}
     await rig.router.stop()
     assert rig.vmacs.log[-1] == ("remove", "eth1", "vrrp.51")
     assert rig.host.vips("vrrp.51") == set()
