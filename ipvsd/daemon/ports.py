@@ -174,5 +174,9 @@ async def interface_exists(name: str) -> bool:
 async def warn_reals_behind_vips(config: Config) -> None:
     """design.md's pitfall: a real this director reaches only through a VRRP address."""
     reals = [real.address for service in config.ipvs.services for real in service.reals]
-    vips = {vip.ip for i in config.vrrp.instances for vip in i.virtual_ipaddresses}
+    vips = {
+        vip.ip
+        for i in config.vrrp.instances
+        for vip in (*i.virtual_ipaddresses, *i.virtual_ipaddresses_excluded)
+    }
     await routes.warn_reals_behind_vips(reals, vips)

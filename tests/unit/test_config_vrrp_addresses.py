@@ -318,3 +318,25 @@ def test_with_vmac_a_label_starts_with_the_vmac_name() -> None:
         "vrrp.instances.0.virtual_ipaddresses.0.label",
         "label 'eth1:web' must be 'vrrp.51' or start with 'vrrp.51:'",
     )
+
+
+async def test_excluded_vips_count_for_the_real_behind_a_vip_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ipvsd.daemon import ports
+    from ipvsd.netlink import routes
+
+    seen: list[set[IPv4Address]] = []
+
+    async def warn(reals: object, vips: set[IPv4Address]) -> int:
+        seen.append(set(vips))
+        return 0
+
+    monkeypatch.setattr(routes, "warn_reals_behind_vips", warn)
+    config = _parse(
+        _instance(
+            "virtual_ipaddresses: [192.168.1.200]\nvirtual_ipaddresses_excluded: [10.0.0.254]\n"
+        )
+    )
+    await ports.warn_reals_behind_vips(config)
+    assert seen == [{IPv4Address("192.168.1.200"), IPv4Address("10.0.0.254")}]
