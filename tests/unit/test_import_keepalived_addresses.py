@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ipvsd.config import load_config
+from ipvsd.config import load_config, parse_config
 from ipvsd.importers.emit import to_yaml
 from ipvsd.importers.keepalived import convert
 from ipvsd.importers.keepalived_parse import parse
 from ipvsd.importers.report import Conversion
+from ipvsd.importers.sources import read_keepalived
 
 
 def instance(body: str) -> str:
@@ -190,3 +191,12 @@ def test_use_vmac_variants_and_unicast_are_reported() -> None:
         "k.conf:8: vmac_xmit_base: ipvsd's vmac is a macvlan that adverts leave from "
         "(keepalived's use_vmac): this variant is not supported: ignored",
     ]
+
+
+def test_the_keepalived_config_converts_to_the_example() -> None:
+    data = Path(__file__).resolve().parents[1] / "data" / "keepalived" / "vmac_routes.conf"
+    conversion = convert(read_keepalived(str(data)).nodes)
+    assert reports(conversion) == []
+    example = load_config(Path(__file__).resolve().parents[2] / "examples" / "vmac-routes.yaml")
+    converted = parse_config(to_yaml(conversion.data, header=["t"]), "converted")
+    assert converted.vrrp == example.vrrp
