@@ -212,6 +212,7 @@ class Daemon:
             self._links,
             routes=self._routes,
             vmacs=self._vmacs,
+            on_route_error=self.metrics.vrrp_route_error,
             on_transition=self._vrrp_transitioned,
             on_reject=self.metrics.invalid_packet,
             on_failure=self.metrics.vrrp_failure,

@@ -158,11 +158,13 @@ class VrrpInstance:
         pacer: AdvertPacer | None = None,
         script_weights: Mapping[str, int] | None = None,
         routes: RouteWriter | None = None,
+        on_route_error: FailureHook | None = None,
     ) -> None:
         self.inbox: asyncio.Queue[InboxItem] = asyncio.Queue()
         self.status = InstanceStatus(effective_priority=config.priority)
         self._addresses = addresses
         self._routes = routes
+        self._on_route_error = on_route_error
         self._links = links
         self._endpoint = endpoint
         self._on_transition = on_transition
@@ -629,6 +631,8 @@ class VrrpInstance:
             except KernelError as exc:
                 self.status.route_errors += 1
                 self._log.error("vrrp.route_error", add=add, error=str(exc))
+                if self._on_route_error is not None:
+                    self._on_route_error(self.name, str(exc))
 
     async def _send_garp(self, vips: Iterable[VirtualAddress]) -> None:
         here = self.config.advert_interface

@@ -83,6 +83,8 @@ class VrrpRouter:
             None: instances with some log that they cannot.
         vmacs: makes and removes the vmac interfaces (``vmac: true``), each
             before its instance starts and after it stopped.
+        on_route_error: called with (instance name, error) for each route or
+            rule the kernel refused.
     """
 
     def __init__(
@@ -98,10 +100,12 @@ class VrrpRouter:
         pacer: AdvertPacer | None = None,
         routes: RouteWriter | None = None,
         vmacs: VmacWriter | None = None,
+        on_route_error: FailureHook | None = None,
     ) -> None:
         self._addresses = addresses
         self._routes = routes
         self._vmacs = vmacs
+        self._on_route_error = on_route_error
         self._link_source = links
         self._on_transition = on_transition
         self._on_reject = on_reject
@@ -319,6 +323,7 @@ class VrrpRouter:
             endpoint=endpoint,
             on_transition=self._transitioned,
             on_failure=self._on_failure,
+            on_route_error=self._on_route_error,
             restart=self._restart,
             pacer=self._pacer,
             script_weights=self._weights(config),

@@ -216,3 +216,41 @@ async def test_with_vmac_vips_adverts_and_garps_use_the_vmac(rig: Rig) -> None:
     await rig.router.stop()
     assert rig.vmacs.log[-1] == ("remove", "eth1", "vrrp.51")
     assert rig.host.vips("vrrp.51") == set()
+
+
+async def test_a_refused_route_reaches_the_route_error_hook() -> None:
+    rig = Rig()
+    errors: list[tuple[str, str]] = []
+    rig.router = VrrpRouter(
+        rig.host,
+        rig.host,
+        restart=FAST,
+        endpoint_factory=rig.wire.endpoint,
+        pacer=DirectPacer(),
+        routes=rig.routes,
+        on_route_error=lambda name, error: errors.append((name, error)),
+    )
+    broken = VirtualRoute(to="10.8.0.0/16", via="172.16.0.1")  # type: ignore[arg-type]
+    rig.routes.refuse.add(broken)
+    try:
+        await rig.router.start([config(virtual_routes=(broken,))], [])
+        await until(lambda: bool(errors))
+    finally:
+        await rig.router.stop()
+    assert errors == [("VI_1", "add route: Network is unreachable (errno 101)")]
+
+
+def test_route_errors_are_counted_per_instance_and_follow_the_config() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from ipvsd.metrics.daemon import DaemonMetrics
+
+    registry = CollectorRegistry()
+    metrics = DaemonMetrics(registry, version="1.2.3", node="director1")
+    metrics.vrrp_route_error("VI_1", "x")
+    metrics.vrrp_route_error("VI_1", "y")
+    metrics.vrrp_route_error("VI_2", "z")
+    name = "ipvsd_vrrp_route_errors_total"
+    assert registry.get_sample_value(name, {"vrrp_instance": "VI_1"}) == 2
+    metrics.retain(instances=[("VI_1", "eth1", 51)])
+    assert registry.get_sample_value(name, {"vrrp_instance": "VI_2"}) is None
