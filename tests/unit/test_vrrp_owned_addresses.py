@@ -76,6 +76,7 @@ class FakeVmacs:
 
 class Rig:
     def __init__(self) -> None:
+        self.route_errors: list[tuple[str, str]] = []
         self.host = FakeHost()
         self.host.add_link("eth1", address="192.168.1.10/24")
         self.host.add_link("eth2", address="10.0.0.10/24")
@@ -90,6 +91,7 @@ class Rig:
             pacer=DirectPacer(),
             routes=self.routes,
             vmacs=self.vmacs,
+            on_route_error=lambda name, error: self.route_errors.append((name, error)),
         )
 
     def state(self) -> VrrpState:
@@ -218,26 +220,12 @@ async def test_with_vmac_vips_adverts_and_garps_use_the_vmac(rig: Rig) -> None:
     assert rig.host.vips("vrrp.51") == set()
 
 
-async def test_a_refused_route_reaches_the_route_error_hook() -> None:
-    rig = Rig()
-    errors: list[tuple[str, str]] = []
-    rig.router = VrrpRouter(
-        rig.host,
-        rig.host,
-        restart=FAST,
-        endpoint_factory=rig.wire.endpoint,
-        pacer=DirectPacer(),
-        routes=rig.routes,
-        on_route_error=lambda name, error: errors.append((name, error)),
-    )
+async def test_a_refused_route_reaches_the_route_error_hook(rig: Rig) -> None:
     broken = VirtualRoute(to="10.8.0.0/16", via="172.16.0.1")  # type: ignore[arg-type]
     rig.routes.refuse.add(broken)
-    try:
-        await rig.router.start([config(virtual_routes=(broken,))], [])
-        await until(lambda: bool(errors))
-    finally:
-        await rig.router.stop()
-    assert errors == [("VI_1", "add route: Network is unreachable (errno 101)")]
+    await rig.router.start([config(virtual_routes=(broken,))], [])
+    await until(lambda: bool(rig.route_errors))
+    assert rig.route_errors == [("VI_1", "add route: Network is unreachable (errno 101)")]
 
 
 def test_route_errors_are_counted_per_instance_and_follow_the_config() -> None:
