@@ -242,3 +242,16 @@ def test_route_errors_are_counted_per_instance_and_follow_the_config() -> None:
     assert registry.get_sample_value(name, {"vrrp_instance": "VI_1"}) == 2
     metrics.retain(instances=[("VI_1", "eth1", 51)])
     assert registry.get_sample_value(name, {"vrrp_instance": "VI_2"}) is None
+
+
+async def test_a_reload_that_turns_vmac_on_and_off_recreates_the_instance(rig: Rig) -> None:
+    await rig.router.start([config()], [])
+    await until(lambda: rig.state() is MASTER)
+    await rig.router.update([config(vmac=True)], [])
+    await until(lambda: rig.host.vips("vrrp.51") == {VIP})
+    assert rig.host.vips("eth1") == set()
+    assert rig.vmacs.log == [("ensure", "eth1", "vrrp.51")]
+    await rig.router.update([config()], [])
+    await until(lambda: rig.host.vips("eth1") == {VIP})
+    assert rig.host.vips("vrrp.51") == set()
+    assert rig.vmacs.log[-1] == ("remove", "eth1", "vrrp.51")
