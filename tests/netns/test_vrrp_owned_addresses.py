@@ -274,3 +274,22 @@ def test_vmac_the_vip_answers_arp_and_adverts_leave_from_the_virtual_mac(
     assert arp_replies(lab, VIP) == [VMAC]
     assert d2.stop() == 0
     assert link(lab, "d2", "vrrp.51") is None
+
+
+def test_vmac_interoperates_with_keepalived_use_vmac(vrrp_lab: VrrpLab) -> None:
+    """ipvsd's vmac and keepalived's use_vmac (both vrrp.51, 00:00:5e:00:01:33) elect."""
+    lab = vrrp_lab
+    ours = start_vmac(lab, "d1", 100)
+    theirs = lab.keepalived("d2", 90)
+    text = theirs.config.read_text()
+    theirs.config.write_text(text.replace("  advert_int 1\n", "  advert_int 1\n  use_vmac\n"))
+    theirs.start()
+    wait_until(lambda: vmac_holds_vip(lab, "d1"), timeout=10)
+    time.sleep(2)
+    assert vmac_holds_vip(lab, "d1")
+    assert not vmac_holds_vip(lab, "d2")  # keepalived takes our adverts and stays BACKUP
+    assert arp_replies(lab, VIP) == [VMAC]
+    assert ours.stop() == 0  # priority 0 from our vmac: keepalived takes over at once
+    wait_until(lambda: vmac_holds_vip(lab, "d2"), timeout=1.5)
+    assert arp_replies(lab, VIP) == [VMAC]
+    theirs.stop()
