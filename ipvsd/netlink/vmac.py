@@ -19,7 +19,10 @@ for the VIPs (keepalived's ``vrrp_if_config.c`` settles the same sysctls):
   vmac is made and restored when its last is removed.
 
 `ensure` adopts a vmac left behind by an earlier run (same parent, same MAC)
-instead of failing on it; another interface of that name is an error.
+instead of failing on it; another interface of that name is an error. After
+such a crash the parent's sysctls read are already ours (1), so a stop then
+leaves arp_ignore/arp_filter at 1: harmless for a director, and the value a
+crashed keepalived leaves too.
 Sysctls are written through ``/proc/sys``, which shows the caller's network
 namespace.
 """
