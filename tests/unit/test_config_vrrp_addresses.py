@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import textwrap
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from pathlib import Path
 
 import pytest
 
@@ -340,3 +341,30 @@ async def test_excluded_vips_count_for_the_real_behind_a_vip_warning(
     )
     await ports.warn_reals_behind_vips(config)
     assert seen == [{IPv4Address("192.168.1.200"), IPv4Address("10.0.0.254")}]
+
+
+async def test_a_reload_naming_a_missing_vip_or_route_dev_is_refused(tmp_path: Path) -> None:
+    from tests.unit.test_daemon import config_text
+    from tests.unit.test_daemon_reload import refusal, with_vrrp
+
+    base = config_text(tmp_path / "ipvsd.sock", services=False)
+    running = with_vrrp(base)
+    vip = running.replace(
+        "virtual_ipaddresses: [192.168.1.200/24]",
+        "virtual_ipaddresses: [192.168.1.200/24, {address: 10.0.0.1, dev: eth7}]",
+    )
+    reason = await refusal(running, vip)
+    assert reason == (
+        "vrrp.instances.0.virtual_ipaddresses.1.dev: no interface 'eth7' on this host "
+        "(instance VI_1); nothing was changed"
+    )
+    route = running.replace(
+        "virtual_ipaddresses: [192.168.1.200/24]",
+        "virtual_ipaddresses: [192.168.1.200/24],\n"
+        "       virtual_routes: [{to: 10.9.0.0/16, dev: eth8}]",
+    )
+    reason = await refusal(running, route)
+    assert reason is not None
+    assert reason.startswith("vrrp.instances.0.virtual_routes.0.dev: no interface 'eth8'")
+    on_eth1 = vip.replace("dev: eth7", "dev: eth1")
+    assert await refusal(running, on_eth1) is None
