@@ -125,8 +125,9 @@ class VmacManager(RtnlClient):
         if parent not in self._parents:
             saved = {key: self._read(parent, key) for key in _PARENT_SYSCTLS}
             self._parents[parent] = (saved, set())
-            for key, value in _PARENT_SYSCTLS.items():
-                self._write(parent, key, value)
+        # Every time: a parent made again (a new ifindex) has the defaults again.
+        for key, value in _PARENT_SYSCTLS.items():
+            self._write(parent, key, value)
         self._parents[parent][1].add(name)
         for key, value in _VMAC_SYSCTLS.items():
             self._write(name, key, value)

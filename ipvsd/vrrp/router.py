@@ -105,6 +105,7 @@ class VrrpRouter:
         self._addresses = addresses
         self._routes = routes
         self._vmacs = vmacs
+        self._reviving: set[str] = set()  # vmacs being made again (`_revive_vmacs`)
         self._on_route_error = on_route_error
         self._link_source = links
         self._on_transition = on_transition
@@ -340,21 +341,46 @@ class VrrpRouter:
         A vmac that cannot be made is logged; the instance runs anyway: its
         sockets open when an interface of that name appears (`vrrp.relink`).
         """
-        config = instance.config
-        if config.vmac:
-            try:
-                if self._vmacs is None:
-                    raise KernelError("no vmac writer", operation="add vmac")
-                await self._vmacs.ensure(
-                    config.interface, config.advert_interface, vmac(config.vrid)
-                )
-            except KernelError as exc:
-                log.error("vrrp.vmac_failed", instance=instance.name, error=str(exc))
-            endpoint = self._endpoints.get(config.advert_interface)
-            if endpoint is not None and endpoint.gone:
-                # Now, not at the link watch's event: an owner is MASTER at once.
-                self._reopen(endpoint)
+        if instance.config.vmac:
+            await self._ensure_vmac(instance.config)
         await instance.run()
+
+    async def _ensure_vmac(self, config: VrrpInstanceConfig) -> None:
+        """Make (or adopt) `config`'s vmac and open its sockets; a failure is logged."""
+        try:
+            if self._vmacs is None:
+                raise KernelError("no vmac writer", operation="add vmac")
+            await self._vmacs.ensure(config.interface, config.advert_interface, vmac(config.vrid))
+        except KernelError as exc:
+            log.error("vrrp.vmac_failed", instance=config.name, error=str(exc))
+        endpoint = self._endpoints.get(config.advert_interface)
+        if endpoint is not None and endpoint.gone:
+            # Now, not at the link watch's event: an owner is MASTER at once.
+            self._reopen(endpoint)
+
+    def _revive_vmacs(self, link: LinkInfo) -> None:
+        """`link` is up: make again the vmacs that went with an earlier link of its name.
+
+        The kernel deletes a macvlan with its parent; an instance whose
+        interface comes back (a new ifindex) needs its vmac back too.
+        """
+        for instance in self._on_interface(link.name):
+            config = instance.config
+            endpoint = self._endpoints.get(config.advert_interface)
+            if (
+                not config.vmac
+                or endpoint is None
+                or not endpoint.gone
+                or endpoint.last_ifindex is None  # never opened: `_run` is making it
+                or config.advert_interface in self._reviving
+            ):
+                continue
+            self._reviving.add(config.advert_interface)
+            task = asyncio.get_running_loop().create_task(self._ensure_vmac(config))
+            task.add_done_callback(functools.partial(self._revived, config.advert_interface))
+
+    def _revived(self, name: str, task: asyncio.Task[None]) -> None:
+        self._reviving.discard(name)
 
     async def _drop_vmacs(self, configs: Sequence[VrrpInstanceConfig]) -> None:
         """Remove the vmacs of stopped instances that no running instance uses.
@@ -556,6 +582,8 @@ class VrrpRouter:
             self._links[link.index] = link
         for each in list(self._endpoints.values()):
             self._relink(each, link)
+        if link.up and not link.deleted:
+            self._revive_vmacs(link)
         for instance in self._instances.values():
             if link.name not in instance.interested_in:
                 continue

@@ -293,3 +293,23 @@ def test_vmac_interoperates_with_keepalived_use_vmac(vrrp_lab: VrrpLab) -> None:
     wait_until(lambda: vmac_holds_vip(lab, "d2"), timeout=1.5)
     assert arp_replies(lab, VIP) == [VMAC]
     theirs.stop()
+
+
+def test_a_vmac_comes_back_with_a_recreated_interface(vrrp_lab: VrrpLab) -> None:
+    """The kernel deletes the vmac with eth1; eth1 made again brings the vmac and the VIP back."""
+    lab = vrrp_lab
+    d1 = start_vmac(lab, "d1", 100)
+    wait_until(lambda: vmac_holds_vip(lab, "d1"), timeout=10)
+    lab.topo.exec(lab.routers["d1"], ["ip", "link", "del", "eth1"])
+    d1.wait_event("vrrp.interface_gone", timeout=3)
+    assert link(lab, "d1", "vrrp.51") is None
+    segment = next(ns for ns in lab.topo.namespaces if ns.endswith("-seg"))
+    lab.topo.veth(
+        lab.routers["d1"], "eth1", bridge="br0", bridge_ns=segment, address="192.168.1.10/24"
+    )
+    wait_until(lambda: vmac_holds_vip(lab, "d1"), timeout=10)
+    assert sysctl(lab, "d1", "eth1/arp_ignore") == "1"
+    assert arp_replies(lab, VIP) == [VMAC]
+    assert not [e for e in d1.events() if e.get("event") == "vrrp.vmac_failed"]
+    assert d1.stop() == 0
+    assert link(lab, "d1", "vrrp.51") is None
