@@ -205,6 +205,16 @@ class VrrpRouter:
                 if holder.name in wanted and holder.name not in self._instances:
                     self._start_instance(wanted[holder.name])
             log.info("vrrp.instance_recreated", instance=config.name)
+            previous = old[0].config
+            if (
+                config.vmac
+                and previous.vmac
+                and previous.advert_interface == config.advert_interface
+            ):
+                # The old vmac has the new one's name (on another parent): out first.
+                await self._stop_all([old])
+                self._start_instance(config)
+                continue
             self._start_instance(config)  # before the old one resigns
             await self._stop_all([old])
         for name, config in wanted.items():

@@ -255,3 +255,19 @@ async def test_a_reload_that_turns_vmac_on_and_off_recreates_the_instance(rig: R
     await until(lambda: rig.host.vips("eth1") == {VIP})
     assert rig.host.vips("vrrp.51") == set()
     assert rig.vmacs.log[-1] == ("remove", "eth1", "vrrp.51")
+
+
+async def test_a_vmac_instance_moved_to_another_interface_frees_its_vmac_name_first(
+    rig: Rig,
+) -> None:
+    await rig.router.start([config(vmac=True)], [])
+    await until(lambda: rig.state() is MASTER)
+    await rig.router.update([config(vmac=True, interface="eth2")], [])
+    await until(lambda: len(rig.vmacs.log) == 3)
+    # vrrp.51 is a macvlan of eth1 until removed: the new one can only be made after.
+    assert rig.vmacs.log == [
+        ("ensure", "eth1", "vrrp.51"),
+        ("remove", "eth1", "vrrp.51"),
+        ("ensure", "eth2", "vrrp.51"),
+    ]
+    await until(lambda: rig.state() is MASTER)
