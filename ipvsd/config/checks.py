@@ -368,8 +368,33 @@ def _check_instances(instances: Sequence[tuple[int, VrrpInstanceConfig]], report
             )
         else:
             routers[router] = (instance.name, (*base, "vrid"))
-        for position, vip in enumerate(instance.virtual_ipaddresses):
-            vip_path: FieldPath = (*base, "virtual_ipaddresses", position)
+        _check_vips(instance, base, vips, report)
+        _check_vmac(instance, base, report)
+        for position, route in enumerate(instance.virtual_routes):
+            if route.via is None and route.dev is None:
+                report.add(
+                    (*base, "virtual_routes", position),
+                    "a route needs 'via' (a gateway) or 'dev' (on-link)",
+                )
+        for position, rule in enumerate(instance.virtual_rules):
+            if rule.from_ is None and rule.to is None:
+                report.add(
+                    (*base, "virtual_rules", position),
+                    "a rule needs 'from' or 'to' (one matching everything would take over "
+                    "the host's routing)",
+                )
+
+
+def _check_vips(
+    instance: VrrpInstanceConfig,
+    base: FieldPath,
+    vips: dict[IPv4Address, tuple[str, FieldPath]],
+    report: _Report,
+) -> None:
+    """Each VIP once across all instances (advertised or excluded); labels the tools show."""
+    for name in ("virtual_ipaddresses", "virtual_ipaddresses_excluded"):
+        for position, vip in enumerate(getattr(instance, name)):
+            vip_path: FieldPath = (*base, name, position)
             if vip.ip in vips:
                 other, where = vips[vip.ip]
                 report.add(
@@ -379,6 +404,32 @@ def _check_instances(instances: Sequence[tuple[int, VrrpInstanceConfig]], report
                 )
             else:
                 vips[vip.ip] = (instance.name, vip_path)
+            dev = vip.dev or instance.advert_interface
+            if vip.label is not None and not _label_fits(vip.label, dev):
+                # iproute2's and ifconfig's rule; the kernel would take any label.
+                report.add(
+                    (*vip_path, "label"),
+                    f"label '{vip.label}' must be '{dev}' or start with '{dev}:'",
+                )
+
+
+def _check_vmac(instance: VrrpInstanceConfig, base: FieldPath, report: _Report) -> None:
+    if not instance.vmac:
+        if instance.vmac_interface is not None:
+            report.add((*base, "vmac_interface"), "only with vmac: true")
+        return
+    if instance.unicast_peers:
+        report.add(
+            (*base, "vmac"),
+            f"not with unicast_peers: unicast adverts arrive on {instance.interface}, "
+            "not on the vmac",
+        )
+    if instance.advert_interface == instance.interface:
+        report.add((*base, "vmac_interface"), "must not be the instance's interface")
+
+
+def _label_fits(label: str, interface: str) -> bool:
+    return label == interface or label.startswith(f"{interface}:")
 
 
 def _check_sync_groups(

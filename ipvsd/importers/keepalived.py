@@ -34,6 +34,7 @@ from typing import Any
 
 from ipvsd.config.groups import parse_member
 from ipvsd.config.model import IpvsConfig, SyncDaemonConfig, TimeoutsConfig
+from ipvsd.importers import keepalived_addresses as addresses
 from ipvsd.importers import keepalived_groups
 from ipvsd.importers import keepalived_keywords as keywords
 from ipvsd.importers import keepalived_lvs as lvs
@@ -190,16 +191,16 @@ def _one_owner_per_vip(ledger: Ledger, instances: Sequence[vrrp.Instance]) -> No
     """A VIP belongs to the first instance that lists it (ipvsd refuses a shared VIP)."""
     owners: dict[str, str] = {}
     for item in instances:
-        vips = item.data["virtual_ipaddresses"]
-        kept = []
-        for vip, node in zip(vips, item.vip_nodes, strict=True):
-            address = vip.partition("/")[0]
-            owner = owners.setdefault(address, item.data["name"])
-            if owner == item.data["name"]:
-                kept.append(vip)
-            else:
-                ledger.report(node, f"already a VIP of instance {owner}: left out here")
-        vips[:] = kept
+        for key, nodes in item.vip_nodes.items():
+            vips = item.data[key]
+            kept = []
+            for vip, node in zip(vips, nodes, strict=True):
+                owner = owners.setdefault(addresses.entry_ip(vip), item.data["name"])
+                if owner == item.data["name"]:
+                    kept.append(vip)
+                else:
+                    ledger.report(node, f"already a VIP of instance {owner}: left out here")
+            vips[:] = kept
 
 
 def _root_keyword(ledger: Ledger, node: Node) -> None:
