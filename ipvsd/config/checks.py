@@ -176,7 +176,7 @@ def check_parts(parts: Parts, path: str, lines: Lines) -> list[ConfigIssue]:
     if group is not None and not group.is_multicast:
         report.add(("ipvs", "sync_daemon", "group"), f"{group} is not a multicast address")
     members = _check_service_groups(parts.service_groups, report)
-    vips = {vip.ip for _, instance in parts.instances for vip in instance.virtual_ipaddresses}
+    vips = {address for _, instance in parts.instances for address in instance.owned_addresses}
     suspended: set[tuple[ServiceKey, IPAddress]] = set()
     services: dict[ServiceKey, FieldPath] = {}
     for part in parts.services:
@@ -233,7 +233,7 @@ def _check_suspend_deadlock(
 ) -> None:
     """An instance in FAULT for a service whose checks wait for it to be MASTER: never."""
     for index, instance in instances:
-        own = {vip.ip for vip in instance.virtual_ipaddresses}
+        own = instance.owned_addresses
         for position, track in enumerate(instance.track_services):
             key = parse_service_spec(track.service)
             if track.weight == 0 and suspended.get(key) in own:

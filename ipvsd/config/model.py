@@ -362,6 +362,13 @@ class VrrpInstanceConfig(_Model):
             return self.interface
         return self.vmac_interface or f"vrrp.{self.vrid}"
 
+    @property
+    def owned_addresses(self) -> frozenset[IPv4Address]:
+        """Every address the instance holds while MASTER, advertised or excluded."""
+        return frozenset(
+            vip.ip for vip in (*self.virtual_ipaddresses, *self.virtual_ipaddresses_excluded)
+        )
+
 
 class VrrpScriptConfig(_Model):
     """A program run periodically whose exit status instances track (keepalived's

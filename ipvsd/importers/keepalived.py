@@ -159,15 +159,21 @@ def convert(
     return Conversion(data, notes.paths(data), reports, outcomes)
 
 
+def _vip_text(vip: str | dict[str, Any]) -> str:
+    """A converted VIP's ``ADDRESS[/PREFIX]``: written as a string, or a mapping's address."""
+    return vip if isinstance(vip, str) else str(vip["address"])
+
+
 def _ha_suspend_needs_a_vip(
     ledger: Ledger, built: lvs.Built, instances: Sequence[vrrp.Instance]
 ) -> None:
     """ipvsd refuses ``ha_suspend`` on an address no instance has as a VIP (no MASTER
     would ever resume the checks); keepalived then checks all the time: so does ipvsd."""
     vips = {
-        ip_address(vip.partition("/")[0])
+        ip_address(_vip_text(vip).partition("/")[0])
         for item in instances
-        for vip in item.data["virtual_ipaddresses"]
+        for key in ("virtual_ipaddresses", "virtual_ipaddresses_excluded")
+        for vip in item.data.get(key, ())
     }
     for service in built.services:
         if not service.get("ha_suspend"):
