@@ -176,7 +176,7 @@ def check_parts(parts: Parts, path: str, lines: Lines) -> list[ConfigIssue]:
     if group is not None and not group.is_multicast:
         report.add(("ipvs", "sync_daemon", "group"), f"{group} is not a multicast address")
     members = _check_service_groups(parts.service_groups, report)
-    vips = {vip.ip for _, instance in parts.instances for vip in instance.virtual_ipaddresses}
+    vips = {address for _, instance in parts.instances for address in instance.owned_addresses}
     suspended: set[tuple[ServiceKey, IPAddress]] = set()
     services: dict[ServiceKey, FieldPath] = {}
     for part in parts.services:
@@ -233,7 +233,7 @@ def _check_suspend_deadlock(
 ) -> None:
     """An instance in FAULT for a service whose checks wait for it to be MASTER: never."""
     for index, instance in instances:
-        own = {vip.ip for vip in instance.virtual_ipaddresses}
+        own = instance.owned_addresses
         for position, track in enumerate(instance.track_services):
             key = parse_service_spec(track.service)
             if track.weight == 0 and suspended.get(key) in own:
@@ -368,8 +368,33 @@ def _check_instances(instances: Sequence[tuple[int, VrrpInstanceConfig]], report
             )
         else:
             routers[router] = (instance.name, (*base, "vrid"))
-        for position, vip in enumerate(instance.virtual_ipaddresses):
-            vip_path: FieldPath = (*base, "virtual_ipaddresses", position)
+        _check_vips(instance, base, vips, report)
+        _check_vmac(instance, base, report)
+        for position, route in enumerate(instance.virtual_routes):
+            if route.via is None and route.dev is None:
+                report.add(
+                    (*base, "virtual_routes", position),
+                    "a route needs 'via' (a gateway) or 'dev' (on-link)",
+                )
+        for position, rule in enumerate(instance.virtual_rules):
+            if rule.from_ is None and rule.to is None:
+                report.add(
+                    (*base, "virtual_rules", position),
+                    "a rule needs 'from' or 'to' (one matching everything would take over "
+                    "the host's routing)",
+                )
+
+
+def _check_vips(
+    instance: VrrpInstanceConfig,
+    base: FieldPath,
+    vips: dict[IPv4Address, tuple[str, FieldPath]],
+    report: _Report,
+) -> None:
+    """Each VIP once across all instances (advertised or excluded); labels the tools show."""
+    for name in ("virtual_ipaddresses", "virtual_ipaddresses_excluded"):
+        for position, vip in enumerate(getattr(instance, name)):
+            vip_path: FieldPath = (*base, name, position)
             if vip.ip in vips:
                 other, where = vips[vip.ip]
                 report.add(
@@ -379,6 +404,32 @@ def _check_instances(instances: Sequence[tuple[int, VrrpInstanceConfig]], report
                 )
             else:
                 vips[vip.ip] = (instance.name, vip_path)
+            dev = vip.dev or instance.advert_interface
+            if vip.label is not None and not _label_fits(vip.label, dev):
+                # iproute2's and ifconfig's rule; the kernel would take any label.
+                report.add(
+                    (*vip_path, "label"),
+                    f"label '{vip.label}' must be '{dev}' or start with '{dev}:'",
+                )
+
+
+def _check_vmac(instance: VrrpInstanceConfig, base: FieldPath, report: _Report) -> None:
+    if not instance.vmac:
+        if instance.vmac_interface is not None:
+            report.add((*base, "vmac_interface"), "only with vmac: true")
+        return
+    if instance.unicast_peers:
+        report.add(
+            (*base, "vmac"),
+            f"not with unicast_peers: unicast adverts arrive on {instance.interface}, "
+            "not on the vmac",
+        )
+    if instance.advert_interface == instance.interface:
+        report.add((*base, "vmac_interface"), "must not be the instance's interface")
+
+
+def _label_fits(label: str, interface: str) -> bool:
+    return label == interface or label.startswith(f"{interface}:")
 
 
 def _check_sync_groups(

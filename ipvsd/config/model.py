@@ -24,13 +24,16 @@ operators: ``null``, not None.
 
 from __future__ import annotations
 
-from typing import Any
+from ipaddress import IPv4Address
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
 from ipvsd.config.types import (
     SCHEDULER_FLAGS,
+    VIP_STRING,
+    VIPS_LIMITS,
     AuthPass,
     CheckInterval,
     CheckTimeout,
@@ -38,6 +41,7 @@ from ipvsd.config.types import (
     CheckTypeName,
     Command,
     Count,
+    Destination,
     DnsName,
     DnsType,
     Endpoint,
@@ -56,6 +60,7 @@ from ipvsd.config.types import (
     IPAny,
     IPv4,
     IpvsTimeout,
+    Label,
     Md5Hex,
     Name,
     Names,
@@ -74,19 +79,24 @@ from ipvsd.config.types import (
     RealAddress,
     Regex,
     ResyncInterval,
+    RouteMetric,
+    RouteTable,
+    RulePriority,
     Scheduler,
     SchedulerFlag,
+    Scope,
     ServiceAddress,
     ServiceSpec,
     SocketPath,
     Statuses,
+    StringOr,
     SyncId,
     Threshold,
     TrackWeight,
     Ttl,
     TunnelChecksumName,
     TunnelTypeName,
-    Vips,
+    Vip,
     Weight,
 )
 from ipvsd.model import (
@@ -192,6 +202,66 @@ class TrackService(_Model):
     quorum not computed yet)."""
 
 
+class VirtualAddress(_Model):
+    """A VIP, written as ``ADDRESS[/PREFIX]`` or as this mapping (keepalived's
+    ``virtual_ipaddress`` line with ``dev``, ``scope``, ``label`` and ``brd``)."""
+
+    address: Vip
+    """``ADDRESS[/PREFIX]``; no prefix means /32. Unicast only (not 0.0.0.0/8, loopback,
+    multicast or 255.255.255.255)."""
+    dev: Interface | None = None
+    """Interface the address is added to; null: the instance's (its ``vmac`` when set)."""
+    scope: Scope = 0
+    """Address scope: global, site, link, host or nowhere (``ip addr add ... scope``)."""
+    label: Label | None = None
+    """Address label, e.g. ``eth1:web``: the interface's name, or it followed by ``:``,
+    at most 15 bytes; null: ``INTERFACE:vrrpVRID``."""
+    broadcast: IPv4 | None = None
+    """Broadcast address (``ip addr add ... brd``); null: none."""
+
+    @property
+    def ip(self) -> IPv4Address:
+        """The address without its prefix length."""
+        return self.address.ip
+
+
+VirtualAddressEntry = Annotated[
+    VirtualAddress, StringOr(VIP_STRING, lambda vip: VirtualAddress(address=vip))
+]
+
+
+class VirtualRoute(_Model):
+    """A route the MASTER adds and removes with its VIPs (keepalived's ``virtual_routes``)."""
+
+    to: Destination
+    """Destination network ``ADDRESS/PREFIX`` (host bits zero), or ``default``."""
+    via: IPv4 | None = None
+    """Gateway; null: on-link (then ``dev`` is needed)."""
+    dev: Interface | None = None
+    """Outgoing interface; null: the kernel finds it from ``via``."""
+    src: IPv4 | None = None
+    """Preferred source address (often a VIP, which is why the route follows MASTER)."""
+    table: RouteTable | None = None
+    """Routing table number, 1-4294967295; null: main (254)."""
+    metric: RouteMetric | None = None
+    """Route metric (priority); null: the kernel's 0."""
+
+
+class VirtualRule(_Model):
+    """A policy-routing rule the MASTER adds and removes with its VIPs (``ip rule``)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: Destination | None = Field(default=None, alias="from")
+    """Source network the rule matches (``from``); null: any."""
+    to: Destination | None = None
+    """Destination network the rule matches; null: any."""
+    table: RouteTable
+    """Routing table the matching packets look up."""
+    priority: RulePriority | None = None
+    """Rule priority (lower first); null: the kernel picks one below the last rule."""
+
+
 class VrrpInstanceConfig(_Model):
     """One VRRPv2 virtual router (RFC 3768)."""
 
@@ -219,10 +289,28 @@ class VrrpInstanceConfig(_Model):
     """Send adverts to these IPv4 addresses; empty: multicast to 224.0.0.18."""
     unicast_src: IPv4 | None = None
     """Source address of unicast adverts; null: the interface's primary address."""
-    virtual_ipaddresses: Vips
-    """VIPs as ``ADDRESS[/PREFIX]``; no prefix means /32. 1-255 of them: an advert's
-    count field is 8 bits (RFC 3768 §5.3.5); more addresses need another instance.
-    Unicast only (not 0.0.0.0/8, loopback, multicast or 255.255.255.255)."""
+    virtual_ipaddresses: Annotated[tuple[VirtualAddressEntry, ...], *VIPS_LIMITS]
+    """VIPs, each ``ADDRESS[/PREFIX]`` (no prefix means /32) or a mapping with ``dev``,
+    ``scope``, ``label``, ``broadcast``. Added on becoming MASTER, removed on leaving it,
+    and listed in the adverts: 1-255 of them (count_ip is 8 bits, RFC 3768 §5.3.5)."""
+    virtual_ipaddresses_excluded: tuple[VirtualAddressEntry, ...] = ()
+    """VIPs owned like ``virtual_ipaddresses`` (added and removed with MASTER) but not
+    listed in the adverts, so any number of them (keepalived's
+    ``virtual_ipaddress_excluded``)."""
+    virtual_routes: tuple[VirtualRoute, ...] = ()
+    """Routes added after the VIPs on becoming MASTER and removed on leaving it (and at
+    stop). A route the kernel refuses is logged and counted; the instance goes on."""
+    virtual_rules: tuple[VirtualRule, ...] = ()
+    """Policy-routing rules added and removed as ``virtual_routes`` are."""
+    vmac: bool = False
+    """Run the instance on a macvlan of ``interface`` with the virtual router MAC
+    00:00:5e:00:01:VRID (RFC 3768 §7.3, keepalived's ``use_vmac``): the VIPs live on it and
+    the adverts and gratuitous ARPs leave from it, so the segment's switches and the
+    clients' ARP caches need no update on a failover. Made at start, removed at stop;
+    ``interface`` then answers no ARP for addresses it does not carry (arp_ignore=1,
+    arp_filter=1, restored at stop). Not with ``unicast_peers``."""
+    vmac_interface: Interface | None = None
+    """Name of the vmac interface; null: ``vrrp.VRID``."""
     track_interfaces: tuple[TrackInterface, ...] = ()
     """Interfaces whose link state changes the priority or puts the instance in FAULT
     (the instance's own ``interface`` is always tracked)."""
@@ -265,6 +353,21 @@ class VrrpInstanceConfig(_Model):
     """The instance's own ``interface`` going down does not put it in FAULT (keepalived's
     dont_track_primary, for links whose carrier says nothing, e.g. some bonds and VLANs);
     its ``track_interfaces`` still count, the interface naming itself included."""
+
+    @property
+    def advert_interface(self) -> str:
+        """The interface the adverts, the GARPs and (by default) the VIPs use: the vmac's
+        name with ``vmac``, else ``interface``."""
+        if not self.vmac:
+            return self.interface
+        return self.vmac_interface or f"vrrp.{self.vrid}"
+
+    @property
+    def owned_addresses(self) -> frozenset[IPv4Address]:
+        """Every address the instance holds while MASTER, advertised or excluded."""
+        return frozenset(
+            vip.ip for vip in (*self.virtual_ipaddresses, *self.virtual_ipaddresses_excluded)
+        )
 
 
 class VrrpScriptConfig(_Model):

@@ -106,8 +106,10 @@ class _Walker:
         """The section a field opens: a mapping at `path`, a list of them at ``path[]``."""
         items = value.get("items", {})
         for where, node in ((path, value), (f"{path}[]", items)):
-            if "$ref" in node:
-                return where, self.defs[node["$ref"].rsplit("/", 1)[-1]]
+            # A string or a mapping (a VIP): the mapping's fields get a section.
+            for option in (node, *node.get("anyOf", ())):
+                if "$ref" in option:
+                    return where, self.defs[option["$ref"].rsplit("/", 1)[-1]]
         return None
 
 
@@ -130,9 +132,12 @@ def _type_name(node: Mapping[str, Any]) -> str:
     if kind == "array":
         item = _type_name(node.get("items", {}))
         return f"list of {item}{'es' if item.endswith('s') else 's'}"
-    formats = {option.get("format") for option in node.get("anyOf", ())}
+    options = node.get("anyOf", ())
+    formats = {option.get("format") for option in options}
     if formats == {"ipv4", "ipv6"}:
         return "IP address"
+    if options and any("$ref" in option for option in options):
+        return " or ".join(_type_name(option) for option in options)
     if node.get("format") in _FORMATS:
         return _FORMATS[node["format"]]
     return str(kind or "any")

@@ -27,12 +27,13 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface, IPv6Address, ip_address
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, ip_address
 from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
 from pydantic import (
     AfterValidator,
+    BaseModel,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
     PlainSerializer,
@@ -264,6 +265,10 @@ _IPV4_SCHEMA: dict[str, Any] = {
 _IP_SCHEMA: dict[str, Any] = {
     "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}],
     "examples": ["192.168.1.30", "2001:db8::30"],
+}
+_NET_SCHEMA: dict[str, Any] = {
+    "pattern": r"^([0-9]{1,3}(\.[0-9]{1,3}){3}(/[0-9]{1,2})?|default)$",
+    "examples": ["10.1.0.0/16", "default"],
 }
 _VIP_SCHEMA: dict[str, Any] = {
     "pattern": r"^[0-9]{1,3}(\.[0-9]{1,3}){3}(/[0-9.]+)?$",
@@ -511,10 +516,15 @@ def _vip_count(vips: tuple[IPv4Interface, ...]) -> tuple[IPv4Interface, ...]:
         raise fail(
             "vips",
             f"{len(vips)} addresses: VRRPv2 carries at most {MAX_VIPS} (count_ip is 8 bits); "
-            "put the others in another instance (or, once it exists, in "
-            "virtual_ipaddresses_excluded)",
+            "put the others in virtual_ipaddresses_excluded (not advertised) or in another "
+            "instance",
         )
     return vips
+
+
+def _destination(text: str) -> IPv4Network:
+    """A route's or rule's destination: an exact network (``10.1.0.0/16``) or ``default``."""
+    return IPv4Network("0.0.0.0/0" if text == "default" else text)
 
 
 def _endpoint(value: str) -> str:
@@ -657,9 +667,12 @@ IPv4 = Annotated[
     _parsed("IPv4 address", _ipv4, (IPv4Address,), _IPV4_SCHEMA),
     PlainSerializer(str, when_used="json"),
 ]
+_VIP_PARSED = _parsed(
+    "IPv4 address or ADDRESS/PREFIX", IPv4Interface, (IPv4Interface,), _VIP_SCHEMA
+)
 Vip = Annotated[
     IPv4Interface,
-    _parsed("IPv4 address or ADDRESS/PREFIX", IPv4Interface, (IPv4Interface,), _VIP_SCHEMA),
+    _VIP_PARSED,
     AfterValidator(_vip),
     PlainSerializer(str, when_used="json"),
 ]
@@ -790,11 +803,58 @@ _ENDPOINT_SCHEMA = (
     ("examples", ("127.0.0.1:9477", "[::1]:9477")),
 )
 Endpoint = Annotated[str, _Rule(_endpoint, _ENDPOINT_SCHEMA)]
-Vips = Annotated[
-    tuple[Vip, ...],
+VIPS_LIMITS = (
     AfterValidator(_non_empty),
     _Rule(_vip_count, (("minItems", 1), ("maxItems", MAX_VIPS))),
+)
+"""What `virtual_ipaddresses` checks of its list: 1-255 entries (an advert's 8-bit count)."""
+VIP_STRING = _Plain(lambda value: _vip(_VIP_PARSED.check(value)), _VIP_PARSED.schema)
+"""A VIP written as a string, ``ADDRESS[/PREFIX]`` (`StringOr`'s parser)."""
+#: rtnetlink address scopes by the names ``ip`` gives them (linux/rtnetlink.h RT_SCOPE_*).
+SCOPES = {"global": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
+Scope = Annotated[
+    int,
+    _choice("address scope", SCOPES),
+    PlainSerializer({v: k for k, v in SCOPES.items()}.__getitem__, when_used="json"),
 ]
+Label = Annotated[str, _NAME, _bytes_at_most(IFNAME_MAX, "the kernel's IFNAMSIZ")]
+RouteTable = Annotated[int, _int_range(1, U32_MAX)]
+RouteMetric = Annotated[int, _int_range(0, U32_MAX)]
+RulePriority = Annotated[int, _int_range(0, U32_MAX)]
+Destination = Annotated[
+    IPv4Network,
+    _parsed("IPv4 network ADDRESS/PREFIX (or default)", _destination, (IPv4Network,), _NET_SCHEMA),
+    PlainSerializer(str, when_used="json"),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class StringOr:
+    """A model that may also be written as a string (a VIP: ``"10.0.0.1/24"`` or a mapping).
+
+    A string goes to `string`'s check, which returns the model; anything else is
+    validated as the model. The JSON Schema offers both forms.
+    """
+
+    string: _Plain
+    build: Callable[[Any], Any]
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        def validate(value: object, model: core_schema.ValidatorFunctionWrapHandler) -> Any:
+            if isinstance(value, Mapping | BaseModel):
+                return model(value)
+            return self.build(self.string.check(value))  # it says what a string must be
+
+        return core_schema.no_info_wrap_validator_function(validate, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"anyOf": [json.loads(self.string.schema), handler(schema)]}
+
+
 Names = Annotated[tuple[Name, ...], _NON_EMPTY_LIST]
 
 

@@ -27,7 +27,9 @@ from ipvsd.netlink.addresses import AddressManager
 from ipvsd.netlink.ipvs import IpvsClient, Timeouts
 from ipvsd.netlink.links import LinkWatcher
 from ipvsd.netlink.table_reader import BlockingTableReader
-from ipvsd.vrrp.ports import LinkSource, VipWriter
+from ipvsd.netlink.virtual_routes import RouteManager
+from ipvsd.netlink.vmac import VmacManager
+from ipvsd.vrrp.ports import LinkSource, RouteWriter, VipWriter, VmacWriter
 
 #: The longest a scrape waits for one datagram of the kernel's answer.
 SCRAPE_TIMEOUT_S = 60.0
@@ -71,6 +73,32 @@ class Addresses(VipWriter, Protocol):
         ...
 
 
+class Routes(RouteWriter, Protocol):
+    """The instances' ``virtual_routes`` / ``virtual_rules`` writer, plus `close`."""
+
+    def close(self) -> None:
+        """Release the netlink socket."""
+        ...
+
+
+async def open_routes() -> Routes:
+    """The production route writer (rtnetlink)."""
+    return await RouteManager.open()
+
+
+class Vmacs(VmacWriter, Protocol):
+    """The vmac interfaces' writer, plus `close`."""
+
+    def close(self) -> None:
+        """Release the netlink socket."""
+        ...
+
+
+async def open_vmacs() -> Vmacs:
+    """The production vmac writer (rtnetlink and /proc/sys)."""
+    return await VmacManager.open()
+
+
 class Links(LinkSource, Protocol):
     """The link watch as the daemon holds it: the VRRP side's needs, plus `close`."""
 
@@ -95,6 +123,8 @@ class KernelPorts:
         open_links: the link watcher the VRRP instances share.
         interface_exists: whether this network namespace has an interface of
             that name (the reload policy's preflight).
+        open_routes: the route and rule writer the VRRP instances share.
+        open_vmacs: the vmac writer of the VRRP instances.
     """
 
     open_ipvs: Callable[[], Awaitable[IpvsKernel]]
@@ -103,6 +133,8 @@ class KernelPorts:
     open_addresses: Callable[[], Awaitable[Addresses]]
     open_links: Callable[[], Awaitable[Links]]
     interface_exists: Callable[[str], Awaitable[bool]]
+    open_routes: Callable[[], Awaitable[Routes]] = open_routes
+    open_vmacs: Callable[[], Awaitable[Vmacs]] = open_vmacs
 
 
 def real_ports() -> KernelPorts:
@@ -142,5 +174,9 @@ async def interface_exists(name: str) -> bool:
 async def warn_reals_behind_vips(config: Config) -> None:
     """design.md's pitfall: a real this director reaches only through a VRRP address."""
     reals = [real.address for service in config.ipvs.services for real in service.reals]
-    vips = {vip.ip for i in config.vrrp.instances for vip in i.virtual_ipaddresses}
+    vips = {
+        vip.ip
+        for i in config.vrrp.instances
+        for vip in (*i.virtual_ipaddresses, *i.virtual_ipaddresses_excluded)
+    }
     await routes.warn_reals_behind_vips(reals, vips)

@@ -14,9 +14,9 @@ when:
    limit on deletions) — unless forced; a kernel error while checking
    refuses the reload, since the guard could not be evaluated;
 4. a new or changed VRRP instance names an interface this host does not
-   have (the instance could not run; at start the same instance would wait
-   in FAULT for the interface, but a reload is an operator at a prompt who
-   wants to be told now).
+   have, as its own or as a VIP's or route's ``dev`` (the instance could not
+   run; at start the same instance would wait in FAULT for the interface, but
+   a reload is an operator at a prompt who wants to be told now).
 
 ``--force`` lifts 2 and 3 only; SIGHUP never forces. Only when every check
 passes does the daemon apply the config (`ipvsd.daemon.root`), and a failure
@@ -25,9 +25,10 @@ while applying rolls back to the running config.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 from ipvsd.config import Config
+from ipvsd.config.model import VrrpInstanceConfig
 from ipvsd.daemon.components import Components
 from ipvsd.daemon.ports import IpvsKernel
 from ipvsd.desired import desired_table
@@ -88,9 +89,20 @@ async def _missing_interface(
     for index, instance in enumerate(new.vrrp.instances):
         if running.get(instance.name) == instance:
             continue  # unchanged: it runs, or waits in FAULT, as it did before
-        if not await interface_exists(instance.interface):
-            return (
-                f"vrrp.instances.{index}.interface: no interface {instance.interface!r} on "
-                f"this host (instance {instance.name}); nothing was changed"
-            )
+        for field, name in _interfaces(instance):
+            if not await interface_exists(name):
+                return (
+                    f"vrrp.instances.{index}.{field}: no interface {name!r} on "
+                    f"this host (instance {instance.name}); nothing was changed"
+                )
     return None
+
+
+def _interfaces(instance: VrrpInstanceConfig) -> Iterator[tuple[str, str]]:
+    """(field, interface) of each interface `instance` names: its own, its VIPs' and its
+    routes' ``dev`` (a vmac is made by the instance, so it is not one)."""
+    yield "interface", instance.interface
+    for key in ("virtual_ipaddresses", "virtual_ipaddresses_excluded", "virtual_routes"):
+        for position, entry in enumerate(getattr(instance, key)):
+            if entry.dev is not None and entry.dev != instance.advert_interface:
+                yield f"{key}.{position}.dev", entry.dev

@@ -31,7 +31,9 @@ from ipvsd.daemon.ports import (
     Addresses,
     KernelPorts,
     Links,
+    Routes,
     TableReader,
+    Vmacs,
     real_ports,
 )
 from ipvsd.daemon.quorum import ServiceQuorum
@@ -83,6 +85,8 @@ class Daemon:
         self._ports = ports or real_ports()
         self._handle_signals = handle_signals
         self._addresses: Addresses | None = None
+        self._routes: Routes | None = None
+        self._vmacs: Vmacs | None = None
         self._links: Links | None = None
         self._registry = CollectorRegistry(auto_describe=False)
         self.metrics = DaemonMetrics(self._registry, version=__version__, node=config.node_name)
@@ -207,9 +211,14 @@ class Daemon:
             return
         self._addresses = await self._ports.open_addresses()
         self._links = await self._ports.open_links()
+        self._routes = await self._ports.open_routes()
+        self._vmacs = await self._ports.open_vmacs()
         self._parts.vrrp = VrrpRouter(
             self._addresses,
             self._links,
+            routes=self._routes,
+            vmacs=self._vmacs,
+            on_route_error=self.metrics.vrrp_route_error,
             on_transition=self._vrrp_transitioned,
             on_reject=self.metrics.invalid_packet,
             on_failure=self.metrics.vrrp_failure,
@@ -514,6 +523,9 @@ class Daemon:
             self._addresses.close()
         if self._links is not None:
             self._links.close()
+        for writer in (self._routes, self._vmacs):
+            if writer is not None:
+                writer.close()
         if parts.ipvs is not None and parts.reconciler is not None:
             # Never after a failed start: whatever made it fail (a port in use,
             # a bad interface) is no reason to empty the table.

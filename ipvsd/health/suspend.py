@@ -22,9 +22,9 @@ def suspended_services(config: Config, masters: Set[str]) -> frozenset[ServiceKe
     if not services:
         return frozenset()
     owned = {
-        vip.ip
+        address
         for instance in config.vrrp.instances
         if instance.name in masters
-        for vip in instance.virtual_ipaddresses
+        for address in instance.owned_addresses
     }
     return frozenset(s.key for s in services if s.address not in owned)

@@ -34,6 +34,7 @@ from typing import Any
 
 from ipvsd.config.groups import parse_member
 from ipvsd.config.model import IpvsConfig, SyncDaemonConfig, TimeoutsConfig
+from ipvsd.importers import keepalived_addresses as addresses
 from ipvsd.importers import keepalived_groups
 from ipvsd.importers import keepalived_keywords as keywords
 from ipvsd.importers import keepalived_lvs as lvs
@@ -158,15 +159,21 @@ def convert(
     return Conversion(data, notes.paths(data), reports, outcomes)
 
 
+def _vip_text(vip: str | dict[str, Any]) -> str:
+    """A converted VIP's ``ADDRESS[/PREFIX]``: written as a string, or a mapping's address."""
+    return vip if isinstance(vip, str) else str(vip["address"])
+
+
 def _ha_suspend_needs_a_vip(
     ledger: Ledger, built: lvs.Built, instances: Sequence[vrrp.Instance]
 ) -> None:
     """ipvsd refuses ``ha_suspend`` on an address no instance has as a VIP (no MASTER
     would ever resume the checks); keepalived then checks all the time: so does ipvsd."""
     vips = {
-        ip_address(vip.partition("/")[0])
+        ip_address(_vip_text(vip).partition("/")[0])
         for item in instances
-        for vip in item.data["virtual_ipaddresses"]
+        for key in ("virtual_ipaddresses", "virtual_ipaddresses_excluded")
+        for vip in item.data.get(key, ())
     }
     for service in built.services:
         if not service.get("ha_suspend"):
@@ -190,16 +197,16 @@ def _one_owner_per_vip(ledger: Ledger, instances: Sequence[vrrp.Instance]) -> No
     """A VIP belongs to the first instance that lists it (ipvsd refuses a shared VIP)."""
     owners: dict[str, str] = {}
     for item in instances:
-        vips = item.data["virtual_ipaddresses"]
-        kept = []
-        for vip, node in zip(vips, item.vip_nodes, strict=True):
-            address = vip.partition("/")[0]
-            owner = owners.setdefault(address, item.data["name"])
-            if owner == item.data["name"]:
-                kept.append(vip)
-            else:
-                ledger.report(node, f"already a VIP of instance {owner}: left out here")
-        vips[:] = kept
+        for key, nodes in item.vip_nodes.items():
+            vips = item.data[key]
+            kept = []
+            for vip, node in zip(vips, nodes, strict=True):
+                owner = owners.setdefault(addresses.entry_ip(vip), item.data["name"])
+                if owner == item.data["name"]:
+                    kept.append(vip)
+                else:
+                    ledger.report(node, f"already a VIP of instance {owner}: left out here")
+            vips[:] = kept
 
 
 def _root_keyword(ledger: Ledger, node: Node) -> None:

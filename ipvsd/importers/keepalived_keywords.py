@@ -35,7 +35,10 @@ GROUP_TRACKING = (
     "ipvsd tracks per instance: not converted (add it to each member's track_interfaces, "
     "track_scripts or track_files)"
 )
-VMAC = "ipvsd puts the VIPs on the instance's interface with its own MAC (no VMAC): ignored"
+VMAC = (
+    "ipvsd's vmac is a macvlan that adverts leave from (keepalived's use_vmac): "
+    "this variant is not supported: ignored"
+)
 
 
 def _all(message: str, keywords: Iterable[str]) -> dict[str, str]:
@@ -232,7 +235,7 @@ GLOBAL_DEFS: Mapping[str, str] = {
 }
 
 VRRP_INSTANCE: Mapping[str, str] = {
-    **_all(VMAC, ("use_vmac", "use_vmac_addr", "vmac_xmit_base", "use_ipvlan", "garp_extra_if")),
+    **_all(VMAC, ("use_vmac_addr", "vmac_xmit_base", "use_ipvlan", "garp_extra_if")),
     "vmac_garp_intvl": VMAC,
     "unicast_fault_no_peer": NOT_SUPPORTED,
     "check_unicast_src": NOT_SUPPORTED,
@@ -245,20 +248,10 @@ VRRP_INSTANCE: Mapping[str, str] = {
     "mcast_dst_ip": "ipvsd sends multicast adverts to 224.0.0.18 (RFC 3768): ignored",
     "track_src_ip": NOT_SUPPORTED,
     "unicast_ttl": "ipvsd sends adverts with TTL 255 (RFC 3768 §5.2.3): ignored",
-    "virtual_ipaddress_excluded": (
-        "not converted: ipvsd owns only the addresses it advertises (virtual_ipaddresses); "
-        "add these to the host's network configuration or to virtual_ipaddresses"
-    ),
     "no_virtual_ipaddress": "ipvsd instances own at least one VIP: ignored",
     "promote_secondaries": NOT_SUPPORTED,
     "linkbeat_use_polling": "ipvsd follows link state through rtnetlink events: ignored",
     "v3_checksum_as_v2": "ipvsd speaks VRRPv2 only: ignored",
-    "virtual_routes": (
-        "ipvsd adds no routes with the VIPs: not converted (add them in a notify program)"
-    ),
-    "virtual_rules": (
-        "ipvsd adds no routing rules with the VIPs: not converted (add them in a notify program)"
-    ),
     "accept": "ipvsd adds no firewall rules, so the VIPs accept traffic in any state: ignored",
     "no_accept": FIREWALL,
     "skip_check_adv_addr": NOT_SUPPORTED,

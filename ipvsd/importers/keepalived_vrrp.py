@@ -5,8 +5,12 @@ What converts (keepalived → ipvsd ``vrrp.instances[]``): ``interface``,
 ``nopreempt``/``preempt`` → ``preempt``, ``preempt_delay``,
 ``authentication { auth_type PASS; auth_pass }`` → ``auth_pass``,
 ``unicast_src_ip`` → ``unicast_src``, ``unicast_peer {}`` →
-``unicast_peers``, ``virtual_ipaddress {}`` → ``virtual_ipaddresses`` (IPv4,
-``ADDRESS[/PREFIX]``), ``track_interface {}`` → ``track_interfaces``,
+``unicast_peers``, ``virtual_ipaddress {}`` / ``virtual_ipaddress_excluded {}``
+→ ``virtual_ipaddresses`` / ``virtual_ipaddresses_excluded`` (IPv4, with
+``dev``, ``scope``, ``label``, ``brd``), ``virtual_routes {}`` /
+``virtual_rules {}`` (`ipvsd.importers.keepalived_addresses`), ``use_vmac
+[NAME]`` → ``vmac`` (``vmac_interface``; not with unicast peers),
+``track_interface {}`` → ``track_interfaces``,
 ``track_script {}`` / ``track_file {}`` → ``track_scripts`` / ``track_files``
 (`ipvsd.importers.keepalived_tracking`, with ``vrrp_script`` and the
 top-level ``track_file``), ``dont_track_primary``, ``notify`` (a program
@@ -27,12 +31,13 @@ and the keywords of `ipvsd.importers.keepalived_keywords`.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface, ip_interface
+from ipaddress import IPv4Address
 from typing import Any
 
 from ipvsd.config.model import SyncGroupConfig, VrrpInstanceConfig
+from ipvsd.importers import keepalived_addresses as addresses
 from ipvsd.importers import keepalived_keywords as keywords
 from ipvsd.importers.keepalived_ledger import (
     Ledger,
@@ -54,12 +59,7 @@ from ipvsd.importers.keepalived_tracking import (
 from ipvsd.importers.report import ordered
 
 AUTH_PASS_MAX = 8  # VRRPv2 authentication data is 8 bytes (RFC 3768 §5.3.10)
-_DEVICES = "__devices__"  # VIPs given a dev, until the instance's interface is known
-_VIP_NODES = "__vip_nodes__"  # the node of each VIP, for `Instance.vip_nodes`
 NOTIFY_STATES = ("notify_master", "notify_backup", "notify_fault", "notify_stop")
-_VIP_OPTIONS_WITH_VALUE = frozenset(
-    {"dev", "brd", "broadcast", "scope", "label", "peer", "preferred_lft", "track_group"}
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +90,8 @@ class Instance:
 
     Attributes:
         data: its ``vrrp.instances[]`` item.
-        vip_nodes: the node of each of its ``virtual_ipaddresses``.
+        vip_nodes: the node of each of its ``virtual_ipaddresses`` and
+            ``virtual_ipaddresses_excluded`` entries, by list.
         sync_interface: its ``lvs_sync_daemon_interface`` (keepalived 1.x's
             way to run the connection-sync daemon with this instance), if any.
         sync_node: the node of that keyword.
@@ -98,7 +99,7 @@ class Instance:
     """
 
     data: dict[str, Any]
-    vip_nodes: tuple[Node, ...] = ()
+    vip_nodes: Mapping[str, Sequence[Node]] = field(default_factory=dict)
     sync_interface: str | None = None
     sync_node: Node | None = None
     track_nodes: tuple[tuple[dict[str, Any], Node], ...] = ()
@@ -124,14 +125,13 @@ def instance(ledger: Ledger, node: Node, defaults: VrrpDefaults) -> Instance | N
             _reported(ledger, child, keywords.VRRP_INSTANCE[child.directive])
         else:
             unknown(ledger, child, "vrrp_instance")
-    vip_nodes = tuple(data.pop(_VIP_NODES, ()))
     track_nodes = tuple(data.pop(TRACK_NODES, ()))
-    for vip, device in data.pop(_DEVICES, ()):
-        if device != data.get("interface", defaults.interface):
-            ledger.report(
-                vip,
-                f"dev {device}: ipvsd adds every VIP to the instance's interface, not to {device}",
-            )
+    vip_nodes = addresses.settle_vips(ledger, data, data.get("interface", defaults.interface) or "")
+    if data.get("vmac") and data.get("unicast_peers"):
+        vmac_node = next(c for c in node.children or () if c.directive == "use_vmac")
+        ledger.report(vmac_node, "ipvsd runs a vmac with multicast adverts only: not converted")
+        del data["vmac"]
+        data.pop("vmac_interface", None)
     missing = _complete(ledger, node, data, defaults)
     if missing is not None:
         ledger.drop_block(node, f"not converted: {missing}")
@@ -196,7 +196,13 @@ def _instance_keyword(
         case "authentication":
             _authentication(ledger, child, data)
         case "virtual_ipaddress":
-            _vips(ledger, child, data)
+            addresses.vips(ledger, child, data, "virtual_ipaddresses")
+        case "virtual_ipaddress_excluded":
+            addresses.vips(ledger, child, data, "virtual_ipaddresses_excluded")
+        case "virtual_routes" | "virtual_rules":
+            addresses.routing(ledger, child, data)
+        case "use_vmac":
+            _use_vmac(ledger, child, data)
         case "unicast_src_ip":
             _set(ledger, child, data, "unicast_src", _ipv4(ledger, child))
         case "unicast_peer":
@@ -334,51 +340,16 @@ def _authentication(ledger: Ledger, node: Node, data: dict[str, Any]) -> None:
         )
 
 
-def _vips(ledger: Ledger, node: Node, data: dict[str, Any]) -> None:
-    vips: list[str] = data.setdefault("virtual_ipaddresses", [])
-    nodes: list[Node] = data.setdefault(_VIP_NODES, [])
+def _use_vmac(ledger: Ledger, node: Node, data: dict[str, Any]) -> None:
+    """``use_vmac [NAME]`` → ``vmac: true`` (and ``vmac_interface``); keepalived's
+    default name, ``vrrp.VRID``, is ipvsd's too."""
+    if len(node.args) > 1:
+        ledger.report(node, f"{' '.join(node.args)}: not understood: ignored")
+        return
+    data["vmac"] = True
+    if node.args:
+        data["vmac_interface"] = node.args[0]
     ledger.take(node)
-    for child in ledger.block(node):
-        try:
-            address = ip_interface(child.directive)
-        except ValueError:
-            ledger.report(child, "not an address: ignored")
-            continue
-        if not isinstance(address, IPv4Interface):
-            ledger.report(child, "ipvsd's VIPs are IPv4 (VRRPv2): not converted")
-            continue
-        if any(ip_interface(vip).ip == address.ip for vip in vips):
-            ledger.report(child, "already a VIP of this instance: converted once")
-            continue
-        options = _vip_options(child.args)
-        extra = [name for name in options if name != "dev"]
-        if "dev" in options:  # checked once the instance's interface is known
-            data.setdefault(_DEVICES, []).append((child, options["dev"]))
-        if extra:
-            ledger.report(
-                child,
-                f"{', '.join(extra)}: not supported: the address is added with its prefix "
-                "only (no label, scope, broadcast or flags)",
-            )
-        else:
-            ledger.take(child)
-        vips.append(child.directive if "/" in child.directive else str(address.ip))
-        nodes.append(child)
-
-
-def _vip_options(args: tuple[str, ...]) -> dict[str, str]:
-    """keepalived's VIP options (``dev eth1 label eth1:1 -nodad``) by name."""
-    options: dict[str, str] = {}
-    index = 0
-    while index < len(args):
-        name = args[index]
-        if name in _VIP_OPTIONS_WITH_VALUE and index + 1 < len(args):
-            options[name] = args[index + 1]
-            index += 2
-        else:
-            options[name] = ""
-            index += 1
-    return options
 
 
 def _peers(ledger: Ledger, node: Node, data: dict[str, Any]) -> None:

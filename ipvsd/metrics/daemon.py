@@ -115,6 +115,12 @@ class DaemonMetrics:
             ["vrrp_instance"],
             registry=registry,
         )
+        self._vrrp_route_errors = Counter(
+            "ipvsd_vrrp_route_errors_total",
+            "virtual_routes / virtual_rules the kernel refused to add or remove.",
+            ["vrrp_instance"],
+            registry=registry,
+        )
         self._vrrp_transitions = Counter(
             "ipvsd_vrrp_transitions_total",
             "VRRP state transitions, by new state.",
@@ -246,6 +252,10 @@ class DaemonMetrics:
         """Count a failure of `instance` (`reason` goes to the log, not to a label)."""
         self._vrrp_failures.labels(instance).inc()
 
+    def vrrp_route_error(self, instance: str, error: str) -> None:
+        """Count a route or rule of `instance` the kernel refused (`error` goes to the log)."""
+        self._vrrp_route_errors.labels(instance).inc()
+
     def invalid_packet(self, interface: str, reason: str) -> None:
         """Count a dropped VRRP packet; `reason` is a ``RejectReason`` value."""
         self._invalid_packets.labels(interface, reason).inc()
@@ -297,9 +307,8 @@ class DaemonMetrics:
         _drop_series(
             self._vrrp_transitions, VRRP_TRANSITION_LABELS, keep=lambda labels: labels[0] in names
         )
-        _drop_series(
-            self._vrrp_failures, ("vrrp_instance",), keep=lambda labels: labels[0] in names
-        )
+        for per_instance in (self._vrrp_failures, self._vrrp_route_errors):
+            _drop_series(per_instance, ("vrrp_instance",), keep=lambda labels: labels[0] in names)
 
     def health_check_duration(self, seconds: float) -> None:
         """Observe how long one health check took."""

@@ -29,16 +29,14 @@ ioctls', and `add` enforces it so that ``ifconfig``-era tools and
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import socket
 from collections.abc import Collection
 from ipaddress import IPv4Address, IPv4Interface
-from typing import Any, Self
 
 import structlog
 
-from ipvsd.netlink.rtnl import get_link, kernel_error, open_iproute
+from ipvsd.netlink.rtnl import RtnlClient, get_link, kernel_error
 
 __all__ = ["IFNAMSIZ", "AddressManager", "vip_label"]
 
@@ -77,32 +75,11 @@ def check_label(interface: str, label: str) -> None:
         )
 
 
-class AddressManager:
+class AddressManager(RtnlClient):
     """VIPs and primary addresses of one network namespace. Use `open()`.
 
     Requests are serialised on one rtnetlink socket.
     """
-
-    def __init__(self, ipr: Any) -> None:
-        self._ipr = ipr
-        self._lock = asyncio.Lock()
-        self._closed = False
-
-    @classmethod
-    async def open(cls) -> Self:
-        """Open the socket in the calling thread's current network namespace.
-
-        Raises:
-            KernelError: the socket could not be opened.
-        """
-        return cls(await open_iproute())
-
-    def close(self) -> None:
-        """Close the socket."""
-        if self._closed:
-            return
-        self._closed = True
-        self._ipr.close()
 
     async def __aenter__(self) -> AddressManager:
         return self
@@ -140,13 +117,23 @@ class AddressManager:
                 raise kernel_error(exc, f"dump addresses of {interface!r}") from exc
         return result
 
-    async def add(self, interface: str, vip: IPv4Interface, label: str) -> bool:
+    async def add(
+        self,
+        interface: str,
+        vip: IPv4Interface,
+        label: str,
+        *,
+        scope: int = 0,
+        broadcast: IPv4Address | None = None,
+    ) -> bool:
         """Add ``vip`` to ``interface`` with ``label``; nothing if it is already there.
 
         Args:
             interface: e.g. ``eth1``.
             vip: address and prefix length, e.g. ``10.0.0.100/24``.
             label: e.g. ``eth1:vrrp51`` (see `vip_label`).
+            scope: RT_SCOPE_* (0 global, 253 link, 254 host ...).
+            broadcast: the IFA_BROADCAST address; None: none (as ``ip addr add``).
 
         Returns:
             True if the address was added, False if it was already present.
@@ -160,6 +147,7 @@ class AddressManager:
         check_label(interface, label)
         index = await self._index(interface)
         what = f"add {vip} to {interface!r}"
+        extra: dict[str, object] = {} if broadcast is None else {"broadcast": str(broadcast)}
         async with self._lock:
             try:
                 await self._ipr.addr(
@@ -168,6 +156,8 @@ class AddressManager:
                     address=str(vip.ip),
                     prefixlen=vip.network.prefixlen,
                     label=label,
+                    scope=scope,
+                    **extra,
                 )
             except NetlinkError as exc:
                 if exc.code == errno.EEXIST:
@@ -175,7 +165,7 @@ class AddressManager:
                 raise kernel_error(exc, what) from exc
             except OSError as exc:
                 raise kernel_error(exc, what) from exc
-        log.info("netlink.vip_added", interface=interface, vip=str(vip), label=label)
+        log.info("netlink.vip_added", interface=interface, vip=str(vip), label=label, scope=scope)
         return True
 
     async def remove(self, interface: str, vip: IPv4Interface) -> bool:

@@ -8,13 +8,14 @@ kernel sent one, its extended-ack text.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
-from typing import Any
+from typing import Any, Self
 
 from ipvsd.errors import KernelError
 
-__all__ = ["get_link", "kernel_error", "open_iproute"]
+__all__ = ["RtnlClient", "get_link", "kernel_error", "open_iproute"]
 
 
 def kernel_error(exc: BaseException, what: str) -> KernelError:
@@ -51,6 +52,31 @@ async def open_iproute() -> Any:
         ipr.close()
         raise kernel_error(exc, "open rtnetlink socket") from exc
     return ipr
+
+
+class RtnlClient:
+    """One request-only rtnetlink socket whose requests are serialised. Use `open()`."""
+
+    def __init__(self, ipr: Any) -> None:
+        self._ipr = ipr
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    @classmethod
+    async def open(cls) -> Self:
+        """Open the socket in the calling thread's current network namespace.
+
+        Raises:
+            KernelError: the socket could not be opened.
+        """
+        return cls(await open_iproute())
+
+    def close(self) -> None:
+        """Close the socket."""
+        if self._closed:
+            return
+        self._closed = True
+        self._ipr.close()
 
 
 async def get_link(ipr: Any, interface: str) -> Any:

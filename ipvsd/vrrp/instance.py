@@ -39,14 +39,14 @@ import asyncio
 import errno
 import itertools
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface
 from typing import assert_never
 
 import structlog
 
-from ipvsd.config.model import VrrpInstanceConfig
+from ipvsd.config.model import VirtualAddress, VrrpInstanceConfig
 from ipvsd.errors import KernelError
 from ipvsd.netlink.addresses import vip_label
 from ipvsd.netlink.links import LinkInfo
@@ -85,8 +85,9 @@ from ipvsd.vrrp.packet import (
     Expectation,
     encode,
     password_auth_data,
+    vmac,
 )
-from ipvsd.vrrp.ports import LinkSource, VipWriter
+from ipvsd.vrrp.ports import LinkSource, RouteWriter, VipWriter
 from ipvsd.vrrp.relink import InterfaceEndpoint
 
 log = structlog.get_logger("ipvsd.vrrp")
@@ -119,6 +120,8 @@ class InstanceStatus:
     None in any other state."""
     failures: int = 0
     """How many times the runner failed and was restarted."""
+    route_errors: int = 0
+    """``virtual_routes`` / ``virtual_rules`` the kernel refused to add or remove."""
     master_address: IPv4Address | None = None
     """Who is master as far as this instance knows (machine rule 8): our own
     address when MASTER, the followed master's when BACKUP, else None."""
@@ -154,10 +157,14 @@ class VrrpInstance:
         restart: RestartPolicy | None = None,
         pacer: AdvertPacer | None = None,
         script_weights: Mapping[str, int] | None = None,
+        routes: RouteWriter | None = None,
+        on_route_error: FailureHook | None = None,
     ) -> None:
         self.inbox: asyncio.Queue[InboxItem] = asyncio.Queue()
         self.status = InstanceStatus(effective_priority=config.priority)
         self._addresses = addresses
+        self._routes = routes
+        self._on_route_error = on_route_error
         self._links = links
         self._endpoint = endpoint
         self._on_transition = on_transition
@@ -173,7 +180,13 @@ class VrrpInstance:
         self._address_refresh = False  # an AddressesChanged is queued
         self._source: IPv4Address | None = None
         self.notifier = NotifyQueue(config.name)
-        self.vips: tuple[IPv4Interface, ...] = tuple(config.virtual_ipaddresses)
+        self.vips: tuple[IPv4Interface, ...] = ()
+        #: Every address the instance adds as MASTER: advertised, then excluded.
+        self.owned: tuple[VirtualAddress, ...] = ()
+        self._own(config)
+        #: The config whose routes and rules are in the kernel while MASTER (the
+        #: runner's; `config` is ahead of it between `reconfigure` and `_apply`).
+        self.config_applied: VrrpInstanceConfig = config
         #: Tracked script → weight, resolved by the router (``vrrp.scripts``).
         self.script_weights: Mapping[str, int] = dict(script_weights or {})
         self._take(config)
@@ -188,12 +201,23 @@ class VrrpInstance:
         self.expectation = Expectation(
             vrid=config.vrid,
             advert_int=config.advert_int,
-            addresses=frozenset(vip.ip for vip in config.virtual_ipaddresses),
+            addresses=frozenset(vip.address.ip for vip in config.virtual_ipaddresses),
             auth_type=auth_type,
             password=config.auth_pass,
             owner=config.priority == OWNER_PRIORITY,
             unicast_peers=frozenset(config.unicast_peers),
         )
+
+    def _own(self, config: VrrpInstanceConfig) -> None:
+        """The addresses `config` owns: `vips` (advertised, for status) and `owned`."""
+        self.vips = tuple(vip.address for vip in config.virtual_ipaddresses)
+        self.owned = (*config.virtual_ipaddresses, *config.virtual_ipaddresses_excluded)
+
+    @property
+    def owned_ips(self) -> frozenset[IPv4Address]:
+        """Addresses of every owned VIP: never the advert source, and their own
+        rtnetlink events are no reason to re-read it."""
+        return frozenset(vip.ip for vip in self.owned)
 
     @property
     def name(self) -> str:
@@ -227,8 +251,13 @@ class VrrpInstance:
         Raises:
             ValueError: another interface or VRID (that is a new instance).
         """
-        if (config.interface, config.vrid) != (self.config.interface, self.config.vrid):
-            raise ValueError(f"{config.name}: a new interface or VRID is a new instance")
+        old = self.config
+        if (config.interface, config.vrid, config.advert_interface) != (
+            old.interface,
+            old.vrid,
+            old.advert_interface,
+        ):
+            raise ValueError(f"{config.name}: a new interface, VRID or vmac is a new instance")
         self._take(config)
         self.script_weights = dict(script_weights or {})
         self.inbox.put_nowait(Reconfigured(config))
@@ -263,7 +292,8 @@ class VrrpInstance:
         """Start (stale VIPs removed, BACKUP or owner MASTER) and run until `Shutdown`."""
         loop = asyncio.get_running_loop()
         self._machine = None
-        self.vips = tuple(self.config.virtual_ipaddresses)
+        self._own(self.config)
+        self.config_applied = self.config
         machine = self._machine = VrrpMachine(self._machine_config(self.config.unicast_src))
         for interface in sorted(self.interested_in):
             machine.handle(await self._link_event(interface), loop.time())
@@ -364,7 +394,7 @@ class VrrpInstance:
             return None
         try:
             primary = await self._addresses.primary_ipv4(
-                self.config.interface, exclude=[vip.ip for vip in self.vips]
+                self.config.interface, exclude=self.owned_ips
             )
         except KernelError as exc:
             primary = None  # no interface: no address either
@@ -378,27 +408,35 @@ class VrrpInstance:
         return SourceChanged(primary)
 
     def _interface_is(self, link: LinkInfo) -> None:
-        self._mac, self._noarp = link.mac, link.noarp
+        # With a vmac the GARPs leave from it, with its MAC (RFC 3768 §7.3).
+        self._mac = vmac(self.config.vrid) if self.config.vmac else link.mac
+        self._noarp = link.noarp
 
     async def _apply(self, config: VrrpInstanceConfig) -> None:
         """A reloaded config (`reconfigure`), in place: machine rule 7."""
         machine = self._machine
         assert machine is not None
         now = asyncio.get_running_loop().time
-        new_vips = tuple(config.virtual_ipaddresses)
-        added = [vip for vip in new_vips if vip not in self.vips]
-        removed = [vip for vip in self.vips if vip not in new_vips]
-        self.vips = new_vips
+        old_config, old_owned = self.config_applied, self.owned
+        self._own(config)
+        added = [vip for vip in self.owned if vip not in old_owned]
+        removed = [vip for vip in old_owned if vip not in self.owned]
         self._log.info(
             "vrrp.reconfigured",
             priority=config.priority,
-            vips_added=[str(v) for v in added],
-            vips_removed=[str(v) for v in removed],
+            vips_added=[str(v.address) for v in added],
+            vips_removed=[str(v.address) for v in removed],
         )
+        master = machine.state is VrrpState.MASTER
+        if master:
+            await self._routing(old_config, add=False, keep=config)
         await self._vips(removed, add=False)
-        if machine.state is VrrpState.MASTER and added:
+        if master and added:
             await self._vips(added, add=True)
-            self._send_garp(added, count=config.garp_repeat)
+            await self._send_garp(added, count=config.garp_repeat)
+        if master:
+            await self._routing(config, add=True)
+        self.config_applied = config
         tracked = set(self.script_weights)  # scripts and services (`track_services`)
         for script in set(self.status.scripts) - tracked:
             del self.status.scripts[script]
@@ -495,11 +533,13 @@ class VrrpInstance:
             case SendAdvert(priority=priority, periodic=periodic):
                 self._send_advert(priority, periodic=periodic)
             case AddVips():
-                await self._vips(self.vips, add=True)
+                await self._vips(self.owned, add=True)
+                await self._routing(self.config_applied, add=True)
             case RemoveVips():
-                await self._vips(self.vips, add=False)
+                await self._routing(self.config_applied, add=False)
+                await self._vips(self.owned, add=False)
             case SendGarp(refresh=refresh):
-                self._send_garp(self.vips, count=1 if refresh else self.config.garp_repeat)
+                await self._send_garp(self.owned, count=1 if refresh else self.config.garp_repeat)
             case Notify(state=state, priority=priority):
                 self._notify(state, priority)
             case Transitioned():
@@ -541,31 +581,94 @@ class VrrpInstance:
         repeat = interval if master and priority > 0 else None
         self._pacer.send(key, burst, repeat)
 
-    async def _vips(self, vips: Iterable[IPv4Interface], *, add: bool) -> None:
-        label = vip_label(self.config.interface, self.config.vrid)
+    async def _vips(self, vips: Iterable[VirtualAddress], *, add: bool) -> None:
         for vip in vips:
+            interface = vip.dev or self.config.advert_interface
             try:
                 if add:
-                    await self._addresses.add(self.config.interface, vip, label)
+                    label = vip.label or vip_label(interface, self.config.vrid)
+                    await self._addresses.add(
+                        interface, vip.address, label, scope=vip.scope, broadcast=vip.broadcast
+                    )
                 else:
-                    await self._addresses.remove(self.config.interface, vip)
+                    await self._addresses.remove(interface, vip.address)
             except KernelError as exc:
                 if not add and exc.errno == errno.ENODEV:
                     # The interface is gone, and its addresses with it.
-                    self._log.debug("vrrp.vip_gone", vip=str(vip))
+                    self._log.debug("vrrp.vip_gone", vip=str(vip.address))
                     continue
-                self._log.error("vrrp.vip_error", vip=str(vip), add=add, error=str(exc))
+                self._log.error(
+                    "vrrp.vip_error",
+                    vip=str(vip.address),
+                    dev=interface,
+                    add=add,
+                    error=str(exc),
+                )
 
-    def _send_garp(self, vips: Iterable[IPv4Interface], *, count: int) -> None:
+    async def _routing(
+        self, config: VrrpInstanceConfig, *, add: bool, keep: VrrpInstanceConfig | None = None
+    ) -> None:
+        """Add (after the VIPs) or remove (before them) ``virtual_routes`` and ``virtual_rules``.
+
+        Rules go in after the routes they point at and out before them. A refusal
+        is logged and counted (`InstanceStatus.route_errors`); the instance goes on,
+        as keepalived's does. `keep`: a reloaded config whose entries stay.
+        """
+        routes = [r for r in config.virtual_routes if keep is None or r not in keep.virtual_routes]
+        rules = [r for r in config.virtual_rules if keep is None or r not in keep.virtual_rules]
+        if not routes and not rules:
+            return
+        if self._routes is None:
+            self._log.error("vrrp.routes_unsupported", reason="no route writer")
+            return
+        writer = self._routes
+        calls: list[Awaitable[bool]]
+        if add:
+            calls = [*map(writer.add_route, routes), *map(writer.add_rule, rules)]
+        else:
+            calls = [*map(writer.remove_rule, rules), *map(writer.remove_route, routes)]
+        for call in calls:
+            try:
+                await call
+            except KernelError as exc:
+                self.status.route_errors += 1
+                self._log.error("vrrp.route_error", add=add, error=str(exc))
+                if self._on_route_error is not None:
+                    self._on_route_error(self.name, str(exc))
+
+    async def _send_garp(self, vips: Iterable[VirtualAddress], *, count: int) -> None:
         """`count` rounds of one GARP per VIP (a burst, or 1 for a ``garp_refresh``)."""
+        vips = list(vips)
+        here = self.config.advert_interface
+        elsewhere = [vip for vip in vips if vip.dev not in (None, here)]
+        await self._garp_elsewhere(elsewhere, count)
         garp = self._endpoint.garp
         if not self._mac or garp is None:
             return
         if self._noarp:
             self._log.debug("vrrp.garp_skipped", reason="noarp")
             return
-        frames = [gratuitous_arp(self._mac, vip.ip) for vip in vips]
-        garp.send_burst(frames, count)
+        frames = [gratuitous_arp(self._mac, vip.ip) for vip in vips if vip.dev in (None, here)]
+        if frames:
+            garp.send_burst(frames, count)
+
+    async def _garp_elsewhere(self, vips: list[VirtualAddress], count: int) -> None:
+        """GARPs for VIPs on another ``dev``: from that interface, with its MAC, as
+        keepalived sends each VIP's on the VIP's own interface."""
+        for dev in sorted({vip.dev for vip in vips if vip.dev is not None}):
+            try:
+                link = await self._links.link(dev)
+                if not link.mac or link.noarp:
+                    continue
+                sender = self._endpoint.open_garp_on(dev)
+            except KernelError as exc:
+                self._log.warning("vrrp.garp_skipped", dev=dev, reason=str(exc))
+                continue
+            try:
+                frames = [gratuitous_arp(link.mac, vip.ip) for vip in vips if vip.dev == dev]
+                sender.send_burst(frames, count)
+            finally:
+                sender.close()
 
     def _notify(self, state: VrrpState, priority: int) -> None:
         # keepalived: leaving for good (shutdown, removal) is STOP, not INIT.

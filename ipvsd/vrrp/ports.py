@@ -12,16 +12,26 @@ from collections.abc import AsyncIterator, Collection
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Protocol
 
+from ipvsd.config.model import VirtualRoute, VirtualRule
 from ipvsd.netlink.links import AddressChange, LinkInfo
 
-__all__ = ["AddressChange", "LinkInfo", "LinkSource", "VipWriter"]
+__all__ = ["AddressChange", "LinkInfo", "LinkSource", "RouteWriter", "VipWriter", "VmacWriter"]
 
 
 class VipWriter(Protocol):
     """Adds and removes VIPs, and finds the VRRP source address."""
 
-    async def add(self, interface: str, vip: IPv4Interface, label: str) -> bool:
-        """Add ``vip`` with ``label``; False if it was there already.
+    async def add(
+        self,
+        interface: str,
+        vip: IPv4Interface,
+        label: str,
+        *,
+        scope: int = 0,
+        broadcast: IPv4Address | None = None,
+    ) -> bool:
+        """Add ``vip`` with ``label``, ``scope`` (RT_SCOPE_*) and ``broadcast``; False if
+        it was there already.
 
         Raises:
             KernelError: no such interface (``errno`` ENODEV), or the kernel refused.
@@ -43,6 +53,42 @@ class VipWriter(Protocol):
 
         Raises:
             KernelError: no such interface, or netlink failed.
+        """
+        ...
+
+
+class RouteWriter(Protocol):
+    """Adds and removes an instance's ``virtual_routes`` and ``virtual_rules``.
+
+    Each call returns False when there was nothing to do (already there, already
+    gone) and raises `KernelError` when the kernel refused.
+    """
+
+    async def add_route(self, route: VirtualRoute) -> bool: ...
+
+    async def remove_route(self, route: VirtualRoute) -> bool: ...
+
+    async def add_rule(self, rule: VirtualRule) -> bool: ...
+
+    async def remove_rule(self, rule: VirtualRule) -> bool: ...
+
+
+class VmacWriter(Protocol):
+    """Makes and removes the vmac interfaces of ``vmac: true`` instances."""
+
+    async def ensure(self, parent: str, name: str, mac: str) -> bool:
+        """Make (or adopt) `name`, a macvlan of `parent` with address `mac`, up.
+
+        Raises:
+            KernelError: no `parent`, another interface called `name`, or the kernel refused.
+        """
+        ...
+
+    async def remove(self, parent: str, name: str) -> bool:
+        """Delete `name` (False: it was not there).
+
+        Raises:
+            KernelError: the kernel refused.
         """
         ...
 

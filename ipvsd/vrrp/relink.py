@@ -126,6 +126,15 @@ class InterfaceEndpoint:
     def garp(self) -> GarpSender | None:
         return self._garp
 
+    def open_garp_on(self, interface: str) -> GarpSender:
+        """A GARP sender of its own on another interface (the caller closes it), opened
+        as this endpoint opens its own: for VIPs an instance adds to another ``dev``.
+
+        Raises:
+            KernelError: no such interface, or no CAP_NET_RAW.
+        """
+        return self._open_garp(interface)
+
     def acquire(self, unicast: bool) -> None:
         """Count one more instance of that mode, opening its socket if needed.
 

@@ -53,8 +53,8 @@ from ipvsd.vrrp.instance import NOTIFY_DRAIN_S, FailureHook, VrrpInstance
 from ipvsd.vrrp.machine import AdvertReceived, LinkChanged, Shutdown, Transitioned, VrrpState
 from ipvsd.vrrp.notify import NotifyQueue, notify_state
 from ipvsd.vrrp.pacer import AdvertPacer, AdvertProcess
-from ipvsd.vrrp.packet import decode, validate
-from ipvsd.vrrp.ports import LinkSource, VipWriter
+from ipvsd.vrrp.packet import decode, validate, vmac
+from ipvsd.vrrp.ports import LinkSource, RouteWriter, VipWriter, VmacWriter
 from ipvsd.vrrp.relink import InterfaceEndpoint, plan_relink
 from ipvsd.vrrp.sync_group import SyncGroup
 from ipvsd.vrrp.track_services import ServiceQuorumFeed, script_name
@@ -70,6 +70,8 @@ STOP_TIMEOUT_S = 5.0
 #: sockets; doubles up to REOPEN_RETRY_MAX_S.
 REOPEN_RETRY_S = 1.0
 REOPEN_RETRY_MAX_S = 30.0
+#: Seconds a removed instance's vmac outlives it: its priority-0 advert goes out first.
+VMAC_GRACE_S = 0.2
 
 
 class VrrpRouter:
@@ -85,6 +87,12 @@ class VrrpRouter:
         restart: the back-off of restarted instances, receivers and link watch.
         endpoint_factory: builds an interface's `InterfaceEndpoint` (tests
             pass one with fake sockets).
+        routes: writes the instances' ``virtual_routes`` and ``virtual_rules``;
+            None: instances with some log that they cannot.
+        vmacs: makes and removes the vmac interfaces (``vmac: true``), each
+            before its instance starts and after it stopped.
+        on_route_error: called with (instance name, error) for each route or
+            rule the kernel refused.
     """
 
     def __init__(
@@ -99,8 +107,15 @@ class VrrpRouter:
         endpoint_factory: Callable[[str], InterfaceEndpoint] = InterfaceEndpoint,
         pacer: AdvertPacer | None = None,
         services: ServiceQuorumFeed | None = None,
+        routes: RouteWriter | None = None,
+        vmacs: VmacWriter | None = None,
+        on_route_error: FailureHook | None = None,
     ) -> None:
         self._addresses = addresses
+        self._routes = routes
+        self._vmacs = vmacs
+        self._reviving: set[str] = set()  # vmacs being made again (`_revive_vmacs`)
+        self._on_route_error = on_route_error
         self._link_source = links
         self._on_transition = on_transition
         self._on_reject = on_reject
@@ -185,10 +200,7 @@ class VrrpRouter:
                 instance.config == config and instance.script_weights == weights
             ):
                 continue
-            if (config.interface, config.vrid) != (
-                instance.config.interface,
-                instance.config.vrid,
-            ):
+            if _key(config) != _key(instance.config):
                 recreate.append(config)
                 continue
             self._switch_mode(instance, config)
@@ -197,14 +209,24 @@ class VrrpRouter:
         await self._stop_all(stopping)
         for config in recreate:
             old = self._detach(config.name)
-            key = (config.interface, config.vrid)
-            holder = next((i for i, _ in self._running() if _key(i) == key), None)
+            key = _key(config)
+            holder = next((i for i, _ in self._running() if _key(i.config) == key), None)
             if holder is not None:
                 # Still taken (VRIDs swapped between instances): stop the holder first.
                 await self._stop_all([self._detach(holder.name)])
                 if holder.name in wanted and holder.name not in self._instances:
                     self._start_instance(wanted[holder.name])
             log.info("vrrp.instance_recreated", instance=config.name)
+            previous = old[0].config
+            if (
+                config.vmac
+                and previous.vmac
+                and previous.advert_interface == config.advert_interface
+            ):
+                # The old vmac has the new one's name (on another parent): out first.
+                await self._stop_all([old])
+                self._start_instance(config)
+                continue
             self._start_instance(config)  # before the old one resigns
             await self._stop_all([old])
         for name, config in wanted.items():
@@ -313,17 +335,23 @@ class VrrpRouter:
         return [(self._instances[n], self._tasks[n]) for n in self._instances]
 
     def _endpoint(self, config: VrrpInstanceConfig) -> InterfaceEndpoint:
-        endpoint = self._endpoints.get(config.interface)
+        name = config.advert_interface
+        endpoint = self._endpoints.get(name)
         if endpoint is None:
-            endpoint = self._endpoints[config.interface] = self._new_endpoint(config.interface)
+            endpoint = self._endpoints[name] = self._new_endpoint(name)
         return endpoint
 
-    def _acquire(self, endpoint: InterfaceEndpoint, *, unicast: bool) -> None:
-        """Count one user of the mode; a missing interface is opened when it appears."""
+    def _acquire(self, endpoint: InterfaceEndpoint, *, unicast: bool, vmac: bool = False) -> None:
+        """Count one user of the mode; a missing interface is opened when it appears.
+
+        A vmac is made by the instance's task (`_run`), after this: its absence
+        now is expected, and the link watch opens it a moment later.
+        """
         try:
             endpoint.acquire(unicast=unicast)
         except (KernelError, OSError) as exc:
-            log.warning("vrrp.interface_unavailable", interface=endpoint.interface, error=str(exc))
+            report = log.debug if vmac else log.warning
+            report("vrrp.interface_unavailable", interface=endpoint.interface, error=str(exc))
             endpoint.close_gone()
             endpoint.acquire(unicast=unicast)  # gone: counted, opened by the link watch
         self._start_receivers(endpoint)
@@ -338,23 +366,93 @@ class VrrpRouter:
 
     def _start_instance(self, config: VrrpInstanceConfig) -> None:
         endpoint = self._endpoint(config)
-        self._acquire(endpoint, unicast=bool(config.unicast_peers))
+        self._acquire(endpoint, unicast=bool(config.unicast_peers), vmac=config.vmac)
         instance = VrrpInstance(
             config,
             addresses=self._addresses,
+            routes=self._routes,
             links=self._link_source,
             endpoint=endpoint,
             on_transition=self._transitioned,
             on_failure=self._on_failure,
+            on_route_error=self._on_route_error,
             restart=self._restart,
             pacer=self._pacer,
             script_weights=self._weights(config),
         )
         self._track(instance, config)
         self._instances[config.name] = instance
-        task = asyncio.get_running_loop().create_task(instance.run())
+        task = asyncio.get_running_loop().create_task(self._run(instance))
         self._tasks[config.name] = task
         task.add_done_callback(functools.partial(self._instance_done, config.name))
+
+    async def _run(self, instance: VrrpInstance) -> None:
+        """Make the instance's vmac (if any), then run it.
+
+        A vmac that cannot be made is logged; the instance runs anyway: its
+        sockets open when an interface of that name appears (`vrrp.relink`).
+        """
+        if instance.config.vmac:
+            await self._ensure_vmac(instance.config)
+        await instance.run()
+
+    async def _ensure_vmac(self, config: VrrpInstanceConfig) -> None:
+        """Make (or adopt) `config`'s vmac and open its sockets; a failure is logged."""
+        try:
+            if self._vmacs is None:
+                raise KernelError("no vmac writer", operation="add vmac")
+            await self._vmacs.ensure(config.interface, config.advert_interface, vmac(config.vrid))
+        except KernelError as exc:
+            log.error("vrrp.vmac_failed", instance=config.name, error=str(exc))
+        endpoint = self._endpoints.get(config.advert_interface)
+        if endpoint is not None and endpoint.gone:
+            # Now, not at the link watch's event: an owner is MASTER at once.
+            self._reopen(endpoint)
+
+    def _revive_vmacs(self, link: LinkInfo) -> None:
+        """`link` is up: make again the vmacs that went with an earlier link of its name.
+
+        The kernel deletes a macvlan with its parent; an instance whose
+        interface comes back (a new ifindex) needs its vmac back too.
+        """
+        for instance in self._on_interface(link.name):
+            config = instance.config
+            endpoint = self._endpoints.get(config.advert_interface)
+            if (
+                not config.vmac
+                or endpoint is None
+                or not endpoint.gone
+                or endpoint.last_ifindex is None  # never opened: `_run` is making it
+                or config.advert_interface in self._reviving
+            ):
+                continue
+            self._reviving.add(config.advert_interface)
+            task = asyncio.get_running_loop().create_task(self._ensure_vmac(config))
+            task.add_done_callback(functools.partial(self._revived, config.advert_interface))
+
+    def _revived(self, name: str, task: asyncio.Task[None]) -> None:
+        self._reviving.discard(name)
+
+    async def _drop_vmacs(self, configs: Sequence[VrrpInstanceConfig]) -> None:
+        """Remove the vmacs of stopped instances that no running instance uses.
+
+        Their priority-0 adverts left through the vmac from the advert
+        process: they are given `VMAC_GRACE_S` to go out first.
+        """
+        used = {i.config.advert_interface for i in self._instances.values()}
+        drop = {
+            (c.interface, c.advert_interface)
+            for c in configs
+            if c.vmac and c.advert_interface not in used
+        }
+        if not drop or self._vmacs is None:
+            return
+        await asyncio.sleep(VMAC_GRACE_S)
+        for parent, name in sorted(drop):
+            try:
+                await self._vmacs.remove(parent, name)
+            except KernelError as exc:
+                log.error("vrrp.vmac_remove_failed", vmac=name, error=str(exc))
 
     def _instance_done(self, name: str, task: asyncio.Task[None]) -> None:
         # run() restarts after failures; an exception here is a bug in the supervisor.
@@ -370,6 +468,7 @@ class VrrpRouter:
 
     async def _stop_all(self, stopping: list[tuple[VrrpInstance, asyncio.Task[None]]]) -> None:
         await asyncio.gather(*(self._stop(instance, task) for instance, task in stopping))
+        await self._drop_vmacs([instance.config for instance, _ in stopping])
 
     async def _stop(self, instance: VrrpInstance, task: asyncio.Task[None]) -> None:
         """Shutdown (priority 0 if master, VIPs removed, notify STOP), then the sockets."""
@@ -382,7 +481,7 @@ class VrrpRouter:
         except Exception as exc:
             log.error("vrrp.stop_failed", instance=instance.name, error=repr(exc))
         await instance.notifier.close(NOTIFY_DRAIN_S)
-        endpoint = self._endpoints.get(instance.config.interface)
+        endpoint = self._endpoints.get(instance.config.advert_interface)
         if endpoint is None:
             return
         endpoint.release(unicast=bool(instance.config.unicast_peers))
@@ -478,7 +577,7 @@ class VrrpRouter:
 
     def _for_vrid(self, interface: str, vrid: int) -> VrrpInstance | None:
         for instance in self._instances.values():
-            if instance.config.interface == interface and instance.config.vrid == vrid:
+            if instance.config.advert_interface == interface and instance.config.vrid == vrid:
                 return instance
         return None
 
@@ -540,12 +639,14 @@ class VrrpRouter:
             self._links[link.index] = link
         for each in list(self._endpoints.values()):
             self._relink(each, link)
+        if link.up and not link.deleted:
+            self._revive_vmacs(link)
         for instance in self._instances.values():
             if link.name not in instance.interested_in:
                 continue
             up = link.up and not link.deleted
-            endpoint = self._endpoints.get(instance.config.interface)
-            if link.name == instance.config.interface and endpoint is not None:
+            endpoint = self._endpoints.get(instance.config.advert_interface)
+            if link.name == instance.config.advert_interface and endpoint is not None:
                 if endpoint.ifindex is not None and link.index != endpoint.ifindex:
                     continue  # about an older or newer ifindex than our sockets'
                 up = up and not endpoint.gone
@@ -555,7 +656,7 @@ class VrrpRouter:
         plan = plan_relink(endpoint.interface, endpoint.ifindex, link)
         if plan.close:
             endpoint.close_gone()
-            for instance in self._on_interface(endpoint.interface):
+            for instance in self._on_endpoint(endpoint.interface):
                 log.warning(
                     "vrrp.interface_gone",
                     instance=instance.name,
@@ -578,7 +679,7 @@ class VrrpRouter:
             self._schedule_reopen(endpoint)
             return False
         self._start_receivers(endpoint)
-        for instance in self._on_interface(endpoint.interface):
+        for instance in self._on_endpoint(endpoint.interface):
             log.info(
                 "vrrp.interface_back",
                 instance=instance.name,
@@ -614,7 +715,7 @@ class VrrpRouter:
             if not endpoint.gone or not self._is_up(endpoint.interface):
                 return  # done meanwhile, or down: the next link-up event re-opens
             if self._reopen(endpoint):
-                for instance in self._on_interface(endpoint.interface):
+                for instance in self._on_interface(endpoint.interface):  # not a vmac's
                     instance.inbox.put_nowait(LinkChanged(endpoint.interface, True))
 
     def _is_up(self, interface: str) -> bool:
@@ -623,11 +724,16 @@ class VrrpRouter:
     def _on_interface(self, interface: str) -> list[VrrpInstance]:
         return [i for i in self._instances.values() if i.config.interface == interface]
 
+    def _on_endpoint(self, interface: str) -> list[VrrpInstance]:
+        """The instances whose sockets are on `interface` (their vmac, or their interface)."""
+        return [i for i in self._instances.values() if i.config.advert_interface == interface]
+
 
 def _paths(instances: Sequence[VrrpInstanceConfig]) -> list[str]:
     """Every tracked file's path, once."""
     return list(dict.fromkeys(t.path for config in instances for t in config.track_files))
 
 
-def _key(instance: VrrpInstance) -> tuple[str, int]:
-    return (instance.config.interface, instance.config.vrid)
+def _key(config: VrrpInstanceConfig) -> tuple[str, int, str]:
+    """What makes a virtual router: a change of any of it is a new instance."""
+    return (config.interface, config.vrid, config.advert_interface)

@@ -40,6 +40,8 @@ class FakeHost:
         self.fail_add: dict[str, Exception] = {}
         #: Every VIP write that changed something: ("add" | "remove", interface, vip).
         self.log: list[tuple[str, str, IPv4Interface]] = []
+        #: (interface, vip) -> (label, scope, broadcast) of its last add.
+        self.labels: dict[tuple[str, IPv4Interface], tuple[str, int, IPv4Address | None]] = {}
         self.watch_starts = 0
         self._changes: asyncio.Queue[Change | Exception] = asyncio.Queue()
         self._next_index = 10
@@ -76,8 +78,17 @@ class FakeHost:
 
     # --- VipWriter -------------------------------------------------------------------
 
-    async def add(self, interface: str, vip: IPv4Interface, label: str) -> bool:
+    async def add(
+        self,
+        interface: str,
+        vip: IPv4Interface,
+        label: str,
+        *,
+        scope: int = 0,
+        broadcast: IPv4Address | None = None,
+    ) -> bool:
         self._link(interface)
+        self.labels[interface, vip] = (label, scope, broadcast)
         if interface in self.fail_add:
             raise self.fail_add[interface]
         held = self._held(interface)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from lab.netns import Topology
+from lab.vrrp_pair import VrrpLab, build
 
 HERE = Path(__file__).parent
 
@@ -44,3 +45,10 @@ def topology() -> Iterator[Topology]:
     """A :class:`lab.netns.Topology` torn down after the test."""
     with Topology() as topo:
         yield topo
+
+
+@pytest.fixture
+def vrrp_lab(tmp_path: Path) -> Iterator[VrrpLab]:
+    """lab.vrrp_pair's two routers and observer on one bridge, torn down after the test."""
+    with Topology() as topo:
+        yield build(topo, tmp_path)

@@ -880,7 +880,7 @@ def test_an_instance_has_at_most_255_vips() -> None:
         6,
         "vrrp.instances.0.virtual_ipaddresses",
         "256 addresses: VRRPv2 carries at most 255 (count_ip is 8 bits); put the others in "
-        "another instance",
+        "virtual_ipaddresses_excluded",
     )
 
 
@@ -1304,7 +1304,8 @@ def test_defaults() -> None:
     instance = config.vrrp.instances[0]
     assert (instance.priority, instance.advert_int, instance.preempt) == (100, 1, True)
     assert (instance.garp_repeat, instance.garp_delay, instance.auth_pass) == (5, 5.0, None)
-    assert instance.virtual_ipaddresses == (IPv4Interface("192.168.1.200/32"),)
+    vips = tuple(v.address for v in instance.virtual_ipaddresses)
+    assert vips == (IPv4Interface("192.168.1.200/32"),)
     assert (config.ipvs.resync_interval, config.ipvs.cleanup_on_exit) == (30.0, False)
     assert (config.ipvs.max_deletes, config.ipvs.timeouts, config.ipvs.sync_daemon) == (
         None,
@@ -1346,7 +1347,7 @@ def test_full_config_loads_every_field() -> None:
     assert vi1.auth_pass == "secret"
     assert vi1.unicast_peers == (IPv4Address("192.168.1.20"), IPv4Address("192.168.1.21"))
     assert vi1.unicast_src == IPv4Address("192.168.1.10")
-    assert vi1.virtual_ipaddresses[1] == IPv4Interface("192.168.1.201/32")
+    assert vi1.virtual_ipaddresses[1].address == IPv4Interface("192.168.1.201/32")
     assert [(t.interface, t.weight) for t in vi1.track_interfaces] == [("eth0", -20), ("eth2", 0)]
     assert (vi1.notify, vi1.garp_repeat, vi1.garp_delay) == ("/usr/local/bin/notify-vrrp", 3, 0.0)
     assert gw.name == "VI_GW"
@@ -1399,7 +1400,8 @@ def test_example_config_loads() -> None:
         51,
         100,
     )
-    assert instance.virtual_ipaddresses == (IPv4Interface("192.168.1.200/24"),)
+    vips = tuple(v.address for v in instance.virtual_ipaddresses)
+    assert vips == (IPv4Interface("192.168.1.200/24"),)
     table = desired_table(config)
     service = table.services[WEB]
     assert service.attrs == ServiceAttrs(scheduler="rr")

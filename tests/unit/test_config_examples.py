@@ -47,7 +47,7 @@ def models_in(annotation: object) -> list[type[BaseModel]]:
 
 def model_fields(model: type[BaseModel] = Config) -> set[tuple[str, str]]:
     """(model name, field name) of every field reachable from `model`."""
-    found = {(model.__name__, name) for name in model.model_fields}
+    found = {(model.__name__, field.alias or name) for name, field in model.model_fields.items()}
     for field in model.model_fields.values():
         for inner in models_in(field.annotation):
             found |= model_fields(inner)

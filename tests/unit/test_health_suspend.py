@@ -50,6 +50,34 @@ def test_a_service_is_suspended_while_its_instance_is_not_master() -> None:
     assert suspended_services(CONFIG, {"VI_1"}) == frozenset()
 
 
+def test_an_excluded_vip_is_owned_too() -> None:
+    """``virtual_ipaddresses_excluded`` are held with MASTER like the advertised VIPs."""
+    config = parse_config(
+        textwrap.dedent(
+            """\
+            vrrp:
+              instances:
+                - name: VI_1
+                  interface: eth1
+                  vrid: 51
+                  virtual_ipaddresses: [192.168.1.200/24]
+                  virtual_ipaddresses_excluded: [192.168.1.250/24]
+            ipvs:
+              services:
+                - address: 192.168.1.250
+                  port: 80
+                  ha_suspend: true
+                  check: {type: tcp}
+                  reals: [{address: 10.0.1.1}]
+            """
+        ),
+        "t.yaml",
+    )
+    (key,) = (service.key for service in config.ipvs.services)
+    assert suspended_services(config, set()) == {key}
+    assert suspended_services(config, {"VI_1"}) == frozenset()
+
+
 class Counting:
     """The checker: every check passes; counts the checks per real address."""
 

@@ -199,7 +199,7 @@ class FakeHost:
     ) -> IPv4Address:
         return IPv4Address("192.168.1.10")
 
-    async def add(self, interface: str, vip: IPv4Interface, label: str) -> bool:
+    async def add(self, interface: str, vip: IPv4Interface, label: str, **_: Any) -> bool:
         await self.link(interface)
         self.vips.add(vip)
         return True
