@@ -301,3 +301,35 @@ def test_a_failing_track_script_hands_the_vip_over_and_recovery_takes_it_back(
     assert instance["track_scripts"] == [{"script": "chk", "state": "failing"}]
     flag.unlink()
     wait_until(lambda: lab.holder() == ["d1"], timeout=1.2 + 3 + 156 / 256 + 2)
+
+
+def test_a_tracked_file_s_value_moves_the_vip_and_back(lab: VrrpLab, tmp_path: Path) -> None:
+    """keepalived's track_file (issue 13): d1 (100) tracks a file with weight -5; the value
+    4 gives it 80, below d2's 90, and d2 preempts; 0 gives it 100 back and it preempts."""
+    level = tmp_path / "level"
+    level.write_text("0\n")
+    d1 = lab.daemon("d1", 100)
+    config = lab.workdir / "d1.yaml"
+    tracked = f"      track_files: [{{path: {level}, weight: -5}}]\n"
+    config.write_text(config.read_text().replace("      track_scripts: []\n", tracked))
+    d2 = lab.daemon("d2", 90)
+    d1.start()
+    d2.start()
+    wait_until(lambda: lab.holder() == ["d1"], timeout=MDI_90 + 2)
+    socket = str(lab.workdir / "d1.sock")
+
+    def d1_instance() -> dict[str, Any]:
+        vrrp: list[dict[str, Any]] = request(socket, {"command": "status"})["result"]["vrrp"]
+        return vrrp[0]
+
+    assert d1_instance()["track_files"] == [{"path": str(level), "value": 0, "weight": -5}]
+    level.write_text("4\n")
+    # The file is read every 0.5 s, d1 advertises 80 within 1 s, d2 preempts
+    # Master_Down_Interval after the last advert it accepted.
+    took_over = wait_until(lambda: lab.holder() == ["d2"], timeout=1.5 + MDI_90 + 2)
+    assert took_over <= 1.5 + MDI_90 + SLACK, took_over
+    instance = d1_instance()
+    assert (instance["state"], instance["effective_priority"]) == ("BACKUP", 80)
+    assert instance["track_files"] == [{"path": str(level), "value": 4, "weight": -5}]
+    level.write_text("0\n")
+    wait_until(lambda: lab.holder() == ["d1"], timeout=1.5 + 3 + 156 / 256 + 2)
