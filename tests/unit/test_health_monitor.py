@@ -350,6 +350,32 @@ def test_retries_that_pass_the_next_slot_resume_after_it() -> None:
     assert mon.stats.skipped_slots == 0
 
 
+def test_a_paused_real_skips_its_retry_and_resumes_on_its_grid() -> None:
+    """ha_suspend pauses a real between its failure at 10 and the retry due at 11: it is
+    next checked at 20 (its streak kept), retried at 21 and down then."""
+    checks = ScriptedChecks({name(1): [True, False]})
+    changes = Changes()
+    mon = monitor(checks, changes)
+
+    async def main() -> None:
+        mon.update(watches(Watch(real(1), name(1), 10.0, 2, 3, retry_interval=1.0)))
+        task = asyncio.create_task(mon.run())
+        await checks.called.wait()
+        first = now()
+        await asyncio.sleep(10.5)
+        mon.suspended = frozenset({real(1)})
+        await asyncio.sleep(5.0)
+        mon.suspended = frozenset()
+        await asyncio.sleep(first + 35.0 - now())
+        mon.stop()
+        await task
+
+    run_virtual(main)
+    first = first_slot(checks, 1)
+    assert [round(t - first, 9) for t in checks.times(name(1))] == [0, 10, 20, 21, 30]
+    assert changes.of(real(1))[-1] == (pytest.approx(first + 21), DOWN)
+
+
 # --- reloads ---------------------------------------------------------------------------------
 
 
