@@ -513,6 +513,9 @@ def share(checks: Sequence[Check | None]) -> tuple[Check | None, list[Check | No
         if all(key in other.fields and other.fields[key] == value for other in checked)
     }
     common.setdefault("type", first["type"])
+    if "interval" not in common:
+        # retry_interval is at most interval: the service check would have ipvsd's default
+        common.pop("retry_interval", None)
     notes = {key: note for key, note in checked[0].notes.items() if key in common}
     base = Check(ordered(common, CheckConfig), notes)
     overrides: list[Check | None] = []

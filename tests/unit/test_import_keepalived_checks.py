@@ -203,14 +203,20 @@ def test_smtp_host_blocks_become_one_check_each(tmp_path: Path) -> None:
     loads(conversion, tmp_path)
 
 
-def test_further_checkers_stay_per_real_when_the_reals_differ(tmp_path: Path) -> None:
+def two_reals(service: str, first: str, second: str) -> Conversion:
+    """A virtual_server on port 25 with `service`'s lines and two reals with theirs."""
     text = (
-        "virtual_server 192.0.2.1 25 {\n"
-        " real_server 10.0.0.1 25 {\n  TCP_CHECK {\n  }\n  PING_CHECK {\n  }\n }\n"
-        " real_server 10.0.0.2 25 {\n  TCP_CHECK {\n  }\n }\n"
+        f"virtual_server 192.0.2.1 25 {{\n{service}"
+        f" real_server 10.0.0.1 25 {{\n{first} }}\n"
+        f" real_server 10.0.0.2 25 {{\n{second} }}\n"
         "}\n"
     )
-    conversion = convert(parse(text, "k.conf"))
+    return convert(parse(text, "k.conf"))
+
+
+def test_further_checkers_stay_per_real_when_the_reals_differ(tmp_path: Path) -> None:
+    tcp = "  TCP_CHECK {\n  }\n"
+    conversion = two_reals("", tcp + "  PING_CHECK {\n  }\n", tcp)
     pool = conversion.data["ipvs"]["services"][0]
     assert "checks" not in pool
     assert [r.get("checks") for r in pool["reals"]][1] is None
@@ -266,15 +272,8 @@ def test_delay_before_retry_of_delay_loop_or_more(tmp_path: Path) -> None:
     conversion = convert_real("TCP_CHECK {\n    delay_loop 3\n    delay_before_retry 3\n}\n")
     assert timing(conversion) == (2, None)
     assert reports(conversion) == []
-    text = (
-        "virtual_server 192.0.2.1 80 {\n"
-        " delay_loop 2\n"
-        " delay_before_retry 5\n"
-        " real_server 10.0.0.1 80 {\n  TCP_CHECK {\n  }\n }\n"
-        " real_server 10.0.0.2 80 {\n  TCP_CHECK {\n  }\n }\n"
-        "}\n"
-    )
-    conversion = convert(parse(text, "k.conf"))
+    tcp = "  TCP_CHECK {\n  }\n"
+    conversion = two_reals(" delay_loop 2\n delay_before_retry 5\n", tcp, tcp)
     assert timing(conversion) == (2, None)
     assert reports(conversion) == [
         "k.conf:3: delay_before_retry: ipvsd retries no slower than it checks: retries every "
@@ -289,4 +288,21 @@ def test_a_delay_before_retry_below_a_tenth_of_a_second_is_one(tmp_path: Path) -
     assert reports(conversion) == [
         "k.conf:5: delay_before_retry: ipvsd retries 0.1 s after a failed check at the soonest"
     ]
+    loads(conversion, tmp_path)
+
+
+def test_a_shared_retry_interval_stays_with_the_reals_own_intervals(tmp_path: Path) -> None:
+    """The reals' intervals differ, so the service check has ipvsd's default (2 s), which
+    their common retry_interval (2.5 s) would exceed there: it stays on each real."""
+    tcp = "  TCP_CHECK {\n  }\n"
+    conversion = two_reals(
+        " delay_before_retry 2.5\n", "  delay_loop 6\n" + tcp, "  delay_loop 3\n" + tcp
+    )
+    pool = conversion.data["ipvs"]["services"][0]
+    assert "retry_interval" not in pool["check"]
+    assert [r["check"] for r in pool["reals"]] == [
+        {"interval": 6, "retry_interval": 2.5},
+        {"interval": 3, "retry_interval": 2.5},
+    ]
+    assert reports(conversion) == []
     loads(conversion, tmp_path)
