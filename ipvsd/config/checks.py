@@ -22,6 +22,8 @@ here need more than one field or more than one object:
   are unique like any others (and are checked through the first member);
 - a real's lower threshold is not above its upper one (the kernel refuses
   that with ERANGE, even when the upper one is 0, "no limit");
+- a check's ``retry_interval`` is not above its ``interval`` (for a real, in
+  its merged check);
 - a real's merged check (`merge_check`) is complete: it has a type, exec
   checks have a command, only exec checks have ``dynamic_weight``, only udp
   checks a payload or reply rules (one payload), only dns checks an
@@ -725,6 +727,16 @@ _PEM_KEY = re.compile(rb"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----")
 def _check_problems(check: CheckConfig) -> list[tuple[FieldPath, str]]:
     """Rules within one (merged) check, as (path relative to the check, message)."""
     problems: list[tuple[FieldPath, str]] = []
+    retry = check.retry_interval
+    if retry is not None and retry > check.interval:
+        # A retry later than the next check would find a failed real down later than
+        # no retry_interval at all.
+        problems.append(
+            (
+                ("retry_interval",),
+                f"{retry:g} s must not be above interval ({check.interval:g} s)",
+            )
+        )
     if check.type is CheckType.EXEC and not check.command:
         problems.append((("command",), "is required for type exec"))
     if check.dynamic_weight and check.type is not CheckType.EXEC:

@@ -469,6 +469,13 @@ class CheckConfig(_Model):
     """Consecutive successes that make a down real up."""
     fall: Count = 3
     """Consecutive failures that make an up real down."""
+    retry_interval: CheckInterval | None = None
+    """Seconds from the start of a failed check to the next one while the real is not down
+    yet (fewer than ``fall`` failures in a row), at least 0.1 and at most ``interval``
+    (keepalived's ``delay_before_retry``): a failing real goes down ``interval + (fall - 1)
+    x retry_interval`` after its last good check, and a down real is checked every
+    ``interval`` again. A retry whose failed check overran it starts at once. null:
+    ``interval``."""
     port: Port | None = None
     """Port to connect to; null: the real's (required when the real's port is 0)."""
     address: IPAny | None = None
@@ -556,6 +563,7 @@ class CheckOverride(_Model):
     timeout: CheckTimeout | None = None
     rise: Count | None = None
     fall: Count | None = None
+    retry_interval: CheckInterval | None = None
     port: Port | None = None
     address: IPAny | None = None
     path: HttpPath | None = None
@@ -713,8 +721,9 @@ class ServiceConfig(_Model):
     per real_server): a real is up only while every one of its checks passes. All of a
     real's checks run together, each under its own ``timeout``, every smallest
     ``interval`` of them; the real goes up after the largest ``rise`` of passing rounds
-    and down after the smallest ``fall`` of failing ones. Checks of type ``none`` are
-    skipped."""
+    and down after the smallest ``fall`` of failing ones, retried after the smallest
+    ``retry_interval`` (``interval`` for a check without one). Checks of type ``none``
+    are skipped."""
     on_failure: OnFailureName = OnFailure.DRAIN
     """A real whose check fails is drained (weight 0: its connections finish, it gets no
     new ones) or removed from the kernel (keepalived's default)."""

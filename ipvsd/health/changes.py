@@ -15,14 +15,15 @@ Rules:
 1. A real is identified by (service key, dest key); a changed address or
    port is a real removed and another added.
 2. A real's watch is new or changed when it differs from the one it has now
-   (`Watch` equality: target, interval, rise, fall); an equal watch is left
-   alone, keeping its schedule and its state.
+   (`Watch` equality: target, interval, rise, fall, retry_interval); an equal
+   watch is left alone, keeping its schedule and its state.
 3. A kept real that gains or loses its check is *moved*: its reported health
    changes meaning (unchecked reals are UP).
 4. A real with several checks (``checks``) runs them as one round: every
    smallest ``interval``, up after the largest ``rise``, down after the
-   smallest ``fall`` (as keepalived, a real goes down as soon as one of its
-   checkers gives up on it, and is up only when all are).
+   smallest ``fall``, retried after the smallest ``retry_interval`` (a check
+   without one counts its ``interval``) (as keepalived, a real goes down as
+   soon as one of its checkers gives up on it, and is up only when all are).
 """
 
 from __future__ import annotations
@@ -135,11 +136,15 @@ def _watch(real_id: RealId, target: TargetT, checks: tuple[CheckConfig, ...]) ->
     """The watch of a real with `checks` (Rule 4)."""
     if len(checks) == 1:
         check = checks[0]
-        return Watch(real_id, target, check.interval, check.rise, check.fall)
+        return Watch(real_id, target, check.interval, check.rise, check.fall, check.retry_interval)
+    retry = None
+    if any(check.retry_interval is not None for check in checks):
+        retry = min(check.retry_interval or check.interval for check in checks)
     return Watch(
         real_id,
         target,
         min(check.interval for check in checks),
         max(check.rise for check in checks),
         min(check.fall for check in checks),
+        retry,
     )

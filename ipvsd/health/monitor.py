@@ -15,7 +15,8 @@ ends, its result goes to the real's `tracker.RiseFall`, ``on_change(real,
 health, reason)`` is called at once if the health changed, and the real's
 next slot goes back into the heap: the first slot not yet started, so a
 check that overran skips the slots it missed instead of running them back to
-back.
+back; or, after a failure short of ``fall`` with a ``retry_interval``, the
+retry's slot (`tracker.retry_slot`; "Retries" in tracker.py).
 
 Each real also keeps its latest check's reason and the wall-clock time at
 which its health last changed, or at which its checks began
@@ -87,6 +88,7 @@ from ipvsd.health.tracker import (
     LogHistogram,
     RiseFall,
     first_offset,
+    retry_slot,
 )
 from ipvsd.model import RealId
 
@@ -144,6 +146,9 @@ class Watch(Generic[TargetT]):
         interval: seconds between the starts of two checks.
         rise: consecutive successes that make a down real up.
         fall: consecutive failures that make an up real down.
+        retry_interval: seconds from the start of a failed check to its retry
+            while the real is not down yet; None: the grid's next slot
+            (``interval``).
     """
 
     real: RealId
@@ -151,6 +156,7 @@ class Watch(Generic[TargetT]):
     interval: float
     rise: int
     fall: int
+    retry_interval: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +216,10 @@ class _Real(Generic[TargetT]):
     grid: Grid | None = None
     """The real's slots; None until it is scheduled (by `run()` or a later `update()`)."""
     index: int = 0
-    """The slot of the check that is due, running or waiting for a place."""
+    """The slot of the check that is due, running or waiting for a place; during
+    retries, the slot whose check began them."""
+    retry_at: float | None = None
+    """The slot of the retry that is due (`tracker.retry_slot`); None: grid slot `index`."""
     alive: bool = True
     """False once the real was removed or replaced: its queued slot is dropped."""
     future: asyncio.Future[CheckOutcome] | None = None
@@ -462,6 +471,7 @@ class HealthMonitor(Generic[TargetT]):
         for real in reals:
             real.grid = Grid(now + real.offset, real.watch.interval)
             real.index = 0
+            real.retry_at = None
             self._queue(real.grid.origin, real)
 
     @staticmethod
@@ -502,7 +512,7 @@ class HealthMonitor(Generic[TargetT]):
             if not real.alive:
                 continue
             if self.suspended and real.watch.real in self.suspended:
-                self._queue_next(real, now)  # paused: keep the grid, skip the check
+                self._queue_next(real, now, checked=False)  # paused: keep the grid
                 continue
             if self._max_in_flight is not None and self._in_flight >= self._max_in_flight:
                 self._waiting.append((slot, real))
@@ -569,13 +579,26 @@ class HealthMonitor(Generic[TargetT]):
             real.raising = True
         return CheckRecord(False, f"check raised {type(exc).__name__}: {exc}", duration_s)
 
-    def _queue_next(self, real: _Real[TargetT], now: float) -> None:
-        """Queue the slot after `real`'s current one, skipping those that passed by `now`."""
-        if self._loop is None or not real.alive or real.grid is None:
+    def _queue_next(self, real: _Real[TargetT], now: float, *, checked: bool = True) -> None:
+        """Queue `real`'s next check after the one due now, which ended (or was skipped,
+        `checked` false) at `now`: a retry if it failed short of ``fall`` and the watch
+        has a ``retry_interval``, else the first grid slot not passed (tracker.py)."""
+        grid = real.grid
+        if self._loop is None or not real.alive or grid is None:
             return
-        real.index, skipped = real.grid.next_index(real.index, now)
-        self.stats.skipped_slots += skipped
-        self._queue(real.grid.slot(real.index), real)
+        last = grid.slot(real.index) if real.retry_at is None else real.retry_at
+        step = real.watch.retry_interval
+        if checked and step is not None and real.tracker.retrying:
+            real.retry_at = slot = retry_slot(last, step, now)
+        elif real.retry_at is not None:  # the retries are over: back on the grid
+            real.retry_at = None
+            real.index = grid.resume_index(real.index, last, now)
+            slot = grid.slot(real.index)
+        else:
+            real.index, skipped = grid.next_index(real.index, now)
+            self.stats.skipped_slots += skipped
+            slot = grid.slot(real.index)
+        self._queue(slot, real)
 
     def _start_waiting(self) -> None:
         """Start waiting checks while there is room under max_in_flight."""

@@ -40,6 +40,16 @@ the same real gets the same phase on every run, which keeps tests and
 benchmarks reproducible. When a check overruns its slot the missed slots are
 skipped (`Grid.next_index`), never run back to back in a burst.
 
+Retries. A check that fails while the real is not DOWN yet (`RiseFall.retrying`)
+may be followed sooner than the grid's next slot: ``retry_slot`` puts the
+retry ``retry_interval`` after the failed check's slot (keepalived's
+``delay_before_retry``), or at once when that check overran it, so a failing
+real goes down ``(fall - 1) x retry_interval`` after its first failed check;
+at most ``fall - 1`` retries come in a row, each bounded by the check's
+timeout. When the real is DOWN or passes again, it returns to its grid at
+the first slot after the last check's (`Grid.resume_index`): the grid's
+phase is kept, and so is the 10,000 reals' spread.
+
 Lateness
 ========
 
@@ -141,6 +151,11 @@ class RiseFall:
         """Length of the current run of equal results (successes or failures)."""
         return self._passes or self._failures
 
+    @property
+    def retrying(self) -> bool:
+        """The last check failed and the real is not DOWN: the next check is a retry."""
+        return self._failures > 0 and self._state is not Health.DOWN
+
     def record(self, ok: bool) -> Health | None:
         """Feed one check result.
 
@@ -223,6 +238,34 @@ class Grid:
         while k - 1 >= following and self.slot(k - 1) >= now:
             k -= 1
         return k, k - following
+
+    def resume_index(self, index: int, last: float, now: float) -> int:
+        """The slot to check after a run of retries begun at slot `index`.
+
+        Args:
+            index: the grid slot whose check began the retries.
+            last: the slot of the last retry (so the next slot is after it).
+            now: monotonic time at which the last retry ended.
+
+        Returns:
+            The first slot after `index` that is after `last` and not before `now`.
+        """
+        following, _ = self.next_index(index, max(now, math.nextafter(last, math.inf)))
+        return following
+
+
+def retry_slot(failed: float, retry_interval: float, now: float) -> float:
+    """When the retry of a check due at `failed` that ended at `now` is due.
+
+    Args:
+        failed: the slot of the check that failed.
+        retry_interval: seconds between the starts of a check and its retry.
+        now: monotonic time at which the failed check ended.
+
+    Returns:
+        ``failed + retry_interval``, or `now` if that has passed (the check overran).
+    """
+    return max(failed + retry_interval, now)
 
 
 class LogHistogram:

@@ -27,8 +27,8 @@ with TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK (SMTP_CHECK as a TCP check),
 sorry_server, lvs_sync_daemon and lvs_timeouts. keepalived's behaviour is
 kept where ipvsd can express it, defaults included, and written out:
 on_failure: remove unless inhibit_on_failure, keepalived's check timing
-(delay_loop 60 s, connect_timeout 5 s, rise 1, fall = retry + 1),
-cleanup_on_exit: true.
+(delay_loop 60 s, connect_timeout 5 s, rise 1, fall = retry + 1,
+retry_interval = delay_before_retry), cleanup_on_exit: true.
 
 `ipvsd import ipvsadm [FILE]` reads the rules `ipvsadm -Sn` (ipvsadm-save -n)
 prints, from FILE or standard input, and converts the services and reals.

@@ -19,8 +19,9 @@ Three promises:
 2. **keepalived's behaviour is kept where ipvsd can express it**, defaults
    included: ``on_failure: remove`` unless ``inhibit_on_failure``, check
    timing (``delay_loop`` 60 s, ``connect_timeout`` 5 s, ``rise: 1``,
-   ``fall: retry + 1``), ``cleanup_on_exit: true`` (keepalived deletes its
-   virtual servers when it stops). These are written out, with comments.
+   ``fall: retry + 1``, ``retry_interval: delay_before_retry``),
+   ``cleanup_on_exit: true`` (keepalived deletes its virtual servers when it
+   stops). These are written out, with comments.
 3. **The output passes ``ipvsd check-config``**: `ipvsd.importers.settle`
    runs ipvsd's own validation and drops (and reports) what it refuses.
 """

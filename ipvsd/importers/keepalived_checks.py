@@ -6,10 +6,17 @@ their ipvsd form:
 - A checker runs every ``delay_loop`` seconds (default 60) → ``interval``;
   a TCP/HTTP/SSL connection gives up after ``connect_timeout`` (default 5) →
   ``timeout``; MISC_CHECK's ``misc_timeout`` defaults to ``delay_loop``.
-- A failing checker is retried ``retry`` times (default 1, MISC_CHECK 0)
-  before the real goes down → ``fall: retry + 1``. keepalived spaces the
-  retries by ``delay_before_retry``; ipvsd spaces every check by
-  ``interval``, so a written ``delay_before_retry`` is reported.
+- A checker that fails while its real is up is retried ``retry`` times
+  (default 1, MISC_CHECK 0, DNS_CHECK 3) before the real goes down → ``fall:
+  retry + 1``; each retry ``delay_before_retry`` after the failure (default
+  1 s, HTTP_GET and SSL_GET 3 s, DNS_CHECK ``delay_loop``) →
+  ``retry_interval``, written out whenever there are retries and it is less
+  than ``interval``. keepalived counts it from the failed check's end (the
+  MISC_CHECK from its start), ipvsd from its start: a timing-out check's
+  retry comes up to ``timeout`` sooner. ipvsd retries no slower than it
+  checks: a ``delay_before_retry`` above ``delay_loop`` is reported (retries
+  every ``interval``; so are HTTP's 3 s above a shorter ``delay_loop``, with
+  no directive to report), one below 0.1 s is 0.1 s (reported).
 - One good check brings a real back → ``rise: 1``.
 - Each value is the checker's own, else the real_server's, else the
   virtual_server's (`Timing` carries the inherited ones), else the default.
@@ -59,6 +66,9 @@ DELAY_LOOP = 60.0  # KEEPALIVED_DEFAULT_DELAY
 CONNECT_TIMEOUT = 5.0  # alloc_vs(): connection_to = 5 * TIMER_HZ
 DEFAULT_STATUS = tuple(range(200, 300))  # HTTP_DEFAULT_STATUS_CODE_MIN..MAX
 FALL_MAX = 1000
+RETRY_MIN = 0.1  # ipvsd's least retry_interval
+_RETRIES = {"exec": 0, "dns": 3}  # check_misc.c, check_dns.c DNS_DEFAULT_RETRY; others: 1
+_RETRY_DELAYS = {"http": 3.0, "https": 3.0, "dns": None}  # None: delay_loop; others: 1 s
 
 _TYPES = {
     "TCP_CHECK": "tcp",
@@ -82,6 +92,8 @@ class Timing:
         delay_loop: seconds between checks.
         connect_timeout: seconds a connection may take.
         retry: retries before a real goes down.
+        delay_before_retry: seconds from a failed check to its retry, and the
+            directive that set it.
         virtualhost: the HTTP Host header.
         alpha: reals start down until a check passes.
     """
@@ -89,6 +101,7 @@ class Timing:
     delay_loop: float | None = None
     connect_timeout: float | None = None
     retry: int | None = None
+    delay_before_retry: tuple[float, Node] | None = None
     virtualhost: str | None = None
     alpha: bool | None = None
 
@@ -107,6 +120,7 @@ def _values(timing: Timing) -> tuple[Any, ...]:
         timing.delay_loop,
         timing.connect_timeout,
         timing.retry,
+        timing.delay_before_retry,
         timing.virtualhost,
         timing.alpha,
     )
@@ -136,12 +150,15 @@ def timing_keyword(ledger: Ledger, node: Node, timing: Timing) -> Timing | None:
             count = integer(ledger, node, 0, 2**32 - 1)
             return _taken(ledger, node, timing, retry=count)
         case "delay_before_retry":
-            ledger.report(
-                node,
-                "ipvsd spaces retries like checks (check.interval): a failing real goes down "
-                "after `fall` checks, interval seconds apart",
+            delay = seconds(ledger, node)
+            if delay is not None and delay < RETRY_MIN:
+                ledger.report(
+                    node, f"ipvsd retries {RETRY_MIN:g} s after a failed check at the soonest"
+                )
+                delay = RETRY_MIN
+            return _taken(
+                ledger, node, timing, delay_before_retry=None if delay is None else (delay, node)
             )
-            return timing
         case "virtualhost":
             host = argument(ledger, node)
             return _taken(ledger, node, timing, virtualhost=host)
@@ -223,7 +240,7 @@ def _checker(ledger: Ledger, node: Node, outer: Timing) -> list[Check]:
     # real only while all answer: one check each here.
     converted = []
     for host in hosts or [{}]:
-        timed = _timed({**check, **host}, timing, kind, misc.get("timeout"))
+        timed = _timed(ledger, {**check, **host}, timing, kind, misc.get("timeout"))
         timed.notes.update(notes)
         converted.append(timed)
     return converted
@@ -407,7 +424,13 @@ def _statuses(ledger: Ledger, node: Node) -> tuple[int, ...]:
     return tuple(codes)
 
 
-def _timed(check: dict[str, Any], timing: Timing, kind: str, misc_timeout: float | None) -> Check:
+def _timed(
+    ledger: Ledger,
+    check: dict[str, Any],
+    timing: Timing,
+    kind: str,
+    misc_timeout: float | None,
+) -> Check:
     """The check with keepalived's timing made explicit (its defaults are not ipvsd's)."""
     notes: dict[str, str] = {}
     interval = timing.delay_loop if timing.delay_loop is not None else DELAY_LOOP
@@ -420,7 +443,7 @@ def _timed(check: dict[str, Any], timing: Timing, kind: str, misc_timeout: float
     else:
         timeout = CONNECT_TIMEOUT
         notes["timeout"] = "keepalived's default connect_timeout"
-    retry = timing.retry if timing.retry is not None else (0 if kind == "exec" else 1)
+    retry = timing.retry if timing.retry is not None else _RETRIES.get(kind, 1)
     fall = min(retry + 1, FALL_MAX)
     check["interval"] = number(interval)
     check["timeout"] = number(timeout)
@@ -430,7 +453,36 @@ def _timed(check: dict[str, Any], timing: Timing, kind: str, misc_timeout: float
     notes["fall"] = f"keepalived retry {retry}: down after {fall} failed check" + (
         "s in a row" if fall > 1 else ""
     )
+    if fall > 1:
+        _retry_interval(ledger, check, notes, timing, kind, interval)
     return Check(ordered(check, CheckConfig), notes)
+
+
+def _retry_interval(
+    ledger: Ledger,
+    check: dict[str, Any],
+    notes: dict[str, str],
+    timing: Timing,
+    kind: str,
+    interval: float,
+) -> None:
+    """keepalived's delay_before_retry (or its default) as ``retry_interval`` (the
+    module docstring); nothing when it is ``interval`` (ipvsd's null)."""
+    if timing.delay_before_retry is not None:
+        delay, node = timing.delay_before_retry
+        if delay > interval:
+            if not ledger.reported(node):
+                ledger.report(
+                    node,
+                    f"ipvsd retries no slower than it checks: retries every interval "
+                    f"({number(interval)} s, delay_loop) instead of every {number(delay)} s",
+                )
+            return
+    else:
+        delay = _RETRY_DELAYS.get(kind, 1.0) or interval
+        notes["retry_interval"] = "keepalived's default delay_before_retry"
+    if delay < interval:
+        check["retry_interval"] = number(delay)
 
 
 def share(checks: Sequence[Check | None]) -> tuple[Check | None, list[Check | None]]:
@@ -461,6 +513,9 @@ def share(checks: Sequence[Check | None]) -> tuple[Check | None, list[Check | No
         if all(key in other.fields and other.fields[key] == value for other in checked)
     }
     common.setdefault("type", first["type"])
+    if "interval" not in common:
+        # retry_interval is at most interval: the service check would have ipvsd's default
+        common.pop("retry_interval", None)
     notes = {key: note for key, note in checked[0].notes.items() if key in common}
     base = Check(ordered(common, CheckConfig), notes)
     overrides: list[Check | None] = []

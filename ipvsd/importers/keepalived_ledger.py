@@ -62,6 +62,10 @@ class Ledger:
             if item is not node and self._marks.get(id(item)) is not Outcome.REPORTED:
                 self._marks[id(item)] = Outcome.DROPPED
 
+    def reported(self, node: Node) -> bool:
+        """Whether `node` was reported already (one line per directive)."""
+        return self._marks.get(id(node)) is Outcome.REPORTED
+
     def seen(self, node: Node) -> bool:
         """Whether `node` was marked already."""
         return id(node) in self._marks

@@ -999,6 +999,21 @@ def _durations(instance: str = "", ipvs: str = "", check: str = "", real: str = 
         ("check", "interval: 1.0e-9", 10, "ipvs.services.0.check.interval", "at least 0.1 seconds"),
         ("check", "interval: 0.05", 10, "ipvs.services.0.check.interval", "at least 0.1 seconds"),
         ("check", "timeout: 0.001", 10, "ipvs.services.0.check.timeout", "at least 0.01 seconds"),
+        ("check", "retry_interval: 0", 10, "ipvs.services.0.check.retry_interval", "at least 0.1"),
+        (
+            "check",
+            "interval: 2, retry_interval: 2.5",
+            10,
+            "ipvs.services.0.check.retry_interval",
+            "2.5 s must not be above interval (2 s)",
+        ),
+        (
+            "real",
+            "retry_interval: 2.5",
+            12,
+            "ipvs.services.0.reals.0.check.retry_interval",
+            "2.5 s must not be above interval (2 s)",
+        ),
         ("check", "interval: .nan", 10, "ipvs.services.0.check.interval", "a finite number"),
         ("check", "timeout: .inf", 10, "ipvs.services.0.check.timeout", "a finite number"),
         (
@@ -1027,6 +1042,26 @@ def test_durations_have_floors_and_must_be_finite(
     where: str, value: str, line: int, field: str, fragment: str
 ) -> None:
     _only(_durations(**{where: value}), line, field, fragment)
+
+
+def test_a_real_that_shortens_its_interval_below_the_service_retry_interval() -> None:
+    """The rule holds for the merged check: the message names the inherited value."""
+    _only(
+        _durations(check="interval: 10, retry_interval: 5", real="interval: 2"),
+        12,
+        "ipvs.services.0.reals.0.check.retry_interval",
+        "5 s must not be above interval (2 s)",
+    )
+
+
+def test_retry_interval_up_to_interval_is_accepted() -> None:
+    config = _parse(_durations(check="interval: 2, retry_interval: 2", real="retry_interval: 0.1"))
+    service = config.ipvs.services[0]
+    assert service.check is not None
+    assert service.check.retry_interval == 2
+    merged = service.check_for(service.reals[0])
+    assert merged is not None
+    assert merged.retry_interval == 0.1
 
 
 def test_smallest_durations_are_accepted() -> None:

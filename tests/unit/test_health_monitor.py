@@ -278,6 +278,104 @@ def test_default_tick_bounds_lateness() -> None:
     assert 0.0 < mon.stats.lateness.max <= 0.005 + 1e-9
 
 
+# --- retries (retry_interval, keepalived's delay_before_retry) -------------------------------
+
+
+def run_retrying(
+    steps: list[Step],
+    seconds: float,
+    *,
+    interval: float = 10.0,
+    retry: float | None = 1.0,
+    fall: int = 3,
+    duration: float = 0.0,
+) -> tuple[list[float], list[tuple[float, Health]], HealthMonitor[str]]:
+    """Run real 1 with `steps`: its checks' and changes' times after its first check."""
+    checks = ScriptedChecks({name(1): steps}, durations={name(1): duration})
+    changes = Changes()
+    mon = monitor(checks, changes)
+
+    async def main() -> None:
+        mon.update(watches(Watch(real(1), name(1), interval, 2, fall, retry_interval=retry)))
+        await running(mon, seconds)
+
+    run_virtual(main)
+    first = first_slot(checks, 1)
+    times = [round(t - first, 9) for t in checks.times(name(1))]
+    return times, [(round(t - first, 9), h) for t, h in changes.of(real(1))], mon
+
+
+def test_a_failing_real_goes_down_after_interval_plus_its_retries() -> None:
+    """Up at 0; fails at 10 and is retried a second apart: down at 10 + (3 - 1) x 1."""
+    times, seen, _ = run_retrying([True, False], 55.0)
+    # A down real is checked every interval again, on its grid, with no retries.
+    assert times[:7] == [0, 10, 11, 12, 20, 30, 40]
+    assert seen == [(0, UP), (12, DOWN)]
+
+
+def test_without_retry_interval_a_failing_real_goes_down_after_fall_intervals() -> None:
+    times, seen, _ = run_retrying([True, False], 45.0, retry=None)
+    assert times[:4] == [0, 10, 20, 30]
+    assert seen == [(0, UP), (30, DOWN)]
+
+
+def test_a_success_ends_the_retries_and_the_real_goes_back_to_its_grid() -> None:
+    steps: list[Step] = [True, False, True, False, False, True, False, False, False]
+    times, seen, _ = run_retrying(steps, 55.0)
+    # 10 fails, 11 passes: back at 20; 20 and 21 fail, 22 passes: back at 30; 30, 31 and 32
+    # fail: down at 32, then checked at 40.
+    assert times[:10] == [0, 10, 11, 20, 21, 22, 30, 31, 32, 40]
+    assert seen == [(0, UP), (32, DOWN)]
+
+
+def test_a_fresh_real_that_never_answers_is_retried_too() -> None:
+    times, seen, _ = run_retrying([False], 35.0, retry=0.5)
+    assert times[:5] == [0, 0.5, 1, 10, 20]
+    assert seen == [(1, DOWN)]
+
+
+def test_a_retry_after_a_check_that_overran_it_starts_at_once() -> None:
+    """Checks take 2.5 s, retries are due 1 s after a start: each starts as the last ends."""
+    times, seen, mon = run_retrying([True, False], 35.0, duration=2.5)
+    assert times[:5] == [0, 10, 12.5, 15, 20]
+    assert seen == [(2.5, UP), (17.5, DOWN)]
+    assert mon.stats.skipped_slots == 0
+    assert mon.stats.lateness.max == 0.0
+
+
+def test_retries_that_pass_the_next_slot_resume_after_it() -> None:
+    """retry_interval equal to interval, fall 4: the grid, with no slot checked twice."""
+    times, _, mon = run_retrying([True, False], 17.0, interval=2.0, retry=2.0, fall=4)
+    assert times[:8] == [0, 2, 4, 6, 8, 10, 12, 14]
+    assert mon.stats.skipped_slots == 0
+
+
+def test_a_paused_real_skips_its_retry_and_resumes_on_its_grid() -> None:
+    """ha_suspend pauses a real between its failure at 10 and the retry due at 11: it is
+    next checked at 20 (its streak kept), retried at 21 and down then."""
+    checks = ScriptedChecks({name(1): [True, False]})
+    changes = Changes()
+    mon = monitor(checks, changes)
+
+    async def main() -> None:
+        mon.update(watches(Watch(real(1), name(1), 10.0, 2, 3, retry_interval=1.0)))
+        task = asyncio.create_task(mon.run())
+        await checks.called.wait()
+        first = now()
+        await asyncio.sleep(10.5)
+        mon.suspended = frozenset({real(1)})
+        await asyncio.sleep(5.0)
+        mon.suspended = frozenset()
+        await asyncio.sleep(first + 35.0 - now())
+        mon.stop()
+        await task
+
+    run_virtual(main)
+    first = first_slot(checks, 1)
+    assert [round(t - first, 9) for t in checks.times(name(1))] == [0, 10, 20, 21, 30]
+    assert changes.of(real(1))[-1] == (pytest.approx(first + 21), DOWN)
+
+
 # --- reloads ---------------------------------------------------------------------------------
 
 

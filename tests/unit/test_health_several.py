@@ -88,7 +88,7 @@ async def test_a_real_with_several_checks_is_one_watch_of_the_quickest_verdicts(
               services:
                 - address: 10.0.0.1
                   port: 25
-                  check: {type: tcp, interval: 5, rise: 2, fall: 4}
+                  check: {type: tcp, interval: 5, rise: 2, fall: 4, retry_interval: 1.5}
                   checks: [{type: smtp, interval: 3, rise: 3, fall: 5}, {type: ping}]
                   reals: [{address: 10.0.1.1}, {address: 10.0.1.2, checks: []}]
             """
@@ -101,8 +101,9 @@ async def test_a_real_with_several_checks_is_one_watch_of_the_quickest_verdicts(
     one: RealId = (config.ipvs.services[0].key, DestKey(ip_address("10.0.1.2"), 25))
     watch = manager.monitor.watch(several)
     assert watch is not None
-    # the smallest interval (ping's default 2), the largest rise, the smallest fall
-    assert (watch.interval, watch.rise, watch.fall) == (2.0, 3, 3)
+    # the smallest interval (ping's default 2), the largest rise, the smallest fall, the
+    # smallest retry_interval (smtp and ping have none: their intervals, 3 and 2)
+    assert (watch.interval, watch.rise, watch.fall, watch.retry_interval) == (2.0, 3, 3, 1.5)
     assert [t.check.type for t in (watch.target, *watch.target.also)] == [
         CheckType.TCP,
         CheckType.SMTP,
@@ -112,6 +113,7 @@ async def test_a_real_with_several_checks_is_one_watch_of_the_quickest_verdicts(
     single = manager.monitor.watch(one)
     assert single is not None
     assert (single.interval, single.rise, single.fall, single.target.also) == (5.0, 2, 4, ())
+    assert single.retry_interval == 1.5
 
 
 async def test_the_monitor_keeps_each_checks_outcome_for_status(listening: int) -> None:

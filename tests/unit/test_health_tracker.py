@@ -14,7 +14,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ipvsd.health.tracker import Grid, Health, LogHistogram, RiseFall, first_offset
+from ipvsd.health.tracker import (
+    Grid,
+    Health,
+    LogHistogram,
+    RiseFall,
+    first_offset,
+    retry_slot,
+)
 
 UNKNOWN, UP, DOWN = Health.UNKNOWN, Health.UP, Health.DOWN
 
@@ -215,6 +222,49 @@ def test_next_index_is_the_first_slot_not_started(
     assert skipped == k - index - 1
     assert grid.slot(k) >= now
     assert k == index + 1 or grid.slot(k - 1) < now
+
+
+# --- retries ---------------------------------------------------------------------------------
+
+
+def test_retrying_while_failing_short_of_down() -> None:
+    tracker = RiseFall(rise=2, fall=3, initial=UP)
+    assert not tracker.retrying
+    tracker.record(False)
+    assert tracker.retrying
+    tracker.record(True)
+    assert not tracker.retrying  # a success ends the retries
+    feed(tracker, "---")
+    assert tracker.state is DOWN
+    assert not tracker.retrying  # a down real is not retried
+    fresh = RiseFall(rise=2, fall=3)
+    fresh.record(False)
+    assert fresh.retrying  # UNKNOWN is not down yet
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        pytest.param(10.2, 11.0, id="retry_interval after the failed check's slot"),
+        pytest.param(11.0, 11.0, id="ended exactly then"),
+        pytest.param(12.5, 12.5, id="overran it: at once"),
+    ],
+)
+def test_retry_slot(now: float, expected: float) -> None:
+    assert retry_slot(10.0, 1.0, now) == expected
+
+
+@pytest.mark.parametrize(
+    ("last", "now", "expected"),
+    [
+        pytest.param(102.0, 102.1, 1, id="retries within the interval: the next slot"),
+        pytest.param(110.0, 110.0, 2, id="a retry on slot 1: the slot after it"),
+        pytest.param(115.0, 120.0, 2, id="ended on slot 2"),
+        pytest.param(118.0, 120.5, 3, id="ended after slot 2"),
+    ],
+)
+def test_resume_index_is_after_the_last_retry(last: float, now: float, expected: int) -> None:
+    assert Grid(100.0, 10.0).resume_index(0, last, now) == expected
 
 
 # --- the histogram ---------------------------------------------------------------------------

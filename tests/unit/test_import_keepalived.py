@@ -112,7 +112,14 @@ def test_two_armed_nat_with_sync_group_and_sync_daemon() -> None:
     assert ipvs["sync_daemon"] == {"vrrp_instance": "VI_INT", "interface": "eth1", "sync_id": 61}
     assert ipvs["cleanup_on_exit"] is True
     web, dns = ipvs["services"]
-    assert web["check"] == {"type": "tcp", "interval": 5, "timeout": 2, "rise": 1, "fall": 3}
+    assert web["check"] == {
+        "type": "tcp",
+        "interval": 5,
+        "timeout": 2,
+        "rise": 1,
+        "fall": 3,
+        "retry_interval": 1,
+    }
     assert web["on_failure"] == "drain"
     assert web["reals"] == [
         {"address": "10.1.0.11", "port": 8080, "weight": 100},
@@ -234,10 +241,9 @@ def test_ssl_get_converts_every_url_with_its_status_ranges_and_digest() -> None:
             "digest": "9b3a0c85a887a256d6939da88aabd8cd",
         },
     ]
-    assert (check["timeout"], check["fall"]) == (4, 3)
-    name = DATA / "ssl_get.conf"
+    assert (check["timeout"], check["fall"], check["retry_interval"]) == (4, 3, 2)
     assert not [line for line in reports(conversion) if ": url: " in line or "digest" in line]
-    assert any(line.startswith(f"{name}:23: delay_before_retry: ") for line in reports(conversion))
+    assert not [line for line in reports(conversion) if "delay_before_retry" in line]
 
 
 def test_includes_convert_and_an_unmatched_include_is_reported() -> None:
@@ -274,14 +280,30 @@ def server(service: str = "", real: str = "", check: str = "") -> dict[str, Any]
 
 def test_keepalived_defaults_are_written_out() -> None:
     svc = server()
-    assert svc["check"] == {"type": "tcp", "interval": 60, "timeout": 5, "rise": 1, "fall": 2}
+    assert svc["check"] == {
+        "type": "tcp",
+        "interval": 60,
+        "timeout": 5,
+        "rise": 1,
+        "fall": 2,
+        "retry_interval": 1,  # keepalived's default delay_before_retry
+    }
     assert (svc["protocol"], svc["scheduler"], svc["forward"]) == ("tcp", "wlc", "nat")
     assert svc["on_failure"] == "remove"
 
 
 def test_timing_is_inherited_checker_then_real_then_virtual_server() -> None:
     svc = server(service="delay_loop 7\nconnect_timeout 4\nretry 5", real="retry 2")
-    assert svc["check"] == {"type": "tcp", "interval": 7, "timeout": 4, "rise": 1, "fall": 3}
+    assert svc["check"] == {
+        "type": "tcp",
+        "interval": 7,
+        "timeout": 4,
+        "rise": 1,
+        "fall": 3,
+        "retry_interval": 1,
+    }
+    svc = server(service="delay_before_retry 3", real="delay_before_retry 2", check="retry 4")
+    assert (svc["check"]["fall"], svc["check"]["retry_interval"]) == (5, 2)
     svc = server(service="delay_loop 7", check="delay_loop 2.5\nconnect_timeout 0.5")
     assert (svc["check"]["interval"], svc["check"]["timeout"]) == (2.5, 0.5)
 

@@ -57,6 +57,7 @@ def test_smtp_check_is_an_smtp_check_with_keepalived_s_helo_name(tmp_path: Path)
         "timeout": 3,
         "rise": 1,
         "fall": 2,
+        "retry_interval": 1,
         "helo_name": "smtpchecker.keepalived.org",
     }
     assert reports(conversion) == []  # without alpha: converted as alpha: false
@@ -202,16 +203,106 @@ def test_smtp_host_blocks_become_one_check_each(tmp_path: Path) -> None:
     loads(conversion, tmp_path)
 
 
-def test_further_checkers_stay_per_real_when_the_reals_differ(tmp_path: Path) -> None:
+def two_reals(service: str, first: str, second: str) -> Conversion:
+    """A virtual_server on port 25 with `service`'s lines and two reals with theirs."""
     text = (
-        "virtual_server 192.0.2.1 25 {\n"
-        " real_server 10.0.0.1 25 {\n  TCP_CHECK {\n  }\n  PING_CHECK {\n  }\n }\n"
-        " real_server 10.0.0.2 25 {\n  TCP_CHECK {\n  }\n }\n"
+        f"virtual_server 192.0.2.1 25 {{\n{service}"
+        f" real_server 10.0.0.1 25 {{\n{first} }}\n"
+        f" real_server 10.0.0.2 25 {{\n{second} }}\n"
         "}\n"
     )
-    conversion = convert(parse(text, "k.conf"))
+    return convert(parse(text, "k.conf"))
+
+
+def test_further_checkers_stay_per_real_when_the_reals_differ(tmp_path: Path) -> None:
+    tcp = "  TCP_CHECK {\n  }\n"
+    conversion = two_reals("", tcp + "  PING_CHECK {\n  }\n", tcp)
     pool = conversion.data["ipvs"]["services"][0]
     assert "checks" not in pool
     assert [r.get("checks") for r in pool["reals"]][1] is None
     assert [c["type"] for c in pool["reals"][0]["checks"]] == ["ping"]
+    loads(conversion, tmp_path)
+
+
+# --- retries: retry and delay_before_retry → fall and retry_interval --------------------------
+
+
+def timing(conversion: Conversion) -> tuple[int, float | None]:
+    found = check(conversion)
+    return found["fall"], found.get("retry_interval")
+
+
+def test_each_checker_s_default_retries_are_written_out(tmp_path: Path) -> None:
+    """check_api.c: retry 1, 1 s apart; HTTP_GET / SSL_GET 3 s; MISC_CHECK no retry;
+    DNS_CHECK 3 retries, delay_loop apart (ipvsd's null retry_interval)."""
+    assert timing(convert_real("TCP_CHECK {\n}\n")) == (2, 1)
+    assert timing(convert_real("HTTP_GET {\n}\n", port=80)) == (2, 3)
+    assert timing(convert_real("SSL_GET {\n}\n", port=443)) == (2, 3)
+    assert timing(convert_real("MISC_CHECK {\n    misc_path /bin/true\n}\n")) == (1, None)
+    assert timing(convert_real("MISC_CHECK {\n    misc_path /bin/true\n    retry 2\n}\n")) == (
+        3,
+        1,
+    )
+    conversion = convert_real("DNS_CHECK {\n}\n", port=53, protocol="UDP")
+    assert timing(conversion) == (4, None)
+    assert reports(conversion) == []
+    conversion = convert_real("TCP_CHECK {\n}\n")
+    text = to_yaml(conversion.data, comments=conversion.comments)
+    assert "retry_interval: 1  # keepalived's default delay_before_retry" in text
+    loads(conversion, tmp_path)
+
+
+def test_delay_before_retry_is_the_retry_interval(tmp_path: Path) -> None:
+    conversion = convert_real(
+        "TCP_CHECK {\n    delay_loop 6\n    retry 3\n    delay_before_retry 1.5\n}\n"
+    )
+    assert timing(conversion) == (4, 1.5)
+    assert reports(conversion) == []
+    loads(conversion, tmp_path)
+
+
+def test_a_delay_before_retry_without_retries_changes_nothing() -> None:
+    conversion = convert_real("TCP_CHECK {\n    retry 0\n    delay_before_retry 2\n}\n")
+    assert timing(conversion) == (1, None)
+    assert reports(conversion) == []
+
+
+def test_delay_before_retry_of_delay_loop_or_more(tmp_path: Path) -> None:
+    """Equal: ipvsd's default. Above: reported once, however many reals inherit it."""
+    conversion = convert_real("TCP_CHECK {\n    delay_loop 3\n    delay_before_retry 3\n}\n")
+    assert timing(conversion) == (2, None)
+    assert reports(conversion) == []
+    tcp = "  TCP_CHECK {\n  }\n"
+    conversion = two_reals(" delay_loop 2\n delay_before_retry 5\n", tcp, tcp)
+    assert timing(conversion) == (2, None)
+    assert reports(conversion) == [
+        "k.conf:3: delay_before_retry: ipvsd retries no slower than it checks: retries every "
+        "interval (2 s, delay_loop) instead of every 5 s"
+    ]
+    loads(conversion, tmp_path)
+
+
+def test_a_delay_before_retry_below_a_tenth_of_a_second_is_one(tmp_path: Path) -> None:
+    conversion = convert_real("TCP_CHECK {\n    delay_before_retry 0\n}\n")
+    assert timing(conversion) == (2, 0.1)
+    assert reports(conversion) == [
+        "k.conf:5: delay_before_retry: ipvsd retries 0.1 s after a failed check at the soonest"
+    ]
+    loads(conversion, tmp_path)
+
+
+def test_a_shared_retry_interval_stays_with_the_reals_own_intervals(tmp_path: Path) -> None:
+    """The reals' intervals differ, so the service check has ipvsd's default (2 s), which
+    their common retry_interval (2.5 s) would exceed there: it stays on each real."""
+    tcp = "  TCP_CHECK {\n  }\n"
+    conversion = two_reals(
+        " delay_before_retry 2.5\n", "  delay_loop 6\n" + tcp, "  delay_loop 3\n" + tcp
+    )
+    pool = conversion.data["ipvs"]["services"][0]
+    assert "retry_interval" not in pool["check"]
+    assert [r["check"] for r in pool["reals"]] == [
+        {"interval": 6, "retry_interval": 2.5},
+        {"interval": 3, "retry_interval": 2.5},
+    ]
+    assert reports(conversion) == []
     loads(conversion, tmp_path)
