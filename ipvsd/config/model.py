@@ -292,7 +292,9 @@ class VrrpInstanceConfig(_Model):
     followed or preempted as usual, by priority. Not with ``preempt: false`` or a
     ``preempt_delay`` (keepalived ignores them with ``state MASTER``). No effect with
     priority 255 (the owner starts as MASTER) or after start-up: a reload changing it
-    applies at the instance's next start."""
+    applies at the instance's next start. In a sync group the first member to take
+    over takes the others along; keepalived ignores ``state MASTER`` there unless every
+    member is an owner, and ``ipvsd import keepalived`` converts it so."""
     auth_pass: AuthPass | None = None
     """Simple-text password (auth type 1, RFC 3768 §5.3.6), 1-8 characters."""
     unicast_peers: tuple[IPv4, ...] = ()

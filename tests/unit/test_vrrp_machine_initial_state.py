@@ -21,6 +21,7 @@ from ipvsd.vrrp.machine import (
     VrrpMachine,
     VrrpState,
 )
+from tests.fakes.vrrp import FakeSegment
 from tests.unit.test_vrrp_machine import (
     BACKUP,
     FAULT,
@@ -175,3 +176,14 @@ def test_a_reload_changing_initial_state_matters_at_the_next_startup_only() -> N
 def test_initial_state_is_backup_or_master(state: VrrpState) -> None:
     with pytest.raises(ValueError, match="initial_state"):
         config(100, initial_state=state)
+
+
+def test_in_a_sync_group_the_first_to_take_over_takes_the_others_along() -> None:
+    seg = FakeSegment()
+    seg.add("VI_1", config(100, name="VI_1", initial_state=MASTER))
+    seg.add("VI_2", config(100, name="VI_2", interface="eth2", vrid=52))
+    seg.add_sync_group(["VI_1", "VI_2"])
+    seg.start("VI_1", "VI_2")
+    seg.run_until(FAST)
+    assert seg.masters() == {"VI_1", "VI_2"}
+    assert seg.transitions("VI_2")[-1] == (FAST, "VI_2", Transitioned(BACKUP, MASTER, "sync_group"))
