@@ -64,8 +64,12 @@ Rules:
    interval instead of ~3. Only that first timer: an advert that resets it
    (§6.4.2), leaving Master, or FAULT -> Backup (keepalived
    ``try_up_instance``) arm the usual interval; a priority change does not
-   move it (its length does not depend on the priority). A Startup that
-   goes to FAULT never arms it. The owner starts as Master anyway, so it
+   move it (its length does not depend on the priority; keepalived's
+   ``vrrp_set_effective_priority`` would stretch it by Master_Down_Interval
+   minus its length, an artefact of moving the timer by the change of
+   ``ms_down_timer``). A Startup that goes to FAULT (e.g. a tracked script
+   of weight 0 that has not reported yet, keepalived's ``num_script_init``)
+   never arms it. The owner starts as Master anyway, so it
    changes nothing there; a `ConfigChanged` changing it matters at the next
    Startup only.
 10. keepalived behaviour beyond the RFC (vrrp-notes §2, §3): a master answers
