@@ -187,3 +187,13 @@ def test_in_a_sync_group_the_first_to_take_over_takes_the_others_along() -> None
     seg.run_until(FAST)
     assert seg.masters() == {"VI_1", "VI_2"}
     assert seg.transitions("VI_2")[-1] == (FAST, "VI_2", Transitioned(BACKUP, MASTER, "sync_group"))
+
+
+def test_a_script_of_weight_0_not_reported_yet_means_the_usual_interval() -> None:
+    # keepalived: num_script_init holds the instance in FAULT at start; its first
+    # result brings it to BACKUP through try_up_instance, with Master_Down_Interval.
+    machine = VrrpMachine(config(100, initial_state=MASTER, track_scripts={"chk": 0}))
+    machine.handle(Startup(), 0.0)
+    assert machine.state is FAULT
+    machine.handle(ScriptChanged("chk", ok=True), 0.4)
+    assert (machine.state, machine.next_deadline()) == (BACKUP, 0.4 + MDI_100)
