@@ -35,9 +35,10 @@ def ipvsd_config(
     vips: tuple[str, ...] = (f"{VIP}/24",),
     track_script: tuple[str, ...] = (),
     script_weight: int = 0,
+    initial_state: str = "backup",
 ) -> str:
     """`track_script`: VI_1 tracks that command (``vrrp.scripts`` entry ``chk``, run
-    every 0.2 s) with `script_weight`."""
+    every 0.2 s) with `script_weight`. `initial_state`: VI_1's."""
     peers = ", ".join(unicast_peers)
     scripts = tracked = "[]"
     if track_script:
@@ -59,6 +60,7 @@ def ipvsd_config(
               priority: {priority}
               advert_int: 1
               preempt: {str(preempt).lower()}
+              initial_state: {initial_state}
               unicast_peers: [{peers}]
               virtual_ipaddresses: [{", ".join(vips)}]
               track_scripts: {tracked}

@@ -43,6 +43,8 @@ here need more than one field or more than one object:
   scripts, each once, and a script's ``user`` exists on this host (the
   script runs as that user's uid);
 - an instance's ``track_files`` are absolute paths, each once;
+- ``initial_state: master`` has ``preempt`` and no ``preempt_delay`` (keepalived
+  clears nopreempt and preempt_delay with ``state MASTER``);
 - ``ha_suspend`` is for a service whose address (each member's) is a VIP;
 - an instance's ``track_services`` name services of ``ipvs.services`` (a
   group's members by their own key), each once.
@@ -372,6 +374,7 @@ def _check_instances(instances: Sequence[tuple[int, VrrpInstanceConfig]], report
             routers[router] = (instance.name, (*base, "vrid"))
         _check_vips(instance, base, vips, report)
         _check_vmac(instance, base, report)
+        _check_initial_state(instance, base, report)
         for position, route in enumerate(instance.virtual_routes):
             if route.via is None and route.dev is None:
                 report.add(
@@ -428,6 +431,17 @@ def _check_vmac(instance: VrrpInstanceConfig, base: FieldPath, report: _Report) 
         )
     if instance.advert_interface == instance.interface:
         report.add((*base, "vmac_interface"), "must not be the instance's interface")
+
+
+def _check_initial_state(instance: VrrpInstanceConfig, base: FieldPath, report: _Report) -> None:
+    # keepalived clears nopreempt and preempt_delay with state MASTER ("will not work
+    # with initial state MASTER - clearing"); ipvsd refuses rather than ignores them.
+    if instance.initial_state != "master":
+        return
+    if not instance.preempt:
+        report.add((*base, "preempt"), "must be true with initial_state: master")
+    if instance.preempt_delay:
+        report.add((*base, "preempt_delay"), "must be 0 with initial_state: master")
 
 
 def _label_fits(label: str, interface: str) -> bool:

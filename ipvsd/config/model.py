@@ -56,6 +56,7 @@ from ipvsd.config.types import (
     HttpHost,
     HttpPath,
     Hysteresis,
+    InitialState,
     Interface,
     IPAny,
     IPv4,
@@ -283,6 +284,17 @@ class VrrpInstanceConfig(_Model):
     preempt_delay: PreemptDelay = 0.0
     """Seconds after start-up during which a higher priority does not preempt, 0-1000
     (keepalived's range); a one-off delay, so 0 is fine."""
+    initial_state: InitialState = "backup"
+    """``backup``: start in BACKUP and take over after Master_Down_Interval (3 adverts
+    and the skew, RFC 3768 §6.4.1). ``master`` (keepalived's ``state MASTER``): still start
+    in BACKUP, but wait only one advert interval and 1/256 s before taking over, so a
+    director alone on the segment owns the VIPs after ~1 s; a master heard meanwhile is
+    followed or preempted as usual, by priority. Not with ``preempt: false`` or a
+    ``preempt_delay`` (keepalived ignores them with ``state MASTER``). No effect with
+    priority 255 (the owner starts as MASTER) or after start-up: a reload changing it
+    applies at the instance's next start. In a sync group the first member to take
+    over takes the others along; keepalived ignores ``state MASTER`` there unless every
+    member is an owner, and ``ipvsd import keepalived`` converts it so."""
     auth_pass: AuthPass | None = None
     """Simple-text password (auth type 1, RFC 3768 §5.3.6), 1-8 characters."""
     unicast_peers: tuple[IPv4, ...] = ()

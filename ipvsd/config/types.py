@@ -702,6 +702,7 @@ TunnelChecksumName = Annotated[
     PlainSerializer(lambda c: c.name.lower(), when_used="json"),
 ]
 Scheduler = Annotated[str, _choice("scheduler", {s: s for s in SCHEDULERS})]
+InitialState = Annotated[str, _choice("initial state", {"backup": "backup", "master": "master"})]
 SchedulerFlag = Annotated[str, _choice("scheduler flag", {f: f for f in SCHEDULER_FLAGS})]
 
 

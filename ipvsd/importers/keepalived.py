@@ -138,6 +138,7 @@ def convert(
         elif node.directive not in _READ_EARLIER:
             _root_keyword(ledger, node)
     keepalived_groups.unused_groups(ledger, groups)
+    vrrp.settle_sync_states(ledger, sync_groups, instances)
     _ha_suspend_needs_a_vip(ledger, built, instances)
     origins.update(built.origins)
     ipvs = _ipvs(ledger, settings, instances, known, built.services, notes, origins, alive)

@@ -2,6 +2,7 @@
 
 What converts (keepalived → ipvsd ``vrrp.instances[]``): ``interface``,
 ``virtual_router_id`` → ``vrid``, ``priority``, ``advert_int``,
+``state MASTER`` → ``initial_state: master`` (``state BACKUP``: the default),
 ``nopreempt``/``preempt`` → ``preempt``, ``preempt_delay``,
 ``authentication { auth_type PASS; auth_pass }`` → ``auth_pass``,
 ``unicast_src_ip`` → ``unicast_src``, ``unicast_peer {}`` →
@@ -21,8 +22,15 @@ without a shell too), ``garp_master_delay`` / ``garp_master_repeat`` /
 ``garp_refresh``, and a ``vrrp_sync_group``'s ``group {}`` and notify
 programs → ``vrrp.sync_groups[]``.
 
-What changes meaning, and is reported: ``state MASTER`` (ipvsd starts every
-instance as BACKUP and lets the priorities elect the master), VRRPv3,
+keepalived's rules for ``state MASTER`` (``vrrp_complete_init``) are kept, each
+dropped keyword reported: without ``priority`` it means priority 255; it
+clears ``nopreempt`` and ``preempt_delay``; a non-owner with AH
+authentication, or in a sync group that has a non-owner member, starts as
+BACKUP after all (`settle_sync_states`).
+
+What changes meaning, and is reported: ``state BACKUP`` with priority 255
+(ipvsd's owner starts as MASTER at once, keepalived's waits
+Master_Down_Interval), VRRPv3,
 fractional ``advert_int``, AH authentication, the user a notify program runs
 as (ipvsd runs them as root), ``garp_master_refresh_repeat`` other than 1,
 and the keywords of `ipvsd.importers.keepalived_keywords`.
@@ -58,6 +66,7 @@ from ipvsd.importers.keepalived_tracking import (
 )
 from ipvsd.importers.report import ordered
 
+OWNER_PRIORITY = 255  # RFC 3768 §5.3.4
 AUTH_PASS_MAX = 8  # VRRPv2 authentication data is 8 bytes (RFC 3768 §5.3.10)
 NOTIFY_STATES = ("notify_master", "notify_backup", "notify_fault", "notify_stop")
 
@@ -96,6 +105,7 @@ class Instance:
             way to run the connection-sync daemon with this instance), if any.
         sync_node: the node of that keyword.
         track_nodes: each ``track_scripts`` / ``track_files`` entry with its node.
+        state_node: the ``state MASTER`` that made ``initial_state: master``.
     """
 
     data: dict[str, Any]
@@ -103,6 +113,7 @@ class Instance:
     sync_interface: str | None = None
     sync_node: Node | None = None
     track_nodes: tuple[tuple[dict[str, Any], Node], ...] = ()
+    state_node: Node | None = None
 
 
 def instance(ledger: Ledger, node: Node, defaults: VrrpDefaults) -> Instance | None:
@@ -132,15 +143,82 @@ def instance(ledger: Ledger, node: Node, defaults: VrrpDefaults) -> Instance | N
         ledger.report(vmac_node, "ipvsd runs a vmac with multicast adverts only: not converted")
         del data["vmac"]
         data.pop("vmac_interface", None)
+    state_node = _initial_state(ledger, node, data)
     missing = _complete(ledger, node, data, defaults)
     if missing is not None:
         ledger.drop_block(node, f"not converted: {missing}")
         return None
     ledger.take(node)
     result = ordered(data, VrrpInstanceConfig)
-    if sync is None:
-        return Instance(result, vip_nodes, track_nodes=track_nodes)
-    return Instance(result, vip_nodes, sync[0], sync[1], track_nodes)
+    sync_interface, sync_node = sync if sync is not None else (None, None)
+    return Instance(result, vip_nodes, sync_interface, sync_node, track_nodes, state_node)
+
+
+def _initial_state(ledger: Ledger, node: Node, data: dict[str, Any]) -> Node | None:
+    """keepalived's ``state`` rules (``vrrp_complete_init``); the ``state MASTER`` node
+    when ``initial_state: master`` stays."""
+    states = [c for c in node.children or () if c.directive == "state" and c.args]
+    if data.get("initial_state") != "master":
+        if data.get("priority") == OWNER_PRIORITY and any(c.args[0] == "BACKUP" for c in states):
+            ledger.report(
+                states[-1],
+                "ipvsd's owner (priority 255) starts as MASTER at once (RFC 3768 §6.4.1); "
+                "keepalived's with state BACKUP waits Master_Down_Interval first",
+            )
+        return None
+    master = next(c for c in states if c.args[0] == "MASTER")
+    data.setdefault("priority", OWNER_PRIORITY)  # keepalived: no priority + MASTER = owner
+    # keepalived: "nopreempt / preempt delay will not work with initial state MASTER".
+    for key, directives in (
+        ("preempt", ("nopreempt", "preempt")),
+        ("preempt_delay", ("preempt_delay",)),
+    ):
+        if data.get(key) is False or (key == "preempt_delay" and data.get(key)):
+            del data[key]
+            last = [c for c in node.children or () if c.directive in directives][-1]
+            ledger.report(last, "keepalived ignores it with state MASTER: not converted")
+    if data["priority"] != OWNER_PRIORITY and _uses_ah(node):
+        del data["initial_state"]
+        ledger.report(
+            master,
+            "keepalived starts a non-owner with AH authentication as BACKUP (state MASTER "
+            "cleared): not converted",
+        )
+        return None
+    return master
+
+
+def _uses_ah(node: Node) -> bool:
+    return any(
+        grand.directive == "auth_type" and grand.args[:1] == ("AH",)
+        for child in node.children or ()
+        if child.directive == "authentication"
+        for grand in child.children or ()
+    )
+
+
+def settle_sync_states(
+    ledger: Ledger, groups: Sequence[Mapping[str, Any]], instances: Sequence[Instance]
+) -> None:
+    """keepalived (``vrrp_complete_init``) starts every member of a sync group as BACKUP
+    unless all of them are owners (priority 255) with state MASTER: drop
+    ``initial_state: master`` there, reporting its ``state MASTER``."""
+    by_name = {item.data["name"]: item for item in instances}
+    for group in groups:
+        members = [by_name[name] for name in group["instances"] if name in by_name]
+        if all(
+            m.data.get("initial_state") == "master" and m.data["priority"] == OWNER_PRIORITY
+            for m in members
+        ):
+            continue
+        for member in members:
+            if member.data.pop("initial_state", None) is not None and member.state_node:
+                ledger.report(
+                    member.state_node,
+                    f"keepalived starts the members of sync group '{group['name']}' as "
+                    "BACKUP: only owners (priority 255) that all say state MASTER keep it: "
+                    "not converted",
+                )
 
 
 def _complete(
@@ -172,7 +250,7 @@ def _instance_keyword(
     """Convert one keyword of a vrrp_instance block; False when it is not one of these."""
     match child.directive:
         case "state":
-            _state(ledger, child)
+            _state(ledger, child, data)
         case "interface":
             _set(ledger, child, data, "interface", argument(ledger, child))
         case "virtual_router_id":
@@ -253,16 +331,15 @@ def unknown(ledger: Ledger, node: Node, where: str) -> None:
     _reported(ledger, node, f"not a keepalived 2.2 keyword in {where}: ignored")
 
 
-def _state(ledger: Ledger, node: Node) -> None:
+def _state(ledger: Ledger, node: Node, data: dict[str, Any]) -> None:
     state = argument(ledger, node)
-    if state == "BACKUP":
-        ledger.take(node)
-    elif state == "MASTER":
-        ledger.report(
-            node,
-            "ipvsd starts every instance as BACKUP: the highest priority becomes MASTER "
-            "after Master_Down_Interval (give this director the highest priority)",
-        )
+    if state == "MASTER":
+        _set(ledger, node, data, "initial_state", "master")
+    elif state == "BACKUP" and data.get("initial_state") == "master":
+        # keepalived: "state previously set as MASTER - ignoring BACKUP"
+        ledger.report(node, "after state MASTER, which keepalived keeps: ignored")
+    elif state == "BACKUP":
+        ledger.take(node)  # ipvsd's default
     elif state is not None:
         ledger.report(node, f"'{state}' is not MASTER or BACKUP: ignored")
 

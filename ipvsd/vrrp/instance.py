@@ -364,6 +364,9 @@ class VrrpInstance:
             garp_delay=float(config.garp_delay),
             garp_refresh=float(config.garp_refresh),
             dont_track_primary=config.dont_track_primary,
+            initial_state=VrrpState.MASTER
+            if config.initial_state == "master"
+            else VrrpState.BACKUP,
         )
 
     async def _link_event(self, interface: str) -> LinkChanged:

@@ -56,7 +56,23 @@ Rules:
    preempt off, or a lower one spared by preempt_delay), or of the advert
    that made it step down (§6.4.3); None before such an advert, after a
    priority-0 one (the master resigned), and in INIT and FAULT.
-9. keepalived behaviour beyond the RFC (vrrp-notes §2, §3): a master answers
+9. ``initial_state`` MASTER (keepalived's ``state MASTER``) for a non-owner:
+   §6.4.1 still starts it in Backup, but the Master_Down_Timer that Startup
+   arms is Advertisement_Interval + Skew_Time computed as for priority 255,
+   1/256 s (keepalived ``vrrp_init_state``, ``VRRP_TIMER_SKEW_MIN``), not
+   Master_Down_Interval: alone on the segment it takes over after ~1
+   interval instead of ~3. Only that first timer: an advert that resets it
+   (§6.4.2), leaving Master, or FAULT -> Backup (keepalived
+   ``try_up_instance``) arm the usual interval; a priority change does not
+   move it (its length does not depend on the priority; keepalived's
+   ``vrrp_set_effective_priority`` would stretch it by Master_Down_Interval
+   minus its length, an artefact of moving the timer by the change of
+   ``ms_down_timer``). A Startup that goes to FAULT (e.g. a tracked script
+   of weight 0 that has not reported yet, keepalived's ``num_script_init``)
+   never arms it. The owner starts as Master anyway, so it
+   changes nothing there; a `ConfigChanged` changing it matters at the next
+   Startup only.
+10. keepalived behaviour beyond the RFC (vrrp-notes §2, §3): a master answers
    a lower-priority advert with an advert and a GARP burst (plus a delayed
    one); tracked-interface and tracked-script weights; ``preempt_delay``; VIPs are removed at
    start-up in case a crash left them behind (vrrp-notes §1.7).
@@ -155,6 +171,9 @@ class MachineConfig:
     track_files: Mapping[str, int] = field(default_factory=dict)
     """Path → weight. 0: a non-zero value means FAULT. Else value * weight, clamped
     to -254..253, is added; -254 means FAULT (keepalived's track_file)."""
+    initial_state: VrrpState = VrrpState.BACKUP
+    """BACKUP (RFC 3768) or MASTER: the first Master_Down_Timer after `Startup` is
+    Advertisement_Interval + 1/256 s (rule 9, keepalived's ``state MASTER``)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.vrid <= OWNER_PRIORITY:
@@ -163,6 +182,8 @@ class MachineConfig:
             raise ValueError(f"{self.name}: priority {self.priority} is not in 1..255")
         if self.advert_int <= 0:
             raise ValueError(f"{self.name}: advert_int must be positive")
+        if self.initial_state not in (VrrpState.BACKUP, VrrpState.MASTER):
+            raise ValueError(f"{self.name}: initial_state must be BACKUP or MASTER")
         if min(self.preempt_delay, self.garp_delay, self.garp_refresh) < 0:
             raise ValueError(f"{self.name}: preempt_delay and the GARP delays must be >= 0")
         for iface, weight in self.track_interfaces.items():
@@ -344,6 +365,7 @@ class VrrpMachine:
         self._reason: TransitionReason | None = None
         self._adver_at: float | None = None  # Adver_Timer (Master)
         self._master_down_at: float | None = None  # Master_Down_Timer (Backup)
+        self._fast_start = False  # Master_Down_Timer is rule 9's shortened first one
         self._garp_at: list[float] = []  # delayed GARP bursts (Master)
         self._refresh_at: float | None = None  # the next refresh GARP (Master, rule 4)
         self._preempt_after = 0.0  # Startup + preempt_delay
@@ -408,6 +430,14 @@ class VrrpMachine:
         """RFC 3768 §6.1: 3 * Advertisement_Interval + Skew_Time, in seconds."""
         return 3 * self._cfg.advert_int + self.skew_time
 
+    @property
+    def _down_interval(self) -> float:
+        """The length of the running Master_Down_Timer: rule 9's shortened first one
+        (Advertisement_Interval + the skew of priority 255), else Master_Down_Interval."""
+        if self._fast_start:
+            return self._cfg.advert_int + (256 - OWNER_PRIORITY) / 256
+        return self.master_down_interval
+
     def next_deadline(self) -> float | None:
         """The earliest pending timer (monotonic seconds), or None.
 
@@ -467,8 +497,13 @@ class VrrpMachine:
         if self._cfg.priority == OWNER_PRIORITY:
             # RFC 3768 §6.4.1: the owner sends an advert, GARPs, becomes Master.
             return self._become_master(now, "startup_owner")
-        # §6.4.1: anyone else starts as Backup with Master_Down_Timer running.
-        return [RemoveVips(), *self._become_backup(now, "startup")]
+        # §6.4.1: anyone else starts as Backup with Master_Down_Timer running;
+        # rule 9: shortened with initial_state MASTER.
+        actions: list[Action] = [RemoveVips(), *self._become_backup(now, "startup")]
+        if self._cfg.initial_state is VrrpState.MASTER:
+            self._fast_start = True
+            self._master_down_at = now + self._down_interval
+        return actions
 
     def _on_shutdown(self) -> list[Action]:
         if self._state is VrrpState.INIT:
@@ -492,17 +527,20 @@ class VrrpMachine:
         if adv.priority == RESIGN_PRIORITY:
             # RFC 3768 §6.4.2: the master resigned; take over after Skew_Time.
             self._held_master = self._master = None
+            self._fast_start = False
             self._master_down_at = now + self.skew_time
         elif not self._preempts() or adv.priority >= prio:
             # §6.4.2: a master we do not preempt is alive; reset the timer.
             self._held_master = None
             self._master = adv.src
+            self._fast_start = False
             self._master_down_at = now + self.master_down_interval
         elif now < self._preempt_after:
             # keepalived preempt_delay: spare the lower master until
             # Startup + preempt_delay, then preempt it (see _on_timer).
             self._held_master = adv.priority
             self._master = adv.src
+            self._fast_start = False
             self._master_down_at = now + self.master_down_interval
         else:
             # §6.4.2: discard; Master_Down_Timer keeps running and we preempt.
@@ -560,24 +598,24 @@ class VrrpMachine:
         return actions
 
     def _on_link(self, change: LinkChanged, now: float) -> list[Action]:
-        old_mdi = self.master_down_interval
+        old_mdi = self._down_interval
         self._links[change.interface] = change.up
         return self._reevaluate(now, old_mdi, "link_up")
 
     def _on_script(self, change: ScriptChanged, now: float) -> list[Action]:
-        old_mdi = self.master_down_interval
+        old_mdi = self._down_interval
         self._scripts[change.script] = change.ok
         return self._reevaluate(now, old_mdi, "track_script")
 
     def _on_file(self, change: FileChanged, now: float) -> list[Action]:
-        old_mdi = self.master_down_interval
+        old_mdi = self._down_interval
         self._files[change.path] = change.value
         return self._reevaluate(now, old_mdi, "track_file")
 
     def _on_source(self, address: IPv4Address | None, now: float) -> list[Action]:
         # Only the fault test and the equal-priority tie-break (§6.4.3) read it.
         self._cfg = replace(self._cfg, primary_ip=address)
-        return self._reevaluate(now, self.master_down_interval, "address_up")
+        return self._reevaluate(now, self._down_interval, "address_up")
 
     def _on_failed(self) -> list[Action]:
         # Like FAULT (rule 5): resign if Master, and release the VIPs whatever
@@ -596,7 +634,7 @@ class VrrpMachine:
         old = self._cfg
         if (config.interface, config.vrid) != (old.interface, old.vrid):
             raise ValueError(f"{old.name}: a new interface or VRID is a new virtual router")
-        old_mdi, old_int = self.master_down_interval, old.advert_int
+        old_mdi, old_int = self._down_interval, old.advert_int
         self._cfg = replace(config, primary_ip=old.primary_ip)
         if self._state is VrrpState.INIT:
             return []
@@ -631,8 +669,9 @@ class VrrpMachine:
             # keepalived vrrp_set_effective_priority: a new priority moves the
             # running Master_Down_Timer by the change in Master_Down_Interval.
             # A Master just advertises the new priority from its next advert
-            # (§6.4.3: it steps down only on a higher-priority advert).
-            self._master_down_at += self.master_down_interval - old_mdi
+            # (§6.4.3: it steps down only on a higher-priority advert). Rule 9's
+            # first timer moves only with the advert interval.
+            self._master_down_at += self._down_interval - old_mdi
         return []
 
     def _on_sync(self, target: VrrpState, now: float) -> list[Action]:
@@ -690,6 +729,7 @@ class VrrpMachine:
 
     def _clear_timers(self) -> None:
         self._adver_at = self._master_down_at = self._held_master = None
+        self._fast_start = False
         self._garp_at = []
         self._refresh_at = None
         self._preempting = False
