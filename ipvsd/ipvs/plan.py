@@ -118,8 +118,8 @@ class ApplyResult:
 class IpvsBackend(TypingProtocol):
     """The kernel side of the reconciler: the real netlink client or a fake."""
 
-    async def dump(self) -> Table:
-        """Every service and dest in the kernel, with counters."""
+    async def dump(self, *, with_stats: bool = True) -> Table:
+        """Every service and dest in the kernel, with counters unless `with_stats` is False."""
         ...
 
     async def apply(self, operations: Sequence[Operation]) -> ApplyResult:

@@ -148,7 +148,7 @@ class Reconciler:
 
     async def preview(self, table: Table, max_deletes: int | None) -> tuple[Plan, str | None]:
         """The plan that `table` would cause now, and the guard's refusal reason if any."""
-        actual = await self._backend.dump()
+        actual = await self._backend.dump(with_stats=False)
         owned = self._managed | set(table.services)
         proposed = await self._slice.drain(plan_steps(table, actual, owns=owned.__contains__))
         return proposed, guard(proposed, max_deletes)
@@ -231,7 +231,7 @@ class Reconciler:
             )
             return offered.table
         if reason in FULL_DUMP_REASONS or self._believed is None:
-            return await self._backend.dump()
+            return await self._backend.dump(with_stats=False)  # planning reads no counter
         return self._believed
 
     def _take_offered(self) -> _OfferedDump | None:

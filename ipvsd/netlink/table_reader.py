@@ -26,6 +26,8 @@ from ipvsd.netlink import wire
 from ipvsd.netlink.ipvs import dump_records, dump_request, open_socket, resolve_family_id
 
 _RECV_SIZE = 1 << 20
+#: The longest a dump waits for one datagram of the kernel's answer.
+DUMP_TIMEOUT_S = 60.0
 
 
 class BlockingTableReader:
@@ -60,7 +62,7 @@ class BlockingTableReader:
     def close(self) -> None:
         self._sock.close()
 
-    def dump(self) -> Table:
+    def dump(self, *, with_stats: bool = True) -> Table:
         """Every service and dest, with counters: one service dump, then one dest
         dump per service (what ``ipvsadm -Ln --stats`` asks the kernel too).
 
@@ -71,7 +73,8 @@ class BlockingTableReader:
         # Tens of thousands of records, no reference cycle: see `ipvsd.gcpause`.
         with self._lock, gc_paused():
             services = [
-                wire.parse_service(record) for record in self._records(wire.CMD_GET_SERVICE, b"")
+                wire.parse_service(record, with_stats=with_stats)
+                for record in self._records(wire.CMD_GET_SERVICE, b"")
             ]
             table = {}
             for service in services:
@@ -79,7 +82,7 @@ class BlockingTableReader:
                 payload = wire.nla(wire.ATTR_SERVICE, self._encoder.identity(service.key))
                 dests = {}
                 for record in self._records(wire.CMD_GET_DEST, payload):
-                    dest = wire.parse_dest(record, family)
+                    dest = wire.parse_dest(record, family, with_stats=with_stats)
                     dests[dest.key] = dest
                 table[service.key] = Service(service.key, service.attrs, dests, service.stats)
         return Table(table)

@@ -129,7 +129,7 @@ class FakeIpvs:
             }
         )
 
-    async def dump(self) -> Table:
+    async def dump(self, *, with_stats: bool = True) -> Table:
         """Every service and dest, with counters."""
         return self.table
 

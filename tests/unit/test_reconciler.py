@@ -101,10 +101,12 @@ async def test_guard_refuses_a_plan_that_deletes_too_much() -> None:
 
 class CountingFake(FakeIpvs):
     dumps = 0
+    with_stats: bool | None = None
 
-    async def dump(self) -> Table:
+    async def dump(self, *, with_stats: bool = True) -> Table:
         self.dumps += 1
-        return await super().dump()
+        self.with_stats = with_stats
+        return await super().dump(with_stats=with_stats)
 
 
 async def test_change_passes_plan_against_the_believed_table_without_dumping() -> None:
@@ -228,3 +230,15 @@ async def test_a_scrape_dump_begun_while_a_pass_sends_is_not_used() -> None:
     report = await reconciler.reconcile("resync")
     assert kernel.dumps == dumps + 1
     assert report.operations == {}
+
+
+async def test_the_reconciler_reads_the_kernel_without_counters() -> None:
+    """Planning compares attributes only; parsing 50,000 counter sets was the dump's bulk."""
+    kernel = CountingFake(table(A))
+    reconciler = Reconciler(kernel, resync_interval_s=60)
+    reconciler.set_desired(table(A), reason="start")
+    await reconciler.reconcile("start")
+    assert kernel.with_stats is False
+    kernel.with_stats = None
+    await reconciler.preview(table(A), max_deletes=None)
+    assert kernel.with_stats is False
