@@ -266,9 +266,7 @@ async def test_reload_adds_services_to_a_pure_vrrp_daemon(tmp_path: Path, sock: 
         assert h.weights() == {REAL_30: 1, REAL_40: 1}
 
 
-async def test_partial_reload_applies_what_the_kernel_accepts(
-    tmp_path: Path, sock: Path
-) -> None:
+async def test_partial_reload_applies_what_the_kernel_accepts(tmp_path: Path, sock: Path) -> None:
     """A scheduler the kernel lacks: the other changes go in, the refusal is counted."""
     kernel = FakePorts(ipvs=FakeIpvs(schedulers={"rr", "wlc"}))
     async with running(tmp_path, kernel=kernel) as h:
@@ -297,9 +295,7 @@ async def test_reload_that_fails_while_applying_is_reported_and_counted(
         assert h.metric("ipvsd_config_reloads_total", result="failure") == 1
 
 
-async def test_drain_survives_reloads_until_its_real_is_removed(
-    tmp_path: Path, sock: Path
-) -> None:
+async def test_drain_survives_reloads_until_its_real_is_removed(tmp_path: Path, sock: Path) -> None:
     async with running(tmp_path) as h:
         h.daemon.view.drain(WEB, REAL_30)
         await h.settle()
@@ -359,9 +355,7 @@ async def test_cleanup_on_exit_deletes_only_our_services(
     assert all(opened.closed for opened in kernel.opened[:1])
 
 
-async def test_a_second_daemon_exits_before_touching_the_kernel(
-    tmp_path: Path, sock: Path
-) -> None:
+async def test_a_second_daemon_exits_before_touching_the_kernel(tmp_path: Path, sock: Path) -> None:
     """It used to program IPVS, fail on the socket, then run cleanup_on_exit over our table."""
     async with running(tmp_path, config_text(sock, ipvs_extra="cleanup_on_exit: true")) as h:
         other = tmp_path / "other"
