@@ -31,4 +31,4 @@ netns: venv
 	$(PY) -m pytest tests/netns
 
 kernel: venv
-	$(PY) -m lab.uml --timeout 900 -- $(PY) -m pytest tests/kernel -p no:cacheprovider -v
+	$(PY) -m lab.uml --timeout 1200 -- $(PY) -m pytest tests/kernel -p no:cacheprovider -v

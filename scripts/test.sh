@@ -36,7 +36,7 @@ step "pytest unit+netns" "$RESULTS/host.xml" \
 step "pytest package (deb)" "$RESULTS/package.xml" \
     .venv/bin/python -m pytest tests/package -p no:cacheprovider -v --junitxml="$RESULTS/package.xml"
 step "pytest kernel (IPVS)" "$RESULTS/kernel.xml" \
-    .venv/bin/python -m lab.uml --timeout 900 -- \
+    .venv/bin/python -m lab.uml --timeout 1200 -- \
     .venv/bin/python -m pytest tests/kernel -p no:cacheprovider -v --junitxml="$RESULTS/kernel.xml"
 
 echo
