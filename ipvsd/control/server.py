@@ -234,7 +234,8 @@ class ControlServer:
         ids = {"pid": peer.pid, "uid": peer.uid}
         try:
             outcome = await evaluate_request(line, self._view, peer)
-            answer = encode(outcome.response)
+            # A status answer is tens of MB of JSON at 10,000 services: encoded off the loop.
+            answer = await asyncio.to_thread(encode, outcome.response)
         except Exception as exc:
             self._log.exception("control.error", **ids)
             return encode(error_response(f"internal error ({exc!r}); see the daemon log")), True

@@ -32,7 +32,7 @@ from ipvsd.control.status import (
     services_from_table,
 )
 from ipvsd.control.status_json import MalformedStatus, from_json, services_to_json, to_json
-from ipvsd.daemon.status import VrrpView, status_document
+from ipvsd.daemon.status import VrrpView, status_document, status_document_steps
 from ipvsd.desired import desired_table
 from ipvsd.health.tracker import Health, HealthRecord
 from ipvsd.ipvs.sync_daemon import SyncDaemonStatus, SyncTarget
@@ -879,3 +879,22 @@ def test_a_fault_shows_its_reason_in_json_and_in_the_table() -> None:
     assert from_json(data) == doc
     line = next(line for line in status_text(doc).splitlines() if line.startswith("VI_1 "))
     assert "FAULT (no IPv4 address on eth1)" in line
+
+
+def test_the_builder_yields_once_per_service_so_the_loop_can_build_it_in_slices() -> None:
+    """10,000 services are a second of CPU: the daemon drains these steps in loop slices."""
+    config = parse_config(CONFIG, default_node_name="n1")
+    kernel = Table()
+    steps = status_document_steps(
+        node="n1", version="0", config=config, kernel=kernel, health={}, drained=set(), vrrp=[]
+    )
+    yields = 0
+    result: StatusDocument | None = None
+    while result is None:
+        try:
+            next(steps)
+            yields += 1
+        except StopIteration as done:
+            result = done.value
+    assert result == build(config, kernel)
+    assert yields == len(config.ipvs.services) > 1
