@@ -49,6 +49,7 @@ from ipvsd.health.policy import has_check
 from ipvsd.health.quorum import QuorumState
 from ipvsd.health.tracker import Health, HealthRecord
 from ipvsd.model import DestKey, RealId, ServiceKey, Table
+from ipvsd.steps import run_steps
 
 if TYPE_CHECKING:  # only attributes are read: the asyncio module is not imported at run time
     from ipvsd.ipvs.sync_daemon import SyncDaemonStatus
@@ -87,23 +88,19 @@ def status_document(
     Returns:
         The typed document (`ipvsd.control.status.to_json` makes it JSON).
     """
-    steps = status_document_steps(
-        node=node,
-        version=version,
-        config=config,
-        kernel=kernel,
-        health=health,
-        drained=drained,
-        vrrp=vrrp,
-        sync_daemon=sync_daemon,
-        quorum=quorum,
+    return run_steps(
+        status_document_steps(
+            node=node,
+            version=version,
+            config=config,
+            kernel=kernel,
+            health=health,
+            drained=drained,
+            vrrp=vrrp,
+            sync_daemon=sync_daemon,
+            quorum=quorum,
+        )
     )
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            document: StatusDocument = done.value
-            return document
 
 
 def status_document_steps(

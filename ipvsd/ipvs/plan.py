@@ -43,6 +43,7 @@ from typing import Protocol as TypingProtocol
 
 from ipvsd.errors import KernelError
 from ipvsd.model import DestAttrs, DestKey, IPAddress, ServiceAttrs, ServiceKey, Table
+from ipvsd.steps import run_steps
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,13 +209,7 @@ def plan(desired: Table, actual: Table, *, owns: OwnsService) -> Plan:
         actual: the kernel's dump.
         owns: whether a service found only in the kernel is ours to delete.
     """
-    steps = plan_steps(desired, actual, owns=owns)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            result: Plan = done.value
-            return result
+    return run_steps(plan_steps(desired, actual, owns=owns))
 
 
 def plan_steps(desired: Table, actual: Table, *, owns: OwnsService) -> Generator[None, None, Plan]:

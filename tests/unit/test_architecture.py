@@ -64,6 +64,7 @@ LAYER_OF: Mapping[str, str] = {
     "ipvsd.desired": "base",
     "ipvsd.gcpause": "base",
     "ipvsd.loopslice": "base",
+    "ipvsd.steps": "base",
     "ipvsd.files": "base",
     # The configuration: YAML in, validated model out.
     "ipvsd.config": "config",

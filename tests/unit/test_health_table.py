@@ -18,6 +18,7 @@ from ipvsd.health.table import BuiltTable, DesiredTable
 from ipvsd.health.tracker import Health
 from ipvsd.loopslice import LoopSlice
 from ipvsd.model import DestKey, Family, Protocol, RealId, ServiceKey, Table
+from ipvsd.steps import run_steps
 
 SERVICES = 20
 REALS = 4
@@ -63,12 +64,7 @@ def whole(cfg: Config, health: Health_, drained: Set[RealId], held: Set[RealId])
 
 def finish(steps: Generator[None, None, BuiltTable]) -> BuiltTable:
     """Run a build to its end."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            built: BuiltTable = done.value
-            return built
+    return run_steps(steps)
 
 
 def install(table: DesiredTable, cfg: Config, health: Health_, drained: Set[RealId] = frozenset(),
