@@ -138,6 +138,7 @@ PURE_CORES = (
     "ipvsd/control/status_json.py",
     "ipvsd/control/render.py",
     "ipvsd/vrrp/packet.py",
+    "ipvsd/vrrp/packet_v3.py",
     "ipvsd/vrrp/machine.py",
     "ipvsd/vrrp/sync_group.py",
     "ipvsd/vrrp/arp.py",
