@@ -1,7 +1,7 @@
 """The status contract as typed values, and its one JSON codec — pure.
 
 Why one typed contract: the daemon builds a `StatusDocument`
-(`ipvsd.daemon.status.status_document`), the control socket sends
+(`ipvsd.daemon.status.status_document_steps`), the control socket sends
 `to_json(doc)`, and ``ipvsd status`` decodes it with `from_json` and renders
 the same dataclasses (`ipvsd.control.render`). ``ipvsd list`` renders
 `ServiceStatus` values built from a kernel dump (`services_from_table`). A

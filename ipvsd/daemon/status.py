@@ -49,7 +49,6 @@ from ipvsd.health.policy import has_check
 from ipvsd.health.quorum import QuorumState
 from ipvsd.health.tracker import Health, HealthRecord
 from ipvsd.model import DestKey, RealId, ServiceKey, Table
-from ipvsd.steps import run_steps
 
 if TYPE_CHECKING:  # only attributes are read: the asyncio module is not imported at run time
     from ipvsd.ipvs.sync_daemon import SyncDaemonStatus
@@ -58,7 +57,7 @@ VrrpView = VrrpStatus
 """The name the composition root builds VRRP instances' status with."""
 
 
-def status_document(
+def status_document_steps(
     *,
     node: str,
     version: str,
@@ -69,8 +68,11 @@ def status_document(
     vrrp: Sequence[VrrpStatus],
     sync_daemon: SyncDaemonStatus | None = None,
     quorum: Callable[[ServiceKey], QuorumState | None] | None = None,
-) -> StatusDocument:
-    """The status document.
+) -> Generator[None, None, StatusDocument]:
+    """The status document, built stepwise: it yields after each service, because at
+    10,000 services it takes a second of CPU, which the daemon spends in loop slices
+    (`ipvsd.loopslice`) rather than in one stall of VRRP and the checks;
+    `ipvsd.steps.run_steps` builds it at once.
 
     Args:
         node: this director's name.
@@ -88,36 +90,6 @@ def status_document(
     Returns:
         The typed document (`ipvsd.control.status.to_json` makes it JSON).
     """
-    return run_steps(
-        status_document_steps(
-            node=node,
-            version=version,
-            config=config,
-            kernel=kernel,
-            health=health,
-            drained=drained,
-            vrrp=vrrp,
-            sync_daemon=sync_daemon,
-            quorum=quorum,
-        )
-    )
-
-
-def status_document_steps(
-    *,
-    node: str,
-    version: str,
-    config: Config,
-    kernel: Table | None,
-    health: Mapping[RealId, HealthRecord],
-    drained: Set[RealId],
-    vrrp: Sequence[VrrpStatus],
-    sync_daemon: SyncDaemonStatus | None = None,
-    quorum: Callable[[ServiceKey], QuorumState | None] | None = None,
-) -> Generator[None, None, StatusDocument]:
-    """`status_document`, yielding after each service: at 10,000 services the
-    document takes a second of CPU, which the daemon spends in loop slices
-    (`ipvsd.loopslice`) rather than in one stall of VRRP and the checks."""
     services: list[ServiceStatus] = []
     if kernel is not None:
         times = _Times()

@@ -32,7 +32,7 @@ from ipvsd.control.status import (
     services_from_table,
 )
 from ipvsd.control.status_json import MalformedStatus, from_json, services_to_json, to_json
-from ipvsd.daemon.status import VrrpView, status_document, status_document_steps
+from ipvsd.daemon.status import VrrpView, status_document_steps
 from ipvsd.desired import desired_table
 from ipvsd.health.tracker import Health, HealthRecord
 from ipvsd.ipvs.sync_daemon import SyncDaemonStatus, SyncTarget
@@ -54,6 +54,7 @@ from ipvsd.model import (
     make_service,
 )
 from ipvsd.netlink.wire_daemon import SyncDaemon, SyncState
+from ipvsd.steps import run_steps
 
 PACKAGE = Path(__file__).resolve().parents[2] / "ipvsd"
 WEB_KEY = ServiceKey(Family.INET, Protocol.TCP, ip_address("192.168.1.200"), 80)
@@ -597,14 +598,16 @@ def test_the_sorry_server_row() -> None:
 def test_status_of_a_persistent_service_shows_its_persistence() -> None:
     # The bug of issue 10: the human table read fields the document did not have.
     config = parse_config(CONFIG, default_node_name="n1")
-    doc = status_document(
-        node="n1",
-        version="0",
-        config=config,
-        kernel=desired_table(config),
-        health={},
-        drained=set(),
-        vrrp=[],
+    doc = run_steps(
+        status_document_steps(
+            node="n1",
+            version="0",
+            config=config,
+            kernel=desired_table(config),
+            health={},
+            drained=set(),
+            vrrp=[],
+        )
     )
     lines = status_text(from_json(json.loads(json.dumps(to_json(doc))))).splitlines()
     assert "TCP  192.168.1.200:80 rr persistent 300" in lines
@@ -748,7 +751,8 @@ def dest(address: str, weight: int, counters: DestCounters | None = None) -> Des
 
 def build(config: Config, kernel: Table | None, **kwargs: Any) -> StatusDocument:
     arguments: dict[str, Any] = {"health": {}, "drained": set(), "vrrp": []} | kwargs
-    return status_document(node="n1", version="0", config=config, kernel=kernel, **arguments)
+    steps = status_document_steps(node="n1", version="0", config=config, kernel=kernel, **arguments)
+    return run_steps(steps)
 
 
 def test_the_builder_puts_config_kernel_and_health_side_by_side() -> None:

@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 from ipvsd.config import parse_config
 from ipvsd.control.status_json import to_json
 from ipvsd.daemon import sync_target
-from ipvsd.daemon.status import status_document
+from ipvsd.daemon.status import status_document_steps
 from ipvsd.errors import AlreadyExists, ConfigError, IpvsUnavailable, KernelError, NotFound
 from ipvsd.ipvs.sync_daemon import (
     StartDaemon,
@@ -32,6 +32,7 @@ from ipvsd.ipvs.sync_daemon import (
 )
 from ipvsd.metrics import DaemonMetrics
 from ipvsd.netlink.wire_daemon import SyncDaemon, SyncState
+from ipvsd.steps import run_steps
 
 MASTER, BACKUP = SyncState.MASTER, SyncState.BACKUP
 TARGET = SyncTarget("VI_1", "eth1", 51)
@@ -420,15 +421,17 @@ async def test_status_document_shows_the_sync_daemon() -> None:
     config = parse_config("{}", default_node_name="n1")
 
     def document(status: SyncDaemonStatus | None) -> object:
-        doc = status_document(
-            node="n1",
-            version="0",
-            config=config,
-            kernel=None,
-            health={},
-            drained=set(),
-            vrrp=[],
-            sync_daemon=status,
+        doc = run_steps(
+            status_document_steps(
+                node="n1",
+                version="0",
+                config=config,
+                kernel=None,
+                health={},
+                drained=set(),
+                vrrp=[],
+                sync_daemon=status,
+            )
         )
         return to_json(doc)["sync_daemon"]
 
