@@ -28,7 +28,6 @@ keepalived puts a checked real in service before its first check unless
 from __future__ import annotations
 
 import copy
-import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, ip_address
@@ -41,7 +40,7 @@ from ipvsd.importers.keepalived_checks import CHECKERS, Check, Timing, checks, s
 from ipvsd.importers.keepalived_groups import Groups, member_texts, service_keys
 from ipvsd.importers.keepalived_ledger import Ledger, argument, flag, integer
 from ipvsd.importers.keepalived_parse import Node
-from ipvsd.importers.keepalived_tracking import script_argv
+from ipvsd.importers.keepalived_tracking import program_line, script_argv
 from ipvsd.importers.keepalived_vrrp import unknown
 from ipvsd.importers.report import Notes, ordered
 
@@ -388,25 +387,14 @@ def _real_keyword(ledger: Ledger, node: Node, draft: _Real) -> bool:
 def _notify(ledger: Ledger, node: Node, data: dict[str, Any]) -> None:
     """``notify_up "COMMAND LINE" [user [group]]``: keepalived splits the command like a
     shell; ipvsd runs it as root, with the real in its environment."""
-    if not node.args:
-        ledger.report(node, "has no command: ignored")
-        return
-    try:
-        argv = shlex.split(node.args[0])
-    except ValueError:
-        argv = [node.args[0]]
-    if not argv:
-        ledger.report(node, "has no command: ignored")
-        return
-    data[node.directive] = argv
-    if len(node.args) > 1:
-        ledger.report(
-            node,
-            f"ipvsd runs notify programs as root: user {' '.join(node.args[1:])} ignored "
-            "(run the command through runuser/setpriv to drop privileges)",
-        )
-    else:
-        ledger.take(node)
+    program_line(
+        ledger,
+        node,
+        data,
+        empty="has no command: ignored",
+        user="ipvsd runs notify programs as root: user {user} ignored "
+        "(run the command through runuser/setpriv to drop privileges)",
+    )
 
 
 def _assemble(

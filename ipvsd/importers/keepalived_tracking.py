@@ -37,6 +37,7 @@ from ipvsd.importers.report import ordered
 
 __all__ = [
     "FileDecl",
+    "program_line",
     "script",
     "script_argv",
     "split_command",
@@ -72,6 +73,23 @@ def split_command(words: Sequence[str]) -> list[str]:
         return shlex.split(" ".join(words))
     except ValueError:
         return list(words)
+
+
+def program_line(
+    ledger: Ledger, node: Node, data: dict[str, Any], *, empty: str, user: str
+) -> None:
+    """``KEYWORD "COMMAND LINE" [USER [GROUP]]`` (notify programs) → ``data[KEYWORD]``, an
+    argv list split as keepalived splits it. ipvsd runs these programs as root, so a
+    user is reported (`user`, formatted with ``{user}``); so is an empty command (`empty`)."""
+    argv = split_command(node.args[:1])
+    if not argv:
+        ledger.report(node, empty)
+        return
+    data[node.directive] = argv
+    if len(node.args) > 1:
+        ledger.report(node, user.format(user=" ".join(node.args[1:])))
+    else:
+        ledger.take(node)
 
 
 def script(ledger: Ledger, node: Node) -> dict[str, Any] | None:

@@ -59,8 +59,8 @@ from ipvsd.importers.keepalived_parse import Node
 from ipvsd.importers.keepalived_tracking import (
     TRACK_NODES,
     FileDecl,
+    program_line,
     script_argv,
-    split_command,
     track_files,
     track_scripts,
 )
@@ -487,19 +487,14 @@ def _notify(ledger: Ledger, node: Node, data: dict[str, Any]) -> None:
 def notify_state(ledger: Ledger, node: Node, data: dict[str, Any]) -> None:
     """``notify_master "COMMAND LINE" [USER [GROUP]]`` → an argv list. keepalived splits
     the command line itself and runs it without a shell, as ipvsd does."""
-    argv = split_command(node.args[:1])
-    if not argv:
-        ledger.report(node, "has no program: ignored")
-        return
-    data[node.directive] = argv
-    if len(node.args) > 1:
-        ledger.report(
-            node,
-            f"runs as {' '.join(node.args[1:])} in keepalived; ipvsd runs notify programs as "
-            "root: converted without the user",
-        )
-    else:
-        ledger.take(node)
+    program_line(
+        ledger,
+        node,
+        data,
+        empty="has no program: ignored",
+        user="runs as {user} in keepalived; ipvsd runs notify programs as root: "
+        "converted without the user",
+    )
 
 
 def refresh_repeat(ledger: Ledger, node: Node) -> None:
