@@ -26,13 +26,10 @@ from ipvsd.netlink import routes
 from ipvsd.netlink.addresses import AddressManager
 from ipvsd.netlink.ipvs import IpvsClient, Timeouts
 from ipvsd.netlink.links import LinkWatcher
-from ipvsd.netlink.table_reader import BlockingTableReader
+from ipvsd.netlink.table_reader import DUMP_TIMEOUT_S, BlockingTableReader
 from ipvsd.netlink.virtual_routes import RouteManager
 from ipvsd.netlink.vmac import VmacManager
 from ipvsd.vrrp.ports import LinkSource, RouteWriter, VipWriter, VmacWriter
-
-#: The longest a scrape waits for one datagram of the kernel's answer.
-SCRAPE_TIMEOUT_S = 60.0
 
 
 class IpvsKernel(SyncDaemonBackend, Protocol):
@@ -144,7 +141,7 @@ def real_ports() -> KernelPorts:
         return await IpvsClient.open()
 
     async def open_table_reader() -> TableReader:
-        return await BlockingTableReader.open(timeout_s=SCRAPE_TIMEOUT_S)
+        return await BlockingTableReader.open(timeout_s=DUMP_TIMEOUT_S)
 
     async def open_addresses() -> Addresses:
         return await AddressManager.open()

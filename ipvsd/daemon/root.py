@@ -27,7 +27,6 @@ from ipvsd.daemon.components import Components
 from ipvsd.daemon.endpoints import Endpoints
 from ipvsd.daemon.lock import DEFAULT_RUNTIME_DIR, HostLock
 from ipvsd.daemon.ports import (
-    SCRAPE_TIMEOUT_S,
     Addresses,
     KernelPorts,
     Links,
@@ -48,6 +47,7 @@ from ipvsd.ipvs.sync_daemon import SyncDaemonController, SyncTarget, resolve
 from ipvsd.metrics import DaemonMetrics, EventLoopLag, IpvsExporter
 from ipvsd.model import Table
 from ipvsd.netlink.ipvs import Timeouts
+from ipvsd.netlink.table_reader import DUMP_TIMEOUT_S
 from ipvsd.process import lower_this_thread_priority
 from ipvsd.systemd import Notifier
 from ipvsd.vrrp.instance import VrrpInstance
@@ -255,7 +255,7 @@ class Daemon:
         """
         if self._scrape_reader is None:
             opening = asyncio.run_coroutine_threadsafe(self._ports.open_table_reader(), loop)
-            self._scrape_reader = opening.result(timeout=SCRAPE_TIMEOUT_S)
+            self._scrape_reader = opening.result(timeout=DUMP_TIMEOUT_S)
         reconciler = self._parts.reconciler
         generation = reconciler.write_generation if reconciler is not None else 0
         started_at = time.monotonic()
