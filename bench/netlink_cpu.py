@@ -19,7 +19,7 @@ from ipaddress import IPv4Address
 from bench.report import Row, print_table
 from ipvsd.ipvs.plan import AddDest, EditDest, Operation
 from ipvsd.model import DestAttrs, DestKey, Family, ForwardMethod, Protocol, ServiceKey
-from ipvsd.netlink import wire
+from ipvsd.netlink import records, wire
 
 FAMILY_ID = 0x1E
 
@@ -91,13 +91,13 @@ def main() -> int:
         b"".join(encoder.encode(op, i) for i, op in enumerate(todo.operations))
         return len(todo)
 
-    records = [dest_record(i) for i in range(args.count)]
+    dest_records = [dest_record(i) for i in range(args.count)]
 
     def ipvsd_parse() -> int:
-        for record in records:
+        for record in dest_records:
             for reply in wire.iter_replies(memoryview(record)):
-                wire.parse_dest(reply.payload, Family.INET)
-        return len(records)
+                records.parse_dest(reply.payload, Family.INET)
+        return len(dest_records)
 
     rows = [
         Row("per operation", "ipvsd encode + ack parse", cpu_per_item_us(ipvsd_encode) / 1e6, ""),

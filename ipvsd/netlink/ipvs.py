@@ -54,7 +54,7 @@ from ipvsd.ipvs.plan import (
 )
 from ipvsd.loopslice import LoopSlice
 from ipvsd.model import Service, ServiceKey, Table
-from ipvsd.netlink import wire, wire_daemon
+from ipvsd.netlink import records, wire, wire_daemon
 from ipvsd.netlink.wire_daemon import SyncDaemon, SyncState
 
 if TYPE_CHECKING:
@@ -306,7 +306,7 @@ class IpvsClient:
         """Every service, without dests."""
         async with self._lock:
             return [
-                wire.parse_service(record, with_stats=with_stats)
+                records.parse_service(record, with_stats=with_stats)
                 async for record in self._dump(wire.CMD_GET_SERVICE, b"")
             ]
 
@@ -317,7 +317,7 @@ class IpvsClient:
         async with self._lock:
             dests = {}
             async for record in self._dump(wire.CMD_GET_DEST, payload):
-                dest = wire.parse_dest(record, family, with_stats=with_stats)
+                dest = records.parse_dest(record, family, with_stats=with_stats)
                 dests[dest.key] = dest
         return Service(service.key, service.attrs, dests, service.stats)
 

@@ -29,7 +29,6 @@ import struct
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address
 from typing import assert_never
 
 from ipvsd.errors import KernelError
@@ -43,21 +42,14 @@ from ipvsd.ipvs.plan import (
     Operation,
 )
 from ipvsd.model import (
-    Dest,
     DestAttrs,
-    DestCounters,
     DestKey,
     Family,
     ForwardMethod,
     IPAddress,
-    Protocol,
-    Service,
     ServiceAttrs,
     ServiceFlag,
     ServiceKey,
-    Stats,
-    TunnelChecksum,
-    TunnelType,
 )
 
 # Netlink header constants (include/uapi/linux/netlink.h).
@@ -341,178 +333,9 @@ def uint_value(value: memoryview) -> int:
     return int.from_bytes(value, sys.byteorder)
 
 
-def _be16(value: memoryview) -> int:
-    return int(_BE16.unpack_from(value)[0])
-
-
-def string_value(value: memoryview) -> str:
+def string_value(value: memoryview | bytes) -> str:
     """A NUL-terminated string attribute."""
     return bytes(value).split(b"\0", 1)[0].decode()
-
-
-def _address(family: int, value: memoryview) -> IPAddress:
-    if family == Family.INET6:
-        return IPv6Address(bytes(value[:16]))
-    return IPv4Address(bytes(value[:4]))
-
-
-# IPVS_CMD_ATTR_STATS64 as the kernel writes it where u64s need no padding
-# (x86, arm64, ...): the ten counters in type order, 12 bytes each. One unpack
-# instead of ten attribute steps: it is most of a dest record's parse, and a
-# scrape of 10,000 x 4 parses 50,000 of them.
-_STATS64_PACKED = struct.Struct("=" + "HHQ" * 10)
-_STATS64_HEADERS_SPLIT = (12,) * 10 + tuple(range(1, 11))  # (lengths, types)
-
-
-def parse_stats(value: memoryview) -> Stats:
-    """IPVS_STATS_ATTR_* (1..10) → Stats; PAD and unknown attributes are ignored."""
-    if len(value) == _STATS64_PACKED.size:
-        fields = _STATS64_PACKED.unpack_from(value)
-        headers = fields[0::3] + fields[1::3]
-        if headers == _STATS64_HEADERS_SPLIT:
-            return Stats(*fields[2::3])
-    values = [0] * 10
-    for attr_type, attr_value in iter_attrs(value):
-        if 1 <= attr_type <= 10:
-            values[attr_type - 1] = uint_value(attr_value)
-    return Stats(*values)
-
-
-def parse_service(payload: memoryview, *, with_stats: bool = True) -> Service:
-    """A GET_SERVICE dump record → Service (without dests).
-
-    Raises:
-        WireError: the record is malformed.
-    """
-    for attr_type, value in iter_attrs(payload):
-        if attr_type == ATTR_SERVICE:
-            try:
-                return _parse_service_attrs(value, with_stats)
-            except (ValueError, struct.error) as exc:
-                raise WireError(f"malformed service record: {exc}") from exc
-    raise WireError("service record without IPVS_CMD_ATTR_SERVICE")
-
-
-def _parse_service_attrs(buf: memoryview, with_stats: bool) -> Service:
-    family = protocol = port = fwmark = timeout = netmask = flags = 0
-    addr: memoryview | None = None
-    scheduler = pe_name = ""
-    stats: Stats | None = None
-    stats32: memoryview | None = None
-    for attr_type, value in iter_attrs(buf):
-        if attr_type == SVC_AF:
-            family = uint_value(value)
-        elif attr_type == SVC_PROTOCOL:
-            protocol = uint_value(value)
-        elif attr_type == SVC_ADDR:
-            addr = value
-        elif attr_type == SVC_PORT:
-            port = _be16(value)
-        elif attr_type == SVC_FWMARK:
-            fwmark = uint_value(value)
-        elif attr_type == SVC_SCHED_NAME:
-            scheduler = string_value(value)
-        elif attr_type == SVC_FLAGS:
-            flags = _FLAGS.unpack_from(value)[0]
-        elif attr_type == SVC_TIMEOUT:
-            timeout = uint_value(value)
-        elif attr_type == SVC_NETMASK:
-            netmask = uint_value(value)
-        elif attr_type == SVC_PE_NAME:
-            pe_name = string_value(value)
-        elif with_stats and attr_type == SVC_STATS64:
-            stats = parse_stats(value)
-        elif with_stats and attr_type == SVC_STATS:
-            stats32 = value
-    if stats is None and stats32 is not None:
-        stats = parse_stats(stats32)  # kernels before 4.1 have no STATS64
-    fam = Family(family)
-    if fwmark:
-        key = ServiceKey(fam, Protocol.TCP, None, 0, fwmark)
-    else:
-        if addr is None:
-            raise WireError("service record without address or fwmark")
-        key = ServiceKey(fam, Protocol(protocol), _address(family, addr), port)
-    attrs = ServiceAttrs(
-        scheduler=scheduler,
-        flags=ServiceFlag(flags & ~ServiceFlag.HASHED),
-        timeout=timeout,
-        netmask=netmask_prefix(fam, netmask),
-        pe_name=pe_name,
-    )
-    return Service(key, attrs, {}, stats)
-
-
-def parse_dest(payload: memoryview, service_family: int, *, with_stats: bool = True) -> Dest:
-    """A GET_DEST dump record → Dest (with counters).
-
-    Raises:
-        WireError: the record is malformed.
-    """
-    for attr_type, value in iter_attrs(payload):
-        if attr_type == ATTR_DEST:
-            try:
-                return _parse_dest_attrs(value, service_family, with_stats)
-            except (ValueError, struct.error) as exc:
-                raise WireError(f"malformed dest record: {exc}") from exc
-    raise WireError("dest record without IPVS_CMD_ATTR_DEST")
-
-
-def _parse_dest_attrs(buf: memoryview, family: int, with_stats: bool) -> Dest:
-    addr: memoryview | None = None
-    port = fwd = weight = u_thresh = l_thresh = active = inactive = persistent = 0
-    tun_type = tun_port = tun_flags = 0
-    stats: Stats | None = None
-    stats32: memoryview | None = None
-    for attr_type, value in iter_attrs(buf):
-        if attr_type == DEST_ADDR:
-            addr = value
-        elif attr_type == DEST_PORT:
-            port = _be16(value)
-        elif attr_type == DEST_FWD_METHOD:
-            fwd = uint_value(value)
-        elif attr_type == DEST_WEIGHT:
-            weight = uint_value(value)
-        elif attr_type == DEST_U_THRESH:
-            u_thresh = uint_value(value)
-        elif attr_type == DEST_L_THRESH:
-            l_thresh = uint_value(value)
-        elif attr_type == DEST_ACTIVE_CONNS:
-            active = uint_value(value)
-        elif attr_type == DEST_INACT_CONNS:
-            inactive = uint_value(value)
-        elif attr_type == DEST_PERSIST_CONNS:
-            persistent = uint_value(value)
-        elif attr_type == DEST_ADDR_FAMILY:
-            family = uint_value(value)
-        elif attr_type == DEST_TUN_TYPE:
-            tun_type = uint_value(value[:1])
-        elif attr_type == DEST_TUN_PORT:
-            tun_port = _be16(value)
-        elif attr_type == DEST_TUN_FLAGS:
-            tun_flags = uint_value(value[:2])
-        elif with_stats and attr_type == DEST_STATS64:
-            stats = parse_stats(value)
-        elif with_stats and attr_type == DEST_STATS:
-            stats32 = value
-    if addr is None:
-        raise WireError("dest record without address")
-    if stats is None and stats32 is not None:
-        stats = parse_stats(stats32)
-    counters = DestCounters(active, inactive, persistent, stats if stats is not None else Stats())
-    if tun_type or tun_port or tun_flags:
-        attrs = DestAttrs(
-            ForwardMethod.from_kernel(fwd),
-            weight,
-            u_thresh,
-            l_thresh,
-            TunnelType(tun_type),
-            tun_port,
-            TunnelChecksum(tun_flags),
-        )
-    else:  # every NAT / DR real and plain IPIP: no enum lookups on the dump's hot path
-        attrs = DestAttrs(ForwardMethod.from_kernel(fwd), weight, u_thresh, l_thresh)
-    return Dest(DestKey(_address(family, addr), port), attrs, counters)
 
 
 def parse_u32_attrs(payload: memoryview) -> dict[int, int]:

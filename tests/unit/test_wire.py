@@ -29,7 +29,7 @@ from ipvsd.model import (
     TunnelType,
     fwmark_key,
 )
-from ipvsd.netlink import wire, wire_daemon
+from ipvsd.netlink import records, wire, wire_daemon
 
 V4 = ServiceKey(Family.INET, Protocol.TCP, ip_address("192.168.1.200"), 80)
 V6 = ServiceKey(Family.INET6, Protocol.UDP, ip_address("2001:db8::200"), 53)
@@ -130,15 +130,15 @@ def test_parse_service_record_with_stats64() -> None:
     body = body.replace(struct.pack("=II", 1, 0xFFFFFFFF), struct.pack("=II", 3, 0xFFFF))
     body += _stats_attr(wire.SVC_STATS64, list(range(1, 11)))
     record = wire.nla(wire.ATTR_SERVICE, body)
-    service = wire.parse_service(memoryview(record))
+    service = records.parse_service(memoryview(record))
     assert service.key == V4
     assert service.attrs == attrs
     assert service.stats == Stats(*range(1, 11))
 
 
 def test_stats_parse_the_same_in_any_layout() -> None:
-    """The kernel's usual layout takes a one-unpack path; padding (architectures
-    that align u64s), another order or 32-bit counters take the general one."""
+    """Any layout the kernel may write: the usual one, padding (architectures
+    that align u64s), another order, 32-bit counters."""
     values = [50, 1, 2, 3, 4, 5, 6, 7, 8, 2**40]
     usual = _stats_attr(wire.SVC_STATS64, values)[4:]
     attrs = [wire.nla(i + 1, struct.pack("=Q", v)) for i, v in enumerate(values)]
@@ -148,14 +148,14 @@ def test_stats_parse_the_same_in_any_layout() -> None:
         wire.nla(i + 1, struct.pack("=I", v & 0xFFFFFFFF)) for i, v in enumerate(values)
     )
     expected = Stats(*values)
-    assert wire.parse_stats(memoryview(usual)) == expected
-    assert wire.parse_stats(memoryview(padded)) == expected
-    assert wire.parse_stats(memoryview(reordered)) == expected
-    assert wire.parse_stats(memoryview(narrow)) == Stats(*values[:9], 0)
-    # Right size, wrong headers: not taken for the usual layout.
+    assert records.parse_stats(memoryview(usual)) == expected
+    assert records.parse_stats(memoryview(padded)) == expected
+    assert records.parse_stats(memoryview(reordered)) == expected
+    assert records.parse_stats(memoryview(narrow)) == Stats(*values[:9], 0)
+    # Right size, other headers: read as what they say.
     mangled = bytearray(usual)
     struct.pack_into("=H", mangled, 2, 5)  # the first counter says it is OUTBYTES
-    assert wire.parse_stats(memoryview(bytes(mangled))).conns == 0
+    assert records.parse_stats(memoryview(bytes(mangled))).conns == 0
 
 
 def test_parse_dest_record_with_counters() -> None:
@@ -164,7 +164,7 @@ def test_parse_dest_record_with_counters() -> None:
     body += wire.nla_u32(wire.DEST_ACTIVE_CONNS, 4) + wire.nla_u32(wire.DEST_INACT_CONNS, 25)
     body += wire.nla_u32(wire.DEST_PERSIST_CONNS, 2)
     body += _stats_attr(wire.DEST_STATS64, [50, 1, 2, 3, 4, 0, 0, 0, 0, 0])
-    dest = wire.parse_dest(memoryview(wire.nla(wire.ATTR_DEST, body)), Family.INET)
+    dest = records.parse_dest(memoryview(wire.nla(wire.ATTR_DEST, body)), Family.INET)
     assert dest == Dest(key, DestAttrs(ForwardMethod.TUNNEL, 3))
     assert dest.counters == DestCounters(4, 25, 2, Stats(50, 1, 2, 3, 4))
 
@@ -188,10 +188,10 @@ def test_replies_split_and_error_code() -> None:
 def test_arbitrary_bytes_raise_only_wire_error(data: bytes) -> None:
     for parse in (
         lambda: list(wire.iter_replies(memoryview(data))),
-        lambda: wire.parse_service(memoryview(data)),
-        lambda: wire.parse_dest(memoryview(data), 2),
-        lambda: wire.parse_service(memoryview(wire.nla(wire.ATTR_SERVICE, data))),
-        lambda: wire.parse_dest(memoryview(wire.nla(wire.ATTR_DEST, data)), 10),
+        lambda: records.parse_service(memoryview(data)),
+        lambda: records.parse_dest(memoryview(data), 2),
+        lambda: records.parse_service(memoryview(wire.nla(wire.ATTR_SERVICE, data))),
+        lambda: records.parse_dest(memoryview(wire.nla(wire.ATTR_DEST, data)), 10),
     ):
         with contextlib.suppress(wire.WireError):
             parse()
@@ -399,7 +399,7 @@ def test_tunnel_dest_settings_decode_with_pyroute2_and_parse_back() -> None:
         (6080).to_bytes(2, "big"), sys.byteorder
     )
     assert dest.get_attr("IPVS_DEST_ATTR_TUN_FLAGS") == 2
-    parsed = wire.parse_dest(memoryview(wire.nla(wire.ATTR_DEST, wire.dest_attrs(key, gue))), 2)
+    parsed = records.parse_dest(memoryview(wire.nla(wire.ATTR_DEST, wire.dest_attrs(key, gue))), 2)
     assert parsed.attrs == gue
     # Other methods send no tunnel attributes (kernels before 5.2 know none).
     dr = wire.dest_attrs(key, DestAttrs(ForwardMethod.DR, 1))

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ipvsd.errors import KernelError
-from ipvsd.netlink import ipvs, wire, wire_daemon
+from ipvsd.netlink import ipvs, records, wire, wire_daemon
 
 _HDR = struct.Struct("=IHHII")
 
@@ -88,7 +88,7 @@ DEST_OK = (wire.nla(wire.DEST_ADDR, bytes((10, 0, 0, 2)) + bytes(12)),)
 )
 def test_short_or_bad_service_attributes_are_wire_errors(record: memoryview) -> None:
     with pytest.raises(wire.WireError):
-        wire.parse_service(record)
+        records.parse_service(record)
 
 
 @pytest.mark.parametrize(
@@ -103,7 +103,7 @@ def test_short_or_bad_service_attributes_are_wire_errors(record: memoryview) -> 
 )
 def test_short_or_bad_dest_attributes_are_wire_errors(record: memoryview) -> None:
     with pytest.raises(wire.WireError):
-        wire.parse_dest(record, 2)
+        records.parse_dest(record, 2)
 
 
 def test_a_short_u32_attribute_list_is_a_wire_error() -> None:
@@ -240,9 +240,9 @@ def test_near_miss_datagrams_raise_only_wire_error(data: bytes) -> None:
 @given(attributes(_SERVICE_TYPES), st.sampled_from([2, 10, 0, 7]))
 def test_near_miss_services_raise_only_wire_error(body: bytes, family: int) -> None:
     with contextlib.suppress(wire.WireError):
-        wire.parse_service(memoryview(wire.nla(wire.ATTR_SERVICE, body)))
+        records.parse_service(memoryview(wire.nla(wire.ATTR_SERVICE, body)))
     with contextlib.suppress(wire.WireError):
-        wire.parse_service(
+        records.parse_service(
             memoryview(wire.nla(wire.ATTR_SERVICE, wire.nla_u16(wire.SVC_AF, family) + body))
         )
 
@@ -251,7 +251,7 @@ def test_near_miss_services_raise_only_wire_error(body: bytes, family: int) -> N
 @given(attributes(_DEST_TYPES), st.sampled_from([2, 10, 0, 7]))
 def test_near_miss_dests_raise_only_wire_error(body: bytes, family: int) -> None:
     with contextlib.suppress(wire.WireError):
-        wire.parse_dest(memoryview(wire.nla(wire.ATTR_DEST, body)), family)
+        records.parse_dest(memoryview(wire.nla(wire.ATTR_DEST, body)), family)
 
 
 @settings(max_examples=500, deadline=None)
