@@ -84,7 +84,6 @@ IP_PKTINFO = 8
 IP_MTU_DISCOVER = 10
 IP_PMTUDISC_DONT = 0
 IP_MULTICAST_ALL = 49
-ETH_P_ARP = 0x0806
 
 SIOCGIFFLAGS = 0x8913
 _RECV_SIZE = 65535
@@ -383,7 +382,8 @@ class GarpSender:
     """Sends gratuitous ARP frames on one interface. Use `open()`.
 
     An ``AF_PACKET``/``SOCK_RAW`` socket with protocol 0, so it receives nothing;
-    frames come from `vrrp.arp.gratuitous_arp`.
+    frames come from `vrrp.arp.gratuitous_arp`, or `vrrp.ndisc.unsolicited_na`
+    for IPv6 VIPs (whole Ethernet frames either way).
     """
 
     def __init__(self, sock: socket.socket, interface: str) -> None:
@@ -425,7 +425,9 @@ class GarpSender:
         for _ in range(count):
             for frame in frames:
                 try:
-                    self._sock.sendto(frame, (self.interface, ETH_P_ARP))
+                    # The frame's own EtherType: ARP, or IPv6 for `ndisc` NAs.
+                    ethertype = int.from_bytes(frame[12:14], "big")
+                    self._sock.sendto(frame, (self.interface, ethertype))
                 except OSError as exc:
                     self.send_failures += 1
                     _log_send_error("vrrp.garp_failed", self._sock, self.interface, exc, sent=sent)
