@@ -1,0 +1,292 @@
+"""VRRPv3's IPv6 edge on the host kernel (issue 14): the advert socket, NAs, nodad VIPs.
+
+Two namespaces, A and B, joined by a veth pair (``eth0`` on both sides).
+Duplicate address detection is off for the link-local addresses of the pair,
+so that they are usable at once (the nodad test turns it on again for its
+own addresses). Sockets are opened inside a namespace with `in_netns` and
+stay there; adverts are real `packet_v3` messages, checksummed for the
+addresses they travel between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import select
+import socket
+import time
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from ipaddress import IPv6Address
+from typing import Any
+
+import pytest
+
+from ipvsd.errors import KernelError
+from ipvsd.vrrp.packet_v3 import AdvertisementV3, decode_message, encode_message
+from ipvsd.vrrp.transport6 import VRRP_GROUP6, ReceivedPacket6, VrrpSocket6
+from lab.netns import Topology, in_netns
+from tests.netns import test_vrrp_io as io4
+
+VIP6 = IPv6Address("2001:db8::200")
+A_GLOBAL = IPv6Address("2001:db8::1")
+B_GLOBAL = IPv6Address("2001:db8::2")
+ETH_P_IPV6 = 0x86DD
+ADVERT = AdvertisementV3(52, 200, 100, (VIP6,))
+
+
+@dataclass
+class Pair:
+    topo: Topology
+    a: str
+    b: str
+
+    def mac(self, ns: str) -> str:
+        return str(self.topo.exec(ns, ["cat", "/sys/class/net/eth0/address"]).stdout.strip())
+
+    def link_local(self, ns: str) -> IPv6Address:
+        """The kernel-made (EUI-64) link-local address of eth0."""
+        local = [x["local"] for x in self.addresses(ns) if x.get("scope") == "link"]
+        return IPv6Address(local[-1])  # the kernel's comes last, after ones tests add
+
+    def addresses(self, ns: str) -> list[dict[str, Any]]:
+        out = self.topo.exec(ns, ["ip", "-j", "-6", "addr", "show", "dev", "eth0"]).stdout
+        (info,) = json.loads(out)
+        return list(info["addr_info"])
+
+
+@pytest.fixture
+def pair(topology: Topology) -> Pair:
+    a, b = topology.netns("a"), topology.netns("b")
+    for ns in (a, b):  # link-local addresses usable at once (no DAD on the new veth)
+        topology.sysctl(ns, "net/ipv6/conf/default/accept_dad", 0)
+    topology.veth(a, "eth0", peer_ns=b, peer_name="eth0")
+    pair = Pair(topology, a, b)
+    for ns in (a, b):
+        wait_for(lambda ns=ns: any(x.get("scope") == "link" for x in pair.addresses(ns)))
+    return pair
+
+
+def wait_for(condition: Any, seconds: float = 5) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition never became true")
+        time.sleep(0.02)
+
+
+def advert_for(source: IPv6Address, destination: IPv6Address = VRRP_GROUP6) -> bytes:
+    return encode_message(ADVERT, source, destination)
+
+
+async def receive(sock: VrrpSocket6, seconds: float = 2) -> ReceivedPacket6:
+    return await asyncio.wait_for(sock.recv(), seconds)
+
+
+# Shared with the IPv4 tests: the debug_logs fixture and two helpers.
+debug_logs = io4.debug_logs
+failures = io4.failures
+nothing_arrives = io4.nothing_arrives
+
+
+class Capture:
+    """An AF_PACKET socket in a namespace that sees every IPv6 frame on its eth0."""
+
+    def __init__(self, ns: str) -> None:
+        with in_netns(ns):
+            self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IPV6))
+        self._sock.bind(("eth0", ETH_P_IPV6))
+
+    def frames(self, seconds: float, *, stop: Any = None) -> list[bytes]:
+        """Frames seen within ``seconds``, or until one satisfies ``stop``."""
+        seen: list[bytes] = []
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if select.select([self._sock], [], [], left)[0]:
+                seen.append(self._sock.recv(4096))
+                if stop is not None and stop(seen[-1]):
+                    break
+        return seen
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def is_vrrp(frame: bytes) -> bool:
+    return frame[12:14] == b"\x86\xdd" and frame[14 + 6] == 112
+
+
+# --- VrrpSocket6 ----------------------------------------------------------------------------
+
+
+async def test_multicast_advert_from_link_local_with_hop_limit_255(pair: Pair) -> None:
+    lla_a = pair.link_local(pair.a)
+    with in_netns(pair.a):
+        sock_a = VrrpSocket6.open("eth0")
+    with in_netns(pair.b):
+        sock_b = VrrpSocket6.open("eth0")
+    capture = Capture(pair.b)
+    try:
+        # the kernel adds no checksum of its own: packet_v3 computes it
+        assert sock_a._sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_CHECKSUM) == -1
+        sock_a.bind_source(lla_a)
+        assert sock_a.source == lla_a
+        payload = advert_for(lla_a)
+        assert sock_a.send(payload)
+        got = await receive(sock_b)
+        assert got == ReceivedPacket6(payload, lla_a, VRRP_GROUP6, 255)
+        assert decode_message(got.message, got.source, got.destination) == ADVERT
+        assert await nothing_arrives(sock_a), "our own advert was looped back"
+
+        # on the wire: the header the kernel wrote
+        (frame,) = [f for f in capture.frames(1, stop=is_vrrp) if is_vrrp(f)]
+        assert frame[0:6] == bytes.fromhex("333300000012")  # ff02::12's MAC
+        ip6 = frame[14:54]
+        assert ip6[0] >> 4 == 6
+        assert ((ip6[0] & 0x0F) << 4 | ip6[1] >> 4) == 0xC0  # traffic class, as keepalived
+        assert (ip6[6], ip6[7]) == (112, 255)  # next header, hop limit
+        assert IPv6Address(ip6[8:24]) == lla_a
+        assert IPv6Address(ip6[24:40]) == VRRP_GROUP6
+        assert frame[54:] == payload
+    finally:
+        capture.close()
+        for sock in (sock_a, sock_b):
+            sock.close()
+
+
+async def test_bind_source_is_honoured_per_send(pair: Pair) -> None:
+    other = IPv6Address("fe80::99")
+    pair.topo.exec(pair.a, ["ip", "addr", "add", f"{other}/64", "dev", "eth0", "nodad"])
+    lla_a = pair.link_local(pair.a)
+    with in_netns(pair.a):
+        sock_a = VrrpSocket6.open("eth0")
+    with in_netns(pair.b):
+        sock_b = VrrpSocket6.open("eth0")
+    try:
+        for source in (other, lla_a, other):
+            sock_a.bind_source(source)
+            assert sock_a.send(advert_for(source))
+            got = await receive(sock_b)
+            assert got.source == source
+            assert decode_message(got.message, got.source, got.destination) == ADVERT
+    finally:
+        sock_a.close()
+        sock_b.close()
+
+
+async def test_unicast_to_global_and_link_local_peers(pair: Pair) -> None:
+    for ns, address in ((pair.a, A_GLOBAL), (pair.b, B_GLOBAL)):
+        pair.topo.exec(ns, ["ip", "addr", "add", f"{address}/64", "dev", "eth0", "nodad"])
+    lla_a, lla_b = pair.link_local(pair.a), pair.link_local(pair.b)
+    with in_netns(pair.a):
+        sock_a = VrrpSocket6.open("eth0", unicast=True)
+        multicast_a = VrrpSocket6.open("eth0")
+    with in_netns(pair.b):
+        sock_b = VrrpSocket6.open("eth0", unicast=True)
+        multicast_b = VrrpSocket6.open("eth0")
+    try:
+        sock_a.bind_source(lla_a)
+        for peer in (B_GLOBAL, lla_b):
+            payload = advert_for(lla_a, peer)
+            assert sock_a.send(payload, peer)
+            got = await receive(sock_b)
+            assert got == ReceivedPacket6(payload, lla_a, peer, 255)
+            assert decode_message(got.message, got.source, got.destination) == ADVERT
+            # a multicast socket sees unicast adverts to us too: the receiver checks
+            assert (await receive(multicast_b)).destination == peer
+
+        # a global source for a global peer (keepalived's unicast_src_ip)
+        sock_a.bind_source(A_GLOBAL)
+        assert sock_a.send(advert_for(A_GLOBAL, B_GLOBAL), B_GLOBAL)
+        got = await receive(sock_b)
+        assert (got.source, got.destination, got.hop_limit) == (A_GLOBAL, B_GLOBAL, 255)
+        await receive(multicast_b)
+
+        # A unicast-mode socket joins no group. Unlike IPv4, an unbound raw IPv6
+        # socket still receives group packets the host accepts because another
+        # socket joined (raw_v6_match): the receiver checks the destination.
+        assert multicast_a.send(advert_for(lla_a))
+        assert (await receive(multicast_b)).destination == VRRP_GROUP6
+        assert (await receive(sock_b)).destination == VRRP_GROUP6
+        multicast_b.close()  # nobody in B is in ff02::12 any more
+        await asyncio.sleep(0.1)
+        assert multicast_a.send(advert_for(lla_a))
+        assert await nothing_arrives(sock_b)
+    finally:
+        for sock in (sock_a, multicast_a, sock_b, multicast_b):
+            sock.close()
+
+
+async def test_hop_limit_is_reported_so_the_caller_can_reject(pair: Pair) -> None:
+    """RFC 5798 §7.1: an advert from off-link (hop limit < 255) must be dropped;
+    a raw IPv6 socket does not return the header, so the hop limit is reported."""
+    lla_a = pair.link_local(pair.a)
+    with in_netns(pair.a):
+        plain = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 112)
+        ifindex = socket.if_nametoindex("eth0")
+    with in_netns(pair.b):
+        sock_b = VrrpSocket6.open("eth0")
+    try:
+        plain.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 64)
+        plain.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
+        payload = advert_for(lla_a)
+        plain.sendto(payload, (str(VRRP_GROUP6), 0, 0, ifindex))
+        got = await receive(sock_b)
+        assert got == ReceivedPacket6(payload, lla_a, VRRP_GROUP6, 64)
+    finally:
+        plain.close()
+        sock_b.close()
+
+
+async def test_sends_on_a_down_link_fail_quietly(
+    pair: Pair, debug_logs: list[MutableMapping[str, Any]]
+) -> None:
+    lla_a = pair.link_local(pair.a)
+    with in_netns(pair.a):
+        sock = VrrpSocket6.open("eth0")
+    try:
+        sock.bind_source(lla_a)
+        pair.topo.exec(pair.a, ["ip", "link", "set", "eth0", "down"])
+        assert sock.send(advert_for(lla_a)) is False  # the link-local address went with it
+        sock.bind_source(None)
+        assert sock.send(advert_for(lla_a)) is False
+        assert sock.send_failures == 2
+    finally:
+        sock.close()
+    assert failures(debug_logs) == [
+        ("vrrp.send_failed", "debug", True, errno.EINVAL),  # source not (any more) local
+        ("vrrp.send_failed", "debug", True, errno.ENETUNREACH),
+    ]
+    with pytest.raises(KernelError, match="closed"):
+        sock.send(b"")
+
+
+async def test_a_send_failure_on_an_up_link_is_a_warning(
+    pair: Pair, debug_logs: list[MutableMapping[str, Any]]
+) -> None:
+    with in_netns(pair.a):
+        sock = VrrpSocket6.open("eth0")
+    try:
+        sock.bind_source(IPv6Address("fe80::dead"))  # not A's: a configuration mistake
+        assert sock.send(advert_for(IPv6Address("fe80::dead"))) is False
+    finally:
+        sock.close()
+    assert failures(debug_logs) == [("vrrp.send_failed", "warning", False, errno.EINVAL)]
+
+
+def test_open_errors(pair: Pair) -> None:
+    with in_netns(pair.a), pytest.raises(KernelError, match="no interface 'eth9'") as info:
+        VrrpSocket6.open("eth9")
+    assert info.value.errno == errno.ENODEV
+
+
+async def test_close_ends_a_pending_recv(pair: Pair) -> None:
+    with in_netns(pair.a):
+        sock = VrrpSocket6.open("eth0")
+    pending = asyncio.create_task(sock.recv())
+    await asyncio.sleep(0.05)
+    sock.close()
+    with pytest.raises(KernelError, match="closed"):
+        await asyncio.wait_for(pending, 1)
+    assert [packet async for packet in sock.packets()] == []
