@@ -18,12 +18,13 @@ import socket
 import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass
-from ipaddress import IPv6Address
+from ipaddress import IPv6Address, IPv6Interface
 from typing import Any
 
 import pytest
 
 from ipvsd.errors import KernelError
+from ipvsd.netlink.addresses import AddressManager
 from ipvsd.vrrp.packet_v3 import AdvertisementV3, decode_message, encode_message
 from ipvsd.vrrp.transport6 import VRRP_GROUP6, ReceivedPacket6, VrrpSocket6
 from lab.netns import Topology, in_netns
@@ -290,3 +291,66 @@ async def test_close_ends_a_pending_recv(pair: Pair) -> None:
     with pytest.raises(KernelError, match="closed"):
         await asyncio.wait_for(pending, 1)
     assert [packet async for packet in sock.packets()] == []
+
+
+# --- AddressManager: IPv6 VIPs without DAD --------------------------------------------------
+
+
+def flags_of(pair: Pair, ns: str, address: IPv6Address) -> set[str]:
+    """``ip -j addr``'s boolean keys for ``address`` (``tentative``, ``nodad``...)."""
+    for info in pair.addresses(ns):
+        if info.get("local") == str(address):
+            return {key for key, value in info.items() if value is True}
+    raise AssertionError(f"{address} is not on eth0 in {ns}")
+
+
+def test_ipv6_vip_is_usable_at_once_nodad(pair: Pair) -> None:
+    topo, a = pair.topo, pair.a
+    topo.sysctl(a, "net/ipv6/conf/eth0/accept_dad", 1)  # DAD on, as on any real host
+    # the control: an address added without nodad waits for DAD
+    topo.exec(a, ["ip", "addr", "add", f"{A_GLOBAL}/64", "dev", "eth0"])
+    assert "tentative" in flags_of(pair, a, A_GLOBAL)
+    vip = IPv6Interface(f"{VIP6}/64")
+
+    async def body() -> list[object]:
+        steps: list[object] = []
+        async with await AddressManager.open() as mgr:
+            steps.append(await mgr.has("eth0", vip))
+            steps.append(await mgr.add("eth0", vip, "eth0:vrrp52"))
+            flags = flags_of(pair, a, VIP6)  # at once, before any DAD could finish
+            steps.append(sorted(flags & {"tentative", "nodad", "dadfailed"}))
+            with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as udp:
+                udp.bind((str(VIP6), 0))  # a tentative address would give EADDRNOTAVAIL
+            steps.append(await mgr.add("eth0", vip, "eth0:vrrp52"))
+            steps.append(await mgr.has("eth0", vip))
+            steps.append(await mgr.has("eth0", IPv6Interface(f"{VIP6}/128")))
+            steps.append(await mgr.remove("eth0", vip))
+            steps.append(await mgr.remove("eth0", vip))
+            steps.append(await mgr.has("eth0", vip))
+        return steps
+
+    assert io4.run_in(a, body) == [False, True, ["nodad"], False, True, False, True, False, False]
+
+
+def test_link_local_source_waits_for_dad(pair: Pair) -> None:
+    topo, a = pair.topo, pair.a
+    topo.sysctl(a, "net/ipv6/conf/default/accept_dad", 1)
+    topo.exec(a, ["ip", "link", "add", "pair0", "type", "veth", "peer", "name", "pair1"])
+    topo.exec(a, ["ip", "link", "set", "pair1", "up"])
+    topo.exec(a, ["ip", "link", "set", "pair0", "up"])
+
+    async def body() -> list[IPv6Address | None]:
+        async with await AddressManager.open() as mgr:
+            tentative = await mgr.link_local_ipv6("pair0")  # DAD takes a second
+            await asyncio.sleep(2.5)
+            return [
+                tentative,
+                await mgr.link_local_ipv6("pair0"),
+                await mgr.link_local_ipv6("eth0"),
+            ]
+
+    tentative, done, eth0 = io4.run_in(a, body)
+    assert tentative is None
+    assert done is not None
+    assert done.is_link_local
+    assert eth0 == pair.link_local(a)
