@@ -19,15 +19,19 @@ import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from ipaddress import IPv6Address, IPv6Interface
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ipvsd.errors import KernelError
 from ipvsd.netlink.addresses import AddressManager
+from ipvsd.vrrp.ndisc import NA_FLAG_OVERRIDE, unsolicited_na
 from ipvsd.vrrp.packet_v3 import AdvertisementV3, decode_message, encode_message
+from ipvsd.vrrp.transport import GarpSender
 from ipvsd.vrrp.transport6 import VRRP_GROUP6, ReceivedPacket6, VrrpSocket6
-from lab.netns import Topology, in_netns
+from lab.netns import Topology, in_netns, sysctl_get
+from lab.vrrp_pair import KeepalivedProcess
 from tests.netns import test_vrrp_io as io4
 
 VIP6 = IPv6Address("2001:db8::200")
@@ -354,3 +358,142 @@ def test_link_local_source_waits_for_dad(pair: Pair) -> None:
     assert done is not None
     assert done.is_link_local
     assert eth0 == pair.link_local(a)
+
+
+# --- Unsolicited Neighbor Advertisements (GarpSender + ndisc) ---------------------------------
+
+
+def neighbour(pair: Pair, ns: str, ip: IPv6Address) -> dict[str, Any] | None:
+    out = pair.topo.exec(ns, ["ip", "-j", "-6", "neigh", "show", str(ip), "dev", "eth0"]).stdout
+    entries = json.loads(out)
+    return entries[0] if entries else None
+
+
+def without_override(frame: bytes) -> bytes:
+    """The same NA with the Override flag cleared and the checksum redone (by the test)."""
+    icmp = bytearray(frame[54:])
+    icmp[4] &= ~NA_FLAG_OVERRIDE
+    icmp[2:4] = b"\0\0"
+    pseudo = frame[22:54] + len(icmp).to_bytes(4, "big") + b"\0\0\0\x3a"
+    data = pseudo + icmp
+    total = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    icmp[2:4] = (~total & 0xFFFF).to_bytes(2, "big")
+    return frame[:54] + bytes(icmp)
+
+
+async def wait_lladdr(pair: Pair, ns: str, ip: IPv6Address, mac: str) -> dict[str, Any] | None:
+    entry = None
+    for _ in range(50):
+        entry = neighbour(pair, ns, ip)
+        if entry and entry.get("lladdr") == mac:
+            break
+        await asyncio.sleep(0.02)
+    return entry
+
+
+async def test_unsolicited_na_moves_a_peers_neighbour_entry(pair: Pair) -> None:
+    topo, a, b = pair.topo, pair.a, pair.b
+    mac_a = pair.mac(a)
+    untracked = IPv6Address("2001:db8::201")
+    # B believes the VIP is elsewhere, as after a failover from another director
+    topo.exec(b, ["ip", "-6", "neigh", "replace", str(VIP6), "lladdr", "02:00:00:00:00:99",
+                  "dev", "eth0", "nud", "stale"])  # fmt: skip
+    for address in (VIP6, untracked):
+        topo.exec(a, ["ip", "addr", "add", f"{address}/64", "dev", "eth0", "nodad"])
+    frame = unsolicited_na(mac_a, VIP6)
+    capture = Capture(b)
+    with in_netns(a):
+        garp = GarpSender.open("eth0")
+    try:
+        # without Override an NA does not replace a cached address (RFC 4861 §7.2.5)
+        assert garp.send_burst([without_override(frame)], 1) == 1
+        await asyncio.sleep(0.2)
+        entry = neighbour(pair, b, VIP6)
+        assert entry is not None
+        assert entry["lladdr"] == "02:00:00:00:00:99"
+
+        assert garp.send_burst([frame, unsolicited_na(mac_a, untracked)], 5) == 10
+        seen = [f for f in capture.frames(1) if f[14 + 6] == 58 and f[54] == 136]
+    finally:
+        garp.close()
+        capture.close()
+    assert seen.count(frame) == 5  # on the wire as built, EtherType IPv6
+    entry = await wait_lladdr(pair, b, VIP6, mac_a)
+    assert entry is not None
+    assert entry.get("lladdr") == mac_a, entry
+    assert "STALE" in entry.get("state", [])
+    # no entry is made for an address B had none for (accept_untracked_na is 0)
+    assert sysctl_get(b, "net/ipv6/conf/eth0/accept_untracked_na") == "0"
+    assert neighbour(pair, b, untracked) is None
+
+
+# --- keepalived 2.2.7, vrrp_version 3, IPv6 -------------------------------------------------
+
+KEEPALIVED_V6 = """\
+global_defs {
+  router_id k6
+  vrrp_version 3
+}
+vrrp_instance V6 {
+  state BACKUP
+  interface eth0
+  virtual_router_id 52
+  priority 100
+  advert_int 1
+  virtual_ipaddress {
+    2001:db8::200/64
+  }
+}
+"""
+
+
+async def test_keepalived_interop(pair: Pair, tmp_path: Path) -> None:
+    """keepalived stays BACKUP under our priority-200 adverts, takes over when they
+    stop, and its adverts decode from our socket; its NAs are our frames, byte for byte."""
+    lla_a, lla_b, mac_b = pair.link_local(pair.a), pair.link_local(pair.b), pair.mac(pair.b)
+    config = tmp_path / "keepalived.conf"
+    config.write_text(KEEPALIVED_V6)
+    keepalived = KeepalivedProcess(pair.topo, pair.b, config, tmp_path / "keepalived.log")
+    with in_netns(pair.a):
+        sock = VrrpSocket6.open("eth0")
+    sock.bind_source(lla_a)
+    capture = Capture(pair.a)
+    loop = asyncio.get_running_loop()
+
+    async def advertise(seconds: float) -> None:
+        end = loop.time() + seconds
+        while loop.time() < end:
+            assert sock.send(advert_for(lla_a))
+            await asyncio.sleep(1)
+
+    try:
+        keepalived.start()
+        # 6 s: well past keepalived's Master_Down_Interval (3.61 s at priority 100)
+        await advertise(6)
+        log = keepalived.text()
+        assert "Entering BACKUP STATE" in log, log
+        assert "Entering MASTER STATE" not in log, log
+        assert not pair_has(pair, pair.b, VIP6)
+        for problem in ("checksum", "Invalid", "invalid", "TTL", "mismatch"):
+            assert problem not in log, log
+
+        # silence: keepalived takes over and advertises; we receive and decode it
+        got = await receive(sock, 8)
+        assert (got.source, got.destination, got.hop_limit) == (lla_b, VRRP_GROUP6, 255)
+        theirs = decode_message(got.message, got.source, got.destination)
+        assert theirs == AdvertisementV3(52, 100, 100, (VIP6,))
+        assert "Entering MASTER STATE" in keepalived.text()
+        frames = capture.frames(0.5)
+    finally:
+        capture.close()
+        sock.close()
+        keepalived.stop()
+    nas = [f for f in frames if f[14 + 6] == 58 and f[54] == 136]
+    assert nas, "no Neighbor Advertisement from the new master"
+    assert set(nas) == {unsolicited_na(mac_b, VIP6)}
+
+
+def pair_has(pair: Pair, ns: str, address: IPv6Address) -> bool:
+    return any(info.get("local") == str(address) for info in pair.addresses(ns))
