@@ -432,67 +432,106 @@ async def test_unsolicited_na_moves_a_peers_neighbour_entry(pair: Pair) -> None:
 # --- keepalived 2.2.7, vrrp_version 3, IPv6 -------------------------------------------------
 
 KEEPALIVED_V6 = """\
-global_defs {
+global_defs {{
   router_id k6
   vrrp_version 3
-}
-vrrp_instance V6 {
+}}
+vrrp_instance V6 {{
   state BACKUP
   interface eth0
   virtual_router_id 52
   priority 100
-  advert_int 1
-  virtual_ipaddress {
+  advert_int 1{unicast}
+  virtual_ipaddress {{
     2001:db8::200/64
-  }
-}
+  }}
+}}
 """
+UNICAST = f"""
+  unicast_src_ip {B_GLOBAL}
+  unicast_peer {{
+    {A_GLOBAL}
+  }}"""
+
+
+@dataclass
+class Interop:
+    """What an interop run saw: keepalived's log while we advertised, its first
+    advert after we stopped, and the frames our side captured meanwhile."""
+
+    log_while_ours: str
+    theirs: ReceivedPacket6
+    frames: list[bytes]
+
+
+async def interop(
+    pair: Pair, tmp_path: Path, *, unicast: bool, source: IPv6Address, peer: IPv6Address
+) -> Interop:
+    """Run keepalived (priority 100) in B; advertise priority 200 from A for 6 s,
+    then stop and wait for keepalived's first advert."""
+    config = tmp_path / "keepalived.conf"
+    config.write_text(KEEPALIVED_V6.format(unicast=UNICAST if unicast else ""))
+    keepalived = KeepalivedProcess(pair.topo, pair.b, config, tmp_path / "keepalived.log")
+    with in_netns(pair.a):
+        sock = VrrpSocket6.open("eth0", unicast=unicast)
+    sock.bind_source(source)
+    capture = Capture(pair.a)
+    loop = asyncio.get_running_loop()
+    try:
+        keepalived.start()
+        # 6 s: well past keepalived's Master_Down_Interval (3.61 s at priority 100)
+        end = loop.time() + 6
+        while loop.time() < end:
+            assert sock.send(advert_for(source, peer), peer)
+            await asyncio.sleep(1)
+        log = keepalived.text()
+        # silence: keepalived takes over and advertises to us
+        theirs = await receive(sock, 8)
+        frames = capture.frames(0.5)
+    finally:
+        capture.close()
+        sock.close()
+        keepalived.stop()
+    return Interop(log, theirs, frames)
+
+
+def assert_stayed_backup(log: str) -> None:
+    assert "Entering BACKUP STATE" in log, log
+    assert "Entering MASTER STATE" not in log, log
+    for problem in ("checksum", "Invalid", "invalid", "TTL", "mismatch", "Expected"):
+        assert problem not in log, log
 
 
 async def test_keepalived_interop(pair: Pair, tmp_path: Path) -> None:
     """keepalived stays BACKUP under our priority-200 adverts, takes over when they
     stop, and its adverts decode from our socket; its NAs are our frames, byte for byte."""
     lla_a, lla_b, mac_b = pair.link_local(pair.a), pair.link_local(pair.b), pair.mac(pair.b)
-    config = tmp_path / "keepalived.conf"
-    config.write_text(KEEPALIVED_V6)
-    keepalived = KeepalivedProcess(pair.topo, pair.b, config, tmp_path / "keepalived.log")
-    with in_netns(pair.a):
-        sock = VrrpSocket6.open("eth0")
-    sock.bind_source(lla_a)
-    capture = Capture(pair.a)
-    loop = asyncio.get_running_loop()
-
-    async def advertise(seconds: float) -> None:
-        end = loop.time() + seconds
-        while loop.time() < end:
-            assert sock.send(advert_for(lla_a))
-            await asyncio.sleep(1)
-
-    try:
-        keepalived.start()
-        # 6 s: well past keepalived's Master_Down_Interval (3.61 s at priority 100)
-        await advertise(6)
-        log = keepalived.text()
-        assert "Entering BACKUP STATE" in log, log
-        assert "Entering MASTER STATE" not in log, log
-        assert not pair_has(pair, pair.b, VIP6)
-        for problem in ("checksum", "Invalid", "invalid", "TTL", "mismatch"):
-            assert problem not in log, log
-
-        # silence: keepalived takes over and advertises; we receive and decode it
-        got = await receive(sock, 8)
-        assert (got.source, got.destination, got.hop_limit) == (lla_b, VRRP_GROUP6, 255)
-        theirs = decode_message(got.message, got.source, got.destination)
-        assert theirs == AdvertisementV3(52, 100, 100, (VIP6,))
-        assert "Entering MASTER STATE" in keepalived.text()
-        frames = capture.frames(0.5)
-    finally:
-        capture.close()
-        sock.close()
-        keepalived.stop()
-    nas = [f for f in frames if f[14 + 6] == 58 and f[54] == 136]
+    seen = await interop(pair, tmp_path, unicast=False, source=lla_a, peer=VRRP_GROUP6)
+    assert_stayed_backup(seen.log_while_ours)
+    got = seen.theirs
+    assert (got.source, got.destination, got.hop_limit) == (lla_b, VRRP_GROUP6, 255)
+    theirs = decode_message(got.message, got.source, got.destination)
+    assert theirs == AdvertisementV3(52, 100, 100, (VIP6,))
+    nas = [f for f in seen.frames if f[14 + 6] == 58 and f[54] == 136]
     assert nas, "no Neighbor Advertisement from the new master"
     assert set(nas) == {unsolicited_na(mac_b, VIP6)}
+
+
+async def test_keepalived_unicast_interop(pair: Pair, tmp_path: Path) -> None:
+    """The same with unicast peers (global addresses): keepalived's unicast v3
+    checksum covers the real destination, not ff02::12; and keepalived sends
+    IPv6 unicast adverts with the kernel's default hop limit (64), not 255: for
+    IPv6 it leaves the hop limit to the kernel unless ``unicast_ttl`` is set
+    (``vrrp.c``: "For IPv6 the default is to let the kernel set the default
+    value"), and skips the check on receipt in unicast mode. So must we."""
+    for ns, address in ((pair.a, A_GLOBAL), (pair.b, B_GLOBAL)):
+        pair.topo.exec(ns, ["ip", "addr", "add", f"{address}/64", "dev", "eth0", "nodad"])
+    seen = await interop(pair, tmp_path, unicast=True, source=A_GLOBAL, peer=B_GLOBAL)
+    assert_stayed_backup(seen.log_while_ours)
+    got = seen.theirs
+    assert (got.source, got.destination, got.hop_limit) == (B_GLOBAL, A_GLOBAL, 64)
+    theirs = decode_message(got.message, got.source, got.destination)
+    assert theirs == AdvertisementV3(52, 100, 100, (VIP6,))
 
 
 def pair_has(pair: Pair, ns: str, address: IPv6Address) -> bool:
