@@ -447,6 +447,7 @@ vrrp_instance V6 {{
   }}
 }}
 """
+KEEPALIVED_ADVERT = AdvertisementV3(52, 100, 100, (VIP6,))
 UNICAST = f"""
   unicast_src_ip {B_GLOBAL}
   unicast_peer {{
@@ -462,6 +463,12 @@ class Interop:
     log_while_ours: str
     theirs: ReceivedPacket6
     frames: list[bytes]
+
+    def their_advert(self) -> tuple[IPv6Address, IPv6Address, int, AdvertisementV3]:
+        """Source, destination, hop limit and the advert, decoded with its checksum."""
+        got = self.theirs
+        advert = decode_message(got.message, got.source, got.destination)
+        return got.source, got.destination, got.hop_limit, advert
 
 
 async def interop(
@@ -508,10 +515,7 @@ async def test_keepalived_interop(pair: Pair, tmp_path: Path) -> None:
     lla_a, lla_b, mac_b = pair.link_local(pair.a), pair.link_local(pair.b), pair.mac(pair.b)
     seen = await interop(pair, tmp_path, unicast=False, source=lla_a, peer=VRRP_GROUP6)
     assert_stayed_backup(seen.log_while_ours)
-    got = seen.theirs
-    assert (got.source, got.destination, got.hop_limit) == (lla_b, VRRP_GROUP6, 255)
-    theirs = decode_message(got.message, got.source, got.destination)
-    assert theirs == AdvertisementV3(52, 100, 100, (VIP6,))
+    assert seen.their_advert() == (lla_b, VRRP_GROUP6, 255, KEEPALIVED_ADVERT)
     nas = [f for f in seen.frames if f[14 + 6] == 58 and f[54] == 136]
     assert nas, "no Neighbor Advertisement from the new master"
     assert set(nas) == {unsolicited_na(mac_b, VIP6)}
@@ -528,11 +532,4 @@ async def test_keepalived_unicast_interop(pair: Pair, tmp_path: Path) -> None:
         pair.topo.exec(ns, ["ip", "addr", "add", f"{address}/64", "dev", "eth0", "nodad"])
     seen = await interop(pair, tmp_path, unicast=True, source=A_GLOBAL, peer=B_GLOBAL)
     assert_stayed_backup(seen.log_while_ours)
-    got = seen.theirs
-    assert (got.source, got.destination, got.hop_limit) == (B_GLOBAL, A_GLOBAL, 64)
-    theirs = decode_message(got.message, got.source, got.destination)
-    assert theirs == AdvertisementV3(52, 100, 100, (VIP6,))
-
-
-def pair_has(pair: Pair, ns: str, address: IPv6Address) -> bool:
-    return any(info.get("local") == str(address) for info in pair.addresses(ns))
+    assert seen.their_advert() == (B_GLOBAL, A_GLOBAL, 64, KEEPALIVED_ADVERT)
