@@ -27,6 +27,7 @@ import pytest
 from ipvsd.errors import KernelError
 from ipvsd.netlink.addresses import AddressManager
 from ipvsd.vrrp.ndisc import NA_FLAG_OVERRIDE, unsolicited_na
+from ipvsd.vrrp.pacer import AdvertBurst, AdvertProcess
 from ipvsd.vrrp.packet_v3 import AdvertisementV3, decode_message, encode_message
 from ipvsd.vrrp.transport import GarpSender
 from ipvsd.vrrp.transport6 import VRRP_GROUP6, ReceivedPacket6, VrrpSocket6
@@ -533,3 +534,30 @@ async def test_keepalived_unicast_interop(pair: Pair, tmp_path: Path) -> None:
     seen = await interop(pair, tmp_path, unicast=True, source=A_GLOBAL, peer=B_GLOBAL)
     assert_stayed_backup(seen.log_while_ours)
     assert seen.their_advert() == (B_GLOBAL, A_GLOBAL, 64, KEEPALIVED_ADVERT)
+
+
+# --- the advert sender process ----------------------------------------------------------------
+
+
+async def test_advert_process_sends_ipv6_adverts_from_the_link_local_source(pair: Pair) -> None:
+    """A MASTER's adverts go out from `AdvertProcess` (vrrp.advertd) with the
+    socket's fd: it sets the IPv6 source with IPV6_PKTINFO as VrrpSocket6 does."""
+    lla_a = pair.link_local(pair.a)
+    with in_netns(pair.a):
+        sock_a = VrrpSocket6.open("eth0")
+    with in_netns(pair.b):
+        sock_b = VrrpSocket6.open("eth0")
+    pacer = AdvertProcess()
+    await pacer.start()
+    try:
+        payload = advert_for(lla_a)
+        # AdvertBurst is typed for IPv4 until the router is wired for IPv6
+        destinations = (VRRP_GROUP6,)
+        burst = AdvertBurst(sock_a, payload, lla_a, destinations)  # type: ignore[arg-type]
+        pacer.send("V6#1", burst, 0.2)
+        for _ in range(3):
+            assert await receive(sock_b) == ReceivedPacket6(payload, lla_a, VRRP_GROUP6, 255)
+    finally:
+        await pacer.close()
+        sock_a.close()
+        sock_b.close()
