@@ -66,12 +66,20 @@ import socket
 import struct
 from dataclasses import dataclass
 from ipaddress import IPv6Address
+from pathlib import Path
 
 import structlog
 
 from ipvsd.vrrp.transport import AdvertSocket, ifindex_of, open_raw_socket
 
-__all__ = ["IPV6_TCLASS_VRRP", "VRRP_GROUP6", "VRRP_HOP_LIMIT", "ReceivedPacket6", "VrrpSocket6"]
+__all__ = [
+    "IPV6_TCLASS_VRRP",
+    "VRRP_GROUP6",
+    "VRRP_HOP_LIMIT",
+    "ReceivedPacket6",
+    "VrrpSocket6",
+    "forwards_ipv6",
+]
 
 log = structlog.get_logger("ipvsd.vrrp.transport")
 
@@ -87,6 +95,21 @@ _INT = struct.Struct("=i")
 #: ``struct in6_pktinfo {struct in6_addr ipi6_addr; int ipi6_ifindex;}`` (20 bytes).
 _PKTINFO = struct.Struct("=16si")
 _ANCILLARY_SIZE = socket.CMSG_SPACE(_INT.size) + socket.CMSG_SPACE(_PKTINFO.size)
+
+
+def forwards_ipv6(interface: str) -> bool:
+    """Whether ``interface`` forwards IPv6 (``net.ipv6.conf.<if>.forwarding``),
+    read in the current network namespace.
+
+    The Router flag of the VIPs' Neighbor Advertisements must say so
+    (`vrrp.ndisc.unsolicited_na`, ``router=``), as keepalived's does. A missing
+    interface or an unreadable sysctl reads as False (a host).
+    """
+    path = Path("/proc/sys/net/ipv6/conf") / interface / "forwarding"
+    try:
+        return path.read_text().strip() not in ("", "0")
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)

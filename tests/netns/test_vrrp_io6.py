@@ -30,7 +30,7 @@ from ipvsd.vrrp.ndisc import NA_FLAG_OVERRIDE, unsolicited_na
 from ipvsd.vrrp.pacer import AdvertBurst, AdvertProcess
 from ipvsd.vrrp.packet_v3 import AdvertisementV3, decode_message, encode_message
 from ipvsd.vrrp.transport import GarpSender
-from ipvsd.vrrp.transport6 import VRRP_GROUP6, ReceivedPacket6, VrrpSocket6
+from ipvsd.vrrp.transport6 import VRRP_GROUP6, ReceivedPacket6, VrrpSocket6, forwards_ipv6
 from lab.netns import Topology, in_netns, sysctl_get
 from lab.vrrp_pair import KeepalivedProcess
 from tests.netns import test_vrrp_io as io4
@@ -561,3 +561,24 @@ async def test_advert_process_sends_ipv6_adverts_from_the_link_local_source(pair
         await pacer.close()
         sock_a.close()
         sock_b.close()
+
+
+async def test_router_flag_follows_ipv6_forwarding(pair: Pair) -> None:
+    topo, a, b = pair.topo, pair.a, pair.b
+    topo.exec(a, ["ip", "addr", "add", f"{VIP6}/64", "dev", "eth0", "nodad"])
+    topo.exec(b, ["ip", "-6", "neigh", "replace", str(VIP6), "lladdr", "02:00:00:00:00:99",
+                  "dev", "eth0", "nud", "stale"])  # fmt: skip
+    with in_netns(a):
+        assert forwards_ipv6("eth0") is False
+        assert forwards_ipv6("eth9") is False
+        topo.sysctl(a, "net/ipv6/conf/eth0/forwarding", 1)
+        router = forwards_ipv6("eth0")
+        garp = GarpSender.open("eth0")
+    assert router is True
+    try:
+        assert garp.send_burst([unsolicited_na(pair.mac(a), VIP6, router=router)], 1) == 1
+    finally:
+        garp.close()
+    entry = await wait_lladdr(pair, b, VIP6, pair.mac(a))
+    assert entry is not None
+    assert "router" in entry, entry  # B now lists A as a router for the VIP
