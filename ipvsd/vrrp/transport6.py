@@ -121,7 +121,9 @@ class ReceivedPacket6:
             return the header), for `vrrp.packet_v3.decode_message`.
         source: the sender's address (a link-local address for adverts).
         destination: ff02::12, or our own address for a unicast advert.
-        hop_limit: as received; anything but 255 is to be dropped (§7.1).
+        hop_limit: as received; in multicast mode anything but 255 is to be
+            dropped (§7.1). Not in unicast mode: keepalived 2.2.7 sends its
+            IPv6 unicast adverts with the kernel's default, 64 (measured).
     """
 
     message: bytes
