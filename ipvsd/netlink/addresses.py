@@ -10,6 +10,15 @@ exceptions become `KernelError`). Link state, the fourth, is `netlink.links`.
   them at every transition and at startup (vrrp-notes §1.7: remove stale VIPs
   before entering Backup): EEXIST on add and EADDRNOTAVAIL on delete mean
   "already so".
+* **IPv6 VIPs** are added with IFA_F_NODAD, as keepalived adds them
+  (``netlink_ipaddress``, ``keepalived/vrrp/vrrp_ipaddress.c``): without it
+  the kernel first runs duplicate address detection, and the VIP stays
+  ``tentative`` (unusable as a source, its NAs not sent by the kernel) for
+  about a second (RetransTimer x DupAddrDetectTransmits) after every
+  failover; and a VIP still held by the old master during a split brain
+  would go ``dadfailed`` for good. VRRP is the duplicate detection here.
+  IPv6 addresses have no labels (the kernel ignores IFA_LABEL for them and
+  keepalived refuses one), so the label is not sent.
 * **The VRRP source address** is the interface's primary IPv4 address
   (RFC 3768 §5.2.1); the equal-priority tie-break compares it (§6.4.3).
   `primary_ipv4` skips secondary addresses and the caller's VIPs: a VIP in its
@@ -32,13 +41,13 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import Collection
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 
 import structlog
 
 from ipvsd.netlink.rtnl import RtnlClient, get_link, kernel_error
 
-__all__ = ["IFNAMSIZ", "AddressManager", "vip_label"]
+__all__ = ["IFNAMSIZ", "AddressManager", "add_request", "vip_label"]
 
 log = structlog.get_logger("ipvsd.netlink.addresses")
 
@@ -46,6 +55,11 @@ log = structlog.get_logger("ipvsd.netlink.addresses")
 IFNAMSIZ = 15
 
 IFA_F_SECONDARY = 0x01
+IFA_F_NODAD = 0x02
+IFA_F_DADFAILED = 0x08
+IFA_F_TENTATIVE = 0x40
+
+Vip = IPv4Interface | IPv6Interface
 
 
 def vip_label(interface: str, vrid: int) -> str:
@@ -75,6 +89,29 @@ def check_label(interface: str, label: str) -> None:
         )
 
 
+def add_request(
+    vip: Vip, label: str, *, scope: int = 0, broadcast: IPv4Address | None = None
+) -> dict[str, object]:
+    """The pyroute2 ``addr("add", index=..., **request)`` arguments for a VIP.
+
+    IPv4: address, prefix length, label, scope and the broadcast if given.
+    IPv6: the same without label or broadcast, and with IFA_F_NODAD (in the
+    IFA_FLAGS attribute, as ``ip addr add ... nodad`` sends it).
+    """
+    request: dict[str, object] = {
+        "address": str(vip.ip),
+        "prefixlen": vip.network.prefixlen,
+        "scope": scope,
+    }
+    if vip.version == 6:
+        request["flags"] = IFA_F_NODAD
+        return request
+    request["label"] = label
+    if broadcast is not None:
+        request["broadcast"] = str(broadcast)
+    return request
+
+
 class AddressManager(RtnlClient):
     """VIPs and primary addresses of one network namespace. Use `open()`.
 
@@ -98,17 +135,31 @@ class AddressManager(RtnlClient):
 
     async def _ipv4(self, index: int, interface: str) -> list[tuple[IPv4Interface, int, str]]:
         """(address/prefix, IFA flags, label) of each IPv4 address, in kernel order."""
+        return [
+            (IPv4Interface(address), flags, label)
+            for address, flags, label in await self._dump(index, interface, socket.AF_INET)
+        ]
+
+    async def _ipv6(self, index: int, interface: str) -> list[tuple[IPv6Interface, int]]:
+        """(address/prefix, IFA flags) of each IPv6 address, in kernel order."""
+        return [
+            (IPv6Interface(address), flags)
+            for address, flags, _ in await self._dump(index, interface, socket.AF_INET6)
+        ]
+
+    async def _dump(self, index: int, interface: str, family: int) -> list[tuple[str, int, str]]:
+        """("address/prefix", IFA flags, label) of each address of ``family``."""
         result = []
         async with self._lock:
             try:
-                async for msg in await self._ipr.addr("dump", family=socket.AF_INET, index=index):
+                async for msg in await self._ipr.addr("dump", family=family, index=index):
                     if msg["index"] != index:
                         continue
                     address = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
                     flags = msg.get_attr("IFA_FLAGS")
                     result.append(
                         (
-                            IPv4Interface(f"{address}/{msg['prefixlen']}"),
+                            f"{address}/{msg['prefixlen']}",
                             int(msg["flags"] if flags is None else flags),
                             str(msg.get_attr("IFA_LABEL") or ""),
                         )
@@ -120,7 +171,7 @@ class AddressManager(RtnlClient):
     async def add(
         self,
         interface: str,
-        vip: IPv4Interface,
+        vip: Vip,
         label: str,
         *,
         scope: int = 0,
@@ -130,8 +181,10 @@ class AddressManager(RtnlClient):
 
         Args:
             interface: e.g. ``eth1``.
-            vip: address and prefix length, e.g. ``10.0.0.100/24``.
-            label: e.g. ``eth1:vrrp51`` (see `vip_label`).
+            vip: address and prefix length, e.g. ``10.0.0.100/24``; an IPv6
+                VIP is added with ``nodad`` (see the module docstring).
+            label: e.g. ``eth1:vrrp51`` (see `vip_label`); checked, but not
+                sent for IPv6.
             scope: RT_SCOPE_* (0 global, 253 link, 254 host ...).
             broadcast: the IFA_BROADCAST address; None: none (as ``ip addr add``).
 
@@ -147,18 +200,10 @@ class AddressManager(RtnlClient):
         check_label(interface, label)
         index = await self._index(interface)
         what = f"add {vip} to {interface!r}"
-        extra: dict[str, object] = {} if broadcast is None else {"broadcast": str(broadcast)}
+        request = add_request(vip, label, scope=scope, broadcast=broadcast)
         async with self._lock:
             try:
-                await self._ipr.addr(
-                    "add",
-                    index=index,
-                    address=str(vip.ip),
-                    prefixlen=vip.network.prefixlen,
-                    label=label,
-                    scope=scope,
-                    **extra,
-                )
+                await self._ipr.addr("add", index=index, **request)
             except NetlinkError as exc:
                 if exc.code == errno.EEXIST:
                     return False
@@ -168,7 +213,7 @@ class AddressManager(RtnlClient):
         log.info("netlink.vip_added", interface=interface, vip=str(vip), label=label, scope=scope)
         return True
 
-    async def remove(self, interface: str, vip: IPv4Interface) -> bool:
+    async def remove(self, interface: str, vip: Vip) -> bool:
         """Remove ``vip`` (address and prefix length) from ``interface``; nothing if absent.
 
         Returns:
@@ -195,14 +240,33 @@ class AddressManager(RtnlClient):
         log.info("netlink.vip_removed", interface=interface, vip=str(vip))
         return True
 
-    async def has(self, interface: str, vip: IPv4Interface) -> bool:
+    async def has(self, interface: str, vip: Vip) -> bool:
         """Whether ``interface`` carries ``vip`` with the same prefix length.
 
         Raises:
             KernelError: no such interface, or netlink failed.
         """
         index = await self._index(interface)
+        if vip.version == 6:
+            return any(address == vip for address, _ in await self._ipv6(index, interface))
         return any(address == vip for address, _, _ in await self._ipv4(index, interface))
+
+    async def link_local_ipv6(self, interface: str) -> IPv6Address | None:
+        """The interface's link-local IPv6 address: the VRRPv3 IPv6 source (RFC 5798 §5.1.2.1).
+
+        The first one the kernel lists that has finished duplicate address
+        detection (not ``tentative``, not ``dadfailed``): the kernel refuses a
+        tentative source (EINVAL). None until there is one; keepalived stays in
+        FAULT meanwhile ("no IPv6 address for interface").
+
+        Raises:
+            KernelError: no such interface, or netlink failed.
+        """
+        index = await self._index(interface)
+        for address, flags in await self._ipv6(index, interface):
+            if address.ip.is_link_local and not flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED):
+                return address.ip
+        return None
 
     async def primary_ipv4(
         self, interface: str, *, exclude: Collection[IPv4Address] = ()

@@ -18,7 +18,8 @@ parent -> child
     ``{"op": "send", "key": K, "interval": S | null, "hold": H, "datagrams": [...]}``
     with the advert socket's fd (SCM_RIGHTS). Send now; repeat every S
     seconds until the next message for K (null: once). Each datagram is
-    ``{"payload": HEX, "source": "A.B.C.D" | null, "destination": "A.B.C.D"}``.
+    ``{"payload": HEX, "source": "A.B.C.D" | null, "destination": "A.B.C.D"}``
+    (IPv6 addresses for an IPv6 socket, `vrrp.transport6.VrrpSocket6`).
     ``{"op": "alive", "key": K}``: the daemon still wants K (see below).
     ``{"op": "stop", "key": K}``: stop repeating K.
 child -> parent (never blocks the child: dropped if the parent is not reading)
@@ -153,14 +154,19 @@ class AdvertSchedule(Generic[T]):
 class Datagram:
     payload: bytes
     ancillary: tuple[tuple[int, int, bytes], ...]
-    """IP_PKTINFO with the advert's source address, or nothing."""
+    """IP_PKTINFO / IPV6_PKTINFO with the advert's source address, or nothing."""
     destination: str
 
     @classmethod
     def from_json(cls, item: dict[str, str | None]) -> Datagram:
         source = item.get("source")
         ancillary: tuple[tuple[int, int, bytes], ...] = ()
-        if source:
+        if source and ":" in source:
+            # in6_pktinfo; ifindex 0: the socket is bound to its device
+            # (vrrp.transport6), which the kernel then sends from.
+            pktinfo = socket.inet_pton(socket.AF_INET6, source) + struct.pack("=i", 0)
+            ancillary = ((socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo),)
+        elif source:
             pktinfo = struct.pack("=i4s4s", 0, socket.inet_aton(source), bytes(4))
             ancillary = ((socket.IPPROTO_IP, IP_PKTINFO, pktinfo),)
         return cls(bytes.fromhex(str(item["payload"])), ancillary, str(item["destination"]))

@@ -63,7 +63,8 @@ import socket
 import struct
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
+from typing import Generic, TypeVar
 
 import structlog
 
@@ -72,6 +73,7 @@ from ipvsd.netlink.links import is_up
 from ipvsd.vrrp.packet import IP_TOS, VRRP_GROUP, VRRP_PROTOCOL, VRRP_TTL
 
 __all__ = [
+    "AdvertSocket",
     "GarpSender",
     "ReceivedPacket",
     "VrrpSocket",
@@ -84,7 +86,6 @@ IP_PKTINFO = 8
 IP_MTU_DISCOVER = 10
 IP_PMTUDISC_DONT = 0
 IP_MULTICAST_ALL = 49
-ETH_P_ARP = 0x0806
 
 SIOCGIFFLAGS = 0x8913
 _RECV_SIZE = 65535
@@ -125,7 +126,12 @@ def _open_error(interface: str, what: str, exc: OSError) -> KernelError:
     )
 
 
-def _ifindex(interface: str) -> int:
+def ifindex_of(interface: str) -> int:
+    """The ifindex of ``interface`` in the current namespace.
+
+    Raises:
+        KernelError: no such interface (errno ENODEV).
+    """
     try:
         return socket.if_nametoindex(interface)
     except OSError as exc:
@@ -207,13 +213,59 @@ class _Readable:
             waiter.set_result(None)
 
 
-class VrrpSocket:
-    """The raw protocol-112 socket of one interface. Use `open()`."""
+AddressT = TypeVar("AddressT", IPv4Address, IPv6Address)
+PacketT = TypeVar("PacketT")
+
+
+def open_raw_socket(
+    family: socket.AddressFamily,
+    interface: str,
+    options: Sequence[tuple[str, int, bytes | int]],
+) -> socket.socket:
+    """A non-blocking raw protocol-112 socket of ``family`` with ``options`` set.
+
+    Args:
+        family: AF_INET or AF_INET6.
+        interface: for error messages.
+        options: (name, option, value); the level follows the name's prefix
+            (``SO_``: SOL_SOCKET, ``IPV6_``: IPPROTO_IPV6, else IPPROTO_IP).
+
+    Raises:
+        KernelError: the socket or an option failed (the socket is closed).
+    """
+    try:
+        sock = socket.socket(family, socket.SOCK_RAW | socket.SOCK_CLOEXEC, VRRP_PROTOCOL)
+    except OSError as exc:
+        raise _open_error(interface, "open raw socket", exc) from None
+    try:
+        for name, option, value in options:
+            if name.startswith("SO_"):
+                level = socket.SOL_SOCKET
+            elif name.startswith("IPV6_"):
+                level = socket.IPPROTO_IPV6
+            else:
+                level = socket.IPPROTO_IP
+            try:
+                sock.setsockopt(level, option, value)
+            except OSError as exc:
+                raise _open_error(interface, f"setsockopt {name}", exc) from None
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class AdvertSocket(Generic[AddressT, PacketT]):
+    """What the advert sockets of both families share: the source, sends and
+    their failures, the receive loop, closing. `VrrpSocket` is the IPv4 one,
+    `vrrp.transport6.VrrpSocket6` the IPv6 one; each has its own ``open``,
+    ``send`` (its ancillary data) and `_receive_now` (its packet type)."""
 
     def __init__(self, sock: socket.socket, interface: str, ifindex: int, unicast: bool) -> None:
         self._sock = sock
         self._readable = _Readable(sock)
-        self._source: IPv4Address | None = None
+        self._source: AddressT | None = None
         self._closed = False
         self.interface = interface
         self.ifindex = ifindex
@@ -221,94 +273,35 @@ class VrrpSocket:
         #: Sends that failed (link down, no route...), for metrics.
         self.send_failures = 0
 
-    @classmethod
-    def open(cls, interface: str, *, unicast: bool = False) -> VrrpSocket:
-        """Open and configure the socket in the current network namespace.
-
-        Synchronous, so that a caller can open it inside ``lab.netns.in_netns``.
-
-        Args:
-            interface: the interface VRRP runs on, e.g. ``eth1``.
-            unicast: unicast-peer mode: do not join 224.0.0.18 (and so receive
-                no multicast adverts at all).
-
-        Raises:
-            KernelError: no such interface, no CAP_NET_RAW, or a socket option failed.
-        """
-        ifindex = _ifindex(interface)
-        try:
-            sock = socket.socket(
-                socket.AF_INET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, VRRP_PROTOCOL
-            )
-        except OSError as exc:
-            raise _open_error(interface, "open raw socket", exc) from None
-        group = VRRP_GROUP.packed
-        options: list[tuple[str, int, bytes | int]] = [
-            ("SO_BINDTODEVICE", socket.SO_BINDTODEVICE, interface.encode()),
-            ("IP_TTL", socket.IP_TTL, VRRP_TTL),
-            ("IP_MULTICAST_TTL", socket.IP_MULTICAST_TTL, VRRP_TTL),
-            ("IP_TOS", socket.IP_TOS, IP_TOS),
-            ("IP_MTU_DISCOVER", IP_MTU_DISCOVER, IP_PMTUDISC_DONT),
-            ("IP_MULTICAST_LOOP", socket.IP_MULTICAST_LOOP, 0),
-            ("IP_MULTICAST_ALL", IP_MULTICAST_ALL, 0),
-            ("IP_MULTICAST_IF", socket.IP_MULTICAST_IF, _ip_mreqn(_ANY, ifindex)),
-        ]
-        if not unicast:
-            options.append(
-                ("IP_ADD_MEMBERSHIP", socket.IP_ADD_MEMBERSHIP, _ip_mreqn(group, ifindex))
-            )
-        try:
-            for name, option, value in options:
-                level = socket.SOL_SOCKET if name.startswith("SO_") else socket.IPPROTO_IP
-                try:
-                    sock.setsockopt(level, option, value)
-                except OSError as exc:
-                    raise _open_error(interface, f"setsockopt {name}", exc) from None
-            sock.setblocking(False)
-        except BaseException:
-            sock.close()
-            raise
-        log.debug("vrrp.socket_opened", interface=interface, ifindex=ifindex, unicast=unicast)
-        return cls(sock, interface, ifindex, unicast)
-
     @property
-    def source(self) -> IPv4Address | None:
+    def source(self) -> AddressT | None:
         """The source address adverts are sent from (None: the kernel chooses)."""
         return self._source
 
-    def bind_source(self, ip: IPv4Address | None) -> None:
-        """Send every advert from ``ip``, the interface's primary address (RFC 3768 §5.2.1).
+    def bind_source(self, ip: AddressT | None) -> None:
+        """Send every advert from ``ip`` (IPv4: the primary address, RFC 3768
+        §5.2.1; IPv6: the link-local address, RFC 5798 §5.1.2.1).
 
-        Applied per packet with IP_PKTINFO (see the module docstring for why not
-        ``bind(2)``); call it again when the primary address changes. An
-        address that is not local makes sends fail (logged, counted).
+        Applied per packet with IP_PKTINFO / IPV6_PKTINFO (see the module
+        docstrings for why not ``bind(2)``); call it again when the address
+        changes. An address that is not local makes sends fail (logged, counted).
         """
         self._source = ip
 
-    def send(self, payload: bytes, dst: IPv4Address = VRRP_GROUP) -> bool:
-        """Send one VRRP message (no IP header: the kernel adds it).
-
-        Args:
-            payload: the encoded advert.
-            dst: 224.0.0.18, or a peer's address in unicast mode.
-
-        Returns:
-            True if the kernel took the packet; False if the send failed. A link
-            down or gone is logged at debug, anything else as a warning.
-
-        Raises:
-            KernelError: the socket is closed (errno EBADF): a bug in the caller.
-        """
+    def _sendmsg(
+        self,
+        payload: bytes,
+        ancillary: list[tuple[int, int, bytes]],
+        address: tuple[str, int] | tuple[str, int, int, int],
+        dst: AddressT,
+    ) -> bool:
+        """`send`'s common part: refuse a closed socket, send, count and log a failure."""
         if self._closed:
             raise KernelError(
                 f"VRRP socket on {self.interface!r} is closed", errno=errno.EBADF, operation="send"
             )
-        ancillary = []
-        if self._source is not None:
-            pktinfo = struct.pack("=i4s4s", 0, self._source.packed, _ANY)
-            ancillary.append((socket.IPPROTO_IP, IP_PKTINFO, pktinfo))
         try:
-            self._sock.sendmsg([payload], ancillary, 0, (str(dst), 0))
+            self._sock.sendmsg([payload], ancillary, 0, address)
         except OSError as exc:
             self.send_failures += 1
             _log_send_error(
@@ -337,7 +330,16 @@ class VrrpSocket:
     def fileno(self) -> int:
         return self._sock.fileno()
 
-    async def recv(self) -> ReceivedPacket:
+    def _receive_now(self) -> PacketT | None:
+        """One packet from the socket without waiting, or None to drop what came.
+
+        Raises:
+            BlockingIOError: nothing to read.
+            OSError: the receive failed.
+        """
+        raise NotImplementedError
+
+    async def recv(self) -> PacketT:
         """The next packet received on the interface.
 
         Raises:
@@ -346,7 +348,7 @@ class VrrpSocket:
         """
         while not self._closed:
             try:
-                data, address = self._sock.recvfrom(_RECV_SIZE)
+                packet = self._receive_now()
             except (BlockingIOError, InterruptedError):
                 await self._readable.wait()
                 continue
@@ -354,12 +356,13 @@ class VrrpSocket:
                 if self._closed:
                     break
                 raise _open_error(self.interface, "receive", exc) from exc
-            return ReceivedPacket(data, IPv4Address(address[0]))
+            if packet is not None:
+                return packet
         raise KernelError(
             f"VRRP socket on {self.interface!r} is closed", errno=errno.EBADF, operation="receive"
         )
 
-    async def packets(self) -> AsyncIterator[ReceivedPacket]:
+    async def packets(self) -> AsyncIterator[PacketT]:
         """`recv` in a loop; ends when the socket is closed."""
         while not self._closed:
             try:
@@ -379,11 +382,74 @@ class VrrpSocket:
         self._sock.close()
 
 
+class VrrpSocket(AdvertSocket[IPv4Address, ReceivedPacket]):
+    """The raw protocol-112 socket of one interface. Use `open()`."""
+
+    @classmethod
+    def open(cls, interface: str, *, unicast: bool = False) -> VrrpSocket:
+        """Open and configure the socket in the current network namespace.
+
+        Synchronous, so that a caller can open it inside ``lab.netns.in_netns``.
+
+        Args:
+            interface: the interface VRRP runs on, e.g. ``eth1``.
+            unicast: unicast-peer mode: do not join 224.0.0.18 (and so receive
+                no multicast adverts at all).
+
+        Raises:
+            KernelError: no such interface, no CAP_NET_RAW, or a socket option failed.
+        """
+        ifindex = ifindex_of(interface)
+        group = VRRP_GROUP.packed
+        options: list[tuple[str, int, bytes | int]] = [
+            ("SO_BINDTODEVICE", socket.SO_BINDTODEVICE, interface.encode()),
+            ("IP_TTL", socket.IP_TTL, VRRP_TTL),
+            ("IP_MULTICAST_TTL", socket.IP_MULTICAST_TTL, VRRP_TTL),
+            ("IP_TOS", socket.IP_TOS, IP_TOS),
+            ("IP_MTU_DISCOVER", IP_MTU_DISCOVER, IP_PMTUDISC_DONT),
+            ("IP_MULTICAST_LOOP", socket.IP_MULTICAST_LOOP, 0),
+            ("IP_MULTICAST_ALL", IP_MULTICAST_ALL, 0),
+            ("IP_MULTICAST_IF", socket.IP_MULTICAST_IF, _ip_mreqn(_ANY, ifindex)),
+        ]
+        if not unicast:
+            options.append(
+                ("IP_ADD_MEMBERSHIP", socket.IP_ADD_MEMBERSHIP, _ip_mreqn(group, ifindex))
+            )
+        sock = open_raw_socket(socket.AF_INET, interface, options)
+        log.debug("vrrp.socket_opened", interface=interface, ifindex=ifindex, unicast=unicast)
+        return cls(sock, interface, ifindex, unicast)
+
+    def send(self, payload: bytes, dst: IPv4Address = VRRP_GROUP) -> bool:
+        """Send one VRRP message (no IP header: the kernel adds it).
+
+        Args:
+            payload: the encoded advert.
+            dst: 224.0.0.18, or a peer's address in unicast mode.
+
+        Returns:
+            True if the kernel took the packet; False if the send failed. A link
+            down or gone is logged at debug, anything else as a warning.
+
+        Raises:
+            KernelError: the socket is closed (errno EBADF): a bug in the caller.
+        """
+        ancillary = []
+        if self._source is not None:
+            pktinfo = struct.pack("=i4s4s", 0, self._source.packed, _ANY)
+            ancillary.append((socket.IPPROTO_IP, IP_PKTINFO, pktinfo))
+        return self._sendmsg(payload, ancillary, (str(dst), 0), dst)
+
+    def _receive_now(self) -> ReceivedPacket:
+        data, address = self._sock.recvfrom(_RECV_SIZE)
+        return ReceivedPacket(data, IPv4Address(address[0]))
+
+
 class GarpSender:
     """Sends gratuitous ARP frames on one interface. Use `open()`.
 
     An ``AF_PACKET``/``SOCK_RAW`` socket with protocol 0, so it receives nothing;
-    frames come from `vrrp.arp.gratuitous_arp`.
+    frames come from `vrrp.arp.gratuitous_arp`, or `vrrp.ndisc.unsolicited_na`
+    for IPv6 VIPs (whole Ethernet frames either way).
     """
 
     def __init__(self, sock: socket.socket, interface: str) -> None:
@@ -425,7 +491,9 @@ class GarpSender:
         for _ in range(count):
             for frame in frames:
                 try:
-                    self._sock.sendto(frame, (self.interface, ETH_P_ARP))
+                    # The frame's own EtherType: ARP, or IPv6 for `ndisc` NAs.
+                    ethertype = int.from_bytes(frame[12:14], "big")
+                    self._sock.sendto(frame, (self.interface, ethertype))
                 except OSError as exc:
                     self.send_failures += 1
                     _log_send_error("vrrp.garp_failed", self._sock, self.interface, exc, sent=sent)

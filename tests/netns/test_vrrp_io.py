@@ -37,7 +37,7 @@ from ipvsd.vrrp.arp import gratuitous_arp
 from ipvsd.vrrp.notify import OUTPUT_LIMIT, run_notify
 from ipvsd.vrrp.packet import VRRP_GROUP
 from ipvsd.vrrp.relink import InterfaceEndpoint
-from ipvsd.vrrp.transport import GarpSender, VrrpSocket
+from ipvsd.vrrp.transport import AdvertSocket, GarpSender, VrrpSocket
 from lab.netns import Topology, in_netns, sysctl_get
 
 T = TypeVar("T")
@@ -109,7 +109,7 @@ def ip_header(packet: bytes) -> dict[str, Any]:
     }
 
 
-async def nothing_arrives(sock: VrrpSocket, seconds: float = 0.3) -> bool:
+async def nothing_arrives(sock: AdvertSocket[Any, Any], seconds: float = 0.3) -> bool:
     try:
         async with asyncio.timeout(seconds):
             await sock.recv()

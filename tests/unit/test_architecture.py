@@ -142,6 +142,7 @@ PURE_CORES = (
     "ipvsd/vrrp/machine.py",
     "ipvsd/vrrp/sync_group.py",
     "ipvsd/vrrp/arp.py",
+    "ipvsd/vrrp/ndisc.py",
     "ipvsd/vrrp/backoff.py",
     # The importers' parsers and converters; sources.py and command.py read and write files.
     "ipvsd/importers/keepalived*.py",
