@@ -41,8 +41,8 @@ import itertools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface
-from typing import assert_never
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
+from typing import TypeVar, assert_never
 
 import structlog
 
@@ -142,6 +142,25 @@ class Reconfigured:
 InboxItem = Event | AddressesChanged | Reconfigured
 
 
+_V4 = TypeVar("_V4", IPv4Address, IPv4Interface)
+
+
+def ipv4(value: _V4 | IPv6Address | IPv6Interface) -> _V4:
+    """`value`, which an IPv4 instance's config guarantees to be IPv4.
+
+    Raises:
+        ValueError: an IPv6 address: IPv6 (VRRPv3) I/O is not implemented yet, and
+            such an instance never gets this far (`VrrpInstance.run`).
+    """
+    if isinstance(value, IPv6Address | IPv6Interface):
+        raise ValueError(f"{value}: IPv6 VRRP I/O is not implemented yet")
+    return value
+
+
+def _ipv4_or_none(value: IPv4Address | IPv6Address | None) -> IPv4Address | None:
+    return None if value is None else ipv4(value)
+
+
 class VrrpInstance:
     """One virtual router: a VrrpMachine plus its sockets, addresses and hooks."""
 
@@ -200,24 +219,24 @@ class VrrpInstance:
         self._auth = (auth_type, password_auth_data(config.auth_pass or ""))
         self.expectation = Expectation(
             vrid=config.vrid,
-            advert_int=config.advert_int,
-            addresses=frozenset(vip.address.ip for vip in config.virtual_ipaddresses),
+            advert_int=round(config.advert_int),
+            addresses=frozenset(ipv4(vip.address.ip) for vip in config.virtual_ipaddresses),
             auth_type=auth_type,
             password=config.auth_pass,
             owner=config.priority == OWNER_PRIORITY,
-            unicast_peers=frozenset(config.unicast_peers),
+            unicast_peers=frozenset(map(ipv4, config.unicast_peers)),
         )
 
     def _own(self, config: VrrpInstanceConfig) -> None:
         """The addresses `config` owns: `vips` (advertised, for status) and `owned`."""
-        self.vips = tuple(vip.address for vip in config.virtual_ipaddresses)
+        self.vips = tuple(ipv4(vip.address) for vip in config.virtual_ipaddresses)
         self.owned = (*config.virtual_ipaddresses, *config.virtual_ipaddresses_excluded)
 
     @property
     def owned_ips(self) -> frozenset[IPv4Address]:
         """Addresses of every owned VIP: never the advert source, and their own
         rtnetlink events are no reason to re-read it."""
-        return frozenset(vip.ip for vip in self.owned)
+        return frozenset(ipv4(vip.ip) for vip in self.owned)
 
     @property
     def name(self) -> str:
@@ -294,7 +313,8 @@ class VrrpInstance:
         self._machine = None
         self._own(self.config)
         self.config_applied = self.config
-        machine = self._machine = VrrpMachine(self._machine_config(self.config.unicast_src))
+        unicast_src = _ipv4_or_none(self.config.unicast_src)
+        machine = self._machine = VrrpMachine(self._machine_config(unicast_src))
         for interface in sorted(self.interested_in):
             machine.handle(await self._link_event(interface), loop.time())
         source = await self._source_event()
@@ -449,8 +469,8 @@ class VrrpInstance:
             if interface != config.interface:  # newly tracked: its state before it counts
                 machine.handle(await self._link_event(interface), now())
         if config.unicast_src is not None:
-            self.status.primary_ip = self._source = config.unicast_src
-            await self._handle(SourceChanged(config.unicast_src))
+            self.status.primary_ip = self._source = ipv4(config.unicast_src)
+            await self._handle(SourceChanged(self._source))
         else:
             await self._handle(await self._source_event())
         await self._handle(ConfigChanged(self._machine_config(machine.config.primary_ip)))
@@ -565,7 +585,7 @@ class VrrpInstance:
         advert = Advertisement(
             vrid=self.config.vrid,
             priority=priority,
-            advert_int=self.config.advert_int,
+            advert_int=round(self.config.advert_int),
             addresses=tuple(vip.ip for vip in self.vips),
             auth_type=self._auth[0],
             auth_data=self._auth[1],
@@ -574,7 +594,7 @@ class VrrpInstance:
             sock=sock,
             payload=encode(advert),
             source=self._source,
-            destinations=tuple(self.config.unicast_peers or (VRRP_GROUP,)),
+            destinations=tuple(map(ipv4, self.config.unicast_peers or (VRRP_GROUP,))),
         )
         interval = float(self.config.advert_int)
         if periodic and self._pacer.repeating(key) == (burst, interval):
@@ -591,10 +611,14 @@ class VrrpInstance:
                 if add:
                     label = vip.label or vip_label(interface, self.config.vrid)
                     await self._addresses.add(
-                        interface, vip.address, label, scope=vip.scope, broadcast=vip.broadcast
+                        interface,
+                        ipv4(vip.address),
+                        label,
+                        scope=vip.scope,
+                        broadcast=vip.broadcast,
                     )
                 else:
-                    await self._addresses.remove(interface, vip.address)
+                    await self._addresses.remove(interface, ipv4(vip.address))
             except KernelError as exc:
                 if not add and exc.errno == errno.ENODEV:
                     # The interface is gone, and its addresses with it.
@@ -651,7 +675,8 @@ class VrrpInstance:
         if self._noarp:
             self._log.debug("vrrp.garp_skipped", reason="noarp")
             return
-        frames = [gratuitous_arp(self._mac, vip.ip) for vip in vips if vip.dev in (None, here)]
+        ours = [vip for vip in vips if vip.dev in (None, here)]
+        frames = [gratuitous_arp(self._mac, ipv4(vip.ip)) for vip in ours]
         if frames:
             garp.send_burst(frames, count)
 
@@ -668,7 +693,7 @@ class VrrpInstance:
                 self._log.warning("vrrp.garp_skipped", dev=dev, reason=str(exc))
                 continue
             try:
-                frames = [gratuitous_arp(link.mac, vip.ip) for vip in vips if vip.dev == dev]
+                frames = [gratuitous_arp(link.mac, ipv4(vip.ip)) for vip in vips if vip.dev == dev]
                 sender.send_burst(frames, count)
             finally:
                 sender.close()
