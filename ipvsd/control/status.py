@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Interface
 from typing import TypeVar
 
 from ipvsd.model import (
@@ -205,7 +205,7 @@ class VrrpStatus:
     """Why the instance is in FAULT (link down, no address, failed, ...); None otherwise."""
     failures: int = 0
     """How often the instance failed (an unexpected error) and was restarted."""
-    master_address: IPv4Address | None = None
+    master_address: IPAddress | None = None
     """The master's address as this director sees it: its own when MASTER; when
     BACKUP, the source of the last advert it accepted from its master (RFC 3768
     §6.4.2: priority at least its own, or any with preempt off); None when not

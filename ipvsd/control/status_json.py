@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import fields
 from datetime import UTC, datetime
-from ipaddress import IPv4Address, IPv4Interface, ip_address
+from ipaddress import IPv4Interface, ip_address
 from typing import Any, TypeVar, overload
 
 from ipvsd.control.status import (
@@ -240,7 +240,7 @@ def _vrrp(v: _Object) -> VrrpStatus:
         ),
         fault_reason=v.optional("fault_reason", str),
         failures=v.optional("failures", int, 0),
-        master_address=v.optional_parsed("master_address", IPv4Address),
+        master_address=v.optional_parsed("master_address", ip_address),
         track_scripts=tuple(
             TrackedScriptStatus(t.required("script", str), t.required("state", str))
             for t in (v.items("track_scripts") if v.optional("track_scripts", list) else [])

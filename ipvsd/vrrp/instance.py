@@ -114,7 +114,7 @@ class InstanceStatus:
     """Tracked script → True succeeding, False failing, None not reported yet."""
     files: dict[str, int] = field(default_factory=dict)
     """Tracked file → its value."""
-    primary_ip: IPv4Address | None = None
+    primary_ip: IPv4Address | IPv6Address | None = None
     fault_reason: str | None = None
     """While FAULT: why, for people ("interface eth1 has no IPv4 address ...");
     None in any other state."""
@@ -122,7 +122,7 @@ class InstanceStatus:
     """How many times the runner failed and was restarted."""
     route_errors: int = 0
     """``virtual_routes`` / ``virtual_rules`` the kernel refused to add or remove."""
-    master_address: IPv4Address | None = None
+    master_address: IPv4Address | IPv6Address | None = None
     """Who is master as far as this instance knows (machine rule 8): our own
     address when MASTER, the followed master's when BACKUP, else None."""
 
@@ -367,7 +367,7 @@ class VrrpInstance:
         await self._execute(self._machine.handle(event, asyncio.get_running_loop().time()))
         self._sync_status()
 
-    def _machine_config(self, primary: IPv4Address | None) -> MachineConfig:
+    def _machine_config(self, primary: IPv4Address | IPv6Address | None) -> MachineConfig:
         config = self.config
         return MachineConfig(
             name=config.name,
@@ -387,6 +387,7 @@ class VrrpInstance:
             initial_state=VrrpState.MASTER
             if config.initial_state == "master"
             else VrrpState.BACKUP,
+            version=config.version,
         )
 
     async def _link_event(self, interface: str) -> LinkChanged:
