@@ -442,7 +442,9 @@ def _check_version(instance: VrrpInstanceConfig, base: FieldPath, report: _Repor
                 f"advert_int {interval:g}: VRRPv2 advertises whole seconds; "
                 "use version: 3 for sub-second intervals",
             )
-    elif abs(interval * 100 - round(interval * 100)) > _CENTISECOND_SLACK:
+        _check_accept_mode(instance, base, report)
+        return
+    if abs(interval * 100 - round(interval * 100)) > _CENTISECOND_SLACK:
         report.add(
             where,
             f"advert_int {interval:g}: VRRPv3 advertises centisecond steps "
@@ -454,6 +456,15 @@ def _check_version(instance: VrrpInstanceConfig, base: FieldPath, report: _Repor
             f"advert_int {interval:g}: VRRPv3 advertises at most {ADVERT_INT_V3_MAX:g} s "
             "(12 bits of centiseconds, RFC 5798 §5.2.5)",
         )
+    if instance.auth_pass is not None:
+        report.add(
+            (*base, "auth_pass"),
+            "VRRPv3 has no authentication (RFC 5798 §9 removed it); remove auth_pass",
+        )
+    _check_accept_mode(instance, base, report)
+
+
+def _check_accept_mode(instance: VrrpInstanceConfig, base: FieldPath, report: _Report) -> None:
     if not instance.accept_mode and instance.priority != OWNER_PRIORITY:
         report.add(
             (*base, "accept_mode"),

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from ipaddress import IPv4Interface
+from ipaddress import IPv4Interface, IPv6Interface
 from typing import TypeVar
 
 from ipvsd.model import (
@@ -200,7 +200,7 @@ class VrrpStatus:
     vrid: int
     priority: int
     effective_priority: int
-    virtual_ipaddresses: tuple[IPv4Interface, ...]
+    virtual_ipaddresses: tuple[IPv4Interface | IPv6Interface, ...]
     fault_reason: str | None = None
     """Why the instance is in FAULT (link down, no address, failed, ...); None otherwise."""
     failures: int = 0

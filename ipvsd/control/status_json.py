@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import fields
 from datetime import UTC, datetime
-from ipaddress import IPv4Interface, ip_address
+from ipaddress import ip_address, ip_interface
 from typing import Any, TypeVar, overload
 
 from ipvsd.control.status import (
@@ -236,7 +236,7 @@ def _vrrp(v: _Object) -> VrrpStatus:
         priority=v.required("priority", int),
         effective_priority=v.required("effective_priority", int),
         virtual_ipaddresses=tuple(
-            v.parse(f"virtual_ipaddresses[{i}]", vip, IPv4Interface) for i, vip in enumerate(vips)
+            v.parse(f"virtual_ipaddresses[{i}]", vip, ip_interface) for i, vip in enumerate(vips)
         ),
         fault_reason=v.optional("fault_reason", str),
         failures=v.optional("failures", int, 0),

@@ -87,8 +87,10 @@ from ipvsd.vrrp.packet import (
     password_auth_data,
     vmac,
 )
+from ipvsd.vrrp.packet_v3 import VRRP_GROUP_V6, VRRP_VERSION_3, AdvertisementV3, encode_message
 from ipvsd.vrrp.ports import LinkSource, RouteWriter, VipWriter
 from ipvsd.vrrp.relink import InterfaceEndpoint
+from ipvsd.vrrp.transport import VrrpSocket
 
 log = structlog.get_logger("ipvsd.vrrp")
 
@@ -97,6 +99,8 @@ FailureHook = Callable[[str, str], None]
 """Called with (instance name, reason) each time an instance's runner fails."""
 #: Seconds a shutdown waits for queued notify calls (the last is STOP).
 NOTIFY_DRAIN_S = 15.0
+#: Why an IPv6 instance stays in FAULT (`VrrpInstance.run`).
+IPV6_NOT_YET = "IPv6 VRRPv3 is not implemented yet: the instance does not run"
 #: Tells apart a re-created instance from the one it replaces (same name) at the pacer.
 _serials = itertools.count(1)
 
@@ -125,6 +129,9 @@ class InstanceStatus:
     master_address: IPv4Address | IPv6Address | None = None
     """Who is master as far as this instance knows (machine rule 8): our own
     address when MASTER, the followed master's when BACKUP, else None."""
+    master_adver_int: float | None = None
+    """RFC 5798 Master_Adver_Interval, seconds: VRRPv3's interval of the master a
+    BACKUP follows (else ours); None for VRRPv2 and before the machine starts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +206,7 @@ class VrrpInstance:
         self._address_refresh = False  # an AddressesChanged is queued
         self._source: IPv4Address | None = None
         self.notifier = NotifyQueue(config.name)
-        self.vips: tuple[IPv4Interface, ...] = ()
+        self.vips: tuple[IPv4Interface | IPv6Interface, ...] = ()
         #: Every address the instance adds as MASTER: advertised, then excluded.
         self.owned: tuple[VirtualAddress, ...] = ()
         self._own(config)
@@ -217,30 +224,38 @@ class VrrpInstance:
         self._log = log.bind(instance=config.name, interface=config.interface, vrid=config.vrid)
         auth_type = AuthType.SIMPLE if config.auth_pass else AuthType.NONE
         self._auth = (auth_type, password_auth_data(config.auth_pass or ""))
+        v3 = config.version == VRRP_VERSION_3
         self.expectation = Expectation(
             vrid=config.vrid,
-            advert_int=round(config.advert_int),
-            addresses=frozenset(ipv4(vip.address.ip) for vip in config.virtual_ipaddresses),
+            advert_int=config.advert_int_cs if v3 else round(config.advert_int),
+            addresses=frozenset(vip.address.ip for vip in config.virtual_ipaddresses),
             auth_type=auth_type,
             password=config.auth_pass,
             owner=config.priority == OWNER_PRIORITY,
-            unicast_peers=frozenset(map(ipv4, config.unicast_peers)),
+            unicast_peers=frozenset(config.unicast_peers),
+            version=config.version,
+            group=VRRP_GROUP_V6 if config.family == "ipv6" else VRRP_GROUP,
         )
 
     def _own(self, config: VrrpInstanceConfig) -> None:
         """The addresses `config` owns: `vips` (advertised, for status) and `owned`."""
-        self.vips = tuple(ipv4(vip.address) for vip in config.virtual_ipaddresses)
+        self.vips = tuple(vip.address for vip in config.virtual_ipaddresses)
         self.owned = (*config.virtual_ipaddresses, *config.virtual_ipaddresses_excluded)
 
     @property
-    def owned_ips(self) -> frozenset[IPv4Address]:
+    def owned_ips(self) -> frozenset[IPv4Address | IPv6Address]:
         """Addresses of every owned VIP: never the advert source, and their own
         rtnetlink events are no reason to re-read it."""
-        return frozenset(ipv4(vip.ip) for vip in self.owned)
+        return frozenset(vip.ip for vip in self.owned)
 
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def version(self) -> int:
+        """The VRRP version the instance speaks (its codec, `vrrp.receive`)."""
+        return self.config.version
 
     @property
     def interested_in(self) -> frozenset[str]:
@@ -291,6 +306,9 @@ class VrrpInstance:
         """Run until `Shutdown`, restarting after a failure (see the module doc)."""
         loop = asyncio.get_running_loop()
         backoff = Backoff(self._restart)
+        if self.config.family == "ipv6":
+            await self._unsupported()
+            return
         try:
             while True:
                 started = loop.time()
@@ -306,6 +324,17 @@ class VrrpInstance:
         finally:
             # However the runner ends (cancelled included), its adverts end with it.
             self._pacer.stop(self._pacer_key)
+
+    async def _unsupported(self) -> None:
+        """An IPv6 (VRRPv3) instance: its I/O (raw IPv6 sockets, Neighbor
+        Advertisements) is not implemented yet. FAULT, saying so, until `Shutdown`;
+        check-config accepts the instance and the other instances run."""
+        self.status.state = VrrpState.FAULT
+        self.status.reason = "unsupported"
+        self.status.fault_reason = IPV6_NOT_YET
+        self._log.error("vrrp.instance_unsupported", reason=IPV6_NOT_YET)
+        while not isinstance(await self.inbox.get(), Shutdown):
+            pass
 
     async def _run_once(self) -> None:
         """Start (stale VIPs removed, BACKUP or owner MASTER) and run until `Shutdown`."""
@@ -417,9 +446,8 @@ class VrrpInstance:
         if self.config.unicast_src is not None or self._machine is None:
             return None
         try:
-            primary = await self._addresses.primary_ipv4(
-                self.config.interface, exclude=self.owned_ips
-            )
+            exclude = {ip for ip in self.owned_ips if isinstance(ip, IPv4Address)}
+            primary = await self._addresses.primary_ipv4(self.config.interface, exclude=exclude)
         except KernelError as exc:
             primary = None  # no interface: no address either
             self._missing = exc.errno == errno.ENODEV
@@ -513,6 +541,8 @@ class VrrpInstance:
             return
         self.status.effective_priority = machine.effective_priority
         self.status.master_address = machine.master_address
+        v3 = machine.config.version == VRRP_VERSION_3
+        self.status.master_adver_int = machine.master_adver_int if v3 else None
         reason = machine.last_transition_reason
         if machine.state is VrrpState.FAULT and reason is not None:
             self.status.fault_reason = self._fault_text(reason)
@@ -583,20 +613,11 @@ class VrrpInstance:
             self._pacer.stop(key)
             self._log.debug("vrrp.advert_skipped", reason="interface_gone", priority=priority)
             return
-        advert = Advertisement(
-            vrid=self.config.vrid,
-            priority=priority,
-            advert_int=round(self.config.advert_int),
-            addresses=tuple(vip.ip for vip in self.vips),
-            auth_type=self._auth[0],
-            auth_data=self._auth[1],
-        )
-        burst = AdvertBurst(
-            sock=sock,
-            payload=encode(advert),
-            source=self._source,
-            destinations=tuple(map(ipv4, self.config.unicast_peers or (VRRP_GROUP,))),
-        )
+        burst = self._burst(sock, priority)
+        if burst is None:
+            self._pacer.stop(key)
+            self._log.debug("vrrp.advert_skipped", reason="no_source", priority=priority)
+            return
         interval = float(self.config.advert_int)
         if periodic and self._pacer.repeating(key) == (burst, interval):
             self._pacer.touch(key)
@@ -604,6 +625,30 @@ class VrrpInstance:
         master = self._machine is not None and self._machine.state is VrrpState.MASTER
         repeat = interval if master and priority > 0 else None
         self._pacer.send(key, burst, repeat)
+
+    def _burst(self, sock: VrrpSocket, priority: int) -> AdvertBurst | None:
+        """The advert of our version to each destination; None for a VRRPv3 one while
+        the source is not known (its checksum covers the source, RFC 5798 §5.2.8)."""
+        config = self.config
+        source = self._source
+        destinations = tuple(map(ipv4, config.unicast_peers or (VRRP_GROUP,)))
+        if config.version != VRRP_VERSION_3:
+            advert = Advertisement(
+                vrid=config.vrid,
+                priority=priority,
+                advert_int=round(config.advert_int),
+                addresses=tuple(ipv4(vip.ip) for vip in self.vips),
+                auth_type=self._auth[0],
+                auth_data=self._auth[1],
+            )
+            return AdvertBurst(sock, encode(advert), source, destinations)
+        if source is None:
+            return None
+        advert3 = AdvertisementV3(
+            config.vrid, priority, config.advert_int_cs, tuple(vip.ip for vip in self.vips)
+        )
+        payloads = tuple(encode_message(advert3, source, dst) for dst in destinations)
+        return AdvertBurst(sock, payloads[0], source, destinations, payloads)
 
     async def _vips(self, vips: Iterable[VirtualAddress], *, add: bool) -> None:
         for vip in vips:

@@ -149,3 +149,12 @@ def test_accept_mode_false_is_refused_until_it_is_enforced() -> None:
     # The owner always accepts (RFC 5798 §6.1): nothing to enforce.
     owner = _parse(_instance(VIPS + "version: 3\npriority: 255\naccept_mode: false\n"))
     assert not owner.vrrp.instances[0].accept_mode
+
+
+def test_version_3_has_no_authentication() -> None:
+    _only(
+        _instance(VIPS + "version: 3\nauth_pass: secret\n"),
+        8,
+        "vrrp.instances.0.auth_pass",
+        "VRRPv3 has no authentication (RFC 5798 §9 removed it)",
+    )
