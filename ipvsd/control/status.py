@@ -214,6 +214,15 @@ class VrrpStatus:
     """The instance's tracked scripts and their rise/fall state."""
     track_files: tuple[TrackedFileStatus, ...] = ()
     """The instance's tracked files, their values and weights."""
+    version: int = 2
+    """The VRRP version the instance speaks: 2 (RFC 3768) or 3 (RFC 5798)."""
+    family: str = "ipv4"
+    """``ipv4`` or ``ipv6``: the instance's address family (its VIPs')."""
+    advert_int: float = 1.0
+    """The configured advertisement interval, seconds (VRRPv3: whole centiseconds)."""
+    master_adver_int: float | None = None
+    """VRRPv3: Master_Adver_Interval, the interval of the master a BACKUP follows
+    (RFC 5798 §6.4.2), else ``advert_int``; None for VRRPv2."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,12 +77,24 @@ def to_json(doc: StatusDocument) -> dict[str, Any]:
                 "track_files": [
                     {"path": t.path, "value": t.value, "weight": t.weight} for t in v.track_files
                 ],
+                "version": v.version,
+                "family": v.family,
+                "advert_int": _centiseconds(v.advert_int),
+                "master_adver_int": None
+                if v.master_adver_int is None
+                else _centiseconds(v.master_adver_int),
             }
             for v in doc.vrrp
         ],
         "services": services_to_json(doc.services),
         "sync_daemon": _sync_json(doc.sync_daemon) if doc.sync_daemon is not None else None,
     }
+
+
+def _centiseconds(seconds: float) -> float:
+    """Seconds to the centisecond: VRRPv3's unit, and no float noise (0.1, not
+    0.10000000000000001)."""
+    return round(seconds, 2)
 
 
 def services_to_json(services: Iterable[ServiceStatus]) -> list[dict[str, Any]]:
@@ -251,6 +263,10 @@ def _vrrp(v: _Object) -> VrrpStatus:
             )
             for t in (v.items("track_files") if v.optional("track_files", list) else [])
         ),
+        version=v.optional("version", int, 2),
+        family=v.optional("family", str, "ipv4"),
+        advert_int=v.optional("advert_int", float, 1.0),
+        master_adver_int=v.optional("master_adver_int", float),
     )
 
 
@@ -367,6 +383,7 @@ def _running(d: _Object) -> RunningSyncDaemon:
 
 _KINDS: dict[type, str] = {
     int: "an integer",
+    float: "a number",
     str: "a string",
     bool: "true or false",
     list: "a list",
