@@ -30,12 +30,14 @@ What changes from VRRPv2 (`ipvsd.vrrp.packet`):
   length, three zero bytes, next header 112). So encoding and decoding both
   need the packet's source and destination addresses.
 
-keepalived has a switch for IPv4 VRRPv3 peers that leave the pseudo-header
-out of the checksum (``vrrp_checksum_compatibility``). Measured: keepalived
-2.2.7 with ``vrrp_version 3`` and default settings includes the
+keepalived 2.2.8 and later have a switch for IPv4 VRRPv3 peers that leave the
+pseudo-header out of the checksum (``v3_checksum_as_v2``: Cisco and Juniper
+read RFC 5798 §5.2.8 as IPv6-only, and RFC 9568 sides with them). Measured:
+keepalived 2.2.7 with ``vrrp_version 3`` and default settings includes the
 pseudo-header for IPv4 as for IPv6 (its adverts captured on the wire decode
 here with the default; ``tests/netns/test_vrrp_v3_keepalived.py``). The
-choice stays an argument for peers with the switch on.
+choice stays an argument for peers with the switch on; ipvsd's instances
+always include it (docs/vrrp-v3.md).
 
 Receiving follows the v2 codec's split: `decode_v3` checks an IPv4 packet's
 structure (`ipvsd.vrrp.packet.ip_payload`, then `decode_message`; IPv6 raw
