@@ -286,12 +286,15 @@ class VrrpInstance:
             ValueError: another interface or VRID (that is a new instance).
         """
         old = self.config
-        if (config.interface, config.vrid, config.advert_interface) != (
+        if (config.interface, config.vrid, config.advert_interface, config.family) != (
             old.interface,
             old.vrid,
             old.advert_interface,
+            old.family,
         ):
-            raise ValueError(f"{config.name}: a new interface, VRID or vmac is a new instance")
+            raise ValueError(
+                f"{config.name}: a new interface, VRID, vmac or family is a new instance"
+            )
         self._take(config)
         self.script_weights = dict(script_weights or {})
         self.inbox.put_nowait(Reconfigured(config))

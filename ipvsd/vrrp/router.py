@@ -578,8 +578,8 @@ class VrrpRouter:
         """The IPv4 instance (this socket's family) of `vrid` on `interface`."""
         for instance in self._instances.values():
             config = instance.config
-            if config.advert_interface == interface and config.vrid == vrid:
-                return instance if config.family == "ipv4" else None
+            if (config.advert_interface, config.vrid, config.family) == (interface, vrid, "ipv4"):
+                return instance
         return None
 
     def _rejected(self, interface: str, exc: PacketError, source: object) -> None:
@@ -735,6 +735,8 @@ def _paths(instances: Sequence[VrrpInstanceConfig]) -> list[str]:
     return list(dict.fromkeys(t.path for config in instances for t in config.track_files))
 
 
-def _key(config: VrrpInstanceConfig) -> tuple[str, int, str]:
-    """What makes a virtual router: a change of any of it is a new instance."""
-    return (config.interface, config.vrid, config.advert_interface)
+def _key(config: VrrpInstanceConfig) -> tuple[str, int, str, str]:
+    """What makes a virtual router: a change of any of it is a new instance (RFC 5798:
+    an IPv4 and an IPv6 virtual router are two, whatever their VRIDs). The version is
+    not in it: a reload from VRRPv2 to VRRPv3 changes the codec in place."""
+    return (config.interface, config.vrid, config.advert_interface, config.family)

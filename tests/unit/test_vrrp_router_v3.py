@@ -91,3 +91,25 @@ async def test_an_ipv6_instance_waits_in_fault_and_the_others_run(rig: Rig) -> N
     await until(lambda: rig.state() is VrrpState.MASTER)
     status = rig.instance("VI_6").status
     assert (status.state, status.fault_reason) == (VrrpState.FAULT, IPV6_NOT_YET)
+
+
+async def test_a_reload_from_v2_to_v3_keeps_the_master_and_speaks_v3(rig: Rig) -> None:
+    await rig.router.start([config(version=2, advert_int=1)], [])
+    await until(lambda: rig.state() is VrrpState.MASTER)
+    instance = rig.instance()
+    (sock,) = rig.wire.open_sockets()
+    assert sock.sent[-1][0][0] == 0x21  # VRRPv2
+    await rig.router.update([config()], [])  # version 3 at 0.5 s, in place
+    await until(lambda: sock.sent[-1][0][0] == 0x31)
+    assert rig.instance() is instance
+    assert rig.reasons() == [(VrrpState.MASTER, "startup_owner")]
+
+
+async def test_a_reload_to_another_family_is_a_new_instance(rig: Rig) -> None:
+    await rig.router.start([config()], [])
+    await until(lambda: rig.state() is VrrpState.MASTER)
+    instance = rig.instance()
+    await rig.router.update([config(virtual_ipaddresses=("2001:db8::200/64",))], [])
+    await until(lambda: rig.instance().status.fault_reason == IPV6_NOT_YET)
+    assert rig.instance() is not instance
+    assert instance.status.state is VrrpState.INIT  # the IPv4 one stopped (priority 0)
