@@ -9,17 +9,20 @@ from ipaddress import IPv4Address, IPv6Address
 import pytest
 
 from ipvsd.errors import PacketError, RejectReason
+from ipvsd.vrrp.machine import AdvertReceived
 from ipvsd.vrrp.packet import Advertisement, Expectation, checksum, encode_ip
 from ipvsd.vrrp.packet_v3 import (
     VRRP_GROUP_V6,
     AdvertisementV3,
     ReceivedAdvertV3,
+    decode_message,
     decode_v3,
     encode_ip_v3,
     encode_message,
     validate_v3,
 )
 from ipvsd.vrrp.receive import Receiver, accept
+from tests.unit.test_vrrp_packet import load_hex
 
 SRC, GROUP = IPv4Address("192.168.1.10"), IPv4Address("224.0.0.18")
 PEER = IPv4Address("192.168.1.20")
@@ -191,3 +194,23 @@ def test_a_bad_v3_checksum_on_the_ipv4_packet() -> None:
     with pytest.raises(PacketError) as caught:
         accept(bytes(packet), _lookup(_Instance(3, EXPECT)))
     assert caught.value.reason is RejectReason.CHECKSUM
+
+
+def test_keepalived_s_ipv4_advert_is_ours_byte_for_byte() -> None:
+    """keepalived 2.2.7's captured advert decodes, passes the receive checks, and our
+    encoder writes the same message (checksum included) for the same fields."""
+    packet = load_hex("keepalived_v3_vrid51_prio150_ipv4.hex")
+    advert = AdvertisementV3(51, 150, 50, (VIP,))
+    assert decode_v3(packet) == ReceivedAdvertV3(SRC, GROUP, 255, advert)
+    v3 = _Instance(3, EXPECT)
+    assert accept(packet, _lookup(v3))[1] == AdvertReceived(SRC, 150, 0.5)
+    assert encode_message(advert, SRC, GROUP) == packet[20:]
+
+
+def test_keepalived_s_ipv6_advert_is_ours_byte_for_byte() -> None:
+    packet = load_hex("keepalived_v3_vrid52_prio150_ipv6.hex")
+    src, dst = IPv6Address(packet[8:24]), IPv6Address(packet[24:40])
+    assert (src.is_link_local, dst) == (True, VRRP_GROUP_V6)
+    advert = AdvertisementV3(52, 150, 100, (IPv6Address("2001:db8::200"),))
+    assert decode_message(packet[40:], src, dst) == advert
+    assert encode_message(advert, src, dst) == packet[40:]
