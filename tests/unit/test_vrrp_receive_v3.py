@@ -3,14 +3,17 @@ checks of an IPv4 packet against an instance (issue 14)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ipvsd.errors import PacketError, RejectReason
 from ipvsd.vrrp.machine import AdvertReceived
-from ipvsd.vrrp.packet import Advertisement, Expectation, checksum, encode_ip
+from ipvsd.vrrp.packet import Advertisement, Expectation, checksum, encode_ip, ip_packet
 from ipvsd.vrrp.packet_v3 import (
     VRRP_GROUP_V6,
     AdvertisementV3,
@@ -214,3 +217,29 @@ def test_keepalived_s_ipv6_advert_is_ours_byte_for_byte() -> None:
     advert = AdvertisementV3(52, 150, 100, (IPv6Address("2001:db8::200"),))
     assert decode_message(packet[40:], src, dst) == advert
     assert encode_message(advert, src, dst) == packet[40:]
+
+
+def _accept_or_reject(data: bytes) -> None:
+    """`accept` for a v3 and a v2 instance of the packet's VRID: a result or a
+    PacketError, never another exception (style G3)."""
+    for instance in (_Instance(3, EXPECT), _Instance(2, V2_EXPECT)):
+        with contextlib.suppress(PacketError):
+            accept(data, lambda vrid, found=instance: found)
+
+
+@given(st.binary(max_size=96))
+def test_fuzz_arbitrary_bytes(data: bytes) -> None:
+    _accept_or_reject(data)
+
+
+@given(st.binary(max_size=64))
+def test_fuzz_a_message_behind_a_valid_ip_header(message: bytes) -> None:
+    _accept_or_reject(ip_packet(message, PEER, GROUP))
+
+
+@given(st.lists(st.tuples(st.integers(0, 31), st.integers(0, 255)), min_size=1, max_size=6))
+def test_fuzz_mutated_keepalived_adverts(changes: list[tuple[int, int]]) -> None:
+    data = bytearray(load_hex("keepalived_v3_vrid51_prio150_ipv4.hex"))
+    for index, value in changes:
+        data[index] = value
+    _accept_or_reject(bytes(data))
