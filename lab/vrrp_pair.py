@@ -79,8 +79,12 @@ def keepalived_config(
     vips: tuple[str, ...] = (f"{VIP}/24",),
     version: int = 2,
     advert_int: float = 1,
+    unicast_peers: tuple[str, ...] = (),
 ) -> str:
     addresses = "\n".join(f"    {vip}" for vip in vips)
+    # keepalived >= 2.2.4 takes even an empty unicast_peer block as unicast mode.
+    peers = "".join(f"    {peer}\n" for peer in unicast_peers)
+    unicast = f"unicast_peer {{\n{peers}  }}" if unicast_peers else ""
     return textwrap.dedent(
         f"""\
         global_defs {{
@@ -96,6 +100,7 @@ def keepalived_config(
           virtual_ipaddress {{
         {addresses}
           }}
+          {unicast}
         }}
         """
     )

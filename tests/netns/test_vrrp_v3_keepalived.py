@@ -189,3 +189,24 @@ def test_a_v3_backup_follows_the_masters_interval(vrrp_lab: VrrpLab) -> None:
     # The learned interval's Master_Down_Interval (3.648 s), less up to one interval.
     assert master_down_interval(90, 1) - 1 - SLACK <= took <= master_down_interval(90, 1) + SLACK
     assert rejected(ipvsd.events()) == []
+
+
+def test_unicast_v3_with_keepalived(vrrp_lab: VrrpLab) -> None:
+    """The checksum covers the unicast destination (keepalived since 1.3.6, and ipvsd):
+    each side, as BACKUP, accepts the other's unicast adverts and stays BACKUP."""
+    lab = vrrp_lab
+    d1, d2 = "192.168.1.10", "192.168.1.20"
+    ipvsd = lab.daemon("d1", 100, version=3, advert_int=FAST, unicast_peers=(d2,))
+    keepalived = lab.keepalived("d2", 90, version=3, advert_int=FAST, unicast_peers=(d1,))
+    elected(lab, ipvsd, keepalived)  # keepalived accepts ipvsd's
+    # ... as they are: not by switching to keepalived < 1.3.6's multicast checksum.
+    assert "Setting unicast VRRPv3 checksum to old version" not in keepalived.text()
+    keepalived.stop()
+    keepalived = lab.keepalived("d2", 110, version=3, advert_int=FAST, unicast_peers=(d1,))
+    keepalived.start()
+    wait_until(lambda: lab.holder() == ["d2"], timeout=5)  # keepalived preempts
+    time.sleep(1)
+    assert lab.holder() == ["d2"]  # ipvsd accepts keepalived's and stays BACKUP
+    assert rejected(ipvsd.events()) == []
+    keepalived.stop()
+    assert complaints(keepalived.text()) == [], keepalived.text()
