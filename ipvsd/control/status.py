@@ -223,6 +223,10 @@ class VrrpStatus:
     master_adver_int: float | None = None
     """VRRPv3: Master_Adver_Interval, the interval of the master a BACKUP follows
     (RFC 5798 §6.4.2), else ``advert_int``; None for VRRPv2."""
+    accept_mode: bool = True
+    """RFC 5798 §6.1 Accept_Mode as configured: a MASTER accepts packets to its VIPs.
+    Always true in effect: ipvsd enforces no no-accept rule (docs/vrrp-v3.md), and false
+    is only allowed for the owner, which accepts anyway."""
 
 
 @dataclass(frozen=True, slots=True)

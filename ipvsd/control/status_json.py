@@ -83,6 +83,7 @@ def to_json(doc: StatusDocument) -> dict[str, Any]:
                 "master_adver_int": None
                 if v.master_adver_int is None
                 else _centiseconds(v.master_adver_int),
+                "accept_mode": v.accept_mode,
             }
             for v in doc.vrrp
         ],
@@ -267,6 +268,7 @@ def _vrrp(v: _Object) -> VrrpStatus:
         family=v.optional("family", str, "ipv4"),
         advert_int=v.optional("advert_int", float, 1.0),
         master_adver_int=v.optional("master_adver_int", float),
+        accept_mode=v.optional("accept_mode", bool, True),
     )
 
 

@@ -115,6 +115,7 @@ class DaemonView:
                 family=inst.config.family,
                 advert_int=inst.config.advert_int,
                 master_adver_int=inst.status.master_adver_int,
+                accept_mode=inst.config.accept_mode,
             )
             for inst in self._parts.vrrp.instances.values()
         ]

@@ -178,7 +178,9 @@ def test_a_v3_backup_follows_the_masters_interval(vrrp_lab: VrrpLab) -> None:
         return vrrp[0]
 
     wait_until(lambda: status()["master_adver_int"] == 1.0, timeout=3)
-    assert (status()["advert_int"], status()["version"], status()["family"]) == (0.1, 3, "ipv4")
+    shown = status()
+    assert (shown["advert_int"], shown["version"], shown["family"]) == (0.1, 3, "ipv4")
+    assert shown["accept_mode"] is True
     transitions = len([e for e in ipvsd.events() if e.get("event") == "vrrp.transition"])
     time.sleep(3)
     assert lab.holder() == ["d1"]

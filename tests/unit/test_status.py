@@ -134,6 +134,7 @@ RICH = StatusDocument(
             family="ipv6",
             advert_int=0.25,
             master_adver_int=1.5,
+            accept_mode=False,
             virtual_ipaddresses=(IPv6Interface("2001:db8::200/64"),),
             master_address=IPv6Address("fe80::2"),
         ),
@@ -203,6 +204,7 @@ def test_the_exact_json_of_a_small_document() -> None:
                 "family": "ipv4",
                 "advert_int": 1.0,
                 "master_adver_int": None,
+                "accept_mode": True,
             }
         ],
         "services": [
@@ -370,7 +372,7 @@ def test_an_older_document_without_the_extras_decodes_with_their_defaults() -> N
     for instance in encoded["vrrp"]:
         del instance["master_address"], instance["track_scripts"], instance["track_files"]
         del instance["version"], instance["family"], instance["advert_int"]
-        del instance["master_adver_int"]
+        del instance["master_adver_int"], instance["accept_mode"]
     del encoded["sync_daemon"]
     decoded = from_json(encoded)
     # Without "family" the address tells it; a fwmark service is taken as IPv4.
