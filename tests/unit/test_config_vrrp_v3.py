@@ -4,9 +4,11 @@ address family per instance (IPv6 VIPs need version 3), ``accept_mode``."""
 from __future__ import annotations
 
 from ipaddress import IPv6Interface
+from pathlib import Path
 
 import pytest
 
+from ipvsd.cli import main
 from tests.unit.test_config_vrrp_addresses import _instance, _issues, _only, _parse
 
 VIPS = "virtual_ipaddresses: [192.168.1.200/24]\n"
@@ -158,3 +160,19 @@ def test_version_3_has_no_authentication() -> None:
         "vrrp.instances.0.auth_pass",
         "VRRPv3 has no authentication (RFC 5798 §9 removed it)",
     )
+
+
+def test_check_config_accepts_an_ipv6_v3_instance(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The daemon runs it in FAULT for now (IPv6 I/O is not implemented yet), but the
+    config is valid: check-config says so."""
+    config = tmp_path / "ipvsd.yaml"
+    config.write_text(
+        _instance(VIPS6 + "version: 3\nadvert_int: 0.05\n").removeprefix("\n")
+        + "ipvs: {services: []}\n"
+    )
+    assert main(["check-config", "--config", str(config)]) == 0
+    config.write_text(_instance(VIPS6).removeprefix("\n"))
+    assert main(["check-config", "--config", str(config)]) == 1
+    assert "virtual_ipaddresses.0: 2001:db8::200 is IPv6" in capsys.readouterr().out
