@@ -15,12 +15,14 @@ and compared with `pytest.approx`, since 0.1 s has no exact binary float.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from ipaddress import IPv4Address
 
 import pytest
 
 from ipvsd.vrrp.machine import (
     AdvertReceived,
+    ConfigChanged,
     MachineConfig,
     SendAdvert,
     Startup,
@@ -141,3 +143,19 @@ def test_version_3_intervals_are_centiseconds() -> None:
         v3(advert_int=0.015)
     with pytest.raises(ValueError, match="version"):
         v3(version=4)
+
+
+def test_a_reload_keeps_a_backups_learned_interval() -> None:
+    """Rule 7 with rule 2: a new advert_int changes what we advertise, not how long a
+    v3 Backup waits for the master it follows (the master's interval decides)."""
+    machine = v3(priority=100, advert_int=0.1)
+    machine.handle(Startup(), 0.0)
+    machine.handle(AdvertReceived(PEER, 200, advert_int=1.0), 0.5)
+    before = machine.next_deadline()
+    new = replace(machine.config, advert_int=0.2)
+    machine.handle(ConfigChanged(new), 0.6)
+    assert machine.next_deadline() == before
+    assert machine.master_adver_int == 1.0
+    # A new priority moves the timer by the change of the learned interval's skew.
+    machine.handle(ConfigChanged(replace(new, priority=50)), 0.7)
+    assert cs(machine.next_deadline()) == pytest.approx(cs(before) + 50 * 100 / 256)
