@@ -36,9 +36,11 @@ def ipvsd_config(
     track_script: tuple[str, ...] = (),
     script_weight: int = 0,
     initial_state: str = "backup",
+    version: int = 2,
+    advert_int: float = 1,
 ) -> str:
     """`track_script`: VI_1 tracks that command (``vrrp.scripts`` entry ``chk``, run
-    every 0.2 s) with `script_weight`. `initial_state`: VI_1's."""
+    every 0.2 s) with `script_weight`. `initial_state`, `version`, `advert_int`: VI_1's."""
     peers = ", ".join(unicast_peers)
     scripts = tracked = "[]"
     if track_script:
@@ -58,7 +60,8 @@ def ipvsd_config(
               interface: eth1
               vrid: 51
               priority: {priority}
-              advert_int: 1
+              version: {version}
+              advert_int: {advert_int}
               preempt: {str(preempt).lower()}
               initial_state: {initial_state}
               unicast_peers: [{peers}]
@@ -69,22 +72,35 @@ def ipvsd_config(
     )
 
 
-def keepalived_config(name: str, priority: int, *, vips: tuple[str, ...] = (f"{VIP}/24",)) -> str:
+def keepalived_config(
+    name: str,
+    priority: int,
+    *,
+    vips: tuple[str, ...] = (f"{VIP}/24",),
+    version: int = 2,
+    advert_int: float = 1,
+    unicast_peers: tuple[str, ...] = (),
+) -> str:
     addresses = "\n".join(f"    {vip}" for vip in vips)
+    # keepalived >= 2.2.4 takes even an empty unicast_peer block as unicast mode.
+    peers = "".join(f"    {peer}\n" for peer in unicast_peers)
+    unicast = f"unicast_peer {{\n{peers}  }}" if unicast_peers else ""
     return textwrap.dedent(
         f"""\
         global_defs {{
           router_id {name}
+          vrrp_version {version}
         }}
         vrrp_instance VI_1 {{
           state BACKUP
           interface eth1
           virtual_router_id 51
           priority {priority}
-          advert_int 1
+          advert_int {advert_int}
           virtual_ipaddress {{
         {addresses}
           }}
+          {unicast}
         }}
         """
     )

@@ -43,6 +43,11 @@ here need more than one field or more than one object:
   scripts, each once, and a script's ``user`` exists on this host (the
   script runs as that user's uid);
 - an instance's ``track_files`` are absolute paths, each once;
+- an instance's ``advert_int`` fits its ``version``: whole seconds for VRRPv2,
+  centisecond steps up to 40.95 s for VRRPv3; an instance is one address family
+  (its first VIP's: the other VIPs, advertised or excluded, the unicast peers
+  and source too), IPv6 needs VRRPv3, an IPv6 VIP has no broadcast address;
+  ``accept_mode: false`` is refused for a non-owner (not enforced yet);
 - ``initial_state: master`` has ``preempt`` and no ``preempt_delay`` (keepalived
   clears nopreempt and preempt_delay with ``state MASTER``);
 - ``ha_suspend`` is for a service whose address (each member's) is a VIP;
@@ -62,7 +67,7 @@ import pwd
 import re
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 from ipvsd.config.expand import members_of
 from ipvsd.config.groups import parse_member
@@ -77,7 +82,7 @@ from ipvsd.config.model import (
     VrrpInstanceConfig,
     VrrpScriptConfig,
 )
-from ipvsd.config.types import PORT_CHECKS, CheckType
+from ipvsd.config.types import ADVERT_INT_V3_MAX, PORT_CHECKS, CheckType
 from ipvsd.config.yaml_lines import FieldPath, Lines, locate
 from ipvsd.errors import ConfigIssue
 from ipvsd.model import (
@@ -92,6 +97,12 @@ from ipvsd.model import (
     parse_service_spec,
 )
 
+VRRP_V2 = 2
+IPV6 = 6
+OWNER_PRIORITY = 255
+"""RFC 5798 §6.1: the address owner always accepts (and advertises priority 255)."""
+_CENTISECOND_SLACK = 1e-6
+"""How far from a whole centisecond a float may be (``0.07 * 100`` is 7.000000000000001)."""
 _UDP_FIELDS = ("payload", "payload_hex", "require_reply", "reply_regex")
 _HTTP_FIELDS = ("digest", "urls")
 _HTTPS_FIELDS = ("client_cert", "client_key")
@@ -358,7 +369,7 @@ def _unique_name(
 def _check_instances(instances: Sequence[tuple[int, VrrpInstanceConfig]], report: _Report) -> None:
     names: dict[str, FieldPath] = {}
     routers: dict[tuple[str, int], tuple[str, FieldPath]] = {}
-    vips: dict[IPv4Address, tuple[str, FieldPath]] = {}
+    vips: dict[IPv4Address | IPv6Address, tuple[str, FieldPath]] = {}
     for index, instance in instances:
         base: FieldPath = ("vrrp", "instances", index)
         _unique_name(names, instance.name, base, "instance", report)
@@ -373,6 +384,8 @@ def _check_instances(instances: Sequence[tuple[int, VrrpInstanceConfig]], report
         else:
             routers[router] = (instance.name, (*base, "vrid"))
         _check_vips(instance, base, vips, report)
+        _check_version(instance, base, report)
+        _check_family(instance, base, report)
         _check_vmac(instance, base, report)
         _check_initial_state(instance, base, report)
         for position, route in enumerate(instance.virtual_routes):
@@ -393,7 +406,7 @@ def _check_instances(instances: Sequence[tuple[int, VrrpInstanceConfig]], report
 def _check_vips(
     instance: VrrpInstanceConfig,
     base: FieldPath,
-    vips: dict[IPv4Address, tuple[str, FieldPath]],
+    vips: dict[IPv4Address | IPv6Address, tuple[str, FieldPath]],
     report: _Report,
 ) -> None:
     """Each VIP once across all instances (advertised or excluded); labels the tools show."""
@@ -416,6 +429,79 @@ def _check_vips(
                     (*vip_path, "label"),
                     f"label '{vip.label}' must be '{dev}' or start with '{dev}:'",
                 )
+
+
+def _check_version(instance: VrrpInstanceConfig, base: FieldPath, report: _Report) -> None:
+    """``advert_int`` in the version's unit; Accept_Mode as far as it is enforced."""
+    interval = instance.advert_int
+    where: FieldPath = (*base, "advert_int")
+    if instance.version == VRRP_V2:
+        if interval != int(interval) or interval < 1:
+            report.add(
+                where,
+                f"advert_int {interval:g}: VRRPv2 advertises whole seconds; "
+                "use version: 3 for sub-second intervals",
+            )
+        _check_accept_mode(instance, base, report)
+        return
+    if abs(interval * 100 - round(interval * 100)) > _CENTISECOND_SLACK:
+        report.add(
+            where,
+            f"advert_int {interval:g}: VRRPv3 advertises centisecond steps "
+            "(RFC 5798 §5.2.5: 0.01 s units)",
+        )
+    elif interval > ADVERT_INT_V3_MAX:
+        report.add(
+            where,
+            f"advert_int {interval:g}: VRRPv3 advertises at most {ADVERT_INT_V3_MAX:g} s "
+            "(12 bits of centiseconds, RFC 5798 §5.2.5)",
+        )
+    if instance.auth_pass is not None:
+        report.add(
+            (*base, "auth_pass"),
+            "VRRPv3 has no authentication (RFC 5798 §9 removed it); remove auth_pass",
+        )
+    _check_accept_mode(instance, base, report)
+
+
+def _check_accept_mode(instance: VrrpInstanceConfig, base: FieldPath, report: _Report) -> None:
+    if not instance.accept_mode and instance.priority != OWNER_PRIORITY:
+        report.add(
+            (*base, "accept_mode"),
+            "false is not enforced by ipvsd yet: a MASTER would still accept packets to its "
+            "VIPs (keepalived's no_accept installs a firewall drop rule for that); leave it "
+            "true (the default, as keepalived's without vrrp_strict) or use priority 255",
+        )
+
+
+def _check_family(instance: VrrpInstanceConfig, base: FieldPath, report: _Report) -> None:
+    """One address family per instance (RFC 5798 §5.2), IPv6 only with VRRPv3."""
+    first = instance.virtual_ipaddresses[0].ip
+    family = first.version
+    if family == IPV6 and instance.version == VRRP_V2:
+        report.add(
+            (*base, "virtual_ipaddresses", 0),
+            f"{first} is IPv6: VRRPv2 is IPv4 only (RFC 3768); set version: 3 (RFC 5798)",
+        )
+    mismatch = (
+        f"but the instance is IPv{family} (its first VIP, {first}); an instance is one "
+        "address family (RFC 5798 §5.2): use one instance per family"
+    )
+    for name in ("virtual_ipaddresses", "virtual_ipaddresses_excluded"):
+        for position, vip in enumerate(getattr(instance, name)):
+            path: FieldPath = (*base, name, position)
+            if vip.ip.version != family:
+                report.add(path, f"{vip.ip} is IPv{vip.ip.version} {mismatch}")
+            elif vip.ip.version == IPV6 and vip.broadcast is not None:
+                report.add((*path, "broadcast"), "IPv6 has no broadcast address")
+    for position, peer in enumerate(instance.unicast_peers):
+        if peer.version != family:
+            report.add(
+                (*base, "unicast_peers", position), f"{peer} is IPv{peer.version} {mismatch}"
+            )
+    source = instance.unicast_src
+    if source is not None and source.version != family:
+        report.add((*base, "unicast_src"), f"{source} is IPv{source.version} {mismatch}")
 
 
 def _check_vmac(instance: VrrpInstanceConfig, base: FieldPath, report: _Report) -> None:

@@ -24,8 +24,8 @@ operators: ``null``, not None.
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
-from typing import Annotated, Any
+from ipaddress import IPv4Address, IPv6Address
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
@@ -34,6 +34,7 @@ from ipvsd.config.types import (
     SCHEDULER_FLAGS,
     VIP_STRING,
     VIPS_LIMITS,
+    AdvertInt,
     AuthPass,
     CheckInterval,
     CheckTimeout,
@@ -221,7 +222,7 @@ class VirtualAddress(_Model):
     """Broadcast address (``ip addr add ... brd``); null: none."""
 
     @property
-    def ip(self) -> IPv4Address:
+    def ip(self) -> IPv4Address | IPv6Address:
         """The address without its prefix length."""
         return self.address.ip
 
@@ -264,7 +265,7 @@ class VirtualRule(_Model):
 
 
 class VrrpInstanceConfig(_Model):
-    """One VRRPv2 virtual router (RFC 3768)."""
+    """One virtual router: VRRPv2 (RFC 3768, IPv4) or VRRPv3 (RFC 5798, IPv4 or IPv6)."""
 
     name: Name
     """Instance name, unique: status, logs, the metrics' ``vrrp_instance`` label, the notify
@@ -275,9 +276,20 @@ class VrrpInstanceConfig(_Model):
     """Virtual Router ID, 1-255 (RFC 3768 §5.3.3)."""
     priority: NonZeroByte = 100
     """1-254 backup, 255 address owner (RFC 3768 §5.3.4)."""
-    advert_int: NonZeroByte = 1
-    """Advertisement interval in whole seconds, 1-255 (VRRPv2's 8-bit field, RFC 3768 §5.3.7;
-    no finer unit)."""
+    version: Literal[2, 3] = 2
+    """VRRP version: 2 (RFC 3768, IPv4 only, what keepalived speaks by default) or 3
+    (RFC 5798: centisecond intervals, IPv4 or IPv6; keepalived's ``vrrp_version 3``). The
+    peers of one virtual router must speak the same version."""
+    advert_int: AdvertInt = 1.0
+    """Advertisement interval in seconds. Version 2: whole seconds, 1-255 (an 8-bit field,
+    RFC 3768 §5.3.7). Version 3: 0.01-40.95 in centisecond steps (12 bits of centiseconds,
+    RFC 5798 §5.2.5); a VRRPv3 backup follows the interval its master advertises."""
+    accept_mode: bool = True
+    """RFC 5798 §6.1 Accept_Mode: a MASTER that is not the address owner accepts packets
+    addressed to the VIPs. true is what a load balancer needs (IPVS serves the VIPs) and
+    keepalived's default without ``vrrp_strict``. false (RFC 5798's default, keepalived's
+    ``no_accept``, which keepalived enforces with a firewall drop rule) is refused except
+    for the owner (priority 255, which always accepts): ipvsd installs no such rule yet."""
     preempt: bool = True
     """A BACKUP with a higher priority than the MASTER's takes over (RFC 3768 §6.4.2
     Preempt_Mode); false: it waits until the MASTER stops advertising."""
@@ -297,10 +309,12 @@ class VrrpInstanceConfig(_Model):
     member is an owner, and ``ipvsd import keepalived`` converts it so."""
     auth_pass: AuthPass | None = None
     """Simple-text password (auth type 1, RFC 3768 §5.3.6), 1-8 characters."""
-    unicast_peers: tuple[IPv4, ...] = ()
-    """Send adverts to these IPv4 addresses; empty: multicast to 224.0.0.18."""
-    unicast_src: IPv4 | None = None
-    """Source address of unicast adverts; null: the interface's primary address."""
+    unicast_peers: tuple[IPAny, ...] = ()
+    """Send adverts to these addresses, of the instance's family; empty: multicast to
+    224.0.0.18 (IPv6: ff02::12)."""
+    unicast_src: IPAny | None = None
+    """Source address of unicast adverts, of the instance's family; null: the interface's
+    primary address."""
     virtual_ipaddresses: Annotated[tuple[VirtualAddressEntry, ...], *VIPS_LIMITS]
     """VIPs, each ``ADDRESS[/PREFIX]`` (no prefix means /32) or a mapping with ``dev``,
     ``scope``, ``label``, ``broadcast``. Added on becoming MASTER, removed on leaving it,
@@ -375,7 +389,18 @@ class VrrpInstanceConfig(_Model):
         return self.vmac_interface or f"vrrp.{self.vrid}"
 
     @property
-    def owned_addresses(self) -> frozenset[IPv4Address]:
+    def family(self) -> Literal["ipv4", "ipv6"]:
+        """The instance's address family, its first VIP's (RFC 5798 §5.2: one per
+        virtual router)."""
+        return "ipv6" if self.virtual_ipaddresses[0].ip.version == 6 else "ipv4"
+
+    @property
+    def advert_int_cs(self) -> int:
+        """``advert_int`` in centiseconds, VRRPv3's unit (RFC 5798 §5.2.5)."""
+        return round(self.advert_int * 100)
+
+    @property
+    def owned_addresses(self) -> frozenset[IPv4Address | IPv6Address]:
         """Every address the instance holds while MASTER, advertised or excluded."""
         return frozenset(
             vip.ip for vip in (*self.virtual_ipaddresses, *self.virtual_ipaddresses_excluded)

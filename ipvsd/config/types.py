@@ -27,7 +27,14 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, ip_address
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    ip_address,
+)
 from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
@@ -87,6 +94,8 @@ SCHEDULER_FLAGS: Mapping[str, ServiceFlag] = {
 }
 """ipvsadm's ``-b`` flag names and the service flag each one sets."""
 
+VipInterface = IPv4Interface | IPv6Interface
+"""A VIP with its prefix: IPv4, or IPv6 (VRRPv3 instances only, `ipvsd.config.checks`)."""
 U32_MAX = 2**32 - 1
 
 MAX_VIPS = 255
@@ -271,8 +280,8 @@ _NET_SCHEMA: dict[str, Any] = {
     "examples": ["10.1.0.0/16", "default"],
 }
 _VIP_SCHEMA: dict[str, Any] = {
-    "pattern": r"^[0-9]{1,3}(\.[0-9]{1,3}){3}(/[0-9.]+)?$",
-    "examples": ["192.168.1.200/24", "192.168.1.200"],
+    "pattern": r"^([0-9]{1,3}(\.[0-9]{1,3}){3}|[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*)(/[0-9.]+)?$",
+    "examples": ["192.168.1.200/24", "192.168.1.200", "2001:db8::200/64"],
 }
 
 
@@ -506,12 +515,19 @@ def _real_address(address: IPAddress) -> IPAddress:
     return address
 
 
-def _vip(vip: IPv4Interface) -> IPv4Interface:
+def _vip(vip: VipInterface) -> VipInterface:
     _vip_address(vip.ip)
     return vip
 
 
-def _vip_count(vips: tuple[IPv4Interface, ...]) -> tuple[IPv4Interface, ...]:
+def _vip_interface(text: str) -> VipInterface:
+    """``ip_interface(text)``, fast for the usual dotted quad."""
+    if ":" in text:
+        return IPv6Interface(text)
+    return IPv4Interface(text)
+
+
+def _vip_count(vips: tuple[VipInterface, ...]) -> tuple[VipInterface, ...]:
     if len(vips) > MAX_VIPS:
         raise fail(
             "vips",
@@ -612,6 +628,23 @@ def _http_host(host: str) -> str:
     )
 
 
+ADVERT_INT_V3_MAX = 40.95
+"""VRRPv3's Max Adver Int: 12 bits of centiseconds (RFC 5798 §5.2.5)."""
+
+
+def _advert_int(value: float) -> float:
+    """The range both versions share; `ipvsd.config.checks` applies the version's own."""
+    if not math.isfinite(value):
+        raise fail("range", "must be a finite number of seconds")
+    if not 0.01 <= value <= 255:
+        raise fail(
+            "range",
+            "must be between 0.01 and 255 seconds (VRRPv2: whole seconds between 1 and 255; "
+            f"VRRPv3: 0.01 to {ADVERT_INT_V3_MAX:g} in centisecond steps)",
+        )
+    return value
+
+
 def _auth_pass(value: str) -> str:
     if not 1 <= len(value.encode()) <= 8:
         raise fail("auth_pass", "must be 1 to 8 characters (VRRPv2 auth data is 8 bytes)")
@@ -668,10 +701,10 @@ IPv4 = Annotated[
     PlainSerializer(str, when_used="json"),
 ]
 _VIP_PARSED = _parsed(
-    "IPv4 address or ADDRESS/PREFIX", IPv4Interface, (IPv4Interface,), _VIP_SCHEMA
+    "IP address or ADDRESS/PREFIX", _vip_interface, (IPv4Interface, IPv6Interface), _VIP_SCHEMA
 )
 Vip = Annotated[
-    IPv4Interface,
+    VipInterface,
     _VIP_PARSED,
     AfterValidator(_vip),
     PlainSerializer(str, when_used="json"),
@@ -795,6 +828,7 @@ GarpRepeat = Annotated[int, _int_range(0, 255)]
 SyncId = Annotated[int, _int_range(0, 255)]
 Ttl = Annotated[int, _int_range(0, 255)]
 PreemptDelay = Annotated[float, _seconds(0, 1000)]
+AdvertInt = Annotated[float, _Rule(_advert_int, (("minimum", 0.01), ("maximum", 255)))]
 GarpDelay = Annotated[float, _seconds(0)]
 GarpRefresh = Annotated[float, _off_or_seconds(1, 86400)]
 AuthPass = Annotated[str, _Rule(_auth_pass, (("minLength", 1), ("maxLength", 8)))]

@@ -127,6 +127,8 @@ _VRRP_HEADER = (
     "State",
     "Interface",
     "VRID",
+    "VRRP",
+    "AdvertInt",
     "Priority",
     "EffPriority",
     "Master",
@@ -194,6 +196,8 @@ def _vrrp_lines(instances: Sequence[VrrpStatus]) -> list[str]:
             f"{v.state} ({v.fault_reason})" if v.fault_reason else v.state,
             v.interface,
             str(v.vrid),
+            f"v{v.version}/{v.family}",
+            _advert_int(v),
             str(v.priority),
             str(v.effective_priority),
             _cell(v.master_address),
@@ -202,6 +206,18 @@ def _vrrp_lines(instances: Sequence[VrrpStatus]) -> list[str]:
         for v in instances
     ]
     return [*_grid([_VRRP_HEADER, *rows], (0,) * len(_VRRP_HEADER)), *_tracked_lines(instances)]
+
+
+def _advert_int(v: VrrpStatus) -> str:
+    """Ours (v3: to the centisecond), then the master's in brackets if a v3 BACKUP follows
+    another one (RFC 5798 §6.4.2)."""
+    if v.version == 2:
+        return f"{v.advert_int:g}s"
+    text = f"{v.advert_int:.2f}s"
+    learned = v.master_adver_int
+    if learned is not None and round(learned, 2) != round(v.advert_int, 2):
+        text += f"({learned:.2f}s)"
+    return text
 
 
 def _tracked_lines(instances: Sequence[VrrpStatus]) -> list[str]:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Interface, IPv6Interface
 from typing import TypeVar
 
 from ipvsd.model import (
@@ -200,12 +200,12 @@ class VrrpStatus:
     vrid: int
     priority: int
     effective_priority: int
-    virtual_ipaddresses: tuple[IPv4Interface, ...]
+    virtual_ipaddresses: tuple[IPv4Interface | IPv6Interface, ...]
     fault_reason: str | None = None
     """Why the instance is in FAULT (link down, no address, failed, ...); None otherwise."""
     failures: int = 0
     """How often the instance failed (an unexpected error) and was restarted."""
-    master_address: IPv4Address | None = None
+    master_address: IPAddress | None = None
     """The master's address as this director sees it: its own when MASTER; when
     BACKUP, the source of the last advert it accepted from its master (RFC 3768
     §6.4.2: priority at least its own, or any with preempt off); None when not
@@ -214,6 +214,19 @@ class VrrpStatus:
     """The instance's tracked scripts and their rise/fall state."""
     track_files: tuple[TrackedFileStatus, ...] = ()
     """The instance's tracked files, their values and weights."""
+    version: int = 2
+    """The VRRP version the instance speaks: 2 (RFC 3768) or 3 (RFC 5798)."""
+    family: str = "ipv4"
+    """``ipv4`` or ``ipv6``: the instance's address family (its VIPs')."""
+    advert_int: float = 1.0
+    """The configured advertisement interval, seconds (VRRPv3: whole centiseconds)."""
+    master_adver_int: float | None = None
+    """VRRPv3: Master_Adver_Interval, the interval of the master a BACKUP follows
+    (RFC 5798 §6.4.2), else ``advert_int``; None for VRRPv2."""
+    accept_mode: bool = True
+    """RFC 5798 §6.1 Accept_Mode as configured: a MASTER accepts packets to its VIPs.
+    Always true in effect: ipvsd enforces no no-accept rule (docs/vrrp-v3.md), and false
+    is only allowed for the owner, which accepts anyway."""
 
 
 @dataclass(frozen=True, slots=True)

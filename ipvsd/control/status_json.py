@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import fields
 from datetime import UTC, datetime
-from ipaddress import IPv4Address, IPv4Interface, ip_address
+from ipaddress import ip_address, ip_interface
 from typing import Any, TypeVar, overload
 
 from ipvsd.control.status import (
@@ -77,12 +77,25 @@ def to_json(doc: StatusDocument) -> dict[str, Any]:
                 "track_files": [
                     {"path": t.path, "value": t.value, "weight": t.weight} for t in v.track_files
                 ],
+                "version": v.version,
+                "family": v.family,
+                "advert_int": _centiseconds(v.advert_int),
+                "master_adver_int": None
+                if v.master_adver_int is None
+                else _centiseconds(v.master_adver_int),
+                "accept_mode": v.accept_mode,
             }
             for v in doc.vrrp
         ],
         "services": services_to_json(doc.services),
         "sync_daemon": _sync_json(doc.sync_daemon) if doc.sync_daemon is not None else None,
     }
+
+
+def _centiseconds(seconds: float) -> float:
+    """Seconds to the centisecond: VRRPv3's unit, and no float noise (0.1, not
+    0.10000000000000001)."""
+    return round(seconds, 2)
 
 
 def services_to_json(services: Iterable[ServiceStatus]) -> list[dict[str, Any]]:
@@ -236,11 +249,11 @@ def _vrrp(v: _Object) -> VrrpStatus:
         priority=v.required("priority", int),
         effective_priority=v.required("effective_priority", int),
         virtual_ipaddresses=tuple(
-            v.parse(f"virtual_ipaddresses[{i}]", vip, IPv4Interface) for i, vip in enumerate(vips)
+            v.parse(f"virtual_ipaddresses[{i}]", vip, ip_interface) for i, vip in enumerate(vips)
         ),
         fault_reason=v.optional("fault_reason", str),
         failures=v.optional("failures", int, 0),
-        master_address=v.optional_parsed("master_address", IPv4Address),
+        master_address=v.optional_parsed("master_address", ip_address),
         track_scripts=tuple(
             TrackedScriptStatus(t.required("script", str), t.required("state", str))
             for t in (v.items("track_scripts") if v.optional("track_scripts", list) else [])
@@ -251,6 +264,11 @@ def _vrrp(v: _Object) -> VrrpStatus:
             )
             for t in (v.items("track_files") if v.optional("track_files", list) else [])
         ),
+        version=v.optional("version", int, 2),
+        family=v.optional("family", str, "ipv4"),
+        advert_int=v.optional("advert_int", float, 1.0),
+        master_adver_int=v.optional("master_adver_int", float),
+        accept_mode=v.optional("accept_mode", bool, True),
     )
 
 
@@ -367,6 +385,7 @@ def _running(d: _Object) -> RunningSyncDaemon:
 
 _KINDS: dict[type, str] = {
     int: "an integer",
+    float: "a number",
     str: "a string",
     bool: "true or false",
     list: "a list",

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -53,6 +53,9 @@ from ipvsd.systemd import Notifier
 from ipvsd.vrrp.instance import VrrpInstance
 from ipvsd.vrrp.machine import Transitioned, VrrpState
 from ipvsd.vrrp.router import VrrpRouter
+
+if TYPE_CHECKING:
+    from ipvsd.config.model import VrrpInstanceConfig
 
 log = structlog.get_logger("ipvsd.daemon")
 
@@ -282,6 +285,7 @@ class Daemon:
         config = instance.config
         self.metrics.vrrp_transition(instance.name, action.new.value)
         self.metrics.vrrp_state(instance.name, config.interface, config.vrid, action.new.value)
+        self._vrrp_info(config)
         self.metrics.vrrp_priority(instance.name, instance.status.effective_priority)
         if self._parts.ready:
             self._notifier.status(self.view.status_line())
@@ -450,6 +454,13 @@ class Daemon:
         the new config (``on_gone``): no walk over every real here.
         """
         self.metrics.retain([(i.name, i.interface, i.vrid) for i in config.vrrp.instances])
+        for instance in config.vrrp.instances:  # an interval changed in place (issue 14)
+            self._vrrp_info(instance)
+
+    def _vrrp_info(self, config: VrrpInstanceConfig) -> None:
+        self.metrics.vrrp_instance_info(
+            config.name, version=config.version, family=config.family, advert_int=config.advert_int
+        )
 
     async def _apply(self, new: Config, undo: list[Callable[[], Awaitable[None]]]) -> None:
         """Hand a config that passed the reload policy to every component.

@@ -111,6 +111,11 @@ class DaemonView:
                     TrackedFileStatus(t.path, inst.status.files.get(t.path), t.weight)
                     for t in inst.config.track_files
                 ),
+                version=inst.config.version,
+                family=inst.config.family,
+                advert_int=inst.config.advert_int,
+                master_adver_int=inst.status.master_adver_int,
+                accept_mode=inst.config.accept_mode,
             )
             for inst in self._parts.vrrp.instances.values()
         ]

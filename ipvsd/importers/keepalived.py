@@ -250,10 +250,12 @@ def _global_defs(ledger: Ledger, node: Node, settings: _Globals) -> None:
             case "vrrp_garp_master_refresh_repeat":
                 vrrp.refresh_repeat(ledger, child)
             case "vrrp_version":
-                if argument(ledger, child) == "2":
+                version = argument(ledger, child)
+                if version in ("2", "3"):
+                    settings.vrrp = replace(settings.vrrp, version=int(version or 2))
                     ledger.take(child)
-                else:
-                    ledger.report(child, "ipvsd speaks VRRPv2 only: its instances send v2 adverts")
+                elif version is not None:
+                    ledger.report(child, f"'{version}' is not VRRP version 2 or 3: ignored")
             case "lvs_timeouts":
                 timeouts = _timeouts(ledger, child)
                 if timeouts is not None:

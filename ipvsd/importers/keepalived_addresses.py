@@ -24,7 +24,7 @@ operator meant.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_interface
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_address, ip_interface
 from typing import Any
 
 from ipvsd.config.types import SCOPES
@@ -67,6 +67,15 @@ def vips(ledger: Ledger, node: Node, data: dict[str, Any], key: str) -> None:
         if entry is None:
             continue
         address = entry_ip(entry)
+        first = next((entry_ip(e) for k in VIP_KEYS for e in data.get(k, ())), address)
+        family, ours = ip_address(address).version, ip_address(first).version
+        if family != ours:
+            ledger.report(
+                child,
+                f"IPv{family}, but the instance is IPv{ours} (its first VIP's family, as "
+                "keepalived): not converted",
+            )
+            continue
         if any(entry_ip(other) == address for k in VIP_KEYS for other in data.get(k, ())):
             ledger.report(child, "already a VIP of this instance: converted once")
             continue
@@ -109,9 +118,6 @@ def _vip(ledger: Ledger, node: Node) -> dict[str, Any] | None:
     except ValueError:
         ledger.report(node, "not an address: ignored")
         return None
-    if not isinstance(address, IPv4Interface):
-        ledger.report(node, "ipvsd's VIPs are IPv4 (VRRPv2): not converted")
-        return None
     entry: dict[str, Any] = {
         "address": node.directive if "/" in node.directive else str(address.ip)
     }
@@ -125,6 +131,9 @@ def _vip(ledger: Ledger, node: Node) -> dict[str, Any] | None:
                 if scope != "global":
                     entry["scope"] = scope
             case "brd" | "broadcast":
+                if not isinstance(address, IPv4Interface):
+                    ignored.append(f"{name} {value} (IPv6 has no broadcast)")
+                    continue
                 broadcast = _broadcast(address, value)
                 if broadcast is None:
                     ignored.append(f"{name} {value}")

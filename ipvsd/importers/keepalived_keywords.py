@@ -27,6 +27,10 @@ GARP = (
     "garp_refresh seconds while MASTER only: ignored"
 )
 FIREWALL = "ipvsd sets no iptables/nftables rules: ignored"
+V3_CHECKSUM = (
+    "ipvsd's IPv4 VRRPv3 checksum always covers the pseudo-header (keepalived's default): "
+    "peers with v3_checksum_as_v2 are refused as 'checksum': ignored"
+)
 TRACKING = (
     "ipvsd tracks interfaces, scripts and files only: not converted; the instance's "
     "priority no longer follows it"
@@ -210,13 +214,13 @@ GLOBAL_DEFS: Mapping[str, str] = {
         "ipvsd waits in FAULT for a missing interface and starts when it appears: ignored"
     ),
     "disable_local_igmp": NOT_SUPPORTED,
-    "v3_checksum_as_v2": "ipvsd speaks VRRPv2 only: ignored",
     "lvs_flush": (
         "ipvsd never flushes the IPVS table: at start it adopts the services of its config "
         "and leaves the others alone: ignored"
     ),
     "vrrp_mcast_group4": "ipvsd sends multicast adverts to 224.0.0.18 (RFC 3768): ignored",
-    "vrrp_mcast_group6": "ipvsd speaks VRRPv2 over IPv4 only: ignored",
+    "vrrp_mcast_group6": "ipvsd sends IPv6 multicast adverts to ff02::12 (RFC 5798): ignored",
+    "v3_checksum_as_v2": V3_CHECKSUM,
     "vrrp_down_timer_adverts": "ipvsd's Master_Down_Interval is RFC 3768's (3 adverts): ignored",
     "vrrp_lower_prio_no_advert": NOT_SUPPORTED,
     "vrrp_higher_prio_send_advert": NOT_SUPPORTED,
@@ -239,8 +243,11 @@ VRRP_INSTANCE: Mapping[str, str] = {
     "vmac_garp_intvl": VMAC,
     "unicast_fault_no_peer": NOT_SUPPORTED,
     "check_unicast_src": NOT_SUPPORTED,
-    "old_unicast_checksum": NOT_SUPPORTED,
-    "native_ipv6": "ipvsd speaks VRRPv2 over IPv4 only: not converted",
+    "old_unicast_checksum": (
+        "ipvsd checksums unicast VRRPv3 adverts with the real destination, not keepalived "
+        "< 1.3.6's multicast group: ignored"
+    ),
+    "native_ipv6": "ipvsd takes an instance's family from its VIPs: not converted",
     "vrf": "ipvsd binds no VRF: ignored",
     "track_process": TRACKING,
     "track_bfd": TRACKING,
@@ -251,9 +258,11 @@ VRRP_INSTANCE: Mapping[str, str] = {
     "no_virtual_ipaddress": "ipvsd instances own at least one VIP: ignored",
     "promote_secondaries": NOT_SUPPORTED,
     "linkbeat_use_polling": "ipvsd follows link state through rtnetlink events: ignored",
-    "v3_checksum_as_v2": "ipvsd speaks VRRPv2 only: ignored",
-    "accept": "ipvsd adds no firewall rules, so the VIPs accept traffic in any state: ignored",
-    "no_accept": FIREWALL,
+    "v3_checksum_as_v2": V3_CHECKSUM,
+    "no_accept": (
+        "ipvsd does not enforce no_accept yet (keepalived adds a firewall drop rule for it): "
+        "the MASTER accepts traffic to its VIPs: not converted"
+    ),
     "skip_check_adv_addr": NOT_SUPPORTED,
     "strict_mode": "ipvsd always follows RFC 3768 on the wire but adds no firewall rules: ignored",
     "debug": "use `ipvsd run --log-level debug`: ignored",

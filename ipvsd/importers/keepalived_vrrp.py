@@ -7,8 +7,11 @@ What converts (keepalived → ipvsd ``vrrp.instances[]``): ``interface``,
 ``authentication { auth_type PASS; auth_pass }`` → ``auth_pass``,
 ``unicast_src_ip`` → ``unicast_src``, ``unicast_peer {}`` →
 ``unicast_peers``, ``virtual_ipaddress {}`` / ``virtual_ipaddress_excluded {}``
-→ ``virtual_ipaddresses`` / ``virtual_ipaddresses_excluded`` (IPv4, with
-``dev``, ``scope``, ``label``, ``brd``), ``virtual_routes {}`` /
+→ ``virtual_ipaddresses`` / ``virtual_ipaddresses_excluded`` (IPv4 or IPv6, of
+the family of the first one, as keepalived; with ``dev``, ``scope``,
+``label``, ``brd``), ``version`` and ``global_defs``' ``vrrp_version`` →
+``version`` (an IPv6 instance is VRRPv3, as keepalived makes it), ``accept``
+(ipvsd's default), ``virtual_routes {}`` /
 ``virtual_rules {}`` (`ipvsd.importers.keepalived_addresses`), ``use_vmac
 [NAME]`` → ``vmac`` (``vmac_interface``; not with unicast peers),
 ``track_interface {}`` → ``track_interfaces``,
@@ -30,8 +33,10 @@ BACKUP after all (`settle_sync_states`).
 
 What changes meaning, and is reported: ``state BACKUP`` with priority 255
 (ipvsd's owner starts as MASTER at once, keepalived's waits
-Master_Down_Interval), VRRPv3,
-fractional ``advert_int``, AH authentication, the user a notify program runs
+Master_Down_Interval), a fractional
+VRRPv2 ``advert_int`` (rounded up to whole seconds) or a VRRPv3 one finer than
+a centisecond or above 40.95 s (rounded and capped as keepalived does),
+``no_accept`` (not enforced by ipvsd yet), AH authentication, the user a notify program runs
 as (ipvsd runs them as root), ``garp_master_refresh_repeat`` other than 1,
 and the keywords of `ipvsd.importers.keepalived_keywords`.
 """
@@ -41,7 +46,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import ip_address
 from typing import Any
 
 from ipvsd.config.model import SyncGroupConfig, VrrpInstanceConfig
@@ -67,6 +72,10 @@ from ipvsd.importers.keepalived_tracking import (
 from ipvsd.importers.report import ordered
 
 OWNER_PRIORITY = 255  # RFC 3768 §5.3.4
+V3_MAX_ADVERT_INT = 40.95  # 12 bits of centiseconds (RFC 5798 §5.2.5)
+_ADVERT_INT = "_advert_int"  # the raw value and its node, until the version is known
+_VERSION_NODE = "_version_node"
+_SLACK = 1e-9  # float noise: 0.015 * 100 is 1.4999999999999998
 AUTH_PASS_MAX = 8  # VRRPv2 authentication data is 8 bytes (RFC 3768 §5.3.10)
 NOTIFY_STATES = ("notify_master", "notify_backup", "notify_fault", "notify_stop")
 
@@ -78,6 +87,7 @@ class VrrpDefaults:
 
     Attributes:
         interface: ``default_interface``, for an instance that names none.
+        version: ``vrrp_version``, for an IPv4 instance that says no ``version``.
         garp_delay: ``vrrp_garp_master_delay`` (None: ipvsd's default, also 5 s).
         garp_repeat: ``vrrp_garp_master_repeat`` (None: ipvsd's default, also 5).
         garp_refresh: ``vrrp_garp_master_refresh`` (None: ipvsd's default, also off).
@@ -86,6 +96,7 @@ class VrrpDefaults:
     """
 
     interface: str | None = None
+    version: int = 2
     garp_delay: float | None = None
     garp_repeat: int | None = None
     garp_refresh: int | None = None
@@ -232,8 +243,9 @@ def _complete(
     if "vrid" not in data:
         return "no virtual_router_id"
     if not data.get("virtual_ipaddresses"):
-        return "no IPv4 virtual_ipaddress (an ipvsd instance owns at least one)"
+        return "no virtual_ipaddress (an ipvsd instance owns at least one)"
     data.setdefault("priority", 100)
+    _settle_version(ledger, data, defaults)
     data.setdefault("advert_int", 1)
     if defaults.garp_delay is not None:
         data.setdefault("garp_delay", defaults.garp_delay)
@@ -258,9 +270,13 @@ def _instance_keyword(
         case "priority":
             _set(ledger, child, data, "priority", integer(ledger, child, 1, 255))
         case "advert_int":
-            _advert_int(ledger, child, data)
+            value = seconds(ledger, child)
+            if value is not None:
+                data[_ADVERT_INT] = (value, child)
         case "version":
-            _version(ledger, child)
+            _version(ledger, child, data)
+        case "accept":
+            ledger.take(child)  # ipvsd's accept_mode default
         case "nopreempt":
             _set(ledger, child, data, "preempt", False)
         case "preempt":
@@ -282,7 +298,7 @@ def _instance_keyword(
         case "use_vmac":
             _use_vmac(ledger, child, data)
         case "unicast_src_ip":
-            _set(ledger, child, data, "unicast_src", _ipv4(ledger, child))
+            _set(ledger, child, data, "unicast_src", _address(ledger, child))
         case "unicast_peer":
             _peers(ledger, child, data)
         case "track_interface":
@@ -344,9 +360,51 @@ def _state(ledger: Ledger, node: Node, data: dict[str, Any]) -> None:
         ledger.report(node, f"'{state}' is not MASTER or BACKUP: ignored")
 
 
-def _advert_int(ledger: Ledger, node: Node, data: dict[str, Any]) -> None:
-    value = seconds(ledger, node)
-    if value is None:
+def _settle_version(ledger: Ledger, data: dict[str, Any], defaults: VrrpDefaults) -> None:
+    """``version`` and ``advert_int`` once the whole block is read: keepalived makes an
+    IPv6 instance VRRPv3 (``vrrp_complete_instance``), others take ``version``, else
+    ``vrrp_version``; the interval is in the version's unit."""
+    node: Node | None = data.pop(_VERSION_NODE, None)
+    version = data.get("version", defaults.version)
+    if _family(data) == 6:
+        if version != 3 and node is not None:
+            ledger.report(
+                node,
+                "VRRPv2 is IPv4 only (RFC 3768); this IPv6 instance speaks VRRPv3, as "
+                "keepalived's does with vrrp_strict",
+            )
+        version = 3
+    if version == 3:
+        data["version"] = 3
+    else:
+        data.pop("version", None)  # ipvsd's default
+    raw = data.pop(_ADVERT_INT, None)
+    if raw is not None:
+        _advert_int(ledger, raw[1], data, raw[0], version)
+
+
+def _family(data: dict[str, Any]) -> int:
+    first = addresses.entry_ip(data["virtual_ipaddresses"][0])
+    return ip_address(first).version
+
+
+def _advert_int(
+    ledger: Ledger, node: Node, data: dict[str, Any], value: float, version: int
+) -> None:
+    if version == 3:
+        # keepalived rounds to the nearest centisecond and caps at 40.95 s.
+        centiseconds = max(1, math.floor(value * 100 + 0.5 + _SLACK))
+        result = min(centiseconds / 100, V3_MAX_ADVERT_INT)
+        data["advert_int"] = number(result)
+        change = f"advert_int {result:g} (was {value:g})"
+        if value > V3_MAX_ADVERT_INT:
+            ledger.report(node, f"VRRPv3 adverts at most 40.95 s: {change}, as keepalived sets it")
+        elif abs(result - value) > _SLACK:
+            ledger.report(
+                node, f"VRRPv3 adverts are in centiseconds: {change}, as keepalived rounds it"
+            )
+        else:
+            ledger.take(node)
         return
     whole = max(1, math.ceil(value))
     if whole > 255:
@@ -361,26 +419,24 @@ def _advert_int(ledger: Ledger, node: Node, data: dict[str, Any]) -> None:
         ledger.take(node)
 
 
-def _version(ledger: Ledger, node: Node) -> None:
+def _version(ledger: Ledger, node: Node, data: dict[str, Any]) -> None:
     version = argument(ledger, node)
-    if version == "2":
+    if version in ("2", "3"):
+        data["version"] = int(version)
+        data[_VERSION_NODE] = node
         ledger.take(node)
     elif version is not None:
-        ledger.report(
-            node,
-            f"ipvsd speaks VRRPv2 only: this instance sends v2 adverts, which VRRPv{version} "
-            "peers ignore (convert every director of the segment)",
-        )
+        ledger.report(node, f"'{version}' is not VRRP version 2 or 3: ignored")
 
 
-def _ipv4(ledger: Ledger, node: Node, index: int = 0) -> str | None:
+def _address(ledger: Ledger, node: Node, index: int = 0) -> str | None:
     text = argument(ledger, node, index)
     if text is None:
         return None
     try:
-        return str(IPv4Address(text))
+        return str(ip_address(text))
     except ValueError:
-        ledger.report(node, f"'{text}' is not an IPv4 address: ignored")
+        ledger.report(node, f"'{text}' is not an IP address: ignored")
         return None
 
 
@@ -434,9 +490,9 @@ def _peers(ledger: Ledger, node: Node, data: dict[str, Any]) -> None:
     ledger.take(node)
     for child in ledger.block(node):
         try:
-            peers.append(str(IPv4Address(child.directive)))
+            peers.append(str(ip_address(child.directive)))
         except ValueError:
-            ledger.report(child, "ipvsd's unicast peers are IPv4 addresses: ignored")
+            ledger.report(child, "not an IP address: ignored")
             continue
         if child.args:
             ledger.report(child, f"{' '.join(child.args)}: not supported (no TTL checks): ignored")

@@ -47,6 +47,7 @@ VRRP_STATE_VALUES: Mapping[str, int] = types.MappingProxyType(
 VRRP_STATE_LABELS = ("vrrp_instance", "interface", "vrid")
 VRRP_PRIORITY_LABELS = ("vrrp_instance",)
 VRRP_TRANSITION_LABELS = ("vrrp_instance", "to")
+VRRP_INFO_LABELS = ("vrrp_instance", "version", "family", "advert_int")
 
 #: Health checks take from about a millisecond (TCP connect on a LAN) to their
 #: timeout (seconds).
@@ -66,6 +67,11 @@ class DaemonMetrics:
     - ``ipvsd_vrrp_priority{vrrp_instance}``: current (tracked) priority
     - ``ipvsd_vrrp_transitions_total{vrrp_instance,to}``
     - ``ipvsd_vrrp_invalid_packets_total{interface,reason}``
+    - *extra* ``ipvsd_vrrp_instance_info{vrrp_instance,version,family,advert_int}`` = 1:
+      the VRRP version (2, 3), the family (``ipv4``, ``ipv6``) and the configured
+      interval in seconds to the centisecond (``1.00``, ``0.10``); an info series of
+      its own so that the contract's state, priority and transition series keep their
+      labels (issue 14)
     - *extra* ``ipvsd_vrrp_instance_failures_total{vrrp_instance}``: instances
       that failed, released their VIPs and were restarted (issue #11)
     - ``ipvsd_backend_up{local_address,local_port,remote_address,remote_port,proto,local_mark}``
@@ -107,6 +113,12 @@ class DaemonMetrics:
             "ipvsd_vrrp_priority",
             "Current VRRP priority.",
             VRRP_PRIORITY_LABELS,
+            registry=registry,
+        )
+        self._vrrp_info = Gauge(
+            "ipvsd_vrrp_instance_info",
+            "A VRRP instance's version, address family and advert interval (always 1).",
+            list(VRRP_INFO_LABELS),
             registry=registry,
         )
         self._vrrp_failures = Counter(
@@ -240,6 +252,19 @@ class DaemonMetrics:
         )
         self._vrrp_state.labels(*current).set(value)
 
+    def vrrp_instance_info(
+        self, instance: str, *, version: int, family: str, advert_int: float
+    ) -> None:
+        """Set ``ipvsd_vrrp_instance_info`` of `instance`, dropping its series with other
+        labels (a reload changed the interval)."""
+        current = (instance, str(version), family, f"{advert_int:.2f}")
+        _drop_series(
+            self._vrrp_info,
+            VRRP_INFO_LABELS,
+            keep=lambda labels: labels[0] != instance or labels == current,
+        )
+        self._vrrp_info.labels(*current).set(1)
+
     def vrrp_priority(self, instance: str, priority: int) -> None:
         """Record an instance's current priority (after interface tracking)."""
         self._vrrp_priority.labels(instance).set(priority)
@@ -307,6 +332,7 @@ class DaemonMetrics:
         _drop_series(
             self._vrrp_transitions, VRRP_TRANSITION_LABELS, keep=lambda labels: labels[0] in names
         )
+        _drop_series(self._vrrp_info, VRRP_INFO_LABELS, keep=lambda labels: labels[0] in names)
         for per_instance in (self._vrrp_failures, self._vrrp_route_errors):
             _drop_series(per_instance, ("vrrp_instance",), keep=lambda labels: labels[0] in names)
 

@@ -41,8 +41,8 @@ import itertools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface
-from typing import assert_never
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
+from typing import TypeVar, assert_never
 
 import structlog
 
@@ -87,8 +87,10 @@ from ipvsd.vrrp.packet import (
     password_auth_data,
     vmac,
 )
+from ipvsd.vrrp.packet_v3 import VRRP_GROUP_V6, VRRP_VERSION_3, AdvertisementV3, encode_message
 from ipvsd.vrrp.ports import LinkSource, RouteWriter, VipWriter
 from ipvsd.vrrp.relink import InterfaceEndpoint
+from ipvsd.vrrp.transport import VrrpSocket
 
 log = structlog.get_logger("ipvsd.vrrp")
 
@@ -97,6 +99,8 @@ FailureHook = Callable[[str, str], None]
 """Called with (instance name, reason) each time an instance's runner fails."""
 #: Seconds a shutdown waits for queued notify calls (the last is STOP).
 NOTIFY_DRAIN_S = 15.0
+#: Why an IPv6 instance stays in FAULT (`VrrpInstance.run`).
+IPV6_NOT_YET = "IPv6 VRRPv3 is not implemented yet: the instance does not run"
 #: Tells apart a re-created instance from the one it replaces (same name) at the pacer.
 _serials = itertools.count(1)
 
@@ -114,7 +118,7 @@ class InstanceStatus:
     """Tracked script → True succeeding, False failing, None not reported yet."""
     files: dict[str, int] = field(default_factory=dict)
     """Tracked file → its value."""
-    primary_ip: IPv4Address | None = None
+    primary_ip: IPv4Address | IPv6Address | None = None
     fault_reason: str | None = None
     """While FAULT: why, for people ("interface eth1 has no IPv4 address ...");
     None in any other state."""
@@ -122,9 +126,12 @@ class InstanceStatus:
     """How many times the runner failed and was restarted."""
     route_errors: int = 0
     """``virtual_routes`` / ``virtual_rules`` the kernel refused to add or remove."""
-    master_address: IPv4Address | None = None
+    master_address: IPv4Address | IPv6Address | None = None
     """Who is master as far as this instance knows (machine rule 8): our own
     address when MASTER, the followed master's when BACKUP, else None."""
+    master_adver_int: float | None = None
+    """RFC 5798 Master_Adver_Interval, seconds: VRRPv3's interval of the master a
+    BACKUP follows (else ours); None for VRRPv2 and before the machine starts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +147,25 @@ class Reconfigured:
 
 
 InboxItem = Event | AddressesChanged | Reconfigured
+
+
+_V4 = TypeVar("_V4", IPv4Address, IPv4Interface)
+
+
+def ipv4(value: _V4 | IPv6Address | IPv6Interface) -> _V4:
+    """`value`, which an IPv4 instance's config guarantees to be IPv4.
+
+    Raises:
+        ValueError: an IPv6 address: IPv6 (VRRPv3) I/O is not implemented yet, and
+            such an instance never gets this far (`VrrpInstance.run`).
+    """
+    if isinstance(value, IPv6Address | IPv6Interface):
+        raise ValueError(f"{value}: IPv6 VRRP I/O is not implemented yet")
+    return value
+
+
+def _ipv4_or_none(value: IPv4Address | IPv6Address | None) -> IPv4Address | None:
+    return None if value is None else ipv4(value)
 
 
 class VrrpInstance:
@@ -180,7 +206,7 @@ class VrrpInstance:
         self._address_refresh = False  # an AddressesChanged is queued
         self._source: IPv4Address | None = None
         self.notifier = NotifyQueue(config.name)
-        self.vips: tuple[IPv4Interface, ...] = ()
+        self.vips: tuple[IPv4Interface | IPv6Interface, ...] = ()
         #: Every address the instance adds as MASTER: advertised, then excluded.
         self.owned: tuple[VirtualAddress, ...] = ()
         self._own(config)
@@ -198,14 +224,17 @@ class VrrpInstance:
         self._log = log.bind(instance=config.name, interface=config.interface, vrid=config.vrid)
         auth_type = AuthType.SIMPLE if config.auth_pass else AuthType.NONE
         self._auth = (auth_type, password_auth_data(config.auth_pass or ""))
+        v3 = config.version == VRRP_VERSION_3
         self.expectation = Expectation(
             vrid=config.vrid,
-            advert_int=config.advert_int,
+            advert_int=config.advert_int_cs if v3 else round(config.advert_int),
             addresses=frozenset(vip.address.ip for vip in config.virtual_ipaddresses),
             auth_type=auth_type,
             password=config.auth_pass,
             owner=config.priority == OWNER_PRIORITY,
             unicast_peers=frozenset(config.unicast_peers),
+            version=config.version,
+            group=VRRP_GROUP_V6 if config.family == "ipv6" else VRRP_GROUP,
         )
 
     def _own(self, config: VrrpInstanceConfig) -> None:
@@ -214,7 +243,7 @@ class VrrpInstance:
         self.owned = (*config.virtual_ipaddresses, *config.virtual_ipaddresses_excluded)
 
     @property
-    def owned_ips(self) -> frozenset[IPv4Address]:
+    def owned_ips(self) -> frozenset[IPv4Address | IPv6Address]:
         """Addresses of every owned VIP: never the advert source, and their own
         rtnetlink events are no reason to re-read it."""
         return frozenset(vip.ip for vip in self.owned)
@@ -222,6 +251,11 @@ class VrrpInstance:
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def version(self) -> int:
+        """The VRRP version the instance speaks (its codec, `vrrp.receive`)."""
+        return self.config.version
 
     @property
     def interested_in(self) -> frozenset[str]:
@@ -252,12 +286,15 @@ class VrrpInstance:
             ValueError: another interface or VRID (that is a new instance).
         """
         old = self.config
-        if (config.interface, config.vrid, config.advert_interface) != (
+        if (config.interface, config.vrid, config.advert_interface, config.family) != (
             old.interface,
             old.vrid,
             old.advert_interface,
+            old.family,
         ):
-            raise ValueError(f"{config.name}: a new interface, VRID or vmac is a new instance")
+            raise ValueError(
+                f"{config.name}: a new interface, VRID, vmac or family is a new instance"
+            )
         self._take(config)
         self.script_weights = dict(script_weights or {})
         self.inbox.put_nowait(Reconfigured(config))
@@ -272,6 +309,9 @@ class VrrpInstance:
         """Run until `Shutdown`, restarting after a failure (see the module doc)."""
         loop = asyncio.get_running_loop()
         backoff = Backoff(self._restart)
+        if self.config.family == "ipv6":
+            await self._unsupported()
+            return
         try:
             while True:
                 started = loop.time()
@@ -288,13 +328,25 @@ class VrrpInstance:
             # However the runner ends (cancelled included), its adverts end with it.
             self._pacer.stop(self._pacer_key)
 
+    async def _unsupported(self) -> None:
+        """An IPv6 (VRRPv3) instance: its I/O (raw IPv6 sockets, Neighbor
+        Advertisements) is not implemented yet. FAULT, saying so, until `Shutdown`;
+        check-config accepts the instance and the other instances run."""
+        self.status.state = VrrpState.FAULT
+        self.status.reason = "unsupported"
+        self.status.fault_reason = IPV6_NOT_YET
+        self._log.error("vrrp.instance_unsupported", reason=IPV6_NOT_YET)
+        while not isinstance(await self.inbox.get(), Shutdown):
+            pass
+
     async def _run_once(self) -> None:
         """Start (stale VIPs removed, BACKUP or owner MASTER) and run until `Shutdown`."""
         loop = asyncio.get_running_loop()
         self._machine = None
         self._own(self.config)
         self.config_applied = self.config
-        machine = self._machine = VrrpMachine(self._machine_config(self.config.unicast_src))
+        unicast_src = _ipv4_or_none(self.config.unicast_src)
+        machine = self._machine = VrrpMachine(self._machine_config(unicast_src))
         for interface in sorted(self.interested_in):
             machine.handle(await self._link_event(interface), loop.time())
         source = await self._source_event()
@@ -347,7 +399,7 @@ class VrrpInstance:
         await self._execute(self._machine.handle(event, asyncio.get_running_loop().time()))
         self._sync_status()
 
-    def _machine_config(self, primary: IPv4Address | None) -> MachineConfig:
+    def _machine_config(self, primary: IPv4Address | IPv6Address | None) -> MachineConfig:
         config = self.config
         return MachineConfig(
             name=config.name,
@@ -367,6 +419,7 @@ class VrrpInstance:
             initial_state=VrrpState.MASTER
             if config.initial_state == "master"
             else VrrpState.BACKUP,
+            version=config.version,
         )
 
     async def _link_event(self, interface: str) -> LinkChanged:
@@ -396,9 +449,8 @@ class VrrpInstance:
         if self.config.unicast_src is not None or self._machine is None:
             return None
         try:
-            primary = await self._addresses.primary_ipv4(
-                self.config.interface, exclude=self.owned_ips
-            )
+            exclude = {ip for ip in self.owned_ips if isinstance(ip, IPv4Address)}
+            primary = await self._addresses.primary_ipv4(self.config.interface, exclude=exclude)
         except KernelError as exc:
             primary = None  # no interface: no address either
             self._missing = exc.errno == errno.ENODEV
@@ -449,8 +501,8 @@ class VrrpInstance:
             if interface != config.interface:  # newly tracked: its state before it counts
                 machine.handle(await self._link_event(interface), now())
         if config.unicast_src is not None:
-            self.status.primary_ip = self._source = config.unicast_src
-            await self._handle(SourceChanged(config.unicast_src))
+            self.status.primary_ip = self._source = ipv4(config.unicast_src)
+            await self._handle(SourceChanged(self._source))
         else:
             await self._handle(await self._source_event())
         await self._handle(ConfigChanged(self._machine_config(machine.config.primary_ip)))
@@ -492,6 +544,8 @@ class VrrpInstance:
             return
         self.status.effective_priority = machine.effective_priority
         self.status.master_address = machine.master_address
+        v3 = machine.config.version == VRRP_VERSION_3
+        self.status.master_adver_int = machine.master_adver_int if v3 else None
         reason = machine.last_transition_reason
         if machine.state is VrrpState.FAULT and reason is not None:
             self.status.fault_reason = self._fault_text(reason)
@@ -562,20 +616,11 @@ class VrrpInstance:
             self._pacer.stop(key)
             self._log.debug("vrrp.advert_skipped", reason="interface_gone", priority=priority)
             return
-        advert = Advertisement(
-            vrid=self.config.vrid,
-            priority=priority,
-            advert_int=self.config.advert_int,
-            addresses=tuple(vip.ip for vip in self.vips),
-            auth_type=self._auth[0],
-            auth_data=self._auth[1],
-        )
-        burst = AdvertBurst(
-            sock=sock,
-            payload=encode(advert),
-            source=self._source,
-            destinations=tuple(self.config.unicast_peers or (VRRP_GROUP,)),
-        )
+        burst = self._burst(sock, priority)
+        if burst is None:
+            self._pacer.stop(key)
+            self._log.debug("vrrp.advert_skipped", reason="no_source", priority=priority)
+            return
         interval = float(self.config.advert_int)
         if periodic and self._pacer.repeating(key) == (burst, interval):
             self._pacer.touch(key)
@@ -584,6 +629,30 @@ class VrrpInstance:
         repeat = interval if master and priority > 0 else None
         self._pacer.send(key, burst, repeat)
 
+    def _burst(self, sock: VrrpSocket, priority: int) -> AdvertBurst | None:
+        """The advert of our version to each destination; None for a VRRPv3 one while
+        the source is not known (its checksum covers the source, RFC 5798 §5.2.8)."""
+        config = self.config
+        source = self._source
+        destinations = tuple(map(ipv4, config.unicast_peers or (VRRP_GROUP,)))
+        if config.version != VRRP_VERSION_3:
+            advert = Advertisement(
+                vrid=config.vrid,
+                priority=priority,
+                advert_int=round(config.advert_int),
+                addresses=tuple(ipv4(vip.ip) for vip in self.vips),
+                auth_type=self._auth[0],
+                auth_data=self._auth[1],
+            )
+            return AdvertBurst(sock, encode(advert), source, destinations)
+        if source is None:
+            return None
+        advert3 = AdvertisementV3(
+            config.vrid, priority, config.advert_int_cs, tuple(vip.ip for vip in self.vips)
+        )
+        payloads = tuple(encode_message(advert3, source, dst) for dst in destinations)
+        return AdvertBurst(sock, payloads[0], source, destinations, payloads)
+
     async def _vips(self, vips: Iterable[VirtualAddress], *, add: bool) -> None:
         for vip in vips:
             interface = vip.dev or self.config.advert_interface
@@ -591,10 +660,14 @@ class VrrpInstance:
                 if add:
                     label = vip.label or vip_label(interface, self.config.vrid)
                     await self._addresses.add(
-                        interface, vip.address, label, scope=vip.scope, broadcast=vip.broadcast
+                        interface,
+                        ipv4(vip.address),
+                        label,
+                        scope=vip.scope,
+                        broadcast=vip.broadcast,
                     )
                 else:
-                    await self._addresses.remove(interface, vip.address)
+                    await self._addresses.remove(interface, ipv4(vip.address))
             except KernelError as exc:
                 if not add and exc.errno == errno.ENODEV:
                     # The interface is gone, and its addresses with it.
@@ -651,7 +724,8 @@ class VrrpInstance:
         if self._noarp:
             self._log.debug("vrrp.garp_skipped", reason="noarp")
             return
-        frames = [gratuitous_arp(self._mac, vip.ip) for vip in vips if vip.dev in (None, here)]
+        ours = [vip for vip in vips if vip.dev in (None, here)]
+        frames = [gratuitous_arp(self._mac, ipv4(vip.ip)) for vip in ours]
         if frames:
             garp.send_burst(frames, count)
 
@@ -668,7 +742,7 @@ class VrrpInstance:
                 self._log.warning("vrrp.garp_skipped", dev=dev, reason=str(exc))
                 continue
             try:
-                frames = [gratuitous_arp(link.mac, vip.ip) for vip in vips if vip.dev == dev]
+                frames = [gratuitous_arp(link.mac, ipv4(vip.ip)) for vip in vips if vip.dev == dev]
                 sender.send_burst(frames, count)
             finally:
                 sender.close()

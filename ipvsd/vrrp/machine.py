@@ -1,4 +1,4 @@
-"""The VRRPv2 state machine (RFC 3768 §6), sans-IO.
+"""The VRRP state machine (RFC 3768 §6; RFC 5798 §6 for VRRPv3), sans-IO.
 
 Theory of operation
 -------------------
@@ -27,6 +27,17 @@ Rules:
 2. Timers (§6.1, §6.2) use the *effective* priority:
    Skew_Time = (256 - priority) / 256 s, not scaled by the advert interval in
    v2, and Master_Down_Interval = 3 * Advertisement_Interval + Skew_Time.
+   VRRPv3 (RFC 5798 §6.1) scales both by Master_Adver_Interval:
+   Skew_Time = ((256 - priority) * Master_Adver_Interval) / 256 and
+   Master_Down_Interval = 3 * Master_Adver_Interval + Skew_Time, where
+   Master_Adver_Interval is the Max Adver Int of the last advert a Backup
+   accepted (§6.4.2; the Master it steps down for, §6.4.3) and the
+   configured Advertisement_Interval at Startup, as Master and after FAULT
+   (§6.4.1; keepalived resets it the same way). An advert that is
+   discarded (a lower priority we preempt) teaches nothing. v3 intervals are
+   whole centiseconds (Max Adver Int's unit, §5.2.5); the times stay float
+   seconds. keepalived computes the same skew in integer microseconds
+   (``VRRP_TIMER_SKEW``), so the two differ by less than 1 µs.
 3. Every handled timer re-checks ``now >= deadline``: a spurious or early
    `TimerFired` does nothing, a late one acts as if on time.
 4. Going to Master: the advert goes out *before* the VIPs are added and the
@@ -86,7 +97,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from types import MappingProxyType
 from typing import Literal, assert_never
 
@@ -96,6 +107,12 @@ RESIGN_PRIORITY = 0
 """RFC 3768 §5.3.4: the master is leaving; backups take over after Skew_Time."""
 MAX_BACKUP_PRIORITY = 254
 MAX_TRACK_WEIGHT = 254
+VRRP_V3 = 3
+_CENTISECOND_SLACK = 1e-6
+
+
+def _whole_centiseconds(seconds: float) -> bool:
+    return abs(seconds * 100 - round(seconds * 100)) <= _CENTISECOND_SLACK
 
 
 class VrrpState(enum.Enum):
@@ -146,8 +163,9 @@ class MachineConfig:
     priority: int
     """1-254 backup, 255 address owner (RFC 3768 §5.3.4)."""
     advert_int: float
-    """Advertisement_Interval in seconds (RFC 3768 §5.3.7)."""
-    primary_ip: IPv4Address | None
+    """Advertisement_Interval in seconds (RFC 3768 §5.3.7; v3: whole centiseconds,
+    RFC 5798 §5.2.5)."""
+    primary_ip: IPv4Address | IPv6Address | None
     """Our advert source address; decides equal-priority ties (§6.4.3).
     None: the interface has no IPv4 address yet (FAULT until `SourceChanged`)."""
     preempt: bool = True
@@ -174,8 +192,14 @@ class MachineConfig:
     initial_state: VrrpState = VrrpState.BACKUP
     """BACKUP (RFC 3768) or MASTER: the first Master_Down_Timer after `Startup` is
     Advertisement_Interval + 1/256 s (rule 9, keepalived's ``state MASTER``)."""
+    version: int = 2
+    """2 (RFC 3768) or 3 (RFC 5798: timers scaled by Master_Adver_Interval, rule 2)."""
 
     def __post_init__(self) -> None:
+        if self.version not in (2, 3):
+            raise ValueError(f"{self.name}: VRRP version {self.version} is not 2 or 3")
+        if self.version == VRRP_V3 and not _whole_centiseconds(self.advert_int):
+            raise ValueError(f"{self.name}: a VRRPv3 advert_int is whole centiseconds")
         if not 1 <= self.vrid <= OWNER_PRIORITY:
             raise ValueError(f"{self.name}: vrid {self.vrid} is not in 1..255")
         if not 1 <= self.priority <= OWNER_PRIORITY:
@@ -211,8 +235,11 @@ class Shutdown:
 class AdvertReceived:
     """A valid advert for our VRID (the codec has applied every §7.1 check)."""
 
-    src: IPv4Address
+    src: IPv4Address | IPv6Address
     priority: int
+    advert_int: float | None = None
+    """A VRRPv3 advert's Max Adver Int in seconds (RFC 5798 §5.2.5); None for VRRPv2,
+    whose interval must equal ours (RFC 3768 §7.1, checked by the codec)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +293,7 @@ class SourceChanged:
     None: it has none, and adverts cannot be sent (RFC 3768 §5.2.1): FAULT.
     """
 
-    primary_ip: IPv4Address | None
+    primary_ip: IPv4Address | IPv6Address | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,7 +400,8 @@ class VrrpMachine:
         self._preempting = False  # the last advert came from a lower master we discarded
         self._started_at = 0.0
         self._failed = False
-        self._master: IPv4Address | None = None  # the master a Backup follows (rule 8)
+        self._master: IPv4Address | IPv6Address | None = None  # a Backup's master (rule 8)
+        self._learned_int: float | None = None  # v3 Master_Adver_Interval from adverts
 
     @property
     def config(self) -> MachineConfig:
@@ -388,7 +416,7 @@ class VrrpMachine:
         return self._reason
 
     @property
-    def master_address(self) -> IPv4Address | None:
+    def master_address(self) -> IPv4Address | IPv6Address | None:
         """Who is master as far as we know (rule 8); None when not known."""
         if self._state is VrrpState.MASTER:
             return self._cfg.primary_ip
@@ -421,21 +449,34 @@ class VrrpMachine:
         return max(1, min(MAX_BACKUP_PRIORITY, total))
 
     @property
+    def master_adver_int(self) -> float:
+        """RFC 5798 §6.1 Master_Adver_Interval, seconds: the interval of the master a
+        v3 Backup follows (rule 2), else (and always in v2) our Advertisement_Interval."""
+        return self._cfg.advert_int if self._learned_int is None else self._learned_int
+
+    @property
     def skew_time(self) -> float:
-        """RFC 3768 §6.1: (256 - Priority) / 256 seconds (v2: not scaled)."""
-        return (256 - self.effective_priority) / 256
+        """RFC 3768 §6.1: (256 - Priority) / 256 seconds (v2: not scaled); RFC 5798
+        §6.1: ((256 - Priority) * Master_Adver_Interval) / 256 (v3)."""
+        return self._skew(256 - self.effective_priority)
 
     @property
     def master_down_interval(self) -> float:
-        """RFC 3768 §6.1: 3 * Advertisement_Interval + Skew_Time, in seconds."""
-        return 3 * self._cfg.advert_int + self.skew_time
+        """3 * Master_Adver_Interval (v2: Advertisement_Interval) + Skew_Time, seconds."""
+        return 3 * self.master_adver_int + self.skew_time
+
+    def _skew(self, share: int) -> float:
+        """`share`/256 of a second (v2) or of Master_Adver_Interval (v3)."""
+        if self._cfg.version == VRRP_V3:
+            return share * self.master_adver_int / 256
+        return share / 256
 
     @property
     def _down_interval(self) -> float:
         """The length of the running Master_Down_Timer: rule 9's shortened first one
         (Advertisement_Interval + the skew of priority 255), else Master_Down_Interval."""
         if self._fast_start:
-            return self._cfg.advert_int + (256 - OWNER_PRIORITY) / 256
+            return self._cfg.advert_int + self._skew(256 - OWNER_PRIORITY)
         return self.master_down_interval
 
     def next_deadline(self) -> float | None:
@@ -488,6 +529,7 @@ class VrrpMachine:
         if self._state is not VrrpState.INIT:
             return []
         self._sync_fault = False
+        self._learned_int = None  # RFC 5798 §6.4.1: Master_Adver_Interval = ours
         self._started_at = now
         self._preempt_after = now + self._cfg.preempt_delay
         # vrrp-notes §1.7: keepalived removes configured VIPs at start, in case
@@ -530,10 +572,12 @@ class VrrpMachine:
             self._fast_start = False
             self._master_down_at = now + self.skew_time
         elif not self._preempts() or adv.priority >= prio:
-            # §6.4.2: a master we do not preempt is alive; reset the timer.
+            # §6.4.2: a master we do not preempt is alive; reset the timer
+            # (RFC 5798 §6.4.2: with the advert's interval, rule 2).
             self._held_master = None
             self._master = adv.src
             self._fast_start = False
+            self._learn_interval(adv)
             self._master_down_at = now + self.master_down_interval
         elif now < self._preempt_after:
             # keepalived preempt_delay: spare the lower master until
@@ -541,6 +585,7 @@ class VrrpMachine:
             self._held_master = adv.priority
             self._master = adv.src
             self._fast_start = False
+            self._learn_interval(adv)
             self._master_down_at = now + self.master_down_interval
         else:
             # §6.4.2: discard; Master_Down_Timer keeps running and we preempt.
@@ -559,10 +604,10 @@ class VrrpMachine:
         ours, theirs = int(self._cfg.primary_ip or 0), int(adv.src)
         if adv.priority > prio:
             # §6.4.3: a higher priority wins.
-            return self._become_backup(now, "higher_priority_advert", master=adv.src)
+            return self._become_backup(now, "higher_priority_advert", master=adv)
         if adv.priority == prio and theirs > ours:
             # §6.4.3: equal priority -> the higher primary IP (unsigned) wins.
-            return self._become_backup(now, "equal_priority_higher_ip", master=adv.src)
+            return self._become_backup(now, "equal_priority_higher_ip", master=adv)
         if theirs == ours:
             return []  # our own advert looped back
         # The RFC discards a lower-priority advert. keepalived
@@ -612,7 +657,7 @@ class VrrpMachine:
         self._files[change.path] = change.value
         return self._reevaluate(now, old_mdi, "track_file")
 
-    def _on_source(self, address: IPv4Address | None, now: float) -> list[Action]:
+    def _on_source(self, address: IPv4Address | IPv6Address | None, now: float) -> list[Action]:
         # Only the fault test and the equal-priority tie-break (§6.4.3) read it.
         self._cfg = replace(self._cfg, primary_ip=address)
         return self._reevaluate(now, self._down_interval, "address_up")
@@ -694,7 +739,7 @@ class VrrpMachine:
     def _become_master(self, now: float, reason: TransitionReason) -> list[Action]:
         # RFC 3768 §6.4.1 / §6.4.2: send an advert, broadcast gratuitous ARP,
         # start Adver_Timer, go to Master. Advert first (keepalived).
-        self._clear_timers()
+        self._clear_timers()  # RFC 5798 §6.4.3: a Master times its own interval
         self._adver_at = now + self._cfg.advert_int
         self._schedule_garp(now)
         self._arm_refresh(now)
@@ -702,12 +747,16 @@ class VrrpMachine:
         return [*actions, *self._transition(VrrpState.MASTER, reason)]
 
     def _become_backup(
-        self, now: float, reason: TransitionReason, *, master: IPv4Address | None = None
+        self, now: float, reason: TransitionReason, *, master: AdvertReceived | None = None
     ) -> list[Action]:
         # RFC 3768 §6.4.3: Master -> Backup sets Master_Down_Timer; the VIPs go.
+        # RFC 5798 §6.4.3: with the new master's interval (rule 2).
         actions = [RemoveVips()] if self._state is VrrpState.MASTER else []
         self._clear_timers()
-        self._master = master  # rule 8: the advert's source, else not known yet
+        self._master = None  # rule 8: the advert's source, else not known yet
+        if master is not None:
+            self._master = master.src
+            self._learn_interval(master)
         self._master_down_at = now + self.master_down_interval
         return [*actions, *self._transition(VrrpState.BACKUP, reason)]
 
@@ -729,10 +778,16 @@ class VrrpMachine:
 
     def _clear_timers(self) -> None:
         self._adver_at = self._master_down_at = self._held_master = None
+        self._learned_int = None  # Master_Adver_Interval back to ours (rule 2)
         self._fast_start = False
         self._garp_at = []
         self._refresh_at = None
         self._preempting = False
+
+    def _learn_interval(self, adv: AdvertReceived) -> None:
+        """RFC 5798 §6.4.2: Master_Adver_Interval = the advert's Max Adver Int (v3)."""
+        if self._cfg.version == VRRP_V3 and adv.advert_int is not None:
+            self._learned_int = adv.advert_int
 
     def _schedule_garp(self, now: float) -> None:
         if self._cfg.garp_delay > 0:

@@ -51,19 +51,27 @@ HOLD_S = 10.0
 
 @dataclass(frozen=True, slots=True)
 class AdvertBurst:
-    """One advert: the same payload to each destination, from one socket and source."""
+    """One advert to each destination, from one socket and source."""
 
     sock: VrrpSocket
     payload: bytes
     source: IPv4Address | None
     destinations: tuple[IPv4Address, ...]
+    payloads: tuple[bytes, ...] = ()
+    """One payload per destination where they differ (a VRRPv3 checksum covers the
+    destination, RFC 5798 §5.2.8); empty: `payload` to each."""
+
+    def datagrams(self) -> list[tuple[bytes, IPv4Address]]:
+        """(payload, destination) of each datagram, in order."""
+        payloads = self.payloads or (self.payload,) * len(self.destinations)
+        return list(zip(payloads, self.destinations, strict=True))
 
     def send_here(self) -> None:
         """Send from this process (failures are logged and counted by the socket)."""
         # Per send: instances sharing the socket may have different sources.
         self.sock.bind_source(self.source)
-        for destination in self.destinations:
-            self.sock.send(self.payload, destination)
+        for payload, destination in self.datagrams():
+            self.sock.send(payload, destination)
 
 
 class AdvertPacer(Protocol):
@@ -186,11 +194,11 @@ class AdvertProcess:
             "hold": self._hold_s,
             "datagrams": [
                 {
-                    "payload": burst.payload.hex(),
+                    "payload": payload.hex(),
                     "source": None if burst.source is None else str(burst.source),
                     "destination": str(destination),
                 }
-                for destination in burst.destinations
+                for payload, destination in burst.datagrams()
             ],
         }
         return self._write(request, burst.sock.fileno())

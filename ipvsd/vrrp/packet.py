@@ -63,7 +63,7 @@ import hmac
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 from ipvsd.errors import PacketError, RejectReason
 
@@ -151,23 +151,30 @@ class Expectation:
 
     Attributes:
         vrid: our Virtual Router ID.
-        advert_int: our advertisement interval, seconds.
+        advert_int: our advertisement interval, seconds (VRRPv2; VRRPv3 does not
+            check it: centiseconds, for information).
         addresses: our virtual addresses, as advertised (order does not matter).
-        auth_type: our auth type: `AuthType.NONE` or `AuthType.SIMPLE`.
+        auth_type: our auth type: `AuthType.NONE` or `AuthType.SIMPLE` (v2 only).
         password: our password when ``auth_type`` is `AuthType.SIMPLE`, else None.
         owner: True when we are the address owner (priority 255).
         unicast_peers: keepalived-style unicast peers; empty means multicast mode.
+        version: 2 (RFC 3768) or 3 (RFC 5798, `ipvsd.vrrp.packet_v3.validate_v3`).
+        group: the multicast destination of multicast mode (IPv6: ff02::12).
     """
 
     vrid: int
     advert_int: int
-    addresses: frozenset[IPv4Address]
+    addresses: frozenset[IPv4Address | IPv6Address]
     auth_type: AuthType = AuthType.NONE
     password: str | None = None
     owner: bool = False
-    unicast_peers: frozenset[IPv4Address] = field(default_factory=frozenset)
+    unicast_peers: frozenset[IPv4Address | IPv6Address] = field(default_factory=frozenset)
+    version: int = VRRP_VERSION
+    group: IPv4Address | IPv6Address = VRRP_GROUP
 
     def __post_init__(self) -> None:
+        if self.version != VRRP_VERSION and self.auth_type is not AuthType.NONE:
+            raise ValueError("VRRPv3 has no authentication (RFC 5798 §9)")
         if self.auth_type is AuthType.AH:
             raise ValueError("AH authentication is not supported")
         if (self.auth_type is AuthType.SIMPLE) != (self.password is not None):
@@ -303,8 +310,16 @@ def encode_ip(
     Raises:
         ValueError: as `encode`, or ``ttl`` is out of range.
     """
+    return ip_packet(encode(advert), src, dst, ttl)
+
+
+def ip_packet(payload: bytes, src: IPv4Address, dst: IPv4Address, ttl: int = VRRP_TTL) -> bytes:
+    """`payload` (a VRRP message, v2 or v3) in an IPv4 header as keepalived builds it.
+
+    Raises:
+        ValueError: ``ttl`` is out of range.
+    """
     _check_range("ttl", ttl, 0, _BYTE_MAX)
-    payload = encode(advert)
     header = _IP_HEADER.pack(
         4 << 4 | _IPV4_MIN_HEADER_LEN // 4,
         IP_TOS,
@@ -320,26 +335,17 @@ def encode_ip(
     return _with_checksum(header, 10) + payload
 
 
-def decode(ip_packet: bytes) -> ReceivedAdvert:
-    """Parse a VRRPv2 advertisement received on a raw IPv4 socket.
+def ip_payload(ip_packet: bytes) -> tuple[IPv4Address, IPv4Address, int, bytes]:
+    """The IPv4 header of a packet a raw ``IPPROTO_VRRP`` socket delivered, checked.
 
-    Checks structure only, in this order: the IPv4 header (version, IHL, total
-    length, protocol 112, received length), then the VRRP message as RFC 3768
-    §7.1 orders it: version 2 (step 2), type 1 (§5.3.2), completeness
-    (step 3: exactly ``16 + 4 * count`` bytes) and the checksum (step 4).
-    The IP header checksum is not checked: the kernel drops bad ones before
-    raw sockets see them. Everything that depends on our configuration,
-    including the TTL, is left to `validate`.
-
-    Args:
-        ip_packet: the bytes ``recv`` returned, IP header included.
+    The first checks of `decode`, shared by both VRRP versions: IP version 4, a
+    sane IHL and total length, protocol 112, and exactly the total length received.
 
     Returns:
-        The advert with its IP source, destination and TTL.
+        The IP source, destination, TTL, and the VRRP message (the IP payload).
 
     Raises:
-        PacketError: the packet is malformed; ``reason`` is a `RejectReason`
-            value. No other exception escapes, whatever the bytes.
+        PacketError: the packet is malformed (`RejectReason`).
     """
     size = len(ip_packet)
     if size == 0:
@@ -369,7 +375,31 @@ def decode(ip_packet: bytes) -> ReceivedAdvert:
         raise PacketError(
             RejectReason.LENGTH, f"received {size} bytes, IP total length is {total_length}"
         )
-    message = ip_packet[ihl:total_length]
+    return IPv4Address(src), IPv4Address(dst), ttl, ip_packet[ihl:total_length]
+
+
+def decode(ip_packet: bytes) -> ReceivedAdvert:
+    """Parse a VRRPv2 advertisement received on a raw IPv4 socket.
+
+    Checks structure only, in this order: the IPv4 header (version, IHL, total
+    length, protocol 112, received length), then the VRRP message as RFC 3768
+    §7.1 orders it: version 2 (step 2), type 1 (§5.3.2), completeness
+    (step 3: exactly ``16 + 4 * count`` bytes) and the checksum (step 4).
+    The IP header checksum is not checked: the kernel drops bad ones before
+    raw sockets see them. Everything that depends on our configuration,
+    including the TTL, is left to `validate`.
+
+    Args:
+        ip_packet: the bytes ``recv`` returned, IP header included.
+
+    Returns:
+        The advert with its IP source, destination and TTL.
+
+    Raises:
+        PacketError: the packet is malformed; ``reason`` is a `RejectReason`
+            value. No other exception escapes, whatever the bytes.
+    """
+    src, dst, ttl, message = ip_payload(ip_packet)
     if len(message) < HEADER_LEN:
         raise PacketError(RejectReason.TOO_SHORT, f"VRRP message of {len(message)} bytes")
     vers_type, vrid, priority, count, auth_type, advert_int, _ = _VRRP_HEADER.unpack_from(message)
@@ -396,8 +426,8 @@ def decode(ip_packet: bytes) -> ReceivedAdvert:
         for offset in range(HEADER_LEN, HEADER_LEN + 4 * count, 4)
     )
     return ReceivedAdvert(
-        src=IPv4Address(src),
-        dst=IPv4Address(dst),
+        src=src,
+        dst=dst,
         ttl=ttl,
         advert=Advertisement(
             vrid=vrid,
@@ -444,13 +474,64 @@ def validate(received: ReceivedAdvert, expect: Expectation) -> None:
             value.
     """
     advert = received.advert
+    check_received(
+        received.src, received.dst, received.ttl, advert.vrid, advert.addresses, expect, advert
+    )
+
+
+def check_received(
+    src: IPv4Address | IPv6Address,
+    dst: IPv4Address | IPv6Address,
+    ttl: int,
+    vrid: int,
+    addresses: Sequence[IPv4Address | IPv6Address],
+    expect: Expectation,
+    v2: Advertisement | None = None,
+) -> None:
+    """The checks of `validate` on an advert's fields, for both versions.
+
+    `v2`: a VRRPv2 advert, whose auth type, password and interval are checked
+    too (steps 3-5); None for VRRPv3, which has no authentication (RFC 5798
+    §5.3.5 removed it) and no interval check (a Backup adopts the master's,
+    RFC 5798 §6.4.2; keepalived checks it for v2 only).
+
+    Raises:
+        PacketError: the advert must be dropped (`RejectReason`).
+    """
     unicast = bool(expect.unicast_peers)
-    if advert.vrid != expect.vrid:
-        raise PacketError(RejectReason.UNKNOWN_VRID, f"VRID {advert.vrid}, ours is {expect.vrid}")
+    if vrid != expect.vrid:
+        raise PacketError(RejectReason.UNKNOWN_VRID, f"VRID {vrid}, ours is {expect.vrid}")
     # RFC 3768 §7.1 step 1, §10: the TTL is the only protection against
     # off-link injection. keepalived skips it in unicast mode (vrrp.c:848).
-    if not unicast and received.ttl != VRRP_TTL:
-        raise PacketError(RejectReason.TTL, f"TTL {received.ttl}, expected {VRRP_TTL}")
+    if not unicast and ttl != VRRP_TTL:
+        raise PacketError(RejectReason.TTL, f"TTL {ttl}, expected {VRRP_TTL}")
+    if v2 is not None:
+        _check_v2(v2, expect)
+    if len(addresses) != len(expect.addresses):
+        raise PacketError(
+            RejectReason.VIP_MISMATCH,
+            f"{len(addresses)} addresses {_addresses(addresses)}, "
+            f"we have {len(expect.addresses)}: {_addresses(expect.addresses)}",
+        )
+    if not unicast and dst != expect.group:
+        raise PacketError(RejectReason.UNEXPECTED_UNICAST, f"expected multicast, sent to {dst}")
+    if unicast and dst.is_multicast:
+        raise PacketError(RejectReason.UNEXPECTED_MULTICAST, f"expected unicast, sent to {dst}")
+    # keepalived's vrrp_in_chk_vips: every local VIP must be in the advert.
+    if frozenset(addresses) != expect.addresses:
+        raise PacketError(
+            RejectReason.VIP_MISMATCH,
+            f"advertised {_addresses(addresses)}, ours are {_addresses(expect.addresses)}",
+        )
+    # keepalived checks this only with vrrp_check_unicast_src; ipvsd always does.
+    if unicast and src not in expect.unicast_peers:
+        raise PacketError(RejectReason.UNKNOWN_PEER, f"{src} is not a unicast peer")
+    # RFC 3768 §7.1 step 5: the address owner discards adverts for its VRID.
+    if expect.owner:
+        raise PacketError(RejectReason.OWNER, f"we own VRID {expect.vrid}; advert from {src}")
+
+
+def _check_v2(advert: Advertisement, expect: Expectation) -> None:
     # RFC 3768 §7.1 step 6, §5.3.6: discard a type that is not ours. AH
     # adverts travel as IP protocol 51, so type 2 inside protocol 112 is bogus.
     if advert.auth_type is AuthType.AH or advert.auth_type != expect.auth_type:
@@ -469,38 +550,16 @@ def validate(received: ReceivedAdvert, expect: Expectation) -> None:
             RejectReason.ADVERT_INTERVAL,
             f"advert interval {advert.advert_int} s, ours is {expect.advert_int} s",
         )
-    if len(advert.addresses) != len(expect.addresses):
-        raise PacketError(
-            RejectReason.VIP_MISMATCH,
-            f"{len(advert.addresses)} addresses {_addresses(advert.addresses)}, "
-            f"we have {len(expect.addresses)}: {_addresses(expect.addresses)}",
-        )
-    if not unicast and received.dst != VRRP_GROUP:
-        raise PacketError(
-            RejectReason.UNEXPECTED_UNICAST, f"expected multicast, sent to {received.dst}"
-        )
-    if unicast and received.dst.is_multicast:
-        raise PacketError(
-            RejectReason.UNEXPECTED_MULTICAST, f"expected unicast, sent to {received.dst}"
-        )
-    # keepalived's vrrp_in_chk_vips: every local VIP must be in the advert.
-    if frozenset(advert.addresses) != expect.addresses:
-        raise PacketError(
-            RejectReason.VIP_MISMATCH,
-            f"advertised {_addresses(advert.addresses)}, ours are {_addresses(expect.addresses)}",
-        )
-    # keepalived checks this only with vrrp_check_unicast_src; ipvsd always does.
-    if unicast and received.src not in expect.unicast_peers:
-        raise PacketError(RejectReason.UNKNOWN_PEER, f"{received.src} is not a unicast peer")
-    # RFC 3768 §7.1 step 5: the address owner discards adverts for its VRID.
-    if expect.owner:
-        raise PacketError(
-            RejectReason.OWNER, f"we own VRID {expect.vrid}; advert from {received.src}"
-        )
 
 
-def _addresses(addresses: Sequence[IPv4Address] | frozenset[IPv4Address]) -> str:
-    return ",".join(str(address) for address in sorted(addresses))
+def _addresses(
+    addresses: Sequence[IPv4Address | IPv6Address] | frozenset[IPv4Address | IPv6Address],
+) -> str:
+    return ",".join(str(address) for address in sorted(addresses, key=_sort_key))
+
+
+def _sort_key(address: IPv4Address | IPv6Address) -> tuple[int, int]:
+    return address.version, int(address)
 
 
 def _with_checksum(data: bytes, offset: int) -> bytes:

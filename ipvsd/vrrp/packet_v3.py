@@ -30,12 +30,21 @@ What changes from VRRPv2 (`ipvsd.vrrp.packet`):
   length, three zero bytes, next header 112). So encoding and decoding both
   need the packet's source and destination addresses.
 
-keepalived has a switch for IPv4 VRRPv3 peers that leave the pseudo-header
-out of the checksum (``vrrp_checksum_compatibility``). Measured: keepalived
-2.2.7 with ``vrrp_version 3`` and default settings includes the
+keepalived 2.2.8 and later have a switch for IPv4 VRRPv3 peers that leave the
+pseudo-header out of the checksum (``v3_checksum_as_v2``: Cisco and Juniper
+read RFC 5798 §5.2.8 as IPv6-only, and RFC 9568 sides with them). Measured:
+keepalived 2.2.7 with ``vrrp_version 3`` and default settings includes the
 pseudo-header for IPv4 as for IPv6 (its adverts captured on the wire decode
 here with the default; ``tests/netns/test_vrrp_v3_keepalived.py``). The
-choice stays an argument for peers with the switch on.
+choice stays an argument for peers with the switch on; ipvsd's instances
+always include it (docs/vrrp-v3.md).
+
+Receiving follows the v2 codec's split: `decode_v3` checks an IPv4 packet's
+structure (`ipvsd.vrrp.packet.ip_payload`, then `decode_message`; IPv6 raw
+sockets deliver no IP header, so their transport calls `decode_message` with
+the addresses and hop limit from ancillary data), and `validate_v3` compares
+the advert with the instance (`ipvsd.vrrp.packet.check_received`): the v2
+checks and reasons minus authentication and the interval (RFC 5798 §7.1).
 
 As in the v2 codec, out-of-range fields of our own adverts are our bug
 (`ValueError`), and a peer's bad message is a `PacketError` with a
@@ -49,7 +58,17 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
 from ipvsd.errors import PacketError, RejectReason
-from ipvsd.vrrp.packet import VRRP_PROTOCOL, VRRP_TYPE_ADVERTISEMENT, checksum
+from ipvsd.vrrp.packet import (
+    VRRP_GROUP,
+    VRRP_PROTOCOL,
+    VRRP_TTL,
+    VRRP_TYPE_ADVERTISEMENT,
+    Expectation,
+    check_received,
+    checksum,
+    ip_packet,
+    ip_payload,
+)
 
 VRRP_VERSION_3 = 3
 """The protocol version of RFC 5798 (§5.2.1)."""
@@ -59,6 +78,9 @@ MAX_ADVER_INT_CS = 0x0FFF
 """Max Adver Int is 12 bits of centiseconds: 40.95 s at most (§5.2.5)."""
 MAX_ADDRESSES = 255
 """Count IPvX Addr is one byte (§5.2.6)."""
+
+VRRP_GROUP_V6 = IPv6Address("ff02::12")
+"""The VRRP multicast group for IPv6 (RFC 5798 §5.1.2.2)."""
 
 _HEADER = struct.Struct("!BBBBHH")
 _CHECKSUM_OFFSET = 6
@@ -85,6 +107,23 @@ class AdvertisementV3:
     @property
     def advert_int_s(self) -> float:
         return self.max_adver_int_cs / 100
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedAdvertV3:
+    """A VRRPv3 advert with the IP header fields `validate_v3` needs.
+
+    Attributes:
+        src: IP source: the sender's primary address (IPv6: its link-local one).
+        dst: IP destination: the group, or our address in unicast mode.
+        ttl: IPv4 TTL / IPv6 hop limit as received (RFC 5798 §5.1.1.3, §5.1.2.3).
+        advert: the VRRP message.
+    """
+
+    src: Address
+    dst: Address
+    ttl: int
+    advert: AdvertisementV3
 
 
 def pseudo_header(source: Address, destination: Address, length: int) -> bytes:
@@ -189,3 +228,45 @@ def _covered(message: bytes, source: Address, destination: Address, pseudo: bool
 def _check_range(name: str, value: int, low: int, high: int) -> None:
     if not low <= value <= high:
         raise ValueError(f"{name} {value} is outside {low}..{high}")
+
+
+def encode_ip_v3(
+    advert: AdvertisementV3,
+    src: IPv4Address,
+    dst: IPv4Address = VRRP_GROUP,
+    ttl: int = VRRP_TTL,
+) -> bytes:
+    """A complete IPv4 packet carrying `advert` (`ipvsd.vrrp.packet.ip_packet`), for tests
+    and for injecting packets.
+
+    Raises:
+        ValueError: as `encode_message`, or ``ttl`` is out of range.
+    """
+    return ip_packet(encode_message(advert, src, dst), src, dst, ttl)
+
+
+def decode_v3(packet: bytes, *, pseudo_header_checksum: bool = True) -> ReceivedAdvertV3:
+    """Parse a VRRPv3 advert received on a raw IPv4 socket (IP header included).
+
+    The IPv4 header checks of the v2 codec, then `decode_message` with the
+    packet's own source and destination for the checksum.
+
+    Raises:
+        PacketError: the packet is malformed (`RejectReason`); nothing else escapes.
+    """
+    src, dst, ttl, message = ip_payload(packet)
+    advert = decode_message(message, src, dst, pseudo_header_checksum=pseudo_header_checksum)
+    return ReceivedAdvertV3(src, dst, ttl, advert)
+
+
+def validate_v3(received: ReceivedAdvertV3, expect: Expectation) -> None:
+    """RFC 5798 §7.1 against the local instance: VRID, TTL / hop limit 255 (not in
+    unicast mode, as keepalived), the address count and set, multicast vs unicast
+    mode, the unicast peer, and the owner, with the v2 reasons. Max Adver Int is
+    not compared: the Backup adopts it (RFC 5798 §6.4.2).
+
+    Raises:
+        PacketError: the advert must be dropped (`RejectReason`).
+    """
+    advert = received.advert
+    check_received(received.src, received.dst, received.ttl, advert.vrid, advert.addresses, expect)

@@ -50,11 +50,12 @@ from ipvsd.model import parse_service_spec
 from ipvsd.netlink.links import AddressChange, LinkInfo
 from ipvsd.vrrp.backoff import Backoff, RestartPolicy
 from ipvsd.vrrp.instance import NOTIFY_DRAIN_S, FailureHook, VrrpInstance
-from ipvsd.vrrp.machine import AdvertReceived, LinkChanged, Shutdown, Transitioned, VrrpState
+from ipvsd.vrrp.machine import LinkChanged, Shutdown, Transitioned, VrrpState
 from ipvsd.vrrp.notify import NotifyQueue, notify_state
 from ipvsd.vrrp.pacer import AdvertPacer, AdvertProcess
-from ipvsd.vrrp.packet import decode, validate, vmac
+from ipvsd.vrrp.packet import vmac
 from ipvsd.vrrp.ports import LinkSource, RouteWriter, VipWriter, VmacWriter
+from ipvsd.vrrp.receive import accept
 from ipvsd.vrrp.relink import InterfaceEndpoint, plan_relink
 from ipvsd.vrrp.sync_group import SyncGroup
 from ipvsd.vrrp.track_services import ServiceQuorumFeed, script_name
@@ -556,28 +557,28 @@ class VrrpRouter:
                 target.inbox.put_nowait(force)
 
     async def _receive(self, interface: str, sock: VrrpSocket) -> None:
+        lookup = functools.partial(self._for_vrid, interface)
         async for packet in sock.packets():
             try:
-                received = decode(packet.packet)
-                instance = self._for_vrid(interface, received.advert.vrid)
-                if instance is None:
-                    raise PacketError(RejectReason.UNKNOWN_VRID, f"vrid {received.advert.vrid}")
-                validate(received, instance.expectation)
+                instance, event = accept(packet.packet, lookup)  # by the instance's version
             except PacketError as exc:
                 self._rejected(interface, exc, packet.source)
                 continue
             log.debug(
                 "vrrp.advert_received",
                 interface=interface,
-                vrid=received.advert.vrid,
-                src=str(received.src),
-                priority=received.advert.priority,
+                vrid=instance.config.vrid,
+                src=str(event.src),
+                priority=event.priority,
+                **({} if event.advert_int is None else {"advert_int": event.advert_int}),
             )
-            instance.inbox.put_nowait(AdvertReceived(received.src, received.advert.priority))
+            instance.inbox.put_nowait(event)
 
     def _for_vrid(self, interface: str, vrid: int) -> VrrpInstance | None:
+        """The IPv4 instance (this socket's family) of `vrid` on `interface`."""
         for instance in self._instances.values():
-            if instance.config.advert_interface == interface and instance.config.vrid == vrid:
+            config = instance.config
+            if (config.advert_interface, config.vrid, config.family) == (interface, vrid, "ipv4"):
                 return instance
         return None
 
@@ -734,6 +735,8 @@ def _paths(instances: Sequence[VrrpInstanceConfig]) -> list[str]:
     return list(dict.fromkeys(t.path for config in instances for t in config.track_files))
 
 
-def _key(config: VrrpInstanceConfig) -> tuple[str, int, str]:
-    """What makes a virtual router: a change of any of it is a new instance."""
-    return (config.interface, config.vrid, config.advert_interface)
+def _key(config: VrrpInstanceConfig) -> tuple[str, int, str, str]:
+    """What makes a virtual router: a change of any of it is a new instance (RFC 5798:
+    an IPv4 and an IPv6 virtual router are two, whatever their VRIDs). The version is
+    not in it: a reload from VRRPv2 to VRRPv3 changes the codec in place."""
+    return (config.interface, config.vrid, config.advert_interface, config.family)

@@ -364,7 +364,7 @@ def test_malformed_vrrp_addresses() -> None:
             - name: VI_1
               interface: eth1
               vrid: 51
-              unicast_peers: [192.168.1.20, "2001:db8::1"]
+              unicast_peers: [192.168.1.20, "2001:db8::1::"]
               unicast_src: 192.168.1.1.1
               virtual_ipaddresses:
                 - 192.168.1.200/24
@@ -376,8 +376,8 @@ def test_malformed_vrrp_addresses() -> None:
         (7, "vrrp.instances.0.unicast_src"),
         (10, "vrrp.instances.0.virtual_ipaddresses.1"),
     ]
-    assert "'2001:db8::1' is not a valid IPv4 address" in found[0].message
-    assert "'192.168.1.201/33' is not a valid IPv4 address or ADDRESS/PREFIX" in found[2].message
+    assert "'2001:db8::1::' is not a valid IPv4 or IPv6 address" in found[0].message
+    assert "'192.168.1.201/33' is not a valid IP address or ADDRESS/PREFIX" in found[2].message
 
 
 def test_malformed_ipv6_service_address_and_metrics_listen() -> None:

@@ -103,7 +103,7 @@ def test_a_bad_vip_string_keeps_its_message() -> None:
         _instance("virtual_ipaddresses: [192.168.1.200, 300.0.0.1]\n"),
         6,
         "vrrp.instances.0.virtual_ipaddresses.1",
-        "'300.0.0.1' is not a valid IPv4 address or ADDRESS/PREFIX",
+        "'300.0.0.1' is not a valid IP address or ADDRESS/PREFIX",
     )
 
 

@@ -75,7 +75,8 @@ def test_vip_options_convert_to_mappings(tmp_path: Path) -> None:
     assert reports(conversion) == [
         "k.conf:8: 10.0.0.3/24: peer 10.0.0.9, -nodad: not supported: ignored",
         "k.conf:9: 10.0.0.4: label eth0:bad: must start with 'eth1:' in ipvsd: ignored",
-        "k.conf:14: fd00::1/64: ipvsd's VIPs are IPv4 (VRRPv2): not converted",
+        "k.conf:14: fd00::1/64: IPv6, but the instance is IPv4 (its first VIP's family, as "
+        "keepalived): not converted",
         "k.conf:15: 10.0.0.1: already a VIP of this instance: converted once",
     ]
     loads(conversion, tmp_path)

@@ -812,3 +812,25 @@ def test_a_disabled_exporter_writes_nothing_and_reads_no_table() -> None:
         raise AssertionError("a disabled exporter must not dump the kernel")
 
     assert IpvsExporter(read, enabled=lambda: False).text() == b""
+
+
+def test_vrrp_instance_info_says_version_family_and_interval(
+    daemon: tuple[CollectorRegistry, DaemonMetrics],
+) -> None:
+    """Issue 14: one info series per instance, so the state series keep their identity."""
+    registry, metrics = daemon
+    metrics.vrrp_instance_info("VI_1", version=2, family="ipv4", advert_int=1.0)
+    metrics.vrrp_instance_info("VI_3", version=3, family="ipv4", advert_int=0.1)
+    info = "ipvsd_vrrp_instance_info"
+    v2 = {"vrrp_instance": "VI_1", "version": "2", "family": "ipv4", "advert_int": "1.00"}
+    v3 = {"vrrp_instance": "VI_3", "version": "3", "family": "ipv4", "advert_int": "0.10"}
+    assert value(registry, info, v2) == 1
+    assert value(registry, info, v3) == 1
+    # A reload to another interval replaces the instance's series.
+    metrics.vrrp_instance_info("VI_3", version=3, family="ipv4", advert_int=0.25)
+    assert registry.get_sample_value(info, v3) is None
+    assert value(registry, info, {**v3, "advert_int": "0.25"}) == 1
+    # And a removed instance's goes with its other series.
+    metrics.retain([("VI_1", "eth1", 51)])
+    assert registry.get_sample_value(info, {**v3, "advert_int": "0.25"}) is None
+    assert value(registry, info, v2) == 1

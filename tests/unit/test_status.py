@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from datetime import UTC, datetime, timedelta, timezone
-from ipaddress import IPv4Address, IPv4Interface, ip_address
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, ip_address
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +125,19 @@ RICH = StatusDocument(
             state="BACKUP",
             master_address=IPv4Address("192.168.1.20"),
         ),
+        dataclasses.replace(
+            VI_1,
+            name="VI_6",
+            vrid=60,
+            state="FAULT",
+            version=3,
+            family="ipv6",
+            advert_int=0.25,
+            master_adver_int=1.5,
+            accept_mode=False,
+            virtual_ipaddresses=(IPv6Interface("2001:db8::200/64"),),
+            master_address=IPv6Address("fe80::2"),
+        ),
     ),
     services=(
         web(
@@ -187,6 +200,11 @@ def test_the_exact_json_of_a_small_document() -> None:
                 "master_address": None,
                 "track_scripts": [],
                 "track_files": [],
+                "version": 2,
+                "family": "ipv4",
+                "advert_int": 1.0,
+                "master_adver_int": None,
+                "accept_mode": True,
             }
         ],
         "services": [
@@ -353,6 +371,8 @@ def test_an_older_document_without_the_extras_decodes_with_their_defaults() -> N
             del entry["health_reason"], entry["health_since"]
     for instance in encoded["vrrp"]:
         del instance["master_address"], instance["track_scripts"], instance["track_files"]
+        del instance["version"], instance["family"], instance["advert_int"]
+        del instance["master_adver_int"], instance["accept_mode"]
     del encoded["sync_daemon"]
     decoded = from_json(encoded)
     # Without "family" the address tells it; a fwmark service is taken as IPv4.
@@ -902,3 +922,22 @@ def test_the_builder_yields_once_per_service_so_the_loop_can_build_it_in_slices(
             result = done.value
     assert result == build(config, kernel)
     assert yields == len(config.ipvs.services) > 1
+
+
+def test_vrrpv3_instances_show_version_family_and_centisecond_intervals() -> None:
+    v3 = dataclasses.replace(
+        VI_1, version=3, advert_int=0.1, master_adver_int=0.25, name="VI_3", vrid=53
+    )
+    data = to_json(StatusDocument("d", "v", vrrp=(VI_1, v3)))
+    assert [(v["version"], v["family"], v["advert_int"]) for v in data["vrrp"]] == [
+        (2, "ipv4", 1.0),
+        (3, "ipv4", 0.1),
+    ]
+    assert data["vrrp"][1]["master_adver_int"] == 0.25
+    text = status_text(StatusDocument("d", "v", vrrp=(VI_1, v3)))
+    rows = {line.split()[0]: line.split() for line in text.splitlines() if line}
+    header = rows["Instance"]
+    column = header.index("VRRP")
+    assert header[column : column + 2] == ["VRRP", "AdvertInt"]
+    assert rows["VI_1"][column : column + 2] == ["v2/ipv4", "1s"]
+    assert rows["VI_3"][column : column + 2] == ["v3/ipv4", "0.10s(0.25s)"]
