@@ -24,10 +24,13 @@ from collections.abc import Iterator
 from ipaddress import ip_address
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.utils import floatToGoString
 from structlog.testing import capture_logs
 
 from ipvsd.errors import KernelError
@@ -43,7 +46,7 @@ from ipvsd.metrics import (
     service_labels,
     write_table_text,
 )
-from ipvsd.metrics.ipvs import CHUNK_LINES
+from ipvsd.metrics.ipvs import CHUNK_LINES, _go
 from ipvsd.model import (
     Dest,
     DestAttrs,
@@ -304,6 +307,18 @@ def test_the_streamed_text_is_byte_for_byte_what_generate_latest_makes(services:
     write_table_text(table, chunks.append)
     assert b"".join(chunks) == generate_latest(registry)
     assert max(chunk.count(b"\n") for chunk in chunks) <= CHUNK_LINES
+
+
+@given(st.one_of(st.integers(0, 2**64 - 1), st.integers(0, 10**8), st.floats(0, 1e20)))
+@example(999_999)
+@example(1_000_000)
+@example(1_200_000)
+@example(10**10)
+@example(2**53 - 1)
+@example(2**53 + 1)
+def test_counters_print_as_prometheus_client_prints_them(value: float) -> None:
+    """The inline int path of the page writer is the client's formatter, digit for digit."""
+    assert _go(value) == floatToGoString(value)
 
 
 def test_every_family_name_is_emitted_and_none_clashes_with_the_daemons() -> None:
