@@ -29,16 +29,34 @@ traffic reaches the reals:
 DR and NAT run the IPVS connection-sync daemon following VI_1
 (``ipvs.sync_daemon``), so established connections survive a failover.
 
+``dualstack``
+    The ``dr`` layout plus IPv6 on the same segment, fd00:1::/64 (a ULA
+    prefix): directors ::10/::20, reals ::30/::40, client ::50, every lab
+    address added ``nodad`` so nothing waits for Duplicate Address Detection.
+    Instance VI_6 (VRRPv3, vrid 61) owns VIP fd00:1::200/64 and is in one
+    sync group with VI_1, so both VIPs move together. Services: the ``dr``
+    ones plus [fd00:1::200]:80 (DR, http check to the reals' IPv6 addresses).
+    The reals hold fd00:1::200/128 on ``lo`` and need no counterpart of
+    ``arp_ignore``/``arp_announce``: Linux answers a Neighbor Solicitation
+    only for an address of the interface it arrived on (``ndisc_recv_ns``
+    looks the target up with ``ipv6_get_ifaddr(..., dev, strict=1)``), and
+    picks an NS's source from the outgoing interface's addresses the same
+    way, so an address on ``lo`` is never announced on eth0; IPv4's
+    ``arp_ignore=0`` default answers ARP for any local address on any
+    interface, hence the sysctls there. The directors keep their IPv6
+    addresses when eth1 goes down (``keep_addr_on_down``), as IPv4 addresses
+    are kept, so a failed-and-restored director can check its reals again.
+
 With ``monitor`` (any layout) a management segment 192.168.100.0/24 joins
 the directors (``mgmt``, .10/.20/.25 as on the front) and a ``monitor`` host
 (.100) that runs Prometheus (`lab.prometheus`); each director's metrics then
 listen on its management address, so they stay reachable while its eth1 is
 down, as an operator's monitoring network would.
 
-``examples/dr.yaml``, ``examples/nat-sync-group.yaml`` and
-``examples/all-active/`` are these configs written out for operators, with
-comments; tests/unit/test_config_examples.py fails when a layout here and its
-example differ, so change both together.
+``examples/dr.yaml``, ``examples/nat-sync-group.yaml``,
+``examples/dualstack.yaml`` and ``examples/all-active/`` are these configs
+written out for operators, with comments; tests/unit/test_config_examples.py
+fails when a layout here and its example differ, so change both together.
 """
 
 from __future__ import annotations
@@ -50,11 +68,16 @@ from typing import Any, Literal
 
 import yaml
 
-Variant = Literal["dr", "nat", "all-active"]
-VARIANTS: tuple[Variant, ...] = ("dr", "nat", "all-active")
+Variant = Literal["dr", "nat", "all-active", "dualstack"]
+VARIANTS: tuple[Variant, ...] = ("dr", "nat", "all-active", "dualstack")
 
 CLIENT = "192.168.1.50"
 VIP = "192.168.1.200"
+FRONT6 = "fd00:1::"
+"""The front segment's IPv6 prefix (a /64) in the ``dualstack`` layout."""
+CLIENT6 = f"{FRONT6}50"
+VIP6 = f"{FRONT6}200"
+FRONT6_PREFIX = 64
 NAT_GATEWAY = "192.168.2.254"
 """The reals' default gateway in the NAT variant: a VIP that moves with VIP."""
 ALL_ACTIVE_VIPS = tuple(f"192.168.1.{n}" for n in range(201, 207))
@@ -74,13 +97,29 @@ MONITOR = f"{MGMT_NETWORK}.100"
 """The monitor host's address on the management segment (``monitor`` layouts)."""
 
 
+def is_ipv6(address: str) -> bool:
+    """Whether `address` (no prefix length) is an IPv6 address."""
+    return ":" in address
+
+
+def url_host(address: str) -> str:
+    """`address` as the host part of a URL or ``HOST:PORT``: IPv6 in brackets."""
+    return f"[{address}]" if is_ipv6(address) else address
+
+
+def endpoint(address: str, port: int) -> str:
+    """``ADDRESS:PORT``, an IPv6 address in brackets (``[fd00:1::200]:80``)."""
+    return f"{url_host(address)}:{port}"
+
+
 @dataclass(frozen=True)
 class DirectorSpec:
-    """A director: its name, eth1 address and (NAT) eth2 address."""
+    """A director: its name, eth1 address, (NAT) eth2 address, (dualstack) eth1 IPv6 address."""
 
     name: str
     address: str
     back_address: str | None = None
+    address6: str | None = None
 
     @property
     def mgmt_address(self) -> str:
@@ -99,6 +138,8 @@ class InstanceSpec:
     """Virtual addresses as ``ADDRESS/PREFIX``."""
     priorities: Mapping[str, int]
     """Director name -> priority; the highest one is the expected MASTER."""
+    version: int = 2
+    """VRRP version: 3 for an IPv6 instance (RFC 5798)."""
 
     @property
     def addresses(self) -> tuple[str, ...]:
@@ -140,7 +181,7 @@ class LabSpec:
     """Real name -> address."""
     instances: tuple[InstanceSpec, ...]
     service_vips: tuple[str, ...]
-    """One web service (port 80) per VIP here."""
+    """One web service (port 80) per VIP here, to the reals of the VIP's family."""
     echo: bool = True
     """Also a line-echo service on ECHO_PORT of the first VIP (long-lived connections)."""
     sync_groups: tuple[tuple[str, ...], ...] = ()
@@ -151,6 +192,10 @@ class LabSpec:
     check: CheckSpec = field(default_factory=CheckSpec)
     monitor: bool = False
     """A management segment and a monitor host for Prometheus (see the module docstring)."""
+    reals6: Mapping[str, str] = field(default_factory=dict)
+    """Real name -> IPv6 address (``dualstack``), empty in IPv4-only layouts."""
+    client6: str | None = None
+    """The client's IPv6 address (``dualstack``)."""
 
     def director(self, name: str) -> DirectorSpec:
         """The director called `name`."""
@@ -164,6 +209,15 @@ class LabSpec:
     def all_vips(self) -> tuple[str, ...]:
         """Every virtual address (service VIPs and, in NAT, the gateway)."""
         return tuple(a for i in self.instances for a in i.addresses)
+
+    @property
+    def clients(self) -> tuple[str, ...]:
+        """The client's addresses: IPv4, and IPv6 in ``dualstack``."""
+        return (CLIENT,) if self.client6 is None else (CLIENT, self.client6)
+
+    def real_addresses(self, vip: str) -> dict[str, str]:
+        """Real name -> its address of `vip`'s family (what a service on `vip` forwards to)."""
+        return dict(self.reals6 if is_ipv6(vip) else self.reals)
 
 
 def dr_spec() -> LabSpec:
@@ -233,9 +287,37 @@ def all_active_spec() -> LabSpec:
     )
 
 
+def dualstack_spec() -> LabSpec:
+    """``dr`` plus IPv6: VI_6 (VRRPv3) with VIP fd00:1::200 in VI_1's sync group."""
+    dr = dr_spec()
+    priorities = {"director1": 100, "director2": 90}
+    return replace(
+        dr,
+        variant="dualstack",
+        directors=tuple(
+            replace(d, address6=f"{FRONT6}{d.address.rsplit('.', 1)[1]}") for d in dr.directors
+        ),
+        reals6={name: f"{FRONT6}{a.rsplit('.', 1)[1]}" for name, a in dr.reals.items()},
+        client6=CLIENT6,
+        instances=(
+            *dr.instances,
+            InstanceSpec(
+                "VI_6", 61, FRONT_DEV, (f"{VIP6}/{FRONT6_PREFIX}",), priorities, version=3
+            ),
+        ),
+        service_vips=(VIP, VIP6),
+        sync_groups=(("VI_1", "VI_6"),),
+    )
+
+
 def spec_for(variant: Variant, *, monitor: bool = False) -> LabSpec:
     """The layout called `variant` (one of VARIANTS), with a monitor host if `monitor`."""
-    builders = {"dr": dr_spec, "nat": nat_spec, "all-active": all_active_spec}
+    builders = {
+        "dr": dr_spec,
+        "nat": nat_spec,
+        "all-active": all_active_spec,
+        "dualstack": dualstack_spec,
+    }
     if variant not in builders:
         raise ValueError(f"unknown lab variant {variant!r} (one of: {', '.join(VARIANTS)})")
     return replace(builders[variant](), monitor=monitor)
@@ -260,18 +342,7 @@ def director_config(spec: LabSpec, director: str, workdir: Path) -> dict[str, An
         A mapping in the contract's config format (design.md).
     """
     vrrp: dict[str, Any] = {
-        "instances": [
-            {
-                "name": inst.name,
-                "interface": inst.interface,
-                "vrid": inst.vrid,
-                "priority": inst.priorities[director],
-                "advert_int": ADVERT_INT,
-                "preempt": True,
-                "virtual_ipaddresses": list(inst.vips),
-            }
-            for inst in spec.instances
-        ],
+        "instances": [_instance(inst, director) for inst in spec.instances],
         "sync_groups": [
             {"name": f"G{n + 1}", "instances": list(group)}
             for n, group in enumerate(spec.sync_groups)
@@ -296,6 +367,20 @@ def director_config_text(spec: LabSpec, director: str, workdir: Path) -> str:
     return f"# {director} of the {spec.variant!r} reference lab (lab/reference/spec.py)\n{body}"
 
 
+def _instance(inst: InstanceSpec, director: str) -> dict[str, Any]:
+    version = {} if inst.version == 2 else {"version": inst.version}  # 2 is the default
+    return {
+        "name": inst.name,
+        **version,
+        "interface": inst.interface,
+        "vrid": inst.vrid,
+        "priority": inst.priorities[director],
+        "advert_int": ADVERT_INT,
+        "preempt": True,
+        "virtual_ipaddresses": list(inst.vips),
+    }
+
+
 def _services(spec: LabSpec) -> list[dict[str, Any]]:
     check = spec.check
     timing = {
@@ -312,7 +397,7 @@ def _services(spec: LabSpec) -> list[dict[str, Any]]:
             "scheduler": "rr",
             "forward": spec.forward,
             "check": {"type": "http", "path": "/", **timing},
-            "reals": [{"address": a, "port": WEB_PORT} for a in spec.reals.values()],
+            "reals": [{"address": a, "port": WEB_PORT} for a in spec.real_addresses(vip).values()],
         }
         for vip in spec.service_vips
     ]

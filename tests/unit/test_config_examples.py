@@ -35,6 +35,8 @@ LAB_EXAMPLES: dict[tuple[Variant, str], tuple[str, int | None]] = {
     ("all-active", "director1"): ("all-active/director1.yaml", None),
     ("all-active", "director2"): ("all-active/director2.yaml", None),
     ("all-active", "director3"): ("all-active/director3.yaml", None),
+    ("dualstack", "director1"): ("dualstack.yaml", None),
+    ("dualstack", "director2"): ("dualstack.yaml", 90),
 }
 
 
@@ -73,7 +75,7 @@ def test_each_example_passes_check_config(path: Path, capsys: pytest.CaptureFixt
 
 
 def test_the_examples_cover_the_issue_s_layouts() -> None:
-    """DR, NAT with a sync group and connection sync, All-Active x 3, IPv6, fwmark."""
+    """DR, NAT with a sync group and connection sync, All-Active x 3, IPv6, dual stack, fwmark."""
     nat = load_config(EXAMPLES / "nat-sync-group.yaml")
     assert len(nat.vrrp.sync_groups) == 1
     assert nat.ipvs.sync_daemon is not None
@@ -85,6 +87,10 @@ def test_the_examples_cover_the_issue_s_layouts() -> None:
     ipv6 = load_config(EXAMPLES / "ipv6.yaml").ipvs.services
     assert {s.address_family for s in ipv6} == {Family.INET6}
     assert [s.fwmark for s in load_config(EXAMPLES / "fwmark.yaml").ipvs.services] == [1, 2]
+    dualstack = load_config(EXAMPLES / "dualstack.yaml")
+    assert {s.address_family for s in dualstack.ipvs.services} == {Family.INET, Family.INET6}
+    assert [i.version for i in dualstack.vrrp.instances] == [2, 3]
+    assert dualstack.vrrp.sync_groups[0].instances == ("VI_1", "VI_6")
 
 
 def test_the_conf_d_example_is_its_main_file_and_every_fragment() -> None:
