@@ -1,6 +1,6 @@
 """The reference scenario with several directors, on a kernel with IPVS (issue 6).
 
-Three layouts (`lab.reference.spec` has the addresses and the reasons):
+Four layouts (`lab.reference.spec` has the addresses and the reasons):
 
 - ``dr``: director1 .10 (priority 100) and director2 .20 (90) run ipvsd with
   VRRP instance VI_1 for VIP 192.168.1.200, nginx reals .30/.40 hold the VIP
@@ -8,7 +8,10 @@ Three layouts (`lab.reference.spec` has the addresses and the reasons):
 - ``nat``: the same front; reals 192.168.2.30/.40 behind the directors, their
   gateway 192.168.2.254 a second VIP (VI_2) in one sync group with VI_1;
 - ``all-active``: three directors, six VIPs 192.168.1.201-.206, each
-  director MASTER for two, whose backups are two different directors.
+  director MASTER for two, whose backups are two different directors;
+- ``dualstack``: ``dr`` plus fd00:1::/64 on the same segment, IPv6 VIP
+  fd00:1::200 (VI_6, VRRPv3) in one sync group with VI_1, and an IPv6 DR
+  web service [fd00:1::200]:80; nginx listens on [::]:80 too.
 
 DR and NAT run the IPVS connection-sync daemon (``ipvs.sync_daemon``
 following VI_1). Each director has its metrics on 127.0.0.1:9477 inside its
@@ -29,9 +32,12 @@ API (all blocking; run inside ``python -m lab.uml`` when the host lacks IPVS)::
         lab.holders()          -> {vip: director | None}
         lab.wait_master("director2", timeout=10)
         lab.curl(50)           -> [Reply(vip, status, real), ...]   # one curl process
-        lab.curl(5, lab.vips)                     # 5 per VIP (all-active)
+        lab.curl(5, lab.vips)                     # 5 per VIP (all-active, dualstack)
         lab.access_counts(at_least=50) -> Counter({"real1": 25, "real2": 25})
                                                   # client lines of the nginx logs
+        lab.access_counts(clients=[CLIENT6])      # only the IPv6 ones (dualstack)
+        lab.stand_ins          -> {VIP6: "director1"}  # VIPs held by hand: ipvsd
+                                                  # cannot run their instance yet
         lab.status("director1")  -> dict          # the status JSON, over the socket
         lab.ipvsd("director1", "status")          # the CLI itself (CompletedProcess)
         lab.weights("director1") -> {"real1": 1, "real2": 0}  # kernel weights now
@@ -71,13 +77,16 @@ from lab.reference.spec import (
     ADVERT_INT,
     ALL_ACTIVE_VIPS,
     CLIENT,
+    CLIENT6,
     ECHO_PORT,
     NAT_GATEWAY,
     VARIANTS,
     VIP,
+    VIP6,
     WEB_PORT,
     LabSpec,
     Variant,
+    endpoint,
     spec_for,
 )
 
@@ -85,10 +94,12 @@ __all__ = [
     "ADVERT_INT",
     "ALL_ACTIVE_VIPS",
     "CLIENT",
+    "CLIENT6",
     "ECHO_PORT",
     "NAT_GATEWAY",
     "VARIANTS",
     "VIP",
+    "VIP6",
     "WEB_PORT",
     "Attempt",
     "Director",
@@ -101,6 +112,7 @@ __all__ = [
     "Reply",
     "Variant",
     "backend_metric",
+    "endpoint",
     "metric_values",
     "service_of",
     "spec_for",

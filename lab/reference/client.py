@@ -5,7 +5,9 @@ none) however many requests it makes:
 
 - `curl_requests`: N ``curl -sI`` requests in ONE curl process (a globbed URL
   per VIP, ``Connection: close`` so that each request is its own TCP
-  connection, hence its own IPVS scheduling decision).
+  connection, hence its own IPVS scheduling decision). An IPv6 VIP goes in
+  brackets (``http://[fd00:1::200]:80/?n=[1-50]``): curl's URL globbing
+  recognises a bracketed IPv6 address, so no ``-g`` is needed.
 - `LongConnection`: a TCP socket opened in the client's namespace by *this*
   process (``lab.netns.in_netns``), exchanging lines with a real's echo server.
 - `Prober`: one small asyncio program in the client's namespace that starts a
@@ -33,6 +35,7 @@ from typing import Any, Self
 from urllib.parse import urlsplit
 
 from lab.netns import Topology, in_netns
+from lab.reference.spec import url_host
 
 CURL_FORMAT = "%{http_code} %{url_effective} %header{x-real-server}\\n"
 
@@ -72,7 +75,7 @@ def curl_requests(
         CURL_FORMAT.replace("\\n", "\n"),
     ]
     for vip in vips:
-        argv += ["-o", "/dev/null", f"http://{vip}:{port}/?n=[1-{count}]"]
+        argv += ["-o", "/dev/null", f"http://{url_host(vip)}:{port}/?n=[1-{count}]"]
     done = topo.exec(client, argv, check=False, timeout=30 + 4 * count * len(vips))
     replies = []
     for line in done.stdout.splitlines():
@@ -154,7 +157,7 @@ PROBER = textwrap.dedent(
         start, ok, real, error, writer = time.monotonic(), False, "", "", None
         try:
             async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(host, int(port))
+                reader, writer = await asyncio.open_connection(host.strip("[]"), int(port))
                 writer.write(f"HEAD / HTTP/1.0\\r\\nHost: {host}\\r\\n\\r\\n".encode())
                 head = (await reader.readuntil(b"\\r\\n\\r\\n")).decode("latin-1")
             lines = head.split("\\r\\n")
@@ -212,7 +215,8 @@ PROBER = textwrap.dedent(
 
 @dataclass(frozen=True)
 class Attempt:
-    """One prober request: ``target`` is ``VIP:PORT``; times are CLOCK_MONOTONIC seconds."""
+    """One prober request: ``target`` is ``VIP:PORT`` (``[VIP]:PORT`` for IPv6); times are
+    CLOCK_MONOTONIC seconds."""
 
     target: str
     start: float
@@ -286,7 +290,7 @@ class FailoverReport:
         for target in self.targets:
             gap = self.gap(target)
             total = sum(1 for a in self.attempts if a.target == target)
-            vip = target.rsplit(":", 1)[0]
+            vip = target.rsplit(":", 1)[0].strip("[]")
             lines.append(
                 f"{target}: longest gap {gap.length:.2f} s "
                 f"(from {gap.start - self.action_at:+.2f} to {gap.end - self.action_at:+.2f} s "

@@ -49,8 +49,13 @@ ECHO_SERVER = textwrap.dedent(
 )
 
 
-def nginx_config(name: str, root: Path, port: int = 80) -> str:
-    """An nginx config serving `root` on `port`, everything kept under `root`'s parent."""
+def nginx_config(name: str, root: Path, port: int = 80, *, ipv6: bool = False) -> str:
+    """An nginx config serving `root` on `port`, everything kept under `root`'s parent.
+
+    With `ipv6` it listens on ``[::]:PORT`` too: nginx's IPv6 listeners are
+    ``ipv6only=on`` by default, so the IPv4 one stays as it is.
+    """
+    listen6 = f"\n        listen [::]:{port} default_server;" if ipv6 else ""
     base = root.parent
     temp = "\n".join(
         f"    {kind}_temp_path {base / 'tmp' / kind};"
@@ -79,7 +84,7 @@ def nginx_config(name: str, root: Path, port: int = 80) -> str:
         + textwrap.dedent(
             f"""
             server {{
-                listen {port} default_server;
+                listen {port} default_server;{listen6}
                 root {root};
                 add_header {REAL_HEADER} {name} always;
                 location / {{ index index.html; }}
@@ -99,6 +104,8 @@ class Real:
         ns: its namespace.
         address: its own address (not the VIP).
         directory: nginx's files (``nginx.conf``, ``html/``, ``access.log``, ...).
+        address6: its own IPv6 address (``dualstack``; nginx then listens on
+            ``[::]:80`` too), else None.
     """
 
     topo: Topology
@@ -106,6 +113,7 @@ class Real:
     ns: str
     address: str
     directory: Path
+    address6: str | None = None
     nginx: subprocess.Popen[Any] | None = None
     echo: subprocess.Popen[Any] | None = None
 
@@ -125,7 +133,7 @@ class Real:
         (html / "index.html").write_text(f"<h1>{self.name}</h1>\n")
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (self.directory / "tmp" / kind).mkdir(parents=True, exist_ok=True)
-        self.config.write_text(nginx_config(self.name, html))
+        self.config.write_text(nginx_config(self.name, html, ipv6=self.address6 is not None))
 
     def start_nginx(self, timeout: float = 15) -> None:
         """Start nginx and wait until it accepts connections on port 80."""

@@ -7,7 +7,7 @@ import socket
 import struct
 import subprocess
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +28,21 @@ _NLM_F_REQUEST, _NLM_F_DUMP = 0x1, 0x300
 _IFA_ADDRESS, _IFA_LOCAL = 1, 2
 
 
-def ipv4_addresses(ns: str) -> set[str]:
-    """Every IPv4 address configured in namespace `ns` (what ``ip -4 addr`` lists).
+def ip_addresses(ns: str, family: int = socket.AF_UNSPEC) -> set[str]:
+    """Every address of `family` configured in namespace `ns` (what ``ip addr`` lists).
 
     One RTM_GETADDR dump on a netlink socket opened in `ns`: no process is
     started, which matters when polling inside UML (``ip`` costs ~0.07 s).
+    IPv6 addresses come in their compressed form (``fd00:1::200``).
+
+    Args:
+        ns: the namespace.
+        family: ``socket.AF_INET``, ``socket.AF_INET6`` or (default) both.
     """
     with in_netns(ns):
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
     with sock:
-        request = _IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0)
+        request = _IFADDRMSG.pack(family, 0, 0, 0, 0)
         header = _NLMSG.pack(
             _NLMSG.size + len(request), _RTM_GETADDR, _NLM_F_REQUEST | _NLM_F_DUMP, 1, 0
         )
@@ -67,7 +72,13 @@ def _address(body: bytes) -> set[str]:
         attrs[kind] = body[offset + _RTATTR.size : offset + length]
         offset += (length + 3) & ~3
     raw = attrs.get(_IFA_LOCAL) or attrs.get(_IFA_ADDRESS)
-    return {socket.inet_ntoa(raw)} if raw and len(raw) == 4 else set()
+    family = {4: socket.AF_INET, 16: socket.AF_INET6}.get(len(raw or b""))
+    return {socket.inet_ntop(family, raw)} if raw and family else set()
+
+
+def _proc_address(field: str) -> str:
+    """An address of ``/proc/net/ip_vs_conn``: IPv4 as 8 hex digits, IPv6 as ``%pI6``."""
+    return str(IPv6Address(field) if ":" in field else IPv4Address(int(field, 16)))
 
 
 @dataclass(frozen=True)
@@ -102,11 +113,11 @@ def ipvs_connections(ns: str) -> list[IpvsConnection]:
         entries.append(
             IpvsConnection(
                 protocol=proto,
-                client=str(IPv4Address(int(cip, 16))),
+                client=_proc_address(cip),
                 client_port=int(cport, 16),
-                vip=str(IPv4Address(int(vip, 16))),
+                vip=_proc_address(vip),
                 vport=int(vport, 16),
-                real=str(IPv4Address(int(dip, 16))),
+                real=_proc_address(dip),
                 rport=int(dport, 16),
                 state=state,
                 expires=int(expires),
