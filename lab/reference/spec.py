@@ -45,7 +45,9 @@ DR and NAT run the IPVS connection-sync daemon following VI_1
     ``arp_ignore=0`` default answers ARP for any local address on any
     interface, hence the sysctls there. The directors keep their IPv6
     addresses when eth1 goes down (``keep_addr_on_down``), as IPv4 addresses
-    are kept, so a failed-and-restored director can check its reals again.
+    are kept, so a failed-and-restored director can check its reals again,
+    and give the IPv6 VIP an address label of its own so that their health
+    checks never leave from it (`lab.reference.build` explains).
 
 With ``monitor`` (any layout) a management segment 192.168.100.0/24 joins
 the directors (``mgmt``, .10/.20/.25 as on the front) and a ``monitor`` host
