@@ -24,21 +24,48 @@ It ends with a summary table and exits 0 only if every step worked.
 ``--variant nat`` runs the NAT layout (reals on 192.168.2.0/24 behind a
 gateway VIP in the same sync group); ``--all-active`` the three-director,
 six-VIP layout, failing one director.
+
+``--variant dualstack`` runs the DR layout with IPv6 next to IPv4
+(fd00:1::/64 on the same segment): VIP 192.168.1.200 (VI_1, VRRPv2) and VIP
+fd00:1::200 (VI_6, VRRPv3) in one sync group, a web service on each. It shows
+both VIPs on director1, 50 requests over each family answered by both reals
+and counted as InActConn in ``ipvsadm -Ln``, ``ipvsd status`` and the
+metrics, then director1 failing (``ip link set eth1 down``, the reference
+scenario's failure): both VIPs move to director2 together, requests on both
+families go on, and director1 coming back (eth1 up) preempts both. Until
+ipvsd runs IPv6 VRRPv3 instances (h14-v6wire) the lab holds fd00:1::200 on
+director1 by hand (`ReferenceLab.stand_ins`): it cannot move, the demo says
+so and its failover steps fail.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from lab import demo_prometheus
-from lab.reference import ADVERT_INT, ECHO_PORT, ReferenceLab, Reply, Variant
+from lab.reference import (
+    ADVERT_INT,
+    CLIENT,
+    CLIENT6,
+    ECHO_PORT,
+    WEB_PORT,
+    ReferenceLab,
+    Reply,
+    Variant,
+    endpoint,
+    service_of,
+)
+from lab.reference.client import FailoverReport
+from lab.reference.spec import is_ipv6, url_host
 from lab.scenario import wait_until
 
 
@@ -95,12 +122,18 @@ def per_real(replies: Iterable[Reply]) -> str:
     return ", ".join(f"{real}: {n}" for real, n in sorted(counts.items())) or "none"
 
 
-def requests_step(demo: Narrator, lab: ReferenceLab, name: str, count: int = 50) -> list[Reply]:
-    url = f"http://{lab.vip}/"
-    one = lab.exec("client", ["curl", "-sI", "--max-time", "3", url])
-    demo.show(f"ip netns exec client curl -sI {url}", one.stdout)
-    demo.show(f"ip netns exec client sh -c 'for i in $(seq {count}); do curl -sI {url}; done'")
-    replies = lab.curl(count)
+def requests_step(
+    demo: Narrator, lab: ReferenceLab, name: str, count: int = 50, vip: str | None = None
+) -> list[Reply]:
+    """`count` requests to `vip` (default the first VIP), shown as a curl loop; one step."""
+    vip = vip or lab.vip
+    url = f"http://{url_host(vip)}/"
+    flags = ["-sI", "-g"] if is_ipv6(vip) else ["-sI"]  # -g: [...] is an address, not a glob
+    one = lab.exec("client", ["curl", *flags, "--max-time", "3", url])
+    curl = " ".join(["curl", *flags, url])
+    demo.show(f"ip netns exec client {curl}", one.stdout)
+    demo.show(f"ip netns exec client sh -c 'for i in $(seq {count}); do {curl}; done'")
+    replies = lab.curl(count, [vip])
     good = [r for r in replies if r.ok]
     statuses = Counter(r.status for r in replies)
     demo.note(f"HTTP status: {dict(statuses)}; answered by {per_real(replies)}")
@@ -133,6 +166,57 @@ def inactive_in_metrics(text: str) -> dict[str, int]:
     return {address: int(float(value)) for address, value in _INACTIVE.findall(text)}
 
 
+def start_step(demo: Narrator, lab: ReferenceLab) -> None:
+    """Start the lab (one step), show check-config and `ipvsd status` on every director."""
+    converged_s = lab.start()
+    demo.step(
+        "lab up",
+        True,
+        f"{len(lab.directors)} directors, {len(lab.reals)} nginx reals; MASTER elected and "
+        f"reals healthy {converged_s:.1f} s after ipvsd started",
+    )
+    check = lab.ipvsd(
+        "director1", "check-config", "--config", str(lab.directors["director1"].daemon.config)
+    )
+    demo.show("ipvsd check-config --config director1.yaml", check.stdout + check.stderr)
+
+    demo.say("Who is MASTER? `ipvsd status` on both directors")
+    for name in lab.directors:
+        out = lab.ipvsd(name, "status")
+        demo.show(f"ip netns exec {name} ipvsd status", out.stdout + out.stderr)
+
+
+def inactconn_steps(demo: Narrator, lab: ReferenceLab) -> dict[str, int]:
+    """director1's InActConn in `ipvsd status` and /metrics (two steps); real -> InActConn."""
+    demo.say("`ipvsd status` on the master: the kernel's counters, read now")
+    out = lab.ipvsd("director1", "status")
+    demo.show("ip netns exec director1 ipvsd status", out.stdout)
+    demo.note(
+        "InActConn: connections that are over (FIN / TIME_WAIT) but that IPVS keeps\n"
+        "until their timeout - each `curl -I` above is one, on the real that served it."
+    )
+    in_status = inactive_in_status(lab.status("director1"))
+    text = lab.metrics("director1")
+    demo.say("The same numbers from a scrape of director1's /metrics")
+    lines = [
+        line for line in text.splitlines() if line.startswith("ipvs_backend_connections_inactive{")
+    ]
+    demo.show("curl -s http://127.0.0.1:9477/metrics | grep connections_inactive", "\n".join(lines))
+    in_metrics = inactive_in_metrics(text)
+    demo.step(
+        "InActConn in status",
+        sum(in_status.values()) > 0,
+        ", ".join(f"{a}: {n}" for a, n in sorted(in_status.items())),
+    )
+    demo.step(
+        "metrics match status",
+        in_metrics == in_status,
+        "ipvs_backend_connections_inactive "
+        + ", ".join(f"{a}: {n}" for a, n in sorted(in_metrics.items())),
+    )
+    return in_status
+
+
 def run_pair(demo: Narrator, variant: Variant, *, prometheus: bool = True) -> None:
     with ReferenceLab(variant, prefix="demo", monitor=prometheus) as lab:
         demo.say(
@@ -140,22 +224,7 @@ def run_pair(demo: Narrator, variant: Variant, *, prometheus: bool = True) -> No
             "director2 .20 running ipvsd, nginx reals, client .50, VIP "
             f"{lab.vip}:80 rr"
         )
-        converged_s = lab.start()
-        demo.step(
-            "lab up",
-            True,
-            f"{len(lab.directors)} directors, {len(lab.reals)} nginx reals; MASTER elected and "
-            f"reals healthy {converged_s:.1f} s after ipvsd started",
-        )
-        check = lab.ipvsd(
-            "director1", "check-config", "--config", str(lab.directors["director1"].daemon.config)
-        )
-        demo.show("ipvsd check-config --config director1.yaml", check.stdout + check.stderr)
-
-        demo.say("Who is MASTER? `ipvsd status` on both directors")
-        for name in lab.directors:
-            out = lab.ipvsd(name, "status")
-            demo.show(f"ip netns exec {name} ipvsd status", out.stdout + out.stderr)
+        start_step(demo, lab)
         states = {name: lab.status(name)["vrrp"][0]["state"] for name in lab.directors}
         demo.step(
             "VRRP election",
@@ -176,36 +245,7 @@ def run_pair(demo: Narrator, variant: Variant, *, prometheus: bool = True) -> No
             ", ".join(f"{r}: {n}" for r, n in sorted(counts.items())),
         )
 
-        demo.say("`ipvsd status` on the master: the kernel's counters, read now")
-        out = lab.ipvsd("director1", "status")
-        demo.show("ip netns exec director1 ipvsd status", out.stdout)
-        demo.note(
-            "InActConn: connections that are over (FIN / TIME_WAIT) but that IPVS keeps\n"
-            "until their timeout - each `curl -I` above is one, on the real that served it."
-        )
-        in_status = inactive_in_status(lab.status("director1"))
-        text = lab.metrics("director1")
-        demo.say("The same numbers from a scrape of director1's /metrics")
-        lines = [
-            line
-            for line in text.splitlines()
-            if line.startswith("ipvs_backend_connections_inactive{")
-        ]
-        demo.show(
-            "curl -s http://127.0.0.1:9477/metrics | grep connections_inactive", "\n".join(lines)
-        )
-        in_metrics = inactive_in_metrics(text)
-        demo.step(
-            "InActConn in status",
-            sum(in_status.values()) > 0,
-            ", ".join(f"{a}: {n}" for a, n in sorted(in_status.items())),
-        )
-        demo.step(
-            "metrics match status",
-            in_metrics == in_status,
-            "ipvs_backend_connections_inactive "
-            + ", ".join(f"{a}: {n}" for a, n in sorted(in_metrics.items())),
-        )
+        inactconn_steps(demo, lab)
         server = demo_prometheus.start(demo, lab) if prometheus else None
 
         demo.say("Failover: `ip link set eth1 down` on the master (director1)")
@@ -325,20 +365,143 @@ def run_all_active(demo: Narrator) -> None:
         demo.step("all six VIPs answer", len(ok) == 30, f"{len(ok)}/30 ok; {per_real(replies)}")
 
 
+def move_step(
+    demo: Narrator, lab: ReferenceLab, action: Callable[[], object], heir: str, name: str
+) -> FailoverReport | None:
+    """Run `action` while probing every VIP; one step: are all VIPs on `heir` afterwards?
+
+    Returns:
+        The prober's report, or None if the VIPs did not all move (or answer) in
+        time; the action has run either way.
+    """
+    ran = False
+
+    def act() -> None:
+        nonlocal ran
+        ran = True
+        action()
+
+    def moved() -> bool:
+        return set(lab.holders().values()) == {heir}
+
+    report = None
+    try:
+        report = lab.failover_gap(act, vips=lab.vips, moved=moved, timeout=15)
+        demo.note(report.summary())
+    except AssertionError as exc:  # a VIP did not answer before, or did not move
+        demo.note(str(exc))
+        if not ran:
+            act()
+            with contextlib.suppress(AssertionError):
+                wait_until(moved, timeout=15, interval=0.1)
+    holders = lab.holders()
+    by_hand = {v: "by hand" for v in lab.stand_ins}
+    demo.step(
+        name,
+        all(holders[v] == heir for v in lab.vips),
+        ", ".join(
+            f"{v} on {holders[v]}" + (f" ({by_hand[v]})" if v in by_hand else "") for v in lab.vips
+        ),
+    )
+    return report
+
+
+def run_dualstack(demo: Narrator) -> None:
+    """The DR pair with an IPv6 VIP and service failing over with the IPv4 ones (issue 14)."""
+    with ReferenceLab("dualstack", prefix="demo") as lab:
+        clients = dict(zip(lab.vips, (CLIENT, CLIENT6), strict=True))
+        demo.say(
+            "Building the dual-stack reference scenario (DR): director1 .10 / ::10 and "
+            "director2 .20 / ::20 running ipvsd, nginx reals on 192.168.1.0/24 and fd00:1::/64, "
+            f"client .50 / ::50; VIPs {' and '.join(endpoint(v, WEB_PORT) for v in lab.vips)} "
+            "rr: VI_1 (VRRPv2) and VI_6 (VRRPv3) in one sync group"
+        )
+        start_step(demo, lab)
+        if lab.stand_ins:
+            reason = lab.vrrp_status("director1", "VI_6").get("fault_reason")
+            demo.note(
+                f"VI_6 is FAULT on this build ({reason!r}): the lab holds "
+                f"{', '.join(lab.stand_ins)} on director1 by hand, so it serves, but it\n"
+                "cannot move: the failover steps below fail until ipvsd runs IPv6 VRRPv3."
+            )
+        holders = lab.holders()
+        demo.step(
+            "both VIPs on director1",
+            all(holders[v] == "director1" for v in lab.vips),
+            ", ".join(f"{v} on {holders[v]}" for v in lab.vips),
+        )
+
+        for vip in lab.vips:
+            demo.say(f"50 `curl -I` from the client to {url_host(vip)}")
+            requests_step(demo, lab, f"50 requests to {url_host(vip)} via director1", vip=vip)
+        demo.say("Requests per real and family, from the nginx access logs")
+        for vip, client in clients.items():
+            counts = lab.access_counts(at_least=50, clients=[client])
+            demo.note(
+                f"from {client}: " + ", ".join(f"{r}: {n}" for r, n in sorted(counts.items()))
+            )
+            demo.step(
+                f"both reals served {url_host(vip)}",
+                all(counts[r] > 0 for r in lab.reals) and counts.total() >= 50,
+                ", ".join(f"{r}: {n}" for r, n in sorted(counts.items())),
+            )
+
+        demo.say("`ipvsadm -Ln` on director1: one service per family, the same reals")
+        out = lab.exec("director1", ["ipvsadm", "-Ln"])
+        demo.show("ip netns exec director1 ipvsadm -Ln", out.stdout + out.stderr)
+        inactconn_steps(demo, lab)
+        status = lab.status("director1")
+        for vip in lab.vips:
+            reals = service_of(status, vip, WEB_PORT)["reals"]
+            demo.step(
+                f"InActConn on {endpoint(vip, WEB_PORT)}",
+                bool(reals) and all(r["inactive_conns"] > 0 for r in reals),
+                ", ".join(f"{r['address']}: {r['inactive_conns']}" for r in reals),
+            )
+
+        demo.say(
+            "director1 fails: `ip link set eth1 down` on it. Both VIPs must move to director2 "
+            "together (sync group G1)"
+        )
+        report = move_step(
+            demo, lab, lambda: lab.link_down("director1"), "director2", "both VIPs moved"
+        )
+        if report is not None:
+            bound = max(failover_bound(lab, v, "director2") for v in lab.vips)
+            served_again = max(report.recovered_after(endpoint(v, WEB_PORT)) for v in lab.vips)
+            demo.step(
+                "failover gap",
+                served_again <= bound,
+                f"both families served again {served_again:.2f} s after link down"
+                f" (bound {bound:.2f} s)",
+            )
+        out = lab.ipvsd("director2", "status")
+        demo.show("ip netns exec director2 ipvsd status", out.stdout + out.stderr)
+        for vip in lab.vips:
+            requests_step(demo, lab, f"50 requests to {url_host(vip)} via director2", vip=vip)
+
+        demo.say("director1 comes back: `ip link set eth1 up`; it preempts (priority 100 > 90)")
+        move_step(demo, lab, partial(lab.link_up, "director1"), "director1", "both VIPs back")
+        for vip in lab.vips:
+            requests_step(demo, lab, f"20 requests to {url_host(vip)} via director1", 20, vip)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", choices=["dr", "nat"], default="dr")
+    parser.add_argument("--variant", choices=["dr", "nat", "dualstack"], default="dr")
     parser.add_argument("--all-active", action="store_true", help="three directors, six VIPs")
     parser.add_argument(
         "--no-prometheus",
         action="store_true",
-        help="without the Prometheus server on a monitor host (two-director layouts)",
+        help="without the Prometheus server on a monitor host (dr and nat; dualstack has none)",
     )
     args = parser.parse_args(argv)
     demo = Narrator()
     try:
         if args.all_active:
             run_all_active(demo)
+        elif args.variant == "dualstack":
+            run_dualstack(demo)
         else:
             variant: Variant = "nat" if args.variant == "nat" else "dr"
             run_pair(demo, variant, prometheus=not args.no_prometheus)
