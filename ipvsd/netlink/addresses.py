@@ -55,6 +55,7 @@ log = structlog.get_logger("ipvsd.netlink.addresses")
 IFNAMSIZ = 15
 
 IFA_F_SECONDARY = 0x01
+_FOREVER = 0xFFFFFFFF  # INFINITY_LIFE_TIME
 IFA_F_NODAD = 0x02
 IFA_F_DADFAILED = 0x08
 IFA_F_TENTATIVE = 0x40
@@ -95,8 +96,13 @@ def add_request(
     """The pyroute2 ``addr("add", index=..., **request)`` arguments for a VIP.
 
     IPv4: address, prefix length, label, scope and the broadcast if given.
-    IPv6: the same without label or broadcast, and with IFA_F_NODAD (in the
-    IFA_FLAGS attribute, as ``ip addr add ... nodad`` sends it).
+    IPv6: the same without label or broadcast, with IFA_F_NODAD (in the
+    IFA_FLAGS attribute, as ``ip addr add ... nodad`` sends it), and
+    deprecated (``preferred_lft 0``, valid forever). Linux sources the host's
+    own connections from the newest address of a prefix: a VIP in the
+    segment's /64 would source the director's health checks, and DR reals,
+    which hold the VIP on lo, would answer themselves. A deprecated address
+    is never picked as a source (RFC 6724 rule 3) and still receives.
     """
     request: dict[str, object] = {
         "address": str(vip.ip),
@@ -105,6 +111,12 @@ def add_request(
     }
     if vip.version == 6:
         request["flags"] = IFA_F_NODAD
+        request["IFA_CACHEINFO"] = {
+            "ifa_preferred": 0,
+            "ifa_valid": _FOREVER,
+            "cstamp": 0,
+            "tstamp": 0,
+        }
         return request
     request["label"] = label
     if broadcast is not None:

@@ -323,7 +323,7 @@ def test_ipv6_vip_is_usable_at_once_nodad(pair: Pair) -> None:
             steps.append(await mgr.has("eth0", vip))
             steps.append(await mgr.add("eth0", vip, "eth0:vrrp52"))
             flags = flags_of(pair, a, VIP6)  # at once, before any DAD could finish
-            steps.append(sorted(flags & {"tentative", "nodad", "dadfailed"}))
+            steps.append(sorted(flags & {"tentative", "nodad", "dadfailed", "deprecated"}))
             with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as udp:
                 udp.bind((str(VIP6), 0))  # a tentative address would give EADDRNOTAVAIL
             steps.append(await mgr.add("eth0", vip, "eth0:vrrp52"))
@@ -334,7 +334,35 @@ def test_ipv6_vip_is_usable_at_once_nodad(pair: Pair) -> None:
             steps.append(await mgr.has("eth0", vip))
         return steps
 
-    assert io4.run_in(a, body) == [False, True, ["nodad"], False, True, False, True, False, False]
+    assert io4.run_in(a, body) == [
+        False,
+        True,
+        ["deprecated", "nodad"],
+        False,
+        True,
+        False,
+        True,
+        False,
+        False,
+    ]
+
+
+def test_an_ipv6_vip_is_never_the_directors_own_source_address(pair: Pair) -> None:
+    """Linux picks the newest address of a prefix as the source of the host's own
+    connections, so a VIP in the segment's /64 would source the director's
+    health checks, and DR reals, which hold the VIP on lo, would answer
+    themselves. A deprecated VIP (preferred_lft 0) is avoided (RFC 6724 rule
+    3) and still receives. keepalived deprecates /128 VIPs for the same reason."""
+    topo, a = pair.topo, pair.a
+    topo.exec(a, ["ip", "addr", "add", f"{A_GLOBAL}/64", "dev", "eth0", "nodad"])
+    vip = IPv6Interface(f"{VIP6}/64")
+
+    async def body() -> str:
+        async with await AddressManager.open() as mgr:
+            await mgr.add("eth0", vip, "eth0:vrrp52")
+        return topo.exec(a, ["ip", "-6", "route", "get", str(vip.network[0x30])]).stdout
+
+    assert f"src {A_GLOBAL} " in io4.run_in(a, body)
 
 
 def test_link_local_source_waits_for_dad(pair: Pair) -> None:

@@ -10,13 +10,15 @@ from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
 from ipvsd.netlink.addresses import IFA_F_NODAD, add_request
 
 
-def test_ipv6_vips_are_added_without_duplicate_address_detection() -> None:
+def test_ipv6_vips_are_added_without_duplicate_address_detection_and_deprecated() -> None:
     request = add_request(IPv6Interface("2001:db8::200/64"), "eth1:vrrp52", scope=0)
     assert request == {
         "address": "2001:db8::200",
         "prefixlen": 64,
         "scope": 0,
         "flags": IFA_F_NODAD,  # pyroute2 sends it as IFA_FLAGS, as `ip addr add ... nodad`
+        # preferred_lft 0, valid_lft forever: never the director's own source address
+        "IFA_CACHEINFO": {"ifa_preferred": 0, "ifa_valid": 0xFFFFFFFF, "cstamp": 0, "tstamp": 0},
     }
     assert IFA_F_NODAD == 0x02  # <linux/if_addr.h>
 
