@@ -28,16 +28,15 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
 
 from ipvsd.vrrp import advertd
-from ipvsd.vrrp.transport import VrrpSocket
 
-__all__ = ["AdvertBurst", "AdvertPacer", "AdvertProcess", "DirectPacer"]
+__all__ = ["AdvertBurst", "AdvertPacer", "AdvertProcess", "AdvertSender", "DirectPacer"]
 
 log = structlog.get_logger("ipvsd.vrrp")
 
@@ -49,19 +48,36 @@ EXIT_WAIT_S = 2.0
 HOLD_S = 10.0
 
 
-@dataclass(frozen=True, slots=True)
-class AdvertBurst:
-    """One advert to each destination, from one socket and source."""
+A = TypeVar("A", IPv4Address, IPv6Address)
+A_contra = TypeVar("A_contra", IPv4Address, IPv6Address, contravariant=True)
 
-    sock: VrrpSocket
+
+class AdvertSender(Protocol[A_contra]):
+    """What a burst needs of its socket: `vrrp.transport.VrrpSocket` (IPv4) or
+    `vrrp.transport6.VrrpSocket6` (IPv6)."""
+
+    def bind_source(self, ip: A_contra | None) -> None: ...
+
+    def send(self, payload: bytes, dst: A_contra) -> bool: ...
+
+    def fileno(self) -> int: ...
+
+    def report_send_failure(self, code: int, dst: object) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AdvertBurst(Generic[A]):
+    """One advert to each destination, from one socket and source, of one family."""
+
+    sock: AdvertSender[A]
     payload: bytes
-    source: IPv4Address | None
-    destinations: tuple[IPv4Address, ...]
+    source: A | None
+    destinations: tuple[A, ...]
     payloads: tuple[bytes, ...] = ()
     """One payload per destination where they differ (a VRRPv3 checksum covers the
     destination, RFC 5798 §5.2.8); empty: `payload` to each."""
 
-    def datagrams(self) -> list[tuple[bytes, IPv4Address]]:
+    def datagrams(self) -> list[tuple[bytes, A]]:
         """(payload, destination) of each datagram, in order."""
         payloads = self.payloads or (self.payload,) * len(self.destinations)
         return list(zip(payloads, self.destinations, strict=True))
@@ -75,7 +91,7 @@ class AdvertBurst:
 
 
 class AdvertPacer(Protocol):
-    def send(self, key: str, burst: AdvertBurst, repeat_every: float | None) -> None:
+    def send(self, key: str, burst: AdvertBurst[Any], repeat_every: float | None) -> None:
         """Send `burst` now; then every `repeat_every` seconds if the pacer repeats
         (None: once), until the next `send` or `stop` for `key`."""
         ...
@@ -88,7 +104,7 @@ class AdvertPacer(Protocol):
         """The loop is alive and still wants `key` repeated."""
         ...
 
-    def repeating(self, key: str) -> tuple[AdvertBurst, float] | None:
+    def repeating(self, key: str) -> tuple[AdvertBurst[Any], float] | None:
         """What the pacer repeats for `key` and how often; None if it does not."""
         ...
 
@@ -104,7 +120,7 @@ class AdvertPacer(Protocol):
 class DirectPacer:
     """Sends on the loop, once per `send`: the machine's timer drives repeats."""
 
-    def send(self, key: str, burst: AdvertBurst, repeat_every: float | None) -> None:
+    def send(self, key: str, burst: AdvertBurst[Any], repeat_every: float | None) -> None:
         burst.send_here()
 
     def stop(self, key: str) -> None:
@@ -113,7 +129,7 @@ class DirectPacer:
     def touch(self, key: str) -> None:
         pass
 
-    def repeating(self, key: str) -> tuple[AdvertBurst, float] | None:
+    def repeating(self, key: str) -> tuple[AdvertBurst[Any], float] | None:
         return None
 
     async def start(self) -> None:
@@ -131,7 +147,7 @@ class AdvertProcess:
         self._hold_s = hold_s
         self._control: socket.socket | None = None
         self._process: subprocess.Popen[bytes] | None = None
-        self._repeating: dict[str, tuple[AdvertBurst, float]] = {}
+        self._repeating: dict[str, tuple[AdvertBurst[Any], float]] = {}
         self._closing = False
         self._restarting = False
 
@@ -165,7 +181,7 @@ class AdvertProcess:
         asyncio.get_running_loop().add_reader(ours, self._on_report)
         log.info("vrrp.advert_sender_started", pid=self._process.pid)
 
-    def send(self, key: str, burst: AdvertBurst, repeat_every: float | None) -> None:
+    def send(self, key: str, burst: AdvertBurst[Any], repeat_every: float | None) -> None:
         if repeat_every is None:
             self._repeating.pop(key, None)
         else:
@@ -182,10 +198,10 @@ class AdvertProcess:
         if key in self._repeating:
             self._write({"op": "alive", "key": key}, None)
 
-    def repeating(self, key: str) -> tuple[AdvertBurst, float] | None:
+    def repeating(self, key: str) -> tuple[AdvertBurst[Any], float] | None:
         return self._repeating.get(key)
 
-    def _tell(self, key: str, burst: AdvertBurst, repeat_every: float | None) -> bool:
+    def _tell(self, key: str, burst: AdvertBurst[Any], repeat_every: float | None) -> bool:
         """Hand the burst to the sender; False if there is none to hand it to."""
         request = {
             "op": "send",
