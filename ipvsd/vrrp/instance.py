@@ -347,6 +347,8 @@ class VrrpInstance:
         self._own(self.config)
         self.config_applied = self.config
         machine = self._machine = VrrpMachine(self._machine_config(self.config.unicast_src))
+        if self.config.unicast_src is not None:  # the source of every advert, from the start
+            self.status.primary_ip = self._source = self.config.unicast_src
         for interface in sorted(self.interested_in):
             machine.handle(await self._link_event(interface), loop.time())
         source = await self._source_event()

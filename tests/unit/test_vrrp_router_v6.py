@@ -180,3 +180,32 @@ async def test_ipv4_and_ipv6_instances_on_one_interface_have_sockets_of_their_ow
     v6 = v6_socket(rig)
     assert {dst.version for _, dst in v4.sent} == {4}
     assert {dst.version for _, dst in v6.sent} == {6}
+
+
+@pytest.mark.parametrize(
+    ("family", "fields"),
+    [
+        ("ipv6", {"unicast_peers": ("2001:db8::20",), "unicast_src": "2001:db8::10"}),
+        (
+            "ipv4",
+            {
+                "unicast_peers": ("192.168.1.20",),
+                "unicast_src": "192.168.1.11",
+                "virtual_ipaddresses": ("192.168.1.200/24",),
+            },
+        ),
+    ],
+)
+async def test_a_v3_instance_with_unicast_src_advertises_from_it(
+    rig: Rig, family: str, fields: dict[str, Any]
+) -> None:
+    """The VRRPv3 checksum covers the source: it must be known from the start."""
+    await rig.router.start([config(**fields)], [])
+    (sock,) = [s for s in rig.wire.adverts if s.family == family]
+    await until(lambda: bool(sock.sent))
+    source = sock.source
+    assert str(source) == fields["unicast_src"]
+    payload, destination = sock.sent[0]
+    assert str(destination) == fields["unicast_peers"][0]
+    assert source is not None
+    assert decode_message(payload, source, destination).priority == 255
