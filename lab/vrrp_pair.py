@@ -48,9 +48,11 @@ def ipvsd_config(
     initial_state: str = "backup",
     version: int = 2,
     advert_int: float = 1,
+    metrics: str | None = None,
 ) -> str:
     """`track_script`: VI_1 tracks that command (``vrrp.scripts`` entry ``chk``, run
-    every 0.2 s) with `script_weight`. `initial_state`, `version`, `advert_int`: VI_1's."""
+    every 0.2 s) with `script_weight`. `initial_state`, `version`, `advert_int`: VI_1's.
+    `metrics`: the /metrics listen address (inside the router's namespace); None: off."""
     peers = ", ".join(unicast_peers)
     scripts = tracked = "[]"
     if track_script:
@@ -60,7 +62,7 @@ def ipvsd_config(
     return textwrap.dedent(
         f"""\
         node_name: {name}
-        metrics: {{listen: null}}
+        metrics: {{listen: {f'"{metrics}"' if metrics else "null"}}}
         control: {{socket: {workdir / (name + ".sock")}}}
         state_dir: {workdir / (name + ".state")}
         vrrp:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import socket
 import time
+import urllib.request
 from collections.abc import Iterator
 from ipaddress import IPv6Address
 from pathlib import Path
@@ -184,21 +185,12 @@ def _ifindex(lab: VrrpLab, dev: str) -> int:
     return int(out)
 
 
-def observer_link_local(lab: VrrpLab) -> IPv6Address:
-    out = lab.topo.exec(lab.observer, ["ip", "-6", "-o", "addr", "show", "dev", "eth0"]).stdout
-    for line in out.splitlines():
-        address = IPv6Address(line.split()[3].split("/")[0])
-        if address.is_link_local:
-            return address
-    raise AssertionError(f"no link-local address: {out}")
-
-
 def test_malformed_adverts_are_rejected_counted_and_change_nothing(lab6: VrrpLab) -> None:
     lab = lab6
     d1 = lab.daemon("d1", 100, advert_int=FAST, **V6)
     d1.start()
     wait_until(lambda: lab.holder() == ["d1"], timeout=10)
-    source = observer_link_local(lab)
+    source = link_local(lab, lab.observer, "eth0")
     higher = AdvertisementV3(51, 200, 10, (IPv6Address(VIP6),))
     good = encode_message(higher, source, VRRP_GROUP_V6)
     bad_checksum = good[:6] + bytes([good[6] ^ 0xFF]) + good[7:]
@@ -245,11 +237,12 @@ def test_unicast_over_ipv6_with_keepalived(lab6: VrrpLab) -> None:
 def test_an_instance_leaves_fault_when_its_link_local_address_finishes_dad(
     lab6: VrrpLab,
 ) -> None:
+    """Status and metrics show the IPv6 instance as any other, FAULT included."""
     lab = lab6
     ns = lab.routers["d1"]
     lab.topo.sysctl(ns, "net/ipv6/conf/eth1/accept_dad", 1)
     lab.topo.exec(ns, ["ip", "link", "set", "eth1", "down"])  # its addresses go
-    d1 = lab.daemon("d1", 100, advert_int=FAST, **V6)
+    d1 = lab.daemon("d1", 100, advert_int=FAST, metrics=METRICS, **V6)
     d1.start()
     socket_path = str(lab.workdir / "d1.sock")
 
@@ -258,8 +251,77 @@ def test_an_instance_leaves_fault_when_its_link_local_address_finishes_dad(
         return vrrp[0]
 
     wait_until(lambda: status()["state"] == "FAULT", timeout=5)
+    assert scrape_state(ns) == 3.0  # FAULT
     lab.topo.exec(ns, ["ip", "link", "set", "eth1", "up"])  # link-local: tentative for ~1 s
     wait_until(lambda: "link-local" in (status().get("fault_reason") or ""), timeout=1)
     took = wait_until(lambda: lab.holder() == ["d1"], timeout=6, interval=0.02)
     report("link up with DAD -> MASTER", took)
-    assert status()["state"] == "MASTER"
+    shown = status()
+    assert (shown["state"], shown["family"], shown["version"]) == ("MASTER", "ipv6", 3)
+    assert shown["virtual_ipaddresses"] == [f"{VIP6}/64"]
+    assert scrape_state(ns) == 2.0  # MASTER
+
+
+METRICS = "127.0.0.1:9477"
+
+
+def scrape_state(ns: str) -> float:
+    """``ipvsd_vrrp_state`` of VI_1 from the router's /metrics (inside its namespace)."""
+    with in_netns(ns), urllib.request.urlopen(f"http://{METRICS}/metrics", timeout=5) as got:
+        text = got.read().decode()
+    for line in text.splitlines():
+        if line.startswith("ipvsd_vrrp_state{") and 'vrrp_instance="VI_1"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no ipvsd_vrrp_state for VI_1:\n{text}")
+
+
+def link_local(lab: VrrpLab, ns: str, dev: str = "eth1") -> IPv6Address:
+    out = lab.topo.exec(ns, ["ip", "-6", "-o", "addr", "show", "dev", dev]).stdout
+    for line in out.splitlines():
+        address = IPv6Address(line.split()[3].split("/")[0])
+        if address.is_link_local:
+            return address
+    raise AssertionError(f"no link-local address on {dev}: {out}")
+
+
+@pytest.mark.parametrize("other", ["ipvsd", "keepalived"])
+def test_unicast_over_link_local_addresses(lab6: VrrpLab, other: str) -> None:
+    """Unicast peers named by their link-local addresses; each side sends from its own."""
+    lab = lab6
+    a, b = (str(link_local(lab, lab.routers[r])) for r in ("d1", "d2"))
+    d1 = lab.daemon("d1", 100, advert_int=FAST, unicast_peers=(b,), **V6)
+    d2 = router(lab, other, "d2", 90, unicast_peers=(a,))
+    d1.start()
+    d2.start()
+    wait_until(lambda: lab.holder() == ["d1"], timeout=10)
+    time.sleep(1)
+    assert lab.holder() == ["d1"]  # the backup accepts the master's unicast adverts
+    d1.kill()
+    took = wait_until(lambda: "d2" in lab.holder(), timeout=3, interval=0.01)
+    report(f"SIGKILL ipvsd -> {other}, link-local unicast", took)
+    assert took <= master_down_interval(90, FAST) + SLACK
+    d1 = lab.daemon("d1", 80, advert_int=FAST, unicast_peers=(b,), **V6)
+    d1.start()  # lower priority now: it follows d2's unicast adverts
+    time.sleep(1.5)
+    assert lab.holder() == ["d2"]
+    assert rejected(d1.events()) == []
+    assert rejected(events_of(d2)) == []
+
+
+@pytest.mark.parametrize(
+    ("first", "second"), PAIRS[1:3], ids=["ipvsd-keepalived", "keepalived-ipvsd"]
+)
+def test_sigkill_failover_at_one_second(lab6: VrrpLab, first: str, second: str) -> None:
+    """As the VRRPv2 tests do, at advert_int 1: within Master_Down_Interval (3.648 s)."""
+    lab = lab6
+    d1 = router(lab, first, "d1", 100, advert_int=1)
+    d2 = router(lab, second, "d2", 90, advert_int=1)
+    d1.start()
+    d2.start()
+    wait_until(lambda: lab.holder() == ["d1"], timeout=master_down_interval(100, 1) + 5)
+    time.sleep(1.5)
+    assert lab.holder() == ["d1"]
+    d1.kill()
+    took = wait_until(lambda: "d2" in lab.holder(), timeout=6, interval=0.02)
+    report(f"SIGKILL at 1 s {first} 100 -> {second} 90", took)
+    assert master_down_interval(90, 1) - 1 - SLACK <= took <= master_down_interval(90, 1) + SLACK

@@ -209,3 +209,14 @@ async def test_a_v3_instance_with_unicast_src_advertises_from_it(
     assert str(destination) == fields["unicast_peers"][0]
     assert source is not None
     assert decode_message(payload, source, destination).priority == 255
+
+
+async def test_garp_delay_and_garp_refresh_repeat_the_nas(rig: Rig) -> None:
+    """The IPv4 path's repeats, for NAs: a second burst after ``garp_delay``, then one NA
+    per VIP every ``garp_refresh`` (keepalived's vrrp_garp_master_delay / _refresh)."""
+    await rig.router.start([config(garp_repeat=2, garp_delay=0.1, garp_refresh=1)], [])
+    await until(lambda: len(rig.wire.garps[0].bursts) >= 3, within=3)
+    na = [unsolicited_na(MAC, VIP6.ip, router=False)]
+    bursts = rig.wire.garps[0].bursts
+    assert bursts[:2] == [(na, 2), (na, 2)]  # at MASTER, then garp_delay later
+    assert (na, 1) in bursts[2:]  # a refresh: one NA
