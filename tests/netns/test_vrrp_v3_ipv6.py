@@ -130,8 +130,12 @@ def test_election_failover_preemption_and_graceful_stop(
     took = wait_until(lambda: "d2" in lab.holder(), timeout=3, interval=0.01)
     report(f"link down {label}", took)
     assert took <= master_down_interval(90, FAST) + SLACK
-    lab.topo.exec(lab.routers["d1"], ["ip", "link", "set", "eth1", "up"])
-    wait_until(lambda: lab.holder() == ["d1"], timeout=10, interval=0.02)
+    with OwnershipMonitor(lab.topo, list(lab.routers.values()), 0.01, VIP6) as monitor:
+        lab.topo.exec(lab.routers["d1"], ["ip", "link", "set", "eth1", "up"])
+        wait_until(lambda: lab.holder() == ["d1"], timeout=10, interval=0.01)
+        time.sleep(0.2)
+    report(f"dual ownership on preemption after link up {label}", dual_after_release(monitor))
+    assert dual_after_release(monitor) <= FAST
 
     # Graceful stop: priority 0, the backup takes over within its skew time.
     with OwnershipMonitor(lab.topo, list(lab.routers.values()), 0.01, VIP6) as monitor:
@@ -187,7 +191,7 @@ def _ifindex(lab: VrrpLab, dev: str) -> int:
 
 def test_malformed_adverts_are_rejected_counted_and_change_nothing(lab6: VrrpLab) -> None:
     lab = lab6
-    d1 = lab.daemon("d1", 100, advert_int=FAST, **V6)
+    d1 = lab.daemon("d1", 100, advert_int=FAST, metrics=METRICS, **V6)
     d1.start()
     wait_until(lambda: lab.holder() == ["d1"], timeout=10)
     source = link_local(lab, lab.observer, "eth0")
@@ -202,6 +206,8 @@ def test_malformed_adverts_are_rejected_counted_and_change_nothing(lab6: VrrpLab
     assert lab.holder() == ["d1"]  # a priority-200 advert accepted would have made it BACKUP
     reasons = {e.get("reason") for e in rejected(d1.events())}
     assert reasons == {"checksum", "ttl"}
+    for reason in ("checksum", "ttl"):  # the v2 path's counter, each advert counted
+        assert scrape(lab.routers["d1"], "ipvsd_vrrp_invalid_packets_total", reason=reason) == 5
     transitions = [e for e in d1.events() if e.get("event") == "vrrp.transition"]
     assert [e["new"] for e in transitions][-1] == "MASTER"
     # The same advert, well formed with hop limit 255, is accepted: d1 steps down.
@@ -265,14 +271,20 @@ def test_an_instance_leaves_fault_when_its_link_local_address_finishes_dad(
 METRICS = "127.0.0.1:9477"
 
 
-def scrape_state(ns: str) -> float:
-    """``ipvsd_vrrp_state`` of VI_1 from the router's /metrics (inside its namespace)."""
+def scrape(ns: str, name: str, **labels: str) -> float:
+    """The sample of `name` with `labels` (among others) from the router's /metrics."""
     with in_netns(ns), urllib.request.urlopen(f"http://{METRICS}/metrics", timeout=5) as got:
         text = got.read().decode()
+    wanted = [f'{key}="{value}"' for key, value in labels.items()]
     for line in text.splitlines():
-        if line.startswith("ipvsd_vrrp_state{") and 'vrrp_instance="VI_1"' in line:
+        if line.startswith(name + "{") and all(label in line for label in wanted):
             return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"no ipvsd_vrrp_state for VI_1:\n{text}")
+    raise AssertionError(f"no {name} {labels}:\n{text}")
+
+
+def scrape_state(ns: str) -> float:
+    """``ipvsd_vrrp_state`` of VI_1 (inside the router's namespace)."""
+    return scrape(ns, "ipvsd_vrrp_state", vrrp_instance="VI_1")
 
 
 def link_local(lab: VrrpLab, ns: str, dev: str = "eth1") -> IPv6Address:
