@@ -1,7 +1,7 @@
 """Which instance a received VRRP packet is for, and whether it accepts it (pure).
 
-One raw socket per interface receives every VRRP packet on it, v2 and v3
-alike (both are IP protocol 112 to 224.0.0.18). The VRID picks the instance
+One raw IPv4 socket per interface receives every IPv4 VRRP packet on it, v2
+and v3 alike (both are IP protocol 112 to 224.0.0.18). The VRID picks the instance
 (RFC 3768 §7.1 step 5 / RFC 5798 §7.1), and the *instance's* version picks
 the codec: a v3 instance decodes with `ipvsd.vrrp.packet_v3` (checksum over
 the pseudo-header with the packet's own source and destination), anything

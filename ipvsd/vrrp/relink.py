@@ -2,23 +2,26 @@
 
 Theory of operation
 -------------------
-The advert socket (`VrrpSocket`) and the GARP sender (`GarpSender`) belong to
-an *ifindex*, not to a name: SO_BINDTODEVICE, the 224.0.0.18 membership and
-the AF_PACKET bind all resolve the name once, when the socket is opened. When
-the interface is deleted and created again under the same name (a VLAN or
-bond rebuilt by the network configuration, ``ip link del eth1; ip link add
-eth1 ...``), the new link has a new ifindex and the old sockets are dead:
-sends fail, nothing is received. keepalived handles this in its netlink link
-filter (``vrrp_netlink.c``): RTM_DELLINK updates the interface's flags to 0
-(down, so its instances go to FAULT); a new link carrying the name of a
-known interface is logged "Interface %s added" and ``update_added_interface``
-(``vrrp_if.c``) sets each instance on it up again (``setup_interface``);
-the interface is marked down until the kernel reports it up.
+The advert socket (`VrrpSocket`, `VrrpSocket6`) and the GARP sender
+(`GarpSender`) belong to an *ifindex*, not to a name: SO_BINDTODEVICE, the
+224.0.0.18 or ff02::12 membership and the AF_PACKET bind all resolve the name
+once, when the socket is opened. When the interface is deleted and created
+again under the same name (a VLAN or bond rebuilt by the network
+configuration, ``ip link del eth1; ip link add eth1 ...``), the new link has a
+new ifindex and the old sockets are dead: sends fail, nothing is received.
+keepalived handles this in its netlink link filter (``vrrp_netlink.c``):
+RTM_DELLINK updates the interface's flags to 0 (down, so its instances go to
+FAULT); a new link carrying the name of a known interface is logged "Interface
+%s added" and ``update_added_interface`` (``vrrp_if.c``) sets each instance on
+it up again (``setup_interface``); the interface is marked down until the
+kernel reports it up.
 
-`InterfaceEndpoint` holds one interface's sockets (one advert socket per mode,
-multicast or unicast, plus the GARP sender), counts the instances using each
-mode, and knows the ifindex they are bound to. `plan_relink` is the pure
-decision, taken for every link event of the rtnetlink watcher:
+`InterfaceEndpoint` holds one interface's sockets of one family (one advert
+socket per mode, multicast or unicast, plus the GARP sender), counts the
+instances using each mode, and knows the ifindex they are bound to; an
+interface with IPv4 and IPv6 instances has two endpoints, each followed alike.
+`plan_relink` is the pure decision, taken for every link event of the
+rtnetlink watcher:
 
 * the bound ifindex was deleted, renamed away, or another ifindex now carries
   the name (we missed the deletion): **close** the sockets. The instances go

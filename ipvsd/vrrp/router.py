@@ -24,7 +24,7 @@ it STOP.
 Supervision (issue #11, item 4): each instance restarts itself after a
 failure (`VrrpInstance.run`); a receive task that dies is restarted after a
 back-off while its socket is open; the rtnetlink watch is restarted with the
-links it knew, and IPv4 address events wake the instances waiting in FAULT
+links it knew, and address events (IPv4 and IPv6) wake the instances waiting in FAULT
 for an address. None of this waits on a healthy instance's adverts.
 
 An interface deleted and created again (a new ifindex) takes its sockets with
@@ -160,7 +160,7 @@ class VrrpRouter:
     ) -> None:
         """Start every instance (each removes its stale VIPs before entering BACKUP).
 
-        An interface that is missing or has no IPv4 address does not stop the
+        An interface that is missing or has no address to send from does not stop the
         start: its instances wait in FAULT until it appears.
         """
         self._set_groups(groups)
