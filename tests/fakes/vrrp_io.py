@@ -19,7 +19,7 @@ import asyncio
 import errno
 import functools
 from collections.abc import AsyncIterator, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, ip_interface
 from typing import Any
 
@@ -63,6 +63,13 @@ class FakeHost:
         if address is not None:
             self.add_address(name, address)
         return info
+
+    def delete_link(self, name: str) -> None:
+        """The interface goes, with its addresses and VIPs (``ip link del``)."""
+        info = self.links.pop(name)
+        self.addresses.pop(name, None)
+        self._vips.pop(name, None)
+        self._changes.put_nowait(replace(info, up=False, admin_up=False, deleted=True))
 
     def add_address(self, name: str, address: str, *, tentative: bool = False) -> None:
         """Add an address; `tentative`: an IPv6 one still in DAD (`dad_done` ends it)."""

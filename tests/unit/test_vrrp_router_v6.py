@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from ipaddress import IPv6Address, IPv6Interface
+from ipaddress import IPv4Interface, IPv6Address, IPv6Interface
 from typing import Any
 
 import pytest
@@ -220,3 +220,23 @@ async def test_garp_delay_and_garp_refresh_repeat_the_nas(rig: Rig) -> None:
     bursts = rig.wire.garps[0].bursts
     assert bursts[:2] == [(na, 2), (na, 2)]  # at MASTER, then garp_delay later
     assert (na, 1) in bursts[2:]  # a refresh: one NA
+
+
+async def test_both_families_follow_a_recreated_interface(rig: Rig) -> None:
+    """Each (interface, family) endpoint closes when the interface goes and opens on
+    its successor (`vrrp.relink`); the instances leave FAULT with their own family's source."""
+    await rig.router.start([config(), v2_config(version=3, advert_int=0.1)], [])
+    await until(lambda: rig.state("VI_6") is MASTER and rig.state() is MASTER)
+    old = {s.family: s for s in rig.wire.adverts}
+    rig.host.delete_link("eth1")
+    await until(lambda: rig.state("VI_6") is FAULT and rig.state() is FAULT)
+    assert all(sock.closed for sock in old.values())
+    new = rig.host.add_link("eth1", address="192.168.1.10/24")
+    rig.host.add_address("eth1", f"{LLA}/64")
+    await until(lambda: rig.state("VI_6") is MASTER and rig.state() is MASTER)
+    (v6,) = rig.wire.open_sockets(family="ipv6")
+    (v4,) = rig.wire.open_sockets(family="ipv4")
+    assert (v6.ifindex, v4.ifindex) == (new.index, new.index)
+    await until(lambda: bool(v6.sent) and bool(v4.sent))
+    assert v6.source == LLA
+    assert rig.host.vips() == {VIP6, IPv4Interface("192.168.1.200/24")}
