@@ -19,6 +19,7 @@ import subprocess
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,11 +90,11 @@ def keepalived_config(
     name: str,
     priority: int,
     *,
+    unicast_src: str | None = None,
     vips: tuple[str, ...] = (f"{VIP}/24",),
     version: int = 2,
     advert_int: float = 1,
     unicast_peers: tuple[str, ...] = (),
-    unicast_src: str | None = None,
     preempt: bool = True,
 ) -> str:
     addresses = "\n".join(f"    {vip}" for vip in vips)
@@ -102,7 +103,6 @@ def keepalived_config(
     unicast = f"unicast_peer {{\n{peers}  }}" if unicast_peers else ""
     if unicast_src is not None:
         unicast = f"unicast_src_ip {unicast_src}\n  {unicast}"
-    nopreempt = "" if preempt else "nopreempt"
     return textwrap.dedent(
         f"""\
         global_defs {{
@@ -115,7 +115,7 @@ def keepalived_config(
           virtual_router_id 51
           priority {priority}
           advert_int {advert_int}
-          {nopreempt}
+          {"" if preempt else "nopreempt"}
           virtual_ipaddress {{
         {addresses}
           }}
@@ -194,12 +194,15 @@ def holds_vip(topo: Topology, ns: str, vip: str = VIP) -> bool:
 
 @dataclass
 class OwnershipMonitor:
-    """Samples which routers hold the VIP every `interval` s; records dual ownership."""
+    """Samples which routers hold the VIP every `interval` s; records dual ownership.
+
+    `probe(topo, ns)` says whether `ns` holds the VIP (default `holds_vip`, one ``ip``
+    process per router and sample; pass a netlink probe to sample every 10 ms)."""
 
     topo: Topology
     routers: list[str]
     interval: float = 0.02
-    vip: str = VIP
+    probe: Callable[[Topology, str], bool] = holds_vip
     samples: list[tuple[float, tuple[bool, ...]]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -216,7 +219,7 @@ class OwnershipMonitor:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            state = tuple(holds_vip(self.topo, ns, self.vip) for ns in self.routers)
+            state = tuple(self.probe(self.topo, ns) for ns in self.routers)
             self.samples.append((time.monotonic(), state))
             time.sleep(self.interval)
 

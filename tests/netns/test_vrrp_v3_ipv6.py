@@ -31,7 +31,7 @@ from ipvsd.control.client import request
 from ipvsd.vrrp.packet_v3 import VRRP_GROUP_V6, AdvertisementV3, encode_message
 from lab.netns import Topology, in_netns
 from lab.scenario import wait_until
-from lab.vrrp_pair import ROUTERS6, VIP6, OwnershipMonitor, VrrpLab, build
+from lab.vrrp_pair import ROUTERS6, VIP6, OwnershipMonitor, VrrpLab, build, holds_vip
 from tests.netns.test_vrrp_keepalived import SLACK, complaints
 from tests.netns.test_vrrp_v3_keepalived import master_down_interval, rejected
 
@@ -72,6 +72,15 @@ def report(what: str, seconds: float) -> None:
 def observer_knows(lab: VrrpLab) -> None:
     """The observer resolves the VIP (a neighbour entry for the current master's MAC)."""
     lab.topo.exec(lab.observer, ["ping", "-6", "-c", "1", "-W", "1", VIP6], check=False)
+
+
+def holds_vip6(topo: Topology, ns: str) -> bool:
+    return holds_vip(topo, ns, VIP6)
+
+
+def monitor_vip6(lab: VrrpLab) -> OwnershipMonitor:
+    """Who holds the IPv6 VIP, every 10 ms."""
+    return OwnershipMonitor(lab.topo, list(lab.routers.values()), 0.01, probe=holds_vip6)
 
 
 def dual_after_release(monitor: OwnershipMonitor) -> float:
@@ -116,7 +125,7 @@ def test_election_failover_preemption_and_graceful_stop(
     wait_until(lambda: lab.observer_neighbour() == lab.mac("d2"), timeout=2, interval=0.05)
 
     # The returning master removes its stale VIP, then preempts.
-    with OwnershipMonitor(lab.topo, list(lab.routers.values()), 0.01, VIP6) as monitor:
+    with monitor_vip6(lab) as monitor:
         d1.start()
         wait_until(lambda: lab.holder() == ["d1"], timeout=10, interval=0.01)
         time.sleep(0.3)
@@ -130,7 +139,7 @@ def test_election_failover_preemption_and_graceful_stop(
     took = wait_until(lambda: "d2" in lab.holder(), timeout=3, interval=0.01)
     report(f"link down {label}", took)
     assert took <= master_down_interval(90, FAST) + SLACK
-    with OwnershipMonitor(lab.topo, list(lab.routers.values()), 0.01, VIP6) as monitor:
+    with monitor_vip6(lab) as monitor:
         lab.topo.exec(lab.routers["d1"], ["ip", "link", "set", "eth1", "up"])
         wait_until(lambda: lab.holder() == ["d1"], timeout=10, interval=0.01)
         time.sleep(0.2)
@@ -138,7 +147,7 @@ def test_election_failover_preemption_and_graceful_stop(
     assert dual_after_release(monitor) <= FAST
 
     # Graceful stop: priority 0, the backup takes over within its skew time.
-    with OwnershipMonitor(lab.topo, list(lab.routers.values()), 0.01, VIP6) as monitor:
+    with monitor_vip6(lab) as monitor:
         d1.terminate()
         took = wait_until(lambda: lab.holder() == ["d2"], timeout=2, interval=0.01)
         time.sleep(0.2)
