@@ -165,8 +165,7 @@ def test_version_3_has_no_authentication() -> None:
 def test_check_config_accepts_an_ipv6_v3_instance(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The daemon runs it in FAULT for now (IPv6 I/O is not implemented yet), but the
-    config is valid: check-config says so."""
+    """A valid IPv6 VRRPv3 instance: check-config says so (and refuses it as VRRPv2)."""
     config = tmp_path / "ipvsd.yaml"
     config.write_text(
         _instance(VIPS6 + "version: 3\nadvert_int: 0.05\n").removeprefix("\n")
