@@ -3,6 +3,12 @@
 Addresses follow design.md: routers 192.168.1.10 and .20 on ``eth1``, the VIP
 192.168.1.200, the observer .50. A router runs ipvsd (`DaemonProcess`) or
 keepalived (`KeepalivedProcess`) with the same instance settings.
+
+``build(..., ipv6=True)`` gives every host a global IPv6 address too
+(2001:db8::10, ::20, observer ::50, no DAD, link-local addresses usable at
+once) and makes `VrrpLab.vip` the IPv6 VIP 2001:db8::200, for VRRPv3 over
+IPv6 (issue 14): pass ``vips=(f"{VIP6}/64",)`` and ``version=3`` to the
+routers' configs.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import subprocess
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +30,9 @@ from lab.netns import Topology, ip
 VIP = "192.168.1.200"
 ROUTERS = {"d1": "192.168.1.10", "d2": "192.168.1.20"}
 OBSERVER = "192.168.1.50"
+VIP6 = "2001:db8::200"
+ROUTERS6 = {"d1": "2001:db8::10", "d2": "2001:db8::20"}
+OBSERVER6 = "2001:db8::50"
 
 
 def ipvsd_config(
@@ -32,15 +42,18 @@ def ipvsd_config(
     *,
     preempt: bool = True,
     unicast_peers: tuple[str, ...] = (),
+    unicast_src: str | None = None,
     vips: tuple[str, ...] = (f"{VIP}/24",),
     track_script: tuple[str, ...] = (),
     script_weight: int = 0,
     initial_state: str = "backup",
     version: int = 2,
     advert_int: float = 1,
+    metrics: str | None = None,
 ) -> str:
     """`track_script`: VI_1 tracks that command (``vrrp.scripts`` entry ``chk``, run
-    every 0.2 s) with `script_weight`. `initial_state`, `version`, `advert_int`: VI_1's."""
+    every 0.2 s) with `script_weight`. `initial_state`, `version`, `advert_int`: VI_1's.
+    `metrics`: the /metrics listen address (inside the router's namespace); None: off."""
     peers = ", ".join(unicast_peers)
     scripts = tracked = "[]"
     if track_script:
@@ -50,7 +63,7 @@ def ipvsd_config(
     return textwrap.dedent(
         f"""\
         node_name: {name}
-        metrics: {{listen: null}}
+        metrics: {{listen: {f'"{metrics}"' if metrics else "null"}}}
         control: {{socket: {workdir / (name + ".sock")}}}
         state_dir: {workdir / (name + ".state")}
         vrrp:
@@ -65,6 +78,7 @@ def ipvsd_config(
               preempt: {str(preempt).lower()}
               initial_state: {initial_state}
               unicast_peers: [{peers}]
+              unicast_src: {unicast_src or "null"}
               virtual_ipaddresses: [{", ".join(vips)}]
               track_scripts: {tracked}
         ipvs: {{services: []}}
@@ -76,15 +90,19 @@ def keepalived_config(
     name: str,
     priority: int,
     *,
+    unicast_src: str | None = None,
     vips: tuple[str, ...] = (f"{VIP}/24",),
     version: int = 2,
     advert_int: float = 1,
     unicast_peers: tuple[str, ...] = (),
+    preempt: bool = True,
 ) -> str:
     addresses = "\n".join(f"    {vip}" for vip in vips)
     # keepalived >= 2.2.4 takes even an empty unicast_peer block as unicast mode.
     peers = "".join(f"    {peer}\n" for peer in unicast_peers)
     unicast = f"unicast_peer {{\n{peers}  }}" if unicast_peers else ""
+    if unicast_src is not None:
+        unicast = f"unicast_src_ip {unicast_src}\n  {unicast}"
     return textwrap.dedent(
         f"""\
         global_defs {{
@@ -97,6 +115,7 @@ def keepalived_config(
           virtual_router_id 51
           priority {priority}
           advert_int {advert_int}
+          {"" if preempt else "nopreempt"}
           virtual_ipaddress {{
         {addresses}
           }}
@@ -115,6 +134,10 @@ class KeepalivedProcess:
 
     def start(self) -> None:
         run = self.config.parent
+        for pid_file in (run / f"{self.ns}.pid", run / f"{self.ns}.vrrp.pid"):
+            # A killed keepalived leaves them, and its VRRP child may linger as a
+            # zombie: keepalived would say "daemon is already running" and exit.
+            pid_file.unlink(missing_ok=True)
         out = self.log.open("ab")
         self.proc = self.topo.popen(
             self.ns,
@@ -162,18 +185,24 @@ class KeepalivedProcess:
 
 
 def holds_vip(topo: Topology, ns: str, vip: str = VIP) -> bool:
-    """Whether `ns` has `vip` on eth1 (``ip -n``: no mount namespace, cheap to poll)."""
-    out = ip("-o", "-4", "addr", "show", "dev", "eth1", ns=ns, check=False).stdout
+    """Whether `ns` has `vip` (IPv4 or IPv6) on eth1 (``ip -n``: no mount namespace,
+    cheap to poll)."""
+    family = "-6" if ":" in vip else "-4"
+    out = ip("-o", family, "addr", "show", "dev", "eth1", ns=ns, check=False).stdout
     return f" {vip}/" in out
 
 
 @dataclass
 class OwnershipMonitor:
-    """Samples which routers hold the VIP every `interval` s; records dual ownership."""
+    """Samples which routers hold the VIP every `interval` s; records dual ownership.
+
+    `probe(topo, ns)` says whether `ns` holds the VIP (default `holds_vip`, one ``ip``
+    process per router and sample; pass a netlink probe to sample every 10 ms)."""
 
     topo: Topology
     routers: list[str]
     interval: float = 0.02
+    probe: Callable[[Topology, str], bool] = holds_vip
     samples: list[tuple[float, tuple[bool, ...]]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -190,7 +219,7 @@ class OwnershipMonitor:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            state = tuple(holds_vip(self.topo, ns) for ns in self.routers)
+            state = tuple(self.probe(self.topo, ns) for ns in self.routers)
             self.samples.append((time.monotonic(), state))
             time.sleep(self.interval)
 
@@ -211,6 +240,7 @@ class VrrpLab:
     workdir: Path
     routers: dict[str, str]  # short name -> namespace
     observer: str
+    vip: str = VIP
 
     def daemon(self, short: str, priority: int, **kwargs: Any) -> DaemonProcess:
         config = self.workdir / f"{short}.yaml"
@@ -225,7 +255,7 @@ class VrrpLab:
         )
 
     def holder(self) -> list[str]:
-        return [short for short, ns in self.routers.items() if holds_vip(self.topo, ns)]
+        return [short for short, ns in self.routers.items() if holds_vip(self.topo, ns, self.vip)]
 
     def mac(self, short: str) -> str:
         out = self.topo.exec(self.routers[short], ["cat", "/sys/class/net/eth1/address"])
@@ -233,20 +263,26 @@ class VrrpLab:
 
     def observer_neighbour(self) -> str:
         out = self.topo.exec(
-            self.observer, ["ip", "neigh", "show", VIP, "dev", "eth0"], check=False
+            self.observer, ["ip", "neigh", "show", self.vip, "dev", "eth0"], check=False
         )
         parts = out.stdout.split()
         return parts[parts.index("lladdr") + 1] if "lladdr" in parts else ""
 
 
-def build(topo: Topology, workdir: Path) -> VrrpLab:
+def build(topo: Topology, workdir: Path, *, ipv6: bool = False) -> VrrpLab:
+    """The two routers and the observer; `ipv6`: IPv6 addresses too, and the IPv6 VIP."""
     segment = topo.netns("seg")
     topo.bridge("br0", ns=segment)
-    routers = {}
-    for short, address in ROUTERS.items():
+
+    def host(short: str, dev: str, v4: str, v6: str) -> str:
         ns = topo.netns(short)
-        topo.veth(ns, "eth1", bridge="br0", bridge_ns=segment, address=f"{address}/24")
-        routers[short] = ns
-    observer = topo.netns("obs")
-    topo.veth(observer, "eth0", bridge="br0", bridge_ns=segment, address=f"{OBSERVER}/24")
-    return VrrpLab(topo, workdir, routers, observer)
+        addresses = [f"{v4}/24"]
+        if ipv6:  # usable at once: no DAD on the new link (nor on the VIPs, nodad)
+            topo.sysctl(ns, "net/ipv6/conf/default/accept_dad", 0)
+            addresses.append(f"{v6}/64")
+        topo.veth(ns, dev, bridge="br0", bridge_ns=segment, address=addresses)
+        return ns
+
+    routers = {short: host(short, "eth1", v4, ROUTERS6[short]) for short, v4 in ROUTERS.items()}
+    observer = host("obs", "eth0", OBSERVER, OBSERVER6)
+    return VrrpLab(topo, workdir, routers, observer, VIP6 if ipv6 else VIP)

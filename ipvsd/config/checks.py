@@ -517,6 +517,12 @@ def _check_vmac(instance: VrrpInstanceConfig, base: FieldPath, report: _Report) 
         )
     if instance.advert_interface == instance.interface:
         report.add((*base, "vmac_interface"), "must not be the instance's interface")
+    if instance.family == "ipv6":
+        report.add(
+            (*base, "vmac"),
+            "not for an IPv6 instance yet: its virtual MAC (00:00:5e:00:02:VRID, "
+            "RFC 5798 §7.3) and the vmac's own link-local source are not implemented",
+        )
 
 
 def _check_initial_state(instance: VrrpInstanceConfig, base: FieldPath, report: _Report) -> None:

@@ -1,10 +1,13 @@
 """Link state over rtnetlink: what VRRP's FAULT state and socket re-binding follow.
 
 `LinkWatcher` reads one link (`link`), every link (`links`), and follows them
-from rtnetlink broadcasts (RTNLGRP_LINK, `watch_links`; with the IPv4
-address changes of RTNLGRP_IPV4_IFADDR, `watch`), never by polling
-(style G5: pyroute2 stays inside ``ipvsd/netlink/``, results are frozen
-`LinkInfo` records, pyroute2's exceptions become `KernelError`).
+from rtnetlink broadcasts (RTNLGRP_LINK, `watch_links`; with the address
+changes of RTNLGRP_IPV4_IFADDR and RTNLGRP_IPV6_IFADDR, `watch`), never by
+polling (style G5: pyroute2 stays inside ``ipvsd/netlink/``, results are frozen
+`LinkInfo` records, pyroute2's exceptions become `KernelError`). An IPv6
+address that finishes duplicate address detection is announced again
+(RTM_NEWADDR without IFA_F_TENTATIVE): that is when an IPv6 VRRPv3 instance
+gets its link-local source (RFC 5798 §5.1.2.1).
 
 A link counts as up when it is administratively up *and* RFC 2863
 operationally up (``IFF_UP | IFF_RUNNING``), keepalived's ``FLAGS_UP``
@@ -35,7 +38,7 @@ import errno
 import socket
 from collections.abc import AsyncIterator, Collection, Iterator
 from dataclasses import dataclass
-from ipaddress import IPv4Interface
+from ipaddress import IPv4Interface, IPv6Interface, ip_interface
 from typing import Any
 
 import structlog
@@ -52,6 +55,7 @@ NETLINK_ADD_MEMBERSHIP = 1
 NETLINK_DROP_MEMBERSHIP = 2
 RTNLGRP_LINK = 1
 RTNLGRP_IPV4_IFADDR = 5
+RTNLGRP_IPV6_IFADDR = 9
 RTM_NEWLINK = 16
 RTM_DELLINK = 17
 RTM_NEWADDR = 20
@@ -105,7 +109,7 @@ class LinkInfo:
 
 @dataclass(frozen=True, slots=True)
 class AddressChange:
-    """An IPv4 address of link `index` was added or removed.
+    """An address of link `index` was added, removed, or (IPv6) changed its flags.
 
     Attributes:
         index: the link's ifindex.
@@ -115,7 +119,7 @@ class AddressChange:
     """
 
     index: int
-    address: IPv4Interface | None
+    address: IPv4Interface | IPv6Interface | None
     deleted: bool = False
 
 
@@ -138,19 +142,22 @@ def _link_info(msg: Any, *, deleted: bool = False) -> LinkInfo:
     )
 
 
+_ADDRESS_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+
+
 def _parse(data: bytes) -> Iterator[Change]:
-    """Records from one datagram of RTNLGRP_LINK / RTNLGRP_IPV4_IFADDR broadcasts."""
+    """Records from one datagram of RTNLGRP_LINK / RTNLGRP_IPV[46]_IFADDR broadcasts."""
     from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
     for msg in MarshalRtnl().parse(data):
         kind = msg["header"]["type"]
         if kind in (RTM_NEWLINK, RTM_DELLINK):
             yield _link_info(msg, deleted=kind == RTM_DELLINK)
-        elif kind in (RTM_NEWADDR, RTM_DELADDR) and msg["family"] == socket.AF_INET:
+        elif kind in (RTM_NEWADDR, RTM_DELADDR) and msg["family"] in _ADDRESS_FAMILIES:
             address = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
             yield AddressChange(
                 index=int(msg["index"]),
-                address=IPv4Interface(f"{address}/{msg['prefixlen']}"),
+                address=ip_interface(f"{address}/{msg['prefixlen']}"),
                 deleted=kind == RTM_DELADDR,
             )
 
@@ -244,7 +251,7 @@ class LinkWatcher:
                 yield change
 
     async def watch(self, known: Collection[LinkInfo] = ()) -> AsyncIterator[Change]:
-        """Follow link state and IPv4 addresses: every link's current state first,
+        """Follow link state and addresses: every link's current state first,
         then each change.
 
         Subscribing happens before the initial dump, so no change falls between
@@ -320,7 +327,7 @@ class LinkWatcher:
 
     def _membership(self, option: int) -> None:
         try:
-            for group in (RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR):
+            for group in (RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR):
                 self._events.setsockopt(SOL_NETLINK, option, group)
         except OSError as exc:
             raise kernel_error(exc, "subscribe to link events") from exc

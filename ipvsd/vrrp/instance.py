@@ -18,15 +18,25 @@ closes while the interface is gone and re-opens on its successor
 then). No gratuitous ARP goes out on an IFF_NOARP interface: the link says
 it does no ARP (the kernel's ``arp_send`` skips such devices too).
 
+IPv6 (VRRPv3, RFC 5798): the advert source is the interface's link-local
+address (§5.1.2.1, `VipWriter.link_local_ipv6`: one that has finished DAD),
+the adverts go to ff02::12 or the unicast peers, and each IPv6 VIP is
+announced with an unsolicited Neighbor Advertisement with the Override flag
+(§8.2.2, `vrrp.ndisc.unsolicited_na`; Router as the interface's
+``forwarding`` sysctl says) wherever an IPv4 VIP gets a gratuitous ARP: the
+same bursts, ``garp_repeat``, ``garp_delay`` and ``garp_refresh``. IPv6 VIPs
+are added without DAD (`AddressManager.add`, ``nodad``).
+
 Supervision (issue #11, item 4): `run` restarts the runner when it fails
 with an unexpected error (a kernel refusal is logged and retried by the next
 transition; anything else is a failure). The failed machine gets `Failed`:
 a Master resigns with priority 0, the VIPs are released, the state is FAULT
 with `InstanceStatus.fault_reason` saying why, `on_failure(name, reason)` is
 called for the metric, and a new machine starts after a back-off
-(`vrrp.backoff`). A missing interface or one without an IPv4 address is not
-a failure: the machine waits in FAULT and leaves it when the link and the
-address appear (`SourceChanged`, from rtnetlink address events).
+(`vrrp.backoff`). A missing interface or one without an address to send from
+(IPv4: a primary address; IPv6: a link-local one past DAD) is not a failure:
+the machine waits in FAULT and leaves it when the link and the address appear
+(`SourceChanged`, from rtnetlink address events of both families).
 
 A reload that keeps the VRID and the interface reconfigures the running
 machine (`reconfigure`): the VIP difference is applied (added ones GARPed
@@ -37,12 +47,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import itertools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
-from typing import TypeVar, assert_never
+from typing import TypeVar, assert_never, cast
 
 import structlog
 
@@ -76,8 +87,9 @@ from ipvsd.vrrp.machine import (
     VrrpMachine,
     VrrpState,
 )
+from ipvsd.vrrp.ndisc import unsolicited_na
 from ipvsd.vrrp.notify import NotifyQueue, notify_state
-from ipvsd.vrrp.pacer import AdvertBurst, AdvertPacer, DirectPacer
+from ipvsd.vrrp.pacer import AdvertBurst, AdvertPacer, AdvertSender, DirectPacer
 from ipvsd.vrrp.packet import (
     VRRP_GROUP,
     Advertisement,
@@ -89,8 +101,8 @@ from ipvsd.vrrp.packet import (
 )
 from ipvsd.vrrp.packet_v3 import VRRP_GROUP_V6, VRRP_VERSION_3, AdvertisementV3, encode_message
 from ipvsd.vrrp.ports import LinkSource, RouteWriter, VipWriter
-from ipvsd.vrrp.relink import InterfaceEndpoint
-from ipvsd.vrrp.transport import VrrpSocket
+from ipvsd.vrrp.relink import AnySocket, InterfaceEndpoint
+from ipvsd.vrrp.transport6 import forwards_ipv6
 
 log = structlog.get_logger("ipvsd.vrrp")
 
@@ -99,8 +111,6 @@ FailureHook = Callable[[str, str], None]
 """Called with (instance name, reason) each time an instance's runner fails."""
 #: Seconds a shutdown waits for queued notify calls (the last is STOP).
 NOTIFY_DRAIN_S = 15.0
-#: Why an IPv6 instance stays in FAULT (`VrrpInstance.run`).
-IPV6_NOT_YET = "IPv6 VRRPv3 is not implemented yet: the instance does not run"
 #: Tells apart a re-created instance from the one it replaces (same name) at the pacer.
 _serials = itertools.count(1)
 
@@ -120,7 +130,8 @@ class InstanceStatus:
     """Tracked file → its value."""
     primary_ip: IPv4Address | IPv6Address | None = None
     fault_reason: str | None = None
-    """While FAULT: why, for people ("interface eth1 has no IPv4 address ...");
+    """While FAULT: why, for people ("interface eth1 has no IPv4 address ...",
+    "... no link-local IPv6 address ...");
     None in any other state."""
     failures: int = 0
     """How many times the runner failed and was restarted."""
@@ -136,7 +147,7 @@ class InstanceStatus:
 
 @dataclass(frozen=True, slots=True)
 class AddressesChanged:
-    """Inbox item: an IPv4 address of the interface changed; re-read the source."""
+    """Inbox item: an address of the interface changed; re-read the source."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,23 +160,27 @@ class Reconfigured:
 InboxItem = Event | AddressesChanged | Reconfigured
 
 
-_V4 = TypeVar("_V4", IPv4Address, IPv4Interface)
+_A = TypeVar("_A", IPv4Address, IPv6Address)
+_AnyIP = IPv4Address | IPv6Address
 
 
-def ipv4(value: _V4 | IPv6Address | IPv6Interface) -> _V4:
-    """`value`, which an IPv4 instance's config guarantees to be IPv4.
+def of_family(kind: type[_A], value: object) -> _A:
+    """`value`, which the instance's config guarantees to be of its family (`kind`).
 
     Raises:
-        ValueError: an IPv6 address: IPv6 (VRRPv3) I/O is not implemented yet, and
-            such an instance never gets this far (`VrrpInstance.run`).
+        ValueError: it is not (a bug: config checks keep one family per instance).
     """
-    if isinstance(value, IPv6Address | IPv6Interface):
-        raise ValueError(f"{value}: IPv6 VRRP I/O is not implemented yet")
+    if not isinstance(value, kind):
+        raise ValueError(f"{value}: not an {kind.__name__}, the instance's family")
     return value
 
 
-def _ipv4_or_none(value: IPv4Address | IPv6Address | None) -> IPv4Address | None:
-    return None if value is None else ipv4(value)
+def _v3_burst(
+    sock: AdvertSender[_A], source: _A, destinations: tuple[_A, ...], advert: AdvertisementV3
+) -> AdvertBurst[_A]:
+    """One VRRPv3 payload per destination: the checksum covers it (RFC 5798 §5.2.8)."""
+    payloads = tuple(encode_message(advert, source, dst) for dst in destinations)
+    return AdvertBurst(sock, payloads[0], source, destinations, payloads)
 
 
 class VrrpInstance:
@@ -204,7 +219,7 @@ class VrrpInstance:
         self._missing = False  # our interface does not exist
         self._failure = ""
         self._address_refresh = False  # an AddressesChanged is queued
-        self._source: IPv4Address | None = None
+        self._source: _AnyIP | None = None
         self.notifier = NotifyQueue(config.name)
         self.vips: tuple[IPv4Interface | IPv6Interface, ...] = ()
         #: Every address the instance adds as MASTER: advertised, then excluded.
@@ -300,7 +315,7 @@ class VrrpInstance:
         self.inbox.put_nowait(Reconfigured(config))
 
     def addresses_changed(self) -> None:
-        """An IPv4 address of the interface changed (coalesced until handled)."""
+        """An address of the interface changed (coalesced until handled)."""
         if not self._address_refresh:
             self._address_refresh = True
             self.inbox.put_nowait(AddressesChanged())
@@ -309,9 +324,6 @@ class VrrpInstance:
         """Run until `Shutdown`, restarting after a failure (see the module doc)."""
         loop = asyncio.get_running_loop()
         backoff = Backoff(self._restart)
-        if self.config.family == "ipv6":
-            await self._unsupported()
-            return
         try:
             while True:
                 started = loop.time()
@@ -328,25 +340,15 @@ class VrrpInstance:
             # However the runner ends (cancelled included), its adverts end with it.
             self._pacer.stop(self._pacer_key)
 
-    async def _unsupported(self) -> None:
-        """An IPv6 (VRRPv3) instance: its I/O (raw IPv6 sockets, Neighbor
-        Advertisements) is not implemented yet. FAULT, saying so, until `Shutdown`;
-        check-config accepts the instance and the other instances run."""
-        self.status.state = VrrpState.FAULT
-        self.status.reason = "unsupported"
-        self.status.fault_reason = IPV6_NOT_YET
-        self._log.error("vrrp.instance_unsupported", reason=IPV6_NOT_YET)
-        while not isinstance(await self.inbox.get(), Shutdown):
-            pass
-
     async def _run_once(self) -> None:
         """Start (stale VIPs removed, BACKUP or owner MASTER) and run until `Shutdown`."""
         loop = asyncio.get_running_loop()
         self._machine = None
         self._own(self.config)
         self.config_applied = self.config
-        unicast_src = _ipv4_or_none(self.config.unicast_src)
-        machine = self._machine = VrrpMachine(self._machine_config(unicast_src))
+        machine = self._machine = VrrpMachine(self._machine_config(self.config.unicast_src))
+        if self.config.unicast_src is not None:  # the source of every advert, from the start
+            self.status.primary_ip = self._source = self.config.unicast_src
         for interface in sorted(self.interested_in):
             machine.handle(await self._link_event(interface), loop.time())
         source = await self._source_event()
@@ -444,13 +446,19 @@ class VrrpInstance:
             self._missing = True
 
     async def _source_event(self) -> SourceChanged | None:
-        """The advert source (RFC 3768 §5.2.1) if it changed: the interface's
-        primary address, None when it has none; never for ``unicast_src``."""
+        """The advert source if it changed: the interface's primary IPv4 address
+        (RFC 3768 §5.2.1) or its link-local IPv6 address past DAD (RFC 5798
+        §5.1.2.1), None when it has none; never for ``unicast_src``."""
         if self.config.unicast_src is not None or self._machine is None:
             return None
+        interface = self.config.interface
+        primary: _AnyIP | None
         try:
-            exclude = {ip for ip in self.owned_ips if isinstance(ip, IPv4Address)}
-            primary = await self._addresses.primary_ipv4(self.config.interface, exclude=exclude)
+            if self.config.family == "ipv6":
+                primary = await self._addresses.link_local_ipv6(interface)
+            else:
+                exclude = {ip for ip in self.owned_ips if isinstance(ip, IPv4Address)}
+                primary = await self._addresses.primary_ipv4(interface, exclude=exclude)
         except KernelError as exc:
             primary = None  # no interface: no address either
             self._missing = exc.errno == errno.ENODEV
@@ -501,7 +509,7 @@ class VrrpInstance:
             if interface != config.interface:  # newly tracked: its state before it counts
                 machine.handle(await self._link_event(interface), now())
         if config.unicast_src is not None:
-            self.status.primary_ip = self._source = ipv4(config.unicast_src)
+            self.status.primary_ip = self._source = config.unicast_src
             await self._handle(SourceChanged(self._source))
         else:
             await self._handle(await self._source_event())
@@ -561,6 +569,11 @@ class VrrpInstance:
                 return f"interface {interface} does not exist"
             case "link_down":
                 return f"link {interface} is down"
+            case "no_address" if self.config.family == "ipv6":
+                return (
+                    f"interface {interface} has no link-local IPv6 address to send adverts"
+                    " from (duplicate address detection running, or the link is down)"
+                )
             case "no_address":
                 return f"interface {interface} has no IPv4 address to send adverts from"
             case "track_interface":
@@ -629,29 +642,46 @@ class VrrpInstance:
         repeat = interval if master and priority > 0 else None
         self._pacer.send(key, burst, repeat)
 
-    def _burst(self, sock: VrrpSocket, priority: int) -> AdvertBurst | None:
+    def _burst(
+        self, sock: AnySocket, priority: int
+    ) -> AdvertBurst[IPv4Address] | AdvertBurst[IPv6Address] | None:
         """The advert of our version to each destination; None for a VRRPv3 one while
         the source is not known (its checksum covers the source, RFC 5798 §5.2.8)."""
         config = self.config
         source = self._source
-        destinations = tuple(map(ipv4, config.unicast_peers or (VRRP_GROUP,)))
+        peers = config.unicast_peers
+        if config.family == "ipv6":  # VRRPv3 only
+            if source is None:
+                return None
+            # The endpoint of an IPv6 instance is an IPv6 one (`InterfaceEndpoint.key`).
+            sock6 = cast("AdvertSender[IPv6Address]", sock)
+            v6 = functools.partial(of_family, IPv6Address)
+            destinations6 = tuple(map(v6, peers or (VRRP_GROUP_V6,)))
+            return _v3_burst(sock6, v6(source), destinations6, self._advert_v3(priority))
+        sock4 = cast("AdvertSender[IPv4Address]", sock)
+        v4 = functools.partial(of_family, IPv4Address)
+        destinations = tuple(map(v4, peers or (VRRP_GROUP,)))
         if config.version != VRRP_VERSION_3:
             advert = Advertisement(
                 vrid=config.vrid,
                 priority=priority,
                 advert_int=round(config.advert_int),
-                addresses=tuple(ipv4(vip.ip) for vip in self.vips),
+                addresses=tuple(v4(vip.ip) for vip in self.vips),
                 auth_type=self._auth[0],
                 auth_data=self._auth[1],
             )
-            return AdvertBurst(sock, encode(advert), source, destinations)
+            return AdvertBurst(
+                sock4, encode(advert), None if source is None else v4(source), destinations
+            )
         if source is None:
             return None
-        advert3 = AdvertisementV3(
+        return _v3_burst(sock4, v4(source), destinations, self._advert_v3(priority))
+
+    def _advert_v3(self, priority: int) -> AdvertisementV3:
+        config = self.config
+        return AdvertisementV3(
             config.vrid, priority, config.advert_int_cs, tuple(vip.ip for vip in self.vips)
         )
-        payloads = tuple(encode_message(advert3, source, dst) for dst in destinations)
-        return AdvertBurst(sock, payloads[0], source, destinations, payloads)
 
     async def _vips(self, vips: Iterable[VirtualAddress], *, add: bool) -> None:
         for vip in vips:
@@ -661,13 +691,13 @@ class VrrpInstance:
                     label = vip.label or vip_label(interface, self.config.vrid)
                     await self._addresses.add(
                         interface,
-                        ipv4(vip.address),
+                        vip.address,
                         label,
                         scope=vip.scope,
                         broadcast=vip.broadcast,
                     )
                 else:
-                    await self._addresses.remove(interface, ipv4(vip.address))
+                    await self._addresses.remove(interface, vip.address)
             except KernelError as exc:
                 if not add and exc.errno == errno.ENODEV:
                     # The interface is gone, and its addresses with it.
@@ -713,7 +743,8 @@ class VrrpInstance:
                     self._on_route_error(self.name, str(exc))
 
     async def _send_garp(self, vips: Iterable[VirtualAddress], *, count: int) -> None:
-        """`count` rounds of one GARP per VIP (a burst, or 1 for a ``garp_refresh``)."""
+        """`count` rounds of one GARP per IPv4 VIP, one unsolicited NA per IPv6 VIP
+        (a burst, or 1 for a ``garp_refresh``)."""
         vips = list(vips)
         here = self.config.advert_interface
         elsewhere = [vip for vip in vips if vip.dev not in (None, here)]
@@ -725,7 +756,7 @@ class VrrpInstance:
             self._log.debug("vrrp.garp_skipped", reason="noarp")
             return
         ours = [vip for vip in vips if vip.dev in (None, here)]
-        frames = [gratuitous_arp(self._mac, ipv4(vip.ip)) for vip in ours]
+        frames = [_announcement(self._mac, vip.ip, here) for vip in ours]
         if frames:
             garp.send_burst(frames, count)
 
@@ -742,7 +773,7 @@ class VrrpInstance:
                 self._log.warning("vrrp.garp_skipped", dev=dev, reason=str(exc))
                 continue
             try:
-                frames = [gratuitous_arp(link.mac, ipv4(vip.ip)) for vip in vips if vip.dev == dev]
+                frames = [_announcement(link.mac, vip.ip, dev) for vip in vips if vip.dev == dev]
                 sender.send_burst(frames, count)
             finally:
                 sender.close()
@@ -772,3 +803,12 @@ class VrrpInstance:
             **({"master": str(master)} if master is not None else {}),
         )
         self._on_transition(self, action)
+
+
+def _announcement(mac: str, ip: _AnyIP, interface: str) -> bytes:
+    """The frame that moves `ip` to `mac` in the neighbours' caches: a gratuitous ARP
+    (RFC 5227), or an unsolicited NA with Override (RFC 5798 §8.2.2, RFC 4861
+    §7.2.6) whose Router flag says whether `interface` forwards IPv6, as keepalived's."""
+    if isinstance(ip, IPv6Address):
+        return unsolicited_na(mac, ip, router=forwards_ipv6(interface))
+    return gratuitous_arp(mac, ip)

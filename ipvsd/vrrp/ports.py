@@ -9,7 +9,7 @@ The daemon passes `ipvsd.netlink.addresses.AddressManager` and
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from typing import Protocol
 
 from ipvsd.config.model import VirtualRoute, VirtualRule
@@ -19,26 +19,27 @@ __all__ = ["AddressChange", "LinkInfo", "LinkSource", "RouteWriter", "VipWriter"
 
 
 class VipWriter(Protocol):
-    """Adds and removes VIPs, and finds the VRRP source address."""
+    """Adds and removes VIPs of both families, and finds the VRRP source address."""
 
     async def add(
         self,
         interface: str,
-        vip: IPv4Interface,
+        vip: IPv4Interface | IPv6Interface,
         label: str,
         *,
         scope: int = 0,
         broadcast: IPv4Address | None = None,
     ) -> bool:
         """Add ``vip`` with ``label``, ``scope`` (RT_SCOPE_*) and ``broadcast``; False if
-        it was there already.
+        it was there already. An IPv6 VIP is added without DAD (``nodad``), and
+        without label or broadcast.
 
         Raises:
             KernelError: no such interface (``errno`` ENODEV), or the kernel refused.
         """
         ...
 
-    async def remove(self, interface: str, vip: IPv4Interface) -> bool:
+    async def remove(self, interface: str, vip: IPv4Interface | IPv6Interface) -> bool:
         """Remove ``vip``; False if it was not there.
 
         Raises:
@@ -50,6 +51,15 @@ class VipWriter(Protocol):
         self, interface: str, *, exclude: Collection[IPv4Address] = ()
     ) -> IPv4Address | None:
         """The interface's primary IPv4 address not in ``exclude`` (RFC 3768 §5.2.1).
+
+        Raises:
+            KernelError: no such interface, or netlink failed.
+        """
+        ...
+
+    async def link_local_ipv6(self, interface: str) -> IPv6Address | None:
+        """The interface's link-local IPv6 address that has finished DAD (RFC 5798
+        §5.1.2.1); None while there is none.
 
         Raises:
             KernelError: no such interface, or netlink failed.
@@ -106,8 +116,9 @@ class LinkSource(Protocol):
         ...
 
     def watch(self, known: Collection[LinkInfo] = ()) -> AsyncIterator[LinkInfo | AddressChange]:
-        """Every link's state, then each change of a link or of an IPv4 address,
-        until the source is closed.
+        """Every link's state, then each change of a link or of an address (IPv4 or
+        IPv6; an IPv6 address finishing DAD is reported again), until the source is
+        closed.
 
         Args:
             known: the links as the caller last saw them (a restarted watch):

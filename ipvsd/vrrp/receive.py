@@ -1,7 +1,7 @@
-"""Which instance a received IPv4 VRRP packet is for, and whether it accepts it (pure).
+"""Which instance a received VRRP packet is for, and whether it accepts it (pure).
 
-One raw socket per interface receives every VRRP packet on it, v2 and v3
-alike (both are IP protocol 112 to 224.0.0.18). The VRID picks the instance
+One raw IPv4 socket per interface receives every IPv4 VRRP packet on it, v2
+and v3 alike (both are IP protocol 112 to 224.0.0.18). The VRID picks the instance
 (RFC 3768 §7.1 step 5 / RFC 5798 §7.1), and the *instance's* version picks
 the codec: a v3 instance decodes with `ipvsd.vrrp.packet_v3` (checksum over
 the pseudo-header with the packet's own source and destination), anything
@@ -9,6 +9,18 @@ else goes through the v2 codec exactly as before this module existed, so a
 v2-only director drops and counts the same packets with the same reasons. A
 packet of the other version is a `RejectReason.VERSION` either way
 (keepalived: "wrong version. Received 3 and expect 2").
+
+IPv6 (`accept6`): a raw IPv6 socket hands over the VRRP message without the
+IPv6 header, with the hop limit and destination from ancillary data
+(`vrrp.transport6.ReceivedPacket6`). Only VRRPv3 exists over IPv6, so the
+message goes through `packet_v3.decode_message` with the packet's own
+addresses (the checksum covers them) and `validate_v3`, with the IPv4 path's
+reasons: hop limit 255 in multicast mode only (`ttl`; keepalived 2.2.7 sends
+IPv6 unicast adverts with the kernel's default hop limit, 64, and does not
+check it in unicast mode), ff02::12 as destination in multicast mode
+(`unexpected_unicast`) and a non-multicast one in unicast mode
+(`unexpected_multicast`: an unbound raw IPv6 socket also gets the group's
+packets, docs/vrrp-ipv6.md).
 """
 
 from __future__ import annotations
@@ -20,6 +32,7 @@ from ipvsd.errors import PacketError, RejectReason
 from ipvsd.vrrp.machine import AdvertReceived
 from ipvsd.vrrp.packet import Expectation, decode, ip_payload, validate
 from ipvsd.vrrp.packet_v3 import VRRP_VERSION_3, ReceivedAdvertV3, decode_message, validate_v3
+from ipvsd.vrrp.transport6 import ReceivedPacket6
 
 _VRID_OFFSET = 1
 
@@ -60,3 +73,20 @@ def accept(ip_packet: bytes, instance_for: Callable[[int], R | None]) -> tuple[R
         raise PacketError(RejectReason.UNKNOWN_VRID, f"vrid {received.advert.vrid}")
     validate(received, found.expectation)
     return found, AdvertReceived(received.src, received.advert.priority)
+
+
+def accept6(
+    packet: ReceivedPacket6, instance_for: Callable[[int], R | None]
+) -> tuple[R, AdvertReceived]:
+    """`accept` for a packet of an IPv6 socket: VRRPv3 only (see the module doc).
+
+    Raises:
+        PacketError: as `accept`; a VRID with no IPv6 instance is `unknown_vrid`.
+    """
+    advert = decode_message(packet.message, packet.source, packet.destination)
+    instance = instance_for(advert.vrid)
+    if instance is None:
+        raise PacketError(RejectReason.UNKNOWN_VRID, f"vrid {advert.vrid}")
+    received = ReceivedAdvertV3(packet.source, packet.destination, packet.hop_limit, advert)
+    validate_v3(received, instance.expectation)
+    return instance, AdvertReceived(packet.source, advert.priority, advert.advert_int_s)

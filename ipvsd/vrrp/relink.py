@@ -2,23 +2,26 @@
 
 Theory of operation
 -------------------
-The advert socket (`VrrpSocket`) and the GARP sender (`GarpSender`) belong to
-an *ifindex*, not to a name: SO_BINDTODEVICE, the 224.0.0.18 membership and
-the AF_PACKET bind all resolve the name once, when the socket is opened. When
-the interface is deleted and created again under the same name (a VLAN or
-bond rebuilt by the network configuration, ``ip link del eth1; ip link add
-eth1 ...``), the new link has a new ifindex and the old sockets are dead:
-sends fail, nothing is received. keepalived handles this in its netlink link
-filter (``vrrp_netlink.c``): RTM_DELLINK updates the interface's flags to 0
-(down, so its instances go to FAULT); a new link carrying the name of a
-known interface is logged "Interface %s added" and ``update_added_interface``
-(``vrrp_if.c``) sets each instance on it up again (``setup_interface``);
-the interface is marked down until the kernel reports it up.
+The advert socket (`VrrpSocket`, `VrrpSocket6`) and the GARP sender
+(`GarpSender`) belong to an *ifindex*, not to a name: SO_BINDTODEVICE, the
+224.0.0.18 or ff02::12 membership and the AF_PACKET bind all resolve the name
+once, when the socket is opened. When the interface is deleted and created
+again under the same name (a VLAN or bond rebuilt by the network
+configuration, ``ip link del eth1; ip link add eth1 ...``), the new link has a
+new ifindex and the old sockets are dead: sends fail, nothing is received.
+keepalived handles this in its netlink link filter (``vrrp_netlink.c``):
+RTM_DELLINK updates the interface's flags to 0 (down, so its instances go to
+FAULT); a new link carrying the name of a known interface is logged "Interface
+%s added" and ``update_added_interface`` (``vrrp_if.c``) sets each instance on
+it up again (``setup_interface``); the interface is marked down until the
+kernel reports it up.
 
-`InterfaceEndpoint` holds one interface's sockets (one advert socket per mode,
-multicast or unicast, plus the GARP sender), counts the instances using each
-mode, and knows the ifindex they are bound to. `plan_relink` is the pure
-decision, taken for every link event of the rtnetlink watcher:
+`InterfaceEndpoint` holds one interface's sockets of one family (one advert
+socket per mode, multicast or unicast, plus the GARP sender), counts the
+instances using each mode, and knows the ifindex they are bound to; an
+interface with IPv4 and IPv6 instances has two endpoints, each followed alike.
+`plan_relink` is the pure decision, taken for every link event of the
+rtnetlink watcher:
 
 * the bound ifindex was deleted, renamed away, or another ifindex now carries
   the name (we missed the deletion): **close** the sockets. The instances go
@@ -37,14 +40,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from ipvsd.netlink.links import LinkInfo
 from ipvsd.vrrp.transport import GarpSender, VrrpSocket
+from ipvsd.vrrp.transport6 import VrrpSocket6
 
-__all__ = ["InterfaceEndpoint", "RelinkPlan", "plan_relink"]
+__all__ = ["AnySocket", "EndpointKey", "Family", "InterfaceEndpoint", "RelinkPlan", "plan_relink"]
 
-AdvertOpener = Callable[..., VrrpSocket]
+Family = Literal["ipv4", "ipv6"]
+#: An advert socket of either family (an endpoint holds one family's).
+AnySocket = VrrpSocket | VrrpSocket6
+#: What names an endpoint: (interface, family). An IPv4 and an IPv6 virtual
+#: router on one interface have sockets of their own (RFC 5798 §7.1 receives
+#: them apart), and the GARP sender of each sends its family's frames.
+EndpointKey = tuple[str, Family]
+AdvertOpener = Callable[..., AnySocket]
 GarpOpener = Callable[[str], GarpSender]
+_OPENERS: dict[Family, AdvertOpener] = {"ipv4": VrrpSocket.open, "ipv6": VrrpSocket6.open}
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +91,8 @@ def plan_relink(interface: str, bound: int | None, link: LinkInfo) -> RelinkPlan
 
 
 class InterfaceEndpoint:
-    """The VRRP sockets of one interface, shared by the instances running on it.
+    """The VRRP sockets of one interface and family, shared by the instances running
+    on it (`VrrpSocket` for IPv4, `VrrpSocket6` for IPv6).
 
     Sockets open at the first `acquire` of a mode and close at its last
     `release`. After `close_gone` (the interface disappeared) `advert` and
@@ -90,20 +104,26 @@ class InterfaceEndpoint:
         self,
         interface: str,
         *,
-        advert_opener: AdvertOpener = VrrpSocket.open,
+        family: Family = "ipv4",
+        advert_opener: AdvertOpener | None = None,
         garp_opener: GarpOpener = GarpSender.open,
     ) -> None:
         self.interface = interface
-        self._open_advert = advert_opener
+        self.family: Family = family
+        self._open_advert = advert_opener or _OPENERS[family]
         self._open_garp = garp_opener
         self._users: dict[bool, int] = {}
-        self._adverts: dict[bool, VrrpSocket] = {}
+        self._adverts: dict[bool, AnySocket] = {}
         self._garp: GarpSender | None = None
         self._gone = False
         #: The ifindex the sockets are bound to; None while none are open.
         self.ifindex: int | None = None
         #: The ifindex the sockets had when the interface went away (for logs).
         self.last_ifindex: int | None = None
+
+    @property
+    def key(self) -> EndpointKey:
+        return (self.interface, self.family)
 
     @property
     def gone(self) -> bool:
@@ -114,11 +134,11 @@ class InterfaceEndpoint:
     def users(self) -> int:
         return sum(self._users.values())
 
-    def sockets(self) -> list[VrrpSocket]:
+    def sockets(self) -> list[AnySocket]:
         """The open advert sockets (each needs one reader task)."""
         return list(self._adverts.values())
 
-    def advert(self, unicast: bool) -> VrrpSocket | None:
+    def advert(self, unicast: bool) -> AnySocket | None:
         """The advert socket for the mode, or None while the interface is gone."""
         return self._adverts.get(unicast)
 
@@ -175,7 +195,7 @@ class InterfaceEndpoint:
         self._gone = True
         self._close_all()
 
-    def reopen(self) -> list[VrrpSocket]:
+    def reopen(self) -> list[AnySocket]:
         """Open every used mode's socket on the interface as it is now.
 
         Returns:

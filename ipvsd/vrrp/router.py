@@ -1,7 +1,7 @@
 """Every VRRP instance of the daemon, with the I/O they share.
 
-One raw socket per mode and one GARP sender per interface (instances on
-the same interface share them, `InterfaceEndpoint`), one rtnetlink link
+One raw socket per mode and one GARP sender per interface and family (instances
+on the same interface and of the same family share them, `InterfaceEndpoint`), one rtnetlink link
 watcher, one receive task per socket. The receive task decodes and
 validates each packet for the instance its VRID names; a packet that fails
 gets dropped and counted by (interface, reason) — it never reaches a state
@@ -24,7 +24,7 @@ it STOP.
 Supervision (issue #11, item 4): each instance restarts itself after a
 failure (`VrrpInstance.run`); a receive task that dies is restarted after a
 back-off while its socket is open; the rtnetlink watch is restarted with the
-links it knew, and IPv4 address events wake the instances waiting in FAULT
+links it knew, and address events (IPv4 and IPv6) wake the instances waiting in FAULT
 for an address. None of this waits on a healthy instance's adverts.
 
 An interface deleted and created again (a new ifindex) takes its sockets with
@@ -55,12 +55,12 @@ from ipvsd.vrrp.notify import NotifyQueue, notify_state
 from ipvsd.vrrp.pacer import AdvertPacer, AdvertProcess
 from ipvsd.vrrp.packet import vmac
 from ipvsd.vrrp.ports import LinkSource, RouteWriter, VipWriter, VmacWriter
-from ipvsd.vrrp.receive import accept
-from ipvsd.vrrp.relink import InterfaceEndpoint, plan_relink
+from ipvsd.vrrp.receive import accept, accept6
+from ipvsd.vrrp.relink import AnySocket, EndpointKey, Family, InterfaceEndpoint, plan_relink
 from ipvsd.vrrp.sync_group import SyncGroup
 from ipvsd.vrrp.track_services import ServiceQuorumFeed, script_name
 from ipvsd.vrrp.tracking import FilePool, ScriptPool, ScriptSpec
-from ipvsd.vrrp.transport import VrrpSocket
+from ipvsd.vrrp.transport6 import ReceivedPacket6
 
 log = structlog.get_logger("ipvsd.vrrp")
 
@@ -86,8 +86,9 @@ class VrrpRouter:
         on_failure: called with (instance name, reason) each time an
             instance's runner fails (it is then FAULT and restarts after a back-off).
         restart: the back-off of restarted instances, receivers and link watch.
-        endpoint_factory: builds an interface's `InterfaceEndpoint` (tests
-            pass one with fake sockets).
+        endpoint_factory: builds the `InterfaceEndpoint` of an interface and
+            family, called as ``(interface, family=...)`` (tests pass one with
+            fake sockets).
         routes: writes the instances' ``virtual_routes`` and ``virtual_rules``;
             None: instances with some log that they cannot.
         vmacs: makes and removes the vmac interfaces (``vmac: true``), each
@@ -105,7 +106,7 @@ class VrrpRouter:
         *,
         on_failure: FailureHook | None = None,
         restart: RestartPolicy | None = None,
-        endpoint_factory: Callable[[str], InterfaceEndpoint] = InterfaceEndpoint,
+        endpoint_factory: Callable[..., InterfaceEndpoint] = InterfaceEndpoint,
         pacer: AdvertPacer | None = None,
         services: ServiceQuorumFeed | None = None,
         routes: RouteWriter | None = None,
@@ -126,11 +127,11 @@ class VrrpRouter:
         # Real sockets: a MASTER's adverts repeat from their own process.
         self._pacer = pacer or AdvertProcess()
         self._pacer_started = False
-        self._endpoints: dict[str, InterfaceEndpoint] = {}
+        self._endpoints: dict[EndpointKey, InterfaceEndpoint] = {}
         self._instances: dict[str, VrrpInstance] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._receivers: dict[VrrpSocket, asyncio.Task[None]] = {}
-        self._reopening: dict[str, asyncio.Task[None]] = {}
+        self._receivers: dict[AnySocket, asyncio.Task[None]] = {}
+        self._reopening: dict[EndpointKey, asyncio.Task[None]] = {}
         #: Every link as the watcher last reported it, by ifindex.
         self._links: dict[int, LinkInfo] = {}
         self._groups: dict[str, SyncGroup] = {}
@@ -159,7 +160,7 @@ class VrrpRouter:
     ) -> None:
         """Start every instance (each removes its stale VIPs before entering BACKUP).
 
-        An interface that is missing or has no IPv4 address does not stop the
+        An interface that is missing or has no address to send from does not stop the
         start: its instances wait in FAULT until it appears.
         """
         self._set_groups(groups)
@@ -336,10 +337,10 @@ class VrrpRouter:
         return [(self._instances[n], self._tasks[n]) for n in self._instances]
 
     def _endpoint(self, config: VrrpInstanceConfig) -> InterfaceEndpoint:
-        name = config.advert_interface
-        endpoint = self._endpoints.get(name)
+        endpoint = self._endpoints.get(_endpoint_key(config))
         if endpoint is None:
-            endpoint = self._endpoints[name] = self._new_endpoint(name)
+            endpoint = self._new_endpoint(config.advert_interface, family=config.family)
+            self._endpoints[endpoint.key] = endpoint
         return endpoint
 
     def _acquire(self, endpoint: InterfaceEndpoint, *, unicast: bool, vmac: bool = False) -> None:
@@ -405,7 +406,7 @@ class VrrpRouter:
             await self._vmacs.ensure(config.interface, config.advert_interface, vmac(config.vrid))
         except KernelError as exc:
             log.error("vrrp.vmac_failed", instance=config.name, error=str(exc))
-        endpoint = self._endpoints.get(config.advert_interface)
+        endpoint = self._endpoints.get(_endpoint_key(config))
         if endpoint is not None and endpoint.gone:
             # Now, not at the link watch's event: an owner is MASTER at once.
             self._reopen(endpoint)
@@ -418,7 +419,7 @@ class VrrpRouter:
         """
         for instance in self._on_interface(link.name):
             config = instance.config
-            endpoint = self._endpoints.get(config.advert_interface)
+            endpoint = self._endpoints.get(_endpoint_key(config))
             if (
                 not config.vmac
                 or endpoint is None
@@ -482,13 +483,13 @@ class VrrpRouter:
         except Exception as exc:
             log.error("vrrp.stop_failed", instance=instance.name, error=repr(exc))
         await instance.notifier.close(NOTIFY_DRAIN_S)
-        endpoint = self._endpoints.get(instance.config.advert_interface)
+        endpoint = self._endpoints.get(_endpoint_key(instance.config))
         if endpoint is None:
             return
         endpoint.release(unicast=bool(instance.config.unicast_peers))
         if endpoint.users == 0:
-            del self._endpoints[endpoint.interface]
-            retry = self._reopening.pop(endpoint.interface, None)
+            del self._endpoints[endpoint.key]
+            retry = self._reopening.pop(endpoint.key, None)
             if retry is not None:
                 retry.cancel()
 
@@ -496,19 +497,19 @@ class VrrpRouter:
         """One reader task per open socket of the endpoint (it ends when the socket closes)."""
         for sock in endpoint.sockets():
             if sock not in self._receivers:
-                self._spawn_receiver(endpoint.interface, sock, Backoff(self._restart))
+                self._spawn_receiver(endpoint.key, sock, Backoff(self._restart))
 
-    def _spawn_receiver(self, interface: str, sock: VrrpSocket, backoff: Backoff) -> None:
+    def _spawn_receiver(self, key: EndpointKey, sock: AnySocket, backoff: Backoff) -> None:
         loop = asyncio.get_running_loop()
-        task = loop.create_task(self._receive(interface, sock))
+        task = loop.create_task(self._receive(key, sock))
         self._receivers[sock] = task
-        done = functools.partial(self._receiver_done, interface, sock, backoff, loop.time())
+        done = functools.partial(self._receiver_done, key, sock, backoff, loop.time())
         task.add_done_callback(done)
 
     def _receiver_done(
         self,
-        interface: str,
-        sock: VrrpSocket,
+        key: EndpointKey,
+        sock: AnySocket,
         backoff: Backoff,
         started: float,
         task: asyncio.Task[None],
@@ -521,23 +522,22 @@ class VrrpRouter:
         delay = backoff.after_failure(loop.time() - started)
         log.error(
             "vrrp.receive_failed",
-            interface=interface,
+            interface=key[0],
+            family=key[1],
             error=repr(task.exception()),
             restart_in_s=delay,
         )
-        self._receivers[sock] = loop.create_task(
-            self._restart_receiver(interface, sock, backoff, delay)
-        )
+        self._receivers[sock] = loop.create_task(self._restart_receiver(key, sock, backoff, delay))
 
     async def _restart_receiver(
-        self, interface: str, sock: VrrpSocket, backoff: Backoff, delay: float
+        self, key: EndpointKey, sock: AnySocket, backoff: Backoff, delay: float
     ) -> None:
         await asyncio.sleep(delay)
-        endpoint = self._endpoints.get(interface)
+        endpoint = self._endpoints.get(key)
         if self._receivers.get(sock) is asyncio.current_task():
             del self._receivers[sock]
         if endpoint is not None and sock in endpoint.sockets():
-            self._spawn_receiver(interface, sock, backoff)
+            self._spawn_receiver(key, sock, backoff)
 
     def _transitioned(self, instance: VrrpInstance, action: Transitioned) -> None:
         if self._on_transition is not None:
@@ -556,11 +556,15 @@ class VrrpRouter:
             if target is not None:
                 target.inbox.put_nowait(force)
 
-    async def _receive(self, interface: str, sock: VrrpSocket) -> None:
-        lookup = functools.partial(self._for_vrid, interface)
+    async def _receive(self, key: EndpointKey, sock: AnySocket) -> None:
+        interface = key[0]
+        lookup = functools.partial(self._for_vrid, key)
         async for packet in sock.packets():
             try:
-                instance, event = accept(packet.packet, lookup)  # by the instance's version
+                if isinstance(packet, ReceivedPacket6):
+                    instance, event = accept6(packet, lookup)
+                else:
+                    instance, event = accept(packet.packet, lookup)  # by the instance's version
             except PacketError as exc:
                 self._rejected(interface, exc, packet.source)
                 continue
@@ -574,11 +578,10 @@ class VrrpRouter:
             )
             instance.inbox.put_nowait(event)
 
-    def _for_vrid(self, interface: str, vrid: int) -> VrrpInstance | None:
-        """The IPv4 instance (this socket's family) of `vrid` on `interface`."""
+    def _for_vrid(self, key: EndpointKey, vrid: int) -> VrrpInstance | None:
+        """The instance of `vrid` on the socket's (interface, family)."""
         for instance in self._instances.values():
-            config = instance.config
-            if (config.advert_interface, config.vrid, config.family) == (interface, vrid, "ipv4"):
+            if instance.config.vrid == vrid and _endpoint_key(instance.config) == key:
                 return instance
         return None
 
@@ -646,7 +649,7 @@ class VrrpRouter:
             if link.name not in instance.interested_in:
                 continue
             up = link.up and not link.deleted
-            endpoint = self._endpoints.get(instance.config.advert_interface)
+            endpoint = self._endpoints.get(_endpoint_key(instance.config))
             if link.name == instance.config.advert_interface and endpoint is not None:
                 if endpoint.ifindex is not None and link.index != endpoint.ifindex:
                     continue  # about an older or newer ifindex than our sockets'
@@ -657,7 +660,7 @@ class VrrpRouter:
         plan = plan_relink(endpoint.interface, endpoint.ifindex, link)
         if plan.close:
             endpoint.close_gone()
-            for instance in self._on_endpoint(endpoint.interface):
+            for instance in self._on_endpoint(endpoint):
                 log.warning(
                     "vrrp.interface_gone",
                     instance=instance.name,
@@ -680,7 +683,7 @@ class VrrpRouter:
             self._schedule_reopen(endpoint)
             return False
         self._start_receivers(endpoint)
-        for instance in self._on_endpoint(endpoint.interface):
+        for instance in self._on_endpoint(endpoint):
             log.info(
                 "vrrp.interface_back",
                 instance=instance.name,
@@ -691,48 +694,58 @@ class VrrpRouter:
         return True
 
     def _schedule_reopen(self, endpoint: InterfaceEndpoint) -> None:
-        if endpoint.interface not in self._reopening:
+        if endpoint.key not in self._reopening:
             task = asyncio.get_running_loop().create_task(self._retry_reopen(endpoint))
-            self._reopening[endpoint.interface] = task
+            self._reopening[endpoint.key] = task
             task.add_done_callback(functools.partial(self._reopen_done, endpoint))
 
     def _reopen_done(self, endpoint: InterfaceEndpoint, task: asyncio.Task[None]) -> None:
-        if self._reopening.get(endpoint.interface) is task:
-            del self._reopening[endpoint.interface]
+        if self._reopening.get(endpoint.key) is task:
+            del self._reopening[endpoint.key]
         if task.cancelled() or task.exception() is None:
             return
         log.error(
             "vrrp.reopen_retry_failed", interface=endpoint.interface, error=repr(task.exception())
         )
-        if endpoint.gone and self._endpoints.get(endpoint.interface) is endpoint:
+        if endpoint.gone and self._endpoints.get(endpoint.key) is endpoint:
             self._schedule_reopen(endpoint)  # supervised: a bug in one try is not the end
 
     async def _retry_reopen(self, endpoint: InterfaceEndpoint) -> None:
         """Retry a failed re-open with back-off while the interface is up and still ours."""
         delay = REOPEN_RETRY_S
-        while endpoint.gone and self._endpoints.get(endpoint.interface) is endpoint:
+        while endpoint.gone and self._endpoints.get(endpoint.key) is endpoint:
             await asyncio.sleep(delay)
             delay = min(2 * delay, REOPEN_RETRY_MAX_S)
             if not endpoint.gone or not self._is_up(endpoint.interface):
                 return  # done meanwhile, or down: the next link-up event re-opens
             if self._reopen(endpoint):
-                for instance in self._on_interface(endpoint.interface):  # not a vmac's
+                for instance in self._on_interface(endpoint.interface, endpoint.family):
                     instance.inbox.put_nowait(LinkChanged(endpoint.interface, True))
 
     def _is_up(self, interface: str) -> bool:
         return any(link.up for link in self._links.values() if link.name == interface)
 
-    def _on_interface(self, interface: str) -> list[VrrpInstance]:
-        return [i for i in self._instances.values() if i.config.interface == interface]
+    def _on_interface(self, interface: str, family: Family | None = None) -> list[VrrpInstance]:
+        """The instances on `interface` (not on a vmac of it), of `family` if given."""
+        return [
+            i
+            for i in self._instances.values()
+            if i.config.interface == interface and family in (None, i.config.family)
+        ]
 
-    def _on_endpoint(self, interface: str) -> list[VrrpInstance]:
-        """The instances whose sockets are on `interface` (their vmac, or their interface)."""
-        return [i for i in self._instances.values() if i.config.advert_interface == interface]
+    def _on_endpoint(self, endpoint: InterfaceEndpoint) -> list[VrrpInstance]:
+        """The instances whose sockets `endpoint` holds (on their vmac, or their interface)."""
+        return [i for i in self._instances.values() if _endpoint_key(i.config) == endpoint.key]
 
 
 def _paths(instances: Sequence[VrrpInstanceConfig]) -> list[str]:
     """Every tracked file's path, once."""
     return list(dict.fromkeys(t.path for config in instances for t in config.track_files))
+
+
+def _endpoint_key(config: VrrpInstanceConfig) -> EndpointKey:
+    """The endpoint whose sockets an instance uses (`InterfaceEndpoint.key`)."""
+    return (config.advert_interface, config.family)
 
 
 def _key(config: VrrpInstanceConfig) -> tuple[str, int, str, str]:

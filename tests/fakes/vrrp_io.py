@@ -1,14 +1,15 @@
 """FakeHost and FakeWire: the kernel edges of `VrrpRouter` / `VrrpInstance`, simulated.
 
 `FakeHost` is one network namespace as the VRRP ports see it (`VipWriter`
-and `LinkSource`): links by name, IPv4 addresses per link (the first
-non-VIP one is primary), and a change stream for `watch` fed by the test's
+and `LinkSource`): links by name, addresses of both families per link (the
+first non-VIP IPv4 one is primary; the first link-local IPv6 one that is not
+`tentative` is the IPv6 source), and a change stream for `watch` fed by the test's
 own edits (`add_link`, `add_address`, ...), so the stream follows the state.
 `fail_add` makes VIP writes on an interface raise an error no runner expects (a bug, or the
 kernel saying something new).
 
 `FakeWire` opens fake advert sockets and GARP senders for an
-`InterfaceEndpoint`: each knows its ifindex, records what it sent, and
+`InterfaceEndpoint` of either family: each knows its ifindex, records what it sent, and
 receives what the test `deliver`s (or raises what it `break_receiver`s).
 """
 
@@ -16,17 +17,20 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 from collections.abc import AsyncIterator, Collection, Sequence
-from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface
+from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, ip_interface
 from typing import Any
 
 from ipvsd.errors import KernelError
 from ipvsd.netlink.links import AddressChange, LinkInfo
-from ipvsd.vrrp.relink import InterfaceEndpoint
+from ipvsd.vrrp.relink import Family, InterfaceEndpoint
 from ipvsd.vrrp.transport import ReceivedPacket
+from ipvsd.vrrp.transport6 import ReceivedPacket6
 
 Change = LinkInfo | AddressChange
+Vip = IPv4Interface | IPv6Interface
 
 
 class FakeHost:
@@ -34,14 +38,16 @@ class FakeHost:
 
     def __init__(self) -> None:
         self.links: dict[str, LinkInfo] = {}
-        self.addresses: dict[str, list[IPv4Interface]] = {}
-        self._vips: dict[str, set[IPv4Interface]] = {}
+        self.addresses: dict[str, list[Vip]] = {}
+        #: IPv6 addresses still in duplicate address detection (not a source yet).
+        self.tentative: set[IPv6Interface] = set()
+        self._vips: dict[str, set[Vip]] = {}
         #: Interface -> the error every VIP add on it raises.
         self.fail_add: dict[str, Exception] = {}
         #: Every VIP write that changed something: ("add" | "remove", interface, vip).
-        self.log: list[tuple[str, str, IPv4Interface]] = []
+        self.log: list[tuple[str, str, Vip]] = []
         #: (interface, vip) -> (label, scope, broadcast) of its last add.
-        self.labels: dict[tuple[str, IPv4Interface], tuple[str, int, IPv4Address | None]] = {}
+        self.labels: dict[tuple[str, Vip], tuple[str, int, IPv4Address | None]] = {}
         self.watch_starts = 0
         self._changes: asyncio.Queue[Change | Exception] = asyncio.Queue()
         self._next_index = 10
@@ -58,13 +64,29 @@ class FakeHost:
             self.add_address(name, address)
         return info
 
-    def add_address(self, name: str, address: str) -> None:
-        ip = IPv4Interface(address)
+    def delete_link(self, name: str) -> None:
+        """The interface goes, with its addresses and VIPs (``ip link del``)."""
+        info = self.links.pop(name)
+        self.addresses.pop(name, None)
+        self._vips.pop(name, None)
+        self._changes.put_nowait(replace(info, up=False, admin_up=False, deleted=True))
+
+    def add_address(self, name: str, address: str, *, tentative: bool = False) -> None:
+        """Add an address; `tentative`: an IPv6 one still in DAD (`dad_done` ends it)."""
+        ip = ip_interface(address)
         self.addresses[name].append(ip)
+        if tentative and isinstance(ip, IPv6Interface):
+            self.tentative.add(ip)
+        self._changes.put_nowait(AddressChange(self.links[name].index, ip))
+
+    def dad_done(self, name: str, address: str) -> None:
+        """DAD of a tentative address finished: the kernel reports it again (RTM_NEWADDR)."""
+        ip = IPv6Interface(address)
+        self.tentative.discard(ip)
         self._changes.put_nowait(AddressChange(self.links[name].index, ip))
 
     def remove_address(self, name: str, address: str) -> None:
-        ip = IPv4Interface(address)
+        ip = ip_interface(address)
         self.addresses[name].remove(ip)
         self._changes.put_nowait(AddressChange(self.links[name].index, ip, deleted=True))
 
@@ -72,7 +94,7 @@ class FakeHost:
         """The next read of the change stream fails with `exc`."""
         self._changes.put_nowait(exc)
 
-    def vips(self, name: str = "eth1") -> set[IPv4Interface]:
+    def vips(self, name: str = "eth1") -> set[Vip]:
         """Addresses on `name` that carry a VRRP label."""
         return set(self._vips.get(name, ()))
 
@@ -81,7 +103,7 @@ class FakeHost:
     async def add(
         self,
         interface: str,
-        vip: IPv4Interface,
+        vip: Vip,
         label: str,
         *,
         scope: int = 0,
@@ -99,7 +121,7 @@ class FakeHost:
         self._changes.put_nowait(AddressChange(self.links[interface].index, vip))
         return True
 
-    async def remove(self, interface: str, vip: IPv4Interface) -> bool:
+    async def remove(self, interface: str, vip: Vip) -> bool:
         self._link(interface)
         held = self._held(interface)
         if vip not in held:
@@ -114,7 +136,18 @@ class FakeHost:
     ) -> IPv4Address | None:
         self._link(interface)
         for address in self.addresses[interface]:
-            if address.ip not in exclude:
+            if isinstance(address, IPv4Interface) and address.ip not in exclude:
+                return address.ip
+        return None
+
+    async def link_local_ipv6(self, interface: str) -> IPv6Address | None:
+        self._link(interface)
+        for address in self.addresses[interface]:
+            if (
+                isinstance(address, IPv6Interface)
+                and address.ip.is_link_local
+                and address not in self.tentative
+            ):
                 return address.ip
         return None
 
@@ -140,7 +173,7 @@ class FakeHost:
             raise KernelError(f"no interface {interface!r}", errno=errno.ENODEV)
         return self.links[interface]
 
-    def _held(self, interface: str) -> set[IPv4Interface]:
+    def _held(self, interface: str) -> set[Vip]:
         return self._vips.setdefault(interface, set())
 
 
@@ -150,14 +183,17 @@ class FakeSocket:
     ifindex: int
     unicast: bool
     closed: bool = False
-    source: IPv4Address | None = None
-    sent: list[tuple[bytes, IPv4Address]] = field(default_factory=list)
-    inbox: asyncio.Queue[ReceivedPacket | Exception] = field(default_factory=asyncio.Queue)
+    family: Family = "ipv4"
+    source: IPv4Address | IPv6Address | None = None
+    sent: list[tuple[bytes, IPv4Address | IPv6Address]] = field(default_factory=list)
+    inbox: asyncio.Queue[ReceivedPacket | ReceivedPacket6 | Exception] = field(
+        default_factory=asyncio.Queue
+    )
 
-    def bind_source(self, ip: IPv4Address | None) -> None:
+    def bind_source(self, ip: IPv4Address | IPv6Address | None) -> None:
         self.source = ip
 
-    def send(self, payload: bytes, dst: IPv4Address) -> bool:
+    def send(self, payload: bytes, dst: IPv4Address | IPv6Address) -> bool:
         assert not self.closed, "send on a closed socket"
         self.sent.append((payload, dst))
         return True
@@ -165,7 +201,7 @@ class FakeSocket:
     def priorities(self) -> list[int]:
         return [payload[2] for payload, _ in self.sent]
 
-    async def packets(self) -> AsyncIterator[ReceivedPacket]:
+    async def packets(self) -> AsyncIterator[ReceivedPacket | ReceivedPacket6]:
         while not self.closed:
             item = await self.inbox.get()
             if isinstance(item, Exception):
@@ -203,13 +239,16 @@ class FakeWire:
     adverts: list[FakeSocket] = field(default_factory=list)
     garps: list[FakeGarp] = field(default_factory=list)
 
-    def endpoint(self, interface: str) -> InterfaceEndpoint:
+    def endpoint(self, interface: str, *, family: Family = "ipv4") -> InterfaceEndpoint:
         return InterfaceEndpoint(
-            interface, advert_opener=self.open_advert, garp_opener=self.open_garp
+            interface,
+            family=family,
+            advert_opener=functools.partial(self.open_advert, family=family),
+            garp_opener=self.open_garp,
         )
 
-    def open_advert(self, interface: str, *, unicast: bool = False) -> Any:
-        sock = FakeSocket(interface, self.host._link(interface).index, unicast)
+    def open_advert(self, interface: str, *, unicast: bool = False, family: Family = "ipv4") -> Any:
+        sock = FakeSocket(interface, self.host._link(interface).index, unicast, family=family)
         self.adverts.append(sock)
         return sock
 
@@ -218,8 +257,12 @@ class FakeWire:
         self.garps.append(garp)
         return garp
 
-    def open_sockets(self, interface: str = "eth1") -> list[FakeSocket]:
-        return [s for s in self.adverts if s.interface == interface and not s.closed]
+    def open_sockets(self, interface: str = "eth1", family: Family = "ipv4") -> list[FakeSocket]:
+        return [
+            s
+            for s in self.adverts
+            if s.interface == interface and s.family == family and not s.closed
+        ]
 
     def sent(self, interface: str = "eth1") -> list[int]:
         """Priorities of every advert sent on `interface`, on any socket, in order."""

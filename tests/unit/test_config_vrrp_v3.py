@@ -165,8 +165,7 @@ def test_version_3_has_no_authentication() -> None:
 def test_check_config_accepts_an_ipv6_v3_instance(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The daemon runs it in FAULT for now (IPv6 I/O is not implemented yet), but the
-    config is valid: check-config says so."""
+    """A valid IPv6 VRRPv3 instance: check-config says so (and refuses it as VRRPv2)."""
     config = tmp_path / "ipvsd.yaml"
     config.write_text(
         _instance(VIPS6 + "version: 3\nadvert_int: 0.05\n").removeprefix("\n")
@@ -176,3 +175,14 @@ def test_check_config_accepts_an_ipv6_v3_instance(
     config.write_text(_instance(VIPS6).removeprefix("\n"))
     assert main(["check-config", "--config", str(config)]) == 1
     assert "virtual_ipaddresses.0: 2001:db8::200 is IPv6" in capsys.readouterr().out
+
+
+def test_no_vmac_for_an_ipv6_instance_yet() -> None:
+    """RFC 5798 §7.3's IPv6 virtual MAC (00:00:5e:00:02:VRID) and the vmac's own
+    link-local source are not wired: refused rather than run with the IPv4 one."""
+    _only(
+        _instance(VIPS6 + "version: 3\nvmac: true\n"),
+        8,
+        "vrrp.instances.0.vmac",
+        "IPv6",
+    )

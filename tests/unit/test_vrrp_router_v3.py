@@ -1,6 +1,6 @@
 """`VrrpRouter` with VRRPv3 instances over a simulated host (issue 14): v3 adverts
 with the pseudo-header checksum per destination, receiving by the instance's version
-on the shared socket, the master's interval adopted, IPv6 instances held in FAULT."""
+on the shared socket, the master's interval adopted, IPv4 and IPv6 instances side by side."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from ipvsd.config.model import VrrpInstanceConfig
-from ipvsd.vrrp.instance import IPV6_NOT_YET
 from ipvsd.vrrp.machine import VrrpState
 from ipvsd.vrrp.packet import VRRP_GROUP, Advertisement, encode_ip
 from ipvsd.vrrp.packet_v3 import AdvertisementV3, decode_message, encode_ip_v3
@@ -80,7 +79,9 @@ async def test_the_instances_version_decides_on_the_shared_socket(rig: Rig) -> N
     assert rig.instance().status.master_adver_int == 1.0
 
 
-async def test_an_ipv6_instance_waits_in_fault_and_the_others_run(rig: Rig) -> None:
+async def test_an_ipv6_instance_without_a_link_local_address_waits_and_the_others_run(
+    rig: Rig,
+) -> None:
     await rig.router.start(
         [
             config("VI_6", vrid=60, virtual_ipaddresses=("2001:db8::200/64",)),
@@ -90,7 +91,9 @@ async def test_an_ipv6_instance_waits_in_fault_and_the_others_run(rig: Rig) -> N
     )
     await until(lambda: rig.state() is VrrpState.MASTER)
     status = rig.instance("VI_6").status
-    assert (status.state, status.fault_reason) == (VrrpState.FAULT, IPV6_NOT_YET)
+    assert status.state is VrrpState.FAULT
+    assert status.fault_reason is not None
+    assert "no link-local IPv6 address" in status.fault_reason
 
 
 async def test_a_reload_from_v2_to_v3_keeps_the_master_and_speaks_v3(rig: Rig) -> None:
@@ -110,6 +113,7 @@ async def test_a_reload_to_another_family_is_a_new_instance(rig: Rig) -> None:
     await until(lambda: rig.state() is VrrpState.MASTER)
     instance = rig.instance()
     await rig.router.update([config(virtual_ipaddresses=("2001:db8::200/64",))], [])
-    await until(lambda: rig.instance().status.fault_reason == IPV6_NOT_YET)
+    await until(lambda: rig.instance().status.state is VrrpState.FAULT)  # no link-local
+    assert rig.instance().config.family == "ipv6"
     assert rig.instance() is not instance
     assert instance.status.state is VrrpState.INIT  # the IPv4 one stopped (priority 0)
