@@ -32,10 +32,7 @@ both VIPs on director1, 50 requests over each family answered by both reals
 and counted as InActConn in ``ipvsadm -Ln``, ``ipvsd status`` and the
 metrics, then director1 failing (``ip link set eth1 down``, the reference
 scenario's failure): both VIPs move to director2 together, requests on both
-families go on, and director1 coming back (eth1 up) preempts both. Until
-ipvsd runs IPv6 VRRPv3 instances (h14-v6wire) the lab holds fd00:1::200 on
-director1 by hand (`ReferenceLab.stand_ins`): it cannot move, the demo says
-so and its failover steps fail.
+families go on, and director1 coming back (eth1 up) preempts both.
 """
 
 from __future__ import annotations
@@ -395,13 +392,10 @@ def move_step(
             with contextlib.suppress(AssertionError):
                 wait_until(moved, timeout=15, interval=0.1)
     holders = lab.holders()
-    by_hand = {v: "by hand" for v in lab.stand_ins}
     demo.step(
         name,
         all(holders[v] == heir for v in lab.vips),
-        ", ".join(
-            f"{v} on {holders[v]}" + (f" ({by_hand[v]})" if v in by_hand else "") for v in lab.vips
-        ),
+        ", ".join(f"{v} on {holders[v]}" for v in lab.vips),
     )
     return report
 
@@ -417,13 +411,6 @@ def run_dualstack(demo: Narrator) -> None:
             "rr: VI_1 (VRRPv2) and VI_6 (VRRPv3) in one sync group"
         )
         start_step(demo, lab)
-        if lab.stand_ins:
-            reason = lab.vrrp_status("director1", "VI_6").get("fault_reason")
-            demo.note(
-                f"VI_6 is FAULT on this build ({reason!r}): the lab holds "
-                f"{', '.join(lab.stand_ins)} on director1 by hand, so it serves, but it\n"
-                "cannot move: the failover steps below fail until ipvsd runs IPv6 VRRPv3."
-            )
         holders = lab.holders()
         demo.step(
             "both VIPs on director1",

@@ -36,8 +36,6 @@ API (all blocking; run inside ``python -m lab.uml`` when the host lacks IPVS)::
         lab.access_counts(at_least=50) -> Counter({"real1": 25, "real2": 25})
                                                   # client lines of the nginx logs
         lab.access_counts(clients=[CLIENT6])      # only the IPv6 ones (dualstack)
-        lab.stand_ins          -> {VIP6: "director1"}  # VIPs held by hand: ipvsd
-                                                  # cannot run their instance yet
         lab.status("director1")  -> dict          # the status JSON, over the socket
         lab.ipvsd("director1", "status")          # the CLI itself (CompletedProcess)
         lab.weights("director1") -> {"real1": 1, "real2": 0}  # kernel weights now

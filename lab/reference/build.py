@@ -8,16 +8,10 @@ interface names of design.md (eth1, eth2), the other hosts eth0.
 
 In the ``dualstack`` layout the front hosts also get their fd00:1::/64
 address, and the reals the IPv6 VIP on ``lo`` (`lab.reference.spec` says why
-no ND counterpart of ``arp_ignore`` is needed). On the directors the IPv6 VIP
-gets an address label of its own (``ip addrlabel``): a VIP added with the
-default (forever) preferred lifetime ties with the director's own address in
-RFC 6724 source selection up to rule 8, which Linux caps at the prefix length
-(/64 both), and the newest address wins the tie, so the director's health
-checks would leave from the VIP; the reals, which hold the VIP on ``lo``,
-would answer themselves and every IPv6 real would be down. Rule 6 (prefer a
-source whose label matches the destination's) settles it for the own address.
-keepalived deprecates a /128 VIP (``preferred_lft 0``) for the same reason;
-ipvsd leaves the lifetime alone (docs/vrrp-ipv6.md). Every IPv6 address is added
+no ND counterpart of ``arp_ignore`` is needed). On the directors ipvsd adds
+the IPv6 VIP deprecated (``preferred_lft 0``), so the directors' own
+connections (health checks) never leave from it: the reals, which hold the
+VIP on ``lo``, would answer themselves (docs/vrrp-ipv6.md). Every IPv6 address is added
 ``nodad``: nothing waits for Duplicate Address Detection, and no address
 stays "tentative" (unusable as a source) after a link comes back up.
 """
@@ -43,9 +37,6 @@ from lab.reference.spec import (
     is_ipv6,
     metrics_listen,
 )
-
-VIP6_LABEL = "100"
-"""RFC 6724 label of the IPv6 VIPs on the directors: one no destination has (see build_hosts)."""
 
 
 def add_ipv6(ns: str, dev: str, cidr: str) -> None:
@@ -119,8 +110,6 @@ def build_hosts(topo: Topology, spec: LabSpec, workdir: Path) -> Hosts:
         if director.address6 is not None:
             # Keep the own IPv6 address across `ip link set eth1 down` as IPv4 keeps its.
             topo.sysctl(ns, f"net.ipv6.conf.{FRONT_DEV}.keep_addr_on_down", 1)
-            for vip in filter(is_ipv6, spec.all_vips):
-                ip("addrlabel", "add", "prefix", f"{vip}/128", "label", VIP6_LABEL, ns=ns)
         if director.back_address is not None:
             plug(ns, BACK_DEV, "back", director.back_address)
             topo.sysctl(ns, "net.ipv4.ip_forward", 1)

@@ -9,7 +9,6 @@ scenario.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import subprocess
 import sys
@@ -47,7 +46,6 @@ from lab.reference.spec import (
     LabSpec,
     Variant,
     endpoint,
-    is_ipv6,
     spec_for,
 )
 from lab.scenario import wait_until
@@ -96,8 +94,6 @@ class ReferenceLab:
         """The monitor host's namespace (``monitor=True``)."""
         self.prometheus: PrometheusServer | None = None
         """The Prometheus server, once :meth:`start_prometheus` started it."""
-        self.stand_ins: dict[str, str] = {}
-        """VIP -> director that holds it by hand, not by VRRP (see :meth:`start`)."""
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -127,14 +123,6 @@ class ReferenceLab:
         Returns once each VIP is held by its expected MASTER and every director
         sees every real healthy.
 
-        An instance that ipvsd reports as not implemented (an IPv6 VRRPv3
-        instance before its I/O is wired, branch h14-v6wire: FAULT, "... is not
-        implemented yet") cannot hold its VIPs: the lab then adds them by hand
-        to the instance's expected MASTER, once, and lists them in
-        `stand_ins`. Such a VIP serves its services but never moves, so any
-        failover of it fails, as it should until the wiring lands; once
-        ipvsd runs the instance, nothing is added by hand.
-
         Returns:
             Seconds from starting the first ipvsd until that point.
 
@@ -152,7 +140,6 @@ class ReferenceLab:
             director.daemon.start(wait_ready=False)
         for director in self.directors.values():
             director.daemon.wait_event("daemon.ready", timeout=timeout)
-        self._stand_in_for_unimplemented()
         expected = {vip: inst.master for inst in self.spec.instances for vip in inst.addresses}
         left = max(1.0, timeout - (time.monotonic() - started))
         try:
@@ -163,27 +150,6 @@ class ReferenceLab:
                 f"{expected}; {self.describe()}"
             ) from None
         return time.monotonic() - started
-
-    def _stand_in_for_unimplemented(self, timeout: float = 10) -> None:
-        """Add the VIPs of instances ipvsd does not run to their MASTER by hand (see start)."""
-        for inst in self.spec.instances:
-            if not any(map(is_ipv6, inst.addresses)):
-                continue  # IPv4 instances run in every build
-            master = self.directors[inst.master]
-            with contextlib.suppress(AssertionError):  # still INIT: start() reports it
-                wait_until(
-                    lambda m=master.name, n=inst.name: self.vrrp_status(m, n)["state"] != "INIT",
-                    timeout,
-                    0.1,
-                )
-            entry = self.vrrp_status(master.name, inst.name)
-            if entry["state"] != "FAULT" or "not implemented yet" not in (
-                entry.get("fault_reason") or ""
-            ):
-                continue
-            for vip in inst.vips:
-                ip("address", "add", vip, "dev", inst.interface, "nodad", ns=master.ns)
-                self.stand_ins[vip.split("/")[0]] = master.name
 
     def start_prometheus(self, timeout: float = 120) -> PrometheusServer:
         """Start Debian's Prometheus on the monitor host, scraping every director.

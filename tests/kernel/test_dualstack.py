@@ -11,12 +11,6 @@ plus fd00:1::/64 on the same segment, VI_1 (VRRPv2, 192.168.1.200) and VI_6
 2. ``ip link set eth1 down`` on director1 (the reference scenario's failure)
    moves both VIPs to director2 together, requests on both families resume
    within the failover bound, and eth1 back up brings both back (preemption).
-
-Until ipvsd runs IPv6 VRRPv3 instances (branch h14-v6wire), VI_6 is FAULT
-("IPv6 VRRPv3 is not implemented yet") and the lab holds fd00:1::200 on
-director1 by hand (`ReferenceLab.stand_ins`): step 1 tests the IPv6 service
-through it, step 2 cannot pass and is a strict xfail, so it turns into a
-failure (XPASS) the moment the wiring makes it pass: then remove the mark.
 """
 
 from __future__ import annotations
@@ -52,8 +46,6 @@ def lab(
     with ReferenceLab("dualstack", tmp_path_factory.mktemp("dualstack")) as lab:
         started = lab.start()
         say(request, f"dualstack: {MASTER} holds {lab.holders()} {started:.1f} s after start")
-        if lab.stand_ins:
-            say(request, f"  held by hand (ipvsd cannot run the instance yet): {lab.stand_ins}")
         yield lab
 
 
@@ -124,9 +116,6 @@ def failover_bound(lab: ReferenceLab, vip: str) -> float:
     return 3 * ADVERT_INT + lab.spec.instance_of(vip).skew_time(BACKUP) + 1
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="IPv6 VRRPv3 instances not wired yet (h14-v6wire)"
-)
 def test_both_vips_fail_over_together_and_preempt_back(
     lab: ReferenceLab, request: pytest.FixtureRequest
 ) -> None:
