@@ -30,9 +30,7 @@ import argparse
 import compileall
 import json
 import os
-import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -40,51 +38,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from bench.listener import Listener
 from bench.report import Row, print_table
+from lab.address_events import DeletedAddresses
 
 STALE = "192.168.1.200/24"
 NOT_A_VIP = "192.168.1.201/24"
-RTMGRP_IPV4_IFADDR = 0x10
-RTM_DELADDR = 21
-IFA_LOCAL = 2
-NLMSG_HDR = struct.Struct("=IHHII")
-IFADDRMSG = struct.Struct("=BBBBI")
-
-
-class DeletedAddresses(Listener):
-    """When each IPv4 address of a namespace is deleted (rtnetlink broadcasts)."""
-
-    def __init__(self, ns: str) -> None:
-        from lab.netns import in_netns
-
-        with in_netns(ns):
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-        sock.bind((0, RTMGRP_IPV4_IFADDR))
-        self.deleted: dict[str, float] = {}
-        super().__init__(sock)
-
-    def received(self, data: bytes, source: object, at: float) -> None:
-        offset = 0
-        while offset + NLMSG_HDR.size <= len(data):
-            length, kind = NLMSG_HDR.unpack_from(data, offset)[:2]
-            if kind == RTM_DELADDR:
-                self._deleted(data[offset + NLMSG_HDR.size : offset + length], at)
-            offset += (length + 3) & ~3 or len(data)
-
-    def _deleted(self, body: bytes, now: float) -> None:
-        prefixlen = body[1]
-        offset = IFADDRMSG.size
-        while offset + 4 <= len(body):
-            length, kind = struct.unpack_from("=HH", body, offset)
-            if kind == IFA_LOCAL and length == 8:
-                address = IPv4Address(body[offset + 4 : offset + 8])
-                self.deleted.setdefault(f"{address}/{prefixlen}", now)
-            offset += (length + 3) & ~3 or len(body)
 
 
 @dataclass

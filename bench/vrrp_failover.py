@@ -28,8 +28,8 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Protocol
 
-from bench.listener import Listener
 from bench.report import Row, print_table
+from lab.listener import Listener
 from lab.netns import Topology, in_netns
 from lab.scenario import wait_until
 from lab.vrrp_pair import ROUTERS, VrrpLab, build, holds_vip

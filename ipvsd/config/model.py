@@ -100,6 +100,7 @@ from ipvsd.config.types import (
     Vip,
     Weight,
 )
+from ipvsd.interfaces import advert_interface
 from ipvsd.model import (
     DestKey,
     Family,
@@ -370,9 +371,9 @@ class VrrpInstanceConfig(_Model):
     def advert_interface(self) -> str:
         """The interface the adverts, the GARPs and (by default) the VIPs use: the vmac's
         name with ``vmac``, else ``interface``."""
-        if not self.vmac:
-            return self.interface
-        return self.vmac_interface or f"vrrp.{self.vrid}"
+        return advert_interface(
+            self.interface, self.vrid, vmac=self.vmac, vmac_interface=self.vmac_interface
+        )
 
     @property
     def owned_addresses(self) -> frozenset[IPv4Address]:

@@ -69,6 +69,8 @@ class Daemon:
         handle_signals: install the SIGHUP / SIGTERM / SIGINT handlers (off in
             in-process tests, which call `reload()` and `request_stop()`).
         runtime_dir: where the one-daemon-per-host lock lives (`lock`).
+        host_lock: that lock, taken already (`ipvsd.daemon.early`); None: one
+            in `runtime_dir`, taken when `run()` starts.
     """
 
     def __init__(
@@ -79,9 +81,10 @@ class Daemon:
         ports: KernelPorts | None = None,
         handle_signals: bool = True,
         runtime_dir: Path = DEFAULT_RUNTIME_DIR,
+        host_lock: HostLock | None = None,
     ) -> None:
         self._config_path = config_path
-        self._host_lock = HostLock(runtime_dir)
+        self._host_lock = host_lock or HostLock(runtime_dir)
         self._ports = ports or real_ports()
         self._handle_signals = handle_signals
         self._addresses: Addresses | None = None
@@ -566,12 +569,16 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-async def run(config_path: Path) -> int:
+async def run(config_path: Path, host_lock: HostLock | None = None) -> int:
     """Load the config and run the daemon until SIGTERM/SIGINT.
 
+    Args:
+        config_path: the config file.
+        host_lock: the host lock, held already (`ipvsd.daemon.early`).
+
     Raises:
-        ConfigError: the config is invalid (nothing was touched).
+        ConfigError: the config is invalid (nothing was touched but stale VIPs).
         IpvsUnavailable: services are configured but the kernel has no IPVS.
     """
     config = load_config(config_path)
-    return await Daemon(config_path, config).run()
+    return await Daemon(config_path, config, host_lock=host_lock).run()
