@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -41,18 +41,19 @@ from ipvsd.daemon.view import DaemonView
 from ipvsd.errors import ConfigError, IpvsdError, IpvsUnavailable, KernelError
 from ipvsd.health.manager import HealthManager, adopted_reals
 from ipvsd.health.tracker import Health
-from ipvsd.ipvs.plan import DeleteService
-from ipvsd.ipvs.reconciler import PassReport, Reconciler
-from ipvsd.ipvs.sync_daemon import SyncDaemonController, SyncTarget, resolve
-from ipvsd.metrics import DaemonMetrics, EventLoopLag, IpvsExporter
+from ipvsd.metrics.daemon import DaemonMetrics, EventLoopLag
 from ipvsd.model import Table
-from ipvsd.netlink.ipvs import Timeouts
-from ipvsd.netlink.table_reader import DUMP_TIMEOUT_S
 from ipvsd.process import lower_this_thread_priority
 from ipvsd.systemd import Notifier
 from ipvsd.vrrp.instance import VrrpInstance
 from ipvsd.vrrp.machine import Transitioned, VrrpState
 from ipvsd.vrrp.router import VrrpRouter
+
+if TYPE_CHECKING:
+    # Imported where used: a pure VRRP daemon (no services) never loads the IPVS side.
+    from ipvsd.ipvs.reconciler import PassReport, Reconciler
+    from ipvsd.ipvs.sync_daemon import SyncTarget
+    from ipvsd.metrics.ipvs import IpvsExporter
 
 log = structlog.get_logger("ipvsd.daemon")
 
@@ -244,6 +245,8 @@ class Daemon:
         Asked at every scrape, so the ``ipvs_*`` series appear as soon as a
         reload gives a pure VRRP daemon its first services.
         """
+        from ipvsd.metrics.ipvs import IpvsExporter
+
         loop = asyncio.get_running_loop()
         return IpvsExporter(
             lambda: self._scrape_table(loop), enabled=lambda: self._parts.reconciler is not None
@@ -256,6 +259,8 @@ class Daemon:
         loop (see `ipvsd.netlink.table_reader`); only opening it (pyroute2's
         family lookup is async) visits the loop, once.
         """
+        from ipvsd.netlink.table_reader import DUMP_TIMEOUT_S
+
         if self._scrape_reader is None:
             opening = asyncio.run_coroutine_threadsafe(self._ports.open_table_reader(), loop)
             self._scrape_reader = opening.result(timeout=DUMP_TIMEOUT_S)
@@ -305,6 +310,8 @@ class Daemon:
         if self._parts.sync is None:
             if target is None or self._group is None:
                 return
+            from ipvsd.ipvs.sync_daemon import SyncDaemonController
+
             self._parts.sync = SyncDaemonController(
                 self._ports.open_ipvs,
                 resync_interval_s=config.ipvs.resync_interval,
@@ -327,6 +334,8 @@ class Daemon:
         task.add_done_callback(self._components.discard)
 
     async def _start_ipvs(self, config: Config) -> None:
+        from ipvsd.ipvs.reconciler import Reconciler
+
         client = self._parts.ipvs = await self._ports.open_ipvs()
         await self._apply_timeouts(config)
         reconciler = self._parts.reconciler = Reconciler(
@@ -352,6 +361,8 @@ class Daemon:
         timeouts = config.ipvs.timeouts
         if timeouts is None or self._parts.ipvs is None:
             return
+        from ipvsd.netlink.ipvs import Timeouts
+
         wanted = Timeouts(tcp=timeouts.tcp or 0, tcpfin=timeouts.tcpfin or 0, udp=timeouts.udp or 0)
         try:
             await self._parts.ipvs.set_timeouts(wanted)
@@ -533,6 +544,8 @@ class Daemon:
             # Never after a failed start: whatever made it fail (a port in use,
             # a bad interface) is no reason to empty the table.
             if parts.config.ipvs.cleanup_on_exit and parts.ready:
+                from ipvsd.ipvs.plan import DeleteService
+
                 # By text: a fwmark key (no address) does not order against others.
                 keys = sorted(parts.reconciler.desired.services, key=str)
                 result = await parts.ipvs.apply([DeleteService(key) for key in keys])
@@ -550,6 +563,8 @@ def sync_target(config: Config) -> SyncTarget | None:
     sync = config.ipvs.sync_daemon
     if sync is None:
         return None
+    from ipvsd.ipvs.sync_daemon import resolve
+
     # The config checks guarantee the instance exists.
     instance = next(i for i in config.vrrp.instances if i.name == sync.vrrp_instance)
     return resolve(sync, instance)
