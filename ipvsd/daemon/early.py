@@ -17,9 +17,11 @@ the same removal first, before anything heavy is imported:
    priority, and the addresses of ``virtual_ipaddresses`` and
    ``virtual_ipaddresses_excluded`` (with their ``dev``) — with libyaml's C
    parser, composing only the top-level ``vrrp`` value (`_vrrp_section`),
-   and stopping there unless "vrrp" appears again further down (a second
-   ``vrrp`` key makes the config invalid: nothing is removed then). A 10,000
-   x 4 config is not read twice this way (its services come after ``vrrp``).
+   and stopping there unless a ``vrrp`` key appears again further down (a
+   second one makes the config invalid: nothing is removed then). A 10,000
+   x 4 config is not read twice this way: its services come after ``vrrp``,
+   or there is no ``vrrp`` (no parse at all); a config with ``vrrp`` after
+   more than `SKIP_BUDGET` events of other sections is left to Startup.
 3. **Delete** each such address with the prefix length written, from the
    interface the instance adds it to (``dev``, else the instance's advert
    interface), on one raw rtnetlink socket (`ipvsd.netlink.delete_addresses`).
@@ -50,6 +52,7 @@ only (`tests/unit/test_startup_imports.py`).
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -80,6 +83,11 @@ from ipvsd.netlink.delete_addresses import ABSENT, delete_addresses
 #: not imported: that module is not needed this early).
 OWNER_PRIORITY = 255
 DEFAULT_PRIORITY = 100
+#: Events skipped before ``vrrp`` at most (~20 ms on the host): a config that has
+#: its services first is not parsed twice; its stale VIPs wait for Startup.
+SKIP_BUDGET = 20_000
+#: A second top-level ``vrrp`` key in block style starts a line.
+_BLOCK_KEY = re.compile(r"^[\"']?vrrp[\"']?[ \t]*:", re.MULTILINE)
 
 _Parser: Any = yaml.SafeLoader
 if yaml.__with_libyaml__:
@@ -115,28 +123,37 @@ def _vrrp_section(text: str) -> object:
     """The top-level ``vrrp`` value (None if absent), composed from the C parser's events.
 
     Raises:
-        Unreadable: not a mapping at the top, ``vrrp`` twice, or YAML the
-            composer refuses (e.g. an alias to an anchor outside ``vrrp``).
+        Unreadable: not a mapping at the top, ``vrrp`` twice, ``vrrp`` after
+            more than `SKIP_BUDGET` events, or YAML the composer refuses (e.g.
+            an alias to an anchor outside ``vrrp``).
     """
+    if "vrrp" not in text:
+        return None  # a pure IPVS director: nothing to parse
     reader: Any = _Reader(text)
     try:
-        for expected in (StreamStartEvent, DocumentStartEvent, MappingStartEvent):
+        for expected in (StreamStartEvent, DocumentStartEvent):
             if not isinstance(reader.get_event(), expected):
                 raise Unreadable("the config is not a mapping")
+        top = reader.get_event()
+        if not isinstance(top, MappingStartEvent):
+            raise Unreadable("the config is not a mapping")
+        again = "vrrp" if top.flow_style else _BLOCK_KEY
         found: object = None
         seen = False
+        skipped = [0]
         while not reader.check_event(MappingEndEvent):
             key = reader.get_event()
             if not isinstance(key, ScalarEvent):
                 raise Unreadable("a top-level key that is not a string")
             if key.value != "vrrp":
-                _skip_value(reader)
+                _skip_value(reader, skipped)
                 continue
             if seen:
                 raise Unreadable("vrrp is written twice")
             seen = True
             found = reader.construct_document(reader.compose_node(None, None))
-            if "vrrp" not in _after_line(text, reader.peek_event().start_mark.line):
+            rest = _after_line(text, reader.peek_event().start_mark.line)
+            if not (again.search(rest) if isinstance(again, re.Pattern) else again in rest):
                 return found  # the rest (services) need not be parsed
         return found
     except yaml.YAMLError as exc:
@@ -147,10 +164,14 @@ def _vrrp_section(text: str) -> object:
             dispose()
 
 
-def _skip_value(reader: Any) -> None:
+def _skip_value(reader: Any, skipped: list[int]) -> None:
+    """Consume one value's events; `skipped` counts them against `SKIP_BUDGET`."""
     depth = 0
     while True:
         event = reader.get_event()
+        skipped[0] += 1
+        if skipped[0] > SKIP_BUDGET:
+            raise Unreadable("vrrp comes after the services: left to the daemon's Startup")
         if isinstance(event, CollectionStartEvent):
             depth += 1
         elif isinstance(event, CollectionEndEvent):

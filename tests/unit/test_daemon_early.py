@@ -108,7 +108,7 @@ def test_no_vrrp_no_vips() -> None:
     "text",
     [
         "vrrp: {instances: []}\nvrrp: {instances: []}\n",  # invalid: which one would run?
-        "- a list\n",
+        "- vrrp\n",
         "vrrp: {instances: [{name: A, interface: 3, virtual_ipaddresses: [10.0.0.1]}]}\n",
         "vrrp: {instances: [{name: A, interface: e, priority: true, virtual_ipaddresses: []}]}\n",
         "vrrp: {instances: [{name: A, interface: e, virtual_ipaddresses: [not-an-ip]}]}\n",
@@ -141,3 +141,22 @@ def test_stale_vip_keeps_the_prefix_written() -> None:
         "vrrp: {instances: [{name: A, interface: e, virtual_ipaddresses: [10.0.0.1/16]}]}\n"
     )
     assert vip.address == ip_interface("10.0.0.1/16")
+
+
+def test_a_config_without_vrrp_is_not_parsed() -> None:
+    assert _vips("ipvs: {services: [unclosed\n") == []
+
+
+def test_vrrp_after_a_long_section_is_left_to_startup() -> None:
+    # Parsing 10,000 services twice would cost more than the early removal saves.
+    services = "".join(
+        f"    - {{address: 10.9.{i // 250}.{i % 250}, port: 80}}\n" for i in range(4000)
+    )
+    text = f"ipvs:\n  services:\n{services}vrrp:\n  instances: []\n"
+    with pytest.raises(Unreadable, match="after the services"):
+        configured_vips(text)
+
+
+def test_the_word_vrrp_further_down_is_not_a_second_key() -> None:
+    text = CONFIG.replace("  services: []", "  services: []  # see the vrrp section above")
+    assert len(_vips(text)) == 5
