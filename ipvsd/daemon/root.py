@@ -45,15 +45,16 @@ from ipvsd.metrics.daemon import DaemonMetrics, EventLoopLag
 from ipvsd.model import Table
 from ipvsd.process import lower_this_thread_priority
 from ipvsd.systemd import Notifier
-from ipvsd.vrrp.instance import VrrpInstance
-from ipvsd.vrrp.machine import Transitioned, VrrpState
-from ipvsd.vrrp.router import VrrpRouter
+from ipvsd.vrrp.machine import VrrpState
 
 if TYPE_CHECKING:
-    # Imported where used: a pure VRRP daemon (no services) never loads the IPVS side.
+    # Imported where used: a pure VRRP daemon (no services) never loads the IPVS
+    # side, a pure IPVS one (no VRRP instance) not the VRRP runtime.
     from ipvsd.ipvs.reconciler import PassReport, Reconciler
     from ipvsd.ipvs.sync_daemon import SyncTarget
     from ipvsd.metrics.ipvs import IpvsExporter
+    from ipvsd.vrrp.instance import VrrpInstance
+    from ipvsd.vrrp.machine import Transitioned
 
 log = structlog.get_logger("ipvsd.daemon")
 
@@ -217,6 +218,8 @@ class Daemon:
         self._links = await self._ports.open_links()
         self._routes = await self._ports.open_routes()
         self._vmacs = await self._ports.open_vmacs()
+        from ipvsd.vrrp.router import VrrpRouter
+
         self._parts.vrrp = VrrpRouter(
             self._addresses,
             self._links,
