@@ -17,7 +17,7 @@ Two questions from issue 14, each timed from the exec of the daemon:
    keepalived and ``ipvsadm -R`` (`bench.ipvs_programming` starts and polls
    them; each run in a fresh namespace).
 
-    python -m bench.startup [--rounds 5]                   # host cases (root)
+    python -m bench.startup [--rounds 5] [--before DIR]    # host cases (root)
     python -m bench.startup --table [--sizes 1000,10000]   # boots UML itself
 
 Medians of ``--rounds`` (host) or ``--repeats`` (UML). The interpreter's
@@ -78,8 +78,13 @@ def _keepalived_backup(line: str) -> bool:
     return "Entering BACKUP STATE" in line
 
 
-def one_start(implementation: str, workdir: Path, index: int) -> tuple[float, float]:
-    """(exec → stale VIP gone, exec → BACKUP) for one start in fresh namespaces."""
+def one_start(
+    implementation: str, workdir: Path, index: int, tree: Path | None = None
+) -> tuple[float, float]:
+    """(exec → stale VIP gone, exec → BACKUP) for one start in fresh namespaces.
+
+    `tree`: run the ``ipvsd`` package of that checkout (``-m ipvsd`` from there).
+    """
     from lab.netns import Topology, in_netns, ip
     from lab.vrrp_pair import build, ipvsd_config, keepalived_config
 
@@ -111,6 +116,7 @@ def one_start(implementation: str, workdir: Path, index: int) -> tuple[float, fl
                     stderr=subprocess.STDOUT,
                     text=True,
                     start_new_session=True,
+                    cwd=tree,
                 )
             try:
                 lines = Lines(proc.stdout)
@@ -134,16 +140,21 @@ def one_start(implementation: str, workdir: Path, index: int) -> tuple[float, fl
         return watch.deleted[STALE] - started, backup_at - started
 
 
-def host_rows(rounds: int) -> list[Row]:
+def host_rows(rounds: int, before: Path | None = None) -> list[Row]:
+    """Medians per case; `before`: also the ipvsd of that checkout, as "ipvsd (before)"."""
     rows: list[Row] = []
     medians: dict[tuple[str, str], float] = {}
+    trees: dict[str, Path | None] = {"keepalived": None, "ipvsd": None}
+    if before is not None:
+        trees["ipvsd (before)"] = before
     with tempfile.TemporaryDirectory(prefix="ipvsd-startup-") as tmp:
-        results: dict[str, list[tuple[float, float]]] = {"keepalived": [], "ipvsd": []}
-        for index in range(rounds):  # interleaved: host load hits both alike
-            for implementation, runs in results.items():
-                workdir = Path(tmp) / f"{implementation}-{index}"
+        results: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
+        for index in range(rounds):  # interleaved: host load hits all alike
+            for name, runs in results.items():
+                workdir = Path(tmp) / f"{name.replace(' ', '_')}-{index}"
                 workdir.mkdir()
-                runs.append(one_start(implementation, workdir, index))
+                implementation = "keepalived" if name == "keepalived" else "ipvsd"
+                runs.append(one_start(implementation, workdir, index, trees[name]))
         for case, column in (("exec -> stale VIP gone", 0), ("exec -> BACKUP", 1)):
             for implementation, runs in results.items():
                 values = [run[column] for run in runs]
@@ -192,9 +203,12 @@ def table_rows(sizes: list[int], repeats: int) -> list[Row]:
     return rows
 
 
-def compile_bytecode() -> None:
+SOURCE_TREE = Path(__file__).resolve().parent.parent
+
+
+def compile_bytecode(tree: Path = SOURCE_TREE) -> None:
     """What an installed package has; PYTHONDONTWRITEBYTECODE would leave it out."""
-    compileall.compile_dir(Path(__file__).resolve().parent.parent / "ipvsd", quiet=1)
+    compileall.compile_dir(tree / "ipvsd", quiet=1)
 
 
 def main(raw: list[str] | None = None) -> int:
@@ -204,11 +218,20 @@ def main(raw: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--mem", default="2G", help="UML memory")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        metavar="DIR",
+        help="host cases: also run the ipvsd of this checkout (e.g. a `git worktree` of "
+        "the commit before a change), in the same run",
+    )
     args = parser.parse_args(raw)
     compile_bytecode()
+    if args.before is not None:
+        compile_bytecode(args.before)
     load = os.getloadavg()[0]
     if not args.table:
-        rows = host_rows(args.rounds)
+        rows = host_rows(args.rounds, args.before)
         print_table(
             f"Start-up on the host (ratio = keepalived / ipvsd; >1: ipvsd faster); "
             f"1-minute load {load:.2f} at start",
