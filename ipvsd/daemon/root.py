@@ -104,8 +104,8 @@ class Daemon:
             config=config,
             health=HealthManager(
                 on_change=self._desired_changed,
-                on_health=lambda real, health: self.metrics.backend_up(*real, health is Health.UP),
-                on_gone=lambda real: self.metrics.backend_gone(*real),
+                on_health=lambda real, health: self.metrics.backend_up(real, health is Health.UP),
+                on_gone=lambda real: self.metrics.backend_gone(real),
                 on_check=self.metrics.health_check_duration,
                 on_quorum=self._quorum.changed,
                 on_service_gone=self._quorum.gone,

@@ -36,7 +36,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 from ipvsd.metrics.labels import BACKEND_LABELS, SERVICE_LABELS, backend_labels, service_labels
-from ipvsd.model import DestKey, ServiceKey
+from ipvsd.model import RealId, ServiceKey
 
 log = structlog.get_logger("ipvsd.metrics")
 
@@ -138,7 +138,7 @@ class DaemonMetrics:
             ["interface", "reason"],
             registry=registry,
         )
-        self._backend_up = KeyedGauge[tuple[ServiceKey, DestKey]](
+        self._backend_up = KeyedGauge[RealId](
             "ipvsd_backend_up",
             "1 if the real server passes its health checks, else 0.",
             BACKEND_LABELS,
@@ -267,17 +267,20 @@ class DaemonMetrics:
         """Count a dropped VRRP packet; `reason` is a ``RejectReason`` value."""
         self._invalid_packets.labels(interface, reason).inc()
 
-    def backend_up(self, service: ServiceKey, real: DestKey, up: bool) -> None:
-        """Record a real server's health: 1 up, 0 down."""
-        self._backend_up.values[service, real] = 1 if up else 0
+    def backend_up(self, real: RealId, up: bool) -> None:
+        """Record a real server's health: 1 up, 0 down.
 
-    def backend_gone(self, service: ServiceKey, real: DestKey) -> None:
+        `real` is kept as the series' key: pass the health manager's own tuple.
+        """
+        self._backend_up.values[real] = 1 if up else 0
+
+    def backend_gone(self, real: RealId) -> None:
         """Drop a real server's ``ipvsd_backend_up`` (it left the config); no error if absent.
 
         Call it once the real is no longer checked: a late `backend_up` would
         bring the series back.
         """
-        self._backend_up.values.pop((service, real), None)
+        self._backend_up.values.pop(real, None)
 
     def service_quorum(self, service: ServiceKey, up: bool) -> None:
         """Set a service's ``ipvsd_service_quorum``."""

@@ -421,8 +421,8 @@ def test_backend_up_joins_the_collector_series(
     daemon: tuple[CollectorRegistry, DaemonMetrics],
 ) -> None:
     registry, metrics = daemon
-    metrics.backend_up(FWM, REAL_FWM, True)
-    metrics.backend_up(UDP6, REAL6, False)
+    metrics.backend_up((FWM, REAL_FWM), True)
+    metrics.backend_up((UDP6, REAL6), False)
     real_fwm = remote(FWM_LABELS, "10.1.0.5", 0)
     assert value(registry, "ipvsd_backend_up", real_fwm) == 1
     assert value(registry, "ipvsd_backend_up", remote(UDP6_LABELS, REAL6_S, 53)) == 0
@@ -533,17 +533,17 @@ def test_backend_gone_drops_the_backend_up_of_a_removed_real(
         (FWM, REAL_FWM, True),
         (UDP6, REAL6, False),
     ]:
-        metrics.backend_up(service, real, up)
-    metrics.backend_gone(TCP, REAL2)
-    metrics.backend_gone(FWM, REAL_FWM)
+        metrics.backend_up((service, real), up)
+    metrics.backend_gone((TCP, REAL2))
+    metrics.backend_gone((FWM, REAL_FWM))
     assert value(registry, "ipvsd_backend_up", remote(TCP_LABELS, "10.1.0.1", 8080)) == 1
     assert value(registry, "ipvsd_backend_up", remote(UDP6_LABELS, REAL6_S, 53)) == 0
     get = registry.get_sample_value
     assert get("ipvsd_backend_up", remote(TCP_LABELS, "10.1.0.2", 8080)) is None
     assert get("ipvsd_backend_up", remote(FWM_LABELS, "10.1.0.5", 0)) is None
-    metrics.backend_gone(TCP, REAL2)  # gone already: no error
-    metrics.backend_gone(TCP, REAL1)
-    metrics.backend_gone(UDP6, REAL6)
+    metrics.backend_gone((TCP, REAL2))  # gone already: no error
+    metrics.backend_gone((TCP, REAL1))
+    metrics.backend_gone((UDP6, REAL6))
     assert [sample for sample in all_samples(registry) if sample[0] == "ipvsd_backend_up"] == []
 
 
