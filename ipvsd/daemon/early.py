@@ -137,7 +137,6 @@ def _vrrp_section(text: str) -> object:
         top = reader.get_event()
         if not isinstance(top, MappingStartEvent):
             raise Unreadable("the config is not a mapping")
-        again = "vrrp" if top.flow_style else _BLOCK_KEY
         found: object = None
         seen = False
         skipped = [0]
@@ -153,7 +152,7 @@ def _vrrp_section(text: str) -> object:
             seen = True
             found = reader.construct_document(reader.compose_node(None, None))
             rest = _after_line(text, reader.peek_event().start_mark.line)
-            if not (again.search(rest) if isinstance(again, re.Pattern) else again in rest):
+            if not _key_again(rest, flow=bool(top.flow_style)):
                 return found  # the rest (services) need not be parsed
         return found
     except yaml.YAMLError as exc:
@@ -162,6 +161,11 @@ def _vrrp_section(text: str) -> object:
         dispose = getattr(reader, "dispose", None)
         if dispose is not None:
             dispose()
+
+
+def _key_again(rest: str, *, flow: bool) -> bool:
+    """Whether `rest` may hold a second top-level ``vrrp`` key (conservative)."""
+    return "vrrp" in rest if flow else _BLOCK_KEY.search(rest) is not None
 
 
 def _skip_value(reader: Any, skipped: list[int]) -> None:
