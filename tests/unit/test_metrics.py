@@ -812,3 +812,46 @@ def test_a_disabled_exporter_writes_nothing_and_reads_no_table() -> None:
         raise AssertionError("a disabled exporter must not dump the kernel")
 
     assert IpvsExporter(read, enabled=lambda: False).text() == b""
+
+
+def test_backend_up_and_quorum_read_as_prometheus_client_gauges_would(
+    daemon: tuple[CollectorRegistry, DaemonMetrics],
+) -> None:
+    """KeyedGauge renders exactly the text a labelled Gauge did: HELP, TYPE, order, values."""
+    from prometheus_client import Gauge
+
+    from ipvsd.metrics.labels import BACKEND_LABELS, SERVICE_LABELS
+
+    registry, metrics = daemon
+    reference = CollectorRegistry(auto_describe=False)
+    up = Gauge(
+        "ipvsd_backend_up",
+        "1 if the real server passes its health checks, else 0.",
+        BACKEND_LABELS,
+        registry=reference,
+    )
+    quorum = Gauge(
+        "ipvsd_service_quorum",
+        "1 while the service has quorum (enough live real weight), else 0.",
+        SERVICE_LABELS,
+        registry=reference,
+    )
+    for service, real, healthy in ((FWM, REAL_FWM, True), (UDP6, REAL6, False), (TCP, REAL1, True)):
+        metrics.backend_up((service, real), healthy)
+        up.labels(*backend_labels(service, real)).set(1 if healthy else 0)
+    metrics.backend_up((FWM, REAL_FWM), False)  # set again: keeps its place
+    up.labels(*backend_labels(FWM, REAL_FWM)).set(0)
+    metrics.backend_gone((UDP6, REAL6))
+    up.remove(*backend_labels(UDP6, REAL6))
+    metrics.service_quorum(TCP, True)
+    quorum.labels(*service_labels(TCP)).set(1)
+
+    def text(of: CollectorRegistry, name: str) -> list[str]:
+        lines = generate_latest(of).decode().splitlines()
+        ours = (f"{name}{{", f"# HELP {name} ", f"# TYPE {name} ")
+        return [line for line in lines if line.startswith(ours)]
+
+    assert text(registry, "ipvsd_backend_up") == text(reference, "ipvsd_backend_up")
+    assert len(text(registry, "ipvsd_backend_up")) == 4  # HELP, TYPE, two reals
+    assert text(registry, "ipvsd_service_quorum") == text(reference, "ipvsd_service_quorum")
+    assert len(text(registry, "ipvsd_service_quorum")) == 3
