@@ -174,6 +174,30 @@ def host_rows(rounds: int, before: Path | None = None) -> list[Row]:
     return rows
 
 
+def _cpu_ticks() -> tuple[int, int]:
+    """(idle, total) jiffies of all CPUs, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    return values[3] + values[4], sum(values)
+
+
+def wait_idle(idle: float = 0.9, window_s: float = 1.0, limit_s: float = 300) -> None:
+    """Wait until the CPUs are `idle` for a whole `window_s` (at most `limit_s`).
+
+    A deleted namespace's IPVS table is freed by the kernel afterwards, in a
+    worker (``cleanup_net``): 40,000 dests take UML's one CPU for many seconds,
+    which the next method's time would otherwise include. The run of
+    2026-12-06 11:15 had no such wait (see bench/README.md).
+    """
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        idle_0, total_0 = _cpu_ticks()
+        time.sleep(window_s)
+        idle_1, total_1 = _cpu_ticks()
+        if total_1 > total_0 and (idle_1 - idle_0) / (total_1 - total_0) >= idle:
+            return
+
+
 def table_rows(sizes: list[int], repeats: int) -> list[Row]:
     """Inside a kernel with IPVS: exec → full table and peak RSS, three tools."""
     from bench import ipvs_programming as ip_bench
@@ -183,9 +207,13 @@ def table_rows(sizes: list[int], repeats: int) -> list[Row]:
         runs: dict[str, list[tuple[float, float]]] = {"ipvsadm -R": [], "keepalived": []}
         runs["ipvsd run"] = []
         for _ in range(repeats):
-            runs["ipvsadm -R"].append(ip_bench.bench_ipvsadm_restore(n))
-            runs["keepalived"].append(ip_bench.bench_keepalived(n))
-            runs["ipvsd run"].append(ip_bench.bench_daemon(n))
+            for method, bench in (
+                ("ipvsadm -R", ip_bench.bench_ipvsadm_restore),
+                ("keepalived", ip_bench.bench_keepalived),
+                ("ipvsd run", ip_bench.bench_daemon),
+            ):
+                wait_idle()
+                runs[method].append(bench(n))
         keepalived_s = statistics.median(s for s, _ in runs["keepalived"])
         for method, results in runs.items():
             seconds = statistics.median(s for s, _ in results)
