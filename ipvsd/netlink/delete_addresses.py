@@ -21,6 +21,8 @@ from ipaddress import IPv4Interface, IPv6Interface
 
 __all__ = ["delete_addresses"]
 
+# The netlink header constants are also `ipvsd.netlink.wire`'s; not imported from
+# there: wire imports the IPVS model and planner (~30 ms), not needed this early.
 RTM_DELADDR = 21
 NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
