@@ -22,7 +22,6 @@ import socket
 import statistics
 import struct
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bench.report import Row, print_table
+from lab.listener import Listener
 from lab.netns import Topology, in_netns
 from lab.scenario import wait_until
 from lab.vrrp_pair import ROUTERS, VrrpLab, build, holds_vip
@@ -45,34 +45,22 @@ class Seen:
     priority: int
 
 
-class AdvertLog:
+class AdvertLog(Listener):
     """Timestamps every VRRP advert the observer hears."""
 
     def __init__(self, ns: str) -> None:
         with in_netns(ns):
-            self._sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
             index = socket.if_nametoindex("eth0")
             mreq = struct.pack("=4s4si", IPv4Address("224.0.0.18").packed, bytes(4), index)
-            self._sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
-        self._sock.settimeout(0.2)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
         self.seen: list[Seen] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        super().__init__(sock, 256)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data, (src, _) = self._sock.recvfrom(256)
-            except TimeoutError:
-                continue
-            ihl = (data[0] & 0xF) * 4
-            self.seen.append(Seen(time.monotonic(), src, data[ihl + 2]))
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self._sock.close()
+    def received(self, data: bytes, source: object, at: float) -> None:
+        assert isinstance(source, tuple)
+        ihl = (data[0] & 0xF) * 4
+        self.seen.append(Seen(at, source[0], data[ihl + 2]))
 
 
 def one_round(implementation: str, failure: str, workdir: Path) -> tuple[float, float]:

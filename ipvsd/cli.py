@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import textwrap
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,6 @@ from ipvsd import __version__
 from ipvsd.control.client import DEFAULT_SOCKET, DaemonNotRunning, request
 from ipvsd.errors import ConfigError, IpvsdError, IpvsUnavailable
 from ipvsd.importers import command as import_command
-from ipvsd.model import parse_endpoint, parse_service_spec
 
 DEFAULT_CONFIG = "/etc/ipvsd/ipvsd.yaml"
 
@@ -353,6 +350,8 @@ def _positive_seconds(text: str) -> float:
 
 
 def _service_argument(text: str) -> str:
+    from ipvsd.model import parse_service_spec
+
     try:
         parse_service_spec(text)
     except ValueError as exc:
@@ -361,6 +360,8 @@ def _service_argument(text: str) -> str:
 
 
 def _real_argument(text: str) -> str:
+    from ipvsd.model import parse_endpoint
+
     try:
         parse_endpoint(text)
     except ValueError as exc:
@@ -376,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return _run(args)
         if args.command == "list":
+            import asyncio
+
             return asyncio.run(_list(stats=args.stats, as_json=args.json))
         if args.command == "status":
             return _status(args)
@@ -421,7 +424,17 @@ def _check_config(path: Path) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    """``ipvsd run``; a fatal error ends it as one logged event (journald files it by level)."""
+    """``ipvsd run``; a fatal error ends it as one logged event (journald files it by level).
+
+    Stale VIPs go first, before the daemon's modules are imported (`ipvsd.daemon.early`).
+    """
+    from ipvsd.daemon import early
+
+    path = Path(args.config)
+    start = early.begin(path)
+
+    import asyncio
+
     import structlog
 
     from ipvsd import daemon, log
@@ -429,9 +442,20 @@ def _run(args: argparse.Namespace) -> int:
     json_logs = None if args.log_format is None else args.log_format == "json"
     log.configure(level=args.log_level, json=json_logs)
     logger = structlog.get_logger("ipvsd.cli")
-    path = Path(args.config)
     try:
-        return asyncio.run(daemon.run(path))
+        if start.error is not None:
+            raise start.error
+        for vip in start.removed:
+            logger.warning(
+                "vrrp.stale_vip_removed",
+                instance=vip.instance,
+                interface=vip.interface,
+                vip=str(vip.address),
+                after_s=round(start.elapsed_s, 4),
+            )
+        if start.skipped:
+            logger.info("vrrp.stale_vips_deferred", reason=start.skipped)
+        return asyncio.run(daemon.run(path, host_lock=start.lock))
     except ConfigError as exc:
         issues = [str(issue) for issue in exc.issues]
         count = f"{len(issues)} error{'' if len(issues) == 1 else 's'}"
@@ -446,6 +470,8 @@ def _run(args: argparse.Namespace) -> int:
         # Our bug (style G9: it propagates, the daemon ends non-zero and systemd
         # restarts it): its traceback in one event, not one journal line per frame.
         logger.critical("daemon.crashed", exc_info=True)
+    finally:
+        start.lock.release()  # also when the config was refused before the daemon ran
     return 1
 
 
@@ -503,6 +529,8 @@ def _ask(path: str, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
     from ipvsd.control.render import status_text
     from ipvsd.control.status_json import from_json
 

@@ -12,6 +12,8 @@ extra=()
 [ "${KEEPALIVED:-1}" = 0 ] && extra+=(--skip-keepalived)
 .venv/bin/python -m bench.netlink_cpu
 .venv/bin/python -m bench.vrrp_failover
+.venv/bin/python -m bench.startup                    # host: stale VIPs, BACKUP
+.venv/bin/python -m bench.startup --table --sizes "$sizes"  # boots UML itself
 .venv/bin/python -m lab.uml --mem 2G --timeout 3000 -- \
     .venv/bin/python -m bench.ipvs_programming --sizes "$sizes" "${extra[@]}"
 .venv/bin/python -m bench.metrics_scrape --host-cpu && .venv/bin/python -m lab.uml --mem 2G --timeout 3000 -- .venv/bin/python -m bench.metrics_scrape --sizes "$sizes"

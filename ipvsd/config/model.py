@@ -24,6 +24,7 @@ operators: ``null``, not None.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from ipaddress import IPv4Address, IPv6Address
 from typing import Annotated, Any, Literal
 
@@ -101,6 +102,7 @@ from ipvsd.config.types import (
     Vip,
     Weight,
 )
+from ipvsd.interfaces import advert_interface
 from ipvsd.model import (
     DestKey,
     Family,
@@ -118,7 +120,8 @@ _FIELDS_SETS: dict[frozenset[str], set[str]] = {}
 
 
 class _Model(BaseModel):
-    """Frozen, strict, no unknown keys; attribute docstrings become field descriptions.
+    """Frozen, strict, no unknown keys; attribute docstrings are the fields' descriptions
+    (in the JSON Schema: `ipvsd.config.schema`).
 
     Every instance gets its own ``model_fields_set`` from pydantic: a set of
     the fields the YAML gave, 216-728 bytes each, 40% of a big config's
@@ -128,9 +131,8 @@ class _Model(BaseModel):
     else: ``model_fields_set`` is read-only here.
     """
 
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, strict=True, use_attribute_docstrings=True
-    )
+    # No ``use_attribute_docstrings``: `ipvsd.config.docstrings` reads them for the schema.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     def model_post_init(self, context: Any, /) -> None:
         """Share the fields set with the other instances that have the same one."""
@@ -384,9 +386,9 @@ class VrrpInstanceConfig(_Model):
     def advert_interface(self) -> str:
         """The interface the adverts, the GARPs and (by default) the VIPs use: the vmac's
         name with ``vmac``, else ``interface``."""
-        if not self.vmac:
-            return self.interface
-        return self.vmac_interface or f"vrrp.{self.vrid}"
+        return advert_interface(
+            self.interface, self.vrid, vmac=self.vmac, vmac_interface=self.vmac_interface
+        )
 
     @property
     def family(self) -> Literal["ipv4", "ipv6"]:
@@ -580,13 +582,21 @@ class CheckConfig(_Model):
     router_id or host name)."""
 
 
+def _field_docs(model: str) -> Mapping[str, str]:
+    import sys
+
+    from ipvsd.config.docstrings import attribute_docstrings
+
+    return attribute_docstrings(sys.modules[__name__])[model]
+
+
 def _describe_overrides(schema: JsonDict) -> None:
     """JSON Schema: each `CheckOverride` field has the description of its `CheckConfig` twin."""
     properties = schema["properties"]
     assert isinstance(properties, dict)
     for name, field in properties.items():
         assert isinstance(field, dict)
-        same = CheckConfig.model_fields[name].description
+        same = _field_docs("CheckConfig")[name]
         field["description"] = f"This real's ``{name}``; null: the service check's. {same}"
 
 

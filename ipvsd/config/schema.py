@@ -3,7 +3,8 @@
 The schema is the pydantic model's (`Config`), so it cannot disagree with the
 loader about field names, nesting, types, defaults, ranges or choices: the
 field types carry their limits into it (`ipvsd.config.types`, ``_Rule`` and
-``_Plain``) and the attribute docstrings become descriptions. Three things
+``_Plain``) and the attribute docstrings become descriptions (`ipvsd.config.docstrings`,
+read here rather than while the models are built). Three things
 are adjusted here, each because the model alone would say something wrong
 to an editor:
 
@@ -31,6 +32,8 @@ from typing import Any
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import CoreSchema, SchemaError, SchemaSerializer, core_schema
 
+from ipvsd.config import model
+from ipvsd.config.docstrings import attribute_docstrings
 from ipvsd.config.model import Config
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -69,12 +72,29 @@ def config_schema() -> dict[str, Any]:
         A new JSON-compatible mapping on each call.
     """
     schema = Config.model_json_schema(schema_generator=_Generator)
+    _describe_fields(schema)
     schema["required"] = [name for name in schema["required"] if name != "node_name"]
     if not schema["required"]:
         del schema["required"]
     schema.update(title=TITLE, description=DESCRIPTION)
     _join_descriptions(schema)
     return {"$schema": DIALECT, **schema}
+
+
+def _describe_fields(schema: dict[str, Any]) -> None:
+    """Each model's properties get their attribute docstrings (`ipvsd.config.docstrings`)."""
+    docs = attribute_docstrings(model)
+    for name, definition in [(Config.__name__, schema), *schema.get("$defs", {}).items()]:
+        cls = getattr(model, name, None)
+        properties = definition.get("properties")
+        if cls is None or properties is None:
+            continue
+        for field_name, info in cls.model_fields.items():
+            doc = docs.get(name, {}).get(field_name)
+            key = info.alias or field_name
+            prop = properties.get(key)
+            if doc is not None and prop is not None and "description" not in prop:
+                prop["description"] = doc
 
 
 _WRAP = re.compile(r"(?<!\n)\n(?!\n)")

@@ -9,13 +9,16 @@ the policy be tested without starting anything.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ipvsd.config import Config
 from ipvsd.daemon.ports import IpvsKernel
 from ipvsd.health.manager import HealthManager
-from ipvsd.ipvs.reconciler import Reconciler
-from ipvsd.ipvs.sync_daemon import SyncDaemonController
-from ipvsd.vrrp.router import VrrpRouter
+
+if TYPE_CHECKING:  # loaded when used (`ipvsd.daemon.root`)
+    from ipvsd.ipvs.reconciler import Reconciler
+    from ipvsd.ipvs.sync_daemon import SyncDaemonController
+    from ipvsd.vrrp.router import VrrpRouter
 
 
 @dataclass(slots=True)

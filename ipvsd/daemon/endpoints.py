@@ -16,6 +16,7 @@ closing it before the answer is written would hang up on them.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
@@ -23,7 +24,10 @@ from ipvsd.config import Config
 from ipvsd.control.protocol import ControlView
 from ipvsd.control.server import ControlServer
 from ipvsd.errors import IpvsdError
-from ipvsd.metrics import IpvsExporter, MetricsServer, serve
+
+if TYPE_CHECKING:
+    from ipvsd.metrics.http import MetricsServer
+    from ipvsd.metrics.ipvs import IpvsExporter
 
 Undo = list[Callable[[], Awaitable[None]]]
 
@@ -73,6 +77,8 @@ class Endpoints:
         if config.metrics.listen is None:
             return None
         try:
+            from ipvsd.metrics.http import serve  # http.server: after VRRP has started
+
             return serve(self._registry, config.metrics.listen, ipvs=self._exporter(config))
         except OSError as exc:
             raise IpvsdError(f"metrics.listen: {exc}") from exc

@@ -40,7 +40,8 @@ def lock_path(runtime_dir: Path) -> Path:
 
 
 class HostLock:
-    """The exclusive lock; `acquire` once, `release` at exit (or let the process end)."""
+    """The exclusive lock; `acquire` (again: a no-op while held), `release` at exit (or
+    let the process end)."""
 
     def __init__(self, runtime_dir: Path = DEFAULT_RUNTIME_DIR) -> None:
         self.path = lock_path(runtime_dir)
@@ -53,6 +54,8 @@ class HostLock:
             AlreadyRunning: another ipvsd holds it (its pid is in the message).
             IpvsdError: the lock file cannot be created.
         """
+        if self._fd is not None:
+            return  # held already (`ipvsd.daemon.early` took it)
         try:
             self.path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ipvsd.config import Config
 from ipvsd.ipvs.plan import ApplyResult, Operation
@@ -24,12 +24,13 @@ from ipvsd.ipvs.sync_daemon import SyncDaemonBackend
 from ipvsd.model import Table
 from ipvsd.netlink import routes
 from ipvsd.netlink.addresses import AddressManager
-from ipvsd.netlink.ipvs import IpvsClient, Timeouts
 from ipvsd.netlink.links import LinkWatcher
-from ipvsd.netlink.table_reader import DUMP_TIMEOUT_S, BlockingTableReader
 from ipvsd.netlink.virtual_routes import RouteManager
 from ipvsd.netlink.vmac import VmacManager
 from ipvsd.vrrp.ports import LinkSource, RouteWriter, VipWriter, VmacWriter
+
+if TYPE_CHECKING:
+    from ipvsd.netlink.ipvs import Timeouts
 
 
 class IpvsKernel(SyncDaemonBackend, Protocol):
@@ -137,10 +138,15 @@ class KernelPorts:
 def real_ports() -> KernelPorts:
     """The production ports: netlink to this host's kernel."""
 
+    # The IPVS client is imported when first opened: a pure VRRP daemon never needs it.
     async def open_ipvs() -> IpvsKernel:
+        from ipvsd.netlink.ipvs import IpvsClient
+
         return await IpvsClient.open()
 
     async def open_table_reader() -> TableReader:
+        from ipvsd.netlink.table_reader import DUMP_TIMEOUT_S, BlockingTableReader
+
         return await BlockingTableReader.open(timeout_s=DUMP_TIMEOUT_S)
 
     async def open_addresses() -> Addresses:

@@ -41,18 +41,20 @@ from ipvsd.daemon.view import DaemonView
 from ipvsd.errors import ConfigError, IpvsdError, IpvsUnavailable, KernelError
 from ipvsd.health.manager import HealthManager, adopted_reals
 from ipvsd.health.tracker import Health
-from ipvsd.ipvs.plan import DeleteService
-from ipvsd.ipvs.reconciler import PassReport, Reconciler
-from ipvsd.ipvs.sync_daemon import SyncDaemonController, SyncTarget, resolve
-from ipvsd.metrics import DaemonMetrics, EventLoopLag, IpvsExporter
+from ipvsd.metrics.daemon import DaemonMetrics, EventLoopLag
 from ipvsd.model import Table
-from ipvsd.netlink.ipvs import Timeouts
-from ipvsd.netlink.table_reader import DUMP_TIMEOUT_S
 from ipvsd.process import lower_this_thread_priority
 from ipvsd.systemd import Notifier
-from ipvsd.vrrp.instance import VrrpInstance
-from ipvsd.vrrp.machine import Transitioned, VrrpState
-from ipvsd.vrrp.router import VrrpRouter
+from ipvsd.vrrp.machine import VrrpState
+
+if TYPE_CHECKING:
+    # Imported where used: a pure VRRP daemon (no services) never loads the IPVS
+    # side, a pure IPVS one (no VRRP instance) not the VRRP runtime.
+    from ipvsd.ipvs.reconciler import PassReport, Reconciler
+    from ipvsd.ipvs.sync_daemon import SyncTarget
+    from ipvsd.metrics.ipvs import IpvsExporter
+    from ipvsd.vrrp.instance import VrrpInstance
+    from ipvsd.vrrp.machine import Transitioned
 
 if TYPE_CHECKING:
     from ipvsd.config.model import VrrpInstanceConfig
@@ -72,6 +74,8 @@ class Daemon:
         handle_signals: install the SIGHUP / SIGTERM / SIGINT handlers (off in
             in-process tests, which call `reload()` and `request_stop()`).
         runtime_dir: where the one-daemon-per-host lock lives (`lock`).
+        host_lock: that lock, taken already (`ipvsd.daemon.early`); None: one
+            in `runtime_dir`, taken when `run()` starts.
     """
 
     def __init__(
@@ -82,9 +86,10 @@ class Daemon:
         ports: KernelPorts | None = None,
         handle_signals: bool = True,
         runtime_dir: Path = DEFAULT_RUNTIME_DIR,
+        host_lock: HostLock | None = None,
     ) -> None:
         self._config_path = config_path
-        self._host_lock = HostLock(runtime_dir)
+        self._host_lock = host_lock or HostLock(runtime_dir)
         self._ports = ports or real_ports()
         self._handle_signals = handle_signals
         self._addresses: Addresses | None = None
@@ -102,8 +107,8 @@ class Daemon:
             config=config,
             health=HealthManager(
                 on_change=self._desired_changed,
-                on_health=lambda real, health: self.metrics.backend_up(*real, health is Health.UP),
-                on_gone=lambda real: self.metrics.backend_gone(*real),
+                on_health=lambda real, health: self.metrics.backend_up(real, health is Health.UP),
+                on_gone=lambda real: self.metrics.backend_gone(real),
                 on_check=self.metrics.health_check_duration,
                 on_quorum=self._quorum.changed,
                 on_service_gone=self._quorum.gone,
@@ -216,6 +221,8 @@ class Daemon:
         self._links = await self._ports.open_links()
         self._routes = await self._ports.open_routes()
         self._vmacs = await self._ports.open_vmacs()
+        from ipvsd.vrrp.router import VrrpRouter
+
         self._parts.vrrp = VrrpRouter(
             self._addresses,
             self._links,
@@ -244,6 +251,8 @@ class Daemon:
         Asked at every scrape, so the ``ipvs_*`` series appear as soon as a
         reload gives a pure VRRP daemon its first services.
         """
+        from ipvsd.metrics.ipvs import IpvsExporter
+
         loop = asyncio.get_running_loop()
         return IpvsExporter(
             lambda: self._scrape_table(loop), enabled=lambda: self._parts.reconciler is not None
@@ -256,6 +265,8 @@ class Daemon:
         loop (see `ipvsd.netlink.table_reader`); only opening it (pyroute2's
         family lookup is async) visits the loop, once.
         """
+        from ipvsd.netlink.table_reader import DUMP_TIMEOUT_S
+
         if self._scrape_reader is None:
             opening = asyncio.run_coroutine_threadsafe(self._ports.open_table_reader(), loop)
             self._scrape_reader = opening.result(timeout=DUMP_TIMEOUT_S)
@@ -306,6 +317,8 @@ class Daemon:
         if self._parts.sync is None:
             if target is None or self._group is None:
                 return
+            from ipvsd.ipvs.sync_daemon import SyncDaemonController
+
             self._parts.sync = SyncDaemonController(
                 self._ports.open_ipvs,
                 resync_interval_s=config.ipvs.resync_interval,
@@ -328,6 +341,8 @@ class Daemon:
         task.add_done_callback(self._components.discard)
 
     async def _start_ipvs(self, config: Config) -> None:
+        from ipvsd.ipvs.reconciler import Reconciler
+
         client = self._parts.ipvs = await self._ports.open_ipvs()
         await self._apply_timeouts(config)
         reconciler = self._parts.reconciler = Reconciler(
@@ -353,6 +368,8 @@ class Daemon:
         timeouts = config.ipvs.timeouts
         if timeouts is None or self._parts.ipvs is None:
             return
+        from ipvsd.netlink.ipvs import Timeouts
+
         wanted = Timeouts(tcp=timeouts.tcp or 0, tcpfin=timeouts.tcpfin or 0, udp=timeouts.udp or 0)
         try:
             await self._parts.ipvs.set_timeouts(wanted)
@@ -541,6 +558,8 @@ class Daemon:
             # Never after a failed start: whatever made it fail (a port in use,
             # a bad interface) is no reason to empty the table.
             if parts.config.ipvs.cleanup_on_exit and parts.ready:
+                from ipvsd.ipvs.plan import DeleteService
+
                 # By text: a fwmark key (no address) does not order against others.
                 keys = sorted(parts.reconciler.desired.services, key=str)
                 result = await parts.ipvs.apply([DeleteService(key) for key in keys])
@@ -558,6 +577,8 @@ def sync_target(config: Config) -> SyncTarget | None:
     sync = config.ipvs.sync_daemon
     if sync is None:
         return None
+    from ipvsd.ipvs.sync_daemon import resolve
+
     # The config checks guarantee the instance exists.
     instance = next(i for i in config.vrrp.instances if i.name == sync.vrrp_instance)
     return resolve(sync, instance)
@@ -577,12 +598,16 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-async def run(config_path: Path) -> int:
+async def run(config_path: Path, host_lock: HostLock | None = None) -> int:
     """Load the config and run the daemon until SIGTERM/SIGINT.
 
+    Args:
+        config_path: the config file.
+        host_lock: the host lock, held already (`ipvsd.daemon.early`).
+
     Raises:
-        ConfigError: the config is invalid (nothing was touched).
+        ConfigError: the config is invalid (nothing was touched but stale VIPs).
         IpvsUnavailable: services are configured but the kernel has no IPVS.
     """
     config = load_config(config_path)
-    return await Daemon(config_path, config).run()
+    return await Daemon(config_path, config, host_lock=host_lock).run()

@@ -181,12 +181,17 @@ class DaemonView:
         (``admin_state`` Rule 3).
         """
         kept = self._store.load()
-        configured = {(s.key, s.dest_key(r)) for s in config.ipvs.services for r in s.reals}
+        drained = self._parts.health.drained
+        if not kept:  # the usual start: no walk over every real
+            drained.clear()
+            return
+        configured = {
+            (key, s.dest_key(r)) for s in config.ipvs.services if (key := s.key) for r in s.reals
+        }
         dropped = kept - configured
         for service, real in sorted(dropped, key=lambda r: (str(r[0]), str(r[1]))):
             log.warning("state.drain_dropped", service=str(service), real=str(real),
                         reason="not configured")  # fmt: skip
-        drained = self._parts.health.drained
         drained.clear()
         drained.update(kept & configured)
         if kept:

@@ -27,8 +27,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import TYPE_CHECKING
 
-import h11
+if TYPE_CHECKING:
+    import h11
 
 from ipvsd import __version__
 from ipvsd.config.types import status_ranges
@@ -103,6 +105,8 @@ async def get(
         h11.LocalProtocolError: `path` or `host` cannot go into a request (a
             bug: config validation should have refused them).
     """
+    import h11  # only when an http check runs: not on a pure VRRP daemon's start
+
     conn = h11.Connection(h11.CLIENT)
     request = h11.Request(
         method="GET",
@@ -135,6 +139,8 @@ async def _read_response(
     """Feed the response to h11 until the status (and, with body_regex or digest, the body)
     is known. A digest covers the whole body (keepalived's): it is hashed as it comes,
     past `BODY_LIMIT` too, within the check's timeout."""
+    import h11
+
     status = 0
     received = False
     body = bytearray()

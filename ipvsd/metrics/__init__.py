@@ -18,21 +18,24 @@ The pieces live in ``labels`` (label names and values, shared),
 
 from __future__ import annotations
 
-from ipvsd.metrics.daemon import (
-    HEALTH_CHECK_BUCKETS,
-    LOOP_LAG_BUCKETS,
-    VRRP_STATE_VALUES,
-    DaemonMetrics,
-    EventLoopLag,
-)
-from ipvsd.metrics.http import MetricsServer, serve
-from ipvsd.metrics.ipvs import METRIC_NAMES, IpvsExporter, write_table_text
-from ipvsd.metrics.labels import (
-    BACKEND_LABELS,
-    SERVICE_LABELS,
-    backend_labels,
-    service_labels,
-)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ipvsd.metrics.daemon import (
+        HEALTH_CHECK_BUCKETS,
+        LOOP_LAG_BUCKETS,
+        VRRP_STATE_VALUES,
+        DaemonMetrics,
+        EventLoopLag,
+    )
+    from ipvsd.metrics.http import MetricsServer, serve
+    from ipvsd.metrics.ipvs import METRIC_NAMES, IpvsExporter, write_table_text
+    from ipvsd.metrics.labels import (
+        BACKEND_LABELS,
+        SERVICE_LABELS,
+        backend_labels,
+        service_labels,
+    )
 
 __all__ = [
     "BACKEND_LABELS",
@@ -50,3 +53,33 @@ __all__ = [
     "service_labels",
     "write_table_text",
 ]
+
+#: Where each name lives: imported when first asked for, so that the daemon
+#: loads the endpoint (``http``) and the table's exporter (``ipvs``) only when
+#: /metrics is served, after VRRP has started (`ipvsd.daemon.root`).
+_HOME = {
+    **dict.fromkeys(
+        (
+            "HEALTH_CHECK_BUCKETS",
+            "LOOP_LAG_BUCKETS",
+            "VRRP_STATE_VALUES",
+            "DaemonMetrics",
+            "EventLoopLag",
+        ),
+        "daemon",
+    ),
+    **dict.fromkeys(("MetricsServer", "serve"), "http"),
+    **dict.fromkeys(("METRIC_NAMES", "IpvsExporter", "write_table_text"), "ipvs"),
+    **dict.fromkeys(
+        ("BACKEND_LABELS", "SERVICE_LABELS", "backend_labels", "service_labels"), "labels"
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)

@@ -26,16 +26,21 @@ from __future__ import annotations
 
 import asyncio
 import types
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Generic, TypeVar
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.registry import Collector
 
 from ipvsd.metrics.labels import BACKEND_LABELS, SERVICE_LABELS, backend_labels, service_labels
-from ipvsd.model import DestKey, ServiceKey
+from ipvsd.model import RealId, ServiceKey
 
 log = structlog.get_logger("ipvsd.metrics")
+
+K = TypeVar("K")
 
 #: ``ipvsd_vrrp_state`` values (design contract), keyed by ``VrrpState.value``.
 VRRP_STATE_VALUES: Mapping[str, int] = types.MappingProxyType(
@@ -145,18 +150,20 @@ class DaemonMetrics:
             ["interface", "reason"],
             registry=registry,
         )
-        self._backend_up = Gauge(
+        self._backend_up = KeyedGauge[RealId](
             "ipvsd_backend_up",
             "1 if the real server passes its health checks, else 0.",
             BACKEND_LABELS,
-            registry=registry,
+            lambda key: backend_labels(*key),
         )
-        self._service_quorum = Gauge(
+        registry.register(self._backend_up)
+        self._service_quorum = KeyedGauge[ServiceKey](
             "ipvsd_service_quorum",
             "1 while the service has quorum (enough live real weight), else 0.",
             SERVICE_LABELS,
-            registry=registry,
+            service_labels,
         )
+        registry.register(self._service_quorum)
         self._health_duration = Histogram(
             "ipvsd_health_check_duration_seconds",
             "How long health checks took, failed ones included.",
@@ -285,25 +292,28 @@ class DaemonMetrics:
         """Count a dropped VRRP packet; `reason` is a ``RejectReason`` value."""
         self._invalid_packets.labels(interface, reason).inc()
 
-    def backend_up(self, service: ServiceKey, real: DestKey, up: bool) -> None:
-        """Record a real server's health: 1 up, 0 down."""
-        self._backend_up.labels(*backend_labels(service, real)).set(1 if up else 0)
+    def backend_up(self, real: RealId, up: bool) -> None:
+        """Record a real server's health: 1 up, 0 down.
 
-    def backend_gone(self, service: ServiceKey, real: DestKey) -> None:
+        `real` is kept as the series' key: pass the health manager's own tuple.
+        """
+        self._backend_up.values[real] = 1 if up else 0
+
+    def backend_gone(self, real: RealId) -> None:
         """Drop a real server's ``ipvsd_backend_up`` (it left the config); no error if absent.
 
         Call it once the real is no longer checked: a late `backend_up` would
         bring the series back.
         """
-        self._backend_up.remove(*backend_labels(service, real))
+        self._backend_up.values.pop(real, None)
 
     def service_quorum(self, service: ServiceKey, up: bool) -> None:
         """Set a service's ``ipvsd_service_quorum``."""
-        self._service_quorum.labels(*service_labels(service)).set(1 if up else 0)
+        self._service_quorum.values[service] = 1 if up else 0
 
     def service_gone(self, service: ServiceKey) -> None:
         """Drop a service's ``ipvsd_service_quorum`` (it left the config); no error if absent."""
-        self._service_quorum.remove(*service_labels(service))
+        self._service_quorum.values.pop(service, None)
 
     def retain(self, instances: Iterable[tuple[str, str, int]]) -> None:
         """Drop every per-instance series the config no longer has.
@@ -369,6 +379,41 @@ class DaemonMetrics:
         """Record one lag probe (see `EventLoopLag`)."""
         self._loop_lag.set(seconds)
         self._loop_lag_histogram.observe(seconds)
+
+
+class KeyedGauge(Collector, Generic[K]):
+    """A labelled gauge whose series are rendered at scrape time from `values`.
+
+    Not prometheus-client's labelled ``Gauge``: its children cost ~1 kB each
+    (the child, its value and lock, the label strings): 38 MB for
+    ``ipvsd_backend_up`` at 10,000 x 4 reals, most of a big daemon's memory
+    after its config. Here a series is one dict entry, keyed by the keys the
+    daemon holds anyway; its label values are made only while a scrape writes
+    them. Series in the order they were first set, as a Gauge's children.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labels: Sequence[str],
+        values_of: Callable[[K], Sequence[str]],
+    ) -> None:
+        self.values: dict[K, int] = {}
+        self._family = (name, documentation, list(labels))
+        self._label_values = values_of
+
+    def describe(self) -> Iterator[Metric]:
+        name, documentation, labels = self._family
+        yield GaugeMetricFamily(name, documentation, labels=labels)
+
+    def collect(self) -> Iterator[Metric]:
+        name, documentation, labels = self._family
+        family = GaugeMetricFamily(name, documentation, labels=labels)
+        # A copy made in one C call: the scrape's thread never sees the dict change.
+        for key, value in list(self.values.items()):
+            family.add_metric(self._label_values(key), value)
+        yield family
 
 
 def _drop_series(

@@ -1,8 +1,9 @@
 """The IPVS generic-netlink client: dumps, batched changes, timeouts, counters.
 
 `IpvsClient` implements `reconcile.IpvsBackend` over one netlink socket.
-pyroute2 resolves the IPVS family id (and thereby loads ip_vs); the messages
-themselves are packed by `wire` (see its docstring for why).
+`resolve_family_id` finds the IPVS family id (and thereby loads ip_vs); the
+messages themselves are packed by `wire` (see its docstring for why). No
+pyroute2 on this path: importing it alone took ~1.75 s of a start in UML.
 
 Batching: the kernel runs each generic-netlink request synchronously inside
 ``sendmsg`` and acks each one separately, so many requests are packed into one
@@ -61,6 +62,12 @@ if TYPE_CHECKING:
     from ipvsd.netlink.table_reader import BlockingTableReader
 
 NETLINK_GENERIC = 16
+GENL_ID_CTRL = 0x10
+CTRL_CMD_GETFAMILY = 3
+CTRL_ATTR_FAMILY_ID = 1
+CTRL_ATTR_FAMILY_NAME = 2
+#: Seconds the family lookup may take (loading ip_vs included).
+FAMILY_TIMEOUT_S = 10.0
 SOL_NETLINK = 270
 NETLINK_EXT_ACK = 11
 NETLINK_CAP_ACK = 10
@@ -91,26 +98,52 @@ class IpvsInfo:
     conn_tab_size: int
 
 
+def family_request(name: str, seq: int) -> bytes:
+    """CTRL_CMD_GETFAMILY for generic-netlink family `name` (what ``genl ctrl get`` sends)."""
+    payload = wire.nla_str(CTRL_ATTR_FAMILY_NAME, name)
+    return wire.message(GENL_ID_CTRL, CTRL_CMD_GETFAMILY, payload, wire.NLM_F_REQUEST, seq)
+
+
+def family_id_from(datagram: bytes) -> int:
+    """The family id in the kernel's answer to `family_request`.
+
+    Raises:
+        IpvsUnavailable: the kernel has no such family (ENOENT; ENOTSUP).
+        KernelError: another refusal, or an answer without the id.
+    """
+    for reply in wire.iter_replies(memoryview(datagram)):
+        if reply.msg_type == wire.NLMSG_ERROR and reply.error:
+            if -reply.error in (errno.ENOENT, errno.ENOTSUP):
+                raise IpvsUnavailable()
+            code = -reply.error
+            text = f"generic netlink lookup of IPVS failed: {os.strerror(code)}"
+            raise KernelError(text, errno=code)
+        for attr_type, value in wire.iter_attrs(reply.payload):
+            if reply.msg_type == GENL_ID_CTRL and attr_type == CTRL_ATTR_FAMILY_ID:
+                return wire.uint_value(value)
+    raise KernelError("generic netlink lookup of IPVS: no family id in the answer")
+
+
 async def resolve_family_id() -> int:
     """The IPVS generic-netlink family id (the lookup also loads ip_vs on demand).
 
+    One request on a socket of its own, not pyroute2's lookup: importing
+    pyroute2 cost ~1.75 s of every start inside UML, and nothing else on the
+    IPVS path needs it. The kernel loads ip_vs for an unknown family name
+    itself (``ctrl_getfamily``: ``request_module``), as it did for pyroute2.
+
     Raises:
         IpvsUnavailable: the kernel has no IPVS.
+        KernelError: netlink failed.
     """
-    from pyroute2.netlink import genlmsg
-    from pyroute2.netlink.exceptions import NetlinkError
-    from pyroute2.netlink.generic import AsyncGenericNetlinkSocket
-
-    sock = AsyncGenericNetlinkSocket()
     try:
-        await sock.bind("IPVS", genlmsg)
-        return int(sock.prid)
-    except NetlinkError as exc:
-        if exc.code in (errno.ENOENT, errno.ENOTSUP):
-            raise IpvsUnavailable() from None
-        raise KernelError(f"generic netlink lookup of IPVS failed: {exc}", errno=exc.code) from exc
-    finally:
-        sock.close()
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC) as sock:
+            sock.settimeout(FAMILY_TIMEOUT_S)  # one round trip: not worth an await
+            sock.bind((0, 0))
+            sock.send(family_request("IPVS", 1))
+            return family_id_from(sock.recv(65536))
+    except OSError as exc:
+        raise KernelError(f"generic netlink lookup of IPVS failed: {exc}") from exc
 
 
 def _kernel_error(code: int, operation: Operation | None, what: str) -> KernelError:

@@ -66,6 +66,7 @@ LAYER_OF: Mapping[str, str] = {
     "ipvsd.loopslice": "base",
     "ipvsd.steps": "base",
     "ipvsd.files": "base",
+    "ipvsd.interfaces": "base",
     # The configuration: YAML in, validated model out.
     "ipvsd.config": "config",
     # Importers: keepalived.conf / `ipvsadm -Sn` in, config data out (beside config).

@@ -436,8 +436,8 @@ def test_backend_up_joins_the_collector_series(
     daemon: tuple[CollectorRegistry, DaemonMetrics],
 ) -> None:
     registry, metrics = daemon
-    metrics.backend_up(FWM, REAL_FWM, True)
-    metrics.backend_up(UDP6, REAL6, False)
+    metrics.backend_up((FWM, REAL_FWM), True)
+    metrics.backend_up((UDP6, REAL6), False)
     real_fwm = remote(FWM_LABELS, "10.1.0.5", 0)
     assert value(registry, "ipvsd_backend_up", real_fwm) == 1
     assert value(registry, "ipvsd_backend_up", remote(UDP6_LABELS, REAL6_S, 53)) == 0
@@ -548,17 +548,17 @@ def test_backend_gone_drops_the_backend_up_of_a_removed_real(
         (FWM, REAL_FWM, True),
         (UDP6, REAL6, False),
     ]:
-        metrics.backend_up(service, real, up)
-    metrics.backend_gone(TCP, REAL2)
-    metrics.backend_gone(FWM, REAL_FWM)
+        metrics.backend_up((service, real), up)
+    metrics.backend_gone((TCP, REAL2))
+    metrics.backend_gone((FWM, REAL_FWM))
     assert value(registry, "ipvsd_backend_up", remote(TCP_LABELS, "10.1.0.1", 8080)) == 1
     assert value(registry, "ipvsd_backend_up", remote(UDP6_LABELS, REAL6_S, 53)) == 0
     get = registry.get_sample_value
     assert get("ipvsd_backend_up", remote(TCP_LABELS, "10.1.0.2", 8080)) is None
     assert get("ipvsd_backend_up", remote(FWM_LABELS, "10.1.0.5", 0)) is None
-    metrics.backend_gone(TCP, REAL2)  # gone already: no error
-    metrics.backend_gone(TCP, REAL1)
-    metrics.backend_gone(UDP6, REAL6)
+    metrics.backend_gone((TCP, REAL2))  # gone already: no error
+    metrics.backend_gone((TCP, REAL1))
+    metrics.backend_gone((UDP6, REAL6))
     assert [sample for sample in all_samples(registry) if sample[0] == "ipvsd_backend_up"] == []
 
 
@@ -849,3 +849,46 @@ def test_vrrp_instance_info_says_version_family_and_interval(
     metrics.retain([("VI_1", "eth1", 51)])
     assert registry.get_sample_value(info, {**v3, "advert_int": "0.25"}) is None
     assert value(registry, info, v2) == 1
+
+
+def test_backend_up_and_quorum_read_as_prometheus_client_gauges_would(
+    daemon: tuple[CollectorRegistry, DaemonMetrics],
+) -> None:
+    """KeyedGauge renders exactly the text a labelled Gauge did: HELP, TYPE, order, values."""
+    from prometheus_client import Gauge
+
+    from ipvsd.metrics.labels import BACKEND_LABELS, SERVICE_LABELS
+
+    registry, metrics = daemon
+    reference = CollectorRegistry(auto_describe=False)
+    up = Gauge(
+        "ipvsd_backend_up",
+        "1 if the real server passes its health checks, else 0.",
+        BACKEND_LABELS,
+        registry=reference,
+    )
+    quorum = Gauge(
+        "ipvsd_service_quorum",
+        "1 while the service has quorum (enough live real weight), else 0.",
+        SERVICE_LABELS,
+        registry=reference,
+    )
+    for service, real, healthy in ((FWM, REAL_FWM, True), (UDP6, REAL6, False), (TCP, REAL1, True)):
+        metrics.backend_up((service, real), healthy)
+        up.labels(*backend_labels(service, real)).set(1 if healthy else 0)
+    metrics.backend_up((FWM, REAL_FWM), False)  # set again: keeps its place
+    up.labels(*backend_labels(FWM, REAL_FWM)).set(0)
+    metrics.backend_gone((UDP6, REAL6))
+    up.remove(*backend_labels(UDP6, REAL6))
+    metrics.service_quorum(TCP, True)
+    quorum.labels(*service_labels(TCP)).set(1)
+
+    def text(of: CollectorRegistry, name: str) -> list[str]:
+        lines = generate_latest(of).decode().splitlines()
+        ours = (f"{name}{{", f"# HELP {name} ", f"# TYPE {name} ")
+        return [line for line in lines if line.startswith(ours)]
+
+    assert text(registry, "ipvsd_backend_up") == text(reference, "ipvsd_backend_up")
+    assert len(text(registry, "ipvsd_backend_up")) == 4  # HELP, TYPE, two reals
+    assert text(registry, "ipvsd_service_quorum") == text(reference, "ipvsd_service_quorum")
+    assert len(text(registry, "ipvsd_service_quorum")) == 3

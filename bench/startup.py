@@ -1,0 +1,286 @@
+"""Benchmark: start-up, ipvsd vs keepalived (and ``ipvsadm -R``) in the same run.
+
+Two questions from issue 14, each timed from the exec of the daemon:
+
+1. **Host, network namespaces** (small VRRP-only config, priority 100, one
+   VIP, no peer): a VIP left on the interface by a crash (``eth1:vrrp51``)
+   must be gone quickly, since the peer owns it meanwhile (split brain), and
+   the first VRRP state (BACKUP) must come quickly, since two directors that
+   boot together with ``preempt: false`` elect whichever runs its
+   Master_Down_Timer first. "VIP gone" is the kernel's RTM_DELADDR seen on
+   an rtnetlink socket in the namespace; "BACKUP" is the daemon's own log line
+   (ipvsd ``vrrp.transition``, keepalived ``Entering BACKUP STATE``) read from
+   its stderr pipe. An address on the same interface that is *not* a VIP must
+   stay: the run fails if it goes.
+2. **UML** (IPVS exists only there on this machine): exec to the complete
+   IPVS table at N services x 4 DR reals, and peak RSS, for ``ipvsd run``,
+   keepalived and ``ipvsadm -R`` (`bench.ipvs_programming` starts and polls
+   them; each run in a fresh namespace).
+
+    python -m bench.startup [--rounds 5] [--before DIR]    # host cases (root)
+    python -m bench.startup --table [--sizes 1000,10000]   # boots UML itself
+
+Medians of ``--rounds`` (host) or ``--repeats`` (UML). The interpreter's
+bytecode for ``ipvsd`` is compiled first, as an installed package has it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.report import Row, print_table
+from lab.address_events import DeletedAddresses
+
+STALE = "192.168.1.200/24"
+NOT_A_VIP = "192.168.1.201/24"
+
+
+@dataclass
+class Lines:
+    """Each line a process writes to a pipe, with when it arrived."""
+
+    stream: Any
+    seen: list[tuple[float, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        for line in self.stream:
+            self.seen.append((time.monotonic(), line))
+
+    def first(self, match: Callable[[str], bool]) -> float | None:
+        return next((at for at, line in list(self.seen) if match(line)), None)
+
+
+def _ipvsd_backup(line: str) -> bool:
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return bool(event.get("event") == "vrrp.transition" and event.get("new") == "BACKUP")
+
+
+def _keepalived_backup(line: str) -> bool:
+    return "Entering BACKUP STATE" in line
+
+
+def one_start(
+    implementation: str, workdir: Path, index: int, tree: Path | None = None
+) -> tuple[float, float]:
+    """(exec → stale VIP gone, exec → BACKUP) for one start in fresh namespaces.
+
+    `tree`: run the ``ipvsd`` package of that checkout (``-m ipvsd`` from there).
+    """
+    from lab.netns import Topology, in_netns, ip
+    from lab.vrrp_pair import build, ipvsd_config, keepalived_config
+
+    with Topology() as topo:
+        lab = build(topo, workdir)
+        ns = lab.routers["d1"]
+        ip("addr", "add", STALE, "dev", "eth1", "label", "eth1:vrrp51", ns=ns)
+        ip("addr", "add", NOT_A_VIP, "dev", "eth1", ns=ns)
+        if implementation == "ipvsd":
+            config = workdir / f"d1-{index}.yaml"
+            config.write_text(ipvsd_config("d1", 100, workdir))
+            argv = [sys.executable, "-m", "ipvsd", "run", "--config", str(config)]
+            argv += ["--log-format", "json"]
+            backup = _ipvsd_backup
+        else:
+            config = workdir / f"d1-{index}.conf"
+            config.write_text(keepalived_config("d1", 100))
+            argv = ["keepalived", "--vrrp", "--dont-fork", "--log-console", "--log-detail"]
+            argv += ["-f", str(config), "-p", str(workdir / f"k{index}.pid")]
+            argv += ["-r", str(workdir / f"v{index}.pid")]
+            backup = _keepalived_backup
+        watch = DeletedAddresses(ns)
+        try:
+            with in_netns(ns):  # the child inherits this thread's namespace: no `ip netns exec`
+                started = time.monotonic()
+                proc = subprocess.Popen(
+                    argv,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    start_new_session=True,
+                    cwd=tree,
+                )
+            try:
+                lines = Lines(proc.stdout)
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and (
+                    lines.first(backup) is None or STALE not in watch.deleted
+                ):
+                    time.sleep(0.01)
+                time.sleep(0.2)
+            finally:
+                os.killpg(proc.pid, 15)
+                proc.wait(15)
+        finally:
+            watch.close()
+        if NOT_A_VIP in watch.deleted:
+            raise AssertionError(f"{implementation} removed {NOT_A_VIP}, which is not a VIP")
+        backup_at = lines.first(backup)
+        if backup_at is None or STALE not in watch.deleted:
+            tail = "".join(line for _, line in lines.seen[-20:])
+            raise AssertionError(f"{implementation}: no BACKUP or VIP not removed:\n{tail}")
+        return watch.deleted[STALE] - started, backup_at - started
+
+
+def host_rows(rounds: int, before: Path | None = None) -> list[Row]:
+    """Medians per case; `before`: also the ipvsd of that checkout, as "ipvsd (before)"."""
+    rows: list[Row] = []
+    medians: dict[tuple[str, str], float] = {}
+    trees: dict[str, Path | None] = {"keepalived": None, "ipvsd": None}
+    if before is not None:
+        trees["ipvsd (before)"] = before
+    with tempfile.TemporaryDirectory(prefix="ipvsd-startup-") as tmp:
+        results: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
+        for index in range(rounds):  # interleaved: host load hits all alike
+            for name, runs in results.items():
+                workdir = Path(tmp) / f"{name.replace(' ', '_')}-{index}"
+                workdir.mkdir()
+                implementation = "keepalived" if name == "keepalived" else "ipvsd"
+                runs.append(one_start(implementation, workdir, index, trees[name]))
+        for case, column in (("exec -> stale VIP gone", 0), ("exec -> BACKUP", 1)):
+            for implementation, runs in results.items():
+                values = [run[column] for run in runs]
+                median = medians[case, implementation] = statistics.median(values)
+                shown = " ".join(f"{v * 1000:.0f}" for v in values)
+                rows.append(
+                    Row(
+                        case,
+                        implementation,
+                        median,
+                        f"median of {rounds}; runs (ms): {shown}",
+                        None
+                        if implementation == "keepalived"
+                        else medians[case, "keepalived"] / median,
+                    )
+                )
+    return rows
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """(idle, total) jiffies of all CPUs, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    return values[3] + values[4], sum(values)
+
+
+def wait_idle(idle: float = 0.9, window_s: float = 1.0, limit_s: float = 300) -> None:
+    """Wait until the CPUs are `idle` for a whole `window_s` (at most `limit_s`).
+
+    A deleted namespace's IPVS table is freed by the kernel afterwards, in a
+    worker (``cleanup_net``): 40,000 dests take UML's one CPU for many seconds,
+    which the next method's time would otherwise include. The run of
+    2026-12-06 11:15 had no such wait (see bench/README.md).
+    """
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        idle_0, total_0 = _cpu_ticks()
+        time.sleep(window_s)
+        idle_1, total_1 = _cpu_ticks()
+        if total_1 > total_0 and (idle_1 - idle_0) / (total_1 - total_0) >= idle:
+            return
+
+
+def table_rows(sizes: list[int], repeats: int) -> list[Row]:
+    """Inside a kernel with IPVS: exec → full table and peak RSS, three tools."""
+    from bench import ipvs_programming as ip_bench
+
+    rows: list[Row] = []
+    for n in sizes:
+        runs: dict[str, list[tuple[float, float]]] = {"ipvsadm -R": [], "keepalived": []}
+        runs["ipvsd run"] = []
+        for _ in range(repeats):
+            for method, bench in (
+                ("ipvsadm -R", ip_bench.bench_ipvsadm_restore),
+                ("keepalived", ip_bench.bench_keepalived),
+                ("ipvsd run", ip_bench.bench_daemon),
+            ):
+                wait_idle()
+                runs[method].append(bench(n))
+        keepalived_s = statistics.median(s for s, _ in runs["keepalived"])
+        for method, results in runs.items():
+            seconds = statistics.median(s for s, _ in results)
+            rss = max(r for _, r in results)
+            shown = " ".join(f"{s:.2f}" for s, _ in results)
+            rows.append(
+                Row(
+                    f"exec -> full table {n}x4",
+                    method,
+                    seconds,
+                    f"median of {repeats} ({shown} s); peak RSS {rss:.1f} MB",
+                    keepalived_s / seconds,
+                )
+            )
+    return rows
+
+
+SOURCE_TREE = Path(__file__).resolve().parent.parent
+
+
+def compile_bytecode(tree: Path = SOURCE_TREE) -> None:
+    """What an installed package has; PYTHONDONTWRITEBYTECODE would leave it out."""
+    compileall.compile_dir(tree / "ipvsd", quiet=1)
+
+
+def main(raw: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5, help="host starts per daemon")
+    parser.add_argument("--table", action="store_true", help="the UML cases (IPVS table)")
+    parser.add_argument("--sizes", default="1000,10000")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--mem", default="2G", help="UML memory")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        metavar="DIR",
+        help="host cases: also run the ipvsd of this checkout (e.g. a `git worktree` of "
+        "the commit before a change), in the same run",
+    )
+    args = parser.parse_args(raw)
+    compile_bytecode()
+    if args.before is not None:
+        compile_bytecode(args.before)
+    load = os.getloadavg()[0]
+    if not args.table:
+        rows = host_rows(args.rounds, args.before)
+        print_table(
+            f"Start-up on the host (ratio = keepalived / ipvsd; >1: ipvsd faster); "
+            f"1-minute load {load:.2f} at start",
+            rows,
+        )
+        return 0
+    from lab.uml import host_has_ipvs, run_with_ipvs
+
+    if not os.environ.get("IPVSD_UML") and not host_has_ipvs():
+        print(f"host 1-minute load average at start: {load:.2f}", flush=True)
+        argv = [sys.executable, "-m", "bench.startup", "--table", "--sizes", args.sizes]
+        status = run_with_ipvs([*argv, "--repeats", str(args.repeats)], mem=args.mem, timeout=5400)
+        print(f"host 1-minute load average at the end: {os.getloadavg()[0]:.2f}", flush=True)
+        return status
+    sizes = [int(size) for size in args.sizes.split(",")]
+    print_table(
+        "exec -> complete IPVS table (ratio = keepalived / method; >1: faster than keepalived)",
+        table_rows(sizes, args.repeats),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

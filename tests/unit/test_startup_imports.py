@@ -1,0 +1,66 @@
+"""What ``ipvsd run`` imports before it removes stale VIPs (subprocess + ``sys.modules``).
+
+`ipvsd.daemon.early` runs before anything heavy is imported: the split-brain
+window after a crash lasts until it has run (issue 14: stale VIPs gone 100 ms
+after exec). A fresh interpreter imports the CLI and the early step, as
+``ipvsd run`` does before calling `ipvsd.daemon.early.begin`, and none of the
+modules below may be loaded by then. The VRRP path's own list is checked on a
+running daemon (tests/netns/test_startup_imports.py).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.unit.test_architecture import SOURCE_ROOT
+
+#: Each costs 15-120 ms on the host (seconds in UML) and none is needed to
+#: read ``vrrp`` from the config and delete addresses.
+HEAVY_BEFORE_STALE_VIPS = frozenset(
+    {
+        "asyncio",
+        "structlog",
+        "pydantic",
+        "pyroute2",
+        "prometheus_client",
+        "h11",
+        "http.server",
+        "ssl",
+        "ipvsd.config",
+        "ipvsd.model",
+        "ipvsd.daemon.root",
+        "ipvsd.vrrp.machine",
+        "ipvsd.netlink.addresses",
+        "ipvsd.netlink.wire",
+    }
+)
+
+
+def _modules_after(code: str) -> set[str]:
+    script = f"import json, sys\n{code}\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=SOURCE_ROOT,
+    )
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def test_the_cli_and_the_early_step_import_nothing_heavy() -> None:
+    loaded = _modules_after(
+        "from ipvsd import cli\n"
+        "cli.build_parser().parse_args(['run', '--config', '/nonexistent.yaml'])\n"
+        "from ipvsd.daemon import early\n"
+    )
+    assert "ipvsd.daemon.early" in loaded
+    assert "yaml" in loaded  # the minimal read
+    assert loaded & HEAVY_BEFORE_STALE_VIPS == set()
+
+
+def test_the_check_fails_when_a_heavy_module_comes_in() -> None:
+    loaded = _modules_after("from ipvsd.daemon import early\nimport ipvsd.daemon.root\n")
+    assert {"asyncio", "pydantic", "ipvsd.daemon.root"} <= loaded & HEAVY_BEFORE_STALE_VIPS
