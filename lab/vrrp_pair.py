@@ -13,6 +13,7 @@ import subprocess
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,7 @@ def keepalived_config(
     version: int = 2,
     advert_int: float = 1,
     unicast_peers: tuple[str, ...] = (),
+    preempt: bool = True,
 ) -> str:
     addresses = "\n".join(f"    {vip}" for vip in vips)
     # keepalived >= 2.2.4 takes even an empty unicast_peer block as unicast mode.
@@ -97,6 +99,7 @@ def keepalived_config(
           virtual_router_id 51
           priority {priority}
           advert_int {advert_int}
+          {"" if preempt else "nopreempt"}
           virtual_ipaddress {{
         {addresses}
           }}
@@ -169,11 +172,15 @@ def holds_vip(topo: Topology, ns: str, vip: str = VIP) -> bool:
 
 @dataclass
 class OwnershipMonitor:
-    """Samples which routers hold the VIP every `interval` s; records dual ownership."""
+    """Samples which routers hold the VIP every `interval` s; records dual ownership.
+
+    `probe(topo, ns)` says whether `ns` holds the VIP (default `holds_vip`, one ``ip``
+    process per router and sample; pass a netlink probe to sample every 10 ms)."""
 
     topo: Topology
     routers: list[str]
     interval: float = 0.02
+    probe: Callable[[Topology, str], bool] = holds_vip
     samples: list[tuple[float, tuple[bool, ...]]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -190,7 +197,7 @@ class OwnershipMonitor:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            state = tuple(holds_vip(self.topo, ns) for ns in self.routers)
+            state = tuple(self.probe(self.topo, ns) for ns in self.routers)
             self.samples.append((time.monotonic(), state))
             time.sleep(self.interval)
 
