@@ -70,7 +70,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
@@ -212,16 +212,25 @@ class Advert:
 
 
 class Observer:
-    """Every VRRP advert heard on the observer's eth0, with its kernel receive time."""
+    """Every VRRP advert heard on the observer's eth0, with its kernel receive time.
 
-    def __init__(self, ns: str) -> None:
+    `family` 6: VRRPv3 over IPv6 (ff02::12; the socket gets no IP header, and
+    `Advert.src` is the sender's link-local address without its scope)."""
+
+    def __init__(self, ns: str, family: int = 4) -> None:
         from lab.netns import in_netns
 
         with in_netns(ns):
-            self._sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
             index = socket.if_nametoindex("eth0")
-            mreq = struct.pack("=4s4si", IPv4Address("224.0.0.18").packed, bytes(4), index)
-            self._sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+            if family == 6:
+                self._sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 112)
+                mreq6 = IPv6Address("ff02::12").packed + struct.pack("=I", index)
+                self._sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq6)
+            else:
+                self._sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+                mreq = struct.pack("=4s4si", IPv4Address("224.0.0.18").packed, bytes(4), index)
+                self._sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+        self._family = family
         self._sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         self._sock.settimeout(0.25)
@@ -236,7 +245,7 @@ class Observer:
         anc = socket.CMSG_SPACE(16)
         while not self._stop.is_set():
             try:
-                data, ancdata, _, (src, _) = self._sock.recvmsg(512, anc)
+                data, ancdata, _, address = self._sock.recvmsg(512, anc)
             except TimeoutError:
                 continue
             except OSError as exc:  # keep listening; say so at the end
@@ -251,9 +260,10 @@ class Observer:
             if at is None:
                 self.no_timestamp += 1
                 at = time.time()
-            ihl = (data[0] & 0xF) * 4
-            if len(data) >= ihl + 3:
-                self.adverts.append(Advert(at, src, data[ihl + 1], data[ihl + 2]))
+            start = 0 if self._family == 6 else (data[0] & 0xF) * 4
+            src = str(address[0]).split("%", 1)[0]
+            if len(data) >= start + 3:
+                self.adverts.append(Advert(at, src, data[start + 1], data[start + 2]))
 
     def master_adverts(self, vrid: int, src: str, since: float = 0.0) -> list[Advert]:
         return [
