@@ -198,6 +198,7 @@ def run_setup(setup: Setup, rounds: int, tmp: Path) -> tuple[list[Row], list[str
     probe = tmp / f"probe-{setup.name()}".replace(" ", "_")
     probe.mkdir()
     wired = setup.family == 4 or ipvsd_runs(setup, probe)
+    rfc = "RFC 5798" if setup.version == 3 else "RFC 3768"
     for failure in FAILURES:
         limit = bound(failure, setup.interval)
         case = f"{setup.name()} {failure}"
@@ -218,7 +219,7 @@ def run_setup(setup: Setup, rounds: int, tmp: Path) -> tuple[list[Row], list[str
             gap = medians[implementation] = statistics.median(gaps)
             detail = (
                 f"advert gap, median of {rounds} ({min(gaps):.3f}-{max(gaps):.3f}); "
-                f"RFC 5798 bound {limit:.4f} s; VIP after {statistics.median(vips):.3f} s"
+                f"{rfc} bound {limit:.4f} s; VIP after {statistics.median(vips):.3f} s"
             )
             ratio = None
             if implementation == "ipvsd":
