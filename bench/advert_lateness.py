@@ -45,6 +45,19 @@ an ipvsd start-up cost: every health change (UNKNOWN -> UP at the first
 check) rebuilds the whole desired table, so 2,500 checked reals among
 10,000 x 4 take more than 10 minutes to come up in UML.
 
+False failovers (issue 14): ``--version 3 --advert-int 0.1 --backup
+keepalived|ipvsd`` gives both masters that interval and puts a backup for
+the ipvsd master's VRID (priority 90, same version and interval) on the
+bridge. Every advert the observer hears from the backup's address is the
+backup acting as master: each run of them is a false failover (counted per
+case, and over the whole run, start-up and table load included). The worst
+advert gap of the ipvsd master is reported against the backup's
+Master_Down_Interval (RFC 5798 §6.1: 3 x interval + (256 - 90) x interval /
+256, 0.3648 s at 0.1 s)::
+
+    python -m bench.advert_lateness --version 3 --advert-int 0.1 --backup keepalived \
+        --cases all --repeats 1 --seconds 600
+
 ``--stall-probe`` runs ipvsd under `bench.loop_stall_probe`, which samples
 the stacks of all threads while the event loop is stalled, and prints where
 the loop thread was (diagnostics only: it perturbs the timing a little).
@@ -70,7 +83,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +92,8 @@ from bench.ipvs_programming import REALS_PER_SERVICE, real, table_lines, vip
 ADVERT_INT = 1.0
 IPVSD_VRID, KEEPALIVED_VRID = 51, 52
 IPVSD_ADDR, KEEPALIVED_ADDR, OBSERVER_ADDR = "192.168.1.10", "192.168.1.11", "192.168.1.50"
+BACKUP_ADDR, BACKUP_PRIORITY = "192.168.1.12", 90
+BACKUPS = ("none", "keepalived", "ipvsd")
 METRICS_PORT = 9477
 REAL_PORT = 80
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
@@ -155,7 +170,8 @@ def ipvsd_config(workdir: Path, args: argparse.Namespace, *, variant: int | None
         "vrrp:",
         "  instances:",
         f"    - {{name: VI_1, interface: eth1, vrid: {IPVSD_VRID}, priority: 100,"
-        " advert_int: 1, virtual_ipaddresses: [192.168.1.200/24]}",
+        f" version: {args.version}, advert_int: {args.advert_int:g},"
+        " virtual_ipaddresses: [192.168.1.200/24]}",
         "ipvs:",
     ]
     if variant is None:
@@ -177,9 +193,10 @@ def ipvsd_config(workdir: Path, args: argparse.Namespace, *, variant: int | None
 
 def keepalived_config(args: argparse.Namespace, *, variant: int | None) -> str:
     parts = [
-        "global_defs {\n  router_id k1\n}\n",
+        f"global_defs {{\n  router_id k1\n  vrrp_version {args.version}\n}}\n",
         f"vrrp_instance VI_2 {{\n  state BACKUP\n  interface eth1\n"
-        f"  virtual_router_id {KEEPALIVED_VRID}\n  priority 100\n  advert_int 1\n"
+        f"  virtual_router_id {KEEPALIVED_VRID}\n  priority 100\n"
+        f"  advert_int {args.advert_int:g}\n"
         "  virtual_ipaddress {\n    192.168.1.201/24\n  }\n}\n",
     ]
     if variant is None or args.keepalived_job == "none":
@@ -212,16 +229,25 @@ class Advert:
 
 
 class Observer:
-    """Every VRRP advert heard on the observer's eth0, with its kernel receive time."""
+    """Every VRRP advert heard on the observer's eth0, with its kernel receive time.
 
-    def __init__(self, ns: str) -> None:
+    `family` 6: VRRPv3 over IPv6 (ff02::12; the socket gets no IP header, and
+    `Advert.src` is the sender's link-local address without its scope)."""
+
+    def __init__(self, ns: str, family: int = 4) -> None:
         from lab.netns import in_netns
 
         with in_netns(ns):
-            self._sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
             index = socket.if_nametoindex("eth0")
-            mreq = struct.pack("=4s4si", IPv4Address("224.0.0.18").packed, bytes(4), index)
-            self._sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+            if family == 6:
+                self._sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 112)
+                mreq6 = IPv6Address("ff02::12").packed + struct.pack("=I", index)
+                self._sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq6)
+            else:
+                self._sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+                mreq = struct.pack("=4s4si", IPv4Address("224.0.0.18").packed, bytes(4), index)
+                self._sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+        self._family = family
         self._sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         self._sock.settimeout(0.25)
@@ -236,7 +262,7 @@ class Observer:
         anc = socket.CMSG_SPACE(16)
         while not self._stop.is_set():
             try:
-                data, ancdata, _, (src, _) = self._sock.recvmsg(512, anc)
+                data, ancdata, _, address = self._sock.recvmsg(512, anc)
             except TimeoutError:
                 continue
             except OSError as exc:  # keep listening; say so at the end
@@ -251,9 +277,10 @@ class Observer:
             if at is None:
                 self.no_timestamp += 1
                 at = time.time()
-            ihl = (data[0] & 0xF) * 4
-            if len(data) >= ihl + 3:
-                self.adverts.append(Advert(at, src, data[ihl + 1], data[ihl + 2]))
+            start = 0 if self._family == 6 else (data[0] & 0xF) * 4
+            src = str(address[0]).split("%", 1)[0]
+            if len(data) >= start + 3:
+                self.adverts.append(Advert(at, src, data[start + 1], data[start + 2]))
 
     def master_adverts(self, vrid: int, src: str, since: float = 0.0) -> list[Advert]:
         return [
@@ -291,11 +318,13 @@ class Lateness:
     late: list[tuple[float, float]]  # (arrival, lateness s) of adverts later than 10 ms
 
     @classmethod
-    def of(cls, adverts: list[Advert], start: float, end: float) -> Lateness:
+    def of(
+        cls, adverts: list[Advert], start: float, end: float, interval: float = ADVERT_INT
+    ) -> Lateness:
         times = [a.at for a in adverts if start <= a.at <= end]
-        gaps = [b - a - ADVERT_INT for a, b in itertools.pairwise(times)]
+        gaps = [b - a - interval for a, b in itertools.pairwise(times)]
         ordered = sorted(gaps)
-        slip = (times[-1] - times[0] - (len(times) - 1) * ADVERT_INT) if len(times) > 1 else 0.0
+        slip = (times[-1] - times[0] - (len(times) - 1) * interval) if len(times) > 1 else 0.0
         late = [(t, g) for t, g in zip(times[1:], gaps, strict=False) if g > 0.010]
         return cls(
             len(times),
@@ -305,6 +334,23 @@ class Lateness:
             slip * 1e3,
             late,
         )
+
+
+def episodes(times: list[float], interval: float) -> list[float]:
+    """Start times of the runs of adverts (each at most 2 intervals after the one before):
+    a backup's adverts, one run per time it acted as master."""
+    starts: list[float] = []
+    last = None
+    for at in sorted(times):
+        if last is None or at - last > 2 * interval:
+            starts.append(at)
+        last = at
+    return starts
+
+
+def master_down_interval(interval: float, priority: int = BACKUP_PRIORITY) -> float:
+    """RFC 5798 §6.1: 3 x Master_Adver_Interval + (256 - Priority) x it / 256."""
+    return 3 * interval + (256 - priority) * interval / 256
 
 
 # --- processes ---------------------------------------------------------------------------------
@@ -572,9 +618,11 @@ class CaseResult:
     """Pages the sender had to read back in during the case (it locks them: 0)."""
     load1: float
     seconds: float
+    false_failovers: int | None = None
+    """Times the backup of the ipvsd master's VRID acted as master (None: no backup)."""
 
 
-def build(topo: Any) -> dict[str, str]:
+def build(topo: Any, backup: bool = False) -> dict[str, str]:
     from lab.netns import ip
 
     seg = topo.netns("seg")
@@ -588,7 +636,11 @@ def build(topo: Any) -> dict[str, str]:
         topo.address(reals, peer, f"{net}.2/30")
         ip("route", "add", "172.16.0.0/16", "via", f"{net}.2", ns=ns)
     ip("route", "add", "local", "172.16.0.0/16", "dev", "lo", ns=reals)
-    return {"d1": d1, "k1": k1, "reals": reals, "obs": obs}
+    found = {"d1": d1, "k1": k1, "reals": reals, "obs": obs}
+    if backup:
+        found["b1"] = topo.netns("b1")
+        topo.veth(found["b1"], "eth1", bridge="br0", bridge_ns=seg, address=f"{BACKUP_ADDR}/24")
+    return found
 
 
 def wait_for(what: str, predicate: Any, limit: float, interval: float = 0.2) -> float:
@@ -614,7 +666,7 @@ def run_repetition(args: argparse.Namespace, rep: int, log: Any) -> list[CaseRes
         path.write_text(keepalived_config(args, variant=variant))
     results: list[CaseResult] = []
     with Topology() as topo:
-        ns = build(topo)
+        ns = build(topo, backup=args.backup != "none")
         counts_path = workdir / "reals.json"
         listener = topo.popen(
             ns["reals"],
@@ -642,6 +694,7 @@ def run_repetition(args: argparse.Namespace, rep: int, log: Any) -> list[CaseRes
                 ),
                 30,
             )
+            watched = start_backup(args, topo, ns, workdir, log)
             loaded = False
             for case in args.cases:
                 if case != "idle" and not loaded:
@@ -650,6 +703,13 @@ def run_repetition(args: argparse.Namespace, rep: int, log: Any) -> list[CaseRes
                 result = measure(args, case, ipvsd, keepalived, observer, files, kfiles, ns)
                 log(format_case(rep, result))
                 results.append(result)
+            if watched is not None:
+                backup = observer.master_adverts(IPVSD_VRID, BACKUP_ADDR, watched)
+                whole = episodes([a.at for a in backup], args.advert_int)
+                log(
+                    f"  backup ({args.backup}): {len(whole)} false failover(s) in the whole run"
+                    f" ({time.time() - watched:.0f} s from its start, table load included)"
+                )
         finally:
             keepalived.stop()
             observer.close()
@@ -658,6 +718,29 @@ def run_repetition(args: argparse.Namespace, rep: int, log: Any) -> list[CaseRes
             if args.stall_probe:
                 print_stalls(ipvsd.stall_out, results)
     return results
+
+
+def start_backup(
+    args: argparse.Namespace, topo: Any, ns: dict[str, str], workdir: Path, log: Any
+) -> float | None:
+    """The backup of the ipvsd master's VRID (`--backup`); when it started (time.time())."""
+    from lab.daemon import DaemonProcess
+    from lab.vrrp_pair import KeepalivedProcess, ipvsd_config, keepalived_config
+
+    if args.backup == "none":
+        return None
+    started = time.time()
+    settings = {"version": args.version, "advert_int": args.advert_int}
+    if args.backup == "keepalived":
+        config = workdir / "backup.keepalived.conf"
+        config.write_text(keepalived_config("b1", BACKUP_PRIORITY, **settings))
+        KeepalivedProcess(topo, ns["b1"], config, workdir / "backup.keepalived.log").start()
+    else:
+        config = workdir / "backup.yaml"
+        config.write_text(ipvsd_config("b1", BACKUP_PRIORITY, workdir, **settings))
+        DaemonProcess(topo, ns["b1"], config, workdir / "backup.log").start()
+    log(f"  backup ({args.backup}, priority {BACKUP_PRIORITY}) started for VRID {IPVSD_VRID}")
+    return started
 
 
 def _copy(path: Path) -> Path:
@@ -787,8 +870,15 @@ def measure(
     for load in loads:
         load.stop()
     wall = end - start
-    ipvsd_late = Lateness.of(observer.master_adverts(IPVSD_VRID, IPVSD_ADDR), start, end)
-    keep_late = Lateness.of(observer.master_adverts(KEEPALIVED_VRID, KEEPALIVED_ADDR), start, end)
+    interval = args.advert_int
+    ipvsd_adverts = observer.master_adverts(IPVSD_VRID, IPVSD_ADDR)
+    ipvsd_late = Lateness.of(ipvsd_adverts, start, end, interval)
+    keep_adverts = observer.master_adverts(KEEPALIVED_VRID, KEEPALIVED_ADDR)
+    keep_late = Lateness.of(keep_adverts, start, end, interval)
+    false_failovers = None
+    if args.backup != "none":
+        backup = observer.master_adverts(IPVSD_VRID, BACKUP_ADDR, start)
+        false_failovers = len(episodes([a.at for a in backup if a.at <= end], interval))
     late_during = {"late adverts": len(ipvsd_late.late)}
     for load in loads:
         # An advert arrives when the stall ends: did the load run while it was overdue?
@@ -826,6 +916,7 @@ def measure(
         sender_major_faults=(None if faults0 is None or faults1 is None else faults1 - faults0),
         load1=load1,
         seconds=wall,
+        false_failovers=false_failovers,
     )
 
 
@@ -851,6 +942,7 @@ def format_case(rep: int, r: CaseResult) -> str:
         f" loop.lag warnings {r.loop_lag_warnings} (longest {r.longest_loop_lag_s:.1f} s);"
         f" advert sender {r.sender_events or 'quiet'}, major faults {r.sender_major_faults};"
         f" load1 {r.load1:.2f}"
+        + ("" if r.false_failovers is None else f"; false failovers {r.false_failovers}")
     )
 
 
@@ -887,6 +979,9 @@ def summarize(args: argparse.Namespace, reps: list[list[CaseResult]]) -> None:
                     detail += f"; {len(reloads)} reloads of {statistics.median(reloads):.1f} s"
                 if scrapes:
                     detail += f"; {len(scrapes)} scrapes of {statistics.median(scrapes):.1f} s"
+                if args.backup != "none":
+                    false = sum(r.false_failovers or 0 for r in runs)
+                    detail += f"; false failovers {false} ({args.backup} backup)"
             else:
                 vrrp = statistics.median(r.keepalived_cpu["vrrp"] for r in runs)
                 check = statistics.median(r.keepalived_cpu["checker"] for r in runs)
@@ -913,7 +1008,8 @@ def summarize(args: argparse.Namespace, reps: list[list[CaseResult]]) -> None:
             )
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     print(
-        f"\nVRRP advert lateness on the wire (advert arrival - previous - {ADVERT_INT:g} s), "
+        f"\nVRRPv{args.version} advert lateness on the wire"
+        f" (advert arrival - previous - {args.advert_int:g} s), "
         f"median of {len(reps)} repetition(s), {args.seconds:g} s per case\n"
     )
     print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
@@ -931,6 +1027,19 @@ def summarize(args: argparse.Namespace, reps: list[list[CaseResult]]) -> None:
         print(
             f"targets for ipvsd under load ({loaded[0].case}): p99 < 10 ms and max < 50 ms:"
             f" {verdict} (p99 {p99:.1f} ms, max {worst:.1f} ms)"
+        )
+    if args.backup != "none":
+        runs = [r for rep in reps for r in rep if r.case != "idle"]
+        under = "under load" if runs else "idle"
+        runs = runs or [r for rep in reps for r in rep]
+        false = sum(r.false_failovers or 0 for r in runs)
+        gap = max((r.ipvsd.max_ms for r in runs), default=float("nan")) + args.advert_int * 1e3
+        limit = master_down_interval(args.advert_int) * 1e3
+        print(
+            f"no false failover {under} ({args.backup} backup, advert_int"
+            f" {args.advert_int:g} s): {'met' if false == 0 else 'NOT met'} ({false} false"
+            f" failover(s); worst ipvsd advert gap {gap:.1f} ms, Master_Down_Interval"
+            f" {limit:.1f} ms)"
         )
 
 
@@ -981,6 +1090,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="checks: keepalived also holds the table with TCP_CHECK (stalls in UML, see README)",
     )
     parser.add_argument("--stall-probe", action="store_true", help="run ipvsd under the probe")
+    parser.add_argument("--version", type=int, choices=(2, 3), default=2, help="VRRP version")
+    parser.add_argument(
+        "--advert-int", type=float, default=ADVERT_INT, help="seconds (v3: down to 0.01)"
+    )
+    parser.add_argument(
+        "--backup",
+        choices=BACKUPS,
+        default="none",
+        help="a backup (priority 90) for the ipvsd master's VRID: count false failovers",
+    )
     parser.add_argument("--mem", default="2G", help="UML memory when UML is booted")
     parser.add_argument("--serve-reals", metavar="COUNTS", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -995,6 +1114,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    if args.version == 2 and args.advert_int != int(args.advert_int):
+        parser.error("--advert-int: VRRPv2 advertises whole seconds; use --version 3")
     args.cases = [c for c in args.cases.split(",") if c]
     if not set(args.cases) <= set(CASES):
         parser.error(f"--cases: choose from {', '.join(CASES)}")
@@ -1033,6 +1154,7 @@ def main(argv: list[str] | None = None) -> int:
         f" {checked_services(args) * REALS_PER_SERVICE} reals checked every"
         f" {args.check_interval:g} s, cases {','.join(args.cases)}, {args.seconds:g} s each,"
         f" {args.repeats} repetition(s); keepalived job: {args.keepalived_job};"
+        f" VRRPv{args.version}, advert_int {args.advert_int:g} s, backup {args.backup};"
         f" host load1 at start {host_load}, this kernel's {os.getloadavg()[0]:.2f}"
         f" ({os.uname().release})",
         flush=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -15,14 +16,19 @@ class Row:
 
 
 def print_table(title: str, rows: list[Row], *, unit: str = "s") -> None:
-    """Print rows as an aligned table (also valid Markdown); `unit` is "s" or "us"."""
+    """Print rows as an aligned table (also valid Markdown); `unit` is "s" or "us";
+    a NaN `seconds` (a case not run) shows as "-"."""
     scale, column = (1e6, "us") if unit == "us" else (1.0, "seconds")
     header = ("case", "method", column, "ratio", "detail")
     cells = [
         (
             r.case,
             r.method,
-            f"{r.seconds * scale:.3f}" if scale == 1 else f"{r.seconds * scale:.1f}",
+            "-"
+            if math.isnan(r.seconds)
+            else f"{r.seconds * scale:.3f}"
+            if scale == 1
+            else f"{r.seconds * scale:.1f}",
             "" if r.ratio is None else f"{r.ratio:.2f}x",
             r.detail,
         )
