@@ -27,6 +27,7 @@ to ff02::12 from link-local addresses).
 from __future__ import annotations
 
 import argparse
+import socket
 import statistics
 import tempfile
 import time
@@ -38,7 +39,7 @@ from typing import Protocol
 from bench.advert_lateness import Observer
 from bench.report import Row, print_table
 from lab.netns import Topology, ip
-from lab.reference.observe import ipv4_addresses
+from lab.reference.observe import ip_addresses
 from lab.scenario import wait_until
 from lab.vrrp_pair import ROUTERS, VIP, VrrpLab, build
 
@@ -88,7 +89,7 @@ def holds(lab: VrrpLab, short: str, setup: Setup) -> bool:
     """Whether router `short` has the VIP (IPv4: a netlink dump, no process)."""
     ns = lab.routers[short]
     if setup.family == 4:
-        return VIP in ipv4_addresses(ns)
+        return VIP in ip_addresses(ns, socket.AF_INET)
     out = ip("-o", "-6", "addr", "show", "dev", "eth1", ns=ns, check=False).stdout
     return f" {VIP6}/" in out
 

@@ -20,6 +20,7 @@ must clear the stale VIP before it competes.
 from __future__ import annotations
 
 import shutil
+import socket
 import time
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -31,7 +32,7 @@ from ipvsd.vrrp.packet import Advertisement, encode_ip
 from ipvsd.vrrp.packet_v3 import AdvertisementV3, encode_ip_v3
 from lab.daemon import DaemonProcess
 from lab.netns import Topology
-from lab.reference.observe import ipv4_addresses, metric_values, scrape_metrics
+from lab.reference.observe import ip_addresses, metric_values, scrape_metrics
 from lab.scenario import wait_until
 from lab.vrrp_pair import OBSERVER, VIP, KeepalivedProcess, OwnershipMonitor, VrrpLab
 from tests.netns.test_vrrp_pair import inject
@@ -51,7 +52,7 @@ METRICS = "127.0.0.1:9477"  # inside d1's or d2's namespace only
 def netlink_holds(topo: Topology, ns: str) -> bool:
     """Whether `ns` has the VIP: one netlink dump, no process (fast enough for 10 ms)."""
     del topo
-    return VIP in ipv4_addresses(ns)
+    return VIP in ip_addresses(ns, socket.AF_INET)
 
 
 def watch(lab: VrrpLab) -> OwnershipMonitor:
