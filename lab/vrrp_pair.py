@@ -26,6 +26,7 @@ from typing import Any
 
 from lab.daemon import DaemonProcess
 from lab.netns import Topology, ip
+from lab.scenario import wait_until
 
 VIP = "192.168.1.200"
 ROUTERS = {"d1": "192.168.1.10", "d2": "192.168.1.20"}
@@ -131,9 +132,13 @@ class KeepalivedProcess:
     def __init__(self, topo: Topology, ns: str, config: Path, log: Path) -> None:
         self.topo, self.ns, self.config, self.log = topo, ns, config, log
         self.proc: subprocess.Popen[Any] | None = None
+        self._killed_child = ""
 
     def start(self) -> None:
         run = self.config.parent
+        if child := self._killed_child:
+            wait_until(lambda: not Path(f"/proc/{child}").exists(), timeout=5, interval=0.01)
+            self._killed_child = ""
         for pid_file in (run / f"{self.ns}.pid", run / f"{self.ns}.vrrp.pid"):
             # A killed keepalived leaves them, and its VRRP child may linger as a
             # zombie: keepalived would say "daemon is already running" and exit.
@@ -173,7 +178,14 @@ class KeepalivedProcess:
 
     def kill(self) -> None:
         """A crash of the whole process group (SIGKILL to the parent alone lets
-        the VRRP child shut down gracefully, vrrp-notes §2.4)."""
+        the VRRP child shut down gracefully, vrrp-notes §2.4).
+
+        Only the parent is ours to reap: the VRRP child goes later, so the next
+        `start` waits for it (a keepalived started meanwhile would find it running
+        and exit), and this returns at once, as a crash does.
+        """
+        pid_file = self.config.parent / f"{self.ns}.vrrp.pid"
+        self._killed_child = pid_file.read_text().split()[0] if pid_file.exists() else ""
         self.stop(signal.SIGKILL)
 
     def terminate(self) -> None:
