@@ -1,8 +1,8 @@
 """What the daemon is given to reach the kernel: Protocols and the real factories.
 
 `Daemon` opens every kernel connection through a `KernelPorts` value. In
-production that is `real_ports()` (netlink through pyroute2 and our IPVS
-codec); in-process tests pass fakes — an in-memory IPVS table with the
+production that is `real_ports()` (raw rtnetlink, pyroute2 for routes and
+vmacs, and our IPVS codec); in-process tests pass fakes — an in-memory IPVS table with the
 kernel's semantics, an address manager that only records — so reload, drains,
 ``max_deletes`` and ``cleanup_on_exit`` are tested in milliseconds without
 User-Mode Linux, and the kernel tier proves the real adapters.
