@@ -40,7 +40,9 @@ NLM_F_MATCH = 0x200
 NLM_F_DUMP = NLM_F_ROOT | NLM_F_MATCH
 NLM_F_EXCL = 0x200
 NLM_F_CREATE = 0x400
-#: In an error message's header: the TLVs after it carry the extended ack.
+#: In an error message's header: the request is not echoed whole (NETLINK_CAP_ACK) ...
+NLM_F_CAPPED = 0x100
+#: ... and TLVs after it carry the extended ack.
 NLM_F_ACK_TLVS = 0x200
 NLMSG_ERROR = 0x2
 NLMSG_DONE = 0x3
@@ -175,15 +177,17 @@ def _text(value: memoryview | None) -> str:
 def error_of(message: Message) -> tuple[int, str]:
     """(errno, the kernel's extended-ack text or "") of an NLMSG_ERROR; errno 0: an ack.
 
-    The socket is expected to have NETLINK_CAP_ACK set: the error then echoes
-    only the request's header, and the TLVs follow it.
+    The TLVs follow the echoed request: its header alone when capped
+    (NETLINK_CAP_ACK), else the whole request.
     """
     (code,) = _ERROR.unpack_from(message.payload, 0)
     text = ""
     if message.flags & NLM_F_ACK_TLVS:
-        text = _text(
-            attributes(message.payload, _ERROR.size + NLMSGHDR.size).get(NLMSGERR_ATTR_MSG)
-        )
+        echoed = NLMSGHDR.size
+        if not message.flags & NLM_F_CAPPED:
+            (echoed,) = _U32.unpack_from(message.payload, _ERROR.size)
+        tlvs = attributes(message.payload, _ERROR.size + _align(echoed))
+        text = _text(tlvs.get(NLMSGERR_ATTR_MSG))
     return -code, text
 
 
