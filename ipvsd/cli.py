@@ -409,7 +409,8 @@ def _check_config(path: Path) -> int:
     from ipvsd.config import load_config
     from ipvsd.log import is_journal
 
-    # The unit's ExecStartPre: in the journal, errors at priority 3 (sd-daemon(3)).
+    # Run from a unit (an operator's ExecStartPre= or ExecReload=): in the journal,
+    # errors at priority 3 (sd-daemon(3)).
     prefix = "<3>" if is_journal(sys.stdout) else ""
     try:
         load_config(path)
