@@ -9,7 +9,6 @@ its link; the margin is what that busiest survivor has to spare.
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -129,26 +128,19 @@ def to_text(plan: Plan) -> str:
         f"demand {format_rate(plan.demand_bps)}, link {format_rate(plan.link_bps)} per director",
         "",
     ]
-    after = "In normal operation" if k == 0 else f"After any {k} {failures}"
+    after = "in normal operation" if k == 0 else f"after any {k} {failures}"
+    share = 100 * margin / plan.link_bps
     if plan.fits:
-        verdict = (
-            f"fits: yes. {after} the busiest director carries {format_rate(worst)}: "
-            f"{format_rate(margin)} ({100 * margin / plan.link_bps:.3g}% of its link) to spare."
-        )
+        verdict = f"fits: yes, {format_rate(margin)} ({share:.3g}% of a link) to spare {after}"
     else:
-        verdict = (
-            f"fits: NO. {after} the busiest director would carry {format_rate(worst)}, "
-            f"{format_rate(-margin)} more than its link."
-        )
+        verdict = f"fits: NO, {format_rate(-margin)} over a link {after}"
     divisors = ", ".join(str(n - f) for f in range(k + 1))
-    count = (
-        f"VIPs: {layout.vips}, {format_rate(plan.vip_bps)} each: the fewest that split exactly "
-        f"evenly after any 0 to {k} {failures} (lcm({divisors})). Publish them all "
-        "(DNS round robin)."
-    )
     lines += [
-        textwrap.fill(verdict, 79),
-        textwrap.fill(count, 79),
+        verdict,
+        f"  the busiest director then carries {format_rate(worst)}",
+        f"VIPs: {layout.vips} of {format_rate(plan.vip_bps)} each, published together (DNS "
+        "round robin)",
+        f"  the fewest that split exactly evenly after any 0 to {k} {failures}: lcm({divisors})",
         "",
         "VRRP priorities (the VIP goes to the highest-priority live director):",
         *_table(

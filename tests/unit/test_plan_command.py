@@ -47,9 +47,9 @@ def test_reference_scenario_json(capsys: pytest.CaptureFixture[str]) -> None:
 def test_reference_scenario_text(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", "--directors", "3", *REFERENCE]) == 0
     out = capsys.readouterr().out
-    assert "fits: yes" in out
-    assert "750 Mbit/s" in out
-    assert "VIPs: 6, 250 Mbit/s each" in out
+    assert "fits: yes, 250 Mbit/s (25% of a link) to spare after any 1 failure\n" in out
+    assert "the busiest director then carries 750 Mbit/s\n" in out
+    assert "VIPs: 6 of 250 Mbit/s each" in out
     assert "  director1  down            3 = 750 Mbit/s  3 = 750 Mbit/s" in out
 
 
@@ -67,9 +67,9 @@ def test_names_and_the_5_2_answer(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_not_fitting_exits_1_with_the_plan(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", "--directors", "3", "-k", "1", "--demand", "2.5G", "--link", "1G"]) == 1
-    out = " ".join(capsys.readouterr().out.split())
-    assert "fits: NO" in out
-    assert "would carry 1.25 Gbit/s, 250 Mbit/s more than its link" in out
+    out = capsys.readouterr().out
+    assert "fits: NO, 250 Mbit/s over a link after any 1 failure\n" in out
+    assert "the busiest director then carries 1.25 Gbit/s\n" in out
 
 
 def test_vip_pool_names_the_vips(capsys: pytest.CaptureFixture[str]) -> None:
