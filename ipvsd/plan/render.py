@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from ipvsd.plan.layout import Layout, failure_sets
@@ -50,6 +51,7 @@ class Plan:
         """The traffic of one VIP."""
         return self.demand_bps / self.layout.vips
 
+    @cached_property
     def failures(self) -> list[Scenario]:
         """Every failure set of at most K directors, the empty one (normal operation) first."""
         directors = self.layout.directors
@@ -60,7 +62,7 @@ class Plan:
 
     def worst_load_bps(self) -> float:
         """The busiest survivor's load over every failure set of at most K directors."""
-        return max(max(s.shares.values()) for s in self.failures()) * self.vip_bps
+        return max(max(s.shares.values()) for s in self.failures) * self.vip_bps
 
     @property
     def fits(self) -> bool:
@@ -106,7 +108,7 @@ def to_json(plan: Plan) -> dict[str, Any]:
                 "vips": s.shares,
                 "load_bps": {d: _bps(n * plan.vip_bps) for d, n in s.shares.items()},
             }
-            for s in plan.failures()
+            for s in plan.failures
         ],
     }
 
@@ -118,46 +120,71 @@ def _bps(value: float) -> int:
 def to_text(plan: Plan) -> str:
     """The plan for people: verdict, VIP count, priorities, loads."""
     layout = plan.layout
-    n, k = len(layout.directors), layout.tolerate
-    failures = "failure" if k == 1 else "failures"
-    worst = plan.worst_load_bps()
+    n = len(layout.directors)
+    return (
+        "\n".join(
+            [
+                f"All-Active plan: {n} director{'' if n == 1 else 's'} "
+                f"({', '.join(layout.directors)}), tolerating {_failures(layout.tolerate)}",
+                f"demand {format_rate(plan.demand_bps)}, link {format_rate(plan.link_bps)} "
+                "per director",
+                "",
+                *_verdict(plan),
+                "",
+                "VRRP priorities (the VIP goes to the highest-priority live director):",
+                *_priorities(plan),
+                "",
+                "Load per director (VIPs held, traffic) in normal operation and after each "
+                "failure set:",
+                *_loads(plan),
+            ]
+        )
+        + "\n"
+    )
+
+
+def _failures(count: int) -> str:
+    return f"{count} failure{'' if count == 1 else 's'}"
+
+
+def _verdict(plan: Plan) -> list[str]:
+    n, k = len(plan.layout.directors), plan.layout.tolerate
     margin = plan.margin_bps()
-    lines = [
-        f"All-Active plan: {n} directors ({', '.join(layout.directors)}), "
-        f"tolerating {k} {failures}",
-        f"demand {format_rate(plan.demand_bps)}, link {format_rate(plan.link_bps)} per director",
-        "",
-    ]
-    after = "in normal operation" if k == 0 else f"after any {k} {failures}"
-    share = 100 * margin / plan.link_bps
+    after = "in normal operation" if k == 0 else f"after any {_failures(k)}"
     if plan.fits:
+        share = 100 * margin / plan.link_bps
         verdict = f"fits: yes, {format_rate(margin)} ({share:.3g}% of a link) to spare {after}"
     else:
         verdict = f"fits: NO, {format_rate(-margin)} over a link {after}"
     divisors = ", ".join(str(n - f) for f in range(k + 1))
-    lines += [
+    evenly = "in normal operation" if k == 0 else f"after any 0 to {_failures(k)}"
+    return [
         verdict,
-        f"  the busiest director then carries {format_rate(worst)}",
-        f"VIPs: {layout.vips} of {format_rate(plan.vip_bps)} each, published together (DNS "
-        "round robin)",
-        f"  the fewest that split exactly evenly after any 0 to {k} {failures}: lcm({divisors})",
-        "",
-        "VRRP priorities (the VIP goes to the highest-priority live director):",
-        *_table(
-            ["VIP", *layout.directors, "master > backups"],
-            [
-                [
-                    name,
-                    *(str(layout.priorities(v)[d]) for d in layout.directors),
-                    " > ".join(layout.rankings[v]),
-                ]
-                for v, name in enumerate(plan.vip_names)
-            ],
-        ),
-        "",
-        "Load per director (VIPs held, traffic) in normal operation and after each failure set:",
+        f"  the busiest director then carries {format_rate(plan.worst_load_bps())}",
+        f"VIPs: {plan.layout.vips} of {format_rate(plan.vip_bps)} each, published together "
+        "(DNS round robin)",
+        f"  the fewest that split exactly evenly {evenly}: lcm({divisors})",
     ]
-    scenarios = plan.failures()
+
+
+def _priorities(plan: Plan) -> list[str]:
+    layout = plan.layout
+    rows = []
+    for vip, name in enumerate(plan.vip_names):
+        priorities = layout.priorities(vip)
+        rows.append(
+            [
+                name,
+                *(str(priorities[d]) for d in layout.directors),
+                " > ".join(layout.rankings[vip]),
+            ]
+        )
+    return _table(["VIP", *layout.directors, "master > backups"], rows)
+
+
+def _loads(plan: Plan) -> list[str]:
+    directors = plan.layout.directors
+    scenarios = plan.failures
     rows = [
         [
             ", ".join(s.failed) or "(none)",
@@ -165,18 +192,18 @@ def to_text(plan: Plan) -> str:
                 f"{s.shares[d]} = {format_rate(s.shares[d] * plan.vip_bps)}"
                 if d in s.shares
                 else "down"
-                for d in layout.directors
+                for d in directors
             ),
         ]
         for s in scenarios[:MAX_TEXT_FAILURE_SETS]
     ]
-    lines += _table(["down", *layout.directors], rows)
+    lines = _table(["down", *directors], rows)
     if len(scenarios) > MAX_TEXT_FAILURE_SETS:
         lines.append(
             f"  ... and {len(scenarios) - MAX_TEXT_FAILURE_SETS} more failure sets "
             "(--json lists them all); in each, every survivor holds V / survivors VIPs."
         )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

@@ -175,3 +175,12 @@ def test_an_invalid_template_reports_check_config_lines(
     assert main([*argv, "--out", str(tmp_path / "o"), "--template", str(template)]) == 1
     assert f"{template}:4:" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_docs_show_what_the_command_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/plan.md's example is this version's output, word for word."""
+    docs = (EXAMPLES.parent / "docs" / "plan.md").read_text()
+    example = docs.split("\n$ ipvsd plan ", 1)[1].split("```", 1)[0]
+    arguments, _, shown = example.partition("\n")
+    assert main(["plan", *arguments.split()]) == 0
+    assert capsys.readouterr().out == shown
