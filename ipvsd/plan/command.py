@@ -2,7 +2,9 @@
 
 `add_parser` registers the subcommand (ipvsd.cli calls it); `run` plans,
 prints, and with ``--out`` writes the configs. The rest of the package is
-pure; this module reads the template and writes the files.
+pure; this module reads the template and writes the files. It imports them
+when the command runs, so that other commands (`status --check` runs often)
+do not pay for them.
 """
 
 from __future__ import annotations
@@ -13,9 +15,6 @@ import re
 import sys
 from pathlib import Path
 from typing import TextIO
-
-from ipvsd.plan.layout import MAX_DIRECTORS
-from ipvsd.plan.units import RateError, parse_rate
 
 DESCRIPTION = """\
 Plan an All-Active VRRP layout: N directors share the traffic of several VIPs
@@ -129,6 +128,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def directors_argument(text: str) -> tuple[str, ...]:
     """``--directors``: a count (names director1...) or comma-separated names."""
+    from ipvsd.plan.layout import MAX_DIRECTORS
+
     text = text.strip()
     if text.isdigit():
         count = int(text)
@@ -157,6 +158,8 @@ def _count(text: str) -> int:
 
 
 def _rate(text: str) -> int:
+    from ipvsd.plan.units import RateError, parse_rate
+
     try:
         return parse_rate(text)
     except RateError as exc:
