@@ -54,6 +54,9 @@ examples:
   ipvsd plan --directors director1,director2,director3 --tolerate 1 --demand 1.5G \\
       --link 1G --vip-pool 192.168.1.201/24 --out /tmp/plan --template examples/dr.yaml
       then copy /tmp/plan/director1.yaml to director1's /etc/ipvsd/ipvsd.yaml, ...
+  ipvsd plan --directors lb1=10.0.0.11,lb2=10.0.0.12,lb3=10.0.0.13 --tolerate 1 \\
+      --demand 1.5G --link 1G --vip-pool 10.0.0.201/24 --out out --template unicast.yaml
+      with unicast_peers in the template: each instance's peers are the other two
 
 exit status:
   0 the demand fits after any K failures (configs written with --out)
@@ -82,7 +85,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="N|NAMES",
         type=directors_argument,
         help="how many directors (named director1, director2...), or their names, "
-        "comma-separated (lb1,lb2,lb3)",
+        "comma-separated (lb1,lb2,lb3), each optionally with its address (lb1=10.0.0.1,...): "
+        "--out then gives the instances the other directors as unicast_peers when the "
+        "template's instance has unicast_peers",
     )
     parser.add_argument(
         "--tolerate",
@@ -126,8 +131,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
 
 
-def directors_argument(text: str) -> tuple[str, ...]:
-    """``--directors``: a count (names director1...) or comma-separated names."""
+def directors_argument(text: str) -> tuple[tuple[str, str | None], ...]:
+    """``--directors``: a count (names director1...) or comma-separated NAME[=ADDRESS]."""
+    import ipaddress
+
     from ipvsd.plan.layout import MAX_DIRECTORS
 
     text = text.strip()
@@ -135,20 +142,32 @@ def directors_argument(text: str) -> tuple[str, ...]:
         count = int(text)
         if not 1 <= count <= MAX_DIRECTORS:
             raise argparse.ArgumentTypeError(f"{text}: from 1 to {MAX_DIRECTORS} directors")
-        return tuple(f"director{n}" for n in range(1, count + 1))
-    names = tuple(name.strip() for name in text.split(","))
-    for name in names:
+        return tuple((f"director{n}", None) for n in range(1, count + 1))
+    directors: list[tuple[str, str | None]] = []
+    for item in text.split(","):
+        name, _, address = (part.strip() for part in item.partition("="))
         if not _DIRECTOR_NAME.fullmatch(name):
             raise argparse.ArgumentTypeError(
                 f"{name!r} is not a director name (letters, digits, '.', '_', '-'; "
                 "it names a config file)"
             )
+        if "=" in item:
+            try:
+                address = str(ipaddress.ip_address(address))
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"{item.strip()!r}: {address!r} is not an IP address"
+                ) from None
+        directors.append((name, address or None))
+    names = [name for name, _ in directors]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise argparse.ArgumentTypeError(f"director names repeat: {', '.join(repeated)}")
-    if len(names) > MAX_DIRECTORS:
-        raise argparse.ArgumentTypeError(f"{len(names)} directors: at most {MAX_DIRECTORS}")
-    return names
+    if len(directors) > MAX_DIRECTORS:
+        raise argparse.ArgumentTypeError(f"{len(directors)} directors: at most {MAX_DIRECTORS}")
+    if len({address is None for _, address in directors}) > 1:
+        raise argparse.ArgumentTypeError("give every director an address (NAME=ADDRESS), or none")
+    return tuple(directors)
 
 
 def _count(text: str) -> int:
@@ -186,12 +205,13 @@ def run(
     if args.out is not None and args.vip_pool is None:
         parser.error("--out needs --vip-pool: the configs need the VIPs' addresses")
     try:
-        layout = plan_layout(args.directors, args.tolerate)
+        layout = plan_layout([name for name, _ in args.directors], args.tolerate)
         pool = None if args.vip_pool is None else vip_pool(args.vip_pool, layout.vips)
     except PlanError as exc:
         parser.error(str(exc))
     names = default_vip_names(layout.vips) if pool is None else tuple(v.split("/")[0] for v in pool)
-    plan = Plan(layout, args.demand, args.link, names)
+    addresses = {name: address for name, address in args.directors if address is not None}
+    plan = Plan(layout, args.demand, args.link, names, addresses)
     if args.json:
         json.dump(to_json(plan), out, indent=2)
         out.write("\n")

@@ -11,7 +11,11 @@ usually a single-VIP one such as ``examples/dr.yaml``; it must pass
   one): the VRIDs count up from its VRID, and its other fields (interface,
   advert_int, auth_pass, unicast_peers, tracking, notify...) are copied,
   except its addresses, routes, rules, ``initial_state`` and
-  ``vmac_interface``; an IPv6 pool makes the instances VRRPv3;
+  ``vmac_interface``; an IPv6 pool makes the instances VRRPv3. When the
+  directors have addresses (``--directors NAME=ADDRESS,...``) and the
+  template's instance has ``unicast_peers``, each instance's peers are the
+  other directors (and its ``unicast_src``, if the template sets one, this
+  director's address);
 - ``vrrp.sync_groups``: none (All-Active instances move one by one);
 - ``ipvs.services``: a service whose address is one of the template's VRRP
   addresses, of the pool's family, is repeated for every VIP of the plan (the
@@ -140,6 +144,8 @@ def director_configs(
         )
     template_vips = {_address(entry) for i in instances for entry in i["virtual_ipaddresses"]}
     _same_family(vips, template_vips, template_name)
+    if model.get("unicast_peers") and plan.addresses:
+        _peers_family(vips, plan.addresses)
     notes = _notes(data, template_name)
     return [
         _director(plan, vips, data, model, template_vips, director, template_name, notes)
@@ -157,8 +163,10 @@ def _director(
     template_name: str,
     notes: tuple[str, ...],
 ) -> DirectorConfig:
+    peers = _unicast(model, plan.addresses, director)
     instances = [
-        _instance(model, n, vip, plan.layout.priorities(n)[director]) for n, vip in enumerate(vips)
+        _instance(model, n, vip, plan.layout.priorities(n)[director], peers)
+        for n, vip in enumerate(vips)
     ]
     vrrp = {key: value for key, value in data["vrrp"].items() if key != "sync_groups"}
     vrrp["instances"] = instances
@@ -187,9 +195,11 @@ def _director(
     return DirectorConfig(director, text, notes)
 
 
-def _instance(model: Mapping[str, Any], n: int, vip: str, priority: int) -> dict[str, Any]:
+def _instance(
+    model: Mapping[str, Any], n: int, vip: str, priority: int, peers: Mapping[str, Any]
+) -> dict[str, Any]:
     """VIP number `n`'s instance: `model`'s fields in its order, the plan's where they differ."""
-    planned = {"vrid": int(model["vrid"]) + n, "priority": priority}
+    planned = {"vrid": int(model["vrid"]) + n, "priority": priority, **peers}
     instance: dict[str, Any] = {"name": f"VI_{n + 1}"}
     for key, value in model.items():
         if key in planned:
@@ -201,6 +211,20 @@ def _instance(model: Mapping[str, Any], n: int, vip: str, priority: int) -> dict
         instance["version"] = 3  # RFC 5798: IPv6 addresses need VRRPv3
     instance["virtual_ipaddresses"] = [vip]
     return instance
+
+
+def _unicast(
+    model: Mapping[str, Any], addresses: Mapping[str, str], director: str
+) -> dict[str, Any]:
+    """The unicast fields for `director`, when the template's instance uses unicast."""
+    if not addresses or not model.get("unicast_peers"):
+        return {}
+    fields: dict[str, Any] = {
+        "unicast_peers": [address for name, address in addresses.items() if name != director]
+    }
+    if model.get("unicast_src"):
+        fields["unicast_src"] = addresses[director]
+    return fields
 
 
 def _services(
@@ -236,6 +260,16 @@ def _same_family(vips: tuple[str, ...], template_vips: set[str], template_name: 
         )
 
 
+def _peers_family(vips: tuple[str, ...], addresses: Mapping[str, str]) -> None:
+    """Unicast peers must be of the instances' family (the VIPs')."""
+    others = sorted(a for a in addresses.values() if _version(a) != _version(vips[0]))
+    if others:
+        raise PlanError(
+            f"the VIPs are IPv{_version(vips[0])}, the directors' addresses "
+            f"{', '.join(others)} are not: VRRP's unicast peers are of the instance's family"
+        )
+
+
 def _address(entry: object) -> str:
     """A ``virtual_ipaddresses`` entry (``ADDRESS/PREFIX`` or a mapping) as a bare address."""
     raw = entry.get("address") if isinstance(entry, Mapping) else entry
@@ -251,8 +285,9 @@ def _same(address: str, template_vips: set[str], vips: tuple[str, ...]) -> bool:
     return str(parsed) in template_vips and parsed.version == _version(vips[0])
 
 
-def _version(vip: str) -> int:
-    return ipaddress.ip_interface(vip).version
+def _version(address: str) -> int:
+    """4 or 6, for an address with or without a prefix length."""
+    return ipaddress.ip_interface(address).version
 
 
 def _notes(data: Mapping[str, Any], template_name: str) -> tuple[str, ...]:

@@ -9,8 +9,8 @@ its link; the margin is what that busiest survivor has to spare.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -39,12 +39,14 @@ class Plan:
         demand_bps: the traffic of all VIPs together, bits per second.
         link_bps: each director's link capacity, bits per second.
         vip_names: one per VIP: its address (from ``--vip-pool``) or ``vipN``.
+        addresses: director -> its own address, when given (``NAME=ADDRESS``).
     """
 
     layout: Layout
     demand_bps: int
     link_bps: int
     vip_names: tuple[str, ...]
+    addresses: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def vip_bps(self) -> float:
@@ -86,6 +88,7 @@ def to_json(plan: Plan) -> dict[str, Any]:
         "fits": plan.fits,
         "vips": layout.vips,
         "directors": list(layout.directors),
+        **({"addresses": dict(plan.addresses)} if plan.addresses else {}),
         "tolerate": layout.tolerate,
         "demand_bps": plan.demand_bps,
         "link_bps": plan.link_bps,
@@ -125,7 +128,8 @@ def to_text(plan: Plan) -> str:
         "\n".join(
             [
                 f"All-Active plan: {n} director{'' if n == 1 else 's'} "
-                f"({', '.join(layout.directors)}), tolerating {_failures(layout.tolerate)}",
+                f"({', '.join(_named(plan, d) for d in layout.directors)}), "
+                f"tolerating {_failures(layout.tolerate)}",
                 f"demand {format_rate(plan.demand_bps)}, link {format_rate(plan.link_bps)} "
                 "per director",
                 "",
@@ -141,6 +145,11 @@ def to_text(plan: Plan) -> str:
         )
         + "\n"
     )
+
+
+def _named(plan: Plan, director: str) -> str:
+    address = plan.addresses.get(director)
+    return director if address is None else f"{director} {address}"
 
 
 def _failures(count: int) -> str:

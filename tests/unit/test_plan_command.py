@@ -87,6 +87,11 @@ def test_vip_pool_names_the_vips(capsys: pytest.CaptureFixture[str]) -> None:
         (["--directors", "a,a", "-k", "1", "--demand", "1G", "--link", "1G"], "repeat"),
         (["--directors", "a,../b", "-k", "1", "--demand", "1G", "--link", "1G"], "not a director"),
         (["--directors", "3", "-k", "-1", "--demand", "1G", "--link", "1G"], "whole number"),
+        (["--directors", "a=10.0.0.1,b", "-k", "1", "--demand", "1G", "--link", "1G"], "or none"),
+        (
+            ["--directors", "a=10.0.0.x,b=1", "-k", "1", "--demand", "1G", "--link", "1G"],
+            "not an IP",
+        ),
         (["--directors", "3", *REFERENCE, "--out", "x"], "go together"),
         (["--directors", "3", *REFERENCE, "--out", "x", "--template", "y"], "needs --vip-pool"),
         (["--directors", "3", *REFERENCE, "--vip-pool", "10.0.0.1/30"], "needs 6 VIPs"),
@@ -184,3 +189,51 @@ def test_docs_show_what_the_command_prints(capsys: pytest.CaptureFixture[str]) -
     arguments, _, shown = example.partition("\n")
     assert main(["plan", *arguments.split()]) == 0
     assert capsys.readouterr().out == shown
+
+
+def test_addresses_become_unicast_peers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = yaml.safe_load((EXAMPLES / "dr.yaml").read_text())
+    data["vrrp"]["instances"][0]["unicast_peers"] = ["192.168.1.20"]
+    data["vrrp"]["instances"][0]["unicast_src"] = "192.168.1.10"
+    template = tmp_path / "unicast.yaml"
+    template.write_text(yaml.safe_dump(data))
+    directors = "lb1=192.168.1.10,lb2=192.168.1.20,lb3=192.168.1.25"
+    argv = ["plan", "--directors", directors, *REFERENCE, "--vip-pool", "192.168.1.201/24"]
+    assert main([*argv, "--json", "--out", str(tmp_path / "o"), "--template", str(template)]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["directors"] == ["lb1", "lb2", "lb3"]
+    assert plan["addresses"] == {
+        "lb1": "192.168.1.10",
+        "lb2": "192.168.1.20",
+        "lb3": "192.168.1.25",
+    }
+    config = load_config(tmp_path / "o" / "lb3.yaml")
+    for instance in config.vrrp.instances:
+        assert [str(a) for a in instance.unicast_peers] == ["192.168.1.10", "192.168.1.20"]
+        assert str(instance.unicast_src) == "192.168.1.25"
+    v6 = directors.replace("192.168.1.", "fd00::")
+    argv = ["plan", "--directors", v6, *REFERENCE, "--vip-pool", "192.168.1.201/24"]
+    assert main([*argv, "--out", str(tmp_path / "o6"), "--template", str(template)]) == 1
+    assert "unicast peers are of the instance's family" in capsys.readouterr().err
+
+
+def test_addresses_show_in_the_text(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(
+            [
+                "plan",
+                "--directors",
+                "a=10.0.0.1,b=10.0.0.2",
+                "-k",
+                "1",
+                "--demand",
+                "1G",
+                "--link",
+                "1G",
+            ]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out.startswith(
+        "All-Active plan: 2 directors (a 10.0.0.1, b 10.0.0.2), tolerating 1 failure\n"
+    )
