@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 from itertools import combinations_with_replacement, permutations, product
+from math import comb, lcm
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ipvsd.plan.layout import (
+    MAX_DIRECTORS,
     MAX_VIPS,
     Layout,
     PlanError,
@@ -165,6 +167,14 @@ def test_minimal_count_is_the_divisibility_bound(directors: int) -> None:
             all(smaller % (directors - f) == 0 for f in range(tolerate + 1))
             for smaller in range(1, vips)
         )
+
+
+def test_the_counting_bound_is_the_divisibility_bound() -> None:
+    """lcm over s <= K of N * C(N-1, s) (whole y(S, c)) = lcm(N, ..., N-K), for every N planned."""
+    for directors in range(1, MAX_DIRECTORS + 1):
+        for tolerate in range(directors):
+            counting = lcm(*(directors * comb(directors - 1, s) for s in range(tolerate + 1)))
+            assert counting == minimal_vips(directors, tolerate), (directors, tolerate)
 
 
 @pytest.mark.parametrize(
