@@ -13,6 +13,7 @@ from ipvsd import __version__
 from ipvsd.control.client import DEFAULT_SOCKET, DaemonNotRunning, request
 from ipvsd.errors import ConfigError, IpvsdError, IpvsUnavailable
 from ipvsd.importers import command as import_command
+from ipvsd.plan import command as plan_command
 
 DEFAULT_CONFIG = "/etc/ipvsd/ipvsd.yaml"
 
@@ -70,6 +71,7 @@ commands:
   undrain        give a drained real its configured weight back
   import         convert a keepalived.conf or `ipvsadm -Sn` rules into an ipvsd config
   schema         print the config's JSON Schema for editors, or its reference
+  plan           plan an All-Active layout: VIP count, VRRP priorities, loads after failures
 
   `ipvsd COMMAND --help` describes each command.
 
@@ -163,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_control_commands(commands)
     import_command.add_parser(commands)
     _add_schema_command(commands)
+    plan_command.add_parser(commands)
     return parser
 
 
@@ -370,7 +373,8 @@ def _real_argument(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         if args.command == "check-config":
             return _check_config(Path(args.config))
@@ -390,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
             return import_command.run(args)
         if args.command == "schema":
             return _schema(args.format)
+        if args.command == "plan":
+            return plan_command.run(args, parser)
     except DaemonNotRunning as exc:
         print(exc, file=sys.stderr)
         return 1

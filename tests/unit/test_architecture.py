@@ -71,6 +71,8 @@ LAYER_OF: Mapping[str, str] = {
     "ipvsd.config": "config",
     # Importers: keepalived.conf / `ipvsadm -Sn` in, config data out (beside config).
     "ipvsd.importers": "importers",
+    # The All-Active planner: a question in, a layout and configs out (beside importers).
+    "ipvsd.plan": "plan",
     # The adapter: the only layer that speaks netlink (pyroute2 or hand-made).
     "ipvsd.netlink": "netlink",
     # Domains: each is one job of the daemon, unaware of the others.
@@ -95,13 +97,14 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     "base": frozenset(),
     "config": frozenset({"base"}),
     "importers": frozenset({"base", "config"}),
+    "plan": frozenset({"base", "config", "importers"}),
     "netlink": frozenset({"base"}),
     "vrrp": frozenset({"base", "config", "netlink"}),
     "health": frozenset({"base", "config", "netlink"}),
     "ipvs": frozenset({"base", "config", "netlink"}),
     "control": frozenset({"base", "config", "netlink"}),
     "metrics": frozenset({"base", "config", "netlink"}),
-    "root": frozenset({"base", "config", "netlink", "importers"} | DOMAINS),
+    "root": frozenset({"base", "config", "netlink", "importers", "plan"} | DOMAINS),
     "docs": frozenset({"base", "root"}),
 }
 
@@ -151,6 +154,11 @@ PURE_CORES = (
     "ipvsd/importers/settle.py",
     "ipvsd/importers/emit.py",
     "ipvsd/importers/report.py",
+    # The planner; command.py reads the template and writes the configs.
+    "ipvsd/plan/layout.py",
+    "ipvsd/plan/units.py",
+    "ipvsd/plan/render.py",
+    "ipvsd/plan/configs.py",
 )
 
 #: What a pure core must not reach: I/O, clocks, threads, the event loop, the

@@ -64,3 +64,9 @@ def test_the_cli_and_the_early_step_import_nothing_heavy() -> None:
 def test_the_check_fails_when_a_heavy_module_comes_in() -> None:
     loaded = _modules_after("from ipvsd.daemon import early\nimport ipvsd.daemon.root\n")
     assert {"asyncio", "pydantic", "ipvsd.daemon.root"} <= loaded & HEAVY_BEFORE_STALE_VIPS
+
+
+def test_building_the_parser_leaves_the_planner_unloaded() -> None:
+    loaded = _modules_after("from ipvsd import cli\ncli.build_parser()\n")
+    assert "ipvsd.plan.command" in loaded
+    assert not {"ipvsd.plan.layout", "ipvsd.plan.units", "decimal"} & loaded
