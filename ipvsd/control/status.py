@@ -270,6 +270,54 @@ class StatusDocument:
     vrrp: tuple[VrrpStatus, ...] = ()
     services: tuple[ServiceStatus, ...] = ()
     sync_daemon: SyncDaemonStatusView | None = None
+    bgp: BgpStatus | None = None
+    """BGP mode (``bgp:``); None when it is not configured."""
+
+
+@dataclass(frozen=True, slots=True)
+class BgpSession:
+    """A BGP neighbor's session as the speaker last reported it.
+
+    Attributes:
+        neighbor: the router's address.
+        remote_as: its AS number.
+        state: BIRD's word for it: ``Established``, ``Active``, ``Connect``,
+            ``Idle``..., ``down`` (speaker not running) or ``unknown``.
+        up: the session is established.
+    """
+
+    neighbor: str
+    remote_as: int
+    state: str
+    up: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BgpPrefixStatus:
+    """A VIP's host route: announced or not, and why."""
+
+    prefix: str
+    announced: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BgpStatus:
+    """The ``bgp`` object of the status: the speaker, its sessions, the VIPs."""
+
+    speaker: str
+    """BIRD's greeting (``BIRD 2.0.12 ready.``); empty while it is not running."""
+    running: bool
+    local_as: int
+    drained: bool
+    """The operator drained the whole director (``ipvsd drain --all``)."""
+    sessions: tuple[BgpSession, ...]
+    prefixes: tuple[BgpPrefixStatus, ...]
+
+    @property
+    def announced(self) -> tuple[str, ...]:
+        """The prefixes announced now."""
+        return tuple(p.prefix for p in self.prefixes if p.announced)
 
 
 # --- from the kernel (``ipvsd list``; the builder's per-real part) -------------------------

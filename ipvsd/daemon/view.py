@@ -21,7 +21,7 @@ import structlog
 from ipvsd import __version__
 from ipvsd.config import Config
 from ipvsd.control.status import StatusDocument, TrackedFileStatus, TrackedScriptStatus
-from ipvsd.daemon.admin_state import AdminStateError, DrainStore
+from ipvsd.daemon.admin_state import AdminStateError, DirectorDrainFile, DrainStore
 from ipvsd.daemon.components import Components
 from ipvsd.daemon.status import VrrpView, status_document_steps
 from ipvsd.errors import ControlRequestError
@@ -59,6 +59,9 @@ class DaemonView:
         self._reload = reload
         self._drains_changed = drains_changed
         self._store = drains
+        self._director_file = DirectorDrainFile(drains.directory)
+        self.director_drained = self._director_file.load()
+        """The whole director is drained (``ipvsd drain --all``), kept across restarts."""
         # The status of 10,000 services is a second of CPU: built in loop slices.
         self._slice = LoopSlice()
 
@@ -85,8 +88,31 @@ class DaemonView:
                 vrrp=self._vrrp_views(),
                 sync_daemon=sync,
                 quorum=parts.health.quorum.state,
+                bgp=parts.bgp.status() if parts.bgp is not None else None,
             )
         )
+
+    def drain_director(self, drained: bool) -> None:
+        """``ipvsd drain --all`` / ``undrain --all``: BGP withdraws (announces) every VIP.
+
+        Raises:
+            ControlRequestError: no ``bgp:`` section (nothing to withdraw), or
+                the state could not be kept on disk.
+        """
+        bgp = self._parts.bgp
+        if bgp is None:
+            raise ControlRequestError(
+                "drain --all withdraws the BGP announcements; this director has no bgp: section"
+            )
+        try:
+            self._director_file.save(drained)
+        except AdminStateError as exc:
+            raise ControlRequestError(f"not changed: {exc}") from None
+        self.director_drained = drained
+        from ipvsd.bgp.policy import DirectorDrained
+
+        bgp.feed(DirectorDrained(drained))
+        log.info("bgp.director_drained" if drained else "bgp.director_undrained")
 
     def _vrrp_views(self) -> list[VrrpView]:
         if self._parts.vrrp is None:
