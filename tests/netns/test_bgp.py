@@ -1,0 +1,250 @@
+"""BGP mode on the host kernel: a router namespace running BIRD with ECMP, three directors.
+
+Each director is ipvsd with a ``bgp:`` section (its own BIRD child) over a
+fake IPVS table (`tests.netns.bgp_director`: this kernel has no IPVS, and
+what is announced does not depend on it). Its one service's real is a TCP
+listener in its own namespace, checked every 0.2 s.
+
+The router's BIRD merges the three directors' routes for the VIP into one
+multipath route in its kernel FIB (``merge paths``; L4 hashing with
+``fib_multipath_hash_policy=1``). The test watches that FIB, as a router's
+forwarding would see it, and times each withdrawal: drain, a failed real,
+SIGKILL of ipvsd (its BIRD dies with it, the kernel closes the session) and
+a graceful stop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.daemon import DaemonProcess
+from lab.netns import Topology
+
+pytestmark = pytest.mark.skipif(shutil.which("bird") is None, reason="needs BIRD 2 (bird2)")
+
+ROOT = Path(__file__).resolve().parents[2]
+VIP = "10.97.100.1"
+ROUTER = "10.97.0.1"
+DIRECTORS = {"d1": "10.97.0.11", "d2": "10.97.0.12", "d3": "10.97.0.13"}
+REAL_PORT = 8080
+
+LISTENER = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(64)
+while True:
+    c, _ = s.accept()
+    c.close()
+"""
+
+ROUTER_CONF = """\
+router id {router};
+protocol device {{ }}
+protocol kernel {{
+  ipv4 {{ import none; export all; }};
+  merge paths on;
+}}
+protocol bfd {{
+  interface "*" {{ min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }};
+}}
+template bgp director {{
+  local as 65000;
+  hold time 9;
+  bfd on;
+  ipv4 {{ import all; export none; }};
+}}
+{peers}
+"""
+
+
+def director_config(name: str, address: str, tmp: Path) -> str:
+    run = tmp / name
+    return f"""\
+node_name: {name}
+state_dir: {run}/state
+control: {{socket: {run}/ipvsd.sock}}
+metrics: {{listen: "{address}:9477"}}
+ipvs:
+  services:
+    - address: {VIP}
+      port: 80
+      scheduler: mh
+      forward: nat
+      check: {{type: tcp, interval: 0.2, timeout: 0.5, rise: 1, fall: 2}}
+      reals:
+        - {{address: {address}, port: {REAL_PORT}}}
+bgp:
+  local_as: 65001
+  router_id: {address}
+  hold_time: 9
+  bfd: true
+  run_dir: {run}/bird
+  neighbors:
+    - {{address: {ROUTER}, remote_as: 65000}}
+"""
+
+
+@dataclass
+class Lab:
+    topo: Topology
+    router: str
+    directors: dict[str, str]  # name -> namespace
+    daemons: dict[str, DaemonProcess]
+    reals: dict[str, subprocess.Popen[Any]]
+    tmp: Path
+
+    def next_hops(self) -> set[str]:
+        """The router's FIB entry for the VIP: the directors it forwards to."""
+        out = self.topo.exec(self.router, ["ip", "-o", "route", "show", f"{VIP}/32"]).stdout
+        words = out.split()
+        return {words[i + 1] for i, word in enumerate(words) if word == "via"}
+
+    def wait_hops(self, wanted: set[str], timeout: float) -> float:
+        """Seconds until the FIB's next hops are `wanted` (polled every 5 ms)."""
+        start = time.monotonic()
+        while True:
+            hops = self.next_hops()
+            if hops == wanted:
+                return time.monotonic() - start
+            if time.monotonic() - start > timeout:
+                raise AssertionError(f"next hops {hops}, wanted {wanted} within {timeout} s")
+            time.sleep(0.005)
+
+    def ipvsd(self, name: str, *args: str) -> subprocess.CompletedProcess[str]:
+        socket = self.tmp / name / "ipvsd.sock"
+        argv = [sys.executable, "-m", "ipvsd", *args, "--socket", str(socket)]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
+
+    def status(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(self.ipvsd(name, "status", "--json").stdout)
+        return result
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    with Topology() as topo:
+        sw = topo.netns("sw")
+        br = topo.bridge("br0", ns=sw)
+        router = topo.netns("router")
+        topo.veth(router, "eth0", bridge=br, bridge_ns=sw, address=f"{ROUTER}/24")
+        topo.sysctl(router, "net.ipv4.fib_multipath_hash_policy", 1)
+        topo.sysctl(router, "net.ipv4.ip_forward", 1)
+        peers = "\n".join(
+            f"protocol bgp {name} from director {{ neighbor {address} as 65001; }}"
+            for name, address in DIRECTORS.items()
+        )
+        conf = tmp_path / "router.conf"
+        conf.write_text(ROUTER_CONF.format(router=ROUTER, peers=peers))
+        topo.popen(
+            router,
+            ["bird", "-f", "-c", str(conf), "-s", str(tmp_path / "router.ctl")],
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp_path / "router.log").open("w"),
+        )
+        directors, daemons, reals = {}, {}, {}
+        for name, address in DIRECTORS.items():
+            ns = directors[name] = topo.netns(name)
+            topo.veth(ns, "eth0", bridge=br, bridge_ns=sw, address=f"{address}/24")
+            # The VIP lives on the director (IPVS needs it local), on loopback (a dummy
+            # interface in production; this kernel has no dummy module); the LAN must not
+            # learn it by ARP: the router reaches it through BGP.
+            topo.address(ns, "lo", f"{VIP}/32")
+            topo.sysctl(ns, "net.ipv4.conf.all.arp_ignore", 1)
+            topo.sysctl(ns, "net.ipv4.conf.all.arp_announce", 2)
+            reals[name] = topo.popen(ns, [sys.executable, "-c", LISTENER, address, str(REAL_PORT)])
+            config = tmp_path / f"{name}.yaml"
+            config.write_text(director_config(name, address, tmp_path))
+            daemons[name] = DaemonProcess(topo, ns, config, tmp_path / f"{name}.log")
+        for daemon in daemons.values():
+            start(daemon)
+        yield Lab(topo, router, directors, daemons, reals, tmp_path)
+
+
+def start(daemon: DaemonProcess) -> None:
+    """`DaemonProcess.start` with `tests.netns.bgp_director` instead of ``ipvsd run``."""
+    daemon._log_offset = daemon.log.stat().st_size if daemon.log.exists() else 0
+    with daemon.log.open("ab") as stderr:
+        daemon.proc = daemon.topo.popen(
+            daemon.ns,
+            [sys.executable, "-m", "tests.netns.bgp_director", str(daemon.config)],
+            stderr=stderr,
+            stdout=subprocess.DEVNULL,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+    daemon.wait_event("daemon.ready", timeout=60)
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, dead but not reaped by whoever inherited it, does not)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def bird_pid(lab: Lab, name: str) -> int:
+    return int((lab.tmp / name / "bird" / "bird.pid").read_text().split()[0])
+
+
+def test_ecmp_over_three_directors_and_every_withdrawal(lab: Lab) -> None:
+    everyone = set(DIRECTORS.values())
+    lab.wait_hops(everyone, timeout=30)
+
+    status = lab.status("d1")["bgp"]
+    assert status["announced"] == [f"{VIP}/32"]
+    assert status["sessions"] == [
+        {"neighbor": ROUTER, "remote_as": 65000, "state": "Established", "up": True}
+    ]
+    text = lab.ipvsd("d1", "status").stdout
+    assert "BGP: AS 65001, speaker BIRD 2" in text
+    assert f"{VIP}/32" in text
+
+    # Drain: withdrawn at once, announced again on undrain.
+    started = time.monotonic()
+    lab.ipvsd("d1", "drain", "--all")
+    drained_s = time.monotonic() - started
+    drained_s += lab.wait_hops(everyone - {DIRECTORS["d1"]}, timeout=5)
+    assert lab.status("d1")["bgp"]["prefixes"][0]["reason"] == "director drained"
+    lab.ipvsd("d1", "undrain", "--all")
+    lab.wait_hops(everyone, timeout=5)
+
+    # The real fails (its listener stops): withdrawn after `fall` checks; back when it is up.
+    lab.reals["d1"].kill()
+    failed_s = lab.wait_hops(everyone - {DIRECTORS["d1"]}, timeout=10)
+
+    # SIGKILL: BIRD dies with ipvsd, the kernel ends the session, the router withdraws.
+    pid = bird_pid(lab, "d2")
+    started = time.monotonic()
+    lab.daemons["d2"].kill()
+    lab.wait_hops({DIRECTORS["d3"]}, timeout=15)
+    killed_s = time.monotonic() - started
+    assert not alive(pid), "BIRD outlived its SIGKILLed ipvsd"
+
+    # Graceful stop: withdraws first, then stops.
+    started = time.monotonic()
+    lab.daemons["d3"].terminate()
+    lab.wait_hops(set(), timeout=15)
+    stopped_s = time.monotonic() - started
+    assert lab.daemons["d3"].proc is not None
+    assert lab.daemons["d3"].proc.wait(30) == 0
+    print(
+        f"\nwithdrawal seen in the router's FIB: drain {drained_s * 1000:.0f} ms, "
+        f"failed real {failed_s * 1000:.0f} ms (checks every 0.2 s, fall 2), "
+        f"SIGKILL {killed_s * 1000:.0f} ms, graceful stop {stopped_s * 1000:.0f} ms"
+    )
+    assert killed_s < 2, "SIGKILL must not wait for the hold timer"
