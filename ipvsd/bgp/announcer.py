@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -30,7 +31,6 @@ from ipvsd.bgp.policy import (
 )
 from ipvsd.bgp.speaker import BirdSpeaker
 from ipvsd.config.model import BgpConfig
-from ipvsd.control.status import BgpPrefixStatus, BgpSession, BgpStatus
 from ipvsd.errors import IpvsdError
 from ipvsd.model import ServiceKey
 
@@ -42,7 +42,34 @@ POLL_INTERVAL_S = 1.0
 RESTART_DELAY_S = 1.0
 
 
-OnSessions = Callable[[tuple[BgpSession, ...]], None]
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A neighbor's session as BIRD last reported it.
+
+    Attributes:
+        neighbor: the router's address.
+        remote_as: its AS number.
+        state: BIRD's word for it: ``Established``, ``Active``, ``Connect``,
+            ``Idle``..., ``down`` (BIRD not running) or ``unknown``.
+        up: the session is established.
+    """
+
+    neighbor: str
+    remote_as: int
+    state: str
+    up: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixState:
+    """A VIP's host route: announced (as BIRD was last told) or not, and why."""
+
+    prefix: Prefix
+    announced: bool
+    reason: str
+
+
+OnSessions = Callable[[tuple[Session, ...]], None]
 OnAnnounced = Callable[[tuple[Prefix, ...], frozenset[Prefix]], None]
 
 
@@ -70,7 +97,7 @@ class BgpAnnouncer:
         self.speaker = BirdSpeaker(config.bird, Path(config.run_dir))
         self._applied: dict[Prefix, bool] = {}
         self._wake = asyncio.Event()
-        self._sessions: tuple[BgpSession, ...] = ()
+        self._sessions: tuple[Session, ...] = ()
         self._on_sessions = on_sessions
         self._on_announced = on_announced
         self._stopped = False
@@ -205,29 +232,36 @@ class BgpAnnouncer:
         self._applied = dict.fromkeys(self._applied, False)
         self._report()
 
-    def _down(self) -> tuple[BgpSession, ...]:
+    def _down(self) -> tuple[Session, ...]:
         return tuple(
-            BgpSession(str(n.address), n.remote_as, "down", False) for n in self.config.neighbors
+            Session(str(n.address), n.remote_as, "down", False) for n in self.config.neighbors
         )
 
-    def status(self) -> BgpStatus:
-        """What ``ipvsd status`` shows of BGP."""
+    @property
+    def sessions(self) -> tuple[Session, ...]:
+        """The sessions as last polled (``down`` while BIRD is not running)."""
+        return self._sessions
+
+    @property
+    def running(self) -> bool:
+        return self.speaker.running
+
+    @property
+    def greeting(self) -> str:
+        """BIRD's hello (``BIRD 2.0.12 ready.``); empty while it is not running."""
         client = self.speaker.client
-        return BgpStatus(
-            speaker=client.greeting if client is not None else "",
-            running=self.speaker.running,
-            local_as=self.config.local_as,
-            drained=self.policy.drained,
-            sessions=self._sessions,
-            prefixes=tuple(
-                BgpPrefixStatus(str(p), self._applied.get(p, False), self.policy.reason(p))
-                for p in self.policy.prefixes
-            ),
-        )
+        return client.greeting if client is not None else ""
+
+    def prefixes(self) -> list[PrefixState]:
+        """Every VIP of the services: announced or not, and why."""
+        return [
+            PrefixState(p, self._applied.get(p, False), self.policy.reason(p))
+            for p in self.policy.prefixes
+        ]
 
 
-def _session(address: object, remote_as: int, row: ProtocolState | None) -> BgpSession:
+def _session(address: object, remote_as: int, row: ProtocolState | None) -> Session:
     if row is None:
-        return BgpSession(str(address), remote_as, "unknown", False)
+        return Session(str(address), remote_as, "unknown", False)
     state = row.info.split()[0] if row.info else row.state
-    return BgpSession(str(address), remote_as, state, row.established)
+    return Session(str(address), remote_as, state, row.established)

@@ -105,9 +105,10 @@ def render(
 
 def _bgp(config: BgpConfig, neighbor: BgpNeighbor) -> list[str]:
     version = neighbor.address.version
+    local = "" if neighbor.local_address is None else f"{neighbor.local_address} "
     lines = [
         f"protocol bgp {peer_protocol(neighbor)} {{",
-        f"  local as {config.local_as};",
+        f"  local {local}as {config.local_as};",
         f"  neighbor {neighbor.address} as {neighbor.remote_as};",
         f"  hold time {config.hold_time};",
         f"  keepalive time {max(1, config.hold_time // 3)};",

@@ -962,6 +962,9 @@ class BgpNeighbor(_Model):
     multihop: Ttl | None = None
     """TTL for a router that is not on a directly connected network (eBGP multihop); null:
     directly connected."""
+    local_address: IPAny | None = None
+    """This director's address for the session; null: the kernel's choice. BIRD needs it
+    for a ``multihop`` session with ``bfd``."""
 
 
 class BgpConfig(_Model):

@@ -253,11 +253,14 @@ class Daemon:
 
         if self._bgp_metrics is None:
             self._bgp_metrics = BgpMetrics(self._registry)
+        metrics = self._bgp_metrics
         bgp = BgpAnnouncer(
             config.bgp,
             str(self._config_path),
-            on_sessions=self._bgp_metrics.sessions,
-            on_announced=self._bgp_metrics.announced,
+            on_sessions=lambda sessions: metrics.sessions((s.neighbor, s.up) for s in sessions),
+            on_announced=lambda prefixes, announced: metrics.announced(
+                map(str, prefixes), set(map(str, announced))
+            ),
         )
         await bgp.start(_service_keys(config), drained=self.view.director_drained)
         self._parts.bgp = bgp

@@ -15,12 +15,20 @@ them back at start, before the first reconcile.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import structlog
 
 from ipvsd import __version__
 from ipvsd.config import Config
-from ipvsd.control.status import StatusDocument, TrackedFileStatus, TrackedScriptStatus
+from ipvsd.control.status import (
+    BgpPrefixStatus,
+    BgpSession,
+    BgpStatus,
+    StatusDocument,
+    TrackedFileStatus,
+    TrackedScriptStatus,
+)
 from ipvsd.daemon.admin_state import AdminStateError, DirectorDrainFile, DrainStore
 from ipvsd.daemon.components import Components
 from ipvsd.daemon.status import VrrpView, status_document_steps
@@ -28,6 +36,9 @@ from ipvsd.errors import ControlRequestError
 from ipvsd.loopslice import LoopSlice
 from ipvsd.model import DestKey, RealId, ServiceKey
 from ipvsd.vrrp.machine import VrrpState
+
+if TYPE_CHECKING:
+    from ipvsd.bgp.announcer import BgpAnnouncer
 
 log = structlog.get_logger("ipvsd.daemon")
 
@@ -88,7 +99,7 @@ class DaemonView:
                 vrrp=self._vrrp_views(),
                 sync_daemon=sync,
                 quorum=parts.health.quorum.state,
-                bgp=parts.bgp.status() if parts.bgp is not None else None,
+                bgp=bgp_status(parts.bgp) if parts.bgp is not None else None,
             )
         )
 
@@ -256,3 +267,17 @@ class DaemonView:
         vrrp = ", ".join(f"{name} {state.value}" for name, state in sorted(states.items()))
         services = f"{len(self._parts.config.ipvs.services)} services"
         return f"{vrrp}; {services}" if vrrp else services
+
+
+def bgp_status(bgp: BgpAnnouncer) -> BgpStatus:
+    """BGP mode as ``ipvsd status`` shows it."""
+    return BgpStatus(
+        speaker=bgp.greeting,
+        running=bgp.running,
+        local_as=bgp.config.local_as,
+        drained=bgp.policy.drained,
+        sessions=tuple(BgpSession(s.neighbor, s.remote_as, s.state, s.up) for s in bgp.sessions),
+        prefixes=tuple(
+            BgpPrefixStatus(str(p.prefix), p.announced, p.reason) for p in bgp.prefixes()
+        ),
+    )

@@ -16,9 +16,6 @@ from collections.abc import Iterable, Set
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from ipvsd.bgp.birdconf import Prefix
-from ipvsd.control.status import BgpSession
-
 
 class BgpMetrics:
     """The BGP series on `registry` (created at once)."""
@@ -44,22 +41,23 @@ class BgpMetrics:
         self._neighbors: set[str] = set()
         self._prefixes: set[str] = set()
 
-    def sessions(self, sessions: Iterable[BgpSession]) -> None:
-        """Set every neighbor's ``ipvsd_bgp_session_up``; drop removed neighbors'."""
+    def sessions(self, sessions: Iterable[tuple[str, bool]]) -> None:
+        """Set every neighbor's ``ipvsd_bgp_session_up`` from (neighbor, up); drop the
+        series of neighbors no longer given."""
         seen = set()
-        for session in sessions:
-            self._session_up.labels(session.neighbor).set(1 if session.up else 0)
-            seen.add(session.neighbor)
+        for neighbor, up in sessions:
+            self._session_up.labels(neighbor).set(1 if up else 0)
+            seen.add(neighbor)
         for gone in self._neighbors - seen:
             self._session_up.remove(gone)
         self._neighbors = seen
 
-    def announced(self, prefixes: Iterable[Prefix], announced: Set[Prefix]) -> None:
-        """Set every VIP's ``ipvsd_bgp_prefix_announced`` and the count."""
+    def announced(self, prefixes: Iterable[str], announced: Set[str]) -> None:
+        """Set every VIP's ``ipvsd_bgp_prefix_announced`` (``10.0.0.100/32``) and the count."""
         seen = set()
         for prefix in prefixes:
-            self._prefix.labels(str(prefix)).set(1 if prefix in announced else 0)
-            seen.add(str(prefix))
+            self._prefix.labels(prefix).set(1 if prefix in announced else 0)
+            seen.add(prefix)
         for gone in self._prefixes - seen:
             self._prefix.remove(gone)
         self._prefixes = seen
