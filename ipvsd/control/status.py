@@ -276,15 +276,8 @@ class StatusDocument:
 
 @dataclass(frozen=True, slots=True)
 class BgpSession:
-    """A BGP neighbor's session as the speaker last reported it.
-
-    Attributes:
-        neighbor: the router's address.
-        remote_as: its AS number.
-        state: BIRD's word for it: ``Established``, ``Active``, ``Connect``,
-            ``Idle``..., ``down`` (speaker not running) or ``unknown``.
-        up: the session is established.
-    """
+    """A router's BGP session: ``up`` when established, else BIRD's word for its state
+    (``Active``, ``Connect``, ``Idle``...; ``down`` while the speaker is not running)."""
 
     neighbor: str
     remote_as: int
