@@ -105,7 +105,8 @@ class Lab:
     daemons: dict[str, DaemonProcess]
     reals: dict[str, subprocess.Popen[Any]]
     tmp: Path
-
+    switch: str
+    ports: dict[str, str]  # name -> its veth's end on the switch
     def next_hops(self) -> set[str]:
         """The router's FIB entry for the VIP: the directors it forwards to."""
         out = self.topo.exec(self.router, ["ip", "-o", "route", "show", f"{VIP}/32"]).stdout
@@ -154,10 +155,10 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
             stdout=subprocess.DEVNULL,
             stderr=(tmp_path / "router.log").open("w"),
         )
-        directors, daemons, reals = {}, {}, {}
+        directors, daemons, reals, ports = {}, {}, {}, {}
         for name, address in DIRECTORS.items():
             ns = directors[name] = topo.netns(name)
-            topo.veth(ns, "eth0", bridge=br, bridge_ns=sw, address=f"{address}/24")
+            ports[name] = topo.veth(ns, "eth0", bridge=br, bridge_ns=sw, address=f"{address}/24")
             # The VIP lives on the director (IPVS needs it local), on loopback (a dummy
             # interface in production; this kernel has no dummy module); the LAN must not
             # learn it by ARP: the router reaches it through BGP.
@@ -170,7 +171,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
             daemons[name] = DaemonProcess(topo, ns, config, tmp_path / f"{name}.log")
         for daemon in daemons.values():
             start(daemon)
-        yield Lab(topo, router, directors, daemons, reals, tmp_path)
+        yield Lab(topo, router, directors, daemons, reals, tmp_path, sw, ports)
 
 
 def start(daemon: DaemonProcess) -> None:
@@ -226,6 +227,16 @@ def test_ecmp_over_three_directors_and_every_withdrawal(lab: Lab) -> None:
     # The real fails (its listener stops): withdrawn after `fall` checks; back when it is up.
     lab.reals["d1"].kill()
     failed_s = lab.wait_hops(everyone - {DIRECTORS["d1"]}, timeout=10)
+    lab.reals["d1"] = lab.topo.popen(
+        lab.directors["d1"], [sys.executable, "-c", LISTENER, DIRECTORS["d1"], str(REAL_PORT)]
+    )
+    lab.wait_hops(everyone, timeout=10)
+
+    # A dead host (its link cut: nothing is sent, no FIN): BFD sees it, 3 x 100 ms.
+    started = time.monotonic()
+    lab.topo.exec(lab.switch, ["ip", "link", "set", lab.ports["d1"], "down"])
+    lab.wait_hops(everyone - {DIRECTORS["d1"]}, timeout=15)
+    dead_s = time.monotonic() - started
 
     # SIGKILL: BIRD dies with ipvsd, the kernel ends the session, the router withdraws.
     pid = bird_pid(lab, "d2")
@@ -245,6 +256,8 @@ def test_ecmp_over_three_directors_and_every_withdrawal(lab: Lab) -> None:
     print(
         f"\nwithdrawal seen in the router's FIB: drain {drained_s * 1000:.0f} ms, "
         f"failed real {failed_s * 1000:.0f} ms (checks every 0.2 s, fall 2), "
+        f"dead host {dead_s * 1000:.0f} ms (BFD 3 x 100 ms), "
         f"SIGKILL {killed_s * 1000:.0f} ms, graceful stop {stopped_s * 1000:.0f} ms"
     )
     assert killed_s < 2, "SIGKILL must not wait for the hold timer"
+    assert dead_s < 2, "BFD must see a dead host before the hold timer (9 s)"
