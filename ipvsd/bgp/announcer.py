@@ -171,10 +171,14 @@ class BgpAnnouncer:
 
     async def _restart(self) -> None:
         status = await self.speaker.exited()
+        if self._stopped:  # `stop` ended it
+            return
         log.error("bgp.speaker_died", status=status, restart_in_s=RESTART_DELAY_S)
         self._sessions = self._down()
         self._report()
         await asyncio.sleep(RESTART_DELAY_S)
+        if self._stopped:
+            return
         try:
             await self.speaker.start(self._render(self.config))
         except IpvsdError as exc:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -107,27 +108,28 @@ class Lab:
     tmp: Path
     switch: str
     ports: dict[str, str]  # name -> its veth's end on the switch
-    def next_hops(self) -> set[str]:
-        """The router's FIB entry for the VIP: the directors it forwards to."""
-        out = self.topo.exec(self.router, ["ip", "-o", "route", "show", f"{VIP}/32"]).stdout
+
+    def next_hops(self, vip: str = VIP) -> set[str]:
+        """The router's FIB entry for `vip`: the directors it forwards to."""
+        out = self.topo.exec(self.router, ["ip", "-o", "route", "show", f"{vip}/32"]).stdout
         words = out.split()
         return {words[i + 1] for i, word in enumerate(words) if word == "via"}
 
-    def wait_hops(self, wanted: set[str], timeout: float) -> float:
-        """Seconds until the FIB's next hops are `wanted` (polled every 5 ms)."""
+    def wait_hops(self, wanted: set[str], timeout: float, vip: str = VIP) -> float:
+        """Seconds until the FIB's next hops for `vip` are `wanted` (polled every 5 ms)."""
         start = time.monotonic()
         while True:
-            hops = self.next_hops()
+            hops = self.next_hops(vip)
             if hops == wanted:
                 return time.monotonic() - start
             if time.monotonic() - start > timeout:
                 raise AssertionError(f"next hops {hops}, wanted {wanted} within {timeout} s")
             time.sleep(0.005)
 
-    def ipvsd(self, name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    def ipvsd(self, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         socket = self.tmp / name / "ipvsd.sock"
         argv = [sys.executable, "-m", "ipvsd", *args, "--socket", str(socket)]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=check)
 
     def status(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = json.loads(self.ipvsd(name, "status", "--json").stdout)
@@ -224,6 +226,28 @@ def test_ecmp_over_three_directors_and_every_withdrawal(lab: Lab) -> None:
     lab.ipvsd("d1", "undrain", "--all")
     lab.wait_hops(everyone, timeout=5)
 
+    # A reload BIRD would refuse (multihop with BFD needs local_address) changes nothing.
+    config = lab.daemons["d1"].config
+    good = config.read_text()
+    config.write_text(good.replace("remote_as: 65000}", "remote_as: 65000, multihop: 2}"))
+    refused = lab.ipvsd("d1", "reload", check=False)
+    assert refused.returncode != 0
+    assert "BIRD refused the generated config" in refused.stdout + refused.stderr
+    assert lab.status("d1")["bgp"]["sessions"][0]["up"]
+    # A reload that adds a service on a second VIP announces it, the first stays.
+    second = "10.97.100.2"
+    config.write_text(
+        good.replace(
+            "bgp:",
+            f"    - {{address: {second}, port: 80, reals: [{{address: {DIRECTORS['d1']}, "
+            f"port: {REAL_PORT}}}]}}\nbgp:",
+        )
+    )
+    lab.ipvsd("d1", "reload")
+    lab.wait_hops({DIRECTORS["d1"]}, timeout=5, vip=second)
+    assert lab.next_hops() == everyone
+    assert lab.status("d1")["bgp"]["announced"] == [f"{VIP}/32", f"{second}/32"]
+
     # The real fails (its listener stops): withdrawn after `fall` checks; back when it is up.
     lab.reals["d1"].kill()
     failed_s = lab.wait_hops(everyone - {DIRECTORS["d1"]}, timeout=10)
@@ -245,6 +269,11 @@ def test_ecmp_over_three_directors_and_every_withdrawal(lab: Lab) -> None:
     lab.wait_hops({DIRECTORS["d3"]}, timeout=15)
     killed_s = time.monotonic() - started
     assert not alive(pid), "BIRD outlived its SIGKILLed ipvsd"
+
+    # BIRD itself dies: its session ends (withdrawn), ipvsd starts it again (announced).
+    os.kill(bird_pid(lab, "d3"), signal.SIGKILL)
+    lab.wait_hops(set(), timeout=5)
+    lab.wait_hops({DIRECTORS["d3"]}, timeout=15)
 
     # Graceful stop: withdraws first, then stops.
     started = time.monotonic()
