@@ -64,14 +64,14 @@ protocol bfd {{
 template bgp director {{
   local as 65000;
   hold time 9;
-  bfd on;
+  bfd {bfd};
   ipv4 {{ import all; export none; }};
 }}
 {peers}
 """
 
 
-def director_config(name: str, address: str, tmp: Path) -> str:
+def director_config(name: str, address: str, tmp: Path, *, bfd: bool, hold_time: int) -> str:
     run = tmp / name
     return f"""\
 node_name: {name}
@@ -90,8 +90,8 @@ ipvs:
 bgp:
   local_as: 65001
   router_id: {address}
-  hold_time: 9
-  bfd: true
+  hold_time: {hold_time}
+  bfd: {"true" if bfd else "false"}
   run_dir: {run}/bird
   neighbors:
     - {{address: {ROUTER}, remote_as: 65000}}
@@ -138,42 +138,50 @@ class Lab:
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
+    """Three directors with BFD (3 x 100 ms), hold time 9 s."""
     with Topology() as topo:
-        sw = topo.netns("sw")
-        br = topo.bridge("br0", ns=sw)
-        router = topo.netns("router")
-        topo.veth(router, "eth0", bridge=br, bridge_ns=sw, address=f"{ROUTER}/24")
-        topo.sysctl(router, "net.ipv4.fib_multipath_hash_policy", 1)
-        topo.sysctl(router, "net.ipv4.ip_forward", 1)
-        peers = "\n".join(
-            f"protocol bgp {name} from director {{ neighbor {address} as 65001; }}"
-            for name, address in DIRECTORS.items()
-        )
-        conf = tmp_path / "router.conf"
-        conf.write_text(ROUTER_CONF.format(router=ROUTER, peers=peers))
-        topo.popen(
-            router,
-            ["bird", "-f", "-c", str(conf), "-s", str(tmp_path / "router.ctl")],
-            stdout=subprocess.DEVNULL,
-            stderr=(tmp_path / "router.log").open("w"),
-        )
-        directors, daemons, reals, ports = {}, {}, {}, {}
-        for name, address in DIRECTORS.items():
-            ns = directors[name] = topo.netns(name)
-            ports[name] = topo.veth(ns, "eth0", bridge=br, bridge_ns=sw, address=f"{address}/24")
-            # The VIP lives on the director (IPVS needs it local), on loopback (a dummy
-            # interface in production; this kernel has no dummy module); the LAN must not
-            # learn it by ARP: the router reaches it through BGP.
-            topo.address(ns, "lo", f"{VIP}/32")
-            topo.sysctl(ns, "net.ipv4.conf.all.arp_ignore", 1)
-            topo.sysctl(ns, "net.ipv4.conf.all.arp_announce", 2)
-            reals[name] = topo.popen(ns, [sys.executable, "-c", LISTENER, address, str(REAL_PORT)])
-            config = tmp_path / f"{name}.yaml"
-            config.write_text(director_config(name, address, tmp_path))
-            daemons[name] = DaemonProcess(topo, ns, config, tmp_path / f"{name}.log")
-        for daemon in daemons.values():
-            start(daemon)
-        yield Lab(topo, router, directors, daemons, reals, tmp_path, sw, ports)
+        yield build(topo, tmp_path, DIRECTORS, bfd=True, hold_time=9)
+
+
+def build(
+    topo: Topology, tmp_path: Path, names: dict[str, str], *, bfd: bool, hold_time: int
+) -> Lab:
+    """The switch, the router and the directors `names` (name -> address), started."""
+    sw = topo.netns("sw")
+    br = topo.bridge("br0", ns=sw)
+    router = topo.netns("router")
+    topo.veth(router, "eth0", bridge=br, bridge_ns=sw, address=f"{ROUTER}/24")
+    topo.sysctl(router, "net.ipv4.fib_multipath_hash_policy", 1)
+    topo.sysctl(router, "net.ipv4.ip_forward", 1)
+    peers = "\n".join(
+        f"protocol bgp {name} from director {{ neighbor {address} as 65001; }}"
+        for name, address in names.items()
+    )
+    conf = tmp_path / "router.conf"
+    conf.write_text(ROUTER_CONF.format(router=ROUTER, peers=peers, bfd="on" if bfd else "off"))
+    topo.popen(
+        router,
+        ["bird", "-f", "-c", str(conf), "-s", str(tmp_path / "router.ctl")],
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "router.log").open("w"),
+    )
+    directors, daemons, reals, ports = {}, {}, {}, {}
+    for name, address in names.items():
+        ns = directors[name] = topo.netns(name)
+        ports[name] = topo.veth(ns, "eth0", bridge=br, bridge_ns=sw, address=f"{address}/24")
+        # The VIP lives on the director (IPVS needs it local), on loopback (a dummy
+        # interface in production; this kernel has no dummy module); the LAN must not
+        # learn it by ARP: the router reaches it through BGP.
+        topo.address(ns, "lo", f"{VIP}/32")
+        topo.sysctl(ns, "net.ipv4.conf.all.arp_ignore", 1)
+        topo.sysctl(ns, "net.ipv4.conf.all.arp_announce", 2)
+        reals[name] = topo.popen(ns, [sys.executable, "-c", LISTENER, address, str(REAL_PORT)])
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(director_config(name, address, tmp_path, bfd=bfd, hold_time=hold_time))
+        daemons[name] = DaemonProcess(topo, ns, config, tmp_path / f"{name}.log")
+    for daemon in daemons.values():
+        start(daemon)
+    return Lab(topo, router, directors, daemons, reals, tmp_path, sw, ports)
 
 
 def start(daemon: DaemonProcess) -> None:
@@ -290,3 +298,16 @@ def test_ecmp_over_three_directors_and_every_withdrawal(lab: Lab) -> None:
     )
     assert killed_s < 2, "SIGKILL must not wait for the hold timer"
     assert dead_s < 2, "BFD must see a dead host before the hold timer (9 s)"
+
+
+def test_without_bfd_a_dead_host_waits_for_the_hold_timer(tmp_path: Path) -> None:
+    names = {"d1": DIRECTORS["d1"], "d2": DIRECTORS["d2"]}
+    with Topology() as topo:
+        lab = build(topo, tmp_path, names, bfd=False, hold_time=3)
+        lab.wait_hops(set(names.values()), timeout=30)
+        started = time.monotonic()
+        lab.topo.exec(lab.switch, ["ip", "link", "set", lab.ports["d1"], "down"])
+        lab.wait_hops({DIRECTORS["d2"]}, timeout=15)
+        dead_s = time.monotonic() - started
+        print(f"\nwithout BFD, hold time 3 s: a dead host withdrawn after {dead_s:.2f} s")
+        assert 1.5 < dead_s < 5  # the hold timer runs from the last keepalive heard
