@@ -16,11 +16,12 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
 from ipvsd.bgp.birdconf import Prefix, peer_protocol, render, vip_protocol
-from ipvsd.bgp.birdctl import BirdCommandError, ProtocolState, parse_protocols
+from ipvsd.bgp.birdctl import BirdCommandError, ProtocolState, ReplyLine, parse_protocols
 from ipvsd.bgp.policy import (
     Announce,
     BgpPolicy,
@@ -69,6 +70,32 @@ class PrefixState:
     reason: str
 
 
+class Client(Protocol):
+    """BIRD's control connection (`ipvsd.bgp.birdctl.BirdClient`)."""
+
+    greeting: str
+
+    async def command(self, line: str) -> list[ReplyLine]: ...
+
+
+class Speaker(Protocol):
+    """The BIRD process (`ipvsd.bgp.speaker.BirdSpeaker`), as the announcer uses it."""
+
+    @property
+    def client(self) -> Client | None: ...
+
+    @property
+    def running(self) -> bool: ...
+
+    async def start(self, text: str) -> None: ...
+
+    async def reconfigure(self, text: str) -> None: ...
+
+    async def exited(self) -> int: ...
+
+    async def stop(self) -> None: ...
+
+
 OnSessions = Callable[[tuple[Session, ...]], None]
 OnAnnounced = Callable[[tuple[Prefix, ...], frozenset[Prefix]], None]
 
@@ -81,6 +108,7 @@ class BgpAnnouncer:
         source: the config file's path (named in the generated BIRD config).
         on_sessions: told the sessions after every poll (metrics).
         on_announced: told every prefix and the announced ones after every change.
+        speaker: the BIRD process; None: a `BirdSpeaker` in ``run_dir`` (tests pass a fake).
     """
 
     def __init__(
@@ -90,11 +118,12 @@ class BgpAnnouncer:
         *,
         on_sessions: OnSessions | None = None,
         on_announced: OnAnnounced | None = None,
+        speaker: Speaker | None = None,
     ) -> None:
         self.config = config
         self.source = source
         self.policy = BgpPolicy(config.require)
-        self.speaker = BirdSpeaker(config.bird, Path(config.run_dir))
+        self.speaker: Speaker = speaker or BirdSpeaker(config.bird, Path(config.run_dir))
         self._applied: dict[Prefix, bool] = {}
         self._wake = asyncio.Event()
         self._sessions: tuple[Session, ...] = ()
@@ -152,22 +181,41 @@ class BgpAnnouncer:
         """Keep BIRD in line with the policy; poll the sessions; restart a dead BIRD."""
         loop = asyncio.get_running_loop()
         next_poll = 0.0
-        while not self._stopped:
-            if not self.speaker.running:
-                await self._restart()
-                continue
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, next_poll - loop.time())):
-                    await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self._sync()
+        exited: asyncio.Future[int] | None = None
+        try:
+            while not self._stopped:
+                if not self.speaker.running:
+                    await self._restart()
+                    exited = None
+                    continue
+                if exited is None:
+                    exited = asyncio.ensure_future(self.speaker.exited())
+                woken = asyncio.ensure_future(self._wake.wait())
+                await asyncio.wait(
+                    (woken, exited),
+                    timeout=max(0.0, next_poll - loop.time()),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                woken.cancel()
+                if exited.done():  # BIRD died: restart it at once (above)
+                    exited = None
+                    continue
+                self._wake.clear()
+                await self._pass(loop.time() >= next_poll)
                 if loop.time() >= next_poll:
                     next_poll = loop.time() + POLL_INTERVAL_S
-                    await self._poll()
-            except IpvsdError as exc:
-                log.error("bgp.speaker_error", error=str(exc))
-                await asyncio.sleep(RESTART_DELAY_S)
+        finally:
+            if exited is not None:
+                exited.cancel()
+
+    async def _pass(self, poll: bool) -> None:
+        try:
+            await self._sync()
+            if poll:
+                await self._poll()
+        except IpvsdError as exc:
+            log.error("bgp.speaker_error", error=str(exc))
+            await asyncio.sleep(RESTART_DELAY_S)
 
     async def _restart(self) -> None:
         status = await self.speaker.exited()
