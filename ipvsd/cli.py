@@ -601,12 +601,12 @@ def _schema(form: str) -> int:
 
 
 def _drain(args: argparse.Namespace) -> int:
-    if args.all:
-        if args.service is not None:
-            raise SystemExit(f"ipvsd {args.command}: --all takes no SERVICE or REAL")
-        return _drain_director(args)
-    if args.real is None:
-        raise SystemExit(f"ipvsd {args.command}: SERVICE and REAL are required (or --all)")
+    if args.all or args.real is None:
+        if args.all and args.service is None:
+            return _drain_director(args)
+        wrong = "--all takes no SERVICE or REAL" if args.all else "SERVICE and REAL are required"
+        print(f"ipvsd {args.command}: {wrong} (or --all alone)", file=sys.stderr)
+        return 2  # a usage error, as argparse's
     answer = _ask(
         _socket_path(args),
         {"command": args.command, "service": args.service, "real": args.real},
