@@ -50,6 +50,7 @@ from ipvsd.vrrp.machine import VrrpState
 if TYPE_CHECKING:
     # Imported where used: a pure VRRP daemon (no services) never loads the IPVS
     # side, a pure IPVS one (no VRRP instance) not the VRRP runtime.
+    from ipvsd.bgp.birdconf import Prefix
     from ipvsd.ipvs.reconciler import PassReport, Reconciler
     from ipvsd.ipvs.sync_daemon import SyncTarget
     from ipvsd.metrics.bgp import BgpMetrics
@@ -264,6 +265,7 @@ class Daemon:
         )
         await bgp.start(_service_keys(config), drained=self.view.director_drained)
         self._parts.bgp = bgp
+        _warn_host(bgp.policy.prefixes)
         for key, up in self._quorum.last.items():
             bgp.feed(QuorumChanged(key, up))
         self._quorum.listener = lambda key, up: bgp.feed(QuorumChanged(key, up))
@@ -287,6 +289,7 @@ class Daemon:
             return
         old = bgp.config, bgp.policy.services
         await bgp.reconfigure(new.bgp, _service_keys(new))
+        _warn_host(bgp.policy.prefixes)
 
         async def restore_bgp() -> None:
             await bgp.reconfigure(*old)
@@ -644,6 +647,13 @@ def sync_target(config: Config) -> SyncTarget | None:
     # The config checks guarantee the instance exists.
     instance = next(i for i in config.vrrp.instances if i.name == sync.vrrp_instance)
     return resolve(sync, instance)
+
+
+def _warn_host(prefixes: tuple[Prefix, ...]) -> None:
+    from ipvsd.bgp.host import host_problems
+
+    for problem in host_problems(prefixes):
+        log.warning("bgp.host_problem", problem=problem)
 
 
 def _service_keys(config: Config) -> tuple[ServiceKey, ...]:
