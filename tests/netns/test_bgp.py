@@ -243,10 +243,15 @@ def test_ecmp_over_three_directors_and_every_withdrawal(lab: Lab) -> None:
     lab.ipvsd("d1", "undrain", "--all")
     lab.wait_hops(everyone, timeout=5)
 
-    # A reload BIRD would refuse (multihop with BFD needs local_address) changes nothing.
+    # A reload that only BIRD refuses (a link-local neighbor needs an interface) changes
+    # nothing.
     config = lab.daemons["d1"].config
     good = config.read_text()
-    config.write_text(good.replace("remote_as: 65000}", "remote_as: 65000, multihop: 2}"))
+    config.write_text(
+        good.replace(
+            "remote_as: 65000}", 'remote_as: 65000}\n    - {address: "fe80::1", remote_as: 1}'
+        )
+    )
     refused = lab.ipvsd("d1", "reload", check=False)
     assert refused.returncode != 0
     assert "BIRD refused the generated config" in refused.stdout + refused.stderr

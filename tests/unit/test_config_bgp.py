@@ -82,3 +82,24 @@ def test_bad_values_are_path_line_errors(text: str, expected: str) -> None:
     lines = [str(issue) for issue in caught.value.issues]
     assert len(lines) == 1, lines
     assert lines[0].startswith(expected), lines
+
+
+def test_cross_checks() -> None:
+    text = """\
+bgp:
+  local_as: 1
+  bfd: true
+  neighbors:
+    - {address: 10.0.0.1, remote_as: 2}
+    - {address: 10.0.0.2, remote_as: 2, multihop: 2}
+    - {address: 10.0.0.1, remote_as: 3}
+    - {address: 10.0.0.3, remote_as: 2, local_address: "2001:db8::1"}
+"""
+    with pytest.raises(ConfigError) as caught:
+        _parse(text)
+    assert [str(issue) for issue in caught.value.issues] == [
+        "t.yaml:6: bgp.neighbors.1.multihop: a multihop session with bfd needs local_address "
+        "(BIRD requires it)",
+        "t.yaml:7: bgp.neighbors.2.address: neighbor 10.0.0.1 is listed at line 5",
+        "t.yaml:8: bgp.neighbors.3.local_address: 2001:db8::1 is not of the neighbor's family",
+    ]
