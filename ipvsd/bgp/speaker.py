@@ -25,6 +25,7 @@ import ctypes
 import os
 import shutil
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -47,8 +48,20 @@ class SpeakerError(IpvsdError):
     """The speaker cannot be used: no binary, a config BIRD refuses, a start that failed."""
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+def _dying_with(parent: int) -> Callable[[], None]:
+    """The child's step between fork and exec: die when `parent` does (Rule 2).
+
+    A parent that died before the prctl took effect sends no signal: the
+    child then finds itself adopted and exits instead of running unowned.
+    """
+    prctl = ctypes.CDLL(None).prctl  # looked up before the fork, not in the child
+
+    def die_with_parent() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return die_with_parent
 
 
 class BirdSpeaker:
@@ -133,7 +146,7 @@ class BirdSpeaker:
             str(self.run_dir / "bird.pid"),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,  # ctypes only, no locks taken
+            preexec_fn=_dying_with(os.getpid()),  # ctypes only, no locks taken
             start_new_session=True,
         )
         loop = asyncio.get_running_loop()

@@ -225,7 +225,11 @@ def test_ecmp_over_three_directors_and_every_withdrawal(lab: Lab) -> None:
     everyone = set(DIRECTORS.values())
     lab.wait_hops(everyone, timeout=30)
 
-    status = lab.status("d1")["bgp"]
+    # The sessions are polled every second: the FIB may be quicker than the status.
+    deadline = time.monotonic() + 5
+    while not (status := lab.status("d1")["bgp"])["sessions"][0]["up"]:
+        assert time.monotonic() < deadline, status
+        time.sleep(0.1)
     assert status["announced"] == [f"{VIP}/32"]
     assert status["sessions"] == [
         {"neighbor": ROUTER, "remote_as": 65000, "state": "Established", "up": True}
