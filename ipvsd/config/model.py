@@ -749,7 +749,8 @@ class ServiceConfig(_Model):
     """Transport protocol of an address/port service (fwmark services leave it tcp)."""
     scheduler: Scheduler = "wlc"
     """IPVS scheduler (ipvsadm -s): round robin, weighted, least connections, hashing ...
-    (the kernel's ip_vs_NAME modules)."""
+    (the kernel's ip_vs_NAME modules); in BGP mode (``bgp:`` set) the default is ``mh``,
+    which gives every director the same table (docs/bgp.md)."""
     scheduler_flags: tuple[SchedulerFlag, ...] = ()
     """ipvsadm -b flags: sh-fallback / mh-fallback (skip unavailable reals), sh-port /
     mh-port (hash the port too), one-packet (UDP: schedule each datagram), flag-1..3."""

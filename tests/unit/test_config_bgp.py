@@ -103,3 +103,15 @@ bgp:
         "t.yaml:7: bgp.neighbors.2.address: neighbor 10.0.0.1 is listed at line 5",
         "t.yaml:8: bgp.neighbors.3.local_address: 2001:db8::1 is not of the neighbor's family",
     ]
+
+
+def test_in_bgp_mode_services_default_to_mh() -> None:
+    services = """\
+ipvs:
+  services:
+    - {address: 10.0.0.100, port: 80, reals: [{address: 10.0.1.1, port: 80}]}
+    - {address: 10.0.0.100, port: 443, scheduler: rr, reals: [{address: 10.0.1.1, port: 443}]}
+"""
+    bgp_mode = _parse(services + GOOD)
+    assert [s.scheduler for s in bgp_mode.ipvs.services] == ["mh", "rr"]
+    assert [s.scheduler for s in _parse(services).ipvs.services] == ["wlc", "rr"]
