@@ -289,17 +289,30 @@ def _add_control_commands(commands: argparse._SubParsersAction[argparse.Argument
             description=does,
             epilog=f"examples:\n  ipvsd {name} 192.168.1.200:80 192.168.1.30:80\n"
             f"  ipvsd {name} udp/[2001:db8::200]:53 [2001:db8::30]:53\n"
-            f"  ipvsd {name} fwmark:10 192.168.1.30:80\n",
+            f"  ipvsd {name} fwmark:10 192.168.1.30:80\n"
+            f"  ipvsd {name} --all\n",
         )
         parser.add_argument(
             "service",
             metavar="SERVICE",
+            nargs="?",
             type=_service_argument,
             help="ADDRESS:PORT (tcp), udp/ADDRESS:PORT, sctp/ADDRESS:PORT or fwmark:N; "
             "IPv6 addresses in brackets",
         )
         parser.add_argument(
-            "real", metavar="REAL", type=_real_argument, help="the real's ADDRESS:PORT"
+            "real", metavar="REAL", nargs="?", type=_real_argument, help="the real's ADDRESS:PORT"
+        )
+        parser.add_argument(
+            "--all",
+            action="store_true",
+            help="the whole director instead of one real (BGP mode): "
+            + (
+                "withdraw every VIP's BGP announcement, so that the routers send new flows "
+                "to the other directors; kept across restarts until `ipvsd undrain --all`"
+                if name == "drain"
+                else "announce the VIPs again (those whose services are healthy)"
+            ),
         )
 
 
@@ -595,6 +608,12 @@ def _schema(form: str) -> int:
 
 
 def _drain(args: argparse.Namespace) -> int:
+    if args.all or args.real is None:
+        if args.all and args.service is None:
+            return _drain_director(args)
+        wrong = "--all takes no SERVICE or REAL" if args.all else "SERVICE and REAL are required"
+        print(f"ipvsd {args.command}: {wrong} (or --all alone)", file=sys.stderr)
+        return 2  # a usage error, as argparse's
     answer = _ask(
         _socket_path(args),
         {"command": args.command, "service": args.service, "real": args.real},
@@ -606,4 +625,15 @@ def _drain(args: argparse.Namespace) -> int:
         f"{answer.get('real', args.real)} of {answer.get('service', args.service)} "
         f"{args.command}ed on {where} only; run the same command on the other directors"
     )
+    return 0
+
+
+def _drain_director(args: argparse.Namespace) -> int:
+    answer = _ask(_socket_path(args), {"command": args.command, "all": True}, args.timeout)
+    node = answer.get("node")
+    where = f"this director ({node})" if isinstance(node, str) else "this director"
+    if args.command == "drain":
+        print(f"{where} drained: its VIPs are withdrawn from BGP until `ipvsd undrain --all`")
+    else:
+        print(f"{where} undrained: its healthy VIPs are announced over BGP again")
     return 0

@@ -60,7 +60,7 @@ from pydantic_core import ErrorDetails
 
 from ipvsd.config.checks import check_parts
 from ipvsd.config.events import ItemHook, Unusual, read
-from ipvsd.config.expand import expand_groups
+from ipvsd.config.expand import bgp_defaults, expand_groups
 from ipvsd.config.include import Part, Resolver, SourcedLines, expand, filesystem, merge
 from ipvsd.config.model import (
     CheckConfig,
@@ -215,7 +215,7 @@ def _parse_with_lines(
         # The main file first, then each fragment; by line within a file.
         raise ConfigError(sorted(issues, key=lambda i: (i.path != path, i.path, i.line)))
     assert config is not None
-    return expand_groups(config)
+    return bgp_defaults(expand_groups(config))
 
 
 def _included(
@@ -280,7 +280,7 @@ def _parse_fast(
         return None
     if check_parts(parts(config, data), "", _NO_LINES):
         return None
-    return expand_groups(config)
+    return bgp_defaults(expand_groups(config))
 
 
 def _included_fast(data: dict[str, Any], resolve: Resolver | None) -> dict[str, Any] | None:

@@ -1,8 +1,9 @@
-"""Expand services written with ``group`` into one service per member. Pure.
+"""Expand services written with ``group`` into one service per member; BGP mode's
+defaults. Pure.
 
-See `ipvsd.config.groups` for the rules. Run on a config that passed the
-cross-checks (`ipvsd.config.checks`): the group exists and its members are
-valid.
+See `ipvsd.config.groups` for the rules of groups, docs/bgp.md for BGP mode.
+Run on a config that passed the cross-checks (`ipvsd.config.checks`): the
+group exists and its members are valid.
 """
 
 from __future__ import annotations
@@ -43,4 +44,30 @@ def expand_groups(config: Config) -> Config:
         else:
             services.extend(members_of(service, groups[service.group]))
     ipvs = config.ipvs.model_copy(update={"services": tuple(services)})
+    return config.model_copy(update={"ipvs": ipvs})
+
+
+BGP_SCHEDULER = "mh"
+"""The scheduler of a service that names none, in BGP mode (``bgp:`` set)."""
+
+
+def bgp_defaults(config: Config) -> Config:
+    """In BGP mode, services that name no scheduler use ``mh`` (Maglev hashing).
+
+    The routers spread a client's packets over the directors by ECMP, and a
+    flow moves to another director when one leaves. With ``mh`` every
+    director computes the same table from the same reals (same order, same
+    weights), so the flow reaches the same real there.
+    """
+    if config.bgp is None:
+        return config
+    services = tuple(
+        service
+        if "scheduler" in service.model_fields_set
+        else service.model_copy(update={"scheduler": BGP_SCHEDULER})
+        for service in config.ipvs.services
+    )
+    if all(new is old for new, old in zip(services, config.ipvs.services, strict=True)):
+        return config
+    ipvs = config.ipvs.model_copy(update={"services": services})
     return config.model_copy(update={"ipvs": ipvs})

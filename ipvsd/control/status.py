@@ -270,6 +270,47 @@ class StatusDocument:
     vrrp: tuple[VrrpStatus, ...] = ()
     services: tuple[ServiceStatus, ...] = ()
     sync_daemon: SyncDaemonStatusView | None = None
+    bgp: BgpStatus | None = None
+    """BGP mode (``bgp:``); None when it is not configured."""
+
+
+@dataclass(frozen=True, slots=True)
+class BgpSession:
+    """A router's BGP session: ``up`` when established, else BIRD's word for its state
+    (``Active``, ``Connect``, ``Idle``...; ``down`` while the speaker is not running)."""
+
+    neighbor: str
+    remote_as: int
+    state: str
+    up: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BgpPrefixStatus:
+    """A VIP's host route: announced or not, and why."""
+
+    prefix: str
+    announced: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BgpStatus:
+    """The ``bgp`` object of the status: the speaker, its sessions, the VIPs."""
+
+    speaker: str
+    """BIRD's greeting (``BIRD 2.0.12 ready.``); empty while it is not running."""
+    running: bool
+    local_as: int
+    drained: bool
+    """The operator drained the whole director (``ipvsd drain --all``)."""
+    sessions: tuple[BgpSession, ...]
+    prefixes: tuple[BgpPrefixStatus, ...]
+
+    @property
+    def announced(self) -> tuple[str, ...]:
+        """The prefixes announced now."""
+        return tuple(p.prefix for p in self.prefixes if p.announced)
 
 
 # --- from the kernel (``ipvsd list``; the builder's per-real part) -------------------------

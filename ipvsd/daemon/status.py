@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from ipvsd.config.model import Config, ServiceConfig
 from ipvsd.control.status import (
+    BgpStatus,
     CheckStatus,
     QuorumStatus,
     RunningSyncDaemon,
@@ -68,6 +69,7 @@ def status_document_steps(
     vrrp: Sequence[VrrpStatus],
     sync_daemon: SyncDaemonStatus | None = None,
     quorum: Callable[[ServiceKey], QuorumState | None] | None = None,
+    bgp: BgpStatus | None = None,
 ) -> Generator[None, None, StatusDocument]:
     """The status document, built stepwise: it yields after each service, because at
     10,000 services it takes a second of CPU, which the daemon spends in loop slices
@@ -86,6 +88,7 @@ def status_document_steps(
         vrrp: the VRRP instances, in the order to show them.
         sync_daemon: the connection-sync controller's status, when configured.
         quorum: the last quorum state of a service (`QuorumBook.state`).
+        bgp: BGP mode's status, when configured.
 
     Returns:
         The typed document (`ipvsd.control.status.to_json` makes it JSON).
@@ -102,6 +105,7 @@ def status_document_steps(
         vrrp=tuple(vrrp),
         services=tuple(services),
         sync_daemon=_sync_daemon(sync_daemon) if sync_daemon is not None else None,
+        bgp=bgp,
     )
 
 

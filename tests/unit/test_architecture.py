@@ -81,6 +81,7 @@ LAYER_OF: Mapping[str, str] = {
     "ipvsd.ipvs": "ipvs",
     "ipvsd.control": "control",
     "ipvsd.metrics": "metrics",
+    "ipvsd.bgp": "bgp",
     # The composition root: builds the domains and wires them together.
     "ipvsd.daemon": "root",
     "ipvsd.cli": "root",
@@ -89,7 +90,7 @@ LAYER_OF: Mapping[str, str] = {
     "ipvsd.manpage": "docs",
 }
 
-DOMAINS = frozenset({"vrrp", "health", "ipvs", "control", "metrics"})
+DOMAINS = frozenset({"vrrp", "health", "ipvs", "control", "metrics", "bgp"})
 
 #: Layer -> the other layers its modules may import (its own is always allowed).
 #: Read a row as "vrrp sits on base, config and netlink".
@@ -104,6 +105,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     "ipvs": frozenset({"base", "config", "netlink"}),
     "control": frozenset({"base", "config", "netlink"}),
     "metrics": frozenset({"base", "config", "netlink"}),
+    "bgp": frozenset({"base", "config"}),
     "root": frozenset({"base", "config", "netlink", "importers", "plan"} | DOMAINS),
     "docs": frozenset({"base", "root"}),
 }
@@ -148,6 +150,8 @@ PURE_CORES = (
     "ipvsd/vrrp/arp.py",
     "ipvsd/vrrp/ndisc.py",
     "ipvsd/vrrp/backoff.py",
+    "ipvsd/bgp/policy.py",
+    "ipvsd/bgp/birdconf.py",
     # The importers' parsers and converters; sources.py and command.py read and write files.
     "ipvsd/importers/keepalived*.py",
     "ipvsd/importers/ipvsadm.py",

@@ -247,6 +247,7 @@ def test_the_exact_json_of_a_small_document() -> None:
             }
         ],
         "sync_daemon": None,
+        "bgp": None,
     }
 
 
