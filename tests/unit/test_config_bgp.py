@@ -9,6 +9,7 @@ import pytest
 
 from ipvsd.config import Config, parse_config
 from ipvsd.errors import ConfigError
+from ipvsd.model import ServiceFlag
 
 ONE = "  neighbors: [{address: 10.0.0.1, remote_as: 1}]\n"
 GOOD = """\
@@ -115,3 +116,22 @@ ipvs:
     bgp_mode = _parse(services + GOOD)
     assert [s.scheduler for s in bgp_mode.ipvs.services] == ["mh", "rr"]
     assert [s.scheduler for s in _parse(services).ipvs.services] == ["wlc", "rr"]
+
+
+def test_the_bgp_default_mh_falls_back_from_a_drained_real() -> None:
+    # Without mh-fallback the kernel refuses the new connections that hash to a
+    # real at weight 0 (tests/kernel/test_mh_table.py): a health drain would
+    # black-hole a share of the clients.
+    services = """\
+ipvs:
+  services:
+    - {address: 10.0.0.100, port: 80, reals: [{address: 10.0.1.1, port: 80}]}
+    - {address: 10.0.0.100, port: 81, scheduler_flags: [mh-port], reals: [{address: 10.0.1.1}]}
+    - {address: 10.0.0.100, port: 82, scheduler: mh, reals: [{address: 10.0.1.1}]}
+"""
+    default, own_flags, own_scheduler = _parse(services + GOOD).ipvs.services
+    assert default.scheduler_flags == ("mh-fallback",)
+    assert ServiceFlag.SCHED1 in default.flags
+    assert own_flags.scheduler == "mh"
+    assert own_flags.scheduler_flags == ("mh-port", "mh-fallback")
+    assert own_scheduler.scheduler_flags == ()  # named by the operator: left alone
