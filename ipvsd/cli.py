@@ -64,6 +64,7 @@ EPILOG = """\
 commands:
   run            run the daemon in the foreground (what systemd starts)
   check-config   validate a config file; print PATH:LINE: field: message per error
+                 (and per warning: exit status 0)
   list           print the kernel's IPVS table like `ipvsadm -Ln`, read over netlink
   status         ask the running daemon: VRRP instances, services, reals, health, counters
   reload         make the running daemon re-read its config (same as SIGHUP)
@@ -140,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
         "check-config",
         help="validate a config file",
         description="Validate a config file without touching the kernel. Prints every "
-        "error as PATH:LINE: dotted.field.path: message and exits 1; exits 0 if valid.",
+        "error as PATH:LINE: dotted.field.path: message and exits 1; exits 0 if valid. "
+        "A valid config may draw warnings (PATH:LINE: field: warning: ...; in BGP mode, "
+        "what breaks consistent hashing across directors): printed, exit status 0.",
     )
     check.add_argument(
         "--config",
@@ -425,14 +428,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check_config(path: Path) -> int:
-    from ipvsd.config import load_config
+    from ipvsd.config import config_advice, load_config
     from ipvsd.log import is_journal
 
     # Run from a unit (an operator's ExecStartPre= or ExecReload=): in the journal,
-    # errors at priority 3 (sd-daemon(3)).
-    prefix = "<3>" if is_journal(sys.stdout) else ""
+    # errors at priority 3, warnings at 4 (sd-daemon(3)).
+    journal = is_journal(sys.stdout)
+    prefix = "<3>" if journal else ""
     try:
-        load_config(path)
+        config = load_config(path)
+        warnings = config_advice(path, config)
     except ConfigError as exc:
         for issue in exc.issues:
             print(f"{prefix}{issue}")
@@ -440,6 +445,8 @@ def _check_config(path: Path) -> int:
     except OSError as exc:
         print(f"{prefix}{path}:0: (file): {exc.strerror}")
         return 1
+    for warning in warnings:  # a valid config all the same: exit status 0
+        print(f"{'<4>' if journal else ''}{warning}")
     return 0
 
 

@@ -266,6 +266,7 @@ class Daemon:
         await bgp.start(_service_keys(config), drained=self.view.director_drained)
         self._parts.bgp = bgp
         _warn_host(bgp.policy.prefixes)
+        _advise(config)
         for key, up in self._quorum.last.items():
             bgp.feed(QuorumChanged(key, up))
         self._quorum.listener = lambda key, up: bgp.feed(QuorumChanged(key, up))
@@ -290,6 +291,7 @@ class Daemon:
         old = bgp.config, bgp.policy.services
         await bgp.reconfigure(new.bgp, _service_keys(new))
         _warn_host(bgp.policy.prefixes)
+        _advise(new)
 
         async def restore_bgp() -> None:
             await bgp.reconfigure(*old)
@@ -654,6 +656,18 @@ def _warn_host(prefixes: tuple[Prefix, ...]) -> None:
 
     for problem in host_problems(prefixes):
         log.warning("bgp.host_problem", problem=problem)
+
+
+def _advise(config: Config) -> None:
+    """`ipvsd.config.advice` as log events: check-config prints the same with lines."""
+    from ipvsd.config.advice import consistent_hashing_advice
+
+    services = config.ipvs.services
+    for advice in consistent_hashing_advice(services):
+        service = services[advice.index]
+        log.warning(
+            "config.advice", service=str(service.key), field=advice.field, advice=advice.message
+        )
 
 
 def _service_keys(config: Config) -> tuple[ServiceKey, ...]:
