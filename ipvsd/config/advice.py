@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 from ipvsd.config.model import ServiceConfig
 from ipvsd.config.types import OnFailure
+from ipvsd.mh import MH
 
-MH = "mh"
 MH_FALLBACK = "mh-fallback"
 SEE = "(docs/consistent-hashing.md)"
 

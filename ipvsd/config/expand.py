@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ipvsd.config.groups import parse_member
 from ipvsd.config.model import Config, ServiceConfig
+from ipvsd.mh import MH
 from ipvsd.model import Protocol
 
 
@@ -47,7 +48,7 @@ def expand_groups(config: Config) -> Config:
     return config.model_copy(update={"ipvs": ipvs})
 
 
-BGP_SCHEDULER = "mh"
+BGP_SCHEDULER = MH
 BGP_SCHEDULER_FLAG = "mh-fallback"
 """The scheduler of a service that names none, in BGP mode (``bgp:`` set)."""
 

@@ -169,6 +169,10 @@ class ServiceStatus:
     stats: StatsView | None = None
     reals: tuple[RealStatus, ...] = ()
     quorum: QuorumStatus | None = None
+    mh_fingerprint: str | None = None
+    """An ``mh`` service in the kernel: what its Maglev table is built from, hashed
+    (`ipvsd.mh.table_fingerprint`). Directors behind ECMP keep moved flows on the same
+    real only while it is equal on all of them. None for other schedulers."""
 
 
 @dataclass(frozen=True, slots=True)

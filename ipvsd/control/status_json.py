@@ -143,6 +143,7 @@ def _service_json(s: ServiceStatus, times: _Times) -> dict[str, Any]:
         "stats": _stats_json(s.stats),
         "reals": [_real_json(real, times) for real in s.reals],
         "quorum": None if s.quorum is None else _quorum_json(s.quorum),
+        "mh_fingerprint": s.mh_fingerprint,
     }
 
 
@@ -352,6 +353,7 @@ def _service(s: _Object) -> ServiceStatus:
         stats=_stats(stats) if stats is not None else None,
         reals=tuple(_real(item) for item in s.items("reals")),
         quorum=_quorum(quorum) if (quorum := s.child("quorum")) is not None else None,
+        mh_fingerprint=s.optional("mh_fingerprint", str),
     )
 
 

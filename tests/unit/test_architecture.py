@@ -67,6 +67,7 @@ LAYER_OF: Mapping[str, str] = {
     "ipvsd.steps": "base",
     "ipvsd.files": "base",
     "ipvsd.interfaces": "base",
+    "ipvsd.mh": "base",
     # The configuration: YAML in, validated model out.
     "ipvsd.config": "config",
     # Importers: keepalived.conf / `ipvsadm -Sn` in, config data out (beside config).
