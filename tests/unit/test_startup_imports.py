@@ -85,3 +85,9 @@ def test_the_vrrp_adapters_open_and_answer_without_pyroute2() -> None:
     )
     assert "pyroute2" not in loaded
     assert "ipvsd.netlink.rtsock" in loaded  # the harness sees the adapters' path
+
+
+def test_building_the_parser_leaves_the_planner_unloaded() -> None:
+    loaded = _modules_after("from ipvsd import cli\ncli.build_parser()\n")
+    assert "ipvsd.plan.command" in loaded
+    assert not {"ipvsd.plan.layout", "ipvsd.plan.units", "decimal"} & loaded
