@@ -71,9 +71,19 @@ template bgp director {{
 """
 
 
-def bgp_section(address: str, run: Path, *, bfd: bool, hold_time: int) -> str:
-    """A director's ``bgp:`` section: AS 65001, one session to the router (AS 65000)."""
+def director_yaml(
+    name: str, address: str, run: Path, services: str, *, bfd: bool, hold_time: int
+) -> str:
+    """A director's whole config around `services` (the YAML items under ``ipvs.services``,
+    each line indented by 4): its files in `run`, metrics on `address`, the ``bgp:``
+    section: AS 65001, one session to the router (AS 65000)."""
     return f"""\
+node_name: {name}
+state_dir: {run}/state
+control: {{socket: {run}/ipvsd.sock}}
+metrics: {{listen: "{address}:9477"}}
+ipvs:
+  services:{services}
 bgp:
   local_as: 65001
   router_id: {address}
@@ -101,14 +111,7 @@ def director_config(name: str, address: str, run: Path, *, bfd: bool, hold_time:
       reals:{reals}"""
         for vip, scheduler in ((VIP_MH, ""), (VIP_RR, "\n      scheduler: rr"))
     )
-    return f"""\
-node_name: {name}
-state_dir: {run}/state
-control: {{socket: {run}/ipvsd.sock}}
-metrics: {{listen: "{address}:9477"}}
-ipvs:
-  services:{services}
-{bgp_section(address, run, bfd=bfd, hold_time=hold_time)}"""
+    return director_yaml(name, address, run, services, bfd=bfd, hold_time=hold_time)
 
 
 class TaggedEcho:
@@ -194,6 +197,7 @@ class BgpLab:
     daemons: dict[str, DaemonProcess]
     echo: TaggedEcho | None = None
     flows: list[Flow] = field(default_factory=list)
+    _port: int = 20000
 
     # --- the router's FIB ------------------------------------------------------------
 
@@ -221,7 +225,12 @@ class BgpLab:
                 with in_netns(self.client):
                     sock = socket.socket()
                 sock.settimeout(5)
-                sock.bind((source, 0))
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                # A port of its own for every flow of the lab's life: a connection
+                # entry of an earlier flow (closing, or left by a killed director)
+                # never matches a later one in `directors_of`.
+                self._port += 1
+                sock.bind((source, self._port))
                 sock.connect((vip, PORT))
                 flow = Flow(sock, sock.getsockname(), vip)
                 flow.real = flow.ask() or ""
@@ -231,7 +240,7 @@ class BgpLab:
 
     def directors_of(self, flows: Iterable[Flow]) -> dict[tuple[str, int], str]:
         """(source address, port) -> the director whose IPVS has a connection entry for it."""
-        wanted = {flow.source for flow in flows}
+        wanted = {(flow.source, int(IPv4Address(flow.vip))) for flow in flows}
         found = {}
         for name, ns in self.directors.items():
             with in_netns(ns), open("/proc/thread-self/net/ip_vs_conn") as table:
@@ -239,7 +248,7 @@ class BgpLab:
             for line in lines:
                 words = line.split()
                 client = (str(IPv4Address(int(words[1], 16))), int(words[2], 16))
-                if client in wanted:
+                if (client, int(words[3], 16)) in wanted:
                     found[client] = name
         return found
 
@@ -258,6 +267,10 @@ class BgpLab:
     def sysctl(self, name: str, key: str) -> str:
         with in_netns(self.directors[name]):
             return Path("/proc/sys", key.replace(".", "/")).read_text().strip()
+
+    def set_sysctl(self, name: str, key: str, value: int) -> None:
+        with in_netns(self.directors[name]):
+            Path("/proc/sys", key.replace(".", "/")).write_text(f"{value}\n")
 
     def lo_addresses(self, name: str) -> set[str]:
         out = self.topo.exec(self.directors[name], ["ip", "-o", "address", "show", "dev", "lo"])
@@ -358,8 +371,15 @@ def start_router(
     return router
 
 
-def build(topo: Topology, tmp: Path, *, bfd: bool = True, hold_time: int = 9) -> BgpLab:
-    """The whole lab, started: every ipvsd ready and the router's routes over all three."""
+def build(topo: Topology, tmp: Path, *, bfd: bool = False, hold_time: int = 9) -> BgpLab:
+    """The whole lab, started: every ipvsd ready and the router's routes over all three.
+
+    BFD is off by default: at 3 x 100 ms its sessions flapped in UML on a loaded
+    2-core host (a flap withdraws routes and resets moving flows), and none of
+    the lab's events needs it: a killed ipvsd's session is closed by the kernel,
+    a drain withdraws by UPDATE. The dead-host case (BFD vs hold timer) is
+    measured in the netns tier (tests/netns/test_bgp.py).
+    """
     sw = topo.netns("sw")
     br = topo.bridge("br0", ns=sw)
     router = start_router(topo, sw, br, tmp, DIRECTORS, bfd=bfd, hold_time=hold_time)

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from lab.bgp_lab import ROUTER, bgp_section, fib_next_hops, start_router, wait_next_hops
+from lab.bgp_lab import ROUTER, director_yaml, fib_next_hops, start_router, wait_next_hops
 from lab.daemon import DaemonProcess
 from lab.netns import Topology
 
@@ -63,21 +63,15 @@ while True:
 
 def director_config(name: str, address: str, tmp: Path, *, bfd: bool, hold_time: int) -> str:
     run = tmp / name
-    return f"""\
-node_name: {name}
-state_dir: {run}/state
-control: {{socket: {run}/ipvsd.sock}}
-metrics: {{listen: "{address}:9477"}}
-ipvs:
-  services:
+    services = f"""
     - address: {VIP}
       port: 80
       scheduler: mh
       forward: nat
       check: {{type: tcp, interval: 0.2, timeout: 0.5, rise: 1, fall: 2}}
       reals:
-        - {{address: {address}, port: {REAL_PORT}}}
-{bgp_section(address, run, bfd=bfd, hold_time=hold_time)}"""
+        - {{address: {address}, port: {REAL_PORT}}}"""
+    return director_yaml(name, address, run, services, bfd=bfd, hold_time=hold_time)
 
 
 @dataclass
