@@ -26,6 +26,7 @@ sockets of the calling process too (`Flow`), made in the client's namespace.
 from __future__ import annotations
 
 import contextlib
+import random
 import selectors
 import socket
 import subprocess
@@ -64,6 +65,8 @@ protocol bfd {{
 template bgp director {{
   local as 65000;
   hold time {hold_time};
+  connect retry time 1;
+  error wait time 1, 5;
   bfd {bfd};
   ipv4 {{ import all; export none; }};
 }}
@@ -197,6 +200,8 @@ class BgpLab:
     daemons: dict[str, DaemonProcess]
     echo: TaggedEcho | None = None
     flows: list[Flow] = field(default_factory=list)
+    switch: str = ""
+    ports: dict[str, str] = field(default_factory=dict)  # director -> its port on the switch
     _port: int = 20000
 
     # --- the router's FIB ------------------------------------------------------------
@@ -403,19 +408,19 @@ def build(topo: Topology, tmp: Path, *, bfd: bool = False, hold_time: int = 9) -
         for vip in (VIP_MH, VIP_RR):
             topo.address(ns, "lo", f"{vip}/32")
         topo.route(ns, "default", via=ROUTER)
-    directors, daemons = {}, {}
+    directors, daemons, ports = {}, {}, {}
     for name, address in DIRECTORS.items():
         ns = directors[name] = topo.netns(name)
         # The LAN must not learn the VIPs (ipvsd puts them on lo) by ARP.
         topo.sysctl(ns, "net.ipv4.conf.all.arp_ignore", 1)
         topo.sysctl(ns, "net.ipv4.conf.all.arp_announce", 2)
-        topo.veth(ns, "eth0", bridge=br, bridge_ns=sw, address=f"{address}/24")
+        ports[name] = topo.veth(ns, "eth0", bridge=br, bridge_ns=sw, address=f"{address}/24")
         run = tmp / name
         run.mkdir(exist_ok=True)
         config = tmp / f"{name}.yaml"
         config.write_text(director_config(name, address, run, bfd=bfd, hold_time=hold_time))
         daemons[name] = DaemonProcess(topo, ns, config, tmp / f"{name}.log")
-    lab = BgpLab(topo, tmp, router, client, directors, reals, daemons)
+    lab = BgpLab(topo, tmp, router, client, directors, reals, daemons, switch=sw, ports=ports)
     lab.echo = TaggedEcho(reals)
     for daemon in daemons.values():  # in parallel: a Python start is slow in UML
         daemon.start(wait_ready=False)
@@ -435,3 +440,61 @@ def running(tmp: Path, **kwargs: object) -> Iterator[BgpLab]:
             yield lab
         finally:
             lab.close()
+
+
+@dataclass(frozen=True)
+class Survival:
+    """What one SIGKILL of a director's ipvsd did to the established connections.
+
+    ``*_moved`` count the connections that went through the killed director;
+    ``*_moved_kept`` those of them that still reach their real afterwards.
+    """
+
+    withdrawal_s: float
+    mh_total: int
+    mh_kept: int
+    mh_moved: int
+    mh_moved_kept: int
+    rr_total: int
+    rr_kept: int
+    rr_moved: int
+    rr_moved_kept: int
+
+
+def kill_director(lab: BgpLab, name: str, per_source: int = 1) -> Survival:
+    """Open `per_source` connections per client source to each VIP, SIGKILL `name`'s
+    ipvsd, time its withdrawal from the router's FIB, and ask every connection again.
+    The connections are closed again; the director stays dead (`restart_director`)."""
+    mh, rr = lab.open_flows(VIP_MH, per_source), lab.open_flows(VIP_RR, per_source)
+    try:
+        where = lab.directors_of(mh + rr)
+        moved = {source for source, director in where.items() if director == name}
+        address = DIRECTORS[name]
+        watch = lab.watch_withdrawal(address)
+        killed_at = time.time()
+        lab.daemons[name].kill()
+        withdrawal_s = watch.wait(killed_at, timeout=15)
+        rest = set(DIRECTORS.values()) - {address}
+        lab.wait_hops(rest, timeout=5, vip=VIP_RR)
+        counts = []
+        for flows in (mh, rr):
+            # In a shuffled order: asked in the order they were opened, the moved
+            # flows reach a survivor's rr in the same sequence as they reached the
+            # dead director's, and all or none of them land on their own real.
+            order = list(flows)
+            random.Random(len(order)).shuffle(order)  # noqa: S311 (an order, not a secret)
+            kept = {f.source for f in order if f.ask() == f.real}
+            went = {f.source for f in flows} & moved
+            counts += [len(flows), len(kept), len(went), len(went & kept)]
+    finally:
+        lab.close_flows()
+    return Survival(withdrawal_s, *counts)
+
+
+def restart_director(lab: BgpLab, name: str) -> tuple[float, float]:
+    """Start `name`'s ipvsd again: (seconds to ready, then seconds until its route is back)."""
+    started = time.monotonic()
+    lab.daemons[name].start(wait_ready=False)
+    lab.daemons[name].wait_event("daemon.ready", timeout=120)
+    ready_s = time.monotonic() - started
+    return ready_s, lab.wait_hops(set(DIRECTORS.values()), timeout=30)

@@ -20,7 +20,16 @@ from pathlib import Path
 
 import pytest
 
-from lab.bgp_lab import DIRECTORS, VIP_MH, VIP_RR, BgpLab, Flow, running
+from lab.bgp_lab import (
+    DIRECTORS,
+    VIP_MH,
+    VIP_RR,
+    BgpLab,
+    Flow,
+    kill_director,
+    restart_director,
+    running,
+)
 
 EVERYONE = set(DIRECTORS.values())
 
@@ -64,43 +73,26 @@ def test_flows_spread_over_all_three_directors(lab: BgpLab) -> None:
 def test_sigkill_mh_connections_survive_rr_ones_break_and_the_director_rejoins(
     lab: BgpLab,
 ) -> None:
-    mh, rr = lab.open_flows(VIP_MH), lab.open_flows(VIP_RR)
+    lost = kill_director(lab, "d1")
+    print(f"SIGKILL of d1's ipvsd: route withdrawn in {lost.withdrawal_s * 1000:.0f} ms")
+    assert lost.withdrawal_s < 2  # BIRD dies with ipvsd; the kernel closes its session
+    # mh: every connection keeps its real, those that went through d1 included.
+    print(f"mh: {lost.mh_kept} of {lost.mh_total} kept ({lost.mh_moved} went through d1)")
+    assert lost.mh_moved > 0
+    assert lost.mh_kept == lost.mh_total
+    # rr, the control: a connection moved to another director is scheduled anew. Some
+    # through the survivors move too: Linux's multipath hash-threshold remaps the hash
+    # ranges when a next hop leaves (mh keeps those as well).
+    print(
+        f"rr: {lost.rr_kept} of {lost.rr_total} kept: {lost.rr_moved_kept} of the "
+        f"{lost.rr_moved} through d1, {lost.rr_kept - lost.rr_moved_kept} of the "
+        f"{lost.rr_total - lost.rr_moved} through d2 and d3"
+    )
+    assert lost.rr_moved > 0
+    assert lost.rr_moved_kept < lost.rr_moved
+
+    # New connections all succeed, through the survivors only.
     try:
-        where = lab.directors_of(mh + rr)
-        via_dead = {s for s, d in where.items() if d == "d1"}
-        assert any(f.source in via_dead for f in mh)
-        assert any(f.source in via_dead for f in rr)
-
-        watch = lab.watch_withdrawal(DIRECTORS["d1"])
-        killed_at = time.time()
-        lab.daemons["d1"].kill()
-        withdrawal_s = watch.wait(killed_at, timeout=15)
-        lab.wait_hops(EVERYONE - {DIRECTORS["d1"]}, timeout=5, vip=VIP_RR)
-        print(f"SIGKILL of d1's ipvsd: route withdrawn in {withdrawal_s * 1000:.0f} ms")
-        assert withdrawal_s < 2  # BIRD dies with ipvsd; the kernel closes its session
-
-        # mh: every connection keeps its real, those that went through d1 included.
-        answers = _answers(mh)
-        moved = [f for f in mh if f.source in via_dead]
-        kept = [f for f in mh if answers[f.source] == f.real]
-        print(f"mh: {len(kept)} of {len(mh)} connections kept ({len(moved)} went through d1)")
-        assert len(kept) == len(mh), [(f.source, f.real, answers[f.source]) for f in mh]
-
-        # rr, the control: a connection moved to another director is scheduled anew.
-        answers = _answers(rr)
-        rr_dead = [f for f in rr if f.source in via_dead]
-        rr_dead_kept = [f for f in rr_dead if answers[f.source] == f.real]
-        rr_kept = [f for f in rr if answers[f.source] == f.real]
-        # Some through the survivors move too: Linux's multipath hash-threshold
-        # remaps the hash ranges when a next hop leaves (mh keeps those as well).
-        print(
-            f"rr: {len(rr_kept)} of {len(rr)} connections kept: {len(rr_dead_kept)} of the "
-            f"{len(rr_dead)} through d1, {len(rr_kept) - len(rr_dead_kept)} of the "
-            f"{len(rr) - len(rr_dead)} through d2 and d3"
-        )
-        assert len(rr_dead_kept) < len(rr_dead)
-
-        # New connections all succeed, through the survivors only.
         fresh = lab.open_flows(VIP_MH)
         assert all(flow.real for flow in fresh)
         assert "d1" not in set(lab.directors_of(fresh).values())
@@ -108,11 +100,7 @@ def test_sigkill_mh_connections_survive_rr_ones_break_and_the_director_rejoins(
         lab.close_flows()
 
     # (d) A restarted director rejoins: its routes come back, new flows reach it.
-    started = time.monotonic()
-    lab.daemons["d1"].start(wait_ready=False)
-    lab.daemons["d1"].wait_event("daemon.ready", timeout=120)
-    ready_s = time.monotonic() - started
-    back_s = lab.wait_hops(EVERYONE, timeout=30)
+    ready_s, back_s = restart_director(lab, "d1")
     print(f"d1 restarted: ready in {ready_s:.1f} s, route back {back_s:.2f} s after that")
     try:
         fresh = lab.open_flows(VIP_MH)
