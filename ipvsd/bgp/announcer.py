@@ -158,6 +158,7 @@ class BgpAnnouncer:
 
         Raises:
             SpeakerError: BIRD refuses the new config (the running one is kept).
+            IpvsdError: a new VIP could not be added to ``vip_interface``.
         """
         old_config, old_services = self.config, self.policy.services
         self.policy.require = config.require
@@ -165,12 +166,16 @@ class BgpAnnouncer:
         try:
             if config.bird != self.config.bird or config.run_dir != self.config.run_dir:
                 raise IpvsdError("bgp.bird and bgp.run_dir cannot change in a reload")
-            await self.speaker.reconfigure(self._render(config))
+            # The addresses first: BIRD is not told about a VIP that cannot be local.
             if self._vips is not None:
                 await self._vips.ensure(self.policy.prefixes, config.vip_interface)
+            await self.speaker.reconfigure(self._render(config))
         except IpvsdError:
             self.policy.require = old_config.require
             self.policy.handle(ServicesConfigured(old_services))
+            if self._vips is not None:  # the running config's addresses again
+                with contextlib.suppress(IpvsdError):
+                    await self._vips.ensure(self.policy.prefixes, old_config.vip_interface)
             raise
         self.config = config
         self._applied = {p: p in self.policy.announced for p in self.policy.prefixes}

@@ -44,6 +44,19 @@ def test_ipv6_vips_need_no_arp_settings(tmp_path: Path) -> None:
     assert host_problems([ip_network("::1/128")], sysctls(tmp_path, 0, 0)) == []
 
 
+CONFIG = BgpConfig.model_validate(
+    {"local_as": 65001, "neighbors": [{"address": "192.0.2.1", "remote_as": 65000}]},
+    strict=False,
+)
+
+
+class RefusingBird(FakeBird):
+    """A BIRD whose ``bird -p`` refuses every reload's config."""
+
+    async def reconfigure(self, text: str) -> None:
+        raise IpvsdError("BIRD refused the generated config")
+
+
 class FakeWriter:
     """The address adapter: what is on which interface, every call recorded."""
 
@@ -120,14 +133,25 @@ def test_sloppy_tcp_without_ipvs_is_a_warning(tmp_path: Path) -> None:
 
 async def test_the_announcer_adds_the_vips_at_start_and_removes_them_after_bird_stops() -> None:
     writer, bird = FakeWriter(), FakeBird()
-    config = BgpConfig.model_validate(
-        {"local_as": 65001, "neighbors": [{"address": "192.0.2.1", "remote_as": 65000}]},
-        strict=False,
-    )
     web = ServiceKey(Family.INET, Protocol.TCP, ip_address("192.0.2.200"), 80)
-    bgp = BgpAnnouncer(config, "t.yaml", speaker=bird, vips=_vips(writer))
+    bgp = BgpAnnouncer(CONFIG, "t.yaml", speaker=bird, vips=_vips(writer))
     await bgp.start((web,), drained=False)
     assert writer.calls == ["add 192.0.2.200/32 lo lo:bgp"]
     await bgp.stop()
     assert bird.commands[-1] == "down"
     assert writer.calls[1:] == ["remove 192.0.2.200/32 lo"]
+
+
+async def test_a_reload_bird_refuses_takes_back_the_vips_it_added() -> None:
+    writer, bird = FakeWriter(), RefusingBird()
+    web = ServiceKey(Family.INET, Protocol.TCP, ip_address("192.0.2.200"), 80)
+    api = ServiceKey(Family.INET, Protocol.TCP, ip_address("192.0.2.201"), 80)
+    bgp = BgpAnnouncer(CONFIG, "t.yaml", speaker=bird, vips=_vips(writer))
+    await bgp.start((web,), drained=False)
+    with pytest.raises(IpvsdError):
+        await bgp.reconfigure(CONFIG, (web, api))
+    assert writer.calls == [
+        "add 192.0.2.200/32 lo lo:bgp",
+        "add 192.0.2.201/32 lo lo:bgp",
+        "remove 192.0.2.201/32 lo",
+    ]
