@@ -46,8 +46,7 @@ def survival(tmp: Path, rounds: int) -> tuple[list[Survival], list[float]]:
 
 def dead_host(tmp: Path, *, bfd: bool) -> list[float]:
     """Seconds from cutting a director's link until the router stops forwarding to it,
-    for d1, d2 and d3 in turn (not restored: after a session fails, BIRD waits its
-    ``error wait time``, 60 s at least, before it takes the session up again)."""
+    for d1, d2 and d3 in turn (one lab, no link restored: three samples)."""
     times = []
     with running(tmp, bfd=bfd, hold_time=3) as lab:
         left = set(DIRECTORS.values())

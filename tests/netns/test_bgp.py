@@ -282,3 +282,9 @@ def test_without_bfd_a_dead_host_waits_for_the_hold_timer(tmp_path: Path) -> Non
         dead_s = time.monotonic() - started
         print(f"\nwithout BFD, hold time 3 s: a dead host withdrawn after {dead_s:.2f} s")
         assert 1.5 < dead_s < 5  # the hold timer runs from the last keepalive heard
+        # The link comes back: the session failed, and BIRD waits its error wait
+        # time before taking it up again (1 s in ipvsd's config; BIRD's default 60 s).
+        lab.topo.exec(lab.switch, ["ip", "link", "set", lab.ports["d1"], "up"])
+        back_s = lab.wait_hops(set(names.values()), timeout=30)
+        print(f"link back: d1 announced again after {back_s:.2f} s")
+        assert back_s < 20
