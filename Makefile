@@ -6,7 +6,7 @@ PY := .venv/bin/python
 test:
 	@bash scripts/test.sh
 
-# make demo [VARIANT=nat|dualstack] [ALL_ACTIVE=1] [PROMETHEUS=0]
+# make demo [VARIANT=nat|dualstack|bgp] [ALL_ACTIVE=1] [PROMETHEUS=0]
 demo:
 	@VARIANT=$(VARIANT) ALL_ACTIVE=$(ALL_ACTIVE) bash scripts/demo.sh
 

@@ -35,6 +35,11 @@ and counted as InActConn in ``ipvsadm -Ln``, ``ipvsd status`` and the
 metrics, then director1 failing (``ip link set eth1 down``, the reference
 scenario's failure): both VIPs move to director2 together, requests on both
 families go on, and director1 coming back (eth1 up) preempts both.
+
+``--variant bgp`` runs BGP mode (issue 15): three directors announcing the
+VIPs to a BIRD router with ECMP, DR reals; a director SIGKILLed (its routes
+withdrawn, every ``mh`` connection kept through the others), restarted, and
+another drained (`lab.demo_bgp`).
 """
 
 from __future__ import annotations
@@ -499,7 +504,7 @@ def run_dualstack(demo: Narrator) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", choices=["dr", "nat", "dualstack"], default="dr")
+    parser.add_argument("--variant", choices=["dr", "nat", "dualstack", "bgp"], default="dr")
     parser.add_argument("--all-active", action="store_true", help="three directors, six VIPs")
     parser.add_argument(
         "--no-prometheus",
@@ -513,6 +518,10 @@ def main(argv: list[str] | None = None) -> int:
             run_all_active(demo)
         elif args.variant == "dualstack":
             run_dualstack(demo)
+        elif args.variant == "bgp":
+            from lab.demo_bgp import run_bgp
+
+            run_bgp(demo)
         else:
             variant: Variant = "nat" if args.variant == "nat" else "dr"
             run_pair(demo, variant, prometheus=not args.no_prometheus)

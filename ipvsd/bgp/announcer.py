@@ -22,6 +22,7 @@ import structlog
 
 from ipvsd.bgp.birdconf import Prefix, peer_protocol, render, vip_protocol
 from ipvsd.bgp.birdctl import BirdCommandError, ProtocolState, ReplyLine, parse_protocols
+from ipvsd.bgp.host import LocalVips
 from ipvsd.bgp.policy import (
     Announce,
     BgpPolicy,
@@ -109,6 +110,7 @@ class BgpAnnouncer:
         on_sessions: told the sessions after every poll (metrics).
         on_announced: told every prefix and the announced ones after every change.
         speaker: the BIRD process; None: a `BirdSpeaker` in ``run_dir`` (tests pass a fake).
+        vips: keeps the VIPs local addresses on ``vip_interface``; None: nothing does.
     """
 
     def __init__(
@@ -119,6 +121,7 @@ class BgpAnnouncer:
         on_sessions: OnSessions | None = None,
         on_announced: OnAnnounced | None = None,
         speaker: Speaker | None = None,
+        vips: LocalVips | None = None,
     ) -> None:
         self.config = config
         self.source = source
@@ -130,6 +133,7 @@ class BgpAnnouncer:
         self._on_sessions = on_sessions
         self._on_announced = on_announced
         self._stopped = False
+        self._vips = vips
 
     def _render(self, config: BgpConfig) -> str:
         return render(config, self.policy.prefixes, self.policy.announced, source=self.source)
@@ -139,9 +143,12 @@ class BgpAnnouncer:
 
         Raises:
             SpeakerError: no BIRD, or it refused the generated config or did not start.
+            IpvsdError: a VIP could not be added to ``vip_interface``.
         """
         self.policy.handle(ServicesConfigured(services))
         self.policy.handle(DirectorDrained(drained))
+        if self._vips is not None:
+            await self._vips.ensure(self.policy.prefixes, self.config.vip_interface)
         await self.speaker.start(self._render(self.config))
         self._applied = dict.fromkeys(self.policy.prefixes, False)
         self._report()
@@ -151,6 +158,7 @@ class BgpAnnouncer:
 
         Raises:
             SpeakerError: BIRD refuses the new config (the running one is kept).
+            IpvsdError: a new VIP could not be added to ``vip_interface``.
         """
         old_config, old_services = self.config, self.policy.services
         self.policy.require = config.require
@@ -158,10 +166,16 @@ class BgpAnnouncer:
         try:
             if config.bird != self.config.bird or config.run_dir != self.config.run_dir:
                 raise IpvsdError("bgp.bird and bgp.run_dir cannot change in a reload")
+            # The addresses first: BIRD is not told about a VIP that cannot be local.
+            if self._vips is not None:
+                await self._vips.ensure(self.policy.prefixes, config.vip_interface)
             await self.speaker.reconfigure(self._render(config))
         except IpvsdError:
             self.policy.require = old_config.require
             self.policy.handle(ServicesConfigured(old_services))
+            if self._vips is not None:  # the running config's addresses again
+                with contextlib.suppress(IpvsdError):
+                    await self._vips.ensure(self.policy.prefixes, old_config.vip_interface)
             raise
         self.config = config
         self._applied = {p: p in self.policy.announced for p in self.policy.prefixes}
@@ -280,6 +294,8 @@ class BgpAnnouncer:
         with contextlib.suppress(IpvsdError):
             await self._sync()
         await self.speaker.stop()
+        if self._vips is not None:  # after the withdrawal: no flow comes for them now
+            await self._vips.release()
         self._sessions = self._down()
         self._applied = dict.fromkeys(self._applied, False)
         self._report()

@@ -112,6 +112,10 @@ def _bgp(config: BgpConfig, neighbor: BgpNeighbor) -> list[str]:
         f"  neighbor {neighbor.address} as {neighbor.remote_as};",
         f"  hold time {config.hold_time};",
         f"  keepalive time {max(1, config.hold_time // 3)};",
+        # BIRD's default waits 60 s (up to 300) after a failed session (BFD, hold
+        # timer) before it takes it up again: a director whose link came back
+        # re-announced 52 s later in the UML lab. 1 s, doubling up to 30 s if it flaps.
+        "  error wait time 1, 30;",
     ]
     if neighbor.multihop is not None:
         lines.append(f"  multihop {neighbor.multihop};")

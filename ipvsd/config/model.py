@@ -1003,6 +1003,14 @@ class BgpConfig(_Model):
     run_dir: Name = "/run/ipvsd/bird"
     """Directory of the speaker's generated config (``bird.conf``) and control socket
     (``bird.ctl``); one per director on a host."""
+    vip_interface: Interface | None = "lo"
+    """Interface that ipvsd adds each announced VIP to (/32, /128), when it is not a local
+    address already: IPVS sees only packets for local addresses. ipvsd removes on a
+    graceful stop the addresses it added; null: the operator manages them."""
+    sloppy_tcp: bool = True
+    """Set ``net.ipv4.vs.sloppy_tcp = 1`` at start, so that a director that ECMP hands the
+    middle of a TCP flow schedules it (to the same real, with ``mh``) instead of answering
+    RST; false: leave the sysctl as it is."""
 
 
 class Config(_Model):

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     # Imported where used: a pure VRRP daemon (no services) never loads the IPVS
     # side, a pure IPVS one (no VRRP instance) not the VRRP runtime.
     from ipvsd.bgp.birdconf import Prefix
+    from ipvsd.config.model import BgpConfig
     from ipvsd.ipvs.reconciler import PassReport, Reconciler
     from ipvsd.ipvs.sync_daemon import SyncTarget
     from ipvsd.metrics.bgp import BgpMetrics
@@ -249,6 +250,7 @@ class Daemon:
         if config.bgp is None or self._group is None:
             return
         from ipvsd.bgp.announcer import BgpAnnouncer
+        from ipvsd.bgp.host import LocalVips
         from ipvsd.bgp.policy import QuorumChanged
         from ipvsd.metrics.bgp import BgpMetrics
 
@@ -258,6 +260,7 @@ class Daemon:
         bgp = BgpAnnouncer(
             config.bgp,
             str(self._config_path),
+            vips=LocalVips(self._ports.open_addresses, config.bgp.vip_interface),
             on_sessions=lambda sessions: metrics.sessions((s.neighbor, s.up) for s in sessions),
             on_announced=lambda prefixes, announced: metrics.announced(
                 map(str, prefixes), set(map(str, announced))
@@ -265,7 +268,7 @@ class Daemon:
         )
         await bgp.start(_service_keys(config), drained=self.view.director_drained)
         self._parts.bgp = bgp
-        _warn_host(bgp.policy.prefixes)
+        _warn_host(config.bgp, bgp.policy.prefixes)
         _advise(config)
         for key, up in self._quorum.last.items():
             bgp.feed(QuorumChanged(key, up))
@@ -290,7 +293,7 @@ class Daemon:
             return
         old = bgp.config, bgp.policy.services
         await bgp.reconfigure(new.bgp, _service_keys(new))
-        _warn_host(bgp.policy.prefixes)
+        _warn_host(new.bgp, bgp.policy.prefixes)
         _advise(new)
 
         async def restore_bgp() -> None:
@@ -651,9 +654,12 @@ def sync_target(config: Config) -> SyncTarget | None:
     return resolve(sync, instance)
 
 
-def _warn_host(prefixes: tuple[Prefix, ...]) -> None:
-    from ipvsd.bgp.host import host_problems
+def _warn_host(config: BgpConfig, prefixes: tuple[Prefix, ...]) -> None:
+    """Set ``sloppy_tcp`` (unless told not to); warn about what the host still lacks."""
+    from ipvsd.bgp.host import enable_sloppy_tcp, host_problems
 
+    if config.sloppy_tcp:
+        enable_sloppy_tcp()
     for problem in host_problems(prefixes):
         log.warning("bgp.host_problem", problem=problem)
 

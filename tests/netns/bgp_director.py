@@ -3,8 +3,9 @@
 This host's kernel has no IPVS, and BGP mode does not need it: what is
 announced follows the health checks (real TCP checks here), the drains and
 the daemon's life. So a director of the BGP tests is the real `Daemon` with
-real checks, real control socket, real BIRD child and real signals, whose
-IPVS table alone is `tests.fakes.ipvs.FakeIpvs`.
+real checks, real control socket, real BIRD child, real signals and real
+addresses (ipvsd adds the VIPs to lo), whose IPVS table alone is
+`tests.fakes.ipvs.FakeIpvs`.
 
     python -m tests.netns.bgp_director CONFIG      (inside the director's namespace)
 """
@@ -12,6 +13,7 @@ IPVS table alone is `tests.fakes.ipvs.FakeIpvs`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from ipvsd import log
 from ipvsd.config import load_config
 from ipvsd.daemon.lock import HostLock
 from ipvsd.daemon.root import Daemon
+from ipvsd.netlink.addresses import AddressManager
 from tests.fakes.kernel import FakePorts
 
 
@@ -26,7 +29,9 @@ def main(argv: list[str]) -> int:
     path = Path(argv[1])
     log.configure(level="info", json=True)
     config = load_config(path)
-    ports = FakePorts(interfaces={"lo", "eth0"}).ports()
+    # The VIPs go on the namespace's real lo (``bgp.vip_interface``): real addresses.
+    fake = FakePorts(interfaces={"lo", "eth0"}).ports()
+    ports = dataclasses.replace(fake, open_addresses=AddressManager.open)
     lock = HostLock(Path(config.state_dir) / "run")
     return asyncio.run(Daemon(path, config, ports=ports, host_lock=lock).run())
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from lab.bgp_lab import ROUTER, director_yaml, fib_next_hops, start_router, wait_next_hops
 from lab.daemon import DaemonProcess
 from lab.netns import Topology
 
@@ -45,7 +46,6 @@ def bird_installed() -> None:
 
 ROOT = Path(__file__).resolve().parents[2]
 VIP = "10.97.100.1"
-ROUTER = "10.97.0.1"
 DIRECTORS = {"d1": "10.97.0.11", "d2": "10.97.0.12", "d3": "10.97.0.13"}
 REAL_PORT = 8080
 
@@ -60,51 +60,18 @@ while True:
     c.close()
 """
 
-ROUTER_CONF = """\
-router id {router};
-protocol device {{ }}
-protocol kernel {{
-  ipv4 {{ import none; export all; }};
-  merge paths on;
-}}
-protocol bfd {{
-  interface "*" {{ min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }};
-}}
-template bgp director {{
-  local as 65000;
-  hold time 9;
-  bfd {bfd};
-  ipv4 {{ import all; export none; }};
-}}
-{peers}
-"""
-
 
 def director_config(name: str, address: str, tmp: Path, *, bfd: bool, hold_time: int) -> str:
     run = tmp / name
-    return f"""\
-node_name: {name}
-state_dir: {run}/state
-control: {{socket: {run}/ipvsd.sock}}
-metrics: {{listen: "{address}:9477"}}
-ipvs:
-  services:
+    services = f"""
     - address: {VIP}
       port: 80
       scheduler: mh
       forward: nat
       check: {{type: tcp, interval: 0.2, timeout: 0.5, rise: 1, fall: 2}}
       reals:
-        - {{address: {address}, port: {REAL_PORT}}}
-bgp:
-  local_as: 65001
-  router_id: {address}
-  hold_time: {hold_time}
-  bfd: {"true" if bfd else "false"}
-  run_dir: {run}/bird
-  neighbors:
-    - {{address: {ROUTER}, remote_as: 65000}}
-"""
+        - {{address: {address}, port: {REAL_PORT}}}"""
+    return director_yaml(name, address, run, services, bfd=bfd, hold_time=hold_time)
 
 
 @dataclass
@@ -120,20 +87,11 @@ class Lab:
 
     def next_hops(self, vip: str = VIP) -> set[str]:
         """The router's FIB entry for `vip`: the directors it forwards to."""
-        out = self.topo.exec(self.router, ["ip", "-o", "route", "show", f"{vip}/32"]).stdout
-        words = out.split()
-        return {words[i + 1] for i, word in enumerate(words) if word == "via"}
+        return fib_next_hops(self.topo, self.router, vip)
 
     def wait_hops(self, wanted: set[str], timeout: float, vip: str = VIP) -> float:
         """Seconds until the FIB's next hops for `vip` are `wanted` (polled every 5 ms)."""
-        start = time.monotonic()
-        while True:
-            hops = self.next_hops(vip)
-            if hops == wanted:
-                return time.monotonic() - start
-            if time.monotonic() - start > timeout:
-                raise AssertionError(f"next hops {hops}, wanted {wanted} within {timeout} s")
-            time.sleep(0.005)
+        return wait_next_hops(self.topo, self.router, vip, wanted, timeout)
 
     def ipvsd(self, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         socket = self.tmp / name / "ipvsd.sock"
@@ -158,30 +116,14 @@ def build(
     """The switch, the router and the directors `names` (name -> address), started."""
     sw = topo.netns("sw")
     br = topo.bridge("br0", ns=sw)
-    router = topo.netns("router")
-    topo.veth(router, "eth0", bridge=br, bridge_ns=sw, address=f"{ROUTER}/24")
-    topo.sysctl(router, "net.ipv4.fib_multipath_hash_policy", 1)
-    topo.sysctl(router, "net.ipv4.ip_forward", 1)
-    peers = "\n".join(
-        f"protocol bgp {name} from director {{ neighbor {address} as 65001; }}"
-        for name, address in names.items()
-    )
-    conf = tmp_path / "router.conf"
-    conf.write_text(ROUTER_CONF.format(router=ROUTER, peers=peers, bfd="on" if bfd else "off"))
-    topo.popen(
-        router,
-        ["bird", "-f", "-c", str(conf), "-s", str(tmp_path / "router.ctl")],
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "router.log").open("w"),
-    )
+    router = start_router(topo, sw, br, tmp_path, names, bfd=bfd)
     directors, daemons, reals, ports = {}, {}, {}, {}
     for name, address in names.items():
         ns = directors[name] = topo.netns(name)
         ports[name] = topo.veth(ns, "eth0", bridge=br, bridge_ns=sw, address=f"{address}/24")
-        # The VIP lives on the director (IPVS needs it local), on loopback (a dummy
-        # interface in production; this kernel has no dummy module); the LAN must not
-        # learn it by ARP: the router reaches it through BGP.
-        topo.address(ns, "lo", f"{VIP}/32")
+        # The VIP lives on the director (IPVS needs it local): ipvsd adds it to lo
+        # (``bgp.vip_interface``); the LAN must not learn it by ARP: the router
+        # reaches it through BGP.
         topo.sysctl(ns, "net.ipv4.conf.all.arp_ignore", 1)
         topo.sysctl(ns, "net.ipv4.conf.all.arp_announce", 2)
         reals[name] = topo.popen(ns, [sys.executable, "-c", LISTENER, address, str(REAL_PORT)])
@@ -217,6 +159,11 @@ def alive(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
+def lo_addresses(lab: Lab, name: str) -> set[str]:
+    out = lab.topo.exec(lab.directors[name], ["ip", "-o", "address", "show", "dev", "lo"]).stdout
+    return {line.split()[3] for line in out.splitlines()}
+
+
 def bird_pid(lab: Lab, name: str) -> int:
     return int((lab.tmp / name / "bird" / "bird.pid").read_text().split()[0])
 
@@ -224,6 +171,9 @@ def bird_pid(lab: Lab, name: str) -> int:
 def test_ecmp_over_three_directors_and_every_withdrawal(lab: Lab) -> None:
     everyone = set(DIRECTORS.values())
     lab.wait_hops(everyone, timeout=30)
+    # ipvsd made the VIP a local address (lo, labelled lo:bgp) and set sloppy_tcp.
+    for name in DIRECTORS:
+        assert f"{VIP}/32" in lo_addresses(lab, name)
 
     # The sessions are polled every second: the FIB may be quicker than the status.
     deadline = time.monotonic() + 5
@@ -308,6 +258,9 @@ def test_ecmp_over_three_directors_and_every_withdrawal(lab: Lab) -> None:
     stopped_s = time.monotonic() - started
     assert lab.daemons["d3"].proc is not None
     assert lab.daemons["d3"].proc.wait(30) == 0
+    # It took back the VIPs it had added to lo; a SIGKILLed one left them.
+    assert not {f"{VIP}/32", f"{second}/32"} & lo_addresses(lab, "d3")
+    assert f"{VIP}/32" in lo_addresses(lab, "d2")
     print(
         f"\nwithdrawal seen in the router's FIB: drain {drained_s * 1000:.0f} ms, "
         f"failed real {failed_s * 1000:.0f} ms (checks every 0.2 s, fall 2), "
@@ -329,3 +282,9 @@ def test_without_bfd_a_dead_host_waits_for_the_hold_timer(tmp_path: Path) -> Non
         dead_s = time.monotonic() - started
         print(f"\nwithout BFD, hold time 3 s: a dead host withdrawn after {dead_s:.2f} s")
         assert 1.5 < dead_s < 5  # the hold timer runs from the last keepalive heard
+        # The link comes back: the session failed, and BIRD waits its error wait
+        # time before taking it up again (1 s in ipvsd's config; BIRD's default 60 s).
+        lab.topo.exec(lab.switch, ["ip", "link", "set", lab.ports["d1"], "up"])
+        back_s = lab.wait_hops(set(names.values()), timeout=30)
+        print(f"link back: d1 announced again after {back_s:.2f} s")
+        assert back_s < 20
