@@ -49,6 +49,14 @@ _FLAG_NAMES = (
     (ServiceFlag.SCHED3, "flag-3"),
     (ServiceFlag.ONEPACKET, "ops"),
 )
+# ipvsadm names the first two scheduler flags of sh and mh by their meaning.
+_SCHEDULER_FLAG_NAMES = {
+    scheduler: {
+        ServiceFlag.SCHED1: f"{scheduler}-fallback",
+        ServiceFlag.SCHED2: f"{scheduler}-port",
+    }
+    for scheduler in ("sh", "mh")
+}
 
 
 def service_line(service: ServiceStatus) -> str:
@@ -67,7 +75,8 @@ def service_line(service: ServiceStatus) -> str:
         endpoint = format_endpoint(service.address, service.port or 0)
         head = f"{service.protocol.name:<4} {endpoint}"
     parts = [head, service.scheduler]
-    flags = [name for flag, name in _FLAG_NAMES if service.flags & flag]
+    own = _SCHEDULER_FLAG_NAMES.get(service.scheduler, {})
+    flags = [own.get(flag, name) for flag, name in _FLAG_NAMES if service.flags & flag]
     if flags:
         parts[-1] += f" ({','.join(flags)})"
     if service.flags & ServiceFlag.PERSISTENT:

@@ -11,6 +11,8 @@ from ipaddress import ip_address
 import pytest
 
 from ipvsd.config.types import SCHEDULERS
+from ipvsd.control.render import ipvsadm_table
+from ipvsd.control.status import services_from_table
 from ipvsd.errors import AlreadyExists, NotFound, SchedulerUnavailable
 from ipvsd.ipvs.plan import (
     AddDest,
@@ -91,6 +93,11 @@ async def test_add_every_kind_of_service_and_dest(client: IpvsClient) -> None:
     assert "TCP  10.20.0.1:80 rr persistent 300 mask 255.255.255.0" in listing
     assert "SCTP 10.20.0.2:3868 wlc" in listing
     assert "FWM  7 wrr" in listing
+    # Scheduler flags named as ipvsadm names them (sh/mh: by meaning, else flag-N).
+    ours = ipvsadm_table(services_from_table(table)).splitlines()
+    line = "UDP  [2001:db8::1]:53 sh (sh-fallback,sh-port)"
+    assert line in listing.splitlines()
+    assert line in ours
     assert re.search(r"-> 10\.20\.1\.1:80\s+Masq\s+3\s", listing)
     reader = await BlockingTableReader.open(timeout_s=5)
     try:

@@ -600,6 +600,13 @@ def test_ages_are_short(seconds: float, text: str) -> None:
             "TCP  [2001:db8::200]:80 rr (flag-1,ops) persistent 60 pe sip",
         ),
         (web(protocol=Protocol.SCTP), "SCTP 192.168.1.200:80 rr"),
+        # ipvsadm names the scheduler flags of sh and mh by what they do.
+        (
+            web(scheduler="mh", flags=ServiceFlag.SCHED1 | ServiceFlag.SCHED2),
+            "TCP  192.168.1.200:80 mh (mh-fallback,mh-port)",
+        ),
+        (web(scheduler="sh", flags=ServiceFlag.SCHED2), "TCP  192.168.1.200:80 sh (sh-port)"),
+        (web(scheduler="wrr", flags=ServiceFlag.SCHED3), "TCP  192.168.1.200:80 wrr (flag-3)"),
     ],
 )
 def test_one_service_line_for_status_and_list(service: ServiceStatus, line: str) -> None:
