@@ -52,6 +52,9 @@ from ipvsd.model import (
 #: No per-real override: every real at its configured weight.
 NO_WEIGHTS: Mapping[DestKey, int] = MappingProxyType({})
 
+#: No known keys: each real's key is made from the config.
+NO_IDS: Mapping[RealId, RealId] = MappingProxyType({})
+
 
 def desired_table(
     config: Config,
@@ -115,6 +118,7 @@ class ServiceBuilder:
         weights: Mapping[DestKey, int] = NO_WEIGHTS,
         excluded: Set[DestKey] = frozenset(),
         sorry: bool = False,
+        ids: Mapping[RealId, RealId] = NO_IDS,
     ) -> Service:
         """The kernel service for `service`, whose key is `key` (computed once by the caller).
 
@@ -125,6 +129,9 @@ class ServiceBuilder:
             excluded: reals of this service to leave out.
             sorry: add the sorry server as a real (weight 1); an inhibited one is
                 there at weight 0 otherwise.
+            ids: reals whose keys exist already (the health manager's): a real
+                found there gets that `DestKey` object, not an equal copy
+                (40,000 copies were ~4 MB).
         """
         fields = (
             service.scheduler,
@@ -139,6 +146,10 @@ class ServiceBuilder:
         dests: list[Dest] = []
         for real in service.reals:
             dest_key = service.dest_key(real)
+            if ids:
+                known = ids.get((key, dest_key))
+                if known is not None:
+                    dest_key = known[1]
             if excluded and dest_key in excluded:
                 continue
             weight = weights.get(dest_key, real.weight) if weights else real.weight
