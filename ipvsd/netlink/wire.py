@@ -367,8 +367,9 @@ class Encoder:
             cached = self._identities[key] = service_identity(key)
         return cached
 
-    def encode(self, operation: Operation, seq: int) -> bytes:
-        """The netlink request (with NLM_F_ACK) for one operation."""
+    def encode(self, operation: Operation, seq: int, *, ack: bool = True) -> bytes:
+        """The netlink request for one operation; with NLM_F_ACK unless not `ack`
+        (the kernel acks a failed request either way)."""
         match operation:
             case AddService(key=key, attrs=attrs):
                 cmd, payload = CMD_NEW_SERVICE, nla(ATTR_SERVICE, service_attrs(key, attrs))
@@ -391,4 +392,5 @@ class Encoder:
                 payload = nla(ATTR_SERVICE, self.identity(svc)) + nla(ATTR_DEST, dest_identity(key))
             case _:
                 assert_never(operation)
-        return message(self._family, cmd, payload, NLM_F_REQUEST | NLM_F_ACK, seq)
+        flags = NLM_F_REQUEST | NLM_F_ACK if ack else NLM_F_REQUEST
+        return message(self._family, cmd, payload, flags, seq)
