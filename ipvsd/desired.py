@@ -30,7 +30,7 @@ on a host, and the event loop that does it also times VRRP.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
+from collections.abc import Mapping, Sequence, Set
 from types import MappingProxyType
 from typing import Any
 
@@ -99,6 +99,22 @@ def desired_table(
     return Table.of(services)
 
 
+def dest_keys(
+    service: ServiceConfig, key: ServiceKey, ids: Mapping[RealId, RealId] = NO_IDS
+) -> list[DestKey]:
+    """The key of each real of `service` (whose key is `key`), in order; a real found in
+    `ids` gets that object (see `ServiceBuilder`)."""
+    keys = []
+    for real in service.reals:
+        dest = service.dest_key(real)
+        if ids:
+            known = ids.get((key, dest))
+            if known is not None:
+                dest = known[1]
+        keys.append(dest)
+    return keys
+
+
 class ServiceBuilder:
     """Turns one configured service into its kernel `Service`, sharing equal attributes.
 
@@ -119,6 +135,7 @@ class ServiceBuilder:
         excluded: Set[DestKey] = frozenset(),
         sorry: bool = False,
         ids: Mapping[RealId, RealId] = NO_IDS,
+        dests: Sequence[DestKey] | None = None,
     ) -> Service:
         """The kernel service for `service`, whose key is `key` (computed once by the caller).
 
@@ -132,6 +149,7 @@ class ServiceBuilder:
             ids: reals whose keys exist already (the health manager's): a real
                 found there gets that `DestKey` object, not an equal copy
                 (40,000 copies were ~4 MB).
+            dests: ``dest_keys(service, key, ids)``, when the caller has them already.
         """
         fields = (
             service.scheduler,
@@ -143,17 +161,14 @@ class ServiceBuilder:
         attrs = self._service_attrs.get(fields)
         if attrs is None:
             attrs = self._service_attrs[fields] = ServiceAttrs(*fields)
-        dests: list[Dest] = []
-        for real in service.reals:
-            dest_key = service.dest_key(real)
-            if ids:
-                known = ids.get((key, dest_key))
-                if known is not None:
-                    dest_key = known[1]
+        built: list[Dest] = []
+        if dests is None:
+            dests = dest_keys(service, key, ids)
+        for real, dest_key in zip(service.reals, dests, strict=True):
             if excluded and dest_key in excluded:
                 continue
             weight = weights.get(dest_key, real.weight) if weights else real.weight
-            dests.append(Dest(dest_key, self._dest(service, real, weight)))
+            built.append(Dest(dest_key, self._dest(service, real, weight)))
         server = service.sorry_server
         if server is not None and (sorry or server.inhibit):
             # Inhibited (keepalived's sorry_server_inhibit): kept at weight 0 while not in use.
@@ -162,8 +177,8 @@ class ServiceBuilder:
             values: tuple[Any, ...] = (forward, 1 if sorry else 0)
             if forward is ForwardMethod.TUNNEL and service.tunnel is not None:
                 values += (0, 0, service.tunnel.type, service.tunnel.port, service.tunnel.checksum)
-            dests.append(Dest(sorry_key, DestAttrs(*values)))
-        return make_service(key, attrs, dests)
+            built.append(Dest(sorry_key, DestAttrs(*values)))
+        return make_service(key, attrs, built)
 
     def _dest(self, service: ServiceConfig, real: RealConfig, weight: int) -> DestAttrs:
         tunnel = service.tunnel_of(real)

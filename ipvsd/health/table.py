@@ -36,7 +36,7 @@ from collections.abc import Callable, Generator, Mapping, Set
 from dataclasses import dataclass
 
 from ipvsd.config.model import Config, ServiceConfig
-from ipvsd.desired import NO_IDS, ServiceBuilder
+from ipvsd.desired import NO_IDS, ServiceBuilder, dest_keys
 from ipvsd.health.policy import service_overrides
 from ipvsd.health.quorum import QuorumBook
 from ipvsd.health.tracker import Health
@@ -192,10 +192,12 @@ def _service(
     quorum: QuorumBook,
     ids: Mapping[RealId, RealId],
 ) -> Service:
-    rules = service_overrides(service, key, health_of, drained, held, weight_of, quorum.was_up(key))
+    dests = dest_keys(service, key, ids)  # once for both (130,000 keys made at 10,000 x 4)
+    was_up = quorum.was_up(key)
+    rules = service_overrides(service, key, health_of, drained, held, weight_of, was_up, dests)
     quorum.record(key, service, rules.quorum)
     return build(
-        service, key, weights=rules.weights, excluded=rules.excluded, sorry=rules.sorry, ids=ids
+        service, key, weights=rules.weights, excluded=rules.excluded, sorry=rules.sorry, dests=dests
     )
 
 
