@@ -84,7 +84,12 @@ SO_SNDBUFFORCE = 32
 DEFAULT_BATCH_SIZE = 512
 #: Batches at least this big are sent from a worker thread (see module docstring).
 THREAD_SEND_THRESHOLD = 32
-_RECV_SIZE = 1 << 20
+#: Bytes read per datagram. The kernel's largest IPVS datagram is a dump's skb,
+#: at most 32 KiB (``netlink_recvmsg`` caps ``max_recvmsg_len`` at
+#: SKB_WITH_OVERHEAD(32768); tests/kernel/test_ipvs_adapter.py); acks are small.
+#: Not more: the buffer is zero-filled at every open, and inside UML each fresh
+#: page is a fault (the 1 MiB buffers of before cost 20-60 ms each to start).
+RECV_SIZE = 64 << 10
 _BUFFER_BYTES = 8 << 20
 
 
@@ -254,7 +259,7 @@ class IpvsClient:
         self._batch_size = batch_size
         self._seq = 0
         self._lock = asyncio.Lock()
-        self._buf = bytearray(_RECV_SIZE)
+        self._buf = bytearray(RECV_SIZE)
         self._encoder = wire.Encoder(family_id)
         # Replies never make a read wait (see `_recv`): long reads and batches
         # give the event loop a turn every slice instead.

@@ -37,7 +37,7 @@ from ipvsd.model import (
     fwmark_key,
     make_service,
 )
-from ipvsd.netlink.ipvs import IpvsClient, Timeouts
+from ipvsd.netlink.ipvs import RECV_SIZE, IpvsClient, Timeouts
 from ipvsd.netlink.table_reader import BlockingTableReader
 
 V4 = ServiceKey(Family.INET, Protocol.TCP, ip_address("10.20.0.1"), 80)
@@ -100,9 +100,10 @@ async def test_add_every_kind_of_service_and_dest(client: IpvsClient) -> None:
 
 
 async def test_the_blocking_reader_reads_a_table_bigger_than_one_datagram(
-    client: IpvsClient,
+    client: IpvsClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The /metrics thread's reader: many datagrams per dump, from a thread, twice."""
+    """The /metrics thread's reader: many datagrams per dump, from a thread, twice.
+    No datagram of the kernel's is bigger than 32 KiB: `RECV_SIZE` holds any."""
     services = [
         make_service(
             ServiceKey(
@@ -130,6 +131,18 @@ async def test_the_blocking_reader_reads_a_table_bigger_than_one_datagram(
     bare = await client.dump(with_stats=False)  # the reconciler's read
     assert bare == first
     assert all(service.stats is None for service in bare.services.values())
+    sizes: list[int] = []
+    read = client._recv
+
+    async def measured() -> memoryview:
+        data = await read()
+        sizes.append(len(data))
+        return data
+
+    monkeypatch.setattr(client, "_recv", measured)
+    assert len(await client.dump_services()) == 600  # on the loop, through `_recv`
+    assert len(sizes) > 1
+    assert max(sizes) <= 32768 < RECV_SIZE
 
 
 async def test_every_scheduler_the_kernel_has(client: IpvsClient) -> None:
