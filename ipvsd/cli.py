@@ -13,6 +13,7 @@ from ipvsd import __version__
 from ipvsd.control.client import DEFAULT_SOCKET, DaemonNotRunning, request
 from ipvsd.errors import ConfigError, IpvsdError, IpvsUnavailable
 from ipvsd.importers import command as import_command
+from ipvsd.plan import command as plan_command
 
 DEFAULT_CONFIG = "/etc/ipvsd/ipvsd.yaml"
 
@@ -63,6 +64,7 @@ EPILOG = """\
 commands:
   run            run the daemon in the foreground (what systemd starts)
   check-config   validate a config file; print PATH:LINE: field: message per error
+                 (and per warning: exit status 0)
   list           print the kernel's IPVS table like `ipvsadm -Ln`, read over netlink
   status         ask the running daemon: VRRP instances, services, reals, health, counters
   reload         make the running daemon re-read its config (same as SIGHUP)
@@ -70,6 +72,7 @@ commands:
   undrain        give a drained real its configured weight back
   import         convert a keepalived.conf or `ipvsadm -Sn` rules into an ipvsd config
   schema         print the config's JSON Schema for editors, or its reference
+  plan           plan an All-Active layout: VIP count, VRRP priorities, loads after failures
 
   `ipvsd COMMAND --help` describes each command.
 
@@ -138,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
         "check-config",
         help="validate a config file",
         description="Validate a config file without touching the kernel. Prints every "
-        "error as PATH:LINE: dotted.field.path: message and exits 1; exits 0 if valid.",
+        "error as PATH:LINE: dotted.field.path: message and exits 1; exits 0 if valid. "
+        "A valid config may draw warnings (PATH:LINE: field: warning: ...; in BGP mode, "
+        "what breaks consistent hashing across directors): printed, exit status 0.",
     )
     check.add_argument(
         "--config",
@@ -163,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_control_commands(commands)
     import_command.add_parser(commands)
     _add_schema_command(commands)
+    plan_command.add_parser(commands)
     return parser
 
 
@@ -286,17 +292,30 @@ def _add_control_commands(commands: argparse._SubParsersAction[argparse.Argument
             description=does,
             epilog=f"examples:\n  ipvsd {name} 192.168.1.200:80 192.168.1.30:80\n"
             f"  ipvsd {name} udp/[2001:db8::200]:53 [2001:db8::30]:53\n"
-            f"  ipvsd {name} fwmark:10 192.168.1.30:80\n",
+            f"  ipvsd {name} fwmark:10 192.168.1.30:80\n"
+            f"  ipvsd {name} --all\n",
         )
         parser.add_argument(
             "service",
             metavar="SERVICE",
+            nargs="?",
             type=_service_argument,
             help="ADDRESS:PORT (tcp), udp/ADDRESS:PORT, sctp/ADDRESS:PORT or fwmark:N; "
             "IPv6 addresses in brackets",
         )
         parser.add_argument(
-            "real", metavar="REAL", type=_real_argument, help="the real's ADDRESS:PORT"
+            "real", metavar="REAL", nargs="?", type=_real_argument, help="the real's ADDRESS:PORT"
+        )
+        parser.add_argument(
+            "--all",
+            action="store_true",
+            help="the whole director instead of one real (BGP mode): "
+            + (
+                "withdraw every VIP's BGP announcement, so that the routers send new flows "
+                "to the other directors; kept across restarts until `ipvsd undrain --all`"
+                if name == "drain"
+                else "announce the VIPs again (those whose services are healthy)"
+            ),
         )
 
 
@@ -370,7 +389,8 @@ def _real_argument(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         if args.command == "check-config":
             return _check_config(Path(args.config))
@@ -390,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
             return import_command.run(args)
         if args.command == "schema":
             return _schema(args.format)
+        if args.command == "plan":
+            return plan_command.run(args, parser)
     except DaemonNotRunning as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -406,13 +428,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check_config(path: Path) -> int:
-    from ipvsd.config import load_config
+    from ipvsd.config import config_advice, load_config
     from ipvsd.log import is_journal
 
-    # The unit's ExecStartPre: in the journal, errors at priority 3 (sd-daemon(3)).
-    prefix = "<3>" if is_journal(sys.stdout) else ""
+    # Run from a unit (an operator's ExecStartPre= or ExecReload=): in the journal,
+    # errors at priority 3, warnings at 4 (sd-daemon(3)).
+    journal = is_journal(sys.stdout)
+    prefix = "<3>" if journal else ""
     try:
-        load_config(path)
+        config = load_config(path)
+        warnings = config_advice(path, config)
     except ConfigError as exc:
         for issue in exc.issues:
             print(f"{prefix}{issue}")
@@ -420,6 +445,8 @@ def _check_config(path: Path) -> int:
     except OSError as exc:
         print(f"{prefix}{path}:0: (file): {exc.strerror}")
         return 1
+    for warning in warnings:  # a valid config all the same: exit status 0
+        print(f"{'<4>' if journal else ''}{warning}")
     return 0
 
 
@@ -588,6 +615,12 @@ def _schema(form: str) -> int:
 
 
 def _drain(args: argparse.Namespace) -> int:
+    if args.all or args.real is None:
+        if args.all and args.service is None:
+            return _drain_director(args)
+        wrong = "--all takes no SERVICE or REAL" if args.all else "SERVICE and REAL are required"
+        print(f"ipvsd {args.command}: {wrong} (or --all alone)", file=sys.stderr)
+        return 2  # a usage error, as argparse's
     answer = _ask(
         _socket_path(args),
         {"command": args.command, "service": args.service, "real": args.real},
@@ -599,4 +632,15 @@ def _drain(args: argparse.Namespace) -> int:
         f"{answer.get('real', args.real)} of {answer.get('service', args.service)} "
         f"{args.command}ed on {where} only; run the same command on the other directors"
     )
+    return 0
+
+
+def _drain_director(args: argparse.Namespace) -> int:
+    answer = _ask(_socket_path(args), {"command": args.command, "all": True}, args.timeout)
+    node = answer.get("node")
+    where = f"this director ({node})" if isinstance(node, str) else "this director"
+    if args.command == "drain":
+        print(f"{where} drained: its VIPs are withdrawn from BGP until `ipvsd undrain --all`")
+    else:
+        print(f"{where} undrained: its healthy VIPs are announced over BGP again")
     return 0

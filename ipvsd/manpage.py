@@ -213,7 +213,8 @@ def synopsis(command: Command) -> str:
             continue
         member_of = grouped.get(id(action))
         if member_of is None:
-            words.append(f"[{_synopsis_item(action)}]")
+            item = _synopsis_item(action)
+            words.append(item if action.required else f"[{item}]")
         elif id(member_of) not in done:
             done.add(id(member_of))
             items = " | ".join(_synopsis_item(member) for member in member_of._group_actions)

@@ -23,7 +23,9 @@ It ends with a summary table and exits 0 only if every step worked.
 
 ``--variant nat`` runs the NAT layout (reals on 192.168.2.0/24 behind a
 gateway VIP in the same sync group); ``--all-active`` the three-director,
-six-VIP layout, failing one director.
+six-VIP layout, failing one director: it first runs ``ipvsd plan`` for
+design.md's question (3 directors, 1 failure, 1.5 Gbit/s over 1 Gbit/s
+links), whose answer the lab's VRRP instances are made from.
 
 ``--variant dualstack`` runs the DR layout with IPv6 next to IPv4
 (fd00:1::/64 on the same segment): VIP 192.168.1.200 (VI_1, VRRPv2) and VIP
@@ -40,6 +42,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import re
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -62,7 +65,7 @@ from lab.reference import (
     service_of,
 )
 from lab.reference.client import FailoverReport
-from lab.reference.spec import is_ipv6, url_host
+from lab.reference.spec import ALL_ACTIVE_PLAN_ARGS, all_active_plan, is_ipv6, url_host
 from lab.scenario import wait_until
 
 
@@ -315,7 +318,28 @@ def run_pair(demo: Narrator, variant: Variant, *, prometheus: bool = True) -> No
             demo_prometheus.backend_down(demo, lab, server, "real1", "director2", stopped_at)
 
 
+def show_all_active_plan(demo: Narrator) -> None:
+    """Run `ipvsd plan` for design.md's question: the layout the lab then runs."""
+    demo.say(
+        "The plan: 3 directors, 1 failure tolerated, 1.5 Gbit/s of traffic, 1 Gbit/s links "
+        "(the lab's VRRP instances are made from this plan)"
+    )
+    argv = ["ipvsd", "plan", *ALL_ACTIVE_PLAN_ARGS]
+    done = subprocess.run(
+        [sys.executable, "-m", *argv], capture_output=True, text=True, check=False
+    )
+    demo.show(" ".join(argv), done.stdout + done.stderr)
+    plan, _ = all_active_plan()
+    demo.step(
+        "plan",
+        done.returncode == 0 and plan.fits and plan.layout.vips == 6,
+        f"{plan.layout.vips} VIPs, {plan.worst_load_bps() / 1e9:g} Gbit/s per survivor "
+        "after a failure",
+    )
+
+
 def run_all_active(demo: Narrator) -> None:
+    show_all_active_plan(demo)
     with ReferenceLab("all-active", prefix="demo") as lab:
         demo.say(
             "Building All-Active: director1 .10, director2 .20, director3 .25; six VIPs "

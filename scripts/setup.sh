@@ -11,6 +11,7 @@ APT_PACKAGES=(
     user-mode-linux kmod ipvsadm iproute2 iputils-ping curl keepalived nginx-light systemd
     prometheus-node-exporter
     prometheus  # promtool (tests of contrib/prometheus) and the lab's Prometheus server
+    bird2  # BGP mode's speaker (ipvsd/bgp/), and the router of its netns tests
     make python3 python3-venv
     man-db groff-base bash-completion
 )

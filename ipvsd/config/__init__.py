@@ -58,9 +58,10 @@ from typing import Any, get_args
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from ipvsd.config.advice import consistent_hashing_advice
 from ipvsd.config.checks import check_parts
 from ipvsd.config.events import ItemHook, Unusual, read
-from ipvsd.config.expand import expand_groups
+from ipvsd.config.expand import bgp_defaults, expand_groups
 from ipvsd.config.include import Part, Resolver, SourcedLines, expand, filesystem, merge
 from ipvsd.config.model import (
     CheckConfig,
@@ -215,7 +216,7 @@ def _parse_with_lines(
         # The main file first, then each fragment; by line within a file.
         raise ConfigError(sorted(issues, key=lambda i: (i.path != path, i.path, i.line)))
     assert config is not None
-    return expand_groups(config)
+    return bgp_defaults(expand_groups(config))
 
 
 def _included(
@@ -259,6 +260,35 @@ _NO_LINES = LineTree(0, None)
 _HOOKS: dict[FieldPath, ItemHook] = {("ipvs", "services"): ServiceConfig.model_validate}
 
 
+def config_advice(path: str | Path, config: Config) -> list[ConfigIssue]:
+    """Warnings about `config`, loaded from `path` (`ipvsd.config.advice`), each at its
+    line, as ``warning: ...`` issues; [] at once when no rule can apply.
+
+    Reads the file again, with lines (only for a config in BGP mode).
+    """
+    if config.bgp is None:
+        return []
+    name = str(path)
+    document = _read_with_lines(Path(path).read_text("utf-8"), name)
+    data, lines = document.data, document.lines
+    if not isinstance(data, dict):  # changed since `config` was loaded
+        return []
+    if "include" in data:
+        data, lines = _included(data, lines, name, filesystem(Path(path).parent), [])
+    try:
+        unexpanded = Config.model_validate(_with_node_name(data, config.node_name))
+    except ValidationError:  # changed since `config` was loaded
+        return []
+    # Before group expansion, so that each index is the one written in the file.
+    services = bgp_defaults(unexpanded).ipvs.services
+    return [
+        ConfigIssue(
+            *locate(lines, ("ipvs", "services", a.index, a.field), name), f"warning: {a.message}"
+        )
+        for a in consistent_hashing_advice(services)
+    ]
+
+
 def _parse_fast(
     text: str, default_node_name: str | None, resolve: Resolver | None = None
 ) -> Config | None:
@@ -280,7 +310,7 @@ def _parse_fast(
         return None
     if check_parts(parts(config, data), "", _NO_LINES):
         return None
-    return expand_groups(config)
+    return bgp_defaults(expand_groups(config))
 
 
 def _included_fast(data: dict[str, Any], resolve: Resolver | None) -> dict[str, Any] | None:

@@ -72,6 +72,7 @@ from ipaddress import IPv4Address, IPv6Address
 from ipvsd.config.expand import members_of
 from ipvsd.config.groups import parse_member
 from ipvsd.config.model import (
+    BgpConfig,
     CheckConfig,
     RealConfig,
     ServiceConfig,
@@ -151,6 +152,7 @@ class Parts:
         script_names: name → index of every raw script that has a string name.
         service_groups: ``ipvs.service_groups`` items.
         group_names: name → index of every raw service group that has a string name.
+        bgp: the ``bgp`` section, if set and valid.
     """
 
     instances: Sequence[tuple[int, VrrpInstanceConfig]] = ()
@@ -162,6 +164,7 @@ class Parts:
     script_names: Mapping[str, int] = field(default_factory=dict)
     service_groups: Sequence[tuple[int, ServiceGroupConfig]] = ()
     group_names: Mapping[str, int] = field(default_factory=dict)
+    bgp: BgpConfig | None = None
 
 
 def check_parts(parts: Parts, path: str, lines: Lines) -> list[ConfigIssue]:
@@ -176,6 +179,8 @@ def check_parts(parts: Parts, path: str, lines: Lines) -> list[ConfigIssue]:
         One issue per broken rule, in discovery order.
     """
     report = _Report(path, lines)
+    if parts.bgp is not None:
+        _check_bgp(parts.bgp, report)
     _check_instances(parts.instances, report)
     _check_sync_groups(parts.sync_groups, parts.instance_names, report)
     _check_scripts(parts, report)
@@ -347,6 +352,25 @@ class _Report:
     def add(self, field: FieldPath, message: str) -> None:
         file, line, dotted_field = locate(self._lines, field, self._path)
         self.issues.append(ConfigIssue(file, line, dotted_field, message))
+
+
+def _check_bgp(bgp: BgpConfig, report: _Report) -> None:
+    """One session per router; BIRD's rules that ``bird -p`` would report at start."""
+    seen: dict[IPAddress, int] = {}
+    for index, neighbor in enumerate(bgp.neighbors):
+        base: FieldPath = ("bgp", "neighbors", index)
+        first = seen.setdefault(neighbor.address, index)
+        if first != index:
+            where = report.at(("bgp", "neighbors", first), base)
+            report.add((*base, "address"), f"neighbor {neighbor.address} is listed at {where}")
+        local = neighbor.local_address
+        if local is not None and local.version != neighbor.address.version:
+            report.add((*base, "local_address"), f"{local} is not of the neighbor's family")
+        if bgp.bfd and neighbor.multihop is not None and local is None:
+            report.add(
+                (*base, "multihop"),
+                "a multihop session with bfd needs local_address (BIRD requires it)",
+            )
 
 
 def _unknown_instance(name: str, known: Mapping[str, int]) -> str:

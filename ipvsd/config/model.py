@@ -36,7 +36,12 @@ from ipvsd.config.types import (
     VIP_STRING,
     VIPS_LIMITS,
     AdvertInt,
+    AsNumber,
     AuthPass,
+    BfdInterval,
+    BgpHoldTime,
+    BgpNeighbors,
+    BgpPassword,
     CheckInterval,
     CheckTimeout,
     CheckType,
@@ -774,7 +779,8 @@ class ServiceConfig(_Model):
     """Transport protocol of an address/port service (fwmark services leave it tcp)."""
     scheduler: Scheduler = "wlc"
     """IPVS scheduler (ipvsadm -s): round robin, weighted, least connections, hashing ...
-    (the kernel's ip_vs_NAME modules)."""
+    (the kernel's ip_vs_NAME modules); in BGP mode (``bgp:`` set) the default is ``mh``,
+    which gives every director the same table (docs/bgp.md)."""
     scheduler_flags: tuple[SchedulerFlag, ...] = ()
     """ipvsadm -b flags: sh-fallback / mh-fallback (skip unavailable reals), sh-port /
     mh-port (hash the port too), one-packet (UDP: schedule each datagram), flag-1..3."""
@@ -973,6 +979,62 @@ class IpvsConfig(_Model):
     null: not run."""
 
 
+class BgpNeighbor(_Model):
+    """A BGP router this director announces its VIPs to (a session of the speaker's)."""
+
+    address: IPAny
+    """The router's address; the session carries the VIPs of its family only (IPv4 VIPs to
+    IPv4 neighbors, IPv6 VIPs to IPv6 neighbors)."""
+    remote_as: AsNumber
+    """The router's AS number, 1-4294967295 (the same as ``local_as``: iBGP)."""
+    password: BgpPassword | None = None
+    """TCP MD5 signature key (RFC 2385), 1-80 printable ASCII characters without ``"`` or
+    ``\\``; null: none."""
+    multihop: Ttl | None = None
+    """TTL for a router that is not on a directly connected network (eBGP multihop); null:
+    directly connected."""
+    local_address: IPAny | None = None
+    """This director's address for the session; null: the kernel's choice. BIRD needs it
+    for a ``multihop`` session with ``bfd``."""
+
+
+class BgpConfig(_Model):
+    """BGP mode: the service VIPs announced through a BIRD 2 speaker that ipvsd runs
+    (docs/bgp.md). A VIP is announced while the daemon is ready, the director is not
+    drained (``ipvsd drain --all``) and its services have quorum; withdrawn otherwise,
+    on a graceful stop, and when ipvsd dies (the speaker dies with it)."""
+
+    local_as: AsNumber
+    """This director's AS number, 1-4294967295."""
+    router_id: IPv4 | None = None
+    """BGP router ID; null: BIRD's choice (the lowest IPv4 address of an interface)."""
+    neighbors: Annotated[tuple[BgpNeighbor, ...], BgpNeighbors]
+    """The routers to announce to (at least one)."""
+    hold_time: BgpHoldTime = 9
+    """BGP hold time in seconds, 3-65535: a router that hears nothing for this long from a
+    director whose host died withdraws its routes (keepalives every third of it). With
+    ``bfd`` the failure is seen much sooner."""
+    bfd: bool = False
+    """Watch each session with BFD (RFC 5880), so that a dead host or link is seen in
+    ``bfd_interval * bfd_multiplier`` seconds; the routers must run BFD too."""
+    bfd_interval: BfdInterval = 0.1
+    """Seconds between BFD packets (sent and expected), 0.01-10."""
+    bfd_multiplier: NonZeroByte = 3
+    """Missed BFD packets after which a session is down, 1-255."""
+    next_hop: IPAny | None = None
+    """Next hop announced with the VIPs of its family; null: the session's own local
+    address (BIRD's ``next hop self``), which is what ECMP over directors wants."""
+    require: Literal["all", "any"] = "all"
+    """A VIP shared by several services is announced while ``all`` of them have quorum
+    (a director that cannot serve one of them leaves the VIP to the others), or while
+    ``any`` of them has (a partial failure everywhere keeps the other services up)."""
+    bird: Name = "bird"
+    """The BIRD 2 daemon: a path, or a name looked up in ``PATH``."""
+    run_dir: Name = "/run/ipvsd/bird"
+    """Directory of the speaker's generated config (``bird.conf``) and control socket
+    (``bird.ctl``); one per director on a host."""
+
+
 class Config(_Model):
     """A whole, validated ipvsd configuration."""
 
@@ -996,3 +1058,6 @@ class Config(_Model):
     """VRRP: the virtual routers that own the VIPs."""
     ipvs: IpvsConfig = Field(default_factory=IpvsConfig)
     """IPVS: the virtual services and their reals."""
+    bgp: BgpConfig | None = None
+    """BGP mode: announce the services' VIPs to routers while this director is healthy
+    for them (docs/bgp.md); null: no BGP."""

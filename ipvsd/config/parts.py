@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from ipvsd.config.checks import Parts, ServicePart
 from ipvsd.config.model import (
+    BgpConfig,
     Config,
     RealConfig,
     ServiceConfig,
@@ -56,6 +57,7 @@ def parts(config: Config | None, data: dict[str, Any]) -> Parts:
             script_names=script_names,
             service_groups=list(enumerate(config.ipvs.service_groups)),
             group_names=group_names,
+            bgp=config.bgp,
         )
     instances = [
         (i, _salvage(VrrpInstanceConfig, item)) for i, item in enumerate(_items(raw_instances))
@@ -85,6 +87,7 @@ def parts(config: Config | None, data: dict[str, Any]) -> Parts:
             if (group := _salvage(ServiceGroupConfig, item)) is not None
         ],
         group_names=group_names,
+        bgp=_salvage(BgpConfig, _raw(data, "bgp")),
     )
 
 

@@ -104,6 +104,8 @@ IFNAME_MAX = 15
 """Bytes of an interface name: IFNAMSIZ (16) includes the NUL."""
 SUN_PATH_MAX = 107
 """Bytes of a unix socket path on Linux: ``sun_path`` is 108 bytes including the NUL."""
+BGP_PASSWORD_MAX = 80
+"""Characters of a TCP MD5 key: TCP_MD5SIG_MAXKEYLEN."""
 PENAME_MAX = 15
 """Bytes of a persistence engine name: IP_VS_PENAME_MAXLEN (16) includes the NUL."""
 PERSISTENCE_MAX = 31 * 86400
@@ -823,6 +825,24 @@ IpvsTimeout = Annotated[
     _int_range(0, IPVS_TIMEOUT_MAX, "INT_MAX / HZ, the kernel's limit for HZ up to 1000"),
 ]
 Netmask = Annotated[int, _int_range(0, 128)]
+AsNumber = Annotated[int, _int_range(1, U32_MAX)]
+BgpHoldTime = Annotated[int, _int_range(3, 65535)]
+BfdInterval = Annotated[float, _seconds(0.01, 10)]
+
+
+def _bgp_password(value: str) -> str:
+    if not 1 <= len(value) <= BGP_PASSWORD_MAX:
+        raise fail("length", f"must be 1-{BGP_PASSWORD_MAX} characters (TCP_MD5SIG_MAXKEYLEN)")
+    if not value.isascii() or not value.isprintable() or '"' in value or "\\" in value:
+        raise fail("password", "must be printable ASCII without a double quote or a backslash")
+    return value
+
+
+BgpNeighbors = _NON_EMPTY_LIST
+"""A non-empty list (``bgp.neighbors``)."""
+BgpPassword = Annotated[
+    str, _Rule(_bgp_password, (("minLength", 1), ("maxLength", BGP_PASSWORD_MAX)))
+]
 TrackWeight = Annotated[int, _int_range(-254, 254)]
 GarpRepeat = Annotated[int, _int_range(0, 255)]
 SyncId = Annotated[int, _int_range(0, 255)]

@@ -17,6 +17,10 @@ several requests may share a connection.
                                                     "node": "director1"}}
                             (a drain is this director's alone: "node" says whose)
 {"command": "undrain", ...}  -> the same with "drained": false
+{"command": "drain", "all": true}  -> {"ok": true, "result": {"all": true, "drained": true,
+                                                               "node": "director1"}}
+                            (BGP mode: the whole director withdraws its VIPs; "undrain"
+                            announces them again)
 anything wrong           -> {"ok": false, "error": "what was wrong"}
 ```
 
@@ -154,6 +158,13 @@ class ControlView(Protocol):
             ControlRequestError: the service or the real is not configured.
         """
 
+    def drain_director(self, drained: bool) -> None:
+        """Drain (True) or undrain the whole director: BGP withdraws / announces its VIPs.
+
+        Raises:
+            ControlRequestError: BGP is not configured, or the state could not be kept.
+        """
+
     def ready(self) -> bool:
         """True once the first reconcile is done and no VRRP instance is in INIT or FAULT."""
 
@@ -253,6 +264,14 @@ async def _dispatch(
                     "errors": errors,
                 }
             return _ok({"reloaded": True})
+        case _ if request.get("all", False) is not False:
+            if request.get("all") is not True:
+                raise ControlRequestError('"all" must be true or false')
+            if "service" in request or "real" in request:
+                raise ControlRequestError('"all" drains the whole director: no service or real')
+            drained = command == "drain"
+            view.drain_director(drained)
+            return _ok({"all": True, "drained": drained, "node": view.node})
         case _:
             service, real = _target(request)
             drained = command == "drain"

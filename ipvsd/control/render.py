@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from ipvsd.control.status import (
+    BgpStatus,
     QuorumStatus,
     RealStatus,
     ServiceStatus,
@@ -171,7 +172,23 @@ def status_text(doc: StatusDocument, *, now: datetime | None = None) -> str:
     sync = _sync_daemon_lines(doc.sync_daemon)
     head = f"ipvsd {doc.version} on {doc.node}"
     services = _service_lines(doc.services, now)
-    return "\n".join([head, "", *_vrrp_lines(doc.vrrp), *sync, "", *services])
+    bgp = _bgp_lines(doc.bgp)
+    return "\n".join([head, "", *_vrrp_lines(doc.vrrp), *sync, *bgp, "", *services])
+
+
+def _bgp_lines(bgp: BgpStatus | None) -> list[str]:
+    """BGP mode: the speaker, one row per session, one per VIP (announced or why not)."""
+    if bgp is None:
+        return []
+    speaker = bgp.speaker.removesuffix(" ready.") if bgp.running else "not running"
+    drained = ", director drained (ipvsd undrain --all)" if bgp.drained else ""
+    lines = ["", f"BGP: AS {bgp.local_as}, speaker {speaker}{drained}"]
+    rows = [("Neighbor", "AS", "Session")]
+    rows += [(s.neighbor, str(s.remote_as), s.state) for s in bgp.sessions]
+    lines += _grid(rows, (0, 0, 0))
+    rows = [("Prefix", "Announced", "Why")]
+    rows += [(p.prefix, "yes" if p.announced else "no", p.reason) for p in bgp.prefixes]
+    return [*lines, *_grid(rows, (0, 0, 0))]
 
 
 def _sync_daemon_lines(sync: SyncDaemonStatusView | None) -> list[str]:

@@ -169,6 +169,10 @@ class ServiceStatus:
     stats: StatsView | None = None
     reals: tuple[RealStatus, ...] = ()
     quorum: QuorumStatus | None = None
+    mh_fingerprint: str | None = None
+    """An ``mh`` service in the kernel: what its Maglev table is built from, hashed
+    (`ipvsd.mh.table_fingerprint`). Directors behind ECMP keep moved flows on the same
+    real only while it is equal on all of them. None for other schedulers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +274,47 @@ class StatusDocument:
     vrrp: tuple[VrrpStatus, ...] = ()
     services: tuple[ServiceStatus, ...] = ()
     sync_daemon: SyncDaemonStatusView | None = None
+    bgp: BgpStatus | None = None
+    """BGP mode (``bgp:``); None when it is not configured."""
+
+
+@dataclass(frozen=True, slots=True)
+class BgpSession:
+    """A router's BGP session: ``up`` when established, else BIRD's word for its state
+    (``Active``, ``Connect``, ``Idle``...; ``down`` while the speaker is not running)."""
+
+    neighbor: str
+    remote_as: int
+    state: str
+    up: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BgpPrefixStatus:
+    """A VIP's host route: announced or not, and why."""
+
+    prefix: str
+    announced: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BgpStatus:
+    """The ``bgp`` object of the status: the speaker, its sessions, the VIPs."""
+
+    speaker: str
+    """BIRD's greeting (``BIRD 2.0.12 ready.``); empty while it is not running."""
+    running: bool
+    local_as: int
+    drained: bool
+    """The operator drained the whole director (``ipvsd drain --all``)."""
+    sessions: tuple[BgpSession, ...]
+    prefixes: tuple[BgpPrefixStatus, ...]
+
+    @property
+    def announced(self) -> tuple[str, ...]:
+        """The prefixes announced now."""
+        return tuple(p.prefix for p in self.prefixes if p.announced)
 
 
 # --- from the kernel (``ipvsd list``; the builder's per-real part) -------------------------

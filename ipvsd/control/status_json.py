@@ -14,6 +14,9 @@ from ipaddress import ip_address, ip_interface
 from typing import Any, TypeVar, overload
 
 from ipvsd.control.status import (
+    BgpPrefixStatus,
+    BgpSession,
+    BgpStatus,
     CheckStatus,
     QuorumStatus,
     RealStatus,
@@ -89,6 +92,24 @@ def to_json(doc: StatusDocument) -> dict[str, Any]:
         ],
         "services": services_to_json(doc.services),
         "sync_daemon": _sync_json(doc.sync_daemon) if doc.sync_daemon is not None else None,
+        "bgp": _bgp_json(doc.bgp) if doc.bgp is not None else None,
+    }
+
+
+def _bgp_json(bgp: BgpStatus) -> dict[str, Any]:
+    return {
+        "speaker": bgp.speaker,
+        "running": bgp.running,
+        "local_as": bgp.local_as,
+        "drained": bgp.drained,
+        "sessions": [
+            {"neighbor": s.neighbor, "remote_as": s.remote_as, "state": s.state, "up": s.up}
+            for s in bgp.sessions
+        ],
+        "announced": list(bgp.announced),
+        "prefixes": [
+            {"prefix": p.prefix, "announced": p.announced, "reason": p.reason} for p in bgp.prefixes
+        ],
     }
 
 
@@ -122,6 +143,7 @@ def _service_json(s: ServiceStatus, times: _Times) -> dict[str, Any]:
         "stats": _stats_json(s.stats),
         "reals": [_real_json(real, times) for real in s.reals],
         "quorum": None if s.quorum is None else _quorum_json(s.quorum),
+        "mh_fingerprint": s.mh_fingerprint,
     }
 
 
@@ -230,12 +252,38 @@ def from_json(data: object) -> StatusDocument:
     """
     doc = _Object(data, "")
     sync = doc.child("sync_daemon")
+    bgp = doc.child("bgp")
     return StatusDocument(
         node=doc.required("node", str),
         version=doc.required("version", str),
         vrrp=tuple(_vrrp(item) for item in doc.items("vrrp")),
         services=tuple(_service(item) for item in doc.items("services")),
         sync_daemon=_sync(sync) if sync is not None else None,
+        bgp=_bgp(bgp) if bgp is not None else None,
+    )
+
+
+def _bgp(b: _Object) -> BgpStatus:
+    return BgpStatus(
+        speaker=b.required("speaker", str),
+        running=b.required("running", bool),
+        local_as=b.required("local_as", int),
+        drained=b.required("drained", bool),
+        sessions=tuple(
+            BgpSession(
+                s.required("neighbor", str),
+                s.required("remote_as", int),
+                s.required("state", str),
+                s.required("up", bool),
+            )
+            for s in b.items("sessions")
+        ),
+        prefixes=tuple(
+            BgpPrefixStatus(
+                p.required("prefix", str), p.required("announced", bool), p.required("reason", str)
+            )
+            for p in b.items("prefixes")
+        ),
     )
 
 
@@ -305,6 +353,7 @@ def _service(s: _Object) -> ServiceStatus:
         stats=_stats(stats) if stats is not None else None,
         reals=tuple(_real(item) for item in s.items("reals")),
         quorum=_quorum(quorum) if (quorum := s.child("quorum")) is not None else None,
+        mh_fingerprint=s.optional("mh_fingerprint", str),
     )
 
 

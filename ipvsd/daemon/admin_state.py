@@ -57,6 +57,8 @@ log = structlog.get_logger("ipvsd.daemon")
 FORMAT_VERSION = 1
 #: The drains file, in the state directory.
 DRAINS_FILE = "drains.json"
+#: The file that exists while the whole director is drained (`DirectorDrainFile`).
+DIRECTOR_DRAINED_FILE = "director-drained"
 #: Suffix of a drains file that could not be read, kept aside for a human.
 CORRUPT_SUFFIX = ".corrupt"
 
@@ -119,6 +121,36 @@ class DrainStore:
             return
         log.error("state.drains_unreadable", path=str(self.path), reason=reason,
                   kept_aside=str(aside))  # fmt: skip
+
+
+class DirectorDrainFile:
+    """The whole director drained (``ipvsd drain --all``: BGP withdraws every VIP), on disk.
+
+    The file ``STATE_DIR/director-drained`` exists while the director is
+    drained; written atomically before memory changes (Rules 1 and 2). One
+    that cannot be read counts as drained: a director an operator took out
+    must not come back by accident.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / DIRECTOR_DRAINED_FILE
+
+    def load(self) -> bool:
+        try:
+            return self.path.exists()
+        except OSError:
+            return True
+
+    def save(self, drained: bool) -> None:
+        """Keep `drained`; raises `AdminStateError` with nothing changed if it cannot."""
+        try:
+            if drained:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                write_atomically(self.path, "drained by ipvsd drain --all\n", mode=0o600)
+            else:
+                self.path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise AdminStateError(f"cannot write {self.path}: {_reason(exc)}") from exc
 
 
 def encode(drained: Set[RealId]) -> str:

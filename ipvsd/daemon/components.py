@@ -16,6 +16,7 @@ from ipvsd.daemon.ports import IpvsKernel
 from ipvsd.health.manager import HealthManager
 
 if TYPE_CHECKING:  # loaded when used (`ipvsd.daemon.root`)
+    from ipvsd.bgp.announcer import BgpAnnouncer
     from ipvsd.ipvs.reconciler import Reconciler
     from ipvsd.ipvs.sync_daemon import SyncDaemonController
     from ipvsd.vrrp.router import VrrpRouter
@@ -33,5 +34,7 @@ class Components:
     reconciler: Reconciler | None = None
     vrrp: VrrpRouter | None = None
     sync: SyncDaemonController | None = None
+    bgp: BgpAnnouncer | None = None
+    """BGP mode's speaker and policy (``bgp:``)."""
     ready: bool = False
     """The first reconcile is done and VRRP is started (READY=1 was sent)."""

@@ -1,8 +1,8 @@
 """What the daemon is given to reach the kernel: Protocols and the real factories.
 
 `Daemon` opens every kernel connection through a `KernelPorts` value. In
-production that is `real_ports()` (netlink through pyroute2 and our IPVS
-codec); in-process tests pass fakes — an in-memory IPVS table with the
+production that is `real_ports()` (raw rtnetlink, pyroute2 for routes and
+vmacs, and our IPVS codec); in-process tests pass fakes — an in-memory IPVS table with the
 kernel's semantics, an address manager that only records — so reload, drains,
 ``max_deletes`` and ``cleanup_on_exit`` are tested in milliseconds without
 User-Mode Linux, and the kernel tier proves the real adapters.
@@ -13,12 +13,14 @@ needs nothing more (style G8: a `typing.Protocol` for every injected edge).
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ipvsd.config import Config
+from ipvsd.config.model import VirtualRoute, VirtualRule
 from ipvsd.ipvs.plan import ApplyResult, Operation
 from ipvsd.ipvs.sync_daemon import SyncDaemonBackend
 from ipvsd.model import Table
@@ -80,8 +82,8 @@ class Routes(RouteWriter, Protocol):
 
 
 async def open_routes() -> Routes:
-    """The production route writer (rtnetlink)."""
-    return await RouteManager.open()
+    """The production route writer (rtnetlink), opened at its first use."""
+    return _LazyRoutes(RouteManager.open)
 
 
 class Vmacs(VmacWriter, Protocol):
@@ -93,8 +95,58 @@ class Vmacs(VmacWriter, Protocol):
 
 
 async def open_vmacs() -> Vmacs:
-    """The production vmac writer (rtnetlink and /proc/sys)."""
-    return await VmacManager.open()
+    """The production vmac writer (rtnetlink and /proc/sys), opened at its first use."""
+    return _LazyVmacs(VmacManager.open)
+
+
+_Writer = TypeVar("_Writer", Routes, Vmacs)
+
+
+class _OnFirstUse(Generic[_Writer]):
+    """Opens its writer at the first call: most instances have no ``virtual_routes``
+    and no vmac, and the writers' pyroute2 import is ~100 ms of a VRRP start
+    (issue 14: BACKUP within 150 ms of exec)."""
+
+    def __init__(self, opener: Callable[[], Awaitable[_Writer]]) -> None:
+        self._opener: Callable[[], Awaitable[_Writer]] = opener
+        self._writer: _Writer | None = None
+        self._opening = asyncio.Lock()  # two first calls at once open one writer
+        self._closed = False
+
+    async def writer(self) -> _Writer:
+        async with self._opening:
+            if self._writer is None:
+                self._writer = await self._opener()
+                if self._closed:  # closed while it was being opened
+                    self._writer.close()
+        return self._writer
+
+    def close(self) -> None:
+        self._closed = True
+        if self._writer is not None:
+            self._writer.close()
+
+
+class _LazyRoutes(_OnFirstUse[Routes]):
+    async def add_route(self, route: VirtualRoute) -> bool:
+        return await (await self.writer()).add_route(route)
+
+    async def remove_route(self, route: VirtualRoute) -> bool:
+        return await (await self.writer()).remove_route(route)
+
+    async def add_rule(self, rule: VirtualRule) -> bool:
+        return await (await self.writer()).add_rule(rule)
+
+    async def remove_rule(self, rule: VirtualRule) -> bool:
+        return await (await self.writer()).remove_rule(rule)
+
+
+class _LazyVmacs(_OnFirstUse[Vmacs]):
+    async def ensure(self, parent: str, name: str, mac: str) -> bool:
+        return await (await self.writer()).ensure(parent, name, mac)
+
+    async def remove(self, parent: str, name: str) -> bool:
+        return await (await self.writer()).remove(parent, name)
 
 
 class Links(LinkSource, Protocol):

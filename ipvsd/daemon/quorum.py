@@ -34,6 +34,10 @@ class ServiceQuorum:
         self.hooks = hooks or QuorumHooks()
         self.feed = ServiceQuorumFeed()
         """Quorum by service, for the VRRP instances' ``track_services``."""
+        self.last: dict[ServiceKey, bool] = {}
+        """The last quorum of every service (BGP mode starts from it)."""
+        self.listener: Callable[[ServiceKey, bool | None], None] | None = None
+        """Told every quorum computed (None: the service is gone): BGP mode's policy."""
         self.follower: Callable[[ServiceKey], bool] = lambda key: False
         """Whether a service is a group member after the first: its quorum runs no
         command (the group's first member's does, once for the group, as keepalived)."""
@@ -44,6 +48,7 @@ class ServiceQuorum:
         """`ipvsd.health.quorum.OnQuorum`: a service's quorum was computed or changed."""
         self._metrics.service_quorum(key, state.up)
         self.feed.publish(key, state.up)
+        self._tell(key, state.up)
         if not self.follower(key):
             self.hooks.changed(key, service, state, changed)
 
@@ -53,7 +58,16 @@ class ServiceQuorum:
         """A reload removed the service: drop its series; ``omega``: its quorum_down."""
         self._metrics.service_gone(key)
         self.feed.publish(key, None)
+        self._tell(key, None)
         self._omega(key, service, state)
+
+    def _tell(self, key: ServiceKey, up: bool | None) -> None:
+        if up is None:
+            self.last.pop(key, None)
+        else:
+            self.last[key] = up
+        if self.listener is not None:
+            self.listener(key, up)
 
     async def stop(self, book: QuorumBook | None) -> None:
         """ipvsd stops: ``omega`` services run quorum_down; wait (bounded) for the queue."""

@@ -42,7 +42,7 @@ from ipvsd.errors import ConfigError, IpvsdError, IpvsUnavailable, KernelError
 from ipvsd.health.manager import HealthManager, adopted_reals
 from ipvsd.health.tracker import Health
 from ipvsd.metrics.daemon import DaemonMetrics, EventLoopLag
-from ipvsd.model import Table
+from ipvsd.model import ServiceKey, Table
 from ipvsd.process import lower_this_thread_priority
 from ipvsd.systemd import Notifier
 from ipvsd.vrrp.machine import VrrpState
@@ -50,8 +50,10 @@ from ipvsd.vrrp.machine import VrrpState
 if TYPE_CHECKING:
     # Imported where used: a pure VRRP daemon (no services) never loads the IPVS
     # side, a pure IPVS one (no VRRP instance) not the VRRP runtime.
+    from ipvsd.bgp.birdconf import Prefix
     from ipvsd.ipvs.reconciler import PassReport, Reconciler
     from ipvsd.ipvs.sync_daemon import SyncTarget
+    from ipvsd.metrics.bgp import BgpMetrics
     from ipvsd.metrics.ipvs import IpvsExporter
     from ipvsd.vrrp.instance import VrrpInstance
     from ipvsd.vrrp.machine import Transitioned
@@ -135,6 +137,7 @@ class Daemon:
         self._reloads: set[asyncio.Task[None]] = set()
         self._hup_task: asyncio.Task[None] | None = None
         self._hup_again = False
+        self._bgp_metrics: BgpMetrics | None = None
 
     @property
     def config(self) -> Config:
@@ -196,6 +199,7 @@ class Daemon:
                 # Before VRRP: a starting director receives the sync as backup.
                 self._configure_sync_daemon(config)
                 await self._start_vrrp(config)
+                await self._start_bgp(config)
                 self._start_metrics(config)
                 self._start_component(self._ports.check_routes(config))
                 self._start_component(self._announce_ready())
@@ -237,6 +241,62 @@ class Daemon:
         await self._parts.vrrp.start(
             config.vrrp.instances, config.vrrp.sync_groups, config.vrrp.scripts
         )
+
+    # --- BGP mode (ipvsd/bgp/) ----------------------------------------------------------
+
+    async def _start_bgp(self, config: Config) -> None:
+        """Start the BGP speaker with nothing announced; the policy announces from Ready on."""
+        if config.bgp is None or self._group is None:
+            return
+        from ipvsd.bgp.announcer import BgpAnnouncer
+        from ipvsd.bgp.policy import QuorumChanged
+        from ipvsd.metrics.bgp import BgpMetrics
+
+        if self._bgp_metrics is None:
+            self._bgp_metrics = BgpMetrics(self._registry)
+        metrics = self._bgp_metrics
+        bgp = BgpAnnouncer(
+            config.bgp,
+            str(self._config_path),
+            on_sessions=lambda sessions: metrics.sessions((s.neighbor, s.up) for s in sessions),
+            on_announced=lambda prefixes, announced: metrics.announced(
+                map(str, prefixes), set(map(str, announced))
+            ),
+        )
+        await bgp.start(_service_keys(config), drained=self.view.director_drained)
+        self._parts.bgp = bgp
+        _warn_host(bgp.policy.prefixes)
+        _advise(config)
+        for key, up in self._quorum.last.items():
+            bgp.feed(QuorumChanged(key, up))
+        self._quorum.listener = lambda key, up: bgp.feed(QuorumChanged(key, up))
+        if self._parts.ready:
+            from ipvsd.bgp.policy import Ready
+
+            bgp.feed(Ready())
+        self._start_component(bgp.run())
+
+    async def _apply_bgp(self, new: Config, undo: list[Callable[[], Awaitable[None]]]) -> None:
+        """A reload's BGP step: start, reconfigure (BIRD re-reads its config) or stop."""
+        bgp = self._parts.bgp
+        if bgp is None:
+            if new.bgp is not None:
+                await self._start_bgp(new)
+            return
+        if new.bgp is None:
+            self._parts.bgp = None
+            self._quorum.listener = None
+            await bgp.stop()
+            return
+        old = bgp.config, bgp.policy.services
+        await bgp.reconfigure(new.bgp, _service_keys(new))
+        _warn_host(bgp.policy.prefixes)
+        _advise(new)
+
+        async def restore_bgp() -> None:
+            await bgp.reconfigure(*old)
+
+        undo.append(restore_bgp)
 
     def _start_metrics(self, config: Config) -> None:
         """The /metrics endpoint (its own thread) and the event-loop lag probe."""
@@ -288,6 +348,10 @@ class Daemon:
         if self._parts.reconciler is not None:
             await self._parts.reconciler.first_pass_done.wait()
         self._parts.ready = True
+        if self._parts.bgp is not None:
+            from ipvsd.bgp.policy import Ready
+
+            self._parts.bgp.feed(Ready())
         log.info("daemon.ready", services=len(self._parts.config.ipvs.services))
         self._notifier.ready(self.view.status_line())
         self.started.set()
@@ -525,6 +589,7 @@ class Daemon:
                 self.metrics.vrrp_priority(instance.name, instance.status.effective_priority)
         elif new.vrrp.instances and self._group is not None:
             await self._start_vrrp(new)
+        await self._apply_bgp(new, undo)
         self._configure_sync_daemon(new)
         if self._group is not None:
             self._start_component(self._ports.check_routes(new))
@@ -536,6 +601,8 @@ class Daemon:
         parts = self._parts
         self._parser.shutdown(wait=False, cancel_futures=True)
         self._notifier.stopping()
+        if parts.bgp is not None:  # first: the routers send new flows elsewhere
+            await parts.bgp.stop()
         await self._endpoints.close()
         if self._scrape_reader is not None:
             self._scrape_reader.close()
@@ -582,6 +649,29 @@ def sync_target(config: Config) -> SyncTarget | None:
     # The config checks guarantee the instance exists.
     instance = next(i for i in config.vrrp.instances if i.name == sync.vrrp_instance)
     return resolve(sync, instance)
+
+
+def _warn_host(prefixes: tuple[Prefix, ...]) -> None:
+    from ipvsd.bgp.host import host_problems
+
+    for problem in host_problems(prefixes):
+        log.warning("bgp.host_problem", problem=problem)
+
+
+def _advise(config: Config) -> None:
+    """`ipvsd.config.advice` as log events: check-config prints the same with lines."""
+    from ipvsd.config.advice import consistent_hashing_advice
+
+    services = config.ipvs.services
+    for advice in consistent_hashing_advice(services):
+        service = services[advice.index]
+        log.warning(
+            "config.advice", service=str(service.key), field=advice.field, advice=advice.message
+        )
+
+
+def _service_keys(config: Config) -> tuple[ServiceKey, ...]:
+    return tuple(service.key for service in config.ipvs.services)
 
 
 def tune_garbage_collector() -> None:

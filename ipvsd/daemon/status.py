@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from ipvsd.config.model import Config, ServiceConfig
 from ipvsd.control.status import (
+    BgpStatus,
     CheckStatus,
     QuorumStatus,
     RunningSyncDaemon,
@@ -48,6 +49,7 @@ from ipvsd.control.status import (
 from ipvsd.health.policy import has_check
 from ipvsd.health.quorum import QuorumState
 from ipvsd.health.tracker import Health, HealthRecord
+from ipvsd.mh import MH, table_fingerprint
 from ipvsd.model import DestKey, RealId, ServiceKey, Table
 
 if TYPE_CHECKING:  # only attributes are read: the asyncio module is not imported at run time
@@ -68,6 +70,7 @@ def status_document_steps(
     vrrp: Sequence[VrrpStatus],
     sync_daemon: SyncDaemonStatus | None = None,
     quorum: Callable[[ServiceKey], QuorumState | None] | None = None,
+    bgp: BgpStatus | None = None,
 ) -> Generator[None, None, StatusDocument]:
     """The status document, built stepwise: it yields after each service, because at
     10,000 services it takes a second of CPU, which the daemon spends in loop slices
@@ -86,6 +89,7 @@ def status_document_steps(
         vrrp: the VRRP instances, in the order to show them.
         sync_daemon: the connection-sync controller's status, when configured.
         quorum: the last quorum state of a service (`QuorumBook.state`).
+        bgp: BGP mode's status, when configured.
 
     Returns:
         The typed document (`ipvsd.control.status.to_json` makes it JSON).
@@ -102,6 +106,7 @@ def status_document_steps(
         vrrp=tuple(vrrp),
         services=tuple(services),
         sync_daemon=_sync_daemon(sync_daemon) if sync_daemon is not None else None,
+        bgp=bgp,
     )
 
 
@@ -155,6 +160,15 @@ def _service(
         if dest_key not in configured
     )
     stats = in_kernel.stats if in_kernel is not None else None
+    fingerprint = None
+    if in_kernel is not None and service.scheduler == MH:
+        weights = {service.dest_key(real): real.weight for real in service.reals}
+        fingerprint = table_fingerprint(
+            # A real at weight 0 was last given its configured weight (drained or
+            # failed after it was up); the kernel keeps that one for the table.
+            (key, dest.attrs.weight or weights.get(key, 0))
+            for key, dest in dests.items()
+        )
     return ServiceStatus(
         address=key.address,
         port=None if key.fwmark else key.port,
@@ -170,6 +184,7 @@ def _service(
         stats=stats,
         reals=tuple(reals),
         quorum=quorum,
+        mh_fingerprint=fingerprint,
     )
 
 

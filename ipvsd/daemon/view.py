@@ -15,19 +15,30 @@ them back at start, before the first reconcile.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import structlog
 
 from ipvsd import __version__
 from ipvsd.config import Config
-from ipvsd.control.status import StatusDocument, TrackedFileStatus, TrackedScriptStatus
-from ipvsd.daemon.admin_state import AdminStateError, DrainStore
+from ipvsd.control.status import (
+    BgpPrefixStatus,
+    BgpSession,
+    BgpStatus,
+    StatusDocument,
+    TrackedFileStatus,
+    TrackedScriptStatus,
+)
+from ipvsd.daemon.admin_state import AdminStateError, DirectorDrainFile, DrainStore
 from ipvsd.daemon.components import Components
 from ipvsd.daemon.status import VrrpView, status_document_steps
 from ipvsd.errors import ControlRequestError
 from ipvsd.loopslice import LoopSlice
 from ipvsd.model import DestKey, RealId, ServiceKey
 from ipvsd.vrrp.machine import VrrpState
+
+if TYPE_CHECKING:
+    from ipvsd.bgp.announcer import BgpAnnouncer
 
 log = structlog.get_logger("ipvsd.daemon")
 
@@ -59,6 +70,9 @@ class DaemonView:
         self._reload = reload
         self._drains_changed = drains_changed
         self._store = drains
+        self._director_file = DirectorDrainFile(drains.directory)
+        self.director_drained = self._director_file.load()
+        """The whole director is drained (``ipvsd drain --all``), kept across restarts."""
         # The status of 10,000 services is a second of CPU: built in loop slices.
         self._slice = LoopSlice()
 
@@ -85,8 +99,31 @@ class DaemonView:
                 vrrp=self._vrrp_views(),
                 sync_daemon=sync,
                 quorum=parts.health.quorum.state,
+                bgp=bgp_status(parts.bgp) if parts.bgp is not None else None,
             )
         )
+
+    def drain_director(self, drained: bool) -> None:
+        """``ipvsd drain --all`` / ``undrain --all``: BGP withdraws (announces) every VIP.
+
+        Raises:
+            ControlRequestError: no ``bgp:`` section (nothing to withdraw), or
+                the state could not be kept on disk.
+        """
+        bgp = self._parts.bgp
+        if bgp is None:
+            raise ControlRequestError(
+                "drain --all withdraws the BGP announcements; this director has no bgp: section"
+            )
+        try:
+            self._director_file.save(drained)
+        except AdminStateError as exc:
+            raise ControlRequestError(f"not changed: {exc}") from None
+        self.director_drained = drained
+        from ipvsd.bgp.policy import DirectorDrained
+
+        bgp.feed(DirectorDrained(drained))
+        log.info("bgp.director_drained" if drained else "bgp.director_undrained")
 
     def _vrrp_views(self) -> list[VrrpView]:
         if self._parts.vrrp is None:
@@ -230,3 +267,17 @@ class DaemonView:
         vrrp = ", ".join(f"{name} {state.value}" for name, state in sorted(states.items()))
         services = f"{len(self._parts.config.ipvs.services)} services"
         return f"{vrrp}; {services}" if vrrp else services
+
+
+def bgp_status(bgp: BgpAnnouncer) -> BgpStatus:
+    """BGP mode as ``ipvsd status`` shows it."""
+    return BgpStatus(
+        speaker=bgp.greeting,
+        running=bgp.running,
+        local_as=bgp.config.local_as,
+        drained=bgp.policy.drained,
+        sessions=tuple(BgpSession(s.neighbor, s.remote_as, s.state, s.up) for s in bgp.sessions),
+        prefixes=tuple(
+            BgpPrefixStatus(str(p.prefix), p.announced, p.reason) for p in bgp.prefixes()
+        ),
+    )

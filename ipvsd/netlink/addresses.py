@@ -1,8 +1,8 @@
 """Interface addresses over rtnetlink: the only place VIPs are written.
 
 VRRP needs three things from the kernel's addresses, and this adapter gives
-them typed (style G5: pyroute2 stays inside ``ipvsd/netlink/``, pyroute2's
-exceptions become `KernelError`). Link state, the fourth, is `netlink.links`.
+them typed (style G5: netlink stays inside ``ipvsd/netlink/``, the kernel's
+refusals become `KernelError`). Link state, the fourth, is `netlink.links`.
 
 * **VIPs** are ordinary interface addresses with a label
   (``ip addr add 10.0.0.100/24 dev eth1 label eth1:vrrp51``), as keepalived
@@ -24,10 +24,10 @@ exceptions become `KernelError`). Link state, the fourth, is `netlink.links`.
   `primary_ipv4` skips secondary addresses and the caller's VIPs: a VIP in its
   own subnet (a /32, say) is not flagged secondary by the kernel.
 
-Requests go through one pyroute2 ``AsyncIPRoute``, created in
+Requests go through one raw rtnetlink socket (`ipvsd.netlink.rtsock`, not
+pyroute2: it is on the way to the first VRRP state, issue 14), created in
 `AddressManager.open`; it stays in the network namespace that was current
-*for the calling thread* then. pyroute2 keeps its socket per thread, so use
-one manager from one thread (the event loop's).
+for the calling thread then. Use one manager from the event loop's thread.
 
 Label rule: the kernel accepts any label of at most 15 bytes (IFNAMSIZ - 1;
 longer ones fail policy validation with ERANGE). The rule that a label starts
@@ -45,7 +45,23 @@ from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 
 import structlog
 
-from ipvsd.netlink.rtnl import RtnlClient, get_link, kernel_error
+from ipvsd.errors import KernelError
+from ipvsd.netlink.rtmsg import (
+    IFADDRMSG,
+    NLM_F_ACK,
+    NLM_F_CREATE,
+    NLM_F_DUMP,
+    NLM_F_EXCL,
+    NLM_F_REQUEST,
+    RTM_DELADDR,
+    RTM_GETADDR,
+    RTM_NEWADDR,
+    Address,
+    address_request,
+    decode_address,
+    request,
+)
+from ipvsd.netlink.rtsock import RtnlSocket
 
 __all__ = ["IFNAMSIZ", "AddressManager", "add_request", "vip_label"]
 
@@ -59,6 +75,8 @@ _FOREVER = 0xFFFFFFFF  # INFINITY_LIFE_TIME
 IFA_F_NODAD = 0x02
 IFA_F_DADFAILED = 0x08
 IFA_F_TENTATIVE = 0x40
+#: "Already so" on delete.
+_ABSENT = (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ESRCH)
 
 Vip = IPv4Interface | IPv6Interface
 
@@ -91,12 +109,18 @@ def check_label(interface: str, label: str) -> None:
 
 
 def add_request(
-    vip: Vip, label: str, *, scope: int = 0, broadcast: IPv4Address | None = None
-) -> dict[str, object]:
-    """The pyroute2 ``addr("add", index=..., **request)`` arguments for a VIP.
+    seq: int,
+    index: int,
+    vip: Vip,
+    label: str,
+    *,
+    scope: int = 0,
+    broadcast: IPv4Address | None = None,
+) -> bytes:
+    """The RTM_NEWADDR (create, exclusive, acked) that adds a VIP to link `index`.
 
     IPv4: address, prefix length, label, scope and the broadcast if given.
-    IPv6: the same without label or broadcast, with IFA_F_NODAD (in the
+    IPv6: the same without label or broadcast, with IFA_F_NODAD (also in the
     IFA_FLAGS attribute, as ``ip addr add ... nodad`` sends it), and
     deprecated (``preferred_lft 0``, valid forever). Linux sources the host's
     own connections from the newest address of a prefix: a VIP in the
@@ -104,31 +128,42 @@ def add_request(
     which hold the VIP on lo, would answer themselves. A deprecated address
     is never picked as a source (RFC 6724 rule 3) and still receives.
     """
-    request: dict[str, object] = {
-        "address": str(vip.ip),
-        "prefixlen": vip.network.prefixlen,
-        "scope": scope,
-    }
-    if vip.version == 6:
-        request["flags"] = IFA_F_NODAD
-        request["IFA_CACHEINFO"] = {
-            "ifa_preferred": 0,
-            "ifa_valid": _FOREVER,
-            "cstamp": 0,
-            "tstamp": 0,
-        }
-        return request
-    request["label"] = label
-    if broadcast is not None:
-        request["broadcast"] = str(broadcast)
-    return request
+    v6 = vip.version == 6
+    return address_request(
+        RTM_NEWADDR,
+        NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        seq,
+        index,
+        vip,
+        scope=scope,
+        ifa_flags=IFA_F_NODAD if v6 else 0,
+        lifetimes=(0, _FOREVER) if v6 else None,
+        label=None if v6 else label,
+        broadcast=None if v6 or broadcast is None else broadcast.packed,
+    )
 
 
-class AddressManager(RtnlClient):
+class AddressManager:
     """VIPs and primary addresses of one network namespace. Use `open()`.
 
     Requests are serialised on one rtnetlink socket.
     """
+
+    def __init__(self, sock: RtnlSocket) -> None:
+        self._sock = sock
+
+    @classmethod
+    async def open(cls) -> AddressManager:
+        """Open the socket in the calling thread's current network namespace.
+
+        Raises:
+            KernelError: the socket could not be opened.
+        """
+        return cls(await RtnlSocket.open())
+
+    def close(self) -> None:
+        """Close the socket."""
+        self._sock.close()
 
     async def __aenter__(self) -> AddressManager:
         return self
@@ -142,43 +177,18 @@ class AddressManager(RtnlClient):
         Raises:
             KernelError: no such interface (``errno`` ENODEV), or netlink failed.
         """
-        async with self._lock:
-            return int((await get_link(self._ipr, interface))["index"])
+        return (await self._sock.link(interface)).index
 
-    async def _ipv4(self, index: int, interface: str) -> list[tuple[IPv4Interface, int, str]]:
-        """(address/prefix, IFA flags, label) of each IPv4 address, in kernel order."""
-        return [
-            (IPv4Interface(address), flags, label)
-            for address, flags, label in await self._dump(index, interface, socket.AF_INET)
-        ]
-
-    async def _ipv6(self, index: int, interface: str) -> list[tuple[IPv6Interface, int]]:
-        """(address/prefix, IFA flags) of each IPv6 address, in kernel order."""
-        return [
-            (IPv6Interface(address), flags)
-            for address, flags, _ in await self._dump(index, interface, socket.AF_INET6)
-        ]
-
-    async def _dump(self, index: int, interface: str, family: int) -> list[tuple[str, int, str]]:
-        """("address/prefix", IFA flags, label) of each address of ``family``."""
-        result = []
-        async with self._lock:
-            try:
-                async for msg in await self._ipr.addr("dump", family=family, index=index):
-                    if msg["index"] != index:
-                        continue
-                    address = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
-                    flags = msg.get_attr("IFA_FLAGS")
-                    result.append(
-                        (
-                            f"{address}/{msg['prefixlen']}",
-                            int(msg["flags"] if flags is None else flags),
-                            str(msg.get_attr("IFA_LABEL") or ""),
-                        )
-                    )
-            except Exception as exc:
-                raise kernel_error(exc, f"dump addresses of {interface!r}") from exc
-        return result
+    async def _dump(self, index: int, interface: str, family: int) -> list[Address]:
+        """Each address of ``family`` on link `index`, in kernel order."""
+        seq = self._sock.next_seq()
+        body = IFADDRMSG.pack(family, 0, 0, 0, index)
+        what = f"dump addresses of {interface!r}"
+        replies = await self._sock.ask(
+            request(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, seq, body), seq, what
+        )
+        found = (decode_address(message) for message in replies)
+        return [a for a in found if a is not None and a.index == index]
 
     async def add(
         self,
@@ -207,21 +217,16 @@ class AddressManager(RtnlClient):
             ValueError: a label that is too long or not prefixed by ``interface``.
             KernelError: no such interface, or the kernel refused.
         """
-        from pyroute2.netlink.exceptions import NetlinkError
-
         check_label(interface, label)
         index = await self._index(interface)
-        what = f"add {vip} to {interface!r}"
-        request = add_request(vip, label, scope=scope, broadcast=broadcast)
-        async with self._lock:
-            try:
-                await self._ipr.addr("add", index=index, **request)
-            except NetlinkError as exc:
-                if exc.code == errno.EEXIST:
-                    return False
-                raise kernel_error(exc, what) from exc
-            except OSError as exc:
-                raise kernel_error(exc, what) from exc
+        seq = self._sock.next_seq()
+        message = add_request(seq, index, vip, label, scope=scope, broadcast=broadcast)
+        try:
+            await self._sock.ask(message, seq, f"add {vip} to {interface!r}")
+        except KernelError as exc:
+            if exc.errno == errno.EEXIST:
+                return False
+            raise
         log.info("netlink.vip_added", interface=interface, vip=str(vip), label=label, scope=scope)
         return True
 
@@ -234,21 +239,15 @@ class AddressManager(RtnlClient):
         Raises:
             KernelError: no such interface, or the kernel refused.
         """
-        from pyroute2.netlink.exceptions import NetlinkError
-
         index = await self._index(interface)
-        what = f"remove {vip} from {interface!r}"
-        async with self._lock:
-            try:
-                await self._ipr.addr(
-                    "del", index=index, address=str(vip.ip), prefixlen=vip.network.prefixlen
-                )
-            except NetlinkError as exc:
-                if exc.code in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ESRCH):
-                    return False
-                raise kernel_error(exc, what) from exc
-            except OSError as exc:
-                raise kernel_error(exc, what) from exc
+        seq = self._sock.next_seq()
+        message = address_request(RTM_DELADDR, NLM_F_REQUEST | NLM_F_ACK, seq, index, vip)
+        try:
+            await self._sock.ask(message, seq, f"remove {vip} from {interface!r}")
+        except KernelError as exc:
+            if exc.errno in _ABSENT:
+                return False
+            raise
         log.info("netlink.vip_removed", interface=interface, vip=str(vip))
         return True
 
@@ -259,9 +258,8 @@ class AddressManager(RtnlClient):
             KernelError: no such interface, or netlink failed.
         """
         index = await self._index(interface)
-        if vip.version == 6:
-            return any(address == vip for address, _ in await self._ipv6(index, interface))
-        return any(address == vip for address, _, _ in await self._ipv4(index, interface))
+        family = socket.AF_INET6 if vip.version == 6 else socket.AF_INET
+        return any(found.address == vip for found in await self._dump(index, interface, family))
 
     async def link_local_ipv6(self, interface: str) -> IPv6Address | None:
         """The interface's link-local IPv6 address: the VRRPv3 IPv6 source (RFC 5798 §5.1.2.1).
@@ -275,9 +273,11 @@ class AddressManager(RtnlClient):
             KernelError: no such interface, or netlink failed.
         """
         index = await self._index(interface)
-        for address, flags in await self._ipv6(index, interface):
-            if address.ip.is_link_local and not flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED):
-                return address.ip
+        for found in await self._dump(index, interface, socket.AF_INET6):
+            ip = found.address.ip
+            if ip.is_link_local and not found.flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED):
+                assert isinstance(ip, IPv6Address)
+                return ip
         return None
 
     async def primary_ipv4(
@@ -301,7 +301,9 @@ class AddressManager(RtnlClient):
         """
         index = await self._index(interface)
         skip = set(exclude)
-        for address, flags, _ in await self._ipv4(index, interface):
-            if not flags & IFA_F_SECONDARY and address.ip not in skip:
-                return address.ip
+        for found in await self._dump(index, interface, socket.AF_INET):
+            ip = found.address.ip
+            if not found.flags & IFA_F_SECONDARY and ip not in skip:
+                assert isinstance(ip, IPv4Address)
+                return ip
         return None

@@ -15,36 +15,23 @@ from __future__ import annotations
 
 import errno
 import socket
-import struct
 from collections.abc import Sequence
 from ipaddress import IPv4Interface, IPv6Interface
 
+from ipvsd.netlink.rtmsg import (
+    NLM_F_ACK,
+    NLM_F_REQUEST,
+    NLMSG_ERROR,
+    RTM_DELADDR,
+    address_request,
+    error_of,
+    messages,
+)
+
 __all__ = ["delete_addresses"]
 
-# The netlink header constants are also `ipvsd.netlink.wire`'s; not imported from
-# there: wire imports the IPVS model and planner (~30 ms), not needed this early.
-RTM_DELADDR = 21
-NLM_F_REQUEST = 0x1
-NLM_F_ACK = 0x4
-NLMSG_ERROR = 0x2
-IFA_ADDRESS = 1
-IFA_LOCAL = 2
-
-_NLMSGHDR = struct.Struct("=IHHII")
-_IFADDRMSG = struct.Struct("=BBBBI")
-_NLA = struct.Struct("=HH")
-_ERROR = struct.Struct("=i")
 #: Errors that mean "not there": nothing to delete.
 ABSENT = frozenset({errno.EADDRNOTAVAIL, errno.ENOENT, errno.ESRCH, errno.ENODEV})
-
-
-def _request(seq: int, index: int, address: IPv4Interface | IPv6Interface) -> bytes:
-    family = socket.AF_INET if address.version == 4 else socket.AF_INET6
-    packed = address.ip.packed
-    attrs = b"".join(_NLA.pack(4 + len(packed), kind) + packed for kind in (IFA_LOCAL, IFA_ADDRESS))
-    body = _IFADDRMSG.pack(family, address.network.prefixlen, 0, 0, index) + attrs
-    flags = NLM_F_REQUEST | NLM_F_ACK
-    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_DELADDR, flags, seq, 0) + body
 
 
 def delete_addresses(
@@ -71,17 +58,15 @@ def delete_addresses(
         sock.settimeout(timeout_s)
         sock.bind((0, 0))
         sock.sendto(
-            b"".join(_request(seq, index, address) for seq, (index, address) in enumerate(targets)),
+            b"".join(
+                address_request(RTM_DELADDR, NLM_F_REQUEST | NLM_F_ACK, seq, index, address)
+                for seq, (index, address) in enumerate(targets)
+            ),
             (0, 0),
         )
         outcome: dict[int, int] = {}
         while len(outcome) < len(targets):
-            data = sock.recv(65536)
-            offset = 0
-            while offset + _NLMSGHDR.size <= len(data):
-                length, kind, _, seq, _ = _NLMSGHDR.unpack_from(data, offset)
-                if kind == NLMSG_ERROR and length >= _NLMSGHDR.size + _ERROR.size:
-                    (code,) = _ERROR.unpack_from(data, offset + _NLMSGHDR.size)
-                    outcome[seq] = -code
-                offset += max((length + 3) & ~3, _NLMSGHDR.size)
+            for message in messages(sock.recv(65536)):
+                if message.kind == NLMSG_ERROR:
+                    outcome[message.seq] = error_of(message)[0]
     return [outcome[seq] for seq in range(len(targets))]

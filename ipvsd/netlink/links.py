@@ -3,8 +3,8 @@
 `LinkWatcher` reads one link (`link`), every link (`links`), and follows them
 from rtnetlink broadcasts (RTNLGRP_LINK, `watch_links`; with the address
 changes of RTNLGRP_IPV4_IFADDR and RTNLGRP_IPV6_IFADDR, `watch`), never by
-polling (style G5: pyroute2 stays inside ``ipvsd/netlink/``, results are frozen
-`LinkInfo` records, pyroute2's exceptions become `KernelError`). An IPv6
+polling (style G5: netlink stays inside ``ipvsd/netlink/``, results are frozen
+`LinkInfo` records, the kernel's refusals become `KernelError`). An IPv6
 address that finishes duplicate address detection is announced again
 (RTM_NEWADDR without IFA_F_TENTATIVE): that is when an IPv6 VRRPv3 instance
 gets its link-local source (RFC 5798 §5.1.2.1).
@@ -16,10 +16,12 @@ link set up`` the kernel reports carrier before the link watcher has set the
 operstate to UP and activated the qdisc, and packets sent in between are
 dropped.
 
-Requests go through pyroute2's ``AsyncIPRoute``. Link events are read from a
-plain netlink socket of our own and decoded with pyroute2's parser: its async
-socket queues broadcasts in memory without bound and its ``get()`` stops after
-each datagram, whereas with our own socket the kernel buffer is the bound, old
+Requests go through a raw rtnetlink socket (`ipvsd.netlink.rtsock`), and
+link events are read from a second plain netlink socket of our own, both
+decoded by `ipvsd.netlink.rtmsg`: not pyroute2, whose import alone is most of
+the budget from exec to the first VRRP state (issue 14), and whose async
+socket queues broadcasts in memory without bound. With our own socket the
+kernel buffer is the bound, old
 events are drained before subscribing, and an overflow (ENOBUFS), or any
 other error reading events, is answered with a fresh dump: the stream stays
 level-correct instead of ending (issue #11, item 4). Only repeated failures
@@ -27,8 +29,8 @@ level-correct instead of ending (issue #11, item 4). Only repeated failures
 the caller restarts it with ``known=`` its last view.
 
 Sockets are created in `LinkWatcher.open` and stay in the network namespace
-that was current *for the calling thread* then. pyroute2 keeps its socket per
-thread, so use one watcher from one thread (the event loop's).
+that was current for the calling thread then. Use one watcher from the event
+loop's thread.
 """
 
 from __future__ import annotations
@@ -38,12 +40,22 @@ import errno
 import socket
 from collections.abc import AsyncIterator, Collection, Iterator
 from dataclasses import dataclass
-from ipaddress import IPv4Interface, IPv6Interface, ip_interface
-from typing import Any
+from ipaddress import IPv4Interface, IPv6Interface
 
 import structlog
 
-from ipvsd.netlink.rtnl import get_link, kernel_error, open_iproute
+from ipvsd.netlink.rtmsg import (
+    RTM_DELADDR,
+    RTM_DELLINK,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    Link,
+    decode_address,
+    decode_link,
+    messages,
+)
+from ipvsd.netlink.rtnl import kernel_error
+from ipvsd.netlink.rtsock import RtnlSocket
 
 __all__ = ["AddressChange", "LinkInfo", "LinkWatcher", "is_up"]
 
@@ -56,10 +68,6 @@ NETLINK_DROP_MEMBERSHIP = 2
 RTNLGRP_LINK = 1
 RTNLGRP_IPV4_IFADDR = 5
 RTNLGRP_IPV6_IFADDR = 9
-RTM_NEWLINK = 16
-RTM_DELLINK = 17
-RTM_NEWADDR = 20
-RTM_DELADDR = 21
 #: Consecutive failed reads of the event socket before `watch` gives up.
 MAX_READ_FAILURES = 3
 IFF_UP = 0x1
@@ -126,40 +134,30 @@ class AddressChange:
 Change = LinkInfo | AddressChange
 
 
-def _link_info(msg: Any, *, deleted: bool = False) -> LinkInfo:
-    """A LinkInfo from a pyroute2 ``ifinfmsg`` (RTM_NEWLINK / RTM_DELLINK)."""
-    flags = int(msg["flags"])
+def _link_info(link: Link, *, deleted: bool = False) -> LinkInfo:
+    """A LinkInfo from a decoded RTM_NEWLINK / RTM_DELLINK."""
     return LinkInfo(
-        index=int(msg["index"]),
-        name=str(msg.get_attr("IFLA_IFNAME") or ""),
-        up=not deleted and is_up(flags),
-        mac=str(msg.get_attr("IFLA_ADDRESS") or ""),
-        admin_up=bool(flags & IFF_UP),
-        carrier=bool(flags & IFF_LOWER_UP),
-        operstate=str(msg.get_attr("IFLA_OPERSTATE") or ""),
+        index=link.index,
+        name=link.name,
+        up=not deleted and is_up(link.flags),
+        mac=link.mac,
+        admin_up=bool(link.flags & IFF_UP),
+        carrier=bool(link.flags & IFF_LOWER_UP),
+        operstate=link.operstate,
         deleted=deleted,
-        noarp=bool(flags & IFF_NOARP),
+        noarp=bool(link.flags & IFF_NOARP),
     )
-
-
-_ADDRESS_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 
 
 def _parse(data: bytes) -> Iterator[Change]:
     """Records from one datagram of RTNLGRP_LINK / RTNLGRP_IPV[46]_IFADDR broadcasts."""
-    from pyroute2.netlink.rtnl.marshal import MarshalRtnl
-
-    for msg in MarshalRtnl().parse(data):
-        kind = msg["header"]["type"]
-        if kind in (RTM_NEWLINK, RTM_DELLINK):
-            yield _link_info(msg, deleted=kind == RTM_DELLINK)
-        elif kind in (RTM_NEWADDR, RTM_DELADDR) and msg["family"] in _ADDRESS_FAMILIES:
-            address = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
-            yield AddressChange(
-                index=int(msg["index"]),
-                address=ip_interface(f"{address}/{msg['prefixlen']}"),
-                deleted=kind == RTM_DELADDR,
-            )
+    for message in messages(data):
+        if message.kind in (RTM_NEWLINK, RTM_DELLINK):
+            yield _link_info(decode_link(message), deleted=message.kind == RTM_DELLINK)
+        elif message.kind in (RTM_NEWADDR, RTM_DELADDR):
+            found = decode_address(message)
+            if found is not None:
+                yield AddressChange(found.index, found.address, deleted=message.kind == RTM_DELADDR)
 
 
 def _vanished(last: dict[int, LinkInfo], current: list[LinkInfo]) -> list[Change]:
@@ -179,10 +177,9 @@ class LinkWatcher:
     second socket, subscribed only while `watch_links` runs.
     """
 
-    def __init__(self, ipr: Any, events: socket.socket) -> None:
-        self._ipr = ipr
+    def __init__(self, requests: RtnlSocket, events: socket.socket) -> None:
+        self._requests = requests
         self._events = events
-        self._lock = asyncio.Lock()
         self._watching = False
         self._closed = False
         self._read_failures = 0
@@ -206,11 +203,11 @@ class LinkWatcher:
             events.close()
             raise kernel_error(exc, "open rtnetlink event socket") from exc
         try:
-            ipr = await open_iproute()
+            requests = await RtnlSocket.open()
         except BaseException:
             events.close()
             raise
-        return cls(ipr, events)
+        return cls(requests, events)
 
     def close(self) -> None:
         """Close both sockets; a running `watch_links` iteration ends."""
@@ -219,7 +216,7 @@ class LinkWatcher:
         self._closed = True
         self._stop_reading()
         self._events.close()
-        self._ipr.close()
+        self._requests.close()
 
     async def __aenter__(self) -> LinkWatcher:
         return self
@@ -233,16 +230,11 @@ class LinkWatcher:
         Raises:
             KernelError: no such interface (``errno`` ENODEV), or netlink failed.
         """
-        async with self._lock:
-            return _link_info(await get_link(self._ipr, interface))
+        return _link_info(await self._requests.link(interface))
 
     async def links(self) -> list[LinkInfo]:
         """Every interface of the namespace."""
-        async with self._lock:
-            try:
-                return [_link_info(msg) async for msg in await self._ipr.link("dump")]
-            except Exception as exc:
-                raise kernel_error(exc, "dump links") from exc
+        return [_link_info(link) for link in await self._requests.links()]
 
     async def watch_links(self) -> AsyncIterator[LinkInfo]:
         """`watch` without the address records."""

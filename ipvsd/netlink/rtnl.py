@@ -15,7 +15,15 @@ from typing import Any, Self
 
 from ipvsd.errors import KernelError
 
-__all__ = ["RtnlClient", "get_link", "kernel_error", "open_iproute"]
+__all__ = ["RtnlClient", "error_text", "get_link", "kernel_error", "open_iproute"]
+
+
+def error_text(code: int, message: str = "") -> str:
+    """The kernel's extended-ack text, else errno's; EPERM says what is missing."""
+    detail = message or (os.strerror(code) if code else "")
+    if code == errno.EPERM:
+        detail += " (needs CAP_NET_ADMIN)"
+    return f"{detail} (errno {code})"
 
 
 def kernel_error(exc: BaseException, what: str) -> KernelError:
@@ -24,12 +32,10 @@ def kernel_error(exc: BaseException, what: str) -> KernelError:
     # NetlinkError.args is (code, message); the message is the kernel's extended
     # ack text when there is one ("ipv4: Address already assigned").
     args: tuple[object, ...] = exc.args
-    detail = os.strerror(code) if code else str(exc)
-    if len(args) > 1 and args[1]:
-        detail = str(args[1])
-    if code == errno.EPERM:
-        detail += " (needs CAP_NET_ADMIN)"
-    return KernelError(f"{what}: {detail} (errno {code})", errno=code, operation=what)
+    message = str(args[1]) if len(args) > 1 and args[1] else ""
+    if not code and not message:
+        message = str(exc)
+    return KernelError(f"{what}: {error_text(code, message)}", errno=code, operation=what)
 
 
 async def open_iproute() -> Any:

@@ -20,11 +20,14 @@ traffic reaches the reals:
     (design.md's pitfall).
 
 ``all-active``
-    The ``dr`` segment with three directors (.10, .20, .25) and six VIPs
-    192.168.1.201-.206, one VRRP instance each (VI_1..VI_6, vrids 51-56).
-    Director *k* is MASTER (priority 100) for two VIPs; for the first the
-    next director has 90 and the one after 80, for the second the other way
-    round, so a failed director's two VIPs fall to two different survivors.
+    The ``dr`` segment with three directors (.10, .20, .25) and the VIPs and
+    priorities ``ipvsd plan`` gives for design.md's question (3 directors,
+    1 failure tolerated, 1.5 Gbit/s over 1 Gbit/s links; `all_active_plan`):
+    six VIPs 192.168.1.201-.206, one VRRP instance each (VI_1..VI_6, vrids
+    51-56). Director *k* is MASTER (priority 100) for two VIPs; for the first
+    the next director has 90 and the one after 80, for the second the other
+    way round, so a failed director's two VIPs fall to two different
+    survivors.
 
 DR and NAT run the IPVS connection-sync daemon following VI_1
 (``ipvs.sync_daemon``), so established connections survive a failover.
@@ -70,6 +73,11 @@ from typing import Any, Literal
 
 import yaml
 
+from ipvsd.plan.configs import vip_pool
+from ipvsd.plan.layout import plan_layout
+from ipvsd.plan.render import Plan
+from ipvsd.plan.units import parse_rate
+
 Variant = Literal["dr", "nat", "all-active", "dualstack"]
 VARIANTS: tuple[Variant, ...] = ("dr", "nat", "all-active", "dualstack")
 
@@ -82,7 +90,28 @@ VIP6 = f"{FRONT6}200"
 FRONT6_PREFIX = 64
 NAT_GATEWAY = "192.168.2.254"
 """The reals' default gateway in the NAT variant: a VIP that moves with VIP."""
-ALL_ACTIVE_VIPS = tuple(f"192.168.1.{n}" for n in range(201, 207))
+ALL_ACTIVE_DIRECTORS = {
+    "director1": "192.168.1.10",
+    "director2": "192.168.1.20",
+    "director3": "192.168.1.25",
+}
+ALL_ACTIVE_TOLERATE = 1
+ALL_ACTIVE_DEMAND = "1.5G"
+ALL_ACTIVE_LINK = "1G"
+ALL_ACTIVE_POOL = "192.168.1.201/24"
+"""The All-Active question (design.md), as `ipvsd plan` arguments."""
+ALL_ACTIVE_PLAN_ARGS = (
+    "--directors",
+    ",".join(ALL_ACTIVE_DIRECTORS),
+    "--tolerate",
+    str(ALL_ACTIVE_TOLERATE),
+    "--demand",
+    ALL_ACTIVE_DEMAND,
+    "--link",
+    ALL_ACTIVE_LINK,
+    "--vip-pool",
+    ALL_ACTIVE_POOL,
+)
 WEB_PORT = 80
 ECHO_PORT = 9000
 ADVERT_INT = 1
@@ -264,25 +293,32 @@ def nat_spec() -> LabSpec:
     )
 
 
+def all_active_plan() -> tuple[Plan, tuple[str, ...]]:
+    """`ipvsd plan` for ALL_ACTIVE_PLAN_ARGS: the plan, and its VIPs as ``ADDRESS/PREFIX``."""
+    layout = plan_layout(tuple(ALL_ACTIVE_DIRECTORS), ALL_ACTIVE_TOLERATE)
+    vips = vip_pool(ALL_ACTIVE_POOL, layout.vips)
+    names = tuple(vip.split("/")[0] for vip in vips)
+    return Plan(layout, parse_rate(ALL_ACTIVE_DEMAND), parse_rate(ALL_ACTIVE_LINK), names), vips
+
+
+ALL_ACTIVE_VIPS = all_active_plan()[0].vip_names
+"""192.168.1.201-.206: six, as the planner answers design.md's question."""
+
+
 def all_active_spec() -> LabSpec:
-    """Three directors, six VIPs, each director MASTER for two (design.md's All-Active)."""
-    names = ("director1", "director2", "director3")
-    addresses = ("192.168.1.10", "192.168.1.20", "192.168.1.25")
-    instances = []
-    for n, vip in enumerate(ALL_ACTIVE_VIPS):
-        owner = n // 2
-        # First VIP of a director: next director second; second VIP: the other one.
-        second = (owner + 1) % 3 if n % 2 == 0 else (owner + 2) % 3
-        third = 3 - owner - second
-        priorities = {names[owner]: 100, names[second]: 90, names[third]: 80}
-        instances.append(InstanceSpec(f"VI_{n + 1}", 51 + n, FRONT_DEV, (f"{vip}/24",), priorities))
+    """design.md's All-Active, laid out by the planner: six VIPs, each director MASTER for two."""
+    plan, vips = all_active_plan()
+    instances = tuple(
+        InstanceSpec(f"VI_{n + 1}", 51 + n, FRONT_DEV, (vip,), plan.layout.priorities(n))
+        for n, vip in enumerate(vips)
+    )
     return LabSpec(
         variant="all-active",
         forward="dr",
-        directors=tuple(DirectorSpec(n, a) for n, a in zip(names, addresses, strict=True)),
+        directors=tuple(DirectorSpec(n, a) for n, a in ALL_ACTIVE_DIRECTORS.items()),
         reals={"real1": "192.168.1.30", "real2": "192.168.1.40"},
-        instances=tuple(instances),
-        service_vips=ALL_ACTIVE_VIPS,
+        instances=instances,
+        service_vips=plan.vip_names,
         echo=False,
         # 6 services x 2 reals x 3 directors = 36 checks: every 2 s is plenty.
         check=CheckSpec(interval=2.0, timeout=1.0, rise=1, fall=2),

@@ -4,7 +4,7 @@ Each test builds its own segment with `lab.netns.Topology`: a bridge in a
 switch namespace and three hosts, A (10.98.51.1), B (.2) and C (.3), on
 10.98.51.0/24. Sockets are opened inside a host's namespace with `in_netns`
 (they stay there afterwards); the rtnetlink tests run a whole event loop inside
-the namespace (`run_in`), since pyroute2 creates its socket on first use.
+the namespace (`run_in`), as the daemon's loop does.
 Payloads are plain bytes: the codec is not involved.
 """
 

@@ -67,10 +67,13 @@ LAYER_OF: Mapping[str, str] = {
     "ipvsd.steps": "base",
     "ipvsd.files": "base",
     "ipvsd.interfaces": "base",
+    "ipvsd.mh": "base",
     # The configuration: YAML in, validated model out.
     "ipvsd.config": "config",
     # Importers: keepalived.conf / `ipvsadm -Sn` in, config data out (beside config).
     "ipvsd.importers": "importers",
+    # The All-Active planner: a question in, a layout and configs out (beside importers).
+    "ipvsd.plan": "plan",
     # The adapter: the only layer that speaks netlink (pyroute2 or hand-made).
     "ipvsd.netlink": "netlink",
     # Domains: each is one job of the daemon, unaware of the others.
@@ -79,6 +82,7 @@ LAYER_OF: Mapping[str, str] = {
     "ipvsd.ipvs": "ipvs",
     "ipvsd.control": "control",
     "ipvsd.metrics": "metrics",
+    "ipvsd.bgp": "bgp",
     # The composition root: builds the domains and wires them together.
     "ipvsd.daemon": "root",
     "ipvsd.cli": "root",
@@ -87,7 +91,7 @@ LAYER_OF: Mapping[str, str] = {
     "ipvsd.manpage": "docs",
 }
 
-DOMAINS = frozenset({"vrrp", "health", "ipvs", "control", "metrics"})
+DOMAINS = frozenset({"vrrp", "health", "ipvs", "control", "metrics", "bgp"})
 
 #: Layer -> the other layers its modules may import (its own is always allowed).
 #: Read a row as "vrrp sits on base, config and netlink".
@@ -95,13 +99,15 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     "base": frozenset(),
     "config": frozenset({"base"}),
     "importers": frozenset({"base", "config"}),
+    "plan": frozenset({"base", "config", "importers"}),
     "netlink": frozenset({"base"}),
     "vrrp": frozenset({"base", "config", "netlink"}),
     "health": frozenset({"base", "config", "netlink"}),
     "ipvs": frozenset({"base", "config", "netlink"}),
     "control": frozenset({"base", "config", "netlink"}),
     "metrics": frozenset({"base", "config", "netlink"}),
-    "root": frozenset({"base", "config", "netlink", "importers"} | DOMAINS),
+    "bgp": frozenset({"base", "config"}),
+    "root": frozenset({"base", "config", "netlink", "importers", "plan"} | DOMAINS),
     "docs": frozenset({"base", "root"}),
 }
 
@@ -145,12 +151,19 @@ PURE_CORES = (
     "ipvsd/vrrp/arp.py",
     "ipvsd/vrrp/ndisc.py",
     "ipvsd/vrrp/backoff.py",
+    "ipvsd/bgp/policy.py",
+    "ipvsd/bgp/birdconf.py",
     # The importers' parsers and converters; sources.py and command.py read and write files.
     "ipvsd/importers/keepalived*.py",
     "ipvsd/importers/ipvsadm.py",
     "ipvsd/importers/settle.py",
     "ipvsd/importers/emit.py",
     "ipvsd/importers/report.py",
+    # The planner; command.py reads the template and writes the configs.
+    "ipvsd/plan/layout.py",
+    "ipvsd/plan/units.py",
+    "ipvsd/plan/render.py",
+    "ipvsd/plan/configs.py",
 )
 
 #: What a pure core must not reach: I/O, clocks, threads, the event loop, the

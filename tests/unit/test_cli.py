@@ -532,3 +532,34 @@ def test_list_json_is_the_status_contracts_services(
     assert services[1]["reals"][0]["forward"] == "dr"
     assert services[1]["reals"][0]["health"] is None  # no health without the daemon
     assert set(services[0]) == set(to_json(STATUS_DOC)["services"][0])  # one encoder
+
+
+async def test_drain_all_drains_the_director(
+    sock: str, view: FakeView, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await cli("drain", "--all", "--socket", sock) == 0
+    assert view.director_drained
+    assert capsys.readouterr().out == (
+        "this director (director1) drained: its VIPs are withdrawn from BGP until "
+        "`ipvsd undrain --all`\n"
+    )
+    assert await cli("undrain", "--all", "--socket", sock) == 0
+    assert not view.director_drained
+    view.director_error = "drain --all withdraws the BGP announcements; no bgp: section"
+    assert await cli("drain", "--all", "--socket", sock) == 1
+    assert "no bgp: section" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["drain"], "ipvsd drain: SERVICE and REAL are required (or --all alone)"),
+        (["undrain", "10.0.0.1:80"], "ipvsd undrain: SERVICE and REAL are required"),
+        (["drain", "--all", "10.0.0.1:80"], "ipvsd drain: --all takes no SERVICE or REAL"),
+    ],
+)
+def test_drain_usage_errors(
+    argv: list[str], error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*argv, "--socket", "/nonexistent/ipvsd.sock"]) == 2
+    assert capsys.readouterr().err.startswith(error)

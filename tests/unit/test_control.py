@@ -102,6 +102,8 @@ class FakeView:
         self.reloads = 0
         self.is_ready = True
         self.status_error: Exception | None = None
+        self.director_drained = False
+        self.director_error: str | None = None
 
     async def status(self) -> StatusDocument:
         if self.status_error is not None:
@@ -123,6 +125,11 @@ class FakeView:
     def undrain(self, service: ServiceKey, real: DestKey) -> None:
         self._check(service, real)
         self.drained.discard((service, real))
+
+    def drain_director(self, drained: bool) -> None:
+        if self.director_error is not None:
+            raise ControlRequestError(self.director_error)
+        self.director_drained = drained
 
     def ready(self) -> bool:
         return self.is_ready
@@ -180,6 +187,28 @@ async def test_drain_and_undrain() -> None:
     answer = await handle_request(line(command="undrain", **DRAIN), view, ROOT)
     assert answer == {"ok": True, "result": {**DRAIN, "drained": False, "node": "director1"}}
     assert view.drained == set()
+
+
+async def test_drain_all_drains_the_director() -> None:
+    view = FakeView()
+    answer = await handle_request(line(command="drain", all=True), view, ROOT)
+    assert answer == {"ok": True, "result": {"all": True, "drained": True, "node": "director1"}}
+    assert view.director_drained
+    answer = await handle_request(line(command="undrain", all=True), view, ROOT)
+    assert answer["result"]["drained"] is False
+    assert not view.director_drained
+    for bad, error in (
+        ({"all": 1}, '"all" must be true or false'),
+        ({"all": True, **DRAIN}, '"all" drains the whole director: no service or real'),
+    ):
+        answer = await handle_request(line(command="drain", **bad), view, ROOT)
+        assert answer == {"ok": False, "error": error}
+    answer = await handle_request(line(command="drain", all=True), view, USER)
+    assert not answer["ok"]
+    assert "needs root" in answer["error"]
+    view.director_error = "no bgp: section"
+    answer = await handle_request(line(command="drain", all=True), view, ROOT)
+    assert answer == {"ok": False, "error": "no bgp: section"}
 
 
 async def test_drain_parses_every_service_form() -> None:

@@ -229,7 +229,7 @@ def test_under_the_journal_a_fatal_error_is_a_priority_3_line(tmp_path: Path) ->
 
 
 def test_check_config_errors_are_priority_3_lines_in_the_journal(tmp_path: Path) -> None:
-    """The unit's ExecStartPre: its errors show in ``journalctl -p err`` when start fails."""
+    """Run from a unit (an ExecStartPre= of the operator's): errors in ``journalctl -p err``."""
     config = tmp_path / "bad.yaml"
     config.write_text("metrics:\n  listen: 1\n")
     status, text = ipvsd_in_the_journal(tmp_path, "check-config", "--config", str(config))

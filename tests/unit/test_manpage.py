@@ -63,11 +63,12 @@ def test_a_small_parser_renders_as_documented() -> None:
     group.add_argument("--as", choices=["json", "text"], help="format")
     group.add_argument("--quiet", action="store_true", help="nothing")
     show.add_argument("--config", metavar="PATH", help="a file")
+    show.add_argument("--to", metavar="DIR", required=True, help="a required option")
     show.add_argument("name", nargs="?", metavar="NAME", help="whose")
     (command,) = commands(parser)
     assert synopsis(command) == (
         "\\fBipvsd show\\fR [\\fB\\-\\-as\\fR\\ \\fI{json,text}\\fR | \\fB\\-\\-quiet\\fR] "
-        "[\\fB\\-\\-config\\fR\\ \\fIPATH\\fR] [\\fINAME\\fR]"
+        "[\\fB\\-\\-config\\fR\\ \\fIPATH\\fR] \\fB\\-\\-to\\fR\\ \\fIDIR\\fR [\\fINAME\\fR]"
     )
     page = render_man(parser)
     # "Shows one line:" does not open a paragraph of its own: it is text, not a heading.

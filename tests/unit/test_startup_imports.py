@@ -5,7 +5,9 @@ window after a crash lasts until it has run (issue 14: stale VIPs gone 100 ms
 after exec). A fresh interpreter imports the CLI and the early step, as
 ``ipvsd run`` does before calling `ipvsd.daemon.early.begin`, and none of the
 modules below may be loaded by then. The VRRP path's own list is checked on a
-running daemon (tests/netns/test_startup_imports.py).
+running daemon (tests/netns/test_startup_imports.py); here, that the kernel
+adapters VRRP opens at its start (addresses, links, and the route and vmac
+writers) open and answer without pyroute2 (~100 ms on the host).
 """
 
 from __future__ import annotations
@@ -64,3 +66,28 @@ def test_the_cli_and_the_early_step_import_nothing_heavy() -> None:
 def test_the_check_fails_when_a_heavy_module_comes_in() -> None:
     loaded = _modules_after("from ipvsd.daemon import early\nimport ipvsd.daemon.root\n")
     assert {"asyncio", "pydantic", "ipvsd.daemon.root"} <= loaded & HEAVY_BEFORE_STALE_VIPS
+
+
+def test_the_vrrp_adapters_open_and_answer_without_pyroute2() -> None:
+    # Read-only requests in this namespace: the loopback's state and addresses.
+    loaded = _modules_after(
+        "import asyncio\n"
+        "from ipvsd.daemon.ports import real_ports\n"
+        "async def main():\n"
+        "    ports = real_ports()\n"
+        "    addresses, links = await ports.open_addresses(), await ports.open_links()\n"
+        "    routes, vmacs = await ports.open_routes(), await ports.open_vmacs()\n"
+        "    assert (await links.link('lo')).index == 1\n"
+        "    await addresses.primary_ipv4('lo')\n"
+        "    for each in (addresses, links, routes, vmacs):\n"
+        "        each.close()\n"
+        "asyncio.run(main())\n"
+    )
+    assert "pyroute2" not in loaded
+    assert "ipvsd.netlink.rtsock" in loaded  # the harness sees the adapters' path
+
+
+def test_building_the_parser_leaves_the_planner_unloaded() -> None:
+    loaded = _modules_after("from ipvsd import cli\ncli.build_parser()\n")
+    assert "ipvsd.plan.command" in loaded
+    assert not {"ipvsd.plan.layout", "ipvsd.plan.units", "decimal"} & loaded

@@ -111,6 +111,7 @@ FWMARK6 = web(
     family=Family.INET6,
     scheduler="wrr",
     reals=(real(address=ip_address("2001:db8::30"), port=80, forward=ForwardMethod.DR),),
+    mh_fingerprint="0123456789abcdef",  # only the codec's round trip: any value
 )
 
 RICH = StatusDocument(
@@ -244,9 +245,11 @@ def test_the_exact_json_of_a_small_document() -> None:
                     }
                 ],
                 "quorum": None,
+                "mh_fingerprint": None,
             }
         ],
         "sync_daemon": None,
+        "bgp": None,
     }
 
 

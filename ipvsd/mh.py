@@ -1,0 +1,34 @@
+"""What IPVS's Maglev scheduler (``mh``) builds a service's table from, as a
+fingerprint that two directors can compare (docs/consistent-hashing.md).
+
+The kernel fills the table by visiting the reals in its list order, each with
+as many turns as its *last non-zero* weight allows (relative to the others');
+reals whose last weight is 0 take no slot. The hash keys and the table size are
+constants of the module build. So two directors running the same kernel build
+have the same table exactly when these inputs are equal: the reals with a
+non-zero last weight, in list order, with those weights.
+
+The kernel does not report the last weight; the caller gives its best
+knowledge (the weight in the kernel when non-zero, else the configured one of
+a real drained or failed after it was up).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+from ipvsd.model import DestKey
+
+MH = "mh"
+"""The scheduler's name, as the kernel and the config spell it."""
+
+
+def table_fingerprint(reals: Iterable[tuple[DestKey, int]]) -> str:
+    """16 hex digits naming the table built from `reals`: (key, last weight) in the
+    kernel's list order. Reals of last weight 0 are left out, as the kernel does."""
+    digest = hashlib.blake2b(digest_size=8)
+    for key, weight in reals:
+        if weight > 0:
+            digest.update(f"{key.address} {key.port} {weight}\n".encode())
+    return digest.hexdigest()

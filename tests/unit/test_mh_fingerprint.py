@@ -1,0 +1,103 @@
+"""The fingerprint of an ``mh`` service's table inputs, in `ipvsd.mh` and in the status
+(issue 15 part 3: directors compare it; docs/consistent-hashing.md)."""
+
+from __future__ import annotations
+
+from ipaddress import ip_address
+
+from ipvsd.config import parse_config
+from ipvsd.control.status_json import from_json, to_json
+from ipvsd.daemon.status import status_document_steps
+from ipvsd.mh import table_fingerprint
+from ipvsd.model import (
+    Dest,
+    DestAttrs,
+    DestKey,
+    Family,
+    ForwardMethod,
+    Protocol,
+    ServiceAttrs,
+    ServiceKey,
+    Table,
+    make_service,
+)
+from ipvsd.steps import run_steps
+
+A, B, C = (DestKey(ip_address(f"10.0.1.{i}"), 80) for i in (1, 2, 3))
+VIP = ServiceKey(Family.INET, Protocol.TCP, ip_address("10.0.0.100"), 80)
+CONFIG = parse_config(
+    """\
+metrics: {listen: null}
+ipvs:
+  services:
+    - address: 10.0.0.100
+      port: 80
+      scheduler: mh
+      scheduler_flags: [mh-fallback]
+      forward: dr
+      reals:
+        - {address: 10.0.1.1, port: 80, weight: 2}
+        - {address: 10.0.1.2, port: 80, weight: 1}
+        - {address: 10.0.1.3, port: 80, weight: 1}
+""",
+    default_node_name="n1",
+)
+
+
+def test_order_and_weights_name_the_table_and_weight_0_takes_no_slot() -> None:
+    base = table_fingerprint([(A, 2), (B, 1), (C, 1)])
+    assert table_fingerprint([(A, 2), (B, 1), (C, 1)]) == base
+    assert table_fingerprint([(B, 1), (A, 2), (C, 1)]) != base  # list order
+    assert table_fingerprint([(A, 1), (B, 1), (C, 1)]) != base  # a weight
+    assert table_fingerprint([(A, 2), (B, 1)]) != base  # a real
+    assert table_fingerprint([(A, 2), (B, 1), (C, 0)]) == table_fingerprint([(A, 2), (B, 1)])
+
+
+def _kernel(*reals: tuple[DestKey, int]) -> Table:
+    dests = [Dest(key, DestAttrs(ForwardMethod.DR, weight)) for key, weight in reals]
+    return Table.of([make_service(VIP, ServiceAttrs("mh"), dests)])
+
+
+def _fingerprint(kernel: Table) -> str | None:
+    doc = run_steps(
+        status_document_steps(
+            node="n1", version="0", config=CONFIG, kernel=kernel, health={}, drained=set(), vrrp=()
+        )
+    )
+    (service,) = doc.services
+    assert from_json(to_json(doc)).services[0].mh_fingerprint == service.mh_fingerprint
+    return service.mh_fingerprint
+
+
+def test_the_status_names_the_kernels_table() -> None:
+    listed = _fingerprint(_kernel((A, 2), (B, 1), (C, 1)))
+    assert listed == table_fingerprint([(A, 2), (B, 1), (C, 1)])
+    # Another director whose kernel lists the reals in another order: it differs.
+    assert _fingerprint(_kernel((C, 1), (B, 1), (A, 2))) != listed
+    # A real drained to 0 keeps its last weight, its slots and the fingerprint.
+    assert _fingerprint(_kernel((A, 2), (B, 0), (C, 1))) == listed
+
+
+def test_other_schedulers_and_absent_services_have_none() -> None:
+    rr = CONFIG.model_copy(
+        update={
+            "ipvs": CONFIG.ipvs.model_copy(
+                update={
+                    "services": (CONFIG.ipvs.services[0].model_copy(update={"scheduler": "rr"}),)
+                }
+            )
+        }
+    )
+    doc = run_steps(
+        status_document_steps(
+            node="n1",
+            version="0",
+            config=rr,
+            kernel=_kernel((A, 2)),
+            health={},
+            drained=set(),
+            vrrp=(),
+        )
+    )
+    assert doc.services[0].mh_fingerprint is None
+    assert _fingerprint(Table.of([])) is None  # not in the kernel
