@@ -30,7 +30,7 @@ on a host, and the event loop that does it also times VRRP.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
+from collections.abc import Mapping, Sequence, Set
 from types import MappingProxyType
 from typing import Any
 
@@ -51,6 +51,9 @@ from ipvsd.model import (
 
 #: No per-real override: every real at its configured weight.
 NO_WEIGHTS: Mapping[DestKey, int] = MappingProxyType({})
+
+#: No known keys: each real's key is made from the config.
+NO_IDS: Mapping[RealId, RealId] = MappingProxyType({})
 
 
 def desired_table(
@@ -96,6 +99,22 @@ def desired_table(
     return Table.of(services)
 
 
+def dest_keys(
+    service: ServiceConfig, key: ServiceKey, ids: Mapping[RealId, RealId] = NO_IDS
+) -> list[DestKey]:
+    """The key of each real of `service` (whose key is `key`), in order; a real found in
+    `ids` gets that object (see `ServiceBuilder`)."""
+    keys = []
+    for real in service.reals:
+        dest = service.dest_key(real)
+        if ids:
+            known = ids.get((key, dest))
+            if known is not None:
+                dest = known[1]
+        keys.append(dest)
+    return keys
+
+
 class ServiceBuilder:
     """Turns one configured service into its kernel `Service`, sharing equal attributes.
 
@@ -115,6 +134,8 @@ class ServiceBuilder:
         weights: Mapping[DestKey, int] = NO_WEIGHTS,
         excluded: Set[DestKey] = frozenset(),
         sorry: bool = False,
+        ids: Mapping[RealId, RealId] = NO_IDS,
+        dests: Sequence[DestKey] | None = None,
     ) -> Service:
         """The kernel service for `service`, whose key is `key` (computed once by the caller).
 
@@ -125,6 +146,10 @@ class ServiceBuilder:
             excluded: reals of this service to leave out.
             sorry: add the sorry server as a real (weight 1); an inhibited one is
                 there at weight 0 otherwise.
+            ids: reals whose keys exist already (the health manager's): a real
+                found there gets that `DestKey` object, not an equal copy
+                (40,000 copies were ~4 MB).
+            dests: ``dest_keys(service, key, ids)``, when the caller has them already.
         """
         fields = (
             service.scheduler,
@@ -136,13 +161,14 @@ class ServiceBuilder:
         attrs = self._service_attrs.get(fields)
         if attrs is None:
             attrs = self._service_attrs[fields] = ServiceAttrs(*fields)
-        dests: list[Dest] = []
-        for real in service.reals:
-            dest_key = service.dest_key(real)
+        built: list[Dest] = []
+        if dests is None:
+            dests = dest_keys(service, key, ids)
+        for real, dest_key in zip(service.reals, dests, strict=True):
             if excluded and dest_key in excluded:
                 continue
             weight = weights.get(dest_key, real.weight) if weights else real.weight
-            dests.append(Dest(dest_key, self._dest(service, real, weight)))
+            built.append(Dest(dest_key, self._dest(service, real, weight)))
         server = service.sorry_server
         if server is not None and (sorry or server.inhibit):
             # Inhibited (keepalived's sorry_server_inhibit): kept at weight 0 while not in use.
@@ -151,8 +177,8 @@ class ServiceBuilder:
             values: tuple[Any, ...] = (forward, 1 if sorry else 0)
             if forward is ForwardMethod.TUNNEL and service.tunnel is not None:
                 values += (0, 0, service.tunnel.type, service.tunnel.port, service.tunnel.checksum)
-            dests.append(Dest(sorry_key, DestAttrs(*values)))
-        return make_service(key, attrs, dests)
+            built.append(Dest(sorry_key, DestAttrs(*values)))
+        return make_service(key, attrs, built)
 
     def _dest(self, service: ServiceConfig, real: RealConfig, weight: int) -> DestAttrs:
         tunnel = service.tunnel_of(real)

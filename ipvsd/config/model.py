@@ -123,6 +123,27 @@ from ipvsd.model import (
 _FIELDS_SETS: dict[frozenset[str], set[str]] = {}
 """One shared ``model_fields_set`` per distinct set of field names (see `_Model`)."""
 
+_HOLDERS: dict[type, type] = {}
+"""Per model class: a plain class whose instances' dicts share one key table (see `_Model`)."""
+
+
+def _shared_keys_dict(model: type, values: dict[str, Any]) -> dict[str, Any]:
+    """`values` as a dict that shares its key table with every other instance of `model`.
+
+    CPython keeps the attribute names of a plain class's instances in one table
+    per class (PEP 412, key-sharing dictionaries): such a dict holds only its
+    values. Setting the attributes of an instance of a plain class, in one
+    order, and taking its ``__dict__`` makes one.
+    """
+    holder = _HOLDERS.get(model)
+    if holder is None:
+        holder = _HOLDERS[model] = type(f"_{model.__name__}Fields", (), {})
+    instance = holder()
+    for name, value in values.items():
+        setattr(instance, name, value)
+    fields: dict[str, Any] = instance.__dict__
+    return fields
+
 
 class _Model(BaseModel):
     """Frozen, strict, no unknown keys; attribute docstrings are the fields' descriptions
@@ -134,17 +155,26 @@ class _Model(BaseModel):
     fields share one set instead. The models are frozen, so pydantic never
     changes that set in place (``model_copy`` copies it first); nor may anyone
     else: ``model_fields_set`` is read-only here.
+
+    Likewise the dict of field values pydantic gives each instance has a key
+    table of its own (a real's: 464 bytes): it is replaced by an equal dict
+    that shares the key table of its class (a real's: ~180 bytes;
+    `_shared_keys_dict`). At 10,000 x 4 the loaded config took 23 MB less
+    RSS on the host (43 -> 20 MB). Nothing changes for pydantic:
+    ``__dict__`` is still a dict of every field, in field order.
     """
 
     # No ``use_attribute_docstrings``: `ipvsd.config.docstrings` reads them for the schema.
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     def model_post_init(self, context: Any, /) -> None:
-        """Share the fields set with the other instances that have the same one."""
+        """Share the fields set with the other instances that have the same one, and
+        the key table of the fields' dict with every instance of the class."""
         fields_set = self.__pydantic_fields_set__
         shared = _FIELDS_SETS.setdefault(frozenset(fields_set), fields_set)
         if shared is not fields_set:
             object.__setattr__(self, "__pydantic_fields_set__", shared)
+        object.__setattr__(self, "__dict__", _shared_keys_dict(type(self), self.__dict__))
 
 
 class ControlConfig(_Model):

@@ -152,7 +152,9 @@ class HealthManager:
 
         # Until installed, both configs' followers (builds and removals report quorum).
         self._followers = self._followers | followers(aliases)
-        built = yield from self._table.build_steps(config, self.drained, self._held, health_then)
+        built = yield from self._table.build_steps(
+            config, self.drained, self._held, health_then, change.configured
+        )
         # No yield until the table is installed: the monitor and the table
         # change together, in one step that costs in proportion to the change.
         held = set(self._held)

@@ -24,7 +24,7 @@ Rules, per service (issue #4, keepalived's checker semantics where it has them):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Set
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -141,6 +141,7 @@ def service_overrides(
     held: Set[RealId],
     weight_of: Callable[[RealId], int | None] | None = None,
     quorum_was: bool = True,
+    dests: Sequence[DestKey] | None = None,
 ) -> ServiceOverrides:
     """The module's rules applied to one service (`overrides` applies them to all).
 
@@ -152,14 +153,17 @@ def service_overrides(
         held: reals adopted at weight 0 that have not come UP since.
         weight_of: the weight a checked real's checks gave it (None: the configured one).
         quorum_was: whether the service had quorum before (`ipvsd.health.quorum`).
+        dests: the key of each of its reals, in order, when the caller has them
+            (``ipvsd.desired.dest_keys``); else made here.
     """
     weights: dict[DestKey, int] = {}
     excluded: set[DestKey] = set()
     live: list[DestKey] = []
     live_weight = 0
     any_up = False
-    for real in service.reals:
-        dest = service.dest_key(real)
+    if dests is None:
+        dests = [service.dest_key(real) for real in service.reals]
+    for real, dest in zip(service.reals, dests, strict=True):
         real_id = (key, dest)
         health = health_of(real_id) if has_check(service, real) else Health.UP
         if health is Health.UP:

@@ -6,10 +6,15 @@ messages themselves are packed by `wire` (see its docstring for why). No
 pyroute2 on this path: importing it alone took ~1.75 s of a start in UML.
 
 Batching: the kernel runs each generic-netlink request synchronously inside
-``sendmsg`` and acks each one separately, so many requests are packed into one
-``send`` and the acks are read afterwards, matched by sequence number. A
-request that fails does not stop the ones after it in the batch; each failure
-is reported with its operation. Big batches are sent from a worker thread so
+``sendmsg``, in order, so many requests are packed into one ``send`` and the
+answers are read afterwards, matched by sequence number. Only the last
+request of a batch asks for an ack (NLM_F_ACK): ``netlink_rcv_skb`` acks a
+request that fails whether it asked or not, so the answers are the errors of
+the failed requests and then the last one's ack, which ends the batch. A batch
+that succeeds is one read, not one per request (inside UML each read is an
+expensive system call: 40,000 of them at 10,000 x 4). A request that fails
+does not stop the ones after it in the batch; each failure is reported with
+its operation. Big batches are sent from a worker thread so
 the event loop keeps running while the kernel works through them (inside UML a
 batch of a few hundred operations takes a noticeable fraction of a second).
 Reading never waits, though: the kernel has queued the replies by the time
@@ -79,7 +84,12 @@ SO_SNDBUFFORCE = 32
 DEFAULT_BATCH_SIZE = 512
 #: Batches at least this big are sent from a worker thread (see module docstring).
 THREAD_SEND_THRESHOLD = 32
-_RECV_SIZE = 1 << 20
+#: Bytes read per datagram. The kernel's largest IPVS datagram is a dump's skb,
+#: at most 32 KiB (``netlink_recvmsg`` caps ``max_recvmsg_len`` at
+#: SKB_WITH_OVERHEAD(32768); tests/kernel/test_ipvs_adapter.py); acks are small.
+#: Not more: the buffer is zero-filled at every open, and inside UML each fresh
+#: page is a fault (the 1 MiB buffers of before cost 20-60 ms each to start).
+RECV_SIZE = 64 << 10
 _BUFFER_BYTES = 8 << 20
 
 
@@ -249,7 +259,7 @@ class IpvsClient:
         self._batch_size = batch_size
         self._seq = 0
         self._lock = asyncio.Lock()
-        self._buf = bytearray(_RECV_SIZE)
+        self._buf = bytearray(RECV_SIZE)
         self._encoder = wire.Encoder(family_id)
         # Replies never make a read wait (see `_recv`): long reads and batches
         # give the event loop a turn every slice instead.
@@ -389,13 +399,17 @@ class IpvsClient:
         return ApplyResult(applied, tuple(failures))
 
     async def _apply_batch(self, batch: Sequence[Operation]) -> tuple[int, list[OperationFailed]]:
+        """Send `batch` in one ``send``; only its last request asks for an ack (see above)."""
         pending: dict[int, Operation] = {}
         chunks = []
-        for operation in batch:
+        last = len(batch) - 1
+        seq = 0
+        for index, operation in enumerate(batch):
             await self._slice.pause()
             seq = self._next_seq()
             pending[seq] = operation
-            chunks.append(self._encoder.encode(operation, seq))
+            chunks.append(self._encoder.encode(operation, seq, ack=index == last))
+        final = seq
         data = b"".join(chunks)
         if len(batch) >= THREAD_SEND_THRESHOLD:
             # Netlink requests to the kernel never wait for buffer space, so the
@@ -403,9 +417,8 @@ class IpvsClient:
             await asyncio.to_thread(self._sock.send, data)
         else:
             self._sock.send(data)
-        ok = 0
         failed: list[OperationFailed] = []
-        while pending:
+        while final in pending:
             received = await self._recv()
             for reply in wire.iter_replies(received):
                 if reply.msg_type != wire.NLMSG_ERROR or reply.seq not in pending:
@@ -414,9 +427,7 @@ class IpvsClient:
                 if reply.error:
                     error = _kernel_error(reply.error, operation, "")
                     failed.append(OperationFailed(operation, error))
-                else:
-                    ok += 1
-        return ok, failed
+        return len(batch) - len(failed), failed
 
     # --- configuration, info, counters ---------------------------------------------------
 

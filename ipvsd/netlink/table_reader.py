@@ -24,9 +24,14 @@ from ipvsd.errors import KernelError
 from ipvsd.gcpause import gc_paused
 from ipvsd.model import Service, Table
 from ipvsd.netlink import records, wire
-from ipvsd.netlink.ipvs import dump_records, dump_request, open_socket, resolve_family_id
+from ipvsd.netlink.ipvs import (
+    RECV_SIZE,
+    dump_records,
+    dump_request,
+    open_socket,
+    resolve_family_id,
+)
 
-_RECV_SIZE = 1 << 20
 #: The longest a dump waits for one datagram of the kernel's answer.
 DUMP_TIMEOUT_S = 60.0
 
@@ -50,7 +55,7 @@ class BlockingTableReader:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, wait)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, wait)
         self._seq = 0
-        self._buf = bytearray(_RECV_SIZE)
+        self._buf = bytearray(RECV_SIZE)
         self._encoder = wire.Encoder(family_id)
         self._lock = threading.Lock()
 

@@ -39,7 +39,7 @@ from ipvsd.model import (
     fwmark_key,
     make_service,
 )
-from ipvsd.netlink.ipvs import IpvsClient, Timeouts
+from ipvsd.netlink.ipvs import RECV_SIZE, IpvsClient, Timeouts
 from ipvsd.netlink.table_reader import BlockingTableReader
 
 V4 = ServiceKey(Family.INET, Protocol.TCP, ip_address("10.20.0.1"), 80)
@@ -107,9 +107,10 @@ async def test_add_every_kind_of_service_and_dest(client: IpvsClient) -> None:
 
 
 async def test_the_blocking_reader_reads_a_table_bigger_than_one_datagram(
-    client: IpvsClient,
+    client: IpvsClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The /metrics thread's reader: many datagrams per dump, from a thread, twice."""
+    """The /metrics thread's reader: many datagrams per dump, from a thread, twice.
+    No datagram of the kernel's is bigger than 32 KiB: `RECV_SIZE` holds any."""
     services = [
         make_service(
             ServiceKey(
@@ -137,6 +138,18 @@ async def test_the_blocking_reader_reads_a_table_bigger_than_one_datagram(
     bare = await client.dump(with_stats=False)  # the reconciler's read
     assert bare == first
     assert all(service.stats is None for service in bare.services.values())
+    sizes: list[int] = []
+    read = client._recv
+
+    async def measured() -> memoryview:
+        data = await read()
+        sizes.append(len(data))
+        return data
+
+    monkeypatch.setattr(client, "_recv", measured)
+    assert len(await client.dump_services()) == 600  # on the loop, through `_recv`
+    assert len(sizes) > 1
+    assert max(sizes) <= 32768 < RECV_SIZE
 
 
 async def test_every_scheduler_the_kernel_has(client: IpvsClient) -> None:
@@ -233,6 +246,53 @@ async def test_errors_are_translated_and_do_not_stop_the_batch(client: IpvsClien
     assert isinstance(errors[9], NotFound)
     assert "10.20.1.2:8080 of 10.20.0.1:80: not found" in str(errors[9])
     assert set((await client.dump()).services[V4].dests) == {R1, R2}
+
+
+async def test_only_a_batchs_last_request_is_acked_and_every_failure_still_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Batches of 4: only the 4th request of each asks for an ack (``ipvsd.netlink.ipvs``);
+    failures first, inside and last in a batch, and last of all, are each reported."""
+    ipvsadm("-C")
+    missing = ServiceKey(Family.INET, Protocol.TCP, ip_address("10.20.0.99"), 80)
+    ops = [
+        AddService(V4, ServiceAttrs("rr")),  # batch 1
+        AddService(V4, ServiceAttrs("rr")),  # EEXIST
+        AddDest(V4, R1, DestAttrs()),
+        AddDest(missing, R1, DestAttrs()),  # ESRCH, last of its batch
+        AddDest(V4, R1, DestAttrs()),  # EEXIST, first of batch 2
+        AddDest(V4, R2, DestAttrs()),
+        AddService(V6, ServiceAttrs("wlc")),
+        AddDest(V6, R6, DestAttrs()),
+        AddService(SCTP, ServiceAttrs("rr")),  # batch 3
+        DeleteService(missing),  # ESRCH, last of all
+    ]
+    try:
+        async with await IpvsClient.open(batch_size=4) as client:
+            reads = 0
+            read = client._recv
+
+            async def counted() -> memoryview:
+                nonlocal reads
+                reads += 1
+                return await read()
+
+            monkeypatch.setattr(client, "_recv", counted)
+            result = await client.apply(ops)
+            assert reads == 5  # one datagram per failure, and each batch's last ack
+            index = {id(op): i for i, op in enumerate(ops)}
+            errors = {index[id(f.operation)]: type(f.error) for f in result.failures}
+            assert errors == {1: AlreadyExists, 3: NotFound, 4: AlreadyExists, 9: NotFound}
+            assert result.applied == 6
+            # Nothing of those batches is left to be read as the next one's answers.
+            again = await client.apply([EditDest(V4, R2, DestAttrs(weight=3))])
+            assert (again.applied, again.failures) == (1, ())
+            table = await client.dump()
+        assert set(table.services) == {V4, V6, SCTP}
+        assert set(table.services[V4].dests) == {R1, R2}
+        assert table.services[V4].dests[R2].attrs.weight == 3
+    finally:
+        ipvsadm("-C")
 
 
 async def test_timeouts_get_and_set(client: IpvsClient) -> None:

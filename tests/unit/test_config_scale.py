@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -285,6 +286,33 @@ def test_models_share_equal_fields_sets_but_copies_do_not() -> None:
     merged = service.check.model_copy(update={"port": 81})
     assert "port" not in service.check.model_fields_set
     assert merged.port == 81
+
+
+def test_models_keep_their_fields_in_dicts_that_share_keys() -> None:
+    """A real's fields cost ~180 bytes, not the 464 of a dict of its own (issue 14:
+    40,000 reals' dicts were 19 MB of a 10,000 x 4 daemon's 110 MB)."""
+    services = "".join(
+        f"    - {{address: 10.0.0.{i}, port: 80, check: {{type: tcp}},\n"
+        f"       reals: [{{address: 10.1.0.{i}, port: 80}}, "
+        f"{{address: 10.2.0.{i}, port: 8080, weight: 3}}]}}\n"
+        for i in range(1, 41)
+    )
+    text = f"node_name: a\nipvs:\n  services:\n{services}"
+    config = parse_config(text)
+    service = config.ipvs.services[-1]  # CPython sizes the first few a class has larger
+    first, second = service.reals
+    for model in (first, second, service, config, config.ipvs):
+        assert list(model.__dict__) == list(type(model).model_fields)
+    assert sys.getsizeof(first.__dict__) <= 200 < sys.getsizeof(dict(first.__dict__))
+    assert sys.getsizeof(service.__dict__) <= 300 < sys.getsizeof(dict(service.__dict__))
+    assert (second.port, second.weight, first.weight) == (8080, 3, 1)
+    # Equality, hashing and copies are as before.
+    again = parse_config(text)
+    assert again == config
+    assert hash(again) == hash(config)
+    copied = second.model_copy(update={"weight": 5})
+    assert (copied.weight, copied.port, second.weight) == (5, 8080, 3)
+    assert copied.model_dump() == {**second.model_dump(), "weight": 5}
 
 
 def test_parsing_leaves_the_garbage_collector_as_it_found_it() -> None:

@@ -65,18 +65,23 @@ class ReadyKernel:
     Dumps of `table` come back in datagrams of `RECORDS_PER_DATAGRAM` records
     and a done message, each made when it is read (as the kernel fills the next
     skb of a dump when the previous one is read); every other request gets an
-    ack of its own. Nothing is changed by those requests: only the reading is
-    under test.
+    ack of its own if it asks for one (NLM_F_ACK) or fails, as
+    ``netlink_rcv_skb`` acks. Nothing is changed by those requests: only the
+    reading is under test.
 
     Attributes:
         served: datagrams handed out by `recv_into` so far.
+        failing: errno per request to fail, by its index among the requests
+            (not dumps) sent so far.
     """
 
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, failing: dict[int, int] | None = None) -> None:
         self._table = table
         self._by_identity = {wire.service_identity(key): svc for key, svc in table.services.items()}
         self._queue: deque[Iterator[bytes]] = deque()
         self.served = 0
+        self.failing = failing or {}
+        self._requests = 0
 
     # --- what IpvsClient and loop.sock_recv_into use of a socket ---
 
@@ -123,13 +128,13 @@ class ReadyKernel:
             dests = self._by_identity[bytes(identity)].dests.values()
             records = (wire.nla(wire.ATTR_DEST, wire.dest_attrs(d.key, d.attrs)) for d in dests)
         else:
-            assert flags & wire.NLM_F_ACK
-            records = None
-        self._queue.append(
-            iter([_HDR.pack(20, wire.NLMSG_ERROR, 0, seq, 0) + b"\0\0\0\0"])
-            if records is None
-            else self._dump(cmd, seq, records)
-        )
+            error = self.failing.get(self._requests, 0)
+            self._requests += 1
+            if flags & wire.NLM_F_ACK or error:
+                ack = _HDR.pack(20, wire.NLMSG_ERROR, 0, seq, 0) + struct.pack("=i", -error)
+                self._queue.append(iter([ack]))
+            return
+        self._queue.append(self._dump(cmd, seq, records))
 
     def _dump(self, cmd: int, seq: int, records: Iterable[bytes]) -> Iterator[bytes]:
         records = iter(records)
@@ -188,7 +193,8 @@ async def test_a_dump_of_many_services_lets_the_loop_run() -> None:
 
 async def test_reading_the_acks_of_many_changes_lets_the_loop_run() -> None:
     # Batches below THREAD_SEND_THRESHOLD are sent on the loop, so nothing
-    # but the reading of acks could yield.
+    # but the encoding of the requests and the reading of acks could yield
+    # (one ack a batch: ``test_ipvs_batches``).
     table = big_table(1_000)
     kernel = ReadyKernel(Table())
     client = IpvsClient(FAMILY_ID, kernel, batch_size=16)  # type: ignore[arg-type]

@@ -1,4 +1,5 @@
-"""`LoopSlice`: a check costs a clock read; the loop gets a turn once per spent slice.
+"""`LoopSlice`: a check costs a clock read now and then; the loop gets a turn once per
+spent slice.
 
 A fake clock decides when the slice is spent; whether the loop got a turn is
 seen by a callback scheduled with ``call_soon``, which runs only then.
@@ -11,14 +12,16 @@ from collections.abc import Generator
 
 import pytest
 
-from ipvsd.loopslice import LoopSlice
+from ipvsd.loopslice import MAX_STRIDE, LoopSlice
 
 
 class Clock:
     def __init__(self) -> None:
         self.now = 100.0
+        self.reads = 0
 
     def __call__(self) -> float:
+        self.reads += 1
         return self.now
 
 
@@ -89,6 +92,31 @@ async def test_drain_returns_the_result_and_yields_only_when_steps_spend_the_sli
         assert seen == sorted(set(seen))  # the loop turned between every two steps
     else:
         assert set(seen) == {1}  # never
+
+
+async def test_cheap_steps_read_the_clock_once_a_stride() -> None:
+    """Inside UML a clock read is a ~70 us system call: not one per step (issue 14)."""
+    clock = Clock()
+    slice_ = LoopSlice(0.002, clock=clock)
+    reads = clock.reads
+    for _ in range(10_000):
+        await slice_.pause()
+    assert clock.reads - reads <= 10_000 // MAX_STRIDE + 8
+
+
+async def test_expensive_steps_are_soon_checked_at_every_step_again() -> None:
+    clock = Clock()
+    slice_ = LoopSlice(0.002, clock=clock)
+    for _ in range(1_000):  # cheap: the stride grows to its largest
+        await slice_.pause()
+    turned = []
+    for _ in range(4 * MAX_STRIDE):
+        clock.now += 0.001  # each step half a slice now
+        turned.append(await loop_turned(slice_))
+    first = turned.index(True)
+    assert first < MAX_STRIDE  # the loop waited a stride of steps at the most
+    rest = turned[first:]  # then a turn every other step: the slice is two steps now
+    assert rest == [True, False] * (len(rest) // 2) + [True] * (len(rest) % 2)
 
 
 def test_the_slice_must_be_positive() -> None:
