@@ -16,9 +16,9 @@ a real drained or failed after it was up).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-from ipvsd.model import DestKey
+from ipvsd.model import Dest, DestKey
 
 MH = "mh"
 """The scheduler's name, as the kernel and the config spell it."""
@@ -32,3 +32,10 @@ def table_fingerprint(reals: Iterable[tuple[DestKey, int]]) -> str:
         if weight > 0:
             digest.update(f"{key.address} {key.port} {weight}\n".encode())
     return digest.hexdigest()
+
+
+def service_fingerprint(dests: Iterable[Dest], configured: Mapping[DestKey, int]) -> str:
+    """`table_fingerprint` of a service's kernel dests (in dump order: the kernel's
+    list order), a dest at weight 0 counted with its `configured` weight: drained or
+    failed after it was up, its last non-zero weight was that one (0 if unknown)."""
+    return table_fingerprint((d.key, d.attrs.weight or configured.get(d.key, 0)) for d in dests)

@@ -12,7 +12,7 @@ import asyncio
 import gc
 import signal
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,7 +42,7 @@ from ipvsd.errors import ConfigError, IpvsdError, IpvsUnavailable, KernelError
 from ipvsd.health.manager import HealthManager, adopted_reals
 from ipvsd.health.tracker import Health
 from ipvsd.metrics.daemon import DaemonMetrics, EventLoopLag
-from ipvsd.model import ServiceKey, Table
+from ipvsd.model import DestKey, ServiceKey, Table
 from ipvsd.process import lower_this_thread_priority
 from ipvsd.systemd import Notifier
 from ipvsd.vrrp.machine import VrrpState
@@ -102,6 +102,7 @@ class Daemon:
         self._registry = CollectorRegistry(auto_describe=False)
         self.metrics = DaemonMetrics(self._registry, version=__version__, node=config.node_name)
         self._scrape_reader: TableReader | None = None
+        self._mh_weights = _MhWeights(lambda: self._parts.config)
         self._parser = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="ipvsd-parse", initializer=lower_this_thread_priority
         )
@@ -318,7 +319,9 @@ class Daemon:
 
         loop = asyncio.get_running_loop()
         return IpvsExporter(
-            lambda: self._scrape_table(loop), enabled=lambda: self._parts.reconciler is not None
+            lambda: self._scrape_table(loop),
+            enabled=lambda: self._parts.reconciler is not None,
+            configured_weights=self._mh_weights.of,
         )
 
     def _scrape_table(self, loop: asyncio.AbstractEventLoop) -> Table:
@@ -707,3 +710,28 @@ async def run(config_path: Path, host_lock: HostLock | None = None) -> int:
     """
     config = load_config(config_path)
     return await Daemon(config_path, config, host_lock=host_lock).run()
+
+
+class _MhWeights:
+    """The configured weights of each ``mh`` service's reals (the /metrics fingerprint's
+    last weights), made again only when the running config changes. Read from the
+    HTTP thread: the config is swapped whole on reload, never mutated."""
+
+    def __init__(self, config: Callable[[], Config]) -> None:
+        self._config = config
+        self._made_from: Config | None = None
+        self._weights: dict[ServiceKey, dict[DestKey, int]] = {}
+
+    def of(self, key: ServiceKey) -> Mapping[DestKey, int]:
+        config = self._config()
+        if config is not self._made_from:
+            from ipvsd.daemon.status import configured_weights
+            from ipvsd.mh import MH
+
+            self._weights = {
+                service.key: configured_weights(service)
+                for service in config.ipvs.services
+                if service.scheduler == MH
+            }
+            self._made_from = config
+        return self._weights.get(key, {})

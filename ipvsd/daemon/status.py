@@ -49,7 +49,7 @@ from ipvsd.control.status import (
 from ipvsd.health.policy import has_check
 from ipvsd.health.quorum import QuorumState
 from ipvsd.health.tracker import Health, HealthRecord
-from ipvsd.mh import MH, table_fingerprint
+from ipvsd.mh import MH, service_fingerprint
 from ipvsd.model import DestKey, RealId, ServiceKey, Table
 
 if TYPE_CHECKING:  # only attributes are read: the asyncio module is not imported at run time
@@ -162,13 +162,7 @@ def _service(
     stats = in_kernel.stats if in_kernel is not None else None
     fingerprint = None
     if in_kernel is not None and service.scheduler == MH:
-        weights = {service.dest_key(real): real.weight for real in service.reals}
-        fingerprint = table_fingerprint(
-            # A real at weight 0 was last given its configured weight (drained or
-            # failed after it was up); the kernel keeps that one for the table.
-            (key, dest.attrs.weight or weights.get(key, 0))
-            for key, dest in dests.items()
-        )
+        fingerprint = service_fingerprint(dests.values(), configured_weights(service))
     return ServiceStatus(
         address=key.address,
         port=None if key.fwmark else key.port,
@@ -221,3 +215,8 @@ def _sync_daemon(status: SyncDaemonStatus) -> SyncDaemonStatusView:
         running=running,
         error=status.error,
     )
+
+
+def configured_weights(service: ServiceConfig) -> dict[DestKey, int]:
+    """Each configured real's kernel key and weight (the mh fingerprint's last weights)."""
+    return {service.dest_key(real): real.weight for real in service.reals}

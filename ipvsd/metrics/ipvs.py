@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
 
 import structlog
@@ -43,7 +43,17 @@ from prometheus_client.utils import floatToGoString
 from ipvsd.errors import IpvsdError
 from ipvsd.gcpause import gc_paused
 from ipvsd.metrics.labels import service_labels
-from ipvsd.model import Dest, DestAttrs, DestCounters, DestKey, Service, Stats, Table
+from ipvsd.mh import MH, service_fingerprint
+from ipvsd.model import (
+    Dest,
+    DestAttrs,
+    DestCounters,
+    DestKey,
+    Service,
+    ServiceKey,
+    Stats,
+    Table,
+)
 
 log = structlog.get_logger("ipvsd.metrics")
 
@@ -71,13 +81,24 @@ _SCRAPE = (
     ("ipvsd_scrape_duration_seconds", "How long the last read of the IPVS table took.", "gauge"),
 )
 
+_MH_TABLE = (
+    "ipvsd_service_mh_table_info",
+    "An mh service's Maglev table inputs, hashed (label fingerprint): directors behind"
+    " ECMP keep moved flows on the same real only while it is equal on all of them.",
+)
+
 #: Every family the exporter can emit (exposition names).
 METRIC_NAMES = (
     *(name for name, _ in _BACKEND_GAUGES),
     *(f"ipvs_backend_{name}" for name, _ in _TRAFFIC),
     *(f"ipvs_service_{name}" for name, _ in _TRAFFIC),
+    _MH_TABLE[0],
     *(name for name, _, _ in _SCRAPE),
 )
+
+#: The configured weight of each real of a service (the mh fingerprint's last
+#: weights of reals at weight 0); empty when unknown.
+ConfiguredWeights = Callable[[ServiceKey], Mapping[DestKey, int]]
 
 #: Lines per write: big enough that the per-write cost vanishes, small
 #: enough that a 10k x 4 page (~63 MB) is never held whole.
@@ -110,6 +131,7 @@ class IpvsExporter:
         *,
         clock: Callable[[], float] = time.perf_counter,
         enabled: Callable[[], bool] = lambda: True,
+        configured_weights: ConfiguredWeights = lambda _key: {},
     ) -> None:
         """Create the exporter.
 
@@ -119,12 +141,15 @@ class IpvsExporter:
             clock: monotonic seconds, for ``ipvsd_scrape_duration_seconds``.
             enabled: asked at every scrape; False writes nothing at all (a pure
                 VRRP daemon has no IPVS metrics, until a reload adds services).
+            configured_weights: the configured weights of a service's reals, for
+                the fingerprint of an ``mh`` service (`ipvsd.mh`).
         """
         self._enabled = enabled
         self._read_table = read_table
         self._clock = clock
         self._lock = threading.Lock()
         self._errors = 0
+        self._configured_weights = configured_weights
 
     def write(self, write: Write) -> None:
         """Read the table and write its families, then the scrape's own.
@@ -152,7 +177,7 @@ class IpvsExporter:
             duration_s = self._clock() - start
             errors = self._errors
         if table is not None:
-            write_table_text(table, write)
+            write_table_text(table, write, self._configured_weights)
         values = (1 if table is None else 0, errors, duration_s)
         write(
             "".join(
@@ -168,18 +193,22 @@ class IpvsExporter:
         return b"".join(chunks)
 
 
-def write_table_text(table: Table, write: Write) -> None:
+def write_table_text(
+    table: Table, write: Write, configured_weights: ConfiguredWeights = lambda _key: {}
+) -> None:
     """Write the ``ipvs_*`` families of a table, `CHUNK_LINES` lines per call.
 
     The bytes are exactly what ``generate_latest`` makes of the same samples:
     families in the order active, inactive, persistent, weight, the five
     backend counters, the five service counters; ``# HELP`` and ``# TYPE``
     before each; values as Go prints floats. A dest without counters exports
-    only its weight; a service without stats exports no service series.
+    only its weight; a service without stats exports no service series. Then,
+    when the table has ``mh`` services, ``ipvsd_service_mh_table_info``.
 
     Args:
         table: a kernel dump.
         write: called with each chunk of UTF-8 text.
+        configured_weights: for the ``mh`` fingerprints (`ipvsd.mh.service_fingerprint`).
     """
     # The rows all live until the page is written, and none is in a cycle.
     with gc_paused():
@@ -192,6 +221,22 @@ def write_table_text(table: Table, write: Write) -> None:
     for (name, doc), column in zip(_TRAFFIC, _SERVICE_TRAFFIC_COLUMNS, strict=True):
         family = f"ipvs_service_{name}"
         _write_family(write, family, f"{doc} by this service.", "counter", services, column)
+    mh = [
+        (_mh_labels(svc, configured_weights(svc.key)), 1)
+        for svc in _without_label_collisions(table)
+        if svc.attrs.scheduler == MH
+    ]
+    if mh:
+        _write_family(write, *_MH_TABLE, "gauge", mh, 1)
+
+
+def _mh_labels(svc: Service, configured: Mapping[DestKey, int]) -> str:
+    address, port, proto, mark = service_labels(svc.key)
+    fingerprint = service_fingerprint(svc.dests.values(), configured)
+    return (
+        f'{{fingerprint="{fingerprint}",local_address="{address}",local_mark="{mark}",'
+        f'local_port="{port}",proto="{proto}"}} '
+    )
 
 
 def _rows(table: Table) -> tuple[list[_Row], list[_Row]]:

@@ -322,7 +322,11 @@ def test_counters_print_as_prometheus_client_prints_them(value: float) -> None:
 
 
 def test_every_family_name_is_emitted_and_none_clashes_with_the_daemons() -> None:
-    emitted = {m.name for m in Parsed(IpvsExporter(lambda: FIXTURE)).collect()}
+    mh = make_service(
+        ServiceKey(Family.INET, Protocol.TCP, ip_address("10.9.9.9"), 80), ServiceAttrs("mh")
+    )  # ipvsd_service_mh_table_info is written only for mh services
+    table = Table.of([*FIXTURE.services.values(), mh])
+    emitted = {m.name for m in Parsed(IpvsExporter(lambda: table)).collect()}
     assert {n.removesuffix("_total") for n in METRIC_NAMES} == emitted
     registry = CollectorRegistry()
     DaemonMetrics(registry, version="1", node="n")

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from ipaddress import ip_address
 
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
 from ipvsd.config import parse_config
 from ipvsd.control.status_json import from_json, to_json
 from ipvsd.daemon.status import status_document_steps
+from ipvsd.metrics.ipvs import IpvsExporter
 from ipvsd.mh import table_fingerprint
 from ipvsd.model import (
     Dest,
@@ -101,3 +105,37 @@ def test_other_schedulers_and_absent_services_have_none() -> None:
     )
     assert doc.services[0].mh_fingerprint is None
     assert _fingerprint(Table.of([])) is None  # not in the kernel
+
+
+# --- /metrics: ipvsd_service_mh_table_info -------------------------------------------------
+
+
+def _families(table: Table, configured: dict[DestKey, int]) -> dict[str, list[Sample]]:
+    exporter = IpvsExporter(lambda: table, configured_weights=lambda key: configured)
+    text = exporter.text().decode()
+    return {f.name: f.samples for f in text_string_to_metric_families(text)}
+
+
+def test_metrics_carry_the_fingerprint_of_each_mh_service_only() -> None:
+    rr = ServiceKey(Family.INET, Protocol.TCP, ip_address("10.0.0.100"), 443)
+    drained = _kernel((A, 2), (B, 0), (C, 1))
+    table = Table.of(
+        [*drained.services.values(), make_service(rr, ServiceAttrs("rr"), [Dest(A, DestAttrs())])]
+    )
+    (sample,) = _families(table, {A: 2, B: 1, C: 1})["ipvsd_service_mh_table_info"]
+    assert sample.name == "ipvsd_service_mh_table_info"
+    assert sample.value == 1
+    assert sample.labels == {
+        # B drained: counted with its configured weight, as the status does.
+        "fingerprint": table_fingerprint([(A, 2), (B, 1), (C, 1)]),
+        "local_address": "10.0.0.100",
+        "local_mark": "",
+        "local_port": "80",
+        "proto": "TCP",
+    }
+    assert sample.labels["fingerprint"] == _fingerprint(drained)
+
+
+def test_no_mh_family_without_mh_services() -> None:
+    table = Table.of([make_service(VIP, ServiceAttrs("wlc"), [Dest(A, DestAttrs())])])
+    assert "ipvsd_service_mh_table_info" not in _families(table, {})
