@@ -20,6 +20,13 @@ sorry server is to be in use (`ipvsd.health.policy` decides when); an
 inhibited sorry server (``inhibit: true``) is in the table at weight 0 when
 not in use, with its own ``forward`` if it has one.
 
+An ``mh`` service (docs/consistent-hashing.md) has its dests in the order of
+the kernel's list once the planner has added them (`ipvsd.mh.mh_order`),
+so that the reconciler's belief after a pass models the kernel's list, and
+the weight each dest desired at weight 0 is to be added at first
+(`Service.last_weights`: its configured weight; the inhibited sorry server's
+weight in use, 1).
+
 Services and reals with equal attributes share one (frozen) `ServiceAttrs` /
 `DestAttrs` object: a table of 10,000 services x 4 reals has a handful of
 distinct ones. `ServiceBuilder` builds one service at a time with those
@@ -35,7 +42,9 @@ from types import MappingProxyType
 from typing import Any
 
 from ipvsd.config.model import Config, RealConfig, ServiceConfig
+from ipvsd.mh import MH, mh_order
 from ipvsd.model import (
+    NO_LAST_WEIGHTS,
     Dest,
     DestAttrs,
     DestKey,
@@ -164,10 +173,14 @@ class ServiceBuilder:
         built: list[Dest] = []
         if dests is None:
             dests = dest_keys(service, key, ids)
+        mh = service.scheduler == MH
+        last: dict[DestKey, int] = {}
         for real, dest_key in zip(service.reals, dests, strict=True):
             if excluded and dest_key in excluded:
                 continue
             weight = weights.get(dest_key, real.weight) if weights else real.weight
+            if mh and weight == 0 and real.weight > 0:
+                last[dest_key] = real.weight
             built.append(Dest(dest_key, self._dest(service, real, weight)))
         server = service.sorry_server
         if server is not None and (sorry or server.inhibit):
@@ -178,6 +191,11 @@ class ServiceBuilder:
             if forward is ForwardMethod.TUNNEL and service.tunnel is not None:
                 values += (0, 0, service.tunnel.type, service.tunnel.port, service.tunnel.checksum)
             built.append(Dest(sorry_key, DestAttrs(*values)))
+            if mh and not sorry:
+                last[sorry_key] = 1  # its weight when in use: in use once or never, one table
+        if mh:  # the kernel's list order the planner builds (`ipvsd.mh.mh_order`)
+            last_weights = MappingProxyType(last) if last else NO_LAST_WEIGHTS
+            return make_service(key, attrs, mh_order(built), last_weights)
         return make_service(key, attrs, built)
 
     def _dest(self, service: ServiceConfig, real: RealConfig, weight: int) -> DestAttrs:

@@ -18,10 +18,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 
-from ipvsd.model import Dest, DestKey
+from ipvsd.model import Dest, DestKey, dest_order
 
 MH = "mh"
 """The scheduler's name, as the kernel and the config spell it."""
+
+
+def mh_order(dests: Iterable[Dest]) -> list[Dest]:
+    """`dests` in the kernel's list order that ipvsd builds for an ``mh`` service:
+    descending `dest_order`, the planner adding them in ascending order at the list's
+    head (`ipvsd.ipvs.plan`, rule 6)."""
+    return sorted(dests, key=lambda dest: dest_order(dest.key), reverse=True)
 
 
 def table_fingerprint(reals: Iterable[tuple[DestKey, int]]) -> str:

@@ -17,6 +17,7 @@ import enum
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
+from types import MappingProxyType
 
 IPAddress = IPv4Address | IPv6Address
 
@@ -253,14 +254,28 @@ class Dest:
     counters: DestCounters | None = field(default=None, compare=False)
 
 
+#: No dest whose last weight differs from its weight (`Service.last_weights`).
+NO_LAST_WEIGHTS: Mapping[DestKey, int] = MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True)
 class Service:
-    """One virtual service with its real servers, keyed by DestKey."""
+    """One virtual service with its real servers, keyed by DestKey.
+
+    `last_weights` is set on desired ``mh`` services only: the weight a dest
+    desired at weight 0 is to be added at first (its configured one), so that
+    the kernel's ``last_weight``, and the Maglev table, do not depend on health
+    history (docs/consistent-hashing.md). The kernel does not report it, so it
+    takes no part in comparisons.
+    """
 
     key: ServiceKey
     attrs: ServiceAttrs
     dests: Mapping[DestKey, Dest] = field(default_factory=dict)
     stats: Stats | None = field(default=None, compare=False)
+    last_weights: Mapping[DestKey, int] = field(
+        default_factory=lambda: NO_LAST_WEIGHTS, compare=False
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,16 +298,25 @@ class Table:
         return sum(len(service.dests) for service in self.services.values())
 
 
+def dest_order(key: DestKey) -> tuple[int, int, int]:
+    """Total sort key for dest keys (a tunnel service may mix IPv4 and IPv6 dests;
+    the address classes refuse to compare with each other)."""
+    return (key.address.version, int(key.address), key.port)
+
+
 def fwmark_key(family: Family, fwmark: int) -> ServiceKey:
     """The key of a fwmark service, normalised as the kernel stores it."""
     return ServiceKey(family, Protocol.TCP, None, 0, fwmark)
 
 
 def make_service(
-    key: ServiceKey, attrs: ServiceAttrs, dests: list[Dest] | tuple[Dest, ...] = ()
+    key: ServiceKey,
+    attrs: ServiceAttrs,
+    dests: list[Dest] | tuple[Dest, ...] = (),
+    last_weights: Mapping[DestKey, int] = NO_LAST_WEIGHTS,
 ) -> Service:
     """Build a Service from a list of dests."""
-    return Service(key, attrs, {dest.key: dest for dest in dests})
+    return Service(key, attrs, {dest.key: dest for dest in dests}, last_weights=last_weights)
 
 
 def format_endpoint(address: IPAddress | None, port: int) -> str:

@@ -16,9 +16,10 @@ table. In BGP mode (``bgp:``), for each service:
    director picks; its TCP connection breaks.
 2. ``mh`` without ``mh-fallback``: the kernel refuses new connections that hash
    to a real at weight 0, so a drained or failed real black-holes its share.
-3. ``mh`` with ``on_failure: remove``: the table is rebuilt without the failed
-   real on this director only, and the real goes back to another place in the
-   kernel's list when it returns; ``drain`` keeps the table.
+3. ``mh`` with ``on_failure: remove``: removing a failed real would rebuild
+   this director's table alone, so ipvsd drains it instead (an ``mh`` real
+   never leaves the kernel for health, ``ipvsd.health.policy``); the advice
+   says so, so that the config says what happens (``drain``).
 
 BGP mode's own defaults (``mh`` with ``mh-fallback``) satisfy all three.
 """
@@ -76,9 +77,10 @@ def consistent_hashing_advice(services: Sequence[ServiceConfig]) -> list[Advice]
                 Advice(
                     index,
                     "on_failure",
-                    "remove with mh: a failed real's removal rebuilds this director's mh"
-                    " table alone, so flows moved here from another director can reach"
-                    f" other reals; drain keeps the table {SEE}",
+                    "remove with mh is treated as drain: a failed real's removal would"
+                    " rebuild this director's mh table alone, so flows moved here from"
+                    " another director could reach other reals; an mh real stays in the"
+                    f" kernel at weight 0 instead; say drain {SEE}",
                 )
             )
     return advice

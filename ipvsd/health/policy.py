@@ -12,6 +12,12 @@ Rules, per service (issue #4, keepalived's checker semantics where it has them):
 - A DOWN real is drained (``on_failure: drain``, weight 0: its established
   connections finish, new ones go elsewhere) or removed (``on_failure:
   remove``). Recovery restores the configured weight.
+- Exception, an ``mh`` service (docs/consistent-hashing.md): its Maglev table
+  depends on which reals are in the kernel, in which order, with which last
+  non-zero weight, so no real leaves it for health. An UNKNOWN real, and a
+  DOWN one with ``on_failure: remove``, is drained instead (weight 0; the
+  planner adds it at its configured weight first, ``Service.last_weights``),
+  and so are the live reals while the sorry server is in use.
 - An UP real whose check gave it a weight (an exec check with
   ``dynamic_weight``, keepalived's ``misc_dynamic``) has that weight.
 - An administratively drained real (``ipvsd drain``) has weight 0 whatever
@@ -32,6 +38,7 @@ from ipvsd.config.model import CheckConfig, Config, RealConfig, ServiceConfig
 from ipvsd.config.types import CheckType, OnFailure
 from ipvsd.health.quorum import QuorumState, has_quorum
 from ipvsd.health.tracker import Health
+from ipvsd.mh import MH
 from ipvsd.model import DestKey, RealId, ServiceKey
 
 
@@ -163,6 +170,8 @@ def service_overrides(
     any_up = False
     if dests is None:
         dests = [service.dest_key(real) for real in service.reals]
+    removes = service.on_failure is OnFailure.REMOVE and service.scheduler != MH
+    keeps = service.scheduler == MH  # an mh real never leaves the kernel for health
     for real, dest in zip(service.reals, dests, strict=True):
         real_id = (key, dest)
         health = health_of(real_id) if has_check(service, real) else Health.UP
@@ -174,9 +183,7 @@ def service_overrides(
                 weights[dest] = dynamic
             if not (drained and real_id in drained):
                 live_weight += real.weight if dynamic is None else dynamic
-        elif real_id not in held and (
-            health is Health.UNKNOWN or service.on_failure is OnFailure.REMOVE
-        ):
+        elif not keeps and real_id not in held and (health is Health.UNKNOWN or removes):
             excluded.add(dest)
         else:
             weights[dest] = 0
@@ -186,7 +193,7 @@ def service_overrides(
     sorry = service.sorry_server is not None and not up
     if sorry:  # the sorry server takes over from the reals left (keepalived)
         for dest in live:
-            if service.on_failure is OnFailure.REMOVE:
+            if removes:
                 excluded.add(dest)
                 weights.pop(dest, None)
             else:

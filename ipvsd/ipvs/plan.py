@@ -25,6 +25,17 @@ Rules:
    so dests of services being deleted get no operation of their own.
 5. Guard rail (seesaw's ``rateLimitVS``): `Plan.deletes` lets the caller
    refuse a plan that would delete more than it expects.
+6. ``mh`` services (docs/consistent-hashing.md): the Maglev table depends on
+   the kernel's list order of the dests (it adds each at the head) and on
+   each one's last non-zero weight, so the planner makes both depend on the
+   config alone. The canonical list is `mh_order` (descending `dest_order`),
+   built by adding in ascending `dest_order`. A dest desired at weight 0
+   whose `Service.last_weights` names a weight is added at that weight and
+   set to 0 by the next operation (a pair of the same phase). A dest that
+   must sit before a new (or misplaced) one is deleted and added back
+   (`Plan.readded_dests`; the kernel keeps its connections through the dest
+   trash): the dests left in place are the longest tail of the canonical list
+   that the kernel's list already has in that order.
 
 This module is pure: no I/O, no clock, no logging. A 10,000-service table
 takes a tenth of a second to plan (more in UML), too long to hold an event
@@ -37,12 +48,22 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Collection, Generator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import itemgetter
 from typing import Protocol as TypingProtocol
 
 from ipvsd.errors import KernelError
-from ipvsd.model import DestAttrs, DestKey, IPAddress, ServiceAttrs, ServiceKey, Table
+from ipvsd.mh import MH, mh_order
+from ipvsd.model import (
+    DestAttrs,
+    DestKey,
+    IPAddress,
+    Service,
+    ServiceAttrs,
+    ServiceKey,
+    Table,
+    dest_order,
+)
 from ipvsd.steps import run_steps
 
 
@@ -137,18 +158,22 @@ class Plan:
 
     `operations` are in phase order (rule 4): add/edit services, add/edit dests,
     delete dests, delete services; within a phase they are sorted by key, so the
-    same two tables always give the same plan. Operations within one phase never
-    depend on each other and may be sent concurrently; the phases may not be
+    same two tables always give the same plan. They are sent in order: the
+    dests of an ``mh`` service depend on it (rule 6: add order, add-then-zero
+    pairs, delete-then-add of a re-added dest), and the phases may not be
     reordered.
 
     Attributes:
         operations: what to send to the kernel, in order.
         implicit_dest_deletes: dests that disappear with a `DeleteService` in
             this plan and therefore have no `DeleteDest` of their own.
+        readded_dests: `DeleteDest` operations followed by an `AddDest` of the
+            same dest (rule 6): no dest is gone after them.
     """
 
     operations: tuple[Operation, ...] = ()
     implicit_dest_deletes: int = 0
+    readded_dests: int = 0
 
     def __len__(self) -> int:
         return len(self.operations)
@@ -168,7 +193,7 @@ class Plan:
         its 40 dests counts 41, not 1.
         """
         counts = self.counts()
-        explicit = counts["delete_service"] + counts["delete_dest"]
+        explicit = counts["delete_service"] + counts["delete_dest"] - self.readded_dests
         return explicit + self.implicit_dest_deletes
 
     def counts(self) -> dict[str, int]:
@@ -191,9 +216,51 @@ def service_order(key: ServiceKey) -> tuple[int, int, int, int, int, int]:
     return (key.family, key.protocol, *_address_order(key.address), key.port, key.fwmark)
 
 
-def dest_order(key: DestKey) -> tuple[int, int, int]:
-    """Total sort key for dest keys (a tunnel service may mix IPv4 and IPv6 dests)."""
-    return (*_address_order(key.address), key.port)
+def mh_readds(canonical: Sequence[DestKey], kernel: Sequence[DestKey]) -> list[DestKey]:
+    """The dests to add (or delete and add back), in add order, so that the kernel's
+    list `kernel` (the dests kept, in list order) becomes `canonical` (rule 6).
+
+    The dests left in place are the longest tail of `canonical` that `kernel` holds
+    in the same relative order; every dest before that tail is added anew after
+    the others, from the tail's side to the head's (the kernel adds at the head).
+    """
+    present = set(kernel)
+    j = len(kernel)
+    stay = len(canonical)
+    while stay > 0 and canonical[stay - 1] in present:
+        wanted = canonical[stay - 1]
+        j -= 1
+        while j >= 0 and kernel[j] != wanted:
+            j -= 1
+        if j < 0:
+            break
+        stay -= 1
+    return list(reversed(canonical[:stay]))
+
+
+def _mh_dest_ops(key: ServiceKey, want: Service, have: Service | None) -> list[Operation]:
+    """The add and edit operations of an ``mh`` service's dests (rule 6)."""
+    canonical = [dest.key for dest in mh_order(want.dests.values())]
+    kernel = [] if have is None else [k for k in have.dests if k in want.dests]
+    ops: list[Operation] = []
+    todo = mh_readds(canonical, kernel)
+    for dest_key in todo:
+        attrs = want.dests[dest_key].attrs
+        if have is not None and dest_key in have.dests:
+            ops.append(DeleteDest(key, dest_key))
+        last = want.last_weights.get(dest_key, 0) if attrs.weight == 0 else 0
+        if last:
+            ops.append(AddDest(key, dest_key, replace(attrs, weight=last)))
+            ops.append(EditDest(key, dest_key, attrs))
+        else:
+            ops.append(AddDest(key, dest_key, attrs))
+    if have is not None:
+        added = set(todo)
+        for dest_key in sorted(kernel, key=dest_order):
+            want_attrs = want.dests[dest_key].attrs
+            if dest_key not in added and have.dests[dest_key].attrs != want_attrs:
+                ops.append(EditDest(key, dest_key, want_attrs))
+    return ops
 
 
 def plan(desired: Table, actual: Table, *, owns: OwnsService) -> Plan:
@@ -222,11 +289,27 @@ def plan_steps(desired: Table, actual: Table, *, owns: OwnsService) -> Generator
     upsert_dests: list[Operation] = []
     delete_dests: list[Operation] = []
     delete_services: list[Operation] = []
+    readded = 0
 
     for key in (yield from _sorted_services(desired.services)):
         yield
         want = desired.services[key]
         have = actual.services.get(key)
+        if want.attrs.scheduler == MH:
+            if have is None:
+                upsert_services.append(AddService(key, want.attrs))
+            elif have.attrs != want.attrs:
+                upsert_services.append(EditService(key, want.attrs))
+            ops = _mh_dest_ops(key, want, have)
+            readded += sum(1 for op in ops if isinstance(op, DeleteDest))
+            upsert_dests.extend(ops)
+            if have is not None:
+                delete_dests.extend(
+                    DeleteDest(key, dest_key)
+                    for dest_key in sorted(have.dests, key=dest_order)
+                    if dest_key not in want.dests
+                )
+            continue
         if have is None:
             upsert_services.append(AddService(key, want.attrs))
             upsert_dests.extend(
@@ -262,6 +345,7 @@ def plan_steps(desired: Table, actual: Table, *, owns: OwnsService) -> Generator
     return Plan(
         (*upsert_services, *upsert_dests, *delete_dests, *delete_services),
         implicit_dest_deletes,
+        readded,
     )
 
 

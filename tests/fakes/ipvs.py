@@ -184,7 +184,8 @@ class FakeIpvs:
                     return refused
                 if dest_key in service.dests:
                     return AlreadyExists("dest exists", errno=errno.EEXIST, operation=what)
-                service.dests[dest_key] = Dest(dest_key, attrs, DestCounters())
+                # At the head of the list, as the kernel adds (the dump's order).
+                service.dests = {dest_key: Dest(dest_key, attrs, DestCounters()), **service.dests}
             case EditDest(key=dest_key, attrs=attrs):
                 refused = _check_dest(service_key, dest_key, attrs, what)
                 if refused is not None:

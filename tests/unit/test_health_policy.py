@@ -121,3 +121,44 @@ def test_overrides_cannot_be_changed_by_their_reader() -> None:
         o.weights[R11] = 3  # type: ignore[index]
     assert isinstance(o.excluded, frozenset)
     assert isinstance(o.sorry, frozenset)
+
+
+MH_CONFIG = parse_config(
+    textwrap.dedent(
+        """\
+        ipvs:
+          services:
+            - address: 10.0.0.5
+              port: 80
+              scheduler: mh
+              scheduler_flags: [mh-fallback]
+              on_failure: remove
+              check: {type: tcp}
+              sorry_server: {address: 10.0.9.9, inhibit: true}
+              reals:
+                - {address: 10.0.5.2, weight: 3}
+                - {address: 10.0.5.1, weight: 2}
+                - {address: 10.0.5.3, weight: 0}
+        """
+    ),
+    "mh.yaml",
+)
+S5 = ServiceKey(Family.INET, Protocol.TCP, ip_address("10.0.0.5"), 80)
+M1, M2, M3 = (DestKey(ip_address(f"10.0.5.{i}"), 80) for i in (1, 2, 3))
+
+
+def mh_table(states: dict[RealId, Health]) -> Table:
+    o = overrides(MH_CONFIG, states)
+    return desired_table(MH_CONFIG, weight_overrides=o.weights, excluded=o.excluded, sorry=o.sorry)
+
+
+def test_mh_unknown_and_removed_reals_stay_in_at_0_with_their_configured_last_weights() -> None:
+    # docs/consistent-hashing.md: the table must not depend on health history.
+    fresh = mh_table({})
+    service = fresh.services[S5]
+    assert weights(fresh, S5) == {SORRY: 1, M3: 0, M2: 0, M1: 0}  # no real left out
+    assert list(service.dests) == [SORRY, M3, M2, M1]  # the kernel's list order, planned
+    assert service.last_weights == {M2: 3, M1: 2}  # configured weight 0: last weight 0
+    down = mh_table({(S5, M1): Health.DOWN, (S5, M2): Health.UP, (S5, M3): Health.UP})
+    assert weights(down, S5) == {SORRY: 0, M3: 0, M2: 3, M1: 0}  # remove: drained for mh
+    assert down.services[S5].last_weights == {M1: 2, SORRY: 1}

@@ -30,8 +30,10 @@ from ipvsd.ipvs.plan import (
     OwnsService,
     Plan,
     guard,
+    mh_readds,
     plan,
 )
+from ipvsd.mh import MH, mh_order
 from ipvsd.model import (
     Dest,
     DestAttrs,
@@ -545,7 +547,11 @@ def dests(draw: st.DrawFn, service_key: ServiceKey) -> dict[DestKey, Dest]:
 
 @st.composite
 def services(draw: st.DrawFn, key: ServiceKey) -> Service:
-    return Service(key, draw(service_attrs(key.family)), draw(dests(key)))
+    attrs = draw(service_attrs(key.family))
+    drawn = draw(dests(key))
+    if attrs.scheduler == MH:  # as `ipvsd.desired` builds it: the kernel's list order
+        drawn = {dest.key: dest for dest in mh_order(drawn.values())}
+    return Service(key, attrs, drawn)
 
 
 @st.composite
@@ -621,6 +627,15 @@ def phase(operation: Operation) -> int:
             return 3
 
 
+def is_readd(op: Operation, then: Operation) -> bool:
+    """A `DeleteDest` followed by the `AddDest` of the same dest (an mh re-add)."""
+    return (
+        isinstance(op, DeleteDest)
+        and isinstance(then, AddDest)
+        and (then.service, then.key) == (op.service, op.key)
+    )
+
+
 @PROPERTY
 @given(pair=table_pairs())
 def test_plan_converges(pair: tuple[Table, Table]) -> None:
@@ -629,8 +644,14 @@ def test_plan_converges(pair: tuple[Table, Table]) -> None:
     result = apply_all(kernel, desired, ALL)
     assert kernel.table == desired
     assert plan(desired, kernel.table, owns=ALL).is_empty()
-    phases = [phase(op) for op in result.operations]
+    ops = result.operations
+    readds = [i for i, op in enumerate(ops[:-1]) if is_readd(op, ops[i + 1])]
+    assert len(readds) == result.readded_dests
+    phases = [1 if i in readds else phase(op) for i, op in enumerate(ops)]
     assert phases == sorted(phases)
+    for key, service in desired.services.items():  # mh: the kernel's list is the canonical one
+        if service.attrs.scheduler == MH:
+            assert list(kernel.table.services[key].dests) == list(service.dests)
 
 
 @PROPERTY
@@ -677,3 +698,116 @@ def test_deletes_counts_every_object_that_disappears(pair: tuple[Table, Table]) 
 def test_plan_of_a_table_against_itself_is_empty(t: Table) -> None:
     assert plan(t, t, owns=ALL).is_empty()
     assert plan(t, FakeIpvs(t).table, owns=ALL).is_empty()
+
+
+# --- mh: the kernel's list order and last weights (docs/consistent-hashing.md) ---------
+
+MH_SVC = ServiceKey(Family.INET, Protocol.TCP, IPv4Address("10.0.0.50"), 80, 0)
+MH_ATTRS = ServiceAttrs(scheduler=MH, flags=ServiceFlag.SCHED2)
+R1, R2, R3, R4 = (dk(f"10.0.2.{i}:80") for i in range(1, 5))
+
+
+def mh_service(*dests: Dest, last: dict[DestKey, int] | None = None) -> Service:
+    """An mh service as `ipvsd.desired` builds it (dests in `mh_order`)."""
+    return Service(MH_SVC, MH_ATTRS, {d.key: d for d in mh_order(dests)}, last_weights=last or {})
+
+
+def kernel_mh(*keys: DestKey, weight: int = 1) -> Table:
+    """The kernel's mh service with `keys` in that list order (head first)."""
+    return table(Service(MH_SVC, MH_ATTRS, {k: Dest(k, DestAttrs(weight=weight)) for k in keys}))
+
+
+def w(weight: int) -> DestAttrs:
+    return DestAttrs(weight=weight)
+
+
+def test_mh_fresh_service_adds_in_ascending_order_so_the_list_is_descending() -> None:
+    want = table(mh_service(*(Dest(k, w(1)) for k in (R3, R1, R4, R2))))
+    result = plan(want, Table(), owns=ALL)
+    assert result.operations == (
+        AddService(MH_SVC, MH_ATTRS),
+        *(AddDest(MH_SVC, k, w(1)) for k in (R1, R2, R3, R4)),
+    )
+    kernel = FakeIpvs()
+    kernel.apply_sync(result)
+    assert list(kernel.table.services[MH_SVC].dests) == [R4, R3, R2, R1]
+    assert list(want.services[MH_SVC].dests) == [R4, R3, R2, R1]  # the belief models it
+
+
+def test_mh_real_desired_at_0_is_added_at_its_last_weight_then_zeroed() -> None:
+    want = table(mh_service(Dest(R1, w(1)), Dest(R2, w(0)), Dest(R3, w(1)), last={R2: 3}))
+    result = plan(want, Table(), owns=ALL)
+    assert result.operations[1:] == (
+        AddDest(MH_SVC, R1, w(1)),
+        AddDest(MH_SVC, R2, w(3)),
+        EditDest(MH_SVC, R2, w(0)),
+        AddDest(MH_SVC, R3, w(1)),
+    )
+
+
+def test_mh_real_added_by_a_reload_in_the_middle_readds_those_before_it() -> None:
+    # Kernel list R4 R2 R1 (canonical without R3); R3 must sit between R4 and R2:
+    # R3 is added, then R4 deleted and added back (to the head).
+    want = table(mh_service(*(Dest(k, w(1)) for k in (R1, R2, R3, R4))))
+    result = plan(want, kernel_mh(R4, R2, R1), owns=ALL)
+    assert result.operations == (
+        AddDest(MH_SVC, R3, w(1)),
+        DeleteDest(MH_SVC, R4),
+        AddDest(MH_SVC, R4, w(1)),
+    )
+    assert result.readded_dests == 1
+    assert result.deletes == 0  # a re-add deletes nothing for the guard rail
+    kernel = FakeIpvs(kernel_mh(R4, R2, R1))
+    kernel.apply_sync(result)
+    assert list(kernel.table.services[MH_SVC].dests) == [R4, R3, R2, R1]
+
+
+def test_mh_real_added_at_the_head_readds_nothing() -> None:
+    want = table(mh_service(*(Dest(k, w(1)) for k in (R1, R2, R3, R4))))
+    result = plan(want, kernel_mh(R3, R2, R1), owns=ALL)
+    assert result.operations == (AddDest(MH_SVC, R4, w(1)),)
+
+
+def test_mh_readded_drained_real_keeps_its_configured_last_weight() -> None:
+    want = table(
+        mh_service(Dest(R1, w(1)), Dest(R2, w(1)), Dest(R3, w(0)), Dest(R4, w(2)), last={R3: 2})
+    )
+    # List R2 R3 R1, R3 drained, R4 not there: R3 is misplaced, R4 new.
+    order = (R2, R3, R1)
+    kernel = table(Service(MH_SVC, MH_ATTRS, {k: Dest(k, w(0 if k == R3 else 1)) for k in order}))
+    result = plan(want, kernel, owns=ALL)
+    assert result.operations == (
+        DeleteDest(MH_SVC, R3),
+        AddDest(MH_SVC, R3, w(2)),
+        EditDest(MH_SVC, R3, w(0)),
+        AddDest(MH_SVC, R4, w(2)),
+    )
+
+
+def test_mh_adoption_of_a_list_in_another_order_makes_it_canonical() -> None:
+    want = table(mh_service(*(Dest(k, w(1)) for k in (R1, R2, R3, R4))))
+    kernel = FakeIpvs(kernel_mh(R1, R2, R3, R4))  # added the other way round
+    result = plan(want, kernel.table, owns=ALL)
+    assert result.readded_dests == 3
+    kernel.apply_sync(result)
+    assert list(kernel.table.services[MH_SVC].dests) == [R4, R3, R2, R1]
+    assert plan(want, kernel.table, owns=ALL).is_empty()
+
+
+@pytest.mark.parametrize(
+    ("kernel", "added"),
+    [
+        ("", "1234"),
+        ("4321", ""),
+        ("421", "34"),  # 3 new, 4 before it
+        ("431", "234"),  # 2 new between 3 and 1
+        ("321", "4"),
+        ("1234", "234"),  # reversed: only the tail "1" stays
+        ("4231", "34"),  # 3 misplaced
+        ("42", "1234"),  # 1 new at the tail: everything is added anew
+        ("3", "1234"),
+    ],
+)
+def test_mh_readds_keep_the_longest_canonical_tail(kernel: str, added: str) -> None:
+    canonical = list("4321")
+    assert "".join(mh_readds(canonical, list(kernel))) == added
