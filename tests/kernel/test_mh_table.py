@@ -12,6 +12,13 @@ open a TCP connection to the VIP (IPVS schedules locally sent SYNs in
 LOCAL_OUT); the real each source went to is read from
 ``/proc/net/ip_vs_conn``. The reals do not exist: the SYNs leave through a
 dummy interface and are dropped, the connection entries stay.
+
+The last tests drive ipvsd's own pipeline (config, health policy, desired
+table, planner, netlink client) instead of ipvsadm: services ("directors")
+with other histories (a late first check, a reload that adds a real, a table
+adopted in another order) send every source to the same real and have the
+same status fingerprint; and a connection through a dest that the planner
+deletes and adds back (to put the list in order) keeps working.
 """
 
 from __future__ import annotations
@@ -19,11 +26,23 @@ from __future__ import annotations
 import errno
 import socket
 import subprocess
-from collections.abc import Sequence
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
 from ipaddress import IPv4Address
 
 import pytest
 
+from ipvsd.config import parse_config
+from ipvsd.config.model import Config
+from ipvsd.daemon.status import configured_weights
+from ipvsd.desired import desired_table
+from ipvsd.health.policy import overrides
+from ipvsd.health.tracker import Health
+from ipvsd.ipvs.plan import Plan, plan
+from ipvsd.mh import service_fingerprint
+from ipvsd.model import Table
+from ipvsd.netlink.ipvs import IpvsClient
 from lab.netns import Topology, in_netns
 
 SOURCES = [IPv4Address("10.77.0.0") + i for i in range(1, 2001)]
@@ -154,3 +173,195 @@ def test_without_mh_fallback_a_drained_reals_sources_are_refused(ns: str) -> Non
     assert orphans
     assert not [s for s in orphans if s in strict]  # no connection entry: refused
     assert all(strict[s] == before[s] for s in SOURCES if s not in orphans)
+
+
+# --- ipvsd's planning: the same table whatever the history (issue 15 part 3) ---------
+#
+# Each VIP is one "director": its service is built by ipvsd's own pipeline
+# (config -> health policy -> desired table -> planner -> netlink), each with
+# another history of health verdicts and reloads.
+
+MH_WEIGHTS = {"10.88.0.1": 1, "10.88.0.2": 2, "10.88.0.3": 1, "10.88.0.4": 3}
+LATE, RELOADED = "10.88.0.2", "10.88.0.3"
+
+
+def _mh_config(vip: str, reals: Sequence[str], *, forward: str = "dr") -> Config:
+    listed = "".join(f"\n        - {{address: {r}, weight: {MH_WEIGHTS.get(r, 1)}}}" for r in reals)
+    text = f"""\
+ipvs:
+  services:
+    - address: {vip}
+      port: 80
+      scheduler: mh
+      scheduler_flags: [mh-fallback]
+      forward: {forward}
+      check: {{type: tcp}}
+      reals:{listed}
+"""
+    return parse_config(text, f"{vip}.yaml")
+
+
+def _desired(config: Config, up: Sequence[str]) -> Table:
+    service = config.ipvs.services[0]
+    states = {
+        (service.key, service.dest_key(real)): Health.UP
+        for real in service.reals
+        if str(real.address) in up
+    }
+    rules = overrides(config, states)
+    return desired_table(
+        config, weight_overrides=rules.weights, excluded=rules.excluded, sorry=rules.sorry
+    )
+
+
+async def _converge(client: IpvsClient, desired: Table) -> Plan:
+    """One reconcile pass of the service in `desired` (others in the kernel untouched)."""
+    todo = plan(desired, await client.dump(with_stats=False), owns=lambda _key: False)
+    result = await client.apply(todo.operations)
+    assert result.ok, result.failures
+    return todo
+
+
+def _fingerprint(table: Table, config: Config) -> str:
+    """The status's ``mh_fingerprint`` of the config's service (``ipvsd.daemon.status``)."""
+    service = config.ipvs.services[0]
+    dests = table.services[service.key].dests.values()
+    return service_fingerprint(dests, configured_weights(service))
+
+
+@pytest.fixture
+async def client(ns: str) -> AsyncIterator[IpvsClient]:
+    with in_netns(ns):  # the sockets stay in the namespace they were opened in
+        ipvs = await IpvsClient.open()
+    async with ipvs:
+        yield ipvs
+
+
+async def test_directors_with_other_histories_build_the_same_table(
+    ns: str, client: IpvsClient
+) -> None:
+    reals = sorted(MH_WEIGHTS)
+    # A: every real healthy from the start.
+    a = _mh_config("10.99.0.11", reals)
+    await _converge(client, _desired(a, reals))
+    # B: LATE's first check passes after the others': in at weight 0 meanwhile.
+    b = _mh_config("10.99.0.12", reals)
+    await _converge(client, _desired(b, [r for r in reals if r != LATE]))
+    early = (await client.dump(with_stats=False)).services[b.ipvs.services[0].key]
+    assert {str(k.address): d.attrs.weight for k, d in early.dests.items()}[LATE] == 0
+    await _converge(client, _desired(b, reals))
+    # C: started without RELOADED, a reload adds it (its check late too).
+    c_before = _mh_config("10.99.0.13", [r for r in reals if r != RELOADED])
+    await _converge(client, _desired(c_before, reals))
+    c = _mh_config("10.99.0.13", reals)
+    reload = await _converge(client, _desired(c, [r for r in reals if r != RELOADED]))
+    assert reload.readded_dests == 1  # 10.88.0.4 must sit before 10.88.0.3
+    await _converge(client, _desired(c, reals))
+    # D: adopted from a table built in another order (ascending list): made canonical.
+    d = _mh_config("10.99.0.14", reals)
+    _service(ns, "10.99.0.14", [(r, MH_WEIGHTS[r]) for r in reversed(reals)])
+    adopt = await _converge(client, _desired(d, reals))
+    assert adopt.readded_dests == 3
+    # What ipvsd built before: LATE added when its check passed, RELOADED at the head.
+    _service(ns, "10.99.0.21", [(r, MH_WEIGHTS[r]) for r in [*reals[:1], *reals[2:], LATE]])
+    _service(ns, "10.99.0.22", [(r, MH_WEIGHTS[r]) for r in [*reals[:2], reals[3], RELOADED]])
+
+    reference = _schedule(ns, "10.99.0.11")
+    assert len(reference) == len(SOURCES)
+    assert set(reference.values()) == set(reals)
+    for vip in ("10.99.0.12", "10.99.0.13", "10.99.0.14"):
+        assert _moved(reference, _schedule(ns, vip)) == 0, vip
+    late_before = _moved(reference, _schedule(ns, "10.99.0.21"))
+    reload_before = _moved(reference, _schedule(ns, "10.99.0.22"))
+    print(
+        f"before this change: late first check {late_before}, reload {reload_before}"
+        f" of {len(SOURCES)} sources on another real than the reference"
+    )
+    assert late_before > 0
+    assert reload_before > 0
+
+    table = await client.dump(with_stats=False)
+    prints = {_fingerprint(table, config) for config in (a, b, c, d)}
+    assert len(prints) == 1, prints
+    old = _fingerprint(table, _mh_config("10.99.0.21", reals))
+    assert old not in prints  # the fingerprint tells the old table apart
+
+
+ECHO = """
+import socket, threading
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("0.0.0.0", 80))
+server.listen()
+def serve(conn):
+    with conn:
+        while data := conn.recv(4096):
+            conn.sendall(data)
+while True:
+    threading.Thread(target=serve, args=(server.accept()[0],), daemon=True).start()
+"""
+
+
+def _wait_listening(ns: str, address: tuple[str, int]) -> None:
+    deadline = time.monotonic() + 10
+    with in_netns(ns):
+        while True:
+            try:
+                socket.create_connection(address, timeout=1).close()
+                return
+            except OSError:
+                assert time.monotonic() < deadline, f"nothing listens on {address}"
+                time.sleep(0.1)
+
+
+def _conn_entries(ns: str) -> list[list[str]]:
+    """The rows of ``/proc/net/ip_vs_conn`` in `ns`, split."""
+    with in_netns(ns), open("/proc/thread-self/net/ip_vs_conn") as table:
+        return [line.split() for line in table.read().splitlines()[1:]]
+
+
+def _echo(sock: socket.socket, line: bytes) -> bytes:
+    sock.sendall(line)
+    return sock.recv(4096)
+
+
+async def test_an_established_connection_survives_the_readd_of_its_dest(
+    topology: Topology,
+) -> None:
+    # A NAT service whose one real serves a connection; a reload adds a real that
+    # must sit after it in the list, so ipvsd deletes and adds back the serving
+    # real (the dest trash keeps its connection; expire_nodest_conn is 0).
+    director, real = topology.netns("mhd"), topology.netns("mhr")
+    topology.veth(director, "veth0", peer_ns=real, peer_name="eth0", address="10.66.0.1/24")
+    topology.address(real, "eth0", "10.66.0.9/24")
+    topology.route(director, "10.99.0.0/24", dev="veth0")
+    topology.popen(real, [sys.executable, "-c", ECHO])
+    nodest = topology.exec(director, ["sysctl", "-n", "net.ipv4.vs.expire_nodest_conn"])
+    assert nodest.stdout.strip() == "0"
+    with in_netns(director):
+        ipvs = await IpvsClient.open()
+    _wait_listening(director, ("10.66.0.9", 80))
+    async with ipvs:
+        first = _mh_config("10.99.0.30", ["10.66.0.9"], forward="nat")
+        await _converge(ipvs, _desired(first, ["10.66.0.9"]))
+        with in_netns(director):
+            conn = socket.create_connection(("10.99.0.30", 80), timeout=5)
+        with conn:
+            assert _echo(conn, b"one\n") == b"one\n"
+            reloaded = _mh_config("10.99.0.30", ["10.66.0.5", "10.66.0.9"], forward="nat")
+            todo = await _converge(ipvs, _desired(reloaded, ["10.66.0.9"]))
+            assert [type(op).__name__ for op in todo.operations] == [
+                "AddDest",  # 10.66.0.5 at weight 1 ...
+                "EditDest",  # ... and 0 (its check has not passed)
+                "DeleteDest",  # 10.66.0.9 re-added before it
+                "AddDest",
+            ]
+            assert _echo(conn, b"two\n") == b"two\n"
+            entries = _conn_entries(director)
+            port = conn.getsockname()[1]
+            ours = [e for e in entries if int(e[2], 16) == port]
+            assert len(ours) == 1, entries
+            assert str(IPv4Address(int(ours[0][5], 16))) == "10.66.0.9"
+            assert ours[0][7] == "ESTABLISHED"
+            dests = (await ipvs.dump(with_stats=False)).services[reloaded.ipvs.services[0].key]
+            assert [str(k.address) for k in dests.dests] == ["10.66.0.9", "10.66.0.5"]
