@@ -216,6 +216,20 @@ def service_order(key: ServiceKey) -> tuple[int, int, int, int, int, int]:
     return (key.family, key.protocol, *_address_order(key.address), key.port, key.fwmark)
 
 
+def same_batch(previous: Operation, operation: Operation) -> bool:
+    """Whether `operation` must reach the kernel in the same batch as `previous`, the
+    one before it: the second half of an ``mh`` pair (rule 6), an add-then-zero or
+    a delete-then-add of one dest, microseconds apart in one ``sendmsg`` rather than
+    a round trip."""
+    match previous, operation:
+        case (AddDest(service=s1, key=k1), EditDest(service=s2, key=k2)) | (
+            DeleteDest(service=s1, key=k1),
+            AddDest(service=s2, key=k2),
+        ):
+            return s1 == s2 and k1 == k2
+    return False
+
+
 def mh_readds(canonical: Sequence[DestKey], kernel: Sequence[DestKey]) -> list[DestKey]:
     """The dests to add (or delete and add back), in add order, so that the kernel's
     list `kernel` (the dests kept, in list order) becomes `canonical` (rule 6).

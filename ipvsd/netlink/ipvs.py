@@ -57,6 +57,7 @@ from ipvsd.ipvs.plan import (
     EditService,
     Operation,
     OperationFailed,
+    same_batch,
 )
 from ipvsd.loopslice import LoopSlice
 from ipvsd.model import Service, ServiceKey, Table
@@ -391,11 +392,16 @@ class IpvsClient:
         applied = 0
         failures: list[OperationFailed] = []
         async with self._lock:
-            for start in range(0, len(operations), self._batch_size):
-                batch = operations[start : start + self._batch_size]
-                ok, failed = await self._apply_batch(batch)
+            start = 0
+            while start < len(operations):
+                end = min(start + self._batch_size, len(operations))
+                # An mh pair is never split between two sends (`same_batch`).
+                while end < len(operations) and same_batch(operations[end - 1], operations[end]):
+                    end += 1
+                ok, failed = await self._apply_batch(operations[start:end])
                 applied += ok
                 failures.extend(failed)
+                start = end
         return ApplyResult(applied, tuple(failures))
 
     async def _apply_batch(self, batch: Sequence[Operation]) -> tuple[int, list[OperationFailed]]:

@@ -12,11 +12,12 @@ on the real one.
 from __future__ import annotations
 
 import errno
+from dataclasses import replace
 
 import pytest
 
 from ipvsd.errors import AlreadyExists, NotFound
-from ipvsd.ipvs.plan import AddDest, Operation
+from ipvsd.ipvs.plan import AddDest, DeleteDest, EditDest, Operation
 from ipvsd.model import Table
 from ipvsd.netlink.ipvs import IpvsClient
 from tests.unit.test_ipvs_yields import FAMILY_ID, ReadyKernel, big_table
@@ -68,3 +69,21 @@ async def test_the_next_apply_reads_nothing_left_by_the_last() -> None:
     second = await client.apply(operations[16:])
 
     assert (first.applied, len(first.failures), second.applied, second.failures) == (15, 1, 16, ())
+
+
+async def test_an_mh_pair_is_never_split_between_two_sends() -> None:
+    # An add-then-zero (and a delete-then-add) of one dest straddling the batch
+    # boundary goes whole into the first batch: microseconds apart, not a round trip.
+    adds = _operations(8)
+    pair = adds[15]
+    assert isinstance(pair, AddDest)
+    zero = EditDest(pair.service, pair.key, replace(pair.attrs, weight=0))
+    # The 16th request deletes a dest, the 17th adds it back, the 18th zeroes it.
+    operations = [*adds[:15], DeleteDest(pair.service, pair.key), pair, zero, *adds[16:]]
+    kernel = ReadyKernel(Table())
+    client = IpvsClient(FAMILY_ID, kernel, batch_size=16)  # type: ignore[arg-type]
+
+    result = await client.apply(operations)
+
+    assert (result.applied, result.failures) == (34, ())
+    assert kernel.served == 2  # 16 + the 2 that hang on the 16th, then 16
