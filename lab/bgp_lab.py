@@ -44,6 +44,10 @@ from lab.netns import Topology, in_netns
 VIP_MH = "10.97.100.1"
 VIP_RR = "10.97.100.2"
 PORT = 80
+#: The reals' health-check listener (on the real's own address: the VIP's port
+#: answers on the VIPs only), and the one `TaggedEcho.open_late_check` opens late.
+CHECK_PORT, LATE_CHECK_PORT = 81, 82
+CHECK_TIMING = "interval: 1, timeout: 1, rise: 1, fall: 2"
 ROUTER = "10.97.0.1"
 ROUTER_CLIENT_SIDE = "10.96.0.1"
 CLIENT = "10.96.0.2"
@@ -98,19 +102,37 @@ bgp:
 """
 
 
-def director_config(name: str, address: str, run: Path, *, bfd: bool, hold_time: int) -> str:
+def director_config(
+    name: str,
+    address: str,
+    run: Path,
+    *,
+    bfd: bool,
+    hold_time: int,
+    late: tuple[str, str] | None = None,
+) -> str:
     """``ipvsd run``'s config for director `name`: both services, BGP to the router.
 
-    No health checks: every real is up from the start, so each director adds the
-    reals in the same (sorted) order and builds the same ``mh`` table
-    (docs/consistent-hashing.md, "What breaks").
+    Every real is health-checked (TCP to its `CHECK_PORT`). The order in which
+    the first checks pass differs between directors; ipvsd's ``mh`` table does
+    not depend on it (docs/consistent-hashing.md). `late` = (director, real): that
+    director checks that real's `LATE_CHECK_PORT` instead, where nothing listens
+    until `TaggedEcho.open_late_check`: its first checks fail.
     """
-    reals = "".join(f"\n        - {{address: {a}, port: {PORT}}}" for a in REALS.values())
+
+    def real(real_name: str, real_address: str) -> str:
+        entry = f"\n        - {{address: {real_address}, port: {PORT}"
+        if late == (name, real_name):
+            entry += f", check: {{type: tcp, port: {LATE_CHECK_PORT}, {CHECK_TIMING}}}"
+        return entry + "}"
+
+    reals = "".join(real(n, a) for n, a in REALS.items())
     services = "".join(
         f"""
     - address: {vip}
       port: {PORT}
       forward: dr{scheduler}
+      check: {{type: tcp, port: {CHECK_PORT}, {CHECK_TIMING}}}
       reals:{reals}"""
         for vip, scheduler in ((VIP_MH, ""), (VIP_RR, "\n      scheduler: rr"))
     )
@@ -124,17 +146,25 @@ class TaggedEcho:
     def __init__(self, namespaces: dict[str, str]) -> None:
         self._selector = selectors.DefaultSelector()
         self._stop = threading.Event()
+        self._namespaces = namespaces
         for name, ns in namespaces.items():
-            for vip in (VIP_MH, VIP_RR):
-                with in_netns(ns):
-                    listener = socket.socket()
-                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                listener.bind((vip, PORT))
-                listener.listen(512)
-                listener.setblocking(False)
-                self._selector.register(listener, selectors.EVENT_READ, (name, None))
+            for endpoint in ((VIP_MH, PORT), (VIP_RR, PORT), (REALS[name], CHECK_PORT)):
+                self._listen(name, ns, endpoint)
         self._thread = threading.Thread(target=self._serve, name="tagged-echo", daemon=True)
         self._thread.start()
+
+    def _listen(self, name: str, ns: str, endpoint: tuple[str, int]) -> None:
+        with in_netns(ns):
+            listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(endpoint)
+        listener.listen(512)
+        listener.setblocking(False)
+        self._selector.register(listener, selectors.EVENT_READ, (name, None))
+
+    def open_late_check(self, name: str) -> None:
+        """Start answering real `name`'s `LATE_CHECK_PORT` (`director_config`'s `late`)."""
+        self._listen(name, self._namespaces[name], (REALS[name], LATE_CHECK_PORT))
 
     def _serve(self) -> None:
         while not self._stop.is_set():
@@ -376,7 +406,14 @@ def start_router(
     return router
 
 
-def build(topo: Topology, tmp: Path, *, bfd: bool = False, hold_time: int = 9) -> BgpLab:
+def build(
+    topo: Topology,
+    tmp: Path,
+    *,
+    bfd: bool = False,
+    hold_time: int = 9,
+    late: tuple[str, str] | None = None,
+) -> BgpLab:
     """The whole lab, started: every ipvsd ready and the router's routes over all three.
 
     BFD is off by default: at 3 x 100 ms its sessions flapped in UML on a loaded
@@ -384,6 +421,9 @@ def build(topo: Topology, tmp: Path, *, bfd: bool = False, hold_time: int = 9) -
     the lab's events needs it: a killed ipvsd's session is closed by the kernel,
     a drain withdraws by UPDATE. The dead-host case (BFD vs hold timer) is
     measured in the netns tier (tests/netns/test_bgp.py).
+
+    `late`: see `director_config`; the caller opens the late port
+    (`TaggedEcho.open_late_check`) when it likes.
     """
     sw = topo.netns("sw")
     br = topo.bridge("br0", ns=sw)
@@ -418,7 +458,9 @@ def build(topo: Topology, tmp: Path, *, bfd: bool = False, hold_time: int = 9) -
         run = tmp / name
         run.mkdir(exist_ok=True)
         config = tmp / f"{name}.yaml"
-        config.write_text(director_config(name, address, run, bfd=bfd, hold_time=hold_time))
+        config.write_text(
+            director_config(name, address, run, bfd=bfd, hold_time=hold_time, late=late)
+        )
         daemons[name] = DaemonProcess(topo, ns, config, tmp / f"{name}.log")
     lab = BgpLab(topo, tmp, router, client, directors, reals, daemons, switch=sw, ports=ports)
     lab.echo = TaggedEcho(reals)

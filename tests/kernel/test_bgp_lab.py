@@ -6,22 +6,32 @@ and real IPVS, three DR reals, a client with 40 source addresses behind the
 router. Two services on the same reals: ``VIP_MH`` (BGP mode's default, ``mh``
 with ``mh-fallback``) and ``VIP_RR`` (``rr``), the control.
 
+Every real is health-checked, and the directors' first checks pass in
+different orders: d2's first checks of r2 fail until the lab opens r2's late
+check port (`lab.bgp_lab.director_config`'s ``late``). ipvsd's ``mh`` tables do
+not depend on that history (docs/consistent-hashing.md): r2 is in d2's kernel
+at weight 0 meanwhile, and the status fingerprints of the three directors are
+equal before and after.
+
 The tests share one lab (building it is most of the time in UML) and run in
 file order: each leaves all three directors announcing.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from lab.bgp_lab import (
     DIRECTORS,
+    REALS,
     VIP_MH,
     VIP_RR,
     BgpLab,
@@ -32,6 +42,8 @@ from lab.bgp_lab import (
 )
 
 EVERYONE = set(DIRECTORS.values())
+#: d2's first checks of r2 fail until the test opens r2's late check port.
+LATE = ("d2", "r2")
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +52,48 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BgpLab]:
         pytest.fail("BIRD 2 is not installed (apt-get install bird2)", pytrace=False)
     tmp: Path = tmp_path_factory.mktemp("bgplab")
     started = time.monotonic()
-    with running(tmp) as built:
+    with running(tmp, late=LATE) as built:
         print(f"lab up in {time.monotonic() - started:.1f} s")
         yield built
 
 
 def _answers(flows: list[Flow]) -> dict[tuple[str, int], str | None]:
     return {flow.source: flow.ask() for flow in flows}
+
+
+def _mh_status(lab: BgpLab, name: str) -> dict[str, Any]:
+    status = json.loads(lab.ipvsd(name, "status", "--json").stdout)
+    return next(s for s in status["services"] if s["address"] == VIP_MH)
+
+
+def _health(service: dict[str, Any], address: str) -> tuple[str, int, bool]:
+    real = next(r for r in service["reals"] if r["address"] == address)
+    return real["health"], real["weight"], real["in_kernel"]
+
+
+def _fingerprints(lab: BgpLab) -> dict[str, str]:
+    return {name: _mh_status(lab, name)["mh_fingerprint"] for name in DIRECTORS}
+
+
+def test_a_late_first_check_changes_no_directors_mh_table(lab: BgpLab) -> None:
+    director, real = LATE
+    late = REALS[real]
+    # Before its first check passes the real is in the kernel at weight 0 (its last
+    # weight the configured one), where the other directors have it up.
+    health, weight, in_kernel = _health(_mh_status(lab, director), late)
+    assert (health != "up", weight, in_kernel) == (True, 0, True), health
+    for other in set(DIRECTORS) - {director}:
+        assert _health(_mh_status(lab, other), late) == ("up", 1, True)
+    before = _fingerprints(lab)
+    assert len(set(before.values())) == 1, before
+    lab.echo.open_late_check(real)  # type: ignore[union-attr]
+    deadline = time.monotonic() + 30
+    while _health(_mh_status(lab, director), late)[0] != "up":
+        assert time.monotonic() < deadline, f"{real} never came up on {director}"
+        time.sleep(0.5)
+    after = _fingerprints(lab)
+    print(f"mh fingerprints: while {real} was late on {director} {before}, then {after}")
+    assert after == before
 
 
 def test_ipvsd_makes_the_vips_local_and_sets_sloppy_tcp(lab: BgpLab) -> None:
