@@ -24,8 +24,8 @@ An ``mh`` service (docs/consistent-hashing.md) has its dests in the order of
 the kernel's list once the planner has added them (`ipvsd.mh.mh_order`),
 so that the reconciler's belief after a pass models the kernel's list, and
 the weight each dest desired at weight 0 is to be added at first
-(`Service.last_weights`: its configured weight; the inhibited sorry server's
-weight in use, 1).
+(`Service.last_weights`: its configured weight; with ``mh-fallback``, the
+inhibited sorry server's weight in use, 1).
 
 Services and reals with equal attributes share one (frozen) `ServiceAttrs` /
 `DestAttrs` object: a table of 10,000 services x 4 reals has a handful of
@@ -191,8 +191,11 @@ class ServiceBuilder:
             if forward is ForwardMethod.TUNNEL and service.tunnel is not None:
                 values += (0, 0, service.tunnel.type, service.tunnel.port, service.tunnel.checksum)
             built.append(Dest(sorry_key, DestAttrs(*values)))
-            if mh and not sorry:
-                last[sorry_key] = 1  # its weight when in use: in use once or never, one table
+            if mh and not sorry and ServiceFlag.SCHED1 in service.flags:
+                # Its weight when in use, so that in use once or never is one table. Its
+                # slots then always exist: only with mh-fallback, which moves their
+                # connections to the reals (without, the kernel would refuse them).
+                last[sorry_key] = 1
         if mh:  # the kernel's list order the planner builds (`ipvsd.mh.mh_order`)
             last_weights = MappingProxyType(last) if last else NO_LAST_WEIGHTS
             return make_service(key, attrs, mh_order(built), last_weights)

@@ -162,3 +162,27 @@ def test_mh_unknown_and_removed_reals_stay_in_at_0_with_their_configured_last_we
     down = mh_table({(S5, M1): Health.DOWN, (S5, M2): Health.UP, (S5, M3): Health.UP})
     assert weights(down, S5) == {SORRY: 0, M3: 0, M2: 3, M1: 0}  # remove: drained for mh
     assert down.services[S5].last_weights == {M1: 2, SORRY: 1}
+
+
+def test_mh_inhibited_sorry_server_gets_slots_only_with_mh_fallback() -> None:
+    # Without mh-fallback the kernel refuses the connections that hash to a slot at
+    # weight 0: an inhibited sorry server keeps last weight 0 (no slots) there.
+    strict = parse_config(
+        textwrap.dedent(
+            """\
+            ipvs:
+              services:
+                - address: 10.0.0.5
+                  port: 80
+                  scheduler: mh
+                  check: {type: tcp}
+                  sorry_server: {address: 10.0.9.9, inhibit: true}
+                  reals: [{address: 10.0.5.1, weight: 2}]
+            """
+        ),
+        "strict.yaml",
+    )
+    o = overrides(strict, {(S5, M1): Health.UP})
+    t = desired_table(strict, weight_overrides=o.weights, excluded=o.excluded, sorry=o.sorry)
+    assert weights(t, S5) == {SORRY: 0, M1: 2}
+    assert t.services[S5].last_weights == {}

@@ -12,6 +12,7 @@ from structlog.testing import capture_logs
 from ipvsd.errors import SchedulerUnavailable
 from ipvsd.ipvs.plan import AddService, EditDest
 from ipvsd.ipvs.reconciler import Reconciler
+from ipvsd.mh import MH, mh_order
 from ipvsd.model import (
     Dest,
     DestAttrs,
@@ -242,3 +243,23 @@ async def test_the_reconciler_reads_the_kernel_without_counters() -> None:
     kernel.with_stats = None
     await reconciler.preview(table(A), max_deletes=None)
     assert kernel.with_stats is False
+
+
+async def test_mh_reload_passes_keep_the_kernels_list_canonical_without_dumping() -> None:
+    # A change pass plans against the believed table: for an mh service it must be
+    # the kernel's list order (`ipvsd.mh.mh_order`), or a reload that adds a real in
+    # the middle would skip the re-adds (docs/consistent-hashing.md).
+    def mh(*last_octets: int) -> Table:
+        dests = [Dest(DestKey(ip_address(f"10.1.0.{i}"), 80), DestAttrs()) for i in last_octets]
+        return Table.of([make_service(A, ServiceAttrs(MH), mh_order(dests))])
+
+    kernel = FakeIpvs()
+    reconciler = Reconciler(kernel, resync_interval_s=60)
+    reconciler.set_desired(mh(1, 2, 4), reason="start")
+    await reconciler.reconcile("start")
+    reconciler.set_desired(mh(1, 2, 3, 4), reason="reload")
+    report = await reconciler.reconcile("reload")
+    assert report.operations == {"add_dest": 2, "delete_dest": 1}  # 3, then 4 re-added
+    listed = [str(key.address) for key in kernel.table.services[A].dests]
+    assert listed == ["10.1.0.4", "10.1.0.3", "10.1.0.2", "10.1.0.1"]
+    assert (await reconciler.reconcile("resync")).operations == {}
