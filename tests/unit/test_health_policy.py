@@ -8,6 +8,7 @@ from ipaddress import ip_address
 import pytest
 
 from ipvsd.config import parse_config
+from ipvsd.config.model import Config
 from ipvsd.desired import desired_table
 from ipvsd.health.policy import overrides
 from ipvsd.health.tracker import Health
@@ -123,33 +124,29 @@ def test_overrides_cannot_be_changed_by_their_reader() -> None:
     assert isinstance(o.sorry, frozenset)
 
 
-MH_CONFIG = parse_config(
-    textwrap.dedent(
-        """\
-        ipvs:
-          services:
-            - address: 10.0.0.5
-              port: 80
-              scheduler: mh
-              scheduler_flags: [mh-fallback]
-              on_failure: remove
-              check: {type: tcp}
-              sorry_server: {address: 10.0.9.9, inhibit: true}
-              reals:
-                - {address: 10.0.5.2, weight: 3}
-                - {address: 10.0.5.1, weight: 2}
-                - {address: 10.0.5.3, weight: 0}
-        """
-    ),
-    "mh.yaml",
-)
+MH_YAML = """\
+ipvs:
+  services:
+    - address: 10.0.0.5
+      port: 80
+      scheduler: mh
+      scheduler_flags: [mh-fallback]
+      on_failure: remove
+      check: {type: tcp}
+      sorry_server: {address: 10.0.9.9, inhibit: true}
+      reals:
+        - {address: 10.0.5.2, weight: 3}
+        - {address: 10.0.5.1, weight: 2}
+        - {address: 10.0.5.3, weight: 0}
+"""
+MH_CONFIG = parse_config(MH_YAML, "mh.yaml")
 S5 = ServiceKey(Family.INET, Protocol.TCP, ip_address("10.0.0.5"), 80)
 M1, M2, M3 = (DestKey(ip_address(f"10.0.5.{i}"), 80) for i in (1, 2, 3))
 
 
-def mh_table(states: dict[RealId, Health]) -> Table:
-    o = overrides(MH_CONFIG, states)
-    return desired_table(MH_CONFIG, weight_overrides=o.weights, excluded=o.excluded, sorry=o.sorry)
+def mh_table(states: dict[RealId, Health], config: Config = MH_CONFIG) -> Table:
+    o = overrides(config, states)
+    return desired_table(config, weight_overrides=o.weights, excluded=o.excluded, sorry=o.sorry)
 
 
 def test_mh_unknown_and_removed_reals_stay_in_at_0_with_their_configured_last_weights() -> None:
@@ -167,22 +164,7 @@ def test_mh_unknown_and_removed_reals_stay_in_at_0_with_their_configured_last_we
 def test_mh_inhibited_sorry_server_gets_slots_only_with_mh_fallback() -> None:
     # Without mh-fallback the kernel refuses the connections that hash to a slot at
     # weight 0: an inhibited sorry server keeps last weight 0 (no slots) there.
-    strict = parse_config(
-        textwrap.dedent(
-            """\
-            ipvs:
-              services:
-                - address: 10.0.0.5
-                  port: 80
-                  scheduler: mh
-                  check: {type: tcp}
-                  sorry_server: {address: 10.0.9.9, inhibit: true}
-                  reals: [{address: 10.0.5.1, weight: 2}]
-            """
-        ),
-        "strict.yaml",
-    )
-    o = overrides(strict, {(S5, M1): Health.UP})
-    t = desired_table(strict, weight_overrides=o.weights, excluded=o.excluded, sorry=o.sorry)
-    assert weights(t, S5) == {SORRY: 0, M1: 2}
+    strict = parse_config(MH_YAML.replace("scheduler_flags: [mh-fallback]", ""), "strict.yaml")
+    t = mh_table({(S5, M1): Health.UP, (S5, M2): Health.UP}, strict)
+    assert weights(t, S5) == {SORRY: 0, M3: 0, M2: 3, M1: 2}
     assert t.services[S5].last_weights == {}
