@@ -179,7 +179,7 @@ class ServiceBuilder:
             if excluded and dest_key in excluded:
                 continue
             weight = weights.get(dest_key, real.weight) if weights else real.weight
-            if mh and weight == 0 and real.weight > 0:
+            if mh and weight == 0:  # 0 too: the table believed after a pass says it
                 last[dest_key] = real.weight
             built.append(Dest(dest_key, self._dest(service, real, weight)))
         server = service.sorry_server
@@ -191,11 +191,11 @@ class ServiceBuilder:
             if forward is ForwardMethod.TUNNEL and service.tunnel is not None:
                 values += (0, 0, service.tunnel.type, service.tunnel.port, service.tunnel.checksum)
             built.append(Dest(sorry_key, DestAttrs(*values)))
-            if mh and not sorry and ServiceFlag.SCHED1 in service.flags:
+            if mh and not sorry:
                 # Its weight when in use, so that in use once or never is one table. Its
                 # slots then always exist: only with mh-fallback, which moves their
                 # connections to the reals (without, the kernel would refuse them).
-                last[sorry_key] = 1
+                last[sorry_key] = 1 if ServiceFlag.SCHED1 in service.flags else 0
         if mh:  # the kernel's list order the planner builds (`ipvsd.mh.mh_order`)
             last_weights = MappingProxyType(last) if last else NO_LAST_WEIGHTS
             return make_service(key, attrs, mh_order(built), last_weights)

@@ -31,7 +31,9 @@ Rules:
    config alone. The canonical list is `mh_order` (descending `dest_order`),
    built by adding in ascending `dest_order`. A dest desired at weight 0
    whose `Service.last_weights` names a weight is added at that weight and
-   set to 0 by the next operation (a pair of the same phase). A dest that
+   set to 0 by the next operation (a pair of the same phase); one already in
+   the kernel whose known last weight is another is raised to it and zeroed
+   again (`_kernel_last_weight`: a dump does not say it). A dest that
    must sit before a new (or misplaced) one is deleted and added back
    (`Plan.readded_dests`; the kernel keeps its connections through the dest
    trash): the dests left in place are the longest tail of the canonical list
@@ -222,9 +224,10 @@ def same_batch(previous: Operation, operation: Operation) -> bool:
     a delete-then-add of one dest, microseconds apart in one ``sendmsg`` rather than
     a round trip."""
     match previous, operation:
-        case (AddDest(service=s1, key=k1), EditDest(service=s2, key=k2)) | (
-            DeleteDest(service=s1, key=k1),
-            AddDest(service=s2, key=k2),
+        case (
+            (AddDest(service=s1, key=k1), EditDest(service=s2, key=k2))
+            | (EditDest(service=s1, key=k1), EditDest(service=s2, key=k2))
+            | (DeleteDest(service=s1, key=k1), AddDest(service=s2, key=k2))
         ):
             return s1 == s2 and k1 == k2
     return False
@@ -271,10 +274,29 @@ def _mh_dest_ops(key: ServiceKey, want: Service, have: Service | None) -> list[O
     if have is not None:
         added = set(todo)
         for dest_key in sorted(kernel, key=dest_order):
+            if dest_key in added:
+                continue
             want_attrs = want.dests[dest_key].attrs
-            if dest_key not in added and have.dests[dest_key].attrs != want_attrs:
+            have_attrs = have.dests[dest_key].attrs
+            last = want.last_weights.get(dest_key, 0) if want_attrs.weight == 0 else 0
+            if last and last != _kernel_last_weight(have, dest_key, last):
+                # Zeroed with another last weight than the config's (a reload changed
+                # the weight, or a dynamic weight was the last): raised to it first,
+                # as on a director that adds it afresh.
+                ops.append(EditDest(key, dest_key, replace(want_attrs, weight=last)))
+                ops.append(EditDest(key, dest_key, want_attrs))
+                continue
+            if have_attrs != want_attrs:
                 ops.append(EditDest(key, dest_key, want_attrs))
     return ops
+
+
+def _kernel_last_weight(have: Service, key: DestKey, unknown: int) -> int:
+    """The last non-zero weight of `have`'s dest `key` in the kernel: its weight when
+    not 0, else what a believed table says (`Service.last_weights`), else (a dump
+    says nothing of it) `unknown`."""
+    weight = have.dests[key].attrs.weight
+    return weight or have.last_weights.get(key, unknown)
 
 
 def plan(desired: Table, actual: Table, *, owns: OwnsService) -> Plan:

@@ -155,10 +155,10 @@ def test_mh_unknown_and_removed_reals_stay_in_at_0_with_their_configured_last_we
     service = fresh.services[S5]
     assert weights(fresh, S5) == {SORRY: 1, M3: 0, M2: 0, M1: 0}  # no real left out
     assert list(service.dests) == [SORRY, M3, M2, M1]  # the kernel's list order, planned
-    assert service.last_weights == {M2: 3, M1: 2}  # configured weight 0: last weight 0
+    assert service.last_weights == {M3: 0, M2: 3, M1: 2}  # the config's: 0 for M3
     down = mh_table({(S5, M1): Health.DOWN, (S5, M2): Health.UP, (S5, M3): Health.UP})
     assert weights(down, S5) == {SORRY: 0, M3: 0, M2: 3, M1: 0}  # remove: drained for mh
-    assert down.services[S5].last_weights == {M1: 2, SORRY: 1}
+    assert down.services[S5].last_weights == {M3: 0, M1: 2, SORRY: 1}
 
 
 def test_mh_inhibited_sorry_server_gets_slots_only_with_mh_fallback() -> None:
@@ -167,4 +167,4 @@ def test_mh_inhibited_sorry_server_gets_slots_only_with_mh_fallback() -> None:
     strict = parse_config(MH_YAML.replace("scheduler_flags: [mh-fallback]", ""), "strict.yaml")
     t = mh_table({(S5, M1): Health.UP, (S5, M2): Health.UP}, strict)
     assert weights(t, S5) == {SORRY: 0, M3: 0, M2: 3, M1: 2}
-    assert t.services[S5].last_weights == {}
+    assert t.services[S5].last_weights == {SORRY: 0, M3: 0}

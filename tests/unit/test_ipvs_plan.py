@@ -811,3 +811,31 @@ def test_mh_adoption_of_a_list_in_another_order_makes_it_canonical() -> None:
 def test_mh_readds_keep_the_longest_canonical_tail(kernel: str, added: str) -> None:
     canonical = list("4321")
     assert "".join(mh_readds(canonical, list(kernel))) == added
+
+
+def test_mh_zeroed_real_gets_the_configs_last_weight_when_the_kernels_is_known() -> None:
+    # R2 at 0 (down) in the table believed after a pass, last weight 1; a reload makes
+    # its configured weight 3: raised to 3 and zeroed, as a fresh director adds it.
+    believed = Service(
+        MH_SVC,
+        MH_ATTRS,
+        {k: Dest(k, w(0 if k == R2 else 1)) for k in (R2, R1)},
+        last_weights={R2: 1},
+    )
+    want = table(mh_service(Dest(R1, w(1)), Dest(R2, w(0)), last={R2: 3}))
+    result = plan(want, table(believed), owns=ALL)
+    assert result.operations == (EditDest(MH_SVC, R2, w(3)), EditDest(MH_SVC, R2, w(0)))
+    # A dump does not say the last weight: nothing to do.
+    dumped = table(
+        Service(MH_SVC, MH_ATTRS, {k: Dest(k, w(0 if k == R2 else 1)) for k in (R2, R1)})
+    )
+    assert plan(want, dumped, owns=ALL).is_empty()
+
+
+def test_mh_real_zeroed_from_a_dynamic_weight_gets_its_configured_last_weight() -> None:
+    up = Service(MH_SVC, MH_ATTRS, {k: Dest(k, w(7 if k == R2 else 1)) for k in (R2, R1)})
+    want = table(mh_service(Dest(R1, w(1)), Dest(R2, w(0)), last={R2: 3}))
+    assert plan(want, table(up), owns=ALL).operations == (
+        EditDest(MH_SVC, R2, w(3)),
+        EditDest(MH_SVC, R2, w(0)),
+    )
