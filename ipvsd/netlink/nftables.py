@@ -33,7 +33,10 @@ real server must listen on another address.
 Each call opens its own NETLINK_NETFILTER socket (in the calling thread's
 network namespace), sends the batch and reads every answer, which the kernel
 queues before ``send`` returns. A refusal is a `KernelError` with the kernel's
-reason.
+reason. A kernel without nf_tables for IP (Debian's User-Mode Linux 6.1 has
+``CONFIG_NF_TABLES`` for the bridge only, not ``CONFIG_NF_TABLES_INET``) refuses
+with EOPNOTSUPP, one without nfnetlink with EPROTONOSUPPORT (`UNSUPPORTED`): no
+table can exist there, and the error says which option is missing.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ __all__ = [
     "CHAIN",
     "PRIORITY",
     "TABLE",
+    "UNSUPPORTED",
     "apply",
     "batch",
     "table_exists",
@@ -138,6 +142,12 @@ _NFGENMSG = struct.Struct("!BBH")
 _BE32 = struct.Struct("!I")
 _BE32S = struct.Struct("!i")
 _RECV_SIZE = 1 << 16
+#: The errnos of a kernel that cannot have the table at all.
+UNSUPPORTED = frozenset({errno.EOPNOTSUPP, errno.EPROTONOSUPPORT})
+_MISSING = {
+    errno.EOPNOTSUPP: "the kernel has no nf_tables inet family (CONFIG_NF_TABLES_INET)",
+    errno.EPROTONOSUPPORT: "the kernel has no nfnetlink (CONFIG_NETFILTER_NETLINK)",
+}
 
 VipAddress = IPv4Address | IPv6Address
 
@@ -323,7 +333,7 @@ def apply(vips: Iterable[VipAddress]) -> None:
 
     Raises:
         KernelError: the kernel refused the transaction (nothing changed), or the
-            socket failed.
+            socket failed; ``errno`` in `UNSUPPORTED`: this kernel cannot have it.
     """
     vips = frozenset(vips)
     what = f"nftables table inet {TABLE} ({len(vips)} VIPs)" if vips else f"delete table {TABLE}"
@@ -333,14 +343,19 @@ def apply(vips: Iterable[VipAddress]) -> None:
             sock.send(b"".join(parts))
             answers = _answers(sock)
     except OSError as exc:
-        raise KernelError(
-            f"{what}: {error_text(exc.errno or 0, '')}", errno=exc.errno or 0, operation=what
-        ) from exc
+        raise _error(what, exc.errno or 0, "") from exc
     for _seq, code, text in answers:
         if code:
-            raise KernelError(f"{what}: {error_text(code, text)}", errno=code, operation=what)
+            raise _error(what, code, text)
     if len(answers) < len(parts) - 2:  # every message but the batch markers is acked
         raise KernelError(f"{what}: the kernel acked {len(answers)} of {len(parts) - 2}")
+
+
+def _error(what: str, code: int, text: str) -> KernelError:
+    reason = error_text(code, text)
+    if code in _MISSING:
+        reason = f"{_MISSING[code]}: {reason}"
+    return KernelError(f"{what}: {reason}", errno=code, operation=what)
 
 
 def table_exists() -> bool:
@@ -355,10 +370,10 @@ def table_exists() -> bool:
             sock.send(_message(NFT_MSG_GETTABLE, NLM_F_ACK, 1, attrs))
             answers = _answers(sock)
     except OSError as exc:
-        raise KernelError(f"get table {TABLE}: {error_text(exc.errno or 0)}") from exc
+        raise _error(f"get table {TABLE}", exc.errno or 0, "") from exc
     for _seq, code, text in answers:
         if code == errno.ENOENT:
             return False
         if code:
-            raise KernelError(f"get table {TABLE}: {error_text(code, text)}", errno=code)
+            raise _error(f"get table {TABLE}", code, text)
     return True

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
 
+from ipvsd.errors import KernelError
+
 __all__ = ["AcceptGuard"]
 
 Ip = IPv4Address | IPv6Address
@@ -21,8 +23,10 @@ Writer = Callable[[frozenset[Ip]], None]
 class AcceptGuard:
     """The addresses each instance needs dropped, written as one set."""
 
-    def __init__(self, write: Writer) -> None:
+    def __init__(self, write: Writer, absent: frozenset[int] = frozenset()) -> None:
+        """`absent`: errnos of `write` that mean this kernel can have no rules at all."""
         self._write = write
+        self._absent = absent
         self._held: dict[str, frozenset[Ip]] = {}
         self._written: frozenset[Ip] | None = None  # unknown until the first write
 
@@ -55,5 +59,10 @@ class AcceptGuard:
             KernelError: the kernel refused.
         """
         self._held.clear()
-        self._write(frozenset())
+        try:
+            self._write(frozenset())
+        except KernelError as exc:
+            if exc.errno in self._absent:
+                self._written = frozenset()  # none here: no need to delete again
+            raise
         self._written = frozenset()

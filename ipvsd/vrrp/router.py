@@ -47,6 +47,7 @@ import structlog
 from ipvsd.config.model import SyncGroupConfig, VrrpInstanceConfig, VrrpScriptConfig
 from ipvsd.errors import KernelError, PacketError, RejectReason
 from ipvsd.model import parse_service_spec
+from ipvsd.netlink import nftables
 from ipvsd.netlink.links import AddressChange, LinkInfo
 from ipvsd.vrrp.accept import AcceptGuard
 from ipvsd.vrrp.backoff import Backoff, RestartPolicy
@@ -377,7 +378,9 @@ class VrrpRouter:
         try:
             self._accept_guard.reset()
         except KernelError as exc:
-            log.error("vrrp.accept_mode_error", drop=[], error=str(exc))
+            # A kernel without nf_tables for IP has no table to delete either.
+            report = log.debug if exc.errno in nftables.UNSUPPORTED else log.error
+            report("vrrp.accept_mode_error", drop=[], error=str(exc))
 
     def _start_instance(self, config: VrrpInstanceConfig) -> None:
         endpoint = self._endpoint(config)
