@@ -170,3 +170,22 @@ def test_accept_mode_true_accepts_and_a_killed_daemons_table_goes_at_start(
         assert pings(lab.topo, lab.observer, VIP)
         assert connects(lab.observer, VIP)
         assert not table_in(d1_ns)
+
+
+def test_the_kernel_takes_the_golden_batches_of_the_unit_tests(topology: Topology) -> None:
+    """tests/unit/test_nftables.py pins these bytes; here the kernel acks them."""
+    from tests.unit.test_nftables import DELETE_BATCH, DROP_192_0_2_10, _hex
+
+    ns = topology.netns("gold")
+    create = nftables.batch([ip_address("192.0.2.10")])
+    assert create[-2].endswith(_hex(DROP_192_0_2_10))  # the last rule's expressions
+    for data in (b"".join(create), _hex(DELETE_BATCH)):
+        with in_netns(ns):
+            sock = nftables._open()
+        with sock:
+            sock.send(data)
+            answers = nftables._answers(sock)
+        assert answers
+        assert [code for _, code, _ in answers] == [0] * len(answers)
+        with in_netns(ns):
+            assert nftables.table_exists() is (data != _hex(DELETE_BATCH))
