@@ -51,6 +51,7 @@ def ipvsd_config(
     version: int = 2,
     advert_int: float = 1,
     metrics: str | None = None,
+    accept_mode: bool = True,
 ) -> str:
     """`track_script`: VI_1 tracks that command (``vrrp.scripts`` entry ``chk``, run
     every 0.2 s) with `script_weight`. `initial_state`, `version`, `advert_int`: VI_1's.
@@ -78,6 +79,7 @@ def ipvsd_config(
               advert_int: {advert_int}
               preempt: {str(preempt).lower()}
               initial_state: {initial_state}
+              accept_mode: {str(accept_mode).lower()}
               unicast_peers: [{peers}]
               unicast_src: {unicast_src or "null"}
               virtual_ipaddresses: [{", ".join(vips)}]

@@ -47,7 +47,6 @@ here need more than one field or more than one object:
   centisecond steps up to 40.95 s for VRRPv3; an instance is one address family
   (its first VIP's: the other VIPs, advertised or excluded, the unicast peers
   and source too), IPv6 needs VRRPv3, an IPv6 VIP has no broadcast address;
-  ``accept_mode: false`` is refused for a non-owner (not enforced yet);
 - ``initial_state: master`` has ``preempt`` and no ``preempt_delay`` (keepalived
   clears nopreempt and preempt_delay with ``state MASTER``);
 - ``ha_suspend`` is for a service whose address (each member's) is a VIP;
@@ -100,8 +99,6 @@ from ipvsd.model import (
 
 VRRP_V2 = 2
 IPV6 = 6
-OWNER_PRIORITY = 255
-"""RFC 5798 §6.1: the address owner always accepts (and advertises priority 255)."""
 _CENTISECOND_SLACK = 1e-6
 """How far from a whole centisecond a float may be (``0.07 * 100`` is 7.000000000000001)."""
 _UDP_FIELDS = ("payload", "payload_hex", "require_reply", "reply_regex")
@@ -456,7 +453,7 @@ def _check_vips(
 
 
 def _check_version(instance: VrrpInstanceConfig, base: FieldPath, report: _Report) -> None:
-    """``advert_int`` in the version's unit; Accept_Mode as far as it is enforced."""
+    """``advert_int`` in the version's unit."""
     interval = instance.advert_int
     where: FieldPath = (*base, "advert_int")
     if instance.version == VRRP_V2:
@@ -466,7 +463,6 @@ def _check_version(instance: VrrpInstanceConfig, base: FieldPath, report: _Repor
                 f"advert_int {interval:g}: VRRPv2 advertises whole seconds; "
                 "use version: 3 for sub-second intervals",
             )
-        _check_accept_mode(instance, base, report)
         return
     if abs(interval * 100 - round(interval * 100)) > _CENTISECOND_SLACK:
         report.add(
@@ -484,17 +480,6 @@ def _check_version(instance: VrrpInstanceConfig, base: FieldPath, report: _Repor
         report.add(
             (*base, "auth_pass"),
             "VRRPv3 has no authentication (RFC 5798 §9 removed it); remove auth_pass",
-        )
-    _check_accept_mode(instance, base, report)
-
-
-def _check_accept_mode(instance: VrrpInstanceConfig, base: FieldPath, report: _Report) -> None:
-    if not instance.accept_mode and instance.priority != OWNER_PRIORITY:
-        report.add(
-            (*base, "accept_mode"),
-            "false is not enforced by ipvsd yet: a MASTER would still accept packets to its "
-            "VIPs (keepalived's no_accept installs a firewall drop rule for that); leave it "
-            "true (the default, as keepalived's without vrrp_strict) or use priority 255",
         )
 
 

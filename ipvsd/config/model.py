@@ -323,10 +323,12 @@ class VrrpInstanceConfig(_Model):
     RFC 5798 §5.2.5); a VRRPv3 backup follows the interval its master advertises."""
     accept_mode: bool = True
     """RFC 5798 §6.1 Accept_Mode: a MASTER that is not the address owner accepts packets
-    addressed to the VIPs. true is what a load balancer needs (IPVS serves the VIPs) and
-    keepalived's default without ``vrrp_strict``. false (RFC 5798's default, keepalived's
-    ``no_accept``, which keepalived enforces with a firewall drop rule) is refused except
-    for the owner (priority 255, which always accepts): ipvsd installs no such rule yet."""
+    addressed to the VIPs as its own. true is keepalived's default without ``vrrp_strict``.
+    false (RFC 5798's default, keepalived's ``no_accept``): while MASTER, a non-owner drops
+    what is addressed to its VIPs with an nf_tables chain (table ``inet ipvsd``) that runs
+    after IPVS, so IPVS still load-balances the virtual services on them; pings and
+    connections to other ports are dropped (neighbour discovery and ICMP errors pass).
+    The owner (priority 255) always accepts."""
     preempt: bool = True
     """A BACKUP with a higher priority than the MASTER's takes over (RFC 3768 §6.4.2
     Preempt_Mode); false: it waits until the MASTER stops advertising."""

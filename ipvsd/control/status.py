@@ -229,8 +229,10 @@ class VrrpStatus:
     (RFC 5798 §6.4.2), else ``advert_int``; None for VRRPv2."""
     accept_mode: bool = True
     """RFC 5798 §6.1 Accept_Mode as configured: a MASTER accepts packets to its VIPs.
-    Always true in effect: ipvsd enforces no no-accept rule (docs/vrrp-v3.md), and false
-    is only allowed for the owner, which accepts anyway."""
+    False on a non-owner MASTER: an nf_tables chain after IPVS drops the rest
+    (docs/vrrp-v3.md)."""
+    accept_mode_error: str | None = None
+    """Why false is not enforced now (the kernel refused the rules); None otherwise."""
 
 
 @dataclass(frozen=True, slots=True)

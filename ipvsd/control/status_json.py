@@ -87,6 +87,7 @@ def to_json(doc: StatusDocument) -> dict[str, Any]:
                 if v.master_adver_int is None
                 else _centiseconds(v.master_adver_int),
                 "accept_mode": v.accept_mode,
+                "accept_mode_error": v.accept_mode_error,
             }
             for v in doc.vrrp
         ],
@@ -317,6 +318,7 @@ def _vrrp(v: _Object) -> VrrpStatus:
         advert_int=v.optional("advert_int", float, 1.0),
         master_adver_int=v.optional("master_adver_int", float),
         accept_mode=v.optional("accept_mode", bool, True),
+        accept_mode_error=v.optional("accept_mode_error", str),
     )
 
 

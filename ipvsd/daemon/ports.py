@@ -17,6 +17,7 @@ import asyncio
 import socket
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ipvsd.config import Config
@@ -24,7 +25,7 @@ from ipvsd.config.model import VirtualRoute, VirtualRule
 from ipvsd.ipvs.plan import ApplyResult, Operation
 from ipvsd.ipvs.sync_daemon import SyncDaemonBackend
 from ipvsd.model import Table
-from ipvsd.netlink import routes
+from ipvsd.netlink import nftables, routes
 from ipvsd.netlink.addresses import AddressManager
 from ipvsd.netlink.links import LinkWatcher
 from ipvsd.netlink.virtual_routes import RouteManager
@@ -175,6 +176,8 @@ class KernelPorts:
             that name (the reload policy's preflight).
         open_routes: the route and rule writer the VRRP instances share.
         open_vmacs: the vmac writer of the VRRP instances.
+        write_accept: makes the kernel drop what is addressed to these VIPs
+            (``accept_mode: false``, `ipvsd.netlink.nftables.apply`).
     """
 
     open_ipvs: Callable[[], Awaitable[IpvsKernel]]
@@ -185,6 +188,7 @@ class KernelPorts:
     interface_exists: Callable[[str], Awaitable[bool]]
     open_routes: Callable[[], Awaitable[Routes]] = open_routes
     open_vmacs: Callable[[], Awaitable[Vmacs]] = open_vmacs
+    write_accept: Callable[[frozenset[IPv4Address | IPv6Address]], None] = nftables.apply
 
 
 def real_ports() -> KernelPorts:

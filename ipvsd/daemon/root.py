@@ -227,6 +227,8 @@ class Daemon:
         self._links = await self._ports.open_links()
         self._routes = await self._ports.open_routes()
         self._vmacs = await self._ports.open_vmacs()
+        from ipvsd.netlink import nftables
+        from ipvsd.vrrp.accept import AcceptGuard
         from ipvsd.vrrp.router import VrrpRouter
 
         self._parts.vrrp = VrrpRouter(
@@ -239,6 +241,7 @@ class Daemon:
             on_reject=self.metrics.invalid_packet,
             on_failure=self.metrics.vrrp_failure,
             services=self._quorum.feed,
+            accept_guard=AcceptGuard(self._ports.write_accept, nftables.UNSUPPORTED),
         )
         await self._parts.vrrp.start(
             config.vrrp.instances, config.vrrp.sync_groups, config.vrrp.scripts

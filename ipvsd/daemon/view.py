@@ -153,6 +153,7 @@ class DaemonView:
                 advert_int=inst.config.advert_int,
                 master_adver_int=inst.status.master_adver_int,
                 accept_mode=inst.config.accept_mode,
+                accept_mode_error=inst.status.accept_mode_error,
             )
             for inst in self._parts.vrrp.instances.values()
         ]

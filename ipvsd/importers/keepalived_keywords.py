@@ -259,10 +259,6 @@ VRRP_INSTANCE: Mapping[str, str] = {
     "promote_secondaries": NOT_SUPPORTED,
     "linkbeat_use_polling": "ipvsd follows link state through rtnetlink events: ignored",
     "v3_checksum_as_v2": V3_CHECKSUM,
-    "no_accept": (
-        "ipvsd does not enforce no_accept yet (keepalived adds a firewall drop rule for it): "
-        "the MASTER accepts traffic to its VIPs: not converted"
-    ),
     "skip_check_adv_addr": NOT_SUPPORTED,
     "strict_mode": "ipvsd always follows RFC 3768 on the wire but adds no firewall rules: ignored",
     "debug": "use `ipvsd run --log-level debug`: ignored",

@@ -11,7 +11,9 @@ What converts (keepalived → ipvsd ``vrrp.instances[]``): ``interface``,
 the family of the first one, as keepalived; with ``dev``, ``scope``,
 ``label``, ``brd``), ``version`` and ``global_defs``' ``vrrp_version`` →
 ``version`` (an IPv6 instance is VRRPv3, as keepalived makes it), ``accept``
-(ipvsd's default), ``virtual_routes {}`` /
+(ipvsd's default), ``no_accept`` → ``accept_mode: false`` (enforced after
+IPVS, where keepalived's rule drops the virtual services' traffic too:
+docs/vrrp-v3.md), ``virtual_routes {}`` /
 ``virtual_rules {}`` (`ipvsd.importers.keepalived_addresses`), ``use_vmac
 [NAME]`` → ``vmac`` (``vmac_interface``; not with unicast peers),
 ``track_interface {}`` → ``track_interfaces``,
@@ -36,7 +38,7 @@ What changes meaning, and is reported: ``state BACKUP`` with priority 255
 Master_Down_Interval), a fractional
 VRRPv2 ``advert_int`` (rounded up to whole seconds) or a VRRPv3 one finer than
 a centisecond or above 40.95 s (rounded and capped as keepalived does),
-``no_accept`` (not enforced by ipvsd yet), AH authentication, the user a notify program runs
+AH authentication, the user a notify program runs
 as (ipvsd runs them as root), ``garp_master_refresh_repeat`` other than 1,
 and the keywords of `ipvsd.importers.keepalived_keywords`.
 """
@@ -277,6 +279,8 @@ def _instance_keyword(
             _version(ledger, child, data)
         case "accept":
             ledger.take(child)  # ipvsd's accept_mode default
+        case "no_accept":
+            _set(ledger, child, data, "accept_mode", False)
         case "nopreempt":
             _set(ledger, child, data, "preempt", False)
         case "preempt":

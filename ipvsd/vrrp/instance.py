@@ -61,6 +61,7 @@ from ipvsd.config.model import VirtualAddress, VrrpInstanceConfig
 from ipvsd.errors import KernelError
 from ipvsd.netlink.addresses import vip_label
 from ipvsd.netlink.links import LinkInfo
+from ipvsd.vrrp.accept import AcceptGuard
 from ipvsd.vrrp.arp import gratuitous_arp
 from ipvsd.vrrp.backoff import Backoff, RestartPolicy
 from ipvsd.vrrp.machine import (
@@ -143,6 +144,9 @@ class InstanceStatus:
     master_adver_int: float | None = None
     """RFC 5798 Master_Adver_Interval, seconds: VRRPv3's interval of the master a
     BACKUP follows (else ours); None for VRRPv2 and before the machine starts."""
+    accept_mode_error: str | None = None
+    """Why ``accept_mode: false`` is not enforced now (the kernel refused the
+    nf_tables drop rules, `ipvsd.vrrp.accept`); None when it is, or not asked for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,12 +204,14 @@ class VrrpInstance:
         script_weights: Mapping[str, int] | None = None,
         routes: RouteWriter | None = None,
         on_route_error: FailureHook | None = None,
+        accept_guard: AcceptGuard | None = None,
     ) -> None:
         self.inbox: asyncio.Queue[InboxItem] = asyncio.Queue()
         self.status = InstanceStatus(effective_priority=config.priority)
         self._addresses = addresses
         self._routes = routes
         self._on_route_error = on_route_error
+        self._accept_guard = accept_guard
         self._links = links
         self._endpoint = endpoint
         self._on_transition = on_transition
@@ -500,6 +506,8 @@ class VrrpInstance:
         if master:
             await self._routing(config, add=True)
         self.config_applied = config
+        if master:
+            self._guard(True)
         tracked = set(self.script_weights)  # scripts and services (`track_services`)
         for script in set(self.status.scripts) - tracked:
             del self.status.scripts[script]
@@ -603,11 +611,13 @@ class VrrpInstance:
             case SendAdvert(priority=priority, periodic=periodic):
                 self._send_advert(priority, periodic=periodic)
             case AddVips():
+                self._guard(True)  # before the VIPs: no moment they accept for us
                 await self._vips(self.owned, add=True)
                 await self._routing(self.config_applied, add=True)
             case RemoveVips():
                 await self._routing(self.config_applied, add=False)
                 await self._vips(self.owned, add=False)
+                self._guard(False)
             case SendGarp(refresh=refresh):
                 await self._send_garp(self.owned, count=1 if refresh else self.config.garp_repeat)
             case Notify(state=state, priority=priority):
@@ -710,6 +720,29 @@ class VrrpInstance:
                     add=add,
                     error=str(exc),
                 )
+
+    def _guard(self, master: bool) -> None:
+        """RFC 5798 §6.1: a non-owner MASTER with ``accept_mode: false`` drops what is
+        addressed to its VIPs (IPVS's traffic excepted, `ipvsd.netlink.nftables`).
+
+        A refusal is logged and shown (`InstanceStatus.accept_mode_error`); the
+        machine goes on, as it does when an address cannot be added.
+        """
+        guard = self._accept_guard
+        config = self.config_applied
+        if guard is None:
+            return
+        drop = master and not config.accept_mode and config.priority != OWNER_PRIORITY
+        addresses = frozenset(vip.ip for vip in self.owned) if drop else frozenset()
+        try:
+            guard.hold(self.name, addresses)
+        except KernelError as exc:
+            self.status.accept_mode_error = str(exc)
+            self._log.error(
+                "vrrp.accept_mode_error", drop=sorted(map(str, addresses)), error=str(exc)
+            )
+            return
+        self.status.accept_mode_error = None
 
     async def _routing(
         self, config: VrrpInstanceConfig, *, add: bool, keep: VrrpInstanceConfig | None = None

@@ -47,7 +47,9 @@ import structlog
 from ipvsd.config.model import SyncGroupConfig, VrrpInstanceConfig, VrrpScriptConfig
 from ipvsd.errors import KernelError, PacketError, RejectReason
 from ipvsd.model import parse_service_spec
+from ipvsd.netlink import nftables
 from ipvsd.netlink.links import AddressChange, LinkInfo
+from ipvsd.vrrp.accept import AcceptGuard
 from ipvsd.vrrp.backoff import Backoff, RestartPolicy
 from ipvsd.vrrp.instance import NOTIFY_DRAIN_S, FailureHook, VrrpInstance
 from ipvsd.vrrp.machine import LinkChanged, Shutdown, Transitioned, VrrpState
@@ -112,8 +114,10 @@ class VrrpRouter:
         routes: RouteWriter | None = None,
         vmacs: VmacWriter | None = None,
         on_route_error: FailureHook | None = None,
+        accept_guard: AcceptGuard | None = None,
     ) -> None:
         self._addresses = addresses
+        self._accept_guard = accept_guard
         self._routes = routes
         self._vmacs = vmacs
         self._reviving: set[str] = set()  # vmacs being made again (`_revive_vmacs`)
@@ -166,6 +170,7 @@ class VrrpRouter:
         self._set_groups(groups)
         if not self._pacer_started:
             self._pacer_started = True
+            self._reset_accept_guard()
             await self._pacer.start()
         await self._set_scripts(scripts)
         await self._files.update(_paths(instances))
@@ -366,6 +371,17 @@ class VrrpRouter:
             self._acquire(endpoint, unicast=new)
             endpoint.release(unicast=old)
 
+    def _reset_accept_guard(self) -> None:
+        """Delete the ``accept_mode: false`` drop rules a killed daemon left behind."""
+        if self._accept_guard is None:
+            return
+        try:
+            self._accept_guard.reset()
+        except KernelError as exc:
+            # A kernel without nf_tables for IP has no table to delete either.
+            report = log.debug if exc.errno in nftables.UNSUPPORTED else log.error
+            report("vrrp.accept_mode_error", drop=[], error=str(exc))
+
     def _start_instance(self, config: VrrpInstanceConfig) -> None:
         endpoint = self._endpoint(config)
         self._acquire(endpoint, unicast=bool(config.unicast_peers), vmac=config.vmac)
@@ -378,6 +394,7 @@ class VrrpRouter:
             on_transition=self._transitioned,
             on_failure=self._on_failure,
             on_route_error=self._on_route_error,
+            accept_guard=self._accept_guard,
             restart=self._restart,
             pacer=self._pacer,
             script_weights=self._weights(config),

@@ -259,7 +259,14 @@ def test_vmac_the_vip_answers_arp_and_adverts_leave_from_the_virtual_mac(
     assert {(source, priority) for source, priority, _ in adverts} == {(VMAC, 100)}
 
     for daemon in (d1, d2):
-        errors = [e for e in daemon.events() if e.get("level") in ("error", "warning")]
+        errors = [
+            e
+            for e in daemon.events()
+            if e.get("level") in ("error", "warning")
+            # The machine's load, not the vmac: the advert sender says when the CPU
+            # made it late (51 ms once, with the kernel tier in UML beside this one).
+            and e.get("event") != "vrrp.advert_sender_late"
+        ]
         assert errors == []
 
     # Election works across two vmacs with the same MAC: d2 takes over when d1 stops,

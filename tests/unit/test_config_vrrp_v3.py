@@ -138,19 +138,13 @@ def test_ipv6_vips_are_unicast() -> None:
     )
 
 
-def test_accept_mode_false_is_refused_until_it_is_enforced() -> None:
-    """keepalived (without vrrp_strict) accepts by default too; no_accept would need a
-    firewall drop rule that ipvsd does not install yet, so it is refused, not ignored."""
+def test_accept_mode_false_is_taken_for_any_priority_and_version() -> None:
+    """RFC 5798 §6.1: enforced by nf_tables rules after IPVS (`ipvsd.netlink.nftables`);
+    the owner (255) always accepts, whatever it says."""
     assert _parse(_instance(VIPS + "version: 3\naccept_mode: true\n")).vrrp.instances[0].accept_mode
-    _only(
-        _instance(VIPS + "version: 3\naccept_mode: false\n"),
-        8,
-        "vrrp.instances.0.accept_mode",
-        "not enforced by ipvsd yet",
-    )
-    # The owner always accepts (RFC 5798 §6.1): nothing to enforce.
-    owner = _parse(_instance(VIPS + "version: 3\npriority: 255\naccept_mode: false\n"))
-    assert not owner.vrrp.instances[0].accept_mode
+    for extra in ("version: 3\n", "version: 2\n", "version: 3\npriority: 255\n"):
+        config = _parse(_instance(VIPS + extra + "accept_mode: false\n"))
+        assert not config.vrrp.instances[0].accept_mode
 
 
 def test_version_3_has_no_authentication() -> None:

@@ -105,11 +105,10 @@ def test_accept_and_no_accept() -> None:
     assert "accept_mode" not in only_instance(conversion)  # true is ipvsd's default
     assert reports(conversion) == []
     conversion = convert_text(instance("  version 3\n  no_accept\n" + VIP))
-    assert "accept_mode" not in only_instance(conversion)
-    assert reports(conversion) == [
-        "k.conf:5: no_accept: ipvsd does not enforce no_accept yet (keepalived adds a "
-        "firewall drop rule for it): the MASTER accepts traffic to its VIPs: not converted"
-    ]
+    assert only_instance(conversion)["accept_mode"] is False
+    assert reports(conversion) == []  # enforced after IPVS: the VIP's services still flow
+    conversion = convert_text(instance("  version 2\n  no_accept\n" + VIP))
+    assert only_instance(conversion)["accept_mode"] is False
 
 
 def test_the_checksum_switches_are_reported() -> None:

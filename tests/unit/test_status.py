@@ -206,6 +206,7 @@ def test_the_exact_json_of_a_small_document() -> None:
                 "advert_int": 1.0,
                 "master_adver_int": None,
                 "accept_mode": True,
+                "accept_mode_error": None,
             }
         ],
         "services": [
@@ -375,7 +376,7 @@ def test_an_older_document_without_the_extras_decodes_with_their_defaults() -> N
     for instance in encoded["vrrp"]:
         del instance["master_address"], instance["track_scripts"], instance["track_files"]
         del instance["version"], instance["family"], instance["advert_int"]
-        del instance["master_adver_int"], instance["accept_mode"]
+        del instance["master_adver_int"], instance["accept_mode"], instance["accept_mode_error"]
     del encoded["sync_daemon"]
     decoded = from_json(encoded)
     # Without "family" the address tells it; a fwmark service is taken as IPv4.
