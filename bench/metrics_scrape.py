@@ -36,6 +36,7 @@ import argparse
 import contextlib
 import gc
 import gzip
+import os
 import resource
 import shutil
 import signal
@@ -214,12 +215,17 @@ def timed_run(argv: list[str], **kwargs: Any) -> tuple[float, subprocess.Complet
     return time.monotonic() - started, done
 
 
-def timed(fn: Callable[[], tuple[float, T]], repeats: int) -> tuple[float, str, T]:
+def timed(fn: Callable[[], tuple[float, T]], repeats: int, label: str = "") -> tuple[float, str, T]:
     """Run `fn` (returning (seconds, result)) `repeats` times, one after the other.
 
     Returns the median seconds, a note giving the first (cold) run, and the last result.
+    With a `label`, prints each run's seconds as it ends.
     """
-    runs = [fn() for _ in range(repeats)]
+    runs = []
+    for i in range(repeats):
+        runs.append(fn())
+        if label:
+            print(f"      {label} {i + 1}/{repeats}: {runs[-1][0]:.3f} s", flush=True)
     times = [seconds for seconds, _ in runs]
     note = f"first {times[0]:.3f} s; " if repeats > 1 else ""
     return statistics.median(times), note, runs[-1][1]
@@ -243,6 +249,38 @@ def scrape_read_s(body: bytes) -> float:
 # --- one size in UML --------------------------------------------------------------
 
 
+class Phases:
+    """Prints each phase of one size as it ends, with its seconds and the time since the start.
+
+    The phases after the /metrics rows once took 25-30 minutes in UML with
+    nothing printed; each now says when it ends and what it cost.
+    """
+
+    def __init__(self) -> None:
+        self.started = self.last = time.monotonic()
+        self.daemon_pid: int | None = None
+        self.daemon_cpu = 0.0
+
+    def done(self, what: str) -> float:
+        now = time.monotonic()
+        seconds, self.last = now - self.last, now
+        cpu = ""
+        if self.daemon_pid is not None and (used := process_cpu_s(self.daemon_pid)) is not None:
+            cpu = f" (ipvsd CPU {used - self.daemon_cpu:.1f} s)"
+            self.daemon_cpu = used
+        print(f"    [{now - self.started:7.1f} s] {what}: {seconds:.1f} s{cpu}", flush=True)
+        return seconds
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a live process (all its threads), None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def bench_size(n: int, repeats: int) -> list[Row]:
     from ipvsd.control.client import request
 
@@ -258,19 +296,21 @@ def bench_size(n: int, repeats: int) -> list[Row]:
     rows: list[Row] = []
     daemon: subprocess.Popen[Any] | None = None
     exporter: subprocess.Popen[Any] | None = None
+    phases = Phases()
     with Netns(f"b-metrics-{n}") as ns:
         try:
             with rules.open("rb") as stdin:
-                program_s, _ = timed_run(ns.argv("ipvsadm", "-R"), stdin=stdin)
-            print(f"    ipvsadm -R: {program_s:.1f} s", flush=True)
+                timed_run(ns.argv("ipvsadm", "-R"), stdin=stdin)
+            phases.done("ipvsadm -R")
             with log.open("wb") as stderr:
                 daemon = subprocess.Popen(
                     ns.argv(*ipvsd_cli(), "run", "--config", str(conf), "--log-level", "warning"),
                     stdout=subprocess.DEVNULL,
                     stderr=stderr,
                 )
+            phases.daemon_pid = daemon.pid
             ready_s = wait_ready(control, daemon, log, 900)
-            print(f"    ipvsd ready after {ready_s:.1f} s", flush=True)
+            phases.done(f"ipvsd ready ({ready_s:.1f} s after exec)")
             time.sleep(1.0)  # let the first pass finish its bookkeeping
 
             list_s, note, _ = timed(
@@ -278,7 +318,7 @@ def bench_size(n: int, repeats: int) -> list[Row]:
                 repeats,
             )
             rows.append(Row(case, "ipvsadm -Ln --stats", list_s, f"{note}stdout to /dev/null"))
-            print(f"    ipvsadm -Ln --stats: {list_s:.3f} s", flush=True)
+            phases.done(f"ipvsadm -Ln --stats x {repeats} (median {list_s:.3f} s)")
 
             scrape_s, note, (body, _) = timed(lambda: http_get(ns.name, IPVSD_PORT), repeats)
             per_backend = series(body, b"ipvs_backend_")
@@ -312,7 +352,9 @@ def bench_size(n: int, repeats: int) -> list[Row]:
                 )
             )
             del body
-            print(f"    /metrics: {scrape_s:.3f} s, gzip {gz_s:.3f} s", flush=True)
+            phases.done(
+                f"/metrics x {repeats} (median {scrape_s:.3f} s), gzip (median {gz_s:.3f} s)"
+            )
             try:
                 cli_s, note, cli = timed(
                     lambda: timed_run(
@@ -321,11 +363,13 @@ def bench_size(n: int, repeats: int) -> list[Row]:
                         stderr=subprocess.PIPE,
                     ),
                     repeats,
+                    "ipvsd status --json",
                 )
             except subprocess.CalledProcessError as exc:
                 # The CLI's own request timeout; the rows around it still count.
                 reason = exc.stderr.decode(errors="replace").strip()
                 rows.append(Row(case, "ipvsd status --json", float("nan"), f"failed: {reason}"))
+                phases.done("ipvsd status --json: failed")
             else:
                 rows.append(
                     Row(
@@ -337,13 +381,14 @@ def bench_size(n: int, repeats: int) -> list[Row]:
                         list_s / cli_s,
                     )
                 )
+                phases.done(f"ipvsd status --json x {repeats} (median {cli_s:.3f} s)")
 
             def status_request() -> tuple[float, dict[str, Any]]:
                 started = time.monotonic()
                 answer = request(control, {"command": "status"}, timeout=600)
                 return time.monotonic() - started, answer
 
-            request_s, note, answer = timed(status_request, repeats)
+            request_s, note, answer = timed(status_request, repeats, "status request")
             assert answer["ok"], answer
             reals = sum(len(s["reals"]) for s in answer["result"]["services"])
             assert reals == backends, reals
@@ -357,6 +402,8 @@ def bench_size(n: int, repeats: int) -> list[Row]:
                     list_s / request_s,
                 )
             )
+            del answer
+            phases.done(f"status request x {repeats} (median {request_s:.3f} s)")
 
             exporter = subprocess.Popen(
                 ns.argv(
@@ -371,6 +418,7 @@ def bench_size(n: int, repeats: int) -> list[Row]:
                 stderr=subprocess.DEVNULL,
             )
             wait_listening(ns.name, NODE_EXPORTER_PORT, exporter, 120)
+            phases.done("node_exporter listening")
             ne_s, note, (body, _) = timed(lambda: http_get(ns.name, NODE_EXPORTER_PORT), repeats)
             ne_backend = series(body, b"node_ipvs_backend_")
             if ne_backend == 0:
@@ -398,9 +446,13 @@ def bench_size(n: int, repeats: int) -> list[Row]:
                     list_s / ne_gz_s,
                 )
             )
+            phases.done(f"node_exporter x {repeats}, gzip x {repeats}")
         finally:
             stop(exporter)
+            phases.done("node_exporter stopped")
             stop(daemon)
+            phases.done("ipvsd stopped (SIGTERM)")
+    phases.done(f"ip netns del {ns.name}")
     shutil.rmtree(workdir, ignore_errors=True)
     return rows
 
