@@ -557,16 +557,184 @@ def bench_host_cpu(n: int, repeats: int) -> list[Row]:
     return rows
 
 
+class _FixtureKernel:
+    """The status view's kernel: a dump answers the fixture table (no netlink)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    async def dump(self, *, with_stats: bool = True) -> Any:
+        return self.table
+
+
+_STATUS_CLIENT = """
+import json, sys, time
+from ipvsd.control.client import request
+started = time.perf_counter()
+reply = request(sys.argv[1], {"command": "status"}, timeout=600)
+seconds = time.perf_counter() - started
+assert reply["ok"], reply
+reals = sum(len(s["reals"]) for s in reply["result"]["services"])
+print(json.dumps([seconds, len(json.dumps(reply, separators=(",", ":"))), reals]))
+"""
+"""One status request from another process: [seconds, answer bytes, reals]."""
+
+
+def status_config(n: int, *, checks: bool) -> str:
+    """The UML run's config (no checks), or each service with a tcp check."""
+    text = ipvsd_yaml(n)
+    if checks:
+        text = text.replace("forward: dr,", "forward: dr, check: {type: tcp},")
+    return text
+
+
+async def _status_host(n: int, repeats: int, checks: bool) -> list[Row]:
+    import asyncio
+    import json
+
+    from ipvsd.config import parse_config
+    from ipvsd.control.server import ControlServer
+    from ipvsd.daemon.admin_state import DrainStore
+    from ipvsd.daemon.components import Components
+    from ipvsd.daemon.root import tune_garbage_collector
+    from ipvsd.daemon.view import DaemonView
+    from ipvsd.health.manager import HealthManager
+
+    config = parse_config(status_config(n, checks=checks))
+    parts = Components(config=config, health=HealthManager(on_change=lambda: None))
+    await parts.health.configure(config)  # watches (not run): every checked real UNKNOWN
+    parts.ipvs = _FixtureKernel(fixture_table(n))  # type: ignore[assignment]
+    tune_garbage_collector()  # as the daemon does once it holds its config
+
+    async def no_reload(*, force: bool = False) -> list[str]:
+        raise AssertionError("no reload here")
+
+    workdir = Path(tempfile.mkdtemp(prefix="status-", dir=RUN_DIR))
+    view = DaemonView(
+        parts, reload=no_reload, drains_changed=lambda: None, drains=DrainStore(workdir)
+    )
+    case = f"status {n}x{REALS_PER_SERVICE} {'tcp checks' if checks else 'no checks'}"
+    rows: list[Row] = []
+
+    def best(label: str, seconds: list[float], detail: str) -> None:
+        rows.append(Row(case, label, min(seconds), f"best of {len(seconds)}; {detail}"))
+
+    texts: list[float] = []
+    size = 0
+    for _ in range(repeats):
+        gc.collect()
+        started = time.perf_counter()
+        pieces = await _status_text(view)
+        texts.append(time.perf_counter() - started)
+        size = sum(map(len, pieces))
+        del pieces
+    best(
+        "view.status_text",
+        texts,
+        f"the document's JSON text ({size / 1e6:.1f} MB), written in loop slices"
+        " from the kernel dump (the fixture), health and config",
+    )
+    # The whole request through the control server from another process (as the CLI
+    # makes it; its decode is not the daemon's CPU), with the loop's worst lateness
+    # meanwhile: a 1 ms ticker, what a VRRP advert timer would see.
+    server = ControlServer(workdir / "ipvsd.sock", view)
+    await server.start()
+    lateness: list[float] = []
+
+    async def ticker() -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + 0.001
+            await asyncio.sleep(0.001)
+            lateness.append(loop.time() - due)
+
+    requests: list[float] = []
+    stalls: list[float] = []
+    clis: list[float] = []
+    tick = asyncio.create_task(ticker())
+    try:
+        for _ in range(repeats):
+            gc.collect()
+            client = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", _STATUS_CLIENT, str(server.path),
+                stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, _ = await client.communicate()
+            seconds, size, reals = json.loads(out)
+            stalls.append(max(lateness, default=0.0))
+            lateness.clear()
+            requests.append(seconds)
+            assert reals == n * REALS_PER_SERVICE, reals
+            started = time.perf_counter()
+            cli = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "ipvsd", "status", "--json", "--socket", str(server.path),
+                stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            printed, _ = await cli.communicate()
+            clis.append(time.perf_counter() - started)
+            assert cli.returncode == 0, cli.returncode
+            assert len(printed) > size, len(printed)
+            del printed
+    finally:
+        tick.cancel()
+        await server.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    best(
+        "status request (socket)",
+        requests,
+        f"control.client.request in another process, its JSON decode incl.;"
+        f" loop late by at most {max(stalls) * 1e3:.0f} ms (a 1 ms timer);"
+        f" the daemon side's peak RSS {rss:.0f} MB",
+    )
+    best("ipvsd status --json", clis, "the CLI into a pipe, Python start-up incl.")
+    return rows
+
+
+async def _status_text(view: Any) -> list[str]:
+    """The view's status text; on a tree before `DaemonView.status_text` (3a5c71e and
+    older), what its request did: the typed document, its dicts, one `json.dumps`."""
+    if hasattr(view, "status_text"):
+        pieces: list[str] = await view.status_text()
+        return pieces
+    import json
+
+    from ipvsd.control.status_json import to_json
+
+    return [json.dumps(to_json(await view.status()), separators=(",", ":"))]
+
+
+def bench_host_status(n: int, repeats: int) -> list[Row]:
+    import asyncio
+
+    from ipvsd.log import configure
+
+    configure(level="warning")
+    rows = []
+    for checks in (False, True):
+        rows.extend(asyncio.run(_status_host(n, repeats, checks)))
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--host-cpu", action="store_true", help="fixture table, no IPVS")
-    parser.add_argument("--services", type=int, default=10000, help="with --host-cpu")
+    parser.add_argument(
+        "--status", action="store_true", help="host: the status request on the fixture table"
+    )
+    parser.add_argument("--services", type=int, default=10000, help="with --host-cpu or --status")
     parser.add_argument(
         "--repeats", type=int, default=3, help="runs per method (median; host: best of)"
     )
     args = parser.parse_args()
     try:
+        if args.status:
+            print_table(
+                "The status request on the host, fixture table (no kernel), seconds",
+                bench_host_status(args.services, args.repeats),
+            )
+            return 0
         if args.host_cpu:
             rows = bench_host_cpu(args.services, args.repeats)
             print_table(
