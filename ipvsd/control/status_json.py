@@ -200,7 +200,7 @@ def service_tail(
         _BOOL[in_kernel],
         stats_text(stats),
         ",".join(reals),
-        "null" if quorum is None else _dumps(_quorum_json(quorum)),
+        "null" if quorum is None else _quorum_text(quorum),
         _string(mh_fingerprint),
     )
 
@@ -225,13 +225,12 @@ def _service_text(s: ServiceStatus, times: _Times) -> str:
     return head + service_tail(s.in_kernel, s.stats, reals, s.quorum, s.mh_fingerprint)
 
 
-def _quorum_json(q: QuorumStatus) -> dict[str, Any]:
-    return {
-        "up": q.up,
-        "live_weight": q.live_weight,
-        "quorum": q.quorum,
-        "hysteresis": q.hysteresis,
-    }
+def _quorum_text(q: QuorumStatus) -> str:
+    quorum = "null" if q.quorum is None else f"{q.quorum:d}"
+    return (
+        f'{{"up":{_BOOL[q.up]},"live_weight":{q.live_weight:d},"quorum":{quorum},'
+        f'"hysteresis":{q.hysteresis:d}}}'
+    )
 
 
 def real_head(address: IPAddress, port: int) -> str:
