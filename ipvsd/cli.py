@@ -587,7 +587,8 @@ def _check(path: str, condition: str, timeout: float) -> bool:
     try:
         if condition == "ready":
             return _ask(path, {"command": "ready"}, timeout).get("ready") is True
-        instances = _ask(path, {"command": "status"}, timeout).get("vrrp") or []
+        # Only the VRRP states: no services (an older daemon sends them all the same).
+        instances = _ask(path, {"command": "status", "services": False}, timeout).get("vrrp") or []
     except IpvsdError:
         return False
     wanted = condition.upper()

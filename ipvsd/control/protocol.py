@@ -7,6 +7,8 @@ several requests may share a connection.
 ```
 {"command": "status"}    -> {"ok": true, "result": {...the status JSON contract...}}
                             (the view writes the contract's text, `ControlView.status_text`)
+{"command": "status", "services": false}  -> the same with "services": [] (no kernel
+                            read: ``ipvsd status --check`` reads only the VRRP states)
 {"command": "ready"}     -> {"ok": true, "result": {"ready": true}}
 {"command": "version"}   -> {"ok": true, "result": {"version": "0.1.0"}}
 {"command": "reload"}    -> {"ok": true, "result": {"reloaded": true}}, or refused:
@@ -132,9 +134,10 @@ class ControlView(Protocol):
     def node(self) -> str:
         """This director's name (``node_name``)."""
 
-    async def status_text(self) -> list[str]:
+    async def status_text(self, *, services: bool = True) -> list[str]:
         """The status document's JSON text in pieces to join, with counters read from
-        the kernel now (`ipvsd.control.status_json.document_text`)."""
+        the kernel now (`ipvsd.control.status_json.document_text`); without
+        `services`, an empty list of them and no kernel read."""
 
     async def reload(self, *, force: bool = False) -> list[str]:
         """Re-read the config; return its errors (empty: reloaded, else the old one is kept).
@@ -214,7 +217,10 @@ async def evaluate_request(line: bytes, view: ControlView, peer: PeerCredentials
         return Answer(error_response(f'missing "command" (one of: {_COMMANDS})'))
     try:
         if command == "status":  # no permission to check; a text of its own
-            pieces = await view.status_text()
+            services = request.get("services", True)
+            if not isinstance(services, bool):
+                raise ControlRequestError('"services" must be true or false')
+            pieces = await view.status_text(services=services)
             return Answer({"ok": True}, command, pieces=[_OK_RESULT, *pieces, "}\n"])
         response = await _dispatch(command, request, view, peer)
     except ControlRequestError as exc:

@@ -90,11 +90,12 @@ class DaemonView:
         decoded, as ``ipvsd status`` reads it."""
         return from_json(json.loads("".join(await self.status_text())))
 
-    async def status_text(self) -> list[str]:
+    async def status_text(self, *, services: bool = True) -> list[str]:
         """The status document's JSON text (pieces to join), with the kernel's counters
-        read now; written in loop slices, from a `StatusPlan` kept while the config is."""
+        read now; written in loop slices, from a `StatusPlan` kept while the config is.
+        Without `services` (``status --check``): none listed, and no kernel read."""
         parts = self._parts
-        kernel = await parts.ipvs.dump() if parts.ipvs is not None else None
+        kernel = await parts.ipvs.dump() if parts.ipvs is not None and services else None
         sync = None
         if parts.sync is not None and parts.sync.target is not None:
             sync = await parts.sync.status()

@@ -209,6 +209,8 @@ async def test_status_check(
     view.is_ready = ready
     assert await cli("status", "--socket", sock, "--check", check) == expected
     assert capsys.readouterr() == ("", "")
+    # The VRRP states need no services (40,000 reals at 10,000 x 4).
+    assert view.status_requests == ([] if check == "ready" else [False])
 
 
 async def test_status_check_needs_every_instance(

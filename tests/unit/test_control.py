@@ -103,13 +103,17 @@ class FakeView:
         self.reloads = 0
         self.is_ready = True
         self.status_error: Exception | None = None
+        self.status_requests: list[bool] = []
+        """Each status asked for: with its services (True) or without."""
         self.director_drained = False
         self.director_error: str | None = None
 
-    async def status_text(self) -> list[str]:
+    async def status_text(self, *, services: bool = True) -> list[str]:
         if self.status_error is not None:
             raise self.status_error
-        return document_text(self.status_doc)
+        self.status_requests.append(services)
+        doc = self.status_doc
+        return document_text(doc if services else dataclasses.replace(doc, services=()))
 
     async def reload(self) -> list[str]:
         self.reloads += 1
@@ -296,6 +300,26 @@ async def test_invalid_requests_keep_the_connection(request_: dict[str, Any], me
     assert message in outcome.response["error"]
     assert not outcome.close
     assert view.drained == set()
+
+
+async def test_a_status_without_services_for_the_vrrp_states() -> None:
+    """``ipvsd status --check master`` reads the VRRP states: no 40,000 reals for that."""
+    view = FakeView()
+    answer = await handle_request(line(command="status", services=False), view, USER)
+    assert answer == {"ok": True, "result": {**STATUS, "services": []}}
+    assert await handle_request(line(command="status", services=True), view, USER) == {
+        "ok": True,
+        "result": STATUS,
+    }
+    assert view.status_requests == [False, True]
+
+
+@pytest.mark.parametrize("services", [0, "no", None, []])
+async def test_a_status_with_services_not_a_boolean_is_refused(services: object) -> None:
+    view = FakeView()
+    answer = await handle_request(line(command="status", services=services), view, USER)
+    assert answer == {"ok": False, "error": '"services" must be true or false'}
+    assert view.status_requests == []
 
 
 async def test_a_kernel_error_behind_status_is_an_answer() -> None:

@@ -177,3 +177,44 @@ def test_a_plan_is_kept_for_its_config_and_remade_for_another() -> None:
 
 if __name__ == "__main__":
     sys.stdout.write(old_text() + "\n")
+
+
+class _CountingKernel:
+    """The view's kernel: counts its dumps, answers an empty table."""
+
+    def __init__(self) -> None:
+        self.dumps = 0
+
+    async def dump(self, *, with_stats: bool = True) -> Any:
+        from ipvsd.model import Table
+
+        self.dumps += 1
+        return Table()
+
+
+async def test_the_view_keeps_its_plan_reads_no_kernel_without_services(tmp_path: Path) -> None:
+    """``status --check`` (no services) costs no dump; a reload's config gets a new plan."""
+    from ipvsd.config import parse_config
+    from ipvsd.daemon.admin_state import DrainStore
+    from ipvsd.daemon.view import DaemonView
+    from tests.unit.test_daemon import config_text
+    from tests.unit.test_daemon_reload import components
+
+    async def no_reload(*, force: bool = False) -> list[str]:
+        raise AssertionError("no reload here")
+
+    parts = components(config_text(tmp_path / "ipvsd.sock"))
+    kernel = _CountingKernel()
+    parts.ipvs = kernel  # type: ignore[assignment]
+    view = DaemonView(
+        parts, reload=no_reload, drains_changed=lambda: None, drains=DrainStore(tmp_path)
+    )
+    bare = json.loads("".join(await view.status_text(services=False)))
+    assert (bare["services"], kernel.dumps) == ([], 0)
+    full = json.loads("".join(await view.status_text()))
+    assert kernel.dumps == 1
+    assert [s["in_kernel"] for s in full["services"]] == [False] * len(full["services"]) != []
+    assert (await view.status()).services[0].reals[0].configured_weight == 1
+    parts.config = parse_config(config_text(tmp_path / "ipvsd.sock", weight_40=7))
+    reloaded = json.loads("".join(await view.status_text()))
+    assert [r["configured_weight"] for r in reloaded["services"][0]["reals"]] == [1, 7]
