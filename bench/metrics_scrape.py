@@ -238,6 +238,27 @@ def check_backends(body: bytes, backends: int) -> None:
         raise RuntimeError(f"ipvsd exported {traffic} backend byte counters, not {backends}")
 
 
+def status_answer(control: Path) -> tuple[float, int]:
+    """A status request on the control socket, timed to the answer's last byte (received
+    into the pre-faulted buffer, not decoded): (seconds, bytes)."""
+    buffer = recv_buffer()
+    size = 0
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(600)
+        started = time.monotonic()
+        sock.connect(str(control))
+        sock.sendall(b'{"command": "status"}\n')
+        while not size or buffer[size - 1] != ord("\n"):
+            received = sock.recv_into(buffer[size:])
+            if not received:
+                raise RuntimeError(f"the daemon hung up after {size} bytes of its status")
+            size += received
+        seconds = time.monotonic() - started
+    if bytes(buffer[:20]) != b'{"ok":true,"result":':
+        raise RuntimeError(f"status refused: {bytes(buffer[:size])[:300]!r}")
+    return seconds, size
+
+
 def scrape_read_s(body: bytes) -> float:
     """ipvsd_scrape_duration_seconds of a scrape: the daemon's kernel dump."""
     for line in body.splitlines():
@@ -411,6 +432,18 @@ def bench_size(n: int, repeats: int) -> list[Row]:
             )
             del answer
             phases.done(f"status request x {repeats} (median {request_s:.3f} s)")
+            answer_s, note, size = timed(lambda: status_answer(control), repeats, "status answer")
+            rows.append(
+                Row(
+                    case,
+                    "ipvsd status answer",
+                    answer_s,
+                    f"{note}the request's last byte, not decoded (as ipvsadm's output goes to"
+                    f" /dev/null); {size / 1e6:.1f} MB; {plain_s / answer_s:.2f}x ipvsadm -Ln",
+                    list_s / answer_s,
+                )
+            )
+            phases.done(f"status answer x {repeats} (median {answer_s:.3f} s)")
 
             exporter = subprocess.Popen(
                 ns.argv(
