@@ -36,6 +36,7 @@ import argparse
 import contextlib
 import gc
 import gzip
+import os
 import resource
 import shutil
 import signal
@@ -214,12 +215,17 @@ def timed_run(argv: list[str], **kwargs: Any) -> tuple[float, subprocess.Complet
     return time.monotonic() - started, done
 
 
-def timed(fn: Callable[[], tuple[float, T]], repeats: int) -> tuple[float, str, T]:
+def timed(fn: Callable[[], tuple[float, T]], repeats: int, label: str = "") -> tuple[float, str, T]:
     """Run `fn` (returning (seconds, result)) `repeats` times, one after the other.
 
     Returns the median seconds, a note giving the first (cold) run, and the last result.
+    With a `label`, prints each run's seconds as it ends.
     """
-    runs = [fn() for _ in range(repeats)]
+    runs = []
+    for i in range(repeats):
+        runs.append(fn())
+        if label:
+            print(f"      {label} {i + 1}/{repeats}: {runs[-1][0]:.3f} s", flush=True)
     times = [seconds for seconds, _ in runs]
     note = f"first {times[0]:.3f} s; " if repeats > 1 else ""
     return statistics.median(times), note, runs[-1][1]
@@ -232,6 +238,27 @@ def check_backends(body: bytes, backends: int) -> None:
         raise RuntimeError(f"ipvsd exported {traffic} backend byte counters, not {backends}")
 
 
+def status_answer(control: Path) -> tuple[float, int]:
+    """A status request on the control socket, timed to the answer's last byte (received
+    into the pre-faulted buffer, not decoded): (seconds, bytes)."""
+    buffer = recv_buffer()
+    size = 0
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(600)
+        started = time.monotonic()
+        sock.connect(str(control))
+        sock.sendall(b'{"command": "status"}\n')
+        while not size or buffer[size - 1] != ord("\n"):
+            received = sock.recv_into(buffer[size:])
+            if not received:
+                raise RuntimeError(f"the daemon hung up after {size} bytes of its status")
+            size += received
+        seconds = time.monotonic() - started
+    if bytes(buffer[:20]) != b'{"ok":true,"result":':
+        raise RuntimeError(f"status refused: {bytes(buffer[:size])[:300]!r}")
+    return seconds, size
+
+
 def scrape_read_s(body: bytes) -> float:
     """ipvsd_scrape_duration_seconds of a scrape: the daemon's kernel dump."""
     for line in body.splitlines():
@@ -241,6 +268,38 @@ def scrape_read_s(body: bytes) -> float:
 
 
 # --- one size in UML --------------------------------------------------------------
+
+
+class Phases:
+    """Prints each phase of one size as it ends, with its seconds and the time since the start.
+
+    The phases after the /metrics rows once took 25-30 minutes in UML with
+    nothing printed; each now says when it ends and what it cost.
+    """
+
+    def __init__(self) -> None:
+        self.started = self.last = time.monotonic()
+        self.daemon_pid: int | None = None
+        self.daemon_cpu = 0.0
+
+    def done(self, what: str) -> float:
+        now = time.monotonic()
+        seconds, self.last = now - self.last, now
+        cpu = ""
+        if self.daemon_pid is not None and (used := process_cpu_s(self.daemon_pid)) is not None:
+            cpu = f" (ipvsd CPU {used - self.daemon_cpu:.1f} s)"
+            self.daemon_cpu = used
+        print(f"    [{now - self.started:7.1f} s] {what}: {seconds:.1f} s{cpu}", flush=True)
+        return seconds
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a live process (all its threads), None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def bench_size(n: int, repeats: int) -> list[Row]:
@@ -258,19 +317,21 @@ def bench_size(n: int, repeats: int) -> list[Row]:
     rows: list[Row] = []
     daemon: subprocess.Popen[Any] | None = None
     exporter: subprocess.Popen[Any] | None = None
+    phases = Phases()
     with Netns(f"b-metrics-{n}") as ns:
         try:
             with rules.open("rb") as stdin:
-                program_s, _ = timed_run(ns.argv("ipvsadm", "-R"), stdin=stdin)
-            print(f"    ipvsadm -R: {program_s:.1f} s", flush=True)
+                timed_run(ns.argv("ipvsadm", "-R"), stdin=stdin)
+            phases.done("ipvsadm -R")
             with log.open("wb") as stderr:
                 daemon = subprocess.Popen(
                     ns.argv(*ipvsd_cli(), "run", "--config", str(conf), "--log-level", "warning"),
                     stdout=subprocess.DEVNULL,
                     stderr=stderr,
                 )
+            phases.daemon_pid = daemon.pid
             ready_s = wait_ready(control, daemon, log, 900)
-            print(f"    ipvsd ready after {ready_s:.1f} s", flush=True)
+            phases.done(f"ipvsd ready ({ready_s:.1f} s after exec)")
             time.sleep(1.0)  # let the first pass finish its bookkeeping
 
             list_s, note, _ = timed(
@@ -278,7 +339,14 @@ def bench_size(n: int, repeats: int) -> list[Row]:
                 repeats,
             )
             rows.append(Row(case, "ipvsadm -Ln --stats", list_s, f"{note}stdout to /dev/null"))
-            print(f"    ipvsadm -Ln --stats: {list_s:.3f} s", flush=True)
+            phases.done(f"ipvsadm -Ln --stats x {repeats} (median {list_s:.3f} s)")
+            plain_s, note, _ = timed(
+                lambda: timed_run(ns.argv("ipvsadm", "-Ln"), stdout=subprocess.DEVNULL), repeats
+            )
+            rows.append(
+                Row(case, "ipvsadm -Ln", plain_s, f"{note}no counters; stdout to /dev/null")
+            )
+            phases.done(f"ipvsadm -Ln x {repeats} (median {plain_s:.3f} s)")
 
             scrape_s, note, (body, _) = timed(lambda: http_get(ns.name, IPVSD_PORT), repeats)
             per_backend = series(body, b"ipvs_backend_")
@@ -312,7 +380,9 @@ def bench_size(n: int, repeats: int) -> list[Row]:
                 )
             )
             del body
-            print(f"    /metrics: {scrape_s:.3f} s, gzip {gz_s:.3f} s", flush=True)
+            phases.done(
+                f"/metrics x {repeats} (median {scrape_s:.3f} s), gzip (median {gz_s:.3f} s)"
+            )
             try:
                 cli_s, note, cli = timed(
                     lambda: timed_run(
@@ -321,11 +391,13 @@ def bench_size(n: int, repeats: int) -> list[Row]:
                         stderr=subprocess.PIPE,
                     ),
                     repeats,
+                    "ipvsd status --json",
                 )
             except subprocess.CalledProcessError as exc:
                 # The CLI's own request timeout; the rows around it still count.
                 reason = exc.stderr.decode(errors="replace").strip()
                 rows.append(Row(case, "ipvsd status --json", float("nan"), f"failed: {reason}"))
+                phases.done("ipvsd status --json: failed")
             else:
                 rows.append(
                     Row(
@@ -337,13 +409,14 @@ def bench_size(n: int, repeats: int) -> list[Row]:
                         list_s / cli_s,
                     )
                 )
+                phases.done(f"ipvsd status --json x {repeats} (median {cli_s:.3f} s)")
 
             def status_request() -> tuple[float, dict[str, Any]]:
                 started = time.monotonic()
                 answer = request(control, {"command": "status"}, timeout=600)
                 return time.monotonic() - started, answer
 
-            request_s, note, answer = timed(status_request, repeats)
+            request_s, note, answer = timed(status_request, repeats, "status request")
             assert answer["ok"], answer
             reals = sum(len(s["reals"]) for s in answer["result"]["services"])
             assert reals == backends, reals
@@ -353,10 +426,24 @@ def bench_size(n: int, repeats: int) -> list[Row]:
                     "ipvsd status request",
                     request_s,
                     f"{note}control.client.request in this process; {reals:,} reals"
-                    " (conns, no per-backend traffic)",
+                    f" (conns and traffic counters); {plain_s / request_s:.2f}x ipvsadm -Ln",
                     list_s / request_s,
                 )
             )
+            del answer
+            phases.done(f"status request x {repeats} (median {request_s:.3f} s)")
+            answer_s, note, size = timed(lambda: status_answer(control), repeats, "status answer")
+            rows.append(
+                Row(
+                    case,
+                    "ipvsd status answer",
+                    answer_s,
+                    f"{note}the request's last byte, not decoded (as ipvsadm's output goes to"
+                    f" /dev/null); {size / 1e6:.1f} MB; {plain_s / answer_s:.2f}x ipvsadm -Ln",
+                    list_s / answer_s,
+                )
+            )
+            phases.done(f"status answer x {repeats} (median {answer_s:.3f} s)")
 
             exporter = subprocess.Popen(
                 ns.argv(
@@ -371,6 +458,7 @@ def bench_size(n: int, repeats: int) -> list[Row]:
                 stderr=subprocess.DEVNULL,
             )
             wait_listening(ns.name, NODE_EXPORTER_PORT, exporter, 120)
+            phases.done("node_exporter listening")
             ne_s, note, (body, _) = timed(lambda: http_get(ns.name, NODE_EXPORTER_PORT), repeats)
             ne_backend = series(body, b"node_ipvs_backend_")
             if ne_backend == 0:
@@ -398,9 +486,13 @@ def bench_size(n: int, repeats: int) -> list[Row]:
                     list_s / ne_gz_s,
                 )
             )
+            phases.done(f"node_exporter x {repeats}, gzip x {repeats}")
         finally:
             stop(exporter)
+            phases.done("node_exporter stopped")
             stop(daemon)
+            phases.done("ipvsd stopped (SIGTERM)")
+    phases.done(f"ip netns del {ns.name}")
     shutil.rmtree(workdir, ignore_errors=True)
     return rows
 
@@ -505,16 +597,191 @@ def bench_host_cpu(n: int, repeats: int) -> list[Row]:
     return rows
 
 
+class _FixtureKernel:
+    """The status view's kernel: a dump answers the fixture table (no netlink)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    async def dump(self, *, with_stats: bool = True) -> Any:
+        return self.table
+
+
+_STATUS_CLIENT = """
+import json, sys, time
+from ipvsd.control.client import request
+for _ in sys.stdin:
+    started = time.perf_counter()
+    reply = request(sys.argv[1], {"command": "status"}, timeout=600)
+    seconds = time.perf_counter() - started
+    assert reply["ok"], reply
+    reals = sum(len(s["reals"]) for s in reply["result"]["services"])
+    print(json.dumps([seconds, reals]), flush=True)
+"""
+"""A status request from another process per line read: [seconds, reals] each."""
+
+
+def status_config(n: int, *, checks: bool) -> str:
+    """The UML run's config (no checks), or each service with a tcp check."""
+    text = ipvsd_yaml(n)
+    if checks:
+        text = text.replace("forward: dr,", "forward: dr, check: {type: tcp},")
+    return text
+
+
+async def _status_host(n: int, repeats: int, checks: bool) -> list[Row]:
+    import asyncio
+    import json
+
+    from ipvsd.config import parse_config
+    from ipvsd.control.server import ControlServer
+    from ipvsd.daemon.admin_state import DrainStore
+    from ipvsd.daemon.components import Components
+    from ipvsd.daemon.root import tune_garbage_collector
+    from ipvsd.daemon.view import DaemonView
+    from ipvsd.health.manager import HealthManager
+
+    config = parse_config(status_config(n, checks=checks))
+    parts = Components(config=config, health=HealthManager(on_change=lambda: None))
+    await parts.health.configure(config)  # watches (not run): every checked real UNKNOWN
+    parts.ipvs = _FixtureKernel(fixture_table(n))  # type: ignore[assignment]
+    tune_garbage_collector()  # as the daemon does once it holds its config
+
+    async def no_reload(*, force: bool = False) -> list[str]:
+        raise AssertionError("no reload here")
+
+    workdir = Path(tempfile.mkdtemp(prefix="status-", dir=RUN_DIR))
+    view = DaemonView(
+        parts, reload=no_reload, drains_changed=lambda: None, drains=DrainStore(workdir)
+    )
+    case = f"status {n}x{REALS_PER_SERVICE} {'tcp checks' if checks else 'no checks'}"
+    rows: list[Row] = []
+
+    def best(label: str, seconds: list[float], detail: str) -> None:
+        rows.append(Row(case, label, min(seconds), f"best of {len(seconds)}; {detail}"))
+
+    texts: list[float] = []
+    size = 0
+    for _ in range(repeats):
+        gc.collect()
+        started = time.perf_counter()
+        pieces = await _status_text(view)
+        texts.append(time.perf_counter() - started)
+        size = sum(map(len, pieces))
+        del pieces
+    best(
+        "view.status_text",
+        texts,
+        f"the document's JSON text ({size / 1e6:.1f} MB), written in loop slices"
+        " from the kernel dump (the fixture), health and config",
+    )
+    # The whole request through the control server from another process (as the CLI
+    # makes it; its decode is not the daemon's CPU), with the loop's worst lateness
+    # meanwhile: a 1 ms ticker, what a VRRP advert timer would see.
+    server = ControlServer(workdir / "ipvsd.sock", view)
+    await server.start()
+    lateness: list[float] = []
+
+    async def ticker() -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + 0.001
+            await asyncio.sleep(0.001)
+            lateness.append(loop.time() - due)
+
+    requests: list[float] = []
+    stalls: list[float] = []
+    clis: list[float] = []
+    # Started before the timer: forking this big process is not the request's doing.
+    client = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _STATUS_CLIENT, str(server.path),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert client.stdin is not None
+    assert client.stdout is not None
+    tick = asyncio.create_task(ticker())
+    try:
+        for _ in range(repeats):
+            gc.collect()
+            await asyncio.sleep(0.1)
+            lateness.clear()
+            client.stdin.write(b"status\n")
+            seconds, reals = json.loads(await client.stdout.readline())
+            stalls.append(max(lateness, default=0.0))
+            requests.append(seconds)
+            assert reals == n * REALS_PER_SERVICE, reals
+            started = time.perf_counter()
+            cli = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "ipvsd", "status", "--json", "--socket", str(server.path),
+                stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            printed, _ = await cli.communicate()
+            clis.append(time.perf_counter() - started)
+            assert cli.returncode == 0, cli.returncode
+            assert len(printed) > size, len(printed)
+            del printed
+    finally:
+        tick.cancel()
+        client.stdin.close()
+        await client.wait()
+        await server.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    best(
+        "status request (socket)",
+        requests,
+        f"control.client.request in another process, its JSON decode incl.;"
+        f" loop late by at most {max(stalls) * 1e3:.0f} ms (a 1 ms timer);"
+        f" the daemon side's peak RSS {rss:.0f} MB",
+    )
+    best("ipvsd status --json", clis, "the CLI into a pipe, Python start-up incl.")
+    return rows
+
+
+async def _status_text(view: Any) -> list[str]:
+    """The view's status text; on a tree before `DaemonView.status_text` (3a5c71e and
+    older), what its request did: the typed document, its dicts, one `json.dumps`."""
+    if hasattr(view, "status_text"):
+        pieces: list[str] = await view.status_text()
+        return pieces
+    import json
+
+    from ipvsd.control.status_json import to_json
+
+    return [json.dumps(to_json(await view.status()), separators=(",", ":"))]
+
+
+def bench_host_status(n: int, repeats: int) -> list[Row]:
+    import asyncio
+
+    from ipvsd.log import configure
+
+    configure(level="warning")
+    rows = []
+    for checks in (False, True):
+        rows.extend(asyncio.run(_status_host(n, repeats, checks)))
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--host-cpu", action="store_true", help="fixture table, no IPVS")
-    parser.add_argument("--services", type=int, default=10000, help="with --host-cpu")
+    parser.add_argument(
+        "--status", action="store_true", help="host: the status request on the fixture table"
+    )
+    parser.add_argument("--services", type=int, default=10000, help="with --host-cpu or --status")
     parser.add_argument(
         "--repeats", type=int, default=3, help="runs per method (median; host: best of)"
     )
     args = parser.parse_args()
     try:
+        if args.status:
+            print_table(
+                "The status request on the host, fixture table (no kernel), seconds",
+                bench_host_status(args.services, args.repeats),
+            )
+            return 0
         if args.host_cpu:
             rows = bench_host_cpu(args.services, args.repeats)
             print_table(

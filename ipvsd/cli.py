@@ -576,9 +576,10 @@ def _status(args: argparse.Namespace) -> int:
 def _print_json(document: object) -> None:
     # Indented for a person at a terminal; one line for a pipe (jq, a script),
     # where indenting 10k x 4 reals would cost more than the request itself.
+    # Encoded at once, written once: json.dump writes token by token (5.7 million
+    # writes, 24 s on a host and 333 s in UML, for 10k x 4 into a pipe).
     indent = 2 if sys.stdout.isatty() else None
-    json.dump(document, sys.stdout, indent=indent)
-    sys.stdout.write("\n")
+    sys.stdout.write(json.dumps(document, indent=indent) + "\n")
 
 
 def _check(path: str, condition: str, timeout: float) -> bool:
@@ -586,7 +587,8 @@ def _check(path: str, condition: str, timeout: float) -> bool:
     try:
         if condition == "ready":
             return _ask(path, {"command": "ready"}, timeout).get("ready") is True
-        instances = _ask(path, {"command": "status"}, timeout).get("vrrp") or []
+        # Only the VRRP states: no services (an older daemon sends them all the same).
+        instances = _ask(path, {"command": "status", "services": False}, timeout).get("vrrp") or []
     except IpvsdError:
         return False
     wanted = condition.upper()

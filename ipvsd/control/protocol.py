@@ -6,7 +6,9 @@ several requests may share a connection.
 
 ```
 {"command": "status"}    -> {"ok": true, "result": {...the status JSON contract...}}
-                            (`ipvsd.control.status.to_json` of the view's document)
+                            (the view writes the contract's text, `ControlView.status_text`)
+{"command": "status", "services": false}  -> the same with "services": [] (no kernel
+                            read: ``ipvsd status --check`` reads only the VRRP states)
 {"command": "ready"}     -> {"ok": true, "result": {"ready": true}}
 {"command": "version"}   -> {"ok": true, "result": {"version": "0.1.0"}}
 {"command": "reload"}    -> {"ok": true, "result": {"reloaded": true}}, or refused:
@@ -57,8 +59,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ipvsd.control.status import StatusDocument
-from ipvsd.control.status_json import to_json
 from ipvsd.errors import ControlRequestError, IpvsdError
 from ipvsd.model import DestKey, RealId, ServiceKey, parse_endpoint, parse_service_spec
 
@@ -134,8 +134,10 @@ class ControlView(Protocol):
     def node(self) -> str:
         """This director's name (``node_name``)."""
 
-    async def status(self) -> StatusDocument:
-        """The status document, with counters read from the kernel now."""
+    async def status_text(self, *, services: bool = True) -> list[str]:
+        """The status document's JSON text in pieces to join, with counters read from
+        the kernel now (`ipvsd.control.status_json.document_text`); without
+        `services`, an empty list of them and no kernel read."""
 
     async def reload(self, *, force: bool = False) -> list[str]:
         """Re-read the config; return its errors (empty: reloaded, else the old one is kept).
@@ -178,8 +180,12 @@ class Answer:
     """The answer to one request line, with what the server needs besides."""
 
     response: dict[str, Any]
+    """The answer; for a status, only ``{"ok": true}``: its text is `pieces`."""
     command: str | None = None  # the command, if the request got that far (for logs)
     close: bool = False  # hang up after answering: the input could not be parsed
+    pieces: list[str] | None = None
+    """A status answer's line as text pieces to write in turn (tens of MB at 10,000
+    services, written from the daemon's parts, never one dict); None: `encode(response)`."""
 
 
 async def handle_request(line: bytes, view: ControlView, peer: PeerCredentials) -> dict[str, Any]:
@@ -193,7 +199,11 @@ async def handle_request(line: bytes, view: ControlView, peer: PeerCredentials) 
     Returns:
         ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``.
     """
-    return (await evaluate_request(line, view, peer)).response
+    answer = await evaluate_request(line, view, peer)
+    if answer.pieces is not None:
+        response: dict[str, Any] = json.loads("".join(answer.pieces))
+        return response
+    return answer.response
 
 
 async def evaluate_request(line: bytes, view: ControlView, peer: PeerCredentials) -> Answer:
@@ -206,6 +216,12 @@ async def evaluate_request(line: bytes, view: ControlView, peer: PeerCredentials
     if not isinstance(command, str):
         return Answer(error_response(f'missing "command" (one of: {_COMMANDS})'))
     try:
+        if command == "status":  # no permission to check; a text of its own
+            services = request.get("services", True)
+            if not isinstance(services, bool):
+                raise ControlRequestError('"services" must be true or false')
+            pieces = await view.status_text(services=services)
+            return Answer({"ok": True}, command, pieces=[_OK_RESULT, *pieces, "}\n"])
         response = await _dispatch(command, request, view, peer)
     except ControlRequestError as exc:
         response = error_response(str(exc))
@@ -246,8 +262,6 @@ async def _dispatch(
             f"permission denied: {command} needs root (you are uid {peer.uid})"
         )
     match command:
-        case "status":
-            return _ok(to_json(await view.status()))
         case "ready":
             return _ok({"ready": view.ready()})
         case "version":
@@ -298,6 +312,10 @@ def _target(request: dict[str, Any]) -> RealId:
     except ValueError as exc:
         raise ControlRequestError(f"real: {exc}") from None
     return service, DestKey(address, port)
+
+
+_OK_RESULT = '{"ok":true,"result":'
+"""`encode` of ``_ok(result)`` up to the result's text."""
 
 
 def _ok(result: object) -> dict[str, Any]:

@@ -57,6 +57,8 @@ LOG_REFILL_S = 1.0
 """Seconds per further refusal logged, per uid, once the burst is spent."""
 LOG_FIELD_CHARS = 200
 """Longest peer-supplied string copied into a log entry."""
+WRITE_CHUNK_BYTES = 256 * 1024
+"""A long answer (a status: 22 MB at 10,000 x 4) is written this much at a time."""
 _UCRED = struct.Struct("3i")  # struct ucred {pid_t pid; uid_t uid; gid_t gid;}
 
 
@@ -225,17 +227,42 @@ class ControlServer:
             if not line:
                 return
             answer, close = await self._answer(line, peer)
-            writer.write(answer)
-            async with asyncio.timeout(self._idle_timeout_s):
-                await writer.drain()
+            if isinstance(answer, bytes):
+                writer.write(answer)
+                async with asyncio.timeout(self._idle_timeout_s):
+                    await writer.drain()
+            else:
+                await self._write_pieces(writer, answer)
 
-    async def _answer(self, line: bytes, peer: PeerCredentials) -> tuple[bytes, bool]:
-        """The encoded answer to one line, and whether to hang up after it."""
+    async def _write_pieces(self, writer: asyncio.StreamWriter, pieces: list[str]) -> None:
+        """Write a long answer (a status) a `WRITE_CHUNK_BYTES` chunk at a time.
+
+        Each chunk is joined and encoded when its turn comes, and the next one waits
+        until the client has taken the last (an idle timeout each): the answer is
+        never one buffer of tens of MB, nor one stall of the loop that VRRP shares.
+        """
+        chunk: list[str] = []
+        size = 0
+        for piece in pieces:
+            chunk.append(piece)
+            size += len(piece)
+            if size >= WRITE_CHUNK_BYTES:
+                writer.write("".join(chunk).encode())
+                chunk.clear()
+                size = 0
+                async with asyncio.timeout(self._idle_timeout_s):
+                    await writer.drain()
+        writer.write("".join(chunk).encode())
+        async with asyncio.timeout(self._idle_timeout_s):
+            await writer.drain()
+
+    async def _answer(self, line: bytes, peer: PeerCredentials) -> tuple[bytes | list[str], bool]:
+        """The answer to one line (encoded, or a status's text pieces), and whether to
+        hang up after it."""
         ids = {"pid": peer.pid, "uid": peer.uid}
         try:
             outcome = await evaluate_request(line, self._view, peer)
-            # A status answer is tens of MB of JSON at 10,000 services: encoded off the loop.
-            answer = await asyncio.to_thread(encode, outcome.response)
+            answer = outcome.pieces if outcome.pieces is not None else encode(outcome.response)
         except Exception as exc:
             self._log.exception("control.error", **ids)
             return encode(error_response(f"internal error ({exc!r}); see the daemon log")), True

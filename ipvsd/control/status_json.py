@@ -7,10 +7,12 @@ on the event loop for 10k services x 4 reals.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import fields
 from datetime import UTC, datetime
 from ipaddress import ip_address, ip_interface
+from json.encoder import encode_basestring_ascii
 from typing import Any, TypeVar, overload
 
 from ipvsd.control.status import (
@@ -30,7 +32,7 @@ from ipvsd.control.status import (
     VrrpStatus,
 )
 from ipvsd.errors import IpvsdError
-from ipvsd.model import NO_FLAGS, Family, ForwardMethod, Protocol, ServiceFlag
+from ipvsd.model import NO_FLAGS, Family, ForwardMethod, IPAddress, Protocol, ServiceFlag
 
 T = TypeVar("T")
 
@@ -56,44 +58,70 @@ _FORWARD_LABELS = {f: f.value for f in ForwardMethod}
 def to_json(doc: StatusDocument) -> dict[str, Any]:
     """The document as the contract's JSON object (what ``ipvsd status --json`` prints).
 
-    Written out field by field rather than walked with `dataclasses.fields`:
-    the daemon encodes 10k services x 4 reals on its event loop, and the
-    generic walk took four times as long. tests/unit/test_status.py checks
-    that every field is encoded (the round trip) and the exact key names.
+    Decoded from `document_text`, the one encoder: the daemon writes the text of
+    10k services x 4 reals from its parts without this dict tree
+    (`ipvsd.daemon.status`), through the same functions.
     """
-    return {
-        "node": doc.node,
-        "version": doc.version,
-        "vrrp": [
-            {
-                "name": v.name,
-                "state": v.state,
-                "interface": v.interface,
-                "vrid": v.vrid,
-                "priority": v.priority,
-                "effective_priority": v.effective_priority,
-                "virtual_ipaddresses": [str(vip) for vip in v.virtual_ipaddresses],
-                "fault_reason": v.fault_reason,
-                "failures": v.failures,
-                "master_address": _text(v.master_address),
-                "track_scripts": [{"script": t.script, "state": t.state} for t in v.track_scripts],
-                "track_files": [
-                    {"path": t.path, "value": t.value, "weight": t.weight} for t in v.track_files
-                ],
-                "version": v.version,
-                "family": v.family,
-                "advert_int": _centiseconds(v.advert_int),
-                "master_adver_int": None
-                if v.master_adver_int is None
-                else _centiseconds(v.master_adver_int),
-                "accept_mode": v.accept_mode,
-                "accept_mode_error": v.accept_mode_error,
-            }
-            for v in doc.vrrp
-        ],
-        "services": services_to_json(doc.services),
+    result: dict[str, Any] = json.loads("".join(document_text(doc)))
+    return result
+
+
+def document_text(doc: StatusDocument, services: Iterable[str] | None = None) -> list[str]:
+    """The document as JSON text, in pieces to join (compact, ASCII, as `json.dumps`
+    with ``separators=(",", ":")`` spells `to_json`'s object).
+
+    Args:
+        doc: the document.
+        services: the text of each service (`service_head` + `service_tail`) to
+            write instead of ``doc.services``: the daemon's builder writes them.
+    """
+    if services is None:
+        times = _Times()
+        services = [_service_text(service, times) for service in doc.services]
+    head = {"node": doc.node, "version": doc.version, "vrrp": [_vrrp_json(v) for v in doc.vrrp]}
+    tail = {
         "sync_daemon": _sync_json(doc.sync_daemon) if doc.sync_daemon is not None else None,
         "bgp": _bgp_json(doc.bgp) if doc.bgp is not None else None,
+    }
+    pieces = [_dumps(head)[:-1], ',"services":[']
+    first = True
+    for service in services:
+        if not first:
+            pieces.append(",")
+        pieces.append(service)
+        first = False
+    pieces += ["],", _dumps(tail)[1:]]
+    return pieces
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _vrrp_json(v: VrrpStatus) -> dict[str, Any]:
+    return {
+        "name": v.name,
+        "state": v.state,
+        "interface": v.interface,
+        "vrid": v.vrid,
+        "priority": v.priority,
+        "effective_priority": v.effective_priority,
+        "virtual_ipaddresses": [str(vip) for vip in v.virtual_ipaddresses],
+        "fault_reason": v.fault_reason,
+        "failures": v.failures,
+        "master_address": _text(v.master_address),
+        "track_scripts": [{"script": t.script, "state": t.state} for t in v.track_scripts],
+        "track_files": [
+            {"path": t.path, "value": t.value, "weight": t.weight} for t in v.track_files
+        ],
+        "version": v.version,
+        "family": v.family,
+        "advert_int": _centiseconds(v.advert_int),
+        "master_adver_int": None
+        if v.master_adver_int is None
+        else _centiseconds(v.master_adver_int),
+        "accept_mode": v.accept_mode,
+        "accept_mode_error": v.accept_mode_error,
     }
 
 
@@ -123,69 +151,196 @@ def _centiseconds(seconds: float) -> float:
 def services_to_json(services: Iterable[ServiceStatus]) -> list[dict[str, Any]]:
     """Services as the contract spells them (also ``ipvsd list --json``)."""
     times = _Times()
-    return [_service_json(service, times) for service in services]
+    result: list[dict[str, Any]] = json.loads(
+        "[" + ",".join(_service_text(service, times) for service in services) + "]"
+    )
+    return result
 
 
-def _service_json(s: ServiceStatus, times: _Times) -> dict[str, Any]:
-    return {
-        "address": _text(s.address),
-        "port": s.port,
-        "protocol": _PROTOCOL_LABELS[s.protocol],
-        "fwmark": s.fwmark,
-        "family": s.family.label,
-        "scheduler": s.scheduler,
-        "flags": [label for flag, label in _FLAG_LABELS.items() if s.flags & flag]
-        if s.flags
-        else [],
-        "persistence_timeout": s.persistence_timeout,
-        "persistence_netmask": s.persistence_netmask,
-        "persistence_engine": s.persistence_engine,
-        "in_kernel": s.in_kernel,
-        "stats": _stats_json(s.stats),
-        "reals": [_real_json(real, times) for real in s.reals],
-        "quorum": None if s.quorum is None else _quorum_json(s.quorum),
-        "mh_fingerprint": s.mh_fingerprint,
+# --- the text of services and reals: the daemon writes 10k x 4 of these per request -------
+
+
+def service_head(
+    address: IPAddress | None,
+    port: int | None,
+    protocol: Protocol,
+    fwmark: int | None,
+    family: Family,
+    scheduler: str,
+    flags: ServiceFlag,
+    persistence_timeout: int,
+    persistence_netmask: int,
+    persistence_engine: str | None,
+) -> str:
+    """A service's text up to its `in_kernel` (what the config says: the daemon writes
+    it once per config); `service_tail` ends it."""
+    head = {
+        "address": _text(address),
+        "port": port,
+        "protocol": _PROTOCOL_LABELS[protocol],
+        "fwmark": fwmark,
+        "family": family.label,
+        "scheduler": scheduler,
+        "flags": [label for flag, label in _FLAG_LABELS.items() if flags & flag] if flags else [],
+        "persistence_timeout": persistence_timeout,
+        "persistence_netmask": persistence_netmask,
+        "persistence_engine": persistence_engine,
     }
+    return _dumps(head)[:-1] + ","
 
 
-def _quorum_json(q: QuorumStatus) -> dict[str, Any]:
-    return {
-        "up": q.up,
-        "live_weight": q.live_weight,
-        "quorum": q.quorum,
-        "hysteresis": q.hysteresis,
-    }
+def service_tail(
+    in_kernel: bool,
+    stats: StatsView | None,
+    reals: Iterable[str],
+    quorum: QuorumStatus | None,
+    mh_fingerprint: str | None,
+) -> str:
+    """The rest of a service's text after `service_head`; `reals` are `real_text`s."""
+    return _SERVICE_TAIL % (
+        _BOOL[in_kernel],
+        stats_text(stats),
+        ",".join(reals),
+        "null" if quorum is None else _quorum_text(quorum),
+        _string(mh_fingerprint),
+    )
 
 
-def _real_json(r: RealStatus, times: _Times) -> dict[str, Any]:
-    return {
-        "address": str(r.address),
-        "port": r.port,
-        "forward": _FORWARD_LABELS[r.forward],
-        "weight": r.weight,
-        "configured_weight": r.configured_weight,
-        "health": r.health,
-        "health_reason": r.health_reason,
-        "health_since": None if r.health_since is None else times[r.health_since],
-        "health_checks": None
-        if r.health_checks is None
-        else [{"type": c.type, "ok": c.ok, "reason": c.reason} for c in r.health_checks],
-        "drained": r.drained,
-        "in_kernel": r.in_kernel,
-        "sorry": r.sorry,
-        "active_conns": r.active_conns,
-        "inactive_conns": r.inactive_conns,
-        "persistent_conns": r.persistent_conns,
-        "upper_threshold": r.upper_threshold,
-        "lower_threshold": r.lower_threshold,
-        "stats": _stats_json(r.stats),
-    }
+_SERVICE_TAIL = '"in_kernel":%s,"stats":%s,"reals":[%s],"quorum":%s,"mh_fingerprint":%s}'
 
 
-def _stats_json(stats: StatsView | None) -> dict[str, int] | None:
+def _service_text(s: ServiceStatus, times: _Times) -> str:
+    head = service_head(
+        s.address,
+        s.port,
+        s.protocol,
+        s.fwmark,
+        s.family,
+        s.scheduler,
+        s.flags,
+        s.persistence_timeout,
+        s.persistence_netmask,
+        s.persistence_engine,
+    )
+    reals = [_real_text(real, times) for real in s.reals]
+    return head + service_tail(s.in_kernel, s.stats, reals, s.quorum, s.mh_fingerprint)
+
+
+def _quorum_text(q: QuorumStatus) -> str:
+    quorum = "null" if q.quorum is None else f"{q.quorum:d}"
+    return (
+        f'{{"up":{_BOOL[q.up]},"live_weight":{q.live_weight:d},"quorum":{quorum},'
+        f'"hysteresis":{q.hysteresis:d}}}'
+    )
+
+
+def real_head(address: IPAddress, port: int) -> str:
+    """A real's text up to its `forward` (its identity: the daemon writes it once per
+    config); `real_text` ends it."""
+    return f'{{"address":"{address}","port":{port:d},'
+
+
+def real_text(
+    head: str,
+    forward: ForwardMethod,
+    weight: int,
+    configured_weight: int | None,
+    health: str | None,
+    health_reason: str | None,
+    health_since: str | None,
+    health_checks: tuple[CheckStatus, ...] | None,
+    drained: bool,
+    in_kernel: bool,
+    sorry: bool,
+    active_conns: int,
+    inactive_conns: int,
+    persistent_conns: int,
+    upper_threshold: int | None,
+    lower_threshold: int | None,
+    stats: StatsView | None,
+) -> str:
+    """A real's text: `real_head` and `RealStatus`'s fields in order (`health_since`
+    already written by `time_text`)."""
+    return _REAL % (
+        head,
+        _FORWARD_TEXT[forward],
+        weight,
+        "null" if configured_weight is None else f"{configured_weight:d}",
+        _string(health),
+        _string(health_reason),
+        "null" if health_since is None else f'"{health_since}"',
+        "null" if health_checks is None else _checks_text(health_checks),
+        _BOOL[drained],
+        _BOOL[in_kernel],
+        _BOOL[sorry],
+        active_conns,
+        inactive_conns,
+        persistent_conns,
+        "null" if upper_threshold is None else f"{upper_threshold:d}",
+        "null" if lower_threshold is None else f"{lower_threshold:d}",
+        stats_text(stats),
+    )
+
+
+_REAL = (
+    '%s"forward":%s,"weight":%d,"configured_weight":%s,"health":%s,"health_reason":%s,'
+    '"health_since":%s,"health_checks":%s,"drained":%s,"in_kernel":%s,"sorry":%s,'
+    '"active_conns":%d,"inactive_conns":%d,"persistent_conns":%d,"upper_threshold":%s,'
+    '"lower_threshold":%s,"stats":%s}'
+)
+_BOOL = {True: "true", False: "false"}
+_FORWARD_TEXT = {f: f'"{f.value}"' for f in ForwardMethod}
+
+
+def _real_text(r: RealStatus, times: _Times) -> str:
+    return real_text(
+        real_head(r.address, r.port),
+        r.forward,
+        r.weight,
+        r.configured_weight,
+        r.health,
+        r.health_reason,
+        None if r.health_since is None else times[r.health_since],
+        r.health_checks,
+        r.drained,
+        r.in_kernel,
+        r.sorry,
+        r.active_conns,
+        r.inactive_conns,
+        r.persistent_conns,
+        r.upper_threshold,
+        r.lower_threshold,
+        r.stats,
+    )
+
+
+def _checks_text(checks: tuple[CheckStatus, ...]) -> str:
+    return _dumps([{"type": c.type, "ok": c.ok, "reason": c.reason} for c in checks])
+
+
+def stats_text(stats: StatsView | None) -> str:
+    """Traffic counters as the document writes them (null: none)."""
     if stats is None:
-        return None
-    return {name: getattr(stats, name) for name in _STATS_FIELDS}
+        return "null"
+    return _STATS % (
+        stats.conns,
+        stats.inpkts,
+        stats.outpkts,
+        stats.inbytes,
+        stats.outbytes,
+        stats.cps,
+        stats.inpps,
+        stats.outpps,
+        stats.inbps,
+        stats.outbps,
+    )
+
+
+_STATS = "{" + ",".join(f'"{f.name}":%d' for f in fields(StatsView)) + "}"
+
+
+def _string(text: str | None) -> str:
+    return "null" if text is None else encode_basestring_ascii(text)
 
 
 def _sync_json(sync: SyncDaemonStatusView) -> dict[str, Any]:
@@ -215,6 +370,11 @@ def _sync_json(sync: SyncDaemonStatusView) -> dict[str, Any]:
 
 def _text(value: object | None) -> str | None:
     return None if value is None else str(value)
+
+
+def unix_time_text(seconds: int) -> str:
+    """Unix seconds as the document writes a time (`_Times` spells a datetime so)."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")[:19] + "Z"
 
 
 class _Times(dict[datetime, str]):

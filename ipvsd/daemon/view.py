@@ -14,6 +14,7 @@ them back at start, before the first reconcile.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -29,9 +30,10 @@ from ipvsd.control.status import (
     TrackedFileStatus,
     TrackedScriptStatus,
 )
+from ipvsd.control.status_json import from_json
 from ipvsd.daemon.admin_state import AdminStateError, DirectorDrainFile, DrainStore
 from ipvsd.daemon.components import Components
-from ipvsd.daemon.status import VrrpView, status_document_steps
+from ipvsd.daemon.status import StatusPlan, VrrpView, status_text_steps
 from ipvsd.errors import ControlRequestError
 from ipvsd.loopslice import LoopSlice
 from ipvsd.model import DestKey, RealId, ServiceKey
@@ -75,6 +77,8 @@ class DaemonView:
         """The whole director is drained (``ipvsd drain --all``), kept across restarts."""
         # The status of 10,000 services is a second of CPU: built in loop slices.
         self._slice = LoopSlice()
+        self._plan: StatusPlan | None = None
+        """What the status text needs of the config in force, made at the first status."""
 
     @property
     def node(self) -> str:
@@ -82,17 +86,27 @@ class DaemonView:
         return self._parts.config.node_name
 
     async def status(self) -> StatusDocument:
-        """The status document, with the kernel's counters read now."""
+        """The status document, with the kernel's counters read now: `status_text`
+        decoded, as ``ipvsd status`` reads it."""
+        return from_json(json.loads("".join(await self.status_text())))
+
+    async def status_text(self, *, services: bool = True) -> list[str]:
+        """The status document's JSON text (pieces to join), with the kernel's counters
+        read now; written in loop slices, from a `StatusPlan` kept while the config is.
+        Without `services` (``status --check``): none listed, and no kernel read."""
         parts = self._parts
-        kernel = await parts.ipvs.dump() if parts.ipvs is not None else None
+        kernel = await parts.ipvs.dump() if parts.ipvs is not None and services else None
         sync = None
         if parts.sync is not None and parts.sync.target is not None:
             sync = await parts.sync.status()
+        config = parts.config
+        if self._plan is None or self._plan.config is not config:
+            self._plan = StatusPlan(config)  # a start or a reload: the old one is dropped
         return await self._slice.drain(
-            status_document_steps(
-                node=parts.config.node_name,
+            status_text_steps(
+                node=config.node_name,
                 version=__version__,
-                config=parts.config,
+                config=config,
                 kernel=kernel,
                 health=parts.health.records(),
                 drained=parts.health.drained,
@@ -100,6 +114,7 @@ class DaemonView:
                 sync_daemon=sync,
                 quorum=parts.health.quorum.state,
                 bgp=bgp_status(parts.bgp) if parts.bgp is not None else None,
+                plan=self._plan,
             )
         )
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import json
 import re
 import shutil
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -207,6 +209,8 @@ async def test_status_check(
     view.is_ready = ready
     assert await cli("status", "--socket", sock, "--check", check) == expected
     assert capsys.readouterr() == ("", "")
+    # The VRRP states need no services (40,000 reals at 10,000 x 4).
+    assert view.status_requests == ([] if check == "ready" else [False])
 
 
 async def test_status_check_needs_every_instance(
@@ -400,6 +404,28 @@ def answering(monkeypatch: pytest.MonkeyPatch, result: object) -> None:
         return {"ok": True, "result": result}
 
     monkeypatch.setattr(cli_module, "request", fake_request)
+
+
+def test_status_json_into_a_pipe_is_one_write_of_compact_json(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """json.dump wrote token by token (5.7 million writes at 10,000 x 4: 24 s on the
+    host, 333 s in UML); the document is encoded at once and written once."""
+
+    class Pipe(io.StringIO):
+        writes = 0
+
+        def write(self, text: str) -> int:
+            Pipe.writes += 1
+            return super().write(text)
+
+    document = {**STATUS, "services": [STATUS["services"][0]] * 50}
+    answering(monkeypatch, document)
+    pipe = Pipe()
+    monkeypatch.setattr(sys, "stdout", pipe)
+    assert main(["status", "--json", "--socket", "/nonexistent"]) == 0
+    assert pipe.getvalue() == json.dumps(document) + "\n"
+    assert Pipe.writes <= 2
 
 
 def test_status_json_is_printed_as_the_daemon_sent_it(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import grp
 import json
 import os
@@ -29,14 +30,14 @@ from ipvsd.control.protocol import (
     evaluate_request,
     handle_request,
 )
-from ipvsd.control.server import ControlServer, ControlSocketError
+from ipvsd.control.server import WRITE_CHUNK_BYTES, ControlServer, ControlSocketError
 from ipvsd.control.status import (
     RealStatus,
     ServiceStatus,
     StatusDocument,
     VrrpStatus,
 )
-from ipvsd.control.status_json import to_json
+from ipvsd.control.status_json import document_text, to_json
 from ipvsd.errors import ControlRequestError, KernelError
 from ipvsd.model import DestKey, Family, ForwardMethod, Protocol, ServiceKey, fwmark_key
 
@@ -102,13 +103,17 @@ class FakeView:
         self.reloads = 0
         self.is_ready = True
         self.status_error: Exception | None = None
+        self.status_requests: list[bool] = []
+        """Each status asked for: with its services (True) or without."""
         self.director_drained = False
         self.director_error: str | None = None
 
-    async def status(self) -> StatusDocument:
+    async def status_text(self, *, services: bool = True) -> list[str]:
         if self.status_error is not None:
             raise self.status_error
-        return self.status_doc
+        self.status_requests.append(services)
+        doc = self.status_doc
+        return document_text(doc if services else dataclasses.replace(doc, services=()))
 
     async def reload(self) -> list[str]:
         self.reloads += 1
@@ -295,6 +300,26 @@ async def test_invalid_requests_keep_the_connection(request_: dict[str, Any], me
     assert message in outcome.response["error"]
     assert not outcome.close
     assert view.drained == set()
+
+
+async def test_a_status_without_services_for_the_vrrp_states() -> None:
+    """``ipvsd status --check master`` reads the VRRP states: no 40,000 reals for that."""
+    view = FakeView()
+    answer = await handle_request(line(command="status", services=False), view, USER)
+    assert answer == {"ok": True, "result": {**STATUS, "services": []}}
+    assert await handle_request(line(command="status", services=True), view, USER) == {
+        "ok": True,
+        "result": STATUS,
+    }
+    assert view.status_requests == [False, True]
+
+
+@pytest.mark.parametrize("services", [0, "no", None, []])
+async def test_a_status_with_services_not_a_boolean_is_refused(services: object) -> None:
+    view = FakeView()
+    answer = await handle_request(line(command="status", services=services), view, USER)
+    assert answer == {"ok": False, "error": '"services" must be true or false'}
+    assert view.status_requests == []
 
 
 async def test_a_kernel_error_behind_status_is_an_answer() -> None:
@@ -528,6 +553,80 @@ async def test_a_bug_behind_status_is_logged_and_answered(
     assert any(entry["event"] == "control.error" for entry in logs)
     view.status_error = None
     assert (await exchange(server.path, line(command="status")))[0]["ok"]
+
+
+def big_status(view: FakeView, services: int) -> bytes:
+    """Make the fake's status `services` copies of its service; its answer line."""
+    view.status_doc = dataclasses.replace(STATUS_DOC, services=STATUS_DOC.services * services)
+    return json.dumps({"ok": True, "result": to_json(view.status_doc)},
+                      separators=(",", ":")).encode() + b"\n"  # fmt: skip
+
+
+async def test_a_big_status_is_written_in_chunks_and_arrives_whole(
+    server: ControlServer, view: FakeView
+) -> None:
+    """Several `WRITE_CHUNK_BYTES` chunks, byte for byte what `encode` makes, and the
+    loop turns while they go out (a client that reads slowly)."""
+    expected = big_status(view, 2000)
+    assert len(expected) > 4 * WRITE_CHUNK_BYTES
+    turns = 0
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+
+    counter = asyncio.create_task(count_turns())
+    reader, writer = await asyncio.open_unix_connection(str(server.path), limit=len(expected) + 1)
+    try:
+        writer.write(line(command="status"))
+        await writer.drain()
+        before = turns
+        received = b""
+        while not received.endswith(b"\n"):
+            received += await asyncio.wait_for(reader.read(65536), 5)
+            await asyncio.sleep(0.001)  # a slow client
+    finally:
+        writer.close()
+        counter.cancel()
+    assert received == expected
+    assert turns - before > 4
+
+
+async def test_a_client_that_hangs_up_mid_status_harms_nothing(
+    server: ControlServer, view: FakeView
+) -> None:
+    big_status(view, 2000)
+    with capture_logs() as logs:
+        reader, writer = await asyncio.open_unix_connection(str(server.path))
+        writer.write(line(command="status"))
+        await writer.drain()
+        await reader.read(1000)  # the start of the answer, then gone
+        writer.close()
+        await asyncio.sleep(0.2)
+        answers = await exchange(server.path, line(command="version"))
+    assert answers == [{"ok": True, "result": {"version": "9.9.9"}}]
+    assert not any(entry["event"] == "control.error" for entry in logs)
+
+
+async def test_a_client_that_stops_reading_a_status_is_timed_out(
+    server: ControlServer, view: FakeView
+) -> None:
+    """It holds no slot for ever: the idle timeout (0.5 s here) runs for each chunk."""
+    big_status(view, 20000)
+    reader, writer = await asyncio.open_unix_connection(str(server.path))
+    try:
+        writer.write(line(command="status"))
+        await writer.drain()
+        await asyncio.sleep(1.5)  # reads nothing meanwhile
+        received = 0
+        while chunk := await asyncio.wait_for(reader.read(1 << 20), 5):
+            received += len(chunk)
+    finally:
+        writer.close()
+    assert 0 < received < len(big_status(view, 20000))  # cut off, not the whole answer
+    assert await asyncio.wait_for(exchange(server.path, line(command="version")), 2)
 
 
 async def test_socket_mode_and_directory(socket_dir: Path, view: FakeView) -> None:
