@@ -728,11 +728,10 @@ class _MhWeights:
     def of(self, key: ServiceKey) -> Mapping[DestKey, int]:
         config = self._config()
         if config is not self._made_from:
-            from ipvsd.daemon.status import configured_weights
             from ipvsd.mh import MH
 
             self._weights = {
-                service.key: configured_weights(service)
+                service.key: {service.dest_key(real): real.weight for real in service.reals}
                 for service in config.ipvs.services
                 if service.scheduler == MH
             }

@@ -324,8 +324,3 @@ def _sync_daemon(status: SyncDaemonStatus) -> SyncDaemonStatusView:
         running=running,
         error=status.error,
     )
-
-
-def configured_weights(service: ServiceConfig) -> dict[DestKey, int]:
-    """Each configured real's kernel key and weight (the mh fingerprint's last weights)."""
-    return {service.dest_key(real): real.weight for real in service.reals}

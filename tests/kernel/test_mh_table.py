@@ -35,7 +35,6 @@ import pytest
 
 from ipvsd.config import parse_config
 from ipvsd.config.model import Config
-from ipvsd.daemon.status import configured_weights
 from ipvsd.desired import desired_table
 from ipvsd.health.policy import overrides
 from ipvsd.health.tracker import Health
@@ -226,7 +225,8 @@ def _fingerprint(table: Table, config: Config) -> str:
     """The status's ``mh_fingerprint`` of the config's service (``ipvsd.daemon.status``)."""
     service = config.ipvs.services[0]
     dests = table.services[service.key].dests.values()
-    return service_fingerprint(dests, configured_weights(service))
+    weights = {service.dest_key(real): real.weight for real in service.reals}
+    return service_fingerprint(dests, weights)
 
 
 @pytest.fixture
