@@ -212,7 +212,8 @@ def write_table_text(
     """
     # The rows all live until the page is written, and none is in a cycle.
     with gc_paused():
-        backends, services = _rows(table)
+        exported = _without_label_collisions(table)
+        backends, services = _rows(exported)
     for (name, doc), column in zip(_BACKEND_GAUGES, _GAUGE_COLUMNS, strict=True):
         _write_family(write, name, doc, "gauge", backends, column)
     for (name, doc), column in zip(_TRAFFIC, _BACKEND_TRAFFIC_COLUMNS, strict=True):
@@ -223,7 +224,7 @@ def write_table_text(
         _write_family(write, family, f"{doc} by this service.", "counter", services, column)
     mh = [
         (_mh_labels(svc, configured_weights(svc.key)), 1)
-        for svc in _without_label_collisions(table)
+        for svc in exported
         if svc.attrs.scheduler == MH
     ]
     if mh:
@@ -239,7 +240,7 @@ def _mh_labels(svc: Service, configured: Mapping[DestKey, int]) -> str:
     )
 
 
-def _rows(table: Table) -> tuple[list[_Row], list[_Row]]:
+def _rows(exported: Iterable[Service]) -> tuple[list[_Row], list[_Row]]:
     """One row per backend and per service with stats: label text, then values.
 
     Backend row: (labels, weight, active, inactive, persistent, conns, inpkts,
@@ -250,7 +251,7 @@ def _rows(table: Table) -> tuple[list[_Row], list[_Row]]:
     backends: list[_Row] = []
     services: list[_Row] = []
     add_backend = backends.append
-    for svc in _without_label_collisions(table):
+    for svc in exported:
         address, port, proto, mark = service_labels(svc.key)
         local = f'local_address="{address}",local_mark="{mark}",local_port="{port}",proto="{proto}"'
         if svc.stats is not None:
