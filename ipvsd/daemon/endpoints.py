@@ -18,14 +18,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry
-
 from ipvsd.config import Config
 from ipvsd.control.protocol import ControlView
 from ipvsd.control.server import ControlServer
 from ipvsd.errors import IpvsdError
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from ipvsd.metrics.http import MetricsServer
     from ipvsd.metrics.ipvs import IpvsExporter
 
@@ -37,14 +37,14 @@ class Endpoints:
 
     Args:
         view: what the control socket answers from.
-        registry: the daemon's own metrics.
+        registry: the daemon's own metrics, asked for when /metrics is served.
         exporter: the IPVS table's part of /metrics for a config (None: none).
     """
 
     def __init__(
         self,
         view: ControlView,
-        registry: CollectorRegistry,
+        registry: Callable[[], CollectorRegistry],
         exporter: Callable[[Config], IpvsExporter | None],
     ) -> None:
         self._view = view
@@ -79,7 +79,7 @@ class Endpoints:
         try:
             from ipvsd.metrics.http import serve  # http.server: after VRRP has started
 
-            return serve(self._registry, config.metrics.listen, ipvs=self._exporter(config))
+            return serve(self._registry(), config.metrics.listen, ipvs=self._exporter(config))
         except OSError as exc:
             raise IpvsdError(f"metrics.listen: {exc}") from exc
 

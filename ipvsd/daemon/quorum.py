@@ -12,13 +12,17 @@ stops, runs its ``quorum_down`` as if it had lost quorum, so that whatever
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ipvsd.config.model import ServiceConfig
 from ipvsd.health.quorum import QuorumBook, QuorumState
 from ipvsd.health.quorum_hooks import QuorumHooks
-from ipvsd.metrics import DaemonMetrics
 from ipvsd.model import ServiceKey
 from ipvsd.vrrp.track_services import ServiceQuorumFeed
+
+if TYPE_CHECKING:
+    from ipvsd.metrics.daemon import DaemonMetrics
+    from ipvsd.metrics.early import EarlyMetrics
 
 
 class ServiceQuorum:
@@ -29,7 +33,9 @@ class ServiceQuorum:
         hooks: runs the commands; None: a `QuorumHooks` of its own.
     """
 
-    def __init__(self, metrics: DaemonMetrics, hooks: QuorumHooks | None = None) -> None:
+    def __init__(
+        self, metrics: DaemonMetrics | EarlyMetrics, hooks: QuorumHooks | None = None
+    ) -> None:
         self._metrics = metrics
         self.hooks = hooks or QuorumHooks()
         self.feed = ServiceQuorumFeed()

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from prometheus_client import CollectorRegistry
 
 from ipvsd import __version__
 from ipvsd.config import Config, load_config
@@ -41,13 +40,15 @@ from ipvsd.daemon.view import DaemonView
 from ipvsd.errors import ConfigError, IpvsdError, IpvsUnavailable, KernelError
 from ipvsd.health.manager import HealthManager, adopted_reals
 from ipvsd.health.tracker import Health
-from ipvsd.metrics.daemon import DaemonMetrics, EventLoopLag
+from ipvsd.metrics.early import EarlyMetrics
 from ipvsd.model import DestKey, ServiceKey, Table
 from ipvsd.process import lower_this_thread_priority
 from ipvsd.systemd import Notifier
 from ipvsd.vrrp.machine import VrrpState
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     # Imported where used: a pure VRRP daemon (no services) never loads the IPVS
     # side, a pure IPVS one (no VRRP instance) not the VRRP runtime.
     from ipvsd.bgp.birdconf import Prefix
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from ipvsd.ipvs.reconciler import PassReport, Reconciler
     from ipvsd.ipvs.sync_daemon import SyncTarget
     from ipvsd.metrics.bgp import BgpMetrics
+    from ipvsd.metrics.daemon import DaemonMetrics
     from ipvsd.metrics.ipvs import IpvsExporter
     from ipvsd.vrrp.instance import VrrpInstance
     from ipvsd.vrrp.machine import Transitioned
@@ -99,8 +101,11 @@ class Daemon:
         self._routes: Routes | None = None
         self._vmacs: Vmacs | None = None
         self._links: Links | None = None
-        self._registry = CollectorRegistry(auto_describe=False)
-        self.metrics = DaemonMetrics(self._registry, version=__version__, node=config.node_name)
+        self._early_metrics = EarlyMetrics()
+        self.metrics: DaemonMetrics | EarlyMetrics = self._early_metrics
+        """The daemon's own metrics: `EarlyMetrics` until `_bind_metrics`."""
+        self._node_name = config.node_name
+        self._loaded_at = time.time()
         self._scrape_reader: TableReader | None = None
         self._mh_weights = _MhWeights(lambda: self._parts.config)
         self._parser = ThreadPoolExecutor(
@@ -126,7 +131,7 @@ class Daemon:
             drains=DrainStore(Path(config.state_dir)),
         )
         """What the control socket sees (status, drain, undrain, ready, reload)."""
-        self._endpoints = Endpoints(self.view, self._registry, self._exporter)
+        self._endpoints = Endpoints(self.view, lambda: self.registry, self._exporter)
         self._notifier = Notifier()
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
@@ -152,7 +157,28 @@ class Daemon:
     @property
     def registry(self) -> CollectorRegistry:
         """The daemon's own metrics (the IPVS table's are added at scrape time)."""
-        return self._registry
+        return self._bind_metrics().registry
+
+    def _bind_metrics(self) -> DaemonMetrics:
+        """Load prometheus-client and create the metrics, with what `EarlyMetrics` kept.
+
+        Once, after the first reconcile pass (`_run`), or before it if asked
+        for (a reload that serves /metrics or starts BGP mode, a test).
+        """
+        if self._early_metrics.bound:
+            assert not isinstance(self.metrics, EarlyMetrics)
+            return self.metrics
+        from prometheus_client import CollectorRegistry
+
+        from ipvsd.metrics.daemon import DaemonMetrics
+
+        registry = CollectorRegistry(auto_describe=False)
+        metrics = DaemonMetrics(
+            registry, version=__version__, node=self._node_name, loaded_at=self._loaded_at
+        )
+        self._early_metrics.bind(metrics)
+        self.metrics = metrics
+        return metrics
 
     def request_stop(self) -> None:
         """Stop gracefully, as SIGTERM does."""
@@ -196,6 +222,8 @@ class Daemon:
                     self._start_component(reconciler.run())
                     # IPVS services exist on every director before VRRP moves VIPs.
                     await reconciler.first_pass_done.wait()
+                # prometheus-client (http.server with it) once the table is written.
+                self._bind_metrics()
                 # The socket first: a second daemon fails here, before touching VIPs.
                 await self._endpoints.start_control(config)
                 # Before VRRP: a starting director receives the sync as backup.
@@ -259,7 +287,7 @@ class Daemon:
         from ipvsd.metrics.bgp import BgpMetrics
 
         if self._bgp_metrics is None:
-            self._bgp_metrics = BgpMetrics(self._registry)
+            self._bgp_metrics = BgpMetrics(self.registry)
         metrics = self._bgp_metrics
         bgp = BgpAnnouncer(
             config.bgp,
@@ -308,7 +336,9 @@ class Daemon:
     def _start_metrics(self, config: Config) -> None:
         """The /metrics endpoint (its own thread) and the event-loop lag probe."""
         intervals = [instance.advert_int for instance in config.vrrp.instances]
-        lag = EventLoopLag(self.metrics, threshold_s=min(intervals, default=1) / 4)
+        from ipvsd.metrics.daemon import EventLoopLag
+
+        lag = EventLoopLag(self._bind_metrics(), threshold_s=min(intervals, default=1) / 4)
         self._start_component(lag.run())
         self._endpoints.start_metrics(config)
 

@@ -25,6 +25,7 @@ skew) lets the backup take over. The daemon passes a quarter of the smallest
 from __future__ import annotations
 
 import asyncio
+import time
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Generic, TypeVar
@@ -99,13 +100,21 @@ class DaemonMetrics:
     the registry; /metrics leaves them out (`ipvsd.metrics.http.registry_text`).
     """
 
-    def __init__(self, registry: CollectorRegistry, *, version: str, node: str) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        version: str,
+        node: str,
+        loaded_at: float | None = None,
+    ) -> None:
         """Create every series on `registry`.
 
         Args:
             registry: the daemon's private registry (never the global one).
             version: ipvsd's version, for ``ipvsd_info``.
             node: this director's node name, for ``ipvsd_info``.
+            loaded_at: when the config in force was loaded (Unix time); None: now.
         """
         self.registry = registry
         self._vrrp_state = Gauge(
@@ -212,7 +221,7 @@ class DaemonMetrics:
             "When the configuration in force was loaded (Unix time).",
             registry=registry,
         )
-        self._last_reload_time.set_to_current_time()
+        self._last_reload_time.set(time.time() if loaded_at is None else loaded_at)
         self._loop_lag = Gauge(
             "ipvsd_event_loop_lag_seconds",
             "How late the event loop ran the latest lag probe's timer.",
@@ -368,12 +377,12 @@ class DaemonMetrics:
         for each in ("master", "backup"):
             self._sync_running.labels(each).set(1 if each == role else 0)
 
-    def config_reload(self, ok: bool) -> None:
-        """Count a reload, applied (`ok`) or refused."""
+    def config_reload(self, ok: bool, *, at: float | None = None) -> None:
+        """Count a reload, applied (`ok`) or refused; `at`: when (Unix time), None: now."""
         self._config_reloads.labels("success" if ok else "failure").inc()
         self._last_reload_ok.set(1 if ok else 0)
         if ok:
-            self._last_reload_time.set_to_current_time()
+            self._last_reload_time.set(time.time() if at is None else at)
 
     def loop_lag(self, seconds: float) -> None:
         """Record one lag probe (see `EventLoopLag`)."""
