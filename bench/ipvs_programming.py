@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -244,14 +245,20 @@ def bench_reconciler(n: int) -> dict[str, float]:
     return {k: float(v) for k, v in (item.split("=") for item in line.split()[1:])}
 
 
-def bench_daemon(n: int) -> tuple[float, float]:
-    """`ipvsd run` on a generated config: seconds to a complete table, and peak RSS."""
+def bench_daemon(
+    n: int, python: Sequence[str] = (sys.executable,), cwd: Path | None = None
+) -> tuple[float, float]:
+    """`ipvsd run` on a generated config: seconds to a complete table, and peak RSS.
+
+    `python`: the interpreter and its options (``-m ipvsd`` follows); `cwd`:
+    where it runs (``-m`` finds the ``ipvsd`` of that directory first).
+    """
     conf = RUN_DIR / f"ipvsd-{n}.yaml"
     conf.write_text(ipvsd_yaml(n))
     with Netns(f"b-daemon-{n}") as ns:
         proc = subprocess.Popen(
             ns.argv(
-                sys.executable,
+                *python,
                 "-m",
                 "ipvsd",
                 "run",
@@ -261,6 +268,7 @@ def bench_daemon(n: int) -> tuple[float, float]:
                 "warning",
             ),
             stdout=subprocess.DEVNULL,
+            cwd=cwd,
         )
         try:
             total_s = wait_for_table(proc.pid, n, 900)

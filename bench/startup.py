@@ -18,25 +18,37 @@ Two questions from issue 14, each timed from the exec of the daemon:
    them; each run in a fresh namespace).
 
     python -m bench.startup [--rounds 5] [--before DIR]    # host cases (root)
-    python -m bench.startup --table [--sizes 1000,10000]   # boots UML itself
+    python -m bench.startup --table [--sizes 1000,10000] [--before DIR]  # boots UML itself
 
 Medians of ``--rounds`` (host) or ``--repeats`` (UML). The interpreter's
 bytecode for ``ipvsd`` is compiled first, as an installed package has it.
+
+``--table`` times ``ipvsd run`` in two layouts: ``venv`` is the development
+venv (``scripts/setup.sh``: every test and dev tool installed, ``ipvsd`` an
+editable install whose finder runs at each start) with ``-m ipvsd`` from the
+checkout; ``installed`` is what the Debian package ships
+(``scripts/deb.sh``): a venv holding only ``ipvsd`` and the pinned
+dependencies of ``packaging/requirements.txt``, run as ``/usr/sbin/ipvsd``
+runs it (``python -I -m ipvsd``), bytecode compiled as its postinst does.
+It is built here from the same interpreter and the development venv's
+installed files of those distributions (no pip, no network).
 """
 
 from __future__ import annotations
 
 import argparse
 import compileall
+import importlib.metadata
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,20 +210,45 @@ def wait_idle(idle: float = 0.9, window_s: float = 1.0, limit_s: float = 300) ->
             return
 
 
-def table_rows(sizes: list[int], repeats: int) -> list[Row]:
-    """Inside a kernel with IPVS: exec → full table and peak RSS, three tools."""
+Bench = Callable[[int], tuple[float, float]]
+
+
+def table_methods(layouts: Path | None, before: Path | None) -> list[tuple[str, Bench]]:
+    """The tools to time, in the order each repeat runs them.
+
+    Args:
+        layouts: where `installed_layout` put ``installed`` (and ``before``);
+            None: the development venv only.
+        before: an older checkout, also run from the development venv.
+    """
     from bench import ipvs_programming as ip_bench
 
+    def ipvsd(python: Sequence[str], cwd: Path | None = None) -> Bench:
+        return lambda n: ip_bench.bench_daemon(n, python, cwd)
+
+    methods: list[tuple[str, Bench]] = [
+        ("ipvsadm -R", ip_bench.bench_ipvsadm_restore),
+        ("keepalived", ip_bench.bench_keepalived),
+        ("ipvsd run (venv)", ipvsd([sys.executable], SOURCE_TREE)),
+    ]
+    if before is not None:
+        methods.append(("ipvsd run (venv, before)", ipvsd([sys.executable], before)))
+    if layouts is not None:
+        for name in ("installed", "installed, before"):
+            venv = layouts / name.replace(", ", "-")
+            if venv.exists():
+                # The package's /usr/sbin/ipvsd: `exec python -I -m ipvsd "$@"`.
+                methods.append((f"ipvsd run ({name})", ipvsd([str(venv / "bin/python3"), "-I"])))
+    return methods
+
+
+def table_rows(sizes: list[int], repeats: int, methods: list[tuple[str, Bench]]) -> list[Row]:
+    """Inside a kernel with IPVS: exec → full table and peak RSS, each of `methods`."""
     rows: list[Row] = []
     for n in sizes:
-        runs: dict[str, list[tuple[float, float]]] = {"ipvsadm -R": [], "keepalived": []}
-        runs["ipvsd run"] = []
+        runs: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in methods}
         for _ in range(repeats):
-            for method, bench in (
-                ("ipvsadm -R", ip_bench.bench_ipvsadm_restore),
-                ("keepalived", ip_bench.bench_keepalived),
-                ("ipvsd run", ip_bench.bench_daemon),
-            ):
+            for method, bench in methods:
                 wait_idle()
                 runs[method].append(bench(n))
         keepalived_s = statistics.median(s for s, _ in runs["keepalived"])
@@ -239,6 +276,42 @@ def compile_bytecode(tree: Path = SOURCE_TREE) -> None:
     compileall.compile_dir(tree / "ipvsd", quiet=1)
 
 
+def installed_layout(tree: Path, venv: Path) -> None:
+    """Lay `tree`'s ``ipvsd`` out in a new `venv` as the Debian package installs it.
+
+    ``scripts/deb.sh`` makes a venv, installs the ``ipvsd`` wheel and the
+    wheels pinned in ``packaging/requirements.txt`` (``--no-deps``), removes
+    pip and setuptools, and its postinst compiles the bytecode. Here: the same
+    interpreter's venv without pip, each pinned distribution's files (its
+    RECORD) copied from the venv this runs in, ``ipvsd`` copied from `tree`
+    with its console-script entry point, everything compiled.
+    """
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    pinned = (SOURCE_TREE / "packaging/requirements.txt").read_text().splitlines()
+    for line in pinned:
+        name = line.split("#")[0].strip().split("==")[0]
+        if not name:
+            continue
+        dist = importlib.metadata.distribution(name)
+        root = Path(str(dist.locate_file(""))).resolve()
+        for file in dist.files or ():
+            source = Path(str(dist.locate_file(file))).resolve()
+            if root not in source.parents or "__pycache__" in source.parts:
+                continue  # scripts in bin/; bytecode is compiled below
+            target = site / source.relative_to(root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    shutil.copytree(tree / "ipvsd", site / "ipvsd", ignore=shutil.ignore_patterns("__pycache__"))
+    version = importlib.metadata.version("ipvsd")
+    info = site / f"ipvsd-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: ipvsd\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text("[console_scripts]\nipvsd = ipvsd.cli:main\n")
+    compileall.compile_dir(site, quiet=1)
+
+
 def main(raw: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="host starts per daemon")
@@ -250,9 +323,15 @@ def main(raw: list[str] | None = None) -> int:
         "--before",
         type=Path,
         metavar="DIR",
-        help="host cases: also run the ipvsd of this checkout (e.g. a `git worktree` of "
+        help="also run the ipvsd of this checkout (e.g. a `git worktree` of "
         "the commit before a change), in the same run",
     )
+    parser.add_argument(
+        "--venv-only",
+        action="store_true",
+        help="--table: only the development venv's layout, not the installed one",
+    )
+    parser.add_argument("--layouts", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(raw)
     compile_bytecode()
     if args.before is not None:
@@ -268,16 +347,32 @@ def main(raw: list[str] | None = None) -> int:
         return 0
     from lab.uml import host_has_ipvs, run_with_ipvs
 
-    if not os.environ.get("IPVSD_UML") and not host_has_ipvs():
+    if args.layouts is not None:  # inside UML: built before the boot
+        return _table(args, args.layouts)
+    with tempfile.TemporaryDirectory(prefix="ipvsd-layouts-") as tmp:
+        layouts = None
+        if not args.venv_only:
+            layouts = Path(tmp)
+            installed_layout(SOURCE_TREE, layouts / "installed")
+            if args.before is not None:
+                installed_layout(args.before, layouts / "installed-before")
+        if os.environ.get("IPVSD_UML") or host_has_ipvs():
+            return _table(args, layouts)
         print(f"host 1-minute load average at start: {load:.2f}", flush=True)
         argv = [sys.executable, "-m", "bench.startup", "--table", "--sizes", args.sizes]
-        status = run_with_ipvs([*argv, "--repeats", str(args.repeats)], mem=args.mem, timeout=5400)
+        argv += ["--repeats", str(args.repeats), "--layouts", str(layouts or tmp)]
+        if args.before is not None:
+            argv += ["--before", str(args.before)]
+        status = run_with_ipvs(argv, mem=args.mem, timeout=5400)
         print(f"host 1-minute load average at the end: {os.getloadavg()[0]:.2f}", flush=True)
         return status
+
+
+def _table(args: argparse.Namespace, layouts: Path | None) -> int:
     sizes = [int(size) for size in args.sizes.split(",")]
     print_table(
         "exec -> complete IPVS table (ratio = keepalived / method; >1: faster than keepalived)",
-        table_rows(sizes, args.repeats),
+        table_rows(sizes, args.repeats, table_methods(layouts, args.before)),
     )
     return 0
 
