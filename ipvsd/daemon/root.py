@@ -38,6 +38,7 @@ from ipvsd.daemon.quorum import ServiceQuorum
 from ipvsd.daemon.reload import refusal as reload_refusal
 from ipvsd.daemon.view import DaemonView
 from ipvsd.errors import ConfigError, IpvsdError, IpvsUnavailable, KernelError
+from ipvsd.gcpause import THRESHOLDS
 from ipvsd.health.manager import HealthManager, adopted_reals
 from ipvsd.health.tracker import Health
 from ipvsd.metrics.early import EarlyMetrics
@@ -727,7 +728,7 @@ def tune_garbage_collector() -> None:
     is also what makes VRRP fail over spuriously.
     """
     gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    gc.set_threshold(*THRESHOLDS)
 
 
 async def run(config_path: Path, host_lock: HostLock | None = None) -> int:
