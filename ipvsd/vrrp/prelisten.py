@@ -72,32 +72,31 @@ class EarlyListeners:
     def __len__(self) -> int:
         return len(self._opened)
 
-    def adopt(self, endpoint: InterfaceEndpoint, unicast: bool) -> float | None:
-        """Give `endpoint` the early socket of that mode, if there is one, and say
-        since when its instances have been listening (the loop's clock).
-
-        Returns:
-            When the socket opened, if the endpoint's socket for the mode is the
-            early one; None if there is none (the endpoint opens its own).
-        """
+    def adopt(self, endpoint: InterfaceEndpoint, unicast: bool) -> None:
+        """Give `endpoint` the early socket of that mode, if there is one and the
+        endpoint has no socket of that mode yet (call before it is acquired)."""
         key = (*endpoint.key, unicast)
         entry = self._opened.get(key)
-        if entry is None:
+        if entry is not None and key not in self._taken and endpoint.advert(unicast) is None:
+            endpoint.adopt(unicast, entry[0])
+            self._taken[key] = entry[0]
+
+    def since(self, endpoint: InterfaceEndpoint, unicast: bool) -> float | None:
+        """When the endpoint's socket of that mode began to listen (the loop's clock),
+        if it is an early one; None if it is not (any more): then an instance on it
+        starts from now, since no queue kept its adverts."""
+        entry = self._opened.get((*endpoint.key, unicast))
+        if entry is None or endpoint.advert(unicast) is not entry[0]:
             return None
-        sock, opened_at = entry
-        current = endpoint.advert(unicast)
-        if current is None and key not in self._taken:
-            endpoint.adopt(unicast, sock)
-            self._taken[key] = sock
-            return opened_at
-        return opened_at if current is sock else None
+        return entry[1]
 
     def taken(self) -> list[tuple[EndpointKey, AnySocket]]:
         """Every adopted socket with its endpoint's key: their queues are read next."""
         return [((interface, family), sock) for (interface, family, _), sock in self._taken.items()]
 
     def close(self) -> None:
-        """Close the sockets no endpoint adopted; the adopted ones belong to their endpoints."""
+        """Close the sockets no endpoint adopted (the adopted ones are their endpoints');
+        `adopt` and `since` know none after this."""
         for key, (sock, _) in self._opened.items():
             if key not in self._taken:
                 sock.close()

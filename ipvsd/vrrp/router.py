@@ -404,8 +404,11 @@ class VrrpRouter:
     ) -> None:
         endpoint = self._endpoint(config)
         unicast = bool(config.unicast_peers)
-        since = None if listening is None else listening.adopt(endpoint, unicast)
+        if listening is not None:
+            listening.adopt(endpoint, unicast)
         self._acquire(endpoint, unicast=unicast, vmac=config.vmac)
+        # Checked after: an acquire that failed closed the early socket and its queue.
+        since = None if listening is None else listening.since(endpoint, unicast)
         instance = VrrpInstance(
             config,
             addresses=self._addresses,

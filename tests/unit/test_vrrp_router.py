@@ -459,3 +459,20 @@ async def test_an_instance_started_later_counts_from_its_own_start(rig: Rig) -> 
     await until(lambda: rig.state("VI_2") is BACKUP)
     await asyncio.sleep(0.5)
     assert rig.state("VI_2") is BACKUP
+
+
+async def test_an_early_socket_the_start_had_to_close_backdates_nothing(rig: Rig) -> None:
+    """The interface went away while the daemon loaded: the GARP socket cannot open,
+    the endpoint closes the early socket with its queue, and the instance starts now."""
+    rig.host.add_link("eth9", address="192.168.9.10/24")
+    listening = _early(rig, 5.0, "eth9")
+    (early,) = rig.wire.adverts
+    del rig.host.links["eth9"]
+    with capture_logs() as logs:
+        await rig.router.start(
+            [config(interface="eth9", priority=100, advert_int=1)], [], listening=listening
+        )
+        await until(lambda: rig.state() is FAULT)
+    assert early.closed
+    (started,) = [e for e in logs if e["event"] == "vrrp.transition"]
+    assert "listening_s" not in started
