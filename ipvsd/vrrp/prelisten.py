@@ -35,8 +35,10 @@ never takes over sooner than it would have live. A Backup that heard nothing
 takes over `Master_Down_Interval` after its socket opened, as keepalived's
 does after its own start. Should a queue overflow (the kernel drops new
 packets, keeps the old), what is queued still proves the Master was there.
-The backdating is for the first start only: an instance added by a reload
-starts from the reload, since the socket did not keep its adverts before.
+The backdating is for the first start only, and only on a socket that is
+still the endpoint's after the start (one whose interface went away meanwhile
+is closed with its queue): an instance added by a reload, or restarted after
+a failure, starts from then, since no queue kept its adverts.
 
 Not covered, and opened by the runtime as before: a config the minimal read
 cannot understand (`ipvsd.daemon.early`), instances in ``include`` fragments,
