@@ -17,7 +17,7 @@ Two questions from issue 14, each timed from the exec of the daemon:
    keepalived and ``ipvsadm -R`` (`bench.ipvs_programming` starts and polls
    them; each run in a fresh namespace).
 
-    python -m bench.startup [--rounds 5] [--before DIR]    # host cases (root)
+    python -m bench.startup [--rounds 5] [--before DIR] [--election]   # host (root)
     python -m bench.startup --table [--sizes 1000,10000] [--before DIR]  # boots UML itself
 
 Medians of ``--rounds`` (host) or ``--repeats`` (UML). The interpreter's
@@ -79,11 +79,23 @@ class Lines:
 
 
 def _ipvsd_backup(line: str) -> bool:
+    return _ipvsd_backup_event(line) is not None
+
+
+def _ipvsd_backup_event(line: str) -> dict[str, Any] | None:
     try:
         event = json.loads(line)
     except json.JSONDecodeError:
-        return False
-    return bool(event.get("event") == "vrrp.transition" and event.get("new") == "BACKUP")
+        return None
+    if event.get("event") == "vrrp.transition" and event.get("new") == "BACKUP":
+        return dict(event)
+    return None
+
+
+def _listening_s(line: str) -> float:
+    """How long before its BACKUP line the instance had been listening (`ipvsd.vrrp.prelisten`)."""
+    event = _ipvsd_backup_event(line)
+    return float(event.get("listening_s", 0.0)) if event else 0.0
 
 
 def _keepalived_backup(line: str) -> bool:
@@ -92,8 +104,11 @@ def _keepalived_backup(line: str) -> bool:
 
 def one_start(
     implementation: str, workdir: Path, index: int, tree: Path | None = None
-) -> tuple[float, float]:
-    """(exec → stale VIP gone, exec → BACKUP) for one start in fresh namespaces.
+) -> tuple[float, float, float]:
+    """(exec → stale VIP gone, exec → BACKUP, exec → BACKUP logged) for one start in
+    fresh namespaces. BACKUP is when the instance began to listen with its
+    Master_Down_Timer running: ipvsd's early socket (its BACKUP line's
+    ``listening_s`` before the line), keepalived's BACKUP line.
 
     `tree`: run the ``ipvsd`` package of that checkout (``-m ipvsd`` from there).
     """
@@ -149,7 +164,10 @@ def one_start(
         if backup_at is None or STALE not in watch.deleted:
             tail = "".join(line for _, line in lines.seen[-20:])
             raise AssertionError(f"{implementation}: no BACKUP or VIP not removed:\n{tail}")
-        return watch.deleted[STALE] - started, backup_at - started
+        line = next(text for at, text in lines.seen if at == backup_at and backup(text))
+        listening = _listening_s(line) if implementation == "ipvsd" else 0.0
+        logged = backup_at - started
+        return watch.deleted[STALE] - started, logged - listening, logged
 
 
 def host_rows(rounds: int, before: Path | None = None) -> list[Row]:
@@ -160,14 +178,18 @@ def host_rows(rounds: int, before: Path | None = None) -> list[Row]:
     if before is not None:
         trees["ipvsd (before)"] = before
     with tempfile.TemporaryDirectory(prefix="ipvsd-startup-") as tmp:
-        results: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
+        results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in trees}
         for index in range(rounds):  # interleaved: host load hits all alike
             for name, runs in results.items():
                 workdir = Path(tmp) / f"{name.replace(' ', '_')}-{index}"
                 workdir.mkdir()
                 implementation = "keepalived" if name == "keepalived" else "ipvsd"
                 runs.append(one_start(implementation, workdir, index, trees[name]))
-        for case, column in (("exec -> stale VIP gone", 0), ("exec -> BACKUP", 1)):
+        for case, column in (
+            ("exec -> stale VIP gone", 0),
+            ("exec -> BACKUP", 1),
+            ("exec -> BACKUP logged", 2),
+        ):
             for implementation, runs in results.items():
                 values = [run[column] for run in runs]
                 median = medians[case, implementation] = statistics.median(values)
@@ -183,6 +205,89 @@ def host_rows(rounds: int, before: Path | None = None) -> list[Row]:
                         else medians[case, "keepalived"] / median,
                     )
                 )
+    return rows
+
+
+#: The election: ipvsd's priority against keepalived's 100, both ``preempt: false``.
+#: Skew_Time (RFC 3768 §6.1) makes ipvsd's Master_Down_Interval shorter by
+#: (ELECTION_PRIORITY - 100) / 256 s = 199 ms: it wins a simultaneous boot when it
+#: is listening less than that after keepalived.
+ELECTION_PRIORITY = 151
+
+
+def one_election(workdir: Path, tree: Path | None = None) -> tuple[str, float]:
+    """Boot an ipvsd director (`ELECTION_PRIORITY`) and a keepalived one (100) together,
+    both ``preempt: false``: (who holds the VIP once one does, how long that took)."""
+    from lab.netns import Topology, in_netns
+    from lab.vrrp_pair import build, ipvsd_config, keepalived_config
+
+    with Topology() as topo:
+        lab = build(topo, workdir)
+        ipvsd_conf = workdir / "d1.yaml"
+        ipvsd_conf.write_text(ipvsd_config("d1", ELECTION_PRIORITY, workdir, preempt=False))
+        keepalived_conf = workdir / "d2.conf"
+        keepalived_conf.write_text(keepalived_config("d2", 100, preempt=False))
+        argvs = {
+            "d1": [sys.executable, "-m", "ipvsd", "run", "--config", str(ipvsd_conf)],
+            "d2": [
+                *("keepalived", "--vrrp", "--dont-fork", "--log-console"),
+                *("-f", str(keepalived_conf), "-p", str(workdir / "k.pid")),
+                *("-r", str(workdir / "v.pid")),
+            ],
+        }
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            started = time.monotonic()
+            for short in ("d2", "d1"):  # keepalived first: it has the head start
+                with in_netns(lab.routers[short]):
+                    procs.append(
+                        subprocess.Popen(
+                            argvs[short],
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                            start_new_session=True,
+                            cwd=tree if short == "d1" else None,
+                        )
+                    )
+            deadline = time.monotonic() + 10
+            while not (holders := lab.holder()) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            took = time.monotonic() - started
+            time.sleep(0.5)  # a loser that took over too would show now
+            holders = lab.holder()
+        finally:
+            for proc in procs:
+                os.killpg(proc.pid, 15)
+                proc.wait(15)
+    return ("+".join(holders) or "nobody").replace("d1", "ipvsd").replace("d2", "keepalived"), took
+
+
+def election_rows(rounds: int, before: Path | None = None) -> list[Row]:
+    """Who wins the simultaneous boot, per ipvsd tree (interleaved rounds)."""
+    trees: dict[str, Path | None] = {"ipvsd": None}
+    if before is not None:
+        trees["ipvsd (before)"] = before
+    results: dict[str, list[tuple[str, float]]] = {name: [] for name in trees}
+    with tempfile.TemporaryDirectory(prefix="ipvsd-election-") as tmp:
+        for index in range(rounds):
+            for name, tree in trees.items():
+                workdir = Path(tmp) / f"{name.replace(' ', '_')}-{index}"
+                workdir.mkdir()
+                results[name].append(one_election(workdir, tree))
+    rows = []
+    for name, runs in results.items():
+        won = sum(1 for winner, _ in runs if winner == "ipvsd")
+        shown = " ".join(winner for winner, _ in runs)
+        rows.append(
+            Row(
+                f"boot together, preempt off: {ELECTION_PRIORITY} vs keepalived 100",
+                name,
+                statistics.median(took for _, took in runs),
+                f"ipvsd won {won} of {rounds} (should: all); VIP held after the "
+                f"median time shown; winners: {shown}",
+                None,
+            )
+        )
     return rows
 
 
@@ -316,6 +421,11 @@ def main(raw: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="host starts per daemon")
     parser.add_argument("--table", action="store_true", help="the UML cases (IPVS table)")
+    parser.add_argument(
+        "--election",
+        action="store_true",
+        help="host: also boot ipvsd and keepalived together (preempt off) and see who wins",
+    )
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--mem", default="2G", help="UML memory")
@@ -339,6 +449,8 @@ def main(raw: list[str] | None = None) -> int:
     load = os.getloadavg()[0]
     if not args.table:
         rows = host_rows(args.rounds, args.before)
+        if args.election:
+            rows += election_rows(args.rounds, args.before)
         print_table(
             f"Start-up on the host (ratio = keepalived / ipvsd; >1: ipvsd faster); "
             f"1-minute load {load:.2f} at start",

@@ -469,6 +469,10 @@ def _run(args: argparse.Namespace) -> int:
     json_logs = None if args.log_format is None else args.log_format == "json"
     log.configure(level=args.log_level, json=json_logs)
     logger = structlog.get_logger("ipvsd.cli")
+    from ipvsd.vrrp.prelisten import adopt_early
+
+    # The advert sockets `early` opened: its Backups listen while the daemon loads.
+    listening = adopt_early(start.listening)
     try:
         if start.error is not None:
             raise start.error
@@ -482,7 +486,7 @@ def _run(args: argparse.Namespace) -> int:
             )
         if start.skipped:
             logger.info("vrrp.stale_vips_deferred", reason=start.skipped)
-        return asyncio.run(daemon.run(path, host_lock=start.lock))
+        return asyncio.run(daemon.run(path, host_lock=start.lock, listening=listening))
     except ConfigError as exc:
         issues = [str(issue) for issue in exc.issues]
         count = f"{len(issues)} error{'' if len(issues) == 1 else 's'}"
@@ -498,6 +502,7 @@ def _run(args: argparse.Namespace) -> int:
         # restarts it): its traceback in one event, not one journal line per frame.
         logger.critical("daemon.crashed", exc_info=True)
     finally:
+        listening.close()  # what VRRP did not adopt, e.g. when the config was refused
         start.lock.release()  # also when the config was refused before the daemon ran
     return 1
 

@@ -25,6 +25,9 @@ the same removal first, before anything heavy is imported:
 3. **Delete** each such address with the prefix length written, from the
    interface the instance adds it to (``dev``, else the instance's advert
    interface), on one raw rtnetlink socket (`ipvsd.netlink.delete_addresses`).
+4. **Listen**: open the advert sockets the Backups will use (`open_listeners`,
+   with `ipvsd.vrrp.sockets`), so the kernel queues adverts while the rest
+   loads, and the VRRP runtime starts as of then (`ipvsd.vrrp.prelisten`).
 
 Why read the file rather than a cache of the VIP list written by the last
 successful load: the file is what this daemon is about to run, so it is right
@@ -46,12 +49,13 @@ removed here. If the rest of the config turns out invalid, the daemon exits;
 the addresses removed were this config's VIPs, and a director whose VRRP
 daemon does not run must not hold them.
 
-This module imports the standard library, PyYAML and `ipvsd.netlink.delete_addresses`
-only (`tests/unit/test_startup_imports.py`).
+This module imports the standard library, PyYAML, `ipvsd.netlink.delete_addresses`
+and `ipvsd.vrrp.sockets` only (`tests/unit/test_startup_imports.py`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import time
@@ -75,9 +79,10 @@ from yaml.events import (
 )
 
 from ipvsd.daemon.lock import DEFAULT_RUNTIME_DIR, HostLock
-from ipvsd.errors import IpvsdError
+from ipvsd.errors import IpvsdError, KernelError
 from ipvsd.interfaces import advert_interface
 from ipvsd.netlink.delete_addresses import ABSENT, delete_addresses
+from ipvsd.vrrp.sockets import open_advert_socket
 
 #: RFC 3768 §5.3.4: the address owner (`ipvsd.vrrp.machine.OWNER_PRIORITY`,
 #: not imported: that module is not needed this early).
@@ -204,7 +209,10 @@ def configured_vips(text: str) -> list[StaleVip]:
     Raises:
         Unreadable: the minimal read cannot tell them for sure.
     """
-    vrrp = _vrrp_section(text)
+    return _configured_vips(_vrrp_section(text))
+
+
+def _configured_vips(vrrp: object) -> list[StaleVip]:
     if vrrp is None:
         return []
     instances = _get(vrrp, list, "instances", [])
@@ -250,6 +258,65 @@ def _instance_vips(item: object) -> Iterator[StaleVip]:
             yield StaleVip(name, dev or own, parsed)
 
 
+@dataclass(frozen=True, slots=True)
+class ListenTarget:
+    """An advert socket the VRRP runtime will use: its interface, family and mode."""
+
+    interface: str
+    family: str  # "ipv4" | "ipv6", as `ipvsd.vrrp.relink.Family`
+    unicast: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EarlySocket:
+    """An advert socket opened before the daemon loaded, and when (`time.monotonic`)."""
+
+    target: ListenTarget
+    sock: socket.socket
+    ifindex: int
+    opened_at: float
+
+
+def listen_targets(text: str) -> list[ListenTarget]:
+    """The advert sockets this config's Backups will listen on, read from config text.
+
+    Not the address owner's (it is Master at once) nor a ``vmac``'s (the runtime
+    makes that interface). Each socket once.
+
+    Raises:
+        Unreadable: the minimal read cannot tell them for sure.
+    """
+    return _listen_targets(_vrrp_section(text))
+
+
+def _listen_targets(vrrp: object) -> list[ListenTarget]:
+    if vrrp is None:
+        return []
+    targets = (_listen_target(item) for item in _get(vrrp, list, "instances", []))
+    return list(dict.fromkeys(target for target in targets if target is not None))
+
+
+def _listen_target(item: object) -> ListenTarget | None:
+    if _get(item, int, "priority", DEFAULT_PRIORITY) == OWNER_PRIORITY:
+        return None
+    if _get(item, bool, "vmac", False):
+        return None
+    interface = _get(item, str, "interface")
+    vips = _get(item, list, "virtual_ipaddresses", [])
+    if interface is None or not vips:
+        return None
+    # RFC 5798 §5.2: one family per virtual router, its first VIP's.
+    first = _get(vips[0], str, "address") if isinstance(vips[0], dict) else vips[0]
+    if not isinstance(first, str):
+        raise Unreadable(f"{interface}: a VIP that is not a string")
+    try:
+        version = ip_interface(first).version
+    except ValueError:
+        raise Unreadable(f"{interface}: {first!r}") from None
+    unicast = bool(_get(item, list, "unicast_peers", []))
+    return ListenTarget(interface, "ipv6" if version == 6 else "ipv4", unicast)
+
+
 @dataclass
 class EarlyStart:
     """What `begin` did: the lock it holds for the daemon, the VIPs it removed.
@@ -258,6 +325,10 @@ class EarlyStart:
         lock: held (pass it to the daemon), unless `error` says why not.
         error: the lock could not be taken (another ipvsd runs): nothing was removed.
         removed: the stale VIPs that were on their interface and are gone.
+        listening: the advert sockets the VRRP runtime will use, opened right
+            after the removal so that the kernel queues adverts while the
+            daemon loads (`ipvsd.vrrp.prelisten` hands them to the runtime);
+            empty when the minimal read could not tell them.
         skipped: why the minimal read or the removal did nothing (then the
             daemon's Startup removes them, later), or "" (also when the file
             cannot be read: the daemon's load says so).
@@ -267,6 +338,7 @@ class EarlyStart:
     lock: HostLock
     error: IpvsdError | None = None
     removed: list[StaleVip] = field(default_factory=list)
+    listening: list[EarlySocket] = field(default_factory=list)
     skipped: str = ""
     elapsed_s: float = 0.0
 
@@ -298,7 +370,8 @@ def begin(config_path: Path, runtime_dir: Path = DEFAULT_RUNTIME_DIR) -> EarlySt
 
 
 def _remove(text: str, early: EarlyStart) -> None:
-    vips = configured_vips(text)
+    vrrp = _vrrp_section(text)
+    vips = _configured_vips(vrrp)
     targets = []
     for vip in vips:
         try:
@@ -314,3 +387,23 @@ def _remove(text: str, early: EarlyStart) -> None:
     ]
     if failed:
         early.skipped = "; ".join(failed)
+    with contextlib.suppress(Unreadable):  # then the VRRP runtime opens them, later
+        early.listening = open_listeners(_listen_targets(vrrp))
+
+
+def open_listeners(targets: list[ListenTarget]) -> list[EarlySocket]:
+    """Open each target's advert socket now, in the current network namespace.
+
+    A socket that cannot be opened (no such interface yet) is left to the VRRP
+    runtime, which opens it when it can and reports why it could not.
+    """
+    opened = []
+    for target in targets:
+        try:
+            sock, ifindex = open_advert_socket(
+                target.family, target.interface, unicast=target.unicast
+            )
+        except KernelError:
+            continue
+        opened.append(EarlySocket(target, sock, ifindex, time.monotonic()))
+    return opened

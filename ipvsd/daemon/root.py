@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from ipvsd.metrics.ipvs import IpvsExporter
     from ipvsd.vrrp.instance import VrrpInstance
     from ipvsd.vrrp.machine import Transitioned
+    from ipvsd.vrrp.prelisten import EarlyListeners
 
 if TYPE_CHECKING:
     from ipvsd.config.model import VrrpInstanceConfig
@@ -82,6 +83,8 @@ class Daemon:
         runtime_dir: where the one-daemon-per-host lock lives (`lock`).
         host_lock: that lock, taken already (`ipvsd.daemon.early`); None: one
             in `runtime_dir`, taken when `run()` starts.
+        listening: advert sockets opened before the daemon loaded
+            (`ipvsd.vrrp.prelisten`), for the VRRP start to adopt.
     """
 
     def __init__(
@@ -93,8 +96,10 @@ class Daemon:
         handle_signals: bool = True,
         runtime_dir: Path = DEFAULT_RUNTIME_DIR,
         host_lock: HostLock | None = None,
+        listening: EarlyListeners | None = None,
     ) -> None:
         self._config_path = config_path
+        self._listening = listening
         self._host_lock = host_lock or HostLock(runtime_dir)
         self._ports = ports or real_ports()
         self._handle_signals = handle_signals
@@ -250,7 +255,10 @@ class Daemon:
         return 0
 
     async def _start_vrrp(self, config: Config) -> None:
+        listening, self._listening = self._listening, None
         if not config.vrrp.instances:
+            if listening is not None:
+                listening.close()
             return
         self._addresses = await self._ports.open_addresses()
         self._links = await self._ports.open_links()
@@ -273,7 +281,10 @@ class Daemon:
             accept_guard=AcceptGuard(self._ports.write_accept, nftables.UNSUPPORTED),
         )
         await self._parts.vrrp.start(
-            config.vrrp.instances, config.vrrp.sync_groups, config.vrrp.scripts
+            config.vrrp.instances,
+            config.vrrp.sync_groups,
+            config.vrrp.scripts,
+            listening=listening,
         )
 
     # --- BGP mode (ipvsd/bgp/) ----------------------------------------------------------
@@ -731,19 +742,22 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(*THRESHOLDS)
 
 
-async def run(config_path: Path, host_lock: HostLock | None = None) -> int:
+async def run(
+    config_path: Path, host_lock: HostLock | None = None, listening: EarlyListeners | None = None
+) -> int:
     """Load the config and run the daemon until SIGTERM/SIGINT.
 
     Args:
         config_path: the config file.
         host_lock: the host lock, held already (`ipvsd.daemon.early`).
+        listening: advert sockets opened already (`ipvsd.vrrp.prelisten`).
 
     Raises:
         ConfigError: the config is invalid (nothing was touched but stale VIPs).
         IpvsUnavailable: services are configured but the kernel has no IPVS.
     """
     config = load_config(config_path)
-    return await Daemon(config_path, config, host_lock=host_lock).run()
+    return await Daemon(config_path, config, host_lock=host_lock, listening=listening).run()
 
 
 class _MhWeights:

@@ -205,8 +205,13 @@ class VrrpInstance:
         routes: RouteWriter | None = None,
         on_route_error: FailureHook | None = None,
         accept_guard: AcceptGuard | None = None,
+        listening_since: float | None = None,
     ) -> None:
         self.inbox: asyncio.Queue[InboxItem] = asyncio.Queue()
+        # The first Startup counts from when the socket began to listen, if that
+        # was before the runtime ran (`ipvsd.vrrp.prelisten`); restarts from now.
+        self._listening_since = listening_since
+        self._started_at = 0.0  # the loop time the machine's Startup was handled at
         self.status = InstanceStatus(effective_priority=config.priority)
         self._addresses = addresses
         self._routes = routes
@@ -355,16 +360,20 @@ class VrrpInstance:
         machine = self._machine = VrrpMachine(self._machine_config(self.config.unicast_src))
         if self.config.unicast_src is not None:  # the source of every advert, from the start
             self.status.primary_ip = self._source = self.config.unicast_src
+        since, self._listening_since = self._listening_since, None
+        # What holds now held since then (the machine is in INIT: no timer runs).
+        at = loop.time() if since is None else min(since, loop.time())
         for interface in sorted(self.interested_in):
-            machine.handle(await self._link_event(interface), loop.time())
+            machine.handle(await self._link_event(interface), at)
         source = await self._source_event()
         if source is not None:
-            machine.handle(source, loop.time())
+            machine.handle(source, at)
         for script, ok in sorted(self.status.scripts.items()):  # known before a restart
-            machine.handle(ScriptChanged(script, ok), loop.time())
+            machine.handle(ScriptChanged(script, ok), at)
         for path, value in sorted(self.status.files.items()):
-            machine.handle(FileChanged(path, value), loop.time())
-        await self._execute(machine.handle(Startup(), loop.time()))
+            machine.handle(FileChanged(path, value), at)
+        self._started_at = at
+        await self._execute(machine.handle(Startup(), at))
         self._sync_status()
         while True:
             try:
@@ -821,7 +830,11 @@ class VrrpInstance:
             self._pacer.stop(self._pacer_key)
         self.status.state = action.new
         self.status.effective_priority = self._machine.effective_priority
-        self.status.since = time.time()
+        # Startup's state holds since the socket began to listen (`ipvsd.vrrp.prelisten`).
+        listening = 0.0
+        if action.old is VrrpState.INIT:
+            listening = max(0.0, asyncio.get_running_loop().time() - self._started_at)
+        self.status.since = time.time() - listening
         self.status.reason = action.reason
         self._sync_status()
         master = self.status.master_address
@@ -834,6 +847,7 @@ class VrrpInstance:
             fault=self.status.fault_reason,
             # Who is master now, when known: ours, or the advert's that made us BACKUP.
             **({"master": str(master)} if master is not None else {}),
+            **({"listening_s": round(listening, 3)} if listening >= 0.001 else {}),
         )
         self._on_transition(self, action)
 

@@ -175,6 +175,14 @@ class InterfaceEndpoint:
                 raise
         self._users[unicast] = self._users.get(unicast, 0) + 1
 
+    def adopt(self, unicast: bool, sock: AnySocket) -> None:
+        """Use `sock`, opened already on this interface, as the mode's advert socket
+        (`ipvsd.vrrp.prelisten`); the next `acquire` of the mode counts its user."""
+        if unicast in self._adverts:
+            raise RuntimeError(f"{self.interface}: an advert socket is open already")
+        self._adverts[unicast] = sock
+        self.ifindex = sock.ifindex
+
     def release(self, unicast: bool) -> None:
         """One instance of that mode less; the last one closes the mode's socket,
         and the last of all the GARP sender too."""

@@ -57,11 +57,13 @@ from ipvsd.vrrp.notify import NotifyQueue, notify_state
 from ipvsd.vrrp.pacer import AdvertPacer, AdvertProcess
 from ipvsd.vrrp.packet import vmac
 from ipvsd.vrrp.ports import LinkSource, RouteWriter, VipWriter, VmacWriter
+from ipvsd.vrrp.prelisten import EarlyListeners
 from ipvsd.vrrp.receive import accept, accept6
 from ipvsd.vrrp.relink import AnySocket, EndpointKey, Family, InterfaceEndpoint, plan_relink
 from ipvsd.vrrp.sync_group import SyncGroup
 from ipvsd.vrrp.track_services import ServiceQuorumFeed, script_name
 from ipvsd.vrrp.tracking import FilePool, ScriptPool, ScriptSpec
+from ipvsd.vrrp.transport import ReceivedPacket
 from ipvsd.vrrp.transport6 import ReceivedPacket6
 
 log = structlog.get_logger("ipvsd.vrrp")
@@ -161,11 +163,18 @@ class VrrpRouter:
         instances: Sequence[VrrpInstanceConfig],
         groups: Sequence[SyncGroupConfig],
         scripts: Sequence[VrrpScriptConfig] = (),
+        *,
+        listening: EarlyListeners | None = None,
     ) -> None:
         """Start every instance (each removes its stale VIPs before entering BACKUP).
 
         An interface that is missing or has no address to send from does not stop the
         start: its instances wait in FAULT until it appears.
+
+        Args:
+            listening: advert sockets opened before the daemon loaded
+                (`ipvsd.vrrp.prelisten`): the instances use them, start as of
+                when they opened, and get what they queued before they run.
         """
         self._set_groups(groups)
         if not self._pacer_started:
@@ -175,7 +184,15 @@ class VrrpRouter:
         await self._set_scripts(scripts)
         await self._files.update(_paths(instances))
         for config in instances:
-            self._start_instance(config)
+            self._start_instance(config, listening)
+        if listening is not None:
+            # Synchronously, before any instance runs: a queued advert must be in
+            # its inbox before the instance's (backdated) timer can fire.
+            for key, sock in listening.taken():
+                lookup = functools.partial(self._for_vrid, key)
+                for packet in sock.pending():
+                    self._dispatch(key[0], lookup, packet)
+            listening.close()
         if self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
@@ -382,9 +399,16 @@ class VrrpRouter:
             report = log.debug if exc.errno in nftables.UNSUPPORTED else log.error
             report("vrrp.accept_mode_error", drop=[], error=str(exc))
 
-    def _start_instance(self, config: VrrpInstanceConfig) -> None:
+    def _start_instance(
+        self, config: VrrpInstanceConfig, listening: EarlyListeners | None = None
+    ) -> None:
         endpoint = self._endpoint(config)
-        self._acquire(endpoint, unicast=bool(config.unicast_peers), vmac=config.vmac)
+        unicast = bool(config.unicast_peers)
+        if listening is not None:
+            listening.adopt(endpoint, unicast)
+        self._acquire(endpoint, unicast=unicast, vmac=config.vmac)
+        # Checked after: an acquire that failed closed the early socket and its queue.
+        since = None if listening is None else listening.since(endpoint, unicast)
         instance = VrrpInstance(
             config,
             addresses=self._addresses,
@@ -398,6 +422,7 @@ class VrrpRouter:
             restart=self._restart,
             pacer=self._pacer,
             script_weights=self._weights(config),
+            listening_since=since,
         )
         self._track(instance, config)
         self._instances[config.name] = instance
@@ -577,23 +602,32 @@ class VrrpRouter:
         interface = key[0]
         lookup = functools.partial(self._for_vrid, key)
         async for packet in sock.packets():
-            try:
-                if isinstance(packet, ReceivedPacket6):
-                    instance, event = accept6(packet, lookup)
-                else:
-                    instance, event = accept(packet.packet, lookup)  # by the instance's version
-            except PacketError as exc:
-                self._rejected(interface, exc, packet.source)
-                continue
-            log.debug(
-                "vrrp.advert_received",
-                interface=interface,
-                vrid=instance.config.vrid,
-                src=str(event.src),
-                priority=event.priority,
-                **({} if event.advert_int is None else {"advert_int": event.advert_int}),
-            )
-            instance.inbox.put_nowait(event)
+            self._dispatch(interface, lookup, packet)
+
+    def _dispatch(
+        self,
+        interface: str,
+        lookup: Callable[[int], VrrpInstance | None],
+        packet: ReceivedPacket | ReceivedPacket6,
+    ) -> None:
+        """Validate one received packet and put its advert in its instance's inbox."""
+        try:
+            if isinstance(packet, ReceivedPacket6):
+                instance, event = accept6(packet, lookup)
+            else:
+                instance, event = accept(packet.packet, lookup)  # by the instance's version
+        except PacketError as exc:
+            self._rejected(interface, exc, packet.source)
+            return
+        log.debug(
+            "vrrp.advert_received",
+            interface=interface,
+            vrid=instance.config.vrid,
+            src=str(event.src),
+            priority=event.priority,
+            **({} if event.advert_int is None else {"advert_int": event.advert_int}),
+        )
+        instance.inbox.put_nowait(event)
 
     def _for_vrid(self, key: EndpointKey, vrid: int) -> VrrpInstance | None:
         """The instance of `vrid` on the socket's (interface, family)."""

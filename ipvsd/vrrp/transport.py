@@ -70,7 +70,13 @@ import structlog
 
 from ipvsd.errors import KernelError
 from ipvsd.netlink.links import is_up
-from ipvsd.vrrp.packet import IP_TOS, VRRP_GROUP, VRRP_PROTOCOL, VRRP_TTL
+from ipvsd.vrrp.packet import VRRP_GROUP
+from ipvsd.vrrp.sockets import (
+    ANY,
+    IP_PKTINFO,
+    open_advert_socket,
+    open_error,
+)
 
 __all__ = [
     "AdvertSocket",
@@ -81,15 +87,8 @@ __all__ = [
 
 log = structlog.get_logger("ipvsd.vrrp.transport")
 
-# Linux <linux/in.h> values the socket module does not export (Python 3.11).
-IP_PKTINFO = 8
-IP_MTU_DISCOVER = 10
-IP_PMTUDISC_DONT = 0
-IP_MULTICAST_ALL = 49
-
 SIOCGIFFLAGS = 0x8913
 _RECV_SIZE = 65535
-_ANY = b"\x00\x00\x00\x00"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,40 +103,6 @@ class ReceivedPacket:
 
     packet: bytes
     source: IPv4Address
-
-
-def _ip_mreqn(group: bytes, ifindex: int) -> bytes:
-    """``struct ip_mreqn {in_addr multiaddr; in_addr address; int ifindex}`` (12 bytes)."""
-    return struct.pack("=4s4si", group, _ANY, ifindex)
-
-
-def _open_error(interface: str, what: str, exc: OSError) -> KernelError:
-    code = exc.errno or 0
-    if code in (errno.ENODEV, errno.ENXIO):
-        return KernelError(f"no interface {interface!r}", errno=code, operation=what)
-    if code == errno.EPERM:
-        return KernelError(
-            f"{what} on {interface!r}: operation not permitted (needs CAP_NET_RAW)",
-            errno=code,
-            operation=what,
-        )
-    return KernelError(
-        f"{what} on {interface!r}: {os.strerror(code)} (errno {code})", errno=code, operation=what
-    )
-
-
-def ifindex_of(interface: str) -> int:
-    """The ifindex of ``interface`` in the current namespace.
-
-    Raises:
-        KernelError: no such interface (errno ENODEV).
-    """
-    try:
-        return socket.if_nametoindex(interface)
-    except OSError as exc:
-        raise KernelError(
-            f"no interface {interface!r}", errno=exc.errno or errno.ENODEV, operation="ifindex"
-        ) from None
 
 
 def _link_down(sock: socket.socket, interface: str) -> bool:
@@ -215,45 +180,6 @@ class _Readable:
 
 AddressT = TypeVar("AddressT", IPv4Address, IPv6Address)
 PacketT = TypeVar("PacketT")
-
-
-def open_raw_socket(
-    family: socket.AddressFamily,
-    interface: str,
-    options: Sequence[tuple[str, int, bytes | int]],
-) -> socket.socket:
-    """A non-blocking raw protocol-112 socket of ``family`` with ``options`` set.
-
-    Args:
-        family: AF_INET or AF_INET6.
-        interface: for error messages.
-        options: (name, option, value); the level follows the name's prefix
-            (``SO_``: SOL_SOCKET, ``IPV6_``: IPPROTO_IPV6, else IPPROTO_IP).
-
-    Raises:
-        KernelError: the socket or an option failed (the socket is closed).
-    """
-    try:
-        sock = socket.socket(family, socket.SOCK_RAW | socket.SOCK_CLOEXEC, VRRP_PROTOCOL)
-    except OSError as exc:
-        raise _open_error(interface, "open raw socket", exc) from None
-    try:
-        for name, option, value in options:
-            if name.startswith("SO_"):
-                level = socket.SOL_SOCKET
-            elif name.startswith("IPV6_"):
-                level = socket.IPPROTO_IPV6
-            else:
-                level = socket.IPPROTO_IP
-            try:
-                sock.setsockopt(level, option, value)
-            except OSError as exc:
-                raise _open_error(interface, f"setsockopt {name}", exc) from None
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 class AdvertSocket(Generic[AddressT, PacketT]):
@@ -355,12 +281,29 @@ class AdvertSocket(Generic[AddressT, PacketT]):
             except OSError as exc:
                 if self._closed:
                     break
-                raise _open_error(self.interface, "receive", exc) from exc
+                raise open_error(self.interface, "receive", exc) from exc
             if packet is not None:
                 return packet
         raise KernelError(
             f"VRRP socket on {self.interface!r} is closed", errno=errno.EBADF, operation="receive"
         )
+
+    def pending(self) -> list[PacketT]:
+        """What the kernel queued and nobody read yet, without waiting.
+
+        A start reads an early socket's queue this way (`ipvsd.vrrp.prelisten`)
+        before its instances run; a receive error ends the list, and the
+        socket's reader task meets it again and reports it.
+        """
+        packets: list[PacketT] = []
+        while not self._closed:
+            try:
+                packet = self._receive_now()
+            except OSError:  # BlockingIOError: the queue is empty
+                break
+            if packet is not None:
+                packets.append(packet)
+        return packets
 
     async def packets(self) -> AsyncIterator[PacketT]:
         """`recv` in a loop; ends when the socket is closed."""
@@ -399,23 +342,7 @@ class VrrpSocket(AdvertSocket[IPv4Address, ReceivedPacket]):
         Raises:
             KernelError: no such interface, no CAP_NET_RAW, or a socket option failed.
         """
-        ifindex = ifindex_of(interface)
-        group = VRRP_GROUP.packed
-        options: list[tuple[str, int, bytes | int]] = [
-            ("SO_BINDTODEVICE", socket.SO_BINDTODEVICE, interface.encode()),
-            ("IP_TTL", socket.IP_TTL, VRRP_TTL),
-            ("IP_MULTICAST_TTL", socket.IP_MULTICAST_TTL, VRRP_TTL),
-            ("IP_TOS", socket.IP_TOS, IP_TOS),
-            ("IP_MTU_DISCOVER", IP_MTU_DISCOVER, IP_PMTUDISC_DONT),
-            ("IP_MULTICAST_LOOP", socket.IP_MULTICAST_LOOP, 0),
-            ("IP_MULTICAST_ALL", IP_MULTICAST_ALL, 0),
-            ("IP_MULTICAST_IF", socket.IP_MULTICAST_IF, _ip_mreqn(_ANY, ifindex)),
-        ]
-        if not unicast:
-            options.append(
-                ("IP_ADD_MEMBERSHIP", socket.IP_ADD_MEMBERSHIP, _ip_mreqn(group, ifindex))
-            )
-        sock = open_raw_socket(socket.AF_INET, interface, options)
+        sock, ifindex = open_advert_socket("ipv4", interface, unicast=unicast)
         log.debug("vrrp.socket_opened", interface=interface, ifindex=ifindex, unicast=unicast)
         return cls(sock, interface, ifindex, unicast)
 
@@ -435,7 +362,7 @@ class VrrpSocket(AdvertSocket[IPv4Address, ReceivedPacket]):
         """
         ancillary = []
         if self._source is not None:
-            pktinfo = struct.pack("=i4s4s", 0, self._source.packed, _ANY)
+            pktinfo = struct.pack("=i4s4s", 0, self._source.packed, ANY)
             ancillary.append((socket.IPPROTO_IP, IP_PKTINFO, pktinfo))
         return self._sendmsg(payload, ancillary, (str(dst), 0), dst)
 
@@ -468,13 +395,13 @@ class GarpSender:
         try:
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
         except OSError as exc:
-            raise _open_error(interface, "open packet socket", exc) from None
+            raise open_error(interface, "open packet socket", exc) from None
         try:
             sock.bind((interface, 0))
             sock.setblocking(False)
         except OSError as exc:
             sock.close()
-            raise _open_error(interface, "bind packet socket", exc) from None
+            raise open_error(interface, "bind packet socket", exc) from None
         return cls(sock, interface)
 
     def send_burst(self, frames: Sequence[bytes], count: int = 5) -> int:

@@ -70,7 +70,13 @@ from pathlib import Path
 
 import structlog
 
-from ipvsd.vrrp.transport import AdvertSocket, ifindex_of, open_raw_socket
+from ipvsd.vrrp.sockets import (
+    IPV6_TCLASS_VRRP,
+    VRRP_GROUP6,
+    VRRP_HOP_LIMIT,
+    open_advert_socket,
+)
+from ipvsd.vrrp.transport import AdvertSocket
 
 __all__ = [
     "IPV6_TCLASS_VRRP",
@@ -82,13 +88,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger("ipvsd.vrrp.transport")
-
-VRRP_GROUP6 = IPv6Address("ff02::12")
-"""RFC 5798 §5.1.2.2: the IPv6 multicast address of VRRP, link-local scope."""
-VRRP_HOP_LIMIT = 255
-"""RFC 5798 §5.1.2.3, checked on receipt (§7.1)."""
-IPV6_TCLASS_VRRP = 0xC0
-"""The traffic class keepalived 2.2.7 sends (measured), as IPv4's TOS 0xc0."""
 
 _RECV_SIZE = 65535
 _INT = struct.Struct("=i")
@@ -143,22 +142,7 @@ class VrrpSocket6(AdvertSocket[IPv6Address, ReceivedPacket6]):
         Raises:
             KernelError: no such interface, no CAP_NET_RAW, or a socket option failed.
         """
-        ifindex = ifindex_of(interface)
-        options: list[tuple[str, int, bytes | int]] = [
-            ("SO_BINDTODEVICE", socket.SO_BINDTODEVICE, interface.encode()),
-            ("IPV6_CHECKSUM", socket.IPV6_CHECKSUM, -1),
-            ("IPV6_UNICAST_HOPS", socket.IPV6_UNICAST_HOPS, VRRP_HOP_LIMIT),
-            ("IPV6_MULTICAST_HOPS", socket.IPV6_MULTICAST_HOPS, VRRP_HOP_LIMIT),
-            ("IPV6_TCLASS", socket.IPV6_TCLASS, IPV6_TCLASS_VRRP),
-            ("IPV6_MULTICAST_LOOP", socket.IPV6_MULTICAST_LOOP, 0),
-            ("IPV6_MULTICAST_IF", socket.IPV6_MULTICAST_IF, ifindex),
-            ("IPV6_RECVHOPLIMIT", socket.IPV6_RECVHOPLIMIT, 1),
-            ("IPV6_RECVPKTINFO", socket.IPV6_RECVPKTINFO, 1),
-        ]
-        if not unicast:
-            mreq = VRRP_GROUP6.packed + struct.pack("=I", ifindex)  # struct ipv6_mreq
-            options.append(("IPV6_JOIN_GROUP", socket.IPV6_JOIN_GROUP, mreq))
-        sock = open_raw_socket(socket.AF_INET6, interface, options)
+        sock, ifindex = open_advert_socket("ipv6", interface, unicast=unicast)
         log.debug(
             "vrrp.socket_opened", interface=interface, ifindex=ifindex, unicast=unicast, family=6
         )

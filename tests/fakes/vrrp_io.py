@@ -210,6 +210,16 @@ class FakeSocket:
                 raise item
             yield item
 
+    def pending(self) -> list[ReceivedPacket | ReceivedPacket6]:
+        """As `AdvertSocket.pending`: what is queued, without waiting."""
+        queued: list[ReceivedPacket | ReceivedPacket6] = []
+        while not self.closed and not self.inbox.empty():
+            item = self.inbox.get_nowait()
+            if isinstance(item, Exception):
+                break
+            queued.append(item)
+        return queued
+
     def close(self) -> None:
         self.closed = True
         self.inbox.put_nowait(KernelError("closed"))

@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 from ipvsd.config import load_config
-from ipvsd.daemon.early import StaleVip, Unreadable, begin, configured_vips
+from ipvsd.daemon.early import (
+    ListenTarget,
+    StaleVip,
+    Unreadable,
+    begin,
+    configured_vips,
+    listen_targets,
+)
 
 
 def _vips(text: str) -> list[tuple[str, str, str]]:
@@ -160,3 +167,63 @@ def test_vrrp_after_a_long_section_is_left_to_startup() -> None:
 def test_the_word_vrrp_further_down_is_not_a_second_key() -> None:
     text = CONFIG.replace("  services: []", "  services: []  # see the vrrp section above")
     assert len(_vips(text)) == 5
+
+
+# --- the advert sockets opened early (ipvsd.vrrp.prelisten) ----------------------------------
+
+LISTEN = """\
+vrrp:
+  instances:
+    - {name: A, interface: eth1, vrid: 1, virtual_ipaddresses: [192.168.1.200/24]}
+    - {name: B, interface: eth1, vrid: 2, virtual_ipaddresses: [192.168.1.201/24]}
+    - name: C
+      interface: eth1
+      vrid: 3
+      version: 3
+      virtual_ipaddresses: ["fe80::1/64", "2001:db8::1"]
+    - name: D
+      interface: eth2
+      vrid: 4
+      unicast_peers: [10.0.0.2]
+      virtual_ipaddresses: [{address: 10.0.0.100/24, dev: eth3}]
+    - {name: E, interface: eth1, vrid: 5, vmac: true, virtual_ipaddresses: [192.168.1.205/24]}
+    - {name: F, interface: eth4, vrid: 6, priority: 255, virtual_ipaddresses: [10.4.0.1/24]}
+"""
+
+
+def test_one_socket_per_interface_family_and_mode_neither_owner_nor_vmac(
+    tmp_path: Path,
+) -> None:
+    expected = [
+        ListenTarget("eth1", "ipv4", False),  # A and B share it
+        ListenTarget("eth1", "ipv6", False),  # the family is the first VIP's
+        ListenTarget("eth2", "ipv4", True),  # on the instance's interface, not the VIP's dev
+    ]
+    assert listen_targets(LISTEN) == expected
+    path = tmp_path / "ipvsd.yaml"
+    path.write_text(LISTEN)
+    config = load_config(path)
+    assert expected == list(
+        dict.fromkeys(
+            ListenTarget(i.advert_interface, i.family, bool(i.unicast_peers))
+            for i in config.vrrp.instances
+            if i.priority != 255 and not i.vmac
+        )
+    )
+
+
+def test_begin_opens_nothing_on_interfaces_that_do_not_exist(tmp_path: Path) -> None:
+    """(The sockets themselves: tests/netns/test_vrrp_prelisten.py.)"""
+    path = tmp_path / "ipvsd.yaml"
+    path.write_text(LISTEN.replace("eth", "nosuch"))
+    start = begin(path, runtime_dir=tmp_path / "run")
+    try:
+        assert start.error is None
+        assert start.listening == []
+    finally:
+        start.lock.release()
+
+
+def test_an_instance_it_cannot_read_opens_nothing_early() -> None:
+    with pytest.raises(Unreadable):
+        listen_targets("vrrp:\n  instances:\n    - {interface: eth1, virtual_ipaddresses: [x]}\n")

@@ -171,7 +171,7 @@ def test_a_metrics_address_in_use_is_not_called_an_unreadable_config(
     """Any OSError out of the daemon used to be printed as ``cannot read CONFIG``."""
     from ipvsd import daemon
 
-    async def bind_fails(path: Path, host_lock: object = None) -> int:
+    async def bind_fails(path: Path, host_lock: object = None, listening: object = None) -> int:
         raise OSError(98, "cannot listen on 127.0.0.1:9477: Address already in use")
 
     monkeypatch.setattr(daemon, "run", bind_fails)
@@ -188,7 +188,7 @@ def test_a_bug_ends_the_daemon_with_its_traceback_in_one_event(
 ) -> None:
     from ipvsd import daemon
 
-    async def crashes(path: Path, host_lock: object = None) -> int:
+    async def crashes(path: Path, host_lock: object = None, listening: object = None) -> int:
         raise ExceptionGroup("unhandled errors in a TaskGroup", [KeyError("vrrp")])
 
     monkeypatch.setattr(daemon, "run", crashes)

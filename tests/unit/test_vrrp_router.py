@@ -25,6 +25,7 @@ from ipvsd.vrrp.instance import VrrpInstance
 from ipvsd.vrrp.machine import Transitioned, VrrpState
 from ipvsd.vrrp.pacer import AdvertPacer, DirectPacer
 from ipvsd.vrrp.packet import Advertisement, encode_ip
+from ipvsd.vrrp.prelisten import EarlyListeners
 from ipvsd.vrrp.router import VrrpRouter
 from ipvsd.vrrp.transport import ReceivedPacket
 from tests.fakes.vrrp_io import FakeHost, FakeWire
@@ -398,3 +399,80 @@ async def test_the_status_and_the_transition_log_name_the_master(rig: Rig) -> No
         ("BACKUP", "higher_priority_advert", "192.168.1.20"),
     ]
     assert "master" not in transitions[0]  # not known: left out, not null
+
+
+# --- sockets opened before the daemon loaded (ipvsd.vrrp.prelisten, issue 14) --------------
+
+
+def _early(rig: Rig, opened_ago: float, *interfaces: str) -> EarlyListeners:
+    """Fake early sockets, opened `opened_ago` seconds before now."""
+    opened_at = time.monotonic() - opened_ago
+    return EarlyListeners(
+        {
+            (name, "ipv4", False): (rig.wire.open_advert(name), opened_at)
+            for name in interfaces or ("eth1",)
+        }
+    )
+
+
+async def test_queued_adverts_reach_the_instance_before_it_runs(rig: Rig) -> None:
+    """Startup counts from 5 s ago (past the Master_Down_Interval), so the instance's
+    timer is due at once: the advert queued meanwhile must already be in its inbox."""
+    peer = IPv4Address("192.168.1.20")
+    advert = Advertisement(vrid=51, priority=200, advert_int=1, addresses=(VIP.ip,))
+    rig.host.add_link("eth2", address="192.168.2.10/24")
+    listening = _early(rig, 5.0, "eth1", "eth2")
+    adopted = rig.wire.adverts[0]
+    unused = rig.wire.adverts[1]
+    adopted.inbox.put_nowait(ReceivedPacket(encode_ip(advert, peer), peer))
+    await rig.router.start([config(priority=100, advert_int=1)], [], listening=listening)
+    # No task has run yet: the queue was read while the router started.
+    assert rig.instance().inbox.qsize() == 1
+    assert rig.wire.open_sockets() == [adopted]  # adopted, not opened again
+    assert unused.closed  # no instance took it
+    await until(lambda: rig.state() is BACKUP)
+    await asyncio.sleep(0.3)
+    assert rig.state() is BACKUP
+    assert rig.instance().status.master_address == peer
+
+
+async def test_a_backup_that_heard_nothing_counts_from_when_its_socket_opened(rig: Rig) -> None:
+    with capture_logs() as logs:
+        await rig.router.start([config(priority=100, advert_int=1)], [], listening=_early(rig, 5.0))
+        await until(lambda: rig.state() is MASTER, within=1.0)
+    started = [e for e in logs if e["event"] == "vrrp.transition"]
+    assert [(e["new"], e["reason"]) for e in started] == [
+        ("BACKUP", "startup"),
+        ("MASTER", "master_down_timer"),
+    ]
+    assert 5.0 <= started[0]["listening_s"] < 5.5
+    assert time.time() - rig.instance().status.since < 1.0  # MASTER's: now
+    assert "listening_s" not in started[1]
+
+
+async def test_an_instance_started_later_counts_from_its_own_start(rig: Rig) -> None:
+    """A reload's new instance: the early socket did not keep its adverts before."""
+    await rig.router.start([config(priority=100, advert_int=1)], [], listening=_early(rig, 5.0))
+    await until(lambda: rig.state() is MASTER, within=1.0)
+    second = config("VI_2", vrid=52, priority=100, advert_int=1, virtual_ipaddresses=(str(VIP2),))
+    await rig.router.update([config(priority=100, advert_int=1), second], [])
+    await until(lambda: rig.state("VI_2") is BACKUP)
+    await asyncio.sleep(0.5)
+    assert rig.state("VI_2") is BACKUP
+
+
+async def test_an_early_socket_the_start_had_to_close_backdates_nothing(rig: Rig) -> None:
+    """The interface went away while the daemon loaded: the GARP socket cannot open,
+    the endpoint closes the early socket with its queue, and the instance starts now."""
+    rig.host.add_link("eth9", address="192.168.9.10/24")
+    listening = _early(rig, 5.0, "eth9")
+    (early,) = rig.wire.adverts
+    del rig.host.links["eth9"]
+    with capture_logs() as logs:
+        await rig.router.start(
+            [config(interface="eth9", priority=100, advert_int=1)], [], listening=listening
+        )
+        await until(lambda: rig.state() is FAULT)
+    assert early.closed
+    (started,) = [e for e in logs if e["event"] == "vrrp.transition"]
+    assert "listening_s" not in started
