@@ -34,9 +34,10 @@ here need more than one field or more than one object:
   a port to connect to;
 - so do the service's and a real's ``checks``, each at its own index (each
   is a whole check: nothing is merged into them);
-- VRRP instance names are unique; a (interface, vrid) pair is one virtual
-  router (RFC 3768 §5.3.3), so two instances cannot share it; a VIP belongs
-  to one instance;
+- VRRP instance names are unique; an (interface, vrid, address family) is
+  one virtual router (RFC 3768 §5.3.3; RFC 5798 §5.2.3: IPv4 and IPv6 VRIDs
+  are separate spaces, as keepalived has them), so two instances cannot
+  share it; a VIP belongs to one instance;
 - sync groups and the sync daemon name existing instances; an instance is in
   at most one sync group (as in keepalived);
 - VRRP script names are unique, an instance's ``track_scripts`` name existing
@@ -387,20 +388,24 @@ def _unique_name(
         names[name] = (*base, "name")
 
 
+_FAMILY = {"ipv4": "IPv4", "ipv6": "IPv6"}
+
+
 def _check_instances(instances: Sequence[tuple[int, VrrpInstanceConfig]], report: _Report) -> None:
     names: dict[str, FieldPath] = {}
-    routers: dict[tuple[str, int], tuple[str, FieldPath]] = {}
+    routers: dict[tuple[str, int, str], tuple[str, FieldPath]] = {}
     vips: dict[IPv4Address | IPv6Address, tuple[str, FieldPath]] = {}
     for index, instance in instances:
         base: FieldPath = ("vrrp", "instances", index)
         _unique_name(names, instance.name, base, "instance", report)
-        router = (instance.interface, instance.vrid)
+        family = instance.family if instance.virtual_ipaddresses else "ipv4"
+        router = (instance.interface, instance.vrid, family)
         if router in routers:
             other, where = routers[router]
             report.add(
                 (*base, "vrid"),
-                f"vrid {instance.vrid} on {instance.interface} is already instance '{other}' "
-                f"({report.at(where, base)})",
+                f"vrid {instance.vrid} on {instance.interface} is already {_FAMILY[family]} "
+                f"instance '{other}' ({report.at(where, base)})",
             )
         else:
             routers[router] = (instance.name, (*base, "vrid"))

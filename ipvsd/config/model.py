@@ -310,7 +310,8 @@ class VrrpInstanceConfig(_Model):
     interface: Interface
     """Interface the adverts go out on and the VIPs are added to, 1-15 bytes (IFNAMSIZ)."""
     vrid: NonZeroByte
-    """Virtual Router ID, 1-255 (RFC 3768 §5.3.3)."""
+    """Virtual Router ID, 1-255 (RFC 3768 §5.3.3), unique per interface and address
+    family: an IPv4 and an IPv6 instance may share one (RFC 5798 §5.2.3)."""
     priority: NonZeroByte = 100
     """1-254 backup, 255 address owner (RFC 3768 §5.3.4)."""
     version: Literal[2, 3] = 2

@@ -228,8 +228,9 @@ RULES = (
     "`checksum`.",
     "A real's merged check has a `type`, an exec check has a `command`, and a tcp/http/https "
     "check of a real with port 0 has a `port`.",
-    "VRRP instance names are unique, one `interface` + `vrid` pair is one instance, and a "
-    "VIP belongs to one instance.",
+    "VRRP instance names are unique, one `interface` + `vrid` + address family is one "
+    "instance (an IPv4 and an IPv6 instance may share a VRID), and a VIP belongs to one "
+    "instance.",
     "Sync groups and `ipvs.sync_daemon.vrrp_instance` name existing instances; an instance is "
     "in at most one sync group; `ipvs.sync_daemon.group` is a multicast address.",
 )

@@ -781,7 +781,25 @@ def test_same_vrid_on_the_same_interface() -> None:
         """,
         7,
         "vrrp.instances.2.vrid",
-        "vrid 51 on eth1 is already instance 'VI_1' (line 3)",
+        "vrid 51 on eth1 is already IPv4 instance 'VI_1' (line 3)",
+    )
+
+
+def test_the_same_vrid_in_each_family_is_two_virtual_routers() -> None:
+    """RFC 5798 §5.2.3: IPv4 and IPv6 VRIDs are separate spaces (keepalived too)."""
+    text = """
+        vrrp:
+          instances:
+            - {name: V4, interface: eth1, vrid: 51, version: 3, virtual_ipaddresses: [192.0.2.1]}
+            - {name: V6, interface: eth1, vrid: 51, version: 3, virtual_ipaddresses: ["fe80::1"]}
+            - name: V6_AGAIN
+              interface: eth1
+              vrid: 51
+              version: 3
+              virtual_ipaddresses: ["fe80::2"]
+        """
+    _only(
+        text, 7, "vrrp.instances.2.vrid", "vrid 51 on eth1 is already IPv6 instance 'V6' (line 4)"
     )
 
 
