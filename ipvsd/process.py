@@ -52,6 +52,7 @@ import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["ProcessOutcome", "run_bounded"]
 
@@ -77,6 +78,35 @@ class ProcessOutcome:
     duration_s: float
     timed_out: bool = False
     error: OSError | None = None
+
+
+def cannot_run(argv0: str, error: OSError) -> str:
+    """The one-line reason a command could not be started."""
+    return f"cannot run {argv0!r}: {error.strerror or error}"
+
+
+def log_outcome(
+    log: Any, event: str, outcome: ProcessOutcome, *, timeout_s: float | None, **fields: object
+) -> None:
+    """Log how one `run_bounded` run ended, the same way for every kind of hook:
+    ``EVENT`` (info) when it exited 0, ``EVENT_timeout`` when it was killed for
+    running too long, ``EVENT_failed`` when it exited non-zero or could not start
+    (warnings). Each carries `fields` (who ran it, for what), the duration and the
+    tail of its output."""
+    fields = {
+        **fields,
+        "duration_s": round(outcome.duration_s, 3),
+        "output": outcome.output.decode(errors="replace"),
+    }
+    if outcome.error is not None:
+        program = str(fields.get("program", "?"))
+        log.warning(f"{event}_failed", error=cannot_run(program, outcome.error), **fields)
+    elif outcome.timed_out:
+        log.warning(f"{event}_timeout", timeout_s=timeout_s, **fields)
+    elif outcome.returncode != 0:
+        log.warning(f"{event}_failed", returncode=outcome.returncode, **fields)
+    else:
+        log.info(event, returncode=0, **fields)
 
 
 async def run_bounded(

@@ -32,7 +32,7 @@ import structlog
 from ipvsd.health.changes import RealPrograms
 from ipvsd.health.tracker import Health
 from ipvsd.model import RealId
-from ipvsd.process import run_bounded
+from ipvsd.process import log_outcome, run_bounded
 
 __all__ = ["MAX_RUNNING", "NOTIFY_TIMEOUT_S", "RealNotifier", "RealPrograms"]
 
@@ -125,22 +125,15 @@ class RealNotifier:
         outcome = await run_bounded(
             argv, env=env, timeout_s=self._timeout_s, tail_bytes=OUTPUT_LIMIT, drain_s=DRAIN_S
         )
-        fields = {
-            "real": _name(real),
-            "health": health.value,
-            "program": argv[0],
-            "duration_s": round(outcome.duration_s, 3),
-        }
-        if outcome.error is not None:
-            log.warning("health.notify_failed", error=str(outcome.error), **fields)
-        elif outcome.timed_out:
-            log.warning("health.notify_timeout", timeout_s=self._timeout_s, **fields)
-        elif outcome.returncode != 0:
-            output = outcome.output.decode(errors="replace")
-            log.warning("health.notify_failed", returncode=outcome.returncode, output=output,
-                        **fields)  # fmt: skip
-        else:
-            log.info("health.notify", returncode=0, **fields)
+        log_outcome(
+            log,
+            "health.notify",
+            outcome,
+            timeout_s=self._timeout_s,
+            real=_name(real),
+            health=health.value,
+            program=argv[0],
+        )
 
 
 def _name(real: RealId) -> str:

@@ -21,7 +21,7 @@ import structlog
 from ipvsd.config.model import ServiceConfig
 from ipvsd.health.quorum import QuorumState
 from ipvsd.model import ServiceKey
-from ipvsd.process import ProcessOutcome, run_bounded
+from ipvsd.process import ProcessOutcome, log_outcome, run_bounded
 
 log = structlog.get_logger("ipvsd.health")
 
@@ -103,23 +103,12 @@ class QuorumHooks:
             log.error("ipvs.quorum_command_failed", service=service, quorum=event,
                       command=argv[0], error=repr(exc))  # fmt: skip
             return
-        _log(service, event, argv, outcome)
-
-
-def _log(service: str, event: str, argv: tuple[str, ...], outcome: ProcessOutcome) -> None:
-    fields = {
-        "service": service,
-        "quorum": event,
-        "command": argv[0],
-        "duration_s": round(outcome.duration_s, 3),
-        "output": outcome.output.decode(errors="replace"),
-    }
-    if outcome.error is not None:
-        error = outcome.error.strerror or str(outcome.error)
-        log.warning("ipvs.quorum_command_failed", error=f"cannot run: {error}", **fields)
-    elif outcome.timed_out:
-        log.warning("ipvs.quorum_command_timeout", timeout_s=TIMEOUT_S, **fields)
-    elif outcome.returncode != 0:
-        log.warning("ipvs.quorum_command_failed", returncode=outcome.returncode, **fields)
-    else:
-        log.info("ipvs.quorum_command", returncode=0, **fields)
+        log_outcome(
+            log,
+            "ipvs.quorum_command",
+            outcome,
+            timeout_s=TIMEOUT_S,
+            service=service,
+            quorum=event,
+            program=argv[0],
+        )

@@ -49,7 +49,7 @@ from typing import Literal, Protocol
 
 import structlog
 
-from ipvsd.process import run_bounded
+from ipvsd.process import cannot_run, log_outcome, run_bounded
 from ipvsd.vrrp.machine import VrrpState
 
 __all__ = [
@@ -192,36 +192,18 @@ async def run_argv(
         argv, timeout_s=timeout, tail_bytes=OUTPUT_LIMIT, drain_s=DRAIN_S, kill_group_on_exit=True
     )
     who = {kind.lower(): name}
+    log_outcome(log, "vrrp.notify", outcome, timeout_s=timeout, **who, state=state, program=argv[0])
     if outcome.error is not None:
-        exc = outcome.error
-        error = f"cannot run {argv[0]!r}: {exc.strerror or exc}"
-        log.warning("vrrp.notify_failed", state=state, error=error, **who)
-        return NotifyResult(argv, None, outcome.duration_s, error=error)
-    result = NotifyResult(
+        return NotifyResult(
+            argv, None, outcome.duration_s, error=cannot_run(argv[0], outcome.error)
+        )
+    return NotifyResult(
         argv=argv,
         returncode=outcome.returncode,
         duration_s=outcome.duration_s,
         output=outcome.output.decode(errors="replace"),
         timed_out=outcome.timed_out,
     )
-    _log(result, who, state, timeout)
-    return result
-
-
-def _log(result: NotifyResult, who: dict[str, str], state: str, timeout: float) -> None:
-    fields = {
-        **who,
-        "state": state,
-        "script": result.argv[0],
-        "duration_s": round(result.duration_s, 3),
-        "output": result.output,
-    }
-    if result.timed_out:
-        log.warning("vrrp.notify_timeout", timeout_s=timeout, **fields)
-    elif result.returncode != 0:
-        log.warning("vrrp.notify_failed", returncode=result.returncode, **fields)
-    else:
-        log.info("vrrp.notify", returncode=0, **fields)
 
 
 Runner = Callable[[tuple[str, ...], Kind, str, str], Awaitable[NotifyResult]]
