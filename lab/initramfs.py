@@ -61,7 +61,11 @@ def module_load_order(release_dir: Path, names: Iterable[str]) -> list[Path]:
     """
     deps: dict[str, list[str]] = {}
     by_name: dict[str, str] = {}
-    for line in (release_dir / "modules.dep").read_text().splitlines():
+    try:
+        dep_text = (release_dir / "modules.dep").read_text()
+    except OSError as exc:
+        raise InitramfsError(f"no modules for kernel {release_dir.name}: {exc}") from exc
+    for line in dep_text.splitlines():
         path, _, rest = line.partition(":")
         deps[path] = rest.split()
         by_name[_module_name(path)] = path

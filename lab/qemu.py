@@ -175,6 +175,11 @@ def run_in_qemu(
         sink(f"lab.qemu: no {missing}: {PACKAGES}")
         return EXIT_NOT_INSTALLED
     release = image.name.removeprefix("vmlinuz-")
+    if not image.is_file():
+        sink(f"lab.qemu: no kernel image {image}")
+        return EXIT_NOT_INSTALLED
+    if lacks := kernel_lacks(release):
+        sink(f"lab.qemu: warning: /boot/config-{release} lacks {', '.join(lacks)}")
     workdir = Path(cwd) if cwd is not None else Path.cwd()
     rundir = Path(tempfile.mkdtemp(prefix="ipvsd-qemu-"))
     try:
