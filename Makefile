@@ -1,7 +1,7 @@
 # make test: everything (what CI runs). See scripts/test.sh.
 PY := .venv/bin/python
 
-.PHONY: test demo bench lint unit netns kernel venv deb
+.PHONY: test demo bench lint unit netns kernel kernel-qemu venv deb
 
 test:
 	@bash scripts/test.sh
@@ -32,3 +32,7 @@ netns: venv
 
 kernel: venv
 	$(PY) -m lab.uml --timeout 1200 -- $(PY) -m pytest tests/kernel -p no:cacheprovider -v
+
+# accept_mode: false on a kernel with IPVS and nf_tables inet (Debian's, under qemu).
+kernel-qemu: venv
+	$(PY) -m lab.qemu --timeout 600 -- $(PY) -m pytest tests/kernel/test_no_accept.py -p no:cacheprovider -v

@@ -35,55 +35,65 @@ died (panic, OOM, killed): that is an error, never a success.
 Exit codes of the CLI beyond the command's own: 2 (user-mode-linux missing or
 bad usage), 124 (timeout), 125 (UML died without reporting a status).
 
-The script itself is built by :mod:`lab.uml_guest`. The same is available as
-:func:`run_with_ipvs` for the demo and benchmarks.
+The script itself is built by :mod:`lab.uml_guest`, and the console loop is
+:mod:`lab.guest_boot`'s (both shared with :mod:`lab.qemu`). The same is
+available as :func:`run_with_ipvs` for the demo and benchmarks.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import secrets
-import selectors
-import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import FrameType
 
-from lab.uml_guest import READY_MARK, SYSTEM_PATH, UML_MODULES, guest_environment, prepare_rundir
+from lab.guest_boot import (
+    EXIT_GUEST_FAILED,
+    EXIT_NOT_INSTALLED,
+    EXIT_TIMEOUT,
+    GuestKind,
+    LineSink,
+    boot,
+    exit_on_sigterm,
+    parse_env,
+    print_line,
+)
+from lab.uml_guest import SYSTEM_PATH, UML_MODULES, guest_environment, prepare_rundir
 
-EXIT_NOT_INSTALLED = 2
-EXIT_TIMEOUT = 124
-EXIT_UML_FAILED = 125
+__all__ = [
+    "EXIT_NOT_INSTALLED",
+    "EXIT_TIMEOUT",
+    "EXIT_UML_FAILED",
+    "host_has_ipvs",
+    "run_with_ipvs",
+]
+
+#: The guest died without reporting a status (the shared EXIT_GUEST_FAILED).
+EXIT_UML_FAILED = EXIT_GUEST_FAILED
 
 UML_BINARY = "linux.uml"
 NOT_INSTALLED_MSG = "user-mode-linux is not installed: apt-get install user-mode-linux"
 DEFAULT_MEM = "768M"
 
-# Console lines that every boot prints and that mean nothing for us.
-NOISE_PREFIXES = (
-    "mmapper_init - find_iomem failed",
-    "Failed to initialize ubd device 0",
-    "SELinux: CONFIG_SECURITY_SELINUX_CHECKREQPROT_VALUE is non-zero",
-    "SELinux: https://github.com/SELinuxProject/selinux-kernel/wiki/DEPRECATE-checkreqprot",
-    "Powering off.",
-    "reboot: System halted",
+UML = GuestKind(
+    prog="lab.uml",
+    name="UML",
+    # Console lines that every boot prints and that mean nothing for us.
+    noise=(
+        "mmapper_init - find_iomem failed",
+        "Failed to initialize ubd device 0",
+        "SELinux: CONFIG_SECURITY_SELINUX_CHECKREQPROT_VALUE is non-zero",
+        "SELinux: https://github.com/SELinuxProject/selinux-kernel/wiki/DEPRECATE-checkreqprot",
+        "Powering off.",
+        "reboot: System halted",
+    ),
 )
-PANIC_MARK = "Kernel panic - not syncing"
-
-LineSink = Callable[[str], None]
-
-
-def _print_line(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
 
 
 def find_uml() -> str | None:
@@ -114,71 +124,6 @@ def host_has_ipvs() -> bool:
     return done.returncode == 0 and proc.exists()
 
 
-class _Console:
-    """Turns UML console bytes into clean lines (CRLF, boot noise, markers)."""
-
-    def __init__(self, sink: LineSink, started: float, argv: Sequence[str]) -> None:
-        self._sink = sink
-        self._started = started
-        self._argv = argv
-        self._buf = b""
-        self.ready_at: float | None = None
-        self.panicked = False
-
-    def feed(self, data: bytes) -> None:
-        self._buf += data
-        *lines, self._buf = self._buf.split(b"\n")
-        for raw in lines:
-            self._line(raw)
-
-    def flush(self) -> None:
-        if self._buf:
-            self._line(self._buf)
-            self._buf = b""
-
-    def _line(self, raw: bytes) -> None:
-        # The console ends lines with CRLF; a bare CR is a progress redraw: keep its end.
-        line = raw.decode("utf-8", "replace").rstrip("\r").rsplit("\r", 1)[-1]
-        if line.startswith(NOISE_PREFIXES):
-            return
-        if line.startswith(READY_MARK):
-            self.ready_at = time.monotonic()
-            kver = line[len(READY_MARK) :].strip()
-            self._sink(
-                f"lab.uml: UML kernel {kver} up with IPVS in "
-                f"{self.ready_at - self._started:.1f} s; running: {shlex.join(self._argv)}"
-            )
-            return
-        if PANIC_MARK in line:
-            self.panicked = True
-        self._sink(line)
-
-
-def _exited_unreaped(pid: int) -> bool:
-    """True once ``pid`` has exited; it stays a zombie so its pgid cannot be reused."""
-    try:
-        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
-        return True
-    return info is not None
-
-
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
-def _wait_group_gone(pgid: int, limit: float = 10.0) -> None:
-    """Wait until the killed UML helpers have left (UML frees its memory on the way out)."""
-    end = time.monotonic() + limit
-    while time.monotonic() < end:
-        try:
-            os.killpg(pgid, 0)
-        except (ProcessLookupError, PermissionError):
-            return
-        time.sleep(0.05)
-
-
 def run_in_uml(
     argv: Sequence[str],
     *,
@@ -203,7 +148,7 @@ def run_in_uml(
     Returns:
         The command's exit status, or EXIT_NOT_INSTALLED, EXIT_TIMEOUT, EXIT_UML_FAILED.
     """
-    sink = on_line or _print_line
+    sink = on_line or print_line
     uml = find_uml()
     if uml is None:
         sink(NOT_INSTALLED_MSG)
@@ -231,7 +176,7 @@ def run_in_uml(
             f"uml_dir={rundir / 'uml'}",
         ]
         sink(f"lab.uml: booting User-Mode Linux (mem={mem}, umid={umid})")
-        status = _boot(cmdline, rundir, argv, sink, timeout)
+        status = boot(UML, cmdline, rundir, argv, sink, timeout)
     finally:
         # uml_dir= keeps UML's umid directory out of ~/.uml; remove a stray one anyway.
         shutil.rmtree(Path.home() / ".uml" / umid, ignore_errors=True)
@@ -239,78 +184,6 @@ def run_in_uml(
             sink(f"lab.uml: kept {rundir}")
         else:
             shutil.rmtree(rundir, ignore_errors=True)
-    return status
-
-
-def _boot(
-    cmdline: list[str], rundir: Path, argv: Sequence[str], sink: LineSink, timeout: float | None
-) -> int:
-    started = time.monotonic()
-    deadline = None if timeout is None else started + timeout
-    console = _Console(sink, started, argv)
-    proc = subprocess.Popen(
-        cmdline,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: UML's helpers die with it
-    )
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    timed_out = False
-    exited_at: float | None = None
-    try:
-        with selectors.DefaultSelector() as sel:
-            sel.register(fd, selectors.EVENT_READ)
-            eof = False
-            while True:
-                now = time.monotonic()
-                if console.panicked and (deadline is None or deadline > now + 3):
-                    deadline = now + 3  # a panicked UML may hang: give it 3 s to exit
-                if deadline is not None and now >= deadline:
-                    timed_out = not console.panicked
-                    break
-                if exited_at is None and _exited_unreaped(proc.pid):
-                    exited_at = now
-                if exited_at is not None and (eof or now - exited_at > 2):
-                    break  # UML is gone (a helper may still hold the pipe: 2 s grace)
-                if eof:
-                    time.sleep(0.05)
-                elif sel.select(timeout=0.5):
-                    chunk = os.read(fd, 65536)
-                    if chunk:
-                        console.feed(chunk)
-                    else:
-                        eof = True
-                        sel.unregister(fd)
-            console.flush()
-    finally:
-        # The leader is not reaped yet, so its pgid cannot have been reused: these
-        # are UML's own processes (the kernel and its helpers), nothing else.
-        _kill_group(proc.pid)
-        proc.wait()
-        proc.stdout.close()
-        _wait_group_gone(proc.pid)
-    elapsed = time.monotonic() - started
-    if timed_out:
-        sink(f"lab.uml: timeout: still running after {timeout:g} s; killed UML (pgid {proc.pid})")
-        return EXIT_TIMEOUT
-    return _read_status(rundir, proc.returncode, elapsed, console, sink)
-
-
-def _read_status(
-    rundir: Path, uml_rc: int, elapsed: float, console: _Console, sink: LineSink
-) -> int:
-    try:
-        text = (rundir / "rc").read_text().strip()
-        status = int(text)
-    except (OSError, ValueError):
-        why = "kernel panic" if console.panicked else f"UML exit status {uml_rc}"
-        stage = "before the command started" if console.ready_at is None else "during the command"
-        sink(f"lab.uml: UML died {stage} without reporting the command's exit status ({why})")
-        return EXIT_UML_FAILED
-    ran = 0.0 if console.ready_at is None else time.monotonic() - console.ready_at
-    sink(f"lab.uml: command exited {status} after {ran:.1f} s (UML total {elapsed:.1f} s)")
     return status
 
 
@@ -390,20 +263,6 @@ def run_with_ipvs(
     )
 
 
-def _parse_env(items: Sequence[str]) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.isidentifier():
-            raise argparse.ArgumentTypeError(f"--env wants NAME=VALUE, got {item!r}")
-        env[name] = value
-    return env
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the finally blocks that kill UML
-
-
 def main(args: Sequence[str] | None = None) -> int:
     """Command-line entry point (see the module docstring)."""
     parser = argparse.ArgumentParser(
@@ -423,10 +282,10 @@ def main(args: Sequence[str] | None = None) -> int:
     if not command:
         parser.error("missing command: python -m lab.uml [options] -- CMD [ARGS...]")
     try:
-        env = _parse_env(ns.env)
+        env = parse_env(ns.env)
     except argparse.ArgumentTypeError as exc:
         parser.error(str(exc))
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     return run_with_ipvs(
         command, mem=ns.mem, timeout=ns.timeout, force_uml=ns.uml, env=env, keep_rundir=ns.keep
     )

@@ -9,6 +9,9 @@
 
 APT_PACKAGES=(
     user-mode-linux kmod ipvsadm iproute2 iputils-ping curl keepalived nginx-light systemd
+    # lab.qemu: a Debian kernel with IPVS *and* nf_tables inet (UML has no nf_tables
+    # inet), booted under qemu (TCG) for tests/kernel/test_no_accept.py
+    qemu-system-x86 linux-image-amd64 busybox-static
     prometheus-node-exporter
     prometheus  # promtool (tests of contrib/prometheus) and the lab's Prometheus server
     bird2  # BGP mode's speaker (ipvsd/bgp/), and the router of its netns tests

@@ -3,8 +3,10 @@
 #
 # Installs what it needs, then runs every step even when an earlier one fails:
 #   ruff, mypy, the unit + netns tiers on this kernel, the Debian package (built,
-#   installed and purged on this machine), and the kernel tier on a kernel with
-#   IPVS (User-Mode Linux, booted once, when this kernel has none).
+#   installed and purged on this machine), the kernel tier on a kernel with
+#   IPVS (User-Mode Linux, booted once, when this kernel has none), and
+#   accept_mode's test once more on a kernel with IPVS *and* nf_tables inet
+#   (Debian's kernel under qemu, software-emulated: about a minute).
 # The kernel tier runs in User-Mode Linux on one CPU while the host tiers run
 # beside it on the other (its output is printed when it ends): the two are
 # independent (the kernel tier runs the venv's ipvsd in UML's own namespaces),
@@ -59,6 +61,11 @@ step "pytest unit+netns" "$RESULTS/host.xml" \
 # The Debian package: make deb (lintian-checked), dpkg -i, checks, dpkg --purge.
 step "pytest package (deb)" "$RESULTS/package.xml" \
     .venv/bin/python -m pytest tests/package -p no:cacheprovider -v --junitxml="$RESULTS/package.xml"
+# UML has no nf_tables inet: accept_mode: false's drops after IPVS are shown here.
+step "pytest kernel (IPVS + nf_tables, qemu)" "$RESULTS/kernel-qemu.xml" \
+    .venv/bin/python -m lab.qemu --timeout 600 -- \
+    .venv/bin/python -m pytest tests/kernel/test_no_accept.py -p no:cacheprovider -v \
+    --junitxml="$RESULTS/kernel-qemu.xml"
 finish_background
 
 echo

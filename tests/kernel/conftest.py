@@ -3,6 +3,8 @@
 Run through ``python -m lab.uml -- .venv/bin/python -m pytest tests/kernel`` (``make
 test`` does): that boots User-Mode Linux when this kernel has no IPVS. Without IPVS
 every test here *fails* (errors at setup); none is skipped or passes silently.
+``test_no_accept.py`` also runs under ``python -m lab.qemu`` (a Debian kernel with
+IPVS and nf_tables inet; ``make test`` does that too), where it must see both.
 """
 
 from __future__ import annotations
@@ -29,10 +31,20 @@ def in_uml() -> bool:
     return os.environ.get("IPVSD_UML") == "1"
 
 
+def in_qemu() -> bool:
+    """Whether we run inside the Debian kernel that lab.qemu boots (IPVS and nf_tables inet)."""
+    return os.environ.get("IPVSD_GUEST") == "qemu"
+
+
 def where() -> str:
     """One line saying which kernel this tier runs on, for the test output."""
     release = os.uname().release
-    kind = "User-Mode Linux (IPVSD_UML=1)" if in_uml() else "the native kernel"
+    if in_uml():
+        kind = "User-Mode Linux (IPVSD_UML=1)"
+    elif in_qemu():
+        kind = "a Debian kernel under qemu (IPVSD_GUEST=qemu)"
+    else:
+        kind = "the native kernel"
     if IPVS_PROC.exists():
         version = IPVS_PROC.read_text().splitlines()[0]
         ipvs = f"IPVS present ({version})"
