@@ -120,6 +120,32 @@ class Console:
         self._sink(line)
 
 
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every guest runner takes, and its ``-- CMD [ARGS...]``."""
+    parser.add_argument("--timeout", type=float, default=None, help="seconds, boot included")
+    parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
+
+
+def command_and_env(
+    parser: argparse.ArgumentParser, ns: argparse.Namespace
+) -> tuple[list[str], dict[str, str]]:
+    """The command and the ``--env`` of parsed `add_run_arguments` (usage errors exit 2);
+    from here on SIGTERM ends the runner as an exit (its guest is cleaned up)."""
+    command = list(ns.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        parser.error(f"missing command: {parser.prog} [options] -- CMD [ARGS...]")
+    try:
+        env = parse_env(ns.env)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
+    return command, env
+
+
 def _exited_unreaped(pid: int) -> bool:
     """True once ``pid`` has exited; it stays a zombie so its pgid cannot be reused."""
     try:

@@ -52,7 +52,6 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -65,9 +64,9 @@ from lab.guest_boot import (
     EXIT_TIMEOUT,
     GuestKind,
     LineSink,
+    add_run_arguments,
     boot,
-    exit_on_sigterm,
-    parse_env,
+    command_and_env,
     print_line,
 )
 from lab.uml_guest import QEMU_KERNEL, guest_environment
@@ -227,21 +226,9 @@ def main(args: Sequence[str] | None = None) -> int:
     parser.add_argument("--smp", type=int, default=DEFAULT_SMP, help="CPUs (default %(default)s)")
     parser.add_argument("--accel", choices=["tcg", "kvm"], default="tcg")
     parser.add_argument("--kernel", type=Path, default=None, help="vmlinuz (default: newest)")
-    parser.add_argument("--timeout", type=float, default=None, help="seconds, boot included")
-    parser.add_argument("--keep", action="store_true", help="keep the generated files")
-    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
-    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
+    add_run_arguments(parser)
     ns = parser.parse_args(args)
-    command = list(ns.command)
-    if command[:1] == ["--"]:
-        command = command[1:]
-    if not command:
-        parser.error("missing command: python -m lab.qemu [options] -- CMD [ARGS...]")
-    try:
-        env = parse_env(ns.env)
-    except argparse.ArgumentTypeError as exc:
-        parser.error(str(exc))
-    signal.signal(signal.SIGTERM, exit_on_sigterm)
+    command, env = command_and_env(parser, ns)
     return run_in_qemu(
         command,
         mem=ns.mem,

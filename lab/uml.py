@@ -46,7 +46,6 @@ import argparse
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -59,9 +58,9 @@ from lab.guest_boot import (
     EXIT_TIMEOUT,
     GuestKind,
     LineSink,
+    add_run_arguments,
     boot,
-    exit_on_sigterm,
-    parse_env,
+    command_and_env,
     print_line,
 )
 from lab.uml_guest import SYSTEM_PATH, UML_MODULES, guest_environment, prepare_rundir
@@ -270,22 +269,10 @@ def main(args: Sequence[str] | None = None) -> int:
         description="Run CMD on a kernel with IPVS (this one, or User-Mode Linux).",
     )
     parser.add_argument("--mem", default=DEFAULT_MEM, help="UML memory (default %(default)s)")
-    parser.add_argument("--timeout", type=float, default=None, help="seconds, boot included")
     parser.add_argument("--uml", action="store_true", help="boot UML even if this kernel has IPVS")
-    parser.add_argument("--keep", action="store_true", help="keep UML's generated files")
-    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
-    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
+    add_run_arguments(parser)
     ns = parser.parse_args(args)
-    command = list(ns.command)
-    if command[:1] == ["--"]:
-        command = command[1:]
-    if not command:
-        parser.error("missing command: python -m lab.uml [options] -- CMD [ARGS...]")
-    try:
-        env = parse_env(ns.env)
-    except argparse.ArgumentTypeError as exc:
-        parser.error(str(exc))
-    signal.signal(signal.SIGTERM, exit_on_sigterm)
+    command, env = command_and_env(parser, ns)
     return run_with_ipvs(
         command, mem=ns.mem, timeout=ns.timeout, force_uml=ns.uml, env=env, keep_rundir=ns.keep
     )
