@@ -15,6 +15,7 @@ closing it before the answer is written would hang up on them.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -150,7 +151,8 @@ class Endpoints:
     async def close(self) -> None:
         """Stop both (shutdown)."""
         if self.metrics is not None:
-            self.metrics.shutdown()
+            # Off the loop: the server's thread notices the stop at its next poll.
+            await asyncio.to_thread(self.metrics.shutdown)
             self.metrics = None
         if self.control is not None:
             await self.control.close()

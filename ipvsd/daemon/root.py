@@ -654,13 +654,16 @@ class Daemon:
         self._notifier.stopping()
         if parts.bgp is not None:  # first: the routers send new flows elsewhere
             await parts.bgp.stop()
+        if parts.vrrp is not None:
+            # Next, the backup's takeover: nothing before it may wait (the /metrics
+            # server's stop waited up to its 0.5 s poll, and kept a MASTER's
+            # priority-0 advert waiting as long).
+            await parts.vrrp.stop()
         await self._endpoints.close()
         if self._scrape_reader is not None:
             self._scrape_reader.close()
         parts.health.monitor.stop()
         await self._quorum.stop(parts.health.quorum if parts.reconciler is not None else None)
-        if parts.vrrp is not None:
-            await parts.vrrp.stop()
         if parts.sync is not None:
             await parts.sync.stop()
         # After VRRP has let go: queued notify_up/down programs finish, within a bound.
