@@ -398,14 +398,13 @@ def _check_instances(instances: Sequence[tuple[int, VrrpInstanceConfig]], report
     for index, instance in instances:
         base: FieldPath = ("vrrp", "instances", index)
         _unique_name(names, instance.name, base, "instance", report)
-        family = instance.family if instance.virtual_ipaddresses else "ipv4"
-        router = (instance.interface, instance.vrid, family)
+        router = (instance.interface, instance.vrid, instance.family)
         if router in routers:
             other, where = routers[router]
             report.add(
                 (*base, "vrid"),
-                f"vrid {instance.vrid} on {instance.interface} is already {_FAMILY[family]} "
-                f"instance '{other}' ({report.at(where, base)})",
+                f"vrid {instance.vrid} on {instance.interface} is already "
+                f"{_FAMILY[instance.family]} instance '{other}' ({report.at(where, base)})",
             )
         else:
             routers[router] = (instance.name, (*base, "vrid"))
