@@ -299,22 +299,13 @@ def _listen_targets(vrrp: object) -> list[ListenTarget]:
 def _listen_target(item: object) -> ListenTarget | None:
     if _get(item, int, "priority", DEFAULT_PRIORITY) == OWNER_PRIORITY:
         return None
-    if _get(item, bool, "vmac", False):
-        return None
-    interface = _get(item, str, "interface")
-    vips = _get(item, list, "virtual_ipaddresses", [])
-    if interface is None or not vips:
+    if _get(item, bool, "vmac", False) or not _get(item, list, "virtual_ipaddresses", []):
         return None
     # RFC 5798 §5.2: one family per virtual router, its first VIP's.
-    first = _get(vips[0], str, "address") if isinstance(vips[0], dict) else vips[0]
-    if not isinstance(first, str):
-        raise Unreadable(f"{interface}: a VIP that is not a string")
-    try:
-        version = ip_interface(first).version
-    except ValueError:
-        raise Unreadable(f"{interface}: {first!r}") from None
+    first = next(_instance_vips(item))
+    family = "ipv6" if first.address.version == 6 else "ipv4"
     unicast = bool(_get(item, list, "unicast_peers", []))
-    return ListenTarget(interface, "ipv6" if version == 6 else "ipv4", unicast)
+    return ListenTarget(_get(item, str, "interface"), family, unicast)
 
 
 @dataclass
