@@ -22,7 +22,7 @@ venv:
 
 lint: venv
 	.venv/bin/ruff check .
-	.venv/bin/mypy ipvsd
+	.venv/bin/mypy ipvsd tests
 
 unit: venv
 	$(PY) -m pytest tests/unit

@@ -55,7 +55,7 @@ background_step "pytest kernel (IPVS)" "$RESULTS/kernel.xml" \
     .venv/bin/python -m lab.uml --timeout 1500 -- \
     .venv/bin/python -m pytest tests/kernel -p no:cacheprovider -v --junitxml="$RESULTS/kernel.xml"
 step ruff - .venv/bin/ruff check .
-step mypy - .venv/bin/mypy ipvsd
+step mypy - .venv/bin/mypy ipvsd tests
 step "pytest unit+netns" "$RESULTS/host.xml" \
     .venv/bin/python -m pytest tests/unit tests/netns --junitxml="$RESULTS/host.xml"
 # The Debian package: make deb (lintian-checked), dpkg -i, checks, dpkg --purge.

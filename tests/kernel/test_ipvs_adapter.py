@@ -21,6 +21,7 @@ from ipvsd.ipvs.plan import (
     DeleteService,
     EditDest,
     EditService,
+    Operation,
     plan,
 )
 from ipvsd.model import (
@@ -65,7 +66,7 @@ async def client() -> AsyncIterator[IpvsClient]:
 
 
 async def test_add_every_kind_of_service_and_dest(client: IpvsClient) -> None:
-    ops = [
+    ops: list[Operation] = [
         AddService(V4, ServiceAttrs("rr", ServiceFlag.PERSISTENT, 300, 24)),
         AddService(V6, ServiceAttrs("sh", ServiceFlag.SCHED1 | ServiceFlag.SCHED2, 0, 128)),
         AddService(SCTP, ServiceAttrs("wlc")),
@@ -220,7 +221,7 @@ async def test_delete_dest_and_service(client: IpvsClient) -> None:
 
 async def test_errors_are_translated_and_do_not_stop_the_batch(client: IpvsClient) -> None:
     missing = ServiceKey(Family.INET, Protocol.TCP, ip_address("10.20.0.99"), 80)
-    ops = [
+    ops: list[Operation] = [
         AddService(V4, ServiceAttrs("rr")),
         AddService(V4, ServiceAttrs("rr")),  # EEXIST
         AddService(missing, ServiceAttrs("xyz")),  # unknown scheduler
@@ -255,7 +256,7 @@ async def test_only_a_batchs_last_request_is_acked_and_every_failure_still_is(
     failures first, inside and last in a batch, and last of all, are each reported."""
     ipvsadm("-C")
     missing = ServiceKey(Family.INET, Protocol.TCP, ip_address("10.20.0.99"), 80)
-    ops = [
+    ops: list[Operation] = [
         AddService(V4, ServiceAttrs("rr")),  # batch 1
         AddService(V4, ServiceAttrs("rr")),  # EEXIST
         AddDest(V4, R1, DestAttrs()),

@@ -32,7 +32,7 @@ def config_text(
     forward: str,
     reals: list[str],
     *,
-    echo_weights: tuple[int, int] = (1, 1),
+    echo_weights: tuple[int, ...] = (1, 1),
     socket: str = "/run/ipvsd/ipvsd.sock",
 ) -> str:
     web = ", ".join(f"{{address: {r}, port: 80}}" for r in reals)
@@ -253,7 +253,10 @@ def test_status_json_and_tables_show_the_kernel_counters(nat: Lab) -> None:
 
 def test_drain_survives_reload_and_undrain_restores(nat: Lab) -> None:
     real = nat.reals[0]
-    weight = lambda: ipvsadm_counts(nat.scenario.director)[f"{real}:80"][0]  # noqa: E731
+
+    def weight() -> int:
+        return ipvsadm_counts(nat.scenario.director)[f"{real}:80"][0]
+
     result = ipvsd_cli("drain", f"{VIP}:80", f"{real}:80", "--socket", nat.socket)
     assert result.returncode == 0, result.stderr
     wait_until(lambda: weight() == 0, timeout=5)

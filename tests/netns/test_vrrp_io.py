@@ -497,6 +497,12 @@ async def test_close_ends_a_pending_recv(segment: Segment) -> None:
         again.close()
 
 
+def endpoint_state(endpoint: InterfaceEndpoint) -> tuple[int, GarpSender | None, int | None]:
+    """An endpoint's users, GARP sender and ifindex, read afresh: mypy would keep
+    ``endpoint.garp`` narrowed by an earlier assert across `InterfaceEndpoint.release`."""
+    return endpoint.users, endpoint.garp, endpoint.ifindex
+
+
 def test_interface_endpoint_shares_and_refcounts(segment: Segment) -> None:
     with in_netns(segment.a):
         endpoint = InterfaceEndpoint("eth0")
@@ -517,7 +523,7 @@ def test_interface_endpoint_shares_and_refcounts(segment: Segment) -> None:
         first.send(ADVERT)
     assert endpoint.garp is not None  # the unicast instance still uses it
     endpoint.release(unicast=True)
-    assert (endpoint.users, endpoint.garp, endpoint.ifindex) == (0, None, None)
+    assert endpoint_state(endpoint) == (0, None, None)
 
 
 async def test_interface_endpoint_reopens_on_a_recreated_interface(segment: Segment) -> None:
@@ -573,6 +579,7 @@ async def test_interface_endpoint_reopens_on_a_recreated_interface(segment: Segm
         with in_netns(a):
             (reopened,) = endpoint.reopen()
         assert (endpoint.gone, endpoint.ifindex, reopened.ifindex) == (False, new, new)
+        assert isinstance(reopened, VrrpSocket)  # vr0 is an IPv4 endpoint
         reopened.bind_source(IPv4Address("10.98.52.1"))
         assert reopened.send(ADVERT)
         assert await arrives(listener)

@@ -579,9 +579,7 @@ async def test_advert_process_sends_ipv6_adverts_from_the_link_local_source(pair
     await pacer.start()
     try:
         payload = advert_for(lla_a)
-        # AdvertBurst is typed for IPv4 until the router is wired for IPv6
-        destinations = (VRRP_GROUP6,)
-        burst = AdvertBurst(sock_a, payload, lla_a, destinations)  # type: ignore[arg-type]
+        burst = AdvertBurst(sock_a, payload, lla_a, (VRRP_GROUP6,))
         pacer.send("V6#1", burst, 0.2)
         for _ in range(3):
             assert await receive(sock_b) == ReceivedPacket6(payload, lla_a, VRRP_GROUP6, 255)

@@ -24,6 +24,7 @@ import socket
 import struct
 import time
 from collections.abc import AsyncIterator, Iterator
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,7 @@ class Observer:
 
     def arrivals(self) -> list[tuple[float, bytes]]:
         """(wall-clock arrival, VRRP payload) of everything received so far."""
-        got = []
+        got: list[tuple[float, bytes]] = []
         while True:
             try:
                 data, ancillary, _, _ = self.sock.recvmsg(2048, 64)
@@ -95,7 +96,7 @@ def gaps(arrivals: list[tuple[float, bytes]]) -> list[float]:
     return [later - earlier for earlier, later in itertools.pairwise(times)]
 
 
-def burst(sock: VrrpSocket, payload: bytes = ADVERT) -> AdvertBurst:
+def burst(sock: VrrpSocket, payload: bytes = ADVERT) -> AdvertBurst[IPv4Address]:
     return AdvertBurst(sock=sock, payload=payload, source=A_IP, destinations=(VRRP_GROUP,))
 
 

@@ -89,7 +89,10 @@ def test_one_vrid_in_each_family_fails_over_and_back_against_keepalived(lab6: Vr
     )
     d2.start()
     d1.start()
-    both_on = lambda short: holders(lab) == {VIP: [short], VIP6: [short]}  # noqa: E731
+
+    def both_on(short: str) -> bool:
+        return holders(lab) == {VIP: [short], VIP6: [short]}
+
     wait_until(lambda: both_on("d1"), timeout=10)
     d1.kill()  # its VIPs stay on d1's interface (as a crash leaves them) until it restarts
     wait_until(lambda: all("d2" in held for held in holders(lab).values()), timeout=5)

@@ -114,6 +114,7 @@ def test_a_failed_instance_releases_its_vip_and_the_peer_takes_over(lab: VrrpLab
 
     async def scenario() -> dict[str, float]:
         addresses = await FailingAddresses.open()
+        assert isinstance(addresses, FailingAddresses)  # open() is typed as the base's
         links = await LinkWatcher.open()
         router = VrrpRouter(
             addresses,

@@ -115,7 +115,8 @@ class FakeView:
         doc = self.status_doc
         return document_text(doc if services else dataclasses.replace(doc, services=()))
 
-    async def reload(self) -> list[str]:
+    async def reload(self, *, force: bool = False) -> list[str]:
+        # Nothing is applied here, so nothing for `force` to override.
         self.reloads += 1
         return list(self.reload_errors)
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from ipaddress import ip_address
 from pathlib import Path
 
-from ipvsd.model import DestKey
+from ipvsd.model import DestKey, ServiceKey
 from tests.unit.test_daemon import REAL_30, REAL_40, WEB, Harness, running
 
 SORRY = DestKey(ip_address("192.168.1.99"), 80)
@@ -141,6 +141,10 @@ async def test_a_group_makes_one_service_per_member_and_runs_its_quorum_commands
         assert len(h.daemon.view._parts.health.monitor.states()) == 2
         await until(lambda: _health(h) == {"up", "down"}, "both reals checked")
         for key in h.kernel.ipvs.table.services:
-            await until(lambda key=key: h.weights(key).get(SORRY) == 1, f"sorry in {key}")
+
+            def sorry_in(key: ServiceKey = key) -> bool:
+                return h.weights(key).get(SORRY) == 1
+
+            await until(sorry_in, f"sorry in {key}")
         await asyncio.sleep(0.3)  # time for more commands, if any were (wrongly) queued
         assert lines(log) == ["down"]

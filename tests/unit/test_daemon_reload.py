@@ -14,6 +14,7 @@ import socket
 import threading
 import urllib.request
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -70,7 +71,7 @@ async def ask(path: Path, payload: dict[str, object]) -> dict[str, object]:
 # --- the policy, over the components alone -----------------------------------------------
 
 
-async def _never_opened() -> FakePorts:
+async def _never_opened() -> NoReturn:
     raise AssertionError("no IPVS is needed for this check")
 
 
@@ -86,7 +87,7 @@ async def refusal(running_text: str, new_text: str, *, force: bool = False) -> s
     return await reload_policy.refusal(
         parse_config(new_text),
         components(running_text),
-        _never_opened,  # type: ignore[arg-type]
+        _never_opened,
         interface_exists=_exists,
         force=force,
     )

@@ -103,10 +103,15 @@ def test_digest_urls_and_client_certificates_are_checked() -> None:
 
 
 def test_urls_take_the_checks_fields_where_they_set_none() -> None:
-    check = CheckConfig(
-        type=CheckType.HTTP,
-        expected_status="200-299",
-        urls=({"path": "/a"}, {"path": "/b", "expected_status": 503, "digest": BODY_MD5.upper()}),
+    check = CheckConfig.model_validate(
+        {
+            "type": CheckType.HTTP,
+            "expected_status": "200-299",
+            "urls": (
+                {"path": "/a"},
+                {"path": "/b", "expected_status": 503, "digest": BODY_MD5.upper()},
+            ),
+        }
     )
     assert check.urls == (
         UrlConfig(path="/a"),
@@ -127,7 +132,9 @@ def by_path(replies: dict[str, bytes]) -> Any:
 
 async def test_a_status_outside_the_ranges_names_them() -> None:
     async with http_server(lambda _: response(302)) as server:
-        cfg = CheckConfig(type=CheckType.HTTP, expected_status=["200-299", 401])
+        cfg = CheckConfig.model_validate(
+            {"type": CheckType.HTTP, "expected_status": ["200-299", 401]}
+        )
         result = await run_check(target(cfg, server.port))
     assert (result.ok, result.reason) == (False, "HTTP 302 (expected 200-299, 401)")
 
@@ -148,10 +155,10 @@ async def test_every_url_must_pass_and_the_first_failure_is_named() -> None:
     replies = {"/a": OK_RESPONSE, "/b": response(500), "/c": response(204)}
     urls = [{"path": "/a", "body_regex": "ok"}, {"path": "/c", "expected_status": 204}]
     async with http_server(by_path(replies)) as server:
-        cfg = CheckConfig(type=CheckType.HTTP, urls=tuple(urls))
+        cfg = CheckConfig.model_validate({"type": CheckType.HTTP, "urls": tuple(urls)})
         good = await run_check(target(cfg, server.port))
         urls.insert(1, {"path": "/b"})
-        cfg = CheckConfig(type=CheckType.HTTP, urls=tuple(urls))
+        cfg = CheckConfig.model_validate({"type": CheckType.HTTP, "urls": tuple(urls)})
         bad = await run_check(target(cfg, server.port))
     assert (good.ok, good.reason) == (True, "all 2 URLs passed")
     assert (bad.ok, bad.reason) == (False, "/b: HTTP 500 (expected 200)")

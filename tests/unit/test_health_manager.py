@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import ClassVar
@@ -107,7 +107,7 @@ def run_checks(
     monkeypatch: pytest.MonkeyPatch,
     on_failure: str,
     at_start: int | None,
-    results: list[bool | Result],
+    results: Sequence[bool | Result],
     alpha: bool = True,
 ) -> tuple[int | None, list[int | None], list[Health]]:
     """Start a manager over a kernel holding the real at `at_start`, run `results`.
@@ -275,7 +275,11 @@ async def test_the_desired_table_and_health_share_each_reals_keys() -> None:
         )
 
     reported: dict[RealId, RealId] = {}
-    manager = HealthManager(lambda: None, on_health=lambda r, _: reported.setdefault(r, r))
+
+    def report(real: RealId, _: Health) -> None:
+        reported.setdefault(real, real)
+
+    manager = HealthManager(lambda: None, on_health=report)
 
     def assert_shared() -> None:
         table = manager.desired()

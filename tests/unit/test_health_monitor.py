@@ -373,7 +373,9 @@ def test_a_paused_real_skips_its_retry_and_resumes_on_its_grid() -> None:
     run_virtual(main)
     first = first_slot(checks, 1)
     assert [round(t - first, 9) for t in checks.times(name(1))] == [0, 10, 20, 21, 30]
-    assert changes.of(real(1))[-1] == (pytest.approx(first + 21), DOWN)
+    at, health = changes.of(real(1))[-1]
+    assert at == pytest.approx(first + 21)
+    assert health == DOWN
 
 
 # --- reloads ---------------------------------------------------------------------------------

@@ -19,10 +19,11 @@ from ipvsd.config.types import CheckType
 from ipvsd.control.render import status_text
 from ipvsd.control.status import CheckStatus, RealStatus, StatusDocument, real_status
 from ipvsd.control.status_json import from_json, to_json
-from ipvsd.health.checks import Checker, CheckPart, target_for
+from ipvsd.health.checks import Checker, target_for
 from ipvsd.health.manager import HealthManager
 from ipvsd.health.monitor import HealthMonitor, Watch
 from ipvsd.health.policy import effective_checks, has_check
+from ipvsd.health.tracker import CheckPart
 from ipvsd.model import DestKey, Family, Protocol, RealId, ServiceKey
 from tests.unit.test_status import web
 

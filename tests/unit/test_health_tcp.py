@@ -60,6 +60,13 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def start_probe(checker: Checker, target: CheckTarget) -> TcpProbe:
+    """`checker.check` of a tcp target: a future (`TcpProbe`), not a coroutine."""
+    probe = checker.check(target)
+    assert isinstance(probe, TcpProbe)
+    return probe
+
+
 def assert_timed_out(result: CheckResult, timeout: float) -> None:
     assert (result.ok, result.reason) == (False, f"timeout after {timeout} s (connect)")
     assert timeout <= result.duration_s < timeout + SLACK_S
@@ -94,7 +101,7 @@ async def test_the_check_is_a_future_owning_its_socket_until_it_ends() -> None:
 async def test_a_short_timeout_fires_on_time_behind_a_longer_one() -> None:
     checker = Checker()
     with unanswered_port() as hung:
-        slow = checker.check(tcp(hung, timeout=30.0))
+        slow = start_probe(checker, tcp(hung, timeout=30.0))
         fast = await checker.check(tcp(hung, timeout=0.2))
         assert_timed_out(fast, 0.2)
         assert not slow.done()
@@ -107,7 +114,7 @@ async def test_checks_started_later_time_out_in_turn() -> None:
     with unanswered_port() as hung:
         first = checker.check(tcp(hung, timeout=0.2))
         await asyncio.sleep(0.1)
-        second = checker.check(tcp(hung, timeout=0.2))
+        second = start_probe(checker, tcp(hung, timeout=0.2))
         assert_timed_out(await first, 0.2)
         assert not second.done()
         assert_timed_out(await second, 0.2)
@@ -117,7 +124,7 @@ async def test_checks_started_later_time_out_in_turn() -> None:
 async def test_cancelling_a_check_closes_its_socket_at_once() -> None:
     checker = Checker()
     with unanswered_port() as hung:
-        probe = checker.check(tcp(hung, timeout=0.2))
+        probe = start_probe(checker, tcp(hung, timeout=0.2))
         connecting = open_fds()
         assert probe.cancel()
         assert open_fds() == connecting - 1
@@ -153,7 +160,7 @@ def test_a_checker_follows_the_running_loop() -> None:
 async def test_a_bind_failure_is_named_and_ends_the_check_at_once() -> None:
     cfg = CheckConfig(type=CheckType.TCP, source_address=ip_address("192.0.2.1"))
     checker = Checker()
-    probe = checker.check(target_for(cfg, LOCAL, closed_port()))
+    probe = start_probe(checker, target_for(cfg, LOCAL, closed_port()))
     assert probe.done()
     result = await probe
     checker.close()

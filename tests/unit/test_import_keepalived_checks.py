@@ -9,8 +9,9 @@ from typing import Any
 
 from ipvsd.config import load_config
 from ipvsd.importers.emit import to_yaml
-from ipvsd.importers.keepalived import Conversion, convert
+from ipvsd.importers.keepalived import convert
 from ipvsd.importers.keepalived_parse import parse
+from ipvsd.importers.report import Conversion
 
 REAL = """\
 virtual_server 192.0.2.1 {port} {{

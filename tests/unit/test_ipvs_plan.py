@@ -809,8 +809,12 @@ def test_mh_adoption_of_a_list_in_another_order_makes_it_canonical() -> None:
     ],
 )
 def test_mh_readds_keep_the_longest_canonical_tail(kernel: str, added: str) -> None:
-    canonical = list("4321")
-    assert "".join(mh_readds(canonical, list(kernel))) == added
+    # Each digit names a dest: "1" is R1 ... "4" is R4.
+    dest = {"1": R1, "2": R2, "3": R3, "4": R4}
+    digit = {key: d for d, key in dest.items()}
+    canonical = [dest[d] for d in "4321"]
+    readds = mh_readds(canonical, [dest[d] for d in kernel])
+    assert "".join(digit[key] for key in readds) == added
 
 
 def test_mh_zeroed_real_gets_the_configs_last_weight_when_the_kernels_is_known() -> None:

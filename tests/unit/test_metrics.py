@@ -20,8 +20,9 @@ import struct
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from ipaddress import ip_address
+from typing import cast
 
 import pytest
 from hypothesis import example, given
@@ -67,6 +68,9 @@ TCP = ServiceKey(Family.INET, Protocol.TCP, ip_address("192.0.2.10"), 80)
 UDP6 = ServiceKey(Family.INET6, Protocol.UDP, ip_address("2001:db8::10"), 53)
 FWM = fwmark_key(Family.INET, 10)
 FWM6 = fwmark_key(Family.INET6, 10)
+
+float_to_go_string = cast(Callable[[float], str], floatToGoString)
+"""prometheus_client's number formatter, which it leaves unannotated."""
 
 REAL1 = DestKey(ip_address("10.1.0.1"), 8080)
 REAL2 = DestKey(ip_address("10.1.0.2"), 8080)  # no counters: only its weight is known
@@ -267,9 +271,9 @@ def reference_families(table: Table) -> list[Metric]:
                 if c is None
                 else (c.active_conns, c.inactive_conns, c.persistent_conns, dest.attrs.weight)
             )
-            for family, v in zip(gauges, values, strict=True):
-                if v is not None:
-                    family.add_metric(labels, v)
+            for gauge, value in zip(gauges, values, strict=True):
+                if value is not None:
+                    gauge.add_metric(labels, value)
             if c is not None:
                 for family, v in zip(backend, traffic(c.stats), strict=True):
                     family.add_metric(labels, v)
@@ -318,7 +322,7 @@ def test_the_streamed_text_is_byte_for_byte_what_generate_latest_makes(services:
 @example(2**53 + 1)
 def test_counters_print_as_prometheus_client_prints_them(value: float) -> None:
     """The inline int path of the page writer is the client's formatter, digit for digit."""
-    assert _go(value) == floatToGoString(value)
+    assert _go(value) == float_to_go_string(value)
 
 
 def test_every_family_name_is_emitted_and_none_clashes_with_the_daemons() -> None:

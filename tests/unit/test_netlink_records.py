@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 from hypothesis import given, settings
@@ -78,11 +79,21 @@ _U32 = st.integers(0, 2**32 - 1)
 _U64 = st.integers(0, 2**64 - 1)
 
 
+class _Structure(TypedDict):
+    """Which attributes the drawn dest records carry, and how."""
+
+    family_attr: bool
+    tunnel: bool
+    stats: str
+    pad: bool
+    trailer: bytes
+
+
 @st.composite
 def _dest_records(draw: st.DrawFn) -> tuple[bytes, bytes, int]:
     """Two dest records of one structure (different values), and the service family."""
     six = draw(st.booleans())
-    structure = {
+    structure: _Structure = {
         "family_attr": draw(st.booleans()),
         "tunnel": draw(st.booleans()),
         "stats": draw(st.sampled_from(["64", "32", "both", "none"])),

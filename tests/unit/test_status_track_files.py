@@ -8,7 +8,7 @@ import time
 from ipaddress import IPv4Interface
 from pathlib import Path
 
-from ipvsd.config.model import TrackFile, VrrpInstanceConfig
+from ipvsd.config.model import TrackFile, VirtualAddress, VrrpInstanceConfig
 from ipvsd.control.status import TrackedFileStatus
 from ipvsd.daemon.admin_state import DrainStore
 from ipvsd.daemon.view import DaemonView
@@ -29,7 +29,7 @@ async def test_the_view_shows_each_tracked_files_value_and_weight(tmp_path: Path
         name="VI_1",
         interface="eth1",
         vrid=51,
-        virtual_ipaddresses=(IPv4Interface("192.168.1.200/24"),),
+        virtual_ipaddresses=(VirtualAddress(address=IPv4Interface("192.168.1.200/24")),),
         track_files=(TrackFile(path=str(prio), weight=-2), TrackFile(path=str(unread))),
     )
     await router.start([instance], [])

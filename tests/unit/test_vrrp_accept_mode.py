@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 from collections.abc import AsyncIterator
 from ipaddress import IPv4Address, IPv6Address
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -22,7 +23,12 @@ from tests.unit.test_vrrp_router import FAST, VIP, VIP2, config, until
 
 Ips = frozenset[IPv4Address | IPv6Address]
 #: A non-owner that is MASTER within 0.2 s when alone (VRRPv3, 0.05 s adverts).
-NON_OWNER = {"priority": 100, "version": 3, "advert_int": 0.05, "accept_mode": False}
+NON_OWNER: dict[str, Any] = {
+    "priority": 100,
+    "version": 3,
+    "advert_int": 0.05,
+    "accept_mode": False,
+}
 
 
 class Kernel:

@@ -36,13 +36,31 @@ PEER = IPv4Address("192.168.1.20")
 CS = 0.01
 
 
-def v3(priority: int = 100, advert_int: float = 0.1, **kwargs: object) -> VrrpMachine:
-    fields: dict[str, object] = {"interface": "eth1", "vrid": 51, "version": 3} | kwargs
+def v3(
+    priority: int = 100,
+    advert_int: float = 0.1,
+    *,
+    version: int = 3,
+    initial_state: VrrpState = VrrpState.BACKUP,
+) -> VrrpMachine:
     return VrrpMachine(
-        MachineConfig(  # type: ignore[arg-type]
-            name="VI_1", priority=priority, advert_int=advert_int, primary_ip=OURS, **fields
+        MachineConfig(
+            name="VI_1",
+            interface="eth1",
+            vrid=51,
+            priority=priority,
+            advert_int=advert_int,
+            primary_ip=OURS,
+            initial_state=initial_state,
+            version=version,
         )
     )
+
+
+def state_of(machine: VrrpMachine) -> VrrpState:
+    """The machine's state, read afresh: mypy would keep ``machine.state`` narrowed by an
+    earlier assert across `VrrpMachine.handle`."""
+    return machine.state
 
 
 def cs(seconds: float | None) -> float:
@@ -74,7 +92,7 @@ def test_startup_waits_master_down_interval_then_advertises_every_interval() -> 
     assert machine.handle(TimerFired(), 0.36) == []  # 0.0009375 s early: nothing
     actions = machine.handle(TimerFired(), 0.3609375)
     assert actions[0] == SendAdvert(100)
-    assert machine.state is VrrpState.MASTER
+    assert state_of(machine) is VrrpState.MASTER
     assert cs(machine.next_deadline()) == pytest.approx(36.09375 + 10)
 
 
@@ -98,7 +116,7 @@ def test_master_goes_back_to_its_own_interval() -> None:
     machine.handle(AdvertReceived(PEER, 200, advert_int=0.5), 0.1)
     assert machine.master_adver_int == 0.5
     machine.handle(TimerFired(), 0.1 + 3 * 0.5 + 156 * 0.5 / 256)
-    assert machine.state is VrrpState.MASTER
+    assert state_of(machine) is VrrpState.MASTER
     assert machine.master_adver_int == 0.1
     assert machine.next_deadline() == pytest.approx(0.1 + 1.5 + 0.3046875 + 0.1)
 
@@ -107,9 +125,9 @@ def test_master_stepping_down_times_the_new_masters_interval() -> None:
     machine = v3(priority=100, advert_int=0.1, initial_state=VrrpState.BACKUP)
     machine.handle(Startup(), 0.0)
     machine.handle(TimerFired(), 1.0)
-    assert machine.state is VrrpState.MASTER
+    assert state_of(machine) is VrrpState.MASTER
     machine.handle(AdvertReceived(PEER, 150, advert_int=0.25), 2.0)
-    assert machine.state is VrrpState.BACKUP
+    assert state_of(machine) is VrrpState.BACKUP
     # 3 * 25 cs + 156 * 25 / 256 cs = 90.234375 cs.
     assert cs(machine.next_deadline()) == pytest.approx(200 + 90.234375)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from ipvsd.config.model import SyncGroupConfig, VrrpInstanceConfig
+from ipvsd.config.model import SyncGroupConfig, VirtualAddress, VrrpInstanceConfig
 from ipvsd.vrrp.machine import VrrpState
 from ipvsd.vrrp.notify import NotifyQueue, NotifyResult, notify_argvs, run_notify
 from ipvsd.vrrp.pacer import DirectPacer
@@ -191,7 +191,7 @@ async def test_a_sync_group_notifies_once_per_group_transition(tmp_path: Path) -
             interface="eth1",
             vrid=vrid,
             priority=255,
-            virtual_ipaddresses=(IPv4Interface(vip),),
+            virtual_ipaddresses=(VirtualAddress(address=IPv4Interface(vip)),),
             notify_master=(str(hook), "master", name),
             notify_stop=(str(hook), "stop", name),
         )

@@ -15,6 +15,7 @@ import sys
 from collections.abc import AsyncIterator
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,9 +77,9 @@ class RecordingPacer(DirectPacer):
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, int | None, float | None]] = []
-        self.bursts: dict[str, tuple[AdvertBurst, float]] = {}
+        self.bursts: dict[str, tuple[AdvertBurst[Any], float]] = {}
 
-    def send(self, key: str, burst: AdvertBurst, repeat_every: float | None) -> None:
+    def send(self, key: str, burst: AdvertBurst[Any], repeat_every: float | None) -> None:
         self.calls.append(("send", burst.payload[2], repeat_every))
         burst.send_here()
         if repeat_every is None:
@@ -93,7 +94,7 @@ class RecordingPacer(DirectPacer):
     def touch(self, key: str) -> None:
         self.calls.append(("touch", None, None))
 
-    def repeating(self, key: str) -> tuple[AdvertBurst, float] | None:
+    def repeating(self, key: str) -> tuple[AdvertBurst[Any], float] | None:
         return self.bursts.get(key)
 
     def sends(self) -> list[tuple[str, int | None, float | None]]:

@@ -223,8 +223,12 @@ def _accept_or_reject(data: bytes) -> None:
     """`accept` for a v3 and a v2 instance of the packet's VRID: a result or a
     PacketError, never another exception (style G3)."""
     for instance in (_Instance(3, EXPECT), _Instance(2, V2_EXPECT)):
+
+        def instance_for(vrid: int, found: _Instance = instance) -> _Instance:
+            return found
+
         with contextlib.suppress(PacketError):
-            accept(data, lambda vrid, found=instance: found)
+            accept(data, instance_for)
 
 
 @given(st.binary(max_size=96))

@@ -11,7 +11,7 @@ import asyncio
 import errno
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ from structlog.testing import capture_logs
 
 from ipvsd.config.model import VrrpInstanceConfig
 from ipvsd.errors import KernelError
-from ipvsd.netlink.links import LinkInfo
+from ipvsd.netlink.links import AddressChange, LinkInfo
 from ipvsd.vrrp.instance import VrrpInstance
 from ipvsd.vrrp.machine import Shutdown, Transitioned, VrrpState
 from ipvsd.vrrp.relink import InterfaceEndpoint, RelinkPlan, plan_relink
@@ -183,14 +183,16 @@ class FakeHost:
         self.info: LinkInfo | None = LinkInfo(
             7, "eth1", up=True, mac="02:00:00:00:00:01", noarp=noarp
         )
-        self.vips: set[IPv4Interface] = set()
+        self.vips: set[IPv4Interface | IPv6Interface] = set()
 
     async def link(self, interface: str) -> LinkInfo:
         if self.info is None or interface != self.info.name:
             raise KernelError(f"no interface {interface!r}", errno=errno.ENODEV)
         return self.info
 
-    async def watch_links(self) -> AsyncIterator[LinkInfo]:
+    async def watch(
+        self, known: Collection[LinkInfo] = ()
+    ) -> AsyncIterator[LinkInfo | AddressChange]:
         if self.info is not None:
             yield self.info
 
@@ -199,12 +201,23 @@ class FakeHost:
     ) -> IPv4Address:
         return IPv4Address("192.168.1.10")
 
-    async def add(self, interface: str, vip: IPv4Interface, label: str, **_: Any) -> bool:
+    async def link_local_ipv6(self, interface: str) -> IPv6Address | None:
+        raise AssertionError("an IPv4 host: no VRRPv3 IPv6 instance runs here")
+
+    async def add(
+        self,
+        interface: str,
+        vip: IPv4Interface | IPv6Interface,
+        label: str,
+        *,
+        scope: int = 0,
+        broadcast: IPv4Address | None = None,
+    ) -> bool:
         await self.link(interface)
         self.vips.add(vip)
         return True
 
-    async def remove(self, interface: str, vip: IPv4Interface) -> bool:
+    async def remove(self, interface: str, vip: IPv4Interface | IPv6Interface) -> bool:
         await self.link(interface)
         self.vips.discard(vip)
         return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import struct
 import sys
 from ipaddress import ip_address
@@ -151,7 +152,8 @@ def test_stats_parse_the_same_in_any_layout() -> None:
     assert records.parse_stats(memoryview(usual)) == expected
     assert records.parse_stats(memoryview(padded)) == expected
     assert records.parse_stats(memoryview(reordered)) == expected
-    assert records.parse_stats(memoryview(narrow)) == Stats(*values[:9], 0)
+    # 32-bit counters: 2**40 (outbps) reads as 0.
+    assert records.parse_stats(memoryview(narrow)) == dataclasses.replace(expected, outbps=0)
     # Right size, other headers: read as what they say.
     mangled = bytearray(usual)
     struct.pack_into("=H", mangled, 2, 5)  # the first counter says it is OUTBYTES
