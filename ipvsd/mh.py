@@ -9,8 +9,10 @@ have the same table exactly when these inputs are equal: the reals with a
 non-zero last weight, in list order, with those weights.
 
 The kernel does not report the last weight; the caller gives its best
-knowledge (the weight in the kernel when non-zero, else the configured one of
-a real drained or failed after it was up).
+knowledge (`known_last_weights`): the weight in the kernel when non-zero, else
+the one the planner added the dest at or raised it to (the desired table's
+`Service.last_weights`: for a real its configured weight, for an inhibited
+sorry server 1 with ``mh-fallback``), else the configured one.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 
-from ipvsd.model import Dest, DestKey, dest_order
+from ipvsd.model import Dest, DestKey, Service, dest_order
 
 MH = "mh"
 """The scheduler's name, as the kernel and the config spell it."""
@@ -41,8 +43,24 @@ def table_fingerprint(reals: Iterable[tuple[DestKey, int]]) -> str:
     return digest.hexdigest()
 
 
-def service_fingerprint(dests: Iterable[Dest], configured: Mapping[DestKey, int]) -> str:
+def service_fingerprint(dests: Iterable[Dest], last_weights: Mapping[DestKey, int]) -> str:
     """`table_fingerprint` of a service's kernel dests (in dump order: the kernel's
-    list order), a dest at weight 0 counted with its `configured` weight: drained or
-    failed after it was up, its last non-zero weight was that one (0 if unknown)."""
-    return table_fingerprint((d.key, d.attrs.weight or configured.get(d.key, 0)) for d in dests)
+    list order), a dest at weight 0 counted with its entry in `last_weights` (0 if
+    none), the best knowledge of its last non-zero weight (`known_last_weights`)."""
+    return table_fingerprint((d.key, d.attrs.weight or last_weights.get(d.key, 0)) for d in dests)
+
+
+def known_last_weights(
+    configured: Mapping[DestKey, int], desired: Service | None
+) -> Mapping[DestKey, int]:
+    """The last non-zero weight of a service's dests at weight 0, as best known.
+
+    The `desired` service's `Service.last_weights` first: the planner added each of
+    those dests at that weight, or raised it to it, before zeroing it
+    (`ipvsd.ipvs.plan`, rule 6); they alone name the inhibited sorry server's. Else
+    the `configured` weight of the real, which is the planner's guess too for a dest
+    it knows from a dump only (`ipvsd.ipvs.plan._kernel_last_weight`).
+    """
+    if desired is None or not desired.last_weights:
+        return configured
+    return {**configured, **desired.last_weights}

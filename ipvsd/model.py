@@ -263,10 +263,12 @@ class Service:
     """One virtual service with its real servers, keyed by DestKey.
 
     `last_weights` is set on desired ``mh`` services only: the weight a dest
-    desired at weight 0 is to be added at first (its configured one), so that
-    the kernel's ``last_weight``, and the Maglev table, do not depend on health
-    history (docs/consistent-hashing.md). The kernel does not report it, so it
-    takes no part in comparisons.
+    desired at weight 0 is to be added at first (a real's configured one; an
+    inhibited sorry server's 1 with ``mh-fallback``), so that the kernel's
+    ``last_weight``, and the Maglev table, do not depend on health history
+    (docs/consistent-hashing.md). The kernel does not report it, so it takes no
+    part in comparisons; the fingerprints count such a dest with it
+    (`ipvsd.mh.known_last_weights`).
     """
 
     key: ServiceKey

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from ipvsd.config import Config
 from ipvsd.daemon.ports import IpvsKernel
 from ipvsd.health.manager import HealthManager
+from ipvsd.model import Table
 
 if TYPE_CHECKING:  # loaded when used (`ipvsd.daemon.root`)
     from ipvsd.bgp.announcer import BgpAnnouncer
@@ -38,3 +39,7 @@ class Components:
     """BGP mode's speaker and policy (``bgp:``)."""
     ready: bool = False
     """The first reconcile is done and VRRP is started (READY=1 was sent)."""
+
+    def desired(self) -> Table | None:
+        """The reconciler's desired table (swapped whole, never changed); None without IPVS."""
+        return None if self.reconciler is None else self.reconciler.desired

@@ -113,7 +113,7 @@ class Daemon:
         self._node_name = config.node_name
         self._loaded_at = time.time()
         self._scrape_reader: TableReader | None = None
-        self._mh_weights = _MhWeights(lambda: self._parts.config)
+        self._mh_weights = _MhWeights(lambda: self._parts.config, lambda: self._parts.desired())
         self._parser = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="ipvsd-parse", initializer=lower_this_thread_priority
         )
@@ -366,7 +366,7 @@ class Daemon:
         return IpvsExporter(
             lambda: self._scrape_table(loop),
             enabled=lambda: self._parts.reconciler is not None,
-            configured_weights=self._mh_weights.of,
+            last_weights=self._mh_weights.of,
         )
 
     def _scrape_table(self, loop: asyncio.AbstractEventLoop) -> Table:
@@ -764,24 +764,28 @@ async def run(
 
 
 class _MhWeights:
-    """The configured weights of each ``mh`` service's reals (the /metrics fingerprint's
-    last weights), made again only when the running config changes. Read from the
-    HTTP thread: the config is swapped whole on reload, never mutated."""
+    """The last weights of each ``mh`` service's reals as best known, for the /metrics
+    fingerprint (`ipvsd.mh.known_last_weights`): the desired table's over the configured
+    ones, which are made again only when the running config changes. Read from the HTTP
+    thread: the config and the desired table are swapped whole, never mutated."""
 
-    def __init__(self, config: Callable[[], Config]) -> None:
+    def __init__(self, config: Callable[[], Config], desired: Callable[[], Table | None]) -> None:
         self._config = config
+        self._desired = desired
         self._made_from: Config | None = None
         self._weights: dict[ServiceKey, dict[DestKey, int]] = {}
 
     def of(self, key: ServiceKey) -> Mapping[DestKey, int]:
+        from ipvsd.mh import MH, known_last_weights
+
         config = self._config()
         if config is not self._made_from:
-            from ipvsd.mh import MH
-
             self._weights = {
                 service.key: {service.dest_key(real): real.weight for real in service.reals}
                 for service in config.ipvs.services
                 if service.scheduler == MH
             }
             self._made_from = config
-        return self._weights.get(key, {})
+        desired = self._desired()
+        service = None if desired is None else desired.services.get(key)
+        return known_last_weights(self._weights.get(key, {}), service)

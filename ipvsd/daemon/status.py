@@ -57,7 +57,7 @@ from ipvsd.control.status_json import (
 from ipvsd.health.policy import has_check
 from ipvsd.health.quorum import QuorumState
 from ipvsd.health.tracker import Health, HealthRecord
-from ipvsd.mh import MH, service_fingerprint
+from ipvsd.mh import MH, known_last_weights, service_fingerprint
 from ipvsd.model import Dest, DestKey, ForwardMethod, RealId, ServiceKey, Table
 
 if TYPE_CHECKING:  # only attributes are read: the asyncio module is not imported at run time
@@ -89,6 +89,7 @@ def status_text_steps(
     quorum: Callable[[ServiceKey], QuorumState | None] | None = None,
     bgp: BgpStatus | None = None,
     plan: StatusPlan | None = None,
+    desired: Table | None = None,
 ) -> Generator[None, None, list[str]]:
     """The status document's JSON text (pieces to join), built stepwise: it yields after
     each service, because the daemon spends the work in loop slices (`ipvsd.loopslice`)
@@ -115,6 +116,9 @@ def status_text_steps(
         bgp: BGP mode's status, when configured.
         plan: what of `config` the text needs, kept from an earlier request with
             the same config (`StatusPlan`); None: one for this request alone.
+        desired: the reconciler's desired table, whose last weights an ``mh``
+            service's fingerprint counts its dests at weight 0 with
+            (`ipvsd.mh.known_last_weights`); None: the configured weights only.
 
     Returns:
         The document's JSON text in pieces (`ipvsd.control.status_json.document_text`).
@@ -126,7 +130,7 @@ def status_text_steps(
         times = _Times()
         for index, service in enumerate(config.ipvs.services):
             services.append(_service(plan.service(index, service), kernel, health, drained,
-                                     times, quorum))  # fmt: skip
+                                     times, quorum, desired))  # fmt: skip
             yield
     head = StatusDocument(
         node=node,
@@ -213,6 +217,7 @@ def _service(
     drained: Set[RealId],
     times: _Times,
     quorum_of: Callable[[ServiceKey], QuorumState | None] | None,
+    desired: Table | None,
 ) -> str:
     key = plan.key
     service = plan.config
@@ -259,7 +264,9 @@ def _service(
     stats = in_kernel.stats if in_kernel is not None else None
     fingerprint = None
     if in_kernel is not None and plan.weights is not None:
-        fingerprint = service_fingerprint(dests.values(), plan.weights)
+        planned = None if desired is None else desired.services.get(key)
+        last_weights = known_last_weights(plan.weights, planned)
+        fingerprint = service_fingerprint(dests.values(), last_weights)
     return plan.head + service_tail(in_kernel is not None, stats, reals, quorum, fingerprint)
 
 

@@ -116,6 +116,7 @@ class DaemonView:
                 quorum=parts.health.quorum.state,
                 bgp=bgp_status(parts.bgp) if parts.bgp is not None else None,
                 plan=self._plan,
+                desired=parts.desired(),
             )
         )
 

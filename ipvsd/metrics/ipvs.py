@@ -96,9 +96,10 @@ METRIC_NAMES = (
     *(name for name, _, _ in _SCRAPE),
 )
 
-#: The configured weight of each real of a service (the mh fingerprint's last
-#: weights of reals at weight 0); empty when unknown.
-ConfiguredWeights = Callable[[ServiceKey], Mapping[DestKey, int]]
+#: The last non-zero weight of a service's reals, as best known (the mh
+#: fingerprint's count of a real at weight 0, `ipvsd.mh.known_last_weights`);
+#: empty when unknown.
+LastWeights = Callable[[ServiceKey], Mapping[DestKey, int]]
 
 #: Lines per write: big enough that the per-write cost vanishes, small
 #: enough that a 10k x 4 page (~63 MB) is never held whole.
@@ -131,7 +132,7 @@ class IpvsExporter:
         *,
         clock: Callable[[], float] = time.perf_counter,
         enabled: Callable[[], bool] = lambda: True,
-        configured_weights: ConfiguredWeights = lambda _key: {},
+        last_weights: LastWeights = lambda _key: {},
     ) -> None:
         """Create the exporter.
 
@@ -141,15 +142,17 @@ class IpvsExporter:
             clock: monotonic seconds, for ``ipvsd_scrape_duration_seconds``.
             enabled: asked at every scrape; False writes nothing at all (a pure
                 VRRP daemon has no IPVS metrics, until a reload adds services).
-            configured_weights: the configured weights of a service's reals, for
-                the fingerprint of an ``mh`` service (`ipvsd.mh`).
+            last_weights: the last weights of a service's reals, for the
+                fingerprint of an ``mh`` service (`ipvsd.mh`); called on the HTTP
+                server's thread, so it reads only what is swapped whole, never
+                changed in place.
         """
         self._enabled = enabled
         self._read_table = read_table
         self._clock = clock
         self._lock = threading.Lock()
         self._errors = 0
-        self._configured_weights = configured_weights
+        self._last_weights = last_weights
 
     def write(self, write: Write) -> None:
         """Read the table and write its families, then the scrape's own.
@@ -177,7 +180,7 @@ class IpvsExporter:
             duration_s = self._clock() - start
             errors = self._errors
         if table is not None:
-            write_table_text(table, write, self._configured_weights)
+            write_table_text(table, write, self._last_weights)
         values = (1 if table is None else 0, errors, duration_s)
         write(
             "".join(
@@ -194,7 +197,7 @@ class IpvsExporter:
 
 
 def write_table_text(
-    table: Table, write: Write, configured_weights: ConfiguredWeights = lambda _key: {}
+    table: Table, write: Write, last_weights: LastWeights = lambda _key: {}
 ) -> None:
     """Write the ``ipvs_*`` families of a table, `CHUNK_LINES` lines per call.
 
@@ -208,7 +211,7 @@ def write_table_text(
     Args:
         table: a kernel dump.
         write: called with each chunk of UTF-8 text.
-        configured_weights: for the ``mh`` fingerprints (`ipvsd.mh.service_fingerprint`).
+        last_weights: for the ``mh`` fingerprints (`ipvsd.mh.service_fingerprint`).
     """
     # The rows all live until the page is written, and none is in a cycle.
     with gc_paused():
@@ -223,17 +226,15 @@ def write_table_text(
         family = f"ipvs_service_{name}"
         _write_family(write, family, f"{doc} by this service.", "counter", services, column)
     mh = [
-        (_mh_labels(svc, configured_weights(svc.key)), 1)
-        for svc in exported
-        if svc.attrs.scheduler == MH
+        (_mh_labels(svc, last_weights(svc.key)), 1) for svc in exported if svc.attrs.scheduler == MH
     ]
     if mh:
         _write_family(write, *_MH_TABLE, "gauge", mh, 1)
 
 
-def _mh_labels(svc: Service, configured: Mapping[DestKey, int]) -> str:
+def _mh_labels(svc: Service, last_weights: Mapping[DestKey, int]) -> str:
     address, port, proto, mark = service_labels(svc.key)
-    fingerprint = service_fingerprint(svc.dests.values(), configured)
+    fingerprint = service_fingerprint(svc.dests.values(), last_weights)
     return (
         f'{{fingerprint="{fingerprint}",local_address="{address}",local_mark="{mark}",'
         f'local_port="{port}",proto="{proto}"}} '

@@ -23,6 +23,10 @@ Like a batch of netlink messages each acked on its own, a refused operation
 changes nothing and the next one is still applied. DeleteService drops the
 service's dests. Fwmark services are looked up by (family, mark) only, as the
 kernel does. Edits keep the object's counters; adds start them at zero.
+Each dest's ``last_weight`` (what an ``mh`` service's Maglev table is built
+from, docs/consistent-hashing.md) is kept as ``__ip_vs_update_dest`` keeps it
+(set by an add, and by an edit to a non-zero weight) and read with
+`FakeIpvs.last_weights`: a dump does not report it.
 Not modelled: the dest trash list, the sync daemon, persistence engines.
 """
 
@@ -70,6 +74,7 @@ class _FakeService:
     attrs: ServiceAttrs
     stats: Stats
     dests: dict[DestKey, Dest] = field(default_factory=dict)
+    last_weights: dict[DestKey, int] = field(default_factory=dict)
 
 
 def _kernel_key(key: ServiceKey) -> ServiceKey:
@@ -117,6 +122,8 @@ class FakeIpvs:
                     key: replace(dest, counters=dest.counters or DestCounters())
                     for key, dest in service.dests.items()
                 },
+                # As if added at their weights (a table from elsewhere: unknown).
+                {key: dest.attrs.weight for key, dest in service.dests.items()},
             )
 
     @property
@@ -128,6 +135,11 @@ class FakeIpvs:
                 for key, fake in self._services.items()
             }
         )
+
+    def last_weights(self, key: ServiceKey) -> dict[DestKey, int]:
+        """The ``last_weight`` of each dest of service `key`, in the list's order."""
+        service = self._services[_kernel_key(key)]
+        return {dest_key: service.last_weights[dest_key] for dest_key in service.dests}
 
     async def dump(self, *, with_stats: bool = True) -> Table:
         """Every service and dest, with counters."""
@@ -186,6 +198,7 @@ class FakeIpvs:
                     return AlreadyExists("dest exists", errno=errno.EEXIST, operation=what)
                 # At the head of the list, as the kernel adds (the dump's order).
                 service.dests = {dest_key: Dest(dest_key, attrs, DestCounters()), **service.dests}
+                service.last_weights[dest_key] = attrs.weight
             case EditDest(key=dest_key, attrs=attrs):
                 refused = _check_dest(service_key, dest_key, attrs, what)
                 if refused is not None:
@@ -193,9 +206,12 @@ class FakeIpvs:
                 if dest_key not in service.dests:
                     return NotFound("no such dest", errno=errno.ENOENT, operation=what)
                 service.dests[dest_key] = replace(service.dests[dest_key], attrs=attrs)
+                if attrs.weight:  # the kernel keeps the last non-zero one
+                    service.last_weights[dest_key] = attrs.weight
             case DeleteDest(key=dest_key):
                 if service.dests.pop(dest_key, None) is None:
                     return NotFound("no such dest", errno=errno.ENOENT, operation=what)
+                del service.last_weights[dest_key]
         return None
 
 
