@@ -23,6 +23,7 @@ from ipvsd.config import (
     parse_config,
     yaml_lines,
 )
+from ipvsd.config.schema import config_schema
 from ipvsd.errors import ConfigError, ConfigIssue
 from ipvsd.model import (
     DestAttrs,
@@ -1279,7 +1280,7 @@ def test_names_and_commands_refuse_nul() -> None:
 
 
 def test_json_schema_shows_the_bounds() -> None:
-    defs = Config.model_json_schema()["$defs"]
+    defs = config_schema()["$defs"]
     instance = defs["VrrpInstanceConfig"]["properties"]
     assert (instance["vrid"]["minimum"], instance["vrid"]["maximum"]) == (1, 255)
     assert instance["virtual_ipaddresses"]["maxItems"] == 255
@@ -1439,8 +1440,12 @@ def test_round_trip_through_yaml() -> None:
 
 def test_config_is_immutable() -> None:
     config = _parse("node_name: a\n")
-    with pytest.raises(ValueError, match="frozen"):
+    with pytest.raises(AttributeError, match="frozen"):
         config.node_name = "b"  # type: ignore[misc]
+    with pytest.raises(AttributeError, match="frozen"):
+        config.ipvs.services = ()  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        config.anything = 1  # type: ignore[attr-defined]
 
 
 def test_example_config_loads() -> None:
