@@ -271,6 +271,9 @@ _FIELDS_SETS: dict[frozenset[str], frozenset[str]] = {}
 """One shared ``model_fields_set`` per distinct set of given fields."""
 
 
+# Type checkers see each model as a frozen, keyword-only dataclass: ``RealConfig(port="80")``
+# is an error to them, as it is at run time.
+@typing.dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(Field,))
 class Model(metaclass=_ModelMeta):
     """Base of the config models: frozen, strict, unknown keys forbidden.
 

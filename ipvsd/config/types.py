@@ -199,8 +199,10 @@ def _choice(what: str, options: Mapping[str, T]) -> _Plain:
     def check(value: object) -> T:
         if isinstance(value, str) and value in options:
             return options[value]
-        if not isinstance(value, str | dict | tuple) and value in values:
-            return value  # already one of the values (a mapping or a list cannot be)
+        if any(type(value) is type(known) and value == known for known in values):
+            # Already one of the values. Of its exact type: 6 equals Protocol.TCP (an
+            # IntEnum) but is not one, and a mapping or a list never is.
+            return value
         raise fail("choice", f"unknown {what} {value!r} (expected one of: {names})")
 
     return _Plain(check, json.dumps({"type": "string", "enum": list(dict.fromkeys(options))}))

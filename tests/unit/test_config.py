@@ -580,6 +580,30 @@ def test_unknown_scheduler_and_forward_method() -> None:
     assert "unknown forward method 'direct' (expected one of: nat, dr, tunnel)" in found[2].message
 
 
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("family: 2", "unknown family 2 (expected one of: ipv4, ipv6)"),
+        ("protocol: 6", "unknown protocol 6 (expected one of: tcp, udp, sctp)"),
+    ],
+)
+def test_a_number_is_not_a_name_from_a_fixed_set(line: str, expected: str) -> None:
+    """The kernel's number of a family or protocol equals its enum member (an IntEnum):
+    it was taken for the member itself, and the loader crashed on it (found by comparing
+    the pydantic and strict loaders on mutated configs)."""
+    _only(
+        f"""
+        ipvs:
+          services:
+            - fwmark: 2
+              {line}
+        """,
+        4,
+        f"ipvs.services.0.{line.split(':')[0]}",
+        expected,
+    )
+
+
 # --- checks -----------------------------------------------------------------------------
 
 
@@ -1445,7 +1469,7 @@ def test_config_is_immutable() -> None:
     with pytest.raises(AttributeError, match="frozen"):
         config.ipvs.services = ()  # type: ignore[misc]
     with pytest.raises(AttributeError):
-        config.anything = 1  # type: ignore[attr-defined]
+        config.anything = 1
 
 
 def test_example_config_loads() -> None:
