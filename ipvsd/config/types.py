@@ -199,10 +199,11 @@ def _choice(what: str, options: Mapping[str, T]) -> _Plain:
     def check(value: object) -> T:
         if isinstance(value, str) and value in options:
             return options[value]
-        if any(type(value) is type(known) and value == known for known in values):
+        for known in values:
             # Already one of the values. Of its exact type: 6 equals Protocol.TCP (an
             # IntEnum) but is not one, and a mapping or a list never is.
-            return value
+            if type(value) is type(known) and value == known:
+                return known
         raise fail("choice", f"unknown {what} {value!r} (expected one of: {names})")
 
     return _Plain(check, json.dumps({"type": "string", "enum": list(dict.fromkeys(options))}))
