@@ -122,8 +122,6 @@ class _Model(Model):
     """Frozen, strict, no unknown keys; attribute docstrings are the fields' descriptions
     (in the JSON Schema: `ipvsd.config.schema`)."""
 
-    __slots__ = ()
-
 
 class ControlConfig(_Model):
     """The control socket that ``ipvsd status`` / ``reload`` / ``drain`` talk to."""

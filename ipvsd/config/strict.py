@@ -180,16 +180,11 @@ class FieldInfo:
     def get_default(self) -> Any:
         return self.default_factory() if self.default_factory is not None else self.default
 
-    @property
-    def key(self) -> str | None:
-        """The key in the data, when not the field's name."""
-        return self.alias
-
 
 class _Compiled:
     """A model class's validation plan, made at its first use."""
 
-    __slots__ = ("by_key", "fields", "names", "plan")
+    __slots__ = ("by_key", "fields", "plan")
 
     def __init__(self, cls: type[Model]) -> None:
         hints = typing.get_type_hints(cls, include_extras=True)
@@ -206,7 +201,6 @@ class _Compiled:
                 self.by_key[name] = name
             plan.append((name, key, compile_annotation(hints[name]), info))
         self.plan = tuple(plan)
-        self.names = tuple(cls.__field_names__)
 
 
 class _ModelMeta(type):
@@ -221,7 +215,7 @@ class _ModelMeta(type):
         populate_by_name: bool = False,
         schema_extra: Callable[[dict[str, Any]], None] | None = None,
     ) -> _ModelMeta:
-        if "__slots__" in namespace:  # `Model` itself: no fields
+        if not any(isinstance(base, _ModelMeta) for base in bases):  # `Model` itself
             namespace.update(
                 __field_names__=(),
                 __field_specs__={},
@@ -230,6 +224,8 @@ class _ModelMeta(type):
                 __compiled__=None,
             )
             return super().__new__(mcs, name, bases, namespace)
+        if "__slots__" in namespace:
+            raise TypeError(f"{name}: a model's __slots__ are made from its annotated fields")
         own = [
             field
             for field, annotation in namespace.get("__annotations__", {}).items()
@@ -244,14 +240,13 @@ class _ModelMeta(type):
             if field in namespace:
                 value = namespace.pop(field)
                 specs[field] = value if isinstance(value, FieldSpec) else FieldSpec(value)
-        namespace["__slots__"] = tuple(own)
+        namespace["__slots__"] = tuple(field for field in own if field not in inherited)
         namespace["__field_names__"] = (*inherited, *(f for f in own if f not in inherited))
         namespace["__field_specs__"] = specs
         namespace["__populate_by_name__"] = populate_by_name
         namespace["__schema_extra__"] = schema_extra
         namespace["__compiled__"] = None
-        cls = super().__new__(mcs, name, bases, namespace)
-        return cls
+        return super().__new__(mcs, name, bases, namespace)
 
     @property
     def model_fields(cls) -> dict[str, FieldInfo]:

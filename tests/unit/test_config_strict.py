@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import pickle
 from ipaddress import IPv4Address
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import pytest
 
@@ -229,3 +229,21 @@ def test_the_error_message_lists_each_problem() -> None:
         "ratio: Input should be a valid number",
     ]
     assert isinstance(info.value, ValueError)  # ipvsd.config.events relies on it
+
+
+def test_fields_come_from_annotations_inherited_ones_first() -> None:
+    class Base(Model):
+        kind: str = "base"
+        LIMIT: ClassVar[int] = 3  # not a field
+
+    class Child(Base):
+        size: int = 1
+
+    assert list(Child.model_fields) == ["kind", "size"]
+    assert Child.LIMIT == 3
+    assert Child.model_validate({"size": 2}) == Child(kind="base", size=2)
+    with pytest.raises(TypeError, match="__slots__"):
+
+        class Slotted(Model):  # the engine makes the slots itself
+            __slots__ = ("size",)
+            size: int
