@@ -387,14 +387,19 @@ def installed_layout(tree: Path, venv: Path) -> None:
     ``scripts/deb.sh`` makes a venv, installs the ``ipvsd`` wheel and the
     wheels pinned in ``packaging/requirements.txt`` (``--no-deps``), removes
     pip and setuptools, and its postinst compiles the bytecode. Here: the same
-    interpreter's venv without pip, each pinned distribution's files (its
+    interpreter's venv without pip, each distribution `tree` pins (its
     RECORD) copied from the venv this runs in, ``ipvsd`` copied from `tree`
     with its console-script entry point, everything compiled.
     """
     base = getattr(sys, "_base_executable", sys.executable)
     subprocess.run([base, "-m", "venv", "--without-pip", str(venv)], check=True)
     site = next((venv / "lib").glob("python3*/site-packages"))
-    pinned = (SOURCE_TREE / "packaging/requirements.txt").read_text().splitlines()
+    # The tree's own pins (an older tree may need libraries this one dropped; they must be
+    # in this venv); a bare `git archive` of ipvsd/ has none: this tree's then.
+    requirements = tree / "packaging/requirements.txt"
+    if not requirements.exists():
+        requirements = SOURCE_TREE / "packaging/requirements.txt"
+    pinned = requirements.read_text().splitlines()
     for line in pinned:
         name = line.split("#")[0].strip().split("==")[0]
         if not name:
