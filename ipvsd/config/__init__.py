@@ -49,13 +49,11 @@ This module is pure apart from reading the file and its fragments in
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ipvsd.config.advice import consistent_hashing_advice
 from ipvsd.config.checks import check_parts
 from ipvsd.config.events import ItemHook, Unusual, read
 from ipvsd.config.expand import bgp_defaults, expand_groups
@@ -266,6 +264,7 @@ def config_advice(path: str | Path, config: Config) -> list[ConfigIssue]:
     """
     if config.bgp is None:
         return []
+    from ipvsd.config.advice import consistent_hashing_advice  # BGP configs only
     name = str(path)
     document = _read_with_lines(Path(path).read_text("utf-8"), name)
     data, lines = document.data, document.lines
@@ -417,6 +416,8 @@ def _suggestion(loc: Sequence[str | int]) -> str:
     model = _model_at(loc[:-1])
     if model is None:
         return ""
+    import difflib  # only for a misspelt key
+
     close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
