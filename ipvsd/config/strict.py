@@ -2,11 +2,11 @@
 
 Why not pydantic: ipvsd validated its config with pydantic until 2026-12.
 Importing it and building the models' validators made ``ipvsd run`` touch
-~1,700 more pages of memory before its first IPVS table (host, 1,000
-services: 8,066 page faults and 43 MB peak RSS, now 6,371 and 33 MB): the
+~2,100 more pages of memory before its first IPVS table (host, 1,000
+services: 8,066 page faults and 43 MB peak RSS, now 5,980 and 32 MB): the
 5 MB pydantic-core library, pydantic's own modules, the schemas. Under an
 emulated kernel (User-Mode Linux) each first touch is a trap, and that made a
-1,000-service start 0.6 s slower than keepalived's. The config needs few of
+1,000-service start ~0.7 s slower than keepalived's (now level with it). The config needs few of
 pydantic's features and its rules were already ipvsd's own
 (`ipvsd.config.types`), so this module does the rest in the same time:
 types, unknown keys, required keys, defaults.
