@@ -204,7 +204,7 @@ def _add_schema_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
     schema.add_argument(
         "--format",
         # ipvsd.config.reference.FORMATS, not imported: building the parser must not load
-        # pydantic (`status --check` runs often).
+        # the config models (`status --check` runs often).
         choices=("json", "markdown", "roff"),
         default="json",
         help="json: the JSON Schema (default); markdown: the reference (docs/config.md); "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 
@@ -25,6 +24,8 @@ def write_atomically(path: Path, text: str, *, mode: int | None = None) -> None:
             mode = path.stat().st_mode & 0o777
         except FileNotFoundError:
             mode = 0o644
+    import tempfile  # here: random and hashlib come with it, a cost no start needs
+
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, mode)

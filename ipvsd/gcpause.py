@@ -21,7 +21,7 @@ __all__ = ["THRESHOLDS", "gc_paused"]
 #: ipvsd`` before anything is imported and again by the daemon
 #: (`ipvsd.daemon.root.tune_garbage_collector`, which explains the young
 #: generation's 50,000). Start-up makes hundreds of thousands of long-lived
-#: objects (modules, pydantic's schemas): with the default 700, the imports of
+#: objects (modules, the config's models): with the default 700, the imports of
 #: ``ipvsd run`` ran ~100 young collections that freed nothing (25-35 ms of
 #: CPU on the host).
 THRESHOLDS = (50_000, 20, 100)

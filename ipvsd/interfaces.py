@@ -1,8 +1,8 @@
 """Names of the interfaces a VRRP instance uses, derived from its config (pure).
 
 Here, not on the config model alone, because the start-up reads them before
-the model exists (`ipvsd.daemon.early` removes stale VIPs before pydantic is
-imported) and both must agree on where a VIP lives.
+the model exists (`ipvsd.daemon.early` removes stale VIPs before the config models
+are imported) and both must agree on where a VIP lives.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 # the report). Installs its build dependencies first, as root, on Debian 12.
 #
 # Where the Python code goes, and why: Debian 12's own python3 libraries are
-# older than every version ipvsd needs (pyroute2 0.7.2, pydantic 1.10,
+# older than every version ipvsd needs (pyroute2 0.7.2,
 # structlog 22.3, ...), so the package carries its dependencies, at the pinned
 # versions of packaging/requirements.txt, in a private virtual environment at
 # /usr/lib/ipvsd, dh-virtualenv style: made with Debian's own interpreter

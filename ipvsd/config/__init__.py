@@ -17,8 +17,8 @@ each: ``PATH:LINE: dotted.field.path: message`` (`ConfigIssue`).
    (`ipvsd.config.include`); each fragment is read the same way, and its
    fields keep their own file, line and field path (`SourcedLines`), so an
    issue in a fragment points into the fragment.
-2. **Validate fields** (`ipvsd.config.model`, pydantic v2, strict, unknown
-   keys forbidden). A pydantic error's ``loc`` has the same shape as a field
+2. **Validate fields** (`ipvsd.config.model` on `ipvsd.config.strict`: strict,
+   unknown keys forbidden). An error's ``loc`` has the same shape as a field
    path, so its line is a look-up (`ipvsd.config.yaml_lines.Lines`); a path that is
    not written in the file (a missing required key) takes the line of its
    nearest written parent. Messages are rewritten short ("must be an integer, not a string",
@@ -49,16 +49,11 @@ This module is pure apart from reading the file and its fragments in
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
-from pydantic_core import ErrorDetails
-
-from ipvsd.config.advice import consistent_hashing_advice
 from ipvsd.config.checks import check_parts
 from ipvsd.config.events import ItemHook, Unusual, read
 from ipvsd.config.expand import bgp_defaults, expand_groups
@@ -82,6 +77,7 @@ from ipvsd.config.model import (
     merge_check,
 )
 from ipvsd.config.parts import parts
+from ipvsd.config.strict import Model, ValidationError, models_in
 from ipvsd.config.types import SCHEDULER_FLAGS, SCHEDULERS, CheckType, OnFailure
 from ipvsd.config.yaml_lines import (
     ROOT_FIELD,
@@ -268,6 +264,7 @@ def config_advice(path: str | Path, config: Config) -> list[ConfigIssue]:
     """
     if config.bgp is None:
         return []
+    from ipvsd.config.advice import consistent_hashing_advice  # BGP configs only
     name = str(path)
     document = _read_with_lines(Path(path).read_text("utf-8"), name)
     data, lines = document.data, document.lines
@@ -354,7 +351,7 @@ def _with_node_name(data: dict[str, Any], default_node_name: str | None) -> dict
 
 
 def validation_issues(exc: ValidationError, path: str, lines: Lines) -> list[ConfigIssue]:
-    """Turn a pydantic error from validating `Config` into line-numbered issues.
+    """Turn the error of validating `Config` into line-numbered issues.
 
     Args:
         exc: the error ``Config.model_validate`` raised.
@@ -362,7 +359,7 @@ def validation_issues(exc: ValidationError, path: str, lines: Lines) -> list[Con
         lines: where each field is written.
 
     Returns:
-        One issue per pydantic error, in pydantic's order.
+        One issue per problem, in the order they were found.
     """
     issues = []
     for error in exc.errors(include_url=False):
@@ -384,7 +381,7 @@ _EXPECTED = {
 }
 
 
-def _message(error: ErrorDetails) -> str:
+def _message(error: dict[str, Any]) -> str:
     kind = error["type"]
     loc = tuple(error["loc"])
     if kind == "missing":
@@ -393,7 +390,7 @@ def _message(error: ErrorDetails) -> str:
         return f"unknown key '{loc[-1]}'{_suggestion(loc)}"
     if kind in _EXPECTED:
         return f"must be {_EXPECTED[kind]}, not {_describe(error['input'])}"
-    message = error["msg"]
+    message: str = error["msg"]
     return message[:1].lower() + message[1:]
 
 
@@ -419,11 +416,13 @@ def _suggestion(loc: Sequence[str | int]) -> str:
     model = _model_at(loc[:-1])
     if model is None:
         return ""
+    import difflib  # only for a misspelt key
+
     close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _model_at(path: Sequence[str | int]) -> type[BaseModel] | None:
+def _model_at(path: Sequence[str | int]) -> type[Model] | None:
     """The model class that validates the mapping at `path`, found through the annotations."""
     annotation: object = Config
     for part in path:
@@ -436,11 +435,5 @@ def _model_at(path: Sequence[str | int]) -> type[BaseModel] | None:
     return _find_model(annotation)
 
 
-def _find_model(annotation: object) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for argument in get_args(annotation):
-        found = _find_model(argument)
-        if found is not None:
-            return found
-    return None
+def _find_model(annotation: object) -> type[Model] | None:
+    return next(models_in(annotation), None)

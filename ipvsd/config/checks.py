@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-pydantic validates each field on its own (`ipvsd.config.model`). The rules
+`ipvsd.config.model` validates each field on its own. The rules
 here need more than one field or more than one object:
 
 - a service is ``address`` + ``port`` *or* ``fwmark``; ``family`` and a
@@ -55,7 +55,7 @@ here need more than one field or more than one object:
   group's members by their own key), each once.
 
 `check_parts` takes the parts of the config that validated on their own, with
-their list indices, so that it still runs when pydantic rejected something
+their list indices, so that it still runs when validation rejected something
 elsewhere: the user sees every problem in one pass. Instance names are taken
 from the raw data, so a sync group naming an instance whose *other* fields
 are wrong is not reported as naming an unknown instance.

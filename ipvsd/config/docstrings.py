@@ -1,14 +1,13 @@
 """The attribute docstrings of the config models: their fields' descriptions.
 
-pydantic's ``use_attribute_docstrings`` would read them while each model class
-is built, by fetching and tokenizing the module's source once per class: ~70 ms
-of every ``ipvsd run`` (a third of building the models), for text that only
-the JSON Schema and the reference (`ipvsd.config.schema`) show. So they are
-read here, once, from the module's syntax tree, when a schema is made.
+Only the JSON Schema and the reference (`ipvsd.config.schema`,
+`ipvsd.config.reference`) show them, so they are read when a schema is made,
+once, from the module's syntax tree, not while the model classes are built
+(which would cost every ``ipvsd run`` the parse of the module's source).
 
-Same rule as pydantic: a string literal right after an annotated field
-(``name: type = default``) describes that field; it is cleaned like a
-docstring (`inspect.cleandoc`).
+The rule (pydantic's, which ipvsd used before `ipvsd.config.strict`): a string
+literal right after an annotated field (``name: type = default``) describes
+that field; it is cleaned like a docstring (`inspect.cleandoc`).
 """
 
 from __future__ import annotations

@@ -156,8 +156,8 @@ def read(text: str, *, lines: bool = False, hooks: Mapping[FieldPath, ItemHook] 
         lines: also return where each field is written, and report duplicate
             keys as issues (otherwise a duplicate key is `Unusual`).
         hooks: sequence path (mapping keys only) → function applied to each
-            of its items once built; a ValueError it raises (pydantic's
-            ValidationError is one) makes the text `Unusual`.
+            of its items once built; a ValueError it raises (a config
+            `ValidationError` is one) makes the text `Unusual`.
 
     Raises:
         Unusual: the text must be read by `yaml_lines.compose_document`.

@@ -1,4 +1,4 @@
-"""The configuration model: one frozen, strict pydantic model per YAML section.
+"""The configuration model: one frozen, strict model per YAML section (`ipvsd.config.strict`).
 
 Field names are the contract in design.md ("Contract: configuration (YAML)").
 Every model forbids unknown keys and is strict: ``"80"`` is not a port, ``1``
@@ -28,9 +28,7 @@ from collections.abc import Mapping
 from ipaddress import IPv4Address, IPv6Address
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.config import JsonDict
-
+from ipvsd.config.strict import Field, Model, StringOr
 from ipvsd.config.types import (
     SCHEDULER_FLAGS,
     VIP_STRING,
@@ -97,7 +95,6 @@ from ipvsd.config.types import (
     ServiceSpec,
     SocketPath,
     Statuses,
-    StringOr,
     SyncId,
     Threshold,
     TrackWeight,
@@ -120,61 +117,10 @@ from ipvsd.model import (
     fwmark_key,
 )
 
-_FIELDS_SETS: dict[frozenset[str], set[str]] = {}
-"""One shared ``model_fields_set`` per distinct set of field names (see `_Model`)."""
 
-_HOLDERS: dict[type, type] = {}
-"""Per model class: a plain class whose instances' dicts share one key table (see `_Model`)."""
-
-
-def _shared_keys_dict(model: type, values: dict[str, Any]) -> dict[str, Any]:
-    """`values` as a dict that shares its key table with every other instance of `model`.
-
-    CPython keeps the attribute names of a plain class's instances in one table
-    per class (PEP 412, key-sharing dictionaries): such a dict holds only its
-    values. Setting the attributes of an instance of a plain class, in one
-    order, and taking its ``__dict__`` makes one.
-    """
-    holder = _HOLDERS.get(model)
-    if holder is None:
-        holder = _HOLDERS[model] = type(f"_{model.__name__}Fields", (), {})
-    instance = holder()
-    for name, value in values.items():
-        setattr(instance, name, value)
-    fields: dict[str, Any] = instance.__dict__
-    return fields
-
-
-class _Model(BaseModel):
+class _Model(Model):
     """Frozen, strict, no unknown keys; attribute docstrings are the fields' descriptions
-    (in the JSON Schema: `ipvsd.config.schema`).
-
-    Every instance gets its own ``model_fields_set`` from pydantic: a set of
-    the fields the YAML gave, 216-728 bytes each, 40% of a big config's
-    memory (10,000 services x 4 reals). Instances that were given the same
-    fields share one set instead. The models are frozen, so pydantic never
-    changes that set in place (``model_copy`` copies it first); nor may anyone
-    else: ``model_fields_set`` is read-only here.
-
-    Likewise the dict of field values pydantic gives each instance has a key
-    table of its own (a real's: 464 bytes): it is replaced by an equal dict
-    that shares the key table of its class (a real's: ~180 bytes;
-    `_shared_keys_dict`). At 10,000 x 4 the loaded config took 23 MB less
-    RSS on the host (43 -> 20 MB). Nothing changes for pydantic:
-    ``__dict__`` is still a dict of every field, in field order.
-    """
-
-    # No ``use_attribute_docstrings``: `ipvsd.config.docstrings` reads them for the schema.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    def model_post_init(self, context: Any, /) -> None:
-        """Share the fields set with the other instances that have the same one, and
-        the key table of the fields' dict with every instance of the class."""
-        fields_set = self.__pydantic_fields_set__
-        shared = _FIELDS_SETS.setdefault(frozenset(fields_set), fields_set)
-        if shared is not fields_set:
-            object.__setattr__(self, "__pydantic_fields_set__", shared)
-        object.__setattr__(self, "__dict__", _shared_keys_dict(type(self), self.__dict__))
+    (in the JSON Schema: `ipvsd.config.schema`)."""
 
 
 class ControlConfig(_Model):
@@ -286,10 +232,8 @@ class VirtualRoute(_Model):
     """Route metric (priority); null: the kernel's 0."""
 
 
-class VirtualRule(_Model):
+class VirtualRule(_Model, populate_by_name=True):
     """A policy-routing rule the MASTER adds and removes with its VIPs (``ip rule``)."""
-
-    model_config = ConfigDict(populate_by_name=True)
 
     from_: Destination | None = Field(default=None, alias="from")
     """Source network the rule matches (``from``); null: any."""
@@ -628,7 +572,7 @@ def _field_docs(model: str) -> Mapping[str, str]:
     return attribute_docstrings(sys.modules[__name__])[model]
 
 
-def _describe_overrides(schema: JsonDict) -> None:
+def _describe_overrides(schema: dict[str, Any]) -> None:
     """JSON Schema: each `CheckOverride` field has the description of its `CheckConfig` twin."""
     properties = schema["properties"]
     assert isinstance(properties, dict)
@@ -638,10 +582,8 @@ def _describe_overrides(schema: JsonDict) -> None:
         field["description"] = f"This real's ``{name}``; null: the service check's. {same}"
 
 
-class CheckOverride(_Model):
+class CheckOverride(_Model, schema_extra=_describe_overrides):
     """A real's check fields; each one set replaces the service check's field."""
-
-    model_config = ConfigDict(json_schema_extra=_describe_overrides)
 
     type: CheckTypeName | None = None
     interval: CheckInterval | None = None

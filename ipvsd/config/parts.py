@@ -1,7 +1,7 @@
 """What the cross-checks look at: the whole config, or what can be salvaged of it.
 
 `ipvsd.config.checks` relates fields and objects to each other. When the
-whole `Config` validated, it checks that. When pydantic rejected something,
+whole `Config` validated, it checks that. When validation rejected something,
 it still checks every list item that validates on its own (a service with
 its valid reals, an instance, a sync group), so one typo hides no other
 problem: `parts` salvages them from the raw data.
@@ -10,8 +10,6 @@ problem: `parts` salvages them from the raw data.
 from __future__ import annotations
 
 from typing import Any, TypeVar
-
-from pydantic import BaseModel, ValidationError
 
 from ipvsd.config.checks import Parts, ServicePart
 from ipvsd.config.model import (
@@ -25,8 +23,9 @@ from ipvsd.config.model import (
     VrrpInstanceConfig,
     VrrpScriptConfig,
 )
+from ipvsd.config.strict import Model, ValidationError
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound=Model)
 
 
 def parts(config: Config | None, data: dict[str, Any]) -> Parts:

@@ -2,13 +2,13 @@
 
 Each alias here is an ``Annotated`` type that the config models use as a field
 annotation. Static type checkers see the plain type (``int``, ``IPv4Address``,
-`Protocol`); pydantic sees the validator that converts and checks the YAML
-value. Conversions happen at this boundary only: strings from YAML become
+`Protocol`); `ipvsd.config.strict` sees the rules that convert and check the
+YAML value. Conversions happen at this boundary only: strings from YAML become
 `IPv4Address` / `IPv4Interface` / enum values, and JSON serialisation turns
 them back into the strings the YAML contract uses (so a dumped config loads
 again).
 
-Every failure is a `PydanticCustomError` with a finished, short message
+Every failure is an `Invalid` with a finished, short message
 ("must be between 1 and 255", "'10.0.0.300' is not a valid IPv4 address"),
 which `ipvsd.config` prints verbatim.
 
@@ -16,7 +16,7 @@ The limits are those of what consumes the value at run time, so that a
 config ``check-config`` accepts does not fail later: the kernel (IPVS in
 net/netfilter/ipvs/ip_vs_ctl.c, IFNAMSIZ, sun_path), the VRRPv2 wire format
 (RFC 3768 §5.1), and h11, which sends the HTTP checks' requests. Ranges also
-go into the JSON Schema (`Config.model_json_schema()`), through `_Rule`.
+go into the JSON Schema (`ipvsd.config.schema`), through `_Rule`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from ipaddress import (
     IPv4Address,
     IPv4Interface,
@@ -38,18 +37,8 @@ from ipaddress import (
 from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    GetCoreSchemaHandler,
-    GetJsonSchemaHandler,
-    PlainSerializer,
-    PlainValidator,
-)
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema, PydanticCustomError, core_schema
-
 from ipvsd.config.groups import parse_member
+from ipvsd.config.strict import Check, Invalid, Plain, Serialize
 from ipvsd.model import (
     Family,
     ForwardMethod,
@@ -117,59 +106,15 @@ IPVS_TIMEOUT_MAX = (2**31 - 1) // 1000
 (ip_vs_set_timeout), and HZ is at most 1000."""
 
 
-def fail(kind: str, message: str) -> PydanticCustomError:
-    """A validation error whose message is used verbatim (braces included)."""
-    return PydanticCustomError(kind, "{message}", {"message": message})
+def fail(kind: str, message: str) -> Invalid:
+    """A validation error whose message is shown as it is."""
+    return Invalid(kind, message)
 
 
-@dataclass(frozen=True, slots=True)
-class _Rule:
-    """An after-validator whose limits also show in the JSON Schema.
-
-    Attributes:
-        check: returns the value, or raises `fail(...)`.
-        schema: JSON Schema keywords that state the same limits
-            (``minimum``, ``maxLength``, ...), as pairs so the rule stays hashable.
-    """
-
-    check: Callable[[Any], Any]
-    schema: tuple[tuple[str, object], ...] = ()
-
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> CoreSchema:
-        return core_schema.no_info_after_validator_function(self.check, handler(source))
-
-    def __get_pydantic_json_schema__(
-        self, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        json_schema = handler(schema)
-        json_schema.update((key, list(v) if isinstance(v, tuple) else v) for key, v in self.schema)
-        return json_schema
-
-
-@dataclass(frozen=True, slots=True)
-class _Plain:
-    """A plain validator (it replaces the type's own) with the JSON Schema of what it accepts.
-
-    Attributes:
-        check: returns the converted value, or raises `fail(...)`.
-        schema: the JSON Schema, as JSON text so that the validator stays hashable.
-    """
-
-    check: Callable[[Any], Any]
-    schema: str
-
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> CoreSchema:
-        return PlainValidator(self.check).__get_pydantic_core_schema__(source, handler)
-
-    def __get_pydantic_json_schema__(
-        self, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        result: JsonSchemaValue = json.loads(self.schema)
-        return result
+_Rule = Check
+"""An after-validator whose limits also show in the JSON Schema."""
+_Plain = Plain
+"""A validator that replaces the type's own, with the JSON Schema of what it accepts."""
 
 
 def _int_range(lo: int, hi: int, why: str = "") -> _Rule:
@@ -254,8 +199,11 @@ def _choice(what: str, options: Mapping[str, T]) -> _Plain:
     def check(value: object) -> T:
         if isinstance(value, str) and value in options:
             return options[value]
-        if not isinstance(value, str | dict | tuple) and value in values:
-            return value  # already one of the values (a mapping or a list cannot be)
+        for known in values:
+            # Already one of the values. Of its exact type: 6 equals Protocol.TCP (an
+            # IntEnum) but is not one, and a mapping or a list never is.
+            if type(value) is type(known) and value == known:
+                return known
         raise fail("choice", f"unknown {what} {value!r} (expected one of: {names})")
 
     return _Plain(check, json.dumps({"type": "string", "enum": list(dict.fromkeys(options))}))
@@ -684,23 +632,23 @@ Port = Annotated[int, _int_range(1, 65535)]
 PortOrZero = Annotated[int, _int_range(0, 65535)]
 NonZeroByte = Annotated[int, _int_range(1, 255)]
 NonNegative = Annotated[int, _at_least(0)]
-IPAny = Annotated[IPAddress, _IP_ANY, PlainSerializer(str, when_used="json")]
+IPAny = Annotated[IPAddress, _IP_ANY, Serialize(str)]
 RealAddress = Annotated[
     IPAddress,
     _IP_ANY,
-    AfterValidator(_real_address),
-    PlainSerializer(str, when_used="json"),
+    Check(_real_address),
+    Serialize(str),
 ]
 ServiceAddress = Annotated[
     IPAddress,
     _IP_ANY,
-    AfterValidator(_service_address),
-    PlainSerializer(str, when_used="json"),
+    Check(_service_address),
+    Serialize(str),
 ]
 IPv4 = Annotated[
     IPv4Address,
     _parsed("IPv4 address", _ipv4, (IPv4Address,), _IPV4_SCHEMA),
-    PlainSerializer(str, when_used="json"),
+    Serialize(str),
 ]
 _VIP_PARSED = _parsed(
     "IP address or ADDRESS/PREFIX", _vip_interface, (IPv4Interface, IPv6Interface), _VIP_SCHEMA
@@ -708,33 +656,33 @@ _VIP_PARSED = _parsed(
 Vip = Annotated[
     VipInterface,
     _VIP_PARSED,
-    AfterValidator(_vip),
-    PlainSerializer(str, when_used="json"),
+    Check(_vip),
+    Serialize(str),
 ]
 ProtocolName = Annotated[
     Protocol,
     _choice("protocol", {p.label: p for p in Protocol}),
-    PlainSerializer(_label, when_used="json"),
+    Serialize(_label),
 ]
 FamilyName = Annotated[
     Family,
     _choice("family", {family.label: family for family in Family}),
-    PlainSerializer(_family_name, when_used="json"),
+    Serialize(_family_name),
 ]
 ForwardName = Annotated[
     ForwardMethod,
     _choice("forward method", {m.value: m for m in ForwardMethod}),
-    PlainSerializer(lambda m: m.value, when_used="json"),
+    Serialize(lambda m: m.value),
 ]
 TunnelTypeName = Annotated[
     TunnelType,
     _choice("tunnel type", {t.name.lower(): t for t in TunnelType}),
-    PlainSerializer(lambda t: t.name.lower(), when_used="json"),
+    Serialize(lambda t: t.name.lower()),
 ]
 TunnelChecksumName = Annotated[
     TunnelChecksum,
     _choice("tunnel checksum", {c.name.lower(): c for c in TunnelChecksum}),
-    PlainSerializer(lambda c: c.name.lower(), when_used="json"),
+    Serialize(lambda c: c.name.lower()),
 ]
 Scheduler = Annotated[str, _choice("scheduler", {s: s for s in SCHEDULERS})]
 InitialState = Annotated[str, _choice("initial state", {"backup": "backup", "master": "master"})]
@@ -769,21 +717,18 @@ class OnFailure(enum.Enum):
 
 
 def _as_list(statuses: tuple[int, ...]) -> list[int]:
-    """A plain function, not the builtin ``list``: pydantic reads the serializer's
-    signature, and a builtin's comes from its text signature through `tokenize`,
-    whose regular expressions then compile at import (~20 ms of each start)."""
     return list(statuses)
 
 
 CheckTypeName = Annotated[
     CheckType,
     _choice("check type", {t.value: t for t in CheckType}),
-    PlainSerializer(lambda t: t.value, when_used="json"),
+    Serialize(lambda t: t.value),
 ]
 OnFailureName = Annotated[
     OnFailure,
     _choice("on_failure action", {a.value: a for a in OnFailure}),
-    PlainSerializer(lambda a: a.value, when_used="json"),
+    Serialize(lambda a: a.value),
 ]
 CheckInterval = Annotated[float, _seconds(0.1)]
 CheckTimeout = Annotated[float, _seconds(0.01)]
@@ -811,7 +756,7 @@ Statuses = Annotated[
             }
         ),
     ),
-    PlainSerializer(_as_list, return_type=list[int]),  # the validator makes any form a tuple
+    Serialize(_as_list),  # the validator makes any form a tuple
 ]
 Md5Hex = Annotated[str, _Rule(_md5_hex, (("pattern", "^[0-9a-fA-F]{32}$"),))]
 Weight = Annotated[int, _int_range(0, 65535)]
@@ -866,7 +811,7 @@ _ENDPOINT_SCHEMA = (
 )
 Endpoint = Annotated[str, _Rule(_endpoint, _ENDPOINT_SCHEMA)]
 VIPS_LIMITS = (
-    AfterValidator(_non_empty),
+    Check(_non_empty),
     _Rule(_vip_count, (("minItems", 1), ("maxItems", MAX_VIPS))),
 )
 """What `virtual_ipaddresses` checks of its list: 1-255 entries (an advert's 8-bit count)."""
@@ -877,7 +822,7 @@ SCOPES = {"global": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
 Scope = Annotated[
     int,
     _choice("address scope", SCOPES),
-    PlainSerializer({v: k for k, v in SCOPES.items()}.__getitem__, when_used="json"),
+    Serialize({v: k for k, v in SCOPES.items()}.__getitem__),
 ]
 Label = Annotated[str, _NAME, _bytes_at_most(IFNAME_MAX, "the kernel's IFNAMSIZ")]
 RouteTable = Annotated[int, _int_range(1, U32_MAX)]
@@ -886,35 +831,8 @@ RulePriority = Annotated[int, _int_range(0, U32_MAX)]
 Destination = Annotated[
     IPv4Network,
     _parsed("IPv4 network ADDRESS/PREFIX (or default)", _destination, (IPv4Network,), _NET_SCHEMA),
-    PlainSerializer(str, when_used="json"),
+    Serialize(str),
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class StringOr:
-    """A model that may also be written as a string (a VIP: ``"10.0.0.1/24"`` or a mapping).
-
-    A string goes to `string`'s check, which returns the model; anything else is
-    validated as the model. The JSON Schema offers both forms.
-    """
-
-    string: _Plain
-    build: Callable[[Any], Any]
-
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> CoreSchema:
-        def validate(value: object, model: core_schema.ValidatorFunctionWrapHandler) -> Any:
-            if isinstance(value, Mapping | BaseModel):
-                return model(value)
-            return self.build(self.string.check(value))  # it says what a string must be
-
-        return core_schema.no_info_wrap_validator_function(validate, handler(source))
-
-    def __get_pydantic_json_schema__(
-        self, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        return {"anyOf": [json.loads(self.string.schema), handler(schema)]}
 
 
 Names = Annotated[tuple[Name, ...], _NON_EMPTY_LIST]

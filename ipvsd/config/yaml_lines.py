@@ -7,12 +7,12 @@ works one level lower. ``yaml.compose`` (SafeLoader) returns the *node* tree,
 and every node carries a ``start_mark`` (0-based line). `compose_document`
 walks that tree once and produces two things side by side:
 
-1. the plain data pydantic validates: dicts with ``str`` keys, **tuples** for
-   sequences (the config model is frozen and strict, and strict pydantic only
-   accepts tuples for tuple fields), scalars built by PyYAML's SafeConstructor;
+1. the plain data the models validate: dicts with ``str`` keys, **tuples** for
+   sequences (the config model is frozen and strict: a tuple field
+   accepts tuples only), scalars built by PyYAML's SafeConstructor;
 2. a `LineMap` from *field path* to 1-based line. A field path is the tuple
    of mapping keys and sequence indices from the root, the same shape as a
-   pydantic error's ``loc`` (``("ipvs", "services", 0, "port")``), so an error
+   validation error's ``loc`` (``("ipvs", "services", 0, "port")``), so an error
    is mapped to its line by a dictionary look-up. A mapping entry is recorded
    at the line of its *key* (``reals:`` rather than the first real below it);
    a sequence item at the line where the item starts.
@@ -51,7 +51,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ipvsd.errors import ConfigError, ConfigIssue
 
 FieldPath = tuple[str | int, ...]
-"""Mapping keys and sequence indices from the document root (a pydantic ``loc``)."""
+"""Mapping keys and sequence indices from the document root (a validation error's ``loc``)."""
 
 MAX_NODES = 1_000_000
 """Upper bound on built nodes after alias expansion."""

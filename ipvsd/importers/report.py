@@ -21,7 +21,7 @@ FieldPath = tuple[str | int, ...]
 
 
 def ordered(data: Mapping[str, Any], model: Any) -> dict[str, Any]:
-    """`data` in the order of `model`'s fields (a pydantic model class): stable output,
+    """`data` in the order of `model`'s fields (a config model class): stable output,
     in the order of the docs."""
     fields = list(model.model_fields)
     return {key: data[key] for key in sorted(data, key=fields.index)}

@@ -4,7 +4,7 @@ An importer converts directive by directive; some results are still refused
 by ipvsd's rules as a whole (a loopback real, two services with one key, a
 DR real on another port, a sync group naming an instance that was not
 converted). `settle` runs the very validation ``ipvsd check-config`` runs
-(the pydantic model and `ipvsd.config.checks`) on the plain data, and for
+(the config model and `ipvsd.config.checks`) on the plain data, and for
 each problem removes the smallest object that holds it and has a source
 (a real rather than its service), reporting why through the importer's
 `drop` callback, until nothing is refused. The output of an importer
@@ -17,12 +17,11 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from pydantic import ValidationError
-
 from ipvsd.config import validation_issues
 from ipvsd.config.checks import check_parts
 from ipvsd.config.model import Config
 from ipvsd.config.parts import parts
+from ipvsd.config.strict import ValidationError
 from ipvsd.config.yaml_lines import LineTree
 from ipvsd.errors import ConfigIssue
 

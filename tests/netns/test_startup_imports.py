@@ -9,9 +9,9 @@ among them: a pure VRRP director needs no IPVS client, no HTTP parser.
 
 pyroute2 is among them since the addresses and links are read and written
 over raw rtnetlink (`ipvsd.netlink.rtsock`), and the route and vmac writers
-are opened at their first use. Still imported there (issue 14, not done
-yet): pydantic (the config is validated before VRRP starts) and
-prometheus-client (the daemon's metrics record the first transition).
+are opened at their first use. Still imported there: prometheus-client (the
+daemon's metrics record the first transition). pydantic is not a dependency
+any more (`ipvsd.config.strict` validates the config).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ NOT_BEFORE_BACKUP = frozenset(
     }
 )
 #: Imported by then today; listed so that the test notices when one goes (update the doc).
-STILL_BEFORE_BACKUP = frozenset({"pydantic", "prometheus_client"})
+STILL_BEFORE_BACKUP = frozenset({"prometheus_client"})
 
 
 def _imported_before_backup(ns: str, config: Path) -> set[str]:

@@ -16,7 +16,7 @@ edge is an import that *runs*:
   the purity closure follows every module to its parent package. The layer
   rules read only the imports written in a module.
 
-Foreign libraries are leaves: the closure does not follow them (pydantic's own
+Foreign libraries are leaves: the closure does not follow them (PyYAML's own
 imports are not I/O of ours).
 
 The rules, each checked on the real package (``test_real_*``, and the
@@ -452,7 +452,7 @@ SKELETON: Mapping[str, str] = {
     "ipvsd/desired.py": "from ipvsd.config.model import Config\n",
     "ipvsd/log.py": "import structlog\n",
     "ipvsd/config/__init__.py": "from ipvsd.desired import desired_table\n",
-    "ipvsd/config/model.py": "import pydantic\nfrom ipvsd.model import ServiceKey\n",
+    "ipvsd/config/model.py": "import yaml\nfrom ipvsd.model import ServiceKey\n",
     "ipvsd/netlink/wire.py": "from ipvsd.ipvs.plan import AddService\n",
     "ipvsd/netlink/ipvs.py": "import asyncio\nimport pyroute2\nfrom . import wire\n",
     "ipvsd/ipvs/plan.py": "from ipvsd.model import Table\n",

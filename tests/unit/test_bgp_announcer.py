@@ -18,8 +18,7 @@ from tests.fakes.bird import FakeBird
 WEB = ServiceKey(Family.INET, Protocol.TCP, ip_address("10.0.0.100"), 80)
 API = ServiceKey(Family.INET, Protocol.TCP, ip_address("10.0.0.101"), 80)
 CONFIG = BgpConfig.model_validate(
-    {"local_as": 65001, "neighbors": [{"address": "10.0.0.1", "remote_as": 65000}]},
-    strict=False,
+    {"local_as": 65001, "neighbors": ({"address": "10.0.0.1", "remote_as": 65000},)},
 )
 
 

@@ -21,7 +21,7 @@ CONFIG = BgpConfig.model_validate(
         "bfd": True,
         "bfd_interval": 0.05,
         "next_hop": "192.0.2.11",
-        "neighbors": [
+        "neighbors": (
             {"address": "192.0.2.1", "remote_as": 65000, "password": "s3cret"},
             {
                 "address": "192.0.2.2",
@@ -30,9 +30,8 @@ CONFIG = BgpConfig.model_validate(
                 "local_address": "192.0.2.11",
             },
             {"address": "2001:db8::1", "remote_as": 65000},
-        ],
+        ),
     },
-    strict=False,
 )
 PREFIXES = [
     ip_network("2001:db8:100::1/128"),
@@ -49,8 +48,7 @@ def test_golden_text() -> None:
 
 def test_minimal_config_has_no_bfd_and_announces_next_hop_self() -> None:
     config = BgpConfig.model_validate(
-        {"local_as": 65001, "neighbors": [{"address": "10.0.0.1", "remote_as": 65000}]},
-        strict=False,
+        {"local_as": 65001, "neighbors": ({"address": "10.0.0.1", "remote_as": 65000},)},
     )
     text = render(config, [], set(), source="x.yaml")
     assert "bfd" not in text
@@ -62,7 +60,7 @@ def test_minimal_config_has_no_bfd_and_announces_next_hop_self() -> None:
 def test_protocol_names_are_bird_symbols_and_unique_per_family() -> None:
     assert vip_protocol(ip_network("10.0.0.1/32")) == "vip4_10_0_0_1"
     assert vip_protocol(ip_network("::a/128")) == "vip6___a"
-    neighbor = BgpNeighbor.model_validate({"address": "fe80::1", "remote_as": 1}, strict=False)
+    neighbor = BgpNeighbor.model_validate({"address": "fe80::1", "remote_as": 1})
     assert peer_protocol(neighbor) == "peer6_fe80__1"
 
 

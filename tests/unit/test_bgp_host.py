@@ -45,8 +45,7 @@ def test_ipv6_vips_need_no_arp_settings(tmp_path: Path) -> None:
 
 
 CONFIG = BgpConfig.model_validate(
-    {"local_as": 65001, "neighbors": [{"address": "192.0.2.1", "remote_as": 65000}]},
-    strict=False,
+    {"local_as": 65001, "neighbors": ({"address": "192.0.2.1", "remote_as": 65000},)},
 )
 
 

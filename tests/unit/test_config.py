@@ -23,6 +23,7 @@ from ipvsd.config import (
     parse_config,
     yaml_lines,
 )
+from ipvsd.config.schema import config_schema
 from ipvsd.errors import ConfigError, ConfigIssue
 from ipvsd.model import (
     DestAttrs,
@@ -577,6 +578,30 @@ def test_unknown_scheduler_and_forward_method() -> None:
     assert "unknown scheduler 'roundrobin' (expected one of: rr, wrr" in found[0].message
     assert "unknown scheduler flag 'sh-prot'" in found[1].message
     assert "unknown forward method 'direct' (expected one of: nat, dr, tunnel)" in found[2].message
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("family: 2", "unknown family 2 (expected one of: ipv4, ipv6)"),
+        ("protocol: 6", "unknown protocol 6 (expected one of: tcp, udp, sctp)"),
+    ],
+)
+def test_a_number_is_not_a_name_from_a_fixed_set(line: str, expected: str) -> None:
+    """The kernel's number of a family or protocol equals its enum member (an IntEnum):
+    it was taken for the member itself, and the loader crashed on it (found by comparing
+    the pydantic and strict loaders on mutated configs)."""
+    _only(
+        f"""
+        ipvs:
+          services:
+            - fwmark: 2
+              {line}
+        """,
+        4,
+        f"ipvs.services.0.{line.split(':')[0]}",
+        expected,
+    )
 
 
 # --- checks -----------------------------------------------------------------------------
@@ -1279,7 +1304,7 @@ def test_names_and_commands_refuse_nul() -> None:
 
 
 def test_json_schema_shows_the_bounds() -> None:
-    defs = Config.model_json_schema()["$defs"]
+    defs = config_schema()["$defs"]
     instance = defs["VrrpInstanceConfig"]["properties"]
     assert (instance["vrid"]["minimum"], instance["vrid"]["maximum"]) == (1, 255)
     assert instance["virtual_ipaddresses"]["maxItems"] == 255
@@ -1439,8 +1464,12 @@ def test_round_trip_through_yaml() -> None:
 
 def test_config_is_immutable() -> None:
     config = _parse("node_name: a\n")
-    with pytest.raises(ValueError, match="frozen"):
+    with pytest.raises(AttributeError, match="frozen"):
         config.node_name = "b"  # type: ignore[misc]
+    with pytest.raises(AttributeError, match="frozen"):
+        config.ipvs.services = ()  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        config.anything = 1
 
 
 def test_example_config_loads() -> None:

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, get_args
 
 import pytest
-from pydantic import BaseModel
 
 from ipvsd.cli import main
 from ipvsd.config import Config, load_config, parse_config
+from ipvsd.config.strict import Model
 from ipvsd.model import Family, ForwardMethod, Protocol
 from lab.reference.spec import VARIANTS, Variant, director_config_text, spec_for
 
@@ -40,14 +40,14 @@ LAB_EXAMPLES: dict[tuple[Variant, str], tuple[str, int | None]] = {
 }
 
 
-def models_in(annotation: object) -> list[type[BaseModel]]:
+def models_in(annotation: object) -> list[type[Model]]:
     """The models in a field's annotation (``tuple[RealConfig, ...]``, ``X | None``)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+    if isinstance(annotation, type) and issubclass(annotation, Model):
         return [annotation]
     return [model for argument in get_args(annotation) for model in models_in(argument)]
 
 
-def model_fields(model: type[BaseModel] = Config) -> set[tuple[str, str]]:
+def model_fields(model: type[Model] = Config) -> set[tuple[str, str]]:
     """(model name, field name) of every field reachable from `model`."""
     found = {(model.__name__, field.alias or name) for name, field in model.model_fields.items()}
     for field in model.model_fields.values():

@@ -94,7 +94,7 @@ def test_ranges_and_choices_are_in_the_schema() -> None:
 
 
 def test_defaults_are_written_as_in_yaml() -> None:
-    """pydantic would write an enum default as its Python value (protocol: 6)."""
+    """An enum default is written as the YAML spells it (protocol: tcp, not 6)."""
     defs = config_schema()["$defs"]
     service = defs["ServiceConfig"]["properties"]
     assert (service["protocol"]["default"], service["forward"]["default"]) == ("tcp", "nat")
@@ -177,6 +177,6 @@ def test_ipvsd_schema_prints_the_schema(capsys: pytest.CaptureFixture[str]) -> N
 
 @pytest.mark.parametrize("form", FORMATS)
 def test_ipvsd_schema_prints_each_format(form: str, capsys: pytest.CaptureFixture[str]) -> None:
-    """cli.py spells the formats out (building its parser must not load pydantic)."""
+    """cli.py spells the formats out (building its parser must not load the config models)."""
     assert main(["schema", "--format", form]) == 0
     assert capsys.readouterr().out == render(form)
