@@ -16,7 +16,7 @@ The limits are those of what consumes the value at run time, so that a
 config ``check-config`` accepts does not fail later: the kernel (IPVS in
 net/netfilter/ipvs/ip_vs_ctl.c, IFNAMSIZ, sun_path), the VRRPv2 wire format
 (RFC 3768 §5.1), and h11, which sends the HTTP checks' requests. Ranges also
-go into the JSON Schema (`ipvsd.config.schema`), through `_Rule`.
+go into the JSON Schema (`ipvsd.config.schema`), through `Check`.
 """
 
 from __future__ import annotations
@@ -106,73 +106,62 @@ IPVS_TIMEOUT_MAX = (2**31 - 1) // 1000
 (ip_vs_set_timeout), and HZ is at most 1000."""
 
 
-def fail(kind: str, message: str) -> Invalid:
-    """A validation error whose message is shown as it is."""
-    return Invalid(kind, message)
-
-
-_Rule = Check
-"""An after-validator whose limits also show in the JSON Schema."""
-_Plain = Plain
-"""A validator that replaces the type's own, with the JSON Schema of what it accepts."""
-
-
-def _int_range(lo: int, hi: int, why: str = "") -> _Rule:
+def _int_range(lo: int, hi: int, why: str = "") -> Check:
     """`lo` <= value <= `hi`; `why` (the limit's origin) is added to the message."""
     message = f"must be between {lo} and {hi}" + (f" ({why})" if why else "")
 
     def check(value: int) -> int:
         if not lo <= value <= hi:
-            raise fail("range", message)
+            raise Invalid("range", message)
         return value
 
-    return _Rule(check, (("minimum", lo), ("maximum", hi)))
+    return Check(check, (("minimum", lo), ("maximum", hi)))
 
 
-def _at_least(lo: int) -> _Rule:
+def _at_least(lo: int) -> Check:
     def check(value: int) -> int:
         if value < lo:
-            raise fail("range", f"must be at least {lo}")
+            raise Invalid("range", f"must be at least {lo}")
         return value
 
-    return _Rule(check, (("minimum", lo),))
+    return Check(check, (("minimum", lo),))
 
 
 def _in_seconds(value: float) -> str:
     return f"{value:g} second" + ("" if value == 1 else "s")
 
 
-def _seconds(lo: float, hi: float | None = None) -> _Rule:
+def _seconds(lo: float, hi: float | None = None) -> Check:
     """A finite duration of at least `lo` (and at most `hi`) seconds."""
 
     def check(value: float) -> float:
         if not math.isfinite(value):
-            raise fail("range", "must be a finite number of seconds")
+            raise Invalid("range", "must be a finite number of seconds")
         if value < lo or (hi is not None and value > hi):
             if hi is not None:
-                raise fail("range", f"must be between {lo:g} and {_in_seconds(hi)}")
-            raise fail("range", f"must be at least {_in_seconds(lo)}")
+                raise Invalid("range", f"must be between {lo:g} and {_in_seconds(hi)}")
+            raise Invalid("range", f"must be at least {_in_seconds(lo)}")
         return value
 
     schema: tuple[tuple[str, object], ...] = (("minimum", lo),)
-    return _Rule(check, schema if hi is None else (*schema, ("maximum", hi)))
+    return Check(check, schema if hi is None else (*schema, ("maximum", hi)))
 
 
-def _off_or_seconds(lo: float, hi: float) -> _Rule:
+def _off_or_seconds(lo: float, hi: float) -> Check:
     """0 (off), or a duration of `lo` to `hi` seconds: a period, where a tiny one would
     be a flood."""
 
     def check(value: float) -> float:
         if value != 0 and not lo <= value <= hi:  # NaN fails both: not a duration
-            raise fail("range", f"must be 0 (off) or between {lo:g} and {_in_seconds(hi)}")
+            raise Invalid("range", f"must be 0 (off) or between {lo:g} and {_in_seconds(hi)}")
         return value
 
-    return _Rule(check, (("minimum", 0), ("maximum", hi)))
+    return Check(check, (("minimum", 0), ("maximum", hi)))
 
 
 def _parsed(
     what: str, parse: Callable[[str], T], types: tuple[type, ...], schema: dict[str, Any]
-) -> _Plain:
+) -> Plain:
     """Validate a string with `parse`; accept values that already have one of `types`.
 
     `schema` is the JSON Schema of the strings `parse` accepts (or a looser one).
@@ -182,16 +171,16 @@ def _parsed(
         if isinstance(value, types):
             return value  # type: ignore[return-value]  # isinstance on a runtime tuple
         if not isinstance(value, str):
-            raise fail("address_type", f"must be an {what} written as a string (quote it)")
+            raise Invalid("address_type", f"must be an {what} written as a string (quote it)")
         try:
             return parse(value)
         except ValueError:
-            raise fail("address", f"'{value}' is not a valid {what}") from None
+            raise Invalid("address", f"'{value}' is not a valid {what}") from None
 
-    return _Plain(check, json.dumps({"type": "string", **schema}))
+    return Plain(check, json.dumps({"type": "string", **schema}))
 
 
-def _choice(what: str, options: Mapping[str, T]) -> _Plain:
+def _choice(what: str, options: Mapping[str, T]) -> Plain:
     """Map a name from a fixed set to its value; say which names exist otherwise."""
     values = set(options.values())
     names = ", ".join(dict.fromkeys(options))
@@ -204,9 +193,9 @@ def _choice(what: str, options: Mapping[str, T]) -> _Plain:
             # IntEnum) but is not one, and a mapping or a list never is.
             if type(value) is type(known) and value == known:
                 return known
-        raise fail("choice", f"unknown {what} {value!r} (expected one of: {names})")
+        raise Invalid("choice", f"unknown {what} {value!r} (expected one of: {names})")
 
-    return _Plain(check, json.dumps({"type": "string", "enum": list(dict.fromkeys(options))}))
+    return Plain(check, json.dumps({"type": "string", "enum": list(dict.fromkeys(options))}))
 
 
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
@@ -260,7 +249,7 @@ def _regex(value: str) -> str:
     try:
         re.compile(value)
     except re.error as exc:
-        raise fail("regex", f"invalid regular expression: {exc}") from None
+        raise Invalid("regex", f"invalid regular expression: {exc}") from None
     return value
 
 
@@ -268,7 +257,7 @@ def _hex(value: str) -> str:
     try:
         bytes.fromhex(value)
     except ValueError:
-        raise fail("hex", "must be hex digits, two per byte (e.g. 0a1bff)") from None
+        raise Invalid("hex", "must be hex digits, two per byte (e.g. 0a1bff)") from None
     return value
 
 
@@ -290,14 +279,14 @@ def _status_codes(item: object) -> list[int]:
         first, last = int(match[1]), int(match[2] or match[1])
         shown = f"'{item}'"
         if first > last:
-            raise fail("status", f"{shown}: a range goes from the lower code to the higher")
+            raise Invalid("status", f"{shown}: a range goes from the lower code to the higher")
     else:
-        raise fail(
+        raise Invalid(
             "status",
             f"{_quoted(str(item))} is not a status code (200) or a range ('200-299')",
         )
     if first < 100 or last > 599:  # RFC 9110 §15: 1xx to 5xx
-        raise fail("status", f"{shown}: status codes are between 100 and 599")
+        raise Invalid("status", f"{shown}: status codes are between 100 and 599")
     return list(range(first, last + 1))
 
 
@@ -305,7 +294,7 @@ def _statuses(value: object) -> tuple[int, ...]:
     """``expected_status``: a code, a range, or a list of both → the codes, in order, once."""
     items = value if isinstance(value, list | tuple) else [value]
     if not items:
-        raise fail("empty", "must not be empty")
+        raise Invalid("empty", "must not be empty")
     codes: dict[int, None] = {}
     for item in items:
         codes.update(dict.fromkeys(_status_codes(item)))
@@ -329,7 +318,7 @@ def status_ranges(codes: Sequence[int]) -> str:
 
 def _md5_hex(value: str) -> str:
     if not re.fullmatch(r"[0-9a-fA-F]{32}", value):
-        raise fail("digest", "must be an MD5 digest: 32 hex digits (as md5sum prints it)")
+        raise Invalid("digest", "must be an MD5 digest: 32 hex digits (as md5sum prints it)")
     return value.lower()
 
 
@@ -340,7 +329,7 @@ def _dns_name(value: str) -> str:
         or any(not 1 <= len(label) <= 63 for label in labels)
         or len(value) > 253
     ):
-        raise fail(
+        raise Invalid(
             "dns_name",
             "must be '.' or a DNS name: ASCII labels of 1 to 63 characters joined by dots, "
             "at most 253 in all",
@@ -350,20 +339,20 @@ def _dns_name(value: str) -> str:
 
 def _non_empty(value: T) -> T:
     if not value:
-        raise fail("empty", "must not be empty")
+        raise Invalid("empty", "must not be empty")
     return value
 
 
 def _name(value: str) -> str:
     """Non-empty, and no NUL: paths, argv items and kernel names end at the first one."""
     if not value:
-        raise fail("empty", "must not be empty")
+        raise Invalid("empty", "must not be empty")
     if "\0" in value:
-        raise fail("nul", "must not contain a NUL character")
+        raise Invalid("nul", "must not contain a NUL character")
     return value
 
 
-_NAME = _Rule(_name, (("minLength", 1),))
+_NAME = Check(_name, (("minLength", 1),))
 """`_name` with its JSON Schema."""
 
 
@@ -372,16 +361,16 @@ def _quoted(value: str) -> str:
     return f"'{value}'" if value.isprintable() else repr(value)
 
 
-def _bytes_at_most(limit: int, why: str) -> _Rule:
+def _bytes_at_most(limit: int, why: str) -> Check:
     """At most `limit` bytes in UTF-8; `why` completes "is N bytes; ..."."""
 
     def check(value: str) -> str:
         size = len(value.encode())
         if size > limit:
-            raise fail("length", f"is {size} bytes; {why}")
+            raise Invalid("length", f"is {size} bytes; {why}")
         return value
 
-    return _Rule(check, (("maxLength", limit),))
+    return Check(check, (("maxLength", limit),))
 
 
 # dev_valid_name() in net/core/dev.c: not "." or "..", no '/', ':' or isspace() byte. The
@@ -392,13 +381,13 @@ _IFNAME_BANNED = frozenset(b"/: \t\n\v\f\r\xa0")
 def _interface_name(value: str) -> str:
     raw = value.encode()
     if len(raw) > IFNAME_MAX:
-        raise fail(
+        raise Invalid(
             "interface",
             f"{_quoted(value)} is {len(raw)} bytes; an interface name has at most {IFNAME_MAX} "
             "(IFNAMSIZ is 16 with the NUL)",
         )
     if not raw or value in (".", "..") or any(byte in _IFNAME_BANNED for byte in raw):
-        raise fail(
+        raise Invalid(
             "interface",
             f"{_quoted(value)} is not a valid interface name (no '/', ':' or whitespace; "
             "not '.' or '..'; 1-15 bytes)",
@@ -436,7 +425,7 @@ def _unicast(what: str, loopback: str) -> Callable[[IPAddress], IPAddress]:
         kind = _not_unicast(address)
         if kind is not None:
             reason = loopback if kind == _LOOPBACK else f"{what} needs a unicast address"
-            raise fail("address", f"{address} is {kind}: {reason}")
+            raise Invalid("address", f"{address} is {kind}: {reason}")
         return address
 
     return check
@@ -457,7 +446,7 @@ def _real_address(address: IPAddress) -> IPAddress:
     _real_unicast(address)
     if isinstance(address, IPv6Address) and address.is_link_local:
         # ip_vs_new_dest() refuses IPv6 link-local dests (unless local): they have no scope.
-        raise fail(
+        raise Invalid(
             "address",
             f"{address} is an IPv6 link-local address: the kernel refuses it as a real "
             "(a real has no interface scope)",
@@ -479,7 +468,7 @@ def _vip_interface(text: str) -> VipInterface:
 
 def _vip_count(vips: tuple[VipInterface, ...]) -> tuple[VipInterface, ...]:
     if len(vips) > MAX_VIPS:
-        raise fail(
+        raise Invalid(
             "vips",
             f"{len(vips)} addresses: VRRPv2 carries at most {MAX_VIPS} (count_ip is 8 bits); "
             "put the others in virtual_ipaddresses_excluded (not advertised) or in another "
@@ -500,7 +489,7 @@ def _endpoint(value: str) -> str:
     except ValueError:
         valid = False
     if not valid:
-        raise fail("endpoint", f"'{value}' is not ADDRESS:PORT (IPv6 in brackets, port 1-65535)")
+        raise Invalid("endpoint", f"'{value}' is not ADDRESS:PORT (IPv6 in brackets, port 1-65535)")
     return value
 
 
@@ -518,7 +507,7 @@ def _http_path(path: str) -> str:
     if _HTTP_PATH.fullmatch(path):
         return path
     if not path.startswith("/"):
-        raise fail("path", f"{_quoted(path)} must start with '/'")
+        raise Invalid("path", f"{_quoted(path)} must start with '/'")
     for index, char in enumerate(path):
         if _PATH_CHAR.fullmatch(char):
             continue
@@ -533,7 +522,7 @@ def _http_path(path: str) -> str:
                 f"{char!r} cannot be sent in a request target: "
                 f"percent-encode it as {quote(char, safe='')}"
             )
-        raise fail("path", f"{_quoted(path)}: {message}")
+        raise Invalid("path", f"{_quoted(path)}: {message}")
     raise AssertionError("unreachable: the path matched character by character")
 
 
@@ -562,16 +551,18 @@ def _http_host(host: str) -> str:
         except UnicodeError:
             pass
         else:
-            raise fail(
+            raise Invalid(
                 "host",
                 f"{shown} is not ASCII: write it as '{ascii_form}' (IDNA), the form that the "
                 "Host header and TLS carry",
             )
     if host.startswith("[") and host.endswith("]"):
-        raise fail("host", f"{shown}: write an IPv6 address without brackets (the check adds them)")
+        raise Invalid(
+            "host", f"{shown}: write an IPv6 address without brackets (the check adds them)"
+        )
     if port.isdigit() and _HOST_NAME.fullmatch(name):
-        raise fail("host", f"{shown}: no port: the check's port is added (set check.port)")
-    raise fail(
+        raise Invalid("host", f"{shown}: no port: the check's port is added (set check.port)")
+    raise Invalid(
         "host",
         f"{shown} is not a host name or IP address (letters, digits, '-' and '_' in "
         f"dot-separated labels of 1-63 characters, at most {_HOST_NAME_MAX} in all)",
@@ -585,9 +576,9 @@ ADVERT_INT_V3_MAX = 40.95
 def _advert_int(value: float) -> float:
     """The range both versions share; `ipvsd.config.checks` applies the version's own."""
     if not math.isfinite(value):
-        raise fail("range", "must be a finite number of seconds")
+        raise Invalid("range", "must be a finite number of seconds")
     if not 0.01 <= value <= 255:
-        raise fail(
+        raise Invalid(
             "range",
             "must be between 0.01 and 255 seconds (VRRPv2: whole seconds between 1 and 255; "
             f"VRRPv3: 0.01 to {ADVERT_INT_V3_MAX:g} in centisecond steps)",
@@ -597,7 +588,7 @@ def _advert_int(value: float) -> float:
 
 def _auth_pass(value: str) -> str:
     if not 1 <= len(value.encode()) <= 8:
-        raise fail("auth_pass", "must be 1 to 8 characters (VRRPv2 auth data is 8 bytes)")
+        raise Invalid("auth_pass", "must be 1 to 8 characters (VRRPv2 auth data is 8 bytes)")
     return value
 
 
@@ -611,10 +602,10 @@ def _family_name(value: Family) -> str:
 
 _IFNAME_SCHEMA = (("minLength", 1), ("maxLength", IFNAME_MAX), ("pattern", r"^(?!\.\.?$)[^/:\s]+$"))
 _IP_ANY = _parsed("IPv4 or IPv6 address", _ip_any, (IPv4Address, IPv6Address), _IP_SCHEMA)
-_NON_EMPTY_LIST = _Rule(_non_empty, (("minItems", 1),))
+_NON_EMPTY_LIST = Check(_non_empty, (("minItems", 1),))
 
 Name = Annotated[str, _NAME]
-Interface = Annotated[str, _Rule(_interface_name, _IFNAME_SCHEMA)]
+Interface = Annotated[str, Check(_interface_name, _IFNAME_SCHEMA)]
 SocketPath = Annotated[
     str,
     _NAME,
@@ -734,18 +725,18 @@ CheckInterval = Annotated[float, _seconds(0.1)]
 CheckTimeout = Annotated[float, _seconds(0.01)]
 ResyncInterval = Annotated[float, _seconds(1)]
 Count = Annotated[int, _int_range(1, 1000)]
-HttpPath = Annotated[str, _Rule(_http_path, (("pattern", f"^{_HTTP_PATH.pattern}$"),))]
-HttpHost = Annotated[str, _NAME, _Rule(_http_host, (("maxLength", _HOST_NAME_MAX),))]
-Regex = Annotated[str, _Rule(_regex, (("format", "regex"),))]
-HexBytes = Annotated[str, _Rule(_hex, (("pattern", "^([0-9a-fA-F]{2}| )*$"),))]
-DnsName = Annotated[str, _Rule(_dns_name, (("maxLength", 253),))]
+HttpPath = Annotated[str, Check(_http_path, (("pattern", f"^{_HTTP_PATH.pattern}$"),))]
+HttpHost = Annotated[str, _NAME, Check(_http_host, (("maxLength", _HOST_NAME_MAX),))]
+Regex = Annotated[str, Check(_regex, (("format", "regex"),))]
+HexBytes = Annotated[str, Check(_hex, (("pattern", "^([0-9a-fA-F]{2}| )*$"),))]
+DnsName = Annotated[str, Check(_dns_name, (("maxLength", 253),))]
 DNS_TYPES = ("A", "AAAA", "NS", "CNAME", "SOA", "PTR", "MX", "TXT", "SRV")
 """The record types a dns check asks for (``ipvsd.health.dns.QUERY_TYPES``)."""
 DnsType = Annotated[str, _choice("DNS record type", {name: name for name in DNS_TYPES})]
 Command = Annotated[tuple[Name, ...], _NON_EMPTY_LIST]
 Statuses = Annotated[
     tuple[int, ...],
-    _Plain(
+    Plain(
         _statuses,
         json.dumps(
             {
@@ -758,7 +749,7 @@ Statuses = Annotated[
     ),
     Serialize(_as_list),  # the validator makes any form a tuple
 ]
-Md5Hex = Annotated[str, _Rule(_md5_hex, (("pattern", "^[0-9a-fA-F]{32}$"),))]
+Md5Hex = Annotated[str, Check(_md5_hex, (("pattern", "^[0-9a-fA-F]{32}$"),))]
 Weight = Annotated[int, _int_range(0, 65535)]
 Threshold = Annotated[int, _int_range(0, U32_MAX)]
 Fwmark = Annotated[int, _int_range(1, U32_MAX)]
@@ -784,38 +775,38 @@ BfdInterval = Annotated[float, _seconds(0.01, 10)]
 
 def _bgp_password(value: str) -> str:
     if not 1 <= len(value) <= BGP_PASSWORD_MAX:
-        raise fail("length", f"must be 1-{BGP_PASSWORD_MAX} characters (TCP_MD5SIG_MAXKEYLEN)")
+        raise Invalid("length", f"must be 1-{BGP_PASSWORD_MAX} characters (TCP_MD5SIG_MAXKEYLEN)")
     if not value.isascii() or not value.isprintable() or '"' in value or "\\" in value:
-        raise fail("password", "must be printable ASCII without a double quote or a backslash")
+        raise Invalid("password", "must be printable ASCII without a double quote or a backslash")
     return value
 
 
 BgpNeighbors = _NON_EMPTY_LIST
 """A non-empty list (``bgp.neighbors``)."""
 BgpPassword = Annotated[
-    str, _Rule(_bgp_password, (("minLength", 1), ("maxLength", BGP_PASSWORD_MAX)))
+    str, Check(_bgp_password, (("minLength", 1), ("maxLength", BGP_PASSWORD_MAX)))
 ]
 TrackWeight = Annotated[int, _int_range(-254, 254)]
 GarpRepeat = Annotated[int, _int_range(0, 255)]
 SyncId = Annotated[int, _int_range(0, 255)]
 Ttl = Annotated[int, _int_range(0, 255)]
 PreemptDelay = Annotated[float, _seconds(0, 1000)]
-AdvertInt = Annotated[float, _Rule(_advert_int, (("minimum", 0.01), ("maximum", 255)))]
+AdvertInt = Annotated[float, Check(_advert_int, (("minimum", 0.01), ("maximum", 255)))]
 GarpDelay = Annotated[float, _seconds(0)]
 GarpRefresh = Annotated[float, _off_or_seconds(1, 86400)]
-AuthPass = Annotated[str, _Rule(_auth_pass, (("minLength", 1), ("maxLength", 8)))]
+AuthPass = Annotated[str, Check(_auth_pass, (("minLength", 1), ("maxLength", 8)))]
 # Looser than parse_endpoint: an editor flags a missing port, the loader says the rest.
 _ENDPOINT_SCHEMA = (
     ("pattern", r"^(\[[^\]]+\]|[0-9A-Fa-f.:]+):[0-9]+$"),
     ("examples", ("127.0.0.1:9477", "[::1]:9477")),
 )
-Endpoint = Annotated[str, _Rule(_endpoint, _ENDPOINT_SCHEMA)]
+Endpoint = Annotated[str, Check(_endpoint, _ENDPOINT_SCHEMA)]
 VIPS_LIMITS = (
     Check(_non_empty),
-    _Rule(_vip_count, (("minItems", 1), ("maxItems", MAX_VIPS))),
+    Check(_vip_count, (("minItems", 1), ("maxItems", MAX_VIPS))),
 )
 """What `virtual_ipaddresses` checks of its list: 1-255 entries (an advert's 8-bit count)."""
-VIP_STRING = _Plain(lambda value: _vip(_VIP_PARSED.check(value)), _VIP_PARSED.schema)
+VIP_STRING = Plain(lambda value: _vip(_VIP_PARSED.check(value)), _VIP_PARSED.schema)
 """A VIP written as a string, ``ADDRESS[/PREFIX]`` (`StringOr`'s parser)."""
 #: rtnetlink address scopes by the names ``ip`` gives them (linux/rtnetlink.h RT_SCOPE_*).
 SCOPES = {"global": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
@@ -842,13 +833,13 @@ def _group_member(value: str) -> str:
     try:
         parse_member(value)
     except ValueError as exc:
-        raise fail("member", str(exc)) from None
+        raise Invalid("member", str(exc)) from None
     return value
 
 
 GroupMember = Annotated[
     str,
-    _Rule(
+    Check(
         _group_member,
         (("examples", ("192.168.1.200:80", "10.0.0.1-10:80", "[2001:db8::1]:80", "fwmark:7")),),
     ),
@@ -860,7 +851,7 @@ def _service_spec(value: str) -> str:
     try:
         parse_service_spec(value)
     except ValueError:
-        raise fail(
+        raise Invalid(
             "service",
             f"'{value}' is not ADDRESS:PORT, udp/ADDRESS:PORT, sctp/ADDRESS:PORT or fwmark:N "
             "(IPv6 in brackets)",
@@ -870,5 +861,5 @@ def _service_spec(value: str) -> str:
 
 ServiceSpec = Annotated[
     str,
-    _Rule(_service_spec, (("examples", ("192.168.1.200:80", "udp/192.168.1.200:53", "fwmark:7")),)),
+    Check(_service_spec, (("examples", ("192.168.1.200:80", "udp/192.168.1.200:53", "fwmark:7")),)),
 ]
