@@ -265,6 +265,7 @@ def config_advice(path: str | Path, config: Config) -> list[ConfigIssue]:
     if config.bgp is None:
         return []
     from ipvsd.config.advice import consistent_hashing_advice  # BGP configs only
+
     name = str(path)
     document = _read_with_lines(Path(path).read_text("utf-8"), name)
     data, lines = document.data, document.lines

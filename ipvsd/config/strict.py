@@ -309,23 +309,16 @@ class Model(metaclass=_ModelMeta):
 
     def model_copy(self: M, *, update: Mapping[str, Any] | None = None) -> M:
         """A copy with `update`'s values (not validated, as pydantic's ``model_copy``)."""
-        copy = object.__new__(type(self))
-        given = set(self.model_fields_set)
-        for name in self.__field_names__:
-            if update is not None and name in update:
-                value = update[name]
-                given.add(name)
-            else:
-                value = getattr(self, name)
-            object.__setattr__(copy, name, value)
-        object.__setattr__(copy, "model_fields_set", _shared(frozenset(given)))
-        return copy
+        update = update or {}
+        values = tuple(update.get(name, getattr(self, name)) for name in self.__field_names__)
+        given = self.model_fields_set | (update.keys() & set(self.__field_names__))
+        return _rebuild(type(self), values, frozenset(given))
 
     def model_dump(self, *, mode: Literal["python", "json"] = "python") -> dict[str, Any]:
         """The fields as plain data; ``json`` writes values as the YAML does (`Serialize`)."""
         compiled = _compiled(type(self))
         return {
-            name: _dump(getattr(self, name), info.annotation, mode)
+            name: dump_value(getattr(self, name), info.annotation, mode)
             for name, info in compiled.fields.items()
         }
 
@@ -599,10 +592,6 @@ def _str(value: Any) -> str:
 
 def dump_value(value: Any, annotation: Any, mode: str) -> Any:
     """`value` of a field of `annotation` as plain data; ``json``: as the YAML writes it."""
-    return _dump(value, annotation, mode)
-
-
-def _dump(value: Any, annotation: Any, mode: str) -> Any:
     if isinstance(value, Model):
         return value.model_dump(mode=mode)  # type: ignore[arg-type]
     origin = get_origin(annotation)
@@ -612,15 +601,15 @@ def _dump(value: Any, annotation: Any, mode: str) -> Any:
             for rule in rules:
                 if isinstance(rule, Serialize) and value is not None:
                     return rule.to_json(value)
-        return _dump(value, base, mode)
+        return dump_value(value, base, mode)
     if value is None:
         return None
     if origin in (typing.Union, types.UnionType):
         rest = [option for option in get_args(annotation) if option is not _NONE_TYPE]
-        return _dump(value, rest[0], mode)
+        return dump_value(value, rest[0], mode)
     if origin is tuple:
         item = get_args(annotation)[0]
-        dumped = [_dump(element, item, mode) for element in value]
+        dumped = [dump_value(element, item, mode) for element in value]
         return dumped if mode == "json" else tuple(dumped)
     return value
 
